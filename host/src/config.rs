@@ -1,0 +1,1 @@
+//! Server configuration: embedded defaults, overridden by a TOML file, environment variables and flags.

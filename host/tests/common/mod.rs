@@ -1,0 +1,35 @@
+//! Helpers shared by the integration tests: where the real data and built guests are.
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+
+/// The repository root (parent of `host/`).
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+}
+
+/// `../shared` beside the repository (read-only in CI), or `TELEMETRY_SHARED_DIR`.
+pub fn shared_dir() -> PathBuf {
+    match std::env::var_os("TELEMETRY_SHARED_DIR") {
+        Some(dir) => PathBuf::from(dir),
+        None => repo_root().parent().unwrap().join("shared"),
+    }
+}
+
+/// A file under `../shared/data`.
+pub fn data(rel: &str) -> PathBuf {
+    shared_dir().join("data").join(rel)
+}
+
+/// The `telemetry-server` binary built for this test run.
+pub fn binary() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_telemetry-server"))
+}
+
+/// A guest component built by `scripts/build-guests.sh` (e.g. `os-distribution-rust`).
+/// Panics with the command to run when it is missing: tests never skip silently.
+pub fn guest(name: &str) -> PathBuf {
+    let path = repo_root().join("target/jobs").join(format!("{name}.wasm"));
+    assert!(path.exists(), "{} missing: run scripts/build-guests.sh first", path.display());
+    path
+}
