@@ -1,0 +1,115 @@
+//! hostile: a test guest that misbehaves in the way its parameter names, so the host's tests can
+//! show each misbehaviour is contained. Map-only; the sandbox probes emit what the guest saw.
+//!
+//! | param        | behaviour in `map`                                           |
+//! |--------------|--------------------------------------------------------------|
+//! | `loop`       | spins forever                                                |
+//! | `memory`     | allocates 1 MiB blocks forever                               |
+//! | `emit-flood` | emits pairs forever                                          |
+//! | `panic:ID`   | panics on the record with id ID (`panic:*`: on every record) |
+//! | `recursion`  | recurses without end                                         |
+//! | `files`      | lists preopened directories, tries to open files             |
+//! | `env`        | reads environment variables, arguments and the cwd           |
+//! | `socket`     | tries a TCP connection and a DNS lookup                      |
+//! | `log-flood`  | writes log lines forever to stdout and through `log`         |
+use std::hint::black_box;
+use telemetry_job::{emit, export_job, Job, Level, Record, Spec};
+
+struct Hostile {
+    mode: String,
+}
+
+impl Job for Hostile {
+    fn init(param: &str) -> Result<Self, String> {
+        Ok(Hostile { mode: param.to_string() })
+    }
+    fn spec(&self) -> Spec {
+        Spec::fields(&[])
+    }
+    fn map(&self, record: &Record) -> Result<(), String> {
+        match self.mode.as_str() {
+            "loop" => {
+                let mut n = 0u64;
+                loop {
+                    n = black_box(n.wrapping_add(1));
+                }
+            }
+            "memory" => {
+                let mut blocks = Vec::new();
+                loop {
+                    blocks.push(black_box(vec![7u8; 1 << 20]));
+                }
+            }
+            "emit-flood" => loop {
+                emit(record.id, "flood");
+            },
+            "recursion" => {
+                emit("depth", &recurse(black_box(1)).to_string());
+            }
+            "files" => probe_files(),
+            "env" => probe_env(),
+            "socket" => probe_sockets(),
+            "log-flood" => loop {
+                println!("stdout line from {}", record.id);
+                telemetry_job::log(Level::Info, "log line");
+            },
+            mode => match mode.strip_prefix("panic:") {
+                Some(id) if id == "*" || id == record.id => panic!("hostile guest panics on record {}", record.id),
+                Some(_) => emit("ok", record.id),
+                None => return Err(format!("unknown hostile mode {mode:?}")),
+            },
+        }
+        Ok(())
+    }
+}
+
+#[allow(unconditional_recursion, reason = "the point of this probe")]
+fn recurse(n: u64) -> u64 {
+    // Each frame keeps a buffer alive so neither LLVM nor Cranelift can turn this into a loop.
+    let buf = black_box([n as u8; 256]);
+    black_box(recurse(n + 1)) + buf[0] as u64
+}
+
+fn probe_files() {
+    let dirs = wasi::filesystem::preopens::get_directories();
+    emit("preopens", &dirs.len().to_string());
+    for (dir, name) in &dirs {
+        let opened = dir.open_at(
+            wasi::filesystem::types::PathFlags::empty(),
+            "etc/passwd",
+            wasi::filesystem::types::OpenFlags::empty(),
+            wasi::filesystem::types::DescriptorFlags::READ,
+        );
+        emit("open", &format!("{name}: {:?}", opened.map(|_| "opened")));
+    }
+}
+
+fn probe_env() {
+    let vars = wasi::cli::environment::get_environment();
+    emit("env-vars", &vars.len().to_string());
+    emit("args", &wasi::cli::environment::get_arguments().len().to_string());
+    emit("cwd", &format!("{:?}", wasi::cli::environment::initial_cwd()));
+}
+
+fn probe_sockets() {
+    use wasi::sockets::network::{IpAddressFamily, IpSocketAddress, Ipv4SocketAddress};
+    let network = wasi::sockets::instance_network::instance_network();
+    let outcome = match wasi::sockets::tcp_create_socket::create_tcp_socket(IpAddressFamily::Ipv4) {
+        Err(e) => format!("create: {e:?}"),
+        Ok(socket) => {
+            let addr = IpSocketAddress::Ipv4(Ipv4SocketAddress { port: 80, address: (127, 0, 0, 1) });
+            match socket.start_connect(&network, addr) {
+                Err(e) => format!("connect: {e:?}"),
+                Ok(()) => {
+                    socket.subscribe().block();
+                    format!("connect: {:?}", socket.finish_connect().map(|_| "connected"))
+                }
+            }
+        }
+    };
+    emit("tcp", &outcome);
+    let lookup = wasi::sockets::ip_name_lookup::resolve_addresses(&network, "localhost");
+    emit("dns", &format!("{:?}", lookup.map(|_| "resolver created")));
+}
+
+export_job!(Hostile);
