@@ -1,1 +1,26 @@
-//! TODO
+//! Histogram definitions: Histograms.json of every era, bucket formulas, the seed's bucket-spec
+//! document, and revision resolution (which definitions describe a ping).
+//!
+//! - [`Definitions::from_json`] parses a raw Histograms.json (string parameters with arithmetic,
+//!   every kind) or a bucket-spec document; never panics.
+//! - [`bucket_spec_json`] / [`bucket_spec_string`] produce what the seed's histogram server
+//!   served at `/histogram_buckets`.
+//! - [`RevisionCache`] finds definitions by revision URL, spec directories, embedded files and
+//!   the channel/build-id/version [`RevisionTable`].
+
+mod bucket_spec;
+mod buckets;
+mod definitions;
+mod params;
+pub(crate) mod raw_object;
+mod revisions;
+
+pub use bucket_spec::{bucket_spec_json, bucket_spec_string, BucketSpec};
+pub use buckets::MAX_BUCKETS;
+pub use definitions::{BucketLayout, Definition, DefinitionError, Definitions, Kind, SpecError};
+pub use params::{eval_expr, eval_param};
+pub use raw_object::RawObject;
+pub use revisions::{
+    patch_cpp_constants, Query, ResolveError, Resolved, RevisionCache, RevisionStats, RevisionTable, RevisionUrl, Source,
+    TableEntry, TABLE_FILE,
+};

@@ -1,0 +1,457 @@
+//! Revision resolution: which Histograms.json describes a ping's histograms.
+//!
+//! Order (seed reference §6.1, plus the fallback the seed documented but never built):
+//! 1. the revision URL (`https://hg.mozilla.org/<repo>/rev/<hash>`): memory, then each spec
+//!    directory (`<dir>/<repo>/<rev>/Histograms.json`, the seed's on-disk cache layout, or
+//!    `<dir>/<rev>.json[.*]`), then the definitions embedded in the binary; hashes of different
+//!    lengths match by prefix (12 hex digits at least);
+//! 2. when that fails or the ping has no revision: the [`RevisionTable`] by channel + build id,
+//!    then by major app version.
+//!
+//! Text is patched like the seed's cache did (three C++ constants) before parsing. Nothing is
+//! fetched from the network. Every outcome is counted ([`RevisionStats`]); a missing spec is a
+//! [`ResolveError`], never a panic.
+
+use std::borrow::Cow;
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+
+use serde::{Deserialize, Serialize};
+
+use super::definitions::{Definitions, SpecError};
+
+/// The seed's textual patches (bug 920169), applied before parsing and caching.
+const PATCHES: [(&str, &str); 3] = [
+    ("\"JS::gcreason::NUM_TELEMETRY_REASONS\"", "101"),
+    ("\"mozilla::StartupTimeline::MAX_EVENT_ID\"", "12"),
+    ("\"80 + 1\"", "81"),
+];
+
+/// Applies the seed's three textual patches to a Histograms.json text.
+pub fn patch_cpp_constants(text: &str) -> Cow<'_, str> {
+    let mut out = Cow::Borrowed(text);
+    for (from, to) in PATCHES {
+        if out.contains(from) {
+            out = Cow::Owned(out.replace(from, to));
+        }
+    }
+    out
+}
+
+/// Definitions compiled into the binary: `(revision key, Histograms.json text)`.
+const EMBEDDED: [(&str, &str); 4] = [
+    ("a55c55edf302", include_str!("../../assets/histograms/a55c55edf302.json.FIREFOX_AURORA_23_BASE")),
+    ("8d3810543edc", include_str!("../../assets/histograms/8d3810543edc.json.FIREFOX_AURORA_24_BASE")),
+    ("ad0ae007aa9e", include_str!("../../assets/histograms/ad0ae007aa9e.json.FIREFOX_AURORA_25_BASE")),
+    ("mozilla-central-2017-03", include_str!("../../assets/histograms/mozilla-central-2017-03.json")),
+];
+
+/// The revision table compiled into the binary.
+const EMBEDDED_TABLE: &str = include_str!("../../assets/histograms/revisions.json");
+
+/// File name of a revision table inside a spec directory (its entries are tried first).
+pub const TABLE_FILE: &str = "revisions.json";
+
+/// A revision URL split like the seed's regex `^(http[s]?://[^/]+)/(.+)/rev/([0-9a-f]+)/?$`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RevisionUrl {
+    /// Repository path, e.g. `releases/mozilla-aurora`.
+    pub repo: String,
+    /// Revision hash (lowercase hex).
+    pub rev: String,
+}
+
+impl RevisionUrl {
+    /// Parses a revision URL; the host is ignored, as in the seed.
+    pub fn parse(url: &str) -> Result<RevisionUrl, ResolveError> {
+        let invalid = || ResolveError::InvalidUrl(url.to_owned());
+        let rest = url.strip_prefix("https://").or_else(|| url.strip_prefix("http://")).ok_or_else(invalid)?;
+        let (host, path) = rest.split_once('/').ok_or_else(invalid)?;
+        let path = path.strip_suffix('/').unwrap_or(path);
+        let (repo, rev) = path.rsplit_once("/rev/").ok_or_else(invalid)?;
+        let hex = !rev.is_empty() && rev.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+        if host.is_empty() || repo.is_empty() || !hex {
+            return Err(invalid());
+        }
+        Ok(RevisionUrl { repo: repo.to_owned(), rev: rev.to_owned() })
+    }
+}
+
+/// What a ping says about its build, for resolution.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Query<'a> {
+    /// `info.revision` (classic) or `payload.info.revision` (unified).
+    pub revision: Option<&'a str>,
+    pub channel: Option<&'a str>,
+    pub build_id: Option<&'a str>,
+    pub app_version: Option<&'a str>,
+}
+
+/// How a definitions set was found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Source {
+    Revision,
+    ChannelBuildId,
+    AppVersion,
+}
+
+/// A resolved definitions set.
+#[derive(Debug, Clone)]
+pub struct Resolved {
+    pub definitions: Arc<Definitions>,
+    /// Key of the revision used (hash or table key).
+    pub revision: String,
+    pub source: Source,
+}
+
+/// Why no definitions could be found.
+#[derive(Debug, thiserror::Error)]
+pub enum ResolveError {
+    /// Same text as the seed's (the bad-record classification depends on it).
+    #[error("Invalid revision URL: {0}")]
+    InvalidUrl(String),
+    /// No revision, and no table entry for the channel/build id/app version.
+    #[error("Missing in payload: info.revision")]
+    NoRevision,
+    /// A revision, but no definitions for it here nor by the table.
+    #[error("Failed to fetch histograms for URL: {0}")]
+    NotFound(String),
+    /// Definitions were found but are unusable.
+    #[error("Bad Histogram definition for revision {revision}: {source}")]
+    BadSpec { revision: String, source: SpecError },
+}
+
+/// One row of the revision table.
+#[derive(Debug, Clone, Deserialize)]
+pub struct TableEntry {
+    pub repo: String,
+    /// Revision hash or key of the definitions (as found in spec directories or embedded).
+    pub rev: String,
+    /// Major app versions (`"23"`) this revision stands for.
+    #[serde(default)]
+    pub app_versions: Vec<String>,
+    /// Channel → `[from, to)` build-id (date) range.
+    #[serde(default)]
+    pub builds: BTreeMap<String, [String; 2]>,
+}
+
+/// Revisions with the build dates and versions they cover.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct RevisionTable {
+    pub revisions: Vec<TableEntry>,
+}
+
+impl RevisionTable {
+    pub fn from_json(text: &str) -> Result<RevisionTable, serde_json::Error> {
+        serde_json::from_str(text)
+    }
+
+    /// The table shipped with the binary.
+    pub fn embedded() -> RevisionTable {
+        Self::from_json(EMBEDDED_TABLE).unwrap_or_default()
+    }
+
+    /// The entry whose `channel` build range holds `build_id`.
+    pub fn by_build(&self, channel: &str, build_id: &str) -> Option<&TableEntry> {
+        if build_id.is_empty() || !build_id.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        let build = pad14(build_id);
+        self.revisions.iter().find(|e| {
+            e.builds.get(channel).is_some_and(|[from, to]| pad14(from) <= build && build < pad14(to))
+        })
+    }
+
+    /// The entry listing the major version of `app_version` (`"23.0.1"` → `"23"`).
+    pub fn by_version(&self, app_version: &str) -> Option<&TableEntry> {
+        let major = app_version.split('.').next().unwrap_or_default();
+        self.revisions.iter().find(|e| e.app_versions.iter().any(|v| v == major))
+    }
+}
+
+/// Build ids compare as 14-digit strings (`"20130805"` → `"20130805000000"`).
+fn pad14(id: &str) -> String {
+    format!("{id:0<14}")
+}
+
+/// Counters of resolution outcomes (served on metrics and in summaries).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct RevisionStats {
+    pub by_revision: u64,
+    pub by_channel_build_id: u64,
+    pub by_app_version: u64,
+    pub missing: u64,
+    pub invalid_url: u64,
+    pub bad_spec: u64,
+}
+
+#[derive(Default)]
+struct Counters {
+    by_revision: AtomicU64,
+    by_channel_build_id: AtomicU64,
+    by_app_version: AtomicU64,
+    missing: AtomicU64,
+    invalid_url: AtomicU64,
+    bad_spec: AtomicU64,
+}
+
+/// Finds and caches definitions per revision. Shared between threads (`&self` everywhere).
+pub struct RevisionCache {
+    dirs: Vec<PathBuf>,
+    embedded: bool,
+    table: RevisionTable,
+    /// Revision key → parsed definitions (`None`: known missing; negative answers are cached
+    /// too, so a flood of pings for an unknown revision costs one directory scan).
+    memory: RwLock<HashMap<String, Option<Arc<Definitions>>>>,
+    counters: Counters,
+}
+
+impl Default for RevisionCache {
+    fn default() -> Self {
+        Self::embedded()
+    }
+}
+
+impl RevisionCache {
+    /// Embedded definitions and table only.
+    pub fn embedded() -> RevisionCache {
+        RevisionCache {
+            dirs: Vec::new(),
+            embedded: true,
+            table: RevisionTable::embedded(),
+            memory: RwLock::default(),
+            counters: Counters::default(),
+        }
+    }
+
+    /// Nothing at all: every lookup misses (tests, or a strict deployment adding dirs).
+    pub fn empty() -> RevisionCache {
+        RevisionCache { embedded: false, table: RevisionTable::default(), ..Self::embedded() }
+    }
+
+    /// Adds a spec directory (searched before the embedded definitions, in the order added). A
+    /// `revisions.json` in it is put in front of the table.
+    pub fn with_dir(mut self, dir: impl Into<PathBuf>) -> Result<RevisionCache, std::io::Error> {
+        let dir = dir.into();
+        let table_path = dir.join(TABLE_FILE);
+        if table_path.is_file() {
+            let text = std::fs::read_to_string(&table_path)?;
+            let mut table = RevisionTable::from_json(&text)
+                .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, format!("{}: {e}", table_path.display())))?;
+            table.revisions.append(&mut self.table.revisions);
+            self.table = table;
+        }
+        self.dirs.push(dir);
+        Ok(self)
+    }
+
+    /// Replaces the revision table.
+    pub fn with_table(mut self, table: RevisionTable) -> RevisionCache {
+        self.table = table;
+        self
+    }
+
+    pub fn table(&self) -> &RevisionTable {
+        &self.table
+    }
+
+    /// Counters so far.
+    pub fn stats(&self) -> RevisionStats {
+        let c = &self.counters;
+        RevisionStats {
+            by_revision: c.by_revision.load(Ordering::Relaxed),
+            by_channel_build_id: c.by_channel_build_id.load(Ordering::Relaxed),
+            by_app_version: c.by_app_version.load(Ordering::Relaxed),
+            missing: c.missing.load(Ordering::Relaxed),
+            invalid_url: c.invalid_url.load(Ordering::Relaxed),
+            bad_spec: c.bad_spec.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Resolves a ping's definitions: revision URL first, then the table.
+    pub fn resolve(&self, query: &Query) -> Result<Resolved, ResolveError> {
+        let result = self.resolve_uncounted(query);
+        let counter = match &result {
+            Ok(r) => match r.source {
+                Source::Revision => &self.counters.by_revision,
+                Source::ChannelBuildId => &self.counters.by_channel_build_id,
+                Source::AppVersion => &self.counters.by_app_version,
+            },
+            Err(ResolveError::InvalidUrl(_)) => &self.counters.invalid_url,
+            Err(ResolveError::BadSpec { .. }) => &self.counters.bad_spec,
+            Err(ResolveError::NoRevision | ResolveError::NotFound(_)) => &self.counters.missing,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        result
+    }
+
+    fn resolve_uncounted(&self, query: &Query) -> Result<Resolved, ResolveError> {
+        let url = match query.revision {
+            Some(url) => Some(RevisionUrl::parse(url)),
+            None => None,
+        };
+        if let Some(Ok(url)) = &url {
+            if let Some(definitions) = self.definitions(&url.repo, &url.rev)? {
+                return Ok(Resolved { definitions, revision: url.rev.clone(), source: Source::Revision });
+            }
+        }
+        if let Some(resolved) = self.fallback(query)? {
+            return Ok(resolved);
+        }
+        match (url, query.revision) {
+            (Some(Err(invalid)), _) => Err(invalid),
+            (_, Some(text)) => Err(ResolveError::NotFound(text.to_owned())),
+            _ => Err(ResolveError::NoRevision),
+        }
+    }
+
+    fn fallback(&self, query: &Query) -> Result<Option<Resolved>, ResolveError> {
+        let by_build = match (query.channel, query.build_id) {
+            (Some(channel), Some(build)) => self.table.by_build(channel, build).map(|e| (e, Source::ChannelBuildId)),
+            _ => None,
+        };
+        let by_version = || query.app_version.and_then(|v| self.table.by_version(v)).map(|e| (e, Source::AppVersion));
+        for (entry, source) in by_build.into_iter().chain(by_version()) {
+            if let Some(definitions) = self.definitions(&entry.repo, &entry.rev)? {
+                return Ok(Some(Resolved { definitions, revision: entry.rev.clone(), source }));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Definitions of a revision URL only (the histogram server's lookup; no table fallback).
+    pub fn by_url(&self, url: &str) -> Result<Arc<Definitions>, ResolveError> {
+        let parsed = RevisionUrl::parse(url)?;
+        self.definitions(&parsed.repo, &parsed.rev)?.ok_or_else(|| ResolveError::NotFound(url.to_owned()))
+    }
+
+    /// The patched Histograms.json text of a revision URL (the seed's `/histograms` endpoint).
+    pub fn text_by_url(&self, url: &str) -> Result<String, ResolveError> {
+        let parsed = RevisionUrl::parse(url)?;
+        self.load_text(&parsed.repo, &parsed.rev)
+            .map(|t| patch_cpp_constants(&t).into_owned())
+            .ok_or_else(|| ResolveError::NotFound(url.to_owned()))
+    }
+
+    /// Parsed definitions of `rev`, from memory or loaded and remembered.
+    fn definitions(&self, repo: &str, rev: &str) -> Result<Option<Arc<Definitions>>, ResolveError> {
+        if let Some(hit) = self.memory.read().unwrap_or_else(|e| e.into_inner()).get(rev) {
+            return Ok(hit.clone());
+        }
+        let loaded = match self.load_text(repo, rev) {
+            None => None,
+            Some(text) => match Definitions::from_json(&patch_cpp_constants(&text)) {
+                Ok(defs) => Some(Arc::new(defs)),
+                Err(source) => return Err(ResolveError::BadSpec { revision: rev.to_owned(), source }),
+            },
+        };
+        self.memory.write().unwrap_or_else(|e| e.into_inner()).insert(rev.to_owned(), loaded.clone());
+        Ok(loaded)
+    }
+
+    /// Raw text of `rev`: spec directories first, then the embedded set.
+    fn load_text(&self, repo: &str, rev: &str) -> Option<String> {
+        for dir in &self.dirs {
+            if let Some(text) = load_from_dir(dir, repo, rev) {
+                return Some(text);
+            }
+        }
+        if self.embedded {
+            return EMBEDDED.iter().find(|(key, _)| same_revision(key, rev)).map(|(_, text)| (*text).to_owned());
+        }
+        None
+    }
+}
+
+/// Two revision keys name the same revision: equal, or hashes where one is a prefix of the
+/// other and the shorter has at least 12 digits (hg short and full hashes).
+fn same_revision(a: &str, b: &str) -> bool {
+    let (short, long) = if a.len() <= b.len() { (a, b) } else { (b, a) };
+    short == long || (short.len() >= 12 && long.starts_with(short))
+}
+
+/// `<dir>/<repo>/<rev>/Histograms.json`, else a file `<key>.json` or `<key>.json.<tag>` in
+/// `dir` whose key names the same revision.
+fn load_from_dir(dir: &Path, repo: &str, rev: &str) -> Option<String> {
+    let safe = |s: &str| !s.split('/').any(|c| c.is_empty() || c == "." || c == "..");
+    if safe(repo) && safe(rev) {
+        if let Ok(text) = std::fs::read_to_string(dir.join(repo).join(rev).join("Histograms.json")) {
+            return Some(text);
+        }
+    }
+    let entries = std::fs::read_dir(dir).ok()?;
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        let Some((key, _)) = name.split_once(".json") else { continue };
+        if same_revision(key, rev) && entry.path().is_file() {
+            if let Ok(text) = std::fs::read_to_string(entry.path()) {
+                return Some(text);
+            }
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_revision_urls_like_the_seed() {
+        let url = RevisionUrl::parse("https://hg.mozilla.org/releases/mozilla-aurora/rev/0555aa58d0d5").unwrap();
+        assert_eq!((url.repo.as_str(), url.rev.as_str()), ("releases/mozilla-aurora", "0555aa58d0d5"));
+        assert!(RevisionUrl::parse("http://hg.mozilla.org/mozilla-central/rev/44ae8462d6ab/").is_ok());
+        for bad in ["/rev/", "https://hg.mozilla.org/rev/abc", "https://hg.mozilla.org/m-c/rev/tip", "ftp://x/y/rev/ab", ""] {
+            assert!(matches!(RevisionUrl::parse(bad), Err(ResolveError::InvalidUrl(_))), "{bad}");
+        }
+        assert_eq!(ResolveError::InvalidUrl("/rev/".into()).to_string(), "Invalid revision URL: /rev/");
+    }
+
+    #[test]
+    fn patches_the_three_constants() {
+        let text = r#"{"n_values": "JS::gcreason::NUM_TELEMETRY_REASONS", "a": "80 + 1", "b": "mozilla::StartupTimeline::MAX_EVENT_ID"}"#;
+        assert_eq!(patch_cpp_constants(text), r#"{"n_values": 101, "a": 81, "b": 12}"#);
+    }
+
+    #[test]
+    fn resolves_by_revision_then_build_then_version() {
+        let cache = RevisionCache::embedded();
+        let by_rev = cache
+            .resolve(&Query { revision: Some("http://hg.mozilla.org/releases/mozilla-release/rev/a55c55edf302"), ..Query::default() })
+            .unwrap();
+        assert_eq!((by_rev.revision.as_str(), by_rev.source), ("a55c55edf302", Source::Revision));
+        // The patched constants make GC_REASON_2 usable (101 values).
+        assert_eq!(by_rev.definitions.get("GC_REASON_2").unwrap().layout.as_ref().unwrap().n_buckets(), 102);
+
+        let by_build = cache
+            .resolve(&Query { channel: Some("beta"), build_id: Some("20131001120000"), app_version: Some("25.0"), ..Query::default() })
+            .unwrap();
+        assert_eq!((by_build.revision.as_str(), by_build.source), ("ad0ae007aa9e", Source::ChannelBuildId));
+        let by_version =
+            cache.resolve(&Query { channel: Some("esr"), build_id: Some("2013"), app_version: Some("24.0.1"), ..Query::default() }).unwrap();
+        assert_eq!((by_version.revision.as_str(), by_version.source), ("8d3810543edc", Source::AppVersion));
+
+        let missing = cache.resolve(&Query {
+            revision: Some("https://hg.mozilla.org/mozilla-central/rev/bb4d614a0b09"),
+            app_version: Some("45.0"),
+            ..Query::default()
+        });
+        assert!(matches!(missing, Err(ResolveError::NotFound(_))));
+        assert!(matches!(cache.resolve(&Query::default()), Err(ResolveError::NoRevision)));
+        assert!(matches!(cache.resolve(&Query { revision: Some("/rev/"), ..Query::default() }), Err(ResolveError::InvalidUrl(_))));
+        let stats = cache.stats();
+        assert_eq!((stats.by_revision, stats.by_channel_build_id, stats.by_app_version), (1, 1, 1));
+        assert_eq!((stats.missing, stats.invalid_url), (2, 1));
+    }
+
+    #[test]
+    fn prefix_matching_needs_twelve_digits() {
+        assert!(same_revision("a55c55edf302", "a55c55edf3021234567890abcdef"));
+        assert!(!same_revision("a55c", "a55c55edf302"));
+        assert!(!same_revision("a55c55edf302", "a55c55edf303"));
+    }
+}
