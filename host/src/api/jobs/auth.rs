@@ -1,0 +1,180 @@
+//! Bearer-token authentication for `/api/v1`: tokens are configured as SHA-256 hashes, a presented
+//! token is hashed and compared against every configured hash in constant time, and each token has a
+//! role. Ingest routes never pass through here.
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+use super::error::ApiError;
+
+/// What a token may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// Upload components, submit jobs, and see, fetch and cancel its own jobs.
+    Submit,
+    /// Everything `submit` may do, on every token's jobs.
+    Admin,
+}
+
+impl Role {
+    /// The role's name as written in the config.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Submit => "submit",
+            Role::Admin => "admin",
+        }
+    }
+}
+
+/// One `[[jobs.tokens]]` entry. Make the hash with `printf %s "$TOKEN" | sha256sum`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenConfig {
+    /// Who the token belongs to; recorded as the owner of the jobs it submits.
+    pub name: String,
+    /// Lower-case hex SHA-256 of the token (the token itself is never stored).
+    pub sha256: String,
+    /// What the token may do.
+    pub role: Role,
+}
+
+/// A configured token that failed to load.
+#[derive(Debug, thiserror::Error)]
+#[error("jobs.tokens entry '{name}': sha256 must be 64 hex digits (the SHA-256 of the token)")]
+pub struct BadTokenConfig {
+    /// The entry's `name`.
+    pub name: String,
+}
+
+/// The authenticated caller of a request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Caller {
+    /// The token's configured name.
+    pub name: String,
+    /// The token's role.
+    pub role: Role,
+}
+
+impl Caller {
+    /// Allows the request when the caller owns `owner`'s job or is an admin.
+    pub fn check_owner(&self, owner: &str, job_id: &str) -> Result<(), ApiError> {
+        if self.role == Role::Admin || self.name == owner {
+            Ok(())
+        } else {
+            Err(ApiError::Forbidden(format!(
+                "token '{}' (role {}) may not access job {job_id}, which belongs to '{owner}'; \
+                 only its owner or an admin token may",
+                self.name,
+                self.role.as_str()
+            )))
+        }
+    }
+
+    /// Whether the caller may see a job owned by `owner` (used to filter listings).
+    pub fn sees(&self, owner: &str) -> bool {
+        self.role == Role::Admin || self.name == owner
+    }
+}
+
+/// The configured tokens, ready for constant-time lookup.
+#[derive(Debug, Clone)]
+pub struct Authenticator {
+    tokens: Vec<([u8; 32], Caller)>,
+}
+
+impl Authenticator {
+    /// Loads the configured tokens, rejecting hashes that are not 64 hex digits.
+    pub fn new(tokens: &[TokenConfig]) -> Result<Self, BadTokenConfig> {
+        let tokens = tokens
+            .iter()
+            .map(|t| {
+                let mut hash = [0u8; 32];
+                hex::decode_to_slice(t.sha256.trim(), &mut hash)
+                    .map_err(|_| BadTokenConfig { name: t.name.clone() })?;
+                Ok((hash, Caller { name: t.name.clone(), role: t.role }))
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(Authenticator { tokens })
+    }
+
+    /// The caller for an `Authorization` header value, or a 401 saying what is wrong.
+    pub fn authenticate(&self, authorization: Option<&[u8]>) -> Result<Caller, ApiError> {
+        let header = authorization.ok_or_else(|| {
+            ApiError::Unauthorized(
+                "missing bearer token: send 'Authorization: Bearer <token>' (ingest routes need none)".into(),
+            )
+        })?;
+        let token = header
+            .strip_prefix(b"Bearer ")
+            .or_else(|| header.strip_prefix(b"bearer "))
+            .map(|t| t.trim_ascii())
+            .filter(|t| !t.is_empty())
+            .ok_or_else(|| {
+                ApiError::Unauthorized("malformed Authorization header: expected 'Bearer <token>'".into())
+            })?;
+        let digest: [u8; 32] = Sha256::digest(token).into();
+        // Compare against every token without stopping early, so timing does not reveal which
+        // (or whether an) entry matched.
+        let mut found = None;
+        for (hash, caller) in &self.tokens {
+            if bool::from(hash.ct_eq(&digest)) {
+                found = Some(caller);
+            }
+        }
+        found.cloned().ok_or_else(|| ApiError::Unauthorized("unknown bearer token".into()))
+    }
+}
+
+/// Lower-case hex SHA-256 of a token, as written into `[[jobs.tokens]] sha256`.
+pub fn hash_token(token: &str) -> String {
+    hex::encode(Sha256::digest(token.as_bytes()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn auth() -> Authenticator {
+        Authenticator::new(&[
+            TokenConfig { name: "alice".into(), sha256: hash_token("alice-secret"), role: Role::Submit },
+            TokenConfig { name: "root".into(), sha256: hash_token("root-secret"), role: Role::Admin },
+        ])
+        .unwrap()
+    }
+
+    #[test]
+    fn known_tokens_map_to_their_caller() {
+        let caller = auth().authenticate(Some(b"Bearer alice-secret")).unwrap();
+        assert_eq!(caller, Caller { name: "alice".into(), role: Role::Submit });
+        assert_eq!(auth().authenticate(Some(b"Bearer root-secret")).unwrap().role, Role::Admin);
+    }
+
+    #[test]
+    fn missing_malformed_and_unknown_tokens_are_401() {
+        let a = auth();
+        for header in [None, Some(&b"Basic abc"[..]), Some(b"Bearer "), Some(b"Bearer alice-secreT")] {
+            let err = a.authenticate(header).unwrap_err();
+            assert_eq!(err.status(), axum::http::StatusCode::UNAUTHORIZED, "{header:?}");
+        }
+    }
+
+    #[test]
+    fn submit_tokens_only_reach_their_own_jobs() {
+        let alice = Caller { name: "alice".into(), role: Role::Submit };
+        assert!(alice.check_owner("alice", "j1").is_ok());
+        let err = alice.check_owner("bob", "j1").unwrap_err();
+        assert_eq!(err.status(), axum::http::StatusCode::FORBIDDEN);
+        assert!(err.to_string().contains("belongs to 'bob'"));
+        let root = Caller { name: "root".into(), role: Role::Admin };
+        assert!(root.check_owner("bob", "j1").is_ok());
+    }
+
+    #[test]
+    fn bad_hash_in_config_is_rejected() {
+        let err = Authenticator::new(&[TokenConfig { name: "x".into(), sha256: "abc".into(), role: Role::Admin }])
+            .unwrap_err();
+        assert!(err.to_string().contains("'x'"));
+    }
+}

@@ -1,0 +1,108 @@
+//! `[jobs]` section of the server configuration: API tokens, upload and queue limits, the share of
+//! cores jobs may use, and how long results are kept.
+
+use serde::{Deserialize, Serialize};
+
+use super::auth::TokenConfig;
+
+/// `[jobs]` section of the server configuration.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct JobsConfig {
+    /// Bearer tokens allowed to use `/api/v1`, stored as SHA-256 hashes (`[[jobs.tokens]]`).
+    /// With no tokens every job request is refused with 401; ingest is never affected.
+    pub tokens: Vec<TokenConfig>,
+    /// Largest accepted component upload. Guards memory and the compiler against huge uploads
+    /// (a Python guest is ~18 MB, a SpiderMonkey one ~12 MB).
+    pub max_component_bytes: u64,
+    /// Largest accepted manifest JSON part of an upload.
+    pub max_manifest_bytes: u64,
+    /// Jobs running at the same time; the rest wait in the queue.
+    pub max_concurrent_jobs: usize,
+    /// Jobs accepted but not yet finished; beyond this `POST /jobs` answers 503.
+    pub max_queued_jobs: usize,
+    /// Worker threads one job may use. 0 = one less than the number of cores (at least 1),
+    /// so a heavy job always leaves a core to the ingest server.
+    pub max_workers_per_job: usize,
+    /// Nice value (0–19) of the job threads: the kernel then prefers ingest threads when
+    /// both want the CPU.
+    pub job_nice: i32,
+    /// Finished jobs and their results are deleted this long after they finish.
+    pub result_retention_secs: u64,
+    /// How often the retention sweeper looks for expired results.
+    pub retention_sweep_secs: u64,
+}
+
+impl Default for JobsConfig {
+    fn default() -> Self {
+        JobsConfig {
+            tokens: Vec::new(),
+            max_component_bytes: default_max_component_bytes(),
+            max_manifest_bytes: 64 * 1024,
+            max_concurrent_jobs: 1,
+            max_queued_jobs: 1000,
+            max_workers_per_job: 0,
+            job_nice: 10,
+            result_retention_secs: 7 * 24 * 3600,
+            retention_sweep_secs: 600,
+        }
+    }
+}
+
+fn default_max_component_bytes() -> u64 {
+    64 * 1024 * 1024
+}
+
+impl JobsConfig {
+    /// Worker threads a job may use on this machine (resolves `max_workers_per_job = 0`).
+    pub fn worker_ceiling(&self) -> usize {
+        if self.max_workers_per_job > 0 {
+            return self.max_workers_per_job;
+        }
+        let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+        cores.saturating_sub(1).max(1)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_round_trips_through_toml() {
+        let text = toml::to_string(&JobsConfig::default()).unwrap();
+        let back: JobsConfig = toml::from_str(&text).unwrap();
+        assert_eq!(back.max_component_bytes, default_max_component_bytes());
+        assert!(back.tokens.is_empty());
+    }
+
+    #[test]
+    fn tokens_parse_from_toml() {
+        let config: JobsConfig = toml::from_str(
+            r#"
+            max_concurrent_jobs = 2
+            [[tokens]]
+            name = "alice"
+            sha256 = "2bb80d537b1da3e38bd30361aa855686bde0eacd7162fef6a25fe97bf527a25b"
+            role = "admin"
+            "#,
+        )
+        .unwrap();
+        assert_eq!(config.max_concurrent_jobs, 2);
+        assert_eq!(config.tokens[0].name, "alice");
+    }
+
+    #[test]
+    fn unknown_keys_are_rejected() {
+        assert!(toml::from_str::<JobsConfig>("max_jobs = 3").is_err());
+    }
+
+    #[test]
+    fn worker_ceiling_leaves_a_core_free() {
+        let config = JobsConfig::default();
+        let cores = std::thread::available_parallelism().unwrap().get();
+        assert_eq!(config.worker_ceiling(), cores.saturating_sub(1).max(1));
+        let pinned = JobsConfig { max_workers_per_job: 3, ..JobsConfig::default() };
+        assert_eq!(pinned.worker_ceiling(), 3);
+    }
+}

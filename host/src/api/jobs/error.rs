@@ -1,0 +1,90 @@
+//! The job API's error type and its one mapping to an HTTP status and a `{error, detail}` body.
+
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+
+use super::types::ErrorBody;
+
+/// Everything a `/api/v1` request can fail with. `error` in the body is a stable snake_case code,
+/// `detail` a sentence for people.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// No or unknown bearer token.
+    #[error("{0}")]
+    Unauthorized(String),
+    /// Valid token, but its role or ownership does not allow the request.
+    #[error("{0}")]
+    Forbidden(String),
+    /// No such job, component or route.
+    #[error("{0}")]
+    NotFound(String),
+    /// An upload or request that cannot be accepted; `code` names the problem
+    /// (`not_wasm`, `not_component`, `wrong_world`, `component_too_large`, `bad_manifest`, …).
+    #[error("{detail}")]
+    BadRequest {
+        /// Stable machine-readable reason.
+        code: &'static str,
+        /// What exactly is wrong.
+        detail: String,
+    },
+    /// The request conflicts with the job's state (e.g. asking for the result of a queued job).
+    #[error("{0}")]
+    Conflict(String),
+    /// The queue is full; retry later.
+    #[error("{0}")]
+    Unavailable(String),
+    /// A server-side failure (disk, compiler crash); logged with details.
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl ApiError {
+    /// Shorthand for a 400 with a reason code.
+    pub fn bad(code: &'static str, detail: impl Into<String>) -> Self {
+        ApiError::BadRequest { code, detail: detail.into() }
+    }
+
+    /// The HTTP status this error is answered with.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::BadRequest { .. } => StatusCode::BAD_REQUEST,
+            ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// The stable `error` code of the body.
+    pub fn code(&self) -> &'static str {
+        match self {
+            ApiError::Unauthorized(_) => "unauthorized",
+            ApiError::Forbidden(_) => "forbidden",
+            ApiError::NotFound(_) => "not_found",
+            ApiError::BadRequest { code, .. } => code,
+            ApiError::Conflict(_) => "conflict",
+            ApiError::Unavailable(_) => "unavailable",
+            ApiError::Internal(_) => "internal",
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        if let ApiError::Internal(detail) = &self {
+            tracing::error!(error = %detail, "job api internal error");
+        }
+        let status = self.status();
+        let unauthorized = matches!(self, ApiError::Unauthorized(_));
+        let body = ErrorBody { error: self.code().to_string(), detail: self.to_string() };
+        let mut response = (status, axum::Json(body)).into_response();
+        if unauthorized {
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"telemetry-server\""));
+        }
+        response
+    }
+}

@@ -1,0 +1,94 @@
+//! Result formats: a job's stored output is sorted `key<TAB>value` lines (the text format); this
+//! renders it as NDJSON (`{"key":…,"value":…}` per line) or CSV (`key,value` header, RFC 4180 quoting).
+
+use serde::{Deserialize, Serialize};
+
+/// `?format=` of `GET /api/v1/jobs/{id}/result`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ResultFormat {
+    /// `key<TAB>value` lines, exactly as `job run` prints them.
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Ndjson,
+    /// Comma-separated with a header line.
+    Csv,
+}
+
+impl ResultFormat {
+    /// The response `Content-Type`.
+    pub fn content_type(self) -> &'static str {
+        match self {
+            ResultFormat::Text => "text/plain; charset=utf-8",
+            ResultFormat::Ndjson => "application/x-ndjson",
+            ResultFormat::Csv => "text/csv; charset=utf-8",
+        }
+    }
+}
+
+/// Renders stored output in `format`. Lines without a tab become a key with an empty value.
+pub fn render(output: &[u8], format: ResultFormat) -> Vec<u8> {
+    if format == ResultFormat::Text {
+        return output.to_vec();
+    }
+    let text = String::from_utf8_lossy(output);
+    let mut out = String::with_capacity(output.len() + output.len() / 4);
+    if format == ResultFormat::Csv {
+        out.push_str("key,value\r\n");
+    }
+    for line in text.lines() {
+        let (key, value) = line.split_once('\t').unwrap_or((line, ""));
+        match format {
+            ResultFormat::Ndjson => {
+                let obj = serde_json::json!({ "key": key, "value": value });
+                out.push_str(&obj.to_string());
+                out.push('\n');
+            }
+            ResultFormat::Csv => {
+                push_csv_field(&mut out, key);
+                out.push(',');
+                push_csv_field(&mut out, value);
+                out.push_str("\r\n");
+            }
+            ResultFormat::Text => unreachable!(),
+        }
+    }
+    out.into_bytes()
+}
+
+fn push_csv_field(out: &mut String, field: &str) {
+    if field.contains([',', '"', '\n', '\r']) {
+        out.push('"');
+        out.push_str(&field.replace('"', "\"\""));
+        out.push('"');
+    } else {
+        out.push_str(field);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const OUTPUT: &[u8] = b"Linux,nightly\t12\nWindows_NT\t{\"a\":\"b\"}\n";
+
+    #[test]
+    fn text_is_unchanged() {
+        assert_eq!(render(OUTPUT, ResultFormat::Text), OUTPUT);
+    }
+
+    #[test]
+    fn ndjson_has_one_object_per_line() {
+        let out = String::from_utf8(render(OUTPUT, ResultFormat::Ndjson)).unwrap();
+        let rows: Vec<serde_json::Value> = out.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+        assert_eq!(rows[0], serde_json::json!({"key": "Linux,nightly", "value": "12"}));
+        assert_eq!(rows[1]["value"], "{\"a\":\"b\"}");
+    }
+
+    #[test]
+    fn csv_quotes_what_needs_quoting() {
+        let out = String::from_utf8(render(OUTPUT, ResultFormat::Csv)).unwrap();
+        assert_eq!(out, "key,value\r\n\"Linux,nightly\",12\r\nWindows_NT,\"{\"\"a\"\":\"\"b\"\"}\"\r\n");
+    }
+}

@@ -1,0 +1,198 @@
+//! What the scheduler knows about one job: the submitted manifest, its state machine and the
+//! outcome (progress, cost report, error). This is also the job's JSON in the HTTP API and on disk.
+
+use serde::{Deserialize, Serialize};
+
+/// What a user submits beside the component: which data to read and how to run the job.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Manifest {
+    /// A label for people (`os-distribution for nightly`).
+    pub name: String,
+    /// The data filter, same format as `telemetry_schema.json` (see `docs/jobs/`).
+    pub filter: serde_json::Value,
+    /// The job parameter string handed to the guest.
+    #[serde(default, alias = "param", skip_serializing_if = "Option::is_none")]
+    pub parameter: Option<String>,
+    /// Per-job limits; missing fields take the server defaults.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limits: Option<serde_json::Value>,
+    /// Worker threads wanted; capped by the server's `max_workers_per_job`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workers: Option<usize>,
+    /// Skip records the guest traps on (counted in the cost report) instead of failing the job.
+    #[serde(default)]
+    pub skip_bad_records: bool,
+    /// SHA-256 of a component uploaded earlier with `POST /components`; used when the upload has
+    /// no `component` part.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub component: Option<String>,
+}
+
+/// Where a job is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JobState {
+    /// Accepted and waiting for a free slot.
+    Queued,
+    /// Running now.
+    Running,
+    /// Finished; the result is available.
+    Succeeded,
+    /// Finished with an error (see `error`).
+    Failed,
+    /// Cancelled by a user before it finished.
+    Cancelled,
+}
+
+impl JobState {
+    /// Whether the job will not change any more.
+    pub fn is_final(self) -> bool {
+        matches!(self, JobState::Succeeded | JobState::Failed | JobState::Cancelled)
+    }
+
+    /// The state's name as used in JSON.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobState::Queued => "queued",
+            JobState::Running => "running",
+            JobState::Succeeded => "succeeded",
+            JobState::Failed => "failed",
+            JobState::Cancelled => "cancelled",
+        }
+    }
+}
+
+/// How far a running job has got (a snapshot; the totals are known once files are listed).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
+pub struct ProgressSnapshot {
+    /// Partition files the job will read.
+    pub files_total: u64,
+    /// Partition files done.
+    pub files_done: u64,
+    /// Records mapped so far.
+    pub records: u64,
+    /// Decompressed bytes read so far.
+    pub bytes: u64,
+}
+
+/// One job as stored in `jobs/queue/<id>.json` and returned by `GET /api/v1/jobs/{id}`.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+pub struct JobRecord {
+    /// Job id (a UUID).
+    pub id: String,
+    /// Name of the token that submitted it.
+    pub owner: String,
+    /// What was submitted.
+    pub manifest: Manifest,
+    /// SHA-256 of the component that runs.
+    pub component_sha256: String,
+    /// Current state.
+    pub state: JobState,
+    /// RFC 3339 times.
+    pub submitted_at: String,
+    /// When it started running, if it did.
+    #[serde(default)]
+    pub started_at: Option<String>,
+    /// When it reached a final state.
+    #[serde(default)]
+    pub finished_at: Option<String>,
+    /// Progress (live while running, final afterwards).
+    #[serde(default)]
+    pub progress: ProgressSnapshot,
+    /// The executor's cost report (records, bytes, emits, phase times, memory…), once finished.
+    #[serde(default)]
+    pub cost: Option<serde_json::Value>,
+    /// Why it failed or was cancelled.
+    #[serde(default)]
+    pub error: Option<String>,
+    /// Size of the stored result in bytes, once succeeded.
+    #[serde(default)]
+    pub result_bytes: Option<u64>,
+    /// The guest's log lines (capped by the job limits).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub log: Vec<String>,
+}
+
+impl JobRecord {
+    /// A freshly queued job.
+    pub fn queued(owner: &str, manifest: Manifest, component_sha256: String) -> Self {
+        JobRecord {
+            id: uuid::Uuid::new_v4().to_string(),
+            owner: owner.to_string(),
+            manifest,
+            component_sha256,
+            state: JobState::Queued,
+            submitted_at: now(),
+            started_at: None,
+            finished_at: None,
+            progress: ProgressSnapshot::default(),
+            cost: None,
+            error: None,
+            result_bytes: None,
+            log: Vec::new(),
+        }
+    }
+
+    /// Moves the job to a final state now.
+    pub fn finish(&mut self, state: JobState, error: Option<String>) {
+        self.state = state;
+        self.error = error;
+        self.finished_at = Some(now());
+    }
+
+    /// Seconds since the job finished, if it has.
+    pub fn finished_secs_ago(&self) -> Option<u64> {
+        let finished = chrono::DateTime::parse_from_rfc3339(self.finished_at.as_deref()?).ok()?;
+        let age = chrono::Utc::now().signed_duration_since(finished);
+        Some(age.num_seconds().max(0) as u64)
+    }
+}
+
+/// The current time as RFC 3339 (UTC, milliseconds).
+pub fn now() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+/// Whether `id` looks like a job id (so request paths never name other files).
+pub fn is_job_id(id: &str) -> bool {
+    uuid::Uuid::parse_str(id).is_ok() && id.len() == 36
+}
+
+/// Whether `sha` is a lower-case hex SHA-256.
+pub fn is_sha256(sha: &str) -> bool {
+    sha.len() == 64 && sha.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn manifest_rejects_unknown_fields_and_accepts_param_alias() {
+        let m: Manifest = serde_json::from_str(r#"{"name":"n","filter":{},"param":"GC_MS"}"#).unwrap();
+        assert_eq!(m.parameter.as_deref(), Some("GC_MS"));
+        let err = serde_json::from_str::<Manifest>(r#"{"name":"n","filter":{},"paramter":"x"}"#).unwrap_err();
+        assert!(err.to_string().contains("paramter"), "{err}");
+    }
+
+    #[test]
+    fn record_round_trips_and_ages() {
+        let m: Manifest = serde_json::from_str(r#"{"name":"n","filter":{"version":1}}"#).unwrap();
+        let mut r = JobRecord::queued("alice", m, "ab".repeat(32));
+        assert!(is_job_id(&r.id));
+        assert_eq!(r.finished_secs_ago(), None);
+        r.finish(JobState::Failed, Some("boom".into()));
+        assert_eq!(r.finished_secs_ago(), Some(0));
+        let back: JobRecord = serde_json::from_str(&serde_json::to_string(&r).unwrap()).unwrap();
+        assert_eq!(back, r);
+    }
+
+    #[test]
+    fn ids_and_hashes_are_checked() {
+        assert!(!is_job_id("../../etc/passwd"));
+        assert!(is_sha256(&"0f".repeat(32)));
+        assert!(!is_sha256(&"0F".repeat(32)));
+        assert!(!is_sha256("abc"));
+    }
+}
