@@ -1,1 +1,289 @@
 //! Server configuration: embedded defaults, overridden by a TOML file, environment variables and flags.
+//!
+//! Precedence, lowest first: [`Config::default`] (works with no file: listen `127.0.0.1:8080`, data dir
+//! `./data`, no S3), the TOML file (`serve --config FILE` or `TELEMETRY_CONFIG`), then the environment
+//! variables and command-line flags of `serve` (see `cli/serve.rs`; each flag has a `TELEMETRY_*` twin).
+//! Every section and key is optional in the file; unknown keys are errors so typos do not pass silently
+//! (the seed's "spot" config misspelled `max_data_lenth` and ran with defaults for months).
+//!
+//! `docs/configuration.md` is the reference for every key.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::api::jobs::JobsConfig;
+use crate::export::S3Config;
+
+/// The whole server configuration.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Root of everything the server stores (`raw/`, `storage/`, `errors/`, ...). Opened once with cap-std.
+    pub data_dir: PathBuf,
+    /// `[server]`: the HTTP listener and the submission API.
+    pub server: ServerConfig,
+    /// `[ingest]`: raw logs, durability, rotation, overload.
+    pub ingest: IngestConfig,
+    /// `[convert]`: the live conversion of finished raw logs into storage.
+    pub convert: ConvertConfig,
+    /// `[jobs]`: the job service (owned by `api::jobs`).
+    pub jobs: JobsConfig,
+    /// `[s3]`: export to S3; absent means no S3.
+    pub s3: Option<S3Config>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            data_dir: PathBuf::from("./data"),
+            server: ServerConfig::default(),
+            ingest: IngestConfig::default(),
+            convert: ConvertConfig::default(),
+            jobs: JobsConfig::default(),
+            s3: None,
+        }
+    }
+}
+
+/// `[server]` section.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Address and port to listen on; port 0 picks a free port.
+    pub listen: SocketAddr,
+    /// Largest accepted body in bytes (`Content-Length`); the seed's `max_data_length`.
+    pub max_data_length: u32,
+    /// Largest accepted stored path (after the prefix) in bytes; the seed's `max_path_length`.
+    pub max_path_length: u16,
+    /// Longest client IP string kept; longer values are stored as `0.0.0.0` (seed `max_ip_length`).
+    pub max_ip_length: u8,
+    /// Status for an oversize body or path: `202` (seed: the client discards it and does not retry) or
+    /// `413`/`414` (`"http"`: the standard codes).
+    pub oversize_status: OversizeStatus,
+    /// Header holding the real client IP when behind a proxy (e.g. `X-Forwarded-For`); stored verbatim.
+    /// Unset: the socket's peer address is used.
+    pub client_ip_header: Option<String>,
+    /// Peers allowed to set `client_ip_header`; empty means every peer is trusted.
+    pub trusted_proxies: Vec<std::net::IpAddr>,
+    /// Document namespaces accepted under `/submit/<namespace>/`. `telemetry` paths are stored without
+    /// the prefix (as the seed did); other namespaces are stored as `<namespace>/<rest>`.
+    pub namespaces: Vec<String>,
+    /// Optional per-request JSON-lines stats log in the seed's format (one line per response).
+    pub stats_log: Option<PathBuf>,
+    /// Seconds to wait for in-flight requests on shutdown before closing connections.
+    pub shutdown_grace_secs: u64,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            max_data_length: 204_800,
+            max_path_length: 10_240,
+            max_ip_length: 100,
+            oversize_status: OversizeStatus::Seed,
+            client_ip_header: None,
+            trusted_proxies: Vec::new(),
+            namespaces: vec!["telemetry".to_string()],
+            stats_log: None,
+            shutdown_grace_secs: 30,
+        }
+    }
+}
+
+/// What an oversize body or path gets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OversizeStatus {
+    /// `202 Accepted` with a message: the seed's choice, so clients drop the submission instead of retrying.
+    Seed,
+    /// `413 Payload Too Large` / `414 URI Too Long`.
+    Http,
+}
+
+/// When a submission is acknowledged relative to the disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Durability {
+    /// One `fdatasync` per request before its 200. Slowest; simplest promise.
+    Always,
+    /// Group commit: one `fdatasync` covers every request that arrived while the previous one ran;
+    /// every 200 follows the sync that covers its record. The default.
+    Batch,
+    /// 200 once the record is written to the log file (page cache): survives a process crash, not a
+    /// power loss or kernel crash.
+    None,
+}
+
+/// `[ingest]` section.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct IngestConfig {
+    /// `always | batch | none` (see [`Durability`]).
+    pub durability: Durability,
+    /// Number of writer shards, each with its own log file and thread; 0 means one per CPU.
+    pub shards: usize,
+    /// Rotate a log once it holds at least this many bytes.
+    pub max_log_size: u64,
+    /// Rotate a non-empty log this many milliseconds after its first record, busy or not.
+    pub max_log_age_ms: u64,
+    /// Base of raw log names: `<base>.v2.<host>.<pid>_<shard>.<ms>`, then `.finished`.
+    pub log_base: String,
+    /// Records waiting for each shard's writer; beyond it requests get 503 (overload).
+    pub queue_capacity: usize,
+    /// Most bytes written per group-commit batch (keeps one batch from delaying the next sync).
+    pub max_batch_bytes: usize,
+}
+
+impl Default for IngestConfig {
+    fn default() -> Self {
+        IngestConfig {
+            durability: Durability::Batch,
+            shards: 0,
+            max_log_size: 64 * 1024 * 1024,
+            max_log_age_ms: 60_000,
+            log_base: "telemetry.log".to_string(),
+            queue_capacity: 4096,
+            max_batch_bytes: 8 * 1024 * 1024,
+        }
+    }
+}
+
+impl IngestConfig {
+    /// The number of shards to run (`shards`, or the CPU count when 0).
+    pub fn shard_count(&self) -> usize {
+        if self.shards > 0 {
+            self.shards
+        } else {
+            std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+        }
+    }
+}
+
+/// `[convert]` section.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ConvertConfig {
+    /// Convert `.finished` raw logs into storage in the background while serving.
+    pub enabled: bool,
+    /// Background conversion threads (the pool is bounded: finished logs wait on disk, not in memory).
+    pub workers: usize,
+    /// Seconds between scans of `raw/` for finished logs (rotations also wake the pool at once).
+    pub scan_interval_secs: u64,
+    /// After conversion, keep the raw log in `raw/converted/` (true) or delete it (false).
+    pub keep_raw: bool,
+    /// Extra Histograms.json directories searched before the embedded definitions (by conversion and
+    /// by the `/histograms` endpoints); the seed's cache layout `<dir>/<repo>/<rev>/Histograms.json`.
+    pub histogram_dirs: Vec<PathBuf>,
+}
+
+impl Default for ConvertConfig {
+    fn default() -> Self {
+        ConvertConfig { enabled: true, workers: 1, scan_interval_secs: 5, keep_raw: true, histogram_dirs: Vec::new() }
+    }
+}
+
+/// Errors loading the configuration.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("invalid config file {path}: {source}")]
+    Parse { path: PathBuf, source: toml::de::Error },
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+}
+
+impl Config {
+    /// Defaults overridden by the TOML file at `path`, if any.
+    pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
+        let config = match path {
+            None => Config::default(),
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
+                Config::from_toml(&text).map_err(|source| ConfigError::Parse { path: path.to_path_buf(), source })?
+            }
+        };
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Parses a TOML document over the defaults.
+    pub fn from_toml(text: &str) -> Result<Config, toml::de::Error> {
+        toml::from_str(text)
+    }
+
+    /// Rejects values the server cannot run with.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |msg: &str| Err(ConfigError::Invalid(msg.to_string()));
+        if self.server.max_data_length == 0 {
+            return invalid("server.max_data_length must be > 0");
+        }
+        if self.server.namespaces.is_empty() {
+            return invalid("server.namespaces must name at least one namespace");
+        }
+        if self.server.namespaces.iter().any(|ns| ns.is_empty() || ns.contains('/')) {
+            return invalid("server.namespaces entries must be non-empty and contain no '/'");
+        }
+        if self.ingest.max_log_size == 0 || self.ingest.max_log_age_ms == 0 {
+            return invalid("ingest.max_log_size and ingest.max_log_age_ms must be > 0");
+        }
+        if self.ingest.queue_capacity == 0 {
+            return invalid("ingest.queue_capacity must be > 0");
+        }
+        if self.ingest.log_base.is_empty() || self.ingest.log_base.contains('/') {
+            return invalid("ingest.log_base must be a plain file name");
+        }
+        if self.convert.enabled && self.convert.workers == 0 {
+            return invalid("convert.workers must be > 0 when convert.enabled");
+        }
+        Ok(())
+    }
+
+    /// The configuration as TOML (for `serve --print-config`).
+    pub fn to_toml(&self) -> String {
+        toml::to_string_pretty(self).unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_work_without_a_file() {
+        let c = Config::load(None).unwrap();
+        assert_eq!(c.server.listen, "127.0.0.1:8080".parse().unwrap());
+        assert_eq!(c.data_dir, PathBuf::from("./data"));
+        assert!(c.s3.is_none());
+        assert_eq!(c.ingest.durability, Durability::Batch);
+        assert_eq!(c.server.max_data_length, 204_800);
+    }
+
+    #[test]
+    fn file_overrides_defaults_and_rejects_typos() {
+        let c = Config::from_toml(
+            "data_dir = \"/srv/t\"\n[server]\nlisten = \"0.0.0.0:9000\"\noversize_status = \"http\"\n\
+             [ingest]\ndurability = \"none\"\nshards = 3\n",
+        )
+        .unwrap();
+        assert_eq!(c.server.listen.port(), 9000);
+        assert_eq!(c.server.oversize_status, OversizeStatus::Http);
+        assert_eq!(c.ingest.durability, Durability::None);
+        assert_eq!(c.ingest.shard_count(), 3);
+        assert_eq!(c.ingest.max_log_age_ms, 60_000, "unset keys keep defaults");
+        let err = Config::from_toml("[server]\nmax_data_lenth = 5\n").unwrap_err();
+        assert!(err.to_string().contains("max_data_lenth"), "{err}");
+    }
+
+    #[test]
+    fn round_trips_through_toml() {
+        let c = Config::default();
+        let back = Config::from_toml(&c.to_toml()).unwrap();
+        assert_eq!(back.server.listen, c.server.listen);
+        assert_eq!(back.ingest.max_log_size, c.ingest.max_log_size);
+    }
+}

@@ -1,3 +1,54 @@
 //! HTTP routes: the submission API (ingest), the job service (`/api/v1`), metrics.
+//!
+//! - [`submit`]: `POST`/`PUT /submit/<namespace>/<path…>` with the seed's status codes, `GET /status`,
+//!   and the seed's answers for every other path and method.
+//! - [`metrics`]: the Prometheus registry shared by every service, and `GET /metrics`.
+//! - [`histograms`]: the seed histogram server's `/histograms` and `/histogram_buckets`.
+//! - [`server`]: binds, recovers raw logs, starts the writers and the live conversion, serves, drains.
+//! - [`jobs`]: the job service under `/api/v1`.
 
+pub mod histograms;
 pub mod jobs;
+pub mod metrics;
+pub mod server;
+pub mod submit;
+
+use std::sync::Arc;
+
+use axum::routing::get;
+use axum::Router;
+
+use crate::config::Config;
+use crate::ingest::stats_log::StatsLog;
+use crate::ingest::WriterPool;
+use metrics::Metrics;
+
+/// State shared by every request handler (behind an `Arc`).
+pub struct AppState {
+    /// The configuration the server was started with.
+    pub config: Arc<Config>,
+    /// The data directory (everything the server stores lives under it; opened with cap-std).
+    pub data_dir: cap_std::fs::Dir,
+    /// Metrics registry; services register their own metrics at start-up.
+    pub metrics: Arc<Metrics>,
+    /// The raw log writers.
+    pub writer: Arc<WriterPool>,
+    /// The seed-format per-request stats log, when configured.
+    pub stats_log: Option<StatsLog>,
+    /// Histogram definitions for the histogram spec endpoints.
+    pub revisions: Arc<crate::histograms::RevisionCache>,
+}
+
+/// Every route of the server.
+pub fn router(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route("/submit/{*path}", axum::routing::post(submit::submit).put(submit::submit).fallback(submit::fallback))
+        .route("/status", get(submit::status).fallback(submit::fallback))
+        .route("/metrics", get(metrics::handler).fallback(submit::fallback))
+        .route("/histograms", get(histograms::definitions).head(histograms::head).fallback(submit::fallback))
+        .route("/histogram_buckets", get(histograms::buckets).head(histograms::head).fallback(submit::fallback))
+        // The job service (`/api/v1`) merges its routes here.
+        .fallback(submit::fallback)
+        .layer(axum::middleware::from_fn_with_state(state.clone(), submit::observe))
+        .with_state(state)
+}

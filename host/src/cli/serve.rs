@@ -1,10 +1,100 @@
-//! `telemetry-server serve`.
+//! `telemetry-server serve`: run the HTTP server until SIGTERM or Ctrl-C, then drain and exit 0.
 
+use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::process::ExitCode;
 
-#[derive(clap::Args)]
-pub struct Args {}
+use anyhow::Context;
+use telemetry_server::config::{Config, Durability};
 
-pub fn run(_args: Args) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("serve: not implemented yet")
+/// Flags override the config file; each has a `TELEMETRY_*` environment twin.
+#[derive(clap::Args)]
+pub struct Args {
+    /// TOML configuration file (every key optional; see docs/configuration.md).
+    #[arg(long, env = "TELEMETRY_CONFIG")]
+    config: Option<PathBuf>,
+    /// Address to listen on, e.g. 0.0.0.0:8080 (port 0 picks a free port).
+    #[arg(long, env = "TELEMETRY_LISTEN")]
+    listen: Option<SocketAddr>,
+    /// Data directory (raw/, storage/, errors/ ...).
+    #[arg(long, env = "TELEMETRY_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// When a 200 is sent relative to the disk.
+    #[arg(long, env = "TELEMETRY_DURABILITY", value_enum)]
+    durability: Option<Durability>,
+    /// Writer shards (0 = one per CPU).
+    #[arg(long, env = "TELEMETRY_SHARDS")]
+    shards: Option<usize>,
+    /// Rotate raw logs at this size in bytes.
+    #[arg(long, env = "TELEMETRY_MAX_LOG_SIZE")]
+    max_log_size: Option<u64>,
+    /// Rotate raw logs this many ms after their first record.
+    #[arg(long, env = "TELEMETRY_MAX_LOG_AGE_MS")]
+    max_log_age_ms: Option<u64>,
+    /// Turn live conversion of finished raw logs on or off.
+    #[arg(long, env = "TELEMETRY_CONVERT")]
+    convert: Option<bool>,
+    /// Write the seed-format per-request stats log to this file.
+    #[arg(long, env = "TELEMETRY_STATS_LOG")]
+    stats_log: Option<PathBuf>,
+    /// Print the effective configuration as TOML and exit.
+    #[arg(long)]
+    print_config: bool,
+}
+
+impl Args {
+    fn into_config(self) -> anyhow::Result<(Config, bool)> {
+        let mut config = Config::load(self.config.as_deref())?;
+        if let Some(v) = self.listen {
+            config.server.listen = v;
+        }
+        if let Some(v) = self.data_dir {
+            config.data_dir = v;
+        }
+        if let Some(v) = self.durability {
+            config.ingest.durability = v;
+        }
+        if let Some(v) = self.shards {
+            config.ingest.shards = v;
+        }
+        if let Some(v) = self.max_log_size {
+            config.ingest.max_log_size = v;
+        }
+        if let Some(v) = self.max_log_age_ms {
+            config.ingest.max_log_age_ms = v;
+        }
+        if let Some(v) = self.convert {
+            config.convert.enabled = v;
+        }
+        if let Some(v) = self.stats_log {
+            config.server.stats_log = Some(v);
+        }
+        config.validate()?;
+        Ok((config, self.print_config))
+    }
+}
+
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let (config, print_config) = args.into_config()?;
+    if print_config {
+        print!("{}", config.to_toml());
+        return Ok(ExitCode::SUCCESS);
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting tokio")?;
+    runtime.block_on(async {
+        let server = telemetry_server::api::server::Server::bind(config).await?;
+        // Scripts read this line to learn the port when listening on port 0.
+        eprintln!("listening on {}", server.local_addr());
+        server.run(shutdown_signal()).await
+    })?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Resolves on SIGTERM or SIGINT.
+async fn shutdown_signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM received"),
+        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received"),
+    }
 }

@@ -1,0 +1,149 @@
+//! Running the server: start-up, serving, and the drain on shutdown.
+//!
+//! [`Server::bind`] opens the data directory, repairs raw logs a crash left unfinished, starts the log
+//! writers and the live conversion, and binds the listener (port 0 picks a free port; tests read
+//! [`Server::local_addr`]). [`Server::run`] serves until the shutdown future resolves, then drains:
+//! stop accepting, let in-flight requests finish (up to `shutdown_grace_secs`), write and sync what is
+//! queued, finish every open log, stop the conversion pool after its current log.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use cap_std::fs::Dir;
+use tokio::net::TcpListener;
+
+use super::metrics::Metrics;
+use super::{router, AppState};
+use crate::config::Config;
+use crate::histograms::RevisionCache;
+use crate::ingest::recover::recover_active_logs;
+use crate::ingest::stats_log::StatsLog;
+use crate::ingest::writer::OnFinished;
+use crate::ingest::WriterPool;
+
+/// Errors starting or running the server.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error("cannot open data directory {path}: {source}")]
+    DataDir { path: String, source: std::io::Error },
+    #[error("cannot recover raw logs: {0}")]
+    Recover(std::io::Error),
+    #[error("cannot start log writers: {0}")]
+    Writers(std::io::Error),
+    #[error("cannot open stats log {path}: {source}")]
+    StatsLog { path: String, source: std::io::Error },
+    #[error("cannot load histogram definitions: {0}")]
+    Histograms(std::io::Error),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind { addr: SocketAddr, source: std::io::Error },
+    #[error("server failed: {0}")]
+    Serve(std::io::Error),
+}
+
+/// A started server, bound but not yet serving.
+pub struct Server {
+    listener: TcpListener,
+    state: Arc<AppState>,
+}
+
+impl Server {
+    /// Prepares everything and binds the listener.
+    pub async fn bind(config: Config) -> Result<Server, ServerError> {
+        let data_dir = open_data_dir(&config)?;
+        let raw = sub_dir(&data_dir, "raw", &config)?;
+        let recovered = recover_active_logs(&raw, &config.ingest.log_base).map_err(ServerError::Recover)?;
+        if !recovered.is_empty() {
+            let cut: u64 = recovered.iter().map(|r| r.cut_bytes).sum();
+            tracing::info!(logs = recovered.len(), cut_bytes = cut, "recovered raw logs left by a previous run");
+        }
+        let metrics = Metrics::new();
+        let on_finished: OnFinished = Arc::new(|_name: &str| {});
+        let writer = WriterPool::start(&raw, &config.ingest, metrics.ingest.clone(), on_finished)
+            .map_err(ServerError::Writers)?;
+        let stats_log = match &config.server.stats_log {
+            None => None,
+            Some(path) => Some(
+                StatsLog::open(path)
+                    .map_err(|source| ServerError::StatsLog { path: path.display().to_string(), source })?,
+            ),
+        };
+        let mut revisions = RevisionCache::embedded();
+        for dir in &config.convert.histogram_dirs {
+            revisions = revisions.with_dir(dir).map_err(ServerError::Histograms)?;
+        }
+        let listen = config.server.listen;
+        let listener = TcpListener::bind(listen).await.map_err(|source| ServerError::Bind { addr: listen, source })?;
+        let state = Arc::new(AppState {
+            config: Arc::new(config),
+            data_dir,
+            metrics,
+            writer: Arc::new(writer),
+            stats_log,
+            revisions: Arc::new(revisions),
+        });
+        Ok(Server { listener, state })
+    }
+
+    /// The address actually bound (useful with port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener.local_addr().expect("a bound listener has an address")
+    }
+
+    /// The shared state (tests read metrics from it; services add their parts before `run`).
+    pub fn state(&self) -> &Arc<AppState> {
+        &self.state
+    }
+
+    /// Serves until `shutdown` resolves, then drains (see the module doc).
+    pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), ServerError> {
+        let Server { listener, state } = self;
+        tracing::info!(addr = %listener.local_addr().map_err(ServerError::Serve)?, "serving");
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        tokio::spawn(async move {
+            shutdown.await;
+            let _ = stop_tx.send(true);
+        });
+        let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+            let _ = rx.wait_for(|stop| *stop).await;
+        };
+        let app = router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
+        let serve = axum::serve(listener, app).with_graceful_shutdown(stopped(stop_rx.clone()));
+        let grace = Duration::from_secs(state.config.server.shutdown_grace_secs);
+        let grace_over = {
+            let rx = stop_rx.clone();
+            async move {
+                stopped(rx).await;
+                tracing::info!("shutting down: draining in-flight requests");
+                tokio::time::sleep(grace).await;
+            }
+        };
+        tokio::select! {
+            result = std::future::IntoFuture::into_future(serve) => result.map_err(ServerError::Serve)?,
+            () = grace_over => tracing::warn!("shutdown grace period over; closing remaining connections"),
+        }
+        let writer = state.writer.clone();
+        let _ = tokio::task::spawn_blocking(move || writer.close()).await;
+        tracing::info!("raw logs synced and finished; stopped");
+        Ok(())
+    }
+}
+
+/// Binds and serves until `shutdown` resolves (the `serve` subcommand's entry point).
+pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), ServerError> {
+    Server::bind(config).await?.run(shutdown).await
+}
+
+fn open_data_dir(config: &Config) -> Result<Dir, ServerError> {
+    let path = &config.data_dir;
+    let err = |source| ServerError::DataDir { path: path.display().to_string(), source };
+    std::fs::create_dir_all(path).map_err(err)?;
+    Dir::open_ambient_dir(path, cap_std::ambient_authority()).map_err(err)
+}
+
+fn sub_dir(data_dir: &Dir, name: &str, config: &Config) -> Result<Dir, ServerError> {
+    let err = |source| ServerError::DataDir { path: config.data_dir.join(name).display().to_string(), source };
+    data_dir.create_dir_all(name).map_err(err)?;
+    data_dir.open_dir(name).map_err(err)
+}
