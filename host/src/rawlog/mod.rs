@@ -1,15 +1,23 @@
 //! The raw submission log: what ingest writes and convert reads.
 //!
-//! Byte layouts v0, v1 and v2 (seed reference §3) are read; v2 is written. A record is
+//! Byte layouts v0, v1 and v2 (seed reference §3; `docs/formats/raw-log.md`) are read; v2 is
+//! written. A v2 record is
 //! `0x1E | ip len u8 | path len u16 | data len u32 | timestamp u64 ms | ip | path | data`
-//! (little-endian). Readers resynchronise on `0x1E` after corruption.
+//! (little-endian, no file header). Readers resynchronise on `0x1E` after corruption, so a
+//! damaged log loses only the damaged record, and report how many bytes they skipped.
 //!
-//! INTERFACE CONTRACT (other modules depend on these names; keep them):
-//! - [`RawRecord`]
+//! - [`record`]: the byte layouts and the framing step shared by the reader and version detection.
+//! - [`reader`]: [`LogReader`], a streaming reader with resynchronisation, and [`open`].
+//! - [`body`]: [`decode_body`], gzip detection and bounded inflation (gzip-bomb safe).
 //! - [`encode_v2`]: append one v2 record to a buffer (ingest's writer uses it).
-//! - `LogReader<R: Read>`: `Iterator<Item = Result<RawRecord, RecordError>>`, `skipped_bytes()`.
-//! - `open(path) -> io::Result<LogReader<..>>` detecting the version.
-//! - `decode_body(&[u8], limit) -> Result<Cow<[u8]>, BodyError>`: gunzip when gzip, bounded.
+
+pub mod body;
+pub mod reader;
+pub mod record;
+
+pub use body::{decode_body, BodyError, DEFAULT_BODY_LIMIT};
+pub use reader::{open, version_from_file_name, LogReader};
+pub use record::{Limits, RecordError, Version, MAX_DATA_BYTES, MAX_PATH_BYTES, SEPARATOR};
 
 /// One submission as stored in a raw log.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -23,9 +31,6 @@ pub struct RawRecord {
     /// Request body exactly as received (often gzip).
     pub body: Vec<u8>,
 }
-
-/// The v2 record separator.
-pub const SEPARATOR: u8 = 0x1E;
 
 /// Appends one v2 record (`0x1E`, 16-byte preamble, ip, path, body) to `out`.
 /// Panics never; the caller guarantees `ip.len() <= 255`, `path.len() <= u16::MAX`, `body.len() <= u32::MAX`.

@@ -1,17 +1,32 @@
 //! Partitioned storage: `telemetry_schema.json` dimensions, partition files compressed with
 //! zstd (default) or xz, all file access through a `cap_std::fs::Dir` for the data directory.
+//! Formats: `docs/formats/storage.md`.
 //!
-//! INTERFACE CONTRACT (other modules depend on these names; keep them):
-//! - `Schema`: parsed telemetry_schema.json / job filter (same format). `Schema::from_json(&str)`,
-//!   `Schema::load(path)`, `apply(&self, values) -> Vec<String>` (storage dims),
-//!   `matches(&self, dims: &[String]) -> bool` (filter semantics, partition pruning).
-//! - `StorageWriter`: `write(&mut self, dims: &[String], version: u32, id: &str, json: &str)`,
-//!   rotation by size/age, `finish()` closes and compresses everything.
-//! - [`PartitionFile`] and the [`PartitionSource`] trait: what the job executor reads
-//!   (implemented for the local data dir here, and for S3 in `export`).
+//! - [`datadir`]: [`DataDir`], the data directory capability and its subdirectories.
+//! - [`schema`]: [`Schema`] (storage schema and job filter), [`safe_filename`].
+//! - [`partition`]: the directory/file naming ([`PartitionName`], [`parse_partition_path`]).
+//! - [`codec`]: [`Codec`] for writing, [`decompress`] by extension for reading.
+//! - [`writer`]: [`StorageWriter`], rotation by size and age, [`FinishedFile`]s.
+//! - [`local`]: [`LocalSource`], the local [`PartitionSource`] with directory pruning.
 //! - [`split_line`]: one stored line `id\tjson` → `(id, json)`.
 
 use std::io::BufRead;
+
+pub mod codec;
+pub mod datadir;
+mod error;
+pub mod local;
+pub mod partition;
+pub mod schema;
+pub mod writer;
+
+pub use codec::{decompress, Codec, Container};
+pub use datadir::DataDir;
+pub use error::StorageError;
+pub use local::LocalSource;
+pub use partition::{parse_partition_path, submission_date, PartitionName};
+pub use schema::{safe_filename, Schema, OTHER, UNKNOWN};
+pub use writer::{FinishedFile, StorageWriter, WriterOptions};
 
 /// One finished partition file, as listed by a [`PartitionSource`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -37,14 +52,4 @@ pub trait PartitionSource: Send + Sync {
 pub fn split_line(line: &[u8]) -> Option<(&[u8], &[u8])> {
     let tab = memchr::memchr(b'\t', line)?;
     Some((&line[..tab], &line[tab + 1..]))
-}
-
-/// Placeholder until the storage module lands; see the contract above.
-pub struct Schema;
-
-/// Errors from reading or writing storage.
-#[derive(Debug, thiserror::Error)]
-pub enum StorageError {
-    #[error("i/o error on {path}: {source}")]
-    Io { path: String, source: std::io::Error },
 }
