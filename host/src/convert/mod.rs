@@ -1,8 +1,31 @@
-//! Conversion: raw submissions → validated records with compact histograms, plus a bad-record stream.
+//! Conversion: raw submissions → validated records with compact histograms, plus a bad-record
+//! stream (seed reference §5, §8.2).
 //!
-//! INTERFACE CONTRACT (other modules depend on these names; keep them):
-//! - `Converter::convert(&self, rec: &RawRecord) -> Result<Converted, BadRecord>`.
-//! - `Pipeline`: a `Converter` + a `storage::StorageWriter` + an error stream;
-//!   `Pipeline::convert_log(&mut self, path: &Path) -> Result<ConvertSummary, ConvertError>` converts one
-//!   raw log file (ingest's live conversion calls it for every `.finished` log), `finish()` flushes.
-//! - `ConvertSummary`: records in, written, bad by type, bytes in/out; `serde::Serialize`.
+//! - [`Converter::convert`] turns one [`crate::rawlog::RawRecord`] into a [`Converted`] record
+//!   (id, schema-applied dimensions, format version, one-line JSON) or a [`BadRecord`] of the
+//!   seed's taxonomy ([`BadRecordKind`]). Classic payloads (`ver` 1/2/3/5) and unified pings
+//!   (`version` 4/5: main, saved-session, other types passed through) are handled; histogram
+//!   sections (keyed ones too) become compact arrays validated against their definitions
+//!   ([`crate::histograms`]); everything else is copied through unparsed.
+//! - [`Pipeline`] runs a converter into a [`crate::storage::StorageWriter`] and keeps every
+//!   rejected record in the error stream under `errors/` ([`ErrorStream`]), returning a
+//!   mergeable [`ConvertSummary`].
+
+mod bad_record;
+mod compact;
+mod converter;
+mod document;
+mod error_stream;
+mod fields;
+mod minify;
+mod pipeline;
+mod saved_session;
+mod summary;
+
+pub use bad_record::{BadRecord, BadRecordKind};
+pub use compact::HistogramCounts;
+pub use converter::{Converted, Converter, DEFAULT_SCHEMA};
+pub use error_stream::{ErrorEntry, ErrorStream};
+pub use minify::minify;
+pub use pipeline::{ConvertError, InputFormat, Pipeline};
+pub use summary::ConvertSummary;

@@ -1,0 +1,251 @@
+//! [`Pipeline`]: a [`Converter`], a [`StorageWriter`] and an [`ErrorStream`] over one data
+//! directory. Converts whole raw logs (ingest calls [`Pipeline::convert_log`] for every
+//! `.finished` log), `id<TAB>json` text files (plain or compressed) and single JSON documents.
+
+use std::io::{BufRead, BufReader, Read};
+use std::path::Path;
+use std::sync::Arc;
+
+use super::bad_record::{BadRecord, BadRecordKind};
+use super::converter::Converter;
+use super::error_stream::{ErrorEntry, ErrorStream};
+use super::summary::ConvertSummary;
+use crate::rawlog::{self, RawRecord};
+use crate::storage::{datadir, decompress, Container, DataDir, FinishedFile, StorageError, StorageWriter, WriterOptions};
+
+/// Why a conversion run stopped (rejected records are not errors: they go to the error stream).
+#[derive(Debug, thiserror::Error)]
+pub enum ConvertError {
+    #[error("cannot read {path}: {source}")]
+    Input { path: String, source: std::io::Error },
+    #[error("{0}")]
+    Storage(#[from] StorageError),
+}
+
+/// What kind of file an input is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum InputFormat {
+    /// A raw submission log (v0, v1 or v2).
+    Log,
+    /// `id<TAB>json` lines, plain or compressed (`.gz`, `.xz`, `.lzma`, `.zst`).
+    Text,
+    /// One JSON document; the id is the file name without extension.
+    Json,
+}
+
+impl InputFormat {
+    /// Guesses from the name and the first bytes: compressed or `.txt`/`.tsv` → text, `.json` →
+    /// json, a leading `0x1E` → log, a first line with a tab → text, anything else → log (v0).
+    pub fn detect(path: &Path) -> Result<InputFormat, ConvertError> {
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+        let ext = name.rsplit_once('.').map(|(_, e)| e).unwrap_or_default();
+        match ext {
+            "gz" | "xz" | "lzma" | "zst" | "txt" | "tsv" => return Ok(InputFormat::Text),
+            "json" => return Ok(InputFormat::Json),
+            _ => {}
+        }
+        let mut head = Vec::with_capacity(4096);
+        open(path)?.take(4096).read_to_end(&mut head).map_err(|e| input_error(path, e))?;
+        let first_line = head.split(|&b| b == b'\n').next().unwrap_or_default();
+        Ok(match head.first() {
+            Some(&rawlog::SEPARATOR) => InputFormat::Log,
+            _ if first_line.contains(&b'\t') && std::str::from_utf8(first_line).is_ok() => InputFormat::Text,
+            _ => InputFormat::Log,
+        })
+    }
+}
+
+fn input_error(path: &Path, source: std::io::Error) -> ConvertError {
+    ConvertError::Input { path: path.display().to_string(), source }
+}
+
+/// Inputs are named by the operator or by ingest (under its raw directory); they are read by
+/// path, outputs only go through the data directory capability.
+fn open(path: &Path) -> Result<std::fs::File, ConvertError> {
+    std::fs::File::open(path).map_err(|e| input_error(path, e))
+}
+
+/// Converter + storage writer + error stream.
+pub struct Pipeline {
+    converter: Arc<Converter>,
+    writer: Option<StorageWriter>,
+    errors: ErrorStream,
+    finished: Vec<FinishedFile>,
+}
+
+impl Pipeline {
+    /// Writes partitions under `<data>/storage` and rejected records to `<data>/errors/<name>.ndjson`
+    /// (`name` unique per run, e.g. `convert-<utc time>-<pid>`).
+    pub fn new(data: &DataDir, converter: Arc<Converter>, options: WriterOptions, error_name: &str) -> Result<Pipeline, ConvertError> {
+        let storage = data.sub(datadir::STORAGE)?;
+        let errors = ErrorStream::create(&data.sub(datadir::ERRORS)?, error_name)?;
+        let writer = StorageWriter::new(storage, converter.schema().clone(), options);
+        Ok(Pipeline { converter, writer: Some(writer), errors, finished: Vec::new() })
+    }
+
+    pub fn converter(&self) -> &Converter {
+        &self.converter
+    }
+
+    /// The error stream's path relative to the data directory.
+    pub fn error_file(&self) -> &str {
+        self.errors.name()
+    }
+
+    /// Converts one raw log.
+    pub fn convert_log(&mut self, path: &Path) -> Result<ConvertSummary, ConvertError> {
+        self.convert_log_with(path, &mut |_| {})
+    }
+
+    /// [`Pipeline::convert_log`], calling `progress` with the bytes of the file consumed so far.
+    pub fn convert_log_with(&mut self, path: &Path, progress: &mut dyn FnMut(u64)) -> Result<ConvertSummary, ConvertError> {
+        let source = path.display().to_string();
+        let mut reader = rawlog::open(path).map_err(|e| input_error(path, e))?;
+        let mut summary = ConvertSummary::default();
+        while let Some(item) = reader.next() {
+            match item {
+                Ok(rec) => self.convert_record(&rec, &source, &mut summary)?,
+                Err(err) => {
+                    summary.records_read += 1;
+                    let bad = BadRecord::new(BadRecordKind::CorruptedData, err.to_string());
+                    self.reject(&bad, ErrorEntry::new(&bad, &source, None), &mut summary)?;
+                }
+            }
+            progress(reader.record_offset());
+        }
+        summary.skipped_bytes = reader.skipped_bytes();
+        self.collect_finished()?;
+        Ok(summary)
+    }
+
+    /// Converts one raw record into storage or the error stream.
+    pub fn convert_record(&mut self, rec: &RawRecord, source: &str, summary: &mut ConvertSummary) -> Result<(), ConvertError> {
+        summary.records_read += 1;
+        summary.bytes_read += (rec.path.len() + rec.body.len()) as u64;
+        let decoded = self.converter.decode(rec);
+        let (body, result): (&[u8], _) = match &decoded {
+            Ok(body) => (body, self.converter.convert_decoded(rec, body)),
+            Err(bad) => (&rec.body, Err(bad.clone())),
+        };
+        summary.bytes_uncompressed += (rec.path.len() + body.len()) as u64;
+        let bad = match result {
+            Ok(converted) => match self.store(&converted, summary)? {
+                None => return Ok(()),
+                Some(bad) => bad,
+            },
+            Err(bad) => bad,
+        };
+        let entry = ErrorEntry { path: Some(&rec.path), timestamp_ms: Some(rec.timestamp_ms), ip: &rec.ip, ..ErrorEntry::new(&bad, source, Some(body)) };
+        self.reject(&bad, entry, summary)
+    }
+
+    /// Converts an `id<TAB>json` text file (plain or compressed by extension) whose records were
+    /// received on `submission_date` (`YYYYMMDD`).
+    pub fn convert_text(&mut self, path: &Path, submission_date: &str, progress: &mut dyn FnMut(u64)) -> Result<ConvertSummary, ConvertError> {
+        let source = path.display().to_string();
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+        let file = open(path)?;
+        let mut input: Box<dyn BufRead + Send> = match Container::from_name(name) {
+            Some(Container::Plain) | None => Box::new(BufReader::with_capacity(256 * 1024, file)),
+            Some(_) => decompress(name, file)?,
+        };
+        let mut summary = ConvertSummary::default();
+        let mut line = Vec::new();
+        let mut consumed = 0u64;
+        loop {
+            line.clear();
+            let n = input.read_until(b'\n', &mut line).map_err(|e| input_error(path, e))?;
+            if n == 0 {
+                break;
+            }
+            consumed += n as u64;
+            while matches!(line.last(), Some(b'\n' | b'\r')) {
+                line.pop();
+            }
+            if line.is_empty() {
+                continue;
+            }
+            summary.records_read += 1;
+            summary.bytes_read += line.len() as u64;
+            summary.bytes_uncompressed += line.len() as u64;
+            let result = self.converter.convert_line(&line, submission_date);
+            self.store_or_reject(result, &source, &line, &mut summary)?;
+            progress(consumed);
+        }
+        self.collect_finished()?;
+        Ok(summary)
+    }
+
+    /// Converts a file holding one JSON document; its id is the file name up to the first dot.
+    pub fn convert_json_file(&mut self, path: &Path, submission_date: &str) -> Result<ConvertSummary, ConvertError> {
+        let source = path.display().to_string();
+        let body = std::fs::read(path).map_err(|e| input_error(path, e))?;
+        let id = path.file_name().and_then(|n| n.to_str()).and_then(|n| n.split('.').next()).unwrap_or("unknown");
+        let mut summary = ConvertSummary { records_read: 1, bytes_read: body.len() as u64, bytes_uncompressed: body.len() as u64, ..Default::default() };
+        let result = self.converter.convert_body(id, &body, submission_date);
+        self.store_or_reject(result, &source, &body, &mut summary)?;
+        self.collect_finished()?;
+        Ok(summary)
+    }
+
+    fn store_or_reject(
+        &mut self,
+        result: Result<super::Converted, BadRecord>,
+        source: &str,
+        body: &[u8],
+        summary: &mut ConvertSummary,
+    ) -> Result<(), ConvertError> {
+        let bad = match result {
+            Ok(converted) => match self.store(&converted, summary)? {
+                None => return Ok(()),
+                Some(bad) => bad,
+            },
+            Err(bad) => bad,
+        };
+        self.reject(&bad, ErrorEntry::new(&bad, source, Some(body)), summary)
+    }
+
+    /// Writes a converted record; a storage refusal becomes a `write_failed` bad record.
+    fn store(&mut self, converted: &super::Converted, summary: &mut ConvertSummary) -> Result<Option<BadRecord>, ConvertError> {
+        let writer = self.writer.as_mut().ok_or_else(|| StorageError::io("storage", std::io::Error::other("pipeline finished")))?;
+        match writer.write(&converted.dims, converted.version, &converted.id, &converted.json) {
+            Ok(()) => {
+                summary.records_written += 1;
+                summary.bytes_written += (converted.id.len() + converted.json.len() + 2) as u64;
+                summary.histograms_converted += u64::from(converted.histograms);
+                summary.unknown_histograms += u64::from(converted.unknown_histograms);
+                Ok(None)
+            }
+            Err(err) => Ok(Some(BadRecord::new(BadRecordKind::WriteFailed, err.to_string()))),
+        }
+    }
+
+    fn reject(&mut self, bad: &BadRecord, entry: ErrorEntry, summary: &mut ConvertSummary) -> Result<(), ConvertError> {
+        summary.add_bad(bad.kind);
+        self.errors.write(&entry)?;
+        Ok(())
+    }
+
+    fn collect_finished(&mut self) -> Result<(), ConvertError> {
+        if let Some(writer) = self.writer.as_mut() {
+            self.finished.extend(writer.take_finished());
+        }
+        self.errors.flush()?;
+        Ok(())
+    }
+
+    /// Partition files finished (rotated) so far, taken.
+    pub fn take_finished(&mut self) -> Vec<FinishedFile> {
+        std::mem::take(&mut self.finished)
+    }
+
+    /// Finishes every open partition file and syncs the error stream. Returns all files finished
+    /// since the last [`Pipeline::take_finished`].
+    pub fn finish(mut self) -> Result<Vec<FinishedFile>, ConvertError> {
+        if let Some(writer) = self.writer.take() {
+            self.finished.extend(writer.finish()?);
+        }
+        self.errors.flush()?;
+        Ok(std::mem::take(&mut self.finished))
+    }
+}

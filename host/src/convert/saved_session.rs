@@ -1,0 +1,125 @@
+//! A unified `saved-session` ping made to look like a classic one (seed reference §5.4):
+//! payload sections moved to the top, `payload.info` merged into `info`, classic `info` fields
+//! filled from `environment`.
+
+use super::bad_record::BadRecord;
+use super::document::{member, parse_object};
+use super::fields::{string_value, Fields};
+
+/// Classic `info` field ← path in `environment`.
+const ENVIRONMENT_INFO: [(&str, &[&str]); 24] = [
+    ("appID", &["build", "applicationId"]),
+    ("platformBuildID", &["build", "buildId"]),
+    ("cpucount", &["system", "cpu", "count"]),
+    ("memsize", &["system", "memoryMB"]),
+    ("isWow64", &["system", "isWow64"]),
+    ("device", &["system", "device", "model"]),
+    ("manufacturer", &["system", "device", "manufacturer"]),
+    ("hardware", &["system", "device", "hardware"]),
+    ("tablet", &["system", "device", "isTablet"]),
+    ("locale", &["settings", "locale"]),
+    ("OS", &["system", "os", "name"]),
+    ("version", &["system", "os", "version"]),
+    ("kernel_version", &["system", "os", "kernelVersion"]),
+    ("D2DEnabled", &["system", "gfx", "D2DEnabled"]),
+    ("DWriteEnabled", &["system", "gfx", "DWriteEnabled"]),
+    ("DWriteVersion", &["system", "gfx", "DWriteVersion"]),
+    ("profileHDDModel", &["system", "hdd", "profile", "model"]),
+    ("profileHDDRevision", &["system", "hdd", "profile", "revision"]),
+    ("binHDDModel", &["system", "hdd", "binary", "model"]),
+    ("binHDDRevision", &["system", "hdd", "binary", "revision"]),
+    ("winHDDModel", &["system", "hdd", "system", "model"]),
+    ("winHDDRevision", &["system", "hdd", "system", "revision"]),
+    ("activeExperiment", &["addons", "activeExperiment", "id"]),
+    ("activeExperimentBranch", &["addons", "activeExperiment", "branch"]),
+];
+
+/// GPU adapter field → classic `info` field prefix (the second adapter adds the suffix `2`).
+const ADAPTER_INFO: [(&str, &str); 8] = [
+    ("description", "adapterDescription"),
+    ("vendorID", "adapterVendorID"),
+    ("deviceID", "adapterDeviceID"),
+    ("subsysID", "adapterSubsysID"),
+    ("RAM", "adapterRAM"),
+    ("driver", "adapterDriver"),
+    ("driverVersion", "adapterDriverVersion"),
+    ("driverDate", "adapterDriverDate"),
+];
+
+/// Follows `path` through nested objects; `None` when absent or null.
+fn lookup<'a>(root: &'a str, path: &[&str]) -> Option<&'a str> {
+    let mut current = root;
+    for key in path {
+        let fields = parse_object(current, key).ok()?;
+        current = member(&fields, key)?;
+    }
+    (current != "null").then_some(current)
+}
+
+/// Adds an `info` field from the environment; a clash with an existing key stores it as
+/// `environment.<key>`.
+fn fill<'a>(info: &mut Fields<'a>, key: &str, value: &'a str) {
+    let key = if info.contains(key) { format!("environment.{key}") } else { key.to_owned() };
+    info.push(key, value);
+}
+
+/// Rewrites a saved-session ping; returns the new top level and its `info`.
+pub fn flatten<'a>(
+    mut root: Fields<'a>,
+    payload: Fields<'a>,
+    payload_info: Fields<'a>,
+    mut info: Fields<'a>,
+    environment: &'a str,
+) -> Result<(Fields<'a>, Fields<'a>), BadRecord> {
+    root.remove("payload");
+    let mut payload_ver = None;
+    for (key, value) in payload.0 {
+        match key.as_ref() {
+            "info" => {}
+            "ver" => payload_ver = Some(value),
+            _ if root.contains(&key) => root.push(format!("payload.{key}"), value),
+            _ => root.push(key, value),
+        }
+    }
+    for (key, value) in payload_info.0 {
+        if !info.contains(&key) {
+            info.push(key, value);
+        }
+    }
+    if let Some(ver) = payload_ver {
+        root.push("payload.ver", ver);
+    }
+    for (key, path) in ENVIRONMENT_INFO {
+        if let Some(value) = lookup(environment, path) {
+            fill(&mut info, key, value);
+        }
+    }
+    if let Some(theme) = lookup(environment, &["addons", "theme", "id"]) {
+        fill(&mut info, "persona", theme);
+    }
+    if info.get("OS").and_then(string_value).is_some_and(|os| os.starts_with("Windows_")) {
+        info.set("OS", "\"WINNT\"");
+    }
+    if let Some(adapters) = lookup(environment, &["system", "gfx", "adapters"]) {
+        let adapters: Vec<&serde_json::value::RawValue> = serde_json::from_str(adapters).unwrap_or_default();
+        for (n, adapter) in adapters.iter().take(2).enumerate() {
+            let suffix = if n == 0 { "" } else { "2" };
+            for (from, to) in ADAPTER_INFO {
+                if let Some(value) = lookup(adapter.get(), &[from]) {
+                    fill(&mut info, &format!("{to}{suffix}"), value);
+                }
+            }
+            if n == 1 {
+                if let Some(active) = lookup(adapter.get(), &["GPUActive"]) {
+                    fill(&mut info, "isGPU2Active", active);
+                }
+            }
+        }
+    }
+    if let Some(client_id) = member(&root, "clientId") {
+        root.push("clientID", client_id);
+    }
+    root.set("ver", "5");
+    root.push("info", info.to_json());
+    Ok((root, info))
+}
