@@ -1,13 +1,46 @@
 //! The job service API under `/api/v1`: upload Wasm components and jobs, follow them in the queue,
-//! fetch results, cancel. Authenticated with bearer tokens (`auth`); documented by an OpenAPI
-//! document served at `/api/v1/openapi.json`.
+//! fetch results, cancel. Authenticated with bearer tokens ([`auth`]); documented by the OpenAPI
+//! document served at `/api/v1/openapi.json` (`docs/openapi.json`); user docs in `docs/api/jobs.md`.
+//!
+//! - [`config`](JobsConfig): the `[jobs]` section.
+//! - [`auth`]: tokens stored as SHA-256 hashes, constant-time lookup, roles.
+//! - [`types`]: request/response bodies shared with the CLI client.
+//! - `service`: [`JobService`] (runtime, compile cache, scheduler) and the upload checks.
+//! - `upload`: capped multipart reading. `routes`: the handlers. [`format`]: result formats.
 
 pub mod auth;
 mod config;
 mod error;
 pub mod format;
+mod openapi;
+mod routes;
+mod service;
 pub mod types;
+mod upload;
 
-pub use auth::{Authenticator, Caller, Role, TokenConfig};
+use std::sync::Arc;
+
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{get, post};
+use axum::Router;
+
+pub use auth::{hash_token, Authenticator, Caller, Role, TokenConfig};
 pub use config::JobsConfig;
 pub use error::ApiError;
+pub use service::{JobService, ServiceError};
+
+/// The `/api/v1` routes (mount with `Router::nest("/api/v1", router(service))`).
+pub fn router<S: Clone + Send + Sync + 'static>(service: Arc<JobService>) -> Router<S> {
+    // Room for the largest component, the manifest and multipart framing; each part is also
+    // capped on its own while it streams (see `upload`).
+    let body_limit = (service.config.max_component_bytes + service.config.max_manifest_bytes + 64 * 1024) as usize;
+    Router::new()
+        .route("/jobs", post(routes::submit).get(routes::list))
+        .route("/jobs/{id}", get(routes::status).delete(routes::cancel))
+        .route("/jobs/{id}/result", get(routes::result))
+        .route("/components", post(routes::upload_component))
+        .route("/openapi.json", get(routes::openapi))
+        .fallback(routes::not_found)
+        .layer(DefaultBodyLimit::max(body_limit))
+        .with_state(service)
+}

@@ -8,13 +8,14 @@
 //! marked `failed` with the reason "server restarted while the job was running" — it may be the
 //! reason for the crash, and re-running it would crash the server again.
 //!
-//! What runs a job is an [`Executor`] (the Wasm one is `WasmExecutor`); the scheduler knows only
+//! What runs a job is an [`Executor`] (the Wasm one is [`WasmExecutor`]); the scheduler knows only
 //! records, states and files.
 
 mod control;
 mod pool;
 mod record;
 mod store;
+mod wasm;
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
@@ -24,6 +25,8 @@ use std::time::Duration;
 pub use record::{is_job_id, is_sha256, now, JobRecord, JobState, Manifest, ProgressSnapshot};
 pub use store::{JobStore, StoreError};
 pub use control::RunControl;
+pub use pool::spawn_low_priority;
+pub use wasm::WasmExecutor;
 
 /// The reason recorded for jobs found `running` after a crash.
 pub const RESTART_REASON: &str = "server restarted while the job was running";
@@ -103,7 +106,8 @@ pub enum SchedulerError {
 /// are interrupted and re-queued).
 pub struct Scheduler {
     shared: Arc<Shared>,
-    threads: Vec<JoinHandle<()>>,
+    /// Runner and retention threads, joined by [`Scheduler::shutdown`].
+    threads: Mutex<Vec<JoinHandle<()>>>,
 }
 
 struct Shared {
@@ -159,7 +163,7 @@ impl Scheduler {
         threads.push(pool::spawn_low_priority("job-retention".into(), shared.config.job_nice, move || {
             sweeper.sweep_expired()
         }));
-        Ok(Scheduler { shared, threads })
+        Ok(Scheduler { shared, threads: Mutex::new(threads) })
     }
 
     /// The store (for components and results).
@@ -223,8 +227,11 @@ impl Scheduler {
     }
 }
 
-impl Drop for Scheduler {
-    fn drop(&mut self) {
+impl Scheduler {
+    /// Stops the scheduler: running jobs are interrupted and put back in the queue (they run
+    /// again after the restart), the runner and retention threads are joined. Blocks for at most
+    /// about one epoch tick plus the time a guest call takes to unwind. Idempotent.
+    pub fn shutdown(&self) {
         {
             let mut state = self.shared.lock();
             state.shutting_down = true;
@@ -235,9 +242,16 @@ impl Drop for Scheduler {
             }
         }
         self.shared.wake.notify_all();
-        for thread in self.threads.drain(..) {
+        let threads = std::mem::take(&mut *self.threads.lock().unwrap_or_else(|p| p.into_inner()));
+        for thread in threads {
             let _ = thread.join();
         }
+    }
+}
+
+impl Drop for Scheduler {
+    fn drop(&mut self) {
+        self.shutdown();
     }
 }
 

@@ -1,13 +1,13 @@
 //! The job service's files under the data dir's `jobs/` (through cap-std, so nothing leaves it):
-//! `queue/<id>.json` job records, `components/<sha256>.wasm` uploaded components and
-//! `results/<id>.txt` job outputs. Every write goes to a temporary file, is synced and then renamed,
+//! `queue/<id>.json` job records and `results/<id>.txt` job outputs (uploaded components live in
+//! the runtime's compile cache, `jobs/cache/`). Every write goes to a temporary file, is synced and then renamed,
 //! so a crash leaves either the old or the new version, never half a file.
 
 use std::io::{Read, Write};
 
 use cap_std::fs::{Dir, OpenOptions};
 
-use super::record::{is_job_id, is_sha256, JobRecord};
+use super::record::{is_job_id, JobRecord};
 
 /// Errors from the job store.
 #[derive(Debug, thiserror::Error)]
@@ -41,12 +41,10 @@ fn io(what: &'static str, path: impl Into<String>) -> impl FnOnce(std::io::Error
 #[derive(Debug)]
 pub struct JobStore {
     queue: Dir,
-    components: Dir,
     results: Dir,
 }
 
 const QUEUE: &str = "queue";
-const COMPONENTS: &str = "components";
 const RESULTS: &str = "results";
 
 impl JobStore {
@@ -56,7 +54,7 @@ impl JobStore {
             jobs.create_dir_all(name).map_err(io("create", name))?;
             jobs.open_dir(name).map_err(io("open", name))
         };
-        Ok(JobStore { queue: sub(QUEUE)?, components: sub(COMPONENTS)?, results: sub(RESULTS)? })
+        Ok(JobStore { queue: sub(QUEUE)?, results: sub(RESULTS)? })
     }
 
     /// Writes a job record (atomically).
@@ -100,29 +98,6 @@ impl JobStore {
     pub fn remove(&self, id: &str) -> Result<(), StoreError> {
         remove_if_exists(&self.results, RESULTS, &format!("{id}.txt"))?;
         remove_if_exists(&self.queue, QUEUE, &format!("{id}.json"))
-    }
-
-    /// Stores an uploaded component under its hash (no-op when already present).
-    pub fn put_component(&self, sha256: &str, bytes: &[u8]) -> Result<(), StoreError> {
-        debug_assert!(is_sha256(sha256));
-        let name = format!("{sha256}.wasm");
-        if self.components.exists(&name) {
-            return Ok(());
-        }
-        write_atomic(&self.components, COMPONENTS, &name, bytes)
-    }
-
-    /// An uploaded component's bytes, if it was stored.
-    pub fn component(&self, sha256: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        if !is_sha256(sha256) {
-            return Ok(None);
-        }
-        let name = format!("{sha256}.wasm");
-        match read_all(&self.components, &name) {
-            Ok(bytes) => Ok(Some(bytes)),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(io("read", format!("{COMPONENTS}/{name}"))(e)),
-        }
     }
 
     /// Stores a job's output (atomically); returns its size.
@@ -205,13 +180,9 @@ mod tests {
     }
 
     #[test]
-    fn components_and_results_round_trip() {
+    fn results_round_trip() {
         let (_tmp, store) = temp_store();
-        let sha = "cd".repeat(32);
-        assert_eq!(store.component(&sha).unwrap(), None);
-        store.put_component(&sha, b"\0asm").unwrap();
-        assert_eq!(store.component(&sha).unwrap().as_deref(), Some(&b"\0asm"[..]));
-        assert_eq!(store.component("../x").unwrap(), None);
+        assert_eq!(store.result("../x").unwrap(), None);
         let r = record();
         assert_eq!(store.put_result(&r.id, b"k\tv\n").unwrap(), 4);
         assert_eq!(store.result(&r.id).unwrap().as_deref(), Some(&b"k\tv\n"[..]));

@@ -1,0 +1,184 @@
+//! The `/api/v1` handlers: each authenticates (the [`Caller`] extractor runs before any body is
+//! read), checks ownership, calls the [`JobService`] and answers JSON or `{error, detail}`.
+
+use std::sync::Arc;
+
+use axum::extract::multipart::{Multipart, MultipartRejection};
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{FromRequestParts, Path, Query, State};
+use axum::http::request::Parts;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+
+use super::auth::Caller;
+use super::error::ApiError;
+use super::format::{render, ResultFormat};
+use super::service::JobService;
+use super::types::{ComponentResponse, JobList, JobRecord, JobState, SubmitResponse};
+use super::upload::{read_upload, UploadLimits};
+use crate::jobs::scheduler::{is_job_id, SchedulerError};
+
+impl FromRequestParts<Arc<JobService>> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, service: &Arc<JobService>) -> Result<Self, Self::Rejection> {
+        service.auth.authenticate(parts.headers.get(header::AUTHORIZATION).map(|v| v.as_bytes()))
+    }
+}
+
+fn limits(service: &JobService) -> UploadLimits {
+    UploadLimits {
+        component_bytes: service.config.max_component_bytes,
+        manifest_bytes: service.config.max_manifest_bytes,
+    }
+}
+
+/// `POST /jobs`: multipart `component` + `manifest` → validated, compiled, queued → 202.
+pub async fn submit(
+    State(service): State<Arc<JobService>>,
+    caller: Caller,
+    multipart: Result<Multipart, MultipartRejection>,
+) -> Result<Response, ApiError> {
+    let upload = read_upload(multipart, limits(&service)).await?;
+    let manifest = upload.manifest.ok_or_else(|| {
+        ApiError::bad("bad_manifest", "missing 'manifest' part (JSON: name, filter, parameter, limits, workers)")
+    })?;
+    let compiled = match (upload.component, manifest.component.as_deref()) {
+        (Some(bytes), None) => service.compile(bytes).await?,
+        (None, Some(sha)) => service.cached(sha).await?,
+        (Some(_), Some(_)) => {
+            return Err(ApiError::bad(
+                "bad_manifest",
+                "both a 'component' part and a manifest 'component' hash were given; send one",
+            ))
+        }
+        (None, None) => {
+            return Err(ApiError::bad(
+                "missing_component",
+                "missing 'component' part (the .wasm file), and the manifest names no uploaded 'component' hash",
+            ))
+        }
+    };
+    let accepted = service.check_manifest(manifest, compiled.sha256().to_string())?;
+    let record = service
+        .scheduler
+        .submit(&caller.name, accepted.manifest, accepted.component_sha256)
+        .map_err(scheduler_error)?;
+    let status_url = format!("/api/v1/jobs/{}", record.id);
+    let body = SubmitResponse {
+        id: record.id,
+        state: record.state,
+        component_sha256: record.component_sha256,
+        status_url: status_url.clone(),
+    };
+    Ok((StatusCode::ACCEPTED, [(header::LOCATION, status_url)], Json(body)).into_response())
+}
+
+/// `POST /components`: multipart `component` → validated and compiled into the cache.
+pub async fn upload_component(
+    State(service): State<Arc<JobService>>,
+    _caller: Caller,
+    multipart: Result<Multipart, MultipartRejection>,
+) -> Result<Response, ApiError> {
+    let upload = read_upload(multipart, limits(&service)).await?;
+    if upload.manifest.is_some() {
+        return Err(ApiError::bad("bad_multipart", "POST /components takes only a 'component' part; submit jobs to /jobs"));
+    }
+    let bytes = upload.component.ok_or_else(|| ApiError::bad("missing_component", "missing 'component' part"))?;
+    let size_bytes = bytes.len() as u64;
+    let compiled = service.compile(bytes).await?;
+    let status = if compiled.cache_hit() { StatusCode::OK } else { StatusCode::CREATED };
+    let body = ComponentResponse {
+        sha256: compiled.sha256().to_string(),
+        size_bytes,
+        cache_hit: compiled.cache_hit(),
+        compile_ms: compiled.compile_time().as_secs_f64() * 1e3,
+    };
+    Ok((status, Json(body)).into_response())
+}
+
+/// `GET /jobs`: the caller's jobs (every job for admins).
+pub async fn list(State(service): State<Arc<JobService>>, caller: Caller) -> Json<JobList> {
+    let jobs = service.scheduler.list().into_iter().filter(|j| caller.sees(&j.owner)).collect();
+    Json(JobList { jobs })
+}
+
+/// `GET /jobs/{id}`.
+pub async fn status(
+    State(service): State<Arc<JobService>>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<JobRecord>, ApiError> {
+    Ok(Json(owned_job(&service, &caller, &id)?))
+}
+
+/// `DELETE /jobs/{id}`: cancel → 202 with the job as it is now.
+pub async fn cancel(
+    State(service): State<Arc<JobService>>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    owned_job(&service, &caller, &id)?;
+    let record = service.scheduler.cancel(&id).map_err(scheduler_error)?;
+    Ok((StatusCode::ACCEPTED, Json(record)).into_response())
+}
+
+/// `?format=` of the result route.
+#[derive(serde::Deserialize)]
+pub struct ResultQuery {
+    #[serde(default)]
+    format: ResultFormat,
+}
+
+/// `GET /jobs/{id}/result?format=text|ndjson|csv`.
+pub async fn result(
+    State(service): State<Arc<JobService>>,
+    caller: Caller,
+    Path(id): Path<String>,
+    query: Result<Query<ResultQuery>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let Query(query) =
+        query.map_err(|e| ApiError::bad("bad_format", format!("{}; use format=text, ndjson or csv", e.body_text())))?;
+    let job = owned_job(&service, &caller, &id)?;
+    if job.state != JobState::Succeeded {
+        let why = job.error.map(|e| format!(": {e}")).unwrap_or_default();
+        return Err(ApiError::Conflict(format!("job {id} is {}{why}; only succeeded jobs have a result", job.state.as_str())));
+    }
+    let output = service
+        .scheduler
+        .result(&id)
+        .map_err(|e| ApiError::Internal(e.to_string()))?
+        .ok_or_else(|| ApiError::NotFound(format!("the result of job {id} is gone (retention)")))?;
+    let body = render(&output, query.format);
+    Ok(([(header::CONTENT_TYPE, query.format.content_type())], body).into_response())
+}
+
+/// `GET /openapi.json` (no token needed).
+pub async fn openapi() -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], super::openapi::DOCUMENT).into_response()
+}
+
+/// Any other path under `/api/v1`.
+pub async fn not_found() -> ApiError {
+    ApiError::NotFound("no such route under /api/v1; see /api/v1/openapi.json".into())
+}
+
+/// The job, when it exists and the caller may see it.
+fn owned_job(service: &JobService, caller: &Caller, id: &str) -> Result<JobRecord, ApiError> {
+    let job = is_job_id(id)
+        .then(|| service.scheduler.get(id))
+        .flatten()
+        .ok_or_else(|| ApiError::NotFound(format!("no job {id}")))?;
+    caller.check_owner(&job.owner, id)?;
+    Ok(job)
+}
+
+fn scheduler_error(e: SchedulerError) -> ApiError {
+    match e {
+        SchedulerError::NotFound(id) => ApiError::NotFound(format!("no job {id}")),
+        SchedulerError::QueueFull(_) => ApiError::Unavailable(e.to_string()),
+        SchedulerError::AlreadyFinished { .. } => ApiError::Conflict(e.to_string()),
+        SchedulerError::Store(_) => ApiError::Internal(e.to_string()),
+    }
+}

@@ -1,0 +1,177 @@
+//! [`JobService`]: the ready-to-serve job service built from `[jobs]` — tokens, the Wasm runtime with
+//! its compile cache (`jobs/cache/`), the persistent scheduler (`jobs/queue/`, `jobs/results/`) — and
+//! the upload checks that turn a component plus manifest into a queued job.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+
+use super::auth::{Authenticator, BadTokenConfig};
+use super::config::JobsConfig;
+use super::error::ApiError;
+use super::types::Manifest;
+use crate::jobs::scheduler::{JobStore, Scheduler, SchedulerConfig, SchedulerError, StoreError, WasmExecutor};
+use crate::jobs::{CompiledJob, JobError, Limits, Runtime, RuntimeConfig};
+use crate::storage::{datadir, DataDir, LocalSource, PartitionSource, Schema, StorageError};
+
+/// Why the job service could not start (a bad config fails `serve` before it binds).
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    /// A token entry is malformed.
+    #[error(transparent)]
+    Token(#[from] BadTokenConfig),
+    /// `jobs.default_limits` is not usable.
+    #[error("jobs: {0}")]
+    Config(String),
+    /// The runtime or its cache could not be set up.
+    #[error("jobs: {0}")]
+    Runtime(#[from] JobError),
+    /// `jobs/` could not be opened.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The stored queue could not be loaded.
+    #[error(transparent)]
+    Scheduler(#[from] SchedulerError),
+    /// A directory in the data dir could not be opened.
+    #[error("jobs: {0}")]
+    DataDir(#[from] StorageError),
+}
+
+/// The job service: everything the `/api/v1` handlers need.
+pub struct JobService {
+    pub(super) auth: Authenticator,
+    pub(super) scheduler: Scheduler,
+    runtime: Arc<Runtime>,
+    pub(super) config: JobsConfig,
+}
+
+/// A checked upload, ready to queue.
+pub(super) struct Accepted {
+    pub manifest: Manifest,
+    pub component_sha256: String,
+}
+
+impl JobService {
+    /// Loads the tokens, opens the compile cache (`cache/`, shared with `job run`) and the queue
+    /// (`jobs/`) in the data dir, applies the restart policy and starts the runner threads. Jobs
+    /// read the partitions under `storage/`.
+    pub fn start(config: &JobsConfig, data: &DataDir) -> Result<Arc<Self>, ServiceError> {
+        let auth = Authenticator::new(&config.tokens)?;
+        let jobs = data.sub(datadir::JOBS)?;
+        let cache = data.sub(datadir::CACHE)?;
+        let source: Arc<dyn PartitionSource> = Arc::new(LocalSource::new(data.sub(datadir::STORAGE)?));
+        let runtime = Arc::new(Runtime::new(cache, RuntimeConfig::default())?);
+        let executor = Arc::new(WasmExecutor::new(runtime.clone(), source, config.worker_ceiling()));
+        let scheduler = Scheduler::start(
+            JobStore::open(&jobs)?,
+            executor,
+            SchedulerConfig {
+                max_concurrent_jobs: config.max_concurrent_jobs.max(1),
+                max_queued_jobs: config.max_queued_jobs,
+                job_nice: config.job_nice,
+                result_retention: Duration::from_secs(config.result_retention_secs),
+                retention_sweep: Duration::from_secs(config.retention_sweep_secs.max(1)),
+            },
+        )?;
+        Ok(Arc::new(JobService { auth, scheduler, runtime, config: config.clone() }))
+    }
+
+    /// Stops the runners (running jobs go back to the queue); call on server shutdown from a
+    /// blocking context.
+    pub fn shutdown(&self) {
+        self.scheduler.shutdown();
+    }
+
+    /// Validates and compiles a component on a low-priority thread (Cranelift on a big guest
+    /// takes seconds of CPU; it must not stall the async runtime or ingest).
+    pub(super) async fn compile(&self, wasm: Bytes) -> Result<CompiledJob, ApiError> {
+        let code = classify(&wasm);
+        let runtime = self.runtime.clone();
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        crate::jobs::scheduler::spawn_low_priority("job-compile".into(), self.config.job_nice, move || {
+            let _ = tx.send(runtime.compile(&wasm));
+        });
+        match rx.await {
+            Ok(Ok(compiled)) => Ok(compiled),
+            Ok(Err(JobError::InvalidComponent { reason })) => Err(ApiError::bad(code, reason)),
+            Ok(Err(other)) => Err(ApiError::Internal(format!("compiling the component: {other}"))),
+            Err(_) => Err(ApiError::Internal("the compile thread died".into())),
+        }
+    }
+
+    /// A component uploaded earlier, by hash (a 400 when it is unknown).
+    pub(super) async fn cached(&self, sha256: &str) -> Result<CompiledJob, ApiError> {
+        let runtime = self.runtime.clone();
+        let sha = sha256.to_string();
+        let loaded = tokio::task::spawn_blocking(move || runtime.load_cached(&sha))
+            .await
+            .map_err(|e| ApiError::Internal(format!("loading a cached component: {e}")))?;
+        match loaded {
+            Ok(compiled) => Ok(compiled),
+            Err(JobError::NotCached { .. }) => Err(ApiError::bad(
+                "unknown_component",
+                format!("no component with sha256 {sha256} was uploaded; POST it to /api/v1/components first"),
+            )),
+            Err(JobError::InvalidComponent { reason }) => Err(ApiError::bad("wrong_world", reason)),
+            Err(other) => Err(ApiError::Internal(format!("loading component {sha256}: {other}"))),
+        }
+    }
+
+    /// Checks a manifest before it is queued: name, filter, limits and workers. Fills in the
+    /// effective limits and worker count so the stored job says exactly how it will run.
+    pub(super) fn check_manifest(&self, mut manifest: Manifest, component_sha256: String) -> Result<Accepted, ApiError> {
+        if manifest.name.trim().is_empty() || manifest.name.len() > 200 {
+            return Err(ApiError::bad("bad_manifest", "'name' must be 1 to 200 characters"));
+        }
+        Schema::from_json(&manifest.filter.to_string())
+            .map_err(|e| ApiError::bad("bad_filter", format!("the filter is not usable: {e}")))?;
+        manifest.limits = Some(effective_limits(manifest.limits.as_ref())?);
+        let ceiling = self.config.worker_ceiling();
+        manifest.workers = Some(manifest.workers.unwrap_or(ceiling).clamp(1, ceiling));
+        Ok(Accepted { manifest, component_sha256 })
+    }
+}
+
+/// The job's limits: the defaults overlaid with the manifest's fields (unknown fields are a 400).
+fn effective_limits(requested: Option<&serde_json::Value>) -> Result<serde_json::Value, ApiError> {
+    let limits: Limits = match requested {
+        None => Limits::default(),
+        Some(value) => serde_json::from_value(value.clone())
+            .map_err(|e| ApiError::bad("bad_manifest", format!("'limits' is not valid: {e}")))?,
+    };
+    serde_json::to_value(limits).map_err(|e| ApiError::Internal(e.to_string()))
+}
+
+/// The 400 code for a component the runtime refused, from its header: not Wasm at all, a core
+/// module instead of a component, or a component that does not implement the job world.
+pub(super) fn classify(wasm: &[u8]) -> &'static str {
+    if wasm.len() < 8 || &wasm[..4] != b"\0asm" {
+        "not_wasm"
+    } else if wasm[4..8] == [1, 0, 0, 0] {
+        "not_component"
+    } else {
+        "wrong_world"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rejected_components_are_classified_by_header() {
+        assert_eq!(classify(b"hello world"), "not_wasm");
+        assert_eq!(classify(b"\0asm\x01\0\0\0"), "not_component");
+        assert_eq!(classify(b"\0asm\x0d\0\x01\0"), "wrong_world");
+    }
+
+    #[test]
+    fn limits_overlay_defaults_and_reject_typos() {
+        let limits = effective_limits(Some(&serde_json::json!({"call_timeout_ms": 500}))).unwrap();
+        assert_eq!(limits["call_timeout_ms"], 500);
+        assert_eq!(limits["memory_bytes"], Limits::default().memory_bytes);
+        let err = effective_limits(Some(&serde_json::json!({"memory": 1}))).unwrap_err();
+        assert_eq!(err.code(), "bad_manifest");
+    }
+}

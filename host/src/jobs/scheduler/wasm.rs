@@ -1,0 +1,58 @@
+//! [`WasmExecutor`]: runs a queued job's compiled component with the MapReduce executor over the
+//! server's data source, and maps the executor's errors onto the scheduler's outcomes.
+
+use std::sync::Arc;
+
+use super::control::RunControl;
+use super::record::JobRecord;
+use super::{Executor, Finished, RunFailure};
+use crate::jobs::{JobError, Limits, RunOptions, Runtime};
+use crate::storage::{PartitionSource, Schema};
+
+/// Runs jobs as Wasm components on the shared [`Runtime`].
+pub struct WasmExecutor {
+    runtime: Arc<Runtime>,
+    source: Arc<dyn PartitionSource>,
+    /// Worker threads one job may use (the rest of the cores stay with ingest).
+    max_workers: usize,
+}
+
+impl WasmExecutor {
+    /// An executor reading from `source`, using at most `max_workers` threads per job.
+    pub fn new(runtime: Arc<Runtime>, source: Arc<dyn PartitionSource>, max_workers: usize) -> Self {
+        WasmExecutor { runtime, source, max_workers: max_workers.max(1) }
+    }
+
+    fn options(&self, job: &JobRecord) -> Result<RunOptions, String> {
+        let m = &job.manifest;
+        let filter = Schema::from_json(&m.filter.to_string()).map_err(|e| format!("bad filter: {e}"))?;
+        let limits: Limits = match &m.limits {
+            Some(value) => serde_json::from_value(value.clone()).map_err(|e| format!("bad limits: {e}"))?,
+            None => Limits::default(),
+        };
+        Ok(RunOptions {
+            filter,
+            param: m.parameter.clone().unwrap_or_default(),
+            workers: m.workers.unwrap_or(self.max_workers).clamp(1, self.max_workers),
+            limits,
+            skip_bad_records: m.skip_bad_records,
+        })
+    }
+}
+
+impl Executor for WasmExecutor {
+    fn execute(&self, job: &JobRecord, control: &RunControl) -> Result<Finished, RunFailure> {
+        let failed = |error: String| RunFailure::Failed { error, cost: None, log: Vec::new() };
+        let options = self.options(job).map_err(failed)?;
+        let compiled = self.runtime.load_cached(&job.component_sha256).map_err(|e| failed(e.to_string()))?;
+        match crate::jobs::run(&self.runtime, &compiled, self.source.clone(), &options, &control.progress, &control.cancel) {
+            Ok(out) => Ok(Finished {
+                output: out.output,
+                cost: serde_json::to_value(&out.cost).ok(),
+                log: out.log.lines().map(str::to_string).collect(),
+            }),
+            Err(JobError::Cancelled) => Err(RunFailure::Cancelled),
+            Err(error) => Err(failed(error.to_string())),
+        }
+    }
+}
