@@ -6,6 +6,7 @@ mod convert;
 mod export;
 mod histograms;
 mod job;
+mod job_client;
 mod log;
 mod serve;
 
