@@ -1,10 +1,214 @@
-//! `telemetry-server job …`.
+//! `telemetry-server job …`: run a MapReduce job locally (`job run`).
 
+use anyhow::Context;
+use indicatif::{ProgressBar, ProgressStyle};
+use std::io::Write;
+use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+use telemetry_server::jobs::{self, CancelToken, CostReport, Limits, Progress, RunOptions, Runtime, RuntimeConfig};
+use telemetry_server::storage::{DataDir, Schema};
 
 #[derive(clap::Subcommand)]
-pub enum Command {}
+pub enum Command {
+    /// Run a job component over a data directory on this machine and print its output.
+    Run(RunArgs),
+    #[command(flatten)]
+    Client(super::job_client::Command),
+}
+
+#[derive(clap::Args)]
+pub struct RunArgs {
+    /// The job: a WebAssembly component for wit/job.wit's `mapreduce` world.
+    job: PathBuf,
+    /// Data directory (its `storage/` holds the partitions).
+    #[arg(long)]
+    data_dir: String,
+    /// Input filter (telemetry_schema.json format).
+    #[arg(long)]
+    filter: PathBuf,
+    /// Job parameter passed to the job's `init`.
+    #[arg(long, default_value = "")]
+    param: String,
+    /// Worker threads (default: one per core).
+    #[arg(long, default_value_t = 0)]
+    workers: usize,
+    /// Write the output here instead of stdout.
+    #[arg(long)]
+    output: Option<PathBuf>,
+    /// Print one JSON object (cost report, log, and the output unless --output) instead of text.
+    #[arg(long)]
+    json: bool,
+    /// Resource limits as JSON (fields of `Limits`; missing ones keep their defaults).
+    #[arg(long)]
+    limits: Option<PathBuf>,
+    /// Skip records the job fails on, listing them in the cost report, instead of failing.
+    #[arg(long)]
+    skip_bad_records: bool,
+    /// Where compiled components are cached (default: the data directory's `cache/`).
+    #[arg(long)]
+    cache_dir: Option<PathBuf>,
+}
 
 pub fn run(cmd: Command) -> anyhow::Result<ExitCode> {
-    match cmd {}
+    match cmd {
+        Command::Run(args) => run_job(args),
+        Command::Client(cmd) => super::job_client::run(cmd),
+    }
+}
+
+fn run_job(args: RunArgs) -> anyhow::Result<ExitCode> {
+    let wasm = std::fs::read(&args.job).with_context(|| format!("reading {}", args.job.display()))?;
+    let filter = Schema::load(&args.filter).with_context(|| format!("reading filter {}", args.filter.display()))?;
+    let limits: Limits = match &args.limits {
+        Some(path) => serde_json::from_str(&std::fs::read_to_string(path)?)
+            .with_context(|| format!("parsing limits {}", path.display()))?,
+        None => Limits::default(),
+    };
+    let cache_dir = match &args.cache_dir {
+        Some(dir) => DataDir::open(dir)?.sub("jobs-cache")?,
+        None if !args.data_dir.contains("://") => {
+            DataDir::open(std::path::Path::new(&args.data_dir))?.sub(telemetry_server::storage::datadir::CACHE)?
+        }
+        None => DataDir::open(&std::env::temp_dir().join("telemetry-server-cache"))?.sub("jobs")?,
+    };
+    let runtime = Runtime::new(cache_dir, RuntimeConfig::default())?;
+    let compiled = runtime
+        .compile(&wasm)
+        .with_context(|| format!("loading {}", args.job.display()))?;
+    let source = jobs::open_source(&args.data_dir)?;
+    let opts = RunOptions {
+        filter,
+        param: args.param.clone(),
+        workers: if args.workers == 0 {
+            jobs_default_workers()
+        } else {
+            args.workers
+        },
+        limits,
+        skip_bad_records: args.skip_bad_records,
+    };
+
+    let progress = Progress::default();
+    let cancel = CancelToken::new();
+    let bar = progress_bar(args.json);
+    let result = std::thread::scope(|s| {
+        let job = s.spawn(|| jobs::run(&runtime, &compiled, source, &opts, &progress, &cancel));
+        while !job.is_finished() {
+            update_bar(&bar, &progress);
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        update_bar(&bar, &progress);
+        job.join().expect("job thread panicked")
+    });
+    bar.finish_and_clear();
+
+    let out = match result {
+        Ok(out) => out,
+        Err(err) => {
+            anyhow::bail!("job {} failed: {err}", args.job.display());
+        }
+    };
+    if let Some(path) = &args.output {
+        std::fs::write(path, &out.output).with_context(|| format!("writing {}", path.display()))?;
+    }
+    if args.json {
+        let mut doc = serde_json::json!({ "sha256": compiled.sha256(), "cost": out.cost, "log": out.log });
+        if args.output.is_none() {
+            doc["output"] = String::from_utf8_lossy(&out.output).into_owned().into();
+        }
+        println!("{}", serde_json::to_string_pretty(&doc)?);
+    } else {
+        if args.output.is_none() {
+            std::io::stdout().write_all(&out.output)?;
+        }
+        if !out.log.is_empty() {
+            eprint!("--- job log ---\n{}", out.log);
+        }
+        eprint!("{}", render_cost(&out.cost, compiled.sha256()));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn jobs_default_workers() -> usize {
+    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+}
+
+fn progress_bar(hidden: bool) -> ProgressBar {
+    if hidden {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::new(0);
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} files  {msg}")
+            .expect("valid template"),
+    );
+    bar
+}
+
+fn update_bar(bar: &ProgressBar, p: &Progress) {
+    bar.set_length(p.files_total.load(Ordering::Relaxed));
+    bar.set_position(p.files_done.load(Ordering::Relaxed));
+    let (records, bytes) = (p.records.load(Ordering::Relaxed), p.bytes.load(Ordering::Relaxed));
+    bar.set_message(format!("{records} records, {:.1} MB", bytes as f64 / 1e6));
+}
+
+/// The cost report as aligned text.
+fn render_cost(c: &CostReport, sha256: &str) -> String {
+    let p = &c.phases;
+    let mut s = String::from("--- cost ---\n");
+    let mut row = |k: &str, v: String| s.push_str(&format!("{k:<22} {v}\n"));
+    row(
+        "job",
+        format!(
+            "{}… (compile {:.0} ms, cache {})",
+            &sha256[..12],
+            p.compile_ms,
+            if c.compile_cache_hit { "hit" } else { "miss" }
+        ),
+    );
+    row("workers", c.workers.to_string());
+    row(
+        "files",
+        format!(
+            "{} read of {} matched, {} pruned",
+            c.files_read, c.files_matched, c.files_pruned
+        ),
+    );
+    row(
+        "records",
+        format!("{} ({} bad, skipped)", c.records_read, c.bad_records),
+    );
+    row(
+        "bytes",
+        format!(
+            "{:.1} MB JSON from {:.1} MB stored",
+            c.bytes_read as f64 / 1e6,
+            c.compressed_bytes_read as f64 / 1e6
+        ),
+    );
+    row("throughput", format!("{:.0} MB/s", c.mb_per_s));
+    row("emits", format!("{} ({:.1} MB)", c.emits, c.emit_bytes as f64 / 1e6));
+    row(
+        "combine / reduce",
+        format!("{} / {} calls", c.combine_calls, c.reduce_calls),
+    );
+    row("output", format!("{} lines, {} bytes", c.output_lines, c.output_bytes));
+    row(
+        "peak guest memory",
+        format!(
+            "{:.1} MiB ({} instances)",
+            c.peak_guest_memory_bytes as f64 / (1 << 20) as f64,
+            c.instances
+        ),
+    );
+    row(
+        "time",
+        format!(
+            "list {:.0} ms, map {:.0} ms, reduce {:.0} ms, total {:.0} ms",
+            p.list_ms, p.map_ms, p.reduce_ms, p.total_ms
+        ),
+    );
+    s
 }

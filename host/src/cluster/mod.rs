@@ -1,1 +1,82 @@
-//! TODO
+//! Where a job's timely workers run: threads of this process now, several processes (and machines)
+//! later. The MapReduce dataflow in [`crate::jobs`] is written against any [`Topology`]: it reads
+//! only `worker.index()` / `worker.peers()` and exchanges serialisable `(String, String)` pairs,
+//! so moving to `Cluster` needs no change to it.
+
+/// The set of timely workers for one job run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Topology {
+    /// `workers` threads in this process.
+    Local {
+        /// Worker threads (≥ 1).
+        workers: usize,
+    },
+    /// `workers` threads in each of several processes that find each other at `addresses`
+    /// (`host:port`, one per process, the same list everywhere); this process is `process`.
+    Cluster {
+        /// Worker threads per process (the same in every process).
+        workers: usize,
+        /// Index of this process in `addresses`.
+        process: usize,
+        /// Every process's address.
+        addresses: Vec<String>,
+    },
+}
+
+impl Topology {
+    /// One worker per core (at least one).
+    pub fn local_default() -> Self {
+        Topology::Local {
+            workers: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+        }
+    }
+
+    /// Total workers across all processes.
+    pub fn peers(&self) -> usize {
+        match self {
+            Topology::Local { workers } => *workers,
+            Topology::Cluster { workers, addresses, .. } => workers * addresses.len(),
+        }
+    }
+
+    /// The timely configuration for this topology.
+    pub fn timely_config(&self) -> timely::Config {
+        match self {
+            Topology::Local { workers } => timely::Config::process((*workers).max(1)),
+            Topology::Cluster {
+                workers,
+                process,
+                addresses,
+            } => timely::Config {
+                communication: timely::CommunicationConfig::Cluster {
+                    threads: (*workers).max(1),
+                    process: *process,
+                    addresses: addresses.clone(),
+                    report: false,
+                    zerocopy: false,
+                },
+                worker: timely::WorkerConfig::default(),
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn peers_count_every_process() {
+        assert_eq!(Topology::Local { workers: 3 }.peers(), 3);
+        let t = Topology::Cluster {
+            workers: 2,
+            process: 1,
+            addresses: vec!["a:1".into(), "b:1".into()],
+        };
+        assert_eq!(t.peers(), 4);
+        assert!(matches!(
+            t.timely_config().communication,
+            timely::CommunicationConfig::Cluster { process: 1, .. }
+        ));
+    }
+}

@@ -1,3 +1,87 @@
-//! TODO
+//! MapReduce jobs as sandboxed WebAssembly components: the runtime that validates, compiles and
+//! caches them, and the executor that runs them over stored partitions on every core.
+//!
+//! - [`runtime`]: [`Runtime`] (wasmtime engine, pooling allocator, epoch ticker, compile cache),
+//!   [`CompiledJob`].
+//! - [`guest`]: one locked-down job instance and the `telemetry:job/host` imports.
+//! - [`extract`]: native JSON-pointer projection of the fields a job declares.
+//! - [`executor`]: the timely dataflow (read → map → combine → exchange → reduce → sorted output).
+//! - [`limits`], [`progress`], [`cost`], [`joblog`]: limits, live counters and cancellation, the
+//!   cost report, the capped job log.
+//! - [`error`]: [`JobError`].
+//!
+//! The guest contract is `wit/job.wit`; user documentation is in `docs/jobs/`.
 
+mod bindings;
+pub mod cost;
+mod error;
+mod executor;
+pub mod extract;
+mod guest;
+pub mod joblog;
+pub mod limits;
+pub mod progress;
+pub mod runtime;
 pub mod scheduler;
+
+pub use cost::{CostReport, Phases};
+pub use error::JobError;
+pub use executor::run;
+pub use limits::Limits;
+pub use progress::{CancelToken, Progress};
+pub use runtime::{CompiledJob, Runtime, RuntimeConfig};
+
+use crate::storage::{DataDir, LocalSource, PartitionSource, Schema};
+use std::sync::Arc;
+
+/// How to run a job.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    /// Which partitions to read (telemetry_schema.json format, seed reference §10.2).
+    pub filter: Schema,
+    /// The job parameter passed to `init` (empty if none).
+    pub param: String,
+    /// Worker threads (0 = one per core).
+    pub workers: usize,
+    /// Resource limits.
+    pub limits: Limits,
+    /// Skip records the job traps on (or that are not valid JSON), counting them and keeping
+    /// their ids, instead of failing the job.
+    pub skip_bad_records: bool,
+}
+
+impl RunOptions {
+    /// Options with default limits, one worker per core, no parameter.
+    pub fn new(filter: Schema) -> Self {
+        RunOptions {
+            filter,
+            param: String::new(),
+            workers: 0,
+            limits: Limits::default(),
+            skip_bad_records: false,
+        }
+    }
+}
+
+/// What a finished job produced.
+#[derive(Debug, Clone)]
+pub struct JobOutput {
+    /// Sorted `key<TAB>value` lines, each ending in a newline.
+    pub output: Vec<u8>,
+    /// What the run read, produced and spent.
+    pub cost: CostReport,
+    /// The job's log (guest `log` calls, stdout, stderr, skipped records).
+    pub log: String,
+}
+
+/// The data a job reads, from a spec: a local data directory path (its `storage/` subdirectory
+/// holds the partitions).
+pub fn open_source(spec: &str) -> Result<Arc<dyn PartitionSource>, JobError> {
+    let path = std::path::Path::new(spec);
+    if !path.is_dir() {
+        return Err(JobError::Config(format!("data directory {spec} does not exist")));
+    }
+    let data = DataDir::open(path)?;
+    let storage = data.sub(crate::storage::datadir::STORAGE)?;
+    Ok(Arc::new(LocalSource::new(storage)))
+}

@@ -1,0 +1,64 @@
+//! [`CostReport`]: what a job run read, produced and spent, shown after `job run` and returned by
+//! the job service.
+
+use serde::{Deserialize, Serialize};
+
+/// Resource use of one job run.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct CostReport {
+    /// Timely workers (all processes).
+    pub workers: usize,
+    /// Partition files that matched the filter.
+    pub files_matched: u64,
+    /// Partition files skipped by the filter (their directories or names did not match).
+    pub files_pruned: u64,
+    /// Partition files read.
+    pub files_read: u64,
+    /// Records read.
+    pub records_read: u64,
+    /// Bytes of stored JSON lines read (after decompression).
+    pub bytes_read: u64,
+    /// Compressed bytes of the files read.
+    pub compressed_bytes_read: u64,
+    /// Records skipped as bad (with `skip_bad_records`).
+    pub bad_records: u64,
+    /// Ids of the skipped records (the first 1000).
+    pub bad_record_ids: Vec<String>,
+    /// Pairs emitted by `map`.
+    pub emits: u64,
+    /// Bytes of emitted keys and values.
+    pub emit_bytes: u64,
+    /// `combine` calls.
+    pub combine_calls: u64,
+    /// `reduce` calls.
+    pub reduce_calls: u64,
+    /// Output lines.
+    pub output_lines: u64,
+    /// Output bytes.
+    pub output_bytes: u64,
+    /// Largest linear memory any guest instance reached, bytes.
+    pub peak_guest_memory_bytes: u64,
+    /// Guest instances created (one per worker, plus one after every trap).
+    pub instances: u64,
+    /// Whether the compiled component came from the cache.
+    pub compile_cache_hit: bool,
+    /// Wall time per phase.
+    pub phases: Phases,
+    /// `bytes_read` per second of map phase, MB/s (10^6 bytes).
+    pub mb_per_s: f64,
+}
+
+/// Wall time per phase, milliseconds. Map and reduce are the slowest worker's.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Phases {
+    /// Compiling the component (or loading it from the cache).
+    pub compile_ms: f64,
+    /// Listing and filtering partition files.
+    pub list_ms: f64,
+    /// Reading, decompressing, extracting, mapping and combining locally.
+    pub map_ms: f64,
+    /// Grouping by key and reducing.
+    pub reduce_ms: f64,
+    /// The whole run, compile included.
+    pub total_ms: f64,
+}

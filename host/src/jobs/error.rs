@@ -1,0 +1,79 @@
+//! [`JobError`]: every way a job can fail, each precise enough to show to the person who wrote it.
+
+use crate::storage::StorageError;
+
+/// Why a job (or the compilation of its component) failed.
+#[derive(Debug, thiserror::Error)]
+pub enum JobError {
+    /// The uploaded bytes are not a usable job component; `reason` names what is wrong or missing.
+    #[error("invalid job component: {reason}")]
+    InvalidComponent {
+        /// What is wrong, e.g. "missing export `telemetry:job/job@0.1.0`".
+        reason: String,
+    },
+    /// No compiled component with this SHA-256 is in the cache.
+    #[error("no compiled job with sha256 {sha256} in the cache")]
+    NotCached {
+        /// The requested digest.
+        sha256: String,
+    },
+    /// The job rejected its parameter in `init`.
+    #[error("job rejected its parameter: {message}")]
+    InvalidParam {
+        /// The job's message.
+        message: String,
+    },
+    /// The guest trapped (panic, abort, out-of-bounds access, stack overflow…) or returned an error.
+    #[error("job failed{}: {message}", record_id.as_ref().map(|id| format!(" on record {id}")).unwrap_or_default())]
+    Trap {
+        /// The document id of the record being mapped, when the failure was in `map-batch`.
+        record_id: Option<String>,
+        /// The guest's message (its panic text when it has one) and the trap kind.
+        message: String,
+    },
+    /// The job went over one of its [`Limits`](super::Limits).
+    #[error("job exceeded its {what} limit")]
+    LimitExceeded {
+        /// Which limit, with its value, e.g. "memory (256 MiB)".
+        what: String,
+    },
+    /// The job was cancelled.
+    #[error("job cancelled")]
+    Cancelled,
+    /// A stored record could not be read (not `id<TAB>json`, or invalid JSON).
+    #[error("bad input record in {file}{}: {message}", record_id.as_ref().map(|id| format!(" (record {id})")).unwrap_or_default())]
+    BadRecord {
+        /// The partition file.
+        file: String,
+        /// The document id, if the line had one.
+        record_id: Option<String>,
+        /// What is wrong.
+        message: String,
+    },
+    /// Reading the input failed.
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    /// The job filter, data source or options are not usable.
+    #[error("{0}")]
+    Config(String),
+    /// The compile cache or another host-side operation failed.
+    #[error("{context}: {source}")]
+    Io {
+        /// What the host was doing.
+        context: String,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+    /// An unexpected engine failure (not caused by the guest).
+    #[error("wasm engine: {0}")]
+    Engine(String),
+}
+
+impl JobError {
+    pub(crate) fn io(context: impl Into<String>, source: std::io::Error) -> Self {
+        JobError::Io {
+            context: context.into(),
+            source,
+        }
+    }
+}

@@ -1,0 +1,729 @@
+//! The MapReduce executor on timely dataflow. Every worker reads its share of the partition
+//! files (assigned by size), decompresses them, extracts the job's fields, maps records in
+//! batches and combines locally; pairs are exchanged by key hash; each worker groups and reduces
+//! its keys once all input is read; output lines go to worker 0, which sorts them.
+//!
+//! ```text
+//! files ─▶ [driver: read → extract → map-batch → local combine] ─▶ input
+//!   input ─exchange(hash key)─▶ Reduce (combine at N values, reduce at end) ─exchange(0)─▶ Collect
+//! ```
+//!
+//! The dataflow only uses `worker.index()`/`peers()` and serialisable data, so the same code runs
+//! on a [`Topology::Cluster`](crate::cluster::Topology) of processes. A guest failure never panics
+//! a worker: it is recorded, the other workers are told to stop, and the dataflow drains.
+
+use super::bindings::{DataRecord, JobSpec};
+use super::cost::{CostReport, Phases};
+use super::extract::Projection;
+use super::guest::{Failure, Guest, Linked, Shared};
+use super::{CancelToken, CompiledJob, JobError, JobOutput, Progress, RunOptions, Runtime};
+use crate::cluster::Topology;
+use crate::storage::{split_line, PartitionFile, PartitionSource, Schema, StorageError};
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
+use std::io::BufRead;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{mpsc, Arc, Mutex};
+use std::time::{Duration, Instant};
+use timely::dataflow::channels::pact::Exchange;
+use timely::dataflow::operators::vec::Input;
+use timely::dataflow::operators::{Operator, Probe};
+use timely::dataflow::{InputHandleVec as InputHandle, ProbeHandle};
+
+/// Records per `map-batch` call (fewer if the batch reaches [`BATCH_BYTES`] first).
+const BATCH_RECORDS: usize = 256;
+/// Stored bytes per `map-batch` call.
+const BATCH_BYTES: usize = 4 << 20;
+/// Values a key collects before `combine` when the job does not say.
+const DEFAULT_COMBINE_THRESHOLD: usize = 50;
+/// Distinct keys a worker holds for local combining before it sends them on.
+const LOCAL_KEYS: usize = 100_000;
+/// Bad record ids kept in the cost report.
+const BAD_IDS_KEPT: usize = 1000;
+
+/// Everything a worker needs, shared by all workers of the process.
+struct Context {
+    linked: Linked,
+    shared: Arc<Shared>,
+    source: Arc<dyn PartitionSource>,
+    files: Vec<PartitionFile>,
+    spec: JobSpec,
+    projection: Projection,
+    param: String,
+    skip_bad_records: bool,
+    counters: Counters,
+    bad_ids: Mutex<Vec<String>>,
+}
+
+#[derive(Default)]
+struct Counters {
+    files_done: AtomicU64,
+    records: AtomicU64,
+    bytes: AtomicU64,
+    compressed: AtomicU64,
+    bad: AtomicU64,
+    combines: AtomicU64,
+    reduces: AtomicU64,
+    output_bytes: AtomicU64,
+    instances: AtomicU64,
+}
+
+/// What one worker hands back.
+struct WorkerResult {
+    error: Option<JobError>,
+    /// Output lines (worker 0 only).
+    lines: Vec<String>,
+    map_time: Duration,
+    reduce_time: Duration,
+}
+
+/// Runs `job` over the files of `source` that pass `opts.filter`.
+pub fn run(
+    runtime: &Runtime,
+    job: &CompiledJob,
+    source: Arc<dyn PartitionSource>,
+    opts: &RunOptions,
+    progress: &Progress,
+    cancel: &CancelToken,
+) -> Result<JobOutput, JobError> {
+    let start = Instant::now();
+    let shared = Arc::new(Shared::new(opts.limits.clone(), cancel.clone()));
+    let linked = Linked::new(runtime, job)?;
+    // A first instance checks the parameter and learns the job's spec before any data is read.
+    let spec = Guest::new(&linked, &shared, 0, &opts.param)?.spec().clone();
+    let projection = Projection::new(&spec.fields).map_err(|e| JobError::InvalidComponent {
+        reason: format!("init declared a bad field: {e}"),
+    })?;
+
+    let list_start = Instant::now();
+    let files = source.list(&opts.filter)?;
+    let files_pruned = match all_files_filter(&opts.filter) {
+        Some(all) => (source.list(&all)?.len() as u64).saturating_sub(files.len() as u64),
+        None => 0,
+    };
+    let list_time = list_start.elapsed();
+    progress.files_total.store(files.len() as u64, Ordering::Relaxed);
+
+    let topology = Topology::Local {
+        workers: opts.workers.max(1),
+    };
+    let ctx = Arc::new(Context {
+        linked,
+        shared: shared.clone(),
+        source,
+        files,
+        spec,
+        projection,
+        param: opts.param.clone(),
+        skip_bad_records: opts.skip_bad_records,
+        counters: Counters {
+            instances: AtomicU64::new(1),
+            ..Counters::default()
+        },
+        bad_ids: Mutex::new(Vec::new()),
+    });
+
+    let (done_tx, done_rx) = mpsc::channel::<()>();
+    let done_tx = Mutex::new(done_tx);
+    let worker_ctx = ctx.clone();
+    let guards = timely::execute(topology.timely_config(), move |worker| {
+        let result = worker_main(worker, &worker_ctx);
+        let _ = done_tx.lock().map(|tx| tx.send(()));
+        result
+    })
+    .map_err(JobError::Engine)?;
+
+    // Mirror the workers' counters into the caller's `Progress` until they finish.
+    let mut finished = 0;
+    while finished < topology.peers() {
+        match done_rx.recv_timeout(Duration::from_millis(100)) {
+            Ok(()) => finished += 1,
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
+            Err(mpsc::RecvTimeoutError::Disconnected) => break,
+        }
+        copy_progress(&ctx.counters, progress);
+    }
+    let mut results = Vec::new();
+    for r in guards.join() {
+        results.push(r.map_err(|e| JobError::Engine(format!("worker panicked: {e}")))?);
+    }
+    copy_progress(&ctx.counters, progress);
+
+    // The first real error wins over the `Cancelled` the other workers saw because of it.
+    let mut errors: Vec<JobError> = results.iter_mut().filter_map(|r| r.error.take()).collect();
+    if !errors.is_empty() {
+        let pos = errors
+            .iter()
+            .position(|e| !matches!(e, JobError::Cancelled))
+            .unwrap_or(0);
+        return Err(errors.swap_remove(pos));
+    }
+    let mut lines: Vec<String> = results.iter_mut().flat_map(|r| std::mem::take(&mut r.lines)).collect();
+    lines.sort_unstable();
+    let mut output = Vec::with_capacity(lines.iter().map(|l| l.len() + 1).sum());
+    for line in &lines {
+        output.extend_from_slice(line.as_bytes());
+        output.push(b'\n');
+    }
+
+    let c = &ctx.counters;
+    let map_time = results.iter().map(|r| r.map_time).max().unwrap_or_default();
+    let reduce_time = results.iter().map(|r| r.reduce_time).max().unwrap_or_default();
+    let bytes_read = c.bytes.load(Ordering::Relaxed);
+    let cost = CostReport {
+        workers: topology.peers(),
+        files_matched: ctx.files.len() as u64,
+        files_pruned,
+        files_read: c.files_done.load(Ordering::Relaxed),
+        records_read: c.records.load(Ordering::Relaxed),
+        bytes_read,
+        compressed_bytes_read: c.compressed.load(Ordering::Relaxed),
+        bad_records: c.bad.load(Ordering::Relaxed),
+        bad_record_ids: ctx.bad_ids.lock().map(|v| v.clone()).unwrap_or_default(),
+        emits: shared.emits.load(Ordering::Relaxed),
+        emit_bytes: shared.emit_bytes.load(Ordering::Relaxed),
+        combine_calls: c.combines.load(Ordering::Relaxed),
+        reduce_calls: c.reduces.load(Ordering::Relaxed),
+        output_lines: lines.len() as u64,
+        output_bytes: output.len() as u64,
+        peak_guest_memory_bytes: shared.peak_memory.load(Ordering::Relaxed),
+        instances: c.instances.load(Ordering::Relaxed),
+        compile_cache_hit: job.cache_hit(),
+        phases: Phases {
+            compile_ms: ms(job.compile_time()),
+            list_ms: ms(list_time),
+            map_ms: ms(map_time),
+            reduce_ms: ms(reduce_time),
+            total_ms: ms(start.elapsed() + job.compile_time()),
+        },
+        mb_per_s: if map_time.is_zero() {
+            0.0
+        } else {
+            bytes_read as f64 / 1e6 / map_time.as_secs_f64()
+        },
+    };
+    Ok(JobOutput {
+        output,
+        cost,
+        log: shared.log.contents(),
+    })
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+fn copy_progress(c: &Counters, p: &Progress) {
+    p.files_done
+        .store(c.files_done.load(Ordering::Relaxed), Ordering::Relaxed);
+    p.records.store(c.records.load(Ordering::Relaxed), Ordering::Relaxed);
+    p.bytes.store(c.bytes.load(Ordering::Relaxed), Ordering::Relaxed);
+}
+
+/// A filter with the same dimensions as `filter` that allows everything (to count pruned files).
+fn all_files_filter(filter: &Schema) -> Option<Schema> {
+    let dims: Vec<serde_json::Value> = filter
+        .dimension_names()
+        .iter()
+        .map(|name| serde_json::json!({"field_name": name, "allowed_values": "*"}))
+        .collect();
+    Schema::from_json(&serde_json::json!({"version": 1, "dimensions": dims}).to_string()).ok()
+}
+
+/// Greedy longest-processing-time assignment: biggest file first, each to the least-loaded
+/// worker. Deterministic, so every process of a cluster computes the same split.
+pub(crate) fn assign_by_size(files: &[PartitionFile], peers: usize) -> Vec<Vec<usize>> {
+    let mut order: Vec<usize> = (0..files.len()).collect();
+    order.sort_by(|&a, &b| {
+        files[b]
+            .size
+            .cmp(&files[a].size)
+            .then_with(|| files[a].path.cmp(&files[b].path))
+    });
+    let mut load = vec![0u64; peers];
+    let mut out = vec![Vec::new(); peers];
+    for i in order {
+        let w = (0..peers).min_by_key(|&w| (load[w], w)).unwrap_or(0);
+        load[w] += files[i].size.max(1);
+        out[w].push(i);
+    }
+    out
+}
+
+/// Stable across processes (std's SipHash with fixed keys), so every process routes a key alike.
+fn key_hash(key: &str) -> u64 {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    key.hash(&mut h);
+    h.finish()
+}
+
+/// Escapes tab, newline and backslash so each output pair stays one `key<TAB>value` line.
+pub(crate) fn escape(s: &str) -> std::borrow::Cow<'_, str> {
+    if !s.bytes().any(|b| matches!(b, b'\t' | b'\n' | b'\\' | b'\r')) {
+        return s.into();
+    }
+    let mut out = String::with_capacity(s.len() + 8);
+    for ch in s.chars() {
+        match ch {
+            '\t' => out.push_str("\\t"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\\' => out.push_str("\\\\"),
+            c => out.push(c),
+        }
+    }
+    out.into()
+}
+
+/// The worker's guest instance, made on first use and replaced after a trap.
+struct Slot {
+    guest: Option<Guest>,
+    index: usize,
+    ctx: Arc<Context>,
+    peak: usize,
+}
+
+impl Slot {
+    fn get(&mut self) -> Result<&mut Guest, JobError> {
+        if self.guest.is_none() {
+            self.ctx.counters.instances.fetch_add(1, Ordering::Relaxed);
+            self.guest = Some(Guest::new(
+                &self.ctx.linked,
+                &self.ctx.shared,
+                self.index,
+                &self.ctx.param,
+            )?);
+        }
+        Ok(self.guest.as_mut().expect("just created"))
+    }
+    fn reset(&mut self) {
+        if let Some(g) = self.guest.take() {
+            self.peak = self.peak.max(g.peak_memory());
+        }
+    }
+    fn combine(&mut self, key: &str, values: &mut Vec<String>) -> Result<(), JobError> {
+        values.sort_unstable();
+        self.ctx.counters.combines.fetch_add(1, Ordering::Relaxed);
+        match self.get()?.combine(key, values) {
+            Ok(v) => {
+                values.clear();
+                values.push(v);
+                Ok(())
+            }
+            Err(f) => {
+                self.reset();
+                Err(failure(f, None, format!("combine of key {key:?}")))
+            }
+        }
+    }
+}
+
+fn failure(f: Failure, record_id: Option<String>, what: String) -> JobError {
+    match f {
+        Failure::Job(e) => e,
+        Failure::Guest(message) => JobError::Trap {
+            record_id,
+            message: format!("{what}: {message}"),
+        },
+    }
+}
+
+type Pair = (String, String);
+
+fn worker_main(worker: &mut timely::worker::Worker, ctx: &Arc<Context>) -> WorkerResult {
+    let index = worker.index();
+    let peers = worker.peers();
+    let slot = Rc::new(RefCell::new(Slot {
+        guest: None,
+        index,
+        ctx: ctx.clone(),
+        peak: 0,
+    }));
+    let error: Rc<RefCell<Option<JobError>>> = Rc::new(RefCell::new(None));
+    let collected: Rc<RefCell<Vec<String>>> = Rc::new(RefCell::new(Vec::new()));
+    let reduce_time = Rc::new(RefCell::new(Duration::ZERO));
+    let mut input = InputHandle::<u64, Pair>::new();
+    let probe = ProbeHandle::new();
+
+    let has_combine = ctx.spec.has_combine;
+    let threshold = combine_threshold(&ctx.spec);
+    worker.dataflow::<u64, _, _>(|scope| {
+        let (slot, error, reduce_time, ctx) = (slot.clone(), error.clone(), reduce_time.clone(), ctx.clone());
+        let (collected, ctx2) = (collected.clone(), ctx.clone());
+        scope
+            .input_from(&mut input)
+            .unary_frontier(
+                Exchange::new(|(k, _): &Pair| key_hash(k)),
+                "Reduce",
+                move |cap, _info| {
+                    let mut cap = Some(cap);
+                    let mut groups: HashMap<String, Vec<String>> = HashMap::new();
+                    move |(input, frontier), output| {
+                        input.for_each(|_time, data| {
+                            if error.borrow().is_some() {
+                                data.clear();
+                                return;
+                            }
+                            for (key, value) in data.drain(..) {
+                                let Some(values) = groups.get_mut(&key) else {
+                                    groups.insert(key, vec![value]);
+                                    continue;
+                                };
+                                values.push(value);
+                                if has_combine && values.len() >= threshold {
+                                    if let Err(e) = slot.borrow_mut().combine(&key, values) {
+                                        fail(&error, &ctx, e);
+                                    }
+                                }
+                            }
+                        });
+                        if frontier.is_empty() {
+                            if let Some(cap) = cap.take() {
+                                let start = Instant::now();
+                                let lines = if error.borrow().is_some() {
+                                    Vec::new()
+                                } else {
+                                    reduce_all(&mut slot.borrow_mut(), std::mem::take(&mut groups), &ctx)
+                                        .unwrap_or_else(|e| {
+                                            fail(&error, &ctx, e);
+                                            Vec::new()
+                                        })
+                                };
+                                output.session(&cap).give_iterator(lines.into_iter());
+                                *reduce_time.borrow_mut() = start.elapsed();
+                            }
+                        }
+                    }
+                },
+            )
+            .container::<Vec<String>>()
+            .unary::<timely::container::CapacityContainerBuilder<Vec<()>>, _, _, _>(
+                Exchange::new(|_: &String| 0),
+                "Collect",
+                move |_cap, _info| {
+                    move |input, _output| {
+                        input.for_each(|_time, data| {
+                            let mut out = collected.borrow_mut();
+                            let limit = ctx2.shared.limits.output_bytes;
+                            for line in data.drain(..) {
+                                if ctx2
+                                    .counters
+                                    .output_bytes
+                                    .fetch_add(line.len() as u64 + 1, Ordering::Relaxed)
+                                    > limit
+                                {
+                                    ctx2.shared.failed.store(true, Ordering::Relaxed);
+                                    continue;
+                                }
+                                out.push(line);
+                            }
+                        });
+                    }
+                },
+            )
+            .probe_with(&probe);
+    });
+
+    let map_start = Instant::now();
+    let map_result = drive_map(worker, ctx, &slot, &mut input, index, peers);
+    let map_time = map_start.elapsed();
+    if let Err(e) = map_result {
+        fail(&error, ctx, e);
+    }
+    input.close();
+    while worker.step() {}
+
+    let mut error = error.borrow_mut().take();
+    if error.is_none() && ctx.counters.output_bytes.load(Ordering::Relaxed) > ctx.shared.limits.output_bytes {
+        error = Some(JobError::LimitExceeded {
+            what: format!(
+                "output size ({})",
+                super::limits::human_bytes(ctx.shared.limits.output_bytes)
+            ),
+        });
+    }
+    slot.borrow_mut().reset();
+    let lines = std::mem::take(&mut *collected.borrow_mut());
+    let reduce_time = *reduce_time.borrow();
+    WorkerResult {
+        error,
+        lines,
+        map_time,
+        reduce_time,
+    }
+}
+
+fn fail(slot: &Rc<RefCell<Option<JobError>>>, ctx: &Context, e: JobError) {
+    ctx.shared.failed.store(true, Ordering::Relaxed);
+    let mut s = slot.borrow_mut();
+    if s.is_none() {
+        *s = Some(e);
+    }
+}
+
+fn combine_threshold(spec: &JobSpec) -> usize {
+    match spec.combine_threshold {
+        0 => DEFAULT_COMBINE_THRESHOLD,
+        n => (n as usize).max(2),
+    }
+}
+
+/// Reduces every key this worker owns, in key order, into escaped output lines.
+fn reduce_all(slot: &mut Slot, groups: HashMap<String, Vec<String>>, ctx: &Context) -> Result<Vec<String>, JobError> {
+    let mut keys: Vec<(String, Vec<String>)> = groups.into_iter().collect();
+    keys.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    let mut lines = Vec::new();
+    for (key, mut values) in keys {
+        if !ctx.spec.has_reduce {
+            values.sort_unstable();
+            for v in values {
+                lines.push(format!("{}\t{}", escape(&key), escape(&v)));
+            }
+            continue;
+        }
+        values.sort_unstable();
+        ctx.counters.reduces.fetch_add(1, Ordering::Relaxed);
+        let result = slot.get()?.reduce(&key, &values);
+        match result {
+            Ok(v) => lines.push(format!("{}\t{}", escape(&key), escape(&v))),
+            Err(f) => {
+                slot.reset();
+                return Err(failure(f, None, format!("reduce of key {key:?}")));
+            }
+        }
+    }
+    Ok(lines)
+}
+
+/// Reads this worker's files and maps them, feeding pairs into the dataflow.
+fn drive_map(
+    worker: &mut timely::worker::Worker,
+    ctx: &Arc<Context>,
+    slot: &Rc<RefCell<Slot>>,
+    input: &mut InputHandle<u64, Pair>,
+    index: usize,
+    peers: usize,
+) -> Result<(), JobError> {
+    let mine = assign_by_size(&ctx.files, peers).swap_remove(index);
+    let mut local = LocalCombiner::new(ctx);
+    let mut batch = Batch::default();
+    for i in mine {
+        let file = &ctx.files[i];
+        let mut reader = ctx.source.open(file)?;
+        let mut line = Vec::with_capacity(64 << 10);
+        loop {
+            line.clear();
+            let n = reader
+                .read_until(b'\n', &mut line)
+                .map_err(|e| StorageError::io(file.path.clone(), e))?;
+            if n == 0 {
+                break;
+            }
+            ctx.counters.records.fetch_add(1, Ordering::Relaxed);
+            ctx.counters.bytes.fetch_add(n as u64, Ordering::Relaxed);
+            if line.last() == Some(&b'\n') {
+                line.pop();
+            }
+            if line.last() == Some(&b'\r') {
+                line.pop();
+            }
+            if line.is_empty() {
+                continue;
+            }
+            if let Some(record) = parse_record(ctx, file, &line)? {
+                batch.bytes += line.len();
+                batch.records.push(record);
+            }
+            if batch.records.len() >= BATCH_RECORDS || batch.bytes >= BATCH_BYTES {
+                map_batch(ctx, slot, &file.dims, &mut batch, &mut local, input)?;
+                worker.step();
+            }
+        }
+        map_batch(ctx, slot, &file.dims, &mut batch, &mut local, input)?;
+        ctx.counters.files_done.fetch_add(1, Ordering::Relaxed);
+        ctx.counters.compressed.fetch_add(file.size, Ordering::Relaxed);
+        worker.step();
+    }
+    local.flush(&mut slot.borrow_mut(), input)
+}
+
+#[derive(Default)]
+struct Batch {
+    records: Vec<DataRecord>,
+    bytes: usize,
+}
+
+/// One stored line as the guest will see it; `None` for a bad line that is being skipped.
+fn parse_record(ctx: &Context, file: &PartitionFile, line: &[u8]) -> Result<Option<DataRecord>, JobError> {
+    let bad = |record_id: Option<String>, message: String| -> Result<Option<DataRecord>, JobError> {
+        if ctx.skip_bad_records {
+            note_bad(ctx, record_id.unwrap_or_else(|| format!("{}:?", file.path)));
+            Ok(None)
+        } else {
+            Err(JobError::BadRecord {
+                file: file.path.clone(),
+                record_id,
+                message,
+            })
+        }
+    };
+    let Some((id, json)) = split_line(line) else {
+        return bad(None, "line has no tab between document id and JSON".into());
+    };
+    let id = String::from_utf8_lossy(id).into_owned();
+    let fields = if ctx.projection.is_empty() {
+        Vec::new()
+    } else {
+        match ctx.projection.extract(json) {
+            Ok(fields) => fields,
+            Err(e) => return bad(Some(id), format!("invalid JSON: {e}")),
+        }
+    };
+    let payload = if ctx.spec.wants_payload {
+        match std::str::from_utf8(json) {
+            Ok(s) => s.to_string(),
+            Err(e) => return bad(Some(id), format!("invalid UTF-8: {e}")),
+        }
+    } else {
+        String::new()
+    };
+    Ok(Some(DataRecord { id, fields, payload }))
+}
+
+fn note_bad(ctx: &Context, id: String) {
+    ctx.counters.bad.fetch_add(1, Ordering::Relaxed);
+    if let Ok(mut ids) = ctx.bad_ids.lock() {
+        if ids.len() < BAD_IDS_KEPT {
+            ids.push(id);
+        }
+    }
+}
+
+/// Maps a batch. If the guest fails on it, maps its records one at a time in fresh instances to
+/// find the record to blame, which fails the job or (with `skip_bad_records`) is skipped.
+fn map_batch(
+    ctx: &Context,
+    slot: &Rc<RefCell<Slot>>,
+    dims: &[String],
+    batch: &mut Batch,
+    local: &mut LocalCombiner,
+    input: &mut InputHandle<u64, Pair>,
+) -> Result<(), JobError> {
+    if batch.records.is_empty() {
+        return Ok(());
+    }
+    let records = std::mem::take(&mut batch.records);
+    batch.bytes = 0;
+    let mut slot = slot.borrow_mut();
+    let first = slot.get()?.map_batch(dims, &records);
+    match first {
+        Ok(pairs) => return local.add(pairs, &mut slot, input),
+        Err(Failure::Job(e)) => return Err(e),
+        Err(Failure::Guest(_)) => slot.reset(),
+    }
+    for record in records {
+        let result = slot.get()?.map_batch(dims, std::slice::from_ref(&record));
+        match result {
+            Ok(pairs) => local.add(pairs, &mut slot, input)?,
+            Err(Failure::Job(e)) => return Err(e),
+            Err(Failure::Guest(message)) => {
+                slot.reset();
+                if !ctx.skip_bad_records {
+                    return Err(JobError::Trap {
+                        record_id: Some(record.id),
+                        message,
+                    });
+                }
+                ctx.shared.log.line(&format!("skipped record {}: {message}", record.id));
+                note_bad(ctx, record.id);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Per-worker combining of mapped pairs before they are exchanged (only for jobs with
+/// `combine`; other jobs' pairs go straight on).
+struct LocalCombiner {
+    enabled: bool,
+    threshold: usize,
+    groups: HashMap<String, Vec<String>>,
+}
+
+impl LocalCombiner {
+    fn new(ctx: &Context) -> Self {
+        LocalCombiner {
+            enabled: ctx.spec.has_combine,
+            threshold: combine_threshold(&ctx.spec),
+            groups: HashMap::new(),
+        }
+    }
+
+    fn add(&mut self, pairs: Vec<Pair>, slot: &mut Slot, input: &mut InputHandle<u64, Pair>) -> Result<(), JobError> {
+        if !self.enabled {
+            for pair in pairs {
+                input.send(pair);
+            }
+            return Ok(());
+        }
+        for (key, value) in pairs {
+            let Some(values) = self.groups.get_mut(&key) else {
+                self.groups.insert(key, vec![value]);
+                continue;
+            };
+            values.push(value);
+            if values.len() >= self.threshold {
+                slot.combine(&key, values)?;
+            }
+        }
+        if self.groups.len() > LOCAL_KEYS {
+            self.flush(slot, input)?;
+        }
+        Ok(())
+    }
+
+    /// Combines what each key holds and sends it on.
+    fn flush(&mut self, slot: &mut Slot, input: &mut InputHandle<u64, Pair>) -> Result<(), JobError> {
+        for (key, mut values) in self.groups.drain() {
+            if values.len() > 1 {
+                slot.combine(&key, &mut values)?;
+            }
+            for v in values {
+                input.send((key.clone(), v));
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file(path: &str, size: u64) -> PartitionFile {
+        PartitionFile {
+            path: path.into(),
+            dims: vec![],
+            size,
+        }
+    }
+
+    #[test]
+    fn files_are_balanced_by_size() {
+        let files = vec![file("a", 100), file("b", 60), file("c", 50), file("d", 10)];
+        let split = assign_by_size(&files, 2);
+        let load = |w: &Vec<usize>| w.iter().map(|&i| files[i].size).sum::<u64>();
+        assert_eq!(split[0], vec![0]);
+        assert_eq!(load(&split[0]), 100);
+        assert_eq!(load(&split[1]), 120);
+        assert_eq!(assign_by_size(&files, 1)[0].len(), 4);
+    }
+
+    #[test]
+    fn output_fields_are_escaped() {
+        assert_eq!(escape("plain"), "plain");
+        assert_eq!(escape("a\tb\nc\\d"), "a\\tb\\nc\\\\d");
+    }
+}

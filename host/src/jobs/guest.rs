@@ -1,0 +1,334 @@
+//! One sandboxed job instance: its store (locked-down WASI, memory limiter, epoch deadline), the
+//! host side of the `telemetry:job/host` imports, and typed calls into the job's exports. A call
+//! that traps leaves the instance unusable; the caller drops it and makes a fresh one.
+
+use super::bindings::{self, DataRecord, JobSpec, Level, Mapreduce, MapreducePre};
+use super::joblog::{JobLog, LogStream};
+use super::limits::human_bytes;
+use super::{CancelToken, JobError, Limits, Runtime};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+use wasmtime::component::{Linker, ResourceTable};
+use wasmtime::{Store, UpdateDeadline};
+use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+
+/// State shared by every instance of one job run.
+pub(crate) struct Shared {
+    pub limits: Limits,
+    pub cancel: CancelToken,
+    /// Set when any worker fails, so the others stop promptly.
+    pub failed: AtomicBool,
+    pub deadline: Instant,
+    pub log: Arc<JobLog>,
+    /// Emits committed (after their `map-batch` succeeded).
+    pub emits: AtomicU64,
+    pub emit_bytes: AtomicU64,
+    pub peak_memory: AtomicU64,
+}
+
+impl Shared {
+    pub fn new(limits: Limits, cancel: CancelToken) -> Self {
+        Shared {
+            deadline: Instant::now() + limits.wall_time(),
+            log: Arc::new(JobLog::new(limits.log_bytes)),
+            limits,
+            cancel,
+            failed: AtomicBool::new(false),
+            emits: AtomicU64::new(0),
+            emit_bytes: AtomicU64::new(0),
+            peak_memory: AtomicU64::new(0),
+        }
+    }
+
+    /// Why the job must stop now, if it must.
+    pub fn stop_reason(&self) -> Option<Stop> {
+        if self.cancel.is_cancelled() || self.failed.load(Ordering::Relaxed) {
+            Some(Stop::Cancelled)
+        } else if Instant::now() > self.deadline {
+            Some(Stop::Limit(format!("wall time ({} ms)", self.limits.wall_time_ms)))
+        } else {
+            None
+        }
+    }
+}
+
+/// Why the host stopped a guest call (raised as the call's error, recovered by downcasting).
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum Stop {
+    #[error("limit exceeded: {0}")]
+    Limit(String),
+    #[error("cancelled")]
+    Cancelled,
+}
+
+impl From<Stop> for JobError {
+    fn from(stop: Stop) -> Self {
+        match stop {
+            Stop::Limit(what) => JobError::LimitExceeded { what },
+            Stop::Cancelled => JobError::Cancelled,
+        }
+    }
+}
+
+/// A failed guest call.
+pub(crate) enum Failure {
+    /// The guest trapped or returned an error: the input it was given is to blame. The instance
+    /// must be replaced if it trapped.
+    Guest(String),
+    /// The host stopped it (limit, cancellation) or the engine failed: the job ends.
+    Job(JobError),
+}
+
+/// Store data of one instance.
+pub(crate) struct State {
+    wasi: WasiCtx,
+    table: ResourceTable,
+    shared: Arc<Shared>,
+    worker: usize,
+    call_deadline: Instant,
+    emitting: bool,
+    pending: Vec<(String, String)>,
+    pending_bytes: u64,
+    last_error: Option<String>,
+    peak_memory: usize,
+}
+
+impl WasiView for State {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl wasmtime::ResourceLimiter for State {
+    fn memory_growing(&mut self, _current: usize, desired: usize, _max: Option<usize>) -> wasmtime::Result<bool> {
+        let limit = self.shared.limits.memory_bytes;
+        if desired as u64 > limit {
+            return Err(Stop::Limit(format!("memory ({})", human_bytes(limit))).into());
+        }
+        self.peak_memory = self.peak_memory.max(desired);
+        self.shared.peak_memory.fetch_max(desired as u64, Ordering::Relaxed);
+        Ok(true)
+    }
+    fn table_growing(&mut self, _current: usize, desired: usize, _max: Option<usize>) -> wasmtime::Result<bool> {
+        Ok(desired <= 1_000_000)
+    }
+}
+
+impl bindings::telemetry::job::host::Host for State {
+    fn emit(&mut self, key: String, value: String) -> wasmtime::Result<()> {
+        if !self.emitting {
+            wasmtime::bail!("host.emit called outside map-batch (combine and reduce return their result)");
+        }
+        let limits = &self.shared.limits;
+        let count = self.shared.emits.load(Ordering::Relaxed) + self.pending.len() as u64 + 1;
+        if count > limits.emit_count {
+            return Err(Stop::Limit(format!("emit count ({})", limits.emit_count)).into());
+        }
+        self.pending_bytes += (key.len() + value.len()) as u64;
+        if self.shared.emit_bytes.load(Ordering::Relaxed) + self.pending_bytes > limits.emit_bytes {
+            return Err(Stop::Limit(format!("emit bytes ({})", human_bytes(limits.emit_bytes))).into());
+        }
+        self.pending.push((key, value));
+        Ok(())
+    }
+
+    fn log(&mut self, level: Level, message: String) -> wasmtime::Result<()> {
+        let name = match level {
+            Level::Error => "error",
+            Level::Warn => "warn",
+            Level::Info => "info",
+            Level::Debug => "debug",
+        };
+        self.shared
+            .log
+            .line(&format!("[worker {}] {name}: {message}", self.worker));
+        if level == Level::Error {
+            self.last_error = Some(message);
+        }
+        Ok(())
+    }
+}
+
+/// A job component linked against the host, ready to instantiate (shared by all workers).
+#[derive(Clone)]
+pub(crate) struct Linked {
+    pre: MapreducePre<State>,
+}
+
+impl Linked {
+    pub fn new(runtime: &Runtime, job: &super::CompiledJob) -> Result<Linked, JobError> {
+        let mut linker = Linker::<State>::new(runtime.engine());
+        wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(|e| JobError::Engine(format!("{e:#}")))?;
+        Mapreduce::add_to_linker::<State, wasmtime::component::HasSelf<State>>(&mut linker, |s| s)
+            .map_err(|e| JobError::Engine(format!("{e:#}")))?;
+        let invalid = |e: wasmtime::Error| JobError::InvalidComponent {
+            reason: format!("{e:#}"),
+        };
+        let pre = linker.instantiate_pre(&job.component).map_err(invalid)?;
+        let pre = MapreducePre::new(pre).map_err(invalid)?;
+        Ok(Linked { pre })
+    }
+}
+
+/// A live job instance, initialised with the job parameter.
+pub(crate) struct Guest {
+    store: Store<State>,
+    job: Mapreduce,
+    spec: JobSpec,
+}
+
+impl Guest {
+    /// Instantiates the job in a fresh sandbox and calls `init(param)`.
+    pub fn new(linked: &Linked, shared: &Arc<Shared>, worker: usize, param: &str) -> Result<Guest, JobError> {
+        let stream = LogStream(shared.log.clone());
+        let wasi = WasiCtxBuilder::new()
+            .stdout(stream.clone())
+            .stderr(stream)
+            .allow_tcp(false)
+            .allow_udp(false)
+            .allow_ip_name_lookup(false)
+            .build();
+        let mut table = ResourceTable::new();
+        table.set_max_capacity(10_000);
+        let state = State {
+            wasi,
+            table,
+            shared: shared.clone(),
+            worker,
+            call_deadline: Instant::now(),
+            emitting: false,
+            pending: Vec::new(),
+            pending_bytes: 0,
+            last_error: None,
+            peak_memory: 0,
+        };
+        let mut store = Store::new(linked.pre.engine(), state);
+        store.limiter(|s| s as &mut dyn wasmtime::ResourceLimiter);
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_callback(|ctx| {
+            let state = ctx.data();
+            if let Some(stop) = state.shared.stop_reason() {
+                return Err(stop.into());
+            }
+            if Instant::now() > state.call_deadline {
+                return Err(Stop::Limit(format!("call time ({} ms)", state.shared.limits.call_timeout_ms)).into());
+            }
+            Ok(UpdateDeadline::Continue(1))
+        });
+        store.data_mut().call_deadline = Instant::now() + shared.limits.call_timeout();
+        let job = linked
+            .pre
+            .instantiate(&mut store)
+            .map_err(|e| match classify(&mut store, e) {
+                Failure::Job(e) => e,
+                Failure::Guest(message) => JobError::Trap {
+                    record_id: None,
+                    message: format!("instantiating: {message}"),
+                },
+            })?;
+        let mut guest = Guest {
+            store,
+            job,
+            spec: empty_spec(),
+        };
+        let result = guest.call(|job, store| job.telemetry_job_job().call_init(store, param));
+        match result {
+            Ok(Ok(spec)) => guest.spec = spec,
+            Ok(Err(message)) => return Err(JobError::InvalidParam { message }),
+            Err(Failure::Job(e)) => return Err(e),
+            Err(Failure::Guest(message)) => {
+                return Err(JobError::Trap {
+                    record_id: None,
+                    message: format!("in init: {message}"),
+                })
+            }
+        }
+        Ok(guest)
+    }
+
+    /// What the job declared in `init`.
+    pub fn spec(&self) -> &JobSpec {
+        &self.spec
+    }
+
+    /// Peak linear memory of this instance, bytes.
+    pub fn peak_memory(&self) -> usize {
+        self.store.data().peak_memory
+    }
+
+    /// Maps one batch; returns the pairs it emitted (nothing is kept if it fails).
+    pub fn map_batch(&mut self, dims: &[String], records: &[DataRecord]) -> Result<Vec<(String, String)>, Failure> {
+        let state = self.store.data_mut();
+        state.emitting = true;
+        state.pending.clear();
+        state.pending_bytes = 0;
+        let result = self.call(|job, store| job.telemetry_job_job().call_map_batch(store, dims, records));
+        let state = self.store.data_mut();
+        state.emitting = false;
+        let pending = std::mem::take(&mut state.pending);
+        match result? {
+            Ok(()) => {
+                state.shared.emits.fetch_add(pending.len() as u64, Ordering::Relaxed);
+                state
+                    .shared
+                    .emit_bytes
+                    .fetch_add(state.pending_bytes, Ordering::Relaxed);
+                Ok(pending)
+            }
+            Err(message) => Err(Failure::Guest(format!("map-batch returned an error: {message}"))),
+        }
+    }
+
+    /// Calls `combine(key, values)`.
+    pub fn combine(&mut self, key: &str, values: &[String]) -> Result<String, Failure> {
+        self.call(|job, store| job.telemetry_job_job().call_combine(store, key, values))
+    }
+
+    /// Calls `reduce(key, values)`.
+    pub fn reduce(&mut self, key: &str, values: &[String]) -> Result<String, Failure> {
+        self.call(|job, store| job.telemetry_job_job().call_reduce(store, key, values))
+    }
+
+    fn call<R>(&mut self, f: impl FnOnce(&Mapreduce, &mut Store<State>) -> wasmtime::Result<R>) -> Result<R, Failure> {
+        if let Some(stop) = self.store.data().shared.stop_reason() {
+            return Err(Failure::Job(stop.into()));
+        }
+        let state = self.store.data_mut();
+        state.call_deadline = Instant::now() + state.shared.limits.call_timeout();
+        state.last_error = None;
+        f(&self.job, &mut self.store).map_err(|e| classify(&mut self.store, e))
+    }
+}
+
+/// Turns a call's error into a host stop (limit, cancel) or a guest failure with the best message
+/// available: the guest's own last error log line (a Rust panic message) plus the trap kind.
+fn classify(store: &mut Store<State>, err: wasmtime::Error) -> Failure {
+    if let Some(stop) = err.downcast_ref::<Stop>() {
+        return Failure::Job(match stop {
+            Stop::Limit(what) => JobError::LimitExceeded { what: what.clone() },
+            Stop::Cancelled => JobError::Cancelled,
+        });
+    }
+    let trap = match err.downcast_ref::<wasmtime::Trap>() {
+        Some(trap) => trap.to_string(),
+        None => format!("{err}"),
+    };
+    match store.data_mut().last_error.take() {
+        Some(guest) => Failure::Guest(format!("{guest} ({trap})")),
+        None => Failure::Guest(trap),
+    }
+}
+
+fn empty_spec() -> JobSpec {
+    JobSpec {
+        fields: vec![],
+        wants_payload: false,
+        has_combine: false,
+        combine_threshold: 0,
+        has_reduce: false,
+    }
+}
