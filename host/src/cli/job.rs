@@ -74,18 +74,12 @@ fn run_job(args: RunArgs) -> anyhow::Result<ExitCode> {
         None => DataDir::open(&std::env::temp_dir().join("telemetry-server-cache"))?.sub("jobs")?,
     };
     let runtime = Runtime::new(cache_dir, RuntimeConfig::default())?;
-    let compiled = runtime
-        .compile(&wasm)
-        .with_context(|| format!("loading {}", args.job.display()))?;
+    let compiled = runtime.compile(&wasm).with_context(|| format!("loading {}", args.job.display()))?;
     let source = jobs::open_source(&args.data_dir)?;
     let opts = RunOptions {
         filter,
         param: args.param.clone(),
-        workers: if args.workers == 0 {
-            jobs_default_workers()
-        } else {
-            args.workers
-        },
+        workers: if args.workers == 0 { jobs_default_workers() } else { args.workers },
         limits,
         skip_bad_records: args.skip_bad_records,
     };
@@ -169,39 +163,19 @@ fn render_cost(c: &CostReport, sha256: &str) -> String {
         ),
     );
     row("workers", c.workers.to_string());
-    row(
-        "files",
-        format!(
-            "{} read of {} matched, {} pruned",
-            c.files_read, c.files_matched, c.files_pruned
-        ),
-    );
-    row(
-        "records",
-        format!("{} ({} bad, skipped)", c.records_read, c.bad_records),
-    );
+    row("files", format!("{} read of {} matched, {} pruned", c.files_read, c.files_matched, c.files_pruned));
+    row("records", format!("{} ({} bad, skipped)", c.records_read, c.bad_records));
     row(
         "bytes",
-        format!(
-            "{:.1} MB JSON from {:.1} MB stored",
-            c.bytes_read as f64 / 1e6,
-            c.compressed_bytes_read as f64 / 1e6
-        ),
+        format!("{:.1} MB JSON from {:.1} MB stored", c.bytes_read as f64 / 1e6, c.compressed_bytes_read as f64 / 1e6),
     );
     row("throughput", format!("{:.0} MB/s", c.mb_per_s));
     row("emits", format!("{} ({:.1} MB)", c.emits, c.emit_bytes as f64 / 1e6));
-    row(
-        "combine / reduce",
-        format!("{} / {} calls", c.combine_calls, c.reduce_calls),
-    );
+    row("combine / reduce", format!("{} / {} calls", c.combine_calls, c.reduce_calls));
     row("output", format!("{} lines, {} bytes", c.output_lines, c.output_bytes));
     row(
         "peak guest memory",
-        format!(
-            "{:.1} MiB ({} instances)",
-            c.peak_guest_memory_bytes as f64 / (1 << 20) as f64,
-            c.instances
-        ),
+        format!("{:.1} MiB ({} instances)", c.peak_guest_memory_bytes as f64 / (1 << 20) as f64, c.instances),
     );
     row(
         "time",

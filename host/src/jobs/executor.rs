@@ -93,9 +93,8 @@ pub fn run(
     let linked = Linked::new(runtime, job)?;
     // A first instance checks the parameter and learns the job's spec before any data is read.
     let spec = Guest::new(&linked, &shared, 0, &opts.param)?.spec().clone();
-    let projection = Projection::new(&spec.fields).map_err(|e| JobError::InvalidComponent {
-        reason: format!("init declared a bad field: {e}"),
-    })?;
+    let projection = Projection::new(&spec.fields)
+        .map_err(|e| JobError::InvalidComponent { reason: format!("init declared a bad field: {e}") })?;
 
     let list_start = Instant::now();
     let files = source.list(&opts.filter)?;
@@ -106,9 +105,7 @@ pub fn run(
     let list_time = list_start.elapsed();
     progress.files_total.store(files.len() as u64, Ordering::Relaxed);
 
-    let topology = Topology::Local {
-        workers: opts.workers.max(1),
-    };
+    let topology = Topology::Local { workers: opts.workers.max(1) };
     let ctx = Arc::new(Context {
         linked,
         shared: shared.clone(),
@@ -118,10 +115,7 @@ pub fn run(
         projection,
         param: opts.param.clone(),
         skip_bad_records: opts.skip_bad_records,
-        counters: Counters {
-            instances: AtomicU64::new(1),
-            ..Counters::default()
-        },
+        counters: Counters { instances: AtomicU64::new(1), ..Counters::default() },
         bad_ids: Mutex::new(Vec::new()),
     });
 
@@ -154,10 +148,7 @@ pub fn run(
     // The first real error wins over the `Cancelled` the other workers saw because of it.
     let mut errors: Vec<JobError> = results.iter_mut().filter_map(|r| r.error.take()).collect();
     if !errors.is_empty() {
-        let pos = errors
-            .iter()
-            .position(|e| !matches!(e, JobError::Cancelled))
-            .unwrap_or(0);
+        let pos = errors.iter().position(|e| !matches!(e, JobError::Cancelled)).unwrap_or(0);
         return Err(errors.swap_remove(pos));
     }
     let mut lines: Vec<String> = results.iter_mut().flat_map(|r| std::mem::take(&mut r.lines)).collect();
@@ -198,17 +189,9 @@ pub fn run(
             reduce_ms: ms(reduce_time),
             total_ms: ms(start.elapsed() + job.compile_time()),
         },
-        mb_per_s: if map_time.is_zero() {
-            0.0
-        } else {
-            bytes_read as f64 / 1e6 / map_time.as_secs_f64()
-        },
+        mb_per_s: if map_time.is_zero() { 0.0 } else { bytes_read as f64 / 1e6 / map_time.as_secs_f64() },
     };
-    Ok(JobOutput {
-        output,
-        cost,
-        log: shared.log.contents(),
-    })
+    Ok(JobOutput { output, cost, log: shared.log.contents() })
 }
 
 fn ms(d: Duration) -> f64 {
@@ -216,8 +199,7 @@ fn ms(d: Duration) -> f64 {
 }
 
 fn copy_progress(c: &Counters, p: &Progress) {
-    p.files_done
-        .store(c.files_done.load(Ordering::Relaxed), Ordering::Relaxed);
+    p.files_done.store(c.files_done.load(Ordering::Relaxed), Ordering::Relaxed);
     p.records.store(c.records.load(Ordering::Relaxed), Ordering::Relaxed);
     p.bytes.store(c.bytes.load(Ordering::Relaxed), Ordering::Relaxed);
 }
@@ -236,12 +218,7 @@ fn all_files_filter(filter: &Schema) -> Option<Schema> {
 /// worker. Deterministic, so every process of a cluster computes the same split.
 pub(crate) fn assign_by_size(files: &[PartitionFile], peers: usize) -> Vec<Vec<usize>> {
     let mut order: Vec<usize> = (0..files.len()).collect();
-    order.sort_by(|&a, &b| {
-        files[b]
-            .size
-            .cmp(&files[a].size)
-            .then_with(|| files[a].path.cmp(&files[b].path))
-    });
+    order.sort_by(|&a, &b| files[b].size.cmp(&files[a].size).then_with(|| files[a].path.cmp(&files[b].path)));
     let mut load = vec![0u64; peers];
     let mut out = vec![Vec::new(); peers];
     for i in order {
@@ -289,12 +266,7 @@ impl Slot {
     fn get(&mut self) -> Result<&mut Guest, JobError> {
         if self.guest.is_none() {
             self.ctx.counters.instances.fetch_add(1, Ordering::Relaxed);
-            self.guest = Some(Guest::new(
-                &self.ctx.linked,
-                &self.ctx.shared,
-                self.index,
-                &self.ctx.param,
-            )?);
+            self.guest = Some(Guest::new(&self.ctx.linked, &self.ctx.shared, self.index, &self.ctx.param)?);
         }
         Ok(self.guest.as_mut().expect("just created"))
     }
@@ -323,10 +295,7 @@ impl Slot {
 fn failure(f: Failure, record_id: Option<String>, what: String) -> JobError {
     match f {
         Failure::Job(e) => e,
-        Failure::Guest(message) => JobError::Trap {
-            record_id,
-            message: format!("{what}: {message}"),
-        },
+        Failure::Guest(message) => JobError::Trap { record_id, message: format!("{what}: {message}") },
     }
 }
 
@@ -335,12 +304,7 @@ type Pair = (String, String);
 fn worker_main(worker: &mut timely::worker::Worker, ctx: &Arc<Context>) -> WorkerResult {
     let index = worker.index();
     let peers = worker.peers();
-    let slot = Rc::new(RefCell::new(Slot {
-        guest: None,
-        index,
-        ctx: ctx.clone(),
-        peak: 0,
-    }));
+    let slot = Rc::new(RefCell::new(Slot { guest: None, index, ctx: ctx.clone(), peak: 0 }));
     let error: Rc<RefCell<Option<JobError>>> = Rc::new(RefCell::new(None));
     let collected: Rc<RefCell<Vec<String>>> = Rc::new(RefCell::new(Vec::new()));
     let reduce_time = Rc::new(RefCell::new(Duration::ZERO));
@@ -354,50 +318,47 @@ fn worker_main(worker: &mut timely::worker::Worker, ctx: &Arc<Context>) -> Worke
         let (collected, ctx2) = (collected.clone(), ctx.clone());
         scope
             .input_from(&mut input)
-            .unary_frontier(
-                Exchange::new(|(k, _): &Pair| key_hash(k)),
-                "Reduce",
-                move |cap, _info| {
-                    let mut cap = Some(cap);
-                    let mut groups: HashMap<String, Vec<String>> = HashMap::new();
-                    move |(input, frontier), output| {
-                        input.for_each(|_time, data| {
-                            if error.borrow().is_some() {
-                                data.clear();
-                                return;
-                            }
-                            for (key, value) in data.drain(..) {
-                                let Some(values) = groups.get_mut(&key) else {
-                                    groups.insert(key, vec![value]);
-                                    continue;
-                                };
-                                values.push(value);
-                                if has_combine && values.len() >= threshold {
-                                    if let Err(e) = slot.borrow_mut().combine(&key, values) {
-                                        fail(&error, &ctx, e);
-                                    }
+            .unary_frontier(Exchange::new(|(k, _): &Pair| key_hash(k)), "Reduce", move |cap, _info| {
+                let mut cap = Some(cap);
+                let mut groups: HashMap<String, Vec<String>> = HashMap::new();
+                move |(input, frontier), output| {
+                    input.for_each(|_time, data| {
+                        if error.borrow().is_some() {
+                            data.clear();
+                            return;
+                        }
+                        for (key, value) in data.drain(..) {
+                            let Some(values) = groups.get_mut(&key) else {
+                                groups.insert(key, vec![value]);
+                                continue;
+                            };
+                            values.push(value);
+                            if has_combine && values.len() >= threshold {
+                                if let Err(e) = slot.borrow_mut().combine(&key, values) {
+                                    fail(&error, &ctx, e);
                                 }
                             }
-                        });
-                        if frontier.is_empty() {
-                            if let Some(cap) = cap.take() {
-                                let start = Instant::now();
-                                let lines = if error.borrow().is_some() {
-                                    Vec::new()
-                                } else {
-                                    reduce_all(&mut slot.borrow_mut(), std::mem::take(&mut groups), &ctx)
-                                        .unwrap_or_else(|e| {
-                                            fail(&error, &ctx, e);
-                                            Vec::new()
-                                        })
-                                };
-                                output.session(&cap).give_iterator(lines.into_iter());
-                                *reduce_time.borrow_mut() = start.elapsed();
-                            }
+                        }
+                    });
+                    if frontier.is_empty() {
+                        if let Some(cap) = cap.take() {
+                            let start = Instant::now();
+                            let lines = if error.borrow().is_some() {
+                                Vec::new()
+                            } else {
+                                reduce_all(&mut slot.borrow_mut(), std::mem::take(&mut groups), &ctx).unwrap_or_else(
+                                    |e| {
+                                        fail(&error, &ctx, e);
+                                        Vec::new()
+                                    },
+                                )
+                            };
+                            output.session(&cap).give_iterator(lines.into_iter());
+                            *reduce_time.borrow_mut() = start.elapsed();
                         }
                     }
-                },
-            )
+                }
+            })
             .container::<Vec<String>>()
             .unary::<timely::container::CapacityContainerBuilder<Vec<()>>, _, _, _>(
                 Exchange::new(|_: &String| 0),
@@ -408,10 +369,7 @@ fn worker_main(worker: &mut timely::worker::Worker, ctx: &Arc<Context>) -> Worke
                             let mut out = collected.borrow_mut();
                             let limit = ctx2.shared.limits.output_bytes;
                             for line in data.drain(..) {
-                                if ctx2
-                                    .counters
-                                    .output_bytes
-                                    .fetch_add(line.len() as u64 + 1, Ordering::Relaxed)
+                                if ctx2.counters.output_bytes.fetch_add(line.len() as u64 + 1, Ordering::Relaxed)
                                     > limit
                                 {
                                     ctx2.shared.failed.store(true, Ordering::Relaxed);
@@ -438,21 +396,13 @@ fn worker_main(worker: &mut timely::worker::Worker, ctx: &Arc<Context>) -> Worke
     let mut error = error.borrow_mut().take();
     if error.is_none() && ctx.counters.output_bytes.load(Ordering::Relaxed) > ctx.shared.limits.output_bytes {
         error = Some(JobError::LimitExceeded {
-            what: format!(
-                "output size ({})",
-                super::limits::human_bytes(ctx.shared.limits.output_bytes)
-            ),
+            what: format!("output size ({})", super::limits::human_bytes(ctx.shared.limits.output_bytes)),
         });
     }
     slot.borrow_mut().reset();
     let lines = std::mem::take(&mut *collected.borrow_mut());
     let reduce_time = *reduce_time.borrow();
-    WorkerResult {
-        error,
-        lines,
-        map_time,
-        reduce_time,
-    }
+    WorkerResult { error, lines, map_time, reduce_time }
 }
 
 fn fail(slot: &Rc<RefCell<Option<JobError>>>, ctx: &Context, e: JobError) {
@@ -515,9 +465,7 @@ fn drive_map(
         let mut line = Vec::with_capacity(64 << 10);
         loop {
             line.clear();
-            let n = reader
-                .read_until(b'\n', &mut line)
-                .map_err(|e| StorageError::io(file.path.clone(), e))?;
+            let n = reader.read_until(b'\n', &mut line).map_err(|e| StorageError::io(file.path.clone(), e))?;
             if n == 0 {
                 break;
             }
@@ -562,11 +510,7 @@ fn parse_record(ctx: &Context, file: &PartitionFile, line: &[u8]) -> Result<Opti
             note_bad(ctx, record_id.unwrap_or_else(|| format!("{}:?", file.path)));
             Ok(None)
         } else {
-            Err(JobError::BadRecord {
-                file: file.path.clone(),
-                record_id,
-                message,
-            })
+            Err(JobError::BadRecord { file: file.path.clone(), record_id, message })
         }
     };
     let Some((id, json)) = split_line(line) else {
@@ -631,10 +575,7 @@ fn map_batch(
             Err(Failure::Guest(message)) => {
                 slot.reset();
                 if !ctx.skip_bad_records {
-                    return Err(JobError::Trap {
-                        record_id: Some(record.id),
-                        message,
-                    });
+                    return Err(JobError::Trap { record_id: Some(record.id), message });
                 }
                 ctx.shared.log.line(&format!("skipped record {}: {message}", record.id));
                 note_bad(ctx, record.id);
@@ -654,11 +595,7 @@ struct LocalCombiner {
 
 impl LocalCombiner {
     fn new(ctx: &Context) -> Self {
-        LocalCombiner {
-            enabled: ctx.spec.has_combine,
-            threshold: combine_threshold(&ctx.spec),
-            groups: HashMap::new(),
-        }
+        LocalCombiner { enabled: ctx.spec.has_combine, threshold: combine_threshold(&ctx.spec), groups: HashMap::new() }
     }
 
     fn add(&mut self, pairs: Vec<Pair>, slot: &mut Slot, input: &mut InputHandle<u64, Pair>) -> Result<(), JobError> {
@@ -703,11 +640,7 @@ mod tests {
     use super::*;
 
     fn file(path: &str, size: u64) -> PartitionFile {
-        PartitionFile {
-            path: path.into(),
-            dims: vec![],
-            size,
-        }
+        PartitionFile { path: path.into(), dims: vec![], size }
     }
 
     #[test]

@@ -96,10 +96,7 @@ pub(crate) struct State {
 
 impl WasiView for State {
     fn ctx(&mut self) -> WasiCtxView<'_> {
-        WasiCtxView {
-            ctx: &mut self.wasi,
-            table: &mut self.table,
-        }
+        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
     }
 }
 
@@ -143,9 +140,7 @@ impl bindings::telemetry::job::host::Host for State {
             Level::Info => "info",
             Level::Debug => "debug",
         };
-        self.shared
-            .log
-            .line(&format!("[worker {}] {name}: {message}", self.worker));
+        self.shared.log.line(&format!("[worker {}] {name}: {message}", self.worker));
         if level == Level::Error {
             self.last_error = Some(message);
         }
@@ -165,9 +160,7 @@ impl Linked {
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(|e| JobError::Engine(format!("{e:#}")))?;
         Mapreduce::add_to_linker::<State, wasmtime::component::HasSelf<State>>(&mut linker, |s| s)
             .map_err(|e| JobError::Engine(format!("{e:#}")))?;
-        let invalid = |e: wasmtime::Error| JobError::InvalidComponent {
-            reason: format!("{e:#}"),
-        };
+        let invalid = |e: wasmtime::Error| JobError::InvalidComponent { reason: format!("{e:#}") };
         let pre = linker.instantiate_pre(&job.component).map_err(invalid)?;
         let pre = MapreducePre::new(pre).map_err(invalid)?;
         Ok(Linked { pre })
@@ -220,31 +213,18 @@ impl Guest {
             Ok(UpdateDeadline::Continue(1))
         });
         store.data_mut().call_deadline = Instant::now() + shared.limits.call_timeout();
-        let job = linked
-            .pre
-            .instantiate(&mut store)
-            .map_err(|e| match classify(&mut store, e) {
-                Failure::Job(e) => e,
-                Failure::Guest(message) => JobError::Trap {
-                    record_id: None,
-                    message: format!("instantiating: {message}"),
-                },
-            })?;
-        let mut guest = Guest {
-            store,
-            job,
-            spec: empty_spec(),
-        };
+        let job = linked.pre.instantiate(&mut store).map_err(|e| match classify(&mut store, e) {
+            Failure::Job(e) => e,
+            Failure::Guest(message) => JobError::Trap { record_id: None, message: format!("instantiating: {message}") },
+        })?;
+        let mut guest = Guest { store, job, spec: empty_spec() };
         let result = guest.call(|job, store| job.telemetry_job_job().call_init(store, param));
         match result {
             Ok(Ok(spec)) => guest.spec = spec,
             Ok(Err(message)) => return Err(JobError::InvalidParam { message }),
             Err(Failure::Job(e)) => return Err(e),
             Err(Failure::Guest(message)) => {
-                return Err(JobError::Trap {
-                    record_id: None,
-                    message: format!("in init: {message}"),
-                })
+                return Err(JobError::Trap { record_id: None, message: format!("in init: {message}") })
             }
         }
         Ok(guest)
@@ -273,10 +253,7 @@ impl Guest {
         match result? {
             Ok(()) => {
                 state.shared.emits.fetch_add(pending.len() as u64, Ordering::Relaxed);
-                state
-                    .shared
-                    .emit_bytes
-                    .fetch_add(state.pending_bytes, Ordering::Relaxed);
+                state.shared.emit_bytes.fetch_add(state.pending_bytes, Ordering::Relaxed);
                 Ok(pending)
             }
             Err(message) => Err(Failure::Guest(format!("map-batch returned an error: {message}"))),
@@ -324,11 +301,5 @@ fn classify(store: &mut Store<State>, err: wasmtime::Error) -> Failure {
 }
 
 fn empty_spec() -> JobSpec {
-    JobSpec {
-        fields: vec![],
-        wants_payload: false,
-        has_combine: false,
-        combine_threshold: 0,
-        has_reduce: false,
-    }
+    JobSpec { fields: vec![], wants_payload: false, has_combine: false, combine_threshold: 0, has_reduce: false }
 }

@@ -21,10 +21,7 @@ struct LogInner {
 impl JobLog {
     /// An empty log keeping at most `cap` bytes.
     pub fn new(cap: u64) -> Self {
-        JobLog {
-            cap: cap as usize,
-            inner: Mutex::new(LogInner::default()),
-        }
+        JobLog { cap: cap as usize, inner: Mutex::new(LogInner::default()) }
     }
 
     /// Appends one line (a newline is added).
@@ -54,10 +51,7 @@ impl JobLog {
         let inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         let mut text = inner.text.clone();
         if inner.dropped > 0 {
-            text.push_str(&format!(
-                "[log limit of {} bytes reached: {} writes dropped]\n",
-                self.cap, inner.dropped
-            ));
+            text.push_str(&format!("[log limit of {} bytes reached: {} writes dropped]\n", self.cap, inner.dropped));
         }
         text
     }

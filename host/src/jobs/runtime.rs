@@ -29,11 +29,7 @@ pub struct RuntimeConfig {
 
 impl Default for RuntimeConfig {
     fn default() -> Self {
-        RuntimeConfig {
-            max_instances: 64,
-            max_memory_bytes: 1 << 30,
-            epoch_tick: Duration::from_millis(20),
-        }
+        RuntimeConfig { max_instances: 64, max_memory_bytes: 1 << 30, epoch_tick: Duration::from_millis(20) }
     }
 }
 
@@ -100,13 +96,7 @@ impl Runtime {
                 })
                 .map_err(|e| JobError::io("starting the epoch ticker", e))?
         };
-        Ok(Runtime {
-            engine,
-            cache: cache_dir,
-            config,
-            ticker_stop,
-            ticker: Some(ticker),
-        })
+        Ok(Runtime { engine, cache: cache_dir, config, ticker_stop, ticker: Some(ticker) })
     }
 
     pub(crate) fn engine(&self) -> &Engine {
@@ -124,36 +114,23 @@ impl Runtime {
         let start = Instant::now();
         let sha256 = hex::encode(Sha256::digest(wasm));
         if let Some(component) = self.try_load(&sha256)? {
-            return Ok(CompiledJob {
-                component,
-                sha256,
-                cache_hit: true,
-                compile_time: start.elapsed(),
-            });
+            return Ok(CompiledJob { component, sha256, cache_hit: true, compile_time: start.elapsed() });
         }
         check_header(wasm)?;
-        let component = Component::new(&self.engine, wasm).map_err(|e| JobError::InvalidComponent {
-            reason: format!("{e:#}"),
-        })?;
+        let component =
+            Component::new(&self.engine, wasm).map_err(|e| JobError::InvalidComponent { reason: format!("{e:#}") })?;
         self.check_world(&component)?;
         let artifact = component.serialize().map_err(|e| JobError::Engine(format!("{e:#}")))?;
         self.write_atomic(&format!("{sha256}.wasm"), wasm)?;
         self.write_atomic(&format!("{sha256}.cwasm"), &artifact)?;
-        Ok(CompiledJob {
-            component,
-            sha256,
-            cache_hit: false,
-            compile_time: start.elapsed(),
-        })
+        Ok(CompiledJob { component, sha256, cache_hit: false, compile_time: start.elapsed() })
     }
 
     /// A component compiled earlier (by [`compile`](Self::compile)), by its SHA-256.
     pub fn load_cached(&self, sha256: &str) -> Result<CompiledJob, JobError> {
         let start = Instant::now();
         if sha256.len() != 64 || !sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
-            return Err(JobError::NotCached {
-                sha256: sha256.to_string(),
-            });
+            return Err(JobError::NotCached { sha256: sha256.to_string() });
         }
         if let Some(component) = self.try_load(sha256)? {
             return Ok(CompiledJob {
