@@ -161,7 +161,7 @@ impl Metrics {
 
 /// `GET /metrics`.
 pub async fn handler(State(state): State<Arc<AppState>>) -> impl IntoResponse {
-    if let Ok(free) = crate::ingest::disk::free_bytes(&state.data_dir) {
+    if let Ok(free) = crate::ingest::disk::free_bytes(state.data_dir.dir()) {
         state.metrics.ingest.disk_free_bytes.set(free.min(i64::MAX as u64) as i64);
     }
     (

@@ -28,7 +28,7 @@ pub struct AppState {
     /// The configuration the server was started with.
     pub config: Arc<Config>,
     /// The data directory (everything the server stores lives under it; opened with cap-std).
-    pub data_dir: cap_std::fs::Dir,
+    pub data_dir: crate::storage::DataDir,
     /// Metrics registry; services register their own metrics at start-up.
     pub metrics: Arc<Metrics>,
     /// The raw log writers.
@@ -37,6 +37,8 @@ pub struct AppState {
     pub stats_log: Option<StatsLog>,
     /// Histogram definitions for the histogram spec endpoints.
     pub revisions: Arc<crate::histograms::RevisionCache>,
+    /// The job service behind `/api/v1` (queue, runtime, tokens).
+    pub jobs: Arc<jobs::JobService>,
 }
 
 /// Every route of the server.
@@ -47,7 +49,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/metrics", get(metrics::handler).fallback(submit::fallback))
         .route("/histograms", get(histograms::definitions).head(histograms::head).fallback(submit::fallback))
         .route("/histogram_buckets", get(histograms::buckets).head(histograms::head).fallback(submit::fallback))
-        // The job service (`/api/v1`) merges its routes here.
+        .nest("/api/v1", jobs::router(state.jobs.clone()))
         .fallback(submit::fallback)
         .layer(axum::middleware::from_fn_with_state(state.clone(), submit::observe))
         .with_state(state)

@@ -11,7 +11,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use cap_std::fs::Dir;
 use tokio::net::TcpListener;
 
 use super::metrics::Metrics;
@@ -22,12 +21,13 @@ use crate::ingest::recover::recover_active_logs;
 use crate::ingest::stats_log::StatsLog;
 use crate::ingest::writer::OnFinished;
 use crate::ingest::WriterPool;
+use crate::storage::{datadir, DataDir};
 
 /// Errors starting or running the server.
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
-    #[error("cannot open data directory {path}: {source}")]
-    DataDir { path: String, source: std::io::Error },
+    #[error("cannot open data directory: {0}")]
+    DataDir(#[from] crate::storage::StorageError),
     #[error("cannot recover raw logs: {0}")]
     Recover(std::io::Error),
     #[error("cannot start log writers: {0}")]
@@ -40,6 +40,8 @@ pub enum ServerError {
     Bind { addr: SocketAddr, source: std::io::Error },
     #[error("server failed: {0}")]
     Serve(std::io::Error),
+    #[error("cannot start the job service: {0}")]
+    Jobs(#[from] crate::api::jobs::ServiceError),
 }
 
 /// A started server, bound but not yet serving.
@@ -51,8 +53,8 @@ pub struct Server {
 impl Server {
     /// Prepares everything and binds the listener.
     pub async fn bind(config: Config) -> Result<Server, ServerError> {
-        let data_dir = open_data_dir(&config)?;
-        let raw = sub_dir(&data_dir, "raw", &config)?;
+        let data_dir = DataDir::open(&config.data_dir)?;
+        let raw = data_dir.sub(datadir::RAW)?;
         let recovered = recover_active_logs(&raw, &config.ingest.log_base).map_err(ServerError::Recover)?;
         if !recovered.is_empty() {
             let cut: u64 = recovered.iter().map(|r| r.cut_bytes).sum();
@@ -73,6 +75,7 @@ impl Server {
         for dir in &config.convert.histogram_dirs {
             revisions = revisions.with_dir(dir).map_err(ServerError::Histograms)?;
         }
+        let jobs = crate::api::jobs::JobService::start(&config.jobs, &data_dir)?;
         let listen = config.server.listen;
         let listener = TcpListener::bind(listen).await.map_err(|source| ServerError::Bind { addr: listen, source })?;
         let state = Arc::new(AppState {
@@ -82,6 +85,7 @@ impl Server {
             writer: Arc::new(writer),
             stats_log,
             revisions: Arc::new(revisions),
+            jobs,
         });
         Ok(Server { listener, state })
     }
@@ -123,6 +127,8 @@ impl Server {
             result = std::future::IntoFuture::into_future(serve) => result.map_err(ServerError::Serve)?,
             () = grace_over => tracing::warn!("shutdown grace period over; closing remaining connections"),
         }
+        let jobs = state.jobs.clone();
+        let _ = tokio::task::spawn_blocking(move || jobs.shutdown()).await;
         let writer = state.writer.clone();
         let _ = tokio::task::spawn_blocking(move || writer.close()).await;
         tracing::info!("raw logs synced and finished; stopped");
@@ -133,17 +139,4 @@ impl Server {
 /// Binds and serves until `shutdown` resolves (the `serve` subcommand's entry point).
 pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), ServerError> {
     Server::bind(config).await?.run(shutdown).await
-}
-
-fn open_data_dir(config: &Config) -> Result<Dir, ServerError> {
-    let path = &config.data_dir;
-    let err = |source| ServerError::DataDir { path: path.display().to_string(), source };
-    std::fs::create_dir_all(path).map_err(err)?;
-    Dir::open_ambient_dir(path, cap_std::ambient_authority()).map_err(err)
-}
-
-fn sub_dir(data_dir: &Dir, name: &str, config: &Config) -> Result<Dir, ServerError> {
-    let err = |source| ServerError::DataDir { path: config.data_dir.join(name).display().to_string(), source };
-    data_dir.create_dir_all(name).map_err(err)?;
-    data_dir.open_dir(name).map_err(err)
 }

@@ -1,0 +1,264 @@
+//! Live conversion: a bounded pool of threads converting `.finished` raw logs into storage.
+//!
+//! The queue is the `raw/` directory itself: writers announce each log they finish, and a scanner
+//! thread lists `raw/` every `scan_interval_secs` to pick up logs left by earlier runs or missed
+//! announcements. Only names are held in memory, so a slow converter makes finished logs wait on
+//! disk (visible as `telemetry_convert_pending_logs`), never grows memory. Each worker owns one
+//! converter. A converted log moves to `raw/converted/` (or is deleted when `keep_raw` is off); a log
+//! that fails as a whole moves to `raw/failed/` so it is not retried forever.
+
+use std::collections::{BTreeSet, HashSet};
+use std::path::PathBuf;
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use cap_std::fs::Dir;
+
+use super::logname::is_finished_log;
+use crate::api::metrics::{BadTypeLabel, ConvertMetrics};
+use crate::config::ConvertConfig;
+
+/// Where converted raw logs are kept (under `raw/`).
+pub const CONVERTED_DIR: &str = "converted";
+/// Where raw logs that failed to convert as a whole are put aside (under `raw/`).
+pub const FAILED_DIR: &str = "failed";
+
+/// What converting one raw log produced (for metrics and logs).
+#[derive(Debug, Clone, Default)]
+pub struct LogOutcome {
+    pub records_read: u64,
+    pub records_written: u64,
+    /// Rejected records by the seed's bad-record type (`invalid_path`, `bad_payload`, …).
+    pub bad: Vec<(String, u64)>,
+}
+
+/// One worker's converter: converts whole raw logs into storage and the error stream.
+pub trait LogConverter: Send {
+    /// Converts the raw log at `path`; `Err` means the log as a whole could not be converted.
+    fn convert_log(&mut self, path: &std::path::Path) -> Result<LogOutcome, String>;
+    /// Flushes and closes everything (called once, when the pool stops).
+    fn finish(&mut self) -> Result<(), String>;
+}
+
+/// Makes one converter per worker.
+pub type ConverterFactory = Arc<dyn Fn() -> Result<Box<dyn LogConverter>, String> + Send + Sync>;
+
+#[derive(Default)]
+struct Queue {
+    pending: BTreeSet<String>,
+    taken: HashSet<String>,
+    /// Failed attempts per log; a log is put aside after [`MAX_ATTEMPTS`].
+    failures: std::collections::HashMap<String, u32>,
+    stop: bool,
+}
+
+/// Attempts before a raw log that keeps failing (not just its bad records) is moved to `raw/failed/`.
+/// Failures such as a full disk are retried at the next scan.
+const MAX_ATTEMPTS: u32 = 3;
+
+struct Shared {
+    queue: Mutex<Queue>,
+    wake: Condvar,
+    raw: Dir,
+    raw_path: PathBuf,
+    log_base: String,
+    keep_raw: bool,
+    metrics: ConvertMetrics,
+}
+
+impl Shared {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Queue> {
+        self.queue.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn add(&self, names: impl IntoIterator<Item = String>) {
+        let mut queue = self.lock();
+        for name in names {
+            if !queue.taken.contains(&name) {
+                queue.pending.insert(name);
+            }
+        }
+        self.metrics.pending_logs.set((queue.pending.len() + queue.taken.len()) as i64);
+        drop(queue);
+        self.wake.notify_all();
+    }
+
+    fn scan(&self) -> std::io::Result<Vec<String>> {
+        let mut names = Vec::new();
+        for entry in self.raw.entries()? {
+            let entry = entry?;
+            if let Some(name) = entry.file_name().to_str() {
+                if is_finished_log(&self.log_base, name) {
+                    names.push(name.to_string());
+                }
+            }
+        }
+        Ok(names)
+    }
+}
+
+/// The running pool.
+pub struct ConvertPool {
+    shared: Arc<Shared>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+impl ConvertPool {
+    /// Starts `config.workers` converter threads and the scanner over `raw` (found at `raw_path`).
+    pub fn start(
+        raw: &Dir,
+        raw_path: PathBuf,
+        log_base: &str,
+        config: &ConvertConfig,
+        metrics: ConvertMetrics,
+        factory: ConverterFactory,
+    ) -> std::io::Result<ConvertPool> {
+        raw.create_dir_all(CONVERTED_DIR)?;
+        raw.create_dir_all(FAILED_DIR)?;
+        let shared = Arc::new(Shared {
+            queue: Mutex::new(Queue::default()),
+            wake: Condvar::new(),
+            raw: raw.try_clone()?,
+            raw_path,
+            log_base: log_base.to_string(),
+            keep_raw: config.keep_raw,
+            metrics,
+        });
+        shared.add(shared.scan()?);
+        let mut threads = Vec::new();
+        for index in 0..config.workers {
+            let converter = factory().map_err(std::io::Error::other)?;
+            let shared = shared.clone();
+            threads.push(std::thread::Builder::new().name(format!("convert-{index}")).spawn(move || work(&shared, converter))?);
+        }
+        let interval = Duration::from_secs(config.scan_interval_secs.max(1));
+        let scanner = shared.clone();
+        threads.push(std::thread::Builder::new().name("convert-scan".into()).spawn(move || scan_loop(&scanner, interval))?);
+        Ok(ConvertPool { shared, threads })
+    }
+
+    /// Queues a log a writer just finished.
+    pub fn notify(&self, name: &str) {
+        self.shared.add([name.to_string()]);
+    }
+
+    /// A callback for the writers that queues each finished log.
+    pub fn notifier(&self) -> super::writer::OnFinished {
+        let shared = Arc::downgrade(&self.shared);
+        Arc::new(move |name: &str| {
+            if let Some(shared) = shared.upgrade() {
+                shared.add([name.to_string()]);
+            }
+        })
+    }
+
+    /// Finished logs waiting or being converted.
+    pub fn backlog(&self) -> usize {
+        let queue = self.shared.lock();
+        queue.pending.len() + queue.taken.len()
+    }
+
+    /// Lets each worker finish the log it is converting, flushes the converters and joins the threads.
+    /// Logs still waiting stay in `raw/` for the next start.
+    pub fn stop(self) {
+        self.shared.lock().stop = true;
+        self.shared.wake.notify_all();
+        for thread in self.threads {
+            if thread.join().is_err() {
+                tracing::error!("a conversion thread panicked");
+            }
+        }
+    }
+}
+
+fn scan_loop(shared: &Shared, interval: Duration) {
+    let mut queue = shared.lock();
+    let mut last = std::time::Instant::now();
+    while !queue.stop {
+        queue = shared.wake.wait_timeout(queue, interval).unwrap_or_else(|e| e.into_inner()).0;
+        if queue.stop {
+            break;
+        }
+        if last.elapsed() < interval {
+            continue; // woken by an announcement, not by the timer
+        }
+        last = std::time::Instant::now();
+        drop(queue);
+        match shared.scan() {
+            Ok(names) => shared.add(names),
+            Err(err) => tracing::warn!(error = %err, "cannot list raw logs"),
+        }
+        queue = shared.lock();
+    }
+}
+
+fn work(shared: &Shared, mut converter: Box<dyn LogConverter>) {
+    loop {
+        let name = {
+            let mut queue = shared.lock();
+            loop {
+                if queue.stop {
+                    break None;
+                }
+                if let Some(name) = queue.pending.pop_first() {
+                    queue.taken.insert(name.clone());
+                    break Some(name);
+                }
+                queue = shared.wake.wait(queue).unwrap_or_else(|e| e.into_inner());
+            }
+        };
+        let Some(name) = name else { break };
+        convert_one(shared, converter.as_mut(), &name);
+        let mut queue = shared.lock();
+        queue.taken.remove(&name);
+        shared.metrics.pending_logs.set((queue.pending.len() + queue.taken.len()) as i64);
+    }
+    if let Err(err) = converter.finish() {
+        tracing::error!(error = %err, "cannot flush converted storage");
+    }
+}
+
+fn convert_one(shared: &Shared, converter: &mut dyn LogConverter, name: &str) {
+    if !shared.raw.exists(name) {
+        return; // already converted by another worker or moved by an operator
+    }
+    let metrics = &shared.metrics;
+    match converter.convert_log(&shared.raw_path.join(name)) {
+        Ok(outcome) => {
+            metrics.logs.inc();
+            metrics.records_read.inc_by(outcome.records_read);
+            metrics.records_written.inc_by(outcome.records_written);
+            for (kind, count) in &outcome.bad {
+                metrics.bad_records.get_or_create(&BadTypeLabel { r#type: kind.clone() }).inc_by(*count);
+            }
+            tracing::info!(log = name, read = outcome.records_read, written = outcome.records_written, "converted raw log");
+            let done = if shared.keep_raw {
+                shared.raw.rename(name, &shared.raw, format!("{CONVERTED_DIR}/{name}"))
+            } else {
+                shared.raw.remove_file(name)
+            };
+            if let Err(err) = done {
+                tracing::error!(log = name, error = %err, "cannot move converted raw log");
+            }
+        }
+        Err(err) => {
+            let attempts = {
+                let mut queue = shared.lock();
+                let attempts = queue.failures.entry(name.to_string()).or_insert(0);
+                *attempts += 1;
+                *attempts
+            };
+            if attempts < MAX_ATTEMPTS {
+                tracing::warn!(log = name, attempts, error = %err, "raw log conversion failed; will retry");
+                return;
+            }
+            metrics.failed_logs.inc();
+            shared.lock().failures.remove(name);
+            tracing::error!(log = name, error = %err, "raw log conversion failed; moved to raw/{FAILED_DIR}/");
+            if let Err(err) = shared.raw.rename(name, &shared.raw, format!("{FAILED_DIR}/{name}")) {
+                tracing::error!(log = name, error = %err, "cannot move failed raw log");
+            }
+        }
+    }
+}

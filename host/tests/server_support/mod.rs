@@ -1,0 +1,146 @@
+//! Helpers for the server tests: an in-process server on a free port with its own data dir,
+//! a raw-socket HTTP client for requests a normal client refuses to send, and raw log readers.
+#![allow(dead_code)]
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use telemetry_server::api::server::Server;
+use telemetry_server::api::AppState;
+use telemetry_server::config::Config;
+use telemetry_server::rawlog::RawRecord;
+
+/// A server running on its own tokio runtime in a background thread.
+pub struct TestServer {
+    pub addr: SocketAddr,
+    pub state: Arc<AppState>,
+    /// Holds `data/` (the data dir); anything else appearing here escaped the data dir.
+    pub root: tempfile::TempDir,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl TestServer {
+    /// Starts a server with test defaults (port 0, 2 shards, no live conversion) changed by `tweak`.
+    pub fn start(tweak: impl FnOnce(&mut Config)) -> TestServer {
+        let root = tempfile::tempdir().unwrap();
+        let mut config = Config::default();
+        config.data_dir = root.path().join("data");
+        config.server.listen = "127.0.0.1:0".parse().unwrap();
+        config.ingest.shards = 2;
+        config.convert.enabled = false;
+        tweak(&mut config);
+        Self::start_with(root, config)
+    }
+
+    /// Starts a server with exactly `config` (its data dir should be inside `root`).
+    pub fn start_with(root: tempfile::TempDir, config: Config) -> TestServer {
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+            runtime.block_on(async move {
+                let server = Server::bind(config).await.expect("server starts");
+                ready_tx.send((server.local_addr(), server.state().clone())).unwrap();
+                server.run(async { let _ = stop_rx.await; }).await.expect("server runs and drains");
+            });
+        });
+        let (addr, state) = ready_rx.recv_timeout(Duration::from_secs(30)).expect("server ready");
+        TestServer { addr, state, root, stop: Some(stop_tx), thread: Some(thread) }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    pub fn data_dir(&self) -> PathBuf {
+        self.root.path().join("data")
+    }
+
+    /// Graceful shutdown: drains requests, syncs and finishes every log. Idempotent.
+    pub fn stop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(thread) = self.thread.take() {
+            thread.join().expect("server thread exits cleanly");
+        }
+    }
+
+    /// The `/metrics` text.
+    pub fn metrics(&self) -> String {
+        reqwest::blocking::get(self.url("/metrics")).unwrap().text().unwrap()
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Sends `request` verbatim on a new connection and returns (status, body).
+pub fn raw_http(addr: SocketAddr, request: &[u8]) -> (u16, String) {
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    stream.write_all(request).unwrap();
+    let mut response = Vec::new();
+    let _ = stream.read_to_end(&mut response);
+    let text = String::from_utf8_lossy(&response).into_owned();
+    let status = text.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or_else(|| panic!("no status in {text:?}"));
+    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    (status, body)
+}
+
+/// Every record in the `.finished` raw logs directly under `dir`, with each log's name.
+pub fn finished_records(dir: &Path) -> Vec<RawRecord> {
+    let mut records = Vec::new();
+    for name in files(dir) {
+        if name.ends_with(".finished") {
+            for record in telemetry_server::rawlog::open(&dir.join(&name)).unwrap() {
+                records.push(record.expect("a record the server wrote is well formed"));
+            }
+        }
+    }
+    records
+}
+
+/// Names of the regular files directly under `dir`, sorted.
+pub fn files(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap())
+        .filter(|e| e.file_type().unwrap().is_file())
+        .map(|e| e.file_name().into_string().unwrap())
+        .collect();
+    names.sort();
+    names
+}
+
+/// Every file under `dir`, recursively, as paths relative to it.
+pub fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).unwrap() {
+            let entry = entry.unwrap();
+            if entry.file_type().unwrap().is_dir() {
+                stack.push(entry.path());
+            } else {
+                out.push(entry.path().strip_prefix(dir).unwrap().to_path_buf());
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// gzip-compresses `data`.
+pub fn gzip(data: &[u8]) -> Vec<u8> {
+    let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    enc.write_all(data).unwrap();
+    enc.finish().unwrap()
+}
