@@ -127,11 +127,14 @@ impl<R: Read> LogReader<R> {
             self.fill()?;
         }
         let data = &self.buf[..self.end];
-        let mut best = (Version::V2, 0usize, usize::MAX);
+        // Best: frames a record at byte 0 (as the seed: "the first record had the expected
+        // length"), then the most good records, then the fewest bad bytes; ties go to v2, v1, v0.
+        let mut best = (Version::V2, (false, 0usize, usize::MAX));
         for version in Version::ALL {
-            let (good, bad) = frame_prefix(version, data, self.eof, &self.limits);
-            if good > best.1 || (good == best.1 && bad < best.2) {
-                best = (version, good, bad);
+            let (first, good, bad) = frame_prefix(version, data, self.eof, &self.limits);
+            let better = (first, good, std::cmp::Reverse(bad)) > (best.1 .0, best.1 .1, std::cmp::Reverse(best.1 .2));
+            if better {
+                best = (version, (first, good, bad));
             }
         }
         Ok(best.0)
@@ -149,12 +152,15 @@ impl<R: Read> LogReader<R> {
     }
 }
 
-/// Frames up to [`DETECT_RECORDS`] records of `data` as `version`: (good records, bad bytes).
-fn frame_prefix(version: Version, data: &[u8], eof: bool, limits: &Limits) -> (usize, usize) {
+/// Frames up to [`DETECT_RECORDS`] records of `data` as `version`: (a record starts at byte 0,
+/// good records, bad bytes).
+fn frame_prefix(version: Version, data: &[u8], eof: bool, limits: &Limits) -> (bool, usize, usize) {
     let (mut pos, mut good, mut bad, mut in_sync) = (0, 0, 0, true);
+    let mut first = false;
     while pos < data.len() && good < DETECT_RECORDS {
         match record::step(version, &data[pos..], eof, pos as u64, in_sync, limits) {
             Step::Record(frame) => {
+                first |= pos == 0;
                 good += 1;
                 pos += frame.len;
                 in_sync = true;
@@ -167,7 +173,7 @@ fn frame_prefix(version: Version, data: &[u8], eof: bool, limits: &Limits) -> (u
             Step::NeedMore => break,
         }
     }
-    (good, bad)
+    (first, good, bad)
 }
 
 impl<R: Read> Iterator for LogReader<R> {

@@ -229,8 +229,8 @@ fn check_limits(h: &Header, limits: &Limits, offset: u64) -> Result<(), RecordEr
     Ok(())
 }
 
-/// Whether a real record header plausibly starts at `b[0]`: separator (v1/v2), lengths within
-/// limits, a sane timestamp, a printable ASCII ip and a UTF-8 path without control characters.
+/// Whether a real record header plausibly starts at `b[0]`: separator (v1/v2), a non-empty
+/// path, lengths within limits, a sane timestamp, a printable ASCII ip and a UTF-8 path without control characters.
 /// Used only while resynchronising, where a false positive would swallow good records.
 /// Returns false when the header, ip and path are not all inside `b`.
 pub(crate) fn plausible_header(version: Version, b: &[u8], limits: &Limits) -> bool {
@@ -239,7 +239,9 @@ pub(crate) fn plausible_header(version: Version, b: &[u8], limits: &Limits) -> b
         return false;
     }
     let h = read_header(version, b);
-    if check_limits(&h, limits, 0).is_err() || h.timestamp_ms >= PLAUSIBLE_TIMESTAMP_MS {
+    // Every real submission has a path (at least its id); zero lengths would make runs of
+    // zero bytes look like records.
+    if h.path_len == 0 || check_limits(&h, limits, 0).is_err() || h.timestamp_ms >= PLAUSIBLE_TIMESTAMP_MS {
         return false;
     }
     let Some(fields) = b.get(hl..hl + h.ip_len + h.path_len) else {
@@ -268,8 +270,8 @@ fn find_plausible(version: Version, b: &[u8], end: usize, limits: &Limits) -> Op
     }
 }
 
-/// Bytes that must be buffered after a record that is not followed by a separator before
-/// deciding whether a record starts inside it (so a candidate's header, ip and path are whole).
+/// Bytes buffered after a record before judging whether a plausible record follows it, or
+/// starts inside it (so a candidate's header, ip and path are whole).
 fn lookahead(version: Version, limits: &Limits) -> usize {
     version.header_len() + 255 + limits.max_path_bytes
 }
@@ -323,30 +325,15 @@ pub(crate) fn step(version: Version, b: &[u8], eof: bool, offset: u64, in_sync: 
         let error = RecordError::Truncated { offset, expected: total as u64, found: found as u64, cause };
         return Step::Damaged { len: found, error };
     }
-    let followed_cleanly = if b.len() == total {
-        if !eof {
-            return Step::NeedMore; // peek at the next byte first
-        }
-        true
-    } else if has_separator(version) {
-        b[total] == SEPARATOR
-    } else {
-        // v0 has no separator: the next record must look like one.
-        let next = &b[total..];
-        if next.len() < lookahead(version, limits) && !eof {
-            return Step::NeedMore;
-        }
-        plausible_header(version, next, limits)
-    };
-    if !followed_cleanly {
-        if b.len() < total + lookahead(version, limits) && !eof {
-            return Step::NeedMore;
-        }
-        if let Some(next) = find_plausible(version, b, total, limits) {
-            if next < total {
-                let error = RecordError::Truncated { offset, expected: total as u64, found: next as u64, cause: "the next record" };
-                return Step::Damaged { len: next, error };
-            }
+    // The record must be followed by a plausible record header or the end of the file; if not,
+    // a header inside its span means it was cut short (the next record starts within it).
+    if b.len() < total + lookahead(version, limits) && !eof {
+        return Step::NeedMore;
+    }
+    if b.len() > total && !plausible_header(version, &b[total..], limits) {
+        if let Some(next) = find_plausible(version, b, total - 1, limits) {
+            let error = RecordError::Truncated { offset, expected: total as u64, found: next as u64, cause: "the next record" };
+            return Step::Damaged { len: next, error };
         }
     }
     let ip = hl..hl + h.ip_len;
