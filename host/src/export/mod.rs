@@ -1,6 +1,25 @@
 //! Export to S3 (finished partition files and raw logs) and S3 as a job data source.
+//!
+//! - [`S3Config`]: where and how to reach the bucket (`[s3]` in the server config, or flags).
+//! - [`S3Error`]: errors naming the object or file concerned.
+//! - [`client`]: builds the trimmed `aws-sdk-s3` client (path-style, checksums "when required").
+//! - [`keys`]: the seed's key layout (partition path relative to the data root; raw log file name).
+//! - [`journal`]: the local record of confirmed uploads that makes export resumable.
+//! - [`upload`]: one file to one key: HEAD check, streamed PUT or streamed multipart, confirm.
+//! - [`exporter`]: scans the data dir, uploads in parallel, deletes confirmed local copies, loops.
+//! - [`source`]: [`S3Source`], a [`crate::storage::PartitionSource`] over `s3://bucket/prefix`.
 
-/// `[s3]` section of the server configuration; `None` in the config means no S3.
-#[derive(Debug, Clone, Default, serde::Deserialize, serde::Serialize)]
-#[serde(default)]
-pub struct S3Config {}
+pub mod client;
+mod config;
+mod error;
+pub mod exporter;
+pub mod journal;
+pub mod keys;
+pub mod source;
+mod stream;
+pub mod upload;
+
+pub use config::{S3Config, MIN_PART_SIZE};
+pub use error::S3Error;
+pub use exporter::{ExportReport, Exporter};
+pub use source::S3Source;

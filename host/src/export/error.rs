@@ -1,0 +1,34 @@
+//! [`S3Error`]: what can go wrong configuring S3, exporting to it or reading from it; every
+//! variant names the bucket/key or local path concerned.
+
+/// Errors from S3 configuration, export and reading.
+#[derive(Debug, thiserror::Error)]
+pub enum S3Error {
+    #[error("invalid S3 configuration: {0}")]
+    Config(String),
+    #[error("S3 {op} s3://{bucket}/{key}: {message}")]
+    Request { op: &'static str, bucket: String, key: String, message: String },
+    #[error("i/o error on {path}: {source}")]
+    Io { path: String, source: std::io::Error },
+    #[error("upload of {key} not confirmed: local size {local}, remote size {remote:?}")]
+    NotConfirmed { key: String, local: u64, remote: Option<u64> },
+}
+
+impl S3Error {
+    /// Wraps any SDK error with the operation and object it concerns (full error chain in the message).
+    pub fn request(op: &'static str, bucket: &str, key: &str, err: impl std::error::Error) -> Self {
+        let mut message = err.to_string();
+        let mut source = err.source();
+        while let Some(cause) = source {
+            message.push_str(": ");
+            message.push_str(&cause.to_string());
+            source = cause.source();
+        }
+        S3Error::Request { op, bucket: bucket.into(), key: key.into(), message }
+    }
+
+    pub(crate) fn io(path: impl std::fmt::Display, source: std::io::Error) -> Self {
+        S3Error::Io { path: path.to_string(), source }
+    }
+}
+

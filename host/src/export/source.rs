@@ -1,0 +1,142 @@
+//! [`S3Source`]: partition files on S3 as a job's input.
+//!
+//! Listing walks the key hierarchy one directory level at a time with delimiter `/`, keeping
+//! only the directories whose values pass the filter (partition pruning on keys: a filter on
+//! `reason` lists one directory per allowed reason, never the rest of the bucket), following
+//! continuation tokens (S3 pages hold at most 1,000 keys). Sibling directories are listed
+//! concurrently. Files found are kept when their parsed dimensions match the filter.
+//!
+//! Opening a file starts a streamed GET (at most `fetch_concurrency` objects in flight across
+//! the source) whose chunks flow through a bounded channel into the decompressor: nothing is
+//! downloaded whole first.
+
+use std::io::BufRead;
+use std::sync::Arc;
+
+use aws_sdk_s3::Client;
+use tokio::sync::Semaphore;
+
+use super::stream::{self, runtime, Fetch};
+use super::{client, keys, S3Config, S3Error};
+use crate::storage::{decompress, parse_partition_path, Container, PartitionFile, PartitionSource, Schema, StorageError};
+
+/// Partition files under `s3://bucket/prefix`.
+pub struct S3Source {
+    client: Client,
+    bucket: String,
+    prefix: String,
+    max_attempts: u32,
+    fetch_limit: Arc<Semaphore>,
+    list_concurrency: usize,
+}
+
+impl S3Source {
+    /// A source over `cfg.bucket`/`cfg.prefix`.
+    pub fn new(cfg: &S3Config) -> Result<Self, S3Error> {
+        let _guard = runtime().enter();
+        Ok(S3Source {
+            client: client::build(cfg)?,
+            bucket: cfg.bucket.clone(),
+            prefix: keys::normalize_prefix(&cfg.prefix),
+            max_attempts: cfg.max_attempts,
+            fetch_limit: Arc::new(Semaphore::new(cfg.fetch_concurrency)),
+            list_concurrency: cfg.fetch_concurrency,
+        })
+    }
+
+    /// A source over `s3://bucket/prefix`, endpoint and credentials from the AWS environment variables.
+    pub fn from_url(url: &str) -> Result<Self, S3Error> {
+        S3Source::new(&S3Config::from_url(url)?)
+    }
+
+    /// The pruned walk: one level at a time, at most `list_concurrency` listings in flight.
+    async fn list_matching(&self, filter: &Schema) -> Result<Vec<PartitionFile>, S3Error> {
+        let dir_levels = filter.len().saturating_sub(2);
+        let mut level: Vec<String> = vec![self.prefix.clone()];
+        let mut found = Vec::new();
+        for depth in 0..=dir_levels {
+            let mut next = Vec::new();
+            let mut listings = tokio::task::JoinSet::new();
+            let mut todo = level.into_iter();
+            loop {
+                while listings.len() < self.list_concurrency {
+                    let Some(dir) = todo.next() else { break };
+                    listings.spawn(list_level(self.client.clone(), self.bucket.clone(), dir));
+                }
+                let Some(listing) = listings.join_next().await else { break };
+                let (dirs, files) = listing.map_err(|e| S3Error::Config(format!("listing task failed: {e}")))??;
+                if depth < dir_levels {
+                    // Directory level `depth`: descend only where the filter allows the value.
+                    let allowed = |dir: &String| {
+                        let name = dir[..dir.len() - 1].rsplit('/').next().unwrap_or_default();
+                        filter.matches_prefix(depth, name)
+                    };
+                    next.extend(dirs.into_iter().filter(allowed));
+                    continue;
+                }
+                for (key, size) in files {
+                    let path = key[self.prefix.len()..].to_string();
+                    if Container::from_name(&path).is_none() {
+                        continue; // not a partition file (or still being written)
+                    }
+                    let Some(dims) = parse_partition_path(&path, filter.len()) else { continue };
+                    if filter.matches(&dims) {
+                        found.push(PartitionFile { path, dims, size });
+                    }
+                }
+            }
+            level = next;
+            if level.is_empty() {
+                break;
+            }
+        }
+        found.sort_by(|a, b| a.path.cmp(&b.path));
+        Ok(found)
+    }
+}
+
+/// Every key directly under `prefix` (delimiter `/`), all pages: (sub-directory prefixes, (key, size) of files).
+async fn list_level(client: Client, bucket: String, prefix: String) -> Result<(Vec<String>, Vec<(String, u64)>), S3Error> {
+    let (mut dirs, mut files) = (Vec::new(), Vec::new());
+    let mut token: Option<String> = None;
+    loop {
+        let page = client
+            .list_objects_v2()
+            .bucket(&bucket)
+            .prefix(&prefix)
+            .delimiter("/")
+            .set_continuation_token(token.take())
+            .send()
+            .await
+            .map_err(|e| S3Error::request("ListObjectsV2", &bucket, &prefix, e))?;
+        dirs.extend(page.common_prefixes().iter().filter_map(|p| p.prefix().map(str::to_string)));
+        files.extend(page.contents().iter().filter_map(|o| Some((o.key()?.to_string(), o.size().unwrap_or(0).max(0) as u64))));
+        match page.next_continuation_token() {
+            Some(next) if page.is_truncated() == Some(true) => token = Some(next.to_string()),
+            _ => return Ok((dirs, files)),
+        }
+    }
+}
+
+fn storage_error(key: &str, err: S3Error) -> StorageError {
+    StorageError::Source { path: key.to_string(), source: Box::new(err) }
+}
+
+impl PartitionSource for S3Source {
+    fn list(&self, filter: &Schema) -> Result<Vec<PartitionFile>, StorageError> {
+        runtime().block_on(self.list_matching(filter)).map_err(|e| storage_error(&self.prefix, e))
+    }
+
+    fn open(&self, file: &PartitionFile) -> Result<Box<dyn BufRead + Send>, StorageError> {
+        let key = format!("{}{}", self.prefix, file.path);
+        let reader = stream::open(Fetch {
+            client: self.client.clone(),
+            bucket: self.bucket.clone(),
+            key,
+            size: file.size,
+            max_attempts: self.max_attempts,
+            limit: self.fetch_limit.clone(),
+        });
+        decompress(&file.path, reader)
+    }
+}

@@ -1,0 +1,229 @@
+//! One local file to one S3 key, idempotently: skip when the journal or a HEAD shows the object
+//! with the local size; otherwise a streamed PUT (small files) or a streamed multipart upload
+//! (parts read from disk at their offsets, a bounded number in flight); then a HEAD to confirm
+//! the size before the journal records it. Whole-file retries with exponential backoff sit on
+//! top of the SDK's per-request retries.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use aws_sdk_s3::primitives::{ByteStream, Length};
+use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
+use aws_sdk_s3::Client;
+use indicatif::ProgressBar;
+
+use super::journal::{Journal, OpenUpload};
+use super::{S3Config, S3Error};
+
+/// What happened to one file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Sent now; `bytes` uploaded and confirmed.
+    Uploaded { bytes: u64 },
+    /// Already on S3 with the local size (journal or HEAD); nothing sent.
+    AlreadyThere { bytes: u64 },
+}
+
+/// Uploads files with the settings of one [`S3Config`].
+#[derive(Clone)]
+pub struct Uploader {
+    client: Client,
+    journal: Arc<Journal>,
+    multipart_threshold: u64,
+    part_size: u64,
+    part_concurrency: usize,
+    max_attempts: u32,
+}
+
+/// Delay before retry `attempt` (1-based): 250 ms doubling, capped at 8 s.
+pub fn backoff(attempt: u32) -> Duration {
+    Duration::from_millis(250u64.saturating_mul(1 << attempt.min(5).saturating_sub(1))).min(Duration::from_secs(8))
+}
+
+impl Uploader {
+    pub fn new(client: Client, journal: Arc<Journal>, cfg: &S3Config) -> Self {
+        Uploader {
+            client,
+            journal,
+            multipart_threshold: cfg.multipart_threshold,
+            part_size: cfg.part_size,
+            part_concurrency: cfg.concurrency,
+            max_attempts: cfg.max_attempts,
+        }
+    }
+
+    /// Makes sure `bucket/key` holds the file at `path`, retrying the whole file on failure.
+    pub async fn ensure_uploaded(&self, path: &Path, bucket: &str, key: &str, progress: &ProgressBar) -> Result<Outcome, S3Error> {
+        let mut attempt = 1;
+        loop {
+            match self.try_once(path, bucket, key, progress).await {
+                Ok(outcome) => return Ok(outcome),
+                Err(err) if attempt < self.max_attempts && !matches!(err, S3Error::Io { .. }) => {
+                    tracing::warn!(%key, attempt, error = %err, "upload failed, retrying");
+                    tokio::time::sleep(backoff(attempt)).await;
+                    attempt += 1;
+                }
+                Err(err) => return Err(err),
+            }
+        }
+    }
+
+    async fn try_once(&self, path: &Path, bucket: &str, key: &str, progress: &ProgressBar) -> Result<Outcome, S3Error> {
+        let size = tokio::fs::metadata(path).await.map_err(|e| S3Error::io(path.display(), e))?.len();
+        if self.journal.done_size(bucket, key) == Some(size) {
+            return Ok(Outcome::AlreadyThere { bytes: size });
+        }
+        if self.head_size(bucket, key).await? == Some(size) {
+            // Uploaded by an earlier run that stopped before journaling it.
+            self.journal.record_done(bucket, key, size)?;
+            progress.inc(size);
+            return Ok(Outcome::AlreadyThere { bytes: size });
+        }
+        if size >= self.multipart_threshold {
+            self.put_multipart(path, size, bucket, key, progress).await?;
+        } else {
+            self.put_single(path, bucket, key).await?;
+            progress.inc(size);
+        }
+        match self.head_size(bucket, key).await? {
+            Some(remote) if remote == size => {
+                self.journal.record_done(bucket, key, size)?;
+                Ok(Outcome::Uploaded { bytes: size })
+            }
+            remote => Err(S3Error::NotConfirmed { key: key.to_string(), local: size, remote }),
+        }
+    }
+
+    /// The object's size, `None` when it does not exist.
+    pub async fn head_size(&self, bucket: &str, key: &str) -> Result<Option<u64>, S3Error> {
+        match self.client.head_object().bucket(bucket).key(key).send().await {
+            Ok(head) => Ok(Some(head.content_length().unwrap_or(0).max(0) as u64)),
+            Err(err) if err.as_service_error().is_some_and(|e| e.is_not_found()) => Ok(None),
+            Err(err) => Err(S3Error::request("HeadObject", bucket, key, err)),
+        }
+    }
+
+    /// One PUT with the body streamed from disk.
+    async fn put_single(&self, path: &Path, bucket: &str, key: &str) -> Result<(), S3Error> {
+        let body = ByteStream::from_path(path).await.map_err(|e| S3Error::io(path.display(), std::io::Error::other(e)))?;
+        self.client
+            .put_object()
+            .bucket(bucket)
+            .key(key)
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| S3Error::request("PutObject", bucket, key, e))?;
+        Ok(())
+    }
+
+    /// A multipart upload, journaled so a crash leaves no orphaned parts behind for long.
+    async fn put_multipart(&self, path: &Path, size: u64, bucket: &str, key: &str, progress: &ProgressBar) -> Result<(), S3Error> {
+        let created = self
+            .client
+            .create_multipart_upload()
+            .bucket(bucket)
+            .key(key)
+            .send()
+            .await
+            .map_err(|e| S3Error::request("CreateMultipartUpload", bucket, key, e))?;
+        let upload_id = created
+            .upload_id()
+            .ok_or_else(|| S3Error::Request { op: "CreateMultipartUpload", bucket: bucket.into(), key: key.into(), message: "no upload id".into() })?
+            .to_string();
+        let open = OpenUpload { bucket: bucket.into(), key: key.into(), upload_id: upload_id.clone() };
+        self.journal.record_upload_started(&open)?;
+        match self.send_parts_and_complete(path, size, &open, progress).await {
+            Ok(()) => Ok(()),
+            Err(err) => {
+                // Best effort: if this fails too, the next start aborts it from the journal.
+                let _ = abort(&self.client, &self.journal, &open).await;
+                Err(err)
+            }
+        }
+    }
+
+    async fn send_parts_and_complete(&self, path: &Path, size: u64, up: &OpenUpload, progress: &ProgressBar) -> Result<(), S3Error> {
+        let part_count = size.div_ceil(self.part_size);
+        let mut in_flight = tokio::task::JoinSet::new();
+        let mut parts = Vec::with_capacity(part_count as usize);
+        for index in 0..part_count {
+            if in_flight.len() >= self.part_concurrency {
+                parts.push(join_part(in_flight.join_next().await, progress)?);
+            }
+            let offset = index * self.part_size;
+            let len = self.part_size.min(size - offset);
+            let (client, up, path) = (self.client.clone(), up.clone(), path.to_path_buf());
+            in_flight.spawn(async move {
+                let body = ByteStream::read_from()
+                    .path(&path)
+                    .offset(offset)
+                    .length(Length::Exact(len))
+                    .build()
+                    .await
+                    .map_err(|e| S3Error::io(path.display(), std::io::Error::other(e)))?;
+                let number = index as i32 + 1;
+                let sent = client
+                    .upload_part()
+                    .bucket(&up.bucket)
+                    .key(&up.key)
+                    .upload_id(&up.upload_id)
+                    .part_number(number)
+                    .content_length(len as i64)
+                    .body(body)
+                    .send()
+                    .await
+                    .map_err(|e| S3Error::request("UploadPart", &up.bucket, &up.key, e))?;
+                let part = CompletedPart::builder().set_e_tag(sent.e_tag().map(str::to_string)).part_number(number).build();
+                Ok::<_, S3Error>((part, len))
+            });
+        }
+        while let Some(done) = in_flight.join_next().await {
+            parts.push(join_part(Some(done), progress)?);
+        }
+        parts.sort_by_key(|p| p.part_number());
+        self.client
+            .complete_multipart_upload()
+            .bucket(&up.bucket)
+            .key(&up.key)
+            .upload_id(&up.upload_id)
+            .multipart_upload(CompletedMultipartUpload::builder().set_parts(Some(parts)).build())
+            .send()
+            .await
+            .map_err(|e| S3Error::request("CompleteMultipartUpload", &up.bucket, &up.key, e))?;
+        Ok(())
+    }
+}
+
+type PartResult = Result<(CompletedPart, u64), S3Error>;
+
+fn join_part(joined: Option<Result<PartResult, tokio::task::JoinError>>, progress: &ProgressBar) -> Result<CompletedPart, S3Error> {
+    let joined = joined.expect("join_next called with parts in flight");
+    let (part, len) = joined.map_err(|e| S3Error::Config(format!("upload task failed: {e}")))??;
+    progress.inc(len);
+    Ok(part)
+}
+
+/// Aborts a multipart upload and journals it; an upload the server no longer knows counts as aborted.
+pub async fn abort(client: &Client, journal: &Journal, up: &OpenUpload) -> Result<(), S3Error> {
+    let result = client.abort_multipart_upload().bucket(&up.bucket).key(&up.key).upload_id(&up.upload_id).send().await;
+    match result {
+        Ok(_) => {}
+        Err(err) if err.as_service_error().is_some_and(|e| e.is_no_such_upload()) => {}
+        Err(err) => return Err(S3Error::request("AbortMultipartUpload", &up.bucket, &up.key, err)),
+    }
+    journal.record_upload_aborted(up)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn backoff_doubles_and_is_capped() {
+        use super::backoff;
+        assert_eq!(backoff(1).as_millis(), 250);
+        assert_eq!(backoff(2).as_millis(), 500);
+        assert_eq!(backoff(3).as_millis(), 1000);
+        assert!(backoff(30).as_secs() <= 8);
+    }
+}
