@@ -172,7 +172,8 @@ fn as_int(raw: &RawValue) -> Option<i64> {
     text.parse::<i64>().ok().or_else(|| text.parse::<f64>().ok().filter(|f| f.fract() == 0.0).map(|f| f as i64))
 }
 
-/// Kind, bucket count and range of the payload against the definition (each when present).
+/// Kind, bucket count and range of the payload against the definition (each when present;
+/// bucket count and range not for definitions with assumed parameters).
 fn validate(name: &str, def: &Definition, layout: &BucketLayout, hist: &Histogram) -> Result<(), BadRecord> {
     if let Some(raw) = hist.histogram_type {
         let code = def.kind.type_code();
@@ -183,6 +184,9 @@ fn validate(name: &str, def: &Definition, layout: &BucketLayout, hist: &Histogra
                 def.kind.name()
             )));
         }
+    }
+    if def.assumed {
+        return Ok(());
     }
     if let Some(raw) = hist.bucket_count {
         if as_int(raw) != Some(layout.n_buckets() as i64) {

@@ -130,6 +130,10 @@ pub struct Definition {
     pub keyed: bool,
     /// Bucket lower bounds, or why they cannot be computed.
     pub layout: Result<BucketLayout, DefinitionError>,
+    /// A parameter was a C++ constant whose value was assumed (see
+    /// [`Definitions::from_json_with_constants`]); payloads are then not held to this
+    /// definition's bucket count and range, only to its bucket lower bounds.
+    pub assumed: bool,
 }
 
 /// Errors that make a whole definitions document unusable.
@@ -156,6 +160,14 @@ impl Definitions {
     /// Parses a raw Histograms.json (`{NAME: {"kind": …}}`) or a bucket-spec document
     /// (`{"histograms": {NAME: {"kind": "0", "buckets": […], …}}}`). Never panics.
     pub fn from_json(text: &str) -> Result<Definitions, SpecError> {
+        Self::from_json_with_constants(text, &[])
+    }
+
+    /// Like [`Definitions::from_json`], reading the parameter strings named in `constants` as
+    /// those values (the seed patched `JS::gcreason::NUM_TELEMETRY_REASONS` to 101 and
+    /// `mozilla::StartupTimeline::MAX_EVENT_ID` to 12 for every revision, although the real values
+    /// changed between Firefox versions). Definitions using one are marked [`Definition::assumed`].
+    pub fn from_json_with_constants(text: &str, constants: &[(&str, i64)]) -> Result<Definitions, SpecError> {
         let root = RawObject::parse(text)?;
         let bucket_spec = match root.0.as_slice() {
             [(key, value)] if key == "histograms" => Some(RawObject::parse(value.get())?),
@@ -168,7 +180,7 @@ impl Definitions {
             let Ok(Value::Object(def)) = serde_json::from_str::<Value>(raw.get()) else {
                 return Err(SpecError::NotAnObject(name.into_owned()));
             };
-            let parsed = if is_spec { from_spec_entry(&name, &def)? } else { from_definition(&name, &def)? };
+            let parsed = if is_spec { from_spec_entry(&name, &def)? } else { from_definition(&name, &def, constants)? };
             out.push(parsed);
         }
         Ok(out)
@@ -222,36 +234,52 @@ fn unknown_kind(name: &str, kind: &str) -> SpecError {
 }
 
 /// A raw Histograms.json definition, bucket parameters as histogram_tools derived them.
-fn from_definition(name: &str, def: &serde_json::Map<String, Value>) -> Result<Definition, SpecError> {
+fn from_definition(name: &str, def: &serde_json::Map<String, Value>, constants: &[(&str, i64)]) -> Result<Definition, SpecError> {
     let kind = kind_of(name, def)?;
     let keyed = def.get("keyed").and_then(Value::as_bool).unwrap_or(false);
-    Ok(Definition { name: name.to_owned(), kind, keyed, layout: layout(kind, def) })
+    let mut params = Params { def, constants, assumed: false };
+    let layout = layout(kind, &mut params);
+    Ok(Definition { name: name.to_owned(), kind, keyed, layout, assumed: params.assumed })
 }
 
-fn param(def: &serde_json::Map<String, Value>, field: &'static str, default: Option<i64>) -> Result<i64, DefinitionError> {
-    match def.get(field) {
-        None => default.ok_or(DefinitionError::Missing { field }),
-        Some(value) => eval_param(value).ok_or_else(|| DefinitionError::NotANumber {
+/// Reads numeric parameters of one definition, noting whether an assumed constant was used.
+struct Params<'a> {
+    def: &'a serde_json::Map<String, Value>,
+    constants: &'a [(&'a str, i64)],
+    assumed: bool,
+}
+
+impl Params<'_> {
+    fn get(&mut self, field: &'static str, default: Option<i64>) -> Result<i64, DefinitionError> {
+        let Some(value) = self.def.get(field) else {
+            return default.ok_or(DefinitionError::Missing { field });
+        };
+        if let Some(&(_, constant)) = value.as_str().and_then(|s| self.constants.iter().find(|(name, _)| *name == s.trim())) {
+            self.assumed = true;
+            return Ok(constant);
+        }
+        eval_param(value).ok_or_else(|| DefinitionError::NotANumber {
             field,
             value: value.as_str().map_or_else(|| value.to_string(), str::to_owned),
-        }),
+        })
     }
 }
 
-fn layout(kind: Kind, def: &serde_json::Map<String, Value>) -> Result<BucketLayout, DefinitionError> {
+fn layout(kind: Kind, params: &mut Params) -> Result<BucketLayout, DefinitionError> {
+    let def = params.def;
     let (low, high, n) = match kind {
         Kind::Boolean | Kind::Flag | Kind::Count => (1, 2, 3),
         Kind::Enumerated => {
-            let n_values = param(def, "n_values", None)?;
+            let n_values = params.get("n_values", None)?;
             (1, n_values, n_values.saturating_add(1))
         }
         Kind::Categorical => {
             let labels = def.get("labels").and_then(Value::as_array).map_or(0, Vec::len) as i64;
-            let n_values = param(def, "n_values", Some(0))?.max(labels).max(MIN_CATEGORICAL_BUCKETS);
+            let n_values = params.get("n_values", Some(0))?.max(labels).max(MIN_CATEGORICAL_BUCKETS);
             (1, n_values, n_values + 1)
         }
         Kind::Linear | Kind::Exponential => {
-            (param(def, "low", Some(1))?.max(1), param(def, "high", None)?, param(def, "n_buckets", None)?)
+            (params.get("low", Some(1))?.max(1), params.get("high", None)?, params.get("n_buckets", None)?)
         }
     };
     if !(3..=MAX_BUCKETS).contains(&n) {
@@ -277,8 +305,9 @@ fn from_spec_entry(name: &str, def: &serde_json::Map<String, Value>) -> Result<D
             text.parse().ok().and_then(Kind::from_type_code).ok_or_else(|| unknown_kind(name, &text))?
         }
     };
+    let mut params = Params { def, constants: &[], assumed: false };
     let layout = (|| {
-        let count = param(def, "bucket_count", None)?;
+        let count = params.get("bucket_count", None)?;
         let bounds: Vec<i64> = match def.get("buckets").and_then(Value::as_array) {
             Some(list) => list.iter().map(Value::as_i64).collect::<Option<_>>().ok_or(DefinitionError::BucketList(count))?,
             None => return Err(DefinitionError::Missing { field: "buckets" }),
@@ -286,9 +315,9 @@ fn from_spec_entry(name: &str, def: &serde_json::Map<String, Value>) -> Result<D
         if bounds.len() as i64 != count || bounds.first() != Some(&0) || bounds.windows(2).any(|w| w[0] > w[1]) {
             return Err(DefinitionError::BucketList(count));
         }
-        Ok(BucketLayout { low: param(def, "min", None)?, high: param(def, "max", None)?, bounds })
+        Ok(BucketLayout { low: params.get("min", None)?, high: params.get("max", None)?, bounds })
     })();
-    Ok(Definition { name: name.to_owned(), kind, keyed: false, layout })
+    Ok(Definition { name: name.to_owned(), kind, keyed: false, layout, assumed: false })
 }
 
 #[cfg(test)]

@@ -22,5 +22,5 @@ pub use params::{eval_expr, eval_param};
 pub use raw_object::RawObject;
 pub use revisions::{
     patch_cpp_constants, Query, ResolveError, Resolved, RevisionCache, RevisionStats, RevisionTable, RevisionUrl, Source,
-    TableEntry, TABLE_FILE,
+    TableEntry, SEED_CONSTANTS, TABLE_FILE,
 };

@@ -8,7 +8,8 @@
 //! 2. when that fails or the ping has no revision: the [`RevisionTable`] by channel + build id,
 //!    then by major app version.
 //!
-//! Text is patched like the seed's cache did (three C++ constants) before parsing. Nothing is
+//! The C++ constants the seed's cache patched get the seed's values, and the definitions using
+//! them are marked as assumed (the real values changed between revisions). Nothing is
 //! fetched from the network. Every outcome is counted ([`RevisionStats`]); a missing spec is a
 //! [`ResolveError`], never a panic.
 
@@ -28,6 +29,9 @@ const PATCHES: [(&str, &str); 3] = [
     ("\"mozilla::StartupTimeline::MAX_EVENT_ID\"", "12"),
     ("\"80 + 1\"", "81"),
 ];
+
+/// The C++ constants of [`PATCHES`] as values for [`Definitions::from_json_with_constants`].
+pub const SEED_CONSTANTS: [(&str, i64); 2] = [("JS::gcreason::NUM_TELEMETRY_REASONS", 101), ("mozilla::StartupTimeline::MAX_EVENT_ID", 12)];
 
 /// Applies the seed's three textual patches to a Histograms.json text.
 pub fn patch_cpp_constants(text: &str) -> Cow<'_, str> {
@@ -343,7 +347,7 @@ impl RevisionCache {
         }
         let loaded = match self.load_text(repo, rev) {
             None => None,
-            Some(text) => match Definitions::from_json(&patch_cpp_constants(&text)) {
+            Some(text) => match Definitions::from_json_with_constants(&text, &SEED_CONSTANTS) {
                 Ok(defs) => Some(Arc::new(defs)),
                 Err(source) => return Err(ResolveError::BadSpec { revision: rev.to_owned(), source }),
             },
