@@ -1,10 +1,134 @@
-//! `telemetry-server convert`.
+//! `telemetry-server convert`: raw logs, `id<TAB>json` files or single JSON documents into
+//! partitioned storage, rejected records into `errors/`, with a progress bar and a summary.
+//!
+//! Exit codes: 0 all records stored, 1 finished but some records were rejected (see the error
+//! file), 2 (via the error path) when an input or the data directory cannot be used.
 
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context;
+use indicatif::{ProgressBar, ProgressStyle};
+use telemetry_server::convert::{BadRecordKind, ConvertSummary, Converter, InputFormat, Pipeline, DEFAULT_SCHEMA};
+use telemetry_server::histograms::RevisionCache;
+use telemetry_server::storage::{Codec, DataDir, Schema, WriterOptions};
 
 #[derive(clap::Args)]
-pub struct Args {}
+pub struct Args {
+    /// Data directory: partitions go to `storage/`, rejected records to `errors/`.
+    #[arg(long)]
+    data_dir: PathBuf,
+    /// Partition schema (telemetry_schema.json format). Default: the seed's production schema.
+    #[arg(long)]
+    schema: Option<PathBuf>,
+    /// Directory of Histograms.json files (`<rev>.json[.*]` or `<repo>/<rev>/Histograms.json`,
+    /// optional `revisions.json` table), searched before the embedded definitions.
+    #[arg(long)]
+    histograms: Option<PathBuf>,
+    /// Codec of new partition files: `zstd`, `zstd:LEVEL`, `xz` or `xz:PRESET`.
+    #[arg(long, default_value = "zstd:3")]
+    codec: Codec,
+    /// Input format; `auto` guesses from the name and first bytes.
+    #[arg(long, value_enum)]
+    format: Option<InputFormat>,
+    /// Submission date (YYYYMMDD, UTC) for text and JSON inputs, which carry no receive time.
+    /// Default: today. Raw-log records use their own timestamps.
+    #[arg(long)]
+    date: Option<String>,
+    /// Print the summary as one JSON object on stdout.
+    #[arg(long)]
+    json: bool,
+    /// Raw logs (v0/v1/v2), `id<TAB>json` text files (optionally .gz/.xz/.lzma/.zst) or JSON files.
+    #[arg(required = true)]
+    inputs: Vec<PathBuf>,
+}
 
-pub fn run(_args: Args) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("convert: not implemented yet")
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let schema = match &args.schema {
+        Some(path) => Schema::load(path).with_context(|| format!("cannot load schema {}", path.display()))?,
+        None => Schema::from_json(DEFAULT_SCHEMA).context("embedded schema")?,
+    };
+    let mut revisions = RevisionCache::embedded();
+    if let Some(dir) = &args.histograms {
+        anyhow::ensure!(dir.is_dir(), "--histograms {} is not a directory", dir.display());
+        revisions = revisions.with_dir(dir).with_context(|| format!("cannot use histogram directory {}", dir.display()))?;
+    }
+    let date = match args.date {
+        Some(d) => {
+            anyhow::ensure!(d.len() == 8 && d.bytes().all(|b| b.is_ascii_digit()), "--date must be YYYYMMDD, got {d}");
+            d
+        }
+        None => chrono::Utc::now().format("%Y%m%d").to_string(),
+    };
+    let converter = Arc::new(Converter::new(schema, Arc::new(revisions)));
+    let data = DataDir::open(&args.data_dir).with_context(|| format!("cannot open data directory {}", args.data_dir.display()))?;
+    let run_name = format!("convert-{}-{}", chrono::Utc::now().format("%Y%m%dT%H%M%SZ"), std::process::id());
+    let options = WriterOptions { codec: args.codec, ..WriterOptions::default() };
+    let mut pipeline = Pipeline::new(&data, converter, options, &run_name)?;
+    let error_file = pipeline.error_file().to_owned();
+
+    let total: u64 = args.inputs.iter().map(|p| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0)).sum();
+    let bar = if args.json { ProgressBar::hidden() } else { ProgressBar::new(total) };
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} [{elapsed_precise}] {wide_bar} {bytes}/{total_bytes} ({bytes_per_sec}, {eta}) {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    let mut summary = ConvertSummary::default();
+    let mut done = 0u64;
+    for input in &args.inputs {
+        let format = match args.format {
+            Some(f) => f,
+            None => InputFormat::detect(input)?,
+        };
+        bar.set_message(file_name(input));
+        let mut progress = |bytes: u64| bar.set_position(done + bytes);
+        let one = match format {
+            InputFormat::Log => pipeline.convert_log_with(input, &mut progress),
+            InputFormat::Text => pipeline.convert_text(input, &date, &mut progress),
+            InputFormat::Json => pipeline.convert_json_file(input, &date),
+        }
+        .with_context(|| format!("converting {}", input.display()))?;
+        done += std::fs::metadata(input).map(|m| m.len()).unwrap_or(0);
+        bar.set_position(done);
+        summary.merge(&one);
+    }
+    let files = pipeline.finish()?;
+    bar.finish_and_clear();
+
+    if args.json {
+        let mut value = serde_json::to_value(&summary)?;
+        value["partition_files"] = files.len().into();
+        value["error_file"] = error_file.clone().into();
+        println!("{value}");
+    } else {
+        print_summary(&summary, files.len(), &error_file);
+    }
+    Ok(if summary.bad_records == 0 { ExitCode::SUCCESS } else { ExitCode::from(1) })
+}
+
+fn file_name(path: &Path) -> String {
+    path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
+}
+
+fn print_summary(s: &ConvertSummary, files: usize, error_file: &str) {
+    println!("records read      {:>12}", s.records_read);
+    println!("records written   {:>12}  ({files} partition files)", s.records_written);
+    println!("bad records       {:>12}", s.bad_records);
+    for kind in BadRecordKind::ALL {
+        let n = s.bad(kind);
+        if n > 0 {
+            println!("  {:<22}{n:>10}", kind.as_str());
+        }
+    }
+    println!("bytes read        {:>12}", s.bytes_read);
+    println!("bytes uncompressed{:>12}", s.bytes_uncompressed);
+    println!("bytes written     {:>12}", s.bytes_written);
+    println!("histograms        {:>12}  ({} unknown, dropped)", s.histograms_converted, s.unknown_histograms);
+    if s.skipped_bytes > 0 {
+        println!("corrupt bytes skipped {:>8}", s.skipped_bytes);
+    }
+    if s.bad_records > 0 {
+        println!("rejected records kept in {error_file}");
+    }
 }

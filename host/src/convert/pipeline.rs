@@ -176,11 +176,12 @@ impl Pipeline {
         Ok(summary)
     }
 
-    /// Converts a file holding one JSON document; its id is the file name up to the first dot.
+    /// Converts a file holding one JSON document; its id is the file name without `.json`.
     pub fn convert_json_file(&mut self, path: &Path, submission_date: &str) -> Result<ConvertSummary, ConvertError> {
         let source = path.display().to_string();
         let body = std::fs::read(path).map_err(|e| input_error(path, e))?;
-        let id = path.file_name().and_then(|n| n.to_str()).and_then(|n| n.split('.').next()).unwrap_or("unknown");
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("unknown");
+        let id = name.strip_suffix(".json").unwrap_or(name);
         let mut summary = ConvertSummary { records_read: 1, bytes_read: body.len() as u64, bytes_uncompressed: body.len() as u64, ..Default::default() };
         let result = self.converter.convert_body(id, &body, submission_date);
         self.store_or_reject(result, &source, &body, &mut summary)?;
