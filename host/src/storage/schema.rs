@@ -4,8 +4,9 @@
 //! partitions a job reads ([`Schema::matches`], [`Schema::matches_prefix`]).
 //!
 //! Differences from the seed, on purpose: min/max bounds compare numerically when both sides
-//! are numbers (the seed compared strings, so `"1000" < "448"`); plain-string and list
-//! values are both sanitised with [`safe_filename`] before matching directory names.
+//! are numbers (the seed compared strings, so `"1000" < "448"`), and timestamps at the
+//! precision of the shorter one (see [`compare`]); plain-string and list values are both
+//! sanitised (see [`stored_value`]) before matching stored directory and file names.
 
 use std::cmp::Ordering;
 use std::path::Path;
@@ -215,8 +216,18 @@ impl Allowed {
     }
 }
 
-/// Compares numerically when both sides are decimal numbers, else as strings.
+/// Compares two dimension values for min/max bounds:
+/// - two timestamps (`YYYYMMDD[hh[mm[ss]]]` digit strings, such as build ids and submission
+///   dates) compare at the precision of the shorter one, so a date bound covers its whole day:
+///   `{"max": "20130607"}` admits build `20130607030201` (the seed excluded it) and
+///   `{"min": "20130600"}` refuses build `20120101000000`;
+/// - other numbers compare numerically (`"1000" > "448"`; the seed compared strings);
+/// - anything else compares as strings.
 pub fn compare(a: &str, b: &str) -> Ordering {
+    if let (Some(x), Some(y)) = (as_timestamp(a), as_timestamp(b)) {
+        let n = x.len().min(y.len());
+        return x[..n].cmp(&y[..n]);
+    }
     if let (Some(x), Some(y)) = (as_integer(a), as_integer(b)) {
         return compare_integers(x, y);
     }
@@ -224,6 +235,16 @@ pub fn compare(a: &str, b: &str) -> Ordering {
         (Some(x), Some(y)) => x.partial_cmp(&y).unwrap_or(Ordering::Equal),
         _ => a.cmp(b),
     }
+}
+
+/// A `YYYYMMDD`, `YYYYMMDDhh`, `YYYYMMDDhhmm` or `YYYYMMDDhhmmss` digit string (years 19xx/20xx).
+fn as_timestamp(s: &str) -> Option<&str> {
+    let b = s.as_bytes();
+    let shaped = matches!(b.len(), 8 | 10 | 12 | 14)
+        && b.iter().all(u8::is_ascii_digit)
+        && (b.starts_with(b"19") || b.starts_with(b"20"))
+        && matches!(&b[4..6], [b'0', b'1'..=b'9'] | [b'1', b'0'..=b'2']);
+    shaped.then_some(s)
 }
 
 /// `(negative, digits without leading zeros)` for an integer of any length.
@@ -299,7 +320,12 @@ mod tests {
         assert_eq!(compare("-5", "3"), Ordering::Less);
         assert_eq!(compare("-5", "-30"), Ordering::Greater);
         assert_eq!(compare("2.5", "10"), Ordering::Less);
-        assert_eq!(compare("20130607030201", "20130607"), Ordering::Greater);
+        assert_eq!(compare("20130607030201", "20130607"), Ordering::Equal); // same day
+        assert_eq!(compare("20130606235959", "20130607"), Ordering::Less);
+        assert_eq!(compare("20120101000000", "20130600"), Ordering::Less); // numerically greater
+        assert_eq!(compare("20140707", "20140707999999"), Ordering::Equal);
+        assert_eq!(compare("20131399", "20131301"), Ordering::Greater); // month 13: a plain number
+        assert_eq!(compare("123456789", "99999999"), Ordering::Greater);
         assert_eq!(compare("123456789012345678901234567890", "123456789012345678901234567891"), Ordering::Less);
         assert_eq!(compare("nightly", "aurora"), Ordering::Greater);
         assert_eq!(compare("inf", "5"), Ordering::Greater); // "inf" is a string here
