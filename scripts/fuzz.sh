@@ -1,0 +1,88 @@
+#!/usr/bin/env bash
+# Fuzzes the parsers of untrusted input (cargo-fuzz / libFuzzer, nightly) for a bounded time
+# per target and prints how many inputs each one ran. Not part of the CI test command.
+#
+#   scripts/fuzz.sh                      # every target, 60 s each
+#   FUZZ_SECONDS=300 scripts/fuzz.sh rawlog_reader
+#
+# Environment: FUZZ_SECONDS (per target, default 60), FUZZ_SANITIZER (address | none, default
+# address), TELEMETRY_SHARED_DIR (the shared data, default ../shared beside the repository).
+# Seed corpora come from the shared data and are kept in fuzz/corpus/<target> (not committed).
+# Exit status: 0 when every target ran clean, 1 when one found a crash (see fuzz/artifacts/).
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+root=$(pwd)
+seconds=${FUZZ_SECONDS:-60}
+sanitizer=${FUZZ_SANITIZER:-address}
+shared=${TELEMETRY_SHARED_DIR:-$root/../shared}
+data=$shared/data
+all_targets=(rawlog_reader histograms_parser converter)
+targets=("${@:-${all_targets[@]}}")
+
+if ! cargo +nightly --version >/dev/null 2>&1; then
+    echo "fuzz.sh: needs the nightly toolchain (rustup toolchain install nightly)" >&2
+    exit 2
+fi
+if ! cargo fuzz --version >/dev/null 2>&1; then
+    echo "fuzz.sh: installing cargo-fuzz" >&2
+    cargo install cargo-fuzz --locked
+fi
+[[ -d $data ]] || { echo "fuzz.sh: shared data not found at $data" >&2; exit 2; }
+
+# Largest input per target: a whole raw record, a whole Histograms.json, a whole ping.
+declare -A max_len=([rawlog_reader]=262144 [histograms_parser]=524288 [converter]=1048576)
+
+seed_corpus() {
+    local target=$1 dir=$root/fuzz/corpus/$1
+    mkdir -p "$dir"
+    case $target in
+    rawlog_reader)
+        cp "$data"/pings/rawlog-v2.*.finished "$data"/seed/worker-test-data/telemetry1.log \
+            "$data"/seed/test/unicode.v1.packed "$dir"/ ;;
+    histograms_parser)
+        cp "$data"/histograms/*.json "$data"/seed/worker-test-data/*.FIREFOX_AURORA_*_BASE \
+            "$data"/seed/worker-test-data/{invalid,invalid_kind,invalid_schema,missing_kind}.json "$dir"/ ;;
+    converter)
+        cp "$data"/pings/*.json "$data"/pings/*.tsv "$data"/seed/worker-test-data/telemetry1.record0.payload.json "$dir"/
+        # Raw-record form: URL path, newline, body.
+        for ping in "$data"/pings/v4.saved-session.*.json "$data"/pings/classic-v1.idle-daily.*.json; do
+            { echo "0f2b8b7e-0000-4000-8000-000000000000/saved-session/Firefox/40.0a2/aurora/20150522004047"
+              cat "$ping"; } > "$dir/raw.$(basename "$ping")"
+        done ;;
+    esac
+}
+
+echo "building fuzz targets (nightly, sanitizer $sanitizer) ..." >&2
+for target in "${targets[@]}"; do
+    (cd fuzz && cargo +nightly fuzz build --sanitizer "$sanitizer" "$target") >&2
+done
+
+mkdir -p fuzz/artifacts
+declare -A execs status
+failed=0
+for target in "${targets[@]}"; do
+    seed_corpus "$target"
+    log=$root/fuzz/artifacts/$target.log
+    echo "fuzzing $target for ${seconds}s ..." >&2
+    set +e
+    (cd fuzz && cargo +nightly fuzz run --sanitizer "$sanitizer" "$target" "corpus/$target" -- \
+        -max_total_time="$seconds" -max_len="${max_len[$target]}" -timeout=20 -rss_limit_mb=4096 \
+        -print_final_stats=1) >"$log" 2>&1
+    rc=$?
+    set -e
+    execs[$target]=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$log" | grep -o '[0-9]*$' | tail -n 1)
+    if [[ $rc -eq 0 ]]; then
+        status[$target]=clean
+    else
+        status[$target]="FAILED (exit $rc, see $log)"
+        failed=1
+        grep -E '^(==|SUMMARY|thread|artifact_prefix|Test unit written)' "$log" | head -n 20 >&2 || true
+    fi
+done
+
+printf '\n%-20s %12s %8s  %s\n' target executions seconds result
+for target in "${targets[@]}"; do
+    printf '%-20s %12s %8s  %s\n' "$target" "${execs[$target]:-?}" "$seconds" "${status[$target]}"
+done
+exit $failed
