@@ -104,7 +104,7 @@ impl StorageWriter {
 
     /// Appends one record. `dims` are schema-applied values ([`Schema::apply`]), `version` the
     /// payload version (`v<N>` in the name), `id` the document id and `json` the record.
-    /// A tab, CR or LF in the id becomes `_`; a raw CR or LF in the JSON becomes a space
+    /// A tab, CR or LF in the id becomes `_`; a raw tab, CR or LF in the JSON becomes a space
     /// (outside strings it is whitespace; inside, JSON forbids it), so one record is one line.
     pub fn write(&mut self, dims: &[String], version: u32, id: &str, json: &str) -> Result<(), StorageError> {
         if dims.len() != self.schema.len() {
@@ -125,7 +125,7 @@ impl StorageWriter {
         self.writes += 1;
         let file = self.open.get_mut(&key).expect("inserted above");
         let id = clean(id, memchr::memchr3(b'\t', b'\r', b'\n', id.as_bytes()).is_some(), '_');
-        let json = clean(json, memchr::memchr2(b'\r', b'\n', json.as_bytes()).is_some(), ' ');
+        let json = clean(json, memchr::memchr3(b'\t', b'\r', b'\n', json.as_bytes()).is_some(), ' ');
         let line = [id.as_bytes(), b"\t", json.as_bytes(), b"\n"];
         for part in line {
             file.encoder.write_all(part).map_err(|e| StorageError::io(format!("{}{PARTIAL_SUFFIX}", file.path), e))?;
@@ -236,8 +236,7 @@ impl Drop for StorageWriter {
 }
 
 /// `text` with each tab, CR and LF replaced by `with` when `dirty` (found by a memchr scan);
-/// borrowed otherwise. JSON never contains a raw tab outside strings' escapes, so replacing
-/// in both is safe.
+/// borrowed otherwise.
 fn clean(text: &str, dirty: bool, with: char) -> Cow<'_, str> {
     if !dirty {
         return Cow::Borrowed(text);
