@@ -2,6 +2,8 @@
 //! a reader of the seed reference expects (seed reference §5, §6.1, §8.2), written per file below.
 
 mod common;
+#[path = "convert_defs.rs"]
+mod convert_defs;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -218,31 +220,6 @@ fn keyed_histograms_are_converted() {
     assert_eq!(doc["meta"], original["meta"], "untouched sections pass through");
 }
 
-/// Definitions made from a ping's own histogram parameters: checks that the bucket formulas give
-/// exactly the lower bounds Firefox wrote, and lets the whole ping convert.
-fn definitions_from_ping(histograms: &[&Value]) -> Value {
-    let mut defs = serde_json::Map::new();
-    for section in histograms {
-        for (name, h) in section.as_object().unwrap() {
-            let h = if h.get("values").is_some() { h } else { h.as_object().unwrap().values().next().unwrap_or(h) };
-            // A keyed histogram without keys carries no parameters: any definition will do.
-            let kind = h.get("histogram_type").and_then(Value::as_i64).unwrap_or(4);
-            let kind = ["exponential", "linear", "boolean", "flag", "count"][kind as usize];
-            let mut def = serde_json::json!({"kind": kind});
-            if kind == "exponential" || kind == "linear" {
-                def["low"] = h["range"][0].clone();
-                def["high"] = h["range"][1].clone();
-                def["n_buckets"] = h["bucket_count"].clone();
-            }
-            if section.as_object().unwrap().get(name).unwrap().get("values").is_none() {
-                def["keyed"] = Value::Bool(true);
-            }
-            defs.insert(name.clone(), def);
-        }
-    }
-    Value::Object(defs)
-}
-
 #[test]
 fn unified_pings_convert_with_definitions_from_a_spec_dir() {
     let spec_dir = tempfile::tempdir().unwrap();
@@ -251,8 +228,8 @@ fn unified_pings_convert_with_definitions_from_a_spec_dir() {
         ("pings/v4.main.Fx45.0-beta.2015-11.sample.pipeline-schemas.json", "bb4d614a0b09"),
     ] {
         let ping: Value = serde_json::from_str(&std::fs::read_to_string(common::data(file)).unwrap()).unwrap();
-        let payload = &ping["payload"];
-        let defs = definitions_from_ping(&[&payload["histograms"], &payload["keyedHistograms"]]);
+        assert_eq!(convert_defs::revision_hash(ping["payload"]["info"]["revision"].as_str().unwrap()), rev);
+        let defs = convert_defs::definitions_from_payload(&ping["payload"]);
         std::fs::write(spec_dir.path().join(format!("{rev}.json")), defs.to_string()).unwrap();
     }
     let cache = Arc::new(RevisionCache::empty().with_dir(spec_dir.path()).unwrap());
