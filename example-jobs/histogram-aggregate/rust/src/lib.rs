@@ -5,7 +5,7 @@
 //! `/histograms/NAME` (classic and converted saved-session).
 //! Output: `channel,version<TAB>{"submissions":N,"sum":S,"buckets":[…]}`.
 use serde_json::{json, Value};
-use telemetry_job::{emit, export_job, Job, Level, Record, Spec};
+use telemetry_job::{emit, export_job, Job, Record, Spec};
 
 struct HistogramAggregate {
     fields: Vec<String>,
@@ -36,10 +36,8 @@ impl Job for HistogramAggregate {
     }
     fn map(&self, record: &Record) -> Result<(), String> {
         let Some(text) = record.json(0).or_else(|| record.json(1)) else { return Ok(()) };
-        let Ok(Value::Array(items)) = serde_json::from_str::<Value>(text) else {
-            telemetry_job::log(Level::Debug, &format!("{}: histogram is not in compact form", record.id));
-            return Ok(());
-        };
+        // Unconverted documents hold the histogram as an object: not counted.
+        let Ok(Value::Array(items)) = serde_json::from_str::<Value>(text) else { return Ok(()) };
         if items.len() < STATS {
             return Err(format!("compact histogram has {} entries, fewer than the {STATS} statistics", items.len()));
         }

@@ -11,7 +11,7 @@
 //! | `files`      | lists preopened directories, tries to open files             |
 //! | `env`        | reads environment variables, arguments and the cwd           |
 //! | `socket`     | tries a TCP connection and a DNS lookup                      |
-//! | `log-flood`  | writes log lines forever to stdout and through `log`         |
+//! | `log-flood`  | writes 100,000 log lines per record, then emits              |
 use std::hint::black_box;
 use telemetry_job::{emit, export_job, Job, Level, Record, Spec};
 
@@ -49,10 +49,12 @@ impl Job for Hostile {
             "files" => probe_files(),
             "env" => probe_env(),
             "socket" => probe_sockets(),
-            "log-flood" => loop {
-                println!("stdout line from {}", record.id);
-                telemetry_job::log(Level::Info, "log line");
-            },
+            "log-flood" => {
+                for i in 0..100_000 {
+                    telemetry_job::log(Level::Info, &format!("log line {i} of record {}", record.id));
+                }
+                emit("logged", record.id);
+            }
             mode => match mode.strip_prefix("panic:") {
                 Some(id) if id == "*" || id == record.id => panic!("hostile guest panics on record {}", record.id),
                 Some(_) => emit("ok", record.id),

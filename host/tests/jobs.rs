@@ -1,0 +1,250 @@
+//! The MapReduce jobs end to end: real guests (Rust and C, built from source by
+//! scripts/build-guests.sh) over pings from ../shared/data converted into zstd storage.
+
+mod common;
+mod jobs_support;
+
+use jobs_support::*;
+use std::time::{Duration, Instant};
+use telemetry_server::jobs::{self, CancelToken, JobError, JobOutput, Limits, Progress, RunOptions};
+use telemetry_server::storage::Schema;
+
+fn run_on(data: &std::path::Path, guest: &str, opts: &RunOptions) -> Result<JobOutput, JobError> {
+    let source = jobs::open_source(data.to_str().unwrap()).unwrap();
+    jobs::run(runtime(), &jobs_support::guest(guest), source, opts, &Progress::default(), &CancelToken::new())
+}
+
+fn opts(workers: usize) -> RunOptions {
+    RunOptions { workers, ..RunOptions::new(all_filter()) }
+}
+
+fn text(out: &JobOutput) -> &str {
+    std::str::from_utf8(&out.output).unwrap()
+}
+
+#[test]
+fn os_distribution_in_rust_and_c_equals_the_native_reference() {
+    let data = converted_data();
+    let expected = native_os_distribution(&stored_records(data, &all_filter()));
+    assert!(expected.lines().count() >= 4, "the data should hold several OS/version pairs:\n{expected}");
+    let rust = run_on(data, "os-distribution-rust", &opts(2)).unwrap();
+    let c = run_on(data, "os-distribution-c", &opts(2)).unwrap();
+    assert_eq!(text(&rust), expected);
+    assert_eq!(text(&c), expected, "the C job must agree with the Rust job and the reference");
+}
+
+#[test]
+fn output_and_counts_do_not_depend_on_the_number_of_workers() {
+    let data = converted_data();
+    let records = stored_records(data, &all_filter());
+    let one = run_on(data, "os-distribution-rust", &opts(1)).unwrap();
+    let two = run_on(data, "os-distribution-rust", &opts(2)).unwrap();
+    let three = run_on(data, "os-distribution-rust", &opts(3)).unwrap();
+    assert_eq!(one.output, two.output);
+    assert_eq!(one.output, three.output);
+    for out in [&one, &two, &three] {
+        let c = &out.cost;
+        assert_eq!(c.records_read, records.len() as u64);
+        assert_eq!(c.emits, records.len() as u64, "os-distribution emits once per record");
+        assert_eq!(c.files_read, c.files_matched);
+        assert_eq!(c.files_pruned, 0);
+        assert_eq!(c.output_lines as usize, text(out).lines().count());
+        assert!(c.bytes_read > c.compressed_bytes_read, "zstd storage is smaller than its JSON");
+        assert!(c.peak_guest_memory_bytes > 0);
+        assert!(c.reduce_calls >= c.output_lines);
+    }
+    assert_eq!(three.cost.workers, 3);
+}
+
+#[test]
+fn the_filter_prunes_partitions() {
+    let data = converted_data();
+    let filter = Schema::from_json(&filter_json(&[(5, "[\"20150601\"]")])).unwrap();
+    let expected = native_os_distribution(&stored_records(data, &filter));
+    let out = run_on(data, "os-distribution-rust", &RunOptions { workers: 2, ..RunOptions::new(filter) }).unwrap();
+    assert_eq!(text(&out), expected);
+    assert!(out.cost.files_pruned > 0, "files of other days are pruned: {:?}", out.cost);
+    assert!(out.cost.records_read < stored_records(data, &all_filter()).len() as u64);
+}
+
+#[test]
+fn progress_reaches_the_totals() {
+    let data = converted_data();
+    let progress = Progress::default();
+    let source = jobs::open_source(data.to_str().unwrap()).unwrap();
+    let out = jobs::run(runtime(), &guest("os-distribution-rust"), source, &opts(2), &progress, &CancelToken::new())
+        .unwrap();
+    let (total, done, records, bytes) = progress.snapshot();
+    assert_eq!(total, out.cost.files_matched);
+    assert_eq!(done, total);
+    assert_eq!(records, out.cost.records_read);
+    assert_eq!(bytes, out.cost.bytes_read);
+}
+
+#[test]
+fn simple_counter_counts_records_and_duplicate_ids_per_day() {
+    let doc = r#"{"version":4,"type":"main"}"#;
+    let data = tiny_data(&[("a", doc), ("b", doc), ("a", doc), ("c", doc), ("a", doc)]);
+    let out = run_on(data.path(), "simple-counter-rust", &opts(2)).unwrap();
+    assert_eq!(text(&out), "20150528\trecords=5 duplicates=2\n");
+}
+
+#[test]
+fn histogram_aggregate_sums_buckets_per_channel_and_version() {
+    // Two compact histograms (3 buckets + 5 statistics) on one channel/version, one elsewhere.
+    let ping = |channel: &str, version: &str, h: &str| {
+        format!(r#"{{"application":{{"channel":"{channel}","version":"{version}"}},"payload":{{"histograms":{{"GC_MS":{h}}}}}}}"#)
+    };
+    let a = ping("release", "40.0", "[1,2,3,6,-1,-1,-1,-1]");
+    let b = ping("release", "40.0", "[0,5,1,7.5,-1,-1,-1,-1]");
+    let c = ping("beta", "41.0", "[4,0,0,0,-1,-1,-1,-1]");
+    let none = r#"{"application":{"channel":"beta","version":"41.0"},"payload":{"histograms":{}}}"#;
+    let data = tiny_data(&[("1", &a), ("2", &b), ("3", &c), ("4", none)]);
+    let mut o = opts(2);
+    o.param = "GC_MS".into();
+    let out = run_on(data.path(), "histogram-aggregate-rust", &o).unwrap();
+    assert_eq!(
+        text(&out),
+        "beta,41.0\t{\"buckets\":[4,0,0],\"submissions\":1,\"sum\":0.0}\n\
+         release,40.0\t{\"buckets\":[1,7,4],\"submissions\":2,\"sum\":13.5}\n"
+    );
+}
+
+#[test]
+fn histogram_aggregate_on_converted_pings_finds_the_histogram() {
+    // GC_MS is in the real v4 main pings; converted storage holds it in compact form.
+    let data = converted_data();
+    let mut o = opts(2);
+    o.param = "GC_MS".into();
+    let out = run_on(data, "histogram-aggregate-rust", &o).unwrap();
+    let submissions: u64 = text(&out)
+        .lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l.split('\t').nth(1).unwrap()).unwrap();
+            v["submissions"].as_u64().unwrap()
+        })
+        .sum();
+    let expected = stored_records(data, &all_filter())
+        .iter()
+        .filter(|(_, json)| {
+            let doc: serde_json::Value = serde_json::from_str(json).unwrap();
+            ["/payload/histograms/GC_MS", "/histograms/GC_MS"].iter().any(|p| doc.pointer(p).is_some_and(|h| h.is_array()))
+        })
+        .count() as u64;
+    assert!(expected > 0, "the converted data should hold GC_MS histograms");
+    assert_eq!(submissions, expected);
+}
+
+#[test]
+fn a_bad_parameter_is_rejected_by_the_job() {
+    let data = tiny_data(&[("1", "{}")]);
+    let mut o = opts(1);
+    o.param = "not a name!".into();
+    let err = run_on(data.path(), "histogram-aggregate-rust", &o).unwrap_err();
+    assert!(matches!(&err, JobError::InvalidParam { message } if message.contains("histogram name")), "{err}");
+}
+
+#[test]
+fn invalid_json_in_storage_fails_the_job_or_is_skipped() {
+    let data = tiny_data(&[("good", r#"{"info":{"OS":"Linux"}}"#), ("broken", r#"{"info":{"OS":"Lin"#)]);
+    let err = run_on(data.path(), "os-distribution-rust", &opts(1)).unwrap_err();
+    assert!(matches!(&err, JobError::BadRecord { record_id: Some(id), .. } if id == "broken"), "{err}");
+    let out = run_on(data.path(), "os-distribution-rust", &RunOptions { skip_bad_records: true, ..opts(1) }).unwrap();
+    assert_eq!(text(&out), "Linux,UNKNOWN\t1\n");
+    assert_eq!(out.cost.bad_record_ids, vec!["broken".to_string()]);
+}
+
+#[test]
+fn components_are_compiled_once_and_cached_by_sha256() {
+    let bytes = std::fs::read(common::guest("simple-counter-rust")).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let cache = telemetry_server::storage::DataDir::open(dir.path()).unwrap().sub("cache").unwrap();
+    let rt = jobs::Runtime::new(cache, jobs::RuntimeConfig::default()).unwrap();
+    let first = rt.compile(&bytes).unwrap();
+    assert!(!first.cache_hit());
+    let second = rt.compile(&bytes).unwrap();
+    assert!(second.cache_hit());
+    assert_eq!(first.sha256(), second.sha256());
+    use sha2::Digest;
+    assert_eq!(first.sha256(), hex::encode(sha2::Sha256::digest(&bytes)));
+    assert!(dir.path().join("cache").join(format!("{}.cwasm", first.sha256())).exists());
+    let loaded = rt.load_cached(first.sha256()).unwrap();
+    assert!(loaded.cache_hit());
+    assert!(matches!(rt.load_cached(&"0".repeat(64)), Err(JobError::NotCached { .. })));
+    assert!(matches!(rt.load_cached("../../etc/passwd"), Err(JobError::NotCached { .. })));
+}
+
+#[test]
+fn invalid_components_are_refused_with_what_is_wrong() {
+    let reason = |bytes: &[u8]| match runtime().compile(bytes) {
+        Err(JobError::InvalidComponent { reason }) => reason,
+        other => panic!("expected InvalidComponent, got {:?}", other.map(|j| j.sha256().to_string())),
+    };
+    assert!(reason(b"hello, world").contains("not a WebAssembly binary"));
+    assert!(reason(b"\0asm\x01\0\0\0").contains("core WebAssembly module, not a component"));
+    // An empty component: valid, but for no world of ours.
+    assert!(reason(b"\0asm\x0d\0\x01\0").contains("missing export `telemetry:job/job@0.1.0`"));
+    assert!(!reason(b"\0asm\x0d\0\x01\0garbage").is_empty());
+}
+
+#[test]
+fn cancel_stops_a_running_job_within_a_second() {
+    let data = tiny_data(&[("1", "{}")]);
+    let mut o = opts(1);
+    o.param = "loop".into();
+    o.limits = Limits { call_timeout_ms: 60_000, ..Limits::default() };
+    let cancel = CancelToken::new();
+    let canceller = {
+        let cancel = cancel.clone();
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(300));
+            cancel.cancel();
+            Instant::now()
+        })
+    };
+    let source = jobs::open_source(data.path().to_str().unwrap()).unwrap();
+    let err = jobs::run(runtime(), &guest("hostile-rust"), source, &o, &Progress::default(), &cancel).unwrap_err();
+    let stopped = Instant::now();
+    let cancelled_at = canceller.join().unwrap();
+    assert!(matches!(err, JobError::Cancelled), "{err}");
+    assert!(stopped.duration_since(cancelled_at) < Duration::from_secs(1));
+}
+
+#[test]
+fn the_cli_runs_a_job_and_reports_its_cost() {
+    let data = converted_data();
+    let dir = tempfile::tempdir().unwrap();
+    let filter = dir.path().join("filter.json");
+    std::fs::write(&filter, filter_json(&[])).unwrap();
+    let output = dir.path().join("out.txt");
+    let run = std::process::Command::new(common::binary())
+        .args(["job", "run"])
+        .arg(common::guest("os-distribution-c"))
+        .arg("--data-dir")
+        .arg(data)
+        .arg("--filter")
+        .arg(&filter)
+        .args(["--workers", "2", "--json", "--output"])
+        .arg(&output)
+        .output()
+        .unwrap();
+    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&run.stdout).unwrap();
+    let expected = native_os_distribution(&stored_records(data, &all_filter()));
+    assert_eq!(std::fs::read_to_string(&output).unwrap(), expected);
+    assert_eq!(report["cost"]["workers"], 2);
+    assert_eq!(report["cost"]["output_lines"].as_u64().unwrap() as usize, expected.lines().count());
+    assert!(report["cost"]["phases"]["map_ms"].as_f64().unwrap() > 0.0);
+
+    let bad = std::process::Command::new(common::binary())
+        .args(["job", "run"])
+        .arg(&filter)
+        .arg("--data-dir")
+        .arg(data)
+        .arg("--filter")
+        .arg(&filter)
+        .output()
+        .unwrap();
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("not a WebAssembly binary"), "{}", String::from_utf8_lossy(&bad.stderr));
+}
