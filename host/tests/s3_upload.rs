@@ -1,6 +1,7 @@
 //! Export uploads against a real s3s-fs: streamed PUTs and streamed multipart uploads read back
 //! byte-identical, re-runs upload nothing, confirmed local copies are deleted when configured.
 
+mod common;
 mod s3_common;
 
 use indicatif::ProgressBar;

@@ -12,7 +12,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use indicatif::ProgressBar;
-use tokio::sync::Semaphore;
 
 use super::journal::Journal;
 use super::upload::{Outcome, Uploader};
@@ -151,18 +150,20 @@ impl Exporter {
             .sum();
         progress.set_length(pending);
         let mut report = ExportReport { files: candidates.len(), ..ExportReport::default() };
-        let limit = Arc::new(Semaphore::new(self.cfg.concurrency));
+        // At most `concurrency` files in flight; each result is accounted (and the local copy
+        // deleted) as soon as it is in, so a crash mid-pass loses none of the work done.
         let mut tasks = tokio::task::JoinSet::new();
-        for candidate in candidates {
-            let permit = limit.clone().acquire_owned().await.expect("semaphore never closed");
-            let (uploader, progress) = (self.uploader.clone(), progress.clone());
-            tasks.spawn(async move {
-                let result = uploader.ensure_uploaded(&candidate.path, &candidate.bucket, &candidate.key, &progress).await;
-                drop(permit);
-                (candidate, result)
-            });
-        }
-        while let Some(joined) = tasks.join_next().await {
+        let mut todo = candidates.into_iter();
+        loop {
+            while tasks.len() < self.cfg.concurrency {
+                let Some(candidate) = todo.next() else { break };
+                let (uploader, progress) = (self.uploader.clone(), progress.clone());
+                tasks.spawn(async move {
+                    let result = uploader.ensure_uploaded(&candidate.path, &candidate.bucket, &candidate.key, &progress).await;
+                    (candidate, result)
+                });
+            }
+            let Some(joined) = tasks.join_next().await else { break };
             let (candidate, result) = joined.map_err(|e| S3Error::Config(format!("export task failed: {e}")))?;
             self.account(&mut report, &candidate, result);
         }

@@ -183,3 +183,75 @@ pub fn pseudo_random(len: usize, seed: u64) -> Vec<u8> {
         })
         .collect()
 }
+
+/// A data dir holding the real pings of `../shared/data/pings` converted into partition files
+/// by the convert pipeline (each JSON ping once per submission date given, the `.tsv` files and
+/// the raw v2 log once), plus `generated` realistic pings from `../shared/tools/gen-pings.py`
+/// written with `StorageWriter` (the converter rejects generated classic pings for lack of
+/// `info.revision`, as the seed did). Returns the temp dir and the storage files (relative path, bytes).
+pub fn converted_data_dir(dates: &[&str], generated: usize) -> (tempfile::TempDir, Vec<(String, Vec<u8>)>) {
+    use telemetry_server::convert::{Converter, Pipeline};
+    use telemetry_server::storage::{DataDir, WriterOptions};
+    let dir = tempfile::tempdir().unwrap();
+    let data = DataDir::open(dir.path()).unwrap();
+    let converter = std::sync::Arc::new(Converter::with_defaults());
+    let mut pipeline = Pipeline::new(&data, converter, WriterOptions::default(), "s3-test").unwrap();
+    let pings = crate::common::data("pings");
+    let mut names: Vec<PathBuf> = std::fs::read_dir(&pings).unwrap().map(|e| e.unwrap().path()).collect();
+    names.sort();
+    for path in &names {
+        let name = path.file_name().unwrap().to_str().unwrap();
+        if name.ends_with(".json") {
+            for date in dates {
+                pipeline.convert_json_file(path, date).unwrap();
+            }
+        } else if name.ends_with(".tsv") {
+            pipeline.convert_text(path, dates[0], &mut |_| {}).unwrap();
+        } else if name.ends_with(".finished") {
+            pipeline.convert_log(path).unwrap();
+        }
+    }
+    let converted = pipeline.finish().unwrap();
+    assert!(converted.len() >= 2, "the real pings should convert into several partition files");
+    if generated > 0 {
+        write_generated(&data, generated, dates);
+    }
+    let files = local_files(&dir.path().join("storage"));
+    (dir, files)
+}
+
+/// Writes `count` pings from `gen-pings.py` into storage with `StorageWriter` under the seed's
+/// production schema (dimensions from the ping's own fields), spread over `dates`, in files of
+/// at most ~2 MB uncompressed so a partition holds several files.
+pub fn write_generated(data: &telemetry_server::storage::DataDir, count: usize, dates: &[&str]) {
+    use telemetry_server::convert::DEFAULT_SCHEMA;
+    use telemetry_server::storage::{Schema, StorageWriter, WriterOptions};
+    let out = Command::new("python3")
+        .arg(crate::common::shared_dir().join("tools/gen-pings.py"))
+        .args(["--count", &count.to_string(), "--seed", "6"])
+        .output()
+        .expect("python3 runs ../shared/tools/gen-pings.py");
+    assert!(out.status.success(), "gen-pings.py failed");
+    let schema = Schema::from_json(DEFAULT_SCHEMA).unwrap();
+    let options = WriterOptions { max_file_bytes: 2_000_000, ..WriterOptions::default() };
+    let mut writer = StorageWriter::new(data.sub("storage").unwrap(), schema.clone(), options);
+    let text = String::from_utf8(out.stdout).unwrap();
+    for (i, line) in text.lines().enumerate() {
+        let (id, json) = line.split_once('\t').unwrap();
+        let doc: serde_json::Value = serde_json::from_str(json).unwrap();
+        let field = |ptrs: &[&str]| ptrs.iter().find_map(|p| doc.pointer(p).and_then(|v| v.as_str()).map(str::to_string));
+        let values = [
+            field(&["/info/reason", "/type"]),
+            field(&["/info/appName", "/application/name"]),
+            field(&["/info/appUpdateChannel", "/application/channel"]),
+            field(&["/info/appVersion", "/application/version"]),
+            field(&["/info/appBuildID", "/application/buildId"]),
+            Some(dates[i % dates.len()].to_string()),
+        ];
+        let refs: Vec<Option<&str>> = values.iter().map(|v| v.as_deref()).collect();
+        let dims = schema.apply(&refs);
+        let version = if doc.get("ver").is_some() { 1 } else { 4 };
+        writer.write(&dims, version, id, json).unwrap();
+    }
+    writer.finish().unwrap();
+}
