@@ -429,6 +429,13 @@ fn seed_lzma_alone_and_xz_files_read_by_extension() {
             assert_eq!(doc["info"]["appBuildID"], dims[4].as_str());
         }
     }
+    // The same records through `records`: (id, dims, json) in path order.
+    let all: Vec<storage::Record> = storage::records(&source, &all_filter()).unwrap().map(Result::unwrap).collect();
+    assert_eq!(all.len(), 5);
+    assert_eq!(all[0].dims[3], "22.0a1");
+    assert!(all[1..].iter().all(|r| r.dims[3] == "28.0a1"));
+    assert_eq!(all[0].id, back.values().next().unwrap()[0].0);
+
     // Pruned by version: only the 28.0a1 file.
     let only28 = Schema::from_json(
         r#"{"version": 1, "dimensions": [
@@ -576,4 +583,20 @@ fn pruning_lists_only_matching_files() {
     let prerelease = source.list(&load_filter("examples-v2/filter_saved_session_Fx_prerelease.json")).unwrap();
     let versions: Vec<&str> = prerelease.iter().map(|f| f.dims[3].as_str()).collect();
     assert_eq!(versions, ["27.0a2", "28.0a1"]);
+}
+
+#[test]
+fn records_report_lines_without_a_tab_and_go_on() {
+    let (_tmp, data) = temp_data_dir();
+    let storage_dir = data.sub("storage").unwrap();
+    storage_dir.write("a.20240101.v2.log", b"id1\t{}\nno tab here\nid3\t{\"x\":1}\n").unwrap();
+    storage_dir.write("b.20240101.v2.log.u.zst", zstd::stream::encode_all(&b"id4\t[]\n"[..], 3).unwrap()).unwrap();
+    let filter = Schema::from_json(r#"{"dimensions":[{"field_name":"b","allowed_values":"*"},{"field_name":"d","allowed_values":"*"}]}"#).unwrap();
+    let source = LocalSource::new(storage_dir);
+    let items: Vec<_> = storage::records(&source, &filter).unwrap().collect();
+    assert_eq!(items.len(), 4);
+    assert!(matches!(&items[1], Err(StorageError::BadLine { path, line: 2 }) if path == "a.20240101.v2.log"), "{items:?}");
+    let ids: Vec<String> = items.iter().filter_map(|r| r.as_ref().ok()).map(|r| r.id.clone()).collect();
+    assert_eq!(ids, ["id1", "id3", "id4"]);
+    assert_eq!(items[3].as_ref().unwrap().dims.to_vec(), s(&["b", "20240101"]));
 }

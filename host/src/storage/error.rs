@@ -46,6 +46,14 @@ pub enum StorageError {
         /// The rejected specification.
         spec: String,
     },
+    /// A stored line without the tab between id and JSON.
+    #[error("{path}: line {line} has no tab between id and JSON")]
+    BadLine {
+        /// The partition file.
+        path: String,
+        /// 1-based line number.
+        line: u64,
+    },
     /// A failure in another partition source (for example S3).
     #[error("{path}: {source}")]
     Source {

@@ -8,6 +8,7 @@
 //! - [`codec`]: [`Codec`] for writing, [`decompress`] by extension for reading.
 //! - [`writer`]: [`StorageWriter`], rotation by size and age, [`FinishedFile`]s.
 //! - [`local`]: [`LocalSource`], the local [`PartitionSource`] with directory pruning.
+//! - [`records`]: every `(id, dims, json)` of the files a filter selects, from any source.
 //! - [`split_line`]: one stored line `id\tjson` → `(id, json)`.
 
 use std::io::BufRead;
@@ -17,6 +18,7 @@ pub mod datadir;
 mod error;
 pub mod local;
 pub mod partition;
+pub mod records;
 pub mod schema;
 pub mod writer;
 
@@ -25,6 +27,7 @@ pub use datadir::DataDir;
 pub use error::StorageError;
 pub use local::LocalSource;
 pub use partition::{parse_partition_path, submission_date, PartitionName};
+pub use records::{records, Record, Records};
 pub use schema::{safe_filename, Schema, OTHER, UNKNOWN};
 pub use writer::{FinishedFile, StorageWriter, WriterOptions};
 
