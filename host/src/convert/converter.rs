@@ -167,6 +167,18 @@ mod tests {
     }
 
     #[test]
+    fn hostile_documents_are_errors_not_panics() {
+        let c = Converter::with_defaults();
+        let deep = format!("{{\"ver\":1,\"x\":{}{}}}", "[".repeat(100_000), "]".repeat(100_000));
+        assert_eq!(c.convert_body("id", deep.as_bytes(), "20150101").unwrap_err().kind, BadRecordKind::ConversionError);
+        for body in [&b"\xff\xfe"[..], b"{", b"\"", b"{\"version\":4,\"type\":\"main\",\"application\":1,\"payload\":{}}", b"{\"ver\":1,\"info\":[]}"] {
+            assert!(c.convert_body("id", body, "20150101").is_err());
+        }
+        let rec = RawRecord { body: vec![0x1f, 0x8b], ..record("a/b/c/d/e/f", "") };
+        assert_eq!(c.convert(&rec).unwrap_err().kind, BadRecordKind::CorruptedData);
+    }
+
+    #[test]
     fn classic_without_histograms_converts_with_dims() {
         let c = Converter::with_defaults();
         let body = r#"{"ver": 1, "info": {"reason": "idle-daily", "appName": "Firefox", "appVersion": "23.0", "appUpdateChannel": "esr", "appBuildID": "2013"}}"#;

@@ -30,7 +30,7 @@ pub fn exponential(min: i64, max: i64, n: usize) -> Vec<i64> {
         let log_ratio = (log_max - log_current) / (n - i) as f64;
         let next = (log_current + log_ratio).exp() + 0.5;
         let next = next.floor() as i64;
-        current = if next > current { next } else { current + 1 };
+        current = if next > current { next } else { current.saturating_add(1) };
         *slot = current;
     }
     out

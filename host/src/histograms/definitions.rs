@@ -276,7 +276,7 @@ fn layout(kind: Kind, params: &mut Params) -> Result<BucketLayout, DefinitionErr
         Kind::Categorical => {
             let labels = def.get("labels").and_then(Value::as_array).map_or(0, Vec::len) as i64;
             let n_values = params.get("n_values", Some(0))?.max(labels).max(MIN_CATEGORICAL_BUCKETS);
-            (1, n_values, n_values + 1)
+            (1, n_values, n_values.saturating_add(1))
         }
         Kind::Linear | Kind::Exponential => {
             (params.get("low", Some(1))?.max(1), params.get("high", None)?, params.get("n_buckets", None)?)
@@ -373,6 +373,21 @@ mod tests {
         assert_eq!(defs.get("B").unwrap().layout, Err(DefinitionError::Range { low: 1, high: 1 }));
         assert_eq!(defs.get("C").unwrap().layout, Err(DefinitionError::Missing { field: "high" }));
         assert_eq!(defs.get("D").unwrap().layout, Err(DefinitionError::BucketCount(1_000_000_000)));
+    }
+
+    #[test]
+    fn extreme_parameters_do_not_panic() {
+        let defs = Definitions::from_json(
+            r#"{"A": {"kind": "categorical", "n_values": 9223372036854775807, "labels": []},
+                "B": {"kind": "exponential", "low": 9223372036854775806, "high": 9223372036854775807, "n_buckets": 50},
+                "C": {"kind": "linear", "low": -5, "high": 9223372036854775807, "n_buckets": 10000},
+                "D": {"kind": "enumerated", "n_values": -3}}"#,
+        )
+        .unwrap();
+        assert_eq!(defs.get("A").unwrap().layout, Err(DefinitionError::BucketCount(i64::MAX)));
+        assert_eq!(defs.get("B").unwrap().layout.as_ref().unwrap().n_buckets(), 50);
+        assert_eq!(defs.get("C").unwrap().layout.as_ref().unwrap().n_buckets(), 10_000);
+        assert!(defs.get("D").unwrap().layout.is_err());
     }
 
     #[test]
