@@ -57,45 +57,56 @@ pub struct HistogramCounts {
 
 /// Writes the compact form of a `histograms` section (`{NAME: histogram}`) to `out`.
 pub fn write_histograms(section: &RawValue, defs: &Definitions, out: &mut String, counts: &mut HistogramCounts) -> Result<(), BadRecord> {
-    let members = object(section, "histograms")?;
-    out.push('{');
-    let mut first = true;
-    for (name, raw) in &members.0 {
-        let Some(def) = defs.resolve(name) else {
-            counts.unknown += 1;
-            continue;
-        };
-        separator(out, &mut first);
-        write_key(out, name);
+    write_section(section, "histograms", defs, out, counts, |name, def, raw, out, counts| {
         write_one(name, def, raw, out)?;
         counts.converted += 1;
-    }
-    out.push('}');
-    Ok(())
+        Ok(())
+    })
 }
 
 /// Writes the compact form of a `keyedHistograms` section (`{NAME: {KEY: histogram}}`).
 pub fn write_keyed_histograms(section: &RawValue, defs: &Definitions, out: &mut String, counts: &mut HistogramCounts) -> Result<(), BadRecord> {
-    let members = object(section, "keyedHistograms")?;
-    out.push('{');
-    let mut first = true;
-    for (name, raw) in &members.0 {
-        let Some(def) = defs.resolve(name) else {
-            counts.unknown += 1;
-            continue;
-        };
-        separator(out, &mut first);
-        write_key(out, name);
+    write_section(section, "keyedHistograms", defs, out, counts, |name, def, raw, out, counts| {
         let keys = object(raw, name)?;
         out.push('{');
-        let mut first_key = true;
-        for (key, hist) in &keys.0 {
-            separator(out, &mut first_key);
+        for (i, (key, hist)) in keys.0.iter().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
             write_key(out, key);
             write_one(name, def, hist, out)?;
             counts.converted += 1;
         }
         out.push('}');
+        Ok(())
+    })
+}
+
+type WriteValue = fn(&str, &Definition, &RawValue, &mut String, &mut HistogramCounts) -> Result<(), BadRecord>;
+
+/// Writes `{NAME: value}` for every defined name of a section (unknown names are counted and
+/// dropped), the value written by `write_value`.
+fn write_section(
+    section: &RawValue,
+    what: &str,
+    defs: &Definitions,
+    out: &mut String,
+    counts: &mut HistogramCounts,
+    write_value: WriteValue,
+) -> Result<(), BadRecord> {
+    let members = object(section, what)?;
+    out.push('{');
+    let mut first = true;
+    for (name, raw) in &members.0 {
+        let Some(def) = defs.resolve(name) else {
+            counts.unknown += 1;
+            continue;
+        };
+        if !std::mem::take(&mut first) {
+            out.push(',');
+        }
+        write_key(out, name);
+        write_value(name, def, raw, out, counts)?;
     }
     out.push('}');
     Ok(())
@@ -103,12 +114,6 @@ pub fn write_keyed_histograms(section: &RawValue, defs: &Definitions, out: &mut 
 
 fn object<'a>(raw: &'a RawValue, what: &str) -> Result<RawObject<'a>, BadRecord> {
     RawObject::parse(raw.get()).map_err(|e| BadRecord::payload(format!("{what} is not an object: {e}")))
-}
-
-fn separator(out: &mut String, first: &mut bool) {
-    if !std::mem::take(first) {
-        out.push(',');
-    }
 }
 
 /// Writes `"key":`, escaping only when needed.
