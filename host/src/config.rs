@@ -172,8 +172,13 @@ pub struct ConvertConfig {
     pub workers: usize,
     /// Seconds between scans of `raw/` for finished logs (rotations also wake the pool at once).
     pub scan_interval_secs: u64,
+    /// Seconds between flushes of converted storage (finishing open partition files); raw logs are
+    /// retired only after the flush that covers them.
+    pub flush_secs: u64,
     /// After conversion, keep the raw log in `raw/converted/` (true) or delete it (false).
     pub keep_raw: bool,
+    /// `telemetry_schema.json` deciding the storage dimensions; unset means the seed's production schema.
+    pub schema: Option<PathBuf>,
     /// Extra Histograms.json directories searched before the embedded definitions (by conversion and
     /// by the `/histograms` endpoints); the seed's cache layout `<dir>/<repo>/<rev>/Histograms.json`.
     pub histogram_dirs: Vec<PathBuf>,
@@ -181,7 +186,7 @@ pub struct ConvertConfig {
 
 impl Default for ConvertConfig {
     fn default() -> Self {
-        ConvertConfig { enabled: true, workers: 1, scan_interval_secs: 5, keep_raw: true, histogram_dirs: Vec::new() }
+        ConvertConfig { enabled: true, workers: 1, scan_interval_secs: 5, flush_secs: 60, keep_raw: true, schema: None, histogram_dirs: Vec::new() }
     }
 }
 

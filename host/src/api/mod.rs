@@ -28,7 +28,7 @@ pub struct AppState {
     /// The configuration the server was started with.
     pub config: Arc<Config>,
     /// The data directory (everything the server stores lives under it; opened with cap-std).
-    pub data_dir: crate::storage::DataDir,
+    pub data_dir: Arc<crate::storage::DataDir>,
     /// Metrics registry; services register their own metrics at start-up.
     pub metrics: Arc<Metrics>,
     /// The raw log writers.

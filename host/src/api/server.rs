@@ -21,7 +21,9 @@ use crate::ingest::recover::recover_active_logs;
 use crate::ingest::stats_log::StatsLog;
 use crate::ingest::writer::OnFinished;
 use crate::ingest::WriterPool;
-use crate::storage::{datadir, DataDir};
+use crate::convert::{Converter, DEFAULT_SCHEMA};
+use crate::ingest::live::{ConvertPool, ConverterFactory, LogConverter, PipelineConverter};
+use crate::storage::{datadir, DataDir, Schema, WriterOptions};
 
 /// Errors starting or running the server.
 #[derive(Debug, thiserror::Error)]
@@ -38,6 +40,8 @@ pub enum ServerError {
     Histograms(std::io::Error),
     #[error("cannot listen on {addr}: {source}")]
     Bind { addr: SocketAddr, source: std::io::Error },
+    #[error("cannot start live conversion: {0}")]
+    Convert(String),
     #[error("server failed: {0}")]
     Serve(std::io::Error),
     #[error("cannot start the job service: {0}")]
@@ -48,6 +52,7 @@ pub enum ServerError {
 pub struct Server {
     listener: TcpListener,
     state: Arc<AppState>,
+    live: Option<ConvertPool>,
 }
 
 impl Server {
@@ -61,7 +66,21 @@ impl Server {
             tracing::info!(logs = recovered.len(), cut_bytes = cut, "recovered raw logs left by a previous run");
         }
         let metrics = Metrics::new();
-        let on_finished: OnFinished = Arc::new(|_name: &str| {});
+        let mut revisions = RevisionCache::embedded();
+        for dir in &config.convert.histogram_dirs {
+            revisions = revisions.with_dir(dir).map_err(ServerError::Histograms)?;
+        }
+        let revisions = Arc::new(revisions);
+        let data_dir = Arc::new(data_dir);
+        let live = if config.convert.enabled {
+            Some(start_live_conversion(&config, &data_dir, &raw, &revisions, &metrics)?)
+        } else {
+            None
+        };
+        let on_finished: OnFinished = match &live {
+            Some(pool) => pool.notifier(),
+            None => Arc::new(|_name: &str| {}),
+        };
         let writer = WriterPool::start(&raw, &config.ingest, metrics.ingest.clone(), on_finished)
             .map_err(ServerError::Writers)?;
         let stats_log = match &config.server.stats_log {
@@ -71,10 +90,6 @@ impl Server {
                     .map_err(|source| ServerError::StatsLog { path: path.display().to_string(), source })?,
             ),
         };
-        let mut revisions = RevisionCache::embedded();
-        for dir in &config.convert.histogram_dirs {
-            revisions = revisions.with_dir(dir).map_err(ServerError::Histograms)?;
-        }
         let jobs = crate::api::jobs::JobService::start(&config.jobs, &data_dir)?;
         let listen = config.server.listen;
         let listener = TcpListener::bind(listen).await.map_err(|source| ServerError::Bind { addr: listen, source })?;
@@ -84,10 +99,10 @@ impl Server {
             metrics,
             writer: Arc::new(writer),
             stats_log,
-            revisions: Arc::new(revisions),
+            revisions,
             jobs,
         });
-        Ok(Server { listener, state })
+        Ok(Server { listener, state, live })
     }
 
     /// The address actually bound (useful with port 0).
@@ -102,7 +117,7 @@ impl Server {
 
     /// Serves until `shutdown` resolves, then drains (see the module doc).
     pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), ServerError> {
-        let Server { listener, state } = self;
+        let Server { listener, state, live } = self;
         tracing::info!(addr = %listener.local_addr().map_err(ServerError::Serve)?, "serving");
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         tokio::spawn(async move {
@@ -130,8 +145,15 @@ impl Server {
         let jobs = state.jobs.clone();
         let _ = tokio::task::spawn_blocking(move || jobs.shutdown()).await;
         let writer = state.writer.clone();
-        let _ = tokio::task::spawn_blocking(move || writer.close()).await;
-        tracing::info!("raw logs synced and finished; stopped");
+        let _ = tokio::task::spawn_blocking(move || {
+            writer.close();
+            tracing::info!("raw logs synced and finished");
+            if let Some(live) = live {
+                live.stop();
+                tracing::info!("live conversion stopped");
+            }
+        })
+        .await;
         Ok(())
     }
 }
@@ -139,4 +161,30 @@ impl Server {
 /// Binds and serves until `shutdown` resolves (the `serve` subcommand's entry point).
 pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), ServerError> {
     Server::bind(config).await?.run(shutdown).await
+}
+
+fn start_live_conversion(
+    config: &Config,
+    data_dir: &Arc<DataDir>,
+    raw: &cap_std::fs::Dir,
+    revisions: &Arc<RevisionCache>,
+    metrics: &Metrics,
+) -> Result<ConvertPool, ServerError> {
+    let schema = match &config.convert.schema {
+        Some(path) => Schema::load(path).map_err(|e| ServerError::Convert(e.to_string()))?,
+        None => Schema::from_json(DEFAULT_SCHEMA).map_err(|e| ServerError::Convert(e.to_string()))?,
+    };
+    let converter = Arc::new(Converter::new(schema, revisions.clone()));
+    let data = data_dir.clone();
+    let factory: ConverterFactory = {
+        let next_worker = std::sync::atomic::AtomicUsize::new(0);
+        Arc::new(move || {
+            let worker = next_worker.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let converter = PipelineConverter::new(data.clone(), converter.clone(), WriterOptions::default(), worker);
+            Ok(Box::new(converter) as Box<dyn LogConverter>)
+        })
+    };
+    let raw_path = data_dir.path().join(datadir::RAW);
+    ConvertPool::start(raw, raw_path, &config.ingest.log_base, &config.convert, metrics.convert.clone(), factory)
+        .map_err(|e| ServerError::Convert(e.to_string()))
 }

@@ -22,8 +22,8 @@ pub enum Command {
 pub struct RunArgs {
     /// The job: a WebAssembly component for wit/job.wit's `mapreduce` world.
     job: PathBuf,
-    /// Data directory (its `storage/` holds the partitions).
-    #[arg(long)]
+    /// Data directory (its `storage/` holds the partitions), or `s3://bucket/prefix`.
+    #[arg(long, visible_alias = "data")]
     data_dir: String,
     /// Input filter (telemetry_schema.json format).
     #[arg(long)]

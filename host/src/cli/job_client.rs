@@ -1,8 +1,8 @@
 //! `telemetry-server job submit|status|result|cancel|list`: the client of a running server's job
 //! service (`/api/v1`, see docs/api/jobs.md). Uses the same request/response types as the server.
 //!
-//! Exit codes: 0 success (for `submit --wait`: the job succeeded), 1 the job failed or was
-//! cancelled, 2 usage, connection or server errors.
+//! Exit codes: 0 success (for `submit --wait`: the job succeeded); 1 the job failed or was
+//! cancelled, or the request failed (the server's `{error, detail}` is printed); 2 usage errors.
 
 use std::io::Write;
 use std::path::PathBuf;

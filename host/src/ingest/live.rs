@@ -4,11 +4,17 @@
 //! thread lists `raw/` every `scan_interval_secs` to pick up logs left by earlier runs or missed
 //! announcements. Only names are held in memory, so a slow converter makes finished logs wait on
 //! disk (visible as `telemetry_convert_pending_logs`), never grows memory. Each worker owns one
-//! converter. A converted log moves to `raw/converted/` (or is deleted when `keep_raw` is off); a log
-//! that fails as a whole moves to `raw/failed/` so it is not retried forever.
+//! converter.
+//!
+//! Converted records sit in open partition files until the worker flushes (every `flush_secs`, and
+//! on stop), which finishes those files under their final names. Only then do the raw logs they came
+//! from move to `raw/converted/` (or get deleted when `keep_raw` is off): a crash before the flush
+//! leaves them `.finished` in `raw/`, so they are converted again at the next start and nothing is
+//! lost (records in partition files finished before the crash may then be stored twice). A log that
+//! keeps failing as a whole moves to `raw/failed/` so it is not retried forever.
 
 use std::collections::{BTreeSet, HashSet};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -18,27 +24,20 @@ use cap_std::fs::Dir;
 use super::logname::is_finished_log;
 use crate::api::metrics::{BadTypeLabel, ConvertMetrics};
 use crate::config::ConvertConfig;
+use crate::convert::{ConvertSummary, Converter, Pipeline};
+use crate::storage::{DataDir, WriterOptions};
 
 /// Where converted raw logs are kept (under `raw/`).
 pub const CONVERTED_DIR: &str = "converted";
 /// Where raw logs that failed to convert as a whole are put aside (under `raw/`).
 pub const FAILED_DIR: &str = "failed";
 
-/// What converting one raw log produced (for metrics and logs).
-#[derive(Debug, Clone, Default)]
-pub struct LogOutcome {
-    pub records_read: u64,
-    pub records_written: u64,
-    /// Rejected records by the seed's bad-record type (`invalid_path`, `bad_payload`, …).
-    pub bad: Vec<(String, u64)>,
-}
-
 /// One worker's converter: converts whole raw logs into storage and the error stream.
 pub trait LogConverter: Send {
     /// Converts the raw log at `path`; `Err` means the log as a whole could not be converted.
-    fn convert_log(&mut self, path: &std::path::Path) -> Result<LogOutcome, String>;
-    /// Flushes and closes everything (called once, when the pool stops).
-    fn finish(&mut self) -> Result<(), String>;
+    fn convert_log(&mut self, path: &Path) -> Result<ConvertSummary, String>;
+    /// Makes everything converted so far durable and visible (finishes open partition files).
+    fn flush(&mut self) -> Result<(), String>;
 }
 
 /// Makes one converter per worker.
@@ -64,6 +63,7 @@ struct Shared {
     raw_path: PathBuf,
     log_base: String,
     keep_raw: bool,
+    flush_every: Duration,
     metrics: ConvertMetrics,
 }
 
@@ -123,6 +123,7 @@ impl ConvertPool {
             raw_path,
             log_base: log_base.to_string(),
             keep_raw: config.keep_raw,
+            flush_every: Duration::from_secs(config.flush_secs),
             metrics,
         });
         shared.add(shared.scan()?);
@@ -194,34 +195,81 @@ fn scan_loop(shared: &Shared, interval: Duration) {
 }
 
 fn work(shared: &Shared, mut converter: Box<dyn LogConverter>) {
+    // Converted logs whose records are not yet in finished partition files.
+    let mut unflushed: Vec<String> = Vec::new();
+    let mut last_flush = std::time::Instant::now();
     loop {
-        let name = {
+        let (name, stop) = {
             let mut queue = shared.lock();
             loop {
                 if queue.stop {
-                    break None;
+                    break (None, true);
                 }
                 if let Some(name) = queue.pending.pop_first() {
                     queue.taken.insert(name.clone());
-                    break Some(name);
+                    break (Some(name), false);
                 }
-                queue = shared.wake.wait(queue).unwrap_or_else(|e| e.into_inner());
+                let wait = shared.flush_every.saturating_sub(last_flush.elapsed());
+                if !unflushed.is_empty() && wait.is_zero() {
+                    break (None, false);
+                }
+                let timeout = if unflushed.is_empty() { Duration::from_secs(3600) } else { wait };
+                queue = shared.wake.wait_timeout(queue, timeout).unwrap_or_else(|e| e.into_inner()).0;
             }
         };
-        let Some(name) = name else { break };
-        convert_one(shared, converter.as_mut(), &name);
-        let mut queue = shared.lock();
-        queue.taken.remove(&name);
-        shared.metrics.pending_logs.set((queue.pending.len() + queue.taken.len()) as i64);
-    }
-    if let Err(err) = converter.finish() {
-        tracing::error!(error = %err, "cannot flush converted storage");
+        if let Some(name) = name {
+            if convert_one(shared, converter.as_mut(), &name) {
+                unflushed.push(name);
+            } else {
+                release(shared, &[name]);
+            }
+        }
+        if !unflushed.is_empty() && (stop || last_flush.elapsed() >= shared.flush_every) {
+            flush(shared, converter.as_mut(), &mut unflushed);
+            last_flush = std::time::Instant::now();
+        }
+        if stop {
+            return;
+        }
     }
 }
 
-fn convert_one(shared: &Shared, converter: &mut dyn LogConverter, name: &str) {
+/// Finishes the converter's partition files, then retires the raw logs they came from.
+fn flush(shared: &Shared, converter: &mut dyn LogConverter, unflushed: &mut Vec<String>) {
+    match converter.flush() {
+        Ok(()) => {
+            for name in unflushed.iter() {
+                let done = if shared.keep_raw {
+                    shared.raw.rename(name, &shared.raw, format!("{CONVERTED_DIR}/{name}"))
+                } else {
+                    shared.raw.remove_file(name)
+                };
+                if let Err(err) = done {
+                    tracing::error!(log = %name, error = %err, "cannot retire converted raw log");
+                }
+            }
+            tracing::debug!(logs = unflushed.len(), "flushed converted storage");
+        }
+        // The logs stay in raw/ and are converted again after the next scan or restart.
+        Err(err) => tracing::error!(error = %err, "cannot flush converted storage; raw logs kept for another pass"),
+    }
+    release(shared, unflushed);
+    unflushed.clear();
+}
+
+/// Forgets logs a worker held, so the scanner may queue them again if they are still in `raw/`.
+fn release(shared: &Shared, names: &[String]) {
+    let mut queue = shared.lock();
+    for name in names {
+        queue.taken.remove(name);
+    }
+    shared.metrics.pending_logs.set((queue.pending.len() + queue.taken.len()) as i64);
+}
+
+/// Converts one log; true when it converted (it then waits for the next flush).
+fn convert_one(shared: &Shared, converter: &mut dyn LogConverter, name: &str) -> bool {
     if !shared.raw.exists(name) {
-        return; // already converted by another worker or moved by an operator
+        return false; // moved away by an operator
     }
     let metrics = &shared.metrics;
     match converter.convert_log(&shared.raw_path.join(name)) {
@@ -229,18 +277,12 @@ fn convert_one(shared: &Shared, converter: &mut dyn LogConverter, name: &str) {
             metrics.logs.inc();
             metrics.records_read.inc_by(outcome.records_read);
             metrics.records_written.inc_by(outcome.records_written);
-            for (kind, count) in &outcome.bad {
-                metrics.bad_records.get_or_create(&BadTypeLabel { r#type: kind.clone() }).inc_by(*count);
+            for (kind, count) in &outcome.bad_records_by_type {
+                metrics.bad_records.get_or_create(&BadTypeLabel { r#type: kind.to_string() }).inc_by(*count);
             }
             tracing::info!(log = name, read = outcome.records_read, written = outcome.records_written, "converted raw log");
-            let done = if shared.keep_raw {
-                shared.raw.rename(name, &shared.raw, format!("{CONVERTED_DIR}/{name}"))
-            } else {
-                shared.raw.remove_file(name)
-            };
-            if let Err(err) = done {
-                tracing::error!(log = name, error = %err, "cannot move converted raw log");
-            }
+            shared.lock().failures.remove(name);
+            true
         }
         Err(err) => {
             let attempts = {
@@ -251,7 +293,7 @@ fn convert_one(shared: &Shared, converter: &mut dyn LogConverter, name: &str) {
             };
             if attempts < MAX_ATTEMPTS {
                 tracing::warn!(log = name, attempts, error = %err, "raw log conversion failed; will retry");
-                return;
+                return false;
             }
             metrics.failed_logs.inc();
             shared.lock().failures.remove(name);
@@ -259,6 +301,65 @@ fn convert_one(shared: &Shared, converter: &mut dyn LogConverter, name: &str) {
             if let Err(err) = shared.raw.rename(name, &shared.raw, format!("{FAILED_DIR}/{name}")) {
                 tracing::error!(log = name, error = %err, "cannot move failed raw log");
             }
+            false
+        }
+    }
+}
+
+/// The production [`LogConverter`]: a `convert::Pipeline` writing into the data directory's
+/// `storage/` and `errors/`, recreated after each flush (a flush finishes the pipeline).
+pub struct PipelineConverter {
+    data: Arc<DataDir>,
+    converter: Arc<Converter>,
+    options: WriterOptions,
+    worker: usize,
+    pipeline: Option<Pipeline>,
+    generation: u64,
+    /// A flush that failed inside `convert_log`, reported by the next [`LogConverter::flush`] so the
+    /// raw logs it covered are not retired.
+    failed_flush: Option<String>,
+}
+
+impl PipelineConverter {
+    pub fn new(data: Arc<DataDir>, converter: Arc<Converter>, options: WriterOptions, worker: usize) -> PipelineConverter {
+        PipelineConverter { data, converter, options, worker, pipeline: None, generation: 0, failed_flush: None }
+    }
+
+    fn pipeline(&mut self) -> Result<&mut Pipeline, String> {
+        if self.pipeline.is_none() {
+            self.generation += 1;
+            let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%S");
+            let name = format!("live-{stamp}-{}-{}-{}", std::process::id(), self.worker, self.generation);
+            let pipeline = Pipeline::new(&self.data, self.converter.clone(), self.options.clone(), &name)
+                .map_err(|e| e.to_string())?;
+            self.pipeline = Some(pipeline);
+        }
+        Ok(self.pipeline.as_mut().expect("created above"))
+    }
+}
+
+impl LogConverter for PipelineConverter {
+    fn convert_log(&mut self, path: &Path) -> Result<ConvertSummary, String> {
+        let result = self.pipeline()?.convert_log(path).map_err(|e| e.to_string());
+        if result.is_err() {
+            // Finish what this pipeline holds and start afresh with the next log.
+            if let Some(pipeline) = self.pipeline.take() {
+                if let Err(err) = pipeline.finish() {
+                    self.failed_flush = Some(err.to_string());
+                }
+            }
+        }
+        result
+    }
+
+    fn flush(&mut self) -> Result<(), String> {
+        let finished = match self.pipeline.take() {
+            None => Ok(()),
+            Some(pipeline) => pipeline.finish().map(|_| ()).map_err(|e| e.to_string()),
+        };
+        match self.failed_flush.take() {
+            Some(err) => Err(err),
+            None => finished,
         }
     }
 }

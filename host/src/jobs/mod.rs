@@ -75,8 +75,13 @@ pub struct JobOutput {
 }
 
 /// The data a job reads, from a spec: a local data directory path (its `storage/` subdirectory
-/// holds the partitions).
+/// holds the partitions), or `s3://bucket/prefix` (endpoint and credentials from the AWS
+/// environment variables; see [`crate::export::S3Source`]).
 pub fn open_source(spec: &str) -> Result<Arc<dyn PartitionSource>, JobError> {
+    if spec.starts_with("s3://") {
+        let source = crate::export::S3Source::from_url(spec).map_err(|e| JobError::Config(e.to_string()))?;
+        return Ok(Arc::new(source));
+    }
     let path = std::path::Path::new(spec);
     if !path.is_dir() {
         return Err(JobError::Config(format!("data directory {spec} does not exist")));
