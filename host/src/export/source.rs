@@ -11,6 +11,7 @@
 //! downloaded whole first.
 
 use std::io::BufRead;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use aws_sdk_s3::Client;
@@ -26,8 +27,11 @@ pub struct S3Source {
     bucket: String,
     prefix: String,
     max_attempts: u32,
+    /// Bounds the objects fetched at once (each open reader holds a permit while it streams).
     fetch_limit: Arc<Semaphore>,
     list_concurrency: usize,
+    /// GETs resumed after a dropped connection (see [`S3Source::resumed_reads`]).
+    resumed: Arc<AtomicU64>,
 }
 
 impl S3Source {
@@ -41,12 +45,18 @@ impl S3Source {
             max_attempts: cfg.max_attempts,
             fetch_limit: Arc::new(Semaphore::new(cfg.fetch_concurrency)),
             list_concurrency: cfg.fetch_concurrency,
+            resumed: Arc::new(AtomicU64::new(0)),
         })
     }
 
     /// A source over `s3://bucket/prefix`, endpoint and credentials from the AWS environment variables.
     pub fn from_url(url: &str) -> Result<Self, S3Error> {
         S3Source::new(&S3Config::from_url(url)?)
+    }
+
+    /// How many reads were resumed with a `Range` GET after the connection failed mid-object.
+    pub fn resumed_reads(&self) -> u64 {
+        self.resumed.load(Ordering::Relaxed)
     }
 
     /// The pruned walk: one level at a time, at most `list_concurrency` listings in flight.
@@ -136,6 +146,7 @@ impl PartitionSource for S3Source {
             size: file.size,
             max_attempts: self.max_attempts,
             limit: self.fetch_limit.clone(),
+            resumed: self.resumed.clone(),
         });
         decompress(&file.path, reader)
     }

@@ -4,6 +4,7 @@
 //! connection drops mid-body; [`ChannelReader`] blocks on the channel.
 
 use std::io::{self, Read};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use aws_sdk_s3::Client;
@@ -45,6 +46,8 @@ pub(crate) struct Fetch {
     pub max_attempts: u32,
     /// Bounds the number of objects being fetched at once.
     pub limit: Arc<Semaphore>,
+    /// Counts GETs resumed with a `Range` after a failure (shared by one source).
+    pub resumed: Arc<AtomicU64>,
 }
 
 /// Starts fetching on the S3 runtime and returns the blocking reader over the body.
@@ -83,6 +86,7 @@ async fn pump(f: &Fetch, tx: &mpsc::Sender<Msg>) -> Result<(), String> {
         }
         tracing::warn!(bucket = %f.bucket, key = %f.key, offset, attempt, %error, "S3 read failed, resuming");
         tokio::time::sleep(backoff(attempt)).await;
+        f.resumed.fetch_add(1, Ordering::Relaxed);
         attempt += 1;
     }
 }
