@@ -46,6 +46,8 @@ pub enum ServerError {
     Serve(std::io::Error),
     #[error("cannot start the job service: {0}")]
     Jobs(#[from] crate::api::jobs::ServiceError),
+    #[error("cannot start the S3 exporter: {0}")]
+    Export(#[from] crate::export::S3Error),
 }
 
 /// A started server, bound but not yet serving.
@@ -53,6 +55,8 @@ pub struct Server {
     listener: TcpListener,
     state: Arc<AppState>,
     live: Option<ConvertPool>,
+    /// The continuous S3 exporter (`[s3]` configured), started by `run`.
+    export: Option<crate::export::Exporter>,
 }
 
 impl Server {
@@ -91,6 +95,7 @@ impl Server {
             ),
         };
         let jobs = crate::api::jobs::JobService::start(&config.jobs, &data_dir)?;
+        let export = config.s3.clone().map(|s3| crate::export::Exporter::new(s3.with_env_defaults(), &config.data_dir)).transpose()?;
         let listen = config.server.listen;
         let listener = TcpListener::bind(listen).await.map_err(|source| ServerError::Bind { addr: listen, source })?;
         let state = Arc::new(AppState {
@@ -102,7 +107,7 @@ impl Server {
             revisions,
             jobs,
         });
-        Ok(Server { listener, state, live })
+        Ok(Server { listener, state, live, export })
     }
 
     /// The address actually bound (useful with port 0).
@@ -117,7 +122,8 @@ impl Server {
 
     /// Serves until `shutdown` resolves, then drains (see the module doc).
     pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), ServerError> {
-        let Server { listener, state, live } = self;
+        let Server { listener, state, live, export } = self;
+        let export = export.map(crate::export::ExportTask::start);
         tracing::info!(addr = %listener.local_addr().map_err(ServerError::Serve)?, "serving");
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         tokio::spawn(async move {
@@ -154,6 +160,9 @@ impl Server {
             }
         })
         .await;
+        if let Some(export) = export {
+            export.stop().await; // one last pass exports what the drain finished
+        }
         Ok(())
     }
 }

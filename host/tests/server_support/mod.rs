@@ -120,14 +120,16 @@ pub fn files(dir: &Path) -> Vec<String> {
     names
 }
 
-/// Every file under `dir`, recursively, as paths relative to it.
+/// Every file under `dir`, recursively, as paths relative to it (empty if `dir` does not exist;
+/// entries renamed while walking are skipped, since the server may be running).
 pub fn walk(dir: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
-        for entry in std::fs::read_dir(&d).unwrap() {
-            let entry = entry.unwrap();
-            if entry.file_type().unwrap().is_dir() {
+        let Ok(entries) = std::fs::read_dir(&d) else { continue };
+        for entry in entries.flatten() {
+            let Ok(kind) = entry.file_type() else { continue };
+            if kind.is_dir() {
                 stack.push(entry.path());
             } else {
                 out.push(entry.path().strip_prefix(dir).unwrap().to_path_buf());

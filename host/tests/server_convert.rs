@@ -1,0 +1,174 @@
+//! Submit → 200 → rotation → live conversion → storage, over real HTTP with real pings; rejected
+//! records reach the error stream with their seed bad-record type; a path-escape attempt converts
+//! (or is rejected) without anything leaving the data dir; restart converts leftovers.
+
+mod common;
+mod server_support;
+
+use std::io::BufRead;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use reqwest::blocking::Client;
+use server_support::{gzip, raw_http, walk, TestServer};
+
+const SAVED_SESSION_ID: &str = "76f4594f-e90d-e26b-31a6-8fbba68d1403";
+
+/// The seed's classic idle-daily ping (Firefox 23.0.1, gzip, with `info.revision`): (path, body).
+fn idle_daily() -> (String, Vec<u8>) {
+    let mut log = telemetry_server::rawlog::open(&common::data("seed/worker-test-data/telemetry1.log")).unwrap();
+    let record = log.next().unwrap().unwrap();
+    (record.path, record.body)
+}
+
+fn gunzip(body: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(body), &mut out).unwrap();
+    out
+}
+
+fn converting(c: &mut telemetry_server::config::Config) {
+    c.convert.enabled = true;
+    c.convert.flush_secs = 1;
+    c.convert.scan_interval_secs = 1;
+    c.ingest.max_log_age_ms = 200;
+}
+
+/// Every stored line (`id\tjson`) in finished partition files under `storage/`.
+fn stored_lines(data: &Path) -> Vec<String> {
+    let storage = data.join("storage");
+    let mut lines = Vec::new();
+    if !storage.exists() {
+        return lines;
+    }
+    for rel in walk(&storage) {
+        let name = rel.to_string_lossy().to_string();
+        if name.ends_with(".partial") {
+            continue;
+        }
+        let file = std::fs::File::open(storage.join(&rel)).unwrap();
+        let reader = telemetry_server::storage::decompress(&name, file).unwrap();
+        lines.extend(reader.lines().map(|l| l.unwrap()));
+    }
+    lines
+}
+
+/// Every error-stream entry under `errors/`.
+fn error_entries(data: &Path) -> Vec<serde_json::Value> {
+    let dir = data.join("errors");
+    let mut out = Vec::new();
+    for rel in walk(&dir) {
+        for line in std::fs::read_to_string(dir.join(rel)).unwrap().lines() {
+            out.push(serde_json::from_str(line).unwrap());
+        }
+    }
+    out
+}
+
+fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !done() {
+        assert!(start.elapsed() < Duration::from_secs(30), "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn submissions_rotate_convert_and_land_in_storage() {
+    let mut server = TestServer::start(converting);
+    let client = Client::new();
+    let (idle_path, idle_gzip) = idle_daily();
+    let idle_id = idle_path.split('/').next().unwrap().to_string();
+    let plain_path = idle_path.replacen(&idle_id, "plain-copy-of-idle-daily", 1);
+    let saved_session = std::fs::read(common::data("pings/v4.saved-session.Fx40.0a2-aurora.2015-05.uberi.json")).unwrap();
+    let submissions: Vec<(String, Vec<u8>)> = vec![
+        (format!("/submit/telemetry/{idle_path}"), idle_gzip.clone()),
+        (format!("/submit/telemetry/{plain_path}"), gunzip(&idle_gzip)),
+        (format!("/submit/telemetry/{SAVED_SESSION_ID}/saved-session/Firefox/40.0a2/aurora/20150522004047"), gzip(&saved_session)),
+        ("/submit/telemetry/just-an-id".into(), b"{\"ver\":1}".to_vec()),
+        ("/submit/telemetry/bad-json/idle-daily/Firefox/23.0.1/release/20130814063812".into(), b"{not json".to_vec()),
+    ];
+    for (path, body) in &submissions {
+        let response = client.post(server.url(path)).body(body.clone()).send().unwrap();
+        assert_eq!(response.status().as_u16(), 200, "{path}");
+    }
+    let data = server.data_dir();
+    wait_for("both idle-daily copies in storage", || {
+        let lines = stored_lines(&data);
+        lines.iter().any(|l| l.starts_with(&format!("{idle_id}\t")))
+            && lines.iter().any(|l| l.starts_with("plain-copy-of-idle-daily\t"))
+    });
+    wait_for("every rejected record in the error stream", || error_entries(&data).len() >= 3);
+    wait_for("raw logs retired to raw/converted", || {
+        walk(&data.join("raw")).iter().all(|p| p.starts_with("converted"))
+    });
+    let metrics = server.metrics();
+    server.stop();
+
+    let lines = stored_lines(&data);
+    assert_eq!(lines.len(), 2, "two stored records: {lines:?}");
+    for line in &lines {
+        let (_, json) = line.split_once('\t').unwrap();
+        let doc: serde_json::Value = serde_json::from_str(json).expect("stored record is JSON");
+        assert_eq!(doc["ver"], 2, "classic ping converted to version 2");
+        assert!(doc["histograms"].as_object().is_some_and(|h| !h.is_empty()), "compact histograms kept");
+    }
+    assert!(walk(&data.join("storage")).iter().all(|p| p.starts_with("idle_daily/Firefox/release/23.0.1")));
+    let mut kinds: Vec<String> = error_entries(&data).iter().map(|e| e["kind"].as_str().unwrap().to_string()).collect();
+    kinds.sort();
+    assert_eq!(kinds.len(), 3, "{kinds:?}");
+    assert!(kinds.iter().any(|k| k == "uuid_only_path" || k == "invalid_path"), "{kinds:?}");
+    for kind in &kinds {
+        assert!(metrics.contains(&format!("telemetry_convert_bad_records_total{{type=\"{kind}\"}}")), "{kind}: {metrics}");
+    }
+    assert!(metrics.contains("telemetry_convert_records_written_total 2"), "{metrics}");
+}
+
+#[test]
+fn path_escape_attempts_convert_inside_the_data_dir() {
+    let mut server = TestServer::start(converting);
+    let ping = std::fs::read(common::data("pings/v4.saved-session.Fx40.0a2-aurora.2015-05.uberi.json")).unwrap();
+    for path in [
+        "/submit/telemetry/..%2F..%2F..%2Fescaped/saved-session/..%2F..%2Fescaped/40.0a2/aurora/20150522004047",
+        "/submit/telemetry/../../escaped/saved-session/Firefox/../../../escaped/aurora/20150522004047",
+    ] {
+        let mut request =
+            format!("POST {path} HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", ping.len()).into_bytes();
+        request.extend_from_slice(&ping);
+        assert_eq!(raw_http(server.addr, &request).0, 200, "{path}");
+    }
+    let data = server.data_dir();
+    wait_for("both records converted or rejected", || {
+        stored_lines(&data).len() + error_entries(&data).len() >= 2
+    });
+    server.stop();
+    let beside: Vec<_> = std::fs::read_dir(server.root.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert_eq!(beside, vec![std::ffi::OsString::from("data")], "nothing written beside the data dir");
+    for rel in walk(&data) {
+        assert!(!rel.components().any(|c| c.as_os_str() == ".."), "{rel:?}");
+        let canonical = std::fs::canonicalize(data.join(&rel)).unwrap();
+        assert!(canonical.starts_with(std::fs::canonicalize(&data).unwrap()), "{canonical:?}");
+    }
+}
+
+#[test]
+fn a_restart_converts_logs_left_by_the_previous_run() {
+    // First run: no conversion, so the finished log stays in raw/.
+    let mut first = TestServer::start(|c| c.ingest.max_log_age_ms = 60_000);
+    let (path, body) = idle_daily();
+    let id = path.split('/').next().unwrap().to_string();
+    let url = first.url(&format!("/submit/telemetry/{path}"));
+    assert_eq!(Client::new().post(url).body(body).send().unwrap().status().as_u16(), 200);
+    first.stop();
+    let root = std::mem::replace(&mut first.root, tempfile::tempdir().unwrap());
+    let data = root.path().join("data");
+    assert!(stored_lines(&data).is_empty());
+
+    let mut config = telemetry_server::config::Config::default();
+    config.data_dir = data.clone();
+    config.server.listen = "127.0.0.1:0".parse().unwrap();
+    converting(&mut config);
+    let mut second = TestServer::start_with(root, config);
+    wait_for("the leftover log converted", || stored_lines(&data).iter().any(|l| l.starts_with(&id)));
+    second.stop();
+}
