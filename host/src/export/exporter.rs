@@ -228,14 +228,31 @@ impl Exporter {
     }
 }
 
-/// Starts the continuous exporter on the current tokio runtime (used by `serve`).
-pub fn spawn(
-    cfg: S3Config,
-    data_dir: &Path,
-    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-) -> Result<tokio::task::JoinHandle<()>, S3Error> {
-    let exporter = Exporter::new(cfg, data_dir)?;
-    Ok(tokio::spawn(async move { exporter.run_forever(shutdown).await }))
+/// The continuous exporter running as a background task (owned by `serve`): started with
+/// [`ExportTask::start`], stopped with [`ExportTask::stop`], which waits for the final pass so
+/// files finished during the drain are exported too.
+pub struct ExportTask {
+    stop: tokio::sync::oneshot::Sender<()>,
+    handle: tokio::task::JoinHandle<()>,
+}
+
+impl ExportTask {
+    /// Starts exporting every `interval_secs` on the current tokio runtime.
+    pub fn start(exporter: Exporter) -> ExportTask {
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let handle = tokio::spawn(async move {
+            exporter.run_forever(async { let _ = stopped.await; }).await;
+        });
+        ExportTask { stop, handle }
+    }
+
+    /// Stops the loop after one last pass, and waits for it.
+    pub async fn stop(self) {
+        let _ = self.stop.send(());
+        if let Err(err) = self.handle.await {
+            tracing::error!(error = %err, "exporter task failed");
+        }
+    }
 }
 
 /// A finished partition file: a storage container extension (files being written end in

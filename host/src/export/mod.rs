@@ -21,5 +21,5 @@ pub mod upload;
 
 pub use config::{S3Config, MIN_PART_SIZE};
 pub use error::S3Error;
-pub use exporter::{ExportReport, Exporter};
+pub use exporter::{ExportReport, ExportTask, Exporter};
 pub use source::S3Source;
