@@ -9,8 +9,16 @@ use telemetry_server::rawlog::{decode_body, Limits, LogReader, Version};
 
 fuzz_target!(|data: &[u8]| {
     // Small limits so the fuzzer reaches the "too large" paths with short inputs.
-    let limits = Limits { max_path_bytes: 512, max_data_bytes: 4096 };
-    let versions = [None, Some(Version::V0), Some(Version::V1), Some(Version::V2)];
+    let limits = Limits {
+        max_path_bytes: 512,
+        max_data_bytes: 4096,
+    };
+    let versions = [
+        None,
+        Some(Version::V0),
+        Some(Version::V1),
+        Some(Version::V2),
+    ];
     for version in versions {
         let mut reader = LogReader::with_limits(Cursor::new(data), version, limits);
         let mut good_bytes = 0u64;

@@ -14,7 +14,9 @@ use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use telemetry_server::rawlog::{self, LogReader, Version};
-use telemetry_server::storage::{split_line, Codec, DataDir, LocalSource, PartitionSource, Schema, StorageWriter, WriterOptions};
+use telemetry_server::storage::{
+    split_line, Codec, DataDir, LocalSource, PartitionSource, Schema, StorageWriter, WriterOptions,
+};
 
 /// The v4 main pings in the shared data, minified to one line each.
 fn main_pings() -> Vec<String> {
@@ -26,7 +28,8 @@ fn main_pings() -> Vec<String> {
         let path = entry.unwrap().path();
         let name = path.file_name().unwrap().to_string_lossy().into_owned();
         if name.starts_with("v4.main.") && name.ends_with(".json") {
-            let value: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+            let value: serde_json::Value =
+                serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
             out.push(value.to_string());
         }
     }
@@ -41,7 +44,14 @@ fn schema() -> Schema {
 
 /// `copies` rounds of every ping as `(id, json)` lines.
 fn lines(pings: &[String], copies: usize) -> Vec<(String, &str)> {
-    (0..copies).flat_map(|c| pings.iter().enumerate().map(move |(i, p)| (format!("{c:06}-{i:04}"), p.as_str()))).collect()
+    (0..copies)
+        .flat_map(|c| {
+            pings
+                .iter()
+                .enumerate()
+                .map(move |(i, p)| (format!("{c:06}-{i:04}"), p.as_str()))
+        })
+        .collect()
 }
 
 fn bench_rawlog(c: &mut Criterion) {
@@ -57,11 +67,19 @@ fn bench_rawlog(c: &mut Criterion) {
         } else {
             body.to_vec()
         };
-        rawlog::encode_v2(&mut log, 1_432_830_425_610 + i as u64, "127.0.0.1", &format!("{id}/main/Firefox/45.0/beta/20151103030248"), &body);
+        rawlog::encode_v2(
+            &mut log,
+            1_432_830_425_610 + i as u64,
+            "127.0.0.1",
+            &format!("{id}/main/Firefox/45.0/beta/20151103030248"),
+            &body,
+        );
     }
     let mut group = c.benchmark_group("rawlog");
     group.throughput(Throughput::Bytes(log.len() as u64));
-    group.sample_size(10).measurement_time(Duration::from_secs(3));
+    group
+        .sample_size(10)
+        .measurement_time(Duration::from_secs(3));
     group.bench_function("read", |b| {
         b.iter(|| {
             let reader = LogReader::new(Cursor::new(&log), Some(Version::V2));
@@ -81,17 +99,28 @@ fn bench_rawlog(c: &mut Criterion) {
 fn bench_partitions(c: &mut Criterion) {
     let pings = main_pings();
     let records = lines(&pings, 20);
-    let text: Vec<u8> = records.iter().flat_map(|(id, json)| [id.as_bytes(), b"\t", json.as_bytes(), b"\n"].concat()).collect();
+    let text: Vec<u8> = records
+        .iter()
+        .flat_map(|(id, json)| [id.as_bytes(), b"\t", json.as_bytes(), b"\n"].concat())
+        .collect();
     let tmp = tempfile::tempdir().unwrap();
     let data = DataDir::open(tmp.path()).unwrap();
     let dims = vec!["main".to_string(), "20151105".to_string()];
     let mut group = c.benchmark_group("partition");
     group.throughput(Throughput::Bytes(text.len() as u64));
-    group.sample_size(10).measurement_time(Duration::from_secs(3));
+    group
+        .sample_size(10)
+        .measurement_time(Duration::from_secs(3));
 
-    for (name, codec) in [("zstd", Codec::Zstd { level: 3 }), ("xz", Codec::Xz { preset: 1 })] {
+    for (name, codec) in [
+        ("zstd", Codec::Zstd { level: 3 }),
+        ("xz", Codec::Xz { preset: 1 }),
+    ] {
         let storage = data.sub(&format!("storage-{name}")).unwrap();
-        let options = WriterOptions { codec, ..WriterOptions::default() };
+        let options = WriterOptions {
+            codec,
+            ..WriterOptions::default()
+        };
         let mut writer = StorageWriter::new(storage.try_clone().unwrap(), schema(), options);
         for (id, json) in &records {
             writer.write(&dims, 4, id, json).unwrap();
@@ -115,9 +144,13 @@ fn bench_partitions(c: &mut Criterion) {
             b.iter(|| {
                 let mut out = Vec::with_capacity(text.len());
                 match codec {
-                    Codec::Zstd { .. } => zstd::stream::copy_decode(&compressed[..], &mut out).unwrap(),
+                    Codec::Zstd { .. } => {
+                        zstd::stream::copy_decode(&compressed[..], &mut out).unwrap()
+                    }
                     Codec::Xz { .. } => {
-                        xz2::read::XzDecoder::new(&compressed[..]).read_to_end(&mut out).unwrap();
+                        xz2::read::XzDecoder::new(&compressed[..])
+                            .read_to_end(&mut out)
+                            .unwrap();
                     }
                 }
                 out.len()
@@ -128,7 +161,11 @@ fn bench_partitions(c: &mut Criterion) {
     let storage = data.sub("write").unwrap();
     group.bench_function("write-zstd", |b| {
         b.iter(|| {
-            let mut writer = StorageWriter::new(storage.try_clone().unwrap(), schema(), WriterOptions::default());
+            let mut writer = StorageWriter::new(
+                storage.try_clone().unwrap(),
+                schema(),
+                WriterOptions::default(),
+            );
             for (id, json) in &records {
                 writer.write(&dims, 4, id, json).unwrap();
             }
@@ -137,7 +174,9 @@ fn bench_partitions(c: &mut Criterion) {
             file.size
         })
     });
-    group.bench_function("encode-zstd", |b| b.iter(|| zstd::stream::encode_all(&text[..], 3).unwrap().len()));
+    group.bench_function("encode-zstd", |b| {
+        b.iter(|| zstd::stream::encode_all(&text[..], 3).unwrap().len())
+    });
     group.finish();
 }
 

@@ -54,18 +54,28 @@ fn cat(args: CatArgs) -> anyhow::Result<ExitCode> {
     let stdout = io::stdout();
     let mut out = BufWriter::with_capacity(1 << 16, stdout.lock());
     let mut summary = Summary::default();
-    let limits = Limits { max_data_bytes: args.max_data_bytes, ..Limits::default() };
+    let limits = Limits {
+        max_data_bytes: args.max_data_bytes,
+        ..Limits::default()
+    };
     for path in &args.files {
-        let file = std::fs::File::open(path).with_context(|| format!("cannot open raw log '{}'", path.display()))?;
-        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
-        let version = args.log_version.or_else(|| rawlog::version_from_file_name(name));
+        let file = std::fs::File::open(path)
+            .with_context(|| format!("cannot open raw log '{}'", path.display()))?;
+        let name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default();
+        let version = args
+            .log_version
+            .or_else(|| rawlog::version_from_file_name(name));
         let mut reader = LogReader::with_limits(io::BufReader::new(file), version, limits);
         let shown = path.display().to_string();
         while let Some(item) = reader.next() {
             let line = match item {
                 Ok(record) => {
                     summary.records += 1;
-                    let (line, body_ok) = record_json(&shown, reader.record_offset(), &record, args.max_body_bytes);
+                    let (line, body_ok) =
+                        record_json(&shown, reader.record_offset(), &record, args.max_body_bytes);
                     summary.bad_bodies += u64::from(!body_ok);
                     line
                 }
@@ -89,7 +99,11 @@ fn cat(args: CatArgs) -> anyhow::Result<ExitCode> {
         summary.records, summary.damaged, summary.bad_bodies, summary.skipped_bytes
     );
     let clean = summary.damaged == 0 && summary.bad_bodies == 0;
-    Ok(if clean { ExitCode::SUCCESS } else { ExitCode::from(1) })
+    Ok(if clean {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }
 
 /// A closed stdout (`| head`) ends the command successfully; other write errors fail it.
@@ -102,7 +116,12 @@ fn broken_pipe_or(e: io::Error) -> anyhow::Result<ExitCode> {
 }
 
 /// One record as a JSON line, and whether its body decoded to JSON.
-fn record_json(file: &str, offset: u64, record: &RawRecord, max_body_bytes: usize) -> (String, bool) {
+fn record_json(
+    file: &str,
+    offset: u64,
+    record: &RawRecord,
+    max_body_bytes: usize,
+) -> (String, bool) {
     let mut head = serde_json::json!({
         "file": file,
         "offset": offset,
@@ -112,13 +131,19 @@ fn record_json(file: &str, offset: u64, record: &RawRecord, max_body_bytes: usiz
     })
     .to_string();
     head.pop(); // reopen the object to append the body verbatim
-    let body = decode_body(&record.body, max_body_bytes).map_err(|e| e.to_string()).and_then(|body| {
-        serde_json::from_slice::<IgnoredAny>(&body).map_err(|e| format!("body is not JSON: {e}"))?;
-        Ok(minify(&body))
-    });
+    let body = decode_body(&record.body, max_body_bytes)
+        .map_err(|e| e.to_string())
+        .and_then(|body| {
+            serde_json::from_slice::<IgnoredAny>(&body)
+                .map_err(|e| format!("body is not JSON: {e}"))?;
+            Ok(minify(&body))
+        });
     match body {
         Ok(json) => (format!("{head},\"body\":{json}}}"), true),
-        Err(error) => (format!("{head},\"error\":{}}}", serde_json::Value::String(error)), false),
+        Err(error) => (
+            format!("{head},\"error\":{}}}", serde_json::Value::String(error)),
+            false,
+        ),
     }
 }
 
@@ -153,18 +178,29 @@ mod tests {
 
     #[test]
     fn minify_keeps_strings_and_order() {
-        assert_eq!(minify(br#"{ "b" : [1, 2],"a":"x \" y\n" }"#), r#"{"b":[1,2],"a":"x \" y\n"}"#);
+        assert_eq!(
+            minify(br#"{ "b" : [1, 2],"a":"x \" y\n" }"#),
+            r#"{"b":[1,2],"a":"x \" y\n"}"#
+        );
     }
 
     #[test]
     fn records_become_json_lines() {
-        let record = RawRecord { timestamp_ms: 5, ip: "1.2.3.4".into(), path: "id/x".into(), body: b"{ \"a\": 1 }".to_vec() };
+        let record = RawRecord {
+            timestamp_ms: 5,
+            ip: "1.2.3.4".into(),
+            path: "id/x".into(),
+            body: b"{ \"a\": 1 }".to_vec(),
+        };
         let (line, ok) = record_json("f", 0, &record, 100);
         assert!(ok);
         let v: serde_json::Value = serde_json::from_str(&line).unwrap();
         assert_eq!(v["body"]["a"], 1);
         assert_eq!(v["path"], "id/x");
-        let bad = RawRecord { body: b"not json".to_vec(), ..record };
+        let bad = RawRecord {
+            body: b"not json".to_vec(),
+            ..record
+        };
         let (line, ok) = record_json("f", 0, &bad, 100);
         assert!(!ok);
         let v: serde_json::Value = serde_json::from_str(&line).unwrap();

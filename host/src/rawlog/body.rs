@@ -72,7 +72,10 @@ mod tests {
         let data = vec![b'x'; 1000];
         let gz = gzip(&data);
         assert_eq!(decode_body(&gz, 1000).unwrap().as_ref(), &data[..]);
-        assert!(matches!(decode_body(&gz, 999), Err(BodyError::TooLarge { limit: 999 })));
+        assert!(matches!(
+            decode_body(&gz, 999),
+            Err(BodyError::TooLarge { limit: 999 })
+        ));
     }
 
     #[test]
@@ -87,6 +90,9 @@ mod tests {
         let mut gz = gzip(&[b'y'; 5000]);
         gz.truncate(gz.len() / 2);
         assert!(matches!(decode_body(&gz, 1 << 20), Err(BodyError::Gzip(_))));
-        assert!(matches!(decode_body(&[0x1F, 0x8B], 100), Err(BodyError::Gzip(_))));
+        assert!(matches!(
+            decode_body(&[0x1F, 0x8B], 100),
+            Err(BodyError::Gzip(_))
+        ));
     }
 }

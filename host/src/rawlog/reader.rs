@@ -132,7 +132,8 @@ impl<R: Read> LogReader<R> {
         let mut best = (Version::V2, (false, 0usize, usize::MAX));
         for version in Version::ALL {
             let (first, good, bad) = frame_prefix(version, data, self.eof, &self.limits);
-            let better = (first, good, std::cmp::Reverse(bad)) > (best.1 .0, best.1 .1, std::cmp::Reverse(best.1 .2));
+            let better = (first, good, std::cmp::Reverse(bad))
+                > (best.1 .0, best.1 .1, std::cmp::Reverse(best.1 .2));
             if better {
                 best = (version, (first, good, bad));
             }
@@ -148,7 +149,10 @@ impl<R: Read> LogReader<R> {
     fn io_error(&mut self, error: io::Error) -> Option<Result<RawRecord, RecordError>> {
         self.done = true;
         self.errors += 1;
-        Some(Err(RecordError::Io { offset: self.offset, message: error.to_string() }))
+        Some(Err(RecordError::Io {
+            offset: self.offset,
+            message: error.to_string(),
+        }))
     }
 }
 
@@ -205,7 +209,14 @@ impl<R: Read> Iterator for LogReader<R> {
                 continue;
             }
             let bytes = &self.buf[self.start..self.end];
-            match record::step(version, bytes, self.eof, self.offset, self.in_sync, &self.limits) {
+            match record::step(
+                version,
+                bytes,
+                self.eof,
+                self.offset,
+                self.in_sync,
+                &self.limits,
+            ) {
                 Step::NeedMore => {
                     if let Err(e) = self.fill() {
                         return self.io_error(e);
@@ -257,7 +268,13 @@ pub fn version_from_file_name(name: &str) -> Option<Version> {
 /// Opens a raw log file. The version comes from `.v1.`/`.v2.` in the file name, else it is
 /// detected from the content.
 pub fn open(path: &Path) -> io::Result<LogReader<BufReader<File>>> {
-    let version = path.file_name().and_then(|n| n.to_str()).and_then(version_from_file_name);
+    let version = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .and_then(version_from_file_name);
     let file = File::open(path)?;
-    Ok(LogReader::new(BufReader::with_capacity(64 * 1024, file), version))
+    Ok(LogReader::new(
+        BufReader::with_capacity(64 * 1024, file),
+        version,
+    ))
 }

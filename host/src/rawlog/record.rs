@@ -76,7 +76,9 @@ impl std::str::FromStr for Version {
             "v0" | "0" => Ok(Version::V0),
             "v1" | "1" => Ok(Version::V1),
             "v2" | "2" => Ok(Version::V2),
-            other => Err(format!("unknown raw-log version {other:?} (expected v0, v1 or v2)")),
+            other => Err(format!(
+                "unknown raw-log version {other:?} (expected v0, v1 or v2)"
+            )),
         }
     }
 }
@@ -92,7 +94,10 @@ pub struct Limits {
 
 impl Default for Limits {
     fn default() -> Self {
-        Limits { max_path_bytes: MAX_PATH_BYTES, max_data_bytes: MAX_DATA_BYTES }
+        Limits {
+            max_path_bytes: MAX_PATH_BYTES,
+            max_data_bytes: MAX_DATA_BYTES,
+        }
     }
 }
 
@@ -193,8 +198,18 @@ fn u64_at(b: &[u8], at: usize) -> u64 {
 /// Reads the header at the start of `b` (which holds at least `header_len` bytes).
 fn read_header(version: Version, b: &[u8]) -> Header {
     match version {
-        Version::V0 => Header { ip_len: 0, path_len: u32_at(b, 0), data_len: u32_at(b, 4), timestamp_ms: u64_at(b, 8) },
-        Version::V1 => Header { ip_len: 0, path_len: u16_at(b, 1), data_len: u32_at(b, 3), timestamp_ms: u64_at(b, 7) },
+        Version::V0 => Header {
+            ip_len: 0,
+            path_len: u32_at(b, 0),
+            data_len: u32_at(b, 4),
+            timestamp_ms: u64_at(b, 8),
+        },
+        Version::V1 => Header {
+            ip_len: 0,
+            path_len: u16_at(b, 1),
+            data_len: u32_at(b, 3),
+            timestamp_ms: u64_at(b, 7),
+        },
         Version::V2 => Header {
             ip_len: b[1] as usize,
             path_len: u16_at(b, 2),
@@ -241,7 +256,10 @@ pub(crate) fn plausible_header(version: Version, b: &[u8], limits: &Limits) -> b
     let h = read_header(version, b);
     // Every real submission has a path (at least its id); zero lengths would make runs of
     // zero bytes look like records.
-    if h.path_len == 0 || check_limits(&h, limits, 0).is_err() || h.timestamp_ms >= PLAUSIBLE_TIMESTAMP_MS {
+    if h.path_len == 0
+        || check_limits(&h, limits, 0).is_err()
+        || h.timestamp_ms >= PLAUSIBLE_TIMESTAMP_MS
+    {
         return false;
     }
     let Some(fields) = b.get(hl..hl + h.ip_len + h.path_len) else {
@@ -282,7 +300,14 @@ fn lookahead(version: Version, limits: &Limits) -> usize {
 /// is the cursor's byte offset in the log (for error messages), and `in_sync` says the cursor
 /// follows a good record or the start of the file (an implausible header there is a damaged
 /// record; while resynchronising after garbage it is more garbage).
-pub(crate) fn step(version: Version, b: &[u8], eof: bool, offset: u64, in_sync: bool, limits: &Limits) -> Step {
+pub(crate) fn step(
+    version: Version,
+    b: &[u8],
+    eof: bool,
+    offset: u64,
+    in_sync: bool,
+    limits: &Limits,
+) -> Step {
     debug_assert!(!b.is_empty());
     if has_separator(version) && b[0] != SEPARATOR {
         let garbage = memchr::memchr(SEPARATOR, b).unwrap_or(b.len());
@@ -296,8 +321,16 @@ pub(crate) fn step(version: Version, b: &[u8], eof: bool, offset: u64, in_sync: 
         if !in_sync {
             return Step::Skip(b.len());
         }
-        let error = RecordError::Truncated { offset, expected: hl as u64, found: b.len() as u64, cause: "end of file" };
-        return Step::Damaged { len: b.len(), error };
+        let error = RecordError::Truncated {
+            offset,
+            expected: hl as u64,
+            found: b.len() as u64,
+            cause: "end of file",
+        };
+        return Step::Damaged {
+            len: b.len(),
+            error,
+        };
     }
     let h = read_header(version, b);
     if !in_sync {
@@ -321,8 +354,17 @@ pub(crate) fn step(version: Version, b: &[u8], eof: bool, offset: u64, in_sync: 
         }
         let resume = find_plausible(version, b, b.len() - 1, limits);
         let found = resume.unwrap_or(b.len());
-        let cause = if resume.is_some() { "the next record" } else { "end of file" };
-        let error = RecordError::Truncated { offset, expected: total as u64, found: found as u64, cause };
+        let cause = if resume.is_some() {
+            "the next record"
+        } else {
+            "end of file"
+        };
+        let error = RecordError::Truncated {
+            offset,
+            expected: total as u64,
+            found: found as u64,
+            cause,
+        };
         return Step::Damaged { len: found, error };
     }
     // The record must be followed by a plausible record header or the end of the file; if not,
@@ -332,19 +374,37 @@ pub(crate) fn step(version: Version, b: &[u8], eof: bool, offset: u64, in_sync: 
     }
     if b.len() > total && !plausible_header(version, &b[total..], limits) {
         if let Some(next) = find_plausible(version, b, total - 1, limits) {
-            let error = RecordError::Truncated { offset, expected: total as u64, found: next as u64, cause: "the next record" };
+            let error = RecordError::Truncated {
+                offset,
+                expected: total as u64,
+                found: next as u64,
+                cause: "the next record",
+            };
             return Step::Damaged { len: next, error };
         }
     }
     let ip = hl..hl + h.ip_len;
     let path = ip.end..ip.end + h.path_len;
     let body = path.end..total;
-    Step::Record(Frame { len: total, timestamp_ms: h.timestamp_ms, ip, path, body })
+    Step::Record(Frame {
+        len: total,
+        timestamp_ms: h.timestamp_ms,
+        ip,
+        path,
+        body,
+    })
 }
 
 /// Appends one record in the given layout to `out` (the ip is dropped for v0/v1).
 /// The caller guarantees the lengths fit the layout's fields.
-pub fn encode(version: Version, out: &mut Vec<u8>, timestamp_ms: u64, ip: &str, path: &str, body: &[u8]) {
+pub fn encode(
+    version: Version,
+    out: &mut Vec<u8>,
+    timestamp_ms: u64,
+    ip: &str,
+    path: &str,
+    body: &[u8],
+) {
     match version {
         Version::V0 => {
             out.extend_from_slice(&(path.len() as u32).to_le_bytes());

@@ -66,16 +66,22 @@ impl FromStr for Codec {
 
     /// `zstd`, `zstd:LEVEL` (1–22), `xz` (preset 1) or `xz:PRESET` (0–9).
     fn from_str(spec: &str) -> Result<Self, Self::Err> {
-        let invalid = || StorageError::InvalidCodec { spec: spec.to_string() };
+        let invalid = || StorageError::InvalidCodec {
+            spec: spec.to_string(),
+        };
         let (name, arg) = match spec.split_once(':') {
             Some((n, a)) => (n, Some(a.parse::<i64>().map_err(|_| invalid())?)),
             None => (spec, None),
         };
         match (name, arg) {
             ("zstd" | "zst", None) => Ok(Codec::Zstd { level: 3 }),
-            ("zstd" | "zst", Some(level @ 1..=22)) => Ok(Codec::Zstd { level: level as i32 }),
+            ("zstd" | "zst", Some(level @ 1..=22)) => Ok(Codec::Zstd {
+                level: level as i32,
+            }),
             ("xz", None) => Ok(Codec::Xz { preset: 1 }),
-            ("xz", Some(preset @ 0..=9)) => Ok(Codec::Xz { preset: preset as u32 }),
+            ("xz", Some(preset @ 0..=9)) => Ok(Codec::Xz {
+                preset: preset as u32,
+            }),
             _ => Err(invalid()),
         }
     }
@@ -151,8 +157,13 @@ impl Container {
 
 /// A buffered, decompressed reader over `raw`, the content of the file called `name` (the
 /// decoder is chosen by its extension).
-pub fn decompress<R: Read + Send + 'static>(name: &str, raw: R) -> Result<Box<dyn BufRead + Send>, StorageError> {
-    let container = Container::from_name(name).ok_or_else(|| StorageError::UnknownCodec { path: name.to_string() })?;
+pub fn decompress<R: Read + Send + 'static>(
+    name: &str,
+    raw: R,
+) -> Result<Box<dyn BufRead + Send>, StorageError> {
+    let container = Container::from_name(name).ok_or_else(|| StorageError::UnknownCodec {
+        path: name.to_string(),
+    })?;
     decompress_container(container, raw).map_err(|e| StorageError::io(name, e))
 }
 
@@ -172,11 +183,15 @@ pub fn decompress_container<R: Read + Send + 'static>(
         Container::Lzma => {
             let stream = xz2::stream::Stream::new_auto_decoder(u64::MAX, xz2::stream::CONCATENATED)
                 .map_err(io::Error::other)?;
-            Box::new(BufReader::with_capacity(READ_BUFFER_BYTES, xz2::bufread::XzDecoder::new_stream(input, stream)))
+            Box::new(BufReader::with_capacity(
+                READ_BUFFER_BYTES,
+                xz2::bufread::XzDecoder::new_stream(input, stream),
+            ))
         }
-        Container::Gzip => {
-            Box::new(BufReader::with_capacity(READ_BUFFER_BYTES, flate2::bufread::MultiGzDecoder::new(input)))
-        }
+        Container::Gzip => Box::new(BufReader::with_capacity(
+            READ_BUFFER_BYTES,
+            flate2::bufread::MultiGzDecoder::new(input),
+        )),
         Container::Plain => Box::new(input),
     })
 }
@@ -188,18 +203,30 @@ mod tests {
     #[test]
     fn codec_specs_parse() {
         assert_eq!("zstd".parse::<Codec>().unwrap(), Codec::Zstd { level: 3 });
-        assert_eq!("zstd:19".parse::<Codec>().unwrap(), Codec::Zstd { level: 19 });
+        assert_eq!(
+            "zstd:19".parse::<Codec>().unwrap(),
+            Codec::Zstd { level: 19 }
+        );
         assert_eq!("xz:0".parse::<Codec>().unwrap(), Codec::Xz { preset: 0 });
         for bad in ["zstd:0", "zstd:23", "xz:10", "lz4", "xz:", "zstd:x"] {
             assert!(bad.parse::<Codec>().is_err(), "{bad}");
         }
-        assert_eq!(Codec::default().to_string().parse::<Codec>().unwrap(), Codec::default());
+        assert_eq!(
+            Codec::default().to_string().parse::<Codec>().unwrap(),
+            Codec::default()
+        );
     }
 
     #[test]
     fn containers_by_extension() {
-        assert_eq!(Container::from_name("a.v2.log.u.zst"), Some(Container::Zstd));
-        assert_eq!(Container::from_name("a.v2.log.u.lzma"), Some(Container::Lzma));
+        assert_eq!(
+            Container::from_name("a.v2.log.u.zst"),
+            Some(Container::Zstd)
+        );
+        assert_eq!(
+            Container::from_name("a.v2.log.u.lzma"),
+            Some(Container::Lzma)
+        );
         assert_eq!(Container::from_name("a.v2.log"), Some(Container::Plain));
         assert_eq!(Container::from_name("a.v2.log.u.zst.partial"), None);
         assert_eq!(Container::from_name("noext"), None);

@@ -34,8 +34,12 @@ impl DataDir {
     pub fn open(path: &Path) -> Result<DataDir, StorageError> {
         let shown = || path.display().to_string();
         std::fs::create_dir_all(path).map_err(|e| StorageError::io(shown(), e))?;
-        let dir = Dir::open_ambient_dir(path, ambient_authority()).map_err(|e| StorageError::io(shown(), e))?;
-        Ok(DataDir { dir, path: path.to_path_buf() })
+        let dir = Dir::open_ambient_dir(path, ambient_authority())
+            .map_err(|e| StorageError::io(shown(), e))?;
+        Ok(DataDir {
+            dir,
+            path: path.to_path_buf(),
+        })
     }
 
     /// The directory handle.
@@ -52,11 +56,18 @@ impl DataDir {
     /// component such as [`STORAGE`] or [`RAW`].
     pub fn sub(&self, name: &str) -> Result<Dir, StorageError> {
         let mut components = Path::new(name).components();
-        let plain = matches!(components.next(), Some(Component::Normal(_))) && components.next().is_none();
+        let plain =
+            matches!(components.next(), Some(Component::Normal(_))) && components.next().is_none();
         if !plain || name.contains('/') || name.contains('\\') {
-            return Err(StorageError::InvalidName { name: name.to_string() });
+            return Err(StorageError::InvalidName {
+                name: name.to_string(),
+            });
         }
-        self.dir.create_dir_all(name).map_err(|e| StorageError::io(name, e))?;
-        self.dir.open_dir(name).map_err(|e| StorageError::io(name, e))
+        self.dir
+            .create_dir_all(name)
+            .map_err(|e| StorageError::io(name, e))?;
+        self.dir
+            .open_dir(name)
+            .map_err(|e| StorageError::io(name, e))
     }
 }

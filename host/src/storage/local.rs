@@ -22,19 +22,38 @@ impl LocalSource {
     }
 
     /// Appends the matching files under `dir` (at `prefix`, depth `level`) to `out`.
-    fn walk(&self, dir: &Dir, prefix: &str, level: usize, filter: &Schema, out: &mut Vec<PartitionFile>) -> Result<(), StorageError> {
+    fn walk(
+        &self,
+        dir: &Dir,
+        prefix: &str,
+        level: usize,
+        filter: &Schema,
+        out: &mut Vec<PartitionFile>,
+    ) -> Result<(), StorageError> {
         let levels = filter.len();
         let dir_levels = levels.saturating_sub(2);
-        let shown = |name: &str| if prefix.is_empty() { name.to_string() } else { format!("{prefix}/{name}") };
+        let shown = |name: &str| {
+            if prefix.is_empty() {
+                name.to_string()
+            } else {
+                format!("{prefix}/{name}")
+            }
+        };
         let entries = dir.entries().map_err(|e| StorageError::io(shown(""), e))?;
         for entry in entries {
             let entry = entry.map_err(|e| StorageError::io(shown(""), e))?;
-            let Ok(name) = entry.file_name().into_string() else { continue };
+            let Ok(name) = entry.file_name().into_string() else {
+                continue;
+            };
             let path = shown(&name);
-            let kind = entry.file_type().map_err(|e| StorageError::io(path.clone(), e))?;
+            let kind = entry
+                .file_type()
+                .map_err(|e| StorageError::io(path.clone(), e))?;
             if level < dir_levels {
                 if kind.is_dir() && filter.matches_prefix(level, &name) {
-                    let sub = entry.open_dir().map_err(|e| StorageError::io(path.clone(), e))?;
+                    let sub = entry
+                        .open_dir()
+                        .map_err(|e| StorageError::io(path.clone(), e))?;
                     self.walk(&sub, &path, level + 1, filter, out)?;
                 }
                 continue;
@@ -42,9 +61,14 @@ impl LocalSource {
             if !kind.is_file() || Container::from_name(&name).is_none() {
                 continue;
             }
-            let Some(dims) = parse_partition_path(&path, levels) else { continue };
+            let Some(dims) = parse_partition_path(&path, levels) else {
+                continue;
+            };
             if filter.matches(&dims) {
-                let size = entry.metadata().map_err(|e| StorageError::io(path.clone(), e))?.len();
+                let size = entry
+                    .metadata()
+                    .map_err(|e| StorageError::io(path.clone(), e))?
+                    .len();
                 out.push(PartitionFile { path, dims, size });
             }
         }
@@ -63,7 +87,10 @@ impl PartitionSource for LocalSource {
     }
 
     fn open(&self, file: &PartitionFile) -> Result<Box<dyn std::io::BufRead + Send>, StorageError> {
-        let handle = self.dir.open(&file.path).map_err(|e| StorageError::io(file.path.clone(), e))?;
+        let handle = self
+            .dir
+            .open(&file.path)
+            .map_err(|e| StorageError::io(file.path.clone(), e))?;
         decompress(&file.path, handle)
     }
 }

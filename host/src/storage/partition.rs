@@ -28,12 +28,20 @@ impl PartitionName {
     /// dimension the stem is `<d0>.v<N>.log`; with none it is `v<N>.log`.
     pub fn new(dims: &[String], version: u32) -> PartitionName {
         let levels = dims.len();
-        let stored: Vec<String> = dims.iter().enumerate().map(|(i, v)| stored_value(v, i, levels)).collect();
+        let stored: Vec<String> = dims
+            .iter()
+            .enumerate()
+            .map(|(i, v)| stored_value(v, i, levels))
+            .collect();
         let split = levels.saturating_sub(2);
         let mut stem: Vec<&str> = stored[split..].iter().map(String::as_str).collect();
         let suffix = format!("v{version}.log");
         stem.push(&suffix);
-        PartitionName { dirs: stored[..split].to_vec(), stem: stem.join("."), dims: stored }
+        PartitionName {
+            dirs: stored[..split].to_vec(),
+            stem: stem.join("."),
+            dims: stored,
+        }
     }
 
     /// The directory, `/`-separated and relative to the storage directory (empty at the top).
@@ -44,7 +52,11 @@ impl PartitionName {
     /// A file of this partition: `<dir>/<stem>.<uuid32>.<ext>`.
     pub fn file_path(&self, uuid32: &str, extension: &str) -> String {
         let name = format!("{}.{uuid32}.{extension}", self.stem);
-        if self.dirs.is_empty() { name } else { format!("{}/{name}", self.dir()) }
+        if self.dirs.is_empty() {
+            name
+        } else {
+            format!("{}/{name}", self.dir())
+        }
     }
 }
 
@@ -94,16 +106,33 @@ mod tests {
     fn seed_naming_example() {
         // The seed's own test (seed reference §7.2).
         let name = PartitionName::new(
-            &dims(&["saved-session", "someAppName", "nightly", "someAppVersion", "someBuildID", "20130908"]),
+            &dims(&[
+                "saved-session",
+                "someAppName",
+                "nightly",
+                "someAppVersion",
+                "someBuildID",
+                "20130908",
+            ]),
             99,
         );
-        assert_eq!(name.dir(), "saved_session/someAppName/nightly/someAppVersion");
+        assert_eq!(
+            name.dir(),
+            "saved_session/someAppName/nightly/someAppVersion"
+        );
         assert_eq!(name.stem, "someBuildID.20130908.v99.log");
     }
 
     #[test]
     fn names_parse_back_to_their_dimensions() {
-        let d = dims(&["saved-session", "Firefox", "nightly", "22.0a1", "2013.0226", "20131011"]);
+        let d = dims(&[
+            "saved-session",
+            "Firefox",
+            "nightly",
+            "22.0a1",
+            "2013.0226",
+            "20131011",
+        ]);
         let name = PartitionName::new(&d, 2);
         let path = name.file_path("e28a4032eb744f089a1828ac7399e5d8", "zst");
         assert_eq!(
@@ -115,7 +144,14 @@ mod tests {
         let seed = "saved_session/Firefox/nightly/22.0a1/20130226031002.20131011.v2.log.e28a4032eb744f089a1828ac7399e5d8.lzma";
         assert_eq!(
             parse_partition_path(seed, 6).unwrap(),
-            dims(&["saved_session", "Firefox", "nightly", "22.0a1", "20130226031002", "20131011"])
+            dims(&[
+                "saved_session",
+                "Firefox",
+                "nightly",
+                "22.0a1",
+                "20130226031002",
+                "20131011"
+            ])
         );
         assert_eq!(parse_partition_path(seed, 5), None);
         assert_eq!(parse_partition_path("a/b.log", 6), None);
@@ -125,7 +161,10 @@ mod tests {
     fn one_dimension_layouts() {
         let name = PartitionName::new(&dims(&["20140715"]), 2);
         assert_eq!(name.file_path("u", "xz"), "20140715.v2.log.u.xz");
-        assert_eq!(parse_partition_path("20140715.v2.log.u.xz", 1).unwrap(), dims(&["20140715"]));
+        assert_eq!(
+            parse_partition_path("20140715.v2.log.u.xz", 1).unwrap(),
+            dims(&["20140715"])
+        );
     }
 
     #[test]

@@ -34,9 +34,17 @@ struct Open {
 }
 
 /// Lists the files of `source` that pass `filter` and reads their records in path order.
-pub fn records<'a>(source: &'a dyn PartitionSource, filter: &Schema) -> Result<Records<'a>, StorageError> {
+pub fn records<'a>(
+    source: &'a dyn PartitionSource,
+    filter: &Schema,
+) -> Result<Records<'a>, StorageError> {
     let files = source.list(filter)?;
-    Ok(Records { source, files: files.into_iter(), current: None, line: Vec::with_capacity(1 << 16) })
+    Ok(Records {
+        source,
+        files: files.into_iter(),
+        current: None,
+        line: Vec::with_capacity(1 << 16),
+    })
 }
 
 impl Iterator for Records<'_> {
@@ -48,7 +56,12 @@ impl Iterator for Records<'_> {
                 let file = self.files.next()?;
                 match self.source.open(&file) {
                     Ok(reader) => {
-                        self.current = Some(Open { path: file.path, dims: file.dims.into(), reader, line_number: 0 });
+                        self.current = Some(Open {
+                            path: file.path,
+                            dims: file.dims.into(),
+                            reader,
+                            line_number: 0,
+                        });
                         continue;
                     }
                     Err(e) => return Some(Err(e)),
@@ -61,7 +74,10 @@ impl Iterator for Records<'_> {
                     open.line_number += 1;
                     let line = self.line.strip_suffix(b"\n").unwrap_or(&self.line);
                     let Some((id, json)) = split_line(line) else {
-                        return Some(Err(StorageError::BadLine { path: open.path.clone(), line: open.line_number }));
+                        return Some(Err(StorageError::BadLine {
+                            path: open.path.clone(),
+                            line: open.line_number,
+                        }));
                     };
                     return Some(Ok(Record {
                         id: String::from_utf8_lossy(id).into_owned(),

@@ -65,14 +65,21 @@ impl Schema {
 
     /// Reads and parses a schema or filter file.
     pub fn load(path: &Path) -> Result<Schema, StorageError> {
-        let text = std::fs::read_to_string(path).map_err(|e| StorageError::io(path.display().to_string(), e))?;
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| StorageError::io(path.display().to_string(), e))?;
         Self::parse(&text, &path.display().to_string())
     }
 
     fn parse(text: &str, origin: &str) -> Result<Schema, StorageError> {
-        let invalid = |message: String| StorageError::Schema { origin: origin.to_string(), message };
-        let doc: Value = serde_json::from_str(text).map_err(|e| invalid(format!("not JSON: {e}")))?;
-        let obj = doc.as_object().ok_or_else(|| invalid("the document must be a JSON object".into()))?;
+        let invalid = |message: String| StorageError::Schema {
+            origin: origin.to_string(),
+            message,
+        };
+        let doc: Value =
+            serde_json::from_str(text).map_err(|e| invalid(format!("not JSON: {e}")))?;
+        let obj = doc
+            .as_object()
+            .ok_or_else(|| invalid("the document must be a JSON object".into()))?;
         match obj.get("version") {
             None => {}
             Some(v) if v.as_u64() == Some(1) => {}
@@ -131,7 +138,11 @@ impl Schema {
             .enumerate()
             .map(|(i, dim)| {
                 let value = values.get(i).copied().flatten().unwrap_or(UNKNOWN);
-                if dim.allowed.allows_raw(value) { value.to_string() } else { OTHER.to_string() }
+                if dim.allowed.allows_raw(value) {
+                    value.to_string()
+                } else {
+                    OTHER.to_string()
+                }
             })
             .collect()
     }
@@ -139,13 +150,19 @@ impl Schema {
     /// Whether a stored value (a directory or file-name part) at `level` passes this filter.
     /// Levels beyond the filter's dimensions pass.
     pub fn matches_prefix(&self, level: usize, value: &str) -> bool {
-        self.dimensions.get(level).is_none_or(|d| d.allowed.allows_stored(value))
+        self.dimensions
+            .get(level)
+            .is_none_or(|d| d.allowed.allows_stored(value))
     }
 
     /// Whether a partition's stored dimension values all pass this filter. The number of values
     /// must equal the number of dimensions.
     pub fn matches(&self, dims: &[String]) -> bool {
-        dims.len() == self.dimensions.len() && dims.iter().enumerate().all(|(i, v)| self.matches_prefix(i, v))
+        dims.len() == self.dimensions.len()
+            && dims
+                .iter()
+                .enumerate()
+                .all(|(i, v)| self.matches_prefix(i, v))
     }
 }
 
@@ -155,13 +172,18 @@ fn parse_dimension(d: &Value) -> Result<Dimension, String> {
         .and_then(Value::as_str)
         .ok_or("missing string \"field_name\"")?
         .to_string();
-    let allowed = match d.get("allowed_values").ok_or("missing \"allowed_values\"")? {
+    let allowed = match d
+        .get("allowed_values")
+        .ok_or("missing \"allowed_values\"")?
+    {
         Value::String(s) if s == "*" => Allowed::Any,
         Value::String(s) => Allowed::values(vec![s.clone()]),
         Value::Array(items) => {
             let raw = items
                 .iter()
-                .map(|v| scalar(v).ok_or_else(|| format!("list value {v} is not a string or number")))
+                .map(|v| {
+                    scalar(v).ok_or_else(|| format!("list value {v} is not a string or number"))
+                })
                 .collect::<Result<Vec<_>, _>>()?;
             Allowed::values(raw)
         }
@@ -171,11 +193,20 @@ fn parse_dimension(d: &Value) -> Result<Dimension, String> {
             }
             let bound = |key: &str| match range.get(key) {
                 None | Some(Value::Null) => Ok(None),
-                Some(v) => scalar(v).map(Some).ok_or_else(|| format!("{key} {v} is not a string or number")),
+                Some(v) => scalar(v)
+                    .map(Some)
+                    .ok_or_else(|| format!("{key} {v} is not a string or number")),
             };
-            Allowed::Range { min: bound("min")?, max: bound("max")? }
+            Allowed::Range {
+                min: bound("min")?,
+                max: bound("max")?,
+            }
         }
-        other => return Err(format!("allowed_values {other} must be \"*\", a string, a list or {{min, max}}")),
+        other => {
+            return Err(format!(
+                "allowed_values {other} must be \"*\", a string, a list or {{min, max}}"
+            ))
+        }
     };
     Ok(Dimension { name, allowed })
 }
@@ -192,7 +223,10 @@ fn scalar(v: &Value) -> Option<String> {
 impl Allowed {
     /// A list; `stored` is filled in once the dimension's level is known.
     fn values(raw: Vec<String>) -> Allowed {
-        Allowed::Values { raw, stored: Vec::new() }
+        Allowed::Values {
+            raw,
+            stored: Vec::new(),
+        }
     }
 
     /// Whether a raw record value is allowed (schema application).
@@ -209,8 +243,11 @@ impl Allowed {
             Allowed::Any => true,
             Allowed::Values { stored, .. } => stored.iter().any(|v| v == value),
             Allowed::Range { min, max } => {
-                min.as_deref().is_none_or(|m| compare(value, m) != Ordering::Less)
-                    && max.as_deref().is_none_or(|m| compare(value, m) != Ordering::Greater)
+                min.as_deref()
+                    .is_none_or(|m| compare(value, m) != Ordering::Less)
+                    && max
+                        .as_deref()
+                        .is_none_or(|m| compare(value, m) != Ordering::Greater)
             }
         }
     }
@@ -273,17 +310,29 @@ fn compare_integers((an, a): (bool, &str), (bn, b): (bool, &str)) -> Ordering {
 /// A finite decimal number (no `inf`, `NaN` or hex).
 fn as_number(s: &str) -> Option<f64> {
     let plausible = !s.is_empty()
-        && s.bytes().all(|c| c.is_ascii_digit() || matches!(c, b'.' | b'-' | b'+' | b'e' | b'E'))
+        && s.bytes()
+            .all(|c| c.is_ascii_digit() || matches!(c, b'.' | b'-' | b'+' | b'e' | b'E'))
         && s.bytes().any(|c| c.is_ascii_digit());
-    plausible.then(|| s.parse::<f64>().ok()).flatten().filter(|x| x.is_finite())
+    plausible
+        .then(|| s.parse::<f64>().ok())
+        .flatten()
+        .filter(|x| x.is_finite())
 }
 
 /// Makes a dimension value safe as one path component: every character outside
 /// `[A-Za-z0-9_.]` becomes `_` (so `saved-session` → `saved_session`, and `/` cannot create
 /// directories, unlike the seed); an empty or all-dots value (`..`) becomes underscores.
 pub fn safe_filename(value: &str) -> String {
-    let mut out: String =
-        value.chars().map(|c| if c.is_ascii_alphanumeric() || c == '_' || c == '.' { c } else { '_' }).collect();
+    let mut out: String = value
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '_' || c == '.' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
     if out.bytes().all(|c| c == b'.') {
         out = "_".repeat(out.len().max(1));
     }
@@ -295,7 +344,11 @@ pub fn safe_filename(value: &str) -> String {
 /// `_` so the name splits back into its dimensions unambiguously.
 pub fn stored_value(value: &str, level: usize, levels: usize) -> String {
     let safe = safe_filename(value);
-    if level + 2 >= levels && safe.contains('.') { safe.replace('.', "_") } else { safe }
+    if level + 2 >= levels && safe.contains('.') {
+        safe.replace('.', "_")
+    } else {
+        safe
+    }
 }
 
 #[cfg(test)]
@@ -326,7 +379,13 @@ mod tests {
         assert_eq!(compare("20140707", "20140707999999"), Ordering::Equal);
         assert_eq!(compare("20131399", "20131301"), Ordering::Greater); // month 13: a plain number
         assert_eq!(compare("123456789", "99999999"), Ordering::Greater);
-        assert_eq!(compare("123456789012345678901234567890", "123456789012345678901234567891"), Ordering::Less);
+        assert_eq!(
+            compare(
+                "123456789012345678901234567890",
+                "123456789012345678901234567891"
+            ),
+            Ordering::Less
+        );
         assert_eq!(compare("nightly", "aurora"), Ordering::Greater);
         assert_eq!(compare("inf", "5"), Ordering::Greater); // "inf" is a string here
         assert_eq!(compare("40.0a2", "5"), Ordering::Less); // not a number: string order
@@ -345,7 +404,10 @@ mod tests {
             "{\"dimensions\":[{\"field_name\":\"a\",\"allowed_values\":true}]}",
             "not json",
         ] {
-            assert!(matches!(Schema::from_json(bad), Err(StorageError::Schema { .. })), "{bad}");
+            assert!(
+                matches!(Schema::from_json(bad), Err(StorageError::Schema { .. })),
+                "{bad}"
+            );
         }
     }
 }

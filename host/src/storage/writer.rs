@@ -60,7 +60,11 @@ pub struct FinishedFile {
 impl FinishedFile {
     /// The file as a job input.
     pub fn partition_file(&self) -> PartitionFile {
-        PartitionFile { path: self.path.clone(), dims: self.dims.clone(), size: self.size }
+        PartitionFile {
+            path: self.path.clone(),
+            dims: self.dims.clone(),
+            size: self.size,
+        }
     }
 }
 
@@ -89,7 +93,14 @@ impl StorageWriter {
     /// A writer into `storage_dir` (usually `DataDir::sub("storage")`) for records whose
     /// dimensions follow `schema`.
     pub fn new(storage_dir: Dir, schema: Schema, options: WriterOptions) -> StorageWriter {
-        StorageWriter { dir: storage_dir, schema, options, open: HashMap::new(), finished: Vec::new(), writes: 0 }
+        StorageWriter {
+            dir: storage_dir,
+            schema,
+            options,
+            open: HashMap::new(),
+            finished: Vec::new(),
+            writes: 0,
+        }
     }
 
     /// The schema the dimensions follow.
@@ -106,13 +117,26 @@ impl StorageWriter {
     /// payload version (`v<N>` in the name), `id` the document id and `json` the record.
     /// A tab, CR or LF in the id becomes `_`; a raw tab, CR or LF in the JSON becomes a space
     /// (outside strings it is whitespace; inside, JSON forbids it), so one record is one line.
-    pub fn write(&mut self, dims: &[String], version: u32, id: &str, json: &str) -> Result<(), StorageError> {
+    pub fn write(
+        &mut self,
+        dims: &[String],
+        version: u32,
+        id: &str,
+        json: &str,
+    ) -> Result<(), StorageError> {
         if dims.len() != self.schema.len() {
-            return Err(StorageError::DimensionCount { expected: self.schema.len(), actual: dims.len() });
+            return Err(StorageError::DimensionCount {
+                expected: self.schema.len(),
+                actual: dims.len(),
+            });
         }
         let name = PartitionName::new(dims, version);
         let key = name.file_path("", "");
-        if self.open.get(&key).is_some_and(|f| f.opened.elapsed() >= self.options.max_file_age) {
+        if self
+            .open
+            .get(&key)
+            .is_some_and(|f| f.opened.elapsed() >= self.options.max_file_age)
+        {
             self.finish_file(&key)?;
         }
         if !self.open.contains_key(&key) {
@@ -124,11 +148,21 @@ impl StorageWriter {
         }
         self.writes += 1;
         let file = self.open.get_mut(&key).expect("inserted above");
-        let id = clean(id, memchr::memchr3(b'\t', b'\r', b'\n', id.as_bytes()).is_some(), '_');
-        let json = clean(json, memchr::memchr3(b'\t', b'\r', b'\n', json.as_bytes()).is_some(), ' ');
+        let id = clean(
+            id,
+            memchr::memchr3(b'\t', b'\r', b'\n', id.as_bytes()).is_some(),
+            '_',
+        );
+        let json = clean(
+            json,
+            memchr::memchr3(b'\t', b'\r', b'\n', json.as_bytes()).is_some(),
+            ' ',
+        );
         let line = [id.as_bytes(), b"\t", json.as_bytes(), b"\n"];
         for part in line {
-            file.encoder.write_all(part).map_err(|e| StorageError::io(format!("{}{PARTIAL_SUFFIX}", file.path), e))?;
+            file.encoder
+                .write_all(part)
+                .map_err(|e| StorageError::io(format!("{}{PARTIAL_SUFFIX}", file.path), e))?;
         }
         file.records += 1;
         file.bytes += (id.len() + json.len() + 2) as u64;
@@ -186,18 +220,39 @@ impl StorageWriter {
     fn create(&self, name: PartitionName) -> Result<OpenFile, StorageError> {
         let dir = name.dir();
         if !dir.is_empty() {
-            self.dir.create_dir_all(&dir).map_err(|e| StorageError::io(dir.clone(), e))?;
+            self.dir
+                .create_dir_all(&dir)
+                .map_err(|e| StorageError::io(dir.clone(), e))?;
         }
         let uuid = uuid::Uuid::new_v4().simple().to_string();
         let path = name.file_path(&uuid, self.options.codec.extension());
         let partial = format!("{path}{PARTIAL_SUFFIX}");
-        let file = self.dir.create(&partial).map_err(|e| StorageError::io(partial.clone(), e))?;
-        let encoder = self.options.codec.encoder(file).map_err(|e| StorageError::io(partial.clone(), e))?;
-        Ok(OpenFile { encoder, name, path, records: 0, bytes: 0, opened: Instant::now(), last_write: 0 })
+        let file = self
+            .dir
+            .create(&partial)
+            .map_err(|e| StorageError::io(partial.clone(), e))?;
+        let encoder = self
+            .options
+            .codec
+            .encoder(file)
+            .map_err(|e| StorageError::io(partial.clone(), e))?;
+        Ok(OpenFile {
+            encoder,
+            name,
+            path,
+            records: 0,
+            bytes: 0,
+            opened: Instant::now(),
+            last_write: 0,
+        })
     }
 
     fn finish_least_recent(&mut self) -> Result<(), StorageError> {
-        let key = self.open.iter().min_by_key(|(_, f)| f.last_write).map(|(k, _)| k.clone());
+        let key = self
+            .open
+            .iter()
+            .min_by_key(|(_, f)| f.last_write)
+            .map(|(k, _)| k.clone());
         match key {
             Some(key) => self.finish_file(&key),
             None => Ok(()),
@@ -206,14 +261,18 @@ impl StorageWriter {
 
     /// Completes the stream, syncs it and renames it to its final name.
     fn finish_file(&mut self, key: &str) -> Result<(), StorageError> {
-        let Some(file) = self.open.remove(key) else { return Ok(()) };
+        let Some(file) = self.open.remove(key) else {
+            return Ok(());
+        };
         let partial = format!("{}{PARTIAL_SUFFIX}", file.path);
         let io = |e| StorageError::io(partial.clone(), e);
         let out = file.encoder.finish().map_err(io)?;
         out.sync_data().map_err(io)?;
         let size = out.metadata().map_err(io)?.len();
         drop(out);
-        self.dir.rename(&partial, &self.dir, &file.path).map_err(io)?;
+        self.dir
+            .rename(&partial, &self.dir, &file.path)
+            .map_err(io)?;
         self.finished.push(FinishedFile {
             path: file.path,
             dims: file.name.dims,
@@ -241,5 +300,15 @@ fn clean(text: &str, dirty: bool, with: char) -> Cow<'_, str> {
     if !dirty {
         return Cow::Borrowed(text);
     }
-    Cow::Owned(text.chars().map(|c| if matches!(c, '\t' | '\r' | '\n') { with } else { c }).collect())
+    Cow::Owned(
+        text.chars()
+            .map(|c| {
+                if matches!(c, '\t' | '\r' | '\n') {
+                    with
+                } else {
+                    c
+                }
+            })
+            .collect(),
+    )
 }
