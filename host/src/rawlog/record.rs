@@ -422,3 +422,103 @@ pub fn encode(
     out.extend_from_slice(path.as_bytes());
     out.extend_from_slice(body);
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn v2(ts: u64, ip: &str, path: &str, body: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        encode(Version::V2, &mut out, ts, ip, path, body);
+        out
+    }
+
+    #[test]
+    fn a_record_needs_the_next_header_or_eof_before_it_is_framed() {
+        let rec = v2(1_432_830_425_610, "1.2.3.4", "id/x", b"{}");
+        let limits = Limits::default();
+        assert_eq!(
+            step(Version::V2, &rec, false, 0, true, &limits),
+            Step::NeedMore
+        );
+        let Step::Record(frame) = step(Version::V2, &rec, true, 0, true, &limits) else {
+            panic!()
+        };
+        assert_eq!(frame.len, rec.len());
+        assert_eq!(&rec[frame.ip], b"1.2.3.4");
+        assert_eq!(&rec[frame.path], b"id/x");
+        assert_eq!(&rec[frame.body], b"{}");
+        assert_eq!(frame.timestamp_ms, 1_432_830_425_610);
+    }
+
+    #[test]
+    fn plausibility_rejects_what_real_headers_never_have() {
+        let limits = Limits::default();
+        assert!(plausible_header(
+            Version::V2,
+            &v2(1, "1.2.3.4", "id", b"x"),
+            &limits
+        ));
+        assert!(
+            !plausible_header(Version::V2, &v2(1, "1.2.3.4", "", b"x"), &limits),
+            "empty path"
+        );
+        assert!(
+            !plausible_header(Version::V2, &v2(1 << 50, "", "id", b"x"), &limits),
+            "timestamp"
+        );
+        assert!(
+            !plausible_header(Version::V2, &v2(1, "1.2\n", "id", b"x"), &limits),
+            "ip"
+        );
+        assert!(
+            !plausible_header(Version::V2, &v2(1, "", "i\u{7}d", b"x"), &limits),
+            "control"
+        );
+        assert!(
+            !plausible_header(Version::V2, &v2(1, "", "id", b"x")[..17], &limits),
+            "path cut off"
+        );
+        assert!(
+            !plausible_header(Version::V0, &[0u8; 64], &limits),
+            "zero run"
+        );
+    }
+
+    #[test]
+    fn garbage_is_skipped_up_to_the_next_separator() {
+        let mut bytes = b"junk".to_vec();
+        bytes.extend(v2(1, "", "id", b"x"));
+        assert_eq!(
+            step(Version::V2, &bytes, true, 0, true, &Limits::default()),
+            Step::Skip(4)
+        );
+        // While resynchronising, an implausible header is more garbage, not an error.
+        let bad = [
+            SEPARATOR, 0, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0, 0, 0, 0, 0, 0, 0, 0, 1,
+        ];
+        assert_eq!(
+            step(Version::V2, &bad, true, 0, false, &Limits::default()),
+            Step::Skip(1)
+        );
+        assert!(matches!(
+            step(Version::V2, &bad, true, 7, true, &Limits::default()),
+            Step::Damaged {
+                len: 1,
+                error: RecordError::TooLarge {
+                    offset: 7,
+                    field: "path",
+                    ..
+                }
+            }
+        ));
+    }
+
+    #[test]
+    fn versions_parse_from_names() {
+        for v in Version::ALL {
+            assert_eq!(v.as_str().parse::<Version>().unwrap(), v);
+        }
+        assert!("v3".parse::<Version>().is_err());
+    }
+}
