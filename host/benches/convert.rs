@@ -40,9 +40,14 @@ fn setup() -> Setup {
     for file in PINGS {
         let body = std::fs::read(common::data(file)).unwrap();
         let ping: Value = serde_json::from_slice(&body).unwrap();
-        let rev = convert_defs::revision_hash(ping["payload"]["info"]["revision"].as_str().unwrap());
+        let rev =
+            convert_defs::revision_hash(ping["payload"]["info"]["revision"].as_str().unwrap());
         let defs = convert_defs::definitions_from_payload(&ping["payload"]);
-        std::fs::write(spec_dir.path().join(format!("{rev}.json")), defs.to_string()).unwrap();
+        std::fs::write(
+            spec_dir.path().join(format!("{rev}.json")),
+            defs.to_string(),
+        )
+        .unwrap();
         bodies.push(body);
     }
     let cache = RevisionCache::empty().with_dir(spec_dir.path()).unwrap();
@@ -51,15 +56,35 @@ fn setup() -> Setup {
         let out = converter.convert_body("id", body, "20170130").unwrap();
         assert_eq!(out.unknown_histograms, 0);
     }
-    Setup { bodies, converter, _spec_dir: spec_dir }
+    Setup {
+        bodies,
+        converter,
+        _spec_dir: spec_dir,
+    }
 }
 
 fn convert_all(s: &Setup) -> usize {
-    s.bodies.iter().map(|b| s.converter.convert_body("id", b, "20170130").unwrap().json.len()).sum()
+    s.bodies
+        .iter()
+        .map(|b| {
+            s.converter
+                .convert_body("id", b, "20170130")
+                .unwrap()
+                .json
+                .len()
+        })
+        .sum()
 }
 
 fn value_round_trip(s: &Setup) -> usize {
-    s.bodies.iter().map(|b| serde_json::to_string(&serde_json::from_slice::<Value>(b).unwrap()).unwrap().len()).sum()
+    s.bodies
+        .iter()
+        .map(|b| {
+            serde_json::to_string(&serde_json::from_slice::<Value>(b).unwrap())
+                .unwrap()
+                .len()
+        })
+        .sum()
 }
 
 fn bench(c: &mut Criterion, s: &Setup) {
@@ -67,7 +92,9 @@ fn bench(c: &mut Criterion, s: &Setup) {
     let mut group = c.benchmark_group("v4_main_pings");
     group.throughput(Throughput::Bytes(bytes));
     group.bench_function("convert", |b| b.iter(|| black_box(convert_all(s))));
-    group.bench_function("serde_json_value_round_trip", |b| b.iter(|| black_box(value_round_trip(s))));
+    group.bench_function("serde_json_value_round_trip", |b| {
+        b.iter(|| black_box(value_round_trip(s)))
+    });
     group.finish();
 }
 
@@ -94,9 +121,16 @@ fn main() {
     let convert = seconds_per_pass(&s, budget, convert_all);
     let baseline = seconds_per_pass(&s, budget, value_round_trip);
     let report = |name: &str, secs: f64| {
-        println!("{name:<32} {:>8.0} records/s  {:>7.1} MB/s per core", s.bodies.len() as f64 / secs, bytes as f64 / secs / 1e6)
+        println!(
+            "{name:<32} {:>8.0} records/s  {:>7.1} MB/s per core",
+            s.bodies.len() as f64 / secs,
+            bytes as f64 / secs / 1e6
+        )
     };
     report("convert", convert);
     report("serde_json Value round trip", baseline);
-    println!("ratio convert / baseline: {:.2} (goal >= 0.5)", baseline / convert);
+    println!(
+        "ratio convert / baseline: {:.2} (goal >= 0.5)",
+        baseline / convert
+    );
 }

@@ -14,7 +14,11 @@ use telemetry_server::storage::{DataDir, LocalSource, PartitionSource, Schema, W
 
 fn run(args: &[&str]) -> (i32, String, String) {
     let out = Command::new(common::binary()).args(args).output().unwrap();
-    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 /// Every stored `(dims, id, json)` under a data directory.
@@ -22,7 +26,11 @@ fn stored(data: &std::path::Path) -> Vec<(Vec<String>, String, String)> {
     let dir = DataDir::open(data).unwrap();
     let source = LocalSource::new(dir.sub("storage").unwrap());
     let star = r#"{"field_name": "x", "allowed_values": "*"}"#;
-    let all = Schema::from_json(&format!(r#"{{"version": 1, "dimensions": [{}]}}"#, [star; 6].join(","))).unwrap();
+    let all = Schema::from_json(&format!(
+        r#"{{"version": 1, "dimensions": [{}]}}"#,
+        [star; 6].join(",")
+    ))
+    .unwrap();
     let mut out = Vec::new();
     for file in source.list(&all).unwrap() {
         for line in source.open(&file).unwrap().lines() {
@@ -38,7 +46,10 @@ fn error_lines(data: &std::path::Path) -> Vec<Value> {
     let mut lines = Vec::new();
     for entry in std::fs::read_dir(data.join("errors")).unwrap() {
         let text = std::fs::read_to_string(entry.unwrap().path()).unwrap();
-        lines.extend(text.lines().map(|l| serde_json::from_str::<Value>(l).unwrap()));
+        lines.extend(
+            text.lines()
+                .map(|l| serde_json::from_str::<Value>(l).unwrap()),
+        );
     }
     lines
 }
@@ -52,11 +63,24 @@ fn convert_cli_stores_good_records_and_keeps_rejected_ones() {
         common::data("pings/classic-v1.saved-session.Fx21.0a1-nightly.with_hangs.toolbox.tsv"),
         common::data("pings/v4.main.min.pipeline-schemas.json"),
     ];
-    let mut args = vec!["convert", "--json", "--codec", "xz", "--date", "20130120", "--data-dir", data.path().to_str().unwrap()];
+    let mut args = vec![
+        "convert",
+        "--json",
+        "--codec",
+        "xz",
+        "--date",
+        "20130120",
+        "--data-dir",
+        data.path().to_str().unwrap(),
+    ];
     args.extend(inputs.iter().map(|p| p.to_str().unwrap()));
     let (code, stdout, stderr) = run(&args);
-    assert_eq!(code, 1, "rejected records give exit code 1; stderr: {stderr}");
-    let summary: Value = serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("{e}: {stdout}"));
+    assert_eq!(
+        code, 1,
+        "rejected records give exit code 1; stderr: {stderr}"
+    );
+    let summary: Value =
+        serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("{e}: {stdout}"));
     assert_eq!(summary["records_read"], 5);
     assert_eq!(summary["records_written"], 1);
     assert_eq!(summary["bad_records"], 4);
@@ -64,47 +88,102 @@ fn convert_cli_stores_good_records_and_keeps_rejected_ones() {
         summary["bad_records_by_type"],
         serde_json::json!({"missing_histograms": 2, "missing_revision": 1, "conversion_error": 1})
     );
-    assert_eq!(summary["skipped_bytes"], 1, "telemetry1.log's stray trailing byte");
+    assert_eq!(
+        summary["skipped_bytes"], 1,
+        "telemetry1.log's stray trailing byte"
+    );
 
     let records = stored(data.path());
     assert_eq!(records.len(), 1);
     let (dims, id, json) = &records[0];
-    assert_eq!(dims, &["idle_daily", "Firefox", "release", "23.0.1", "20130814063812", "20130910"]);
+    assert_eq!(
+        dims,
+        &[
+            "idle_daily",
+            "Firefox",
+            "release",
+            "23.0.1",
+            "20130814063812",
+            "20130910"
+        ]
+    );
     assert_eq!(id, "17caa68c-25f5-450a-9cce-7d31318846d8");
     let doc: Value = serde_json::from_str(json).unwrap();
     assert_eq!(doc["ver"], 2);
-    assert!(std::fs::read_dir(data.path().join("storage/idle_daily/Firefox/release/23.0.1"))
-        .unwrap()
-        .any(|e| e.unwrap().file_name().to_string_lossy().ends_with(".xz")));
+    assert!(std::fs::read_dir(
+        data.path()
+            .join("storage/idle_daily/Firefox/release/23.0.1")
+    )
+    .unwrap()
+    .any(|e| e.unwrap().file_name().to_string_lossy().ends_with(".xz")));
 
     let errors = error_lines(data.path());
     assert_eq!(errors.len(), 4);
-    let unicode: Vec<&Value> = errors.iter().filter(|e| e["kind"] == "missing_histograms").collect();
+    let unicode: Vec<&Value> = errors
+        .iter()
+        .filter(|e| e["kind"] == "missing_histograms")
+        .collect();
     assert_eq!(unicode.len(), 2);
     for e in &unicode {
         assert_eq!(e["path"], "e7916aaf-ab3e-924c-a0bf-47d54359f721/reason/appName/appVersion/appUpdateChannel/appBuildID");
-        assert!(e["body"].as_str().unwrap().contains("Wikipédia"), "the inflated body is kept as text");
+        assert!(
+            e["body"].as_str().unwrap().contains("Wikipédia"),
+            "the inflated body is kept as text"
+        );
         assert!(e["timestamp_ms"].is_u64());
     }
-    let tsv = errors.iter().find(|e| e["kind"] == "missing_revision").unwrap();
-    assert!(tsv["body"].as_str().unwrap().starts_with("aaaaaaaaae1aaaaaa-"));
-    let min = errors.iter().find(|e| e["kind"] == "conversion_error").unwrap();
-    assert_eq!(min["detail"], "Unified ping has no top-level 'payload' field");
+    let tsv = errors
+        .iter()
+        .find(|e| e["kind"] == "missing_revision")
+        .unwrap();
+    assert!(tsv["body"]
+        .as_str()
+        .unwrap()
+        .starts_with("aaaaaaaaae1aaaaaa-"));
+    let min = errors
+        .iter()
+        .find(|e| e["kind"] == "conversion_error")
+        .unwrap();
+    assert_eq!(
+        min["detail"],
+        "Unified ping has no top-level 'payload' field"
+    );
 }
 
 #[test]
 fn convert_cli_human_summary_and_help() {
     let data = tempfile::tempdir().unwrap();
     let log = common::data("seed/worker-test-data/telemetry1.log");
-    let (code, stdout, stderr) = run(&["convert", "--data-dir", data.path().to_str().unwrap(), log.to_str().unwrap()]);
+    let (code, stdout, stderr) = run(&[
+        "convert",
+        "--data-dir",
+        data.path().to_str().unwrap(),
+        log.to_str().unwrap(),
+    ]);
     assert_eq!(code, 0, "{stderr}");
-    assert!(stdout.contains("records written              1"), "{stdout}");
+    assert!(
+        stdout.contains("records written              1"),
+        "{stdout}"
+    );
     let (code, help, _) = run(&["convert", "--help"]);
     assert_eq!(code, 0);
-    for flag in ["--data-dir", "--schema", "--histograms", "--codec", "--json", "--date", "--format"] {
+    for flag in [
+        "--data-dir",
+        "--schema",
+        "--histograms",
+        "--codec",
+        "--json",
+        "--date",
+        "--format",
+    ] {
         assert!(help.contains(flag), "{flag} missing from --help");
     }
-    let (code, _, stderr) = run(&["convert", "--data-dir", data.path().to_str().unwrap(), "/nonexistent/input.log"]);
+    let (code, _, stderr) = run(&[
+        "convert",
+        "--data-dir",
+        data.path().to_str().unwrap(),
+        "/nonexistent/input.log",
+    ]);
     assert_ne!(code, 0);
     assert!(stderr.contains("/nonexistent/input.log"), "{stderr}");
 }
@@ -115,12 +194,32 @@ fn bucket_spec_cli_prints_the_seed_document() {
     let (code, stdout, stderr) = run(&["histograms", "bucket-spec", raw.to_str().unwrap()]);
     assert_eq!(code, 0, "{stderr}");
     let ours: Value = serde_json::from_str(&stdout).unwrap();
-    let theirs: Value = serde_json::from_str(&std::fs::read_to_string(common::data("seed/worker-test-data/cache/ad0ae007aa9e.json")).unwrap()).unwrap();
+    let theirs: Value = serde_json::from_str(
+        &std::fs::read_to_string(common::data(
+            "seed/worker-test-data/cache/ad0ae007aa9e.json",
+        ))
+        .unwrap(),
+    )
+    .unwrap();
     assert_eq!(ours, theirs);
-    let (_, patched, _) = run(&["histograms", "bucket-spec", "--patch", raw.to_str().unwrap()]);
+    let (_, patched, _) = run(&[
+        "histograms",
+        "bucket-spec",
+        "--patch",
+        raw.to_str().unwrap(),
+    ]);
     let patched: Value = serde_json::from_str(&patched).unwrap();
-    assert_eq!(patched["histograms"]["GC_REASON_2"]["bucket_count"], 102, "--patch applies the seed's C++ constants");
-    let (code, _, stderr) = run(&["histograms", "bucket-spec", common::data("seed/worker-test-data/invalid_kind.json").to_str().unwrap()]);
+    assert_eq!(
+        patched["histograms"]["GC_REASON_2"]["bucket_count"], 102,
+        "--patch applies the seed's C++ constants"
+    );
+    let (code, _, stderr) = run(&[
+        "histograms",
+        "bucket-spec",
+        common::data("seed/worker-test-data/invalid_kind.json")
+            .to_str()
+            .unwrap(),
+    ]);
     assert_ne!(code, 0);
     assert!(stderr.contains("unknown kind bogus"), "{stderr}");
 }
@@ -139,12 +238,25 @@ fn a_corrupted_log_loses_only_the_damaged_record() {
     std::fs::write(&path, &corrupted).unwrap();
 
     let data = DataDir::open(&dir.path().join("data")).unwrap();
-    let mut pipeline = Pipeline::new(&data, Arc::new(Converter::with_defaults()), WriterOptions::default(), "test").unwrap();
+    let mut pipeline = Pipeline::new(
+        &data,
+        Arc::new(Converter::with_defaults()),
+        WriterOptions::default(),
+        "test",
+    )
+    .unwrap();
     let summary = pipeline.convert_log(&path).unwrap();
     let files = pipeline.finish().unwrap();
     assert_eq!(summary.records_written, 2, "{summary:?}");
-    assert_eq!(summary.bad_records, summary.bad(BadRecordKind::CorruptedData), "{summary:?}");
-    assert!(summary.bad_records >= 1, "the truncated record is counted: {summary:?}");
+    assert_eq!(
+        summary.bad_records,
+        summary.bad(BadRecordKind::CorruptedData),
+        "{summary:?}"
+    );
+    assert!(
+        summary.bad_records >= 1,
+        "the truncated record is counted: {summary:?}"
+    );
     assert!(summary.skipped_bytes > 0);
     assert_eq!(files.iter().map(|f| f.records).sum::<u64>(), 2);
     let errors = error_lines(&dir.path().join("data"));

@@ -9,12 +9,21 @@ use serde_json::{json, Value};
 pub fn definitions_from_payload(payload: &Value) -> Value {
     let mut defs = serde_json::Map::new();
     for (section, keyed) in [("histograms", false), ("keyedHistograms", true)] {
-        let Some(histograms) = payload.get(section).and_then(Value::as_object) else { continue };
+        let Some(histograms) = payload.get(section).and_then(Value::as_object) else {
+            continue;
+        };
         for (name, h) in histograms {
             // A keyed histogram: the parameters of its first key (none for an empty one: any kind will do).
-            let h = if keyed { h.as_object().and_then(|keys| keys.values().next()).unwrap_or(h) } else { h };
+            let h = if keyed {
+                h.as_object()
+                    .and_then(|keys| keys.values().next())
+                    .unwrap_or(h)
+            } else {
+                h
+            };
             let kind = h.get("histogram_type").and_then(Value::as_i64).unwrap_or(4);
-            let kind = ["exponential", "linear", "boolean", "flag", "count"][kind.clamp(0, 4) as usize];
+            let kind =
+                ["exponential", "linear", "boolean", "flag", "count"][kind.clamp(0, 4) as usize];
             let mut def = json!({"kind": kind, "keyed": keyed});
             if kind == "exponential" || kind == "linear" {
                 def["low"] = h["range"][0].clone();

@@ -10,7 +10,9 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
-use telemetry_server::convert::{BadRecordKind, ConvertSummary, Converter, InputFormat, Pipeline, DEFAULT_SCHEMA};
+use telemetry_server::convert::{
+    BadRecordKind, ConvertSummary, Converter, InputFormat, Pipeline, DEFAULT_SCHEMA,
+};
 use telemetry_server::histograms::RevisionCache;
 use telemetry_server::storage::{Codec, DataDir, Schema, WriterOptions};
 
@@ -46,30 +48,57 @@ pub struct Args {
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let schema = match &args.schema {
-        Some(path) => Schema::load(path).with_context(|| format!("cannot load schema {}", path.display()))?,
+        Some(path) => {
+            Schema::load(path).with_context(|| format!("cannot load schema {}", path.display()))?
+        }
         None => Schema::from_json(DEFAULT_SCHEMA).context("embedded schema")?,
     };
     let mut revisions = RevisionCache::embedded();
     if let Some(dir) = &args.histograms {
-        anyhow::ensure!(dir.is_dir(), "--histograms {} is not a directory", dir.display());
-        revisions = revisions.with_dir(dir).with_context(|| format!("cannot use histogram directory {}", dir.display()))?;
+        anyhow::ensure!(
+            dir.is_dir(),
+            "--histograms {} is not a directory",
+            dir.display()
+        );
+        revisions = revisions
+            .with_dir(dir)
+            .with_context(|| format!("cannot use histogram directory {}", dir.display()))?;
     }
     let date = match args.date {
         Some(d) => {
-            anyhow::ensure!(d.len() == 8 && d.bytes().all(|b| b.is_ascii_digit()), "--date must be YYYYMMDD, got {d}");
+            anyhow::ensure!(
+                d.len() == 8 && d.bytes().all(|b| b.is_ascii_digit()),
+                "--date must be YYYYMMDD, got {d}"
+            );
             d
         }
         None => chrono::Utc::now().format("%Y%m%d").to_string(),
     };
     let converter = Arc::new(Converter::new(schema, Arc::new(revisions)));
-    let data = DataDir::open(&args.data_dir).with_context(|| format!("cannot open data directory {}", args.data_dir.display()))?;
-    let run_name = format!("convert-{}-{}", chrono::Utc::now().format("%Y%m%dT%H%M%SZ"), std::process::id());
-    let options = WriterOptions { codec: args.codec, ..WriterOptions::default() };
+    let data = DataDir::open(&args.data_dir)
+        .with_context(|| format!("cannot open data directory {}", args.data_dir.display()))?;
+    let run_name = format!(
+        "convert-{}-{}",
+        chrono::Utc::now().format("%Y%m%dT%H%M%SZ"),
+        std::process::id()
+    );
+    let options = WriterOptions {
+        codec: args.codec,
+        ..WriterOptions::default()
+    };
     let mut pipeline = Pipeline::new(&data, converter, options, &run_name)?;
     let error_file = pipeline.error_file().to_owned();
 
-    let total: u64 = args.inputs.iter().map(|p| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0)).sum();
-    let bar = if args.json { ProgressBar::hidden() } else { ProgressBar::new(total) };
+    let total: u64 = args
+        .inputs
+        .iter()
+        .map(|p| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0))
+        .sum();
+    let bar = if args.json {
+        ProgressBar::hidden()
+    } else {
+        ProgressBar::new(total)
+    };
     bar.set_style(
         ProgressStyle::with_template("{spinner} [{elapsed_precise}] {wide_bar} {bytes}/{total_bytes} ({bytes_per_sec}, {eta}) {msg}")
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
@@ -104,16 +133,25 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     } else {
         print_summary(&summary, files.len(), &error_file);
     }
-    Ok(if summary.bad_records == 0 { ExitCode::SUCCESS } else { ExitCode::from(1) })
+    Ok(if summary.bad_records == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }
 
 fn file_name(path: &Path) -> String {
-    path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
+    path.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
 }
 
 fn print_summary(s: &ConvertSummary, files: usize, error_file: &str) {
     println!("records read      {:>12}", s.records_read);
-    println!("records written   {:>12}  ({files} partition files)", s.records_written);
+    println!(
+        "records written   {:>12}  ({files} partition files)",
+        s.records_written
+    );
     println!("bad records       {:>12}", s.bad_records);
     for kind in BadRecordKind::ALL {
         let n = s.bad(kind);
@@ -124,7 +162,10 @@ fn print_summary(s: &ConvertSummary, files: usize, error_file: &str) {
     println!("bytes read        {:>12}", s.bytes_read);
     println!("bytes uncompressed{:>12}", s.bytes_uncompressed);
     println!("bytes written     {:>12}", s.bytes_written);
-    println!("histograms        {:>12}  ({} unknown, dropped)", s.histograms_converted, s.unknown_histograms);
+    println!(
+        "histograms        {:>12}  ({} unknown, dropped)",
+        s.histograms_converted, s.unknown_histograms
+    );
     if s.skipped_bytes > 0 {
         println!("corrupt bytes skipped {:>8}", s.skipped_bytes);
     }

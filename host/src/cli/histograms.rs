@@ -27,9 +27,16 @@ pub struct BucketSpecArgs {
 pub fn run(cmd: Command) -> anyhow::Result<ExitCode> {
     match cmd {
         Command::BucketSpec(args) => {
-            let text = std::fs::read_to_string(&args.file).with_context(|| format!("cannot read {}", args.file.display()))?;
-            let text = if args.patch { patch_cpp_constants(&text) } else { text.into() };
-            let defs = Definitions::from_json(&text).with_context(|| format!("{} is not a usable Histograms.json", args.file.display()))?;
+            let text = std::fs::read_to_string(&args.file)
+                .with_context(|| format!("cannot read {}", args.file.display()))?;
+            let text = if args.patch {
+                patch_cpp_constants(&text)
+            } else {
+                text.into()
+            };
+            let defs = Definitions::from_json(&text).with_context(|| {
+                format!("{} is not a usable Histograms.json", args.file.display())
+            })?;
             println!("{}", bucket_spec_string(&defs));
             Ok(ExitCode::SUCCESS)
         }

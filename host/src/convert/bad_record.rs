@@ -84,7 +84,10 @@ pub struct BadRecord {
 
 impl BadRecord {
     pub fn new(kind: BadRecordKind, detail: impl Into<String>) -> BadRecord {
-        BadRecord { kind, detail: detail.into() }
+        BadRecord {
+            kind,
+            detail: detail.into(),
+        }
     }
 
     /// `bad_payload` with a detail.
@@ -101,7 +104,10 @@ impl BadRecord {
     pub fn json(err: &serde_json::Error) -> BadRecord {
         let text = err.to_string();
         if text.starts_with("control character") {
-            BadRecord::new(BadRecordKind::InvalidControlChar, format!("JSONDecodeError: Invalid control character: {text}"))
+            BadRecord::new(
+                BadRecordKind::InvalidControlChar,
+                format!("JSONDecodeError: Invalid control character: {text}"),
+            )
         } else {
             BadRecord::conversion(format!("JSONDecodeError: {text}"))
         }

@@ -15,7 +15,13 @@ use super::bad_record::BadRecord;
 use crate::histograms::{BucketLayout, Definition, Definitions, RawObject};
 
 /// The trailing statistics, in array order.
-const STATS: [&str; 5] = ["sum", "log_sum", "log_sum_squares", "sum_squares_lo", "sum_squares_hi"];
+const STATS: [&str; 5] = [
+    "sum",
+    "log_sum",
+    "log_sum_squares",
+    "sum_squares_lo",
+    "sum_squares_hi",
+];
 
 /// One histogram object of a payload; sections not needed stay unparsed.
 #[derive(Deserialize)]
@@ -42,7 +48,13 @@ struct Histogram<'a> {
 
 impl<'a> Histogram<'a> {
     fn stats(&self) -> [Option<&'a RawValue>; 5] {
-        [self.sum, self.log_sum, self.log_sum_squares, self.sum_squares_lo, self.sum_squares_hi]
+        [
+            self.sum,
+            self.log_sum,
+            self.log_sum_squares,
+            self.sum_squares_lo,
+            self.sum_squares_hi,
+        ]
     }
 }
 
@@ -56,33 +68,58 @@ pub struct HistogramCounts {
 }
 
 /// Writes the compact form of a `histograms` section (`{NAME: histogram}`) to `out`.
-pub fn write_histograms(section: &RawValue, defs: &Definitions, out: &mut String, counts: &mut HistogramCounts) -> Result<(), BadRecord> {
-    write_section(section, "histograms", defs, out, counts, |name, def, raw, out, counts| {
-        write_one(name, def, raw, out)?;
-        counts.converted += 1;
-        Ok(())
-    })
+pub fn write_histograms(
+    section: &RawValue,
+    defs: &Definitions,
+    out: &mut String,
+    counts: &mut HistogramCounts,
+) -> Result<(), BadRecord> {
+    write_section(
+        section,
+        "histograms",
+        defs,
+        out,
+        counts,
+        |name, def, raw, out, counts| {
+            write_one(name, def, raw, out)?;
+            counts.converted += 1;
+            Ok(())
+        },
+    )
 }
 
 /// Writes the compact form of a `keyedHistograms` section (`{NAME: {KEY: histogram}}`).
-pub fn write_keyed_histograms(section: &RawValue, defs: &Definitions, out: &mut String, counts: &mut HistogramCounts) -> Result<(), BadRecord> {
-    write_section(section, "keyedHistograms", defs, out, counts, |name, def, raw, out, counts| {
-        let keys = object(raw, name)?;
-        out.push('{');
-        for (i, (key, hist)) in keys.0.iter().enumerate() {
-            if i > 0 {
-                out.push(',');
+pub fn write_keyed_histograms(
+    section: &RawValue,
+    defs: &Definitions,
+    out: &mut String,
+    counts: &mut HistogramCounts,
+) -> Result<(), BadRecord> {
+    write_section(
+        section,
+        "keyedHistograms",
+        defs,
+        out,
+        counts,
+        |name, def, raw, out, counts| {
+            let keys = object(raw, name)?;
+            out.push('{');
+            for (i, (key, hist)) in keys.0.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                write_key(out, key);
+                write_one(name, def, hist, out)?;
+                counts.converted += 1;
             }
-            write_key(out, key);
-            write_one(name, def, hist, out)?;
-            counts.converted += 1;
-        }
-        out.push('}');
-        Ok(())
-    })
+            out.push('}');
+            Ok(())
+        },
+    )
 }
 
-type WriteValue = fn(&str, &Definition, &RawValue, &mut String, &mut HistogramCounts) -> Result<(), BadRecord>;
+type WriteValue =
+    fn(&str, &Definition, &RawValue, &mut String, &mut HistogramCounts) -> Result<(), BadRecord>;
 
 /// Writes `{NAME: value}` for every defined name of a section (unknown names are counted and
 /// dropped), the value written by `write_value`.
@@ -113,7 +150,8 @@ fn write_section(
 }
 
 fn object<'a>(raw: &'a RawValue, what: &str) -> Result<RawObject<'a>, BadRecord> {
-    RawObject::parse(raw.get()).map_err(|e| BadRecord::payload(format!("{what} is not an object: {e}")))
+    RawObject::parse(raw.get())
+        .map_err(|e| BadRecord::payload(format!("{what} is not an object: {e}")))
 }
 
 /// Writes `"key":`, escaping only when needed.
@@ -128,22 +166,37 @@ pub fn write_key(out: &mut String, key: &str) {
     out.push(':');
 }
 
-fn write_one(name: &str, def: &Definition, raw: &RawValue, out: &mut String) -> Result<(), BadRecord> {
-    let hist: Histogram = serde_json::from_str(raw.get()).map_err(|e| BadRecord::payload(format!("{name} is not a histogram object: {e}")))?;
-    let layout = def.layout.as_ref().map_err(|e| BadRecord::payload(format!("Bad Histogram definition for {}: {e}", def.name)))?;
+fn write_one(
+    name: &str,
+    def: &Definition,
+    raw: &RawValue,
+    out: &mut String,
+) -> Result<(), BadRecord> {
+    let hist: Histogram = serde_json::from_str(raw.get())
+        .map_err(|e| BadRecord::payload(format!("{name} is not a histogram object: {e}")))?;
+    let layout = def.layout.as_ref().map_err(|e| {
+        BadRecord::payload(format!("Bad Histogram definition for {}: {e}", def.name))
+    })?;
     validate(name, def, layout, &hist)?;
-    let values = hist.values.as_ref().ok_or_else(|| BadRecord::payload(format!("Bad Histogram key: {name} has no 'values'")))?;
+    let values = hist
+        .values
+        .as_ref()
+        .ok_or_else(|| BadRecord::payload(format!("Bad Histogram key: {name} has no 'values'")))?;
     let mut counts = vec![0i64; layout.n_buckets()];
     for (key, count) in &values.0 {
         let index = key
             .parse::<i64>()
             .ok()
             .and_then(|bound| layout.index_of(bound))
-            .ok_or_else(|| BadRecord::payload(format!("Found invalid bucket {name}.values[{key}]")))?;
-        counts[index] = count
-            .get()
-            .parse::<i64>()
-            .map_err(|_| BadRecord::payload(format!("Found non-integer bucket value: {name}.values[{key}] = {}", count.get())))?;
+            .ok_or_else(|| {
+                BadRecord::payload(format!("Found invalid bucket {name}.values[{key}]"))
+            })?;
+        counts[index] = count.get().parse::<i64>().map_err(|_| {
+            BadRecord::payload(format!(
+                "Found non-integer bucket value: {name}.values[{key}] = {}",
+                count.get()
+            ))
+        })?;
     }
     out.push('[');
     for count in counts {
@@ -161,7 +214,11 @@ fn write_one(name: &str, def: &Definition, raw: &RawValue, out: &mut String) -> 
         match value.map(RawValue::get) {
             None | Some("null") => out.push_str("-1"),
             Some(number) if is_number(number) => out.push_str(number),
-            Some(other) => return Err(BadRecord::payload(format!("{name}.{stat} is not a number: {other}"))),
+            Some(other) => {
+                return Err(BadRecord::payload(format!(
+                    "{name}.{stat} is not a number: {other}"
+                )))
+            }
         }
     }
     out.push(']');
@@ -169,17 +226,29 @@ fn write_one(name: &str, def: &Definition, raw: &RawValue, out: &mut String) -> 
 }
 
 fn is_number(text: &str) -> bool {
-    text.bytes().next().is_some_and(|b| b == b'-' || b.is_ascii_digit())
+    text.bytes()
+        .next()
+        .is_some_and(|b| b == b'-' || b.is_ascii_digit())
 }
 
 fn as_int(raw: &RawValue) -> Option<i64> {
     let text = raw.get();
-    text.parse::<i64>().ok().or_else(|| text.parse::<f64>().ok().filter(|f| f.fract() == 0.0).map(|f| f as i64))
+    text.parse::<i64>().ok().or_else(|| {
+        text.parse::<f64>()
+            .ok()
+            .filter(|f| f.fract() == 0.0)
+            .map(|f| f as i64)
+    })
 }
 
 /// Kind, bucket count and range of the payload against the definition (each when present;
 /// bucket count and range not for definitions with assumed parameters).
-fn validate(name: &str, def: &Definition, layout: &BucketLayout, hist: &Histogram) -> Result<(), BadRecord> {
+fn validate(
+    name: &str,
+    def: &Definition,
+    layout: &BucketLayout,
+    hist: &Histogram,
+) -> Result<(), BadRecord> {
     if let Some(raw) = hist.histogram_type {
         let code = def.kind.type_code();
         if as_int(raw) != Some(code.into()) {
@@ -195,7 +264,11 @@ fn validate(name: &str, def: &Definition, layout: &BucketLayout, hist: &Histogra
     }
     if let Some(raw) = hist.bucket_count {
         if as_int(raw) != Some(layout.n_buckets() as i64) {
-            return Err(BadRecord::payload(format!("{name}: bucket_count {} does not match the definition ({})", raw.get(), layout.n_buckets())));
+            return Err(BadRecord::payload(format!(
+                "{name}: bucket_count {} does not match the definition ({})",
+                raw.get(),
+                layout.n_buckets()
+            )));
         }
     }
     if let Some(raw) = hist.range {
@@ -205,7 +278,12 @@ fn validate(name: &str, def: &Definition, layout: &BucketLayout, hist: &Histogra
             _ => None,
         });
         if range != Some((layout.low, layout.high)) {
-            return Err(BadRecord::payload(format!("{name}: range {} does not match the definition ([{}, {}])", raw.get(), layout.low, layout.high)));
+            return Err(BadRecord::payload(format!(
+                "{name}: range {} does not match the definition ([{}, {}])",
+                raw.get(),
+                layout.low,
+                layout.high
+            )));
         }
     }
     Ok(())
@@ -259,7 +337,8 @@ mod tests {
 
     #[test]
     fn startup_fallback_keeps_the_key_and_unknown_names_are_counted() {
-        let (out, counts) = convert(r#"{"STARTUP_HTTP_X": {"values": {"2": 5}}, "NOPE": {"values": {}}}"#).unwrap();
+        let (out, counts) =
+            convert(r#"{"STARTUP_HTTP_X": {"values": {"2": 5}}, "NOPE": {"values": {}}}"#).unwrap();
         assert_eq!(out, r#"{"STARTUP_HTTP_X":[0,0,5,0,-1,-1,-1,-1,-1]}"#);
         assert_eq!((counts.converted, counts.unknown), (1, 1));
     }
@@ -267,15 +346,36 @@ mod tests {
     #[test]
     fn validation_failures_are_bad_payload() {
         let cases = [
-            (r#"{"HTTP_X": {"values": {"7": 1}}}"#, "invalid bucket HTTP_X.values[7]"),
+            (
+                r#"{"HTTP_X": {"values": {"7": 1}}}"#,
+                "invalid bucket HTTP_X.values[7]",
+            ),
             (r#"{"HTTP_X": {"values": {"2 09": 1}}}"#, "invalid bucket"),
-            (r#"{"HTTP_X": {"values": {"1": 1.5}}}"#, "non-integer bucket value"),
-            (r#"{"HTTP_X": {"values": {"1": true}}}"#, "non-integer bucket value"),
-            (r#"{"HTTP_X": {"histogram_type": 0, "values": {}}}"#, "histogram_type 0"),
-            (r#"{"HTTP_X": {"bucket_count": 5, "values": {}}}"#, "bucket_count 5"),
-            (r#"{"HTTP_X": {"range": [1, 4], "values": {}}}"#, "range [1, 4]"),
+            (
+                r#"{"HTTP_X": {"values": {"1": 1.5}}}"#,
+                "non-integer bucket value",
+            ),
+            (
+                r#"{"HTTP_X": {"values": {"1": true}}}"#,
+                "non-integer bucket value",
+            ),
+            (
+                r#"{"HTTP_X": {"histogram_type": 0, "values": {}}}"#,
+                "histogram_type 0",
+            ),
+            (
+                r#"{"HTTP_X": {"bucket_count": 5, "values": {}}}"#,
+                "bucket_count 5",
+            ),
+            (
+                r#"{"HTTP_X": {"range": [1, 4], "values": {}}}"#,
+                "range [1, 4]",
+            ),
             (r#"{"HTTP_X": {"value s": {}}}"#, "has no 'values'"),
-            (r#"{"HTTP_X": {"values": {}, "sum": "x"}}"#, "sum is not a number"),
+            (
+                r#"{"HTTP_X": {"values": {}, "sum": "x"}}"#,
+                "sum is not a number",
+            ),
             (r#"{"HTTP_X": [1]}"#, "not a histogram object"),
             (r#"[1]"#, "histograms is not an object"),
         ];
@@ -288,11 +388,17 @@ mod tests {
 
     #[test]
     fn keyed_histograms_convert_per_key() {
-        let raw: &RawValue = serde_json::from_str(r#"{"K": {"a": {"values": {"0": 3}, "sum": 3}, "b\"": {"values": {}}}, "X": {}}"#).unwrap();
+        let raw: &RawValue = serde_json::from_str(
+            r#"{"K": {"a": {"values": {"0": 3}, "sum": 3}, "b\"": {"values": {}}}, "X": {}}"#,
+        )
+        .unwrap();
         let mut out = String::new();
         let mut counts = HistogramCounts::default();
         write_keyed_histograms(raw, &defs(), &mut out, &mut counts).unwrap();
-        assert_eq!(out, r#"{"K":{"a":[3,0,0,3,-1,-1,-1,-1],"b\"":[0,0,0,-1,-1,-1,-1,-1]}}"#);
+        assert_eq!(
+            out,
+            r#"{"K":{"a":[3,0,0,3,-1,-1,-1,-1],"b\"":[0,0,0,-1,-1,-1,-1,-1]}}"#
+        );
         assert_eq!((counts.converted, counts.unknown), (2, 1));
     }
 }

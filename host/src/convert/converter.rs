@@ -42,12 +42,17 @@ pub struct Converter {
 
 impl Converter {
     pub fn new(schema: Schema, revisions: Arc<RevisionCache>) -> Converter {
-        Converter { schema, revisions, body_limit: DEFAULT_BODY_LIMIT }
+        Converter {
+            schema,
+            revisions,
+            body_limit: DEFAULT_BODY_LIMIT,
+        }
     }
 
     /// The seed's production schema and the embedded histogram definitions.
     pub fn with_defaults() -> Converter {
-        let schema = Schema::from_json(DEFAULT_SCHEMA).unwrap_or_else(|e| unreachable!("embedded schema: {e}"));
+        let schema = Schema::from_json(DEFAULT_SCHEMA)
+            .unwrap_or_else(|e| unreachable!("embedded schema: {e}"));
         Converter::new(schema, Arc::new(RevisionCache::embedded()))
     }
 
@@ -74,7 +79,8 @@ impl Converter {
     /// The record's body, inflated when gzip (`corrupted_data` when that fails or exceeds the
     /// body limit).
     pub fn decode<'r>(&self, rec: &'r RawRecord) -> Result<std::borrow::Cow<'r, [u8]>, BadRecord> {
-        decode_body(&rec.body, self.body_limit).map_err(|e| BadRecord::new(BadRecordKind::CorruptedData, e.to_string()))
+        decode_body(&rec.body, self.body_limit)
+            .map_err(|e| BadRecord::new(BadRecordKind::CorruptedData, e.to_string()))
     }
 
     /// [`Converter::convert`] with the body already decoded.
@@ -92,16 +98,32 @@ impl Converter {
         let path = path.strip_prefix('/').unwrap_or(path);
         let components = path.split('/').count();
         if components != self.schema.len() {
-            let kind = if is_uuid(path) { BadRecordKind::UuidOnlyPath } else { BadRecordKind::InvalidPath };
-            return Err(BadRecord::new(kind, format!("path has {components} components, expected {}: {path}", self.schema.len())));
+            let kind = if is_uuid(path) {
+                BadRecordKind::UuidOnlyPath
+            } else {
+                BadRecordKind::InvalidPath
+            };
+            return Err(BadRecord::new(
+                kind,
+                format!(
+                    "path has {components} components, expected {}: {path}",
+                    self.schema.len()
+                ),
+            ));
         }
         Ok(path.split('/').next().unwrap_or_default())
     }
 
     /// Converts one document (the seed converter's `id<TAB>json` input) received on
     /// `submission_date` (`YYYYMMDD`).
-    pub fn convert_body(&self, id: &str, body: &[u8], submission_date: &str) -> Result<Converted, BadRecord> {
-        let text = std::str::from_utf8(body).map_err(|e| BadRecord::conversion(format!("body is not UTF-8: {e}")))?;
+    pub fn convert_body(
+        &self,
+        id: &str,
+        body: &[u8],
+        submission_date: &str,
+    ) -> Result<Converted, BadRecord> {
+        let text = std::str::from_utf8(body)
+            .map_err(|e| BadRecord::conversion(format!("body is not UTF-8: {e}")))?;
         let text = minify(text);
         let doc = document::convert(&text, &self.revisions)?;
         let values: Vec<Option<String>> = self
@@ -110,7 +132,11 @@ impl Converter {
             .into_iter()
             .map(|name| match name {
                 "submission_date" => Some(submission_date.to_owned()),
-                _ => doc.info.get(name).and_then(scalar_text).map(|v| v.into_owned()),
+                _ => doc
+                    .info
+                    .get(name)
+                    .and_then(scalar_text)
+                    .map(|v| v.into_owned()),
             })
             .collect();
         let values: Vec<Option<&str>> = values.iter().map(Option::as_deref).collect();
@@ -128,9 +154,13 @@ impl Converter {
     /// Converts one `id<TAB>json` line (without its newline).
     pub fn convert_line(&self, line: &[u8], submission_date: &str) -> Result<Converted, BadRecord> {
         let Some((id, json)) = crate::storage::split_line(line) else {
-            return Err(BadRecord::new(BadRecordKind::InvalidPath, "line has no tab between id and JSON"));
+            return Err(BadRecord::new(
+                BadRecordKind::InvalidPath,
+                "line has no tab between id and JSON",
+            ));
         };
-        let id = std::str::from_utf8(id).map_err(|_| BadRecord::new(BadRecordKind::InvalidPath, "id is not UTF-8"))?;
+        let id = std::str::from_utf8(id)
+            .map_err(|_| BadRecord::new(BadRecordKind::InvalidPath, "id is not UTF-8"))?;
         if json.is_empty() {
             return Err(BadRecord::new(BadRecordKind::EmptyData, "empty JSON"));
         }
@@ -142,7 +172,11 @@ impl Converter {
 fn is_uuid(text: &str) -> bool {
     let groups: Vec<&str> = text.split('-').collect();
     groups.len() == 5
-        && groups.iter().zip([8, 4, 4, 4, 12]).all(|(g, n)| g.len() == n && g.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)))
+        && groups.iter().zip([8, 4, 4, 4, 12]).all(|(g, n)| {
+            g.len() == n
+                && g.bytes()
+                    .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        })
 }
 
 #[cfg(test)]
@@ -150,7 +184,12 @@ mod tests {
     use super::*;
 
     fn record(path: &str, body: &str) -> RawRecord {
-        RawRecord { timestamp_ms: 1_378_822_911_255, ip: String::new(), path: path.into(), body: body.as_bytes().to_vec() }
+        RawRecord {
+            timestamp_ms: 1_378_822_911_255,
+            ip: String::new(),
+            path: path.into(),
+            body: body.as_bytes().to_vec(),
+        }
     }
 
     #[test]
@@ -158,24 +197,62 @@ mod tests {
         let c = Converter::with_defaults();
         let kind = |path: &str, body: &str| c.convert(&record(path, body)).unwrap_err().kind;
         assert_eq!(kind("a/b", ""), BadRecordKind::EmptyData);
-        assert_eq!(kind("17caa68c-25f5-450a-9cce-7d31318846d8", "{}"), BadRecordKind::UuidOnlyPath);
-        assert_eq!(kind("17caa68c/idle-daily", "{}"), BadRecordKind::InvalidPath);
+        assert_eq!(
+            kind("17caa68c-25f5-450a-9cce-7d31318846d8", "{}"),
+            BadRecordKind::UuidOnlyPath
+        );
+        assert_eq!(
+            kind("17caa68c/idle-daily", "{}"),
+            BadRecordKind::InvalidPath
+        );
         assert_eq!(kind("id/a/b/c/d/e", "{}"), BadRecordKind::ConversionError);
         assert_eq!(kind("id/a/b/c/d/e", "[1]"), BadRecordKind::ConversionError);
-        assert_eq!(kind("id/a/b/c/d/e", "{\"ver\":1,\"a\":\"x\u{1}\"}"), BadRecordKind::InvalidControlChar);
-        assert_eq!(c.convert(&RawRecord { body: vec![0x1f, 0x8b, 1, 2], ..record("x", "") }).unwrap_err().kind, BadRecordKind::CorruptedData);
+        assert_eq!(
+            kind("id/a/b/c/d/e", "{\"ver\":1,\"a\":\"x\u{1}\"}"),
+            BadRecordKind::InvalidControlChar
+        );
+        assert_eq!(
+            c.convert(&RawRecord {
+                body: vec![0x1f, 0x8b, 1, 2],
+                ..record("x", "")
+            })
+            .unwrap_err()
+            .kind,
+            BadRecordKind::CorruptedData
+        );
     }
 
     #[test]
     fn hostile_documents_are_errors_not_panics() {
         let c = Converter::with_defaults();
-        let deep = format!("{{\"ver\":1,\"x\":{}{}}}", "[".repeat(100_000), "]".repeat(100_000));
-        assert_eq!(c.convert_body("id", deep.as_bytes(), "20150101").unwrap_err().kind, BadRecordKind::ConversionError);
-        for body in [&b"\xff\xfe"[..], b"{", b"\"", b"{\"version\":4,\"type\":\"main\",\"application\":1,\"payload\":{}}", b"{\"ver\":1,\"info\":[]}"] {
+        let deep = format!(
+            "{{\"ver\":1,\"x\":{}{}}}",
+            "[".repeat(100_000),
+            "]".repeat(100_000)
+        );
+        assert_eq!(
+            c.convert_body("id", deep.as_bytes(), "20150101")
+                .unwrap_err()
+                .kind,
+            BadRecordKind::ConversionError
+        );
+        for body in [
+            &b"\xff\xfe"[..],
+            b"{",
+            b"\"",
+            b"{\"version\":4,\"type\":\"main\",\"application\":1,\"payload\":{}}",
+            b"{\"ver\":1,\"info\":[]}",
+        ] {
             assert!(c.convert_body("id", body, "20150101").is_err());
         }
-        let rec = RawRecord { body: vec![0x1f, 0x8b], ..record("a/b/c/d/e/f", "") };
-        assert_eq!(c.convert(&rec).unwrap_err().kind, BadRecordKind::CorruptedData);
+        let rec = RawRecord {
+            body: vec![0x1f, 0x8b],
+            ..record("a/b/c/d/e/f", "")
+        };
+        assert_eq!(
+            c.convert(&rec).unwrap_err().kind,
+            BadRecordKind::CorruptedData
+        );
     }
 
     #[test]
@@ -184,23 +261,41 @@ mod tests {
         let body = r#"{"ver": 1, "info": {"reason": "idle-daily", "appName": "Firefox", "appVersion": "23.0", "appUpdateChannel": "esr", "appBuildID": "2013"}}"#;
         let out = c.convert(&record("/id/r/a/v/c/b", body)).unwrap();
         assert_eq!(out.id, "id");
-        assert_eq!(out.dims, ["idle-daily", "Firefox", "OTHER", "23.0", "2013", "20130910"]);
+        assert_eq!(
+            out.dims,
+            ["idle-daily", "Firefox", "OTHER", "23.0", "2013", "20130910"]
+        );
         assert_eq!(out.version, 2);
-        assert_eq!(out.json, r#"{"ver":2,"info":{"reason":"idle-daily","appName":"Firefox","appVersion":"23.0","appUpdateChannel":"esr","appBuildID":"2013"}}"#);
+        assert_eq!(
+            out.json,
+            r#"{"ver":2,"info":{"reason":"idle-daily","appName":"Firefox","appVersion":"23.0","appUpdateChannel":"esr","appBuildID":"2013"}}"#
+        );
     }
 
     #[test]
     fn classic_versions() {
         let c = Converter::with_defaults();
-        let err = |body: &str| c.convert_body("id", body.as_bytes(), "20150101").unwrap_err();
+        let err = |body: &str| {
+            c.convert_body("id", body.as_bytes(), "20150101")
+                .unwrap_err()
+        };
         assert_eq!(err(r#"{"ver": 7}"#).detail, "Unknown payload version: 7");
         assert_eq!(err(r#"{"a": 1}"#).detail, "Missing payload version");
         assert_eq!(err(r#"{"ver": 1}"#).detail, "Missing in payload: info");
         let missing = err(r#"{"ver": 1, "info": {"appVersion": "8.0"}, "histograms": {}}"#);
-        assert_eq!((missing.kind, missing.detail.as_str()), (BadRecordKind::MissingRevision, "Missing in payload: info.revision"));
+        assert_eq!(
+            (missing.kind, missing.detail.as_str()),
+            (
+                BadRecordKind::MissingRevision,
+                "Missing in payload: info.revision"
+            )
+        );
         let repo = err(r#"{"ver": 1, "info": {"revision": "/rev/"}, "histograms": {}}"#);
         assert_eq!(repo.kind, BadRecordKind::MissingRevisionRepo);
-        assert_eq!(err(r#"{"ver": 1, "info": {"revision": "https://hg.mozilla.org/x/rev/abc"}}"#).detail, "Missing in payload: histograms");
+        assert_eq!(
+            err(r#"{"ver": 1, "info": {"revision": "https://hg.mozilla.org/x/rev/abc"}}"#).detail,
+            "Missing in payload: histograms"
+        );
         let fxos = c
             .convert_body("id", br#"{"ver": 3, "pingID": "p", "deviceinfo": {"update_channel": "nightly", "platform_version": "1.3"}}"#, "20140101")
             .unwrap();
@@ -208,7 +303,10 @@ mod tests {
             fxos.json,
             r#"{"ver":2,"deviceinfo":{"update_channel":"nightly","platform_version":"1.3"},"info":{"reason":"ftu","appUpdateChannel":"nightly","appBuildID":"UNKNOWN","appName":"FirefoxOS","appVersion":"1.3"}}"#
         );
-        assert_eq!(fxos.dims, ["ftu", "FirefoxOS", "nightly", "1.3", "UNKNOWN", "20140101"]);
+        assert_eq!(
+            fxos.dims,
+            ["ftu", "FirefoxOS", "nightly", "1.3", "UNKNOWN", "20140101"]
+        );
     }
 
     #[test]
@@ -221,11 +319,34 @@ mod tests {
             out.json,
             r#"{"type":"crash","version":5,"application":{"name":"Firefox","version":"61.0a1","channel":"nightly","buildId":"20180409100035"},"payload":{"x":[1,2]},"info":{"appName":"Firefox","appUpdateChannel":"nightly","appVersion":"61.0a1","appBuildID":"20180409100035","reason":"crash"}}"#
         );
-        assert_eq!(out.dims, ["OTHER", "Firefox", "nightly", "61.0a1", "20180409100035", "20180410"]);
-        let err = |b: &str| c.convert_body("id", b.as_bytes(), "20180410").unwrap_err().detail;
-        assert_eq!(err(r#"{"version": 4, "application": {}, "payload": {}}"#), "Unified ping has no top-level 'type' field");
+        assert_eq!(
+            out.dims,
+            [
+                "OTHER",
+                "Firefox",
+                "nightly",
+                "61.0a1",
+                "20180409100035",
+                "20180410"
+            ]
+        );
+        let err = |b: &str| {
+            c.convert_body("id", b.as_bytes(), "20180410")
+                .unwrap_err()
+                .detail
+        };
+        assert_eq!(
+            err(r#"{"version": 4, "application": {}, "payload": {}}"#),
+            "Unified ping has no top-level 'type' field"
+        );
         assert_eq!(err(r#"{"version": 3}"#), "Unknown unified ping version: 3");
-        assert_eq!(err(r#"{"version": 4, "type": "main", "application": {}}"#), "Unified ping has no top-level 'payload' field");
-        assert_eq!(err(r#"{"version": 4, "type": "main", "application": {}, "payload": {}, "info": {}}"#), "Raw unified ping has an existing ping.info field");
+        assert_eq!(
+            err(r#"{"version": 4, "type": "main", "application": {}}"#),
+            "Unified ping has no top-level 'payload' field"
+        );
+        assert_eq!(
+            err(r#"{"version": 4, "type": "main", "application": {}, "payload": {}, "info": {}}"#),
+            "Raw unified ping has an existing ping.info field"
+        );
     }
 }

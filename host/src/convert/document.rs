@@ -36,9 +36,16 @@ pub fn convert<'a>(text: &'a str, revisions: &RevisionCache) -> Result<Document<
             "4" => unified(root, revisions),
             "5" => {
                 let info = take_info(&root)?;
-                Ok(Document { json: root.to_json(), version: 5, info, histograms: HistogramCounts::default() })
+                Ok(Document {
+                    json: root.to_json(),
+                    version: 5,
+                    info,
+                    histograms: HistogramCounts::default(),
+                })
             }
-            other => Err(BadRecord::conversion(format!("Unknown unified ping version: {other}"))),
+            other => Err(BadRecord::conversion(format!(
+                "Unknown unified ping version: {other}"
+            ))),
         }
     } else {
         Err(BadRecord::conversion("Missing payload version"))
@@ -47,15 +54,23 @@ pub fn convert<'a>(text: &'a str, revisions: &RevisionCache) -> Result<Document<
 
 /// The `info` member parsed as fields (it stays in the document too).
 fn take_info<'a>(root: &Fields<'a>) -> Result<Fields<'a>, BadRecord> {
-    Ok(member(root, "info").map(|text| parse_object(text, "info")).transpose()?.unwrap_or_default())
+    Ok(member(root, "info")
+        .map(|text| parse_object(text, "info"))
+        .transpose()?
+        .unwrap_or_default())
 }
 
 /// JSON text of a member borrowed from the input (generated members are not looked into).
 pub(super) fn member<'a>(fields: &Fields<'a>, key: &str) -> Option<&'a str> {
-    fields.0.iter().rev().find(|(k, _)| k == key).and_then(|(_, v)| match v {
-        Cow::Borrowed(b) => Some(*b),
-        Cow::Owned(_) => None,
-    })
+    fields
+        .0
+        .iter()
+        .rev()
+        .find(|(k, _)| k == key)
+        .and_then(|(_, v)| match v {
+            Cow::Borrowed(b) => Some(*b),
+            Cow::Owned(_) => None,
+        })
 }
 
 pub(super) fn parse_object<'a>(text: &'a str, what: &str) -> Result<Fields<'a>, BadRecord> {
@@ -64,25 +79,51 @@ pub(super) fn parse_object<'a>(text: &'a str, what: &str) -> Result<Fields<'a>, 
         .map_err(|e| BadRecord::conversion(format!("{what} is not an object: {e}")))
 }
 
-fn classic<'a>(mut root: Fields<'a>, ver: &str, revisions: &RevisionCache) -> Result<Document<'a>, BadRecord> {
+fn classic<'a>(
+    mut root: Fields<'a>,
+    ver: &str,
+    revisions: &RevisionCache,
+) -> Result<Document<'a>, BadRecord> {
     let mut counts = HistogramCounts::default();
     match ver {
         "1" => {
-            let info_text = member(&root, "info").ok_or_else(|| BadRecord::conversion("Missing in payload: info"))?;
+            let info_text = member(&root, "info")
+                .ok_or_else(|| BadRecord::conversion("Missing in payload: info"))?;
             let info = parse_object(info_text, "info")?;
-            if let Some(section) = convert_sections(&info, &root, "histograms", None, &info, revisions, &mut counts)? {
+            if let Some(section) = convert_sections(
+                &info,
+                &root,
+                "histograms",
+                None,
+                &info,
+                revisions,
+                &mut counts,
+            )? {
                 root.set("histograms", section.histograms);
             }
             root.set("ver", "2");
-            Ok(Document { json: root.to_json(), version: 2, info, histograms: counts })
+            Ok(Document {
+                json: root.to_json(),
+                version: 2,
+                info,
+                histograms: counts,
+            })
         }
         "2" | "5" => {
             let info = take_info(&root)?;
             let version = if ver == "2" { 2 } else { 5 };
-            Ok(Document { json: root.to_json(), version, info, histograms: counts })
+            Ok(Document {
+                json: root.to_json(),
+                version,
+                info,
+                histograms: counts,
+            })
         }
         "3" => {
-            let device = member(&root, "deviceinfo").map(|t| parse_object(t, "deviceinfo")).transpose()?.unwrap_or_default();
+            let device = member(&root, "deviceinfo")
+                .map(|t| parse_object(t, "deviceinfo"))
+                .transpose()?
+                .unwrap_or_default();
             let mut info = Fields::default();
             info.push("reason", "\"ftu\"");
             for (key, from) in [
@@ -91,15 +132,26 @@ fn classic<'a>(mut root: Fields<'a>, ver: &str, revisions: &RevisionCache) -> Re
                 ("appName", ""),
                 ("appVersion", "platform_version"),
             ] {
-                let value = if from.is_empty() { Some("\"FirefoxOS\"".to_owned()) } else { device.get(from).map(str::to_owned) };
+                let value = if from.is_empty() {
+                    Some("\"FirefoxOS\"".to_owned())
+                } else {
+                    device.get(from).map(str::to_owned)
+                };
                 info.push(key, value.unwrap_or_else(|| "\"UNKNOWN\"".to_owned()));
             }
             root.remove("pingID");
             root.set("ver", "2");
             root.set("info", info.to_json());
-            Ok(Document { json: root.to_json(), version: 2, info, histograms: counts })
+            Ok(Document {
+                json: root.to_json(),
+                version: 2,
+                info,
+                histograms: counts,
+            })
         }
-        other => Err(BadRecord::conversion(format!("Unknown payload version: {other}"))),
+        other => Err(BadRecord::conversion(format!(
+            "Unknown payload version: {other}"
+        ))),
     }
 }
 
@@ -130,7 +182,11 @@ fn convert_sections(
         };
     };
     let text = |k: &str| build.get(k).and_then(scalar_text);
-    let (channel, build_id, app_version) = (text("appUpdateChannel"), text("appBuildID"), text("appVersion"));
+    let (channel, build_id, app_version) = (
+        text("appUpdateChannel"),
+        text("appBuildID"),
+        text("appVersion"),
+    );
     let defs = definitions(
         revisions,
         &Query {
@@ -150,7 +206,10 @@ fn convert_sections(
             Some(keyed)
         }
     };
-    Ok(Some(Sections { histograms: out, keyed }))
+    Ok(Some(Sections {
+        histograms: out,
+        keyed,
+    }))
 }
 
 fn raw(text: &str) -> Result<&RawValue, BadRecord> {
@@ -161,11 +220,22 @@ fn raw(text: &str) -> Result<&RawValue, BadRecord> {
 fn definitions(revisions: &RevisionCache, query: &Query) -> Result<Arc<Definitions>, BadRecord> {
     match revisions.resolve(query) {
         Ok(resolved) => Ok(resolved.definitions),
-        Err(err @ ResolveError::NoRevision) => Err(BadRecord::new(BadRecordKind::MissingRevision, err.to_string())),
-        Err(err @ ResolveError::InvalidUrl(_)) if query.revision.is_some_and(|u| u.starts_with("/rev/")) => {
-            Err(BadRecord::new(BadRecordKind::MissingRevisionRepo, err.to_string()))
+        Err(err @ ResolveError::NoRevision) => Err(BadRecord::new(
+            BadRecordKind::MissingRevision,
+            err.to_string(),
+        )),
+        Err(err @ ResolveError::InvalidUrl(_))
+            if query.revision.is_some_and(|u| u.starts_with("/rev/")) =>
+        {
+            Err(BadRecord::new(
+                BadRecordKind::MissingRevisionRepo,
+                err.to_string(),
+            ))
         }
-        Err(err @ ResolveError::NotFound(_)) => Err(BadRecord::new(BadRecordKind::MissingHistograms, err.to_string())),
+        Err(err @ ResolveError::NotFound(_)) => Err(BadRecord::new(
+            BadRecordKind::MissingHistograms,
+            err.to_string(),
+        )),
         Err(err) => Err(BadRecord::conversion(err.to_string())),
     }
 }
@@ -183,13 +253,22 @@ const APPLICATION_INFO: [(&str, &str); 8] = [
 ];
 
 fn unified<'a>(mut root: Fields<'a>, revisions: &RevisionCache) -> Result<Document<'a>, BadRecord> {
-    let ping_type = member(&root, "type").and_then(string_value).filter(|t| !t.is_empty());
-    let ping_type = ping_type.ok_or_else(|| BadRecord::conversion("Unified ping has no top-level 'type' field"))?.into_owned();
-    let application = member(&root, "application").ok_or_else(|| BadRecord::conversion("Unified ping has no top-level 'application' field"))?;
+    let ping_type = member(&root, "type")
+        .and_then(string_value)
+        .filter(|t| !t.is_empty());
+    let ping_type = ping_type
+        .ok_or_else(|| BadRecord::conversion("Unified ping has no top-level 'type' field"))?
+        .into_owned();
+    let application = member(&root, "application").ok_or_else(|| {
+        BadRecord::conversion("Unified ping has no top-level 'application' field")
+    })?;
     let application = parse_object(application, "application")?;
-    let payload_text = member(&root, "payload").ok_or_else(|| BadRecord::conversion("Unified ping has no top-level 'payload' field"))?;
+    let payload_text = member(&root, "payload")
+        .ok_or_else(|| BadRecord::conversion("Unified ping has no top-level 'payload' field"))?;
     if root.contains("info") {
-        return Err(BadRecord::conversion("Raw unified ping has an existing ping.info field"));
+        return Err(BadRecord::conversion(
+            "Raw unified ping has an existing ping.info field",
+        ));
     }
     let mut info = Fields::default();
     for (to, from) in APPLICATION_INFO {
@@ -197,24 +276,43 @@ fn unified<'a>(mut root: Fields<'a>, revisions: &RevisionCache) -> Result<Docume
             info.push(to, value.to_owned());
         }
     }
-    info.push("reason", serde_json::to_string(&ping_type).unwrap_or_default());
+    info.push(
+        "reason",
+        serde_json::to_string(&ping_type).unwrap_or_default(),
+    );
     root.set("version", "5");
     let mut counts = HistogramCounts::default();
     if ping_type != "main" && ping_type != "saved-session" {
         root.push("info", info.to_json());
-        return Ok(Document { json: root.to_json(), version: 5, info, histograms: counts });
+        return Ok(Document {
+            json: root.to_json(),
+            version: 5,
+            info,
+            histograms: counts,
+        });
     }
     let environment = member(&root, "environment");
     if ping_type == "saved-session" && environment.is_none() {
-        return Err(BadRecord::conversion("Unified saved-session ping has no top-level 'environment' field"));
+        return Err(BadRecord::conversion(
+            "Unified saved-session ping has no top-level 'environment' field",
+        ));
     }
     let mut payload = parse_object(payload_text, "payload")?;
-    let payload_info = member(&payload, "info").ok_or_else(|| BadRecord::conversion("Missing in payload: info"))?;
+    let payload_info = member(&payload, "info")
+        .ok_or_else(|| BadRecord::conversion("Missing in payload: info"))?;
     let payload_info = parse_object(payload_info, "payload.info")?;
     if !payload.contains("histograms") {
         return Err(BadRecord::conversion("Missing in payload: histograms"));
     }
-    let sections = convert_sections(&payload_info, &payload, "histograms", Some("keyedHistograms"), &info, revisions, &mut counts)?;
+    let sections = convert_sections(
+        &payload_info,
+        &payload,
+        "histograms",
+        Some("keyedHistograms"),
+        &info,
+        revisions,
+        &mut counts,
+    )?;
     if let Some(sections) = sections {
         payload.set("histograms", sections.histograms);
         if let Some(keyed) = sections.keyed {
@@ -224,9 +322,19 @@ fn unified<'a>(mut root: Fields<'a>, revisions: &RevisionCache) -> Result<Docume
     if ping_type == "saved-session" {
         let environment = environment.unwrap_or("{}");
         let (root, info) = saved_session::flatten(root, payload, payload_info, info, environment)?;
-        return Ok(Document { json: root.to_json(), version: 5, info, histograms: counts });
+        return Ok(Document {
+            json: root.to_json(),
+            version: 5,
+            info,
+            histograms: counts,
+        });
     }
     root.set("payload", payload.to_json());
     root.push("info", info.to_json());
-    Ok(Document { json: root.to_json(), version: 5, info, histograms: counts })
+    Ok(Document {
+        json: root.to_json(),
+        version: 5,
+        info,
+        histograms: counts,
+    })
 }

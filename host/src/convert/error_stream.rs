@@ -69,7 +69,11 @@ impl ErrorStream {
         let file = errors_dir
             .open_with(&file_name, OpenOptions::new().create(true).append(true))
             .map_err(|e| StorageError::io(format!("{}/{file_name}", datadir::ERRORS), e))?;
-        Ok(ErrorStream { out: BufWriter::new(file), name: format!("{}/{file_name}", datadir::ERRORS), entries: 0 })
+        Ok(ErrorStream {
+            out: BufWriter::new(file),
+            name: format!("{}/{file_name}", datadir::ERRORS),
+            entries: 0,
+        })
     }
 
     /// Path relative to the data directory.

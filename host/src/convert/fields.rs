@@ -13,12 +13,21 @@ pub struct Fields<'a>(pub Vec<(Cow<'a, str>, Cow<'a, str>)>);
 impl<'a> Fields<'a> {
     /// The members of a parsed object, values unchanged.
     pub fn from_object(obj: RawObject<'a>) -> Fields<'a> {
-        Fields(obj.0.into_iter().map(|(k, v)| (k, Cow::Borrowed(v.get()))).collect())
+        Fields(
+            obj.0
+                .into_iter()
+                .map(|(k, v)| (k, Cow::Borrowed(v.get())))
+                .collect(),
+        )
     }
 
     /// JSON text of the last member named `key`.
     pub fn get(&self, key: &str) -> Option<&str> {
-        self.0.iter().rev().find(|(k, _)| k == key).map(|(_, v)| v.as_ref())
+        self.0
+            .iter()
+            .rev()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_ref())
     }
 
     pub fn contains(&self, key: &str) -> bool {
@@ -63,7 +72,13 @@ impl<'a> Fields<'a> {
 
     /// The object as minimal JSON.
     pub fn to_json(&self) -> String {
-        let mut out = String::with_capacity(self.0.iter().map(|(k, v)| k.len() + v.len() + 4).sum::<usize>() + 2);
+        let mut out = String::with_capacity(
+            self.0
+                .iter()
+                .map(|(k, v)| k.len() + v.len() + 4)
+                .sum::<usize>()
+                + 2,
+        );
         self.write(&mut out);
         out
     }
@@ -73,7 +88,9 @@ impl<'a> Fields<'a> {
 /// for null, objects and arrays.
 pub fn scalar_text(json: &str) -> Option<Cow<'_, str>> {
     match json.as_bytes().first()? {
-        b'"' if !json.contains('\\') && json.len() >= 2 => Some(Cow::Borrowed(&json[1..json.len() - 1])),
+        b'"' if !json.contains('\\') && json.len() >= 2 => {
+            Some(Cow::Borrowed(&json[1..json.len() - 1]))
+        }
         b'"' => serde_json::from_str::<String>(json).ok().map(Cow::Owned),
         b'{' | b'[' | b'n' => None,
         _ => Some(Cow::Borrowed(json)),

@@ -46,7 +46,10 @@ mod tests {
 
     #[test]
     fn strips_whitespace_outside_strings_only() {
-        assert_eq!(minify("{\n  \"a b\": [1, 2],\t\"c\\\" d\": \"x\\\\\" }\r\n"), r#"{"a b":[1,2],"c\" d":"x\\"}"#);
+        assert_eq!(
+            minify("{\n  \"a b\": [1, 2],\t\"c\\\" d\": \"x\\\\\" }\r\n"),
+            r#"{"a b":[1,2],"c\" d":"x\\"}"#
+        );
         assert_eq!(minify("\"unterminated \\"), "\"unterminated \\");
         assert_eq!(minify("  Wikipédia "), "Wikipédia");
     }

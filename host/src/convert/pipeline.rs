@@ -11,13 +11,19 @@ use super::converter::Converter;
 use super::error_stream::{ErrorEntry, ErrorStream};
 use super::summary::ConvertSummary;
 use crate::rawlog::{self, RawRecord};
-use crate::storage::{datadir, decompress, Container, DataDir, FinishedFile, StorageError, StorageWriter, WriterOptions};
+use crate::storage::{
+    datadir, decompress, Container, DataDir, FinishedFile, StorageError, StorageWriter,
+    WriterOptions,
+};
 
 /// Why a conversion run stopped (rejected records are not errors: they go to the error stream).
 #[derive(Debug, thiserror::Error)]
 pub enum ConvertError {
     #[error("cannot read {path}: {source}")]
-    Input { path: String, source: std::io::Error },
+    Input {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("{0}")]
     Storage(#[from] StorageError),
 }
@@ -37,7 +43,10 @@ impl InputFormat {
     /// Guesses from the name and the first bytes: compressed or `.txt`/`.tsv` → text, `.json` →
     /// json, a leading `0x1E` → log, a first line with a tab → text, anything else → log (v0).
     pub fn detect(path: &Path) -> Result<InputFormat, ConvertError> {
-        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+        let name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default();
         let ext = name.rsplit_once('.').map(|(_, e)| e).unwrap_or_default();
         match ext {
             "gz" | "xz" | "lzma" | "zst" | "txt" | "tsv" => return Ok(InputFormat::Text),
@@ -45,18 +54,26 @@ impl InputFormat {
             _ => {}
         }
         let mut head = Vec::with_capacity(4096);
-        open(path)?.take(4096).read_to_end(&mut head).map_err(|e| input_error(path, e))?;
+        open(path)?
+            .take(4096)
+            .read_to_end(&mut head)
+            .map_err(|e| input_error(path, e))?;
         let first_line = head.split(|&b| b == b'\n').next().unwrap_or_default();
         Ok(match head.first() {
             Some(&rawlog::SEPARATOR) => InputFormat::Log,
-            _ if first_line.contains(&b'\t') && std::str::from_utf8(first_line).is_ok() => InputFormat::Text,
+            _ if first_line.contains(&b'\t') && std::str::from_utf8(first_line).is_ok() => {
+                InputFormat::Text
+            }
             _ => InputFormat::Log,
         })
     }
 }
 
 fn input_error(path: &Path, source: std::io::Error) -> ConvertError {
-    ConvertError::Input { path: path.display().to_string(), source }
+    ConvertError::Input {
+        path: path.display().to_string(),
+        source,
+    }
 }
 
 /// Inputs are named by the operator or by ingest (under its raw directory); they are read by
@@ -76,11 +93,21 @@ pub struct Pipeline {
 impl Pipeline {
     /// Writes partitions under `<data>/storage` and rejected records to `<data>/errors/<name>.ndjson`
     /// (`name` unique per run, e.g. `convert-<utc time>-<pid>`).
-    pub fn new(data: &DataDir, converter: Arc<Converter>, options: WriterOptions, error_name: &str) -> Result<Pipeline, ConvertError> {
+    pub fn new(
+        data: &DataDir,
+        converter: Arc<Converter>,
+        options: WriterOptions,
+        error_name: &str,
+    ) -> Result<Pipeline, ConvertError> {
         let storage = data.sub(datadir::STORAGE)?;
         let errors = ErrorStream::create(&data.sub(datadir::ERRORS)?, error_name)?;
         let writer = StorageWriter::new(storage, converter.schema().clone(), options);
-        Ok(Pipeline { converter, writer: Some(writer), errors, finished: Vec::new() })
+        Ok(Pipeline {
+            converter,
+            writer: Some(writer),
+            errors,
+            finished: Vec::new(),
+        })
     }
 
     pub fn converter(&self) -> &Converter {
@@ -98,7 +125,11 @@ impl Pipeline {
     }
 
     /// [`Pipeline::convert_log`], calling `progress` with the bytes of the file consumed so far.
-    pub fn convert_log_with(&mut self, path: &Path, progress: &mut dyn FnMut(u64)) -> Result<ConvertSummary, ConvertError> {
+    pub fn convert_log_with(
+        &mut self,
+        path: &Path,
+        progress: &mut dyn FnMut(u64),
+    ) -> Result<ConvertSummary, ConvertError> {
         let source = path.display().to_string();
         let mut reader = rawlog::open(path).map_err(|e| input_error(path, e))?;
         let mut summary = ConvertSummary::default();
@@ -119,7 +150,12 @@ impl Pipeline {
     }
 
     /// Converts one raw record into storage or the error stream.
-    pub fn convert_record(&mut self, rec: &RawRecord, source: &str, summary: &mut ConvertSummary) -> Result<(), ConvertError> {
+    pub fn convert_record(
+        &mut self,
+        rec: &RawRecord,
+        source: &str,
+        summary: &mut ConvertSummary,
+    ) -> Result<(), ConvertError> {
         summary.records_read += 1;
         summary.bytes_read += (rec.path.len() + rec.body.len()) as u64;
         let decoded = self.converter.decode(rec);
@@ -135,15 +171,28 @@ impl Pipeline {
             },
             Err(bad) => bad,
         };
-        let entry = ErrorEntry { path: Some(&rec.path), timestamp_ms: Some(rec.timestamp_ms), ip: &rec.ip, ..ErrorEntry::new(&bad, source, Some(body)) };
+        let entry = ErrorEntry {
+            path: Some(&rec.path),
+            timestamp_ms: Some(rec.timestamp_ms),
+            ip: &rec.ip,
+            ..ErrorEntry::new(&bad, source, Some(body))
+        };
         self.reject(&bad, entry, summary)
     }
 
     /// Converts an `id<TAB>json` text file (plain or compressed by extension) whose records were
     /// received on `submission_date` (`YYYYMMDD`).
-    pub fn convert_text(&mut self, path: &Path, submission_date: &str, progress: &mut dyn FnMut(u64)) -> Result<ConvertSummary, ConvertError> {
+    pub fn convert_text(
+        &mut self,
+        path: &Path,
+        submission_date: &str,
+        progress: &mut dyn FnMut(u64),
+    ) -> Result<ConvertSummary, ConvertError> {
         let source = path.display().to_string();
-        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+        let name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default();
         let file = open(path)?;
         let mut input: Box<dyn BufRead + Send> = match Container::from_name(name) {
             Some(Container::Plain) | None => Box::new(BufReader::with_capacity(256 * 1024, file)),
@@ -154,7 +203,9 @@ impl Pipeline {
         let mut consumed = 0u64;
         loop {
             line.clear();
-            let n = input.read_until(b'\n', &mut line).map_err(|e| input_error(path, e))?;
+            let n = input
+                .read_until(b'\n', &mut line)
+                .map_err(|e| input_error(path, e))?;
             if n == 0 {
                 break;
             }
@@ -177,12 +228,24 @@ impl Pipeline {
     }
 
     /// Converts a file holding one JSON document; its id is the file name without `.json`.
-    pub fn convert_json_file(&mut self, path: &Path, submission_date: &str) -> Result<ConvertSummary, ConvertError> {
+    pub fn convert_json_file(
+        &mut self,
+        path: &Path,
+        submission_date: &str,
+    ) -> Result<ConvertSummary, ConvertError> {
         let source = path.display().to_string();
         let body = std::fs::read(path).map_err(|e| input_error(path, e))?;
-        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("unknown");
+        let name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or("unknown");
         let id = name.strip_suffix(".json").unwrap_or(name);
-        let mut summary = ConvertSummary { records_read: 1, bytes_read: body.len() as u64, bytes_uncompressed: body.len() as u64, ..Default::default() };
+        let mut summary = ConvertSummary {
+            records_read: 1,
+            bytes_read: body.len() as u64,
+            bytes_uncompressed: body.len() as u64,
+            ..Default::default()
+        };
         let result = self.converter.convert_body(id, &body, submission_date);
         self.store_or_reject(result, &source, &body, &mut summary)?;
         self.collect_finished()?;
@@ -207,9 +270,20 @@ impl Pipeline {
     }
 
     /// Writes a converted record; a storage refusal becomes a `write_failed` bad record.
-    fn store(&mut self, converted: &super::Converted, summary: &mut ConvertSummary) -> Result<Option<BadRecord>, ConvertError> {
-        let writer = self.writer.as_mut().ok_or_else(|| StorageError::io("storage", std::io::Error::other("pipeline finished")))?;
-        match writer.write(&converted.dims, converted.version, &converted.id, &converted.json) {
+    fn store(
+        &mut self,
+        converted: &super::Converted,
+        summary: &mut ConvertSummary,
+    ) -> Result<Option<BadRecord>, ConvertError> {
+        let writer = self.writer.as_mut().ok_or_else(|| {
+            StorageError::io("storage", std::io::Error::other("pipeline finished"))
+        })?;
+        match writer.write(
+            &converted.dims,
+            converted.version,
+            &converted.id,
+            &converted.json,
+        ) {
             Ok(()) => {
                 summary.records_written += 1;
                 summary.bytes_written += (converted.id.len() + converted.json.len() + 2) as u64;
@@ -217,11 +291,19 @@ impl Pipeline {
                 summary.unknown_histograms += u64::from(converted.unknown_histograms);
                 Ok(None)
             }
-            Err(err) => Ok(Some(BadRecord::new(BadRecordKind::WriteFailed, err.to_string()))),
+            Err(err) => Ok(Some(BadRecord::new(
+                BadRecordKind::WriteFailed,
+                err.to_string(),
+            ))),
         }
     }
 
-    fn reject(&mut self, bad: &BadRecord, entry: ErrorEntry, summary: &mut ConvertSummary) -> Result<(), ConvertError> {
+    fn reject(
+        &mut self,
+        bad: &BadRecord,
+        entry: ErrorEntry,
+        summary: &mut ConvertSummary,
+    ) -> Result<(), ConvertError> {
         summary.add_bad(bad.kind);
         self.errors.write(&entry)?;
         Ok(())

@@ -25,13 +25,19 @@ const ENVIRONMENT_INFO: [(&str, &[&str]); 24] = [
     ("DWriteEnabled", &["system", "gfx", "DWriteEnabled"]),
     ("DWriteVersion", &["system", "gfx", "DWriteVersion"]),
     ("profileHDDModel", &["system", "hdd", "profile", "model"]),
-    ("profileHDDRevision", &["system", "hdd", "profile", "revision"]),
+    (
+        "profileHDDRevision",
+        &["system", "hdd", "profile", "revision"],
+    ),
     ("binHDDModel", &["system", "hdd", "binary", "model"]),
     ("binHDDRevision", &["system", "hdd", "binary", "revision"]),
     ("winHDDModel", &["system", "hdd", "system", "model"]),
     ("winHDDRevision", &["system", "hdd", "system", "revision"]),
     ("activeExperiment", &["addons", "activeExperiment", "id"]),
-    ("activeExperimentBranch", &["addons", "activeExperiment", "branch"]),
+    (
+        "activeExperimentBranch",
+        &["addons", "activeExperiment", "branch"],
+    ),
 ];
 
 /// GPU adapter field → classic `info` field prefix (the second adapter adds the suffix `2`).
@@ -59,7 +65,11 @@ fn lookup<'a>(root: &'a str, path: &[&str]) -> Option<&'a str> {
 /// Adds an `info` field from the environment; a clash with an existing key stores it as
 /// `environment.<key>`.
 fn fill<'a>(info: &mut Fields<'a>, key: &str, value: &'a str) {
-    let key = if info.contains(key) { format!("environment.{key}") } else { key.to_owned() };
+    let key = if info.contains(key) {
+        format!("environment.{key}")
+    } else {
+        key.to_owned()
+    };
     info.push(key, value);
 }
 
@@ -97,11 +107,16 @@ pub fn flatten<'a>(
     if let Some(theme) = lookup(environment, &["addons", "theme", "id"]) {
         fill(&mut info, "persona", theme);
     }
-    if info.get("OS").and_then(string_value).is_some_and(|os| os.starts_with("Windows_")) {
+    if info
+        .get("OS")
+        .and_then(string_value)
+        .is_some_and(|os| os.starts_with("Windows_"))
+    {
         info.set("OS", "\"WINNT\"");
     }
     if let Some(adapters) = lookup(environment, &["system", "gfx", "adapters"]) {
-        let adapters: Vec<&serde_json::value::RawValue> = serde_json::from_str(adapters).unwrap_or_default();
+        let adapters: Vec<&serde_json::value::RawValue> =
+            serde_json::from_str(adapters).unwrap_or_default();
         for (n, adapter) in adapters.iter().take(2).enumerate() {
             let suffix = if n == 0 { "" } else { "2" };
             for (from, to) in ADAPTER_INFO {

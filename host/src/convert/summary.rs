@@ -40,7 +40,10 @@ impl ConvertSummary {
 
     /// Rejected records of one kind.
     pub fn bad(&self, kind: BadRecordKind) -> u64 {
-        self.bad_records_by_type.get(kind.as_str()).copied().unwrap_or(0)
+        self.bad_records_by_type
+            .get(kind.as_str())
+            .copied()
+            .unwrap_or(0)
     }
 
     /// Adds `other` into `self`.
@@ -66,13 +69,31 @@ mod tests {
 
     #[test]
     fn merge_adds_everything() {
-        let mut a = ConvertSummary { records_read: 2, records_written: 1, bytes_read: 10, ..Default::default() };
+        let mut a = ConvertSummary {
+            records_read: 2,
+            records_written: 1,
+            bytes_read: 10,
+            ..Default::default()
+        };
         a.add_bad(BadRecordKind::BadPayload);
-        let mut b = ConvertSummary { records_read: 3, records_written: 2, skipped_bytes: 4, ..Default::default() };
+        let mut b = ConvertSummary {
+            records_read: 3,
+            records_written: 2,
+            skipped_bytes: 4,
+            ..Default::default()
+        };
         b.add_bad(BadRecordKind::BadPayload);
         b.add_bad(BadRecordKind::UuidOnlyPath);
         a.merge(&b);
-        assert_eq!((a.records_read, a.records_written, a.bad_records, a.skipped_bytes), (5, 3, 3, 4));
+        assert_eq!(
+            (
+                a.records_read,
+                a.records_written,
+                a.bad_records,
+                a.skipped_bytes
+            ),
+            (5, 3, 3, 4)
+        );
         assert_eq!(a.bad(BadRecordKind::BadPayload), 2);
         assert_eq!(
             serde_json::to_value(&a).unwrap()["bad_records_by_type"],

@@ -30,7 +30,11 @@ pub fn exponential(min: i64, max: i64, n: usize) -> Vec<i64> {
         let log_ratio = (log_max - log_current) / (n - i) as f64;
         let next = (log_current + log_ratio).exp() + 0.5;
         let next = next.floor() as i64;
-        current = if next > current { next } else { current.saturating_add(1) };
+        current = if next > current {
+            next
+        } else {
+            current.saturating_add(1)
+        };
         *slot = current;
     }
     out
@@ -42,7 +46,10 @@ mod tests {
 
     #[test]
     fn exponential_matches_the_seed_examples() {
-        assert_eq!(exponential(1, 3000, 10), [0, 1, 3, 8, 21, 57, 154, 414, 1114, 3000]);
+        assert_eq!(
+            exponential(1, 3000, 10),
+            [0, 1, 3, 8, 21, 57, 154, 414, 1114, 3000]
+        );
         let b = exponential(1, 10000, 50);
         assert_eq!(&b[..12], &[0, 1, 2, 3, 4, 5, 6, 7, 8, 10, 12, 14]);
         assert_eq!(&b[47..], &[7083, 8416, 10000]);

@@ -167,7 +167,10 @@ impl Definitions {
     /// those values (the seed patched `JS::gcreason::NUM_TELEMETRY_REASONS` to 101 and
     /// `mozilla::StartupTimeline::MAX_EVENT_ID` to 12 for every revision, although the real values
     /// changed between Firefox versions). Definitions using one are marked [`Definition::assumed`].
-    pub fn from_json_with_constants(text: &str, constants: &[(&str, i64)]) -> Result<Definitions, SpecError> {
+    pub fn from_json_with_constants(
+        text: &str,
+        constants: &[(&str, i64)],
+    ) -> Result<Definitions, SpecError> {
         let root = RawObject::parse(text)?;
         let bucket_spec = match root.0.as_slice() {
             [(key, value)] if key == "histograms" => Some(RawObject::parse(value.get())?),
@@ -180,7 +183,11 @@ impl Definitions {
             let Ok(Value::Object(def)) = serde_json::from_str::<Value>(raw.get()) else {
                 return Err(SpecError::NotAnObject(name.into_owned()));
             };
-            let parsed = if is_spec { from_spec_entry(&name, &def)? } else { from_definition(&name, &def, constants)? };
+            let parsed = if is_spec {
+                from_spec_entry(&name, &def)?
+            } else {
+                from_definition(&name, &def, constants)?
+            };
             out.push(parsed);
         }
         Ok(out)
@@ -204,7 +211,10 @@ impl Definitions {
     /// The definition for a payload histogram name: the name itself, else for `STARTUP_X` the
     /// definition of `X` (Firefox's startup snapshots; the seed's fallback).
     pub fn resolve(&self, name: &str) -> Option<&Definition> {
-        self.get(name).or_else(|| name.strip_prefix("STARTUP_").and_then(|base| self.get(base)))
+        self.get(name).or_else(|| {
+            name.strip_prefix("STARTUP_")
+                .and_then(|base| self.get(base))
+        })
     }
 
     /// Definitions in document order.
@@ -230,16 +240,33 @@ fn kind_of(name: &str, def: &serde_json::Map<String, Value>) -> Result<Kind, Spe
 }
 
 fn unknown_kind(name: &str, kind: &str) -> SpecError {
-    SpecError::UnknownKind { name: name.to_owned(), kind: kind.to_owned() }
+    SpecError::UnknownKind {
+        name: name.to_owned(),
+        kind: kind.to_owned(),
+    }
 }
 
 /// A raw Histograms.json definition, bucket parameters as histogram_tools derived them.
-fn from_definition(name: &str, def: &serde_json::Map<String, Value>, constants: &[(&str, i64)]) -> Result<Definition, SpecError> {
+fn from_definition(
+    name: &str,
+    def: &serde_json::Map<String, Value>,
+    constants: &[(&str, i64)],
+) -> Result<Definition, SpecError> {
     let kind = kind_of(name, def)?;
     let keyed = def.get("keyed").and_then(Value::as_bool).unwrap_or(false);
-    let mut params = Params { def, constants, assumed: false };
+    let mut params = Params {
+        def,
+        constants,
+        assumed: false,
+    };
     let layout = layout(kind, &mut params);
-    Ok(Definition { name: name.to_owned(), kind, keyed, layout, assumed: params.assumed })
+    Ok(Definition {
+        name: name.to_owned(),
+        kind,
+        keyed,
+        layout,
+        assumed: params.assumed,
+    })
 }
 
 /// Reads numeric parameters of one definition, noting whether an assumed constant was used.
@@ -254,13 +281,18 @@ impl Params<'_> {
         let Some(value) = self.def.get(field) else {
             return default.ok_or(DefinitionError::Missing { field });
         };
-        if let Some(&(_, constant)) = value.as_str().and_then(|s| self.constants.iter().find(|(name, _)| *name == s.trim())) {
+        if let Some(&(_, constant)) = value
+            .as_str()
+            .and_then(|s| self.constants.iter().find(|(name, _)| *name == s.trim()))
+        {
             self.assumed = true;
             return Ok(constant);
         }
         eval_param(value).ok_or_else(|| DefinitionError::NotANumber {
             field,
-            value: value.as_str().map_or_else(|| value.to_string(), str::to_owned),
+            value: value
+                .as_str()
+                .map_or_else(|| value.to_string(), str::to_owned),
         })
     }
 }
@@ -274,13 +306,21 @@ fn layout(kind: Kind, params: &mut Params) -> Result<BucketLayout, DefinitionErr
             (1, n_values, n_values.saturating_add(1))
         }
         Kind::Categorical => {
-            let labels = def.get("labels").and_then(Value::as_array).map_or(0, Vec::len) as i64;
-            let n_values = params.get("n_values", Some(0))?.max(labels).max(MIN_CATEGORICAL_BUCKETS);
+            let labels = def
+                .get("labels")
+                .and_then(Value::as_array)
+                .map_or(0, Vec::len) as i64;
+            let n_values = params
+                .get("n_values", Some(0))?
+                .max(labels)
+                .max(MIN_CATEGORICAL_BUCKETS);
             (1, n_values, n_values.saturating_add(1))
         }
-        Kind::Linear | Kind::Exponential => {
-            (params.get("low", Some(1))?.max(1), params.get("high", None)?, params.get("n_buckets", None)?)
-        }
+        Kind::Linear | Kind::Exponential => (
+            params.get("low", Some(1))?.max(1),
+            params.get("high", None)?,
+            params.get("n_buckets", None)?,
+        ),
     };
     if !(3..=MAX_BUCKETS).contains(&n) {
         return Err(DefinitionError::BucketCount(n));
@@ -297,27 +337,56 @@ fn layout(kind: Kind, params: &mut Params) -> Result<BucketLayout, DefinitionErr
 
 /// A bucket-spec entry (`kind` code, `min`, `max`, `bucket_count`, `buckets`), as the seed's
 /// C++ `HistogramDefinition` loaded it: the bucket list must have `bucket_count` entries.
-fn from_spec_entry(name: &str, def: &serde_json::Map<String, Value>) -> Result<Definition, SpecError> {
+fn from_spec_entry(
+    name: &str,
+    def: &serde_json::Map<String, Value>,
+) -> Result<Definition, SpecError> {
     let kind = match def.get("kind") {
         None => return Err(SpecError::MissingKind(name.to_owned())),
         Some(code) => {
-            let text = code.as_str().map_or_else(|| code.to_string(), str::to_owned);
-            text.parse().ok().and_then(Kind::from_type_code).ok_or_else(|| unknown_kind(name, &text))?
+            let text = code
+                .as_str()
+                .map_or_else(|| code.to_string(), str::to_owned);
+            text.parse()
+                .ok()
+                .and_then(Kind::from_type_code)
+                .ok_or_else(|| unknown_kind(name, &text))?
         }
     };
-    let mut params = Params { def, constants: &[], assumed: false };
+    let mut params = Params {
+        def,
+        constants: &[],
+        assumed: false,
+    };
     let layout = (|| {
         let count = params.get("bucket_count", None)?;
         let bounds: Vec<i64> = match def.get("buckets").and_then(Value::as_array) {
-            Some(list) => list.iter().map(Value::as_i64).collect::<Option<_>>().ok_or(DefinitionError::BucketList(count))?,
+            Some(list) => list
+                .iter()
+                .map(Value::as_i64)
+                .collect::<Option<_>>()
+                .ok_or(DefinitionError::BucketList(count))?,
             None => return Err(DefinitionError::Missing { field: "buckets" }),
         };
-        if bounds.len() as i64 != count || bounds.first() != Some(&0) || bounds.windows(2).any(|w| w[0] > w[1]) {
+        if bounds.len() as i64 != count
+            || bounds.first() != Some(&0)
+            || bounds.windows(2).any(|w| w[0] > w[1])
+        {
             return Err(DefinitionError::BucketList(count));
         }
-        Ok(BucketLayout { low: params.get("min", None)?, high: params.get("max", None)?, bounds })
+        Ok(BucketLayout {
+            low: params.get("min", None)?,
+            high: params.get("max", None)?,
+            bounds,
+        })
     })();
-    Ok(Definition { name: name.to_owned(), kind, keyed: false, layout, assumed: false })
+    Ok(Definition {
+        name: name.to_owned(),
+        kind,
+        keyed: false,
+        layout,
+        assumed: false,
+    })
 }
 
 #[cfg(test)]
@@ -337,23 +406,53 @@ mod tests {
         .unwrap();
         let names: Vec<&str> = defs.iter().map(|d| d.name.as_str()).collect();
         assert_eq!(names, ["B", "F", "C", "E", "L", "X", "K", "G"]);
-        assert_eq!(defs.get("B").unwrap().layout.as_ref().unwrap().bounds, [0, 1, 2]);
+        assert_eq!(
+            defs.get("B").unwrap().layout.as_ref().unwrap().bounds,
+            [0, 1, 2]
+        );
         assert!(defs.get("C").unwrap().keyed);
-        assert_eq!(defs.get("E").unwrap().layout.as_ref().unwrap().n_buckets(), 82);
+        assert_eq!(
+            defs.get("E").unwrap().layout.as_ref().unwrap().n_buckets(),
+            82
+        );
         assert_eq!(defs.get("L").unwrap().layout.as_ref().unwrap().high, 10_000);
-        assert_eq!(defs.get("X").unwrap().layout.as_ref().unwrap().bounds, [0, 32, 16 << 20]);
-        assert_eq!(defs.get("K").unwrap().layout.as_ref().unwrap().n_buckets(), 51);
-        assert!(matches!(defs.get("G").unwrap().layout, Err(DefinitionError::NotANumber { field: "n_values", .. })));
+        assert_eq!(
+            defs.get("X").unwrap().layout.as_ref().unwrap().bounds,
+            [0, 32, 16 << 20]
+        );
+        assert_eq!(
+            defs.get("K").unwrap().layout.as_ref().unwrap().n_buckets(),
+            51
+        );
+        assert!(matches!(
+            defs.get("G").unwrap().layout,
+            Err(DefinitionError::NotANumber {
+                field: "n_values",
+                ..
+            })
+        ));
         assert_eq!(defs.resolve("STARTUP_B").unwrap().name, "B");
         assert!(defs.resolve("STARTUP_NOPE").is_none());
     }
 
     #[test]
     fn whole_file_errors_are_typed() {
-        assert!(matches!(Definitions::from_json("invalid json data"), Err(SpecError::Json(_))));
-        assert!(matches!(Definitions::from_json(r#"["a"]"#), Err(SpecError::Json(_))));
-        assert!(matches!(Definitions::from_json(r#"{"A": 1}"#), Err(SpecError::NotAnObject(_))));
-        assert!(matches!(Definitions::from_json(r#"{"A": {}}"#), Err(SpecError::MissingKind(_))));
+        assert!(matches!(
+            Definitions::from_json("invalid json data"),
+            Err(SpecError::Json(_))
+        ));
+        assert!(matches!(
+            Definitions::from_json(r#"["a"]"#),
+            Err(SpecError::Json(_))
+        ));
+        assert!(matches!(
+            Definitions::from_json(r#"{"A": 1}"#),
+            Err(SpecError::NotAnObject(_))
+        ));
+        assert!(matches!(
+            Definitions::from_json(r#"{"A": {}}"#),
+            Err(SpecError::MissingKind(_))
+        ));
         assert!(matches!(
             Definitions::from_json(r#"{"histograms":{"MY_HISTOGRAM": { "kind":"bogus"}}}"#),
             Err(SpecError::UnknownKind { .. })
@@ -369,10 +468,22 @@ mod tests {
                 "D": {"kind": "linear", "high": 10, "n_buckets": 1000000000}}"#,
         )
         .unwrap();
-        assert_eq!(defs.get("A").unwrap().layout, Err(DefinitionError::BucketCount(2)));
-        assert_eq!(defs.get("B").unwrap().layout, Err(DefinitionError::Range { low: 1, high: 1 }));
-        assert_eq!(defs.get("C").unwrap().layout, Err(DefinitionError::Missing { field: "high" }));
-        assert_eq!(defs.get("D").unwrap().layout, Err(DefinitionError::BucketCount(1_000_000_000)));
+        assert_eq!(
+            defs.get("A").unwrap().layout,
+            Err(DefinitionError::BucketCount(2))
+        );
+        assert_eq!(
+            defs.get("B").unwrap().layout,
+            Err(DefinitionError::Range { low: 1, high: 1 })
+        );
+        assert_eq!(
+            defs.get("C").unwrap().layout,
+            Err(DefinitionError::Missing { field: "high" })
+        );
+        assert_eq!(
+            defs.get("D").unwrap().layout,
+            Err(DefinitionError::BucketCount(1_000_000_000))
+        );
     }
 
     #[test]
@@ -384,15 +495,28 @@ mod tests {
                 "D": {"kind": "enumerated", "n_values": -3}}"#,
         )
         .unwrap();
-        assert_eq!(defs.get("A").unwrap().layout, Err(DefinitionError::BucketCount(i64::MAX)));
-        assert_eq!(defs.get("B").unwrap().layout.as_ref().unwrap().n_buckets(), 50);
-        assert_eq!(defs.get("C").unwrap().layout.as_ref().unwrap().n_buckets(), 10_000);
+        assert_eq!(
+            defs.get("A").unwrap().layout,
+            Err(DefinitionError::BucketCount(i64::MAX))
+        );
+        assert_eq!(
+            defs.get("B").unwrap().layout.as_ref().unwrap().n_buckets(),
+            50
+        );
+        assert_eq!(
+            defs.get("C").unwrap().layout.as_ref().unwrap().n_buckets(),
+            10_000
+        );
         assert!(defs.get("D").unwrap().layout.is_err());
     }
 
     #[test]
     fn index_of_finds_lower_bounds_only() {
-        let layout = BucketLayout { low: 1, high: 3000, bounds: buckets::exponential(1, 3000, 10) };
+        let layout = BucketLayout {
+            low: 1,
+            high: 3000,
+            bounds: buckets::exponential(1, 3000, 10),
+        };
         assert_eq!(layout.index_of(0), Some(0));
         assert_eq!(layout.index_of(414), Some(7));
         assert_eq!(layout.index_of(3000), Some(9));

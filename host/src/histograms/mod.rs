@@ -21,6 +21,6 @@ pub use definitions::{BucketLayout, Definition, DefinitionError, Definitions, Ki
 pub use params::{eval_expr, eval_param};
 pub use raw_object::RawObject;
 pub use revisions::{
-    patch_cpp_constants, Query, ResolveError, Resolved, RevisionCache, RevisionStats, RevisionTable, RevisionUrl, Source,
-    TableEntry, SEED_CONSTANTS, TABLE_FILE,
+    patch_cpp_constants, Query, ResolveError, Resolved, RevisionCache, RevisionStats,
+    RevisionTable, RevisionUrl, Source, TableEntry, SEED_CONSTANTS, TABLE_FILE,
 };

@@ -11,7 +11,11 @@ use serde_json::Value;
 /// Evaluates one parameter. `None` when it is not a finite integer (or an expression of them).
 pub fn eval_param(value: &Value) -> Option<i64> {
     match value {
-        Value::Number(n) => n.as_i64().or_else(|| n.as_f64().filter(|f| f.fract() == 0.0 && f.abs() < 9e15).map(|f| f as i64)),
+        Value::Number(n) => n.as_i64().or_else(|| {
+            n.as_f64()
+                .filter(|f| f.fract() == 0.0 && f.abs() < 9e15)
+                .map(|f| f as i64)
+        }),
         Value::String(s) => eval_expr(s),
         _ => None,
     }
@@ -20,7 +24,11 @@ pub fn eval_param(value: &Value) -> Option<i64> {
 /// Evaluates an integer expression such as `"16 * 1024 * 1024"`. `None` on any syntax error,
 /// overflow or division by zero.
 pub fn eval_expr(text: &str) -> Option<i64> {
-    let mut parser = Parser { bytes: text.as_bytes(), pos: 0, depth: 0 };
+    let mut parser = Parser {
+        bytes: text.as_bytes(),
+        pos: 0,
+        depth: 0,
+    };
     let value = parser.sum()?;
     parser.skip_spaces();
     (parser.pos == parser.bytes.len()).then_some(value)
@@ -37,7 +45,11 @@ struct Parser<'a> {
 
 impl Parser<'_> {
     fn skip_spaces(&mut self) {
-        while self.bytes.get(self.pos).is_some_and(|b| b.is_ascii_whitespace()) {
+        while self
+            .bytes
+            .get(self.pos)
+            .is_some_and(|b| b.is_ascii_whitespace())
+        {
             self.pos += 1;
         }
     }
@@ -53,7 +65,11 @@ impl Parser<'_> {
         while let Some(op @ (b'+' | b'-')) = self.peek() {
             self.pos += 1;
             let rhs = self.product()?;
-            acc = if op == b'+' { acc.checked_add(rhs)? } else { acc.checked_sub(rhs)? };
+            acc = if op == b'+' {
+                acc.checked_add(rhs)?
+            } else {
+                acc.checked_sub(rhs)?
+            };
         }
         Some(acc)
     }
@@ -65,7 +81,11 @@ impl Parser<'_> {
             self.pos += 1;
             let rhs = self.unary()?;
             // Python 2 integer division floors.
-            acc = if op == b'*' { acc.checked_mul(rhs)? } else { acc.checked_div_euclid(rhs)? };
+            acc = if op == b'*' {
+                acc.checked_mul(rhs)?
+            } else {
+                acc.checked_div_euclid(rhs)?
+            };
         }
         Some(acc)
     }
@@ -94,7 +114,10 @@ impl Parser<'_> {
                 while self.bytes.get(self.pos).is_some_and(u8::is_ascii_digit) {
                     self.pos += 1;
                 }
-                std::str::from_utf8(&self.bytes[start..self.pos]).ok()?.parse().ok()
+                std::str::from_utf8(&self.bytes[start..self.pos])
+                    .ok()?
+                    .parse()
+                    .ok()
             }
             _ => None,
         }

@@ -31,7 +31,10 @@ const PATCHES: [(&str, &str); 3] = [
 ];
 
 /// The C++ constants of [`PATCHES`] as values for [`Definitions::from_json_with_constants`].
-pub const SEED_CONSTANTS: [(&str, i64); 2] = [("JS::gcreason::NUM_TELEMETRY_REASONS", 101), ("mozilla::StartupTimeline::MAX_EVENT_ID", 12)];
+pub const SEED_CONSTANTS: [(&str, i64); 2] = [
+    ("JS::gcreason::NUM_TELEMETRY_REASONS", 101),
+    ("mozilla::StartupTimeline::MAX_EVENT_ID", 12),
+];
 
 /// Applies the seed's three textual patches to a Histograms.json text.
 pub fn patch_cpp_constants(text: &str) -> Cow<'_, str> {
@@ -46,10 +49,22 @@ pub fn patch_cpp_constants(text: &str) -> Cow<'_, str> {
 
 /// Definitions compiled into the binary: `(revision key, Histograms.json text)`.
 const EMBEDDED: [(&str, &str); 4] = [
-    ("a55c55edf302", include_str!("../../assets/histograms/a55c55edf302.json.FIREFOX_AURORA_23_BASE")),
-    ("8d3810543edc", include_str!("../../assets/histograms/8d3810543edc.json.FIREFOX_AURORA_24_BASE")),
-    ("ad0ae007aa9e", include_str!("../../assets/histograms/ad0ae007aa9e.json.FIREFOX_AURORA_25_BASE")),
-    ("mozilla-central-2017-03", include_str!("../../assets/histograms/mozilla-central-2017-03.json")),
+    (
+        "a55c55edf302",
+        include_str!("../../assets/histograms/a55c55edf302.json.FIREFOX_AURORA_23_BASE"),
+    ),
+    (
+        "8d3810543edc",
+        include_str!("../../assets/histograms/8d3810543edc.json.FIREFOX_AURORA_24_BASE"),
+    ),
+    (
+        "ad0ae007aa9e",
+        include_str!("../../assets/histograms/ad0ae007aa9e.json.FIREFOX_AURORA_25_BASE"),
+    ),
+    (
+        "mozilla-central-2017-03",
+        include_str!("../../assets/histograms/mozilla-central-2017-03.json"),
+    ),
 ];
 
 /// The revision table compiled into the binary.
@@ -71,15 +86,24 @@ impl RevisionUrl {
     /// Parses a revision URL; the host is ignored, as in the seed.
     pub fn parse(url: &str) -> Result<RevisionUrl, ResolveError> {
         let invalid = || ResolveError::InvalidUrl(url.to_owned());
-        let rest = url.strip_prefix("https://").or_else(|| url.strip_prefix("http://")).ok_or_else(invalid)?;
+        let rest = url
+            .strip_prefix("https://")
+            .or_else(|| url.strip_prefix("http://"))
+            .ok_or_else(invalid)?;
         let (host, path) = rest.split_once('/').ok_or_else(invalid)?;
         let path = path.strip_suffix('/').unwrap_or(path);
         let (repo, rev) = path.rsplit_once("/rev/").ok_or_else(invalid)?;
-        let hex = !rev.is_empty() && rev.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+        let hex = !rev.is_empty()
+            && rev
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
         if host.is_empty() || repo.is_empty() || !hex {
             return Err(invalid());
         }
-        Ok(RevisionUrl { repo: repo.to_owned(), rev: rev.to_owned() })
+        Ok(RevisionUrl {
+            repo: repo.to_owned(),
+            rev: rev.to_owned(),
+        })
     }
 }
 
@@ -165,14 +189,18 @@ impl RevisionTable {
         }
         let build = pad14(build_id);
         self.revisions.iter().find(|e| {
-            e.builds.get(channel).is_some_and(|[from, to]| pad14(from) <= build && build < pad14(to))
+            e.builds
+                .get(channel)
+                .is_some_and(|[from, to]| pad14(from) <= build && build < pad14(to))
         })
     }
 
     /// The entry listing the major version of `app_version` (`"23.0.1"` → `"23"`).
     pub fn by_version(&self, app_version: &str) -> Option<&TableEntry> {
         let major = app_version.split('.').next().unwrap_or_default();
-        self.revisions.iter().find(|e| e.app_versions.iter().any(|v| v == major))
+        self.revisions
+            .iter()
+            .find(|e| e.app_versions.iter().any(|v| v == major))
     }
 }
 
@@ -233,7 +261,11 @@ impl RevisionCache {
 
     /// Nothing at all: every lookup misses (tests, or a strict deployment adding dirs).
     pub fn empty() -> RevisionCache {
-        RevisionCache { embedded: false, table: RevisionTable::default(), ..Self::embedded() }
+        RevisionCache {
+            embedded: false,
+            table: RevisionTable::default(),
+            ..Self::embedded()
+        }
     }
 
     /// Adds a spec directory (searched before the embedded definitions, in the order added). A
@@ -243,8 +275,12 @@ impl RevisionCache {
         let table_path = dir.join(TABLE_FILE);
         if table_path.is_file() {
             let text = std::fs::read_to_string(&table_path)?;
-            let mut table = RevisionTable::from_json(&text)
-                .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, format!("{}: {e}", table_path.display())))?;
+            let mut table = RevisionTable::from_json(&text).map_err(|e| {
+                std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    format!("{}: {e}", table_path.display()),
+                )
+            })?;
             table.revisions.append(&mut self.table.revisions);
             self.table = table;
         }
@@ -293,13 +329,14 @@ impl RevisionCache {
     }
 
     fn resolve_uncounted(&self, query: &Query) -> Result<Resolved, ResolveError> {
-        let url = match query.revision {
-            Some(url) => Some(RevisionUrl::parse(url)),
-            None => None,
-        };
+        let url = query.revision.map(RevisionUrl::parse);
         if let Some(Ok(url)) = &url {
             if let Some(definitions) = self.definitions(&url.repo, &url.rev)? {
-                return Ok(Resolved { definitions, revision: url.rev.clone(), source: Source::Revision });
+                return Ok(Resolved {
+                    definitions,
+                    revision: url.rev.clone(),
+                    source: Source::Revision,
+                });
             }
         }
         if let Some(resolved) = self.fallback(query)? {
@@ -314,13 +351,25 @@ impl RevisionCache {
 
     fn fallback(&self, query: &Query) -> Result<Option<Resolved>, ResolveError> {
         let by_build = match (query.channel, query.build_id) {
-            (Some(channel), Some(build)) => self.table.by_build(channel, build).map(|e| (e, Source::ChannelBuildId)),
+            (Some(channel), Some(build)) => self
+                .table
+                .by_build(channel, build)
+                .map(|e| (e, Source::ChannelBuildId)),
             _ => None,
         };
-        let by_version = || query.app_version.and_then(|v| self.table.by_version(v)).map(|e| (e, Source::AppVersion));
+        let by_version = || {
+            query
+                .app_version
+                .and_then(|v| self.table.by_version(v))
+                .map(|e| (e, Source::AppVersion))
+        };
         for (entry, source) in by_build.into_iter().chain(by_version()) {
             if let Some(definitions) = self.definitions(&entry.repo, &entry.rev)? {
-                return Ok(Some(Resolved { definitions, revision: entry.rev.clone(), source }));
+                return Ok(Some(Resolved {
+                    definitions,
+                    revision: entry.rev.clone(),
+                    source,
+                }));
             }
         }
         Ok(None)
@@ -329,7 +378,8 @@ impl RevisionCache {
     /// Definitions of a revision URL only (the histogram server's lookup; no table fallback).
     pub fn by_url(&self, url: &str) -> Result<Arc<Definitions>, ResolveError> {
         let parsed = RevisionUrl::parse(url)?;
-        self.definitions(&parsed.repo, &parsed.rev)?.ok_or_else(|| ResolveError::NotFound(url.to_owned()))
+        self.definitions(&parsed.repo, &parsed.rev)?
+            .ok_or_else(|| ResolveError::NotFound(url.to_owned()))
     }
 
     /// The patched Histograms.json text of a revision URL (the seed's `/histograms` endpoint).
@@ -342,17 +392,30 @@ impl RevisionCache {
 
     /// Parsed definitions of `rev`, from memory or loaded and remembered.
     fn definitions(&self, repo: &str, rev: &str) -> Result<Option<Arc<Definitions>>, ResolveError> {
-        if let Some(hit) = self.memory.read().unwrap_or_else(|e| e.into_inner()).get(rev) {
+        if let Some(hit) = self
+            .memory
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(rev)
+        {
             return Ok(hit.clone());
         }
         let loaded = match self.load_text(repo, rev) {
             None => None,
             Some(text) => match Definitions::from_json_with_constants(&text, &SEED_CONSTANTS) {
                 Ok(defs) => Some(Arc::new(defs)),
-                Err(source) => return Err(ResolveError::BadSpec { revision: rev.to_owned(), source }),
+                Err(source) => {
+                    return Err(ResolveError::BadSpec {
+                        revision: rev.to_owned(),
+                        source,
+                    })
+                }
             },
         };
-        self.memory.write().unwrap_or_else(|e| e.into_inner()).insert(rev.to_owned(), loaded.clone());
+        self.memory
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(rev.to_owned(), loaded.clone());
         Ok(loaded)
     }
 
@@ -364,7 +427,10 @@ impl RevisionCache {
             }
         }
         if self.embedded {
-            return EMBEDDED.iter().find(|(key, _)| same_revision(key, rev)).map(|(_, text)| (*text).to_owned());
+            return EMBEDDED
+                .iter()
+                .find(|(key, _)| same_revision(key, rev))
+                .map(|(_, text)| (*text).to_owned());
         }
         None
     }
@@ -382,7 +448,8 @@ fn same_revision(a: &str, b: &str) -> bool {
 fn load_from_dir(dir: &Path, repo: &str, rev: &str) -> Option<String> {
     let safe = |s: &str| !s.split('/').any(|c| c.is_empty() || c == "." || c == "..");
     if safe(repo) && safe(rev) {
-        if let Ok(text) = std::fs::read_to_string(dir.join(repo).join(rev).join("Histograms.json")) {
+        if let Ok(text) = std::fs::read_to_string(dir.join(repo).join(rev).join("Histograms.json"))
+        {
             return Some(text);
         }
     }
@@ -390,7 +457,9 @@ fn load_from_dir(dir: &Path, repo: &str, rev: &str) -> Option<String> {
     for entry in entries.flatten() {
         let name = entry.file_name();
         let Some(name) = name.to_str() else { continue };
-        let Some((key, _)) = name.split_once(".json") else { continue };
+        let Some((key, _)) = name.split_once(".json") else {
+            continue;
+        };
         if same_revision(key, rev) && entry.path().is_file() {
             if let Ok(text) = std::fs::read_to_string(entry.path()) {
                 return Some(text);
@@ -406,38 +475,93 @@ mod tests {
 
     #[test]
     fn parses_revision_urls_like_the_seed() {
-        let url = RevisionUrl::parse("https://hg.mozilla.org/releases/mozilla-aurora/rev/0555aa58d0d5").unwrap();
-        assert_eq!((url.repo.as_str(), url.rev.as_str()), ("releases/mozilla-aurora", "0555aa58d0d5"));
-        assert!(RevisionUrl::parse("http://hg.mozilla.org/mozilla-central/rev/44ae8462d6ab/").is_ok());
-        for bad in ["/rev/", "https://hg.mozilla.org/rev/abc", "https://hg.mozilla.org/m-c/rev/tip", "ftp://x/y/rev/ab", ""] {
-            assert!(matches!(RevisionUrl::parse(bad), Err(ResolveError::InvalidUrl(_))), "{bad}");
+        let url =
+            RevisionUrl::parse("https://hg.mozilla.org/releases/mozilla-aurora/rev/0555aa58d0d5")
+                .unwrap();
+        assert_eq!(
+            (url.repo.as_str(), url.rev.as_str()),
+            ("releases/mozilla-aurora", "0555aa58d0d5")
+        );
+        assert!(
+            RevisionUrl::parse("http://hg.mozilla.org/mozilla-central/rev/44ae8462d6ab/").is_ok()
+        );
+        for bad in [
+            "/rev/",
+            "https://hg.mozilla.org/rev/abc",
+            "https://hg.mozilla.org/m-c/rev/tip",
+            "ftp://x/y/rev/ab",
+            "",
+        ] {
+            assert!(
+                matches!(RevisionUrl::parse(bad), Err(ResolveError::InvalidUrl(_))),
+                "{bad}"
+            );
         }
-        assert_eq!(ResolveError::InvalidUrl("/rev/".into()).to_string(), "Invalid revision URL: /rev/");
+        assert_eq!(
+            ResolveError::InvalidUrl("/rev/".into()).to_string(),
+            "Invalid revision URL: /rev/"
+        );
     }
 
     #[test]
     fn patches_the_three_constants() {
         let text = r#"{"n_values": "JS::gcreason::NUM_TELEMETRY_REASONS", "a": "80 + 1", "b": "mozilla::StartupTimeline::MAX_EVENT_ID"}"#;
-        assert_eq!(patch_cpp_constants(text), r#"{"n_values": 101, "a": 81, "b": 12}"#);
+        assert_eq!(
+            patch_cpp_constants(text),
+            r#"{"n_values": 101, "a": 81, "b": 12}"#
+        );
     }
 
     #[test]
     fn resolves_by_revision_then_build_then_version() {
         let cache = RevisionCache::embedded();
         let by_rev = cache
-            .resolve(&Query { revision: Some("http://hg.mozilla.org/releases/mozilla-release/rev/a55c55edf302"), ..Query::default() })
+            .resolve(&Query {
+                revision: Some("http://hg.mozilla.org/releases/mozilla-release/rev/a55c55edf302"),
+                ..Query::default()
+            })
             .unwrap();
-        assert_eq!((by_rev.revision.as_str(), by_rev.source), ("a55c55edf302", Source::Revision));
+        assert_eq!(
+            (by_rev.revision.as_str(), by_rev.source),
+            ("a55c55edf302", Source::Revision)
+        );
         // The patched constants make GC_REASON_2 usable (101 values).
-        assert_eq!(by_rev.definitions.get("GC_REASON_2").unwrap().layout.as_ref().unwrap().n_buckets(), 102);
+        assert_eq!(
+            by_rev
+                .definitions
+                .get("GC_REASON_2")
+                .unwrap()
+                .layout
+                .as_ref()
+                .unwrap()
+                .n_buckets(),
+            102
+        );
 
         let by_build = cache
-            .resolve(&Query { channel: Some("beta"), build_id: Some("20131001120000"), app_version: Some("25.0"), ..Query::default() })
+            .resolve(&Query {
+                channel: Some("beta"),
+                build_id: Some("20131001120000"),
+                app_version: Some("25.0"),
+                ..Query::default()
+            })
             .unwrap();
-        assert_eq!((by_build.revision.as_str(), by_build.source), ("ad0ae007aa9e", Source::ChannelBuildId));
-        let by_version =
-            cache.resolve(&Query { channel: Some("esr"), build_id: Some("2013"), app_version: Some("24.0.1"), ..Query::default() }).unwrap();
-        assert_eq!((by_version.revision.as_str(), by_version.source), ("8d3810543edc", Source::AppVersion));
+        assert_eq!(
+            (by_build.revision.as_str(), by_build.source),
+            ("ad0ae007aa9e", Source::ChannelBuildId)
+        );
+        let by_version = cache
+            .resolve(&Query {
+                channel: Some("esr"),
+                build_id: Some("2013"),
+                app_version: Some("24.0.1"),
+                ..Query::default()
+            })
+            .unwrap();
+        assert_eq!(
+            (by_version.revision.as_str(), by_version.source),
+            ("8d3810543edc", Source::AppVersion)
+        );
 
         let missing = cache.resolve(&Query {
             revision: Some("https://hg.mozilla.org/mozilla-central/rev/bb4d614a0b09"),
@@ -445,16 +569,35 @@ mod tests {
             ..Query::default()
         });
         assert!(matches!(missing, Err(ResolveError::NotFound(_))));
-        assert!(matches!(cache.resolve(&Query::default()), Err(ResolveError::NoRevision)));
-        assert!(matches!(cache.resolve(&Query { revision: Some("/rev/"), ..Query::default() }), Err(ResolveError::InvalidUrl(_))));
+        assert!(matches!(
+            cache.resolve(&Query::default()),
+            Err(ResolveError::NoRevision)
+        ));
+        assert!(matches!(
+            cache.resolve(&Query {
+                revision: Some("/rev/"),
+                ..Query::default()
+            }),
+            Err(ResolveError::InvalidUrl(_))
+        ));
         let stats = cache.stats();
-        assert_eq!((stats.by_revision, stats.by_channel_build_id, stats.by_app_version), (1, 1, 1));
+        assert_eq!(
+            (
+                stats.by_revision,
+                stats.by_channel_build_id,
+                stats.by_app_version
+            ),
+            (1, 1, 1)
+        );
         assert_eq!((stats.missing, stats.invalid_url), (2, 1));
     }
 
     #[test]
     fn prefix_matching_needs_twelve_digits() {
-        assert!(same_revision("a55c55edf302", "a55c55edf3021234567890abcdef"));
+        assert!(same_revision(
+            "a55c55edf302",
+            "a55c55edf3021234567890abcdef"
+        ));
         assert!(!same_revision("a55c", "a55c55edf302"));
         assert!(!same_revision("a55c55edf302", "a55c55edf303"));
     }
