@@ -124,7 +124,9 @@ pub fn run(cmd: Command) -> anyhow::Result<ExitCode> {
         Command::Result(args) => {
             let bytes = JobClient::new(&args.server)?.result(&args.id, args.format.into())?;
             match &args.output {
-                Some(path) => std::fs::write(path, &bytes).with_context(|| format!("cannot write {}", path.display()))?,
+                Some(path) => {
+                    std::fs::write(path, &bytes).with_context(|| format!("cannot write {}", path.display()))?
+                }
                 None => write_stdout(&bytes)?,
             }
             Ok(ExitCode::SUCCESS)
@@ -221,10 +223,7 @@ impl JobClient {
 
     fn submit(&self, component: Vec<u8>, manifest: &Manifest) -> anyhow::Result<SubmitResponse> {
         let form = multipart::Form::new()
-            .part(
-                "manifest",
-                multipart::Part::text(serde_json::to_string(manifest)?).mime_str("application/json")?,
-            )
+            .part("manifest", multipart::Part::text(serde_json::to_string(manifest)?).mime_str("application/json")?)
             .part("component", multipart::Part::bytes(component).file_name("job.wasm").mime_str("application/wasm")?);
         let response = self.http.post(format!("{}/jobs", self.base)).bearer_auth(&self.token).multipart(form).send();
         Ok(checked(response, "submit")?.json()?)
@@ -259,10 +258,8 @@ impl JobClient {
     /// Polls the job until it is final, drawing a progress bar of files (and records) done.
     fn wait(&self, id: &str) -> anyhow::Result<JobRecord> {
         let bar = indicatif::ProgressBar::new(0).with_style(
-            indicatif::ProgressStyle::with_template(
-                "{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} files  {msg}",
-            )
-            .expect("valid template"),
+            indicatif::ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} files  {msg}")
+                .expect("valid template"),
         );
         let mut poll = Duration::from_millis(20);
         loop {

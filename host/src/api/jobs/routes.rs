@@ -1,5 +1,6 @@
-//! The `/api/v1` handlers: each authenticates (the [`Caller`] extractor runs before any body is
-//! read), checks ownership, calls the [`JobService`] and answers JSON or `{error, detail}`.
+//! The `/api/v1` handlers: each authenticates (the [`Caller`] extractor; uploads without a valid
+//! token are read away unparsed and refused), checks ownership, calls the [`JobService`] and answers
+//! JSON or `{error, detail}`.
 
 use std::sync::Arc;
 
@@ -16,7 +17,7 @@ use super::error::ApiError;
 use super::format::{render, ResultFormat};
 use super::service::JobService;
 use super::types::{ComponentResponse, JobList, JobRecord, JobState, SubmitResponse};
-use super::upload::{read_upload, UploadLimits};
+use super::upload::{drain, read_upload, UploadLimits};
 use crate::jobs::scheduler::{is_job_id, SchedulerError};
 
 impl FromRequestParts<Arc<JobService>> for Caller {
@@ -37,9 +38,10 @@ fn limits(service: &JobService) -> UploadLimits {
 /// `POST /jobs`: multipart `component` + `manifest` → validated, compiled, queued → 202.
 pub async fn submit(
     State(service): State<Arc<JobService>>,
-    caller: Caller,
+    caller: Result<Caller, ApiError>,
     multipart: Result<Multipart, MultipartRejection>,
 ) -> Result<Response, ApiError> {
+    let (caller, multipart) = refuse_upload_unless(caller, multipart).await?;
     let upload = read_upload(multipart, limits(&service)).await?;
     let manifest = upload.manifest.ok_or_else(|| {
         ApiError::bad("bad_manifest", "missing 'manifest' part (JSON: name, filter, parameter, limits, workers)")
@@ -78,12 +80,16 @@ pub async fn submit(
 /// `POST /components`: multipart `component` → validated and compiled into the cache.
 pub async fn upload_component(
     State(service): State<Arc<JobService>>,
-    _caller: Caller,
+    caller: Result<Caller, ApiError>,
     multipart: Result<Multipart, MultipartRejection>,
 ) -> Result<Response, ApiError> {
+    let (_caller, multipart) = refuse_upload_unless(caller, multipart).await?;
     let upload = read_upload(multipart, limits(&service)).await?;
     if upload.manifest.is_some() {
-        return Err(ApiError::bad("bad_multipart", "POST /components takes only a 'component' part; submit jobs to /jobs"));
+        return Err(ApiError::bad(
+            "bad_multipart",
+            "POST /components takes only a 'component' part; submit jobs to /jobs",
+        ));
     }
     let bytes = upload.component.ok_or_else(|| ApiError::bad("missing_component", "missing 'component' part"))?;
     let size_bytes = bytes.len() as u64;
@@ -96,6 +102,21 @@ pub async fn upload_component(
         compile_ms: compiled.compile_time().as_secs_f64() * 1e3,
     };
     Ok((status, Json(body)).into_response())
+}
+
+/// Passes an authenticated upload on; for a refused one, reads the body away first so the client
+/// (still sending) receives the 401 rather than a reset connection.
+async fn refuse_upload_unless(
+    caller: Result<Caller, ApiError>,
+    multipart: Result<Multipart, MultipartRejection>,
+) -> Result<(Caller, Result<Multipart, MultipartRejection>), ApiError> {
+    match caller {
+        Ok(caller) => Ok((caller, multipart)),
+        Err(error) => {
+            drain(multipart).await;
+            Err(error)
+        }
+    }
 }
 
 /// `GET /jobs`: the caller's jobs (every job for admins).
@@ -143,7 +164,10 @@ pub async fn result(
     let job = owned_job(&service, &caller, &id)?;
     if job.state != JobState::Succeeded {
         let why = job.error.map(|e| format!(": {e}")).unwrap_or_default();
-        return Err(ApiError::Conflict(format!("job {id} is {}{why}; only succeeded jobs have a result", job.state.as_str())));
+        return Err(ApiError::Conflict(format!(
+            "job {id} is {}{why}; only succeeded jobs have a result",
+            job.state.as_str()
+        )));
     }
     let output = service
         .scheduler

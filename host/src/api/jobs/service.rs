@@ -120,7 +120,11 @@ impl JobService {
 
     /// Checks a manifest before it is queued: name, filter, limits and workers. Fills in the
     /// effective limits and worker count so the stored job says exactly how it will run.
-    pub(super) fn check_manifest(&self, mut manifest: Manifest, component_sha256: String) -> Result<Accepted, ApiError> {
+    pub(super) fn check_manifest(
+        &self,
+        mut manifest: Manifest,
+        component_sha256: String,
+    ) -> Result<Accepted, ApiError> {
         if manifest.name.trim().is_empty() || manifest.name.len() > 200 {
             return Err(ApiError::bad("bad_manifest", "'name' must be 1 to 200 characters"));
         }

@@ -35,6 +35,27 @@ pub async fn read_upload(
     let mut multipart = multipart.map_err(|e| {
         ApiError::bad("bad_multipart", format!("expected a multipart/form-data body: {}", e.body_text()))
     })?;
+    let read = read_parts(&mut multipart, limits).await;
+    if read.is_err() {
+        drain_parts(multipart).await;
+    }
+    read
+}
+
+/// Reads and drops the rest of an upload that is refused, so the client, which is still sending,
+/// gets to read the error instead of a reset connection. Bounded by the router's body limit.
+pub async fn drain(multipart: Result<Multipart, MultipartRejection>) {
+    let Ok(multipart) = multipart else { return };
+    drain_parts(multipart).await
+}
+
+async fn drain_parts(mut multipart: Multipart) {
+    while let Ok(Some(mut field)) = multipart.next_field().await {
+        while let Ok(Some(_)) = field.chunk().await {}
+    }
+}
+
+async fn read_parts(multipart: &mut Multipart, limits: UploadLimits) -> Result<Upload, ApiError> {
     let mut upload = Upload::default();
     while let Some(field) = multipart.next_field().await.map_err(multipart_error)? {
         let name = field.name().unwrap_or("").to_string();
@@ -75,11 +96,7 @@ pub async fn read_upload(
     Ok(upload)
 }
 
-async fn read_capped(
-    mut field: Field<'_>,
-    limit: u64,
-    too_big: impl Fn(u64) -> ApiError,
-) -> Result<Bytes, ApiError> {
+async fn read_capped(mut field: Field<'_>, limit: u64, too_big: impl Fn(u64) -> ApiError) -> Result<Bytes, ApiError> {
     let mut buf = BytesMut::new();
     while let Some(chunk) = field.chunk().await.map_err(multipart_error)? {
         if (buf.len() + chunk.len()) as u64 > limit {

@@ -22,10 +22,10 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-pub use record::{is_job_id, is_sha256, now, JobRecord, JobState, Manifest, ProgressSnapshot};
-pub use store::{JobStore, StoreError};
 pub use control::RunControl;
 pub use pool::spawn_low_priority;
+pub use record::{is_job_id, is_sha256, now, JobRecord, JobState, Manifest, ProgressSnapshot};
+pub use store::{JobStore, StoreError};
 pub use wasm::WasmExecutor;
 
 /// The reason recorded for jobs found `running` after a crash.
@@ -134,7 +134,11 @@ struct Entry {
 
 impl Scheduler {
     /// Loads the stored queue (applying the restart policy) and starts the runner threads.
-    pub fn start(store: JobStore, executor: Arc<dyn Executor>, config: SchedulerConfig) -> Result<Self, SchedulerError> {
+    pub fn start(
+        store: JobStore,
+        executor: Arc<dyn Executor>,
+        config: SchedulerConfig,
+    ) -> Result<Self, SchedulerError> {
         let (records, corrupt) = store.load_all()?;
         for path in corrupt {
             tracing::warn!(path = %path, "job record unreadable; set aside as .corrupt");
@@ -172,7 +176,12 @@ impl Scheduler {
     }
 
     /// Queues a job; returns its record.
-    pub fn submit(&self, owner: &str, manifest: Manifest, component_sha256: String) -> Result<JobRecord, SchedulerError> {
+    pub fn submit(
+        &self,
+        owner: &str,
+        manifest: Manifest,
+        component_sha256: String,
+    ) -> Result<JobRecord, SchedulerError> {
         let record = JobRecord::queued(owner, manifest, component_sha256);
         let mut state = self.shared.lock();
         let unfinished = state.jobs.values().filter(|e| !e.record.state.is_final()).count();
@@ -274,17 +283,20 @@ impl Shared {
     /// A runner thread: takes the oldest queued job, runs it, records the outcome; until shutdown.
     fn run_jobs(&self) {
         while let Some((record, control)) = self.next_job() {
-            let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                self.executor.execute(&record, &control)
-            }))
-            .unwrap_or_else(|panic| {
-                let message = panic
-                    .downcast_ref::<String>()
-                    .cloned()
-                    .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
-                    .unwrap_or_else(|| "unknown panic".into());
-                Err(RunFailure::Failed { error: format!("executor panicked: {message}"), cost: None, log: vec![] })
-            });
+            let outcome =
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.executor.execute(&record, &control)))
+                    .unwrap_or_else(|panic| {
+                        let message = panic
+                            .downcast_ref::<String>()
+                            .cloned()
+                            .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                            .unwrap_or_else(|| "unknown panic".into());
+                        Err(RunFailure::Failed {
+                            error: format!("executor panicked: {message}"),
+                            cost: None,
+                            log: vec![],
+                        })
+                    });
             self.record_outcome(&record.id, &control, outcome);
         }
     }
@@ -333,7 +345,9 @@ impl Shared {
                 entry.record.started_at = None;
                 entry.record.progress = ProgressSnapshot::default();
             }
-            Err(RunFailure::Cancelled) => entry.record.finish(JobState::Cancelled, Some("cancelled while running".into())),
+            Err(RunFailure::Cancelled) => {
+                entry.record.finish(JobState::Cancelled, Some("cancelled while running".into()))
+            }
             Err(RunFailure::Failed { error, cost, log }) => {
                 entry.record.cost = cost;
                 entry.record.log = log;

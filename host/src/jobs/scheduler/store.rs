@@ -59,8 +59,8 @@ impl JobStore {
 
     /// Writes a job record (atomically).
     pub fn save(&self, record: &JobRecord) -> Result<(), StoreError> {
-        let bytes = serde_json::to_vec_pretty(record)
-            .map_err(|source| StoreError::Encode { id: record.id.clone(), source })?;
+        let bytes =
+            serde_json::to_vec_pretty(record).map_err(|source| StoreError::Encode { id: record.id.clone(), source })?;
         write_atomic(&self.queue, QUEUE, &format!("{}.json", record.id), &bytes)
     }
 
@@ -129,9 +129,8 @@ fn read_all(dir: &Dir, name: &str) -> std::io::Result<Vec<u8>> {
 fn write_atomic(dir: &Dir, sub: &str, name: &str, bytes: &[u8]) -> Result<(), StoreError> {
     let tmp = format!("{name}.{}.tmp", uuid::Uuid::new_v4().simple());
     let path = format!("{sub}/{name}");
-    let mut file = dir
-        .open_with(&tmp, OpenOptions::new().write(true).create_new(true))
-        .map_err(io("create", path.clone()))?;
+    let mut file =
+        dir.open_with(&tmp, OpenOptions::new().write(true).create_new(true)).map_err(io("create", path.clone()))?;
     file.write_all(bytes).map_err(io("write", path.clone()))?;
     file.sync_all().map_err(io("sync", path.clone()))?;
     drop(file);

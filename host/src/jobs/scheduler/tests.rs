@@ -20,7 +20,9 @@ impl Executor for Scripted {
                 Err(RunFailure::Cancelled)
             }
             Some("fail") => Err(RunFailure::Failed { error: "guest trapped".into(), cost: None, log: vec![] }),
-            other => Ok(Finished { output: format!("k\t{}\n", other.unwrap_or("")).into_bytes(), ..Default::default() }),
+            other => {
+                Ok(Finished { output: format!("k\t{}\n", other.unwrap_or("")).into_bytes(), ..Default::default() })
+            }
         }
     }
 }

@@ -45,7 +45,14 @@ impl Executor for WasmExecutor {
         let failed = |error: String| RunFailure::Failed { error, cost: None, log: Vec::new() };
         let options = self.options(job).map_err(failed)?;
         let compiled = self.runtime.load_cached(&job.component_sha256).map_err(|e| failed(e.to_string()))?;
-        match crate::jobs::run(&self.runtime, &compiled, self.source.clone(), &options, &control.progress, &control.cancel) {
+        match crate::jobs::run(
+            &self.runtime,
+            &compiled,
+            self.source.clone(),
+            &options,
+            &control.progress,
+            &control.cancel,
+        ) {
             Ok(out) => Ok(Finished {
                 output: out.output,
                 cost: serde_json::to_value(&out.cost).ok(),

@@ -1,0 +1,581 @@
+//! End-to-end tests of the job service (`/api/v1`) on a real server over real HTTP: real guests
+//! built from `example-jobs/` by scripts/build-guests.sh, real pings from ../shared/data (plus
+//! pings made from them by ../shared/tools/gen-pings.py) converted into storage.
+
+mod common;
+mod jobs_support;
+mod server_support;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use reqwest::blocking::{multipart, Client, Response};
+use serde_json::{json, Value};
+use server_support::TestServer;
+use telemetry_server::api::jobs::{hash_token, Role, TokenConfig};
+use telemetry_server::config::Config;
+
+const ALICE: &str = "alice-token-0123456789";
+const BOB: &str = "bob-token-0123456789";
+const ROOT: &str = "root-token-0123456789";
+/// Small so the too-large upload test is cheap; real guests are well under it.
+const MAX_COMPONENT: u64 = 2 << 20;
+
+/// The seed's include-everything filter.
+fn filter_path() -> PathBuf {
+    common::data("seed/mapreduce-filters/examples-v2/filter_include_all.json")
+}
+
+fn filter() -> Value {
+    serde_json::from_str(&std::fs::read_to_string(filter_path()).unwrap()).unwrap()
+}
+
+/// A temp root whose `data/storage` is a copy of the job tests' data (real pings from
+/// ../shared/data, converted where the converter accepts them, plus gen-pings.py pings; built once
+/// per test binary by `jobs_support::converted_data`). Each server gets its own copy because the
+/// job service keeps its queue in the same data dir.
+fn data_root() -> tempfile::TempDir {
+    let root = tempfile::tempdir().unwrap();
+    let copied = copy_dir(&jobs_support::converted_data().join("storage"), &root.path().join("data/storage"));
+    assert!(copied > 3, "only {copied} partition files in the fixture");
+    root
+}
+
+/// Copies a directory tree; returns the number of files copied.
+fn copy_dir(from: &Path, to: &Path) -> usize {
+    std::fs::create_dir_all(to).unwrap();
+    let mut files = 0;
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            files += copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).unwrap();
+            files += 1;
+        }
+    }
+    files
+}
+
+fn tokens(config: &mut Config) {
+    config.jobs.tokens = vec![
+        TokenConfig { name: "alice".into(), sha256: hash_token(ALICE), role: Role::Submit },
+        TokenConfig { name: "bob".into(), sha256: hash_token(BOB), role: Role::Submit },
+        TokenConfig { name: "root".into(), sha256: hash_token(ROOT), role: Role::Admin },
+    ];
+    config.jobs.max_component_bytes = MAX_COMPONENT;
+}
+
+/// A server over a fresh converted data dir.
+fn server(tweak: impl FnOnce(&mut Config)) -> TestServer {
+    server_on(data_root(), tweak)
+}
+
+fn server_on(root: tempfile::TempDir, tweak: impl FnOnce(&mut Config)) -> TestServer {
+    let mut config = Config::default();
+    config.data_dir = root.path().join("data");
+    config.server.listen = "127.0.0.1:0".parse().unwrap();
+    config.ingest.shards = 1;
+    config.convert.enabled = false;
+    tokens(&mut config);
+    tweak(&mut config);
+    TestServer::start_with(root, config)
+}
+
+fn client() -> Client {
+    Client::builder().timeout(Duration::from_secs(60)).build().unwrap()
+}
+
+fn manifest(name: &str, param: Option<&str>) -> Value {
+    let mut m = json!({ "name": name, "filter": filter() });
+    if let Some(p) = param {
+        m["parameter"] = json!(p);
+    }
+    m
+}
+
+/// `POST /api/v1/jobs` with the given parts (either may be absent).
+fn post_job(s: &TestServer, token: Option<&str>, component: Option<Vec<u8>>, manifest: Option<&Value>) -> Response {
+    let mut form = multipart::Form::new();
+    if let Some(m) = manifest {
+        form = form.part("manifest", multipart::Part::text(m.to_string()).mime_str("application/json").unwrap());
+    }
+    if let Some(c) = component {
+        form = form.part("component", multipart::Part::bytes(c).file_name("job.wasm"));
+    }
+    let mut req = client().post(s.url("/api/v1/jobs")).multipart(form);
+    if let Some(t) = token {
+        req = req.bearer_auth(t);
+    }
+    req.send().unwrap()
+}
+
+fn guest(name: &str) -> Vec<u8> {
+    std::fs::read(common::guest(name)).unwrap()
+}
+
+/// Submits and returns the job id, asserting 202.
+fn submit(s: &TestServer, token: &str, guest_name: &str, manifest: &Value) -> String {
+    let r = post_job(s, Some(token), Some(guest(guest_name)), Some(manifest));
+    let status = r.status().as_u16();
+    let body: Value = r.json().unwrap();
+    assert_eq!(status, 202, "{body}");
+    assert_eq!(body["state"], "queued");
+    body["id"].as_str().unwrap().to_string()
+}
+
+fn get_json(s: &TestServer, token: &str, path: &str) -> (u16, Value) {
+    let r = client().get(s.url(path)).bearer_auth(token).send().unwrap();
+    (r.status().as_u16(), r.json().unwrap())
+}
+
+fn job(s: &TestServer, token: &str, id: &str) -> Value {
+    let (status, body) = get_json(s, token, &format!("/api/v1/jobs/{id}"));
+    assert_eq!(status, 200, "{body}");
+    body
+}
+
+/// Polls until the job is in a final state (or `want`), failing after `timeout`.
+fn wait_state(s: &TestServer, token: &str, id: &str, want: &[&str], timeout: Duration) -> Value {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let j = job(s, token, id);
+        if want.contains(&j["state"].as_str().unwrap()) {
+            return j;
+        }
+        assert!(Instant::now() < deadline, "job {id} still {} after {timeout:?}: {j}", j["state"]);
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn wait_done(s: &TestServer, token: &str, id: &str) -> Value {
+    wait_state(s, token, id, &["succeeded", "failed", "cancelled"], Duration::from_secs(120))
+}
+
+fn result(s: &TestServer, token: &str, id: &str, format: &str) -> (u16, String) {
+    let r =
+        client().get(s.url(&format!("/api/v1/jobs/{id}/result?format={format}"))).bearer_auth(token).send().unwrap();
+    (r.status().as_u16(), r.text().unwrap())
+}
+
+/// `telemetry-server job run` over the same data dir: the reference output.
+fn job_run(data_dir: &Path, guest_name: &str, param: Option<&str>) -> String {
+    let mut cmd = Command::new(common::binary());
+    cmd.args(["job", "run"]).arg(common::guest(guest_name)).arg("--data-dir").arg(data_dir);
+    cmd.arg("--filter").arg(filter_path());
+    if let Some(p) = param {
+        cmd.args(["--param", p]);
+    }
+    let out = cmd.output().unwrap();
+    assert!(out.status.success(), "job run failed: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn error_of(r: Response) -> (u16, String, String) {
+    let status = r.status().as_u16();
+    let body: Value = r.json().expect("error bodies are JSON");
+    (status, body["error"].as_str().unwrap().to_string(), body["detail"].as_str().unwrap().to_string())
+}
+
+#[test]
+fn every_example_job_through_the_api_equals_job_run() {
+    let s = server(|_| {});
+    let jobs = [
+        ("os-distribution-rust", None),
+        ("os-distribution-c", None),
+        ("simple-counter-rust", None),
+        ("histogram-aggregate-rust", Some("CYCLE_COLLECTOR")),
+    ];
+    let ids: Vec<String> = jobs.iter().map(|(g, p)| submit(&s, ALICE, g, &manifest(g, *p))).collect();
+    for ((guest_name, param), id) in jobs.iter().zip(&ids) {
+        let done = wait_done(&s, ALICE, id);
+        assert_eq!(done["state"], "succeeded", "{guest_name}: {done}");
+        assert!(done["cost"]["records_read"].as_u64().unwrap() > 50, "{done}");
+        assert_eq!(done["progress"]["files_done"], done["progress"]["files_total"]);
+        let (status, text) = result(&s, ALICE, id, "text");
+        assert_eq!(status, 200);
+        assert!(!text.is_empty(), "{guest_name} produced nothing");
+        assert_eq!(text, job_run(&s.data_dir(), guest_name, *param), "{guest_name}: API result differs from job run");
+        assert_eq!(done["result_bytes"].as_u64().unwrap(), text.len() as u64);
+        // The other formats carry the same rows.
+        let (_, ndjson) = result(&s, ALICE, id, "ndjson");
+        let rows: Vec<Value> = ndjson.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+        assert_eq!(rows.len(), text.lines().count());
+        let first = text.lines().next().unwrap().split_once('\t').unwrap();
+        assert_eq!((rows[0]["key"].as_str().unwrap(), rows[0]["value"].as_str().unwrap()), first);
+        let (_, csv) = result(&s, ALICE, id, "csv");
+        assert_eq!(csv.lines().count(), text.lines().count() + 1);
+        assert!(csv.starts_with("key,value\r\n"));
+    }
+    let (status, body) = get_json(&s, ALICE, "/api/v1/jobs");
+    assert_eq!(status, 200);
+    assert_eq!(body["jobs"].as_array().unwrap().len(), jobs.len());
+    let (status, _) = result(&s, ALICE, &ids[0], "xml");
+    assert_eq!(status, 400);
+}
+
+#[test]
+fn components_are_uploaded_once_and_referred_to_by_hash() {
+    let s = server(|_| {});
+    let upload = |bytes: Vec<u8>| {
+        let form = multipart::Form::new().part("component", multipart::Part::bytes(bytes).file_name("j.wasm"));
+        client().post(s.url("/api/v1/components")).bearer_auth(BOB).multipart(form).send().unwrap()
+    };
+    let first = upload(guest("simple-counter-rust"));
+    assert_eq!(first.status().as_u16(), 201);
+    let first: Value = first.json().unwrap();
+    let again = upload(guest("simple-counter-rust"));
+    assert_eq!(again.status().as_u16(), 200);
+    let again: Value = again.json().unwrap();
+    assert_eq!(again["cache_hit"], true);
+    assert_eq!(again["sha256"], first["sha256"]);
+    let mut m = manifest("by hash", None);
+    m["component"] = first["sha256"].clone();
+    let r = post_job(&s, Some(BOB), None, Some(&m));
+    assert_eq!(r.status().as_u16(), 202);
+    let id = r.json::<Value>().unwrap()["id"].as_str().unwrap().to_string();
+    assert_eq!(wait_done(&s, BOB, &id)["state"], "succeeded");
+    assert_eq!(result(&s, BOB, &id, "text").1, job_run(&s.data_dir(), "simple-counter-rust", None));
+}
+
+#[test]
+fn every_bad_upload_is_a_400_naming_the_problem() {
+    let s = server(|_| {});
+    let m = manifest("bad", None);
+    let core_module = b"\0asm\x01\0\0\0".to_vec();
+    let empty_component = b"\0asm\x0d\0\x01\0".to_vec();
+    let mut unknown_field = m.clone();
+    unknown_field["paramter"] = json!("x");
+    let mut bad_filter = m.clone();
+    bad_filter["filter"] = json!({"version": 1, "dimensions": "nope"});
+    let mut bad_limits = m.clone();
+    bad_limits["limits"] = json!({"memory": 5});
+    let mut unknown_hash = m.clone();
+    unknown_hash["component"] = json!("0".repeat(64));
+    let cases: Vec<(&str, Option<Vec<u8>>, Option<&Value>, &str, &str)> = vec![
+        ("text file", Some(b"this is not wasm at all".to_vec()), Some(&m), "not_wasm", "not a WebAssembly binary"),
+        ("core module", Some(core_module), Some(&m), "not_component", "not a component"),
+        ("empty component", Some(empty_component), Some(&m), "wrong_world", "telemetry:job/job"),
+        (
+            "too big",
+            Some(vec![0u8; MAX_COMPONENT as usize + 1]),
+            Some(&m),
+            "component_too_large",
+            "limit of 2097152 bytes",
+        ),
+        ("no manifest", Some(guest("os-distribution-rust")), None, "bad_manifest", "missing 'manifest'"),
+        ("typo in manifest", Some(guest("os-distribution-rust")), Some(&unknown_field), "bad_manifest", "paramter"),
+        ("bad filter", Some(guest("os-distribution-rust")), Some(&bad_filter), "bad_filter", "filter"),
+        ("bad limits", Some(guest("os-distribution-rust")), Some(&bad_limits), "bad_manifest", "limits"),
+        ("no component", None, Some(&m), "missing_component", "missing 'component'"),
+        ("unknown hash", None, Some(&unknown_hash), "unknown_component", "POST it to /api/v1/components"),
+    ];
+    for (what, component, manifest, code, detail) in cases {
+        let (status, error, text) = error_of(post_job(&s, Some(ALICE), component, manifest));
+        assert_eq!((status, error.as_str()), (400, code), "{what}: {text}");
+        assert!(text.contains(detail), "{what}: detail {text:?} lacks {detail:?}");
+    }
+    // Not multipart at all, and an unexpected part.
+    let r = client().post(s.url("/api/v1/jobs")).bearer_auth(ALICE).body("{}").send().unwrap();
+    assert_eq!(error_of(r).1, "bad_multipart");
+    let form = multipart::Form::new().text("extra", "x");
+    let r = client().post(s.url("/api/v1/jobs")).bearer_auth(ALICE).multipart(form).send().unwrap();
+    let (status, code, detail) = error_of(r);
+    assert_eq!((status, code.as_str()), (400, "bad_multipart"));
+    assert!(detail.contains("'extra'"), "{detail}");
+    // Nothing was queued.
+    assert_eq!(get_json(&s, ROOT, "/api/v1/jobs").1["jobs"].as_array().unwrap().len(), 0);
+}
+
+#[test]
+fn tokens_are_required_and_roles_enforced_while_ingest_stays_open() {
+    let s = server(|_| {});
+    let m = manifest("mine", None);
+    // No token, malformed header, unknown token: 401 with a clear body.
+    let (status, code, detail) = error_of(post_job(&s, None, Some(guest("os-distribution-rust")), Some(&m)));
+    assert_eq!((status, code.as_str()), (401, "unauthorized"));
+    assert!(detail.contains("missing bearer token"), "{detail}");
+    let r = client().get(s.url("/api/v1/jobs")).header("Authorization", "Basic YWxpY2U6eA==").send().unwrap();
+    assert_eq!(r.headers()["www-authenticate"], "Bearer realm=\"telemetry-server\"");
+    assert!(error_of(r).2.contains("malformed"));
+    let r = client().get(s.url("/api/v1/jobs")).bearer_auth("guess").send().unwrap();
+    assert_eq!(error_of(r), (401, "unauthorized".into(), "unknown bearer token".into()));
+
+    // Alice's job: Bob (submit) may not see, fetch or cancel it; root (admin) may.
+    let id = submit(&s, ALICE, "os-distribution-rust", &m);
+    for (method, path) in [
+        ("GET", format!("/api/v1/jobs/{id}")),
+        ("GET", format!("/api/v1/jobs/{id}/result")),
+        ("DELETE", format!("/api/v1/jobs/{id}")),
+    ] {
+        let req = client().request(method.parse().unwrap(), s.url(&path)).bearer_auth(BOB);
+        let (status, code, detail) = error_of(req.send().unwrap());
+        assert_eq!((status, code.as_str()), (403, "forbidden"), "{method} {path}");
+        assert!(detail.contains("belongs to 'alice'"), "{detail}");
+    }
+    assert_eq!(get_json(&s, BOB, "/api/v1/jobs").1["jobs"].as_array().unwrap().len(), 0);
+    assert_eq!(get_json(&s, ROOT, "/api/v1/jobs").1["jobs"].as_array().unwrap().len(), 1);
+    assert_eq!(job(&s, ROOT, &id)["owner"], "alice");
+    assert_eq!(wait_done(&s, ROOT, &id)["state"], "succeeded");
+
+    // Ingest, status and the OpenAPI document need no token.
+    let ping = std::fs::read(common::data("pings/v4.main.min.pipeline-schemas.json")).unwrap();
+    let r = client()
+        .post(s.url("/submit/telemetry/0b5c3f4e-8a51-4a3c-9f53-4b4bb1dcf0a1/main/Firefox/61.0/release/20180101"))
+        .body(ping)
+        .send()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    assert_eq!(client().get(s.url("/status")).send().unwrap().status().as_u16(), 200);
+    let r = client().get(s.url("/api/v1/openapi.json")).send().unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    let served: Value = r.json().unwrap();
+    let file: Value =
+        serde_json::from_str(&std::fs::read_to_string(common::repo_root().join("docs/openapi.json")).unwrap()).unwrap();
+    assert_eq!(served, file);
+    // Unknown API routes are JSON 404s.
+    let (status, body) = get_json(&s, ALICE, "/api/v1/nope");
+    assert_eq!((status, body["error"].as_str().unwrap()), (404, "not_found"));
+}
+
+#[test]
+fn hostile_jobs_fail_cleanly_while_submissions_keep_being_accepted() {
+    let s = server(|_| {});
+    let limited = |mode: &str| {
+        let mut m = manifest(mode, Some(mode));
+        m["limits"] = json!({"call_timeout_ms": 300, "memory_bytes": 64 << 20});
+        m
+    };
+    let hostile: Vec<(String, &str)> = [("loop", "time"), ("memory", "memory"), ("panic:*", "panics on record")]
+        .into_iter()
+        .map(|(mode, expect)| (submit(&s, ALICE, "hostile-rust", &limited(mode)), expect))
+        .collect();
+    // While they run, new submissions are accepted and later succeed.
+    let good = submit(&s, ALICE, "os-distribution-rust", &manifest("good", None));
+    let r = client().get(s.url("/status")).send().unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    for (id, expect) in &hostile {
+        let done = wait_done(&s, ALICE, id);
+        assert_eq!(done["state"], "failed", "{done}");
+        let error = done["error"].as_str().unwrap();
+        assert!(error.contains(expect), "error {error:?} should mention {expect:?}");
+        assert_eq!(result(&s, ALICE, id, "text").0, 409);
+    }
+    let done = wait_done(&s, ALICE, &good);
+    assert_eq!(done["state"], "succeeded", "{done}");
+    assert_eq!(result(&s, ALICE, &good, "text").1, job_run(&s.data_dir(), "os-distribution-rust", None));
+}
+
+#[test]
+fn cancel_stops_a_running_infinite_loop_within_a_second() {
+    let s = server(|_| {});
+    let id = submit(&s, ALICE, "hostile-rust", &manifest("spin", Some("loop")));
+    let queued = submit(&s, ALICE, "os-distribution-rust", &manifest("behind it", None));
+    wait_state(&s, ALICE, &id, &["running"], Duration::from_secs(30));
+    std::thread::sleep(Duration::from_millis(300)); // inside the guest's loop by now
+                                                    // The queued one is cancelled at once.
+    let r = client().delete(s.url(&format!("/api/v1/jobs/{queued}"))).bearer_auth(ALICE).send().unwrap();
+    assert_eq!(r.status().as_u16(), 202);
+    assert_eq!(r.json::<Value>().unwrap()["state"], "cancelled");
+    let asked = Instant::now();
+    let r = client().delete(s.url(&format!("/api/v1/jobs/{id}"))).bearer_auth(ALICE).send().unwrap();
+    assert_eq!(r.status().as_u16(), 202);
+    let done = wait_state(&s, ALICE, &id, &["cancelled", "failed", "succeeded"], Duration::from_secs(5));
+    let took = asked.elapsed();
+    assert_eq!(done["state"], "cancelled", "{done}");
+    assert!(took < Duration::from_secs(1), "cancellation took {took:?}");
+    // Cancelling again is a conflict; the runner is free for new work.
+    let r = client().delete(s.url(&format!("/api/v1/jobs/{id}"))).bearer_auth(ALICE).send().unwrap();
+    assert_eq!(r.status().as_u16(), 409);
+    let next = submit(&s, ALICE, "simple-counter-rust", &manifest("next", None));
+    assert_eq!(wait_done(&s, ALICE, &next)["state"], "succeeded");
+}
+
+#[test]
+fn queued_jobs_survive_a_restart() {
+    let mut s = server(|_| {});
+    let spin = submit(&s, ALICE, "hostile-rust", &manifest("spin", Some("loop")));
+    let waiting: Vec<String> = ["os-distribution-rust", "simple-counter-rust"]
+        .iter()
+        .map(|g| submit(&s, ALICE, g, &manifest(g, None)))
+        .collect();
+    wait_state(&s, ALICE, &spin, &["running"], Duration::from_secs(30));
+    s.stop();
+    let root = std::mem::replace(&mut s.root, tempfile::tempdir().unwrap());
+    drop(s);
+    // Clean shutdown: the interrupted job went back to the queue, the others stayed there.
+    let s = server_on(root, |_| {});
+    let (_, list) = get_json(&s, ALICE, "/api/v1/jobs");
+    let states: Vec<&str> = list["jobs"].as_array().unwrap().iter().map(|j| j["state"].as_str().unwrap()).collect();
+    assert_eq!(states.len(), 3);
+    assert!(states.iter().all(|s| matches!(*s, "queued" | "running")), "{states:?}");
+    wait_state(&s, ALICE, &spin, &["running"], Duration::from_secs(30));
+    client().delete(s.url(&format!("/api/v1/jobs/{spin}"))).bearer_auth(ALICE).send().unwrap();
+    for (id, g) in waiting.iter().zip(["os-distribution-rust", "simple-counter-rust"]) {
+        assert_eq!(wait_done(&s, ALICE, id)["state"], "succeeded");
+        assert_eq!(result(&s, ALICE, id, "text").1, job_run(&s.data_dir(), g, None));
+    }
+}
+
+#[test]
+fn a_crash_marks_the_running_job_failed_and_runs_the_queued_ones() {
+    let root = data_root();
+    let config = root.path().join("server.toml");
+    let hashes = |name: &str, token: &str, role: &str| {
+        format!("[[jobs.tokens]]\nname = \"{name}\"\nsha256 = \"{}\"\nrole = \"{role}\"\n", hash_token(token))
+    };
+    std::fs::write(
+        &config,
+        format!(
+            "data_dir = {:?}\n[server]\nlisten = \"127.0.0.1:0\"\n[convert]\nenabled = false\n{}",
+            root.path().join("data"),
+            hashes("alice", ALICE, "submit")
+        ),
+    )
+    .unwrap();
+    let start = || Server::spawn(&config);
+    let mut server = start();
+    let spin = server.submit("hostile-rust", &manifest("spin", Some("loop")));
+    let queued = server.submit("simple-counter-rust", &manifest("after", None));
+    server.wait_state(&spin, "running");
+    server.kill9();
+    let mut server = start();
+    let crashed = server.wait_state(&spin, "failed");
+    assert_eq!(crashed["error"], "server restarted while the job was running");
+    server.wait_state(&queued, "succeeded");
+    server.kill9();
+}
+
+/// The real binary (`serve --config`), for the crash test.
+struct Server {
+    child: std::process::Child,
+    base: String,
+}
+
+impl Server {
+    fn spawn(config: &Path) -> Server {
+        use std::io::BufRead;
+        let mut child = Command::new(common::binary())
+            .args(["serve", "--config"])
+            .arg(config)
+            .env("RUST_LOG", "info")
+            .env("NO_COLOR", "1")
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        // The server logs `serving addr=…` once it listens.
+        let stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+        let mut lines = stderr.lines();
+        let addr = loop {
+            let line = strip_ansi(&lines.next().expect("server exited before serving").unwrap());
+            if let Some(rest) = line.split("addr=").nth(1) {
+                break rest.split_whitespace().next().unwrap().to_string();
+            }
+        };
+        std::thread::spawn(move || lines.for_each(drop));
+        Server { child, base: format!("http://{addr}") }
+    }
+
+    fn submit(&self, guest_name: &str, manifest: &Value) -> String {
+        let form = multipart::Form::new()
+            .part("manifest", multipart::Part::text(manifest.to_string()))
+            .part("component", multipart::Part::bytes(guest(guest_name)));
+        let r = client().post(format!("{}/api/v1/jobs", self.base)).bearer_auth(ALICE).multipart(form).send().unwrap();
+        assert_eq!(r.status().as_u16(), 202);
+        r.json::<Value>().unwrap()["id"].as_str().unwrap().to_string()
+    }
+
+    fn wait_state(&self, id: &str, want: &str) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let j: Value = client()
+                .get(format!("{}/api/v1/jobs/{id}", self.base))
+                .bearer_auth(ALICE)
+                .send()
+                .unwrap()
+                .json()
+                .unwrap();
+            if j["state"] == want {
+                return j;
+            }
+            assert!(Instant::now() < deadline, "job {id} never reached {want}: {j}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Removes terminal colour codes (`ESC [ … m`) from a log line.
+fn strip_ansi(line: &str) -> String {
+    let mut out = String::new();
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        if c == '\x1b' {
+            chars.by_ref().find(|&c| c == 'm');
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+#[test]
+fn cli_submits_waits_and_manages_jobs() {
+    let s = server(|_| {});
+    let cli = |args: &[&str]| {
+        let out = Command::new(common::binary())
+            .args(["job"])
+            .args(args)
+            .args(["--server", &s.url(""), "--token", ALICE])
+            .output()
+            .unwrap();
+        (out.status.code().unwrap(), String::from_utf8(out.stdout).unwrap(), String::from_utf8(out.stderr).unwrap())
+    };
+    let guest_path = common::guest("os-distribution-rust");
+    let filter = filter_path();
+    let (code, stdout, stderr) =
+        cli(&["submit", guest_path.to_str().unwrap(), "--filter", filter.to_str().unwrap(), "--wait"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(stdout, job_run(&s.data_dir(), "os-distribution-rust", None));
+    assert!(stderr.contains("succeeded"), "{stderr}");
+
+    // Without --wait it prints the id; status/result/list/cancel work on it.
+    let hostile = common::guest("hostile-rust");
+    let (code, id, stderr) =
+        cli(&["submit", hostile.to_str().unwrap(), "--filter", filter.to_str().unwrap(), "--param", "loop"]);
+    assert_eq!(code, 0, "{stderr}");
+    let id = id.trim().to_string();
+    let (code, list, _) = cli(&["list"]);
+    assert_eq!(code, 0);
+    assert!(list.contains(&id) && list.lines().count() == 3, "{list}");
+    wait_state(&s, ALICE, &id, &["running"], Duration::from_secs(30));
+    let (code, status, _) = cli(&["status", &id]);
+    assert_eq!(code, 0);
+    assert_eq!(serde_json::from_str::<Value>(&status).unwrap()["state"], "running");
+    let (code, _, stderr) = cli(&["result", &id]);
+    assert_eq!(code, 1, "a running job has no result");
+    assert!(stderr.contains("409") && stderr.contains("running"), "{stderr}");
+    let (code, _, stderr) = cli(&["cancel", &id]);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(wait_done(&s, ALICE, &id)["state"], "cancelled");
+
+    // A bad token is reported with the server's reason.
+    let out = Command::new(common::binary())
+        .args(["job", "list", "--server", &s.url(""), "--token", "wrong"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("401 Unauthorized unauthorized: unknown bearer token"));
+}
