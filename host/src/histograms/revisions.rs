@@ -593,6 +593,72 @@ mod tests {
     }
 
     #[test]
+    fn spec_directories_in_both_layouts_and_their_table_come_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let seed_layout = dir.path().join("releases/mozilla-beta/0123456789ab");
+        std::fs::create_dir_all(&seed_layout).unwrap();
+        std::fs::write(
+            seed_layout.join("Histograms.json"),
+            r#"{"A": {"kind": "flag"}}"#,
+        )
+        .unwrap();
+        std::fs::write(
+            dir.path().join("fedcba987654.json.SOME_TAG"),
+            r#"{"B": {"kind": "boolean"}}"#,
+        )
+        .unwrap();
+        std::fs::write(
+            dir.path().join("custom.json"),
+            r#"{"C": {"kind": "count"}}"#,
+        )
+        .unwrap();
+        std::fs::write(
+            dir.path().join(TABLE_FILE),
+            r#"{"revisions": [{"repo": "x", "rev": "custom", "app_versions": ["23"], "builds": {"release": ["20130801", "20130901"]}}]}"#,
+        )
+        .unwrap();
+        let cache = RevisionCache::embedded().with_dir(dir.path()).unwrap();
+        let get = |query: Query| cache.resolve(&query).unwrap();
+        let seed = get(Query {
+            revision: Some("https://hg.mozilla.org/releases/mozilla-beta/rev/0123456789ab"),
+            ..Query::default()
+        });
+        assert!(seed.definitions.get("A").is_some());
+        let long =
+            "https://hg.mozilla.org/mozilla-central/rev/fedcba9876543210fedcba9876543210fedcba98";
+        assert!(get(Query {
+            revision: Some(long),
+            ..Query::default()
+        })
+        .definitions
+        .get("B")
+        .is_some());
+        // The directory's table is tried before the embedded one (which maps release 2013-08 to Fx 23).
+        let by_build = get(Query {
+            channel: Some("release"),
+            build_id: Some("20130814063812"),
+            ..Query::default()
+        });
+        assert_eq!(
+            (by_build.revision.as_str(), by_build.source),
+            ("custom", Source::ChannelBuildId)
+        );
+        let by_version = get(Query {
+            app_version: Some("24.0"),
+            ..Query::default()
+        });
+        assert_eq!(by_version.revision, "8d3810543edc");
+        // A malformed spec is a typed error, not a panic.
+        std::fs::write(dir.path().join("badbadbadbad.json"), "{not json").unwrap();
+        let bad = cache.resolve(&Query {
+            revision: Some("https://h/r/rev/badbadbadbad"),
+            ..Query::default()
+        });
+        assert!(matches!(bad, Err(ResolveError::BadSpec { .. })));
+        assert_eq!(cache.stats().bad_spec, 1);
+    }
+
+    #[test]
     fn prefix_matching_needs_twelve_digits() {
         assert!(same_revision(
             "a55c55edf302",
