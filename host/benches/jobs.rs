@@ -45,8 +45,7 @@ fn storage_schema() -> Schema {
 }
 
 fn all_filter() -> Schema {
-    let dims: Vec<String> =
-        DIMS.iter().map(|d| format!(r#"{{"field_name":"{d}","allowed_values":"*"}}"#)).collect();
+    let dims: Vec<String> = DIMS.iter().map(|d| format!(r#"{{"field_name":"{d}","allowed_values":"*"}}"#)).collect();
     Schema::from_json(&format!(r#"{{"version":1,"dimensions":[{}]}}"#, dims.join(","))).unwrap()
 }
 
@@ -56,7 +55,8 @@ fn bench_data(pings: usize) -> PathBuf {
     if dir.join("storage").is_dir() {
         return dir;
     }
-    let shared = std::env::var_os("TELEMETRY_SHARED_DIR").map(PathBuf::from).unwrap_or_else(|| repo().join("../shared"));
+    let shared =
+        std::env::var_os("TELEMETRY_SHARED_DIR").map(PathBuf::from).unwrap_or_else(|| repo().join("../shared"));
     eprintln!("generating {pings} pings with gen-pings.py…");
     let out = std::process::Command::new("python3")
         .arg(shared.join("tools/gen-pings.py"))
@@ -161,7 +161,8 @@ fn median(mut v: Vec<Duration>) -> Duration {
 
 fn guest(rt: &Runtime, name: &str) -> CompiledJob {
     let path = repo().join("target/jobs").join(format!("{name}.wasm"));
-    let bytes = std::fs::read(&path).unwrap_or_else(|_| panic!("{} missing: run scripts/build-guests.sh", path.display()));
+    let bytes =
+        std::fs::read(&path).unwrap_or_else(|_| panic!("{} missing: run scripts/build-guests.sh", path.display()));
     rt.compile(&bytes).unwrap()
 }
 
@@ -239,5 +240,8 @@ fn main() {
     println!("  wasm-rust 1w / decompress   = {:.2}", ratio(2, 0));
     println!("  per-core wasm-rust: {:.0} MB/s (goal >= 600)", mbps(best[2]));
     let native_out = &outputs[1];
-    println!("outputs: native, wasm-rust x1/x2, wasm-c x1/x2 identical ({} lines)", native_out.iter().filter(|&&b| b == b'\n').count());
+    println!(
+        "outputs: native, wasm-rust x1/x2, wasm-c x1/x2 identical ({} lines)",
+        native_out.iter().filter(|&&b| b == b'\n').count()
+    );
 }

@@ -27,8 +27,9 @@ fn hostile(mode: &str, limits: Limits, skip_bad_records: bool) -> Result<JobOutp
 fn assert_host_carries_on(data: &tempfile::TempDir) {
     let source = jobs::open_source(data.path().to_str().unwrap()).unwrap();
     let opts = RunOptions { workers: 2, ..RunOptions::new(all_filter()) };
-    let out = jobs::run(runtime(), &guest("os-distribution-rust"), source, &opts, &Progress::default(), &CancelToken::new())
-        .expect("a normal job after a hostile one");
+    let out =
+        jobs::run(runtime(), &guest("os-distribution-rust"), source, &opts, &Progress::default(), &CancelToken::new())
+            .expect("a normal job after a hostile one");
     assert_eq!(String::from_utf8(out.output).unwrap(), "Darwin,40.0\t1\nLinux,40.0\t1\nLinux,41.0\t1\n");
 }
 

@@ -37,6 +37,13 @@ impl Topology {
         }
     }
 
+    /// Worker threads in this process.
+    pub fn local_workers(&self) -> usize {
+        match self {
+            Topology::Local { workers } | Topology::Cluster { workers, .. } => (*workers).max(1),
+        }
+    }
+
     /// The timely configuration for this topology.
     pub fn timely_config(&self) -> timely::Config {
         match self {

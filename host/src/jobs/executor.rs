@@ -79,8 +79,28 @@ struct WorkerResult {
     reduce_time: Duration,
 }
 
-/// Runs `job` over the files of `source` that pass `opts.filter`.
+/// Runs `job` over the files of `source` that pass `opts.filter`, with `opts.workers` threads
+/// (0 = one per core).
 pub fn run(
+    runtime: &Runtime,
+    job: &CompiledJob,
+    source: Arc<dyn PartitionSource>,
+    opts: &RunOptions,
+    progress: &Progress,
+    cancel: &CancelToken,
+) -> Result<JobOutput, JobError> {
+    let topology = match opts.workers {
+        0 => Topology::local_default(),
+        n => Topology::Local { workers: n },
+    };
+    run_on(&topology, runtime, job, source, opts, progress, cancel)
+}
+
+/// [`run`] on an explicit [`Topology`]. In a cluster every process calls this with the same job,
+/// options and data; the output (and the output-related cost figures) are complete only in
+/// process 0, which hosts worker 0; the other processes return empty output.
+pub fn run_on(
+    topology: &Topology,
     runtime: &Runtime,
     job: &CompiledJob,
     source: Arc<dyn PartitionSource>,
@@ -105,7 +125,6 @@ pub fn run(
     let list_time = list_start.elapsed();
     progress.files_total.store(files.len() as u64, Ordering::Relaxed);
 
-    let topology = Topology::Local { workers: opts.workers.max(1) };
     let ctx = Arc::new(Context {
         linked,
         shared: shared.clone(),
@@ -131,7 +150,7 @@ pub fn run(
 
     // Mirror the workers' counters into the caller's `Progress` until they finish.
     let mut finished = 0;
-    while finished < topology.peers() {
+    while finished < topology.local_workers() {
         match done_rx.recv_timeout(Duration::from_millis(100)) {
             Ok(()) => finished += 1,
             Err(mpsc::RecvTimeoutError::Timeout) => {}

@@ -26,7 +26,7 @@ pub mod scheduler;
 
 pub use cost::{CostReport, Phases};
 pub use error::JobError;
-pub use executor::run;
+pub use executor::{run, run_on};
 pub use limits::Limits;
 pub use progress::{CancelToken, Progress};
 pub use runtime::{CompiledJob, Runtime, RuntimeConfig};
