@@ -72,8 +72,8 @@ fn progress_reaches_the_totals() {
     let data = converted_data();
     let progress = Progress::default();
     let source = jobs::open_source(data.to_str().unwrap()).unwrap();
-    let out = jobs::run(runtime(), &guest("os-distribution-rust"), source, &opts(2), &progress, &CancelToken::new())
-        .unwrap();
+    let out =
+        jobs::run(runtime(), &guest("os-distribution-rust"), source, &opts(2), &progress, &CancelToken::new()).unwrap();
     let (total, done, records, bytes) = progress.snapshot();
     assert_eq!(total, out.cost.files_matched);
     assert_eq!(done, total);
@@ -93,7 +93,9 @@ fn simple_counter_counts_records_and_duplicate_ids_per_day() {
 fn histogram_aggregate_sums_buckets_per_channel_and_version() {
     // Two compact histograms (3 buckets + 5 statistics) on one channel/version, one elsewhere.
     let ping = |channel: &str, version: &str, h: &str| {
-        format!(r#"{{"application":{{"channel":"{channel}","version":"{version}"}},"payload":{{"histograms":{{"GC_MS":{h}}}}}}}"#)
+        format!(
+            r#"{{"application":{{"channel":"{channel}","version":"{version}"}},"payload":{{"histograms":{{"GC_MS":{h}}}}}}}"#
+        )
     };
     let a = ping("release", "40.0", "[1,2,3,6,-1,-1,-1,-1]");
     let b = ping("release", "40.0", "[0,5,1,7.5,-1,-1,-1,-1]");
@@ -128,7 +130,9 @@ fn histogram_aggregate_on_converted_pings_finds_the_histogram() {
         .iter()
         .filter(|(_, json)| {
             let doc: serde_json::Value = serde_json::from_str(json).unwrap();
-            ["/payload/histograms/GC_MS", "/histograms/GC_MS"].iter().any(|p| doc.pointer(p).is_some_and(|h| h.is_array()))
+            ["/payload/histograms/GC_MS", "/histograms/GC_MS"]
+                .iter()
+                .any(|p| doc.pointer(p).is_some_and(|h| h.is_array()))
         })
         .count() as u64;
     assert!(expected > 0, "the converted data should hold GC_MS histograms");
@@ -246,5 +250,45 @@ fn the_cli_runs_a_job_and_reports_its_cost() {
         .output()
         .unwrap();
     assert!(!bad.status.success());
-    assert!(String::from_utf8_lossy(&bad.stderr).contains("not a WebAssembly binary"), "{}", String::from_utf8_lossy(&bad.stderr));
+    assert!(
+        String::from_utf8_lossy(&bad.stderr).contains("not a WebAssembly binary"),
+        "{}",
+        String::from_utf8_lossy(&bad.stderr)
+    );
+}
+
+#[test]
+fn the_same_dataflow_runs_as_a_two_process_cluster() {
+    use telemetry_server::cluster::Topology;
+    let data = converted_data();
+    let free_port = || std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().to_string();
+    let addresses = vec![free_port(), free_port()];
+    let results: Vec<Result<JobOutput, JobError>> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..2)
+            .map(|process| {
+                let topology = Topology::Cluster { workers: 1, process, addresses: addresses.clone() };
+                s.spawn(move || {
+                    let source = jobs::open_source(data.to_str().unwrap()).unwrap();
+                    let job = guest("os-distribution-rust");
+                    jobs::run_on(
+                        &topology,
+                        runtime(),
+                        &job,
+                        source,
+                        &opts(0),
+                        &Progress::default(),
+                        &CancelToken::new(),
+                    )
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let expected = native_os_distribution(&stored_records(data, &all_filter()));
+    let outputs: Vec<JobOutput> = results.into_iter().map(Result::unwrap).collect();
+    assert_eq!(text(&outputs[0]), expected, "process 0 (worker 0) holds the whole output");
+    assert!(outputs[1].output.is_empty());
+    assert_eq!(outputs[0].cost.workers, 2);
+    let records: u64 = outputs.iter().map(|o| o.cost.records_read).sum();
+    assert_eq!(records, stored_records(data, &all_filter()).len() as u64, "each file is read by exactly one process");
 }
