@@ -55,25 +55,44 @@ impl<'a> ErrorEntry<'a> {
     }
 }
 
-/// An append-only NDJSON file of rejected records.
+/// An append-only NDJSON file of rejected records, created on the first entry (a run without
+/// rejected records leaves no file).
 pub struct ErrorStream {
-    out: BufWriter<File>,
+    dir: Dir,
+    file_name: String,
+    out: Option<BufWriter<File>>,
     name: String,
     entries: u64,
 }
 
 impl ErrorStream {
-    /// Creates `errors/<name>.ndjson` (appending if it exists).
-    pub fn create(errors_dir: &Dir, name: &str) -> Result<ErrorStream, StorageError> {
+    /// An error stream writing `errors/<name>.ndjson` (appending if it exists).
+    pub fn create(errors_dir: Dir, name: &str) -> ErrorStream {
         let file_name = format!("{name}.ndjson");
-        let file = errors_dir
-            .open_with(&file_name, OpenOptions::new().create(true).append(true))
-            .map_err(|e| StorageError::io(format!("{}/{file_name}", datadir::ERRORS), e))?;
-        Ok(ErrorStream {
-            out: BufWriter::new(file),
-            name: format!("{}/{file_name}", datadir::ERRORS),
+        let name = format!("{}/{file_name}", datadir::ERRORS);
+        ErrorStream {
+            dir: errors_dir,
+            file_name,
+            out: None,
+            name,
             entries: 0,
-        })
+        }
+    }
+
+    fn file(&mut self) -> Result<&mut BufWriter<File>, StorageError> {
+        if self.out.is_none() {
+            let file = self
+                .dir
+                .open_with(
+                    &self.file_name,
+                    OpenOptions::new().create(true).append(true),
+                )
+                .map_err(|e| StorageError::io(self.name.clone(), e))?;
+            self.out = Some(BufWriter::new(file));
+        }
+        self.out
+            .as_mut()
+            .ok_or_else(|| StorageError::io(self.name.clone(), std::io::Error::other("not open")))
     }
 
     /// Path relative to the data directory.
@@ -88,17 +107,22 @@ impl ErrorStream {
 
     /// Appends one entry.
     pub fn write(&mut self, entry: &ErrorEntry) -> Result<(), StorageError> {
-        let io = |e: std::io::Error| StorageError::io(self.name.clone(), e);
-        serde_json::to_writer(&mut self.out, entry).map_err(|e| io(e.into()))?;
-        self.out.write_all(b"\n").map_err(io)?;
+        let name = self.name.clone();
+        let io = |e: std::io::Error| StorageError::io(name.clone(), e);
+        let out = self.file()?;
+        serde_json::to_writer(&mut *out, entry).map_err(|e| io(e.into()))?;
+        out.write_all(b"\n").map_err(io)?;
         self.entries += 1;
         Ok(())
     }
 
-    /// Flushes and syncs the file.
+    /// Flushes and syncs the file (if any entry was written).
     pub fn flush(&mut self) -> Result<(), StorageError> {
+        let Some(out) = self.out.as_mut() else {
+            return Ok(());
+        };
         let io = |e: std::io::Error| StorageError::io(self.name.clone(), e);
-        self.out.flush().map_err(io)?;
-        self.out.get_ref().sync_data().map_err(io)
+        out.flush().map_err(io)?;
+        out.get_ref().sync_data().map_err(io)
     }
 }

@@ -100,7 +100,7 @@ impl Pipeline {
         error_name: &str,
     ) -> Result<Pipeline, ConvertError> {
         let storage = data.sub(datadir::STORAGE)?;
-        let errors = ErrorStream::create(&data.sub(datadir::ERRORS)?, error_name)?;
+        let errors = ErrorStream::create(data.sub(datadir::ERRORS)?, error_name);
         let writer = StorageWriter::new(storage, converter.schema().clone(), options);
         Ok(Pipeline {
             converter,
@@ -315,6 +315,17 @@ impl Pipeline {
         }
         self.errors.flush()?;
         Ok(())
+    }
+
+    /// Finishes partition files open longer than the writer's `max_file_age` (a long-lived
+    /// pipeline calls this periodically so data becomes visible); returns every file finished
+    /// since the last call.
+    pub fn rotate_expired(&mut self) -> Result<Vec<FinishedFile>, ConvertError> {
+        if let Some(writer) = self.writer.as_mut() {
+            self.finished.extend(writer.rotate_expired()?);
+        }
+        self.collect_finished()?;
+        Ok(self.take_finished())
     }
 
     /// Partition files finished (rotated) so far, taken.
