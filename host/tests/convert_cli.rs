@@ -263,3 +263,36 @@ fn a_corrupted_log_loses_only_the_damaged_record() {
     assert_eq!(errors.len() as u64, summary.bad_records);
     assert!(errors.iter().all(|e| e["kind"] == "corrupted_data"));
 }
+
+#[test]
+fn seed_compressed_text_samples_are_read_in_every_container() {
+    // seed/test/test.txt.{gz,lzma,xz}: the same five lines, none of them `id<TAB>json`: four
+    // lines without a tab (`invalid_path`) and `another \tline` (not JSON: `conversion_error`).
+    let mut summaries = Vec::new();
+    for ext in ["gz", "lzma", "xz"] {
+        let dir = tempfile::tempdir().unwrap();
+        let data = DataDir::open(dir.path()).unwrap();
+        let mut pipeline = Pipeline::new(
+            &data,
+            Arc::new(Converter::with_defaults()),
+            WriterOptions::default(),
+            "t",
+        )
+        .unwrap();
+        let input = common::data(&format!("seed/test/test.txt.{ext}"));
+        let summary = pipeline
+            .convert_text(&input, "20140101", &mut |_| {})
+            .unwrap();
+        pipeline.finish().unwrap();
+        assert_eq!(summary.records_read, 5, "{ext}");
+        assert_eq!(summary.bad(BadRecordKind::InvalidPath), 4, "{ext}");
+        assert_eq!(summary.bad(BadRecordKind::ConversionError), 1, "{ext}");
+        assert_eq!(
+            error_lines(dir.path()).len(),
+            5,
+            "{ext}: every rejected line is kept"
+        );
+        summaries.push(summary);
+    }
+    assert!(summaries.windows(2).all(|w| w[0] == w[1]));
+}
