@@ -667,9 +667,10 @@ mod tests {
         let files = vec![file("a", 100), file("b", 60), file("c", 50), file("d", 10)];
         let split = assign_by_size(&files, 2);
         let load = |w: &Vec<usize>| w.iter().map(|&i| files[i].size).sum::<u64>();
-        assert_eq!(split[0], vec![0]);
-        assert_eq!(load(&split[0]), 100);
-        assert_eq!(load(&split[1]), 120);
+        // 100 → w0, 60 → w1, 50 → w1 (110), 10 → w0 (110): perfectly balanced.
+        assert_eq!(split[0], vec![0, 3]);
+        assert_eq!(split[1], vec![1, 2]);
+        assert_eq!(load(&split[0]), load(&split[1]));
         assert_eq!(assign_by_size(&files, 1)[0].len(), 4);
     }
 
