@@ -131,10 +131,9 @@ pub struct IngestConfig {
     pub max_log_age_ms: u64,
     /// Base of raw log names: `<base>.v2.<host>.<pid>_<shard>.<ms>`, then `.finished`.
     pub log_base: String,
-    /// Records waiting for each shard's writer; beyond it requests get 503 (overload).
+    /// Submissions per shard that may be writing or waiting for their sync; beyond
+    /// `shards × queue_capacity` requests get 503 (overload).
     pub queue_capacity: usize,
-    /// Most bytes written per group-commit batch (keeps one batch from delaying the next sync).
-    pub max_batch_bytes: usize,
 }
 
 impl Default for IngestConfig {
@@ -146,7 +145,6 @@ impl Default for IngestConfig {
             max_log_age_ms: 60_000,
             log_base: "telemetry.log".to_string(),
             queue_capacity: 4096,
-            max_batch_bytes: 8 * 1024 * 1024,
         }
     }
 }

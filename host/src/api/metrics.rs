@@ -48,7 +48,7 @@ pub struct IngestMetrics {
     pub fsync_seconds: Histogram,
     /// Records acknowledged per group commit (one write + at most one sync).
     pub batch_records: Histogram,
-    /// Records waiting for a writer thread.
+    /// Submissions writing or waiting for their sync.
     pub queue_depth: Gauge,
     /// Bytes appended to raw logs.
     pub written_bytes: Counter,
@@ -112,7 +112,7 @@ impl Metrics {
         };
         registry.register("ingest_fsync_duration_seconds", "fdatasync latency", ingest.fsync_seconds.clone());
         registry.register("ingest_batch_records", "Records per group commit", ingest.batch_records.clone());
-        registry.register("ingest_queue_depth", "Records waiting for a log writer", ingest.queue_depth.clone());
+        registry.register("ingest_queue_depth", "Submissions writing or waiting for their sync", ingest.queue_depth.clone());
         registry.register("ingest_written_bytes", "Bytes appended to raw logs", ingest.written_bytes.clone());
         registry.register("ingest_written_records", "Records appended to raw logs", ingest.written_records.clone());
         registry.register("ingest_rotations", "Raw logs finished", ingest.rotations.clone());

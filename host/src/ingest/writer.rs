@@ -1,40 +1,44 @@
-//! The durable raw log writer: one thread and one log file per shard, group commit.
+//! The durable raw log writer: log files per shard, appends on the request's thread, group commit.
 //!
-//! A request hands its encoded v2 record to a shard through a bounded queue and waits for the answer.
-//! The shard's thread takes every record waiting in its queue, appends them with one `write`, and (in
-//! `batch` mode) covers them all with one `fdatasync` before answering any of them. Records that arrive
-//! during that sync wait for the next round, so the number of syncs per second is bounded by the disk,
-//! not by the request rate: that is group commit. In `always` mode each round is one record; in `none`
-//! mode there is no sync (a `.finished` file is still synced before its rename).
+//! A request appends its encoded v2 record to a shard's current log with one `write` under the
+//! shard's lock (no hand-off to another thread). What happens next depends on the durability mode:
 //!
-//! A failed write or sync is undone by truncating the file back to its last complete record, so a
-//! full disk answers 507 and leaves no partial record behind. Logs rotate by size and by age (age
-//! counts from the first record, so a busy log rotates too) and are renamed `.finished` only after
-//! their last record is synced.
+//! - `none`: the request is answered at once (the record is in the page cache).
+//! - `batch`: the request waits for the shard's sync thread. That thread runs one `fdatasync`
+//!   covering every record written before it started, then publishes how far the log is synced;
+//!   every waiting request whose record lies below that mark is answered together. Records written
+//!   during a sync wait for the next one: group commit, so syncs per second are bounded by the disk,
+//!   not by the request rate.
+//! - `always`: the append and its own `fdatasync` run together on a blocking thread.
+//!
+//! A failed `write` is undone by truncating the log back to its last complete record, so a full
+//! disk answers 507 and leaves no partial record. Logs rotate by size and by age (counted from the
+//! first record, so a busy log rotates too); the sync thread syncs a rotated log, renames it
+//! `.finished`, syncs the directory and announces it. Positions are logical byte counts over the
+//! shard's life (never reused), so a failed sync can mark exactly the records it failed to cover.
 
 use std::io::Write;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use cap_std::fs::{Dir, OpenOptions};
-use tokio::sync::oneshot;
+use tokio::sync::{watch, Semaphore};
 
 use super::disk::is_disk_full;
 use super::logname::{LogNamer, FINISHED_SUFFIX};
 use crate::api::metrics::IngestMetrics;
 use crate::config::{Durability, IngestConfig};
 
-/// Why a record was not acknowledged. Cloned to every request of a failed batch.
+/// Why a record was not acknowledged.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum WriteError {
     #[error("disk full: {0}")]
     DiskFull(String),
     #[error("cannot write raw log: {0}")]
     Io(String),
-    #[error("every log writer queue is full")]
+    #[error("too many submissions in progress")]
     Overloaded,
     #[error("the server is shutting down")]
     ShuttingDown,
@@ -53,308 +57,403 @@ impl WriteError {
 /// Called with the file name of every log renamed `.finished`.
 pub type OnFinished = Arc<dyn Fn(&str) + Send + Sync>;
 
-enum Message {
-    Record { bytes: Vec<u8>, done: oneshot::Sender<Result<(), WriteError>> },
-    Shutdown,
-}
-
-struct Shard {
-    tx: SyncSender<Message>,
-    thread: Mutex<Option<JoinHandle<()>>>,
-}
-
-/// The set of writer shards. Cheap to share behind an `Arc`.
+/// The set of writer shards. Shared behind an `Arc`.
 pub struct WriterPool {
-    shards: Vec<Shard>,
+    shards: Vec<Arc<Shard>>,
     next: AtomicUsize,
+    /// Submissions being written or waiting for their sync; none left → 503.
+    permits: Arc<Semaphore>,
+    durability: Durability,
     metrics: IngestMetrics,
+    threads: Mutex<Vec<JoinHandle<()>>>,
 }
 
 impl WriterPool {
-    /// Starts `config.shard_count()` writer threads appending to logs in `raw`.
+    /// Starts `config.shard_count()` shards (each with its sync thread) writing logs in `raw`.
     pub fn start(
         raw: &Dir,
         config: &IngestConfig,
         metrics: IngestMetrics,
         on_finished: OnFinished,
     ) -> std::io::Result<WriterPool> {
+        let count = config.shard_count();
         let mut shards = Vec::new();
-        for index in 0..config.shard_count() {
-            let (tx, rx) = mpsc::sync_channel(config.queue_capacity);
-            let writer = ShardWriter {
-                dir: raw.try_clone()?,
-                namer: LogNamer::new(&config.log_base, index),
-                durability: config.durability,
-                max_size: config.max_log_size,
-                max_age: Duration::from_millis(config.max_log_age_ms),
-                max_batch_bytes: config.max_batch_bytes,
-                current: None,
-                buf: Vec::new(),
-                metrics: metrics.clone(),
-                on_finished: on_finished.clone(),
-            };
-            let thread = std::thread::Builder::new()
-                .name(format!("rawlog-writer-{index}"))
-                .spawn(move || writer.run(rx))?;
-            shards.push(Shard { tx, thread: Mutex::new(Some(thread)) });
+        let mut threads = Vec::new();
+        for index in 0..count {
+            let shard = Arc::new(Shard {
+                state: Mutex::new(ShardState {
+                    dir: raw.try_clone()?,
+                    namer: LogNamer::new(&config.log_base, index),
+                    max_size: config.max_log_size,
+                    max_age: Duration::from_millis(config.max_log_age_ms),
+                    current: None,
+                    retiring: Vec::new(),
+                    written: 0,
+                    records: 0,
+                    wants_sync: config.durability == Durability::Batch,
+                    sync_idle: false,
+                    closed: false,
+                    metrics: metrics.clone(),
+                }),
+                wake: Condvar::new(),
+                synced: watch::Sender::new(SyncMark::default()),
+            });
+            let thread_shard = shard.clone();
+            let durability = config.durability;
+            let metrics = metrics.clone();
+            let on_finished = on_finished.clone();
+            threads.push(
+                std::thread::Builder::new()
+                    .name(format!("rawlog-sync-{index}"))
+                    .spawn(move || sync_loop(&thread_shard, durability, &metrics, &on_finished))?,
+            );
+            shards.push(shard);
         }
-        Ok(WriterPool { shards, next: AtomicUsize::new(0), metrics })
+        Ok(WriterPool {
+            shards,
+            next: AtomicUsize::new(0),
+            permits: Arc::new(Semaphore::new(config.queue_capacity.saturating_mul(count))),
+            durability: config.durability,
+            metrics,
+            threads: Mutex::new(threads),
+        })
     }
 
     /// Appends one encoded record and resolves once it is in the log (and synced, per the durability).
-    /// A full queue on every shard is [`WriteError::Overloaded`]: the caller answers 503.
+    /// With every permit taken the answer is [`WriteError::Overloaded`]: the caller answers 503.
     pub async fn append(&self, bytes: Vec<u8>) -> Result<(), WriteError> {
-        let (done, answer) = oneshot::channel();
-        let mut message = Message::Record { bytes, done };
-        let n = self.shards.len();
-        let start = self.next.fetch_add(1, Ordering::Relaxed);
+        let _permit = self.permits.clone().try_acquire_owned().map_err(|_| WriteError::Overloaded)?;
         self.metrics.queue_depth.inc();
-        let mut queued = false;
-        for i in 0..n {
-            match self.shards[(start + i) % n].tx.try_send(message) {
-                Ok(()) => {
-                    queued = true;
-                    break;
-                }
-                Err(TrySendError::Full(back)) => message = back,
-                Err(TrySendError::Disconnected(_)) => {
-                    self.metrics.queue_depth.dec();
-                    return Err(WriteError::ShuttingDown);
+        let _depth = DecOnDrop(&self.metrics);
+        let shard = self.pick();
+        match self.durability {
+            Durability::None => shard.append(|state| state.append(&bytes)).map(|_| ()),
+            Durability::Always => {
+                let task = tokio::task::spawn_blocking(move || shard.append(|state| state.append_synced(&bytes)));
+                task.await.unwrap_or_else(|_| Err(WriteError::Io("writer task panicked".into())))
+            }
+            Durability::Batch => {
+                let end = shard.append(|state| state.append(&bytes))?;
+                let mut synced = shard.synced.subscribe();
+                let mark = synced
+                    .wait_for(|mark| mark.synced >= end || mark.failed(end))
+                    .await
+                    .map_err(|_| WriteError::ShuttingDown)?;
+                if mark.failed(end) {
+                    Err(WriteError::Io("fdatasync failed; the record may not be durable".into()))
+                } else {
+                    Ok(())
                 }
             }
         }
-        if !queued {
-            self.metrics.queue_depth.dec();
-            return Err(WriteError::Overloaded);
-        }
-        answer.await.unwrap_or(Err(WriteError::ShuttingDown))
     }
 
-    /// Writes what is queued, syncs and finishes every open log, and joins the writer threads.
-    /// Later [`append`](Self::append) calls fail with `ShuttingDown`.
+    /// A shard whose lock is free right now if there is one (round robin otherwise).
+    fn pick(&self) -> Arc<Shard> {
+        let n = self.shards.len();
+        let start = self.next.fetch_add(1, Ordering::Relaxed);
+        for i in 0..n {
+            let shard = &self.shards[(start + i) % n];
+            if shard.state.try_lock().is_ok() {
+                return shard.clone();
+            }
+        }
+        self.shards[start % n].clone()
+    }
+
+    /// Syncs and finishes every log, stops the sync threads. Later appends get `ShuttingDown`.
     pub fn close(&self) {
         for shard in &self.shards {
-            let _ = shard.tx.send(Message::Shutdown);
+            shard.lock().closed = true;
+            shard.wake.notify_all();
         }
-        for shard in &self.shards {
-            if let Some(thread) = shard.thread.lock().unwrap_or_else(|e| e.into_inner()).take() {
-                if thread.join().is_err() {
-                    tracing::error!("a raw log writer thread panicked");
-                }
+        for thread in self.threads.lock().unwrap_or_else(|e| e.into_inner()).drain(..) {
+            if thread.join().is_err() {
+                tracing::error!("a raw log sync thread panicked");
             }
         }
     }
 }
 
-/// The log file a shard is appending to.
+struct DecOnDrop<'a>(&'a IngestMetrics);
+
+impl Drop for DecOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.queue_depth.dec();
+    }
+}
+
+/// How far a shard's logs are synced, and the ranges a failed sync could not cover.
+#[derive(Clone, Default)]
+struct SyncMark {
+    /// Every record ending at or before this logical position is synced.
+    synced: u64,
+    /// Half-open `(start, end]` ranges of records whose sync failed.
+    failures: Arc<Vec<(u64, u64)>>,
+}
+
+impl SyncMark {
+    fn failed(&self, end: u64) -> bool {
+        self.failures.iter().any(|&(start, stop)| end > start && end <= stop)
+    }
+}
+
+struct Shard {
+    state: Mutex<ShardState>,
+    /// Wakes the sync thread: data to sync, a log to finish, or shutdown.
+    wake: Condvar,
+    synced: watch::Sender<SyncMark>,
+}
+
+impl Shard {
+    fn lock(&self) -> MutexGuard<'_, ShardState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Runs an append under the lock, then wakes the sync thread if it is idle and has work:
+    /// data to sync (`batch`) or a rotated log to finish.
+    fn append<R>(&self, f: impl FnOnce(&mut ShardState) -> Result<R, WriteError>) -> Result<R, WriteError> {
+        let mut state = self.lock();
+        let result = f(&mut state);
+        let wake = state.sync_idle && (state.wants_sync || !state.retiring.is_empty());
+        if wake {
+            state.sync_idle = false;
+        }
+        drop(state);
+        if wake {
+            self.wake.notify_one();
+        }
+        result
+    }
+}
+
+/// A log file being written or waiting to be finished.
 struct OpenLog {
     name: String,
-    file: std::fs::File,
+    file: Arc<std::fs::File>,
     /// Bytes of complete records in the file (what a failed write is truncated back to).
     len: u64,
     opened: Instant,
+    /// The directory entry still needs an fsync (done by the sync thread before acknowledging).
+    dir_unsynced: bool,
 }
 
-/// State owned by one shard's thread.
-struct ShardWriter {
+struct ShardState {
     dir: Dir,
     namer: LogNamer,
-    durability: Durability,
     max_size: u64,
     max_age: Duration,
-    max_batch_bytes: usize,
     current: Option<OpenLog>,
-    buf: Vec<u8>,
+    /// Rotated logs the sync thread has to sync, rename and announce (oldest first).
+    retiring: Vec<OpenLog>,
+    /// Logical bytes appended over the shard's life.
+    written: u64,
+    /// Records appended over the shard's life.
+    records: u64,
+    /// The sync thread must be woken for every append (`batch`).
+    wants_sync: bool,
+    /// The sync thread is waiting (so an append must wake it).
+    sync_idle: bool,
+    closed: bool,
     metrics: IngestMetrics,
-    on_finished: OnFinished,
 }
 
-type Waiter = oneshot::Sender<Result<(), WriteError>>;
-
-impl ShardWriter {
-    fn run(mut self, rx: Receiver<Message>) {
-        let mut waiters: Vec<Waiter> = Vec::new();
-        loop {
-            let timeout = match &self.current {
-                Some(log) => self.max_age.saturating_sub(log.opened.elapsed()),
-                None => Duration::from_secs(3600),
-            };
-            let mut shutdown = false;
-            match rx.recv_timeout(timeout) {
-                Ok(Message::Record { bytes, done }) => {
-                    self.take(bytes, done, &mut waiters);
-                    shutdown = self.drain(&rx, &mut waiters);
-                    self.commit(&mut waiters);
-                }
-                Ok(Message::Shutdown) => shutdown = true,
-                Err(RecvTimeoutError::Timeout) => {}
-                Err(RecvTimeoutError::Disconnected) => shutdown = true,
-            }
-            if shutdown {
-                // Requests still queued behind the marker are written too: nothing queued is dropped.
-                while let Ok(message) = rx.try_recv() {
-                    if let Message::Record { bytes, done } = message {
-                        self.take(bytes, done, &mut waiters);
-                        if self.buf.len() >= self.max_batch_bytes {
-                            self.commit(&mut waiters);
-                        }
-                    }
-                }
-                self.commit(&mut waiters);
-                self.finish_current();
-                return;
-            }
-            self.rotate_if_due();
+impl ShardState {
+    /// Appends one record; returns its logical end position.
+    fn append(&mut self, bytes: &[u8]) -> Result<u64, WriteError> {
+        if self.closed {
+            return Err(WriteError::ShuttingDown);
         }
-    }
-
-    fn take(&mut self, bytes: Vec<u8>, done: Waiter, waiters: &mut Vec<Waiter>) {
-        self.metrics.queue_depth.dec();
-        if self.buf.is_empty() {
-            self.buf = bytes;
-        } else {
-            self.buf.extend_from_slice(&bytes);
-        }
-        waiters.push(done);
-    }
-
-    /// Takes every record already waiting (up to the batch limit; one record in `always` mode).
-    /// Returns true when a shutdown marker was seen.
-    fn drain(&mut self, rx: &Receiver<Message>, waiters: &mut Vec<Waiter>) -> bool {
-        if self.durability == Durability::Always {
-            return false;
-        }
-        while self.buf.len() < self.max_batch_bytes {
-            match rx.try_recv() {
-                Ok(Message::Record { bytes, done }) => self.take(bytes, done, waiters),
-                Ok(Message::Shutdown) => return true,
-                Err(_) => break,
-            }
-        }
-        false
-    }
-
-    /// Appends the buffered records, syncs per the durability mode, and answers every waiter.
-    fn commit(&mut self, waiters: &mut Vec<Waiter>) {
-        if waiters.is_empty() {
-            return;
-        }
-        let result = self.append_buffer();
-        let count = waiters.len();
-        match &result {
-            Ok(()) => {
-                self.metrics.written_records.inc_by(count as u64);
-                self.metrics.written_bytes.inc_by(self.buf.len() as u64);
-                self.metrics.batch_records.observe(count as f64);
-            }
-            Err(err) => {
-                self.metrics.write_errors.inc();
-                tracing::warn!(records = count, error = %err, "raw log append failed");
-            }
-        }
-        self.buf.clear();
-        for waiter in waiters.drain(..) {
-            let _ = waiter.send(result.clone());
-        }
-        if let Some(log) = &self.current {
-            if log.len >= self.max_size {
-                self.finish_current();
-            }
-        }
-    }
-
-    fn append_buffer(&mut self) -> Result<(), WriteError> {
+        self.rotate_if_due();
         self.open_if_needed()?;
-        let sync = self.durability != Durability::None;
         let log = self.current.as_mut().expect("opened above");
-        let written = log.file.write_all(&self.buf).map_err(|e| WriteError::from_io("write", e));
-        let synced = written.and_then(|()| {
-            if sync {
-                sync_timed(&log.file, &self.metrics).map_err(|e| WriteError::from_io("fdatasync", e))
-            } else {
-                Ok(())
+        if let Err(err) = (&*log.file).write_all(bytes) {
+            self.metrics.write_errors.inc();
+            // Undo the partial append so the log ends with a complete record.
+            if let Err(trunc) = log.file.set_len(log.len) {
+                tracing::error!(file = %log.name, error = %trunc, "cannot truncate after a failed write; leaving the log for recovery");
+                self.current = None;
             }
-        });
-        match synced {
-            Ok(()) => {
-                log.len += self.buf.len() as u64;
-                Ok(())
-            }
-            Err(err) => {
-                // Undo the partial append so the file ends with a complete record.
-                if let Err(trunc) = log.file.set_len(log.len) {
-                    tracing::error!(file = %log.name, error = %trunc, "cannot truncate after a failed write; abandoning the log");
-                    self.abandon_current();
-                }
-                Err(err)
-            }
+            return Err(WriteError::from_io("write", err));
         }
+        log.len += bytes.len() as u64;
+        self.written += bytes.len() as u64;
+        self.records += 1;
+        self.metrics.written_records.inc();
+        self.metrics.written_bytes.inc_by(bytes.len() as u64);
+        if log.len >= self.max_size {
+            self.retire_current();
+        }
+        Ok(self.written)
+    }
+
+    /// `always` mode: append, then sync this record before returning.
+    fn append_synced(&mut self, bytes: &[u8]) -> Result<(), WriteError> {
+        let rotated_before = self.retiring.len();
+        let was_open = self.current.as_ref().map(|log| (log.name.clone(), log.len));
+        self.append(bytes)?;
+        // The record is in the current log, or in the log just retired because it filled up.
+        let log = match (&self.current, self.retiring.len() > rotated_before) {
+            (_, true) => self.retiring.last_mut(),
+            (Some(_), false) => self.current.as_mut(),
+            (None, false) => None,
+        };
+        let Some(log) = log else { return Ok(()) };
+        let result = sync_timed(&log.file, &self.metrics).and_then(|()| {
+            if log.dir_unsynced {
+                sync_dir(&self.dir)?;
+                log.dir_unsynced = false;
+            }
+            Ok(())
+        });
+        self.metrics.batch_records.observe(1.0);
+        result.map_err(|err| {
+            self.metrics.write_errors.inc();
+            let keep = was_open.filter(|(name, _)| *name == log.name).map_or(0, |(_, len)| len);
+            if log.file.set_len(keep).is_ok() {
+                log.len = keep;
+            }
+            WriteError::from_io("fdatasync", err)
+        })
     }
 
     fn open_if_needed(&mut self) -> Result<(), WriteError> {
-        if self.current.is_some() {
-            return Ok(());
+        if self.current.is_none() {
+            let mut options = OpenOptions::new();
+            options.append(true).create_new(true);
+            let (name, file) = loop {
+                let name = self.namer.next_name();
+                if self.dir.exists(format!("{name}{FINISHED_SUFFIX}")) {
+                    continue;
+                }
+                match self.dir.open_with(&name, &options) {
+                    Ok(file) => break (name, file.into_std()),
+                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+                    Err(e) => {
+                        self.metrics.write_errors.inc();
+                        return Err(WriteError::from_io("create raw log", e));
+                    }
+                }
+            };
+            tracing::debug!(file = %name, "opened raw log");
+            self.current = Some(OpenLog { name, file: Arc::new(file), len: 0, opened: Instant::now(), dir_unsynced: true });
         }
-        let mut options = OpenOptions::new();
-        options.append(true).create_new(true);
-        let (name, file) = loop {
-            let name = self.namer.next_name();
-            if self.dir.exists(format!("{name}{FINISHED_SUFFIX}")) {
-                continue;
-            }
-            match self.dir.open_with(&name, &options) {
-                Ok(file) => break (name, file.into_std()),
-                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
-                Err(e) => return Err(WriteError::from_io("create raw log", e)),
-            }
-        };
-        if self.durability != Durability::None {
-            // The new directory entry must survive a crash along with the records synced into it.
-            sync_dir(&self.dir).map_err(|e| WriteError::from_io("sync raw dir", e))?;
-        }
-        tracing::debug!(file = %name, "opened raw log");
-        self.current = Some(OpenLog { name, file, len: 0, opened: Instant::now() });
         Ok(())
     }
 
     fn rotate_if_due(&mut self) {
-        if let Some(log) = &self.current {
-            if log.opened.elapsed() >= self.max_age || log.len >= self.max_size {
-                self.finish_current();
+        if self.current.as_ref().is_some_and(|log| log.opened.elapsed() >= self.max_age || log.len >= self.max_size) {
+            self.retire_current();
+        }
+    }
+
+    fn retire_current(&mut self) {
+        if let Some(log) = self.current.take() {
+            self.retiring.push(log);
+        }
+    }
+}
+
+/// One shard's background thread: group commit (`batch`), age rotation, finishing rotated logs.
+fn sync_loop(shard: &Shard, durability: Durability, metrics: &IngestMetrics, on_finished: &OnFinished) {
+    let mut synced = 0u64;
+    let mut synced_records = 0u64;
+    let dir = shard.lock().dir.try_clone();
+    loop {
+        let (retiring, current, target, records, closed) = {
+            let mut state = shard.lock();
+            loop {
+                if state.closed {
+                    state.retire_current();
+                    break;
+                }
+                let unsynced = durability == Durability::Batch && state.written > synced;
+                if unsynced || !state.retiring.is_empty() {
+                    break;
+                }
+                let timeout = match &state.current {
+                    Some(log) => state.max_age.saturating_sub(log.opened.elapsed()),
+                    None => Duration::from_secs(3600),
+                };
+                if timeout.is_zero() {
+                    state.retire_current();
+                    continue;
+                }
+                state.sync_idle = true;
+                state = shard.wake.wait_timeout(state, timeout).unwrap_or_else(|e| e.into_inner()).0;
+                state.sync_idle = false;
+            }
+            let current = state.current.as_mut().map(|log| {
+                let needs_dir = std::mem::replace(&mut log.dir_unsynced, false);
+                (log.file.clone(), needs_dir)
+            });
+            let retiring = std::mem::take(&mut state.retiring);
+            (retiring, current, state.written, state.records, state.closed)
+        };
+        let mut ok = true;
+        // Older records first: the rotated logs, then the current one.
+        for log in retiring {
+            ok &= finish_log(log, dir.as_ref().ok(), metrics, on_finished);
+        }
+        if durability == Durability::Batch {
+            if let Some((file, needs_dir)) = current {
+                if let Err(err) = sync_timed(&file, metrics) {
+                    tracing::error!(error = %err, "fdatasync of a raw log failed");
+                    ok = false;
+                }
+                if needs_dir {
+                    if let Err(err) = dir.as_ref().map_err(|e| std::io::Error::new(e.kind(), e.to_string())).and_then(sync_dir) {
+                        tracing::error!(error = %err, "cannot sync the raw log directory");
+                        ok = false;
+                    }
+                }
+            }
+            if target > synced {
+                metrics.batch_records.observe((records - synced_records) as f64);
+                shard.synced.send_modify(|mark| {
+                    if !ok {
+                        metrics.write_errors.inc();
+                        let mut failures = (*mark.failures).clone();
+                        failures.push((synced, target));
+                        mark.failures = Arc::new(failures);
+                    }
+                    mark.synced = target;
+                });
+                synced = target;
+                synced_records = records;
             }
         }
+        if closed {
+            return;
+        }
     }
+}
 
-    /// Syncs the open log and renames it `.finished` (an empty log is removed instead).
-    fn finish_current(&mut self) {
-        let Some(log) = self.current.take() else { return };
-        if log.len == 0 {
-            let _ = self.dir.remove_file(&log.name);
-            return;
-        }
-        if let Err(err) = sync_timed(&log.file, &self.metrics) {
-            // Left unfinished: start-up recovery checks and finishes it.
-            tracing::error!(file = %log.name, error = %err, "cannot sync raw log; leaving it for recovery");
-            return;
-        }
-        drop(log.file);
-        let finished = format!("{}{FINISHED_SUFFIX}", log.name);
-        if let Err(err) = self.dir.rename(&log.name, &self.dir, &finished) {
-            tracing::error!(file = %log.name, error = %err, "cannot rename raw log; leaving it for recovery");
-            return;
-        }
-        if let Err(err) = sync_dir(&self.dir) {
-            tracing::warn!(error = %err, "cannot sync raw dir after rename");
-        }
-        self.metrics.rotations.inc();
-        tracing::debug!(file = %finished, bytes = log.len, "finished raw log");
-        (self.on_finished)(&finished);
+/// Syncs a rotated log and renames it `.finished` (an empty log is removed). False on failure:
+/// the log is then left under its active name for start-up recovery.
+fn finish_log(log: OpenLog, dir: Option<&Dir>, metrics: &IngestMetrics, on_finished: &OnFinished) -> bool {
+    let Some(dir) = dir else { return false };
+    if log.len == 0 {
+        let _ = dir.remove_file(&log.name);
+        return true;
     }
-
-    /// Stops using a log that could not be repaired; recovery cuts its torn tail at the next start.
-    fn abandon_current(&mut self) {
-        self.current = None;
+    if let Err(err) = sync_timed(&log.file, metrics) {
+        tracing::error!(file = %log.name, error = %err, "cannot sync raw log; leaving it for recovery");
+        return false;
     }
+    drop(log.file);
+    let finished = format!("{}{FINISHED_SUFFIX}", log.name);
+    if let Err(err) = dir.rename(&log.name, dir, &finished) {
+        tracing::error!(file = %log.name, error = %err, "cannot rename raw log; leaving it for recovery");
+        return true; // its records are synced
+    }
+    if let Err(err) = sync_dir(dir) {
+        tracing::warn!(error = %err, "cannot sync raw dir after rename");
+    }
+    metrics.rotations.inc();
+    tracing::debug!(file = %finished, bytes = log.len, "finished raw log");
+    on_finished(&finished);
+    true
 }
 
 fn sync_timed(file: &std::fs::File, metrics: &IngestMetrics) -> std::io::Result<()> {
