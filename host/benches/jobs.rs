@@ -154,6 +154,18 @@ fn wasm(rt: &Runtime, job: &CompiledJob, source: &Arc<dyn PartitionSource>, work
     (out.output, out.cost.bytes_read)
 }
 
+/// CPU time of this process so far (all threads, user + system), from /proc/self/stat. CPU time
+/// is what "MB/s per core" means, and unlike wall time it barely moves when other processes load
+/// the machine.
+fn cpu_time() -> Duration {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let after_name = stat.rsplit_once(')').map(|(_, rest)| rest).unwrap_or_default();
+    let fields: Vec<u64> = after_name.split_whitespace().filter_map(|f| f.parse().ok()).collect();
+    // Fields 14 and 15 of the file (utime, stime) are the 12th and 13th after the name.
+    let ticks = fields.get(11).copied().unwrap_or(0) + fields.get(12).copied().unwrap_or(0);
+    Duration::from_millis(ticks * 10) // USER_HZ is 100 on Linux
+}
+
 fn median(mut v: Vec<Duration>) -> Duration {
     v.sort();
     v[v.len() / 2]
@@ -194,10 +206,12 @@ fn main() {
     // Variants are interleaved round by round, so a burst of load elsewhere on the machine
     // hits all of them alike; the best round of each is reported (and the median, for spread).
     let mut times: Vec<Vec<Duration>> = vec![Vec::new(); 6];
+    let mut cpu = [Duration::ZERO; 6];
     let mut outputs: Vec<Vec<u8>> = vec![Vec::new(); 6];
     for _ in 0..runs {
         for (i, time) in times.iter_mut().enumerate() {
             let start = Instant::now();
+            let cpu_start = cpu_time();
             let out = match i {
                 0 => {
                     decompress(source.as_ref(), &filter);
@@ -210,6 +224,7 @@ fn main() {
                 _ => wasm(&rt, &c, &source, 2).0,
             };
             time.push(start.elapsed());
+            cpu[i] += cpu_time() - cpu_start;
             outputs[i] = out;
         }
     }
@@ -226,10 +241,17 @@ fn main() {
         "wasm-c (2 workers)",
     ];
     println!("load average before: {}", load.split_whitespace().take(3).collect::<Vec<_>>().join(" "));
-    println!("{:<24} {:>9} {:>9} {:>11}", "variant", "best ms", "MB/s", "median MB/s");
+    println!("{:<24} {:>9} {:>9} {:>11} {:>13}", "variant", "best ms", "MB/s", "median MB/s", "MB/CPU-second");
+    let per_cpu = |i: usize| json_bytes as f64 * runs as f64 / 1e6 / cpu[i].as_secs_f64().max(1e-9);
     for (i, name) in names.iter().enumerate() {
         let t = best[i];
-        println!("{name:<24} {:>9.1} {:>9.0} {:>11.0}", t.as_secs_f64() * 1e3, mbps(t), mbps(median(times[i].clone())));
+        println!(
+            "{name:<24} {:>9.1} {:>9.0} {:>11.0} {:>13.0}",
+            t.as_secs_f64() * 1e3,
+            mbps(t),
+            mbps(median(times[i].clone())),
+            per_cpu(i)
+        );
     }
     let ratio = |a: usize, b: usize| best[b].as_secs_f64() / best[a].as_secs_f64();
     println!("ratios (throughput, best rounds):");
@@ -238,7 +260,11 @@ fn main() {
     println!("  wasm-rust 2w / wasm-rust 1w = {:.2}  (goal >= 1.80)", ratio(3, 2));
     println!("  wasm-c    2w / wasm-c 1w    = {:.2}", ratio(5, 4));
     println!("  wasm-rust 1w / decompress   = {:.2}", ratio(2, 0));
-    println!("  per-core wasm-rust: {:.0} MB/s (goal >= 600)", mbps(best[2]));
+    println!("  per-core wasm-rust: {:.0} MB/s wall, {:.0} MB per CPU-second (goal >= 600)", mbps(best[2]), per_cpu(2));
+    println!("ratios (MB per CPU-second, insensitive to other load):");
+    println!("  wasm-rust 1w / native 1t    = {:.2}", per_cpu(2) / per_cpu(1));
+    println!("  wasm-c    1w / native 1t    = {:.2}", per_cpu(4) / per_cpu(1));
+    println!("  wasm-rust 2w / wasm-rust 1w = {:.2}  (1.00 = no parallel overhead)", per_cpu(3) / per_cpu(2));
     let native_out = &outputs[1];
     println!(
         "outputs: native, wasm-rust x1/x2, wasm-c x1/x2 identical ({} lines)",

@@ -52,7 +52,7 @@ pub fn guest(name: &str) -> CompiledJob {
         .clone()
 }
 
-/// A data directory built once per test binary (kept for the process) from ../shared/data:
+/// A data directory built from ../shared/data:
 /// every real ping run through the converter (those it accepts), every real ping also stored
 /// as-is by the `StorageWriter` (so all shapes, classic and v4, are present even where the
 /// converter lacks histogram definitions), and 80 pings from gen-pings.py stored the same way
@@ -60,7 +60,15 @@ pub fn guest(name: &str) -> CompiledJob {
 pub fn converted_data() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
-        let dir = tempfile::Builder::new().prefix("jobs-data-").tempdir().unwrap().keep();
+        // Built once into target/ and reused by later runs and other test binaries (it depends
+        // only on ../shared/data and a fixed generator seed); built aside and renamed into place
+        // so concurrent test binaries never see half of it.
+        let done = common::repo_root().join("target/test-jobs-data");
+        if done.join("storage").is_dir() {
+            return done;
+        }
+        let tmp = tempfile::Builder::new().prefix("test-jobs-data-").tempdir_in(common::repo_root().join("target")).unwrap();
+        let dir = tmp.path().to_path_buf();
         let data = DataDir::open(&dir).unwrap();
         let mut pipeline =
             Pipeline::new(&data, Arc::new(Converter::with_defaults()), WriterOptions::default(), "test").unwrap();
@@ -95,7 +103,11 @@ pub fn converted_data() -> &'static Path {
             raw.push((id.to_string(), json.to_string(), if i % 2 == 0 { "20150601" } else { "20150602" }));
         }
         store_as_is(&data, &raw);
-        dir
+        drop(data);
+        if std::fs::rename(&dir, &done).is_err() {
+            assert!(done.join("storage").is_dir(), "could not move test data into {}", done.display());
+        }
+        done
     })
 }
 
