@@ -42,7 +42,7 @@ impl Default for JobsConfig {
             max_concurrent_jobs: 1,
             max_queued_jobs: 1000,
             max_workers_per_job: 0,
-            job_nice: 10,
+            job_nice: 19,
             result_retention_secs: 7 * 24 * 3600,
             retention_sweep_secs: 600,
         }
