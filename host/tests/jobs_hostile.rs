@@ -135,4 +135,5 @@ fn a_log_flood_is_capped() {
     assert_eq!(output(&out).lines().count(), 3, "the job itself completes");
     assert!(out.log.len() < (64 << 10) + 200, "log is {} bytes", out.log.len());
     assert!(out.log.contains("log limit of 65536 bytes reached"), "{}", &out.log[out.log.len() - 200..]);
+    assert!(out.log.starts_with("stdout line of record doc-"), "guest stdout is captured: {}", &out.log[..200]);
 }

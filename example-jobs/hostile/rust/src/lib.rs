@@ -11,7 +11,7 @@
 //! | `files`      | lists preopened directories, tries to open files             |
 //! | `env`        | reads environment variables, arguments and the cwd           |
 //! | `socket`     | tries a TCP connection and a DNS lookup                      |
-//! | `log-flood`  | writes 100,000 log lines per record, then emits              |
+//! | `log-flood`  | a line to stdout, 100,000 `log` lines per record, then emits |
 use std::hint::black_box;
 use telemetry_job::{emit, export_job, Job, Level, Record, Spec};
 
@@ -50,6 +50,8 @@ impl Job for Hostile {
             "env" => probe_env(),
             "socket" => probe_sockets(),
             "log-flood" => {
+                let stdout = wasi::cli::stdout::get_stdout();
+                let _ = stdout.blocking_write_and_flush(format!("stdout line of record {}\n", record.id).as_bytes());
                 for i in 0..100_000 {
                     telemetry_job::log(Level::Info, &format!("log line {i} of record {}", record.id));
                 }
