@@ -184,7 +184,7 @@ fn convert_cli_human_summary_and_help() {
         data.path().to_str().unwrap(),
         "/nonexistent/input.log",
     ]);
-    assert_ne!(code, 0);
+    assert_eq!(code, 2, "a fatal error exits 2");
     assert!(stderr.contains("/nonexistent/input.log"), "{stderr}");
 }
 

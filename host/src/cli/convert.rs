@@ -17,6 +17,11 @@ use telemetry_server::histograms::RevisionCache;
 use telemetry_server::storage::{Codec, DataDir, Schema, WriterOptions};
 
 #[derive(clap::Args)]
+#[command(
+    after_help = "Exit codes: 0 every record stored; 1 some records rejected (kept in DATA_DIR/errors/); \
+2 an input, the schema, the histogram directory or the data directory cannot be used.\n\
+Docs: docs/convert.md"
+)]
 pub struct Args {
     /// Data directory: partitions go to `storage/`, rejected records to `errors/`.
     #[arg(long)]
@@ -47,6 +52,17 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    // Fatal errors exit 2, so that 1 keeps meaning "finished, some records rejected".
+    match convert(args) {
+        Ok(code) => Ok(code),
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            Ok(ExitCode::from(2))
+        }
+    }
+}
+
+fn convert(args: Args) -> anyhow::Result<ExitCode> {
     let schema = match &args.schema {
         Some(path) => {
             Schema::load(path).with_context(|| format!("cannot load schema {}", path.display()))?
