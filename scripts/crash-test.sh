@@ -87,6 +87,7 @@ for i in $(seq "$CLIENTS"); do
     python3 "$WORK/client.py" "$PORT" "$WORK/acked.$i" "$WORK/ping.json.gz" "$WORK/stop" &
     CLIENT_PIDS+=($!)
 done
+sleep 1 # let the clients get going
 for kill in $(seq "$KILLS"); do
     sleep "0.$((3 + RANDOM % 7))"
     before=$(cat "$WORK"/acked.* 2>/dev/null | wc -l)

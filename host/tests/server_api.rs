@@ -188,3 +188,89 @@ fn stats_log_has_one_seed_line_per_response() {
     assert!(lines[0]["timestamp"].as_str().unwrap().ends_with('Z'));
     assert!(lines[0]["duration_ms"].as_f64().unwrap() >= 0.0);
 }
+
+#[test]
+fn histogram_server_paths_answer_like_the_seed() {
+    let server = TestServer::start(|_| {});
+    let client = Client::new();
+    let revision = "https://hg.mozilla.org/releases/mozilla-aurora/rev/a55c55edf302";
+    let get = |path: &str| {
+        let r = client.get(server.url(path)).send().unwrap();
+        (r.status().as_u16(), r.text().unwrap())
+    };
+    // The bucket spec matches the one the seed's histogram server cached for this revision, entry
+    // for entry. Ours has two more: their ranges are the C++ constants the revision cache patches
+    // (seed reference §6.1), which the seed's cached file lacks.
+    let (code, body) = get(&format!("/histogram_buckets?revision={revision}"));
+    assert_eq!(code, 200);
+    let ours: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let seed: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(common::data("seed/worker-test-data/cache/a55c55edf302.json")).unwrap(),
+    )
+    .unwrap();
+    let (ours, seed) = (ours["histograms"].as_object().unwrap(), seed["histograms"].as_object().unwrap());
+    assert_eq!(seed.len(), 731);
+    for (name, spec) in seed {
+        assert_eq!(ours.get(name), Some(spec), "{name}");
+    }
+    let mut extra: Vec<&String> = ours.keys().filter(|k| !seed.contains_key(*k)).collect();
+    extra.sort();
+    assert_eq!(extra, ["GC_REASON_2", "STARTUP_MEASUREMENT_ERRORS"]);
+    // Percent-encoded revision URLs work too (the seed parsed the query with parse_qs).
+    let encoded = "https%3A%2F%2Fhg.mozilla.org%2Freleases%2Fmozilla-aurora%2Frev%2Fa55c55edf302";
+    assert_eq!(get(&format!("/histogram_buckets?revision={encoded}")).1, body);
+    // The definitions themselves.
+    let (code, text) = get(&format!("/histograms?revision={revision}"));
+    assert_eq!(code, 200);
+    let defs: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert!(defs.get("A11Y_INSTANTIATED_FLAG").is_some());
+    // Errors.
+    assert_eq!(get("/histogram_buckets"), (400, "Must provide a revision URL".into()));
+    let unknown = "https://hg.mozilla.org/mozilla-central/rev/0123456789ab";
+    assert_eq!(get(&format!("/histograms?revision={unknown}")), (404, format!("Not Found: {unknown}")));
+    assert_eq!(get("/histogram_buckets?revision=not-a-url").0, 500);
+    assert_eq!(client.head(server.url("/histograms")).send().unwrap().status().as_u16(), 200);
+}
+
+#[test]
+fn overload_answers_503_with_retry_after_and_loses_nothing_acknowledged() {
+    // One shard, one submission in flight at a time, a sync per request: concurrent clients overflow.
+    let mut server = TestServer::start(|c| {
+        c.ingest.shards = 1;
+        c.ingest.queue_capacity = 1;
+        c.ingest.durability = telemetry_server::config::Durability::Always;
+    });
+    let body = gzip(&saved_session());
+    let url = server.url("/submit/telemetry");
+    let results: Vec<(u16, Option<String>, String)> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..16)
+            .map(|t| {
+                let (url, body) = (url.clone(), body.clone());
+                scope.spawn(move || {
+                    let client = Client::new();
+                    (0..8)
+                        .map(|i| {
+                            let id = format!("doc-{t}-{i}");
+                            let r = client.post(format!("{url}/{id}/main")).body(body.clone()).send().unwrap();
+                            let retry = r.headers().get("retry-after").map(|v| v.to_str().unwrap().to_string());
+                            (r.status().as_u16(), retry, id)
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        handles.into_iter().flat_map(|h| h.join().unwrap()).collect()
+    });
+    let overloaded: Vec<_> = results.iter().filter(|r| r.0 == 503).collect();
+    assert!(!overloaded.is_empty(), "128 concurrent submissions through one slot never overflowed");
+    assert!(overloaded.iter().all(|r| r.1.as_deref() == Some("1")), "503 carries Retry-After");
+    assert!(results.iter().all(|r| r.0 == 200 || r.0 == 503), "{results:?}");
+    server.stop();
+    let stored: std::collections::HashSet<String> = finished_records(&server.data_dir().join("raw"))
+        .into_iter()
+        .map(|r| r.path.split('/').next().unwrap().to_string())
+        .collect();
+    for (code, _, id) in &results {
+        assert_eq!(*code == 200, stored.contains(id), "{id}: answered {code}");
+    }
+}
