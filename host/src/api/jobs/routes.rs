@@ -63,10 +63,10 @@ pub async fn submit(
         }
     };
     let accepted = service.check_manifest(manifest, compiled.sha256().to_string())?;
-    let record = service
-        .scheduler
-        .submit(&caller.name, accepted.manifest, accepted.component_sha256)
-        .map_err(scheduler_error)?;
+    let record = blocking(service.clone(), move |s| {
+        s.scheduler.submit(&caller.name, accepted.manifest, accepted.component_sha256)
+    })
+    .await?;
     let status_url = format!("/api/v1/jobs/{}", record.id);
     let body = SubmitResponse {
         id: record.id,
@@ -141,7 +141,7 @@ pub async fn cancel(
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     owned_job(&service, &caller, &id)?;
-    let record = service.scheduler.cancel(&id).map_err(scheduler_error)?;
+    let record = blocking(service, move |s| s.scheduler.cancel(&id)).await?;
     Ok((StatusCode::ACCEPTED, Json(record)).into_response())
 }
 
@@ -196,6 +196,17 @@ fn owned_job(service: &JobService, caller: &Caller, id: &str) -> Result<JobRecor
         .ok_or_else(|| ApiError::NotFound(format!("no job {id}")))?;
     caller.check_owner(&job.owner, id)?;
     Ok(job)
+}
+
+/// Runs a scheduler call that writes (and syncs) a job record off the async runtime.
+async fn blocking<T: Send + 'static>(
+    service: Arc<JobService>,
+    call: impl FnOnce(&JobService) -> Result<T, SchedulerError> + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(move || call(&service))
+        .await
+        .map_err(|e| ApiError::Internal(format!("scheduler call failed: {e}")))?
+        .map_err(scheduler_error)
 }
 
 fn scheduler_error(e: SchedulerError) -> ApiError {
