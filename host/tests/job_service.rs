@@ -74,8 +74,7 @@ fn server(tweak: impl FnOnce(&mut Config)) -> TestServer {
 }
 
 fn server_on(root: tempfile::TempDir, tweak: impl FnOnce(&mut Config)) -> TestServer {
-    let mut config = Config::default();
-    config.data_dir = root.path().join("data");
+    let mut config = Config { data_dir: root.path().join("data"), ..Config::default() };
     config.server.listen = "127.0.0.1:0".parse().unwrap();
     config.ingest.shards = 1;
     config.convert.enabled = false;
@@ -254,7 +253,9 @@ fn every_bad_upload_is_a_400_naming_the_problem() {
     bad_limits["limits"] = json!({"memory": 5});
     let mut unknown_hash = m.clone();
     unknown_hash["component"] = json!("0".repeat(64));
-    let cases: Vec<(&str, Option<Vec<u8>>, Option<&Value>, &str, &str)> = vec![
+    // (what, component part, manifest part, expected error code, text the detail must contain)
+    type Case<'a> = (&'a str, Option<Vec<u8>>, Option<&'a Value>, &'a str, &'a str);
+    let cases: Vec<Case> = vec![
         ("text file", Some(b"this is not wasm at all".to_vec()), Some(&m), "not_wasm", "not a WebAssembly binary"),
         ("core module", Some(core_module), Some(&m), "not_component", "not a component"),
         ("empty component", Some(empty_component), Some(&m), "wrong_world", "telemetry:job/job"),
