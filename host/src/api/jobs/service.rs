@@ -1,5 +1,5 @@
 //! [`JobService`]: the ready-to-serve job service built from `[jobs]` — tokens, the Wasm runtime with
-//! its compile cache (`jobs/cache/`), the persistent scheduler (`jobs/queue/`, `jobs/results/`) — and
+//! its compile cache (the data dir's `cache/`), the persistent scheduler (`jobs/queue/`, `jobs/results/`) — and
 //! the upload checks that turn a component plus manifest into a queued job.
 
 use std::sync::Arc;

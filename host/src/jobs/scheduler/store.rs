@@ -1,6 +1,6 @@
 //! The job service's files under the data dir's `jobs/` (through cap-std, so nothing leaves it):
 //! `queue/<id>.json` job records and `results/<id>.txt` job outputs (uploaded components live in
-//! the runtime's compile cache, `jobs/cache/`). Every write goes to a temporary file, is synced and then renamed,
+//! the runtime's compile cache, the data dir's `cache/`). Every write goes to a temporary file, is synced and then renamed,
 //! so a crash leaves either the old or the new version, never half a file.
 
 use std::io::{Read, Write};
