@@ -155,7 +155,9 @@ impl IngestConfig {
         if self.shards > 0 {
             self.shards
         } else {
-            std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1)
         }
     }
 }
@@ -184,7 +186,15 @@ pub struct ConvertConfig {
 
 impl Default for ConvertConfig {
     fn default() -> Self {
-        ConvertConfig { enabled: true, workers: 1, scan_interval_secs: 5, flush_secs: 60, keep_raw: true, schema: None, histogram_dirs: Vec::new() }
+        ConvertConfig {
+            enabled: true,
+            workers: 1,
+            scan_interval_secs: 5,
+            flush_secs: 60,
+            keep_raw: true,
+            schema: None,
+            histogram_dirs: Vec::new(),
+        }
     }
 }
 
@@ -192,9 +202,15 @@ impl Default for ConvertConfig {
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read config file {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("invalid config file {path}: {source}")]
-    Parse { path: PathBuf, source: toml::de::Error },
+    Parse {
+        path: PathBuf,
+        source: toml::de::Error,
+    },
     #[error("invalid configuration: {0}")]
     Invalid(String),
 }
@@ -205,9 +221,14 @@ impl Config {
         let config = match path {
             None => Config::default(),
             Some(path) => {
-                let text = std::fs::read_to_string(path)
-                    .map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
-                Config::from_toml(&text).map_err(|source| ConfigError::Parse { path: path.to_path_buf(), source })?
+                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                    path: path.to_path_buf(),
+                    source,
+                })?;
+                Config::from_toml(&text).map_err(|source| ConfigError::Parse {
+                    path: path.to_path_buf(),
+                    source,
+                })?
             }
         };
         config.validate()?;
@@ -228,7 +249,12 @@ impl Config {
         if self.server.namespaces.is_empty() {
             return invalid("server.namespaces must name at least one namespace");
         }
-        if self.server.namespaces.iter().any(|ns| ns.is_empty() || ns.contains('/')) {
+        if self
+            .server
+            .namespaces
+            .iter()
+            .any(|ns| ns.is_empty() || ns.contains('/'))
+        {
             return invalid("server.namespaces entries must be non-empty and contain no '/'");
         }
         if self.ingest.max_log_size == 0 || self.ingest.max_log_age_ms == 0 {

@@ -8,10 +8,14 @@ use reqwest::blocking::Client;
 use server_support::{files, finished_records, gzip, raw_http, walk, TestServer};
 use telemetry_server::config::OversizeStatus;
 
-const PING_PATH: &str = "76f4594f-e90d-e26b-31a6-8fbba68d1403/saved-session/Firefox/40.0a2/aurora/20150522004047";
+const PING_PATH: &str =
+    "76f4594f-e90d-e26b-31a6-8fbba68d1403/saved-session/Firefox/40.0a2/aurora/20150522004047";
 
 fn saved_session() -> Vec<u8> {
-    std::fs::read(common::data("pings/v4.saved-session.Fx40.0a2-aurora.2015-05.uberi.json")).unwrap()
+    std::fs::read(common::data(
+        "pings/v4.saved-session.Fx40.0a2-aurora.2015-05.uberi.json",
+    ))
+    .unwrap()
 }
 
 #[test]
@@ -20,11 +24,26 @@ fn real_pings_gzip_and_plain_are_stored_as_received() {
     let client = Client::new();
     let plain = saved_session();
     let gzipped = gzip(&plain);
-    let crash = std::fs::read(common::data("pings/v4.crash.Fx61.0a1-nightly.2018-04.pipeline-schemas.json")).unwrap();
+    let crash = std::fs::read(common::data(
+        "pings/v4.crash.Fx61.0a1-nightly.2018-04.pipeline-schemas.json",
+    ))
+    .unwrap();
     let sent = [
-        (format!("/submit/telemetry/{PING_PATH}"), gzipped.clone(), true),
-        (format!("/submit/telemetry/{PING_PATH}?v=4"), plain.clone(), false),
-        ("/submit/telemetry/crash-1/crash/Firefox/61.0a1/nightly/20180404100136".to_string(), crash.clone(), false),
+        (
+            format!("/submit/telemetry/{PING_PATH}"),
+            gzipped.clone(),
+            true,
+        ),
+        (
+            format!("/submit/telemetry/{PING_PATH}?v=4"),
+            plain.clone(),
+            false,
+        ),
+        (
+            "/submit/telemetry/crash-1/crash/Firefox/61.0a1/nightly/20180404100136".to_string(),
+            crash.clone(),
+            false,
+        ),
     ];
     for (i, (path, body, gz)) in sent.iter().enumerate() {
         let mut request = client.post(server.url(path)).body(body.clone());
@@ -42,17 +61,30 @@ fn real_pings_gzip_and_plain_are_stored_as_received() {
     server.stop();
 
     let raw = server.data_dir().join("raw");
-    assert!(files(&raw).iter().all(|n| n.ends_with(".finished")), "every log finished on shutdown: {:?}", files(&raw));
+    assert!(
+        files(&raw).iter().all(|n| n.ends_with(".finished")),
+        "every log finished on shutdown: {:?}",
+        files(&raw)
+    );
     let mut records = finished_records(&raw);
     records.sort_by_key(|r| r.body.len());
     assert_eq!(records.len(), 3);
     let bodies: Vec<&[u8]> = records.iter().map(|r| r.body.as_slice()).collect();
-    assert_eq!(bodies, vec![crash.as_slice(), gzipped.as_slice(), plain.as_slice()], "bodies stored byte for byte");
-    assert_eq!(records[1].path, PING_PATH, "query string dropped, prefix removed");
+    assert_eq!(
+        bodies,
+        vec![crash.as_slice(), gzipped.as_slice(), plain.as_slice()],
+        "bodies stored byte for byte"
+    );
+    assert_eq!(
+        records[1].path, PING_PATH,
+        "query string dropped, prefix removed"
+    );
     assert_eq!(records[2].path, PING_PATH);
     assert!(records.iter().all(|r| r.ip == "127.0.0.1"));
     let now = telemetry_server::ingest::logname::now_ms();
-    assert!(records.iter().all(|r| r.timestamp_ms <= now && r.timestamp_ms > now - 60_000));
+    assert!(records
+        .iter()
+        .all(|r| r.timestamp_ms <= now && r.timestamp_ms > now - 60_000));
 }
 
 #[test]
@@ -67,28 +99,79 @@ fn seed_status_codes_and_bodies() {
         (r.status().as_u16(), r.text().unwrap())
     };
     // 200
-    assert_eq!(post("/submit/telemetry/id/main", b"{}".to_vec()), (200, "OK".into()));
+    assert_eq!(
+        post("/submit/telemetry/id/main", b"{}".to_vec()),
+        (200, "OK".into())
+    );
     // 411: zero length, no length (chunked), unparsable length
-    assert_eq!(post("/submit/telemetry/id/main", Vec::new()), (411, "Missing content length".into()));
+    assert_eq!(
+        post("/submit/telemetry/id/main", Vec::new()),
+        (411, "Missing content length".into())
+    );
     let chunked = b"POST /submit/telemetry/id HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n2\r\n{}\r\n0\r\n\r\n";
-    assert_eq!(raw_http(server.addr, chunked), (411, "Missing content length".into()));
+    assert_eq!(
+        raw_http(server.addr, chunked),
+        (411, "Missing content length".into())
+    );
     // 202 for an oversize body, answered from the header alone (the body is never sent here)
     let big = b"POST /submit/telemetry/id HTTP/1.1\r\nHost: x\r\nContent-Length: 5000\r\nConnection: close\r\n\r\n";
     let (code, body) = raw_http(server.addr, big);
     assert_eq!(code, 202);
-    assert_eq!(body, "Request too large (5000 bytes). Limit is 1000 bytes. Server will discard submission.");
+    assert_eq!(
+        body,
+        "Request too large (5000 bytes). Limit is 1000 bytes. Server will discard submission."
+    );
     // 202 for an oversize path
     let long = format!("/submit/telemetry/{}", "a".repeat(65));
-    assert_eq!(post(&long, b"{}".to_vec()), (202, "Path too long (65 bytes). Limit is 64 bytes".into()));
+    assert_eq!(
+        post(&long, b"{}".to_vec()),
+        (202, "Path too long (65 bytes). Limit is 64 bytes".into())
+    );
     // 404: wrong prefix, unknown namespace, GET elsewhere
-    assert_eq!(post("/submit/nope/id", b"{}".to_vec()), (404, "Not Found".into()));
-    assert_eq!(post("/upload/telemetry/id", b"{}".to_vec()), (404, "Not Found".into()));
-    assert_eq!(client.get(server.url("/submit/telemetry/id")).send().unwrap().status().as_u16(), 404);
-    assert_eq!(client.get(server.url("/nothing")).send().unwrap().status().as_u16(), 404);
+    assert_eq!(
+        post("/submit/nope/id", b"{}".to_vec()),
+        (404, "Not Found".into())
+    );
+    assert_eq!(
+        post("/upload/telemetry/id", b"{}".to_vec()),
+        (404, "Not Found".into())
+    );
+    assert_eq!(
+        client
+            .get(server.url("/submit/telemetry/id"))
+            .send()
+            .unwrap()
+            .status()
+            .as_u16(),
+        404
+    );
+    assert_eq!(
+        client
+            .get(server.url("/nothing"))
+            .send()
+            .unwrap()
+            .status()
+            .as_u16(),
+        404
+    );
     // 405 for other methods
-    let r = client.delete(server.url("/submit/telemetry/id")).send().unwrap();
-    assert_eq!((r.status().as_u16(), r.text().unwrap()), (405, "Wrong request type".into()));
-    assert_eq!(client.patch(server.url("/status")).send().unwrap().status().as_u16(), 405);
+    let r = client
+        .delete(server.url("/submit/telemetry/id"))
+        .send()
+        .unwrap();
+    assert_eq!(
+        (r.status().as_u16(), r.text().unwrap()),
+        (405, "Wrong request type".into())
+    );
+    assert_eq!(
+        client
+            .patch(server.url("/status"))
+            .send()
+            .unwrap()
+            .status()
+            .as_u16(),
+        405
+    );
     // GET /status
     let r = client.get(server.url("/status")).send().unwrap();
     assert_eq!((r.status().as_u16(), r.text().unwrap()), (200, "OK".into()));
@@ -104,7 +187,10 @@ fn seed_status_codes_and_bodies() {
         assert!(metrics.contains(line), "{line} missing from\n{metrics}");
     }
     assert!(metrics.contains("telemetry_disk_free_bytes "), "{metrics}");
-    assert!(metrics.contains("telemetry_ingest_fsync_duration_seconds_count"), "{metrics}");
+    assert!(
+        metrics.contains("telemetry_ingest_fsync_duration_seconds_count"),
+        "{metrics}"
+    );
 }
 
 #[test]
@@ -115,9 +201,17 @@ fn http_status_codes_for_oversize_when_selected() {
         c.server.oversize_status = OversizeStatus::Http;
     });
     let client = Client::new();
-    let r = client.post(server.url("/submit/telemetry/id")).body(vec![b'x'; 11]).send().unwrap();
+    let r = client
+        .post(server.url("/submit/telemetry/id"))
+        .body(vec![b'x'; 11])
+        .send()
+        .unwrap();
     assert_eq!(r.status().as_u16(), 413);
-    let r = client.post(server.url("/submit/telemetry/123456789")).body("{}").send().unwrap();
+    let r = client
+        .post(server.url("/submit/telemetry/123456789"))
+        .body("{}")
+        .send()
+        .unwrap();
     assert_eq!(r.status().as_u16(), 414);
 }
 
@@ -132,26 +226,57 @@ fn a_dimension_cannot_leave_the_data_dir() {
     ];
     for path in attempts {
         // Raw socket: HTTP clients normalise `..` away before sending.
-        let request = format!("POST {path} HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{{}}");
+        let request = format!(
+            "POST {path} HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{{}}"
+        );
         let (code, _) = raw_http(server.addr, request.as_bytes());
         assert_eq!(code, 200, "{path}: stored as data, not as a file name");
     }
     server.stop();
-    let outside: Vec<_> = std::fs::read_dir(server.root.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
-    assert_eq!(outside, vec![std::ffi::OsString::from("data")], "nothing written beside the data dir");
-    assert!(walk(&server.data_dir()).iter().all(|p| !p.to_string_lossy().contains("escaped")));
-    let mut paths: Vec<String> = finished_records(&server.data_dir().join("raw")).into_iter().map(|r| r.path).collect();
+    let outside: Vec<_> = std::fs::read_dir(server.root.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(
+        outside,
+        vec![std::ffi::OsString::from("data")],
+        "nothing written beside the data dir"
+    );
+    assert!(walk(&server.data_dir())
+        .iter()
+        .all(|p| !p.to_string_lossy().contains("escaped")));
+    let mut paths: Vec<String> = finished_records(&server.data_dir().join("raw"))
+        .into_iter()
+        .map(|r| r.path)
+        .collect();
     paths.sort();
-    assert_eq!(paths, vec!["%2e%2e/%2e%2e/escaped", "..%2F..%2F..%2Fescaped/main/Firefox/1/release/1", "../../escaped/main", "/etc/passwd"]);
+    assert_eq!(
+        paths,
+        vec![
+            "%2e%2e/%2e%2e/escaped",
+            "..%2F..%2F..%2Fescaped/main/Firefox/1/release/1",
+            "../../escaped/main",
+            "/etc/passwd"
+        ]
+    );
 }
 
 #[test]
 fn client_ip_from_a_trusted_proxy_header() {
-    let mut server = TestServer::start(|c| c.server.client_ip_header = Some("X-Forwarded-For".into()));
+    let mut server =
+        TestServer::start(|c| c.server.client_ip_header = Some("X-Forwarded-For".into()));
     let client = Client::new();
-    let r = client.post(server.url("/submit/telemetry/a")).header("X-Forwarded-For", "203.0.113.7, 10.0.0.1").body("{}").send();
+    let r = client
+        .post(server.url("/submit/telemetry/a"))
+        .header("X-Forwarded-For", "203.0.113.7, 10.0.0.1")
+        .body("{}")
+        .send();
     assert_eq!(r.unwrap().status().as_u16(), 200);
-    let r = client.post(server.url("/submit/telemetry/b")).header("X-Forwarded-For", "9".repeat(101)).body("{}").send();
+    let r = client
+        .post(server.url("/submit/telemetry/b"))
+        .header("X-Forwarded-For", "9".repeat(101))
+        .body("{}")
+        .send();
     assert_eq!(r.unwrap().status().as_u16(), 200);
     server.stop();
     let mut records = finished_records(&server.data_dir().join("raw"));
@@ -165,8 +290,26 @@ fn stats_log_has_one_seed_line_per_response() {
     let stats = tempfile::NamedTempFile::new().unwrap();
     let mut server = TestServer::start(|c| c.server.stats_log = Some(stats.path().to_path_buf()));
     let client = Client::new();
-    assert_eq!(client.post(server.url("/submit/telemetry/x/y?q=1")).body("{}").send().unwrap().status().as_u16(), 200);
-    assert_eq!(client.post(server.url("/submit/telemetry/x")).body("").send().unwrap().status().as_u16(), 411);
+    assert_eq!(
+        client
+            .post(server.url("/submit/telemetry/x/y?q=1"))
+            .body("{}")
+            .send()
+            .unwrap()
+            .status()
+            .as_u16(),
+        200
+    );
+    assert_eq!(
+        client
+            .post(server.url("/submit/telemetry/x"))
+            .body("")
+            .send()
+            .unwrap()
+            .status()
+            .as_u16(),
+        411
+    );
     server.stop();
     // The writer thread flushes when its queue runs dry; give it a moment.
     let mut text = String::new();
@@ -177,7 +320,10 @@ fn stats_log_has_one_seed_line_per_response() {
         }
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
-    let lines: Vec<serde_json::Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let lines: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
     assert_eq!(lines.len(), 2, "{text}");
     assert_eq!(lines[0]["url"], "/submit/telemetry/x/y?q=1");
     assert_eq!(lines[0]["code"], 200);
@@ -205,10 +351,16 @@ fn histogram_server_paths_answer_like_the_seed() {
     assert_eq!(code, 200);
     let ours: serde_json::Value = serde_json::from_str(&body).unwrap();
     let seed: serde_json::Value = serde_json::from_slice(
-        &std::fs::read(common::data("seed/worker-test-data/cache/a55c55edf302.json")).unwrap(),
+        &std::fs::read(common::data(
+            "seed/worker-test-data/cache/a55c55edf302.json",
+        ))
+        .unwrap(),
     )
     .unwrap();
-    let (ours, seed) = (ours["histograms"].as_object().unwrap(), seed["histograms"].as_object().unwrap());
+    let (ours, seed) = (
+        ours["histograms"].as_object().unwrap(),
+        seed["histograms"].as_object().unwrap(),
+    );
     assert_eq!(seed.len(), 731);
     for (name, spec) in seed {
         assert_eq!(ours.get(name), Some(spec), "{name}");
@@ -218,18 +370,35 @@ fn histogram_server_paths_answer_like_the_seed() {
     assert_eq!(extra, ["GC_REASON_2", "STARTUP_MEASUREMENT_ERRORS"]);
     // Percent-encoded revision URLs work too (the seed parsed the query with parse_qs).
     let encoded = "https%3A%2F%2Fhg.mozilla.org%2Freleases%2Fmozilla-aurora%2Frev%2Fa55c55edf302";
-    assert_eq!(get(&format!("/histogram_buckets?revision={encoded}")).1, body);
+    assert_eq!(
+        get(&format!("/histogram_buckets?revision={encoded}")).1,
+        body
+    );
     // The definitions themselves.
     let (code, text) = get(&format!("/histograms?revision={revision}"));
     assert_eq!(code, 200);
     let defs: serde_json::Value = serde_json::from_str(&text).unwrap();
     assert!(defs.get("A11Y_INSTANTIATED_FLAG").is_some());
     // Errors.
-    assert_eq!(get("/histogram_buckets"), (400, "Must provide a revision URL".into()));
+    assert_eq!(
+        get("/histogram_buckets"),
+        (400, "Must provide a revision URL".into())
+    );
     let unknown = "https://hg.mozilla.org/mozilla-central/rev/0123456789ab";
-    assert_eq!(get(&format!("/histograms?revision={unknown}")), (404, format!("Not Found: {unknown}")));
+    assert_eq!(
+        get(&format!("/histograms?revision={unknown}")),
+        (404, format!("Not Found: {unknown}"))
+    );
     assert_eq!(get("/histogram_buckets?revision=not-a-url").0, 500);
-    assert_eq!(client.head(server.url("/histograms")).send().unwrap().status().as_u16(), 200);
+    assert_eq!(
+        client
+            .head(server.url("/histograms"))
+            .send()
+            .unwrap()
+            .status()
+            .as_u16(),
+        200
+    );
 }
 
 #[test]
@@ -251,25 +420,45 @@ fn overload_answers_503_with_retry_after_and_loses_nothing_acknowledged() {
                     (0..8)
                         .map(|i| {
                             let id = format!("doc-{t}-{i}");
-                            let r = client.post(format!("{url}/{id}/main")).body(body.clone()).send().unwrap();
-                            let retry = r.headers().get("retry-after").map(|v| v.to_str().unwrap().to_string());
+                            let r = client
+                                .post(format!("{url}/{id}/main"))
+                                .body(body.clone())
+                                .send()
+                                .unwrap();
+                            let retry = r
+                                .headers()
+                                .get("retry-after")
+                                .map(|v| v.to_str().unwrap().to_string());
                             (r.status().as_u16(), retry, id)
                         })
                         .collect::<Vec<_>>()
                 })
             })
             .collect();
-        handles.into_iter().flat_map(|h| h.join().unwrap()).collect()
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap())
+            .collect()
     });
     let overloaded: Vec<_> = results.iter().filter(|r| r.0 == 503).collect();
-    assert!(!overloaded.is_empty(), "128 concurrent submissions through one slot never overflowed");
-    assert!(overloaded.iter().all(|r| r.1.as_deref() == Some("1")), "503 carries Retry-After");
-    assert!(results.iter().all(|r| r.0 == 200 || r.0 == 503), "{results:?}");
+    assert!(
+        !overloaded.is_empty(),
+        "128 concurrent submissions through one slot never overflowed"
+    );
+    assert!(
+        overloaded.iter().all(|r| r.1.as_deref() == Some("1")),
+        "503 carries Retry-After"
+    );
+    assert!(
+        results.iter().all(|r| r.0 == 200 || r.0 == 503),
+        "{results:?}"
+    );
     server.stop();
-    let stored: std::collections::HashSet<String> = finished_records(&server.data_dir().join("raw"))
-        .into_iter()
-        .map(|r| r.path.split('/').next().unwrap().to_string())
-        .collect();
+    let stored: std::collections::HashSet<String> =
+        finished_records(&server.data_dir().join("raw"))
+            .into_iter()
+            .map(|r| r.path.split('/').next().unwrap().to_string())
+            .collect();
     for (code, _, id) in &results {
         assert_eq!(*code == 200, stored.contains(id), "{id}: answered {code}");
     }

@@ -16,7 +16,9 @@ const SAVED_SESSION_ID: &str = "76f4594f-e90d-e26b-31a6-8fbba68d1403";
 
 /// The seed's classic idle-daily ping (Firefox 23.0.1, gzip, with `info.revision`): (path, body).
 fn idle_daily() -> (String, Vec<u8>) {
-    let mut log = telemetry_server::rawlog::open(&common::data("seed/worker-test-data/telemetry1.log")).unwrap();
+    let mut log =
+        telemetry_server::rawlog::open(&common::data("seed/worker-test-data/telemetry1.log"))
+            .unwrap();
     let record = log.next().unwrap().unwrap();
     (record.path, record.body)
 }
@@ -68,7 +70,10 @@ fn error_entries(data: &Path) -> Vec<serde_json::Value> {
 fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
     let start = Instant::now();
     while !done() {
-        assert!(start.elapsed() < Duration::from_secs(30), "timed out waiting for {what}");
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "timed out waiting for {what}"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
 }
@@ -80,7 +85,10 @@ fn submissions_rotate_convert_and_land_in_storage() {
     let (idle_path, idle_gzip) = idle_daily();
     let idle_id = idle_path.split('/').next().unwrap().to_string();
     let plain_path = idle_path.replacen(&idle_id, "plain-copy-of-idle-daily", 1);
-    let saved_session = std::fs::read(common::data("pings/v4.saved-session.Fx40.0a2-aurora.2015-05.uberi.json")).unwrap();
+    let saved_session = std::fs::read(common::data(
+        "pings/v4.saved-session.Fx40.0a2-aurora.2015-05.uberi.json",
+    ))
+    .unwrap();
     let submissions: Vec<(String, Vec<u8>)> = vec![
         (format!("/submit/telemetry/{idle_path}"), idle_gzip.clone()),
         (format!("/submit/telemetry/{plain_path}"), gunzip(&idle_gzip)),
@@ -89,18 +97,28 @@ fn submissions_rotate_convert_and_land_in_storage() {
         ("/submit/telemetry/bad-json/idle-daily/Firefox/23.0.1/release/20130814063812".into(), b"{not json".to_vec()),
     ];
     for (path, body) in &submissions {
-        let response = client.post(server.url(path)).body(body.clone()).send().unwrap();
+        let response = client
+            .post(server.url(path))
+            .body(body.clone())
+            .send()
+            .unwrap();
         assert_eq!(response.status().as_u16(), 200, "{path}");
     }
     let data = server.data_dir();
     wait_for("both idle-daily copies in storage", || {
         let lines = stored_lines(&data);
         lines.iter().any(|l| l.starts_with(&format!("{idle_id}\t")))
-            && lines.iter().any(|l| l.starts_with("plain-copy-of-idle-daily\t"))
+            && lines
+                .iter()
+                .any(|l| l.starts_with("plain-copy-of-idle-daily\t"))
     });
-    wait_for("every rejected record in the error stream", || error_entries(&data).len() >= 3);
+    wait_for("every rejected record in the error stream", || {
+        error_entries(&data).len() >= 3
+    });
     wait_for("raw logs retired to raw/converted", || {
-        walk(&data.join("raw")).iter().all(|p| p.starts_with("converted"))
+        walk(&data.join("raw"))
+            .iter()
+            .all(|p| p.starts_with("converted"))
     });
     let metrics = server.metrics();
     server.stop();
@@ -111,23 +129,47 @@ fn submissions_rotate_convert_and_land_in_storage() {
         let (_, json) = line.split_once('\t').unwrap();
         let doc: serde_json::Value = serde_json::from_str(json).expect("stored record is JSON");
         assert_eq!(doc["ver"], 2, "classic ping converted to version 2");
-        assert!(doc["histograms"].as_object().is_some_and(|h| !h.is_empty()), "compact histograms kept");
+        assert!(
+            doc["histograms"].as_object().is_some_and(|h| !h.is_empty()),
+            "compact histograms kept"
+        );
     }
-    assert!(walk(&data.join("storage")).iter().all(|p| p.starts_with("idle_daily/Firefox/release/23.0.1")));
-    let mut kinds: Vec<String> = error_entries(&data).iter().map(|e| e["kind"].as_str().unwrap().to_string()).collect();
+    assert!(walk(&data.join("storage"))
+        .iter()
+        .all(|p| p.starts_with("idle_daily/Firefox/release/23.0.1")));
+    let mut kinds: Vec<String> = error_entries(&data)
+        .iter()
+        .map(|e| e["kind"].as_str().unwrap().to_string())
+        .collect();
     kinds.sort();
     assert_eq!(kinds.len(), 3, "{kinds:?}");
-    assert!(kinds.iter().any(|k| k == "uuid_only_path" || k == "invalid_path"), "{kinds:?}");
+    assert!(
+        kinds
+            .iter()
+            .any(|k| k == "uuid_only_path" || k == "invalid_path"),
+        "{kinds:?}"
+    );
     for kind in &kinds {
-        assert!(metrics.contains(&format!("telemetry_convert_bad_records_total{{type=\"{kind}\"}}")), "{kind}: {metrics}");
+        assert!(
+            metrics.contains(&format!(
+                "telemetry_convert_bad_records_total{{type=\"{kind}\"}}"
+            )),
+            "{kind}: {metrics}"
+        );
     }
-    assert!(metrics.contains("telemetry_convert_records_written_total 2"), "{metrics}");
+    assert!(
+        metrics.contains("telemetry_convert_records_written_total 2"),
+        "{metrics}"
+    );
 }
 
 #[test]
 fn path_escape_attempts_convert_inside_the_data_dir() {
     let mut server = TestServer::start(converting);
-    let ping = std::fs::read(common::data("pings/v4.saved-session.Fx40.0a2-aurora.2015-05.uberi.json")).unwrap();
+    let ping = std::fs::read(common::data(
+        "pings/v4.saved-session.Fx40.0a2-aurora.2015-05.uberi.json",
+    ))
+    .unwrap();
     for path in [
         "/submit/telemetry/..%2F..%2F..%2Fescaped/saved-session/..%2F..%2Fescaped/40.0a2/aurora/20150522004047",
         "/submit/telemetry/../../escaped/saved-session/Firefox/../../../escaped/aurora/20150522004047",
@@ -142,12 +184,22 @@ fn path_escape_attempts_convert_inside_the_data_dir() {
         stored_lines(&data).len() + error_entries(&data).len() >= 2
     });
     server.stop();
-    let beside: Vec<_> = std::fs::read_dir(server.root.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
-    assert_eq!(beside, vec![std::ffi::OsString::from("data")], "nothing written beside the data dir");
+    let beside: Vec<_> = std::fs::read_dir(server.root.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(
+        beside,
+        vec![std::ffi::OsString::from("data")],
+        "nothing written beside the data dir"
+    );
     for rel in walk(&data) {
         assert!(!rel.components().any(|c| c.as_os_str() == ".."), "{rel:?}");
         let canonical = std::fs::canonicalize(data.join(&rel)).unwrap();
-        assert!(canonical.starts_with(std::fs::canonicalize(&data).unwrap()), "{canonical:?}");
+        assert!(
+            canonical.starts_with(std::fs::canonicalize(&data).unwrap()),
+            "{canonical:?}"
+        );
     }
 }
 
@@ -158,7 +210,16 @@ fn a_restart_converts_logs_left_by_the_previous_run() {
     let (path, body) = idle_daily();
     let id = path.split('/').next().unwrap().to_string();
     let url = first.url(&format!("/submit/telemetry/{path}"));
-    assert_eq!(Client::new().post(url).body(body).send().unwrap().status().as_u16(), 200);
+    assert_eq!(
+        Client::new()
+            .post(url)
+            .body(body)
+            .send()
+            .unwrap()
+            .status()
+            .as_u16(),
+        200
+    );
     first.stop();
     let root = std::mem::replace(&mut first.root, tempfile::tempdir().unwrap());
     let data = root.path().join("data");
@@ -169,6 +230,8 @@ fn a_restart_converts_logs_left_by_the_previous_run() {
     config.server.listen = "127.0.0.1:0".parse().unwrap();
     converting(&mut config);
     let mut second = TestServer::start_with(root, config);
-    wait_for("the leftover log converted", || stored_lines(&data).iter().any(|l| l.starts_with(&id)));
+    wait_for("the leftover log converted", || {
+        stored_lines(&data).iter().any(|l| l.starts_with(&id))
+    });
     second.stop();
 }

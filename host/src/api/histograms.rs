@@ -20,7 +20,12 @@ pub async fn definitions(State(state): State<Arc<AppState>>, Query(params): Para
 
 /// `GET /histogram_buckets?revision=…`.
 pub async fn buckets(State(state): State<Arc<AppState>>, Query(params): Params) -> Response {
-    answer(&params, |url| state.revisions.by_url(url).map(|defs| bucket_spec_string(&defs)))
+    answer(&params, |url| {
+        state
+            .revisions
+            .by_url(url)
+            .map(|defs| bucket_spec_string(&defs))
+    })
 }
 
 /// `HEAD` on either path: 200, as the seed did.
@@ -28,14 +33,22 @@ pub async fn head() -> StatusCode {
     StatusCode::OK
 }
 
-fn answer(params: &[(String, String)], lookup: impl FnOnce(&str) -> Result<String, ResolveError>) -> Response {
+fn answer(
+    params: &[(String, String)],
+    lookup: impl FnOnce(&str) -> Result<String, ResolveError>,
+) -> Response {
     // Only the first `revision` value counts (the seed's `parse_qs(...)["revision"][0]`).
     let Some((_, revision)) = params.iter().find(|(k, _)| k == "revision") else {
-        return text(StatusCode::BAD_REQUEST, "Must provide a revision URL".to_string());
+        return text(
+            StatusCode::BAD_REQUEST,
+            "Must provide a revision URL".to_string(),
+        );
     };
     match lookup(revision) {
         Ok(body) => text(StatusCode::OK, body),
-        Err(ResolveError::NotFound(_)) => text(StatusCode::NOT_FOUND, format!("Not Found: {revision}")),
+        Err(ResolveError::NotFound(_)) => {
+            text(StatusCode::NOT_FOUND, format!("Not Found: {revision}"))
+        }
         Err(err) => text(StatusCode::INTERNAL_SERVER_ERROR, err.to_string()),
     }
 }

@@ -97,9 +97,21 @@ impl Metrics {
             // 50 µs .. ~3.3 s
             latency: Histogram::new(exponential_buckets(0.000_05, 2.0, 17)),
         };
-        registry.register("http_requests", "HTTP responses by status code", http.requests.clone());
-        registry.register("http_received_bytes", "Submission body bytes accepted", http.received_bytes.clone());
-        registry.register("http_request_duration_seconds", "Submission latency", http.latency.clone());
+        registry.register(
+            "http_requests",
+            "HTTP responses by status code",
+            http.requests.clone(),
+        );
+        registry.register(
+            "http_received_bytes",
+            "Submission body bytes accepted",
+            http.received_bytes.clone(),
+        );
+        registry.register(
+            "http_request_duration_seconds",
+            "Submission latency",
+            http.latency.clone(),
+        );
         let ingest = IngestMetrics {
             fsync_seconds: Histogram::new(exponential_buckets(0.000_1, 2.0, 14)),
             batch_records: Histogram::new(exponential_buckets(1.0, 2.0, 14)),
@@ -110,14 +122,46 @@ impl Metrics {
             write_errors: Counter::default(),
             disk_free_bytes: Gauge::default(),
         };
-        registry.register("ingest_fsync_duration_seconds", "fdatasync latency", ingest.fsync_seconds.clone());
-        registry.register("ingest_batch_records", "Records per group commit", ingest.batch_records.clone());
-        registry.register("ingest_queue_depth", "Submissions writing or waiting for their sync", ingest.queue_depth.clone());
-        registry.register("ingest_written_bytes", "Bytes appended to raw logs", ingest.written_bytes.clone());
-        registry.register("ingest_written_records", "Records appended to raw logs", ingest.written_records.clone());
-        registry.register("ingest_rotations", "Raw logs finished", ingest.rotations.clone());
-        registry.register("ingest_write_errors", "Failed raw log writes or syncs", ingest.write_errors.clone());
-        registry.register("disk_free_bytes", "Free bytes in the data directory", ingest.disk_free_bytes.clone());
+        registry.register(
+            "ingest_fsync_duration_seconds",
+            "fdatasync latency",
+            ingest.fsync_seconds.clone(),
+        );
+        registry.register(
+            "ingest_batch_records",
+            "Records per group commit",
+            ingest.batch_records.clone(),
+        );
+        registry.register(
+            "ingest_queue_depth",
+            "Submissions writing or waiting for their sync",
+            ingest.queue_depth.clone(),
+        );
+        registry.register(
+            "ingest_written_bytes",
+            "Bytes appended to raw logs",
+            ingest.written_bytes.clone(),
+        );
+        registry.register(
+            "ingest_written_records",
+            "Records appended to raw logs",
+            ingest.written_records.clone(),
+        );
+        registry.register(
+            "ingest_rotations",
+            "Raw logs finished",
+            ingest.rotations.clone(),
+        );
+        registry.register(
+            "ingest_write_errors",
+            "Failed raw log writes or syncs",
+            ingest.write_errors.clone(),
+        );
+        registry.register(
+            "disk_free_bytes",
+            "Free bytes in the data directory",
+            ingest.disk_free_bytes.clone(),
+        );
         let convert = ConvertMetrics {
             pending_logs: Gauge::default(),
             logs: Counter::default(),
@@ -126,18 +170,46 @@ impl Metrics {
             records_written: Counter::default(),
             bad_records: Family::default(),
         };
-        registry.register("convert_pending_logs", "Finished raw logs awaiting conversion", convert.pending_logs.clone());
+        registry.register(
+            "convert_pending_logs",
+            "Finished raw logs awaiting conversion",
+            convert.pending_logs.clone(),
+        );
         registry.register("convert_logs", "Raw logs converted", convert.logs.clone());
-        registry.register("convert_failed_logs", "Raw logs that failed to convert", convert.failed_logs.clone());
-        registry.register("convert_records_read", "Raw records read by live conversion", convert.records_read.clone());
-        registry.register("convert_records_written", "Records written to storage", convert.records_written.clone());
-        registry.register("convert_bad_records", "Rejected records by bad-record type", convert.bad_records.clone());
-        Arc::new(Metrics { registry: Mutex::new(registry), http, ingest, convert })
+        registry.register(
+            "convert_failed_logs",
+            "Raw logs that failed to convert",
+            convert.failed_logs.clone(),
+        );
+        registry.register(
+            "convert_records_read",
+            "Raw records read by live conversion",
+            convert.records_read.clone(),
+        );
+        registry.register(
+            "convert_records_written",
+            "Records written to storage",
+            convert.records_written.clone(),
+        );
+        registry.register(
+            "convert_bad_records",
+            "Rejected records by bad-record type",
+            convert.bad_records.clone(),
+        );
+        Arc::new(Metrics {
+            registry: Mutex::new(registry),
+            http,
+            ingest,
+            convert,
+        })
     }
 
     /// Registers another service's metric (name gets the `telemetry_` prefix). Call at start-up.
     pub fn register(&self, name: &str, help: &str, metric: impl Metric) {
-        self.registry.lock().unwrap_or_else(|e| e.into_inner()).register(name, help, metric);
+        self.registry
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .register(name, help, metric);
     }
 
     /// Runs `f` with the registry (for sub-registries or collectors).
@@ -149,7 +221,8 @@ impl Metrics {
     pub fn encode(&self) -> String {
         let mut out = String::new();
         let registry = self.registry.lock().unwrap_or_else(|e| e.into_inner());
-        prometheus_client::encoding::text::encode(&mut out, &registry).expect("writing to a String cannot fail");
+        prometheus_client::encoding::text::encode(&mut out, &registry)
+            .expect("writing to a String cannot fail");
         out
     }
 
@@ -162,10 +235,17 @@ impl Metrics {
 /// `GET /metrics`.
 pub async fn handler(State(state): State<Arc<AppState>>) -> impl IntoResponse {
     if let Ok(free) = crate::ingest::disk::free_bytes(state.data_dir.dir()) {
-        state.metrics.ingest.disk_free_bytes.set(free.min(i64::MAX as u64) as i64);
+        state
+            .metrics
+            .ingest
+            .disk_free_bytes
+            .set(free.min(i64::MAX as u64) as i64);
     }
     (
-        [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
         state.metrics.encode(),
     )
 }

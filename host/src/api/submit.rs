@@ -39,9 +39,15 @@ pub struct StatsNote {
 /// A `text/plain` answer carrying its [`StatsNote`].
 fn answer(code: StatusCode, message: impl Into<Cow<'static, str>>, size: usize) -> Response {
     let message = message.into();
-    let mut response = (code, [(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"))], message.clone().into_owned())
+    let mut response = (
+        code,
+        [(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"))],
+        message.clone().into_owned(),
+    )
         .into_response();
-    response.extensions_mut().insert(StatsNote { size, message });
+    response
+        .extensions_mut()
+        .insert(StatsNote { size, message });
     response
 }
 
@@ -51,7 +57,7 @@ pub async fn submit(State(state): State<Arc<AppState>>, request: Request) -> Res
     let config = &state.config;
     let length = match check_length(request.headers(), config) {
         Ok(length) => length,
-        Err(response) => return response,
+        Err((code, message)) => return answer(code, message, 0),
     };
     let Some(path) = stored_path(request.uri().path(), &config.server.namespaces) else {
         return answer(StatusCode::NOT_FOUND, "Not Found", 0);
@@ -59,14 +65,30 @@ pub async fn submit(State(state): State<Arc<AppState>>, request: Request) -> Res
     let max_path = usize::from(config.server.max_path_length);
     if path.len() > max_path {
         let code = oversize(config, StatusCode::URI_TOO_LONG);
-        return answer(code, format!("Path too long ({} bytes). Limit is {max_path} bytes", path.len()), 0);
+        return answer(
+            code,
+            format!(
+                "Path too long ({} bytes). Limit is {max_path} bytes",
+                path.len()
+            ),
+            0,
+        );
     }
-    let peer = request.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0);
+    let peer = request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0);
     let ip = client_ip(config, request.headers(), peer);
     let path = path.into_owned();
     let body = match axum::body::to_bytes(request.into_body(), length as usize).await {
         Ok(body) => body,
-        Err(err) => return answer(StatusCode::BAD_REQUEST, format!("Cannot read request body: {err}"), 0),
+        Err(err) => {
+            return answer(
+                StatusCode::BAD_REQUEST,
+                format!("Cannot read request body: {err}"),
+                0,
+            )
+        }
     };
     let mut record = Vec::with_capacity(16 + ip.len() + path.len() + body.len());
     crate::rawlog::encode_v2(&mut record, received_ms, &ip, &path, &body);
@@ -76,29 +98,42 @@ pub async fn submit(State(state): State<Arc<AppState>>, request: Request) -> Res
             state.metrics.http.received_bytes.inc_by(body.len() as u64);
             answer(StatusCode::OK, "OK", size)
         }
-        Err(err @ WriteError::DiskFull(_)) => answer(StatusCode::INSUFFICIENT_STORAGE, err.to_string(), 0),
+        Err(err @ WriteError::DiskFull(_)) => {
+            answer(StatusCode::INSUFFICIENT_STORAGE, err.to_string(), 0)
+        }
         Err(err @ (WriteError::Overloaded | WriteError::ShuttingDown)) => {
             let mut response = answer(StatusCode::SERVICE_UNAVAILABLE, err.to_string(), 0);
-            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
             response
         }
-        Err(err @ WriteError::Io(_)) => answer(StatusCode::INTERNAL_SERVER_ERROR, err.to_string(), 0),
+        Err(err @ WriteError::Io(_)) => {
+            answer(StatusCode::INTERNAL_SERVER_ERROR, err.to_string(), 0)
+        }
     }
 }
 
 /// Seed steps 1-2: the `Content-Length` must be present, positive and within the limit.
-fn check_length(headers: &HeaderMap, config: &Config) -> Result<u64, Response> {
+/// The error is the answer to send.
+fn check_length(
+    headers: &HeaderMap,
+    config: &Config,
+) -> Result<u64, (StatusCode, Cow<'static, str>)> {
     let length = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<u64>().ok())
         .filter(|&n| n > 0)
-        .ok_or_else(|| answer(StatusCode::LENGTH_REQUIRED, "Missing content length", 0))?;
+        .ok_or((
+            StatusCode::LENGTH_REQUIRED,
+            Cow::Borrowed("Missing content length"),
+        ))?;
     let max = u64::from(config.server.max_data_length);
     if length > max {
         let code = oversize(config, StatusCode::PAYLOAD_TOO_LARGE);
         let message = format!("Request too large ({length} bytes). Limit is {max} bytes. Server will discard submission.");
-        return Err(answer(code, message, 0));
+        return Err((code, Cow::Owned(message)));
     }
     Ok(length)
 }
@@ -129,11 +164,14 @@ pub fn stored_path<'a>(url_path: &'a str, namespaces: &[String]) -> Option<Cow<'
 fn client_ip(config: &Config, headers: &HeaderMap, peer: Option<SocketAddr>) -> String {
     let server = &config.server;
     let from_header = server.client_ip_header.as_deref().and_then(|name| {
-        let trusted = server.trusted_proxies.is_empty() || peer.is_some_and(|p| server.trusted_proxies.contains(&p.ip()));
+        let trusted = server.trusted_proxies.is_empty()
+            || peer.is_some_and(|p| server.trusted_proxies.contains(&p.ip()));
         if !trusted {
             return None;
         }
-        headers.get(name).map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+        headers
+            .get(name)
+            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
     });
     let ip = from_header.unwrap_or_else(|| peer.map(|p| p.ip().to_string()).unwrap_or_default());
     if ip.len() > usize::from(server.max_ip_length) {
@@ -154,8 +192,8 @@ pub async fn status() -> Response {
 pub async fn fallback(State(state): State<Arc<AppState>>, request: Request) -> Response {
     let method = request.method();
     if method == Method::POST || method == Method::PUT {
-        if let Err(response) = check_length(request.headers(), &state.config) {
-            return response;
+        if let Err((code, message)) = check_length(request.headers(), &state.config) {
+            return answer(code, message, 0);
         }
         return answer(StatusCode::NOT_FOUND, "Not Found", 0);
     }
@@ -194,10 +232,19 @@ mod tests {
     #[test]
     fn stored_paths_follow_the_seed() {
         let ns = vec!["telemetry".to_string(), "sslreports".to_string()];
-        assert_eq!(stored_path("/submit/telemetry/abc/main/Firefox", &ns).as_deref(), Some("abc/main/Firefox"));
+        assert_eq!(
+            stored_path("/submit/telemetry/abc/main/Firefox", &ns).as_deref(),
+            Some("abc/main/Firefox")
+        );
         assert_eq!(stored_path("/submit/telemetry/", &ns).as_deref(), Some(""));
-        assert_eq!(stored_path("/submit/sslreports/x", &ns).as_deref(), Some("sslreports/x"));
-        assert_eq!(stored_path("/submit/telemetry/..%2F..%2Fetc", &ns).as_deref(), Some("..%2F..%2Fetc"));
+        assert_eq!(
+            stored_path("/submit/sslreports/x", &ns).as_deref(),
+            Some("sslreports/x")
+        );
+        assert_eq!(
+            stored_path("/submit/telemetry/..%2F..%2Fetc", &ns).as_deref(),
+            Some("..%2F..%2Fetc")
+        );
         assert_eq!(stored_path("/submit/telemetry", &ns), None);
         assert_eq!(stored_path("/submit/other/x", &ns), None);
         assert_eq!(stored_path("/status", &ns), None);
@@ -208,12 +255,26 @@ mod tests {
         let mut config = Config::default();
         let peer: SocketAddr = "10.0.0.1:5000".parse().unwrap();
         let mut headers = HeaderMap::new();
-        headers.insert("x-forwarded-for", HeaderValue::from_static("1.2.3.4, 10.0.0.1"));
-        assert_eq!(client_ip(&config, &headers, Some(peer)), "10.0.0.1", "header ignored unless configured");
+        headers.insert(
+            "x-forwarded-for",
+            HeaderValue::from_static("1.2.3.4, 10.0.0.1"),
+        );
+        assert_eq!(
+            client_ip(&config, &headers, Some(peer)),
+            "10.0.0.1",
+            "header ignored unless configured"
+        );
         config.server.client_ip_header = Some("X-Forwarded-For".into());
-        assert_eq!(client_ip(&config, &headers, Some(peer)), "1.2.3.4, 10.0.0.1");
+        assert_eq!(
+            client_ip(&config, &headers, Some(peer)),
+            "1.2.3.4, 10.0.0.1"
+        );
         config.server.trusted_proxies = vec!["10.9.9.9".parse().unwrap()];
-        assert_eq!(client_ip(&config, &headers, Some(peer)), "10.0.0.1", "untrusted peer");
+        assert_eq!(
+            client_ip(&config, &headers, Some(peer)),
+            "10.0.0.1",
+            "untrusted peer"
+        );
         config.server.trusted_proxies.clear();
         config.server.max_ip_length = 5;
         assert_eq!(client_ip(&config, &headers, Some(peer)), "0.0.0.0");

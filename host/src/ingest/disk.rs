@@ -10,8 +10,10 @@ pub fn free_bytes(dir: &cap_std::fs::Dir) -> io::Result<u64> {
 
 /// True for the errors that mean "no space left": `ENOSPC` and `EDQUOT` (quota exceeded).
 pub fn is_disk_full(err: &io::Error) -> bool {
-    matches!(err.kind(), io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded)
-        || err.raw_os_error() == Some(rustix::io::Errno::NOSPC.raw_os_error())
+    matches!(
+        err.kind(),
+        io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded
+    ) || err.raw_os_error() == Some(rustix::io::Errno::NOSPC.raw_os_error())
         || err.raw_os_error() == Some(rustix::io::Errno::DQUOT.raw_os_error())
 }
 
@@ -29,7 +31,8 @@ mod tests {
     #[test]
     fn reports_free_space() {
         let tmp = tempfile::tempdir().unwrap();
-        let dir = cap_std::fs::Dir::open_ambient_dir(tmp.path(), cap_std::ambient_authority()).unwrap();
+        let dir =
+            cap_std::fs::Dir::open_ambient_dir(tmp.path(), cap_std::ambient_authority()).unwrap();
         assert!(free_bytes(&dir).unwrap() > 0);
     }
 }

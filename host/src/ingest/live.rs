@@ -79,7 +79,9 @@ impl Shared {
                 queue.pending.insert(name);
             }
         }
-        self.metrics.pending_logs.set((queue.pending.len() + queue.taken.len()) as i64);
+        self.metrics
+            .pending_logs
+            .set((queue.pending.len() + queue.taken.len()) as i64);
         drop(queue);
         self.wake.notify_all();
     }
@@ -131,11 +133,19 @@ impl ConvertPool {
         for index in 0..config.workers {
             let converter = factory().map_err(std::io::Error::other)?;
             let shared = shared.clone();
-            threads.push(std::thread::Builder::new().name(format!("convert-{index}")).spawn(move || work(&shared, converter))?);
+            threads.push(
+                std::thread::Builder::new()
+                    .name(format!("convert-{index}"))
+                    .spawn(move || work(&shared, converter))?,
+            );
         }
         let interval = Duration::from_secs(config.scan_interval_secs.max(1));
         let scanner = shared.clone();
-        threads.push(std::thread::Builder::new().name("convert-scan".into()).spawn(move || scan_loop(&scanner, interval))?);
+        threads.push(
+            std::thread::Builder::new()
+                .name("convert-scan".into())
+                .spawn(move || scan_loop(&scanner, interval))?,
+        );
         Ok(ConvertPool { shared, threads })
     }
 
@@ -177,7 +187,11 @@ fn scan_loop(shared: &Shared, interval: Duration) {
     let mut queue = shared.lock();
     let mut last = std::time::Instant::now();
     while !queue.stop {
-        queue = shared.wake.wait_timeout(queue, interval).unwrap_or_else(|e| e.into_inner()).0;
+        queue = shared
+            .wake
+            .wait_timeout(queue, interval)
+            .unwrap_or_else(|e| e.into_inner())
+            .0;
         if queue.stop {
             break;
         }
@@ -213,8 +227,16 @@ fn work(shared: &Shared, mut converter: Box<dyn LogConverter>) {
                 if !unflushed.is_empty() && wait.is_zero() {
                     break (None, false);
                 }
-                let timeout = if unflushed.is_empty() { Duration::from_secs(3600) } else { wait };
-                queue = shared.wake.wait_timeout(queue, timeout).unwrap_or_else(|e| e.into_inner()).0;
+                let timeout = if unflushed.is_empty() {
+                    Duration::from_secs(3600)
+                } else {
+                    wait
+                };
+                queue = shared
+                    .wake
+                    .wait_timeout(queue, timeout)
+                    .unwrap_or_else(|e| e.into_inner())
+                    .0;
             }
         };
         if let Some(name) = name {
@@ -240,7 +262,9 @@ fn flush(shared: &Shared, converter: &mut dyn LogConverter, unflushed: &mut Vec<
         Ok(()) => {
             for name in unflushed.iter() {
                 let done = if shared.keep_raw {
-                    shared.raw.rename(name, &shared.raw, format!("{CONVERTED_DIR}/{name}"))
+                    shared
+                        .raw
+                        .rename(name, &shared.raw, format!("{CONVERTED_DIR}/{name}"))
                 } else {
                     shared.raw.remove_file(name)
                 };
@@ -251,7 +275,9 @@ fn flush(shared: &Shared, converter: &mut dyn LogConverter, unflushed: &mut Vec<
             tracing::debug!(logs = unflushed.len(), "flushed converted storage");
         }
         // The logs stay in raw/ and are converted again after the next scan or restart.
-        Err(err) => tracing::error!(error = %err, "cannot flush converted storage; raw logs kept for another pass"),
+        Err(err) => {
+            tracing::error!(error = %err, "cannot flush converted storage; raw logs kept for another pass")
+        }
     }
     release(shared, unflushed);
     unflushed.clear();
@@ -263,7 +289,10 @@ fn release(shared: &Shared, names: &[String]) {
     for name in names {
         queue.taken.remove(name);
     }
-    shared.metrics.pending_logs.set((queue.pending.len() + queue.taken.len()) as i64);
+    shared
+        .metrics
+        .pending_logs
+        .set((queue.pending.len() + queue.taken.len()) as i64);
 }
 
 /// Converts one log; true when it converted (it then waits for the next flush).
@@ -278,9 +307,19 @@ fn convert_one(shared: &Shared, converter: &mut dyn LogConverter, name: &str) ->
             metrics.records_read.inc_by(outcome.records_read);
             metrics.records_written.inc_by(outcome.records_written);
             for (kind, count) in &outcome.bad_records_by_type {
-                metrics.bad_records.get_or_create(&BadTypeLabel { r#type: kind.to_string() }).inc_by(*count);
+                metrics
+                    .bad_records
+                    .get_or_create(&BadTypeLabel {
+                        r#type: kind.to_string(),
+                    })
+                    .inc_by(*count);
             }
-            tracing::info!(log = name, read = outcome.records_read, written = outcome.records_written, "converted raw log");
+            tracing::info!(
+                log = name,
+                read = outcome.records_read,
+                written = outcome.records_written,
+                "converted raw log"
+            );
             shared.lock().failures.remove(name);
             true
         }
@@ -298,7 +337,10 @@ fn convert_one(shared: &Shared, converter: &mut dyn LogConverter, name: &str) ->
             metrics.failed_logs.inc();
             shared.lock().failures.remove(name);
             tracing::error!(log = name, error = %err, "raw log conversion failed; moved to raw/{FAILED_DIR}/");
-            if let Err(err) = shared.raw.rename(name, &shared.raw, format!("{FAILED_DIR}/{name}")) {
+            if let Err(err) = shared
+                .raw
+                .rename(name, &shared.raw, format!("{FAILED_DIR}/{name}"))
+            {
                 tracing::error!(log = name, error = %err, "cannot move failed raw log");
             }
             false
@@ -321,17 +363,40 @@ pub struct PipelineConverter {
 }
 
 impl PipelineConverter {
-    pub fn new(data: Arc<DataDir>, converter: Arc<Converter>, options: WriterOptions, worker: usize) -> PipelineConverter {
-        PipelineConverter { data, converter, options, worker, pipeline: None, generation: 0, failed_flush: None }
+    pub fn new(
+        data: Arc<DataDir>,
+        converter: Arc<Converter>,
+        options: WriterOptions,
+        worker: usize,
+    ) -> PipelineConverter {
+        PipelineConverter {
+            data,
+            converter,
+            options,
+            worker,
+            pipeline: None,
+            generation: 0,
+            failed_flush: None,
+        }
     }
 
     fn pipeline(&mut self) -> Result<&mut Pipeline, String> {
         if self.pipeline.is_none() {
             self.generation += 1;
             let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%S");
-            let name = format!("live-{stamp}-{}-{}-{}", std::process::id(), self.worker, self.generation);
-            let pipeline = Pipeline::new(&self.data, self.converter.clone(), self.options.clone(), &name)
-                .map_err(|e| e.to_string())?;
+            let name = format!(
+                "live-{stamp}-{}-{}-{}",
+                std::process::id(),
+                self.worker,
+                self.generation
+            );
+            let pipeline = Pipeline::new(
+                &self.data,
+                self.converter.clone(),
+                self.options.clone(),
+                &name,
+            )
+            .map_err(|e| e.to_string())?;
             self.pipeline = Some(pipeline);
         }
         Ok(self.pipeline.as_mut().expect("created above"))
@@ -340,7 +405,10 @@ impl PipelineConverter {
 
 impl LogConverter for PipelineConverter {
     fn convert_log(&mut self, path: &Path) -> Result<ConvertSummary, String> {
-        let result = self.pipeline()?.convert_log(path).map_err(|e| e.to_string());
+        let result = self
+            .pipeline()?
+            .convert_log(path)
+            .map_err(|e| e.to_string());
         if result.is_err() {
             // Finish what this pipeline holds and start afresh with the next log.
             if let Some(pipeline) = self.pipeline.take() {

@@ -11,14 +11,26 @@ pub const FINISHED_SUFFIX: &str = ".finished";
 
 /// Milliseconds since the Unix epoch.
 pub fn now_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
 }
 
 /// This machine's host name, reduced to `[A-Za-z0-9-]` so it cannot add dots or slashes to a name.
 pub fn host_name() -> String {
     let uname = rustix::system::uname();
     let raw = uname.nodename().to_string_lossy();
-    let clean: String = raw.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '-' }).collect();
+    let clean: String = raw
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect();
     if clean.is_empty() {
         "localhost".to_string()
     } else {
@@ -57,7 +69,8 @@ pub fn is_active_log(base: &str, name: &str) -> bool {
 
 /// True for a complete log: `<base>.v2.….<digits>.finished`.
 pub fn is_finished_log(base: &str, name: &str) -> bool {
-    name.strip_suffix(FINISHED_SUFFIX).is_some_and(|active| is_active_log(base, active))
+    name.strip_suffix(FINISHED_SUFFIX)
+        .is_some_and(|active| is_active_log(base, active))
 }
 
 #[cfg(test)]
@@ -81,9 +94,18 @@ mod tests {
 
     #[test]
     fn seed_names_are_recognised_and_others_are_not() {
-        assert!(is_finished_log("telemetry.log", "telemetry.log.v2.osboxes.1965.1432830357331.finished"));
-        assert!(!is_active_log("telemetry.log", "telemetry.log.v1.osboxes.1965.1432830357331"));
+        assert!(is_finished_log(
+            "telemetry.log",
+            "telemetry.log.v2.osboxes.1965.1432830357331.finished"
+        ));
+        assert!(!is_active_log(
+            "telemetry.log",
+            "telemetry.log.v1.osboxes.1965.1432830357331"
+        ));
         assert!(!is_active_log("telemetry.log", "other.v2.h.1.2"));
-        assert!(!is_finished_log("telemetry.log", "telemetry.log.v2.h.1.x.finished"));
+        assert!(!is_finished_log(
+            "telemetry.log",
+            "telemetry.log.v2.h.1.x.finished"
+        ));
     }
 }

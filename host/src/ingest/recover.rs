@@ -44,7 +44,9 @@ pub fn complete_prefix(reader: impl Read + Seek, len: u64) -> std::io::Result<(u
         }
         let ip = u64::from(header[1]);
         let path = u64::from(u16::from_le_bytes([header[2], header[3]]));
-        let data = u64::from(u32::from_le_bytes([header[4], header[5], header[6], header[7]]));
+        let data = u64::from(u32::from_le_bytes([
+            header[4], header[5], header[6], header[7],
+        ]));
         let total = PREAMBLE + ip + path + data;
         if pos + total > len {
             break;
@@ -79,25 +81,46 @@ pub fn recover_active_logs(raw: &Dir, base: &str) -> std::io::Result<Vec<Recover
 }
 
 fn recover_one(raw: &Dir, name: &str) -> std::io::Result<Recovered> {
-    let file = raw.open_with(name, OpenOptions::new().read(true).write(true))?.into_std();
+    let file = raw
+        .open_with(name, OpenOptions::new().read(true).write(true))?
+        .into_std();
     let len = file.metadata()?.len();
     let (keep, records) = complete_prefix(&file, len)?;
     let cut_bytes = len - keep;
     if records == 0 {
         drop(file);
         raw.remove_file(name)?;
-        tracing::warn!(file = name, cut_bytes, "removed raw log without a complete record");
-        return Ok(Recovered { name: name.to_string(), records, cut_bytes, removed: true });
+        tracing::warn!(
+            file = name,
+            cut_bytes,
+            "removed raw log without a complete record"
+        );
+        return Ok(Recovered {
+            name: name.to_string(),
+            records,
+            cut_bytes,
+            removed: true,
+        });
     }
     if cut_bytes > 0 {
         file.set_len(keep)?;
-        tracing::warn!(file = name, cut_bytes, records, "cut a torn tail record off a raw log");
+        tracing::warn!(
+            file = name,
+            cut_bytes,
+            records,
+            "cut a torn tail record off a raw log"
+        );
     }
     file.sync_all()?;
     drop(file);
     raw.rename(name, raw, format!("{name}{FINISHED_SUFFIX}"))?;
     tracing::info!(file = name, records, "recovered raw log");
-    Ok(Recovered { name: name.to_string(), records, cut_bytes, removed: false })
+    Ok(Recovered {
+        name: name.to_string(),
+        records,
+        cut_bytes,
+        removed: false,
+    })
 }
 
 #[cfg(test)]
@@ -118,14 +141,28 @@ mod tests {
         encode_v2(&mut bytes, 1, "127.0.0.1", "id-1/main", b"first body");
         encode_v2(&mut bytes, 2, "127.0.0.1", "id-2/main", b"second body");
         let whole = bytes.len();
-        encode_v2(&mut bytes, 3, "127.0.0.1", "id-3/main", b"torn body that never finished");
+        encode_v2(
+            &mut bytes,
+            3,
+            "127.0.0.1",
+            "id-3/main",
+            b"torn body that never finished",
+        );
         bytes.truncate(whole + 20);
         let name = "telemetry.log.v2.h.1_0.1700000000000";
         std::fs::write(tmp.path().join(name), &bytes).unwrap();
         std::fs::write(tmp.path().join("unrelated.txt"), b"x").unwrap();
 
         let done = recover_active_logs(&raw, "telemetry.log").unwrap();
-        assert_eq!(done, vec![Recovered { name: name.into(), records: 2, cut_bytes: 20, removed: false }]);
+        assert_eq!(
+            done,
+            vec![Recovered {
+                name: name.into(),
+                records: 2,
+                cut_bytes: 20,
+                removed: false
+            }]
+        );
         let kept = std::fs::read(tmp.path().join(format!("{name}.finished"))).unwrap();
         assert_eq!(kept, bytes[..whole]);
         assert!(!tmp.path().join(name).exists());
@@ -146,7 +183,12 @@ mod tests {
         assert_eq!(done.len(), 2);
         assert_eq!((done[0].records, done[0].cut_bytes), (1, 40));
         assert!(done[1].removed);
-        assert_eq!(std::fs::read(tmp.path().join("telemetry.log.v2.h.1_0.5.finished")).unwrap().len(), whole);
+        assert_eq!(
+            std::fs::read(tmp.path().join("telemetry.log.v2.h.1_0.5.finished"))
+                .unwrap()
+                .len(),
+            whole
+        );
         assert!(!tmp.path().join("telemetry.log.v2.h.1_1.6").exists());
     }
 }

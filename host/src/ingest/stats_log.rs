@@ -34,25 +34,33 @@ pub struct StatsLog {
 impl StatsLog {
     /// Opens (appending) `path` and starts the writer thread.
     pub fn open(path: &Path) -> std::io::Result<StatsLog> {
-        let file = std::fs::OpenOptions::new().create(true).append(true).open(path)?;
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)?;
         let (tx, rx) = mpsc::sync_channel::<StatsLine>(65_536);
-        std::thread::Builder::new().name("stats-log".into()).spawn(move || {
-            let mut out = BufWriter::new(file);
-            while let Ok(line) = rx.recv() {
-                let mut write = |line: StatsLine| {
-                    let _ = serde_json::to_writer(&mut out, &line);
-                    let _ = out.write_all(b"\n");
-                };
-                write(line);
-                while let Ok(line) = rx.try_recv() {
+        std::thread::Builder::new()
+            .name("stats-log".into())
+            .spawn(move || {
+                let mut out = BufWriter::new(file);
+                while let Ok(line) = rx.recv() {
+                    let mut write = |line: StatsLine| {
+                        let _ = serde_json::to_writer(&mut out, &line);
+                        let _ = out.write_all(b"\n");
+                    };
                     write(line);
+                    while let Ok(line) = rx.try_recv() {
+                        write(line);
+                    }
+                    if let Err(err) = out.flush() {
+                        tracing::warn!(error = %err, "cannot write the stats log");
+                    }
                 }
-                if let Err(err) = out.flush() {
-                    tracing::warn!(error = %err, "cannot write the stats log");
-                }
-            }
-        })?;
-        Ok(StatsLog { tx, dropped: AtomicU64::new(0) })
+            })?;
+        Ok(StatsLog {
+            tx,
+            dropped: AtomicU64::new(0),
+        })
     }
 
     /// Queues one line; never blocks.
@@ -64,7 +72,9 @@ impl StatsLog {
             size,
             level: if code >= 500 { "error" } else { "info" },
             message: message.to_string(),
-            timestamp: chrono::Utc::now().format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string(),
+            timestamp: chrono::Utc::now()
+                .format("%Y-%m-%dT%H:%M:%S%.3fZ")
+                .to_string(),
         };
         if let Err(TrySendError::Full(_)) = self.tx.try_send(line) {
             self.dropped.fetch_add(1, Ordering::Relaxed);

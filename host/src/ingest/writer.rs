@@ -122,15 +122,22 @@ impl WriterPool {
     /// Appends one encoded record and resolves once it is in the log (and synced, per the durability).
     /// With every permit taken the answer is [`WriteError::Overloaded`]: the caller answers 503.
     pub async fn append(&self, bytes: Vec<u8>) -> Result<(), WriteError> {
-        let _permit = self.permits.clone().try_acquire_owned().map_err(|_| WriteError::Overloaded)?;
+        let _permit = self
+            .permits
+            .clone()
+            .try_acquire_owned()
+            .map_err(|_| WriteError::Overloaded)?;
         self.metrics.queue_depth.inc();
         let _depth = DecOnDrop(&self.metrics);
         let shard = self.pick();
         match self.durability {
             Durability::None => shard.append(|state| state.append(&bytes)).map(|_| ()),
             Durability::Always => {
-                let task = tokio::task::spawn_blocking(move || shard.append(|state| state.append_synced(&bytes)));
-                task.await.unwrap_or_else(|_| Err(WriteError::Io("writer task panicked".into())))
+                let task = tokio::task::spawn_blocking(move || {
+                    shard.append(|state| state.append_synced(&bytes))
+                });
+                task.await
+                    .unwrap_or_else(|_| Err(WriteError::Io("writer task panicked".into())))
             }
             Durability::Batch => {
                 let end = shard.append(|state| state.append(&bytes))?;
@@ -140,7 +147,9 @@ impl WriterPool {
                     .await
                     .map_err(|_| WriteError::ShuttingDown)?;
                 if mark.failed(end) {
-                    Err(WriteError::Io("fdatasync failed; the record may not be durable".into()))
+                    Err(WriteError::Io(
+                        "fdatasync failed; the record may not be durable".into(),
+                    ))
                 } else {
                     Ok(())
                 }
@@ -167,7 +176,12 @@ impl WriterPool {
             shard.lock().closed = true;
             shard.wake.notify_all();
         }
-        for thread in self.threads.lock().unwrap_or_else(|e| e.into_inner()).drain(..) {
+        for thread in self
+            .threads
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .drain(..)
+        {
             if thread.join().is_err() {
                 tracing::error!("a raw log sync thread panicked");
             }
@@ -194,7 +208,9 @@ struct SyncMark {
 
 impl SyncMark {
     fn failed(&self, end: u64) -> bool {
-        self.failures.iter().any(|&(start, stop)| end > start && end <= stop)
+        self.failures
+            .iter()
+            .any(|&(start, stop)| end > start && end <= stop)
     }
 }
 
@@ -212,7 +228,10 @@ impl Shard {
 
     /// Runs an append under the lock, then wakes the sync thread if it is idle and has work:
     /// data to sync (`batch`) or a rotated log to finish.
-    fn append<R>(&self, f: impl FnOnce(&mut ShardState) -> Result<R, WriteError>) -> Result<R, WriteError> {
+    fn append<R>(
+        &self,
+        f: impl FnOnce(&mut ShardState) -> Result<R, WriteError>,
+    ) -> Result<R, WriteError> {
         let mut state = self.lock();
         let result = f(&mut state);
         let wake = state.sync_idle && (state.wants_sync || !state.retiring.is_empty());
@@ -309,7 +328,9 @@ impl ShardState {
         self.metrics.batch_records.observe(1.0);
         result.map_err(|err| {
             self.metrics.write_errors.inc();
-            let keep = was_open.filter(|(name, _)| *name == log.name).map_or(0, |(_, len)| len);
+            let keep = was_open
+                .filter(|(name, _)| *name == log.name)
+                .map_or(0, |(_, len)| len);
             if log.file.set_len(keep).is_ok() {
                 log.len = keep;
             }
@@ -336,13 +357,23 @@ impl ShardState {
                 }
             };
             tracing::debug!(file = %name, "opened raw log");
-            self.current = Some(OpenLog { name, file: Arc::new(file), len: 0, opened: Instant::now(), dir_unsynced: true });
+            self.current = Some(OpenLog {
+                name,
+                file: Arc::new(file),
+                len: 0,
+                opened: Instant::now(),
+                dir_unsynced: true,
+            });
         }
         Ok(())
     }
 
     fn rotate_if_due(&mut self) {
-        if self.current.as_ref().is_some_and(|log| log.opened.elapsed() >= self.max_age || log.len >= self.max_size) {
+        if self
+            .current
+            .as_ref()
+            .is_some_and(|log| log.opened.elapsed() >= self.max_age || log.len >= self.max_size)
+        {
             self.retire_current();
         }
     }
@@ -355,7 +386,12 @@ impl ShardState {
 }
 
 /// One shard's background thread: group commit (`batch`), age rotation, finishing rotated logs.
-fn sync_loop(shard: &Shard, durability: Durability, metrics: &IngestMetrics, on_finished: &OnFinished) {
+fn sync_loop(
+    shard: &Shard,
+    durability: Durability,
+    metrics: &IngestMetrics,
+    on_finished: &OnFinished,
+) {
     let mut synced = 0u64;
     let mut synced_records = 0u64;
     let dir = shard.lock().dir.try_clone();
@@ -380,7 +416,11 @@ fn sync_loop(shard: &Shard, durability: Durability, metrics: &IngestMetrics, on_
                     continue;
                 }
                 state.sync_idle = true;
-                state = shard.wake.wait_timeout(state, timeout).unwrap_or_else(|e| e.into_inner()).0;
+                state = shard
+                    .wake
+                    .wait_timeout(state, timeout)
+                    .unwrap_or_else(|e| e.into_inner())
+                    .0;
                 state.sync_idle = false;
             }
             let current = state.current.as_mut().map(|log| {
@@ -388,7 +428,13 @@ fn sync_loop(shard: &Shard, durability: Durability, metrics: &IngestMetrics, on_
                 (log.file.clone(), needs_dir)
             });
             let retiring = std::mem::take(&mut state.retiring);
-            (retiring, current, state.written, state.records, state.closed)
+            (
+                retiring,
+                current,
+                state.written,
+                state.records,
+                state.closed,
+            )
         };
         let mut ok = true;
         // Older records first: the rotated logs, then the current one.
@@ -402,14 +448,20 @@ fn sync_loop(shard: &Shard, durability: Durability, metrics: &IngestMetrics, on_
                     ok = false;
                 }
                 if needs_dir {
-                    if let Err(err) = dir.as_ref().map_err(|e| std::io::Error::new(e.kind(), e.to_string())).and_then(sync_dir) {
+                    if let Err(err) = dir
+                        .as_ref()
+                        .map_err(|e| std::io::Error::new(e.kind(), e.to_string()))
+                        .and_then(sync_dir)
+                    {
                         tracing::error!(error = %err, "cannot sync the raw log directory");
                         ok = false;
                     }
                 }
             }
             if target > synced {
-                metrics.batch_records.observe((records - synced_records) as f64);
+                metrics
+                    .batch_records
+                    .observe((records - synced_records) as f64);
                 shard.synced.send_modify(|mark| {
                     if !ok {
                         metrics.write_errors.inc();
@@ -431,7 +483,12 @@ fn sync_loop(shard: &Shard, durability: Durability, metrics: &IngestMetrics, on_
 
 /// Syncs a rotated log and renames it `.finished` (an empty log is removed). False on failure:
 /// the log is then left under its active name for start-up recovery.
-fn finish_log(log: OpenLog, dir: Option<&Dir>, metrics: &IngestMetrics, on_finished: &OnFinished) -> bool {
+fn finish_log(
+    log: OpenLog,
+    dir: Option<&Dir>,
+    metrics: &IngestMetrics,
+    on_finished: &OnFinished,
+) -> bool {
     let Some(dir) = dir else { return false };
     if log.len == 0 {
         let _ = dir.remove_file(&log.name);
