@@ -53,10 +53,12 @@ seed_corpus() {
     esac
 }
 
+# Build every target in one cargo invocation, then run the binaries directly, so a source
+# change while fuzzing does not trigger a rebuild between targets.
 echo "building fuzz targets (nightly, sanitizer $sanitizer) ..." >&2
-for target in "${targets[@]}"; do
-    (cd fuzz && cargo +nightly fuzz build --sanitizer "$sanitizer" "$target") >&2
-done
+(cd fuzz && cargo +nightly fuzz build --sanitizer "$sanitizer") >&2
+triple=$(rustc +nightly -vV | sed -n 's/^host: //p')
+bin_dir=$root/fuzz/target/$triple/release
 
 mkdir -p fuzz/artifacts
 declare -A execs status
@@ -66,7 +68,7 @@ for target in "${targets[@]}"; do
     log=$root/fuzz/artifacts/$target.log
     echo "fuzzing $target for ${seconds}s ..." >&2
     set +e
-    (cd fuzz && cargo +nightly fuzz run --sanitizer "$sanitizer" "$target" "corpus/$target" -- \
+    (cd fuzz && "$bin_dir/$target" "corpus/$target" -artifact_prefix="artifacts/$target-" \
         -max_total_time="$seconds" -max_len="${max_len[$target]}" -timeout=20 -rss_limit_mb=4096 \
         -print_final_stats=1) >"$log" 2>&1
     rc=$?
