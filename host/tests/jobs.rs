@@ -292,3 +292,11 @@ fn the_same_dataflow_runs_as_a_two_process_cluster() {
     let records: u64 = outputs.iter().map(|o| o.cost.records_read).sum();
     assert_eq!(records, stored_records(data, &all_filter()).len() as u64, "each file is read by exactly one process");
 }
+
+#[test]
+fn the_output_size_limit_stops_a_job() {
+    let data = converted_data();
+    let o = RunOptions { limits: Limits { output_bytes: 40, ..Limits::default() }, ..opts(2) };
+    let err = run_on(data, "os-distribution-rust", &o).unwrap_err();
+    assert!(matches!(&err, JobError::LimitExceeded { what } if what == "output size (40 bytes)"), "{err}");
+}

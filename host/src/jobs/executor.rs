@@ -410,7 +410,8 @@ fn worker_main(worker: &mut timely::worker::Worker, ctx: &Arc<Context>) -> Worke
         fail(&error, ctx, e);
     }
     input.close();
-    while worker.step() {}
+    // Park between steps rather than spin while other workers finish their input.
+    while worker.step_or_park(Some(Duration::from_millis(10))) {}
 
     let mut error = error.borrow_mut().take();
     if error.is_none() && ctx.counters.output_bytes.load(Ordering::Relaxed) > ctx.shared.limits.output_bytes {
