@@ -149,11 +149,6 @@ impl ConvertPool {
         Ok(ConvertPool { shared, threads })
     }
 
-    /// Queues a log a writer just finished.
-    pub fn notify(&self, name: &str) {
-        self.shared.add([name.to_string()]);
-    }
-
     /// A callback for the writers that queues each finished log.
     pub fn notifier(&self) -> super::writer::OnFinished {
         let shared = Arc::downgrade(&self.shared);
@@ -162,12 +157,6 @@ impl ConvertPool {
                 shared.add([name.to_string()]);
             }
         })
-    }
-
-    /// Finished logs waiting or being converted.
-    pub fn backlog(&self) -> usize {
-        let queue = self.shared.lock();
-        queue.pending.len() + queue.taken.len()
     }
 
     /// Lets each worker finish the log it is converting, flushes the converters and joins the threads.
@@ -429,5 +418,65 @@ impl LogConverter for PipelineConverter {
             Some(err) => Err(err),
             None => finished,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use super::*;
+    use crate::api::metrics::Metrics;
+
+    /// A converter whose every attempt fails, counting attempts.
+    struct AlwaysFails(Arc<AtomicUsize>);
+
+    impl LogConverter for AlwaysFails {
+        fn convert_log(&mut self, _path: &Path) -> Result<ConvertSummary, String> {
+            self.0.fetch_add(1, Ordering::SeqCst);
+            Err("storage unavailable".into())
+        }
+        fn flush(&mut self) -> Result<(), String> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_log_that_keeps_failing_is_retried_then_put_aside() {
+        let tmp = tempfile::tempdir().unwrap();
+        let name = "telemetry.log.v2.h.1_0.5.finished";
+        let mut record = Vec::new();
+        crate::rawlog::encode_v2(&mut record, 1, "::1", "id/main", b"{}");
+        std::fs::write(tmp.path().join(name), &record).unwrap();
+        let raw = Dir::open_ambient_dir(tmp.path(), cap_std::ambient_authority()).unwrap();
+        let attempts = Arc::new(AtomicUsize::new(0));
+        let counter = attempts.clone();
+        let factory: ConverterFactory =
+            Arc::new(move || Ok(Box::new(AlwaysFails(counter.clone())) as Box<dyn LogConverter>));
+        let config = ConvertConfig {
+            scan_interval_secs: 1,
+            ..ConvertConfig::default()
+        };
+        let metrics = Metrics::new();
+        let pool = ConvertPool::start(
+            &raw,
+            tmp.path().to_path_buf(),
+            "telemetry.log",
+            &config,
+            metrics.convert.clone(),
+            factory,
+        )
+        .unwrap();
+        let failed = tmp.path().join(FAILED_DIR).join(name);
+        let start = std::time::Instant::now();
+        while !failed.exists() {
+            assert!(start.elapsed() < Duration::from_secs(20), "never put aside");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        pool.stop();
+        assert_eq!(attempts.load(Ordering::SeqCst), MAX_ATTEMPTS as usize);
+        assert_eq!(std::fs::read(&failed).unwrap(), record, "moved intact");
+        assert_eq!(metrics.convert.failed_logs.get(), 1);
+        assert_eq!(metrics.convert.logs.get(), 0);
     }
 }
