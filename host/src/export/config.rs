@@ -47,6 +47,9 @@ pub struct S3Config {
     pub concurrency: usize,
     /// Objects fetched at the same time when a job reads from S3.
     pub fetch_concurrency: usize,
+    /// Files read ahead when a job reads from S3 (GETs started before the job opens them;
+    /// hides per-object latency on small files). 0 disables read-ahead.
+    pub prefetch: usize,
     /// Attempts per request (SDK retries, exponential backoff) and per file (exporter retries).
     pub max_attempts: u32,
     /// Seconds between export passes when running continuously.
@@ -74,6 +77,7 @@ impl Default for S3Config {
             part_size: 8 * 1024 * 1024,
             concurrency: 4,
             fetch_concurrency: 8,
+            prefetch: 32,
             max_attempts: 5,
             interval_secs: 10,
             create_bucket: true,

@@ -4,12 +4,16 @@
 /// Errors from S3 configuration, export and reading.
 #[derive(Debug, thiserror::Error)]
 pub enum S3Error {
+    /// A setting is missing or unusable (the message names it and how to set it).
     #[error("invalid S3 configuration: {0}")]
     Config(String),
+    /// An S3 request failed after the SDK's retries; `message` holds the whole error chain.
     #[error("S3 {op} s3://{bucket}/{key}: {message}")]
     Request { op: &'static str, bucket: String, key: String, message: String },
+    /// A local file (export source, journal) could not be read or written.
     #[error("i/o error on {path}: {source}")]
     Io { path: String, source: std::io::Error },
+    /// After an upload, HEAD did not show an object of the local size; the local copy is kept.
     #[error("upload of {key} not confirmed: local size {local}, remote size {remote:?}")]
     NotConfirmed { key: String, local: u64, remote: Option<u64> },
 }

@@ -15,6 +15,7 @@ mod error;
 pub mod exporter;
 pub mod journal;
 pub mod keys;
+mod prefetch;
 pub mod source;
 mod stream;
 pub mod upload;

@@ -8,7 +8,8 @@
 //!
 //! Opening a file starts a streamed GET (at most `fetch_concurrency` objects in flight across
 //! the source) whose chunks flow through a bounded channel into the decompressor: nothing is
-//! downloaded whole first.
+//! downloaded whole first. The [`super::prefetch`] read-ahead starts the GETs of the next
+//! `prefetch` files meanwhile, so per-object latency overlaps with reading.
 
 use std::io::BufRead;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -17,6 +18,7 @@ use std::sync::Arc;
 use aws_sdk_s3::Client;
 use tokio::sync::Semaphore;
 
+use super::prefetch::Prefetcher;
 use super::stream::{self, runtime, Fetch};
 use super::{client, keys, S3Config, S3Error};
 use crate::storage::{decompress, parse_partition_path, Container, PartitionFile, PartitionSource, Schema, StorageError};
@@ -32,6 +34,9 @@ pub struct S3Source {
     list_concurrency: usize,
     /// GETs resumed after a dropped connection (see [`S3Source::resumed_reads`]).
     resumed: Arc<AtomicU64>,
+    /// Read-ahead of the files expected next, with its own bound on objects in flight.
+    prefetcher: Prefetcher,
+    prefetch_limit: Arc<Semaphore>,
 }
 
 impl S3Source {
@@ -46,12 +51,27 @@ impl S3Source {
             fetch_limit: Arc::new(Semaphore::new(cfg.fetch_concurrency)),
             list_concurrency: cfg.fetch_concurrency,
             resumed: Arc::new(AtomicU64::new(0)),
+            prefetcher: Prefetcher::new(cfg.prefetch),
+            prefetch_limit: Arc::new(Semaphore::new(cfg.prefetch.max(1))),
         })
     }
 
     /// A source over `s3://bucket/prefix`, endpoint and credentials from the AWS environment variables.
     pub fn from_url(url: &str) -> Result<Self, S3Error> {
         S3Source::new(&S3Config::from_url(url)?)
+    }
+
+    /// Starts streaming `file` (its GET waits for a permit of `limit`).
+    fn fetch(&self, file: &PartitionFile, limit: &Arc<Semaphore>) -> stream::ChannelReader {
+        stream::open(Fetch {
+            client: self.client.clone(),
+            bucket: self.bucket.clone(),
+            key: format!("{}{}", self.prefix, file.path),
+            size: file.size,
+            max_attempts: self.max_attempts,
+            limit: limit.clone(),
+            resumed: self.resumed.clone(),
+        })
     }
 
     /// How many reads were resumed with a `Range` GET after the connection failed mid-object.
@@ -134,20 +154,17 @@ fn storage_error(key: &str, err: S3Error) -> StorageError {
 
 impl PartitionSource for S3Source {
     fn list(&self, filter: &Schema) -> Result<Vec<PartitionFile>, StorageError> {
-        runtime().block_on(self.list_matching(filter)).map_err(|e| storage_error(&self.prefix, e))
+        let files = runtime().block_on(self.list_matching(filter)).map_err(|e| storage_error(&self.prefix, e))?;
+        self.prefetcher.listed(&files);
+        Ok(files)
     }
 
     fn open(&self, file: &PartitionFile) -> Result<Box<dyn BufRead + Send>, StorageError> {
-        let key = format!("{}{}", self.prefix, file.path);
-        let reader = stream::open(Fetch {
-            client: self.client.clone(),
-            bucket: self.bucket.clone(),
-            key,
-            size: file.size,
-            max_attempts: self.max_attempts,
-            limit: self.fetch_limit.clone(),
-            resumed: self.resumed.clone(),
-        });
+        let reader = self.prefetcher.open(
+            file,
+            |f| self.fetch(f, &self.fetch_limit),
+            |f| self.fetch(f, &self.prefetch_limit),
+        );
         decompress(&file.path, reader)
     }
 }
