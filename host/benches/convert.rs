@@ -8,7 +8,7 @@
 
 #[path = "../tests/common/mod.rs"]
 mod common;
-#[path = "../tests/convert_defs.rs"]
+#[path = "../tests/convert_support/defs.rs"]
 mod convert_defs;
 
 use std::sync::Arc;

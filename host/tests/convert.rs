@@ -2,7 +2,7 @@
 //! a reader of the seed reference expects (seed reference §5, §6.1, §8.2), written per file below.
 
 mod common;
-#[path = "convert_defs.rs"]
+#[path = "convert_support/defs.rs"]
 mod convert_defs;
 
 use std::path::Path;
