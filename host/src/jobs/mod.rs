@@ -3,12 +3,12 @@
 //!
 //! - [`runtime`]: [`Runtime`] (wasmtime engine, pooling allocator, epoch ticker, compile cache),
 //!   [`CompiledJob`].
-//! - [`guest`]: one locked-down job instance and the `telemetry:job/host` imports.
+//! - `guest`: one locked-down job instance and the `telemetry:job/host` imports.
 //! - [`extract`]: native JSON-pointer projection of the fields a job declares.
-//! - [`executor`]: the timely dataflow (read → map → combine → exchange → reduce → sorted output).
+//! - `executor`: the timely dataflow (read → map → combine → exchange → reduce → sorted output).
 //! - [`limits`], [`progress`], [`cost`], [`joblog`]: limits, live counters and cancellation, the
 //!   cost report, the capped job log.
-//! - [`error`]: [`JobError`].
+//! - `error`: [`JobError`].
 //!
 //! The guest contract is `wit/job.wit`; user documentation is in `docs/jobs/`.
 
