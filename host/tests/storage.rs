@@ -1464,6 +1464,12 @@ fn pruning_lists_only_matching_files() {
     storage_dir
         .write("saved_session/Firefox/stray.20131101.v2.log.x.zst", b"")
         .unwrap();
+    // A symbolic link to a partition tree outside the storage directory is not followed.
+    let outside = tempfile::tempdir().unwrap();
+    let leaf = outside.path().join("Firefox/nightly/45.0a1");
+    std::fs::create_dir_all(&leaf).unwrap();
+    std::fs::write(leaf.join("20151103030248.20151105.v2.log.x.zst"), b"x").unwrap();
+    std::os::unix::fs::symlink(outside.path(), data.path().join("storage/appusage")).unwrap();
     let source = LocalSource::new(storage_dir);
     expected_by_filter.insert("examples-v2/filter_saved_session_Fx_prerelease.json", 2);
     expected_by_filter.insert("examples-v2/filter_include_all.json", partitions.len());
