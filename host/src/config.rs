@@ -123,7 +123,9 @@ pub enum Durability {
 pub struct IngestConfig {
     /// `always | batch | none` (see [`Durability`]).
     pub durability: Durability,
-    /// Number of writer shards, each with its own log file and thread; 0 means one per CPU.
+    /// Number of writer shards, each with its own log file and sync thread; 0 means one per CPU but
+    /// at least 4 (syncs of different files run in parallel: more shards, more records synced per
+    /// second in `batch` mode).
     pub shards: usize,
     /// Rotate a log once it holds at least this many bytes.
     pub max_log_size: u64,

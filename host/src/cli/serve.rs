@@ -22,7 +22,7 @@ pub struct Args {
     /// When a 200 is sent relative to the disk.
     #[arg(long, env = "TELEMETRY_DURABILITY", value_enum)]
     durability: Option<Durability>,
-    /// Writer shards (0 = one per CPU).
+    /// Writer shards (0 = one per CPU, at least 4).
     #[arg(long, env = "TELEMETRY_SHARDS")]
     shards: Option<usize>,
     /// Rotate raw logs at this size in bytes.
