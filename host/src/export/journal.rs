@@ -1,5 +1,9 @@
-//! The export journal: an append-only, fsynced text file recording which objects are confirmed
-//! on S3 (`done`) and which multipart uploads are in flight (`mpu` … `abort`/`done`).
+//! The export journal: an append-only text file recording which objects are confirmed on S3
+//! (`done`) and which multipart uploads are in flight (`mpu` … `abort`/`done`).
+//!
+//! `mpu` lines are fsynced before the first part is sent; `done` lines are not: a `done` lost
+//! in a crash only costs one HEAD on the next pass (the object is confirmed again by size), so
+//! the journal never holds up an upload with a disk sync.
 //!
 //! With deterministic keys it makes export resumable after a crash at any point:
 //! - crash before `done` → the next pass HEADs the key; an object of the local size is accepted
@@ -86,29 +90,31 @@ impl Journal {
         self.state.lock().unwrap().open.iter().cloned().collect()
     }
 
-    /// Records that `bucket/key` is confirmed on S3 with `size` bytes.
+    /// Records that `bucket/key` is confirmed on S3 with `size` bytes (not synced; see above).
     pub fn record_done(&self, bucket: &str, key: &str, size: u64) -> Result<(), S3Error> {
-        self.append(&format!("done\t{bucket}\t{key}\t{size}\n"))
+        self.append(&format!("done\t{bucket}\t{key}\t{size}\n"), false)
     }
 
     /// Records the start of a multipart upload (before any part is sent).
     pub fn record_upload_started(&self, up: &OpenUpload) -> Result<(), S3Error> {
-        self.append(&format!("mpu\t{}\t{}\t{}\n", up.bucket, up.key, up.upload_id))
+        self.append(&format!("mpu\t{}\t{}\t{}\n", up.bucket, up.key, up.upload_id), true)
     }
 
     /// Records that a multipart upload was aborted (its parts are gone).
     pub fn record_upload_aborted(&self, up: &OpenUpload) -> Result<(), S3Error> {
-        self.append(&format!("abort\t{}\t{}\t{}\n", up.bucket, up.key, up.upload_id))
+        self.append(&format!("abort\t{}\t{}\t{}\n", up.bucket, up.key, up.upload_id), false)
     }
 
-    fn append(&self, line: &str) -> Result<(), S3Error> {
+    fn append(&self, line: &str, sync: bool) -> Result<(), S3Error> {
         if line.trim_end_matches('\n').contains('\n') {
             return Err(S3Error::Config(format!("journal line with a newline: {line:?}")));
         }
         let io = |e| S3Error::io(self.path.display(), e);
         let mut file = self.file.lock().unwrap();
         file.write_all(line.as_bytes()).map_err(io)?;
-        file.sync_data().map_err(io)?;
+        if sync {
+            file.sync_data().map_err(io)?;
+        }
         apply(&mut self.state.lock().unwrap(), line.trim_end_matches('\n'));
         Ok(())
     }
