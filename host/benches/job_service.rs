@@ -5,8 +5,9 @@
 //!    component + manifest, poll the status, GET the result; the first (cold) run is shown apart;
 //! 2. ingest latency (wrk, 32 connections, a 19 KB gzip saved-session ping from
 //!    ../shared/data/pings) with no job, with a heavy job running under the job service's default
-//!    core share (cores − 1 workers at nice 19), and — the ablation — with the same job given
-//!    every core at normal priority (`max_workers_per_job = cores`, `job_nice = 0`).
+//!    core share (cores − 1 workers, nice 19, `SCHED_IDLE`), and — the ablation — with the same job
+//!    given every core at normal priority (`max_workers_per_job = cores`, `job_nice = 0`,
+//!    `job_sched_idle = false`).
 //!
 //! The heavy job is the hostile guest's `loop` mode: every worker spins in the guest without
 //! end (the most CPU a job can take); it is cancelled after each measurement.
@@ -225,15 +226,15 @@ fn main() {
     let heavy = server.submit(&client, &hostile, &heavy_manifest);
     server.wait(&client, &heavy, "running");
     let shared =
-        row("heavy job, default share (cores-1, nice 19)", wrk(&server.base, &lua, secs));
+        row("heavy job, default share (cores-1, SCHED_IDLE)", wrk(&server.base, &lua, secs));
     server.cancel(&client, &heavy);
     drop(server);
 
-    let unprotected = format!("max_workers_per_job = {cores}\njob_nice = 0");
+    let unprotected = format!("max_workers_per_job = {cores}\njob_nice = 0\njob_sched_idle = false");
     let server = Server::start(data, &durability, &unprotected);
     let heavy = server.submit(&client, &hostile, &heavy_manifest);
     server.wait(&client, &heavy, "running");
-    let all = row("heavy job, all cores at nice 0 (ablation)", wrk(&server.base, &lua, secs));
+    let all = row("heavy job, all cores, nice 0, normal policy", wrk(&server.base, &lua, secs));
     server.cancel(&client, &heavy);
     println!(
         "\np99 ratio to no job: default share {:.2}x (goal <= 2x), all cores nice 0 {:.2}x",

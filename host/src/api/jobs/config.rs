@@ -27,6 +27,9 @@ pub struct JobsConfig {
     /// Nice value (0–19) of the job threads: the kernel then prefers ingest threads when
     /// both want the CPU.
     pub job_nice: i32,
+    /// Also run job threads under Linux's `SCHED_IDLE` policy: a waking ingest thread then
+    /// preempts a job at once instead of waiting for the end of its time slice.
+    pub job_sched_idle: bool,
     /// Finished jobs and their results are deleted this long after they finish.
     pub result_retention_secs: u64,
     /// How often the retention sweeper looks for expired results.
@@ -43,6 +46,7 @@ impl Default for JobsConfig {
             max_queued_jobs: 1000,
             max_workers_per_job: 0,
             job_nice: 19,
+            job_sched_idle: true,
             result_retention_secs: 7 * 24 * 3600,
             retention_sweep_secs: 600,
         }

@@ -11,7 +11,7 @@ use super::auth::{Authenticator, BadTokenConfig};
 use super::config::JobsConfig;
 use super::error::ApiError;
 use super::types::Manifest;
-use crate::jobs::scheduler::{JobStore, Scheduler, SchedulerConfig, SchedulerError, StoreError, WasmExecutor};
+use crate::jobs::scheduler::{JobStore, Priority, Scheduler, SchedulerConfig, SchedulerError, StoreError, WasmExecutor};
 use crate::jobs::{CompiledJob, JobError, Limits, Runtime, RuntimeConfig};
 use crate::storage::{datadir, DataDir, LocalSource, PartitionSource, Schema, StorageError};
 
@@ -70,6 +70,7 @@ impl JobService {
                 max_concurrent_jobs: config.max_concurrent_jobs.max(1),
                 max_queued_jobs: config.max_queued_jobs,
                 job_nice: config.job_nice,
+                job_sched_idle: config.job_sched_idle,
                 result_retention: Duration::from_secs(config.result_retention_secs),
                 retention_sweep: Duration::from_secs(config.retention_sweep_secs.max(1)),
             },
@@ -89,7 +90,8 @@ impl JobService {
         let code = classify(&wasm);
         let runtime = self.runtime.clone();
         let (tx, rx) = tokio::sync::oneshot::channel();
-        crate::jobs::scheduler::spawn_low_priority("job-compile".into(), self.config.job_nice, move || {
+        let priority = Priority { nice: self.config.job_nice, sched_idle: self.config.job_sched_idle };
+        crate::jobs::scheduler::spawn_low_priority("job-compile".into(), priority, move || {
             let _ = tx.send(runtime.compile(&wasm));
         });
         match rx.await {

@@ -23,7 +23,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 pub use control::RunControl;
-pub use pool::spawn_low_priority;
+pub use pool::{spawn_low_priority, Priority};
 pub use record::{is_job_id, is_sha256, now, JobRecord, JobState, Manifest, ProgressSnapshot};
 pub use store::{JobStore, StoreError};
 pub use wasm::WasmExecutor;
@@ -74,10 +74,19 @@ pub struct SchedulerConfig {
     pub max_queued_jobs: usize,
     /// Nice value of runner threads (and the job threads they start).
     pub job_nice: i32,
+    /// Run them under `SCHED_IDLE` as well.
+    pub job_sched_idle: bool,
     /// Finished jobs are deleted this long after finishing.
     pub result_retention: Duration,
     /// How often retention is checked.
     pub retention_sweep: Duration,
+}
+
+impl SchedulerConfig {
+    /// The priority of job threads.
+    pub fn priority(&self) -> pool::Priority {
+        pool::Priority { nice: self.job_nice, sched_idle: self.job_sched_idle }
+    }
 }
 
 /// Errors from scheduler operations.
@@ -159,12 +168,12 @@ impl Scheduler {
         let mut threads = Vec::new();
         for i in 0..shared.config.max_concurrent_jobs.max(1) {
             let shared = shared.clone();
-            threads.push(pool::spawn_low_priority(format!("job-runner-{i}"), shared.config.job_nice, move || {
+            threads.push(pool::spawn_low_priority(format!("job-runner-{i}"), shared.config.priority(), move || {
                 shared.run_jobs()
             }));
         }
         let sweeper = shared.clone();
-        threads.push(pool::spawn_low_priority("job-retention".into(), shared.config.job_nice, move || {
+        threads.push(pool::spawn_low_priority("job-retention".into(), shared.config.priority(), move || {
             sweeper.sweep_expired()
         }));
         Ok(Scheduler { shared, threads: Mutex::new(threads) })

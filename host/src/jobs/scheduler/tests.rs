@@ -32,6 +32,7 @@ fn config(retention_secs: u64) -> SchedulerConfig {
         max_concurrent_jobs: 1,
         max_queued_jobs: 3,
         job_nice: 5,
+        job_sched_idle: false,
         result_retention: Duration::from_secs(retention_secs),
         retention_sweep: Duration::from_millis(20),
     }
