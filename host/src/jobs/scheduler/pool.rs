@@ -65,8 +65,8 @@ fn set_sched_idle() -> std::io::Result<()> {
 }
 
 /// Whether the calling thread runs under `SCHED_IDLE`.
-#[cfg(target_os = "linux")]
-pub fn is_sched_idle() -> bool {
+#[cfg(all(test, target_os = "linux"))]
+fn is_sched_idle() -> bool {
     // SAFETY: `sched_getscheduler` takes a pid by value and touches no memory of ours.
     unsafe { libc::sched_getscheduler(0) == libc::SCHED_IDLE }
 }
