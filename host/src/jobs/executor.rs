@@ -406,6 +406,7 @@ fn worker_main(worker: &mut timely::worker::Worker, ctx: &Arc<Context>) -> Worke
     let map_start = Instant::now();
     let map_result = drive_map(worker, ctx, &slot, &mut input, index, peers);
     let map_time = map_start.elapsed();
+    tracing::debug!(worker = index, ?map_time, "map phase done");
     if let Err(e) = map_result {
         fail(&error, ctx, e);
     }
