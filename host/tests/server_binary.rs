@@ -1,0 +1,90 @@
+//! The real `telemetry-server serve` process: starts with no config file, accepts a real ping, and
+//! on SIGTERM drains, finishes its logs and exits 0.
+
+mod common;
+mod server_support;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use server_support::{files, finished_records};
+
+#[test]
+fn serve_accepts_then_drains_on_sigterm_and_exits_zero() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let mut child = Command::new(common::binary())
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--convert",
+            "false",
+            "--data-dir",
+        ])
+        .arg(&data)
+        .env_remove("TELEMETRY_CONFIG")
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (addr_tx, addr_rx) = std::sync::mpsc::channel();
+    let stderr = child.stderr.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut log = String::new();
+        for line in BufReader::new(stderr).lines() {
+            let line = line.unwrap();
+            if let Some(addr) = line.strip_prefix("listening on ") {
+                let _ = addr_tx.send(addr.to_string());
+            }
+            log.push_str(&line);
+            log.push('\n');
+        }
+        log
+    });
+    let addr = addr_rx
+        .recv_timeout(Duration::from_secs(30))
+        .expect("server announces its address");
+
+    let ping = std::fs::read(common::data(
+        "pings/rawlog-v2.saved-session.Fx40.0a2-aurora.2015-05.uberi.finished",
+    ))
+    .unwrap();
+    let body = ping[16 + 9 + 87..].to_vec(); // the gzip body of the seed's one-record v2 log
+    let url = format!("http://{addr}/submit/telemetry/76f4594f-e90d-e26b-31a6-8fbba68d1403/saved-session/Firefox/40.0a2/aurora/20150522004047");
+    let response = reqwest::blocking::Client::new()
+        .post(url)
+        .body(body.clone())
+        .send()
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 200);
+
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let start = Instant::now();
+    let exit = loop {
+        if let Some(exit) = child.try_wait().unwrap() {
+            break exit;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "server did not exit after SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let log = reader.join().unwrap();
+    assert!(exit.success(), "exit {exit:?}; log:\n{log}");
+    assert!(log.contains("raw logs synced and finished"), "{log}");
+    let raw = data.join("raw");
+    assert!(
+        files(&raw).iter().all(|n| n.ends_with(".finished")),
+        "{:?}",
+        files(&raw)
+    );
+    let records = finished_records(&raw);
+    assert_eq!(records.len(), 1);
+    assert_eq!(records[0].body, body);
+}
