@@ -25,7 +25,10 @@ use telemetry_server::jobs::{self, CancelToken, Progress, RunOptions, Runtime, R
 use telemetry_server::storage::{DataDir, LocalSource, PartitionSource, Schema};
 
 fn env_usize(name: &str, default: usize) -> usize {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 fn median(mut xs: Vec<Duration>) -> Duration {
@@ -36,17 +39,29 @@ fn median(mut xs: Vec<Duration>) -> Duration {
 /// A copy of `storage/` in a fresh data dir (so each export run starts with an empty journal).
 fn fresh_copy(storage: &std::path::Path) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
-    let status = std::process::Command::new("cp").arg("-r").arg(storage).arg(dir.path().join("storage")).status().unwrap();
+    let status = std::process::Command::new("cp")
+        .arg("-r")
+        .arg(storage)
+        .arg(dir.path().join("storage"))
+        .status()
+        .unwrap();
     assert!(status.success());
     dir
 }
 
-fn export_once(cfg: &S3Config, data: &std::path::Path, rt: &tokio::runtime::Runtime) -> (u64, Duration) {
+fn export_once(
+    cfg: &S3Config,
+    data: &std::path::Path,
+    rt: &tokio::runtime::Runtime,
+) -> (u64, Duration) {
     rt.block_on(async {
         let exporter = Exporter::new(cfg.clone(), data).unwrap();
         let start = Instant::now();
         let report = exporter.run_once(&ProgressBar::hidden()).await.unwrap();
-        assert!(report.failed.is_empty() && report.uploaded == report.files, "{report:?}");
+        assert!(
+            report.failed.is_empty() && report.uploaded == report.files,
+            "{report:?}"
+        );
         (report.bytes_uploaded, start.elapsed())
     })
 }
@@ -64,19 +79,33 @@ fn main() {
     let storage = data.path().join("storage");
     let files = s3_common::local_files(&storage);
     let total: usize = files.iter().map(|(_, b)| b.len()).sum();
-    println!("data: {pings} generated pings -> {} partition files, {:.1} MB zstd", files.len(), total as f64 / 1e6);
+    println!(
+        "data: {pings} generated pings -> {} partition files, {:.1} MB zstd",
+        files.len(),
+        total as f64 / 1e6
+    );
 
     // Export of the partition files, fresh bucket each run.
     let mut times = Vec::new();
     for run in 0..runs {
         let copy = fresh_copy(&storage);
-        let cfg = S3Config { part_size: 8 << 20, multipart_threshold: 16 << 20, ..server.config(&format!("bench-{run}"), "v2/") };
+        let cfg = S3Config {
+            part_size: 8 << 20,
+            multipart_threshold: 16 << 20,
+            ..server.config(&format!("bench-{run}"), "v2/")
+        };
         let (bytes, took) = export_once(&cfg, copy.path(), &rt);
         assert_eq!(bytes as usize, total);
         times.push(took);
     }
     let t = median(times);
-    println!("export partitions: {:.1} MB/s ({} files, {:.1} MB, median of {runs}: {:.3} s)", total as f64 / 1e6 / t.as_secs_f64(), files.len(), total as f64 / 1e6, t.as_secs_f64());
+    println!(
+        "export partitions: {:.1} MB/s ({} files, {:.1} MB, median of {runs}: {:.3} s)",
+        total as f64 / 1e6 / t.as_secs_f64(),
+        files.len(),
+        total as f64 / 1e6,
+        t.as_secs_f64()
+    );
 
     // One big file, streamed multipart.
     let big = tempfile::tempdir().unwrap();
@@ -87,23 +116,38 @@ fn main() {
     let mut times = Vec::new();
     for run in 0..runs {
         let _ = std::fs::remove_file(big.path().join("export/journal"));
-        let cfg = S3Config { part_size: 8 << 20, multipart_threshold: 16 << 20, ..server.config(&format!("big-{run}"), "") };
+        let cfg = S3Config {
+            part_size: 8 << 20,
+            multipart_threshold: 16 << 20,
+            ..server.config(&format!("big-{run}"), "")
+        };
         times.push(export_once(&cfg, big.path(), &rt).1);
     }
     let t = median(times);
-    println!("export multipart: {:.1} MB/s ({big_mb} MiB file, 8 MiB parts, median of {runs}: {:.3} s)", (big_mb << 20) as f64 / 1e6 / t.as_secs_f64(), t.as_secs_f64());
+    println!(
+        "export multipart: {:.1} MB/s ({big_mb} MiB file, 8 MiB parts, median of {runs}: {:.3} s)",
+        (big_mb << 20) as f64 / 1e6 / t.as_secs_f64(),
+        t.as_secs_f64()
+    );
 
     // The same job over the local copy and over S3.
     let cache = DataDir::open(&common::repo_root().join("target/bench-s3-cache")).unwrap();
     let runtime = Runtime::new(cache.sub("cache").unwrap(), RuntimeConfig::default()).unwrap();
-    let job = runtime.compile(&std::fs::read(common::guest("os-distribution-rust")).unwrap()).unwrap();
+    let job = runtime
+        .compile(&std::fs::read(common::guest("os-distribution-rust")).unwrap())
+        .unwrap();
     let filter = Schema::from_json(
         r#"{"version":1,"dimensions":[{"field_name":"reason","allowed_values":"*"},{"field_name":"appName","allowed_values":"*"},{"field_name":"appUpdateChannel","allowed_values":"*"},{"field_name":"appVersion","allowed_values":"*"},{"field_name":"appBuildID","allowed_values":"*"},{"field_name":"submission_date","allowed_values":"*"}]}"#,
     )
     .unwrap();
-    let opts = RunOptions { workers: 2, ..RunOptions::new(filter) };
-    let local: Arc<dyn PartitionSource> = Arc::new(LocalSource::new(data_dir.sub("storage").unwrap()));
-    let s3: Arc<dyn PartitionSource> = Arc::new(S3Source::new(&server.config("bench-0", "v2/")).unwrap());
+    let opts = RunOptions {
+        workers: 2,
+        ..RunOptions::new(filter)
+    };
+    let local: Arc<dyn PartitionSource> =
+        Arc::new(LocalSource::new(data_dir.sub("storage").unwrap()));
+    let s3: Arc<dyn PartitionSource> =
+        Arc::new(S3Source::new(&server.config("bench-0", "v2/")).unwrap());
     for (name, source) in [("local", &local), ("s3", &s3)] {
         let start = Instant::now();
         let mut listed = source.list(&opts.filter).unwrap();
@@ -131,12 +175,23 @@ fn main() {
     for _ in 0..runs {
         for (source, times) in [(&local, &mut t_local), (&s3, &mut t_s3)] {
             let start = Instant::now();
-            let out = jobs::run(&runtime, &job, source.clone(), &opts, &Progress::default(), &CancelToken::new()).unwrap();
+            let out = jobs::run(
+                &runtime,
+                &job,
+                source.clone(),
+                &opts,
+                &Progress::default(),
+                &CancelToken::new(),
+            )
+            .unwrap();
             times.push(start.elapsed());
             outputs.push(out.output);
         }
     }
-    assert!(outputs.windows(2).all(|w| w[0] == w[1]), "job output differs between local and S3");
+    assert!(
+        outputs.windows(2).all(|w| w[0] == w[1]),
+        "job output differs between local and S3"
+    );
     let (l, s) = (median(t_local), median(t_s3));
     println!(
         "job os-distribution-rust, 2 workers: local {:.3} s, s3 {:.3} s, s3/local = {:.2} (median of {runs}, same output)",

@@ -53,7 +53,9 @@ pub async fn ensure_bucket(client: &aws_sdk_s3::Client, bucket: &str) -> Result<
         Ok(_) => Ok(()),
         Err(err) => {
             let service = err.as_service_error();
-            if service.is_some_and(|e| e.is_bucket_already_owned_by_you() || e.is_bucket_already_exists()) {
+            if service
+                .is_some_and(|e| e.is_bucket_already_owned_by_you() || e.is_bucket_already_exists())
+            {
                 Ok(())
             } else {
                 Err(S3Error::request("CreateBucket", bucket, "", err))

@@ -89,7 +89,11 @@ impl S3Config {
     /// Fills unset endpoint/credentials from the AWS environment variables, and the region when
     /// it is still the default.
     pub fn with_env_defaults(mut self) -> Self {
-        let env = |names: &[&str]| names.iter().find_map(|n| std::env::var(n).ok().filter(|v| !v.is_empty()));
+        let env = |names: &[&str]| {
+            names
+                .iter()
+                .find_map(|n| std::env::var(n).ok().filter(|v| !v.is_empty()))
+        };
         if self.endpoint.is_none() {
             self.endpoint = env(&["AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL"]);
         }
@@ -113,7 +117,12 @@ impl S3Config {
     /// A config for `s3://bucket/prefix` with everything else from the environment.
     pub fn from_url(url: &str) -> Result<Self, S3Error> {
         let (bucket, prefix) = keys::parse_s3_url(url)?;
-        Ok(S3Config { bucket, prefix, ..S3Config::default() }.with_env_defaults())
+        Ok(S3Config {
+            bucket,
+            prefix,
+            ..S3Config::default()
+        }
+        .with_env_defaults())
     }
 
     /// Checks the settings that would otherwise fail late (at the first request or part).
@@ -123,20 +132,30 @@ impl S3Config {
             return bad("no bucket (set `bucket` in [s3] or --bucket)".into());
         }
         if self.access_key_id.is_none() || self.secret_access_key.is_none() {
-            return bad("no credentials (set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or the config)".into());
+            return bad(
+                "no credentials (set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or the config)"
+                    .into(),
+            );
         }
         if self.part_size < MIN_PART_SIZE {
-            return bad(format!("part_size {} is below the S3 minimum of {MIN_PART_SIZE} bytes", self.part_size));
+            return bad(format!(
+                "part_size {} is below the S3 minimum of {MIN_PART_SIZE} bytes",
+                self.part_size
+            ));
         }
         if self.multipart_threshold < self.part_size {
             return bad("multipart_threshold must be at least part_size".into());
         }
         if self.concurrency == 0 || self.fetch_concurrency == 0 || self.max_attempts == 0 {
-            return bad("concurrency, fetch_concurrency and max_attempts must be at least 1".into());
+            return bad(
+                "concurrency, fetch_concurrency and max_attempts must be at least 1".into(),
+            );
         }
         if let Some(endpoint) = &self.endpoint {
             if !(endpoint.starts_with("http://") || endpoint.starts_with("https://")) {
-                return bad(format!("endpoint {endpoint:?} must start with http:// or https://"));
+                return bad(format!(
+                    "endpoint {endpoint:?} must start with http:// or https://"
+                ));
             }
         }
         Ok(())
@@ -154,12 +173,16 @@ mod tests {
 
     #[test]
     fn config_parses_from_toml_with_defaults() {
-        let cfg: S3Config = toml::from_str("bucket = 'b'\nprefix = 'p/'\nendpoint = 'http://127.0.0.1:1'").unwrap();
+        let cfg: S3Config =
+            toml::from_str("bucket = 'b'\nprefix = 'p/'\nendpoint = 'http://127.0.0.1:1'").unwrap();
         assert_eq!(cfg.bucket, "b");
         assert_eq!(cfg.prefix, "p/");
         assert!(cfg.path_style);
         assert_eq!(cfg.part_size, S3Config::default().part_size);
-        assert!(toml::from_str::<S3Config>("bucket = 'b'\nbukket = 'x'").is_err(), "unknown keys are rejected");
+        assert!(
+            toml::from_str::<S3Config>("bucket = 'b'\nbukket = 'x'").is_err(),
+            "unknown keys are rejected"
+        );
     }
 
     #[test]
@@ -171,8 +194,23 @@ mod tests {
             ..S3Config::default()
         };
         assert!(good.validate().is_ok());
-        assert!(S3Config { bucket: String::new(), ..good.clone() }.validate().is_err());
-        assert!(S3Config { part_size: 1024, ..good.clone() }.validate().is_err());
-        assert!(S3Config { endpoint: Some("127.0.0.1:9000".into()), ..good }.validate().is_err());
+        assert!(S3Config {
+            bucket: String::new(),
+            ..good.clone()
+        }
+        .validate()
+        .is_err());
+        assert!(S3Config {
+            part_size: 1024,
+            ..good.clone()
+        }
+        .validate()
+        .is_err());
+        assert!(S3Config {
+            endpoint: Some("127.0.0.1:9000".into()),
+            ..good
+        }
+        .validate()
+        .is_err());
     }
 }

@@ -9,13 +9,25 @@ pub enum S3Error {
     Config(String),
     /// An S3 request failed after the SDK's retries; `message` holds the whole error chain.
     #[error("S3 {op} s3://{bucket}/{key}: {message}")]
-    Request { op: &'static str, bucket: String, key: String, message: String },
+    Request {
+        op: &'static str,
+        bucket: String,
+        key: String,
+        message: String,
+    },
     /// A local file (export source, journal) could not be read or written.
     #[error("i/o error on {path}: {source}")]
-    Io { path: String, source: std::io::Error },
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
     /// After an upload, HEAD did not show an object of the local size; the local copy is kept.
     #[error("upload of {key} not confirmed: local size {local}, remote size {remote:?}")]
-    NotConfirmed { key: String, local: u64, remote: Option<u64> },
+    NotConfirmed {
+        key: String,
+        local: u64,
+        remote: Option<u64>,
+    },
 }
 
 impl S3Error {
@@ -28,11 +40,18 @@ impl S3Error {
             message.push_str(&cause.to_string());
             source = cause.source();
         }
-        S3Error::Request { op, bucket: bucket.into(), key: key.into(), message }
+        S3Error::Request {
+            op,
+            bucket: bucket.into(),
+            key: key.into(),
+            message,
+        }
     }
 
     pub(crate) fn io(path: impl std::fmt::Display, source: std::io::Error) -> Self {
-        S3Error::Io { path: path.to_string(), source }
+        S3Error::Io {
+            path: path.to_string(),
+            source,
+        }
     }
 }
-

@@ -86,7 +86,14 @@ impl Exporter {
         let client = client::build(&cfg)?;
         let journal = Arc::new(Journal::open(&data_dir.join(JOURNAL_PATH))?);
         let uploader = Uploader::new(client.clone(), journal.clone(), &cfg);
-        Ok(Exporter { cfg, data_dir: data_dir.to_path_buf(), client, journal, uploader, prepared: Default::default() })
+        Ok(Exporter {
+            cfg,
+            data_dir: data_dir.to_path_buf(),
+            client,
+            journal,
+            uploader,
+            prepared: Default::default(),
+        })
     }
 
     /// Once per exporter (retried each pass until it succeeds): creates the buckets if configured
@@ -118,7 +125,14 @@ impl Exporter {
             if is_finished_partition(&rel) {
                 let key = keys::object_key(&self.cfg.prefix, &rel);
                 let delete_after = self.cfg.delete_after_upload;
-                out.push(Candidate { path, bucket: self.cfg.bucket.clone(), key, size, kind: Kind::Partition, delete_after });
+                out.push(Candidate {
+                    path,
+                    bucket: self.cfg.bucket.clone(),
+                    key,
+                    size,
+                    kind: Kind::Partition,
+                    delete_after,
+                });
             }
         }
         if self.cfg.raw_logs {
@@ -129,7 +143,14 @@ impl Exporter {
                         let key = keys::object_key(&self.cfg.raw_prefix, &name);
                         let delete_after = self.cfg.delete_after_upload && converted;
                         let bucket = self.cfg.raw_bucket().to_string();
-                        out.push(Candidate { path, bucket, key, size, kind: Kind::RawLog, delete_after });
+                        out.push(Candidate {
+                            path,
+                            bucket,
+                            key,
+                            size,
+                            kind: Kind::RawLog,
+                            delete_after,
+                        });
                     }
                 }
             }
@@ -149,7 +170,10 @@ impl Exporter {
             .map(|c| c.size)
             .sum();
         progress.set_length(pending);
-        let mut report = ExportReport { files: candidates.len(), ..ExportReport::default() };
+        let mut report = ExportReport {
+            files: candidates.len(),
+            ..ExportReport::default()
+        };
         // At most `concurrency` files in flight; each result is accounted (and the local copy
         // deleted) as soon as it is in, so a crash mid-pass loses none of the work done.
         let mut tasks = tokio::task::JoinSet::new();
@@ -159,12 +183,22 @@ impl Exporter {
                 let Some(candidate) = todo.next() else { break };
                 let (uploader, progress) = (self.uploader.clone(), progress.clone());
                 tasks.spawn(async move {
-                    let result = uploader.ensure_uploaded(&candidate.path, &candidate.bucket, &candidate.key, &progress).await;
+                    let result = uploader
+                        .ensure_uploaded(
+                            &candidate.path,
+                            &candidate.bucket,
+                            &candidate.key,
+                            &progress,
+                        )
+                        .await;
                     (candidate, result)
                 });
             }
-            let Some(joined) = tasks.join_next().await else { break };
-            let (candidate, result) = joined.map_err(|e| S3Error::Config(format!("export task failed: {e}")))?;
+            let Some(joined) = tasks.join_next().await else {
+                break;
+            };
+            let (candidate, result) =
+                joined.map_err(|e| S3Error::Config(format!("export task failed: {e}")))?;
             self.account(&mut report, &candidate, result);
         }
         report.elapsed = started.elapsed();
@@ -185,14 +219,18 @@ impl Exporter {
                     match std::fs::remove_file(&c.path) {
                         Ok(()) => report.deleted += 1,
                         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                        Err(e) => report.failed.push((c.path.display().to_string(), format!("delete: {e}"))),
+                        Err(e) => report
+                            .failed
+                            .push((c.path.display().to_string(), format!("delete: {e}"))),
                     }
                 }
             }
             Err(_) if !c.path.exists() => report.vanished += 1,
             Err(err) => {
                 tracing::error!(path = %c.path.display(), error = %err, "export failed");
-                report.failed.push((c.path.display().to_string(), err.to_string()));
+                report
+                    .failed
+                    .push((c.path.display().to_string(), err.to_string()));
             }
         }
     }
@@ -241,7 +279,11 @@ impl ExportTask {
     pub fn start(exporter: Exporter) -> ExportTask {
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let handle = tokio::spawn(async move {
-            exporter.run_forever(async { let _ = stopped.await; }).await;
+            exporter
+                .run_forever(async {
+                    let _ = stopped.await;
+                })
+                .await;
         });
         ExportTask { stop, handle }
     }
@@ -289,7 +331,9 @@ fn walk(root: &Path) -> Result<Vec<(PathBuf, String, u64)>, S3Error> {
         for (path, name, size) in list_files(&dir)? {
             out.push((path, format!("{rel}{name}"), size));
         }
-        let Ok(entries) = std::fs::read_dir(&dir) else { continue };
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
         for entry in entries.flatten() {
             if entry.file_type().is_ok_and(|t| t.is_dir()) {
                 if let Some(name) = entry.file_name().to_str() {
@@ -307,11 +351,21 @@ mod tests {
 
     #[test]
     fn only_finished_partition_files_are_candidates() {
-        assert!(is_finished_partition("saved_session/Firefox/nightly/22.0a1/2013.20131011.v2.log.ab12.zst"));
-        assert!(is_finished_partition("idle_daily/Firefox/release/8.0/x.20111101.v2.log.cd.xz"));
-        assert!(!is_finished_partition("saved_session/Firefox/nightly/22.0a1/2013.20131011.v2.log.ab.zst.partial"));
-        assert!(!is_finished_partition("saved_session/.tmp/2013.20131011.v2.log.ab.zst"));
-        assert!(!is_finished_partition("a/b/.2013.20131011.v2.log.ab.zst.partial.zst"));
+        assert!(is_finished_partition(
+            "saved_session/Firefox/nightly/22.0a1/2013.20131011.v2.log.ab12.zst"
+        ));
+        assert!(is_finished_partition(
+            "idle_daily/Firefox/release/8.0/x.20111101.v2.log.cd.xz"
+        ));
+        assert!(!is_finished_partition(
+            "saved_session/Firefox/nightly/22.0a1/2013.20131011.v2.log.ab.zst.partial"
+        ));
+        assert!(!is_finished_partition(
+            "saved_session/.tmp/2013.20131011.v2.log.ab.zst"
+        ));
+        assert!(!is_finished_partition(
+            "a/b/.2013.20131011.v2.log.ab.zst.partial.zst"
+        ));
     }
 
     #[test]
@@ -320,9 +374,16 @@ mod tests {
         std::fs::create_dir_all(dir.path().join("a/b")).unwrap();
         std::fs::write(dir.path().join("a/b/f.zst"), b"123").unwrap();
         std::fs::write(dir.path().join("top"), b"1").unwrap();
-        let mut files: Vec<(String, u64)> = walk(dir.path()).unwrap().into_iter().map(|(_, r, s)| (r, s)).collect();
+        let mut files: Vec<(String, u64)> = walk(dir.path())
+            .unwrap()
+            .into_iter()
+            .map(|(_, r, s)| (r, s))
+            .collect();
         files.sort();
-        assert_eq!(files, vec![("a/b/f.zst".to_string(), 3), ("top".to_string(), 1)]);
+        assert_eq!(
+            files,
+            vec![("a/b/f.zst".to_string(), 3), ("top".to_string(), 1)]
+        );
         assert!(walk(&dir.path().join("missing")).unwrap().is_empty());
     }
 }

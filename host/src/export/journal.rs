@@ -70,19 +70,31 @@ impl Journal {
                 text.push_str(&format!("done\t{bucket}\t{key}\t{size}\n"));
             }
             for up in &state.open {
-                text.push_str(&format!("mpu\t{}\t{}\t{}\n", up.bucket, up.key, up.upload_id));
+                text.push_str(&format!(
+                    "mpu\t{}\t{}\t{}\n",
+                    up.bucket, up.key, up.upload_id
+                ));
             }
             out.write_all(text.as_bytes()).map_err(io)?;
             out.sync_all().map_err(io)?;
         }
         std::fs::rename(&tmp, path).map_err(io)?;
         let file = OpenOptions::new().append(true).open(path).map_err(io)?;
-        Ok(Journal { path: path.to_path_buf(), file: Mutex::new(file), state: Mutex::new(state) })
+        Ok(Journal {
+            path: path.to_path_buf(),
+            file: Mutex::new(file),
+            state: Mutex::new(state),
+        })
     }
 
     /// The confirmed size of an object, if the journal says it is on S3.
     pub fn done_size(&self, bucket: &str, key: &str) -> Option<u64> {
-        self.state.lock().unwrap().done.get(&(bucket.to_string(), key.to_string())).copied()
+        self.state
+            .lock()
+            .unwrap()
+            .done
+            .get(&(bucket.to_string(), key.to_string()))
+            .copied()
     }
 
     /// Multipart uploads left open by an earlier run.
@@ -97,17 +109,25 @@ impl Journal {
 
     /// Records the start of a multipart upload (before any part is sent).
     pub fn record_upload_started(&self, up: &OpenUpload) -> Result<(), S3Error> {
-        self.append(&format!("mpu\t{}\t{}\t{}\n", up.bucket, up.key, up.upload_id), true)
+        self.append(
+            &format!("mpu\t{}\t{}\t{}\n", up.bucket, up.key, up.upload_id),
+            true,
+        )
     }
 
     /// Records that a multipart upload was aborted (its parts are gone).
     pub fn record_upload_aborted(&self, up: &OpenUpload) -> Result<(), S3Error> {
-        self.append(&format!("abort\t{}\t{}\t{}\n", up.bucket, up.key, up.upload_id), false)
+        self.append(
+            &format!("abort\t{}\t{}\t{}\n", up.bucket, up.key, up.upload_id),
+            false,
+        )
     }
 
     fn append(&self, line: &str, sync: bool) -> Result<(), S3Error> {
         if line.trim_end_matches('\n').contains('\n') {
-            return Err(S3Error::Config(format!("journal line with a newline: {line:?}")));
+            return Err(S3Error::Config(format!(
+                "journal line with a newline: {line:?}"
+            )));
         }
         let io = |e| S3Error::io(self.path.display(), e);
         let mut file = self.file.lock().unwrap();
@@ -126,14 +146,26 @@ fn apply(state: &mut State, line: &str) {
     match fields.as_slice() {
         ["done", bucket, key, size] => {
             let Ok(size) = size.parse() else { return };
-            state.open.retain(|u| !(u.bucket == *bucket && u.key == *key));
-            state.done.insert((bucket.to_string(), key.to_string()), size);
+            state
+                .open
+                .retain(|u| !(u.bucket == *bucket && u.key == *key));
+            state
+                .done
+                .insert((bucket.to_string(), key.to_string()), size);
         }
         ["mpu", bucket, key, id] => {
-            state.open.insert(OpenUpload { bucket: bucket.to_string(), key: key.to_string(), upload_id: id.to_string() });
+            state.open.insert(OpenUpload {
+                bucket: bucket.to_string(),
+                key: key.to_string(),
+                upload_id: id.to_string(),
+            });
         }
         ["abort", bucket, key, id] => {
-            state.open.remove(&OpenUpload { bucket: bucket.to_string(), key: key.to_string(), upload_id: id.to_string() });
+            state.open.remove(&OpenUpload {
+                bucket: bucket.to_string(),
+                key: key.to_string(),
+                upload_id: id.to_string(),
+            });
         }
         _ => {}
     }
@@ -150,18 +182,38 @@ mod tests {
         {
             let j = Journal::open(&path).unwrap();
             j.record_done("b", "k1", 10).unwrap();
-            let up = OpenUpload { bucket: "b".into(), key: "k2".into(), upload_id: "u2".into() };
+            let up = OpenUpload {
+                bucket: "b".into(),
+                key: "k2".into(),
+                upload_id: "u2".into(),
+            };
             j.record_upload_started(&up).unwrap();
-            let up3 = OpenUpload { bucket: "b".into(), key: "k3".into(), upload_id: "u3".into() };
+            let up3 = OpenUpload {
+                bucket: "b".into(),
+                key: "k3".into(),
+                upload_id: "u3".into(),
+            };
             j.record_upload_started(&up3).unwrap();
             j.record_upload_aborted(&up3).unwrap();
         }
         // A crash mid-write leaves a torn line.
-        std::fs::OpenOptions::new().append(true).open(&path).unwrap().write_all(b"done\tb\tk9\t1").unwrap();
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .unwrap()
+            .write_all(b"done\tb\tk9\t1")
+            .unwrap();
         let j = Journal::open(&path).unwrap();
         assert_eq!(j.done_size("b", "k1"), Some(10));
         assert_eq!(j.done_size("b", "k9"), None, "torn line ignored");
-        assert_eq!(j.open_uploads(), vec![OpenUpload { bucket: "b".into(), key: "k2".into(), upload_id: "u2".into() }]);
+        assert_eq!(
+            j.open_uploads(),
+            vec![OpenUpload {
+                bucket: "b".into(),
+                key: "k2".into(),
+                upload_id: "u2".into()
+            }]
+        );
         j.record_done("b", "k2", 5).unwrap();
         assert!(j.open_uploads().is_empty(), "done closes the open upload");
         drop(j);

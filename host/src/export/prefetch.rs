@@ -45,14 +45,21 @@ pub(crate) struct Prefetcher {
 
 impl Prefetcher {
     pub(crate) fn new(depth: usize) -> Self {
-        Prefetcher { depth, state: Mutex::new(State::default()) }
+        Prefetcher {
+            depth,
+            state: Mutex::new(State::default()),
+        }
     }
 
     /// Remembers a listing (in the executor's read order); drops read-ahead of earlier jobs.
     pub(crate) fn listed(&self, files: &[PartitionFile]) {
         let mut files = files.to_vec();
         files.sort_by(|a, b| b.size.cmp(&a.size).then_with(|| a.path.cmp(&b.path)));
-        let position = files.iter().enumerate().map(|(i, f)| (f.path.clone(), i)).collect();
+        let position = files
+            .iter()
+            .enumerate()
+            .map(|(i, f)| (f.path.clone(), i))
+            .collect();
         let mut state = self.state.lock().unwrap();
         state.ready.clear();
         state.started.clear();
@@ -73,7 +80,10 @@ impl Prefetcher {
         let mut state = self.state.lock().unwrap();
         let state = &mut *state;
         state.started.insert(file.path.clone());
-        let reader = state.ready.remove(&file.path).unwrap_or_else(|| fetch(file));
+        let reader = state
+            .ready
+            .remove(&file.path)
+            .unwrap_or_else(|| fetch(file));
         if self.depth == 0 {
             return reader;
         }

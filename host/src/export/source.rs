@@ -21,7 +21,10 @@ use tokio::sync::Semaphore;
 use super::prefetch::Prefetcher;
 use super::stream::{self, runtime, Fetch};
 use super::{client, keys, S3Config, S3Error};
-use crate::storage::{decompress, parse_partition_path, Container, PartitionFile, PartitionSource, Schema, StorageError};
+use crate::storage::{
+    decompress, parse_partition_path, Container, PartitionFile, PartitionSource, Schema,
+    StorageError,
+};
 
 /// Partition files under `s3://bucket/prefix`.
 pub struct S3Source {
@@ -93,8 +96,11 @@ impl S3Source {
                     let Some(dir) = todo.next() else { break };
                     listings.spawn(list_level(self.client.clone(), self.bucket.clone(), dir));
                 }
-                let Some(listing) = listings.join_next().await else { break };
-                let (dirs, files) = listing.map_err(|e| S3Error::Config(format!("listing task failed: {e}")))??;
+                let Some(listing) = listings.join_next().await else {
+                    break;
+                };
+                let (dirs, files) =
+                    listing.map_err(|e| S3Error::Config(format!("listing task failed: {e}")))??;
                 if depth < dir_levels {
                     // Directory level `depth`: descend only where the filter allows the value.
                     let allowed = |dir: &String| {
@@ -109,7 +115,9 @@ impl S3Source {
                     if Container::from_name(&path).is_none() {
                         continue; // not a partition file (or still being written)
                     }
-                    let Some(dims) = parse_partition_path(&path, filter.len()) else { continue };
+                    let Some(dims) = parse_partition_path(&path, filter.len()) else {
+                        continue;
+                    };
                     if filter.matches(&dims) {
                         found.push(PartitionFile { path, dims, size });
                     }
@@ -126,7 +134,11 @@ impl S3Source {
 }
 
 /// Every key directly under `prefix` (delimiter `/`), all pages: (sub-directory prefixes, (key, size) of files).
-async fn list_level(client: Client, bucket: String, prefix: String) -> Result<(Vec<String>, Vec<(String, u64)>), S3Error> {
+async fn list_level(
+    client: Client,
+    bucket: String,
+    prefix: String,
+) -> Result<(Vec<String>, Vec<(String, u64)>), S3Error> {
     let (mut dirs, mut files) = (Vec::new(), Vec::new());
     let mut token: Option<String> = None;
     loop {
@@ -139,8 +151,16 @@ async fn list_level(client: Client, bucket: String, prefix: String) -> Result<(V
             .send()
             .await
             .map_err(|e| S3Error::request("ListObjectsV2", &bucket, &prefix, e))?;
-        dirs.extend(page.common_prefixes().iter().filter_map(|p| p.prefix().map(str::to_string)));
-        files.extend(page.contents().iter().filter_map(|o| Some((o.key()?.to_string(), o.size().unwrap_or(0).max(0) as u64))));
+        dirs.extend(
+            page.common_prefixes()
+                .iter()
+                .filter_map(|p| p.prefix().map(str::to_string)),
+        );
+        files.extend(
+            page.contents()
+                .iter()
+                .filter_map(|o| Some((o.key()?.to_string(), o.size().unwrap_or(0).max(0) as u64))),
+        );
         match page.next_continuation_token() {
             Some(next) if page.is_truncated() == Some(true) => token = Some(next.to_string()),
             _ => return Ok((dirs, files)),
@@ -149,12 +169,17 @@ async fn list_level(client: Client, bucket: String, prefix: String) -> Result<(V
 }
 
 fn storage_error(key: &str, err: S3Error) -> StorageError {
-    StorageError::Source { path: key.to_string(), source: Box::new(err) }
+    StorageError::Source {
+        path: key.to_string(),
+        source: Box::new(err),
+    }
 }
 
 impl PartitionSource for S3Source {
     fn list(&self, filter: &Schema) -> Result<Vec<PartitionFile>, StorageError> {
-        let files = runtime().block_on(self.list_matching(filter)).map_err(|e| storage_error(&self.prefix, e))?;
+        let files = runtime()
+            .block_on(self.list_matching(filter))
+            .map_err(|e| storage_error(&self.prefix, e))?;
         self.prefetcher.listed(&files);
         Ok(files)
     }

@@ -56,14 +56,29 @@ pub(crate) fn open(fetch: Fetch) -> ChannelReader {
     let name = format!("s3://{}/{}", fetch.bucket, fetch.key);
     runtime().spawn(async move {
         let result = pump(&fetch, &tx).await;
-        let _ = tx.send(match result { Ok(()) => Msg::End, Err(message) => Msg::Failed(message) }).await;
+        let _ = tx
+            .send(match result {
+                Ok(()) => Msg::End,
+                Err(message) => Msg::Failed(message),
+            })
+            .await;
     });
-    ChannelReader { rx, current: Bytes::new(), name, finished: false }
+    ChannelReader {
+        rx,
+        current: Bytes::new(),
+        name,
+        finished: false,
+    }
 }
 
 /// Sends the object's bytes into `tx`; retries from the last offset received.
 async fn pump(f: &Fetch, tx: &mpsc::Sender<Msg>) -> Result<(), String> {
-    let _permit = f.limit.clone().acquire_owned().await.map_err(|e| e.to_string())?;
+    let _permit = f
+        .limit
+        .clone()
+        .acquire_owned()
+        .await
+        .map_err(|e| e.to_string())?;
     let mut offset = 0u64;
     let mut attempt = 1;
     loop {
@@ -71,7 +86,10 @@ async fn pump(f: &Fetch, tx: &mpsc::Sender<Msg>) -> Result<(), String> {
             Ok(Step::Done(received)) => {
                 offset += received;
                 if offset != f.size {
-                    return Err(format!("object is {offset} bytes, the listing said {}", f.size));
+                    return Err(format!(
+                        "object is {offset} bytes, the listing said {}",
+                        f.size
+                    ));
                 }
                 return Ok(());
             }
@@ -82,7 +100,9 @@ async fn pump(f: &Fetch, tx: &mpsc::Sender<Msg>) -> Result<(), String> {
             }
         };
         if attempt >= f.max_attempts {
-            return Err(format!("GetObject failed after {attempt} attempts at byte {offset}: {error}"));
+            return Err(format!(
+                "GetObject failed after {attempt} attempts at byte {offset}: {error}"
+            ));
         }
         tracing::warn!(bucket = %f.bucket, key = %f.key, offset, attempt, %error, "S3 read failed, resuming");
         tokio::time::sleep(backoff(attempt)).await;
@@ -105,10 +125,12 @@ async fn fetch_from(f: &Fetch, offset: u64, tx: &mpsc::Sender<Msg>) -> Result<St
     if offset > 0 {
         request = request.range(format!("bytes={offset}-"));
     }
-    let output = request
-        .send()
-        .await
-        .map_err(|e| (0, super::S3Error::request("GetObject", &f.bucket, &f.key, e).to_string()))?;
+    let output = request.send().await.map_err(|e| {
+        (
+            0,
+            super::S3Error::request("GetObject", &f.bucket, &f.key, e).to_string(),
+        )
+    })?;
     let mut body = output.body;
     let mut received = 0u64;
     loop {
@@ -143,9 +165,16 @@ impl Read for ChannelReader {
             match self.rx.blocking_recv() {
                 Some(Msg::Data(chunk)) => self.current = chunk,
                 Some(Msg::End) => self.finished = true,
-                Some(Msg::Failed(message)) => return Err(io::Error::other(format!("{}: {message}", self.name))),
+                Some(Msg::Failed(message)) => {
+                    return Err(io::Error::other(format!("{}: {message}", self.name)))
+                }
                 // The task died without saying how it ended: never pass that off as a clean EOF.
-                None => return Err(io::Error::other(format!("{}: fetch stopped unexpectedly", self.name))),
+                None => {
+                    return Err(io::Error::other(format!(
+                        "{}: fetch stopped unexpectedly",
+                        self.name
+                    )))
+                }
             }
         }
         let n = buf.len().min(self.current.len());

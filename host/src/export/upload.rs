@@ -38,7 +38,8 @@ pub struct Uploader {
 
 /// Delay before retry `attempt` (1-based): 250 ms doubling, capped at 8 s.
 pub fn backoff(attempt: u32) -> Duration {
-    Duration::from_millis(250u64.saturating_mul(1 << attempt.min(5).saturating_sub(1))).min(Duration::from_secs(8))
+    Duration::from_millis(250u64.saturating_mul(1 << attempt.min(5).saturating_sub(1)))
+        .min(Duration::from_secs(8))
 }
 
 impl Uploader {
@@ -54,7 +55,13 @@ impl Uploader {
     }
 
     /// Makes sure `bucket/key` holds the file at `path`, retrying the whole file on failure.
-    pub async fn ensure_uploaded(&self, path: &Path, bucket: &str, key: &str, progress: &ProgressBar) -> Result<Outcome, S3Error> {
+    pub async fn ensure_uploaded(
+        &self,
+        path: &Path,
+        bucket: &str,
+        key: &str,
+        progress: &ProgressBar,
+    ) -> Result<Outcome, S3Error> {
         let mut attempt = 1;
         loop {
             match self.try_once(path, bucket, key, progress).await {
@@ -69,8 +76,17 @@ impl Uploader {
         }
     }
 
-    async fn try_once(&self, path: &Path, bucket: &str, key: &str, progress: &ProgressBar) -> Result<Outcome, S3Error> {
-        let size = tokio::fs::metadata(path).await.map_err(|e| S3Error::io(path.display(), e))?.len();
+    async fn try_once(
+        &self,
+        path: &Path,
+        bucket: &str,
+        key: &str,
+        progress: &ProgressBar,
+    ) -> Result<Outcome, S3Error> {
+        let size = tokio::fs::metadata(path)
+            .await
+            .map_err(|e| S3Error::io(path.display(), e))?
+            .len();
         if self.journal.done_size(bucket, key) == Some(size) {
             return Ok(Outcome::AlreadyThere { bytes: size });
         }
@@ -81,7 +97,8 @@ impl Uploader {
             return Ok(Outcome::AlreadyThere { bytes: size });
         }
         if size >= self.multipart_threshold {
-            self.put_multipart(path, size, bucket, key, progress).await?;
+            self.put_multipart(path, size, bucket, key, progress)
+                .await?;
         } else {
             self.put_single(path, bucket, key).await?;
             progress.inc(size);
@@ -91,13 +108,24 @@ impl Uploader {
                 self.journal.record_done(bucket, key, size)?;
                 Ok(Outcome::Uploaded { bytes: size })
             }
-            remote => Err(S3Error::NotConfirmed { key: key.to_string(), local: size, remote }),
+            remote => Err(S3Error::NotConfirmed {
+                key: key.to_string(),
+                local: size,
+                remote,
+            }),
         }
     }
 
     /// The object's size, `None` when it does not exist.
     pub async fn head_size(&self, bucket: &str, key: &str) -> Result<Option<u64>, S3Error> {
-        match self.client.head_object().bucket(bucket).key(key).send().await {
+        match self
+            .client
+            .head_object()
+            .bucket(bucket)
+            .key(key)
+            .send()
+            .await
+        {
             Ok(head) => Ok(Some(head.content_length().unwrap_or(0).max(0) as u64)),
             Err(err) if err.as_service_error().is_some_and(|e| e.is_not_found()) => Ok(None),
             Err(err) => Err(S3Error::request("HeadObject", bucket, key, err)),
@@ -106,7 +134,9 @@ impl Uploader {
 
     /// One PUT with the body streamed from disk.
     async fn put_single(&self, path: &Path, bucket: &str, key: &str) -> Result<(), S3Error> {
-        let body = ByteStream::from_path(path).await.map_err(|e| S3Error::io(path.display(), std::io::Error::other(e)))?;
+        let body = ByteStream::from_path(path)
+            .await
+            .map_err(|e| S3Error::io(path.display(), std::io::Error::other(e)))?;
         self.client
             .put_object()
             .bucket(bucket)
@@ -119,7 +149,14 @@ impl Uploader {
     }
 
     /// A multipart upload, journaled so a crash leaves no orphaned parts behind for long.
-    async fn put_multipart(&self, path: &Path, size: u64, bucket: &str, key: &str, progress: &ProgressBar) -> Result<(), S3Error> {
+    async fn put_multipart(
+        &self,
+        path: &Path,
+        size: u64,
+        bucket: &str,
+        key: &str,
+        progress: &ProgressBar,
+    ) -> Result<(), S3Error> {
         let created = self
             .client
             .create_multipart_upload()
@@ -130,11 +167,23 @@ impl Uploader {
             .map_err(|e| S3Error::request("CreateMultipartUpload", bucket, key, e))?;
         let upload_id = created
             .upload_id()
-            .ok_or_else(|| S3Error::Request { op: "CreateMultipartUpload", bucket: bucket.into(), key: key.into(), message: "no upload id".into() })?
+            .ok_or_else(|| S3Error::Request {
+                op: "CreateMultipartUpload",
+                bucket: bucket.into(),
+                key: key.into(),
+                message: "no upload id".into(),
+            })?
             .to_string();
-        let open = OpenUpload { bucket: bucket.into(), key: key.into(), upload_id: upload_id.clone() };
+        let open = OpenUpload {
+            bucket: bucket.into(),
+            key: key.into(),
+            upload_id: upload_id.clone(),
+        };
         self.journal.record_upload_started(&open)?;
-        match self.send_parts_and_complete(path, size, &open, progress).await {
+        match self
+            .send_parts_and_complete(path, size, &open, progress)
+            .await
+        {
             Ok(()) => Ok(()),
             Err(err) => {
                 // Best effort: if this fails too, the next start aborts it from the journal.
@@ -144,7 +193,13 @@ impl Uploader {
         }
     }
 
-    async fn send_parts_and_complete(&self, path: &Path, size: u64, up: &OpenUpload, progress: &ProgressBar) -> Result<(), S3Error> {
+    async fn send_parts_and_complete(
+        &self,
+        path: &Path,
+        size: u64,
+        up: &OpenUpload,
+        progress: &ProgressBar,
+    ) -> Result<(), S3Error> {
         let part_count = size.div_ceil(self.part_size);
         let mut in_flight = tokio::task::JoinSet::new();
         let mut parts = Vec::with_capacity(part_count as usize);
@@ -175,7 +230,10 @@ impl Uploader {
                     .send()
                     .await
                     .map_err(|e| S3Error::request("UploadPart", &up.bucket, &up.key, e))?;
-                let part = CompletedPart::builder().set_e_tag(sent.e_tag().map(str::to_string)).part_number(number).build();
+                let part = CompletedPart::builder()
+                    .set_e_tag(sent.e_tag().map(str::to_string))
+                    .part_number(number)
+                    .build();
                 Ok::<_, S3Error>((part, len))
             });
         }
@@ -188,7 +246,11 @@ impl Uploader {
             .bucket(&up.bucket)
             .key(&up.key)
             .upload_id(&up.upload_id)
-            .multipart_upload(CompletedMultipartUpload::builder().set_parts(Some(parts)).build())
+            .multipart_upload(
+                CompletedMultipartUpload::builder()
+                    .set_parts(Some(parts))
+                    .build(),
+            )
             .send()
             .await
             .map_err(|e| S3Error::request("CompleteMultipartUpload", &up.bucket, &up.key, e))?;
@@ -198,7 +260,10 @@ impl Uploader {
 
 type PartResult = Result<(CompletedPart, u64), S3Error>;
 
-fn join_part(joined: Option<Result<PartResult, tokio::task::JoinError>>, progress: &ProgressBar) -> Result<CompletedPart, S3Error> {
+fn join_part(
+    joined: Option<Result<PartResult, tokio::task::JoinError>>,
+    progress: &ProgressBar,
+) -> Result<CompletedPart, S3Error> {
     let joined = joined.expect("join_next called with parts in flight");
     let (part, len) = joined.map_err(|e| S3Error::Config(format!("upload task failed: {e}")))??;
     progress.inc(len);
@@ -207,11 +272,27 @@ fn join_part(joined: Option<Result<PartResult, tokio::task::JoinError>>, progres
 
 /// Aborts a multipart upload and journals it; an upload the server no longer knows counts as aborted.
 pub async fn abort(client: &Client, journal: &Journal, up: &OpenUpload) -> Result<(), S3Error> {
-    let result = client.abort_multipart_upload().bucket(&up.bucket).key(&up.key).upload_id(&up.upload_id).send().await;
+    let result = client
+        .abort_multipart_upload()
+        .bucket(&up.bucket)
+        .key(&up.key)
+        .upload_id(&up.upload_id)
+        .send()
+        .await;
     match result {
         Ok(_) => {}
-        Err(err) if err.as_service_error().is_some_and(|e| e.is_no_such_upload()) => {}
-        Err(err) => return Err(S3Error::request("AbortMultipartUpload", &up.bucket, &up.key, err)),
+        Err(err)
+            if err
+                .as_service_error()
+                .is_some_and(|e| e.is_no_such_upload()) => {}
+        Err(err) => {
+            return Err(S3Error::request(
+                "AbortMultipartUpload",
+                &up.bucket,
+                &up.key,
+                err,
+            ))
+        }
     }
     journal.record_upload_aborted(up)
 }

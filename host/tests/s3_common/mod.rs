@@ -16,7 +16,11 @@ pub const SECRET_KEY: &str = "SECRETTEST";
 /// The `s3s-fs` binary: on PATH or in `~/.cargo/bin`.
 pub fn s3s_fs_binary() -> PathBuf {
     let mut candidates: Vec<PathBuf> = std::env::var_os("PATH")
-        .map(|p| std::env::split_paths(&p).map(|d| d.join("s3s-fs")).collect())
+        .map(|p| {
+            std::env::split_paths(&p)
+                .map(|d| d.join("s3s-fs"))
+                .collect()
+        })
         .unwrap_or_default();
     if let Some(home) = std::env::var_os("HOME") {
         candidates.push(PathBuf::from(home).join(".cargo/bin/s3s-fs"));
@@ -40,8 +44,15 @@ impl S3Server {
     /// Starts s3s-fs on a free loopback port over a fresh temp dir and waits until it accepts connections.
     pub fn start() -> S3Server {
         let root = tempfile::tempdir().unwrap();
-        let addr = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
-        let mut server = S3Server { root, addr, child: None };
+        let addr = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        let mut server = S3Server {
+            root,
+            addr,
+            child: None,
+        };
         server.restart();
         server
     }
@@ -55,7 +66,12 @@ impl S3Server {
     pub fn restart(&mut self) {
         assert!(self.child.is_none(), "server already running");
         let child = Command::new(s3s_fs_binary())
-            .args(["--host", "127.0.0.1", "--port", &self.addr.port().to_string()])
+            .args([
+                "--host",
+                "127.0.0.1",
+                "--port",
+                &self.addr.port().to_string(),
+            ])
             .args(["--access-key", ACCESS_KEY, "--secret-key", SECRET_KEY])
             .arg(self.root.path())
             .stdout(Stdio::null())
@@ -68,7 +84,11 @@ impl S3Server {
             if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
                 panic!("s3s-fs exited at start-up with {status}");
             }
-            assert!(Instant::now() < deadline, "s3s-fs did not listen on {} within 20 s", self.addr);
+            assert!(
+                Instant::now() < deadline,
+                "s3s-fs did not listen on {} within 20 s",
+                self.addr
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -119,11 +139,19 @@ impl Drop for S3Server {
 
 /// A tokio runtime for driving the SDK from a test.
 pub fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap()
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
 }
 
 /// Every object in `bucket` under `prefix` (all pages): key → size.
-pub async fn list_all(client: &aws_sdk_s3::Client, bucket: &str, prefix: &str) -> std::collections::BTreeMap<String, u64> {
+pub async fn list_all(
+    client: &aws_sdk_s3::Client,
+    bucket: &str,
+    prefix: &str,
+) -> std::collections::BTreeMap<String, u64> {
     let mut out = std::collections::BTreeMap::new();
     let mut token = None;
     loop {
@@ -136,7 +164,10 @@ pub async fn list_all(client: &aws_sdk_s3::Client, bucket: &str, prefix: &str) -
             .await
             .expect("ListObjectsV2");
         for object in page.contents() {
-            out.insert(object.key().unwrap().to_string(), object.size().unwrap() as u64);
+            out.insert(
+                object.key().unwrap().to_string(),
+                object.size().unwrap() as u64,
+            );
         }
         token = page.next_continuation_token().map(str::to_string);
         if token.is_none() {
@@ -147,7 +178,13 @@ pub async fn list_all(client: &aws_sdk_s3::Client, bucket: &str, prefix: &str) -
 
 /// The whole object, read back through the SDK.
 pub async fn get_bytes(client: &aws_sdk_s3::Client, bucket: &str, key: &str) -> Vec<u8> {
-    let out = client.get_object().bucket(bucket).key(key).send().await.expect("GetObject");
+    let out = client
+        .get_object()
+        .bucket(bucket)
+        .key(key)
+        .send()
+        .await
+        .expect("GetObject");
     out.body.collect().await.unwrap().into_bytes().to_vec()
 }
 
@@ -162,7 +199,12 @@ pub fn local_files(root: &Path) -> Vec<(String, Vec<u8>)> {
             if path.is_dir() {
                 stack.push(path);
             } else {
-                let rel = path.strip_prefix(root).unwrap().to_str().unwrap().replace('\\', "/");
+                let rel = path
+                    .strip_prefix(root)
+                    .unwrap()
+                    .to_str()
+                    .unwrap()
+                    .replace('\\', "/");
                 out.push((rel, std::fs::read(&path).unwrap()));
             }
         }
@@ -189,15 +231,22 @@ pub fn pseudo_random(len: usize, seed: u64) -> Vec<u8> {
 /// the raw v2 log once), plus `generated` realistic pings from `../shared/tools/gen-pings.py`
 /// written with `StorageWriter` (the converter rejects generated classic pings for lack of
 /// `info.revision`, as the seed did). Returns the temp dir and the storage files (relative path, bytes).
-pub fn converted_data_dir(dates: &[&str], generated: usize) -> (tempfile::TempDir, Vec<(String, Vec<u8>)>) {
+pub fn converted_data_dir(
+    dates: &[&str],
+    generated: usize,
+) -> (tempfile::TempDir, Vec<(String, Vec<u8>)>) {
     use telemetry_server::convert::{Converter, Pipeline};
     use telemetry_server::storage::{DataDir, WriterOptions};
     let dir = tempfile::tempdir().unwrap();
     let data = DataDir::open(dir.path()).unwrap();
     let converter = std::sync::Arc::new(Converter::with_defaults());
-    let mut pipeline = Pipeline::new(&data, converter, WriterOptions::default(), "s3-test").unwrap();
+    let mut pipeline =
+        Pipeline::new(&data, converter, WriterOptions::default(), "s3-test").unwrap();
     let pings = crate::common::data("pings");
-    let mut names: Vec<PathBuf> = std::fs::read_dir(&pings).unwrap().map(|e| e.unwrap().path()).collect();
+    let mut names: Vec<PathBuf> = std::fs::read_dir(&pings)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
     names.sort();
     for path in &names {
         let name = path.file_name().unwrap().to_str().unwrap();
@@ -212,7 +261,10 @@ pub fn converted_data_dir(dates: &[&str], generated: usize) -> (tempfile::TempDi
         }
     }
     let converted = pipeline.finish().unwrap();
-    assert!(converted.len() >= 2, "the real pings should convert into several partition files");
+    assert!(
+        converted.len() >= 2,
+        "the real pings should convert into several partition files"
+    );
     if generated > 0 {
         write_generated(&data, generated, dates);
     }
@@ -233,13 +285,19 @@ pub fn write_generated(data: &telemetry_server::storage::DataDir, count: usize, 
         .expect("python3 runs ../shared/tools/gen-pings.py");
     assert!(out.status.success(), "gen-pings.py failed");
     let schema = Schema::from_json(DEFAULT_SCHEMA).unwrap();
-    let options = WriterOptions { max_file_bytes: 2_000_000, ..WriterOptions::default() };
+    let options = WriterOptions {
+        max_file_bytes: 2_000_000,
+        ..WriterOptions::default()
+    };
     let mut writer = StorageWriter::new(data.sub("storage").unwrap(), schema.clone(), options);
     let text = String::from_utf8(out.stdout).unwrap();
     for (i, line) in text.lines().enumerate() {
         let (id, json) = line.split_once('\t').unwrap();
         let doc: serde_json::Value = serde_json::from_str(json).unwrap();
-        let field = |ptrs: &[&str]| ptrs.iter().find_map(|p| doc.pointer(p).and_then(|v| v.as_str()).map(str::to_string));
+        let field = |ptrs: &[&str]| {
+            ptrs.iter()
+                .find_map(|p| doc.pointer(p).and_then(|v| v.as_str()).map(str::to_string))
+        };
         let values = [
             field(&["/info/reason", "/type"]),
             field(&["/info/appName", "/application/name"]),
