@@ -1,9 +1,17 @@
 #!/usr/bin/env bash
-# The whole test suite: installs what it needs, builds the guest jobs from source, runs every test.
+# The whole test suite: installs what it needs, builds the guest jobs from source, runs every test
+# (cargo tests, then the crash test and the disk-full test against the real server binary).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 bash scripts/install-deps.sh
 bash scripts/build-guests.sh
 cargo build --bins
+mkdir -p target
 cargo test --workspace --no-fail-fast 2>&1 | tee target/test-output.txt
+
+echo "== crash test (kill -9 under load, zero acknowledged losses) =="
+BIN="$PWD/target/debug/telemetry-server" KILLS="${KILLS:-10}" bash scripts/crash-test.sh
+echo "== disk-full test (507, no corrupt file, recovery) =="
+BIN="$PWD/target/debug/telemetry-server" bash scripts/disk-full-test.sh
+echo "test.sh: all suites passed"
