@@ -11,7 +11,8 @@ use std::sync::Arc;
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
 use telemetry_server::convert::{
-    BadRecordKind, ConvertSummary, Converter, InputFormat, Pipeline, DEFAULT_SCHEMA,
+    BadRecordKind, ConvertOptions, ConvertSummary, Converter, InputFormat, Pipeline,
+    UnknownRevision, DEFAULT_SCHEMA,
 };
 use telemetry_server::histograms::RevisionCache;
 use telemetry_server::storage::{Codec, DataDir, Schema, WriterOptions};
@@ -43,6 +44,11 @@ pub struct Args {
     /// Default: today. Raw-log records use their own timestamps.
     #[arg(long)]
     date: Option<String>,
+    /// Pings whose Histograms.json revision is not available: `reject` them as
+    /// missing_histograms, or convert them with the `nearest` available definitions, dropping
+    /// (and counting) histograms that do not fit those.
+    #[arg(long, value_enum, default_value_t = UnknownRevision::Reject)]
+    unknown_revision: UnknownRevision,
     /// Print the summary as one JSON object on stdout.
     #[arg(long)]
     json: bool,
@@ -90,7 +96,10 @@ fn convert(args: Args) -> anyhow::Result<ExitCode> {
         }
         None => chrono::Utc::now().format("%Y%m%d").to_string(),
     };
-    let converter = Arc::new(Converter::new(schema, Arc::new(revisions)));
+    let options = ConvertOptions {
+        unknown_revision: args.unknown_revision,
+    };
+    let converter = Arc::new(Converter::new(schema, Arc::new(revisions)).with_options(options));
     let data = DataDir::open(&args.data_dir)
         .with_context(|| format!("cannot open data directory {}", args.data_dir.display()))?;
     let run_name = format!(
@@ -182,6 +191,12 @@ fn print_summary(s: &ConvertSummary, files: usize, error_file: &str) {
         "histograms        {:>12}  ({} unknown, dropped)",
         s.histograms_converted, s.unknown_histograms
     );
+    if s.histograms_dropped > 0 {
+        println!(
+            "histograms dropped{:>12}  (invalid for the nearest definitions)",
+            s.histograms_dropped
+        );
+    }
     if s.skipped_bytes > 0 {
         println!("corrupt bytes skipped {:>8}", s.skipped_bytes);
     }

@@ -65,12 +65,26 @@ pub struct HistogramCounts {
     pub converted: u32,
     /// Names without a definition, dropped.
     pub unknown: u32,
+    /// Histograms that did not validate against approximate definitions, dropped
+    /// ([`Validation::DropInvalid`] only).
+    pub dropped: u32,
+}
+
+/// What a histogram that does not validate against its definition does to the record.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub enum Validation {
+    /// The record is rejected (`bad_payload`): the definitions are the ping's own.
+    #[default]
+    Reject,
+    /// The histogram is dropped and counted: the definitions only approximate the ping's.
+    DropInvalid,
 }
 
 /// Writes the compact form of a `histograms` section (`{NAME: histogram}`) to `out`.
 pub fn write_histograms(
     section: &RawValue,
     defs: &Definitions,
+    validation: Validation,
     out: &mut String,
     counts: &mut HistogramCounts,
 ) -> Result<(), BadRecord> {
@@ -78,6 +92,7 @@ pub fn write_histograms(
         section,
         "histograms",
         defs,
+        validation,
         out,
         counts,
         |name, def, raw, out, counts| {
@@ -92,6 +107,7 @@ pub fn write_histograms(
 pub fn write_keyed_histograms(
     section: &RawValue,
     defs: &Definitions,
+    validation: Validation,
     out: &mut String,
     counts: &mut HistogramCounts,
 ) -> Result<(), BadRecord> {
@@ -99,6 +115,7 @@ pub fn write_keyed_histograms(
         section,
         "keyedHistograms",
         defs,
+        validation,
         out,
         counts,
         |name, def, raw, out, counts| {
@@ -122,11 +139,13 @@ type WriteValue =
     fn(&str, &Definition, &RawValue, &mut String, &mut HistogramCounts) -> Result<(), BadRecord>;
 
 /// Writes `{NAME: value}` for every defined name of a section (unknown names are counted and
-/// dropped), the value written by `write_value`.
+/// dropped), the value written by `write_value`. With [`Validation::DropInvalid`] a value that
+/// fails is taken back out (a keyed histogram as a whole) and counted as dropped.
 fn write_section(
     section: &RawValue,
     what: &str,
     defs: &Definitions,
+    validation: Validation,
     out: &mut String,
     counts: &mut HistogramCounts,
     write_value: WriteValue,
@@ -139,11 +158,20 @@ fn write_section(
             counts.unknown += 1;
             continue;
         };
-        if !std::mem::take(&mut first) {
+        let (rollback, converted) = (out.len(), counts.converted);
+        if !first {
             out.push(',');
         }
         write_key(out, name);
-        write_value(name, def, raw, out, counts)?;
+        match write_value(name, def, raw, out, counts) {
+            Ok(()) => first = false,
+            Err(_) if validation == Validation::DropInvalid => {
+                out.truncate(rollback);
+                counts.converted = converted;
+                counts.dropped += 1;
+            }
+            Err(err) => return Err(err),
+        }
     }
     out.push('}');
     Ok(())
@@ -310,7 +338,7 @@ mod tests {
         let raw: &RawValue = serde_json::from_str(json).unwrap();
         let mut out = String::new();
         let mut counts = HistogramCounts::default();
-        write_histograms(raw, &defs(), &mut out, &mut counts)?;
+        write_histograms(raw, &defs(), Validation::Reject, &mut out, &mut counts)?;
         Ok((out, counts))
     }
 
@@ -387,6 +415,47 @@ mod tests {
     }
 
     #[test]
+    fn drop_invalid_drops_only_the_failing_histograms() {
+        let raw: &RawValue = serde_json::from_str(
+            r#"{"HTTP_X": {"values": {"7": 1}}, "STARTUP_CRASH_DETECTED": {"values": {"0": 1}}, "NOPE": {}, "A11Y_IATABLE_USAGE_FLAG": {"values": {}, "sum": "x"}}"#,
+        )
+        .unwrap();
+        let mut out = String::new();
+        let mut counts = HistogramCounts::default();
+        write_histograms(raw, &defs(), Validation::DropInvalid, &mut out, &mut counts).unwrap();
+        assert_eq!(out, r#"{"STARTUP_CRASH_DETECTED":[1,0,0,-1,-1,-1,-1,-1]}"#);
+        assert_eq!(
+            (counts.converted, counts.unknown, counts.dropped),
+            (1, 1, 2)
+        );
+        let keyed: &RawValue = serde_json::from_str(
+            r#"{"K": {"a": {"values": {"0": 3}}, "b": {"values": {"x": 1}}}}"#,
+        )
+        .unwrap();
+        let (mut out, mut counts) = (String::new(), HistogramCounts::default());
+        write_keyed_histograms(
+            keyed,
+            &defs(),
+            Validation::DropInvalid,
+            &mut out,
+            &mut counts,
+        )
+        .unwrap();
+        assert_eq!(out, "{}");
+        assert_eq!((counts.converted, counts.dropped), (0, 1));
+        let (mut out, mut counts) = (String::new(), HistogramCounts::default());
+        let section: &RawValue = serde_json::from_str("[1]").unwrap();
+        assert!(write_histograms(
+            section,
+            &defs(),
+            Validation::DropInvalid,
+            &mut out,
+            &mut counts
+        )
+        .is_err());
+    }
+
+    #[test]
     fn keyed_histograms_convert_per_key() {
         let raw: &RawValue = serde_json::from_str(
             r#"{"K": {"a": {"values": {"0": 3}, "sum": 3}, "b\"": {"values": {}}}, "X": {}}"#,
@@ -394,7 +463,7 @@ mod tests {
         .unwrap();
         let mut out = String::new();
         let mut counts = HistogramCounts::default();
-        write_keyed_histograms(raw, &defs(), &mut out, &mut counts).unwrap();
+        write_keyed_histograms(raw, &defs(), Validation::Reject, &mut out, &mut counts).unwrap();
         assert_eq!(
             out,
             r#"{"K":{"a":[3,0,0,3,-1,-1,-1,-1],"b\"":[0,0,0,-1,-1,-1,-1,-1]}}"#

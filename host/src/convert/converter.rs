@@ -6,9 +6,10 @@ use std::sync::Arc;
 
 use super::bad_record::{BadRecord, BadRecordKind};
 use super::compact::HistogramCounts;
-use super::document;
+use super::document::{self, Lookup};
 use super::fields::scalar_text;
 use super::minify::minify;
+use super::options::ConvertOptions;
 use crate::histograms::RevisionCache;
 use crate::rawlog::{decode_body, RawRecord, DEFAULT_BODY_LIMIT};
 use crate::storage::{submission_date, Schema};
@@ -31,6 +32,9 @@ pub struct Converted {
     pub histograms: u32,
     /// Histogram names without a definition, dropped (as the seed did).
     pub unknown_histograms: u32,
+    /// Histograms that did not validate against approximate definitions, dropped
+    /// ([`crate::convert::UnknownRevision::Nearest`] only).
+    pub histograms_dropped: u32,
 }
 
 /// Converts submissions; shareable between threads (`&self`).
@@ -38,6 +42,7 @@ pub struct Converter {
     schema: Schema,
     revisions: Arc<RevisionCache>,
     body_limit: usize,
+    options: ConvertOptions,
 }
 
 impl Converter {
@@ -46,6 +51,7 @@ impl Converter {
             schema,
             revisions,
             body_limit: DEFAULT_BODY_LIMIT,
+            options: ConvertOptions::default(),
         }
     }
 
@@ -60,6 +66,16 @@ impl Converter {
     pub fn with_body_limit(mut self, limit: usize) -> Converter {
         self.body_limit = limit;
         self
+    }
+
+    /// Conversion options (default: the seed's strict behaviour).
+    pub fn with_options(mut self, options: ConvertOptions) -> Converter {
+        self.options = options;
+        self
+    }
+
+    pub fn options(&self) -> ConvertOptions {
+        self.options
     }
 
     pub fn schema(&self) -> &Schema {
@@ -125,7 +141,11 @@ impl Converter {
         let text = std::str::from_utf8(body)
             .map_err(|e| BadRecord::conversion(format!("body is not UTF-8: {e}")))?;
         let text = minify(text);
-        let doc = document::convert(&text, &self.revisions)?;
+        let lookup = Lookup {
+            revisions: &self.revisions,
+            unknown_revision: self.options.unknown_revision,
+        };
+        let doc = document::convert(&text, lookup)?;
         let values: Vec<Option<String>> = self
             .schema
             .dimension_names()
@@ -140,7 +160,11 @@ impl Converter {
             })
             .collect();
         let values: Vec<Option<&str>> = values.iter().map(Option::as_deref).collect();
-        let HistogramCounts { converted, unknown } = doc.histograms;
+        let HistogramCounts {
+            converted,
+            unknown,
+            dropped,
+        } = doc.histograms;
         Ok(Converted {
             id: id.to_owned(),
             dims: self.schema.apply(&values),
@@ -148,6 +172,7 @@ impl Converter {
             json: doc.json,
             histograms: converted,
             unknown_histograms: unknown,
+            histograms_dropped: dropped,
         })
     }
 

@@ -7,10 +7,11 @@ use std::sync::Arc;
 use serde_json::value::RawValue;
 
 use super::bad_record::{BadRecord, BadRecordKind};
-use super::compact::{write_histograms, write_keyed_histograms, HistogramCounts};
+use super::compact::{write_histograms, write_keyed_histograms, HistogramCounts, Validation};
 use super::fields::{scalar_text, string_value, Fields};
+use super::options::UnknownRevision;
 use super::saved_session;
-use crate::histograms::{Definitions, Query, ResolveError, RevisionCache};
+use crate::histograms::{Definitions, Query, ResolveError, RevisionCache, Source};
 
 /// A converted document.
 #[derive(Debug)]
@@ -24,16 +25,23 @@ pub struct Document<'a> {
     pub histograms: HistogramCounts,
 }
 
+/// Where histogram definitions come from, and what to do when a ping's own are unavailable.
+#[derive(Clone, Copy)]
+pub struct Lookup<'r> {
+    pub revisions: &'r RevisionCache,
+    pub unknown_revision: UnknownRevision,
+}
+
 /// Converts one minified JSON document.
-pub fn convert<'a>(text: &'a str, revisions: &RevisionCache) -> Result<Document<'a>, BadRecord> {
+pub fn convert<'a>(text: &'a str, lookup: Lookup) -> Result<Document<'a>, BadRecord> {
     let root = crate::histograms::RawObject::parse(text).map_err(|e| BadRecord::json(&e))?;
     let root = Fields::from_object(root);
     if let Some(ver) = root.get("ver") {
         let ver = ver.to_owned();
-        classic(root, &ver, revisions)
+        classic(root, &ver, lookup)
     } else if let Some(version) = root.get("version") {
         match version {
-            "4" => unified(root, revisions),
+            "4" => unified(root, lookup),
             "5" => {
                 let info = take_info(&root)?;
                 Ok(Document {
@@ -79,26 +87,16 @@ pub(super) fn parse_object<'a>(text: &'a str, what: &str) -> Result<Fields<'a>, 
         .map_err(|e| BadRecord::conversion(format!("{what} is not an object: {e}")))
 }
 
-fn classic<'a>(
-    mut root: Fields<'a>,
-    ver: &str,
-    revisions: &RevisionCache,
-) -> Result<Document<'a>, BadRecord> {
+fn classic<'a>(mut root: Fields<'a>, ver: &str, lookup: Lookup) -> Result<Document<'a>, BadRecord> {
     let mut counts = HistogramCounts::default();
     match ver {
         "1" => {
             let info_text = member(&root, "info")
                 .ok_or_else(|| BadRecord::conversion("Missing in payload: info"))?;
             let info = parse_object(info_text, "info")?;
-            if let Some(section) = convert_sections(
-                &info,
-                &root,
-                "histograms",
-                None,
-                &info,
-                revisions,
-                &mut counts,
-            )? {
+            if let Some(section) =
+                convert_sections(&info, &root, "histograms", None, &info, lookup, &mut counts)?
+            {
                 root.set("histograms", section.histograms);
             }
             root.set("ver", "2");
@@ -170,7 +168,7 @@ fn convert_sections(
     histograms_key: &str,
     keyed_key: Option<&str>,
     build: &Fields,
-    revisions: &RevisionCache,
+    lookup: Lookup,
     counts: &mut HistogramCounts,
 ) -> Result<Option<Sections>, BadRecord> {
     let revision = info.get("revision").and_then(scalar_text);
@@ -187,8 +185,8 @@ fn convert_sections(
         text("appBuildID"),
         text("appVersion"),
     );
-    let defs = definitions(
-        revisions,
+    let (defs, validation) = definitions(
+        lookup,
         &Query {
             revision: revision.as_deref(),
             channel: channel.as_deref(),
@@ -197,12 +195,12 @@ fn convert_sections(
         },
     )?;
     let mut out = String::with_capacity(histograms.len() / 2);
-    write_histograms(raw(histograms)?, &defs, &mut out, counts)?;
+    write_histograms(raw(histograms)?, &defs, validation, &mut out, counts)?;
     let keyed = match keyed_key.and_then(|k| container.get(k)) {
         None => None,
         Some(section) => {
             let mut keyed = String::with_capacity(section.len() / 2);
-            write_keyed_histograms(raw(section)?, &defs, &mut keyed, counts)?;
+            write_keyed_histograms(raw(section)?, &defs, validation, &mut keyed, counts)?;
             Some(keyed)
         }
     };
@@ -216,10 +214,24 @@ fn raw(text: &str) -> Result<&RawValue, BadRecord> {
     serde_json::from_str(text).map_err(|e| BadRecord::payload(format!("histogram section: {e}")))
 }
 
-/// Definitions for a ping, errors classified like the seed's stats.
-fn definitions(revisions: &RevisionCache, query: &Query) -> Result<Arc<Definitions>, BadRecord> {
-    match revisions.resolve(query) {
-        Ok(resolved) => Ok(resolved.definitions),
+/// Definitions for a ping and how strictly to validate against them, errors classified like
+/// the seed's stats. With [`UnknownRevision::Nearest`] a missing revision gets the nearest
+/// definitions, and any definitions that are not the ping's own drop what does not fit.
+fn definitions(lookup: Lookup, query: &Query) -> Result<(Arc<Definitions>, Validation), BadRecord> {
+    let lenient = lookup.unknown_revision == UnknownRevision::Nearest;
+    let resolved = match lookup.revisions.resolve(query) {
+        Err(ResolveError::NotFound(_)) if lenient => lookup.revisions.nearest(query),
+        other => other,
+    };
+    match resolved {
+        Ok(resolved) => {
+            let validation = if lenient && resolved.source != Source::Revision {
+                Validation::DropInvalid
+            } else {
+                Validation::Reject
+            };
+            Ok((resolved.definitions, validation))
+        }
         Err(err @ ResolveError::NoRevision) => Err(BadRecord::new(
             BadRecordKind::MissingRevision,
             err.to_string(),
@@ -252,7 +264,7 @@ const APPLICATION_INFO: [(&str, &str); 8] = [
     ("vendor", "vendor"),
 ];
 
-fn unified<'a>(mut root: Fields<'a>, revisions: &RevisionCache) -> Result<Document<'a>, BadRecord> {
+fn unified<'a>(mut root: Fields<'a>, lookup: Lookup) -> Result<Document<'a>, BadRecord> {
     let ping_type = member(&root, "type")
         .and_then(string_value)
         .filter(|t| !t.is_empty());
@@ -310,7 +322,7 @@ fn unified<'a>(mut root: Fields<'a>, revisions: &RevisionCache) -> Result<Docume
         "histograms",
         Some("keyedHistograms"),
         &info,
-        revisions,
+        lookup,
         &mut counts,
     )?;
     if let Some(sections) = sections {

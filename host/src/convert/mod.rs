@@ -6,7 +6,8 @@
 //!   seed's taxonomy ([`BadRecordKind`]). Classic payloads (`ver` 1/2/3/5) and unified pings
 //!   (`version` 4/5: main, saved-session, other types passed through) are handled; histogram
 //!   sections (keyed ones too) become compact arrays validated against their definitions
-//!   ([`crate::histograms`]); everything else is copied through unparsed.
+//!   ([`crate::histograms`]); everything else is copied through unparsed. [`ConvertOptions`]
+//!   opt into converting pings whose definitions are unavailable ([`UnknownRevision::Nearest`]).
 //! - [`Pipeline`] runs a converter into a [`crate::storage::StorageWriter`] and keeps every
 //!   rejected record in the error stream under `errors/` ([`ErrorStream`]), returning a
 //!   mergeable [`ConvertSummary`].
@@ -18,6 +19,7 @@ mod document;
 mod error_stream;
 mod fields;
 mod minify;
+mod options;
 mod pipeline;
 mod saved_session;
 mod summary;
@@ -27,5 +29,6 @@ pub use compact::HistogramCounts;
 pub use converter::{Converted, Converter, DEFAULT_SCHEMA};
 pub use error_stream::{ErrorEntry, ErrorStream};
 pub use minify::minify;
+pub use options::{ConvertOptions, UnknownRevision};
 pub use pipeline::{ConvertError, InputFormat, Pipeline};
 pub use summary::ConvertSummary;

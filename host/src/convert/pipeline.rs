@@ -289,6 +289,7 @@ impl Pipeline {
                 summary.bytes_written += (converted.id.len() + converted.json.len() + 2) as u64;
                 summary.histograms_converted += u64::from(converted.histograms);
                 summary.unknown_histograms += u64::from(converted.unknown_histograms);
+                summary.histograms_dropped += u64::from(converted.histograms_dropped);
                 Ok(None)
             }
             Err(err) => Ok(Some(BadRecord::new(

@@ -27,6 +27,9 @@ pub struct ConvertSummary {
     pub histograms_converted: u64,
     /// Histograms without a definition, dropped.
     pub unknown_histograms: u64,
+    /// Histograms that did not validate against approximate definitions, dropped
+    /// (`--unknown-revision nearest` only).
+    pub histograms_dropped: u64,
     /// Bytes of raw logs skipped while resynchronising after corruption.
     pub skipped_bytes: u64,
 }
@@ -59,6 +62,7 @@ impl ConvertSummary {
         self.bytes_written += other.bytes_written;
         self.histograms_converted += other.histograms_converted;
         self.unknown_histograms += other.unknown_histograms;
+        self.histograms_dropped += other.histograms_dropped;
         self.skipped_bytes += other.skipped_bytes;
     }
 }

@@ -124,6 +124,8 @@ pub enum Source {
     Revision,
     ChannelBuildId,
     AppVersion,
+    /// The newest definitions available ([`RevisionCache::nearest`] only).
+    Newest,
 }
 
 /// A resolved definitions set.
@@ -319,6 +321,8 @@ impl RevisionCache {
                 Source::Revision => &self.counters.by_revision,
                 Source::ChannelBuildId => &self.counters.by_channel_build_id,
                 Source::AppVersion => &self.counters.by_app_version,
+                // `resolve` never answers with the newest set; only `nearest` does.
+                Source::Newest => &self.counters.missing,
             },
             Err(ResolveError::InvalidUrl(_)) => &self.counters.invalid_url,
             Err(ResolveError::BadSpec { .. }) => &self.counters.bad_spec,
@@ -373,6 +377,32 @@ impl RevisionCache {
             }
         }
         Ok(None)
+    }
+
+    /// Approximate definitions for a ping whose own cannot be found (`convert --unknown-revision
+    /// nearest`): the table by channel + build id, then by app version, else the newest
+    /// definitions the table names that are available. Not counted in [`RevisionStats`].
+    pub fn nearest(&self, query: &Query) -> Result<Resolved, ResolveError> {
+        if let Some(resolved) = self.fallback(query)? {
+            return Ok(resolved);
+        }
+        let mut entries: Vec<&TableEntry> = self.table.revisions.iter().collect();
+        // Newest first: by the end of the latest build range, table order breaking ties.
+        entries.reverse();
+        entries
+            .sort_by_key(|e| std::cmp::Reverse(e.builds.values().map(|[_, to]| pad14(to)).max()));
+        for entry in entries {
+            if let Some(definitions) = self.definitions(&entry.repo, &entry.rev)? {
+                return Ok(Resolved {
+                    definitions,
+                    revision: entry.rev.clone(),
+                    source: Source::Newest,
+                });
+            }
+        }
+        Err(ResolveError::NotFound(
+            query.revision.unwrap_or_default().to_owned(),
+        ))
     }
 
     /// Definitions of a revision URL only (the histogram server's lookup; no table fallback).

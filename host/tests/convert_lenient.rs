@@ -1,0 +1,253 @@
+//! `--unknown-revision nearest`: pings whose Histograms.json revision is not available offline
+//! are rejected by default (`missing_histograms`) but converted with the nearest definitions in
+//! lenient mode, histograms that do not fit dropped and counted; every other rejection stays.
+
+mod common;
+
+use std::process::Command;
+
+use serde_json::Value;
+use telemetry_server::convert::{
+    BadRecordKind, ConvertOptions, Converted, Converter, UnknownRevision,
+};
+use telemetry_server::histograms::{Query, RevisionCache, Source};
+use telemetry_server::rawlog::{self, RawRecord};
+
+fn nearest() -> Converter {
+    Converter::with_defaults().with_options(ConvertOptions {
+        unknown_revision: UnknownRevision::Nearest,
+    })
+}
+
+/// The histogram sections of a stored document (unified main: under `payload`; flattened
+/// saved-session: at the top level).
+fn sections(doc: &Value) -> Vec<(&str, &Value)> {
+    let mut out = Vec::new();
+    for holder in [doc, &doc["payload"]] {
+        for key in ["histograms", "keyedHistograms"] {
+            if let Some(section) = holder.get(key) {
+                out.push((key, section));
+            }
+        }
+    }
+    out
+}
+
+fn is_compact(value: &Value) -> bool {
+    value
+        .as_array()
+        .is_some_and(|a| a.len() >= 6 && a.iter().all(Value::is_number))
+}
+
+/// Every histogram left in the output is a compact array (keyed: an object of them); returns
+/// how many there are.
+fn assert_compact(file: &str, c: &Converted) -> usize {
+    let doc: Value = serde_json::from_str(&c.json).unwrap();
+    let mut n = 0;
+    let found = sections(&doc);
+    assert!(!found.is_empty(), "{file}: no histogram section in output");
+    for (key, section) in found {
+        for (name, value) in section.as_object().unwrap() {
+            let compacts: Vec<&Value> = if key == "keyedHistograms" {
+                value.as_object().unwrap().values().collect()
+            } else {
+                vec![value]
+            };
+            for v in compacts {
+                assert!(is_compact(v), "{file}: {key}.{name} is not compact: {v}");
+                n += 1;
+            }
+        }
+    }
+    n
+}
+
+fn real_pings() -> Vec<(&'static str, Option<RawRecord>, Vec<u8>)> {
+    let log = "pings/rawlog-v2.saved-session.Fx40.0a2-aurora.2015-05.uberi.finished";
+    let mut rec: Vec<RawRecord> = rawlog::open(&common::data(log))
+        .unwrap()
+        .map(|r| r.unwrap())
+        .collect();
+    assert_eq!(rec.len(), 1);
+    let mut out = vec![(log, rec.pop(), Vec::new())];
+    for file in [
+        "pings/v4.saved-session.Fx40.0a2-aurora.2015-05.uberi.json",
+        "pings/v4.main.Fx45.0-beta.2015-11.sample.pipeline-schemas.json",
+        "pings/v4.main.Fx45.0-beta.2015-11.latewrites.pipeline-schemas.json",
+        "pings/v4.main.Fx60.0a1-nightly.2018-03.gc_sample.pipeline-schemas.json",
+    ] {
+        out.push((file, None, std::fs::read(common::data(file)).unwrap()));
+    }
+    out
+}
+
+#[test]
+fn real_pings_rejected_by_default_are_stored_with_nearest() {
+    let strict = Converter::with_defaults();
+    let lenient = nearest();
+    for (file, rec, body) in real_pings() {
+        let convert = |c: &Converter| match &rec {
+            Some(r) => c.convert(r),
+            None => c.convert_body("lenient-id", &body, "20180410"),
+        };
+        let bad = convert(&strict).unwrap_err();
+        assert_eq!(
+            bad.kind,
+            BadRecordKind::MissingHistograms,
+            "{file}: {}",
+            bad.detail
+        );
+        let ok = convert(&lenient).unwrap_or_else(|e| panic!("{file}: {e}"));
+        let expected_id = match &rec {
+            Some(r) => r.path.trim_start_matches('/').split('/').next().unwrap(),
+            None => "lenient-id",
+        };
+        assert_eq!(ok.id, expected_id, "{file}");
+        assert_eq!(ok.version, 5, "{file}");
+        let compact = assert_compact(file, &ok);
+        assert_eq!(
+            compact, ok.histograms as usize,
+            "{file}: count matches output"
+        );
+        assert!(ok.histograms > 0, "{file}: some histograms convert");
+        assert!(
+            ok.unknown_histograms + ok.histograms_dropped > 0,
+            "{file}: approximate definitions cannot fit every histogram"
+        );
+    }
+}
+
+#[test]
+fn nearest_keeps_every_other_rejection() {
+    let lenient = nearest();
+    let err = |body: &str| {
+        lenient
+            .convert_body("id", body.as_bytes(), "20150101")
+            .unwrap_err()
+    };
+    // No revision at all stays missing_revision; a bad URL stays what it was.
+    assert_eq!(
+        err(r#"{"ver": 1, "info": {"appVersion": "8.0"}, "histograms": {}}"#).kind,
+        BadRecordKind::MissingRevision
+    );
+    assert_eq!(
+        err(r#"{"ver": 1, "info": {"revision": "/rev/"}, "histograms": {}}"#).kind,
+        BadRecordKind::MissingRevisionRepo
+    );
+    // A ping whose own revision is embedded is still validated strictly.
+    let own = r#"{"ver": 1, "info": {"revision": "https://hg.mozilla.org/releases/mozilla-aurora/rev/a55c55edf302"}, "histograms": {"CYCLE_COLLECTOR_NEED_GC": {"values": {"9": 1}}}}"#;
+    assert_eq!(err(own).kind, BadRecordKind::BadPayload);
+    // With an unknown revision the same histogram is dropped instead.
+    let unknown = own.replace("a55c55edf302", "0123456789ab");
+    let ok = lenient
+        .convert_body("id", unknown.as_bytes(), "20150101")
+        .unwrap();
+    assert_eq!((ok.histograms, ok.histograms_dropped), (0, 1));
+    let doc: Value = serde_json::from_str(&ok.json).unwrap();
+    assert_eq!(doc["histograms"], serde_json::json!({}));
+}
+
+#[test]
+fn nearest_falls_back_to_the_newest_embedded_definitions() {
+    let cache = RevisionCache::embedded();
+    let query = Query {
+        revision: Some("https://hg.mozilla.org/mozilla-central/rev/0123456789ab"),
+        channel: Some("beta"),
+        build_id: Some("20151101000000"),
+        app_version: Some("45.0"),
+    };
+    assert!(cache.resolve(&query).is_err());
+    let resolved = cache.nearest(&query).unwrap();
+    assert_eq!(
+        (resolved.revision.as_str(), resolved.source),
+        ("mozilla-central-2017-03", Source::Newest)
+    );
+    let by_version = cache
+        .nearest(&Query {
+            app_version: Some("24.0"),
+            ..query
+        })
+        .unwrap();
+    assert_eq!(
+        (by_version.revision.as_str(), by_version.source),
+        ("8d3810543edc", Source::AppVersion)
+    );
+    assert!(RevisionCache::empty().nearest(&query).is_err());
+}
+
+fn convert_cli(input: &std::path::Path, mode: &str) -> (i32, Value) {
+    let data = tempfile::tempdir().unwrap();
+    let out = Command::new(common::binary())
+        .args([
+            "convert",
+            "--json",
+            "--date",
+            "20250101",
+            "--unknown-revision",
+            mode,
+        ])
+        .arg("--data-dir")
+        .arg(data.path())
+        .arg(input)
+        .output()
+        .unwrap();
+    let summary = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));
+    (out.status.code().unwrap_or(-1), summary)
+}
+
+#[test]
+fn gen_pings_convert_with_nearest_and_fewer_rejections() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("pings.tsv");
+    let out = Command::new("python3")
+        .arg(common::shared_dir().join("tools/gen-pings.py"))
+        .args(["--count", "200", "--seed", "1"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::fs::write(&input, &out.stdout).unwrap();
+
+    let (_, strict) = convert_cli(&input, "reject");
+    let (_, lenient) = convert_cli(&input, "nearest");
+    let n = |v: &Value, k: &str| v[k].as_u64().unwrap();
+    let missing = |v: &Value| {
+        v["bad_records_by_type"]["missing_histograms"]
+            .as_u64()
+            .unwrap_or(0)
+    };
+    assert_eq!(n(&strict, "records_read"), 200);
+    assert_eq!(n(&lenient, "records_read"), 200);
+    assert!(missing(&strict) > 0, "{strict}");
+    assert_eq!(missing(&lenient), 0, "{lenient}");
+    assert!(n(&lenient, "records_written") > 0, "{lenient}");
+    assert!(n(&lenient, "bad_records") < n(&strict, "bad_records"));
+    assert_eq!(
+        n(&lenient, "records_written"),
+        n(&strict, "records_written") + missing(&strict),
+        "exactly the missing_histograms records are rescued"
+    );
+    assert!(n(&lenient, "histograms_converted") > 0);
+    assert_eq!(n(&strict, "histograms_dropped"), 0);
+}
+
+#[test]
+fn unknown_revision_rejects_bad_values() {
+    let out = Command::new(common::binary())
+        .args([
+            "convert",
+            "--data-dir",
+            "/nonexistent",
+            "--unknown-revision",
+            "guess",
+            "x",
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("nearest"));
+}
