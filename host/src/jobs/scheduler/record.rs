@@ -118,7 +118,9 @@ impl JobRecord {
     /// A freshly queued job.
     pub fn queued(owner: &str, manifest: Manifest, component_sha256: String) -> Self {
         JobRecord {
-            id: uuid::Uuid::new_v4().to_string(),
+            // v7: time-ordered, and ordered by creation within a millisecond, so listing and
+            // restart order by (submitted_at, id) is submission order.
+            id: uuid::Uuid::now_v7().to_string(),
             owner: owner.to_string(),
             manifest,
             component_sha256,
