@@ -32,21 +32,7 @@ trap cleanup EXIT
 
 gzip -6 -c "$PING" > "$WORK/ping.json.gz"
 BODY_BYTES=$(stat -c %s "$WORK/ping.json.gz")
-cat > "$WORK/post.lua" <<LUA
-wrk.method = "POST"
-local f = assert(io.open("$WORK/ping.json.gz", "rb"))
-wrk.body = f:read("*a")
-f:close()
-wrk.headers["Content-Type"] = "application/json; charset=UTF-8"
-wrk.headers["Content-Encoding"] = "gzip"
-wrk.path = "/submit/telemetry/04d55860-6948-42dd-92ee-cd9d8d34404e/saved-session/Firefox/40.0a2/aurora/20150522004047"
-done = function(summary, latency, requests)
-  local errors = summary.errors.connect + summary.errors.read + summary.errors.write + summary.errors.timeout
-  io.write(string.format("RESULT requests=%d rps=%.0f p50_ms=%.3f p99_ms=%.3f non2xx=%d socket_errors=%d\n",
-    summary.requests, summary.requests / (summary.duration / 1e6),
-    latency:percentile(50) / 1000, latency:percentile(99) / 1000, summary.errors.status, errors))
-end
-LUA
+export SUBMIT_BODY="$WORK/ping.json.gz"
 
 metric() { # metric NAME URL -> value
     curl -s "$2/metrics" | awk -v name="$1" '$1 == name { print $2 }'
@@ -63,7 +49,7 @@ for mode in $MODES; do
     ADDR=$(sed -n 's/^listening on //p' "$WORK/server-$mode.log")
     [ -n "$ADDR" ] || { cat "$WORK/server-$mode.log"; exit 1; }
     URL=http://$ADDR
-    wrk -t"$THREADS" -c"$CONNS" -d"$DURATION" -s "$WORK/post.lua" "$URL" > "$WORK/wrk-$mode.txt"
+    wrk -t"$THREADS" -c"$CONNS" -d"$DURATION" -s "$PWD/bench/submit.lua" "$URL" > "$WORK/wrk-$mode.txt"
     RESULT=$(grep '^RESULT' "$WORK/wrk-$mode.txt")
     eval "${RESULT#RESULT }"
     WRITTEN=$(metric telemetry_ingest_written_records_total "$URL")

@@ -152,28 +152,9 @@ fn wrk_script(dir: &Path) -> PathBuf {
     std::io::Write::write_all(&mut gz, &ping).unwrap();
     let body = dir.join("ping.json.gz");
     std::fs::write(&body, gz.finish().unwrap()).unwrap();
-    let lua = dir.join("post.lua");
-    std::fs::write(
-        &lua,
-        format!(
-            r#"wrk.method = "POST"
-local f = assert(io.open("{}", "rb"))
-wrk.body = f:read("*a")
-f:close()
-wrk.headers["Content-Type"] = "application/json; charset=UTF-8"
-wrk.headers["Content-Encoding"] = "gzip"
-wrk.path = "/submit/telemetry/04d55860-6948-42dd-92ee-cd9d8d34404e/saved-session/Firefox/40.0a2/aurora/20150522004047"
-done = function(summary, latency, requests)
-  io.write(string.format("RESULT rps=%.0f p50_ms=%.3f p99_ms=%.3f non2xx=%d\n",
-    summary.requests / (summary.duration / 1e6), latency:percentile(50) / 1000,
-    latency:percentile(99) / 1000, summary.errors.status))
-end
-"#,
-            body.display()
-        ),
-    )
-    .unwrap();
-    lua
+    // bench/submit.lua reads the body from SUBMIT_BODY (set once, before any wrk runs).
+    std::env::set_var("SUBMIT_BODY", &body);
+    common::repo_root().join("bench/submit.lua")
 }
 
 fn main() {
