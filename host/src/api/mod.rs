@@ -6,7 +6,9 @@
 //! - [`histograms`]: the seed histogram server's `/histograms` and `/histogram_buckets`.
 //! - [`server`]: binds, recovers raw logs, starts the writers and the live conversion, serves, drains.
 //! - [`jobs`]: the job service under `/api/v1`.
+//! - [`chart`]: SVG bar charts of job results. [`dashboard`]: `GET /dashboard` and `GET /api/v1/stats`.
 
+pub mod chart;
 pub mod histograms;
 pub mod jobs;
 pub mod metrics;
