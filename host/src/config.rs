@@ -271,6 +271,7 @@ impl Config {
         if self.convert.enabled && self.convert.workers == 0 {
             return invalid("convert.workers must be > 0 when convert.enabled");
         }
+        self.jobs.validate().map_err(ConfigError::Invalid)?;
         Ok(())
     }
 

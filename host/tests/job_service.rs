@@ -580,3 +580,61 @@ fn cli_submits_waits_and_manages_jobs() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("401 Unauthorized unauthorized: unknown bearer token"));
 }
+
+/// The `telemetry_jobs_limit_rejections_total{limit="…"}` value (0 when absent).
+fn limit_rejections(s: &TestServer, limit: &str) -> u64 {
+    let needle = format!("telemetry_jobs_limit_rejections_total{{limit=\"{limit}\"}} ");
+    s.metrics().lines().find_map(|l| l.strip_prefix(&needle)).map_or(0, |v| v.trim().parse().unwrap())
+}
+
+#[test]
+fn limits_above_the_server_maximum_are_a_400_naming_limit_value_and_maximum() {
+    let s = server(|c| {
+        c.jobs.max_limits.memory_bytes = 64 << 20;
+        c.jobs.max_limits.call_timeout_ms = 2_000;
+        c.jobs.max_limits.output_bytes = 1 << 20;
+        c.jobs.max_workers_per_job = 2;
+    });
+    let asking = |limits: Value, workers: Option<u64>| {
+        let mut m = manifest("greedy", None);
+        m["limits"] = limits;
+        if let Some(w) = workers {
+            m["workers"] = json!(w);
+        }
+        error_of(post_job(&s, Some(ALICE), Some(guest("os-distribution-rust")), Some(&m)))
+    };
+    let (status, code, detail) = asking(json!({"memory_bytes": 128u64 << 20}), None);
+    assert_eq!((status, code.as_str()), (400, "limit_too_high"), "{detail}");
+    assert!(
+        detail.contains(
+            "limits.memory_bytes = 134217728 (128 MiB) is above this server's maximum of 67108864 (64 MiB) \
+             (jobs.max_limits.memory_bytes)"
+        ),
+        "{detail}"
+    );
+    // Every limit over its maximum is named, workers included; limits within theirs are not.
+    let (status, code, detail) =
+        asking(json!({"call_timeout_ms": 2_001, "output_bytes": 1 << 20, "wall_time_ms": 5}), Some(3));
+    assert_eq!((status, code.as_str()), (400, "limit_too_high"), "{detail}");
+    assert!(detail.contains("limits.call_timeout_ms = 2001 is above this server's maximum of 2000"), "{detail}");
+    assert!(detail.contains("workers = 3 is above this server's maximum of 2 (jobs.max_workers_per_job)"), "{detail}");
+    assert!(!detail.contains("output_bytes") && !detail.contains("wall_time_ms"), "{detail}");
+    assert_eq!(limit_rejections(&s, "memory_bytes"), 1);
+    assert_eq!(limit_rejections(&s, "call_timeout_ms"), 1);
+    assert_eq!(limit_rejections(&s, "workers"), 1);
+    assert_eq!(limit_rejections(&s, "output_bytes"), 0);
+    assert_eq!(get_json(&s, ROOT, "/api/v1/jobs").1["jobs"].as_array().unwrap().len(), 0, "nothing queued");
+
+    // Exactly the maximum is accepted and runs with it; limits not asked for take the default
+    // lowered to the maximum (call time 10 s → 2 s), so the stored job says how it ran.
+    let mut m = manifest("at the maximum", None);
+    m["limits"] = json!({"memory_bytes": 64u64 << 20});
+    m["workers"] = json!(2);
+    let id = submit(&s, ALICE, "os-distribution-rust", &m);
+    let done = wait_done(&s, ALICE, &id);
+    assert_eq!(done["state"], "succeeded", "{done}");
+    assert_eq!(done["manifest"]["limits"]["memory_bytes"], 64u64 << 20);
+    assert_eq!(done["manifest"]["limits"]["call_timeout_ms"], 2_000);
+    assert_eq!(done["manifest"]["workers"], 2);
+    assert_eq!(result(&s, ALICE, &id, "text").1, job_run(&s.data_dir(), "os-distribution-rust", None));
+}

@@ -95,6 +95,7 @@ impl Server {
             ),
         };
         let jobs = crate::api::jobs::JobService::start(&config.jobs, &data_dir)?;
+        jobs.register_metrics(&metrics);
         let export = config.s3.clone().map(|s3| crate::export::Exporter::new(s3.with_env_defaults(), &config.data_dir)).transpose()?;
         let listen = config.server.listen;
         let listener = TcpListener::bind(listen).await.map_err(|source| ServerError::Bind { addr: listen, source })?;

@@ -1,5 +1,7 @@
 //! [`Limits`]: what one job may use. Every limit has a default that suits real jobs; going over one
 //! stops the job with [`JobError::LimitExceeded`](super::JobError::LimitExceeded) naming it.
+//! [`MaxLimits`]: the server's ceiling on what a submitted job may ask for (`[jobs.max_limits]`);
+//! an ask above it is refused with a [`LimitTooHigh`] per limit, never silently lowered.
 
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
@@ -41,11 +43,143 @@ impl Default for Limits {
 }
 
 impl Limits {
+    /// Every limit as `(field name, value)`, in declaration order.
+    pub fn fields(&self) -> [(&'static str, u64); 7] {
+        [
+            ("memory_bytes", self.memory_bytes),
+            ("call_timeout_ms", self.call_timeout_ms),
+            ("wall_time_ms", self.wall_time_ms),
+            ("emit_count", self.emit_count),
+            ("emit_bytes", self.emit_bytes),
+            ("output_bytes", self.output_bytes),
+            ("log_bytes", self.log_bytes),
+        ]
+    }
+
     pub(crate) fn call_timeout(&self) -> Duration {
         Duration::from_millis(self.call_timeout_ms)
     }
     pub(crate) fn wall_time(&self) -> Duration {
         Duration::from_millis(self.wall_time_ms)
+    }
+}
+
+/// The most a submitted job may ask for, per limit (`[jobs.max_limits]`; missing fields take these
+/// defaults). Field names are those of [`Limits`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MaxLimits {
+    /// Default 1 GiB, the runtime's largest instance memory (it cannot be raised above that).
+    pub memory_bytes: u64,
+    /// Default 60 s.
+    pub call_timeout_ms: u64,
+    /// Default 6 hours.
+    pub wall_time_ms: u64,
+    /// Default 1e10.
+    pub emit_count: u64,
+    /// Default 64 GiB.
+    pub emit_bytes: u64,
+    /// Default 1 GiB (results are kept on the server's disk).
+    pub output_bytes: u64,
+    /// Default 16 MiB (the job log is kept in the job record).
+    pub log_bytes: u64,
+}
+
+impl Default for MaxLimits {
+    fn default() -> Self {
+        MaxLimits {
+            memory_bytes: 1 << 30,
+            call_timeout_ms: 60_000,
+            wall_time_ms: 6 * 3_600_000,
+            emit_count: 10_000_000_000,
+            emit_bytes: 64 << 30,
+            output_bytes: 1 << 30,
+            log_bytes: 16 << 20,
+        }
+    }
+}
+
+/// One limit a job asked for above the server's maximum.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LimitTooHigh {
+    /// The field (`memory_bytes`, …, or `workers`).
+    pub limit: &'static str,
+    /// What the job asked for.
+    pub asked: u64,
+    /// The server's maximum.
+    pub max: u64,
+    /// The configuration key that sets the maximum.
+    pub config_key: String,
+}
+
+impl std::fmt::Display for LimitTooHigh {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let shown = |n: u64| {
+            if self.limit.ends_with("_bytes") && human_bytes(n) != format!("{n} bytes") {
+                format!("{n} ({})", human_bytes(n))
+            } else {
+                n.to_string()
+            }
+        };
+        write!(
+            f,
+            "{} = {} is above this server's maximum of {} ({})",
+            self.limit,
+            shown(self.asked),
+            shown(self.max),
+            self.config_key
+        )
+    }
+}
+
+impl MaxLimits {
+    /// Every maximum as `(field name, value)`, in the order of [`Limits::fields`].
+    pub fn fields(&self) -> [(&'static str, u64); 7] {
+        Limits {
+            memory_bytes: self.memory_bytes,
+            call_timeout_ms: self.call_timeout_ms,
+            wall_time_ms: self.wall_time_ms,
+            emit_count: self.emit_count,
+            emit_bytes: self.emit_bytes,
+            output_bytes: self.output_bytes,
+            log_bytes: self.log_bytes,
+        }
+        .fields()
+    }
+
+    /// The built-in defaults, each lowered to its maximum: what a job that asks for nothing gets.
+    pub fn defaults(&self) -> Limits {
+        let d = Limits::default();
+        Limits {
+            memory_bytes: d.memory_bytes.min(self.memory_bytes),
+            call_timeout_ms: d.call_timeout_ms.min(self.call_timeout_ms),
+            wall_time_ms: d.wall_time_ms.min(self.wall_time_ms),
+            emit_count: d.emit_count.min(self.emit_count),
+            emit_bytes: d.emit_bytes.min(self.emit_bytes),
+            output_bytes: d.output_bytes.min(self.output_bytes),
+            log_bytes: d.log_bytes.min(self.log_bytes),
+        }
+    }
+
+    /// Every limit of `limits` above its maximum (empty when all fit).
+    pub fn check(&self, limits: &Limits) -> Vec<LimitTooHigh> {
+        limits
+            .fields()
+            .into_iter()
+            .zip(self.fields())
+            .filter(|((_, asked), (_, max))| asked > max)
+            .map(|((limit, asked), (_, max))| LimitTooHigh {
+                limit,
+                asked,
+                max,
+                config_key: format!("jobs.max_limits.{limit}"),
+            })
+            .collect()
+    }
+
+    /// The first field that is zero (a maximum of 0 would refuse every job), if any.
+    pub fn zero_field(&self) -> Option<&'static str> {
+        self.fields().into_iter().find(|(_, v)| *v == 0).map(|(name, _)| name)
     }
 }
 
@@ -57,5 +191,34 @@ pub(crate) fn human_bytes(n: u64) -> String {
         format!("{} MiB", n >> 20)
     } else {
         format!("{n} bytes")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_fit_under_the_default_ceiling() {
+        let max = MaxLimits::default();
+        assert!(max.check(&Limits::default()).is_empty());
+        assert_eq!(max.defaults(), Limits::default());
+    }
+
+    #[test]
+    fn asks_above_the_ceiling_are_named_with_value_and_maximum() {
+        let max = MaxLimits { memory_bytes: 64 << 20, call_timeout_ms: 5_000, ..MaxLimits::default() };
+        let asked = Limits { memory_bytes: 128 << 20, wall_time_ms: 1, ..max.defaults() };
+        let over = max.check(&asked);
+        assert_eq!(over.len(), 1, "{over:?}");
+        assert_eq!((over[0].limit, over[0].asked, over[0].max), ("memory_bytes", 128 << 20, 64 << 20));
+        assert_eq!(
+            over[0].to_string(),
+            "memory_bytes = 134217728 (128 MiB) is above this server's maximum of 67108864 (64 MiB) \
+             (jobs.max_limits.memory_bytes)"
+        );
+        // Defaults above a lowered maximum are lowered to it, so a job asking nothing still fits.
+        assert_eq!(max.defaults().call_timeout_ms, 5_000);
+        assert!(max.check(&max.defaults()).is_empty());
     }
 }

@@ -1,9 +1,12 @@
 //! `[jobs]` section of the server configuration: API tokens, upload and queue limits, the share of
-//! cores jobs may use, and how long results are kept.
+//! cores jobs may use, the ceiling on what a job may ask for (`[jobs.max_limits]`), and how long
+//! results are kept.
 
 use serde::{Deserialize, Serialize};
 
 use super::auth::TokenConfig;
+use crate::jobs::limits::MaxLimits;
+use crate::jobs::RuntimeConfig;
 
 /// `[jobs]` section of the server configuration.
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -34,6 +37,9 @@ pub struct JobsConfig {
     pub result_retention_secs: u64,
     /// How often the retention sweeper looks for expired results.
     pub retention_sweep_secs: u64,
+    /// `[jobs.max_limits]`: the most a submitted job's `limits` may ask for; above it the job is
+    /// refused with a 400 naming the limit. Missing fields keep their defaults.
+    pub max_limits: MaxLimits,
 }
 
 impl Default for JobsConfig {
@@ -49,6 +55,7 @@ impl Default for JobsConfig {
             job_sched_idle: true,
             result_retention_secs: 7 * 24 * 3600,
             retention_sweep_secs: 600,
+            max_limits: MaxLimits::default(),
         }
     }
 }
@@ -58,6 +65,21 @@ fn default_max_component_bytes() -> u64 {
 }
 
 impl JobsConfig {
+    /// Rejects settings the job service cannot run with.
+    pub fn validate(&self) -> Result<(), String> {
+        if let Some(field) = self.max_limits.zero_field() {
+            return Err(format!("jobs.max_limits.{field} must be > 0"));
+        }
+        let runtime_max = RuntimeConfig::default().max_memory_bytes;
+        if self.max_limits.memory_bytes > runtime_max {
+            return Err(format!(
+                "jobs.max_limits.memory_bytes ({}) is above the runtime's largest instance memory ({runtime_max})",
+                self.max_limits.memory_bytes
+            ));
+        }
+        Ok(())
+    }
+
     /// Worker threads a job may use on this machine (resolves `max_workers_per_job = 0`).
     pub fn worker_ceiling(&self) -> usize {
         if self.max_workers_per_job > 0 {
@@ -99,6 +121,19 @@ mod tests {
     #[test]
     fn unknown_keys_are_rejected() {
         assert!(toml::from_str::<JobsConfig>("max_jobs = 3").is_err());
+        assert!(toml::from_str::<JobsConfig>("[max_limits]\nmemory = 3").is_err());
+    }
+
+    #[test]
+    fn max_limits_keep_their_own_defaults_and_are_validated() {
+        let config: JobsConfig = toml::from_str("[max_limits]\ncall_timeout_ms = 2000").unwrap();
+        assert_eq!(config.max_limits.call_timeout_ms, 2000);
+        assert_eq!(config.max_limits.memory_bytes, MaxLimits::default().memory_bytes, "not the per-job default");
+        assert!(config.validate().is_ok());
+        let zero: JobsConfig = toml::from_str("[max_limits]\nwall_time_ms = 0").unwrap();
+        assert!(zero.validate().unwrap_err().contains("jobs.max_limits.wall_time_ms"));
+        let huge: JobsConfig = toml::from_str("[max_limits]\nmemory_bytes = 4294967296").unwrap();
+        assert!(huge.validate().unwrap_err().contains("memory_bytes"));
     }
 
     #[test]

@@ -6,12 +6,17 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
 
 use super::auth::{Authenticator, BadTokenConfig};
 use super::config::JobsConfig;
 use super::error::ApiError;
 use super::types::Manifest;
 use crate::jobs::scheduler::{JobStore, Priority, Scheduler, SchedulerConfig, SchedulerError, StoreError, WasmExecutor};
+use crate::api::metrics::Metrics;
+use crate::jobs::limits::{LimitTooHigh, MaxLimits};
 use crate::jobs::{CompiledJob, JobError, Limits, Runtime, RuntimeConfig};
 use crate::storage::{datadir, DataDir, LocalSource, PartitionSource, Schema, StorageError};
 
@@ -44,6 +49,15 @@ pub struct JobService {
     pub(super) scheduler: Scheduler,
     runtime: Arc<Runtime>,
     pub(super) config: JobsConfig,
+    /// Manifests refused for asking above `[jobs.max_limits]` (or `max_workers_per_job`), by limit.
+    limit_rejections: Family<LimitLabel, Counter>,
+}
+
+/// Label set `{limit="memory_bytes"}`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct LimitLabel {
+    /// The limit a refused manifest asked too much of.
+    pub limit: String,
 }
 
 /// A checked upload, ready to queue.
@@ -75,7 +89,23 @@ impl JobService {
                 retention_sweep: Duration::from_secs(config.retention_sweep_secs.max(1)),
             },
         )?;
-        Ok(Arc::new(JobService { auth, scheduler, runtime, config: config.clone() }))
+        config.validate().map_err(ServiceError::Config)?;
+        Ok(Arc::new(JobService {
+            auth,
+            scheduler,
+            runtime,
+            config: config.clone(),
+            limit_rejections: Family::default(),
+        }))
+    }
+
+    /// Registers the job service's metrics (`telemetry_jobs_limit_rejections_total{limit}`).
+    pub fn register_metrics(&self, metrics: &Metrics) {
+        metrics.register(
+            "jobs_limit_rejections",
+            "Job manifests refused for asking above a server maximum, by limit",
+            self.limit_rejections.clone(),
+        );
     }
 
     /// Stops the runners (running jobs go back to the queue); call on server shutdown from a
@@ -121,7 +151,9 @@ impl JobService {
     }
 
     /// Checks a manifest before it is queued: name, filter, limits and workers. Fills in the
-    /// effective limits and worker count so the stored job says exactly how it will run.
+    /// effective limits and worker count so the stored job says exactly how it will run. Limits
+    /// or workers above the server's maximums are a 400 (`limit_too_high`) naming each one, the
+    /// value asked and the maximum, counted by limit; they are never lowered silently.
     pub(super) fn check_manifest(
         &self,
         mut manifest: Manifest,
@@ -132,21 +164,61 @@ impl JobService {
         }
         Schema::from_json(&manifest.filter.to_string())
             .map_err(|e| ApiError::bad("bad_filter", format!("the filter is not usable: {e}")))?;
-        manifest.limits = Some(effective_limits(manifest.limits.as_ref())?);
+        let limits = effective_limits(manifest.limits.as_ref(), &self.config.max_limits)?;
         let ceiling = self.config.worker_ceiling();
-        manifest.workers = Some(manifest.workers.unwrap_or(ceiling).clamp(1, ceiling));
+        let mut too_high = self.config.max_limits.check(&limits);
+        if let Some(asked) = manifest.workers.filter(|&w| w > ceiling) {
+            too_high.push(LimitTooHigh {
+                limit: "workers",
+                asked: asked as u64,
+                max: ceiling as u64,
+                config_key: "jobs.max_workers_per_job".into(),
+            });
+        }
+        if !too_high.is_empty() {
+            for over in &too_high {
+                self.limit_rejections.get_or_create(&LimitLabel { limit: over.limit.to_string() }).inc();
+            }
+            return Err(limit_error(&too_high));
+        }
+        manifest.limits = Some(serde_json::to_value(limits).map_err(|e| ApiError::Internal(e.to_string()))?);
+        manifest.workers = Some(manifest.workers.unwrap_or(ceiling).max(1));
         Ok(Accepted { manifest, component_sha256 })
     }
 }
 
-/// The job's limits: the defaults overlaid with the manifest's fields (unknown fields are a 400).
-fn effective_limits(requested: Option<&serde_json::Value>) -> Result<serde_json::Value, ApiError> {
-    let limits: Limits = match requested {
-        None => Limits::default(),
-        Some(value) => serde_json::from_value(value.clone())
-            .map_err(|e| ApiError::bad("bad_manifest", format!("'limits' is not valid: {e}")))?,
-    };
-    serde_json::to_value(limits).map_err(|e| ApiError::Internal(e.to_string()))
+/// The job's limits: the defaults (each lowered to its maximum) overlaid with the manifest's
+/// fields (unknown fields are a 400). Not yet checked against the maximums.
+fn effective_limits(requested: Option<&serde_json::Value>, max: &MaxLimits) -> Result<Limits, ApiError> {
+    let bad = |e: serde_json::Error| ApiError::bad("bad_manifest", format!("'limits' is not valid: {e}"));
+    let mut merged = serde_json::to_value(max.defaults()).map_err(|e| ApiError::Internal(e.to_string()))?;
+    match requested {
+        None => {}
+        Some(serde_json::Value::Object(fields)) => {
+            let base = merged.as_object_mut().expect("Limits serialises as an object");
+            for (key, value) in fields {
+                base.insert(key.clone(), value.clone());
+            }
+        }
+        Some(other) => return Err(bad(serde_json::from_value::<Limits>(other.clone()).unwrap_err())),
+    }
+    serde_json::from_value(merged).map_err(bad)
+}
+
+/// The 400 for limits above the maximums: `limits.<name> = <asked> is above this server's maximum
+/// of <max> (<config key>)`, one clause per limit.
+fn limit_error(too_high: &[LimitTooHigh]) -> ApiError {
+    let clauses: Vec<String> = too_high
+        .iter()
+        .map(|over| {
+            let prefix = if over.limit == "workers" { "" } else { "limits." };
+            format!("{prefix}{over}")
+        })
+        .collect();
+    ApiError::bad(
+        "limit_too_high",
+        format!("the job asks for more than this server allows: {}", clauses.join("; ")),
+    )
 }
 
 /// The 400 code for a component the runtime refused, from its header: not Wasm at all, a core
@@ -174,10 +246,21 @@ mod tests {
 
     #[test]
     fn limits_overlay_defaults_and_reject_typos() {
-        let limits = effective_limits(Some(&serde_json::json!({"call_timeout_ms": 500}))).unwrap();
-        assert_eq!(limits["call_timeout_ms"], 500);
-        assert_eq!(limits["memory_bytes"], Limits::default().memory_bytes);
-        let err = effective_limits(Some(&serde_json::json!({"memory": 1}))).unwrap_err();
+        let max = MaxLimits::default();
+        let limits = effective_limits(Some(&serde_json::json!({"call_timeout_ms": 500})), &max).unwrap();
+        assert_eq!(limits.call_timeout_ms, 500);
+        assert_eq!(limits.memory_bytes, Limits::default().memory_bytes);
+        let err = effective_limits(Some(&serde_json::json!({"memory": 1})), &max).unwrap_err();
         assert_eq!(err.code(), "bad_manifest");
+        let err = effective_limits(Some(&serde_json::json!([1])), &max).unwrap_err();
+        assert_eq!(err.code(), "bad_manifest");
+    }
+
+    #[test]
+    fn defaults_are_lowered_to_a_smaller_maximum() {
+        let max = MaxLimits { memory_bytes: 64 << 20, ..MaxLimits::default() };
+        let limits = effective_limits(None, &max).unwrap();
+        assert_eq!(limits.memory_bytes, 64 << 20);
+        assert!(max.check(&limits).is_empty());
     }
 }
