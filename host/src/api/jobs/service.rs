@@ -200,7 +200,9 @@ fn effective_limits(requested: Option<&serde_json::Value>, max: &MaxLimits) -> R
                 base.insert(key.clone(), value.clone());
             }
         }
-        Some(other) => return Err(bad(serde_json::from_value::<Limits>(other.clone()).unwrap_err())),
+        Some(_) => {
+            return Err(ApiError::bad("bad_manifest", "'limits' must be a JSON object of limit fields"))
+        }
     }
     serde_json::from_value(merged).map_err(bad)
 }
