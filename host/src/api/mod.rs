@@ -1,4 +1,4 @@
-//! HTTP routes: the submission API (ingest), the job service (`/api/v1`), metrics.
+//! HTTP routes: the submission API (ingest), the job service (`/api/v1`), metrics, the dashboard.
 //!
 //! - [`submit`]: `POST`/`PUT /submit/<namespace>/<path…>` with the seed's status codes, `GET /status`,
 //!   and the seed's answers for every other path and method.
@@ -9,6 +9,7 @@
 //! - [`chart`]: SVG bar charts of job results. [`dashboard`]: `GET /dashboard` and `GET /api/v1/stats`.
 
 pub mod chart;
+pub mod dashboard;
 pub mod histograms;
 pub mod jobs;
 pub mod metrics;
@@ -51,6 +52,8 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/metrics", get(metrics::handler).fallback(submit::fallback))
         .route("/histograms", get(histograms::definitions).head(histograms::head).fallback(submit::fallback))
         .route("/histogram_buckets", get(histograms::buckets).head(histograms::head).fallback(submit::fallback))
+        .route("/dashboard", get(dashboard::page).fallback(submit::fallback))
+        .route("/api/v1/stats", get(dashboard::stats))
         .nest("/api/v1", jobs::router(state.jobs.clone()))
         .fallback(submit::fallback)
         .layer(axum::middleware::from_fn_with_state(state.clone(), submit::observe))

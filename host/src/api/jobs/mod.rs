@@ -38,6 +38,7 @@ pub fn router<S: Clone + Send + Sync + 'static>(service: Arc<JobService>) -> Rou
         .route("/jobs", post(routes::submit).get(routes::list))
         .route("/jobs/{id}", get(routes::status).delete(routes::cancel))
         .route("/jobs/{id}/result", get(routes::result))
+        .route("/jobs/{id}/result.svg", get(routes::result_chart))
         .route("/components", post(routes::upload_component))
         .route("/openapi.json", get(routes::openapi))
         .fallback(routes::not_found)

@@ -8,15 +8,18 @@ pub const DOCUMENT: &str = include_str!("../../../../docs/openapi.json");
 mod tests {
     use super::*;
 
-    /// Every route the job router serves, as `(method, path)` in OpenAPI form.
+    /// Every route served under `/api/v1`, as `(method, path)` in OpenAPI form.
     const ROUTES: &[(&str, &str)] = &[
         ("post", "/jobs"),
         ("get", "/jobs"),
         ("get", "/jobs/{id}"),
         ("delete", "/jobs/{id}"),
         ("get", "/jobs/{id}/result"),
+        ("get", "/jobs/{id}/result.svg"),
         ("post", "/components"),
         ("get", "/openapi.json"),
+        // Mounted beside the job router by `api::router` (it reads the server's metrics).
+        ("get", "/stats"),
     ];
 
     #[test]

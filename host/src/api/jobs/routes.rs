@@ -18,6 +18,7 @@ use super::format::{render, ResultFormat};
 use super::service::JobService;
 use super::types::{ComponentResponse, JobList, JobRecord, JobState, SubmitResponse};
 use super::upload::{drain, read_upload, UploadLimits};
+use crate::api::chart::{self, ChartOptions};
 use crate::jobs::scheduler::{is_job_id, SchedulerError};
 
 impl FromRequestParts<Arc<JobService>> for Caller {
@@ -159,11 +160,54 @@ pub async fn result(
     Path(id): Path<String>,
     query: Result<Query<ResultQuery>, QueryRejection>,
 ) -> Result<Response, ApiError> {
-    let Query(query) =
-        query.map_err(|e| ApiError::bad("bad_format", format!("{}; use format=text, ndjson or csv", e.body_text())))?;
-    let job = owned_job(&service, &caller, &id)?;
+    let Query(query) = query.map_err(|e| {
+        ApiError::bad("bad_format", format!("{}; use format=text, ndjson or csv (a chart is at result.svg)", e.body_text()))
+    })?;
+    let (_, output) = succeeded_result(&service, &caller, &id)?;
+    let body = render(&output, query.format);
+    Ok(([(header::CONTENT_TYPE, query.format.content_type())], body).into_response())
+}
+
+/// `?top=` of the chart route.
+#[derive(serde::Deserialize)]
+pub struct ChartQuery {
+    top: Option<usize>,
+}
+
+/// `GET /jobs/{id}/result.svg?top=N`: the result as a bar chart ([`chart`]); every value must be
+/// a number, else `400 not_chartable`.
+pub async fn result_chart(
+    State(service): State<Arc<JobService>>,
+    caller: Caller,
+    Path(id): Path<String>,
+    query: Result<Query<ChartQuery>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let Query(query) = query.map_err(|e| ApiError::bad("bad_query", e.body_text()))?;
+    let top = query.top.unwrap_or(ChartOptions::default().top);
+    if !(1..=chart::MAX_TOP).contains(&top) {
+        return Err(ApiError::bad("bad_query", format!("top={top}: must be between 1 and {}", chart::MAX_TOP)));
+    }
+    let (job, output) = succeeded_result(&service, &caller, &id)?;
+    let rows = chart::parse_rows(&output).map_err(|e| {
+        ApiError::bad(
+            "not_chartable",
+            format!("the result of job {id} is not chartable: {e}; fetch it as text, ndjson or csv instead"),
+        )
+    })?;
+    let svg = chart::bar_chart(&rows, &job.manifest.name, &ChartOptions { top, ..ChartOptions::default() });
+    // The picture is data: a browser opening it directly runs nothing and loads nothing.
+    let headers = [
+        (header::CONTENT_TYPE, "image/svg+xml"),
+        (header::CONTENT_SECURITY_POLICY, "default-src 'none'; style-src 'unsafe-inline'"),
+    ];
+    Ok((headers, svg).into_response())
+}
+
+/// The job and its stored output, when the caller may see it and it succeeded.
+fn succeeded_result(service: &JobService, caller: &Caller, id: &str) -> Result<(JobRecord, Vec<u8>), ApiError> {
+    let job = owned_job(service, caller, id)?;
     if job.state != JobState::Succeeded {
-        let why = job.error.map(|e| format!(": {e}")).unwrap_or_default();
+        let why = job.error.as_ref().map(|e| format!(": {e}")).unwrap_or_default();
         return Err(ApiError::Conflict(format!(
             "job {id} is {}{why}; only succeeded jobs have a result",
             job.state.as_str()
@@ -171,11 +215,10 @@ pub async fn result(
     }
     let output = service
         .scheduler
-        .result(&id)
+        .result(id)
         .map_err(|e| ApiError::Internal(e.to_string()))?
         .ok_or_else(|| ApiError::NotFound(format!("the result of job {id} is gone (retention)")))?;
-    let body = render(&output, query.format);
-    Ok(([(header::CONTENT_TYPE, query.format.content_type())], body).into_response())
+    Ok((job, output))
 }
 
 /// `GET /openapi.json` (no token needed).
