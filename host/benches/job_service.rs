@@ -157,6 +157,20 @@ fn wrk_script(dir: &Path) -> PathBuf {
     common::repo_root().join("bench/submit.lua")
 }
 
+/// Copies the directory tree `from` to `to` (files and directories only).
+fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_tree(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).unwrap();
+        }
+    }
+}
+
 fn main() {
     if std::env::args().any(|a| a == "--list") {
         return; // `cargo test --benches` lists; nothing to list here
@@ -165,7 +179,12 @@ fn main() {
     let runs: usize = env_or("JOB_BENCH_RUNS", 10);
     let durability: String = env_or("JOB_BENCH_DURABILITY", "batch".to_string());
     let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
-    let data = jobs_support::converted_data();
+    // The server writes raw logs and job state into its data dir: give it a copy of the job tests'
+    // data, so the shared test data under target/ never grows.
+    let work = tempfile::tempdir().unwrap();
+    let data = work.path().join("data");
+    copy_tree(jobs_support::converted_data(), &data);
+    let data = data.as_path();
     let client = Client::builder().timeout(Duration::from_secs(120)).build().unwrap();
     let small = std::fs::read(common::guest("os-distribution-rust")).unwrap();
     let hostile = std::fs::read(common::guest("hostile-rust")).unwrap();
