@@ -24,6 +24,8 @@ pub mod cluster;
 pub mod config;
 pub mod convert;
 pub mod export;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod histograms;
 pub mod ingest;
 pub mod jobs;

@@ -89,6 +89,12 @@ impl<R: Read> LogReader<R> {
         self.errors
     }
 
+    /// Bytes of the log consumed so far: in good records, damaged records or skipped garbage
+    /// (the whole log once the reader has returned `None`).
+    pub fn bytes_read(&self) -> u64 {
+        self.offset
+    }
+
     /// Byte offset in the log of the record (or damaged record) yielded last.
     pub fn record_offset(&self) -> u64 {
         self.last_offset

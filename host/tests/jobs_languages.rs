@@ -1,0 +1,118 @@
+//! Jobs in any language: os-distribution written in JavaScript (componentize-qjs) and Python
+//! (componentize-py), built from source by scripts/build-guests.sh, run by the real host over the
+//! real pings, must give exactly the Rust guest's output; and a hostile JavaScript or Python job
+//! (endless loop, memory bomb, exception) is stopped with a clear error like a Rust one.
+
+mod common;
+mod jobs_support;
+
+use jobs_support::*;
+use std::time::{Duration, Instant};
+use telemetry_server::jobs::{self, CancelToken, JobError, JobOutput, Limits, Progress, RunOptions};
+
+fn run(data: &std::path::Path, guest: &str, opts: &RunOptions) -> Result<JobOutput, JobError> {
+    let source = jobs::open_source(data.to_str().unwrap()).unwrap();
+    jobs::run(runtime(), &jobs_support::guest(guest), source, opts, &Progress::default(), &CancelToken::new())
+}
+
+fn all(workers: usize) -> RunOptions {
+    RunOptions { workers, ..RunOptions::new(all_filter()) }
+}
+
+fn text(out: &JobOutput) -> &str {
+    std::str::from_utf8(&out.output).unwrap()
+}
+
+/// Runs os-distribution in `language` over the converted real pings and checks it against the
+/// Rust guest (and so the native reference, which tests/jobs.rs checks the Rust guest against).
+fn same_as_rust(language: &str) {
+    let data = converted_data();
+    let records = stored_records(data, &all_filter()).len() as u64;
+    let rust = run(data, "os-distribution-rust", &all(2)).unwrap();
+    let other = run(data, &format!("os-distribution-{language}"), &all(2)).unwrap();
+    assert!(text(&rust).lines().count() >= 4, "the data should hold several OS/version pairs:\n{}", text(&rust));
+    assert_eq!(text(&other), text(&rust), "os-distribution-{language} must agree with os-distribution-rust");
+    assert_eq!(other.cost.records_read, records);
+    assert_eq!(other.cost.emits, records, "one emit per record");
+    assert!(other.cost.combine_calls > 0, "the {language} job declared combine and the host called it");
+}
+
+#[test]
+fn os_distribution_in_javascript_equals_rust() {
+    same_as_rust("js");
+}
+
+#[test]
+fn os_distribution_in_python_equals_rust() {
+    same_as_rust("py");
+}
+
+const RECORDS: [(&str, &str); 3] = [
+    ("doc-1", r#"{"info":{"OS":"Linux","appVersion":"40.0"}}"#),
+    ("doc-2", r#"{"info":{"OS":"Darwin","appVersion":"40.0"}}"#),
+    ("doc-3", r#"{"info":{"OS":"Linux","appVersion":"41.0"}}"#),
+];
+
+/// Runs the hostile guest of `language` in `mode` (its job parameter) over three records.
+fn hostile(language: &str, mode: &str, limits: Limits) -> Result<JobOutput, JobError> {
+    let data = tiny_data(&RECORDS);
+    let opts = RunOptions { param: mode.into(), workers: 2, limits, ..RunOptions::new(all_filter()) };
+    run(data.path(), &format!("hostile-{language}"), &opts)
+}
+
+fn loop_is_stopped(language: &str) {
+    jobs_support::guest(&format!("hostile-{language}")); // compiled (or loaded) before timing
+    let start = Instant::now();
+    let err = hostile(language, "loop", Limits { call_timeout_ms: 300, ..Limits::default() }).unwrap_err();
+    assert!(matches!(&err, JobError::LimitExceeded { what } if what == "call time (300 ms)"), "{err}");
+    assert!(start.elapsed() < Duration::from_secs(10), "the epoch deadline stops it promptly");
+}
+
+fn memory_bomb_is_stopped(language: &str) {
+    let err = hostile(language, "memory", Limits { memory_bytes: 64 << 20, ..Limits::default() }).unwrap_err();
+    assert!(matches!(&err, JobError::LimitExceeded { what } if what == "memory (64 MiB)"), "{err}");
+}
+
+fn exception_names_the_record(language: &str, mode: &str, message: &str) {
+    let err = hostile(language, mode, Limits::default()).unwrap_err();
+    match &err {
+        JobError::Trap { record_id, message: m } => {
+            assert_eq!(record_id.as_deref(), Some("doc-2"), "{err}");
+            assert!(m.contains(message), "the job's own message is in the error: {m}");
+        }
+        other => panic!("expected the job to fail on doc-2, got {other}"),
+    }
+    // The same guest in a harmless mode runs to the end (the failure above was the mode's).
+    let out = hostile(language, "", Limits::default()).unwrap();
+    assert_eq!(text(&out), "doc-1\t1\ndoc-2\t1\ndoc-3\t1\n");
+}
+
+#[test]
+fn a_javascript_endless_loop_hits_the_call_time_limit() {
+    loop_is_stopped("js");
+}
+
+#[test]
+fn a_python_endless_loop_hits_the_call_time_limit() {
+    loop_is_stopped("py");
+}
+
+#[test]
+fn a_javascript_memory_bomb_hits_the_memory_limit() {
+    memory_bomb_is_stopped("js");
+}
+
+#[test]
+fn a_python_memory_bomb_hits_the_memory_limit() {
+    memory_bomb_is_stopped("py");
+}
+
+#[test]
+fn a_javascript_exception_fails_the_job_naming_the_record() {
+    exception_names_the_record("js", "throw:doc-2", "Error: hostile guest throws on record doc-2");
+}
+
+#[test]
+fn a_python_exception_fails_the_job_naming_the_record() {
+    exception_names_the_record("py", "raise:doc-2", "RuntimeError: hostile guest raises on record doc-2");
+}
