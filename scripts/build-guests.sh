@@ -8,6 +8,11 @@
 # Debian's rustc-web 1.96 with -Zbuild-std (std built once, cached in target/guests).
 # C guests: wit-bindgen C bindings + clang-19 --target=wasm32-wasi + the WASI preview1 reactor
 # adapter (wasmtime 48.0.8's, fetched with cargo).
+# JavaScript guests: componentize-qjs (QuickJS, pinned by guest-sdk/js/package-lock.json).
+# Python guests: componentize-py (pinned by guest-sdk/python/requirements.txt). Both toolchains are
+# installed into target/guest-tools/ by scripts/install-deps.sh; both generate their bindings from
+# wit/ and stub out WASI, so the components import only `telemetry:job/host`. A JS or Python
+# guest is rebuilt only when its inputs (wit/, its SDK and pins, its job directory) change.
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$ROOT"
@@ -17,6 +22,9 @@ mkdir -p "$OUT" "$CARGO_TARGET_DIR"
 
 RUST_JOBS=(os-distribution histogram-aggregate simple-counter hostile)
 C_JOBS=(os-distribution)
+JS_JOBS=(os-distribution hostile)
+PY_JOBS=(os-distribution hostile)
+TOOLS="$ROOT/target/guest-tools"
 
 log() { echo "build-guests: $*" >&2; }
 
@@ -96,6 +104,65 @@ build_c() {
   done
 }
 
+# --- JavaScript and Python guests --------------------------------------------------------------
+# SHA-256 over the paths and contents of every file under the given directories.
+inputs_hash() {
+  find "$@" -type f ! -path '*/__pycache__/*' ! -path '*/node_modules/*' -print0 | sort -z \
+    | xargs -0 sha256sum | sha256sum | cut -d' ' -f1
+}
+
+# Runs `build OUTPUT` for guest NAME unless target/jobs/NAME.wasm was built from inputs with this
+# hash; the output appears atomically, with the hash beside it in NAME.inputs.
+build_if_changed() {
+  local name="$1" hash="$2"
+  shift 2
+  if [ -f "$OUT/$name.wasm" ] && [ "$(cat "$OUT/$name.inputs" 2>/dev/null)" = "$hash" ]; then
+    log "  $OUT/$name.wasm up to date"
+    return
+  fi
+  "$@" "$OUT/$name.wasm.tmp"
+  mv "$OUT/$name.wasm.tmp" "$OUT/$name.wasm"
+  echo "$hash" >"$OUT/$name.inputs"
+  log "  $OUT/$name.wasm ($(stat -c %s "$OUT/$name.wasm") bytes)"
+}
+
+# Fails unless scripts/install-deps.sh installed toolchain DIR from the current PIN file.
+need_tool() {
+  local dir="$1" pin="$2"
+  [ "$(cat "$TOOLS/$dir/.stamp" 2>/dev/null)" = "$(sha256sum "$pin" | cut -d' ' -f1)" ] \
+    || { log "$TOOLS/$dir missing or older than $pin: run scripts/install-deps.sh"; exit 1; }
+}
+
+qjs() { # JOB OUTPUT
+  "$TOOLS/js/node_modules/.bin/componentize-qjs" --wit wit -n mapreduce --module-root "$ROOT" \
+    --js "example-jobs/$1/js/job.js" --sync --stub-wasi -o "$2" >/dev/null
+}
+
+build_js() {
+  need_tool js guest-sdk/js/package-lock.json
+  for j in "${JS_JOBS[@]}"; do
+    build_if_changed "$j-js" "$(inputs_hash wit guest-sdk/js "example-jobs/$j/js")" qjs "$j"
+  done
+}
+
+componentize_py() { # JOB OUTPUT
+  PYTHONDONTWRITEBYTECODE=1 "$TOOLS/py/bin/componentize-py" -d wit -w mapreduce componentize app \
+    -p "example-jobs/$1/py" -p guest-sdk/python -o "$2" --stub-wasi >/dev/null
+}
+
+build_py() {
+  need_tool py guest-sdk/python/requirements.txt
+  # componentize-py takes ~15 s a guest, mostly single-threaded: build them side by side.
+  local pids=()
+  for j in "${PY_JOBS[@]}"; do
+    build_if_changed "$j-py" "$(inputs_hash wit guest-sdk/python "example-jobs/$j/py")" componentize_py "$j" &
+    pids+=($!)
+  done
+  for pid in "${pids[@]}"; do wait "$pid"; done
+}
+
 build_rust
 build_c
+build_js
+build_py
 log "done"

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs everything the test suite needs on a fresh machine of this kind:
-# guest toolchains (Debian rustc-web + std source, clang-19 + wasi-libc),
+# guest toolchains (Debian rustc-web + std source, clang-19 + wasi-libc; componentize-qjs for
+# JavaScript and componentize-py for Python, pinned, into target/guest-tools/),
 # wasm-tools, the S3-compatible test server (s3s-fs) and the load tool (wrk).
 # Idempotent: each step is skipped when its tool is already present.
 set -euo pipefail
@@ -11,6 +12,8 @@ command -v /usr/bin/rustc >/dev/null 2>&1 || need_apt+=(rustc-web cargo-web rust
 command -v clang-19 >/dev/null 2>&1 || need_apt+=(clang-19 lld-19 libclang-rt-19-dev-wasm32)
 [ -f /usr/lib/wasm32-wasi/libc.a ] || need_apt+=(wasi-libc)
 command -v wrk >/dev/null 2>&1 || need_apt+=(wrk)
+command -v npm >/dev/null 2>&1 || need_apt+=(nodejs npm)
+python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || need_apt+=(python3-venv)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "install-deps: apt-get install ${need_apt[*]}"
   apt-get update -qq
@@ -25,5 +28,27 @@ fi
 if ! command -v s3s-fs >/dev/null 2>&1; then
   echo "install-deps: cargo install s3s-fs@0.14.1"
   cargo install -q --locked s3s-fs@0.14.1 --features binary
+fi
+# Guest toolchains for JavaScript and Python jobs, pinned by guest-sdk/js/package-lock.json and
+# guest-sdk/python/requirements.txt; each is reinstalled only when its pin file changes (the
+# stamp holds the pin file's SHA-256, which scripts/build-guests.sh checks too).
+ROOT="$(cd "$(dirname "$0")/.." && pwd)"
+TOOLS="$ROOT/target/guest-tools"
+pin_hash() { sha256sum "$1" | cut -d' ' -f1; }
+JS_PIN="$ROOT/guest-sdk/js/package-lock.json"
+if [ "$(cat "$TOOLS/js/.stamp" 2>/dev/null)" != "$(pin_hash "$JS_PIN")" ]; then
+  echo "install-deps: npm ci componentize-qjs (guest-sdk/js/package-lock.json) into target/guest-tools/js"
+  rm -rf "$TOOLS/js" && mkdir -p "$TOOLS/js"
+  cp "$ROOT/guest-sdk/js/package.json" "$JS_PIN" "$TOOLS/js/"
+  (cd "$TOOLS/js" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
+  pin_hash "$JS_PIN" >"$TOOLS/js/.stamp"
+fi
+PY_PIN="$ROOT/guest-sdk/python/requirements.txt"
+if [ "$(cat "$TOOLS/py/.stamp" 2>/dev/null)" != "$(pin_hash "$PY_PIN")" ]; then
+  echo "install-deps: pip install componentize-py (guest-sdk/python/requirements.txt) into target/guest-tools/py"
+  rm -rf "$TOOLS/py"
+  python3 -m venv "$TOOLS/py"
+  "$TOOLS/py/bin/pip" install -q --disable-pip-version-check -r "$PY_PIN"
+  pin_hash "$PY_PIN" >"$TOOLS/py/.stamp"
 fi
 echo "install-deps: done"
