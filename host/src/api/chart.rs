@@ -61,8 +61,6 @@ const SUBTITLE_Y: f64 = 46.0;
 const FIRST_ROW_Y: f64 = 62.0;
 const ROW: f64 = 22.0;
 const BAR: f64 = 15.0;
-/// Average advance of a 12 px sans-serif character, generous so labels rarely overflow.
-const CHAR_W: f64 = 7.0;
 const BAR_COLOR: &str = "#4e79a7";
 const OTHER_COLOR: &str = "#a0a0a0";
 
@@ -114,7 +112,7 @@ pub fn bar_chart(rows: &[(String, f64)], title: &str, opts: &ChartOptions) -> St
     let _ = write!(
         svg,
         r##"<text x="{PAD}" y="{TITLE_Y}" font-size="16" font-weight="bold" fill="#222222">{}</text>"##,
-        escape(&fit(title, ((width - 2.0 * PAD) / 9.0) as usize))
+        escape(&fit_width(title, (width - 2.0 * PAD) / TITLE_SCALE))
     );
     let _ = write!(svg, r##"<text x="{PAD}" y="{SUBTITLE_Y}" fill="#666666">{}</text>"##, escape(&subtitle));
     if bars.is_empty() {
@@ -124,11 +122,9 @@ pub fn bar_chart(rows: &[(String, f64)], title: &str, opts: &ChartOptions) -> St
     }
 
     // Columns: labels (right-aligned), bars, value labels.
-    let label_chars = bars.iter().map(|b| b.display_label().chars().count()).max().unwrap_or(0);
-    let label_w = (label_chars as f64 * CHAR_W).clamp(4.0 * CHAR_W, width * 0.4);
-    let label_fit = (label_w / CHAR_W) as usize;
-    let value_chars = bars.iter().map(|b| format_number(b.value).chars().count()).max().unwrap_or(0);
-    let value_w = value_chars as f64 * CHAR_W + 8.0;
+    let widest = |texts: &mut dyn Iterator<Item = String>| texts.map(|t| text_width(&t)).fold(0.0, f64::max);
+    let label_w = widest(&mut bars.iter().map(Bar::display_label)).clamp(30.0, width * 0.4);
+    let value_w = widest(&mut bars.iter().map(|b| format_number(b.value))) + 8.0;
     let plot_x = PAD + label_w + 8.0;
     let plot_w = (width - PAD - value_w - plot_x).max(40.0);
     let lo = bars.iter().map(|b| b.value).fold(0.0_f64, f64::min);
@@ -148,7 +144,7 @@ pub fn bar_chart(rows: &[(String, f64)], title: &str, opts: &ChartOptions) -> St
         let _ = write!(
             svg,
             r##"<text class="label" x="{lx:.1}" y="{ty:.1}" text-anchor="end" fill="#222222">{}</text>"##,
-            escape(&fit(&label, label_fit)),
+            escape(&fit_width(&label, label_w)),
             lx = plot_x - 8.0,
             ty = y + BAR - 3.0
         );
@@ -224,6 +220,41 @@ pub fn format_number(v: f64) -> String {
     let decimals = if a >= 1.0 { 2 } else { (2 - a.log10().floor() as i32).clamp(2, 12) as usize };
     let s = format!("{v:.decimals$}");
     s.trim_end_matches('0').trim_end_matches('.').to_string()
+}
+
+/// How wide 12 px text is drawn, estimated per character from DejaVu Sans (the widest common
+/// sans-serif face; others draw narrower, so the estimate errs on the side of room).
+fn text_width(s: &str) -> f64 {
+    s.chars()
+        .map(|c| match c {
+            'i' | 'l' | 'j' | 'I' | '.' | ',' | ':' | ';' | '\'' | '|' | '!' | ' ' => 3.8,
+            'm' | 'w' | 'M' | 'W' | '%' | '@' => 11.0,
+            'A'..='Z' => 8.8,
+            c if c.is_ascii() => 7.6,
+            _ => 12.0,
+        })
+        .sum()
+}
+
+/// A 16 px bold title is about this much wider than 12 px text.
+const TITLE_SCALE: f64 = 1.45;
+
+/// `s` cut to fit `max_px` of 12 px text, ending in `…` when cut.
+fn fit_width(s: &str, max_px: f64) -> String {
+    if text_width(s) <= max_px {
+        return s.to_string();
+    }
+    let mut out = String::new();
+    let mut used = text_width("…");
+    for c in s.chars() {
+        used += text_width(c.encode_utf8(&mut [0; 4]));
+        if used > max_px {
+            break;
+        }
+        out.push(c);
+    }
+    out.push('…');
+    out
 }
 
 /// `s` cut to at most `max` characters, ending in `…` when cut.

@@ -1,4 +1,4 @@
-//! `telemetry-server job …`: run a MapReduce job locally (`job run`).
+//! `telemetry-server job …`: run a MapReduce job locally (`job run`, `--chart` draws its output).
 
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
+use telemetry_server::api::chart;
 use telemetry_server::jobs::{self, CancelToken, CostReport, Limits, Progress, RunOptions, Runtime, RuntimeConfig};
 use telemetry_server::storage::{DataDir, Schema};
 
@@ -49,6 +50,9 @@ pub struct RunArgs {
     /// Where compiled components are cached (default: the data directory's `cache/`).
     #[arg(long)]
     cache_dir: Option<PathBuf>,
+    /// Also draw the output as an SVG bar chart into this file (values must be numbers).
+    #[arg(long)]
+    chart: Option<PathBuf>,
 }
 
 pub fn run(cmd: Command) -> anyhow::Result<ExitCode> {
@@ -121,6 +125,13 @@ fn run_job(args: RunArgs) -> anyhow::Result<ExitCode> {
             eprint!("--- job log ---\n{}", out.log);
         }
         eprint!("{}", render_cost(&out.cost, compiled.sha256()));
+    }
+    if let Some(path) = &args.chart {
+        // After the output is out, so a result that cannot be charted still is not lost.
+        let rows = chart::parse_rows(&out.output).context("the output cannot be charted")?;
+        let title = args.job.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+        let svg = chart::bar_chart(&rows, &title, &chart::ChartOptions::default());
+        super::job_client::write_chart(path, svg.as_bytes())?;
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -1,5 +1,6 @@
 //! `telemetry-server job submit|status|result|cancel|list`: the client of a running server's job
 //! service (`/api/v1`, see docs/api/jobs.md). Uses the same request/response types as the server.
+//! `--chart FILE` fetches a result as an SVG bar chart (`/jobs/{id}/result.svg`).
 //!
 //! Exit codes: 0 success (for `submit --wait`: the job succeeded); 1 the job failed or was
 //! cancelled, or the request failed (the server's `{error, detail}` is printed); 2 usage errors.
@@ -67,6 +68,9 @@ pub struct SubmitArgs {
     /// Wait for the job with a progress bar and print its result.
     #[arg(long)]
     wait: bool,
+    /// With --wait: also draw the result as an SVG bar chart into this file (values must be numbers).
+    #[arg(long, requires = "wait")]
+    chart: Option<PathBuf>,
     #[command(flatten)]
     server: ServerArgs,
 }
@@ -91,6 +95,9 @@ pub struct ResultArgs {
     /// Write to this file instead of stdout.
     #[arg(long)]
     output: Option<PathBuf>,
+    /// Write the result as an SVG bar chart to this file instead (values must be numbers).
+    #[arg(long, conflicts_with_all = ["format", "output"])]
+    chart: Option<PathBuf>,
     #[command(flatten)]
     server: ServerArgs,
 }
@@ -122,7 +129,12 @@ pub fn run(cmd: Command) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Result(args) => {
-            let bytes = JobClient::new(&args.server)?.result(&args.id, args.format.into())?;
+            let client = JobClient::new(&args.server)?;
+            if let Some(path) = &args.chart {
+                write_chart(path, &client.chart(&args.id)?)?;
+                return Ok(ExitCode::SUCCESS);
+            }
+            let bytes = client.result(&args.id, args.format.into())?;
             match &args.output {
                 Some(path) => {
                     std::fs::write(path, &bytes).with_context(|| format!("cannot write {}", path.display()))?
@@ -180,6 +192,9 @@ fn submit(args: SubmitArgs) -> anyhow::Result<ExitCode> {
         JobState::Succeeded => {
             let bytes = client.result(&job.id, ResultFormat::Text)?;
             write_stdout(&bytes)?;
+            if let Some(path) = &args.chart {
+                write_chart(path, &client.chart(&job.id)?)?;
+            }
             eprintln!("job {} succeeded in {:.2} s (upload to result)", job.id, started.elapsed().as_secs_f64());
             Ok(ExitCode::SUCCESS)
         }
@@ -198,6 +213,13 @@ fn read_json_arg(value: &str, flag: &str) -> anyhow::Result<serde_json::Value> {
         std::fs::read_to_string(value).with_context(|| format!("{flag}: cannot read '{value}'"))?
     };
     serde_json::from_str(&text).with_context(|| format!("{flag}: '{value}' is not valid JSON"))
+}
+
+/// Writes a chart and says where (stderr, so stdout stays the result).
+pub(super) fn write_chart(path: &std::path::Path, svg: &[u8]) -> anyhow::Result<()> {
+    std::fs::write(path, svg).with_context(|| format!("cannot write chart {}", path.display()))?;
+    eprintln!("chart written to {}", path.display());
+    Ok(())
 }
 
 fn write_stdout(bytes: &[u8]) -> anyhow::Result<()> {
@@ -243,6 +265,12 @@ impl JobClient {
             .bearer_auth(&self.token)
             .send();
         Ok(checked(response, "result")?.bytes()?.to_vec())
+    }
+
+    /// The result as an SVG bar chart (`400 not_chartable` when a value is not a number).
+    fn chart(&self, id: &str) -> anyhow::Result<Vec<u8>> {
+        let response = self.http.get(format!("{}/jobs/{id}/result.svg", self.base)).bearer_auth(&self.token).send();
+        Ok(checked(response, "chart")?.bytes()?.to_vec())
     }
 
     fn cancel(&self, id: &str) -> anyhow::Result<JobRecord> {
