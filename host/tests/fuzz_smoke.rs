@@ -1009,3 +1009,55 @@ fn histograms_parser_parses_or_rejects_with_a_typed_error_and_round_trips() {
     );
     assert!(tally.get("rejected").copied().unwrap_or(0) > 0, "{tally:?}");
 }
+
+// ---------------------------------------------------------------------------------------------
+// Regressions: inputs the smoke found, kept in `host/tests/fuzz_regressions/<target>/` (they
+// also seed the mutations above).
+
+#[test]
+fn regression_inputs_stay_fixed() {
+    for target in ["rawlog_reader", "converter", "histograms_parser"] {
+        for (path, input) in regressions(target) {
+            let name = path.display();
+            let outcome = catch_unwind(AssertUnwindSafe(|| match target {
+                "rawlog_reader" => drop(fuzzing::rawlog_reader(&input)),
+                "converter" => drop(fuzzing::converter(&input)),
+                _ => drop(fuzzing::histograms_parser(&input)),
+            }));
+            assert!(outcome.is_ok(), "{name} fails again");
+        }
+    }
+}
+
+/// A v0 log of 4 real records whose first record's data length was cut to 1: the rest of its
+/// gzip body starts like a v0 header within the limits (the gzip header's zero bytes), and
+/// was read as a second, phantom record with a binary path. Now that implausible header,
+/// followed by no record, is a damaged record and the reader rescans to the next real one.
+#[test]
+fn v0_garbage_that_fits_the_limits_is_not_read_as_a_record() {
+    let log = read(common::repo_root().join(
+        "host/tests/fuzz_regressions/rawlog_reader/v0-shortened-data-length-phantom-record.bin",
+    ));
+    let read = fuzzing::read_log(&log, Some(Version::V0), Limits::default());
+    let paths: Vec<&str> = read.records.iter().map(|r| &r.path[..8]).collect();
+    assert_eq!(
+        paths,
+        ["00000002", "00000000", "00000006", "76f4594f"],
+        "{:?}",
+        read.errors
+    );
+    assert_eq!(
+        read.records[0].body.len(),
+        1,
+        "the damaged record, as its header says"
+    );
+    for r in &read.records[1..] {
+        let body = telemetry_server::rawlog::decode_body(&r.body, 1 << 24).unwrap();
+        serde_json::from_slice::<serde::de::IgnoredAny>(&body)
+            .expect("intact record body is its ping");
+    }
+    assert!(read.errors.iter().any(|e| matches!(
+        e,
+        telemetry_server::rawlog::RecordError::Implausible { offset: 104 }
+    )));
+}

@@ -11,7 +11,9 @@
 //! - A record must be followed by the next record's separator or the end of the file. When it
 //!   is not, and a plausible record header starts inside its span, the record was truncated
 //!   (the next record begins where its data should be): it is reported damaged and reading
-//!   resumes at that header. Otherwise the record stands and the bytes after it are garbage.
+//!   resumes at that header. Otherwise the record stands and the bytes after it are garbage;
+//!   except in v0 (no separator) when its own header is implausible too: then it is garbage
+//!   read as a header, a damaged record, and the reader rescans from the byte after it.
 
 use std::ops::Range;
 
@@ -135,6 +137,15 @@ pub enum RecordError {
         found: u64,
         /// `"end of file"` or `"the next record"`.
         cause: &'static str,
+    },
+    /// A v0 header within the limits, but implausible (no path, a control character or
+    /// invalid UTF-8 in it, an absurd timestamp) and followed by no record: bytes read as a
+    /// header where a record was due, typically the rest of a record whose length field was
+    /// damaged (v0 has no separator to tell). The reader rescans from the next byte.
+    #[error("record at byte {offset}: implausible header followed by no record")]
+    Implausible {
+        /// Byte offset of the header in the log.
+        offset: u64,
     },
     /// Reading the log failed; the reader stops.
     #[error("read error at byte {offset}: {message}")]
@@ -381,6 +392,12 @@ pub(crate) fn step(
                 cause: "the next record",
             };
             return Step::Damaged { len: next, error };
+        }
+        if !has_separator(version) && !plausible_header(version, b, limits) {
+            // v0 only (v1/v2 headers start with the separator, framing enough): neither this
+            // header nor what follows it looks like a record, so it is garbage.
+            let error = RecordError::Implausible { offset };
+            return Step::Damaged { len: 1, error };
         }
     }
     let ip = hl..hl + h.ip_len;
