@@ -1,6 +1,7 @@
 //! Running the server: start-up, serving, and the drain on shutdown.
 //!
-//! [`Server::bind`] opens the data directory, repairs raw logs a crash left unfinished, starts the log
+//! [`Server::bind`] opens the data directory, repairs raw logs a crash left unfinished, moves stale
+//! `.partial` storage files aside (`storage::stale`), starts the log
 //! writers and the live conversion, and binds the listener (port 0 picks a free port; tests read
 //! [`Server::local_addr`]). [`Server::run`] serves until the shutdown future resolves, then drains:
 //! stop accepting, let in-flight requests finish (up to `shutdown_grace_secs`), write and sync what is
@@ -37,7 +38,7 @@ pub enum ServerError {
     #[error("cannot open stats log {path}: {source}")]
     StatsLog { path: String, source: std::io::Error },
     #[error("cannot load histogram definitions: {0}")]
-    Histograms(std::io::Error),
+    Histograms(#[from] crate::convert::SourceError),
     #[error("cannot listen on {addr}: {source}")]
     Bind { addr: SocketAddr, source: std::io::Error },
     #[error("cannot start live conversion: {0}")]
@@ -70,11 +71,15 @@ impl Server {
             tracing::info!(logs = recovered.len(), cut_bytes = cut, "recovered raw logs left by a previous run");
         }
         let metrics = Metrics::new();
-        let mut revisions = RevisionCache::embedded();
-        for dir in &config.convert.histogram_dirs {
-            revisions = revisions.with_dir(dir).map_err(ServerError::Histograms)?;
-        }
-        let revisions = Arc::new(revisions);
+        // Before any writer of this process exists: `.partial` files nobody writes are left by a crash.
+        let stale = crate::storage::recover_stale_partials(&data_dir).unwrap_or_else(|error| {
+            tracing::error!(%error, "cannot check storage for stale .partial files");
+            Default::default()
+        });
+        let stale_files = prometheus_client::metrics::counter::Counter::<u64>::default();
+        stale_files.inc_by(stale.moved.len() as u64);
+        metrics.register("storage_stale_partials", "Stale .partial storage files moved to errors/stale-partials/ at start-up", stale_files);
+        let revisions = Arc::new(config.convert.definition_sources().revision_cache(&data_dir)?);
         let data_dir = Arc::new(data_dir);
         let live = if config.convert.enabled {
             Some(start_live_conversion(&config, &data_dir, &raw, &revisions, &metrics)?)

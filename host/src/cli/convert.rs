@@ -14,7 +14,8 @@ use telemetry_server::convert::{
     BadRecordKind, ConvertOptions, ConvertSummary, Converter, InputFormat, Pipeline,
     UnknownRevision, DEFAULT_SCHEMA,
 };
-use telemetry_server::histograms::RevisionCache;
+use telemetry_server::config::ConvertConfig;
+use telemetry_server::histograms::HG_TEMPLATE;
 use telemetry_server::storage::{Codec, DataDir, Schema, WriterOptions};
 
 #[derive(clap::Args)]
@@ -34,6 +35,11 @@ pub struct Args {
     /// optional `revisions.json` table), searched before the embedded definitions.
     #[arg(long)]
     histograms: Option<PathBuf>,
+    /// Fetch the Histograms.json of revisions found nowhere else from this URL template
+    /// (`{repo}`, `{rev}`), caching them in DATA_DIR/histograms/; `hg` means
+    /// https://hg.mozilla.org/{repo}/raw-file/{rev}/toolkit/components/telemetry/Histograms.json.
+    #[arg(long, value_name = "URL_TEMPLATE")]
+    histogram_server: Option<String>,
     /// Codec of new partition files: `zstd`, `zstd:LEVEL`, `xz` or `xz:PRESET`.
     #[arg(long, default_value = "zstd:3")]
     codec: Codec,
@@ -75,17 +81,25 @@ fn convert(args: Args) -> anyhow::Result<ExitCode> {
         }
         None => Schema::from_json(DEFAULT_SCHEMA).context("embedded schema")?,
     };
-    let mut revisions = RevisionCache::embedded();
     if let Some(dir) = &args.histograms {
         anyhow::ensure!(
             dir.is_dir(),
             "--histograms {} is not a directory",
             dir.display()
         );
-        revisions = revisions
-            .with_dir(dir)
-            .with_context(|| format!("cannot use histogram directory {}", dir.display()))?;
     }
+    let data = DataDir::open(&args.data_dir)
+        .with_context(|| format!("cannot open data directory {}", args.data_dir.display()))?;
+    let sources = ConvertConfig {
+        histogram_dirs: args.histograms.iter().cloned().collect(),
+        histogram_server: args.histogram_server.as_deref().map(|s| match s {
+            "hg" => HG_TEMPLATE.to_string(),
+            other => other.to_string(),
+        }),
+        ..ConvertConfig::default()
+    }
+    .definition_sources();
+    let revisions = sources.revision_cache(&data)?;
     let date = match args.date {
         Some(d) => {
             anyhow::ensure!(
@@ -100,8 +114,11 @@ fn convert(args: Args) -> anyhow::Result<ExitCode> {
         unknown_revision: args.unknown_revision,
     };
     let converter = Arc::new(Converter::new(schema, Arc::new(revisions)).with_options(options));
-    let data = DataDir::open(&args.data_dir)
-        .with_context(|| format!("cannot open data directory {}", args.data_dir.display()))?;
+    // A killed earlier run (or server) may have left `.partial` files; moved aside unless a
+    // server or another convert is writing storage right now.
+    // (What was moved is logged.)
+    telemetry_server::storage::recover_stale_partials(&data)
+        .context("checking storage for stale .partial files")?;
     let run_name = format!(
         "convert-{}-{}",
         chrono::Utc::now().format("%Y%m%dT%H%M%SZ"),

@@ -7,6 +7,7 @@
 //! - [`partition`]: the directory/file naming ([`PartitionName`], [`parse_partition_path`]).
 //! - [`codec`]: [`Codec`] for writing, [`decompress`] by extension for reading.
 //! - [`writer`]: [`StorageWriter`], rotation by size and age, [`FinishedFile`]s.
+//! - [`stale`]: the writer lock and the start-up recovery of `.partial` files left by a crash.
 //! - [`local`]: [`LocalSource`], the local [`PartitionSource`] with directory pruning.
 //! - [`records`]: every `(id, dims, json)` of the files a filter selects, from any source.
 //! - [`split_line`]: one stored line `id\tjson` → `(id, json)`.
@@ -20,6 +21,7 @@ pub mod local;
 pub mod partition;
 pub mod records;
 pub mod schema;
+pub mod stale;
 pub mod writer;
 
 pub use codec::{decompress, Codec, Container};
@@ -29,6 +31,7 @@ pub use local::LocalSource;
 pub use partition::{parse_partition_path, submission_date, PartitionName};
 pub use records::{records, Record, Records};
 pub use schema::{safe_filename, Schema, OTHER, UNKNOWN};
+pub use stale::{recover_stale_partials, StalePartials};
 pub use writer::{FinishedFile, StorageWriter, WriterOptions};
 
 /// One finished partition file, as listed by a [`PartitionSource`].

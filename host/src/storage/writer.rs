@@ -2,7 +2,8 @@
 //! partition, rotating by size and age. A file is compressed as it is written (no uncompressed
 //! copy) under a `.partial` name and renamed to its final name only once its stream is
 //! complete and synced, so readers and the S3 exporter never see a partial file. Every file
-//! finished is reported as a [`FinishedFile`].
+//! finished is reported as a [`FinishedFile`]. A writer holds the storage directory's shared
+//! [`WriterLock`] for its whole life, so start-up recovery never takes its files for stale ones.
 
 use std::borrow::Cow;
 use std::collections::HashMap;
@@ -13,6 +14,7 @@ use cap_std::fs::{Dir, File};
 
 use super::codec::{Codec, Encoder};
 use super::partition::{PartitionName, PARTIAL_SUFFIX};
+use super::stale::WriterLock;
 use super::{PartitionFile, Schema, StorageError};
 
 /// How a [`StorageWriter`] compresses and rotates. Build with `..WriterOptions::default()`.
@@ -87,12 +89,19 @@ pub struct StorageWriter {
     open: HashMap<String, OpenFile>,
     finished: Vec<FinishedFile>,
     writes: u64,
+    /// Released after `Drop` has finished the open files (fields drop after `drop`).
+    _lock: Option<WriterLock>,
 }
 
 impl StorageWriter {
     /// A writer into `storage_dir` (usually `DataDir::sub("storage")`) for records whose
     /// dimensions follow `schema`.
     pub fn new(storage_dir: Dir, schema: Schema, options: WriterOptions) -> StorageWriter {
+        let lock = WriterLock::shared(&storage_dir)
+            .inspect_err(|error| {
+                tracing::warn!(%error, "cannot take the storage writer lock; a concurrent start-up may take this writer's files for stale ones")
+            })
+            .ok();
         StorageWriter {
             dir: storage_dir,
             schema,
@@ -100,6 +109,7 @@ impl StorageWriter {
             open: HashMap::new(),
             finished: Vec::new(),
             writes: 0,
+            _lock: lock,
         }
     }
 
