@@ -37,6 +37,14 @@ pub struct JobsConfig {
     pub result_retention_secs: u64,
     /// How often the retention sweeper looks for expired results.
     pub retention_sweep_secs: u64,
+    /// Compiled components (in the data dir's `cache/`) that no retained job references are
+    /// deleted, except this many most recently used ones...
+    pub cache_keep_unreferenced: usize,
+    /// ...as long as those together take at most this many bytes.
+    pub cache_max_unreferenced_bytes: u64,
+    /// A component uploaded or used less than this long ago is never deleted (covers the time
+    /// between `POST /components` and the job that names its hash).
+    pub cache_min_age_secs: u64,
     /// `[jobs.max_limits]`: the most a submitted job's `limits` may ask for; above it the job is
     /// refused with a 400 naming the limit. Missing fields keep their defaults.
     pub max_limits: MaxLimits,
@@ -55,6 +63,9 @@ impl Default for JobsConfig {
             job_sched_idle: true,
             result_retention_secs: 7 * 24 * 3600,
             retention_sweep_secs: 600,
+            cache_keep_unreferenced: 16,
+            cache_max_unreferenced_bytes: 1 << 30,
+            cache_min_age_secs: 24 * 3600,
             max_limits: MaxLimits::default(),
         }
     }

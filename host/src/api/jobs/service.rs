@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use sha2::Digest;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -14,7 +15,10 @@ use super::auth::{Authenticator, BadTokenConfig};
 use super::config::JobsConfig;
 use super::error::ApiError;
 use super::types::Manifest;
-use crate::jobs::scheduler::{JobStore, Priority, Scheduler, SchedulerConfig, SchedulerError, StoreError, WasmExecutor};
+use crate::jobs::scheduler::{
+    CacheRetention, ComponentCache, JobStore, Priority, Scheduler, SchedulerConfig, SchedulerError, StoreError,
+    WasmExecutor,
+};
 use crate::api::metrics::Metrics;
 use crate::jobs::limits::{LimitTooHigh, MaxLimits};
 use crate::jobs::{CompiledJob, JobError, Limits, Runtime, RuntimeConfig};
@@ -48,6 +52,8 @@ pub struct JobService {
     pub(super) auth: Authenticator,
     pub(super) scheduler: Scheduler,
     runtime: Arc<Runtime>,
+    /// Retention of the compile cache; every use of a component touches it.
+    cache: Arc<ComponentCache>,
     pub(super) config: JobsConfig,
     /// Manifests refused for asking above `[jobs.max_limits]` (or `max_workers_per_job`), by limit.
     limit_rejections: Family<LimitLabel, Counter>,
@@ -75,9 +81,17 @@ impl JobService {
         let jobs = data.sub(datadir::JOBS)?;
         let cache = data.sub(datadir::CACHE)?;
         let source: Arc<dyn PartitionSource> = Arc::new(LocalSource::new(data.sub(datadir::STORAGE)?));
+        let components = Arc::new(ComponentCache::new(
+            data.sub(datadir::CACHE)?,
+            CacheRetention {
+                keep_unreferenced: config.cache_keep_unreferenced,
+                max_unreferenced_bytes: config.cache_max_unreferenced_bytes,
+                min_age: Duration::from_secs(config.cache_min_age_secs),
+            },
+        ));
         let runtime = Arc::new(Runtime::new(cache, RuntimeConfig::default())?);
         let executor = Arc::new(WasmExecutor::new(runtime.clone(), source, config.worker_ceiling()));
-        let scheduler = Scheduler::start(
+        let scheduler = Scheduler::start_with_cache(
             JobStore::open(&jobs)?,
             executor,
             SchedulerConfig {
@@ -88,19 +102,27 @@ impl JobService {
                 result_retention: Duration::from_secs(config.result_retention_secs),
                 retention_sweep: Duration::from_secs(config.retention_sweep_secs.max(1)),
             },
+            Some(components.clone()),
         )?;
         config.validate().map_err(ServiceError::Config)?;
         Ok(Arc::new(JobService {
             auth,
             scheduler,
             runtime,
+            cache: components,
             config: config.clone(),
             limit_rejections: Family::default(),
         }))
     }
 
-    /// Registers the job service's metrics (`telemetry_jobs_limit_rejections_total{limit}`).
+    /// Registers the job service's metrics (`telemetry_jobs_limit_rejections_total{limit}`,
+    /// `telemetry_jobs_cache_deleted_components_total`).
     pub fn register_metrics(&self, metrics: &Metrics) {
+        metrics.register(
+            "jobs_cache_deleted_components",
+            "Compiled components deleted from the cache by its retention rule",
+            self.cache.deleted.clone(),
+        );
         metrics.register(
             "jobs_limit_rejections",
             "Job manifests refused for asking above a server maximum, by limit",
@@ -119,9 +141,12 @@ impl JobService {
     pub(super) async fn compile(&self, wasm: Bytes) -> Result<CompiledJob, ApiError> {
         let code = classify(&wasm);
         let runtime = self.runtime.clone();
+        let cache = self.cache.clone();
         let (tx, rx) = tokio::sync::oneshot::channel();
         let priority = Priority { nice: self.config.job_nice, sched_idle: self.config.job_sched_idle };
         crate::jobs::scheduler::spawn_low_priority("job-compile".into(), priority, move || {
+            // Marked used before the cache is read, so its retention cannot delete it meanwhile.
+            cache.touch(&hex::encode(sha2::Sha256::digest(&wasm)));
             let _ = tx.send(runtime.compile(&wasm));
         });
         match rx.await {
@@ -134,9 +159,12 @@ impl JobService {
 
     /// A component uploaded earlier, by hash (a 400 when it is unknown).
     pub(super) async fn cached(&self, sha256: &str) -> Result<CompiledJob, ApiError> {
-        let runtime = self.runtime.clone();
+        let (runtime, cache) = (self.runtime.clone(), self.cache.clone());
         let sha = sha256.to_string();
-        let loaded = tokio::task::spawn_blocking(move || runtime.load_cached(&sha))
+        let loaded = tokio::task::spawn_blocking(move || {
+            cache.touch(&sha);
+            runtime.load_cached(&sha)
+        })
             .await
             .map_err(|e| ApiError::Internal(format!("loading a cached component: {e}")))?;
         match loaded {

@@ -9,8 +9,10 @@
 //! reason for the crash, and re-running it would crash the server again.
 //!
 //! What runs a job is an [`Executor`] (the Wasm one is [`WasmExecutor`]); the scheduler knows only
-//! records, states and files.
+//! records, states and files. With a [`ComponentCache`], the retention thread also deletes
+//! compiled components no retained job references (at start-up and after every pass).
 
+mod cache_gc;
 mod control;
 mod pool;
 mod record;
@@ -22,6 +24,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+pub use cache_gc::{CacheRetention, ComponentCache, GcReport};
 pub use control::RunControl;
 pub use pool::{spawn_low_priority, Priority};
 pub use record::{is_job_id, is_sha256, now, JobRecord, JobState, Manifest, ProgressSnapshot};
@@ -126,6 +129,8 @@ struct Shared {
     state: Mutex<State>,
     /// Wakes runners when a job is queued, and everyone on shutdown.
     wake: Condvar,
+    /// The compile cache collected after every retention pass, if any.
+    cache: Option<Arc<ComponentCache>>,
 }
 
 #[derive(Default)]
@@ -148,6 +153,16 @@ impl Scheduler {
         executor: Arc<dyn Executor>,
         config: SchedulerConfig,
     ) -> Result<Self, SchedulerError> {
+        Self::start_with_cache(store, executor, config, None)
+    }
+
+    /// [`start`](Self::start), also collecting `cache` at start-up and after every retention pass.
+    pub fn start_with_cache(
+        store: JobStore,
+        executor: Arc<dyn Executor>,
+        config: SchedulerConfig,
+        cache: Option<Arc<ComponentCache>>,
+    ) -> Result<Self, SchedulerError> {
         let (records, corrupt) = store.load_all()?;
         for path in corrupt {
             tracing::warn!(path = %path, "job record unreadable; set aside as .corrupt");
@@ -164,7 +179,8 @@ impl Scheduler {
             }
             state.jobs.insert(record.id.clone(), Entry { record, live: None });
         }
-        let shared = Arc::new(Shared { store, executor, config, state: Mutex::new(state), wake: Condvar::new() });
+        let shared =
+            Arc::new(Shared { store, executor, config, state: Mutex::new(state), wake: Condvar::new(), cache });
         let mut threads = Vec::new();
         for i in 0..shared.config.max_concurrent_jobs.max(1) {
             let shared = shared.clone();
@@ -369,7 +385,8 @@ impl Shared {
         }
     }
 
-    /// The retention thread: deletes finished jobs older than the retention, until shutdown.
+    /// The retention thread: deletes finished jobs older than the retention, then collects the
+    /// component cache; at start and every `retention_sweep` until shutdown.
     fn sweep_expired(&self) {
         let mut state = self.lock();
         loop {
@@ -391,6 +408,19 @@ impl Shared {
                         tracing::info!(job = %id, "job and result deleted after retention");
                     }
                     Err(error) => tracing::warn!(job = %id, error = %error, "cannot delete expired job"),
+                }
+            }
+            if let Some(cache) = &self.cache {
+                // Computed under the lock, so a job submitted after this sees its component kept
+                // by `min_age` (its upload or submission touched it just before).
+                let referenced = state.jobs.values().map(|e| e.record.component_sha256.clone()).collect();
+                drop(state);
+                if let Err(error) = cache.collect(&referenced) {
+                    tracing::warn!(%error, "cannot collect the component cache");
+                }
+                state = self.lock();
+                if state.shutting_down {
+                    return;
                 }
             }
             state = self
