@@ -116,3 +116,30 @@ fn a_javascript_exception_fails_the_job_naming_the_record() {
 fn a_python_exception_fails_the_job_naming_the_record() {
     exception_names_the_record("py", "raise:doc-2", "RuntimeError: hostile guest raises on record doc-2");
 }
+
+/// The instance pool holds `max_instances` instances of the big guests at once (a Python
+/// component instantiates 38 core modules, a JavaScript one defines 3 memories): a job with one
+/// worker per slot runs on a runtime of 8 slots.
+#[test]
+fn every_instance_slot_fits_a_python_or_javascript_guest() {
+    let slots: usize = 8;
+    let dir = common::repo_root().join("target/test-job-cache");
+    let data_dir = telemetry_server::storage::DataDir::open(&dir).unwrap();
+    let small = jobs::Runtime::new(
+        data_dir.sub("cache").unwrap(),
+        jobs::RuntimeConfig { max_instances: slots as u32, ..jobs::RuntimeConfig::default() },
+    )
+    .unwrap();
+    let data = converted_data();
+    let expected = run(data, "os-distribution-rust", &all(2)).unwrap();
+    for language in ["py", "js"] {
+        let name = format!("os-distribution-{language}");
+        // The shared cache already holds the compiled artifact (same engine settings).
+        let job = small.compile(&std::fs::read(common::guest(&name)).unwrap()).unwrap();
+        let source = jobs::open_source(data.to_str().unwrap()).unwrap();
+        let out = jobs::run(&small, &job, source, &all(slots), &Progress::default(), &CancelToken::new())
+            .unwrap_or_else(|e| panic!("{name} with {slots} workers on {slots} slots: {e}"));
+        assert_eq!(out.output, expected.output, "{name}");
+        assert_eq!(out.cost.workers, slots);
+    }
+}

@@ -69,10 +69,14 @@ impl CompiledJob {
 impl Runtime {
     /// Builds the engine and starts the epoch ticker. `cache_dir` holds compiled artifacts.
     pub fn new(cache_dir: cap_std::fs::Dir, config: RuntimeConfig) -> Result<Runtime, JobError> {
+        // Per component instance the pool reserves what the largest guests need, so that
+        // `max_instances` of them fit at once: a componentize-py (Python) guest instantiates 38
+        // core modules (the count is only a counter: reserving the per-component maximum of 64
+        // costs nothing); a componentize-qjs (JavaScript) guest defines 3 memories and 3 tables.
         let mut pool = PoolingAllocationConfig::default();
         pool.total_component_instances(config.max_instances)
-            .total_core_instances(config.max_instances * 8)
-            .total_memories(config.max_instances * 2)
+            .total_core_instances(config.max_instances * 64)
+            .total_memories(config.max_instances * 4)
             .total_tables(config.max_instances * 4)
             .max_core_instances_per_component(64)
             .max_memories_per_component(8)
