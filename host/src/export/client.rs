@@ -1,7 +1,9 @@
 //! Builds the `aws-sdk-s3` client from an [`S3Config`]: rustls (ring) HTTP client, static
 //! credentials, path-style, request/response checksums only "when required" (so non-AWS stores
-//! accept streamed bodies), standard retries with exponential backoff.
+//! accept streamed bodies), standard retries with exponential backoff; optionally counting the
+//! requests it sends ([`super::requests`]).
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use aws_sdk_s3::config::{
@@ -10,10 +12,19 @@ use aws_sdk_s3::config::{
 use aws_smithy_http_client::tls::{rustls_provider::CryptoMode, Provider};
 use aws_smithy_types::retry::RetryConfig;
 
+use super::requests::{CountRequests, RequestCounter};
 use super::{S3Config, S3Error};
 
 /// A client for `cfg` (validated first). Must be used from within a tokio runtime.
 pub fn build(cfg: &S3Config) -> Result<aws_sdk_s3::Client, S3Error> {
+    build_counted(cfg, None)
+}
+
+/// [`build`], counting every request sent into `counter` when given.
+pub fn build_counted(
+    cfg: &S3Config,
+    counter: Option<Arc<RequestCounter>>,
+) -> Result<aws_sdk_s3::Client, S3Error> {
     cfg.validate()?;
     let credentials = Credentials::new(
         cfg.access_key_id.clone().unwrap_or_default(),
@@ -40,6 +51,9 @@ pub fn build(cfg: &S3Config) -> Result<aws_sdk_s3::Client, S3Error> {
         .retry_config(retry);
     if let Some(endpoint) = &cfg.endpoint {
         builder = builder.endpoint_url(endpoint);
+    }
+    if let Some(counter) = counter {
+        builder = builder.interceptor(CountRequests(counter));
     }
     Ok(aws_sdk_s3::Client::from_conf(builder.build()))
 }

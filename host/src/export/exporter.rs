@@ -5,20 +5,28 @@
 //!
 //! Deletion rules: partition files and raw logs already converted (`raw/converted/`) are removed
 //! after a confirmed upload when `delete_after_upload` is set; raw logs still waiting in `raw/`
-//! are never deleted here, because conversion has not read them yet.
+//! are never deleted here, because conversion has not read them yet. A deleted file's journal
+//! entry is forgotten, and the first pass drops the entries of files no longer on disk, so the
+//! journal stays as small as the set of local files (see [`super::journal`]).
 
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use indicatif::ProgressBar;
 
-use super::journal::Journal;
+use super::journal::{self, Journal};
+use super::requests::{RequestCounter, Requests};
 use super::upload::{Outcome, Uploader};
 use super::{client, keys, S3Config, S3Error};
 
 use crate::storage::datadir::{RAW as RAW_DIR, STORAGE as STORAGE_DIR};
-use crate::storage::Container;
+use crate::storage::{Container, DataDir};
+
+/// The exporter's directory under the data dir (holds the journal).
+pub const EXPORT_DIR: &str = "export";
 
 /// The journal's path relative to the data dir.
 pub const JOURNAL_PATH: &str = "export/journal";
@@ -59,6 +67,8 @@ pub struct ExportReport {
     pub vanished: usize,
     /// `(path, error)` for each file that failed every attempt.
     pub failed: Vec<(String, String)>,
+    /// S3 requests sent in this pass, by kind.
+    pub requests: Requests,
     pub elapsed: Duration,
 }
 
@@ -76,15 +86,36 @@ pub struct Exporter {
     client: aws_sdk_s3::Client,
     journal: Arc<Journal>,
     uploader: Uploader,
+    requests: Arc<RequestCounter>,
     prepared: tokio::sync::OnceCell<()>,
+    /// Whether a pass has trimmed the journal to the files on disk (once per exporter).
+    trimmed: AtomicBool,
 }
 
 impl Exporter {
     /// Validates the config, builds the client and opens the journal (no network yet).
     /// Must be called inside a tokio runtime.
     pub fn new(cfg: S3Config, data_dir: &Path) -> Result<Self, S3Error> {
-        let client = client::build(&cfg)?;
-        let journal = Arc::new(Journal::open(&data_dir.join(JOURNAL_PATH))?);
+        Self::with_journal_compaction(cfg, data_dir, journal::MIN_COMPACT_BYTES)
+    }
+
+    /// [`Exporter::new`], compacting the journal while running from `min_compact_bytes` on.
+    pub fn with_journal_compaction(
+        cfg: S3Config,
+        data_dir: &Path,
+        min_compact_bytes: u64,
+    ) -> Result<Self, S3Error> {
+        let requests = Arc::new(RequestCounter::default());
+        let client = client::build_counted(&cfg, Some(requests.clone()))?;
+        let export_dir = DataDir::open(data_dir)
+            .and_then(|data| data.sub(EXPORT_DIR))
+            .map_err(|e| S3Error::Config(format!("data dir {}: {e}", data_dir.display())))?;
+        let shown = data_dir.join(EXPORT_DIR).display().to_string();
+        let journal = Arc::new(Journal::with_compact_bytes(
+            export_dir,
+            &shown,
+            min_compact_bytes,
+        )?);
         let uploader = Uploader::new(client.clone(), journal.clone(), &cfg);
         Ok(Exporter {
             cfg,
@@ -92,8 +123,20 @@ impl Exporter {
             client,
             journal,
             uploader,
+            requests,
             prepared: Default::default(),
+            trimmed: AtomicBool::new(false),
         })
+    }
+
+    /// The export journal.
+    pub fn journal(&self) -> &Journal {
+        &self.journal
+    }
+
+    /// S3 requests sent by this exporter so far, by kind.
+    pub fn requests(&self) -> Requests {
+        self.requests.snapshot()
     }
 
     /// Once per exporter (retried each pass until it succeeds): creates the buckets if configured
@@ -162,8 +205,19 @@ impl Exporter {
     /// One pass over the data dir. `progress` counts bytes (its length is set here).
     pub async fn run_once(&self, progress: &ProgressBar) -> Result<ExportReport, S3Error> {
         let started = Instant::now();
+        let requests_before = self.requests.snapshot();
         self.prepare().await?;
         let candidates = self.candidates()?;
+        if !self.trimmed.load(Ordering::Relaxed) {
+            // Start-up: entries of files deleted (or gone) since they were journaled go.
+            let live: HashSet<(&str, &str)> = candidates
+                .iter()
+                .map(|c| (c.bucket.as_str(), c.key.as_str()))
+                .collect();
+            self.journal
+                .retain(|(bucket, key)| live.contains(&(bucket.as_str(), key.as_str())))?;
+            self.trimmed.store(true, Ordering::Relaxed);
+        }
         let pending: u64 = candidates
             .iter()
             .filter(|c| self.journal.done_size(&c.bucket, &c.key) != Some(c.size))
@@ -201,6 +255,7 @@ impl Exporter {
                 joined.map_err(|e| S3Error::Config(format!("export task failed: {e}")))?;
             self.account(&mut report, &candidate, result);
         }
+        report.requests = self.requests.snapshot().since(&requests_before);
         report.elapsed = started.elapsed();
         Ok(report)
     }
@@ -217,8 +272,13 @@ impl Exporter {
                 }
                 if c.delete_after {
                     match std::fs::remove_file(&c.path) {
-                        Ok(()) => report.deleted += 1,
-                        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                        Ok(()) => {
+                            report.deleted += 1;
+                            self.journal.forget(&c.bucket, &c.key);
+                        }
+                        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                            self.journal.forget(&c.bucket, &c.key)
+                        }
                         Err(e) => report
                             .failed
                             .push((c.path.display().to_string(), format!("delete: {e}"))),

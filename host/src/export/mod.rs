@@ -4,8 +4,11 @@
 //! - [`S3Error`]: errors naming the object or file concerned.
 //! - [`client`]: builds the trimmed `aws-sdk-s3` client (path-style, checksums "when required").
 //! - [`keys`]: the seed's key layout (partition path relative to the data root; raw log file name).
-//! - [`journal`]: the local record of confirmed uploads that makes export resumable.
-//! - [`upload`]: one file to one key: HEAD check, streamed PUT or streamed multipart, confirm.
+//! - [`journal`]: the local, compacted record of started and confirmed uploads that makes export
+//!   resumable and spares requests.
+//! - [`upload`]: one file to one key: HEAD only when the journal says it may be there, streamed
+//!   PUT or streamed multipart.
+//! - [`requests`]: counts the S3 requests sent, by kind.
 //! - [`exporter`]: scans the data dir, uploads in parallel, deletes confirmed local copies, loops.
 //! - [`source`]: [`S3Source`], a [`crate::storage::PartitionSource`] over `s3://bucket/prefix`.
 
@@ -16,6 +19,7 @@ pub mod exporter;
 pub mod journal;
 pub mod keys;
 mod prefetch;
+pub mod requests;
 pub mod source;
 mod stream;
 pub mod upload;

@@ -1,8 +1,17 @@
-//! One local file to one S3 key, idempotently: skip when the journal or a HEAD shows the object
-//! with the local size; otherwise a streamed PUT (small files) or a streamed multipart upload
-//! (parts read from disk at their offsets, a bounded number in flight); then a HEAD to confirm
-//! the size before the journal records it. Whole-file retries with exponential backoff sit on
-//! top of the SDK's per-request retries.
+//! One local file to one S3 key, idempotently. Keys are deterministic and PUT and
+//! CompleteMultipartUpload atomic, so sending a file again only rewrites the same bytes; the
+//! journal keeps that rare:
+//! - the journal has the object confirmed with the local size: nothing to do, no request;
+//! - the journal says an upload of the key may have been in flight (started, never confirmed:
+//!   a crash or a failed attempt), or the file is multipart-sized: HEAD first, and an object of
+//!   the local size is accepted;
+//! - otherwise straight to a streamed PUT of exactly the local size (small files: one request;
+//!   a 200 means S3 stored all of those bytes, so no HEAD after it), or a streamed multipart
+//!   upload (parts read from disk at their offsets, a bounded number in flight) confirmed by a
+//!   HEAD of the size.
+//!
+//! The start of each upload is journaled first (`put`/`mpu`), its confirmation after (`done`).
+//! Whole-file retries with exponential backoff sit on top of the SDK's per-request retries.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -90,30 +99,35 @@ impl Uploader {
         if self.journal.done_size(bucket, key) == Some(size) {
             return Ok(Outcome::AlreadyThere { bytes: size });
         }
-        if self.head_size(bucket, key).await? == Some(size) {
-            // Uploaded by an earlier run that stopped before journaling it.
+        let multipart = size >= self.multipart_threshold;
+        if (multipart || self.journal.maybe_in_flight(bucket, key))
+            && self.head_size(bucket, key).await? == Some(size)
+        {
+            // Uploaded by an earlier attempt that stopped before journaling it.
             self.journal.record_done(bucket, key, size)?;
             progress.inc(size);
             return Ok(Outcome::AlreadyThere { bytes: size });
         }
-        if size >= self.multipart_threshold {
+        if multipart {
             self.put_multipart(path, size, bucket, key, progress)
                 .await?;
+            match self.head_size(bucket, key).await? {
+                Some(remote) if remote == size => {}
+                remote => {
+                    return Err(S3Error::NotConfirmed {
+                        key: key.to_string(),
+                        local: size,
+                        remote,
+                    })
+                }
+            }
         } else {
-            self.put_single(path, bucket, key).await?;
+            self.journal.record_put_started(bucket, key, size)?;
+            self.put_single(path, size, bucket, key).await?;
             progress.inc(size);
         }
-        match self.head_size(bucket, key).await? {
-            Some(remote) if remote == size => {
-                self.journal.record_done(bucket, key, size)?;
-                Ok(Outcome::Uploaded { bytes: size })
-            }
-            remote => Err(S3Error::NotConfirmed {
-                key: key.to_string(),
-                local: size,
-                remote,
-            }),
-        }
+        self.journal.record_done(bucket, key, size)?;
+        Ok(Outcome::Uploaded { bytes: size })
     }
 
     /// The object's size, `None` when it does not exist.
@@ -132,15 +146,26 @@ impl Uploader {
         }
     }
 
-    /// One PUT with the body streamed from disk.
-    async fn put_single(&self, path: &Path, bucket: &str, key: &str) -> Result<(), S3Error> {
-        let body = ByteStream::from_path(path)
+    /// One PUT of exactly `size` bytes streamed from disk (a shorter file fails the body; the
+    /// Content-Length makes S3 refuse anything but `size` bytes, so success confirms the object).
+    async fn put_single(
+        &self,
+        path: &Path,
+        size: u64,
+        bucket: &str,
+        key: &str,
+    ) -> Result<(), S3Error> {
+        let body = ByteStream::read_from()
+            .path(path)
+            .length(Length::Exact(size))
+            .build()
             .await
             .map_err(|e| S3Error::io(path.display(), std::io::Error::other(e)))?;
         self.client
             .put_object()
             .bucket(bucket)
             .key(key)
+            .content_length(size as i64)
             .body(body)
             .send()
             .await
