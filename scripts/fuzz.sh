@@ -1,13 +1,17 @@
 #!/usr/bin/env bash
 # Fuzzes the parsers of untrusted input (cargo-fuzz / libFuzzer, nightly) for a bounded time
-# per target and prints how many inputs each one ran. Not part of the CI test command.
+# per target and prints how many inputs each one ran. Not part of the CI test command: CI runs
+# the same target bodies (telemetry_server::fuzzing) deterministically in `cargo test` through
+# host/tests/fuzz_smoke.rs. A crash found here: fix it, then copy the input from fuzz/artifacts/
+# into host/tests/fuzz_regressions/<target>/ so the smoke test keeps checking it.
 #
 #   scripts/fuzz.sh                      # every target, 60 s each
 #   FUZZ_SECONDS=300 scripts/fuzz.sh rawlog_reader
 #
 # Environment: FUZZ_SECONDS (per target, default 60), FUZZ_SANITIZER (address | none, default
 # address), TELEMETRY_SHARED_DIR (the shared data, default ../shared beside the repository).
-# Seed corpora come from the shared data and are kept in fuzz/corpus/<target> (not committed).
+# Seed corpora come from the shared data and the committed regression inputs, and are kept in
+# fuzz/corpus/<target> (not committed).
 # Exit status: 0 when every target ran clean, 1 when one found a crash (see fuzz/artifacts/).
 set -euo pipefail
 
@@ -36,6 +40,9 @@ declare -A max_len=([rawlog_reader]=262144 [histograms_parser]=524288 [converter
 seed_corpus() {
     local target=$1 dir=$root/fuzz/corpus/$1
     mkdir -p "$dir"
+    if [[ -d $root/host/tests/fuzz_regressions/$target ]]; then
+        cp "$root/host/tests/fuzz_regressions/$target"/* "$dir"/ 2>/dev/null || true
+    fi
     case $target in
     rawlog_reader)
         cp "$data"/pings/rawlog-v2.*.finished "$data"/seed/worker-test-data/telemetry1.log \
