@@ -638,3 +638,95 @@ fn limits_above_the_server_maximum_are_a_400_naming_limit_value_and_maximum() {
     assert_eq!(done["manifest"]["workers"], 2);
     assert_eq!(result(&s, ALICE, &id, "text").1, job_run(&s.data_dir(), "os-distribution-rust", None));
 }
+
+/// `POST /api/v1/components` → the component's sha256 (asserting 201 or 200).
+fn upload_component(s: &TestServer, guest_name: &str) -> String {
+    let form = multipart::Form::new().part("component", multipart::Part::bytes(guest(guest_name)).file_name("j.wasm"));
+    let r = client().post(s.url("/api/v1/components")).bearer_auth(ALICE).multipart(form).send().unwrap();
+    let status = r.status().as_u16();
+    let body: Value = r.json().unwrap();
+    assert!(status == 201 || status == 200, "{status}: {body}");
+    body["sha256"].as_str().unwrap().to_string()
+}
+
+/// Submits a job running an uploaded component by hash; returns its id.
+fn submit_by_hash(s: &TestServer, sha: &str, name: &str, param: Option<&str>) -> String {
+    let mut m = manifest(name, param);
+    m["component"] = json!(sha);
+    let r = post_job(s, Some(ALICE), None, Some(&m));
+    let status = r.status().as_u16();
+    let body: Value = r.json().unwrap();
+    assert_eq!(status, 202, "{body}");
+    body["id"].as_str().unwrap().to_string()
+}
+
+#[test]
+fn unreferenced_components_are_collected_while_queued_and_running_jobs_keep_theirs() {
+    const MIN_AGE: Duration = Duration::from_secs(2);
+    let s = server(|c| {
+        c.jobs.max_concurrent_jobs = 2;
+        c.jobs.result_retention_secs = 1;
+        c.jobs.retention_sweep_secs = 1;
+        c.jobs.cache_keep_unreferenced = 0;
+        c.jobs.cache_min_age_secs = MIN_AGE.as_secs();
+    });
+    let cache = s.data_dir().join("cache");
+    let cached = |sha: &str| {
+        let (wasm, cwasm) = (cache.join(format!("{sha}.wasm")), cache.join(format!("{sha}.cwasm")));
+        assert_eq!(wasm.exists(), cwasm.exists(), "{sha}: the two files go together");
+        wasm.exists()
+    };
+    // A: run by a job that then expires. B: uploaded, never used.
+    let a = upload_component(&s, "simple-counter-rust");
+    let b = upload_component(&s, "os-distribution-c");
+    let finished = submit_by_hash(&s, &a, "expires", None);
+    assert_eq!(wait_done(&s, ALICE, &finished)["state"], "succeeded");
+    // Both runners busy with endless jobs (component H), so the job on C stays queued.
+    let h = upload_component(&s, "hostile-rust");
+    let spins: Vec<String> = (0..2).map(|i| submit_by_hash(&s, &h, &format!("spin {i}"), Some("loop"))).collect();
+    for id in &spins {
+        wait_state(&s, ALICE, id, &["running"], Duration::from_secs(30));
+    }
+    let c = upload_component(&s, "os-distribution-rust");
+    let queued = submit_by_hash(&s, &c, "queued", None);
+    let queued_at = Instant::now();
+    assert!(cached(&a) && cached(&b) && cached(&c) && cached(&h));
+
+    // The finished job expires; then A and B (no job, older than MIN_AGE) are deleted.
+    wait_state_gone(&s, &finished);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while cached(&a) || cached(&b) {
+        assert!(Instant::now() < deadline, "unreferenced components never collected");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // C (queued job) and H (running jobs) stay, also once MIN_AGE no longer protects them.
+    std::thread::sleep((MIN_AGE + Duration::from_secs(2)).saturating_sub(queued_at.elapsed()));
+    assert!(cached(&c), "a queued job's component was deleted");
+    assert!(cached(&h), "a running job's component was deleted");
+    let deleted = s
+        .metrics()
+        .lines()
+        .find_map(|l| l.strip_prefix("telemetry_jobs_cache_deleted_components_total ").map(|v| v.trim().to_string()))
+        .expect("metric present");
+    assert_eq!(deleted, "2");
+
+    // The queued job still runs from the cache once the runners are free.
+    for id in &spins {
+        client().delete(s.url(&format!("/api/v1/jobs/{id}"))).bearer_auth(ALICE).send().unwrap();
+    }
+    assert_eq!(wait_done(&s, ALICE, &queued)["state"], "succeeded");
+    assert_eq!(result(&s, ALICE, &queued, "text").1, job_run(&s.data_dir(), "os-distribution-rust", None));
+    // A deleted component is gone for good: naming it is the usual 400.
+    let mut m = manifest("gone", None);
+    m["component"] = json!(a);
+    assert_eq!(error_of(post_job(&s, Some(ALICE), None, Some(&m))).1, "unknown_component");
+}
+
+/// Waits until job `id` has been deleted by retention (404).
+fn wait_state_gone(s: &TestServer, id: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while get_json(s, ALICE, &format!("/api/v1/jobs/{id}")).0 != 404 {
+        assert!(Instant::now() < deadline, "job {id} never expired");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
