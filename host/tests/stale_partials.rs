@@ -23,10 +23,14 @@ const PER_CHANNEL: usize = 6;
 /// The seed's classic idle-daily ping (it converts with the embedded histogram definitions),
 /// as (path after the document id, JSON body with `info.appUpdateChannel` = `channel`).
 fn ping(channel: &str) -> (String, Vec<u8>) {
-    let mut log = telemetry_server::rawlog::open(&common::data("seed/worker-test-data/telemetry1.log")).unwrap();
+    let mut log =
+        telemetry_server::rawlog::open(&common::data("seed/worker-test-data/telemetry1.log"))
+            .unwrap();
     let record = log.next().unwrap().unwrap();
     let mut json = Vec::new();
-    flate2::read::GzDecoder::new(&record.body[..]).read_to_end(&mut json).unwrap();
+    flate2::read::GzDecoder::new(&record.body[..])
+        .read_to_end(&mut json)
+        .unwrap();
     let mut doc: serde_json::Value = serde_json::from_slice(&json).unwrap();
     doc["info"]["appUpdateChannel"] = channel.into();
     let (_, rest) = record.path.split_once('/').unwrap();
@@ -74,7 +78,9 @@ impl Serve {
                 captured.lock().unwrap().push_str(&(line + "\n"));
             }
         });
-        let addr = addr_rx.recv_timeout(Duration::from_secs(30)).expect("server announces its address");
+        let addr = addr_rx
+            .recv_timeout(Duration::from_secs(30))
+            .expect("server announces its address");
         Serve { child, addr, log }
     }
 
@@ -84,7 +90,10 @@ impl Serve {
 
     /// A counter or gauge from `/metrics` (0 when absent).
     fn metric(&self, name: &str) -> u64 {
-        let text = reqwest::blocking::get(format!("http://{}/metrics", self.addr)).unwrap().text().unwrap();
+        let text = reqwest::blocking::get(format!("http://{}/metrics", self.addr))
+            .unwrap()
+            .text()
+            .unwrap();
         text.lines()
             .find_map(|l| l.strip_prefix(name).and_then(|v| v.strip_prefix(' ')))
             .map_or(0, |v| v.trim().parse().unwrap())
@@ -111,7 +120,11 @@ impl Serve {
     fn wait_converted(&self, n: usize) {
         let start = Instant::now();
         while self.metric("telemetry_convert_records_written_total") < n as u64 {
-            assert!(start.elapsed() < Duration::from_secs(60), "conversion stalled; log:\n{}", self.log());
+            assert!(
+                start.elapsed() < Duration::from_secs(60),
+                "conversion stalled; log:\n{}",
+                self.log()
+            );
             std::thread::sleep(Duration::from_millis(100));
         }
     }
@@ -124,14 +137,20 @@ impl Serve {
 
     /// SIGTERM, which must drain (finishing every partition file) and exit 0. Returns the log.
     fn terminate(mut self) -> String {
-        let status = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status().unwrap();
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap();
         assert!(status.success());
         let start = Instant::now();
         let exit = loop {
             if let Some(exit) = self.child.try_wait().unwrap() {
                 break exit;
             }
-            assert!(start.elapsed() < Duration::from_secs(60), "no exit after SIGTERM");
+            assert!(
+                start.elapsed() < Duration::from_secs(60),
+                "no exit after SIGTERM"
+            );
             std::thread::sleep(Duration::from_millis(50));
         };
         let log = self.log();
@@ -162,7 +181,10 @@ fn partials(dir: &Path) -> Vec<String> {
 fn stored_ids(data: &Path) -> Vec<String> {
     let schema = Schema::load(&common::data("seed/telemetry_schema.json")).unwrap();
     let source = LocalSource::new(DataDir::open(data).unwrap().sub("storage").unwrap());
-    let mut ids: Vec<String> = records(&source, &schema).unwrap().map(|r| r.unwrap().id).collect();
+    let mut ids: Vec<String> = records(&source, &schema)
+        .unwrap()
+        .map(|r| r.unwrap().id)
+        .collect();
     ids.sort();
     ids
 }
@@ -170,14 +192,17 @@ fn stored_ids(data: &Path) -> Vec<String> {
 /// The `errors/stale-partials/<stamp>` directories, sorted.
 fn stale_dirs(data: &Path) -> Vec<PathBuf> {
     let dir = data.join("errors/stale-partials");
-    let Ok(entries) = std::fs::read_dir(&dir) else { return Vec::new() };
+    let Ok(entries) = std::fs::read_dir(&dir) else {
+        return Vec::new();
+    };
     let mut dirs: Vec<PathBuf> = entries.map(|e| e.unwrap().path()).collect();
     dirs.sort();
     dirs
 }
 
 #[test]
-fn a_killed_server_leaves_partials_that_the_next_start_moves_aside_and_every_record_is_stored_once() {
+fn a_killed_server_leaves_partials_that_the_next_start_moves_aside_and_every_record_is_stored_once()
+{
     let root = tempfile::tempdir().unwrap();
     let data = root.path().join("data");
 
@@ -187,26 +212,58 @@ fn a_killed_server_leaves_partials_that_the_next_start_moves_aside_and_every_rec
     first.wait_converted(acked.len());
     first.kill();
     let left = partials(&data.join("storage"));
-    assert!(left.len() >= CHANNELS.len(), "one open file per channel at least: {left:?}");
-    assert!(stored_ids(&data).is_empty(), "nothing was flushed before the kill");
-    eprintln!("{} acknowledged records in {} .partial files at the kill", acked.len(), left.len());
+    assert!(
+        left.len() >= CHANNELS.len(),
+        "one open file per channel at least: {left:?}"
+    );
+    assert!(
+        stored_ids(&data).is_empty(),
+        "nothing was flushed before the kill"
+    );
+    eprintln!(
+        "{} acknowledged records in {} .partial files at the kill",
+        acked.len(),
+        left.len()
+    );
 
     // Run 2: the partials are moved aside at start, the raw logs converted again and flushed.
     let second = Serve::start(root.path(), 1);
-    assert_eq!(second.metric("telemetry_storage_stale_partials_total"), left.len() as u64);
-    assert!(second.log().contains("moved stale .partial storage files"), "{}", second.log());
+    assert_eq!(
+        second.metric("telemetry_storage_stale_partials_total"),
+        left.len() as u64
+    );
+    assert!(
+        second.log().contains("moved stale .partial storage files"),
+        "{}",
+        second.log()
+    );
     second.wait_converted(acked.len());
     let log = second.terminate();
     assert!(log.contains("live conversion stopped"), "{log}");
 
-    assert_eq!(partials(&data.join("storage")), Vec::<String>::new(), "no .partial remains in storage");
+    assert_eq!(
+        partials(&data.join("storage")),
+        Vec::<String>::new(),
+        "no .partial remains in storage"
+    );
     let moved = stale_dirs(&data);
     assert_eq!(moved.len(), 1, "{moved:?}");
-    assert_eq!(partials(&moved[0]), left, "exactly the files the kill left, under their storage paths");
+    assert_eq!(
+        partials(&moved[0]),
+        left,
+        "exactly the files the kill left, under their storage paths"
+    );
     acked.sort();
-    assert_eq!(stored_ids(&data), acked, "every acknowledged record stored exactly once");
+    assert_eq!(
+        stored_ids(&data),
+        acked,
+        "every acknowledged record stored exactly once"
+    );
     let raw_left: Vec<String> = server_support::files(&data.join("raw"));
-    assert!(raw_left.is_empty(), "every raw log was converted and retired: {raw_left:?}");
+    assert!(
+        raw_left.is_empty(),
+        "every raw log was converted and retired: {raw_left:?}"
+    );
 }
 
 #[test]
@@ -236,13 +293,20 @@ fn convert_moves_stale_partials_but_never_those_of_a_running_server() {
     // The server's writers hold the storage lock: convert leaves their open files alone.
     let stderr = convert();
     assert!(!stderr.contains("moved stale"), "{stderr}");
-    assert_eq!(partials(&data.join("storage")), live, "a live server's files are untouched");
+    assert_eq!(
+        partials(&data.join("storage")),
+        live,
+        "a live server's files are untouched"
+    );
     assert!(stale_dirs(&data).is_empty());
 
     // Once the server is dead, its files are stale and the next convert moves them aside.
     server.kill();
     let stderr = convert();
-    assert!(stderr.contains("moved stale .partial storage files"), "{stderr}");
+    assert!(
+        stderr.contains("moved stale .partial storage files"),
+        "{stderr}"
+    );
     assert!(partials(&data.join("storage")).is_empty());
     let moved = stale_dirs(&data);
     assert_eq!(moved.len(), 1);
@@ -250,5 +314,8 @@ fn convert_moves_stale_partials_but_never_those_of_a_running_server() {
     // convert's own record (1 per run) is stored; the server's are in its raw logs, not lost.
     assert_eq!(stored_ids(&data).len(), 2);
     let raw = server_support::files(&data.join("raw"));
-    assert!(raw.iter().all(|n| n.ends_with(".finished")) && !raw.is_empty(), "{raw:?}");
+    assert!(
+        raw.iter().all(|n| n.ends_with(".finished")) && !raw.is_empty(),
+        "{raw:?}"
+    );
 }

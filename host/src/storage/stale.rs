@@ -43,7 +43,12 @@ impl WriterLock {
 /// directory handles are `O_PATH`, which cannot be locked).
 fn open_lock(storage: &Dir) -> std::io::Result<std::fs::File> {
     use rustix::fs::{openat, Mode, OFlags};
-    let fd = openat(storage, ".", OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())?;
+    let fd = openat(
+        storage,
+        ".",
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )?;
     Ok(std::fs::File::from(fd))
 }
 
@@ -72,7 +77,10 @@ pub fn recover_stale_partials(data: &DataDir) -> Result<StalePartials, StorageEr
         Ok(()) => {}
         Err(TryLockError::WouldBlock) => {
             tracing::info!("another process is writing storage; stale .partial files are checked at the next start");
-            return Ok(StalePartials { skipped: true, ..StalePartials::default() });
+            return Ok(StalePartials {
+                skipped: true,
+                ..StalePartials::default()
+            });
         }
         Err(TryLockError::Error(e)) => return Err(StorageError::io(STORAGE, e)),
     }
@@ -83,7 +91,11 @@ pub fn recover_stale_partials(data: &DataDir) -> Result<StalePartials, StorageEr
     if found.is_empty() {
         return Ok(report);
     }
-    let stamp = format!("{}-{}", chrono::Utc::now().format("%Y%m%dT%H%M%SZ"), std::process::id());
+    let stamp = format!(
+        "{}-{}",
+        chrono::Utc::now().format("%Y%m%dT%H%M%SZ"),
+        std::process::id()
+    );
     let target = format!("{STALE_DIR}/{stamp}");
     let errors = data.sub(ERRORS)?;
     for (rel, size) in found {
@@ -118,7 +130,11 @@ pub fn recover_stale_partials(data: &DataDir) -> Result<StalePartials, StorageEr
 
 /// Appends `(path, size)` of every regular `.partial` file under `dir` (at `prefix`) to `out`.
 /// Symbolic links are not followed.
-fn find_partials(dir: &Dir, prefix: &str, out: &mut Vec<(String, u64)>) -> Result<(), StorageError> {
+fn find_partials(
+    dir: &Dir,
+    prefix: &str,
+    out: &mut Vec<(String, u64)>,
+) -> Result<(), StorageError> {
     let shown = |name: &str| {
         if prefix.is_empty() {
             name.to_string()
@@ -176,15 +192,28 @@ mod tests {
         assert!(!report.skipped);
         assert_eq!(
             report.moved,
-            vec!["20151110.v4.log.abcd.zst.partial".to_string(), stale.to_string()]
+            vec![
+                "20151110.v4.log.abcd.zst.partial".to_string(),
+                stale.to_string()
+            ]
         );
         assert_eq!(report.bytes, 20);
         assert_eq!(report.failed, 0);
-        assert!(report.moved_to.starts_with("errors/stale-partials/"), "{}", report.moved_to);
+        assert!(
+            report.moved_to.starts_with("errors/stale-partials/"),
+            "{}",
+            report.moved_to
+        );
         let moved = tmp.path().join(&report.moved_to);
-        assert_eq!(std::fs::read(moved.join(stale)).unwrap(), b"half a zstd stream");
+        assert_eq!(
+            std::fs::read(moved.join(stale)).unwrap(),
+            b"half a zstd stream"
+        );
         assert!(!tmp.path().join("storage").join(stale).exists());
-        assert!(tmp.path().join("storage").join(finished).exists(), "finished files stay");
+        assert!(
+            tmp.path().join("storage").join(finished).exists(),
+            "finished files stay"
+        );
 
         // Nothing left: a second run moves nothing and creates no directory.
         let again = recover_stale_partials(&data).unwrap();

@@ -6,21 +6,21 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use sha2::Digest;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use sha2::Digest;
 
 use super::auth::{Authenticator, BadTokenConfig};
 use super::config::JobsConfig;
 use super::error::ApiError;
 use super::types::Manifest;
+use crate::api::metrics::Metrics;
+use crate::jobs::limits::{LimitTooHigh, MaxLimits};
 use crate::jobs::scheduler::{
     CacheRetention, ComponentCache, JobStore, Priority, Scheduler, SchedulerConfig, SchedulerError, StoreError,
     WasmExecutor,
 };
-use crate::api::metrics::Metrics;
-use crate::jobs::limits::{LimitTooHigh, MaxLimits};
 use crate::jobs::{CompiledJob, JobError, Limits, Runtime, RuntimeConfig};
 use crate::storage::{datadir, DataDir, LocalSource, PartitionSource, Schema, StorageError};
 
@@ -165,8 +165,8 @@ impl JobService {
             cache.touch(&sha);
             runtime.load_cached(&sha)
         })
-            .await
-            .map_err(|e| ApiError::Internal(format!("loading a cached component: {e}")))?;
+        .await
+        .map_err(|e| ApiError::Internal(format!("loading a cached component: {e}")))?;
         match loaded {
             Ok(compiled) => Ok(compiled),
             Err(JobError::NotCached { .. }) => Err(ApiError::bad(
@@ -228,9 +228,7 @@ fn effective_limits(requested: Option<&serde_json::Value>, max: &MaxLimits) -> R
                 base.insert(key.clone(), value.clone());
             }
         }
-        Some(_) => {
-            return Err(ApiError::bad("bad_manifest", "'limits' must be a JSON object of limit fields"))
-        }
+        Some(_) => return Err(ApiError::bad("bad_manifest", "'limits' must be a JSON object of limit fields")),
     }
     serde_json::from_value(merged).map_err(bad)
 }
@@ -245,10 +243,7 @@ fn limit_error(too_high: &[LimitTooHigh]) -> ApiError {
             format!("{prefix}{over}")
         })
         .collect();
-    ApiError::bad(
-        "limit_too_high",
-        format!("the job asks for more than this server allows: {}", clauses.join("; ")),
-    )
+    ApiError::bad("limit_too_high", format!("the job asks for more than this server allows: {}", clauses.join("; ")))
 }
 
 /// The 400 code for a component the runtime refused, from its header: not Wasm at all, a core
