@@ -151,6 +151,18 @@ impl Default for IngestConfig {
     }
 }
 
+impl ConvertConfig {
+    /// Where Histograms.json files come from.
+    pub fn definition_sources(&self) -> crate::convert::DefinitionSources {
+        crate::convert::DefinitionSources {
+            dirs: self.histogram_dirs.clone(),
+            server: self.histogram_server.clone(),
+            timeout: std::time::Duration::from_secs(self.histogram_fetch_timeout_secs),
+            retry_after: std::time::Duration::from_secs(self.histogram_fetch_retry_secs),
+        }
+    }
+}
+
 impl IngestConfig {
     /// The number of shards to run (`shards`, or the CPU count when 0).
     pub fn shard_count(&self) -> usize {
@@ -184,6 +196,16 @@ pub struct ConvertConfig {
     /// Extra Histograms.json directories searched before the embedded definitions (by conversion and
     /// by the `/histograms` endpoints); the seed's cache layout `<dir>/<repo>/<rev>/Histograms.json`.
     pub histogram_dirs: Vec<PathBuf>,
+    /// Fetch the Histograms.json of a revision found nowhere else from this URL template
+    /// (`{repo}` and `{rev}` are filled in; the seed's source is
+    /// `https://hg.mozilla.org/{repo}/raw-file/{rev}/toolkit/components/telemetry/Histograms.json`),
+    /// caching it in `cache/histograms/` under the data dir. Unset: never fetch.
+    pub histogram_server: Option<String>,
+    /// Timeout of one fetch, in seconds.
+    pub histogram_fetch_timeout_secs: u64,
+    /// After a fetch fails in a way that may pass (timeout, refused, 5xx), seconds before that
+    /// revision is tried again (pings needing it meanwhile are rejected as `missing_histograms`).
+    pub histogram_fetch_retry_secs: u64,
 }
 
 impl Default for ConvertConfig {
@@ -196,6 +218,9 @@ impl Default for ConvertConfig {
             keep_raw: true,
             schema: None,
             histogram_dirs: Vec::new(),
+            histogram_server: None,
+            histogram_fetch_timeout_secs: 10,
+            histogram_fetch_retry_secs: 300,
         }
     }
 }

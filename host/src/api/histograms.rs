@@ -1,6 +1,7 @@
 //! The seed histogram server's endpoints (seed reference §6.3), served from the revision cache:
 //! `GET /histograms?revision=<url>` (patched Histograms.json text) and
-//! `GET /histogram_buckets?revision=<url>` (bucket spec JSON). `HEAD` answers 200.
+//! `GET /histogram_buckets?revision=<url>` (bucket spec JSON). `HEAD` answers 200. Lookups run on
+//! the blocking pool: they may read spec files or fetch from the histogram server.
 
 use std::sync::Arc;
 
@@ -15,16 +16,29 @@ type Params = Query<Vec<(String, String)>>;
 
 /// `GET /histograms?revision=…`.
 pub async fn definitions(State(state): State<Arc<AppState>>, Query(params): Params) -> Response {
-    answer(&params, |url| state.revisions.text_by_url(url))
+    blocking(move || answer(&params, |url| state.revisions.text_by_url(url))).await
 }
 
 /// `GET /histogram_buckets?revision=…`.
 pub async fn buckets(State(state): State<Arc<AppState>>, Query(params): Params) -> Response {
-    answer(&params, |url| {
-        state
-            .revisions
-            .by_url(url)
-            .map(|defs| bucket_spec_string(&defs))
+    blocking(move || {
+        answer(&params, |url| {
+            state
+                .revisions
+                .by_url(url)
+                .map(|defs| bucket_spec_string(&defs))
+        })
+    })
+    .await
+}
+
+/// Runs a lookup off the async runtime: it may read spec files or fetch from the histogram server.
+async fn blocking(lookup: impl FnOnce() -> Response + Send + 'static) -> Response {
+    tokio::task::spawn_blocking(lookup).await.unwrap_or_else(|err| {
+        text(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("histogram lookup failed: {err}"),
+        )
     })
 }
 

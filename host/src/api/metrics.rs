@@ -30,6 +30,12 @@ pub struct BadTypeLabel {
     pub r#type: String,
 }
 
+/// Label set `{outcome="by_revision"}`: how histogram definitions were found (or not).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutcomeLabel {
+    pub outcome: &'static str,
+}
+
 /// HTTP request metrics (submission API and everything else).
 #[derive(Clone)]
 pub struct HttpMetrics {
@@ -77,6 +83,9 @@ pub struct ConvertMetrics {
     pub records_written: Counter,
     /// Rejected records by the seed's bad-record type.
     pub bad_records: Family<BadTypeLabel, Counter>,
+    /// Histogram definition lookups and fetches by outcome (copied from the revision cache's
+    /// own counters at every scrape).
+    pub definitions: Family<OutcomeLabel, Counter>,
 }
 
 /// All metrics of one server.
@@ -169,6 +178,7 @@ impl Metrics {
             records_read: Counter::default(),
             records_written: Counter::default(),
             bad_records: Family::default(),
+            definitions: Family::default(),
         };
         registry.register(
             "convert_pending_logs",
@@ -195,6 +205,11 @@ impl Metrics {
             "convert_bad_records",
             "Rejected records by bad-record type",
             convert.bad_records.clone(),
+        );
+        registry.register(
+            "histogram_definitions",
+            "Histogram definition lookups by outcome (by_revision, by_channel_build_id, by_app_version, missing, invalid_url, bad_spec) and fetches from the histogram server (fetched, fetch_cache_hit, fetch_not_found, fetch_failed)",
+            convert.definitions.clone(),
         );
         Arc::new(Metrics {
             registry: Mutex::new(registry),
@@ -234,6 +249,7 @@ impl Metrics {
 
 /// `GET /metrics`.
 pub async fn handler(State(state): State<Arc<AppState>>) -> impl IntoResponse {
+    copy_definition_counters(&state);
     if let Ok(free) = crate::ingest::disk::free_bytes(state.data_dir.dir()) {
         state
             .metrics
@@ -248,4 +264,26 @@ pub async fn handler(State(state): State<Arc<AppState>>) -> impl IntoResponse {
         )],
         state.metrics.encode(),
     )
+}
+
+/// Brings `telemetry_histogram_definitions_total` up to the revision cache's counters.
+fn copy_definition_counters(state: &AppState) {
+    let r = state.revisions.stats();
+    let f = state.revisions.fetch_stats().unwrap_or_default();
+    let family = &state.metrics.convert.definitions;
+    for (outcome, value) in [
+        ("by_revision", r.by_revision),
+        ("by_channel_build_id", r.by_channel_build_id),
+        ("by_app_version", r.by_app_version),
+        ("missing", r.missing),
+        ("invalid_url", r.invalid_url),
+        ("bad_spec", r.bad_spec),
+        ("fetched", f.fetched),
+        ("fetch_cache_hit", f.cache_hits),
+        ("fetch_not_found", f.not_found),
+        ("fetch_failed", f.failed),
+    ] {
+        let counter = family.get_or_create(&OutcomeLabel { outcome });
+        counter.inc_by(value.saturating_sub(counter.get()));
+    }
 }

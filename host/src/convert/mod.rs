@@ -11,6 +11,8 @@
 //! - [`Pipeline`] runs a converter into a [`crate::storage::StorageWriter`] and keeps every
 //!   rejected record in the error stream under `errors/` ([`ErrorStream`]), returning a
 //!   mergeable [`ConvertSummary`].
+//! - [`DefinitionSources`] builds the [`crate::histograms::RevisionCache`] from spec directories,
+//!   the embedded definitions and an optional histogram server.
 
 mod bad_record;
 mod compact;
@@ -22,6 +24,7 @@ mod minify;
 mod options;
 mod pipeline;
 mod saved_session;
+mod sources;
 mod summary;
 
 pub use bad_record::{BadRecord, BadRecordKind};
@@ -31,4 +34,5 @@ pub use error_stream::{ErrorEntry, ErrorStream};
 pub use minify::minify;
 pub use options::{ConvertOptions, UnknownRevision};
 pub use pipeline::{ConvertError, InputFormat, Pipeline};
+pub use sources::{DefinitionSources, SourceError};
 pub use summary::ConvertSummary;

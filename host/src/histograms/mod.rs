@@ -6,17 +6,19 @@
 //! - [`bucket_spec_json`] / [`bucket_spec_string`] produce what the seed's histogram server
 //!   served at `/histogram_buckets`.
 //! - [`RevisionCache`] finds definitions by revision URL, spec directories, embedded files and
-//!   the channel/build-id/version [`RevisionTable`].
+//!   the channel/build-id/version [`RevisionTable`]; with a [`Fetcher`], from an hg server.
 
 mod bucket_spec;
 mod buckets;
 mod definitions;
+mod fetch;
 mod params;
 pub(crate) mod raw_object;
 mod revisions;
 
 pub use bucket_spec::{bucket_spec_json, bucket_spec_string, BucketSpec};
 pub use buckets::MAX_BUCKETS;
+pub use fetch::{FetchError, FetchStats, Fetcher, TemplateError, HG_TEMPLATE};
 pub use definitions::{BucketLayout, Definition, DefinitionError, Definitions, Kind, SpecError};
 pub use params::{eval_expr, eval_param};
 pub use raw_object::RawObject;

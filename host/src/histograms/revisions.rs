@@ -9,19 +9,21 @@
 //!    then by major app version.
 //!
 //! The C++ constants the seed's cache patched get the seed's values, and the definitions using
-//! them are marked as assumed (the real values changed between revisions). Nothing is
-//! fetched from the network. Every outcome is counted ([`RevisionStats`]); a missing spec is a
-//! [`ResolveError`], never a panic.
+//! them are marked as assumed (the real values changed between revisions). With a [`Fetcher`]
+//! ([`RevisionCache::with_fetcher`]), a hex revision found nowhere above is downloaded from the hg
+//! server and cached on disk, as the seed did, but with a timeout and a back-off. Every outcome
+//! is counted ([`RevisionStats`]); a missing spec is a [`ResolveError`], never a panic.
 
 use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 
 use serde::{Deserialize, Serialize};
 
 use super::definitions::{Definitions, SpecError};
+use super::fetch::{FetchError, FetchStats, Fetcher};
 
 /// The seed's textual patches (bug 920169), applied before parsing and caching.
 const PATCHES: [(&str, &str); 3] = [
@@ -240,6 +242,10 @@ pub struct RevisionCache {
     /// Revision key → parsed definitions (`None`: known missing; negative answers are cached
     /// too, so a flood of pings for an unknown revision costs one directory scan).
     memory: RwLock<HashMap<String, Option<Arc<Definitions>>>>,
+    /// Held while a revision not in `memory` is looked up, so concurrent misses load (and
+    /// fetch) it once.
+    miss: Mutex<()>,
+    fetcher: Option<Fetcher>,
     counters: Counters,
 }
 
@@ -257,6 +263,8 @@ impl RevisionCache {
             embedded: true,
             table: RevisionTable::embedded(),
             memory: RwLock::default(),
+            miss: Mutex::new(()),
+            fetcher: None,
             counters: Counters::default(),
         }
     }
@@ -288,6 +296,18 @@ impl RevisionCache {
         }
         self.dirs.push(dir);
         Ok(self)
+    }
+
+    /// Downloads revisions found nowhere else (tried after the spec directories and the
+    /// embedded definitions).
+    pub fn with_fetcher(mut self, fetcher: Fetcher) -> RevisionCache {
+        self.fetcher = Some(fetcher);
+        self
+    }
+
+    /// Fetch counters, when a fetcher is set.
+    pub fn fetch_stats(&self) -> Option<FetchStats> {
+        self.fetcher.as_ref().map(Fetcher::stats)
     }
 
     /// Replaces the revision table.
@@ -415,30 +435,48 @@ impl RevisionCache {
     /// The patched Histograms.json text of a revision URL (the seed's `/histograms` endpoint).
     pub fn text_by_url(&self, url: &str) -> Result<String, ResolveError> {
         let parsed = RevisionUrl::parse(url)?;
+        // Fetches and caches the file if need be (and checks that it parses).
+        self.definitions(&parsed.repo, &parsed.rev)?;
         self.load_text(&parsed.repo, &parsed.rev)
             .map(|t| patch_cpp_constants(&t).into_owned())
             .ok_or_else(|| ResolveError::NotFound(url.to_owned()))
     }
 
-    /// Parsed definitions of `rev`, from memory or loaded and remembered.
-    fn definitions(&self, repo: &str, rev: &str) -> Result<Option<Arc<Definitions>>, ResolveError> {
-        if let Some(hit) = self
-            .memory
+    /// What `memory` knows of `rev`: `Some(None)` is a remembered miss.
+    fn remembered(&self, rev: &str) -> Option<Option<Arc<Definitions>>> {
+        self.memory
             .read()
             .unwrap_or_else(|e| e.into_inner())
             .get(rev)
-        {
-            return Ok(hit.clone());
+            .cloned()
+    }
+
+    /// Parsed definitions of `rev`, from memory or loaded (or fetched) and remembered. A fetch
+    /// failure that may pass is not remembered: the fetcher's back-off decides when to retry.
+    fn definitions(&self, repo: &str, rev: &str) -> Result<Option<Arc<Definitions>>, ResolveError> {
+        if let Some(hit) = self.remembered(rev) {
+            return Ok(hit);
+        }
+        let _miss = self.miss.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(hit) = self.remembered(rev) {
+            return Ok(hit);
         }
         let loaded = match self.load_text(repo, rev) {
-            None => None,
-            Some(text) => match Definitions::from_json_with_constants(&text, &SEED_CONSTANTS) {
-                Ok(defs) => Some(Arc::new(defs)),
-                Err(source) => {
-                    return Err(ResolveError::BadSpec {
-                        revision: rev.to_owned(),
-                        source,
-                    })
+            Some(text) => Some(parse(rev, &text)?),
+            None => match self.fetch(repo, rev) {
+                Ok(Some(text)) => {
+                    let definitions = parse(rev, &text)?;
+                    if let Some(fetcher) = &self.fetcher {
+                        if let Err(err) = fetcher.store(repo, rev, &text) {
+                            tracing::warn!(repo, rev, error = %err, "cannot cache fetched Histograms.json");
+                        }
+                    }
+                    Some(definitions)
+                }
+                Ok(None) => None,
+                Err(err) => {
+                    tracing::debug!(error = %err, "histogram definitions not fetched");
+                    return Ok(None);
                 }
             },
         };
@@ -449,7 +487,8 @@ impl RevisionCache {
         Ok(loaded)
     }
 
-    /// Raw text of `rev`: spec directories first, then the embedded set.
+    /// Raw text of `rev`: spec directories first, then the embedded set, then what the fetcher
+    /// cached earlier.
     fn load_text(&self, repo: &str, rev: &str) -> Option<String> {
         for dir in &self.dirs {
             if let Some(text) = load_from_dir(dir, repo, rev) {
@@ -457,13 +496,44 @@ impl RevisionCache {
             }
         }
         if self.embedded {
-            return EMBEDDED
-                .iter()
-                .find(|(key, _)| same_revision(key, rev))
-                .map(|(_, text)| (*text).to_owned());
+            if let Some((_, text)) = EMBEDDED.iter().find(|(key, _)| same_revision(key, rev)) {
+                return Some((*text).to_owned());
+            }
         }
-        None
+        self.fetcher.as_ref()?.cached(repo, rev)
     }
+
+    /// Downloads `rev` when a fetcher is set and `rev` is an hg hash (table keys are not).
+    /// `Ok(None)`: nothing to fetch, or the server says it does not exist (final).
+    fn fetch(&self, repo: &str, rev: &str) -> Result<Option<String>, FetchError> {
+        let Some(fetcher) = &self.fetcher else { return Ok(None) };
+        if rev.len() < 12 || !rev.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Ok(None);
+        }
+        match fetcher.fetch(repo, rev) {
+            Ok(text) => Ok(Some(text)),
+            Err(err) if err.is_final() => {
+                tracing::info!(error = %err, "no histogram definitions for this revision");
+                Ok(None)
+            }
+            Err(err) => {
+                if !matches!(err, FetchError::Backoff { .. }) {
+                    tracing::warn!(error = %err, "cannot fetch histogram definitions; retrying later");
+                }
+                Err(err)
+            }
+        }
+    }
+}
+
+/// Parses a Histograms.json text with the seed's constants.
+fn parse(rev: &str, text: &str) -> Result<Arc<Definitions>, ResolveError> {
+    Definitions::from_json_with_constants(text, &SEED_CONSTANTS)
+        .map(Arc::new)
+        .map_err(|source| ResolveError::BadSpec {
+            revision: rev.to_owned(),
+            source,
+        })
 }
 
 /// Two revision keys name the same revision: equal, or hashes where one is a prefix of the

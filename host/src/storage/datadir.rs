@@ -20,6 +20,8 @@ pub const ERRORS: &str = "errors";
 pub const JOBS: &str = "jobs";
 /// Compiled job components.
 pub const CACHE: &str = "cache";
+/// Histograms.json files fetched from the histogram server (`<repo>/<rev>/Histograms.json`).
+pub const HISTOGRAMS: &str = "histograms";
 
 /// The opened data directory.
 #[derive(Debug)]

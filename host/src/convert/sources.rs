@@ -1,0 +1,53 @@
+//! Where the converter (and the `/histograms` endpoints) find Histograms.json files: extra spec
+//! directories, the definitions embedded in the binary, and optionally an hg server whose files
+//! are cached under the data dir's `histograms/`.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::histograms::{Fetcher, RevisionCache, TemplateError};
+use crate::storage::{datadir, DataDir, StorageError};
+
+/// The sources, in lookup order after the embedded definitions' place (see [`RevisionCache`]).
+#[derive(Debug, Clone, Default)]
+pub struct DefinitionSources {
+    /// Spec directories searched before the embedded definitions.
+    pub dirs: Vec<PathBuf>,
+    /// URL template of the histogram server (`{repo}`, `{rev}`); `None`: never fetch.
+    pub server: Option<String>,
+    pub timeout: Duration,
+    pub retry_after: Duration,
+}
+
+/// A source that cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    #[error("cannot use histogram directory {path}: {source}")]
+    Dir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Template(#[from] TemplateError),
+    #[error("cannot open the histogram cache: {0}")]
+    Cache(#[from] StorageError),
+}
+
+impl DefinitionSources {
+    /// The revision cache over these sources; fetched files are cached in `data`'s `histograms/`.
+    pub fn revision_cache(&self, data: &DataDir) -> Result<RevisionCache, SourceError> {
+        let mut cache = RevisionCache::embedded();
+        for dir in &self.dirs {
+            cache = cache.with_dir(dir).map_err(|source| SourceError::Dir {
+                path: dir.clone(),
+                source,
+            })?;
+        }
+        if let Some(template) = &self.server {
+            let dir = data.sub(datadir::HISTOGRAMS)?;
+            let fetcher = Fetcher::new(template, dir, self.timeout, self.retry_after)?;
+            cache = cache.with_fetcher(fetcher);
+        }
+        Ok(cache)
+    }
+}

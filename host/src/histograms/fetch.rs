@@ -1,0 +1,340 @@
+//! Fetching the Histograms.json of a revision from an hg server, into an on-disk cache.
+//!
+//! The seed's `RevisionCache` fetched `https://hg.mozilla.org/<repo>/raw-file/<rev>/toolkit/
+//! components/telemetry/Histograms.json` for every revision it had not seen, with no timeout,
+//! no retry limit and no negative caching (seed reference §6.1). [`Fetcher`] does the same
+//! fetch with those fixed:
+//!
+//! - a URL template (`{repo}`, `{rev}`), so a mirror or a test server can stand in for hg;
+//! - a timeout per request and a body size cap;
+//! - after a failure that may pass (timeout, connection refused, 5xx) the revision is not tried
+//!   again for `retry_after`, so a down server costs one timeout per revision, not one per ping;
+//!   a 404 or 410 is final and remembered by the caller;
+//! - the repository path comes from the ping, so it must be plain path segments
+//!   (`[A-Za-z0-9._-]`, no `.` or `..`) before it is put in a URL or a file name;
+//! - the cache is a directory under the data dir opened with cap-std, in the seed's layout
+//!   `<repo>/<rev>/Histograms.json`, written to a temporary name and renamed, so a crash never
+//!   leaves half a file where a later run would read it.
+//!
+//! Callers hold one lock around a miss ([`super::RevisionCache`] does), so two threads missing the
+//! same revision fetch it once.
+
+use std::collections::HashMap;
+use std::io::{Read, Write};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use cap_std::fs::Dir;
+use serde::Serialize;
+
+/// The seed's source of definitions.
+pub const HG_TEMPLATE: &str =
+    "https://hg.mozilla.org/{repo}/raw-file/{rev}/toolkit/components/telemetry/Histograms.json";
+
+/// Largest Histograms.json accepted (the 2017 file is 2.3 MB).
+pub const MAX_BYTES: u64 = 64 << 20;
+
+/// The cache file inside `<repo>/<rev>/`.
+const FILE: &str = "Histograms.json";
+
+/// Why a fetch gave no definitions.
+#[derive(Debug, thiserror::Error)]
+pub enum FetchError {
+    /// The server says the file does not exist (404 or 410): final.
+    #[error("{url}: not found on the histogram server ({status})")]
+    NotFound { url: String, status: u16 },
+    /// Any other answer, or no answer: may pass.
+    #[error("{url}: {reason}")]
+    Failed { url: String, reason: String },
+    /// Tried and failed less than `retry_after` ago.
+    #[error("{repo}/{rev}: last fetch failed {ago:?} ago; retrying after {retry_after:?}")]
+    Backoff {
+        repo: String,
+        rev: String,
+        ago: Duration,
+        retry_after: Duration,
+    },
+    /// The repository path is not plain path segments.
+    #[error("repository path {0:?} is not plain path segments")]
+    BadRepo(String),
+}
+
+impl FetchError {
+    /// True when asking again later cannot help.
+    pub fn is_final(&self) -> bool {
+        matches!(self, FetchError::NotFound { .. } | FetchError::BadRepo(_))
+    }
+}
+
+/// Invalid fetcher settings.
+#[derive(Debug, thiserror::Error)]
+#[error("histogram server URL template {0:?} must start with http:// or https:// and contain {{rev}}")]
+pub struct TemplateError(String);
+
+/// Fetch outcomes so far (served on `/metrics`).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct FetchStats {
+    /// Definitions downloaded (each then cached on disk).
+    pub fetched: u64,
+    /// Definitions read back from the disk cache.
+    pub cache_hits: u64,
+    /// Final misses (404/410, bad repository path).
+    pub not_found: u64,
+    /// Failures that may pass (timeouts, refused connections, 5xx, bad bodies).
+    pub failed: u64,
+}
+
+#[derive(Default)]
+struct Counters {
+    fetched: AtomicU64,
+    cache_hits: AtomicU64,
+    not_found: AtomicU64,
+    failed: AtomicU64,
+}
+
+/// Downloads Histograms.json files and keeps them in a cap-std cache directory.
+pub struct Fetcher {
+    template: String,
+    timeout: Duration,
+    retry_after: Duration,
+    cache: Dir,
+    /// Built on first use, on the fetching thread: a blocking client must not be created or
+    /// dropped inside the async runtime.
+    client: OnceLock<Result<reqwest::blocking::Client, String>>,
+    /// Revision → when its last fetch failed in a way that may pass.
+    failures: Mutex<HashMap<String, Instant>>,
+    counters: Counters,
+}
+
+impl Fetcher {
+    /// A fetcher for `template` (see [`HG_TEMPLATE`]) caching into `cache`.
+    pub fn new(
+        template: &str,
+        cache: Dir,
+        timeout: Duration,
+        retry_after: Duration,
+    ) -> Result<Fetcher, TemplateError> {
+        let http = template.starts_with("http://") || template.starts_with("https://");
+        if !http || !template.contains("{rev}") {
+            return Err(TemplateError(template.to_owned()));
+        }
+        Ok(Fetcher {
+            template: template.to_owned(),
+            timeout,
+            retry_after,
+            cache,
+            client: OnceLock::new(),
+            failures: Mutex::default(),
+            counters: Counters::default(),
+        })
+    }
+
+    /// The URL of a revision's Histograms.json.
+    pub fn url(&self, repo: &str, rev: &str) -> String {
+        self.template.replace("{repo}", repo).replace("{rev}", rev)
+    }
+
+    /// Counters so far.
+    pub fn stats(&self) -> FetchStats {
+        let c = &self.counters;
+        FetchStats {
+            fetched: c.fetched.load(Ordering::Relaxed),
+            cache_hits: c.cache_hits.load(Ordering::Relaxed),
+            not_found: c.not_found.load(Ordering::Relaxed),
+            failed: c.failed.load(Ordering::Relaxed),
+        }
+    }
+
+    /// The cached text of a revision fetched earlier, if any.
+    pub fn cached(&self, repo: &str, rev: &str) -> Option<String> {
+        if !plain_repo(repo) {
+            return None;
+        }
+        let text = self.cache.read_to_string(cache_path(repo, rev)).ok()?;
+        self.counters.cache_hits.fetch_add(1, Ordering::Relaxed);
+        Some(text)
+    }
+
+    /// Downloads a revision's Histograms.json (not yet cached: see [`Fetcher::store`]).
+    pub fn fetch(&self, repo: &str, rev: &str) -> Result<String, FetchError> {
+        let result = self.fetch_uncounted(repo, rev);
+        let counter = match &result {
+            Ok(_) => &self.counters.fetched,
+            Err(e) if e.is_final() => &self.counters.not_found,
+            Err(FetchError::Backoff { .. }) => return result,
+            Err(_) => &self.counters.failed,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        result
+    }
+
+    fn fetch_uncounted(&self, repo: &str, rev: &str) -> Result<String, FetchError> {
+        if !plain_repo(repo) {
+            return Err(FetchError::BadRepo(repo.to_owned()));
+        }
+        let failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(at) = failures.get(rev) {
+            let ago = at.elapsed();
+            if ago < self.retry_after {
+                return Err(FetchError::Backoff {
+                    repo: repo.to_owned(),
+                    rev: rev.to_owned(),
+                    ago,
+                    retry_after: self.retry_after,
+                });
+            }
+        }
+        drop(failures);
+        let url = self.url(repo, rev);
+        let result = self.get(&url);
+        let mut failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
+        match &result {
+            Err(FetchError::Failed { .. }) => {
+                failures.insert(rev.to_owned(), Instant::now());
+            }
+            _ => {
+                failures.remove(rev);
+            }
+        }
+        result
+    }
+
+    fn get(&self, url: &str) -> Result<String, FetchError> {
+        let failed = |reason: String| FetchError::Failed {
+            url: url.to_owned(),
+            reason,
+        };
+        let client = self
+            .client
+            .get_or_init(|| {
+                reqwest::blocking::Client::builder()
+                    .timeout(self.timeout)
+                    .user_agent(concat!("telemetry-server/", env!("CARGO_PKG_VERSION")))
+                    .build()
+                    .map_err(|e| e.to_string())
+            })
+            .as_ref()
+            .map_err(|e| failed(format!("cannot build the HTTP client: {e}")))?;
+        let response = client
+            .get(url)
+            .send()
+            .map_err(|e| failed(error_chain(&e)))?;
+        let status = response.status();
+        if status == reqwest::StatusCode::NOT_FOUND || status == reqwest::StatusCode::GONE {
+            return Err(FetchError::NotFound {
+                url: url.to_owned(),
+                status: status.as_u16(),
+            });
+        }
+        if !status.is_success() {
+            return Err(failed(format!("HTTP {status}")));
+        }
+        let mut body = Vec::new();
+        response
+            .take(MAX_BYTES + 1)
+            .read_to_end(&mut body)
+            .map_err(|e| failed(format!("reading the body: {e}")))?;
+        if body.len() as u64 > MAX_BYTES {
+            return Err(failed(format!("body over {MAX_BYTES} bytes")));
+        }
+        String::from_utf8(body).map_err(|_| failed("body is not UTF-8".into()))
+    }
+
+    /// Keeps a fetched (and parsed: the caller checks it first) Histograms.json in the cache.
+    pub fn store(&self, repo: &str, rev: &str, text: &str) -> std::io::Result<()> {
+        if !plain_repo(repo) {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                format!("repository path {repo:?} is not plain path segments"),
+            ));
+        }
+        let dir = format!("{repo}/{rev}");
+        self.cache.create_dir_all(&dir)?;
+        let tmp = format!("{dir}/{FILE}.partial");
+        let mut file = self.cache.create(&tmp)?;
+        file.write_all(text.as_bytes())?;
+        file.sync_data()?;
+        drop(file);
+        self.cache.rename(&tmp, &self.cache, cache_path(repo, rev))
+    }
+}
+
+fn cache_path(repo: &str, rev: &str) -> String {
+    format!("{repo}/{rev}/{FILE}")
+}
+
+/// `releases/mozilla-aurora`: segments of `[A-Za-z0-9._-]`, none of them `.` or `..`.
+fn plain_repo(repo: &str) -> bool {
+    !repo.is_empty()
+        && repo.split('/').all(|seg| {
+            !seg.is_empty()
+                && seg != "."
+                && seg != ".."
+                && seg
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+        })
+}
+
+/// An error with its causes (reqwest hides "connection refused" two levels down).
+fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn repository_paths_must_be_plain() {
+        for good in ["mozilla-central", "releases/mozilla-aurora", "projects/ux.2_a"] {
+            assert!(plain_repo(good), "{good}");
+        }
+        for bad in ["", "..", "a/../b", "a//b", "/abs", "a/", "a b", "a%2F..", "a\\b"] {
+            assert!(!plain_repo(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn templates_need_a_scheme_and_a_revision() {
+        let dir = tempfile::tempdir().unwrap();
+        let open = || Dir::open_ambient_dir(dir.path(), cap_std::ambient_authority()).unwrap();
+        let second = Duration::from_secs(1);
+        assert!(Fetcher::new("hg.mozilla.org/{repo}", open(), second, second).is_err());
+        assert!(Fetcher::new("https://hg.mozilla.org/{repo}/raw-file/tip/H.json", open(), second, second).is_err());
+        let fetcher = Fetcher::new(HG_TEMPLATE, open(), second, second).unwrap();
+        assert_eq!(
+            fetcher.url("releases/mozilla-beta", "0123456789ab"),
+            "https://hg.mozilla.org/releases/mozilla-beta/raw-file/0123456789ab/toolkit/components/telemetry/Histograms.json"
+        );
+    }
+
+    #[test]
+    fn a_refused_connection_backs_off_and_a_bad_repo_is_final() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = Dir::open_ambient_dir(dir.path(), cap_std::ambient_authority()).unwrap();
+        // A port nothing listens on: bind one, then drop it.
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let template = format!("http://127.0.0.1:{port}/{{repo}}/raw-file/{{rev}}/Histograms.json");
+        let fetcher = Fetcher::new(&template, cache, Duration::from_secs(2), Duration::from_secs(3600)).unwrap();
+        let first = fetcher.fetch("mozilla-central", "0123456789ab").unwrap_err();
+        assert!(matches!(first, FetchError::Failed { .. }) && !first.is_final(), "{first}");
+        let again = fetcher.fetch("mozilla-central", "0123456789ab").unwrap_err();
+        assert!(matches!(again, FetchError::Backoff { .. }), "{again}");
+        let bad = fetcher.fetch("../etc", "0123456789ab").unwrap_err();
+        assert!(bad.is_final(), "{bad}");
+        assert_eq!(
+            fetcher.stats(),
+            FetchStats { fetched: 0, cache_hits: 0, not_found: 1, failed: 1 }
+        );
+        assert!(fetcher.store("../etc", "0123456789ab", "{}").is_err());
+    }
+}
