@@ -121,12 +121,20 @@ pub fn bar_chart(rows: &[(String, f64)], title: &str, opts: &ChartOptions) -> St
         return svg;
     }
 
-    // Columns: labels (right-aligned), bars, value labels.
+    // Columns: labels (right-aligned), values of negative bars, bars, values of the others.
     let widest = |texts: &mut dyn Iterator<Item = String>| texts.map(|t| text_width(&t)).fold(0.0, f64::max);
     let label_w = widest(&mut bars.iter().map(Bar::display_label)).clamp(30.0, width * 0.4);
-    let value_w = widest(&mut bars.iter().map(|b| format_number(b.value))) + 8.0;
-    let plot_x = PAD + label_w + 8.0;
-    let plot_w = (width - PAD - value_w - plot_x).max(40.0);
+    let values_w = |negative: bool| {
+        let w = widest(&mut bars.iter().filter(|b| (b.value < 0.0) == negative).map(|b| format_number(b.value)));
+        if w > 0.0 {
+            w + 8.0
+        } else {
+            0.0
+        }
+    };
+    let label_x = PAD + label_w;
+    let plot_x = label_x + 8.0 + values_w(true);
+    let plot_w = (width - PAD - values_w(false) - plot_x).max(40.0);
     let lo = bars.iter().map(|b| b.value).fold(0.0_f64, f64::min);
     let hi = bars.iter().map(|b| b.value).fold(0.0_f64, f64::max);
     let span = if hi > lo { hi - lo } else { 1.0 };
@@ -145,7 +153,7 @@ pub fn bar_chart(rows: &[(String, f64)], title: &str, opts: &ChartOptions) -> St
             svg,
             r##"<text class="label" x="{lx:.1}" y="{ty:.1}" text-anchor="end" fill="#222222">{}</text>"##,
             escape(&fit_width(&label, label_w)),
-            lx = plot_x - 8.0,
+            lx = label_x,
             ty = y + BAR - 3.0
         );
         let (class, color, data) = match bar.other {
@@ -157,12 +165,12 @@ pub fn bar_chart(rows: &[(String, f64)], title: &str, opts: &ChartOptions) -> St
             r#"<rect class="{class}" {data} data-value="{v}" x="{x:.2}" y="{y:.1}" width="{w:.2}" height="{BAR}" fill="{color}"/>"#,
             v = bar.value
         );
-        // Value labels sit right of a positive bar's end, right of the zero line for negatives.
+        // Value labels sit beyond the bar's end: right of positive bars, left of negative ones.
+        let (vx, anchor) = if bar.value < 0.0 { (end - 4.0, "end") } else { (end + 4.0, "start") };
         let _ = write!(
             svg,
-            r##"<text class="value" x="{vx:.1}" y="{ty:.1}" fill="#444444">{}</text>"##,
+            r##"<text class="value" x="{vx:.1}" y="{ty:.1}" text-anchor="{anchor}" fill="#444444">{}</text>"##,
             escape(&value),
-            vx = end.max(zero) + 4.0,
             ty = y + BAR - 3.0
         );
         svg.push_str("</g>");

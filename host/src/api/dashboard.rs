@@ -168,10 +168,15 @@ fn latency(samples: &[Sample], name: &str) -> Latency {
     };
     Latency {
         count: count as u64,
-        mean_ms: find("_sum").map(|sum| sum / count * 1e3),
-        p50_ms: quantile(0.5).map(|s| s * 1e3),
-        p99_ms: quantile(0.99).map(|s| s * 1e3),
+        mean_ms: find("_sum").map(|sum| ms(sum / count)),
+        p50_ms: quantile(0.5).map(ms),
+        p99_ms: quantile(0.99).map(ms),
     }
+}
+
+/// Seconds as milliseconds, to the microsecond.
+fn ms(seconds: f64) -> f64 {
+    (seconds * 1e6).round() / 1e3
 }
 
 #[cfg(test)]
@@ -204,7 +209,7 @@ mod tests {
         let samples = parse_samples(TEXT);
         let l = latency(&samples, "telemetry_x_seconds");
         assert_eq!(l.count, 100);
-        assert!((l.mean_ms.unwrap() - 5.0).abs() < 1e-9);
+        assert_eq!(l.mean_ms, Some(5.0));
         assert_eq!(l.p50_ms, Some(2.0));
         // The 99th percentile lies above the last finite bound: unknown, not invented.
         assert_eq!(l.p99_ms, None);
