@@ -4,7 +4,9 @@
 //! - `native`: the same job in Rust in the host — decompress, split lines, project the four
 //!   fields with the host's extractor, count — on 1 thread;
 //! - `wasm-rust`/`wasm-c`: the job as a component through `jobs::run` (timely, guest calls,
-//!   exchange, reduce), with 1 and 2 workers.
+//!   exchange, reduce), with 1 and 2 workers;
+//! - `wasm-js`/`wasm-py`: the same job in JavaScript (componentize-qjs) and Python
+//!   (componentize-py), 1 worker.
 //!
 //! Data: `gen-pings.py --count N` (N = `JOBS_BENCH_PINGS`, default 3000) stored once with the
 //! `StorageWriter` (zstd, build id folded into one partition so files are realistically large),
@@ -193,6 +195,8 @@ fn main() {
     let rt = Runtime::new(cache, RuntimeConfig::default()).unwrap();
     let rust = guest(&rt, "os-distribution-rust");
     let c = guest(&rt, "os-distribution-c");
+    let js = guest(&rt, "os-distribution-js");
+    let py = guest(&rt, "os-distribution-py");
 
     let json_bytes = decompress(source.as_ref(), &filter); // also warms the page cache
     println!(
@@ -206,9 +210,9 @@ fn main() {
     let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
     // Variants are interleaved round by round, so a burst of load elsewhere on the machine
     // hits all of them alike; the best round of each is reported (and the median, for spread).
-    let mut times: Vec<Vec<Duration>> = vec![Vec::new(); 6];
-    let mut cpu = [Duration::ZERO; 6];
-    let mut outputs: Vec<Vec<u8>> = vec![Vec::new(); 6];
+    let mut times: Vec<Vec<Duration>> = vec![Vec::new(); 8];
+    let mut cpu = [Duration::ZERO; 8];
+    let mut outputs: Vec<Vec<u8>> = vec![Vec::new(); 8];
     for _ in 0..runs {
         for (i, time) in times.iter_mut().enumerate() {
             let start = Instant::now();
@@ -222,14 +226,23 @@ fn main() {
                 2 => wasm(&rt, &rust, &source, 1).0,
                 3 => wasm(&rt, &rust, &source, 2).0,
                 4 => wasm(&rt, &c, &source, 1).0,
-                _ => wasm(&rt, &c, &source, 2).0,
+                5 => wasm(&rt, &c, &source, 2).0,
+                6 => wasm(&rt, &js, &source, 1).0,
+                _ => wasm(&rt, &py, &source, 1).0,
             };
             time.push(start.elapsed());
             cpu[i] += cpu_time() - cpu_start;
             outputs[i] = out;
         }
     }
-    for (i, name) in [(2, "wasm-rust x1"), (3, "wasm-rust x2"), (4, "wasm-c x1"), (5, "wasm-c x2")] {
+    for (i, name) in [
+        (2, "wasm-rust x1"),
+        (3, "wasm-rust x2"),
+        (4, "wasm-c x1"),
+        (5, "wasm-c x2"),
+        (6, "wasm-js x1"),
+        (7, "wasm-py x1"),
+    ] {
         assert_eq!(outputs[i], outputs[1], "{name} output differs from native");
     }
     let best: Vec<Duration> = times.iter().map(|t| *t.iter().min().unwrap()).collect();
@@ -240,6 +253,8 @@ fn main() {
         "wasm-rust (2 workers)",
         "wasm-c (1 worker)",
         "wasm-c (2 workers)",
+        "wasm-js (1 worker)",
+        "wasm-py (1 worker)",
     ];
     println!("load average before: {}", load.split_whitespace().take(3).collect::<Vec<_>>().join(" "));
     println!("{:<24} {:>9} {:>9} {:>11} {:>13}", "variant", "best ms", "MB/s", "median MB/s", "MB/CPU-second");
@@ -258,6 +273,8 @@ fn main() {
     println!("ratios (throughput, best rounds):");
     println!("  wasm-rust 1w / native 1t    = {:.2}  (goal >= 0.80)", ratio(2, 1));
     println!("  wasm-c    1w / native 1t    = {:.2}", ratio(4, 1));
+    println!("  wasm-js   1w / native 1t    = {:.2}", ratio(6, 1));
+    println!("  wasm-py   1w / native 1t    = {:.2}", ratio(7, 1));
     println!("  wasm-rust 2w / wasm-rust 1w = {:.2}  (goal >= 1.80)", ratio(3, 2));
     println!("  wasm-c    2w / wasm-c 1w    = {:.2}", ratio(5, 4));
     println!("  wasm-rust 1w / decompress   = {:.2}", ratio(2, 0));
@@ -265,10 +282,12 @@ fn main() {
     println!("ratios (MB per CPU-second, insensitive to other load):");
     println!("  wasm-rust 1w / native 1t    = {:.2}", per_cpu(2) / per_cpu(1));
     println!("  wasm-c    1w / native 1t    = {:.2}", per_cpu(4) / per_cpu(1));
+    println!("  wasm-js   1w / native 1t    = {:.2}", per_cpu(6) / per_cpu(1));
+    println!("  wasm-py   1w / native 1t    = {:.2}", per_cpu(7) / per_cpu(1));
     println!("  wasm-rust 2w / wasm-rust 1w = {:.2}  (1.00 = no parallel overhead)", per_cpu(3) / per_cpu(2));
     let native_out = &outputs[1];
     println!(
-        "outputs: native, wasm-rust x1/x2, wasm-c x1/x2 identical ({} lines)",
+        "outputs: native, wasm-rust x1/x2, wasm-c x1/x2, wasm-js x1, wasm-py x1 identical ({} lines)",
         native_out.iter().filter(|&&b| b == b'\n').count()
     );
 }
