@@ -14,10 +14,10 @@ pub struct Manifest {
     /// The job parameter string handed to the guest.
     #[serde(default, alias = "param", skip_serializing_if = "Option::is_none")]
     pub parameter: Option<String>,
-    /// Per-job limits; missing fields take the server defaults.
+    /// Per-job limits; missing fields take the server defaults, none may exceed `[jobs.max_limits]`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub limits: Option<serde_json::Value>,
-    /// Worker threads wanted; capped by the server's `max_workers_per_job`.
+    /// Worker threads wanted; more than the server's `max_workers_per_job` is refused.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub workers: Option<usize>,
     /// Skip records the guest traps on (counted in the cost report) instead of failing the job.
