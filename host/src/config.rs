@@ -199,7 +199,7 @@ pub struct ConvertConfig {
     /// Fetch the Histograms.json of a revision found nowhere else from this URL template
     /// (`{repo}` and `{rev}` are filled in; the seed's source is
     /// `https://hg.mozilla.org/{repo}/raw-file/{rev}/toolkit/components/telemetry/Histograms.json`),
-    /// caching it in `histograms/` under the data dir. Unset: never fetch.
+    /// caching it in `histograms/` under the data dir; `"hg"` stands for that URL. Unset: never fetch.
     pub histogram_server: Option<String>,
     /// Timeout of one fetch, in seconds.
     pub histogram_fetch_timeout_secs: u64,

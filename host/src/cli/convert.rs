@@ -15,7 +15,6 @@ use telemetry_server::convert::{
     UnknownRevision, DEFAULT_SCHEMA,
 };
 use telemetry_server::config::ConvertConfig;
-use telemetry_server::histograms::HG_TEMPLATE;
 use telemetry_server::storage::{Codec, DataDir, Schema, WriterOptions};
 
 #[derive(clap::Args)]
@@ -92,10 +91,7 @@ fn convert(args: Args) -> anyhow::Result<ExitCode> {
         .with_context(|| format!("cannot open data directory {}", args.data_dir.display()))?;
     let sources = ConvertConfig {
         histogram_dirs: args.histograms.iter().cloned().collect(),
-        histogram_server: args.histogram_server.as_deref().map(|s| match s {
-            "hg" => HG_TEMPLATE.to_string(),
-            other => other.to_string(),
-        }),
+        histogram_server: args.histogram_server.clone(),
         ..ConvertConfig::default()
     }
     .definition_sources();

@@ -34,6 +34,10 @@ pub struct Args {
     /// Turn live conversion of finished raw logs on or off.
     #[arg(long, env = "TELEMETRY_CONVERT")]
     convert: Option<bool>,
+    /// Fetch Histograms.json of unknown revisions from this URL template (`{repo}`, `{rev}`;
+    /// `hg` = hg.mozilla.org), caching them in DATA_DIR/histograms/.
+    #[arg(long, env = "TELEMETRY_HISTOGRAM_SERVER", value_name = "URL_TEMPLATE")]
+    histogram_server: Option<String>,
     /// Write the seed-format per-request stats log to this file.
     #[arg(long, env = "TELEMETRY_STATS_LOG")]
     stats_log: Option<PathBuf>,
@@ -65,6 +69,9 @@ impl Args {
         }
         if let Some(v) = self.convert {
             config.convert.enabled = v;
+        }
+        if let Some(v) = self.histogram_server {
+            config.convert.histogram_server = Some(v);
         }
         if let Some(v) = self.stats_log {
             config.server.stats_log = Some(v);

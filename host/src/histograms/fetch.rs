@@ -108,13 +108,14 @@ pub struct Fetcher {
 }
 
 impl Fetcher {
-    /// A fetcher for `template` (see [`HG_TEMPLATE`]) caching into `cache`.
+    /// A fetcher for `template` (see [`HG_TEMPLATE`]; `"hg"` stands for it) caching into `cache`.
     pub fn new(
         template: &str,
         cache: Dir,
         timeout: Duration,
         retry_after: Duration,
     ) -> Result<Fetcher, TemplateError> {
+        let template = if template == "hg" { HG_TEMPLATE } else { template };
         let http = template.starts_with("http://") || template.starts_with("https://");
         if !http || !template.contains("{rev}") {
             return Err(TemplateError(template.to_owned()));
@@ -310,7 +311,7 @@ mod tests {
         let second = Duration::from_secs(1);
         assert!(Fetcher::new("hg.mozilla.org/{repo}", open(), second, second).is_err());
         assert!(Fetcher::new("https://hg.mozilla.org/{repo}/raw-file/tip/H.json", open(), second, second).is_err());
-        let fetcher = Fetcher::new(HG_TEMPLATE, open(), second, second).unwrap();
+        let fetcher = Fetcher::new("hg", open(), second, second).unwrap();
         assert_eq!(
             fetcher.url("releases/mozilla-beta", "0123456789ab"),
             "https://hg.mozilla.org/releases/mozilla-beta/raw-file/0123456789ab/toolkit/components/telemetry/Histograms.json"
