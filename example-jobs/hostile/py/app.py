@@ -6,7 +6,7 @@ tests can show a Python job is contained like a Rust one (see ../rust).
 | `loop`     | spins forever                                       |
 | `memory`   | keeps allocating 1 MiB blocks                       |
 | `raise:ID` | raises on the record with id ID (`*`: every record) |
-| anything   | emits (id, "1")                                     |
+| anything   | emits (id, "1") and prints "mapped ID"              |
 """
 
 from telemetry_job import MapReduceJob, emit
@@ -30,3 +30,4 @@ class Job(MapReduceJob):
             if target in ("*", record.id):
                 raise RuntimeError(f"hostile guest raises on record {record.id}")
         emit(record.id, "1")
+        print("mapped", record.id)
