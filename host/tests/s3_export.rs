@@ -11,8 +11,10 @@ use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use indicatif::ProgressBar;
 use s3_common::{converted_data_dir, get_bytes, list_all, local_files, pseudo_random, runtime, S3Server};
-use telemetry_server::export::{client, MIN_PART_SIZE};
+use telemetry_server::export::requests::Requests;
+use telemetry_server::export::{client, Exporter, S3Config, MIN_PART_SIZE};
 
 fn export_command(server: &S3Server, data: &Path, extra: &[&str]) -> Command {
     let mut cmd = Command::new(common::binary());
@@ -180,4 +182,115 @@ fn exporter_killed_mid_export_resumes_without_loss_or_duplicates() {
     assert!(local_files(&data.path().join("storage")).is_empty(), "every confirmed file deleted");
     let journal = std::fs::read_to_string(data.path().join("export/journal")).unwrap();
     assert!(!journal.lines().any(|l| l.starts_with("mpu\t")), "no multipart upload left open:\n{journal}");
+    // The next start trims the journal to the files still on disk: none, so it is empty.
+    let out = run_export(&server, data.path(), &args);
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("exported 0 of 0 files"));
+    let journal = std::fs::read_to_string(data.path().join("export/journal")).unwrap();
+    assert_eq!(journal, "", "entries of deleted files are dropped");
+}
+
+/// `count` small files of pseudo-random bytes under `storage/`, named by `round`: (rel, bytes).
+fn small_files(data: &Path, round: usize, count: usize) -> Vec<(String, Vec<u8>)> {
+    (0..count)
+        .map(|i| {
+            let rel = format!("main/Firefox/release/45.0/20151106{round:06}.20151107.v4.log.{:032x}.zst", round * 1000 + i);
+            let bytes = pseudo_random(2_000 + i * 13, (round * 1000 + i) as u64 + 7);
+            let path = data.join("storage").join(&rel);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, &bytes).unwrap();
+            (rel, bytes)
+        })
+        .collect()
+}
+
+fn in_process_config(server: &S3Server, delete_after_upload: bool) -> S3Config {
+    S3Config { delete_after_upload, ..server.config("telemetry-published", "") }
+}
+
+#[test]
+fn journal_stays_bounded_over_many_exports_and_a_small_file_costs_one_request() {
+    let server = S3Server::start();
+    let data = tempfile::tempdir().unwrap();
+    let journal_path = data.path().join("export/journal");
+    let rt = runtime();
+    let mut all = Vec::new();
+    rt.block_on(async {
+        // Compacted from 2 KiB on, so it happens inside passes too.
+        let exporter = Exporter::with_journal_compaction(in_process_config(&server, true), data.path(), 2048).unwrap();
+        let mut largest = 0;
+        for round in 0..10 {
+            all.extend(small_files(data.path(), round, 20));
+            let report = exporter.run_once(&ProgressBar::hidden()).await.unwrap();
+            assert_eq!((report.uploaded, report.deleted, report.failed.len()), (20, 20, 0), "{report:?}");
+            if round > 0 {
+                // One PUT per small file: no HEAD before (never in flight) nor after.
+                assert_eq!(report.requests, Requests { put: 20, ..Requests::default() }, "round {round}");
+            }
+            largest = largest.max(std::fs::metadata(&journal_path).unwrap().len());
+        }
+        // 200 files exported: an append-only journal would hold 400 lines (about 44 KB).
+        assert!(largest < 4096, "the journal reached {largest} bytes");
+        assert_eq!(exporter.journal().entries(), 0, "every confirmed, deleted file forgotten");
+    });
+    assert_bucket_is(&server, "telemetry-published", &keyed("", &all));
+    // A restart trims what the last run appended for files it deleted.
+    rt.block_on(async {
+        let exporter = Exporter::new(in_process_config(&server, true), data.path()).unwrap();
+        let report = exporter.run_once(&ProgressBar::hidden()).await.unwrap();
+        assert_eq!((report.files, report.requests.put), (0, 0));
+    });
+    assert_eq!(std::fs::read_to_string(&journal_path).unwrap(), "", "nothing left to remember");
+}
+
+#[test]
+fn files_kept_locally_stay_in_the_journal_and_cost_no_request_again() {
+    let server = S3Server::start();
+    let data = tempfile::tempdir().unwrap();
+    let files = small_files(data.path(), 0, 30);
+    let rt = runtime();
+    for run in 0..2 {
+        rt.block_on(async {
+            // A new exporter each run: the start-up trim keeps entries of files still on disk.
+            let exporter = Exporter::with_journal_compaction(in_process_config(&server, false), data.path(), 1024).unwrap();
+            let pass = exporter.run_once(&ProgressBar::hidden()).await.unwrap();
+            let again = exporter.run_once(&ProgressBar::hidden()).await.unwrap();
+            if run == 0 {
+                assert_eq!((pass.uploaded, pass.requests.put, pass.requests.head), (30, 30, 1), "HEAD is the bucket check");
+            } else {
+                assert_eq!((pass.already_there, pass.requests.put + pass.requests.upload_part), (30, 0), "{pass:?}");
+            }
+            assert_eq!((again.already_there, again.requests.total()), (30, 0), "{again:?}");
+            assert_eq!(exporter.journal().entries(), 30);
+        });
+    }
+    assert_bucket_is(&server, "telemetry-published", &keyed("", &files));
+}
+
+#[test]
+fn only_keys_the_journal_says_were_in_flight_are_checked_with_head() {
+    let server = S3Server::start();
+    let data = tempfile::tempdir().unwrap();
+    let files = small_files(data.path(), 0, 3);
+    let rt = runtime();
+    // Objects 0 and 1 already on S3 (an earlier run uploaded them, then crashed or lost its journal).
+    rt.block_on(async {
+        let client = client::build(&server.config("telemetry-published", "")).unwrap();
+        client::ensure_bucket(&client, "telemetry-published").await.unwrap();
+        for (rel, bytes) in &files[..2] {
+            client.put_object().bucket("telemetry-published").key(rel).body(bytes.clone().into()).send().await.unwrap();
+        }
+    });
+    // The crashed run had journaled the start of the uploads of 0 and 2 (a torn line at the end).
+    std::fs::create_dir_all(data.path().join("export")).unwrap();
+    let journal = format!("put\ttelemetry-published\t{}\t1\nput\ttelemetry-published\t{}\t1\ndone\ttele", files[0].0, files[2].0);
+    std::fs::write(data.path().join("export/journal"), journal).unwrap();
+    rt.block_on(async {
+        let exporter = Exporter::new(in_process_config(&server, true), data.path()).unwrap();
+        let report = exporter.run_once(&ProgressBar::hidden()).await.unwrap();
+        // 0: in flight, HEAD finds it: kept. 2: in flight, HEAD finds nothing: PUT.
+        // 1: unknown to the journal: PUT again, the same bytes to the same key.
+        assert_eq!((report.already_there, report.uploaded, report.deleted), (1, 2, 3), "{report:?}");
+        assert_eq!((report.requests.head - 1, report.requests.put), (2, 2), "{:?}", report.requests);
+    });
+    assert_bucket_is(&server, "telemetry-published", &keyed("", &files));
 }
