@@ -6,7 +6,8 @@
 //! open, in whatever process it runs (`serve`'s live conversion, `convert`).
 //! [`recover_stale_partials`] runs at the start of those commands: it takes the lock
 //! *exclusively* without waiting, so it succeeds only when no writer is alive anywhere, and then
-//! every `.partial` file is stale. The kernel drops a dead process's locks, so a crash never
+//! every `.partial` file it listed before and that is still there is stale (the lock is held only
+//! for the moves, not the walk). The kernel drops a dead process's locks, so a crash never
 //! leaves the lock held. It moves them to
 //! `errors/stale-partials/<UTC time>-<pid>/<original path>` rather than deleting them (see
 //! `docs/durability.md` for why). When another process holds the lock, nothing is touched and
@@ -64,7 +65,7 @@ pub struct StalePartials {
     pub moved_to: String,
     /// Stale files that could not be moved (each logged).
     pub failed: usize,
-    /// True when another process was writing storage, so nothing was checked.
+    /// True when `.partial` files were found but a live writer holds the lock, so none was moved.
     pub skipped: bool,
 }
 
@@ -72,24 +73,29 @@ pub struct StalePartials {
 /// provided no writer holds the storage lock (see the module doc). Logs what it did.
 pub fn recover_stale_partials(data: &DataDir) -> Result<StalePartials, StorageError> {
     let storage = data.sub(STORAGE)?;
-    let lock = open_lock(&storage).map_err(|e| StorageError::io(STORAGE, e))?;
-    match lock.try_lock() {
-        Ok(()) => {}
-        Err(TryLockError::WouldBlock) => {
-            tracing::info!("another process is writing storage; stale .partial files are checked at the next start");
-            return Ok(StalePartials {
-                skipped: true,
-                ..StalePartials::default()
-            });
-        }
-        Err(TryLockError::Error(e)) => return Err(StorageError::io(STORAGE, e)),
-    }
+    // Listed before locking, so a long walk never holds up writers. A file listed here that a
+    // live writer owned is either still owned when the lock is tried (which then fails) or was
+    // finished and renamed meanwhile (so it is gone and skipped below): whatever is still there
+    // once the lock is held belonged to a writer that died.
     let mut found = Vec::new();
     find_partials(&storage, "", &mut found)?;
     found.sort();
     let mut report = StalePartials::default();
     if found.is_empty() {
         return Ok(report);
+    }
+    let lock = open_lock(&storage).map_err(|e| StorageError::io(STORAGE, e))?;
+    match lock.try_lock() {
+        Ok(()) => {}
+        Err(TryLockError::WouldBlock) => {
+            tracing::info!(
+                files = found.len(),
+                "another process is writing storage; .partial files are checked again at the next start"
+            );
+            report.skipped = true;
+            return Ok(report);
+        }
+        Err(TryLockError::Error(e)) => return Err(StorageError::io(STORAGE, e)),
     }
     let stamp = format!(
         "{}-{}",
@@ -99,6 +105,9 @@ pub fn recover_stale_partials(data: &DataDir) -> Result<StalePartials, StorageEr
     let target = format!("{STALE_DIR}/{stamp}");
     let errors = data.sub(ERRORS)?;
     for (rel, size) in found {
+        if !storage.exists(&rel) {
+            continue; // finished by its writer after the listing
+        }
         let to = format!("{target}/{rel}");
         let parent = to.rsplit_once('/').map_or(target.as_str(), |(dir, _)| dir);
         let moved = errors
@@ -115,6 +124,7 @@ pub fn recover_stale_partials(data: &DataDir) -> Result<StalePartials, StorageEr
             }
         }
     }
+    drop(lock);
     if !report.moved.is_empty() {
         report.moved_to = format!("{ERRORS}/{target}");
         tracing::warn!(
@@ -124,7 +134,6 @@ pub fn recover_stale_partials(data: &DataDir) -> Result<StalePartials, StorageEr
             "moved stale .partial storage files left by a crash (their records are converted again)"
         );
     }
-    drop(lock);
     Ok(report)
 }
 
@@ -154,8 +163,12 @@ fn find_partials(
             let sub = entry.open_dir().map_err(io(path.clone()))?;
             find_partials(&sub, &path, out)?;
         } else if kind.is_file() && name.ends_with(PARTIAL_SUFFIX) {
-            let size = entry.metadata().map_err(io(path.clone()))?.len();
-            out.push((path, size));
+            match entry.metadata() {
+                Ok(meta) => out.push((path, meta.len())),
+                // Finished (renamed) by a live writer while listed.
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(io(path)(e)),
+            }
         }
     }
     Ok(())
