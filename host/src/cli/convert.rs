@@ -112,9 +112,10 @@ fn convert(args: Args) -> anyhow::Result<ExitCode> {
     let converter = Arc::new(Converter::new(schema, Arc::new(revisions)).with_options(options));
     // A killed earlier run (or server) may have left `.partial` files; moved aside unless a
     // server or another convert is writing storage right now.
-    // (What was moved is logged.)
-    telemetry_server::storage::recover_stale_partials(&data)
-        .context("checking storage for stale .partial files")?;
+    // (What was moved is logged; a failure only means they are left for later.)
+    if let Err(error) = telemetry_server::storage::recover_stale_partials(&data) {
+        tracing::warn!(%error, "cannot check storage for stale .partial files");
+    }
     let run_name = format!(
         "convert-{}-{}",
         chrono::Utc::now().format("%Y%m%dT%H%M%SZ"),
