@@ -3,6 +3,7 @@
 //! results fetched as SVG charts and read back as XML; the dashboard page and its stats endpoint
 //! after real pings were submitted.
 
+mod chart_support;
 mod common;
 mod jobs_support;
 mod server_support;
@@ -12,7 +13,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use quick_xml::events::Event;
+use chart_support::read_chart;
 use reqwest::blocking::{multipart, Client, Response};
 use serde_json::{json, Value};
 use server_support::TestServer;
@@ -86,64 +87,6 @@ fn error_of(r: Response) -> (u16, String, String) {
     let status = r.status().as_u16();
     let body: Value = r.json().expect("error bodies are JSON");
     (status, body["error"].as_str().unwrap().to_string(), body["detail"].as_str().unwrap().to_string())
-}
-
-/// A bar read back from the SVG.
-#[derive(Debug)]
-struct Bar {
-    /// `data-key`, or `None` for the "other" bar.
-    key: Option<String>,
-    /// For the "other" bar: how many keys it sums.
-    keys: Option<usize>,
-    value: f64,
-    width: f64,
-}
-
-/// Parses the SVG as XML (any error fails the test): its bars and the texts of its bar labels.
-fn read_chart(svg: &str) -> (Vec<Bar>, Vec<String>) {
-    let mut reader = quick_xml::Reader::from_str(svg);
-    let (mut bars, mut labels) = (Vec::new(), Vec::new());
-    let mut in_label = false;
-    let mut root_seen = false;
-    loop {
-        match reader.read_event().unwrap_or_else(|e| panic!("not XML: {e}\n{svg}")) {
-            Event::Start(e) if !root_seen => {
-                assert_eq!(e.name().as_ref(), b"svg", "the root element is <svg>");
-                root_seen = true;
-            }
-            Event::Empty(e) if e.name().as_ref() == b"rect" => {
-                let attr = |name: &str| {
-                    e.try_get_attribute(name)
-                        .unwrap()
-                        .map(|a| a.normalized_value(quick_xml::XmlVersion::Implicit1_0).unwrap().into_owned())
-                };
-                if attr("class").is_some_and(|c| c.split(' ').any(|c| c == "bar")) {
-                    bars.push(Bar {
-                        key: attr("data-key"),
-                        keys: attr("data-keys").map(|n| n.parse().unwrap()),
-                        value: attr("data-value").unwrap().parse().unwrap(),
-                        width: attr("width").unwrap().parse().unwrap(),
-                    });
-                }
-            }
-            Event::Start(e) if e.name().as_ref() == b"text" => {
-                in_label = e.try_get_attribute("class").unwrap().is_some_and(|a| a.value.as_ref() == b"label");
-                if in_label {
-                    labels.push(String::new());
-                }
-            }
-            Event::Text(t) if in_label => labels.last_mut().unwrap().push_str(&t.xml10_content().unwrap()),
-            Event::GeneralRef(r) if in_label => {
-                let entity = format!("&{};", r.decode().unwrap());
-                labels.last_mut().unwrap().push_str(&quick_xml::escape::unescape(&entity).unwrap());
-            }
-            Event::End(e) if e.name().as_ref() == b"text" => in_label = false,
-            Event::Eof => break,
-            _ => {}
-        }
-    }
-    assert!(root_seen, "no <svg> element");
-    (bars, labels)
 }
 
 /// The text result as `(key, count)` rows, largest first (ties by key, as the chart orders them).

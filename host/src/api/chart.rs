@@ -294,49 +294,23 @@ pub fn escape(s: &str) -> String {
     out
 }
 
+/// The SVG reader of the integration tests, for the unit tests below.
+#[cfg(test)]
+#[path = "../../tests/chart_support/mod.rs"]
+mod test_support;
+
 #[cfg(test)]
 mod tests {
+    use super::test_support::read_chart;
     use super::*;
-    use quick_xml::events::Event;
 
     /// A bar as read back from the SVG: (data-key or "other", data-value, width).
     type ReadBar = (String, f64, f64);
 
     /// Parses the whole SVG (failing on any XML error) and returns its bars and label texts.
     fn read(svg: &str) -> (Vec<ReadBar>, Vec<String>) {
-        let mut reader = quick_xml::Reader::from_str(svg);
-        let (mut bars, mut labels) = (Vec::new(), Vec::new());
-        let mut in_label = false;
-        loop {
-            match reader.read_event().expect("well-formed XML") {
-                Event::Empty(e) if e.name().as_ref() == b"rect" => {
-                    let attr = |name: &str| {
-                        e.try_get_attribute(name)
-                            .unwrap()
-                            .map(|a| a.normalized_value(quick_xml::XmlVersion::Implicit1_0).unwrap().into_owned())
-                    };
-                    if let Some(class) = attr("class").filter(|c| c.starts_with("bar")) {
-                        let key = if class == "bar other" { "other".to_string() } else { attr("data-key").unwrap() };
-                        let value: f64 = attr("data-value").unwrap().parse().unwrap();
-                        bars.push((key, value, attr("width").unwrap().parse().unwrap()));
-                    }
-                }
-                Event::Start(e) if e.name().as_ref() == b"text" => {
-                    in_label = e.try_get_attribute("class").unwrap().is_some_and(|a| a.value.as_ref() == b"label");
-                    if in_label {
-                        labels.push(String::new());
-                    }
-                }
-                Event::Text(t) if in_label => labels.last_mut().unwrap().push_str(&t.xml10_content().unwrap()),
-                Event::GeneralRef(r) if in_label => {
-                    let entity = format!("&{};", r.decode().unwrap());
-                    labels.last_mut().unwrap().push_str(&quick_xml::escape::unescape(&entity).unwrap());
-                }
-                Event::End(e) if e.name().as_ref() == b"text" => in_label = false,
-                Event::Eof => break,
-                _ => {}
-            }
-        }
+        let (bars, labels) = read_chart(svg);
+        let bars = bars.into_iter().map(|b| (b.key.unwrap_or_else(|| "other".into()), b.value, b.width)).collect();
         (bars, labels)
     }
 
