@@ -164,3 +164,39 @@ fn retention_deletes_finished_jobs_and_results() {
     assert!(!tmp.path().join(format!("results/{}.txt", job.id)).exists());
     assert!(!tmp.path().join(format!("queue/{}.json", job.id)).exists());
 }
+
+#[test]
+fn the_cache_is_collected_at_start_keeping_what_stored_jobs_reference() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (jobs, cache) = (tmp.path().join("jobs"), tmp.path().join("cache"));
+    std::fs::create_dir_all(&jobs).unwrap();
+    std::fs::create_dir_all(&cache).unwrap();
+    let old = std::time::SystemTime::now() - Duration::from_secs(7200);
+    let unused = "cd".repeat(32);
+    for name in
+        [format!("{}.wasm", sha()), format!("{}.cwasm", sha()), format!("{unused}.wasm"), format!("{unused}.cwasm")]
+    {
+        std::fs::write(cache.join(&name), b"component").unwrap();
+        std::fs::File::options().write(true).open(cache.join(&name)).unwrap().set_modified(old).unwrap();
+    }
+    let jobs_dir = Dir::open_ambient_dir(&jobs, cap_std::ambient_authority()).unwrap();
+    let store = JobStore::open(&jobs_dir).unwrap();
+    // A job finished long ago but still retained references `sha()`.
+    let mut kept = JobRecord::queued("alice", manifest("kept"), sha());
+    kept.finish(JobState::Succeeded, None);
+    store.save(&kept).unwrap();
+    let retention =
+        CacheRetention { keep_unreferenced: 0, max_unreferenced_bytes: 0, min_age: Duration::from_secs(60) };
+    let components =
+        Arc::new(ComponentCache::new(Dir::open_ambient_dir(&cache, cap_std::ambient_authority()).unwrap(), retention));
+    let s = Scheduler::start_with_cache(store, Arc::new(Scripted), config(3600), Some(components.clone())).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while cache.join(format!("{unused}.wasm")).exists() {
+        assert!(Instant::now() < deadline, "the start-up collection never ran");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert!(!cache.join(format!("{unused}.cwasm")).exists());
+    assert!(cache.join(format!("{}.cwasm", sha())).exists(), "a retained job's component was deleted");
+    assert_eq!(components.deleted.get(), 1);
+    drop(s);
+}
