@@ -158,14 +158,23 @@ fn result_chart_has_a_bar_per_key_sized_like_its_value_and_matches_the_cli() {
     let (status, code, detail) = error_of(get(&s, Some(BOB), &format!("/api/v1/jobs/{id}/result.svg")));
     assert_eq!((status, code.as_str()), (403, "forbidden"), "{detail}");
 
-    // The CLI writes the same chart from the server, and `job run --chart` draws the same one locally.
+    // The CLI writes the same chart from the server (`job result`, `job submit --wait`), and
+    // `job run --chart` draws the same one locally.
     let dir = tempfile::tempdir().unwrap();
-    let (remote, local) = (dir.path().join("remote.svg"), dir.path().join("local.svg"));
+    let (remote, submitted, local) =
+        (dir.path().join("remote.svg"), dir.path().join("submitted.svg"), dir.path().join("local.svg"));
     let out = cli(&["job", "result", &id, "--server", &s.url(""), "--token", ALICE, "--chart"], &[&remote]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(std::fs::read_to_string(&remote).unwrap(), svg);
     let guest = common::guest("os-distribution-rust");
     let filter = filter_path();
+    let out = cli(
+        &["job", "submit", "--server", &s.url(""), "--token", ALICE, "--wait"],
+        &[&guest, Path::new("--filter"), &filter, Path::new("--chart"), &submitted],
+    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(String::from_utf8(out.stdout).unwrap(), text, "submit --wait still prints the result");
+    assert_eq!(std::fs::read_to_string(&submitted).unwrap(), svg);
     let out = cli(
         &["job", "run"],
         &[&guest, Path::new("--data-dir"), &s.data_dir(), Path::new("--filter"), &filter, Path::new("--chart"), &local],
@@ -190,12 +199,22 @@ fn results_that_are_not_numbers_are_refused_as_not_chartable() {
     // The result itself is still there in every table format.
     assert_eq!(get(&s, Some(ALICE), &format!("/api/v1/jobs/{id}/result?format=csv")).status().as_u16(), 200);
 
-    // The CLI says so and fails, writing no file.
-    let chart = tempfile::tempdir().unwrap().path().join("c.svg");
+    // The CLI says so and fails, writing no file; `job run` prints the output before it fails.
+    let dir = tempfile::tempdir().unwrap();
+    let chart = dir.path().join("c.svg");
     let out = cli(&["job", "result", &id, "--server", &s.url(""), "--token", ALICE, "--chart"], &[&chart]);
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("not_chartable") && stderr.contains("not a number"), "{stderr}");
+    let (guest, filter) = (common::guest("simple-counter-rust"), filter_path());
+    let out = cli(
+        &["job", "run"],
+        &[&guest, Path::new("--data-dir"), &s.data_dir(), Path::new("--filter"), &filter, Path::new("--chart"), &chart],
+    );
+    assert!(!out.status.success());
+    assert_eq!(String::from_utf8(out.stdout).unwrap(), text, "the output is not lost");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("cannot be charted") && stderr.contains(first_key), "{stderr}");
     assert!(!chart.exists());
 }
 
