@@ -1,10 +1,12 @@
 //! Jobs in any language: os-distribution written in JavaScript (componentize-qjs) and Python
 //! (componentize-py), built from source by scripts/build-guests.sh, run by the real host over the
-//! real pings, must give exactly the Rust guest's output; and a hostile JavaScript or Python job
-//! (endless loop, memory bomb, exception) is stopped with a clear error like a Rust one.
+//! real pings, must give exactly the Rust guest's output (also when submitted to a real server with
+//! `telemetry-server job submit --wait`); and a hostile JavaScript or Python job (endless loop,
+//! memory bomb, exception) is stopped with a clear error like a Rust one.
 
 mod common;
 mod jobs_support;
+mod server_support;
 
 use jobs_support::*;
 use std::time::{Duration, Instant};
@@ -143,5 +145,63 @@ fn every_instance_slot_fits_a_python_or_javascript_guest() {
             .unwrap_or_else(|e| panic!("{name} with {slots} workers on {slots} slots: {e}"));
         assert_eq!(out.output, expected.output, "{name}");
         assert_eq!(out.cost.workers, slots);
+    }
+}
+
+/// The CLI submits the JavaScript and the Python component (1.7 MB and 18 MB) to a real server over
+/// HTTP, waits, and prints the Rust guest's output.
+#[test]
+fn javascript_and_python_jobs_submitted_to_a_server_equal_rust() {
+    const TOKEN: &str = "languages-token-0123456789";
+    let root = tempfile::tempdir().unwrap();
+    let data = root.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    let copied = std::process::Command::new("cp")
+        .arg("-r")
+        .arg(converted_data().join("storage"))
+        .arg(data.join("storage"))
+        .status()
+        .unwrap();
+    assert!(copied.success());
+    // The server shares `job run`'s compile cache layout: seed it with the artifacts this test
+    // binary compiled, as if the components had been uploaded before (the compile itself is
+    // covered above; this test is about the upload and the service).
+    let cache = common::repo_root().join("target/test-job-cache/cache");
+    std::fs::create_dir_all(data.join("cache")).unwrap();
+    for language in ["js", "py"] {
+        let sha = jobs_support::guest(&format!("os-distribution-{language}")).sha256().to_string();
+        for ext in ["wasm", "cwasm"] {
+            std::fs::copy(cache.join(format!("{sha}.{ext}")), data.join(format!("cache/{sha}.{ext}"))).unwrap();
+        }
+    }
+    let mut config = telemetry_server::config::Config { data_dir: data.clone(), ..Default::default() };
+    config.server.listen = "127.0.0.1:0".parse().unwrap();
+    config.ingest.shards = 1;
+    config.convert.enabled = false;
+    config.jobs.tokens = vec![telemetry_server::api::jobs::TokenConfig {
+        name: "languages".into(),
+        sha256: telemetry_server::api::jobs::hash_token(TOKEN),
+        role: telemetry_server::api::jobs::Role::Submit,
+    }];
+    let server = server_support::TestServer::start_with(root, config);
+    let filter = common::data("seed/mapreduce-filters/examples-v2/filter_include_all.json");
+    let expected = run(&data, "os-distribution-rust", &all(2)).unwrap();
+    for language in ["js", "py"] {
+        let out = std::process::Command::new(common::binary())
+            .args(["job", "submit"])
+            .arg(common::guest(&format!("os-distribution-{language}")))
+            .arg("--filter")
+            .arg(&filter)
+            .args(["--wait", "--server", &server.url(""), "--token", TOKEN])
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{language}: {stderr}");
+        assert!(!out.stdout.is_empty(), "{language} produced nothing");
+        assert_eq!(
+            String::from_utf8(out.stdout).unwrap(),
+            text(&expected),
+            "os-distribution-{language} through the server"
+        );
     }
 }
