@@ -8,6 +8,7 @@ use std::process::ExitCode;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 use telemetry_server::api::chart;
+use telemetry_server::cluster::Topology;
 use telemetry_server::jobs::{self, CancelToken, CostReport, Limits, Progress, RunOptions, Runtime, RuntimeConfig};
 use telemetry_server::storage::{DataDir, Schema};
 
@@ -32,9 +33,18 @@ pub struct RunArgs {
     /// Job parameter passed to the job's `init`.
     #[arg(long, default_value = "")]
     param: String,
-    /// Worker threads (default: one per core).
+    /// Worker threads (default: one per core; in a cluster, per process).
     #[arg(long, default_value_t = 0)]
     workers: usize,
+    /// Run as one process of a cluster: every process runs the same command with the same
+    /// `--hosts` (host:port of each process, comma-separated) and its own `--process` index.
+    /// Each reads the files assigned to its workers (so each needs the data: a shared
+    /// directory or the same `s3://` source); process 0 prints the output.
+    #[arg(long, value_delimiter = ',', requires = "process")]
+    hosts: Vec<String>,
+    /// This process's index in `--hosts`.
+    #[arg(long, requires = "hosts")]
+    process: Option<usize>,
     /// Write the output here instead of stdout.
     #[arg(long)]
     output: Option<PathBuf>,
@@ -87,12 +97,24 @@ fn run_job(args: RunArgs) -> anyhow::Result<ExitCode> {
         limits,
         skip_bad_records: args.skip_bad_records,
     };
+    let topology = match args.process {
+        None => Topology::Local { workers: opts.workers },
+        Some(process) => {
+            anyhow::ensure!(
+                process < args.hosts.len(),
+                "--process {process} is not an index into the {} --hosts",
+                args.hosts.len()
+            );
+            Topology::Cluster { workers: opts.workers, process, addresses: args.hosts.clone() }
+        }
+    };
 
     let progress = Progress::default();
     let cancel = CancelToken::new();
     let bar = progress_bar(args.json);
+    let quiet = matches!(topology, Topology::Cluster { .. }).then(StdoutToStderr::start);
     let result = std::thread::scope(|s| {
-        let job = s.spawn(|| jobs::run(&runtime, &compiled, source, &opts, &progress, &cancel));
+        let job = s.spawn(|| jobs::run_on(&topology, &runtime, &compiled, source, &opts, &progress, &cancel));
         while !job.is_finished() {
             update_bar(&bar, &progress);
             std::thread::sleep(Duration::from_millis(100));
@@ -101,6 +123,7 @@ fn run_job(args: RunArgs) -> anyhow::Result<ExitCode> {
         job.join().expect("job thread panicked")
     });
     bar.finish_and_clear();
+    drop(quiet);
 
     let out = match result {
         Ok(out) => out,
@@ -126,7 +149,8 @@ fn run_job(args: RunArgs) -> anyhow::Result<ExitCode> {
         }
         eprint!("{}", render_cost(&out.cost, compiled.sha256()));
     }
-    if let Some(path) = &args.chart {
+    // In a cluster only process 0 holds the output.
+    if let Some(path) = args.chart.as_ref().filter(|_| args.process.unwrap_or(0) == 0) {
         // After the output is out, so a result that cannot be charted still is not lost.
         let rows = chart::parse_rows(&out.output).context("the output cannot be charted")?;
         let title = args.job.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
@@ -134,6 +158,31 @@ fn run_job(args: RunArgs) -> anyhow::Result<ExitCode> {
         super::job_client::write_chart(path, svg.as_bytes())?;
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// While alive, the process's stdout (fd 1) goes to stderr: timely prints its connection progress
+/// with `println!` while a cluster forms, and stdout must hold only the job's output.
+struct StdoutToStderr(Option<std::os::fd::OwnedFd>);
+
+impl StdoutToStderr {
+    fn start() -> StdoutToStderr {
+        use std::os::fd::AsFd;
+        let _ = std::io::stdout().flush();
+        let saved = rustix::io::dup(std::io::stdout().as_fd()).ok();
+        if saved.is_some() {
+            let _ = rustix::stdio::dup2_stdout(std::io::stderr().as_fd());
+        }
+        StdoutToStderr(saved)
+    }
+}
+
+impl Drop for StdoutToStderr {
+    fn drop(&mut self) {
+        let _ = std::io::stdout().flush();
+        if let Some(saved) = self.0.take() {
+            let _ = rustix::stdio::dup2_stdout(&saved);
+        }
+    }
 }
 
 fn jobs_default_workers() -> usize {
