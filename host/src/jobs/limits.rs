@@ -43,6 +43,16 @@ impl Default for Limits {
 }
 
 impl Limits {
+    /// These limits with the fields named in `fields` replaced; an unknown field or a value that is
+    /// not a non-negative integer is an error.
+    pub fn overlay(&self, fields: serde_json::Map<String, serde_json::Value>) -> Result<Limits, serde_json::Error> {
+        let mut merged = serde_json::to_value(self)?;
+        if let Some(base) = merged.as_object_mut() {
+            base.extend(fields);
+        }
+        serde_json::from_value(merged)
+    }
+
     /// Every limit as `(field name, value)`, in declaration order.
     pub fn fields(&self) -> [(&'static str, u64); 7] {
         [
@@ -64,30 +74,18 @@ impl Limits {
     }
 }
 
-/// The most a submitted job may ask for, per limit (`[jobs.max_limits]`; missing fields take these
-/// defaults). Field names are those of [`Limits`].
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct MaxLimits {
-    /// Default 1 GiB, the runtime's largest instance memory (it cannot be raised above that).
-    pub memory_bytes: u64,
-    /// Default 60 s.
-    pub call_timeout_ms: u64,
-    /// Default 6 hours.
-    pub wall_time_ms: u64,
-    /// Default 1e10.
-    pub emit_count: u64,
-    /// Default 64 GiB.
-    pub emit_bytes: u64,
-    /// Default 1 GiB (results are kept on the server's disk).
-    pub output_bytes: u64,
-    /// Default 16 MiB (the job log is kept in the job record).
-    pub log_bytes: u64,
-}
+/// The most a submitted job may ask for, per limit (`[jobs.max_limits]`): a [`Limits`] with its
+/// own defaults, which fields missing from the configuration keep.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(transparent)]
+pub struct MaxLimits(pub Limits);
 
 impl Default for MaxLimits {
+    /// Memory 1 GiB (the runtime's largest instance memory; it cannot be raised above that),
+    /// call time 60 s, wall time 6 h, 1e10 emits, 64 GiB emitted, 1 GiB output (results are kept
+    /// on the server's disk), 16 MiB log (kept in the job record).
     fn default() -> Self {
-        MaxLimits {
+        MaxLimits(Limits {
             memory_bytes: 1 << 30,
             call_timeout_ms: 60_000,
             wall_time_ms: 6 * 3_600_000,
@@ -95,7 +93,28 @@ impl Default for MaxLimits {
             emit_bytes: 64 << 30,
             output_bytes: 1 << 30,
             log_bytes: 16 << 20,
-        }
+        })
+    }
+}
+
+impl<'de> Deserialize<'de> for MaxLimits {
+    /// The given fields over [`MaxLimits::default`] (not over the per-job defaults).
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let fields = serde_json::Map::deserialize(deserializer)?;
+        MaxLimits::default().0.overlay(fields).map(MaxLimits).map_err(serde::de::Error::custom)
+    }
+}
+
+impl std::ops::Deref for MaxLimits {
+    type Target = Limits;
+    fn deref(&self) -> &Limits {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for MaxLimits {
+    fn deref_mut(&mut self) -> &mut Limits {
+        &mut self.0
     }
 }
 
@@ -133,20 +152,6 @@ impl std::fmt::Display for LimitTooHigh {
 }
 
 impl MaxLimits {
-    /// Every maximum as `(field name, value)`, in the order of [`Limits::fields`].
-    pub fn fields(&self) -> [(&'static str, u64); 7] {
-        Limits {
-            memory_bytes: self.memory_bytes,
-            call_timeout_ms: self.call_timeout_ms,
-            wall_time_ms: self.wall_time_ms,
-            emit_count: self.emit_count,
-            emit_bytes: self.emit_bytes,
-            output_bytes: self.output_bytes,
-            log_bytes: self.log_bytes,
-        }
-        .fields()
-    }
-
     /// The built-in defaults, each lowered to its maximum: what a job that asks for nothing gets.
     pub fn defaults(&self) -> Limits {
         let d = Limits::default();
@@ -166,7 +171,7 @@ impl MaxLimits {
         limits
             .fields()
             .into_iter()
-            .zip(self.fields())
+            .zip(self.0.fields())
             .filter(|((_, asked), (_, max))| asked > max)
             .map(|((limit, asked), (_, max))| LimitTooHigh {
                 limit,
@@ -179,7 +184,7 @@ impl MaxLimits {
 
     /// The first field that is zero (a maximum of 0 would refuse every job), if any.
     pub fn zero_field(&self) -> Option<&'static str> {
-        self.fields().into_iter().find(|(_, v)| *v == 0).map(|(name, _)| name)
+        self.0.fields().into_iter().find(|(_, v)| *v == 0).map(|(name, _)| name)
     }
 }
 
@@ -207,7 +212,8 @@ mod tests {
 
     #[test]
     fn asks_above_the_ceiling_are_named_with_value_and_maximum() {
-        let max = MaxLimits { memory_bytes: 64 << 20, call_timeout_ms: 5_000, ..MaxLimits::default() };
+        let mut max = MaxLimits::default();
+        (max.memory_bytes, max.call_timeout_ms) = (64 << 20, 5_000);
         let asked = Limits { memory_bytes: 128 << 20, wall_time_ms: 1, ..max.defaults() };
         let over = max.check(&asked);
         assert_eq!(over.len(), 1, "{over:?}");

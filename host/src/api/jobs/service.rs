@@ -218,19 +218,14 @@ impl JobService {
 /// The job's limits: the defaults (each lowered to its maximum) overlaid with the manifest's
 /// fields (unknown fields are a 400). Not yet checked against the maximums.
 fn effective_limits(requested: Option<&serde_json::Value>, max: &MaxLimits) -> Result<Limits, ApiError> {
-    let bad = |e: serde_json::Error| ApiError::bad("bad_manifest", format!("'limits' is not valid: {e}"));
-    let mut merged = serde_json::to_value(max.defaults()).map_err(|e| ApiError::Internal(e.to_string()))?;
     match requested {
-        None => {}
-        Some(serde_json::Value::Object(fields)) => {
-            let base = merged.as_object_mut().expect("Limits serialises as an object");
-            for (key, value) in fields {
-                base.insert(key.clone(), value.clone());
-            }
-        }
-        Some(_) => return Err(ApiError::bad("bad_manifest", "'limits' must be a JSON object of limit fields")),
+        None => Ok(max.defaults()),
+        Some(serde_json::Value::Object(fields)) => max
+            .defaults()
+            .overlay(fields.clone())
+            .map_err(|e| ApiError::bad("bad_manifest", format!("'limits' is not valid: {e}"))),
+        Some(_) => Err(ApiError::bad("bad_manifest", "'limits' must be a JSON object of limit fields")),
     }
-    serde_json::from_value(merged).map_err(bad)
 }
 
 /// The 400 for limits above the maximums: `limits.<name> = <asked> is above this server's maximum
@@ -283,7 +278,8 @@ mod tests {
 
     #[test]
     fn defaults_are_lowered_to_a_smaller_maximum() {
-        let max = MaxLimits { memory_bytes: 64 << 20, ..MaxLimits::default() };
+        let mut max = MaxLimits::default();
+        max.memory_bytes = 64 << 20;
         let limits = effective_limits(None, &max).unwrap();
         assert_eq!(limits.memory_bytes, 64 << 20);
         assert!(max.check(&limits).is_empty());
