@@ -121,6 +121,23 @@ fn a_python_exception_fails_the_job_naming_the_record() {
     exception_names_the_record("py", "raise:doc-2", "RuntimeError: hostile guest raises on record doc-2");
 }
 
+fn parameter_is_checked_and_chooses_the_fields(language: &str, message: &str) {
+    let err = hostile(language, "reject", Limits::default()).unwrap_err();
+    assert!(matches!(&err, JobError::InvalidParam { message: m } if m == message), "{err}");
+    let out = hostile(language, "field:/info/OS", Limits::default()).unwrap();
+    assert_eq!(text(&out), "Darwin\t1\nLinux\t1\nLinux\t1\n");
+}
+
+#[test]
+fn a_javascript_job_checks_its_parameter_and_declares_fields_from_it() {
+    parameter_is_checked_and_chooses_the_fields("js", "RangeError: hostile guest rejects its parameter");
+}
+
+#[test]
+fn a_python_job_checks_its_parameter_and_declares_fields_from_it() {
+    parameter_is_checked_and_chooses_the_fields("py", "ValueError: hostile guest rejects its parameter");
+}
+
 /// The instance pool holds `max_instances` instances of the big guests at once (a Python
 /// component instantiates 38 core modules, a JavaScript one defines 3 memories): a job with one
 /// worker per slot runs on a runtime of 8 slots.
