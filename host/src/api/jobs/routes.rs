@@ -188,13 +188,20 @@ pub async fn result_chart(
         return Err(ApiError::bad("bad_query", format!("top={top}: must be between 1 and {}", chart::MAX_TOP)));
     }
     let (job, output) = succeeded_result(&service, &caller, &id)?;
-    let rows = chart::parse_rows(&output).map_err(|e| {
+    // A result can have millions of lines: parse and draw off the async runtime.
+    let title = job.manifest.name;
+    let drawn = tokio::task::spawn_blocking(move || {
+        chart::parse_rows(&output)
+            .map(|rows| chart::bar_chart(&rows, &title, &ChartOptions { top, ..ChartOptions::default() }))
+    })
+    .await
+    .map_err(|e| ApiError::Internal(format!("drawing the chart failed: {e}")))?;
+    let svg = drawn.map_err(|e| {
         ApiError::bad(
             "not_chartable",
             format!("the result of job {id} is not chartable: {e}; fetch it as text, ndjson or csv instead"),
         )
     })?;
-    let svg = chart::bar_chart(&rows, &job.manifest.name, &ChartOptions { top, ..ChartOptions::default() });
     // The picture is data: a browser opening it directly runs nothing and loads nothing.
     let headers = [
         (header::CONTENT_TYPE, "image/svg+xml"),
