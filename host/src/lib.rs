@@ -23,6 +23,7 @@ pub mod api;
 pub mod cluster;
 pub mod config;
 pub mod convert;
+pub mod error_chain;
 pub mod export;
 #[doc(hidden)]
 pub mod fuzzing;

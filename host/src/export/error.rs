@@ -33,13 +33,7 @@ pub enum S3Error {
 impl S3Error {
     /// Wraps any SDK error with the operation and object it concerns (full error chain in the message).
     pub fn request(op: &'static str, bucket: &str, key: &str, err: impl std::error::Error) -> Self {
-        let mut message = err.to_string();
-        let mut source = err.source();
-        while let Some(cause) = source {
-            message.push_str(": ");
-            message.push_str(&cause.to_string());
-            source = cause.source();
-        }
+        let message = crate::error_chain::error_chain(&err);
         S3Error::Request {
             op,
             bucket: bucket.into(),

@@ -26,6 +26,8 @@ use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use cap_std::fs::Dir;
+
+use crate::error_chain::error_chain;
 use serde::Serialize;
 
 /// The seed's source of definitions.
@@ -276,18 +278,6 @@ fn plain_repo(repo: &str) -> bool {
                     .bytes()
                     .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
         })
-}
-
-/// An error with its causes (reqwest hides "connection refused" two levels down).
-fn error_chain(err: &dyn std::error::Error) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 #[cfg(test)]
