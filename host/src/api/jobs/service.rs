@@ -278,8 +278,7 @@ mod tests {
 
     #[test]
     fn defaults_are_lowered_to_a_smaller_maximum() {
-        let mut max = MaxLimits::default();
-        max.memory_bytes = 64 << 20;
+        let max = MaxLimits(Limits { memory_bytes: 64 << 20, ..*MaxLimits::default() });
         let limits = effective_limits(None, &max).unwrap();
         assert_eq!(limits.memory_bytes, 64 << 20);
         assert!(max.check(&limits).is_empty());
