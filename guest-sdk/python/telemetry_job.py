@@ -104,8 +104,9 @@ _job: Optional["MapReduceJob"] = None
 
 class MapReduceJob(exports.Job):
     """Base class of a job. Override ``map``; define ``combine`` and ``reduce`` if the job has
-    them (without ``reduce`` the job is map-only). One instance per guest instance; the host may
-    make new instances at any time, so keep no state that must survive between calls."""
+    them (without ``reduce`` the job is map-only). The object ``setup`` ran on serves every later
+    call of its guest instance; the host may make new instances at any time, so keep no state
+    that must survive between calls."""
 
     fields: Sequence[str] = ()
     """JSON pointers to extract from every document (may be set in ``setup``)."""
