@@ -3,8 +3,8 @@
 //! real inputs in the shared data (raw logs, Histograms.json files, pings) and the regression
 //! inputs in `host/tests/fuzz_regressions/<target>/`, each mutated by a seeded generator (bit
 //! flips, byte inserts and deletes, truncations, splices of two inputs, interesting values,
-//! raw-log length-field tampering, gzip bombs, numeric and kind swaps in JSON), a few thousand
-//! cases per target. Beyond "no panic" it checks what matters:
+//! raw-log length-field tampering, gzip bombs, numeric and kind swaps in JSON), 5,000 cases per
+//! target (`FUZZ_SMOKE_CASES=50000` for a longer local run). Beyond "no panic" it checks what matters:
 //! - raw logs: every byte is accounted for and no more records come out than the bytes allow
 //!   (checked inside the entry function), and in logs of real records with one record
 //!   corrupted, every other record comes out intact and in order;
@@ -30,8 +30,13 @@ use telemetry_server::rawlog::{
 };
 use telemetry_server::storage::{DataDir, WriterOptions};
 
-/// Mutated cases per target (plus every seed unmutated).
-const CASES: usize = 5000;
+/// Mutated cases per target (plus every seed unmutated); `FUZZ_SMOKE_CASES` runs more locally.
+fn cases_per_target() -> usize {
+    std::env::var("FUZZ_SMOKE_CASES")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(5000)
+}
 
 /// A deterministic generator (xorshift64*): the same cases on every run and machine.
 struct Rng(u64);
@@ -386,7 +391,7 @@ fn rawlog_reader_accounts_for_every_byte_of_mutated_logs() {
         let reads = cases.run(&format!("seed {i}"), seed, || fuzzing::rawlog_reader(seed));
         records += reads.map_or(0, |r| r.iter().map(|r| r.records.len()).sum::<usize>());
     }
-    for case in 0..CASES {
+    for case in 0..cases_per_target() {
         let (a, b) = (rng.pick(&seeds), rng.pick(&seeds));
         let (mut input, mut steps) = mutate(&mut rng, a, b);
         // Header tampering: a length field of the record at a separator (or at byte 0) set to
@@ -415,7 +420,7 @@ fn rawlog_reader_accounts_for_every_byte_of_mutated_logs() {
     }
     let run = cases.finish();
     assert!(
-        run > CASES && records > CASES,
+        run > cases_per_target() && records > cases_per_target(),
         "{run} cases yielded only {records} good records"
     );
 }
@@ -442,7 +447,7 @@ fn rawlog_reader_resyncs_and_yields_every_intact_record_after_a_corrupted_one() 
     let mut rng = Rng::new(2);
     let mut cases = Cases::new("rawlog_resync");
     let limits = Limits::default();
-    for case in 0..1500 {
+    for case in 0..cases_per_target() * 3 / 10 {
         let version = *rng.pick(&Version::ALL);
         let n = 2 + rng.below(4);
         let chosen: Vec<RawRecord> = (0..n).map(|_| rng.pick(&records).clone()).collect();
@@ -707,7 +712,7 @@ fn converter_converts_or_rejects_every_input_with_a_counted_reason() {
     for (i, seed) in seeds.iter().enumerate() {
         inputs.push((format!("seed {i}"), seed.clone()));
     }
-    for case in 0..CASES {
+    for case in 0..cases_per_target() {
         let (a, b) = (rng.pick(&seeds), rng.pick(&seeds));
         let (mut input, mut steps) = if rng.below(3) == 0 {
             (a.clone(), Vec::new())
@@ -763,7 +768,7 @@ fn converter_converts_or_rejects_every_input_with_a_counted_reason() {
     let dir = tempfile::tempdir().unwrap();
     let data = DataDir::open(dir.path()).unwrap();
     assert!(
-        loggable.len() > CASES * 9 / 10,
+        loggable.len() > cases_per_target() * 9 / 10,
         "{} of {} inputs fit a raw log",
         loggable.len(),
         inputs.len()
@@ -976,7 +981,7 @@ fn histograms_parser_parses_or_rejects_with_a_typed_error_and_round_trips() {
             .map(|(_, bytes)| bytes),
     );
     let mut tally: BTreeMap<&str, usize> = BTreeMap::new();
-    for case in 0..CASES {
+    for case in 0..cases_per_target() {
         let (a, b) = (rng.pick(&seeds), rng.pick(&seeds));
         let mut input = a.clone();
         let mut steps = Vec::new();
@@ -1002,9 +1007,13 @@ fn histograms_parser_parses_or_rejects_with_a_typed_error_and_round_trips() {
         }
     }
     cases.finish();
-    assert_eq!(tally.values().sum::<usize>(), CASES, "{tally:?}");
+    assert_eq!(
+        tally.values().sum::<usize>(),
+        cases_per_target(),
+        "{tally:?}"
+    );
     assert!(
-        tally.get("parsed").copied().unwrap_or(0) > CASES / 3,
+        tally.get("parsed").copied().unwrap_or(0) > cases_per_target() / 3,
         "most parameter mutations still parse: {tally:?}"
     );
     assert!(tally.get("rejected").copied().unwrap_or(0) > 0, "{tally:?}");
