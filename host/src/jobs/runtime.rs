@@ -72,7 +72,8 @@ impl Runtime {
         // Per component instance the pool reserves what the largest guests need, so that
         // `max_instances` of them fit at once: a componentize-py (Python) guest instantiates 38
         // core modules (the count is only a counter: reserving the per-component maximum of 64
-        // costs nothing); a componentize-qjs (JavaScript) guest defines 3 memories and 3 tables.
+        // costs nothing); a componentize-qjs (JavaScript) guest defines 3 memories and 3 tables
+        // (each memory slot reserves ~4 GiB of address space, not of memory: 256 slots ≈ 1 TiB).
         let mut pool = PoolingAllocationConfig::default();
         pool.total_component_instances(config.max_instances)
             .total_core_instances(config.max_instances * 64)
