@@ -9,37 +9,24 @@ use std::time::{Duration, Instant};
 use telemetry_server::jobs::{self, CancelToken, JobError, JobOutput, Limits, Progress, RunOptions};
 use telemetry_server::storage::Schema;
 
-fn run_on(data: &std::path::Path, guest: &str, opts: &RunOptions) -> Result<JobOutput, JobError> {
-    let source = jobs::open_source(data.to_str().unwrap()).unwrap();
-    jobs::run(runtime(), &jobs_support::guest(guest), source, opts, &Progress::default(), &CancelToken::new())
-}
-
-fn opts(workers: usize) -> RunOptions {
-    RunOptions { workers, ..RunOptions::new(all_filter()) }
-}
-
-fn text(out: &JobOutput) -> &str {
-    std::str::from_utf8(&out.output).unwrap()
-}
-
 #[test]
 fn os_distribution_in_rust_and_c_equals_the_native_reference() {
     let data = converted_data();
     let expected = native_os_distribution(&stored_records(data, &all_filter()));
     assert!(expected.lines().count() >= 4, "the data should hold several OS/version pairs:\n{expected}");
-    let rust = run_on(data, "os-distribution-rust", &opts(2)).unwrap();
-    let c = run_on(data, "os-distribution-c", &opts(2)).unwrap();
-    assert_eq!(text(&rust), expected);
-    assert_eq!(text(&c), expected, "the C job must agree with the Rust job and the reference");
+    let rust = run_guest(data, "os-distribution-rust", &all_with(2)).unwrap();
+    let c = run_guest(data, "os-distribution-c", &all_with(2)).unwrap();
+    assert_eq!(output_text(&rust), expected);
+    assert_eq!(output_text(&c), expected, "the C job must agree with the Rust job and the reference");
 }
 
 #[test]
 fn output_and_counts_do_not_depend_on_the_number_of_workers() {
     let data = converted_data();
     let records = stored_records(data, &all_filter());
-    let one = run_on(data, "os-distribution-rust", &opts(1)).unwrap();
-    let two = run_on(data, "os-distribution-rust", &opts(2)).unwrap();
-    let three = run_on(data, "os-distribution-rust", &opts(3)).unwrap();
+    let one = run_guest(data, "os-distribution-rust", &all_with(1)).unwrap();
+    let two = run_guest(data, "os-distribution-rust", &all_with(2)).unwrap();
+    let three = run_guest(data, "os-distribution-rust", &all_with(3)).unwrap();
     assert_eq!(one.output, two.output);
     assert_eq!(one.output, three.output);
     for out in [&one, &two, &three] {
@@ -48,7 +35,7 @@ fn output_and_counts_do_not_depend_on_the_number_of_workers() {
         assert_eq!(c.emits, records.len() as u64, "os-distribution emits once per record");
         assert_eq!(c.files_read, c.files_matched);
         assert_eq!(c.files_pruned, 0);
-        assert_eq!(c.output_lines as usize, text(out).lines().count());
+        assert_eq!(c.output_lines as usize, output_text(out).lines().count());
         assert!(c.bytes_read > c.compressed_bytes_read, "zstd storage is smaller than its JSON");
         assert!(c.peak_guest_memory_bytes > 0);
         assert!(c.reduce_calls >= c.output_lines);
@@ -61,8 +48,8 @@ fn the_filter_prunes_partitions() {
     let data = converted_data();
     let filter = Schema::from_json(&filter_json(&[(5, "[\"20150601\"]")])).unwrap();
     let expected = native_os_distribution(&stored_records(data, &filter));
-    let out = run_on(data, "os-distribution-rust", &RunOptions { workers: 2, ..RunOptions::new(filter) }).unwrap();
-    assert_eq!(text(&out), expected);
+    let out = run_guest(data, "os-distribution-rust", &RunOptions { workers: 2, ..RunOptions::new(filter) }).unwrap();
+    assert_eq!(output_text(&out), expected);
     assert!(out.cost.files_pruned > 0, "files of other days are pruned: {:?}", out.cost);
     assert!(out.cost.records_read < stored_records(data, &all_filter()).len() as u64);
 }
@@ -73,7 +60,7 @@ fn progress_reaches_the_totals() {
     let progress = Progress::default();
     let source = jobs::open_source(data.to_str().unwrap()).unwrap();
     let out =
-        jobs::run(runtime(), &guest("os-distribution-rust"), source, &opts(2), &progress, &CancelToken::new()).unwrap();
+        jobs::run(runtime(), &guest("os-distribution-rust"), source, &all_with(2), &progress, &CancelToken::new()).unwrap();
     let (total, done, records, bytes) = progress.snapshot();
     assert_eq!(total, out.cost.files_matched);
     assert_eq!(done, total);
@@ -85,8 +72,8 @@ fn progress_reaches_the_totals() {
 fn simple_counter_counts_records_and_duplicate_ids_per_day() {
     let doc = r#"{"version":4,"type":"main"}"#;
     let data = tiny_data(&[("a", doc), ("b", doc), ("a", doc), ("c", doc), ("a", doc)]);
-    let out = run_on(data.path(), "simple-counter-rust", &opts(2)).unwrap();
-    assert_eq!(text(&out), "20150528\trecords=5 duplicates=2\n");
+    let out = run_guest(data.path(), "simple-counter-rust", &all_with(2)).unwrap();
+    assert_eq!(output_text(&out), "20150528\trecords=5 duplicates=2\n");
 }
 
 #[test]
@@ -102,11 +89,11 @@ fn histogram_aggregate_sums_buckets_per_channel_and_version() {
     let c = ping("beta", "41.0", "[4,0,0,0,-1,-1,-1,-1]");
     let none = r#"{"application":{"channel":"beta","version":"41.0"},"payload":{"histograms":{}}}"#;
     let data = tiny_data(&[("1", &a), ("2", &b), ("3", &c), ("4", none)]);
-    let mut o = opts(2);
+    let mut o = all_with(2);
     o.param = "GC_MS".into();
-    let out = run_on(data.path(), "histogram-aggregate-rust", &o).unwrap();
+    let out = run_guest(data.path(), "histogram-aggregate-rust", &o).unwrap();
     assert_eq!(
-        text(&out),
+        output_text(&out),
         "beta,41.0\t{\"buckets\":[4,0,0],\"submissions\":1,\"sum\":0.0}\n\
          release,40.0\t{\"buckets\":[1,7,4],\"submissions\":2,\"sum\":13.5}\n"
     );
@@ -116,10 +103,10 @@ fn histogram_aggregate_sums_buckets_per_channel_and_version() {
 fn histogram_aggregate_on_converted_pings_finds_the_histogram() {
     // GC_MS is in the real v4 main pings; converted storage holds it in compact form.
     let data = converted_data();
-    let mut o = opts(2);
+    let mut o = all_with(2);
     o.param = "GC_MS".into();
-    let out = run_on(data, "histogram-aggregate-rust", &o).unwrap();
-    let submissions: u64 = text(&out)
+    let out = run_guest(data, "histogram-aggregate-rust", &o).unwrap();
+    let submissions: u64 = output_text(&out)
         .lines()
         .map(|l| {
             let v: serde_json::Value = serde_json::from_str(l.split('\t').nth(1).unwrap()).unwrap();
@@ -142,19 +129,19 @@ fn histogram_aggregate_on_converted_pings_finds_the_histogram() {
 #[test]
 fn a_bad_parameter_is_rejected_by_the_job() {
     let data = tiny_data(&[("1", "{}")]);
-    let mut o = opts(1);
+    let mut o = all_with(1);
     o.param = "not a name!".into();
-    let err = run_on(data.path(), "histogram-aggregate-rust", &o).unwrap_err();
+    let err = run_guest(data.path(), "histogram-aggregate-rust", &o).unwrap_err();
     assert!(matches!(&err, JobError::InvalidParam { message } if message.contains("histogram name")), "{err}");
 }
 
 #[test]
 fn invalid_json_in_storage_fails_the_job_or_is_skipped() {
     let data = tiny_data(&[("good", r#"{"info":{"OS":"Linux"}}"#), ("broken", r#"{"info":{"OS":"Lin"#)]);
-    let err = run_on(data.path(), "os-distribution-rust", &opts(1)).unwrap_err();
+    let err = run_guest(data.path(), "os-distribution-rust", &all_with(1)).unwrap_err();
     assert!(matches!(&err, JobError::BadRecord { record_id: Some(id), .. } if id == "broken"), "{err}");
-    let out = run_on(data.path(), "os-distribution-rust", &RunOptions { skip_bad_records: true, ..opts(1) }).unwrap();
-    assert_eq!(text(&out), "Linux,UNKNOWN\t1\n");
+    let out = run_guest(data.path(), "os-distribution-rust", &RunOptions { skip_bad_records: true, ..all_with(1) }).unwrap();
+    assert_eq!(output_text(&out), "Linux,UNKNOWN\t1\n");
     assert_eq!(out.cost.bad_record_ids, vec!["broken".to_string()]);
 }
 
@@ -194,7 +181,7 @@ fn invalid_components_are_refused_with_what_is_wrong() {
 #[test]
 fn cancel_stops_a_running_job_within_a_second() {
     let data = tiny_data(&[("1", "{}")]);
-    let mut o = opts(1);
+    let mut o = all_with(1);
     o.param = "loop".into();
     o.limits = Limits { call_timeout_ms: 60_000, ..Limits::default() };
     let cancel = CancelToken::new();
@@ -275,7 +262,7 @@ fn the_same_dataflow_runs_as_a_two_process_cluster() {
                         runtime(),
                         &job,
                         source,
-                        &opts(0),
+                        &all_with(0),
                         &Progress::default(),
                         &CancelToken::new(),
                     )
@@ -286,7 +273,7 @@ fn the_same_dataflow_runs_as_a_two_process_cluster() {
     });
     let expected = native_os_distribution(&stored_records(data, &all_filter()));
     let outputs: Vec<JobOutput> = results.into_iter().map(Result::unwrap).collect();
-    assert_eq!(text(&outputs[0]), expected, "process 0 (worker 0) holds the whole output");
+    assert_eq!(output_text(&outputs[0]), expected, "process 0 (worker 0) holds the whole output");
     assert!(outputs[1].output.is_empty());
     assert_eq!(outputs[0].cost.workers, 2);
     let records: u64 = outputs.iter().map(|o| o.cost.records_read).sum();
@@ -296,7 +283,7 @@ fn the_same_dataflow_runs_as_a_two_process_cluster() {
 #[test]
 fn the_output_size_limit_stops_a_job() {
     let data = converted_data();
-    let o = RunOptions { limits: Limits { output_bytes: 40, ..Limits::default() }, ..opts(2) };
-    let err = run_on(data, "os-distribution-rust", &o).unwrap_err();
+    let o = RunOptions { limits: Limits { output_bytes: 40, ..Limits::default() }, ..all_with(2) };
+    let err = run_guest(data, "os-distribution-rust", &o).unwrap_err();
     assert!(matches!(&err, JobError::LimitExceeded { what } if what == "output size (40 bytes)"), "{err}");
 }

@@ -12,28 +12,15 @@ use jobs_support::*;
 use std::time::{Duration, Instant};
 use telemetry_server::jobs::{self, CancelToken, JobError, JobOutput, Limits, Progress, RunOptions};
 
-fn run(data: &std::path::Path, guest: &str, opts: &RunOptions) -> Result<JobOutput, JobError> {
-    let source = jobs::open_source(data.to_str().unwrap()).unwrap();
-    jobs::run(runtime(), &jobs_support::guest(guest), source, opts, &Progress::default(), &CancelToken::new())
-}
-
-fn all(workers: usize) -> RunOptions {
-    RunOptions { workers, ..RunOptions::new(all_filter()) }
-}
-
-fn text(out: &JobOutput) -> &str {
-    std::str::from_utf8(&out.output).unwrap()
-}
-
 /// Runs os-distribution in `language` over the converted real pings and checks it against the
 /// Rust guest (and so the native reference, which tests/jobs.rs checks the Rust guest against).
 fn same_as_rust(language: &str) {
     let data = converted_data();
     let records = stored_records(data, &all_filter()).len() as u64;
-    let rust = run(data, "os-distribution-rust", &all(2)).unwrap();
-    let other = run(data, &format!("os-distribution-{language}"), &all(2)).unwrap();
-    assert!(text(&rust).lines().count() >= 4, "the data should hold several OS/version pairs:\n{}", text(&rust));
-    assert_eq!(text(&other), text(&rust), "os-distribution-{language} must agree with os-distribution-rust");
+    let rust = run_guest(data, "os-distribution-rust", &all_with(2)).unwrap();
+    let other = run_guest(data, &format!("os-distribution-{language}"), &all_with(2)).unwrap();
+    assert!(output_text(&rust).lines().count() >= 4, "the data should hold several OS/version pairs:\n{}", output_text(&rust));
+    assert_eq!(output_text(&other), output_text(&rust), "os-distribution-{language} must agree with os-distribution-rust");
     assert_eq!(other.cost.records_read, records);
     assert_eq!(other.cost.emits, records, "one emit per record");
     assert!(other.cost.combine_calls > 0, "the {language} job declared combine and the host called it");
@@ -59,7 +46,7 @@ const RECORDS: [(&str, &str); 3] = [
 fn hostile(language: &str, mode: &str, limits: Limits) -> Result<JobOutput, JobError> {
     let data = tiny_data(&RECORDS);
     let opts = RunOptions { param: mode.into(), workers: 2, limits, ..RunOptions::new(all_filter()) };
-    run(data.path(), &format!("hostile-{language}"), &opts)
+    run_guest(data.path(), &format!("hostile-{language}"), &opts)
 }
 
 fn loop_is_stopped(language: &str) {
@@ -87,7 +74,7 @@ fn exception_names_the_record(language: &str, mode: &str, message: &str) {
     // The same guest in a harmless mode runs to the end (the failure above was the mode's), and
     // what it prints (`console.log`, `print`) reaches the job log although WASI is stubbed out.
     let out = hostile(language, "", Limits::default()).unwrap();
-    assert_eq!(text(&out), "doc-1\t1\ndoc-2\t1\ndoc-3\t1\n");
+    assert_eq!(output_text(&out), "doc-1\t1\ndoc-2\t1\ndoc-3\t1\n");
     assert!(out.log.contains("info: mapped doc-2"), "{}", out.log);
 }
 
@@ -125,7 +112,7 @@ fn parameter_is_checked_and_chooses_the_fields(language: &str, message: &str) {
     let err = hostile(language, "reject", Limits::default()).unwrap_err();
     assert!(matches!(&err, JobError::InvalidParam { message: m } if m == message), "{err}");
     let out = hostile(language, "field:/info/OS", Limits::default()).unwrap();
-    assert_eq!(text(&out), "Darwin\t1\nLinux\t1\nLinux\t1\n");
+    assert_eq!(output_text(&out), "Darwin\t1\nLinux\t1\nLinux\t1\n");
 }
 
 #[test]
@@ -152,13 +139,13 @@ fn every_instance_slot_fits_a_python_or_javascript_guest() {
     )
     .unwrap();
     let data = converted_data();
-    let expected = run(data, "os-distribution-rust", &all(2)).unwrap();
+    let expected = run_guest(data, "os-distribution-rust", &all_with(2)).unwrap();
     for language in ["py", "js"] {
         let name = format!("os-distribution-{language}");
         // The shared cache already holds the compiled artifact (same engine settings).
         let job = small.compile(&std::fs::read(common::guest(&name)).unwrap()).unwrap();
         let source = jobs::open_source(data.to_str().unwrap()).unwrap();
-        let out = jobs::run(&small, &job, source, &all(slots), &Progress::default(), &CancelToken::new())
+        let out = jobs::run(&small, &job, source, &all_with(slots), &Progress::default(), &CancelToken::new())
             .unwrap_or_else(|e| panic!("{name} with {slots} workers on {slots} slots: {e}"));
         assert_eq!(out.output, expected.output, "{name}");
         assert_eq!(out.cost.workers, slots);
@@ -202,7 +189,7 @@ fn javascript_and_python_jobs_submitted_to_a_server_equal_rust() {
     }];
     let server = server_support::TestServer::start_with(root, config);
     let filter = common::data("seed/mapreduce-filters/examples-v2/filter_include_all.json");
-    let expected = run(&data, "os-distribution-rust", &all(2)).unwrap();
+    let expected = run_guest(&data, "os-distribution-rust", &all_with(2)).unwrap();
     for language in ["js", "py"] {
         let out = std::process::Command::new(common::binary())
             .args(["job", "submit"])
@@ -217,7 +204,7 @@ fn javascript_and_python_jobs_submitted_to_a_server_equal_rust() {
         assert!(!out.stdout.is_empty(), "{language} produced nothing");
         assert_eq!(
             String::from_utf8(out.stdout).unwrap(),
-            text(&expected),
+            output_text(&expected),
             "os-distribution-{language} through the server"
         );
     }

@@ -9,7 +9,9 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
 use telemetry_server::convert::{Converter, Pipeline};
-use telemetry_server::jobs::{self, CompiledJob, Runtime, RuntimeConfig};
+use telemetry_server::jobs::{
+    self, CancelToken, CompiledJob, JobError, JobOutput, Progress, RunOptions, Runtime, RuntimeConfig,
+};
 use telemetry_server::storage::{split_line, DataDir, Schema, StorageWriter, WriterOptions};
 
 /// A filter that matches every partition of the default 6-dimension schema.
@@ -67,7 +69,8 @@ pub fn converted_data() -> &'static Path {
         if done.join("storage").is_dir() {
             return done;
         }
-        let tmp = tempfile::Builder::new().prefix("test-jobs-data-").tempdir_in(common::repo_root().join("target")).unwrap();
+        let tmp =
+            tempfile::Builder::new().prefix("test-jobs-data-").tempdir_in(common::repo_root().join("target")).unwrap();
         let dir = tmp.path().to_path_buf();
         let data = DataDir::open(&dir).unwrap();
         let mut pipeline =
@@ -189,4 +192,20 @@ pub fn native_os_distribution(records: &[(String, String)]) -> String {
         *counts.entry(format!("{os},{version}")).or_default() += 1;
     }
     counts.iter().map(|(k, v)| format!("{k}\t{v}\n")).collect()
+}
+
+/// Runs a built guest (`target/jobs/<guest>.wasm`) over the data directory `data`.
+pub fn run_guest(data: &Path, guest: &str, opts: &RunOptions) -> Result<JobOutput, JobError> {
+    let source = jobs::open_source(data.to_str().unwrap()).unwrap();
+    jobs::run(runtime(), &self::guest(guest), source, opts, &Progress::default(), &CancelToken::new())
+}
+
+/// Options reading every record with `workers` workers.
+pub fn all_with(workers: usize) -> RunOptions {
+    RunOptions { workers, ..RunOptions::new(all_filter()) }
+}
+
+/// A job's output as text.
+pub fn output_text(out: &JobOutput) -> &str {
+    std::str::from_utf8(&out.output).unwrap()
 }
