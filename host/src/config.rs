@@ -206,6 +206,10 @@ pub struct ConvertConfig {
     /// After a fetch fails in a way that may pass (timeout, refused, 5xx), seconds before that
     /// revision is tried again (pings needing it meanwhile are rejected as `missing_histograms`).
     pub histogram_fetch_retry_secs: u64,
+    /// Pings whose Histograms.json revision is not available: `reject` them as
+    /// `missing_histograms` (the seed's behaviour), or convert them with the `nearest` available
+    /// definitions, dropping and counting histograms that do not fit.
+    pub unknown_revision: crate::convert::UnknownRevision,
 }
 
 impl Default for ConvertConfig {
@@ -221,6 +225,7 @@ impl Default for ConvertConfig {
             histogram_server: None,
             histogram_fetch_timeout_secs: 10,
             histogram_fetch_retry_secs: 300,
+            unknown_revision: crate::convert::UnknownRevision::Reject,
         }
     }
 }

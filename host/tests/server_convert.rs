@@ -235,3 +235,35 @@ fn a_restart_converts_logs_left_by_the_previous_run() {
     });
     second.stop();
 }
+
+#[test]
+fn convert_unknown_revision_nearest_stores_what_reject_refuses() {
+    // The Fx40 aurora saved-session names revision 0555aa58d0d5, which is not available here.
+    let body = gzip(&std::fs::read(common::data("pings/v4.saved-session.Fx40.0a2-aurora.2015-05.uberi.json")).unwrap());
+    let path = format!("/submit/telemetry/{SAVED_SESSION_ID}/saved-session/Firefox/40.0a2/aurora/20150522004047");
+    for nearest in [false, true] {
+        let mut server = TestServer::start(|c| {
+            converting(c);
+            if nearest {
+                c.convert.unknown_revision = telemetry_server::convert::UnknownRevision::Nearest;
+            }
+        });
+        let response = Client::new().post(server.url(&path)).body(body.clone()).send().unwrap();
+        assert_eq!(response.status().as_u16(), 200);
+        let data = server.data_dir();
+        wait_for("the ping converted or rejected", || {
+            !stored_lines(&data).is_empty() || !error_entries(&data).is_empty()
+        });
+        server.stop();
+        let (stored, errors) = (stored_lines(&data), error_entries(&data));
+        if nearest {
+            assert_eq!(stored.len(), 1, "{errors:?}");
+            assert!(stored[0].starts_with(&format!("{SAVED_SESSION_ID}\t")));
+            assert!(errors.is_empty(), "{errors:?}");
+        } else {
+            assert!(stored.is_empty());
+            assert_eq!(errors.len(), 1);
+            assert_eq!(errors[0]["kind"], "missing_histograms");
+        }
+    }
+}

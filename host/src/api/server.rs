@@ -22,7 +22,7 @@ use crate::ingest::recover::recover_active_logs;
 use crate::ingest::stats_log::StatsLog;
 use crate::ingest::writer::OnFinished;
 use crate::ingest::WriterPool;
-use crate::convert::{Converter, DEFAULT_SCHEMA};
+use crate::convert::{ConvertOptions, Converter, DEFAULT_SCHEMA};
 use crate::ingest::live::{ConvertPool, ConverterFactory, LogConverter, PipelineConverter};
 use crate::storage::{datadir, DataDir, Schema, WriterOptions};
 
@@ -189,7 +189,8 @@ fn start_live_conversion(
         Some(path) => Schema::load(path).map_err(|e| ServerError::Convert(e.to_string()))?,
         None => Schema::from_json(DEFAULT_SCHEMA).map_err(|e| ServerError::Convert(e.to_string()))?,
     };
-    let converter = Arc::new(Converter::new(schema, revisions.clone()));
+    let options = ConvertOptions { unknown_revision: config.convert.unknown_revision };
+    let converter = Arc::new(Converter::new(schema, revisions.clone()).with_options(options));
     let data = data_dir.clone();
     let factory: ConverterFactory = {
         let next_worker = std::sync::atomic::AtomicUsize::new(0);

@@ -38,6 +38,10 @@ pub struct Args {
     /// `hg` = hg.mozilla.org), caching them in DATA_DIR/histograms/.
     #[arg(long, env = "TELEMETRY_HISTOGRAM_SERVER", value_name = "URL_TEMPLATE")]
     histogram_server: Option<String>,
+    /// Live conversion of pings whose Histograms.json revision is not available: `reject`
+    /// (as missing_histograms) or convert with the `nearest` definitions.
+    #[arg(long, env = "TELEMETRY_UNKNOWN_REVISION", value_enum)]
+    unknown_revision: Option<telemetry_server::convert::UnknownRevision>,
     /// Write the seed-format per-request stats log to this file.
     #[arg(long, env = "TELEMETRY_STATS_LOG")]
     stats_log: Option<PathBuf>,
@@ -72,6 +76,9 @@ impl Args {
         }
         if let Some(v) = self.histogram_server {
             config.convert.histogram_server = Some(v);
+        }
+        if let Some(v) = self.unknown_revision {
+            config.convert.unknown_revision = v;
         }
         if let Some(v) = self.stats_log {
             config.server.stats_log = Some(v);

@@ -2,7 +2,10 @@
 //! Histograms.json revision a ping names is not available here ([`UnknownRevision`]).
 
 /// What to do with a ping whose histogram definitions (its `revision`) are not available.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[derive(
+    Debug, Default, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
 pub enum UnknownRevision {
     /// Reject the record as `missing_histograms` (the seed's behaviour).
     #[default]
