@@ -106,7 +106,8 @@ fn streamed_multipart_of_a_file_larger_than_memory_chunks_is_exact() {
     runtime().block_on(async {
         let client = client::build(&cfg).unwrap();
         client::ensure_bucket(&client, "bulk").await.unwrap();
-        let journal = std::sync::Arc::new(Journal::open(&dir.path().join("journal")).unwrap());
+        let journal_dir = cap_std::fs::Dir::open_ambient_dir(dir.path(), cap_std::ambient_authority()).unwrap();
+        let journal = std::sync::Arc::new(Journal::open(journal_dir, "test journal").unwrap());
         let uploader = Uploader::new(client.clone(), journal.clone(), &cfg);
         let progress = ProgressBar::hidden();
         let outcome = uploader.ensure_uploaded(&path, "bulk", "a/big.bin", &progress).await.unwrap();
