@@ -295,7 +295,11 @@ fn join_part(
     Ok(part)
 }
 
-/// Aborts a multipart upload and journals it; an upload the server no longer knows counts as aborted.
+/// Aborts a multipart upload and journals it. An upload the server refuses to abort with a 4xx
+/// answer counts as gone too: `NoSuchUpload` (already completed or aborted; s3s-fs answers
+/// `AccessDenied` for a completed one) or any other client error, logged, so a crash between
+/// CompleteMultipartUpload and its `done` line cannot block every later start. A server error or
+/// a failure to reach the server leaves the upload open in the journal for the next try.
 pub async fn abort(client: &Client, journal: &Journal, up: &OpenUpload) -> Result<(), S3Error> {
     let result = client
         .abort_multipart_upload()
@@ -310,14 +314,23 @@ pub async fn abort(client: &Client, journal: &Journal, up: &OpenUpload) -> Resul
             if err
                 .as_service_error()
                 .is_some_and(|e| e.is_no_such_upload()) => {}
-        Err(err) => {
-            return Err(S3Error::request(
-                "AbortMultipartUpload",
-                &up.bucket,
-                &up.key,
-                err,
-            ))
-        }
+        Err(err) => match err.raw_response().map(|r| r.status().as_u16()) {
+            Some(400..=499) => tracing::warn!(
+                key = %up.key,
+                upload_id = %up.upload_id,
+                error = %S3Error::request("AbortMultipartUpload", &up.bucket, &up.key, err),
+                "multipart upload could not be aborted; forgetting it (a bucket lifecycle rule \
+                 for incomplete uploads cleans up any parts left)"
+            ),
+            _ => {
+                return Err(S3Error::request(
+                    "AbortMultipartUpload",
+                    &up.bucket,
+                    &up.key,
+                    err,
+                ))
+            }
+        },
     }
     journal.record_upload_aborted(up)
 }
