@@ -5,6 +5,7 @@
 #
 #   bench/load.sh                      # modes "none batch", 3 runs of 10 s each, 32 connections
 #   MODES="none batch always" DURATION=5s CONNS=64 RUNS=1 bench/load.sh
+#   SHARDS=4 bench/load.sh             # writer shards (default: the server's, one per CPU)
 #
 # Each run starts a fresh server on an empty data dir. Runs vary (kernel writeback of ~0.5 GB/s of
 # raw logs starts a few seconds in), so every run is printed and then the median of each column.
@@ -19,6 +20,7 @@ DURATION=${DURATION:-10s}
 CONNS=${CONNS:-32}
 THREADS=${THREADS:-2}
 RUNS=${RUNS:-3}
+SHARDS=${SHARDS:-0}
 SHARED=${TELEMETRY_SHARED_DIR:-$(cd .. && pwd)/shared}
 PING=$SHARED/data/pings/v4.saved-session.Fx40.0a2-aurora.2015-05.uberi.json
 
@@ -53,7 +55,8 @@ for run in $(seq "$RUNS"); do
     rm -rf "$WORK/data" && sync # start every run with no dirty pages left by the previous one
     LOG=$WORK/server-$mode-$run.log
     : > "$LOG" # created before the server starts, so the wait below never reads a missing or stale file
-    "$BIN" serve --listen 127.0.0.1:0 --data-dir "$WORK/data" --durability "$mode" --convert false 2>> "$LOG" &
+    "$BIN" serve --listen 127.0.0.1:0 --data-dir "$WORK/data" --durability "$mode" --convert false \
+        --shards "$SHARDS" 2>> "$LOG" &
     SERVER_PID=$!
     for _ in $(seq 100); do grep -q 'listening on' "$LOG" && break; sleep 0.1; done
     ADDR=$(sed -n 's/^listening on //p' "$LOG")

@@ -164,7 +164,7 @@ impl ConvertConfig {
 }
 
 impl IngestConfig {
-    /// The number of shards to run (`shards`, or the CPU count when 0).
+    /// The number of shards to run (`shards`, or when 0 the CPU count but at least 4).
     pub fn shard_count(&self) -> usize {
         if self.shards > 0 {
             self.shards
@@ -172,6 +172,7 @@ impl IngestConfig {
             std::thread::available_parallelism()
                 .map(|n| n.get())
                 .unwrap_or(1)
+                .max(4)
         }
     }
 }

@@ -17,7 +17,9 @@
 //! copy it into `host/tests/fuzz_regressions/<target>/` once fixed.
 
 mod common;
+mod rawlog_support;
 
+use rawlog_support::{as_read, encode_all};
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -309,27 +311,6 @@ fn real_records() -> Vec<RawRecord> {
         });
     }
     out
-}
-
-/// `records` in `version`'s layout and the byte offset where each one starts.
-fn encode_all(version: Version, records: &[RawRecord]) -> (Vec<u8>, Vec<usize>) {
-    let mut log = Vec::new();
-    let mut starts = Vec::new();
-    for r in records {
-        starts.push(log.len());
-        record::encode(version, &mut log, r.timestamp_ms, &r.ip, &r.path, &r.body);
-    }
-    (log, starts)
-}
-
-/// What a reader of `version` returns for `r` (v0/v1 carry no ip).
-fn as_read(version: Version, r: &RawRecord) -> RawRecord {
-    let ip = if version == Version::V2 {
-        r.ip.clone()
-    } else {
-        String::new()
-    };
-    RawRecord { ip, ..r.clone() }
 }
 
 /// Seeds of the raw-log target: the real logs, and small logs of real records in every layout

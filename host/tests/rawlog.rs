@@ -3,13 +3,15 @@
 //! corrupt headers) losing only the damaged record, gzip bombs, and `log cat`.
 
 mod common;
+mod rawlog_support;
 
+use rawlog_support::{as_read, encode_all};
 use std::io::{Cursor, Write};
 use std::path::Path;
 use std::process::Command;
 
 use telemetry_server::rawlog::{
-    self, decode_body, record, BodyError, LogReader, RawRecord, RecordError, Version,
+    self, decode_body, BodyError, LogReader, RawRecord, RecordError, Version,
     DEFAULT_BODY_LIMIT,
 };
 
@@ -64,29 +66,6 @@ fn real_records() -> Vec<RawRecord> {
             }
         })
         .collect()
-}
-
-/// The records in `version`'s layout, and the byte offset where each one starts.
-fn encode_all(version: Version, records: &[RawRecord]) -> (Vec<u8>, Vec<usize>) {
-    let mut log = Vec::new();
-    let mut starts = Vec::new();
-    for r in records {
-        starts.push(log.len());
-        record::encode(version, &mut log, r.timestamp_ms, &r.ip, &r.path, &r.body);
-    }
-    (log, starts)
-}
-
-/// What a reader of `version` returns for `r` (v0/v1 carry no ip).
-fn as_read(version: Version, r: &RawRecord) -> RawRecord {
-    RawRecord {
-        ip: if version == Version::V2 {
-            r.ip.clone()
-        } else {
-            String::new()
-        },
-        ..r.clone()
-    }
 }
 
 #[test]
