@@ -148,6 +148,7 @@ fn definitions_that_do_not_parse_reject_the_pings_and_are_not_cached() {
     assert_eq!(summary["records_written"], 0, "{summary}");
     assert_eq!(summary["bad_records_by_type"]["conversion_error"], 2, "{summary}");
     assert!(!data.join(format!("histograms/mozilla-central/{FX60_REV}/Histograms.json")).exists());
+    assert_eq!(hg.requests().len(), 1, "a bad file is remembered, not fetched again per ping");
 }
 
 #[test]

@@ -153,7 +153,10 @@ pub enum ResolveError {
     NotFound(String),
     /// Definitions were found but are unusable.
     #[error("Bad Histogram definition for revision {revision}: {source}")]
-    BadSpec { revision: String, source: SpecError },
+    BadSpec {
+        revision: String,
+        source: Arc<SpecError>,
+    },
 }
 
 /// One row of the revision table.
@@ -241,7 +244,7 @@ pub struct RevisionCache {
     table: RevisionTable,
     /// Revision key → parsed definitions (`None`: known missing; negative answers are cached
     /// too, so a flood of pings for an unknown revision costs one directory scan).
-    memory: RwLock<HashMap<String, Option<Arc<Definitions>>>>,
+    memory: RwLock<HashMap<String, Remembered>>,
     /// Held while a revision not in `memory` is looked up, so concurrent misses load (and
     /// fetch) it once.
     miss: Mutex<()>,
@@ -442,38 +445,35 @@ impl RevisionCache {
             .ok_or_else(|| ResolveError::NotFound(url.to_owned()))
     }
 
-    /// What `memory` knows of `rev`: `Some(None)` is a remembered miss.
-    fn remembered(&self, rev: &str) -> Option<Option<Arc<Definitions>>> {
-        self.memory
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(rev)
-            .cloned()
+    /// What `memory` knows of `rev`, as the answer to give.
+    fn remembered(&self, rev: &str) -> Option<Result<Option<Arc<Definitions>>, ResolveError>> {
+        let memory = self.memory.read().unwrap_or_else(|e| e.into_inner());
+        Some(answer(rev, memory.get(rev)?.clone()))
     }
 
-    /// Parsed definitions of `rev`, from memory or loaded (or fetched) and remembered. A fetch
-    /// failure that may pass is not remembered: the fetcher's back-off decides when to retry.
+    /// Parsed definitions of `rev`, from memory or loaded (or fetched) and remembered, unusable
+    /// ones too (so a bad file is neither re-parsed nor re-fetched for every ping). A fetch failure
+    /// that may pass is not remembered: the fetcher's back-off decides when to retry.
     fn definitions(&self, repo: &str, rev: &str) -> Result<Option<Arc<Definitions>>, ResolveError> {
         if let Some(hit) = self.remembered(rev) {
-            return Ok(hit);
+            return hit;
         }
         let _miss = self.miss.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(hit) = self.remembered(rev) {
-            return Ok(hit);
+            return hit;
         }
-        let loaded = match self.load_text(repo, rev) {
-            Some(text) => Some(parse(rev, &text)?),
+        let loaded: Remembered = match self.load_text(repo, rev) {
+            Some(text) => parse(&text).map(Some),
             None => match self.fetch(repo, rev) {
-                Ok(Some(text)) => {
-                    let definitions = parse(rev, &text)?;
+                Ok(Some(text)) => parse(&text).map(|definitions| {
                     if let Some(fetcher) = &self.fetcher {
                         if let Err(err) = fetcher.store(repo, rev, &text) {
                             tracing::warn!(repo, rev, error = %err, "cannot cache fetched Histograms.json");
                         }
                     }
                     Some(definitions)
-                }
-                Ok(None) => None,
+                }),
+                Ok(None) => Ok(None),
                 Err(err) => {
                     tracing::debug!(error = %err, "histogram definitions not fetched");
                     return Ok(None);
@@ -484,7 +484,7 @@ impl RevisionCache {
             .write()
             .unwrap_or_else(|e| e.into_inner())
             .insert(rev.to_owned(), loaded.clone());
-        Ok(loaded)
+        answer(rev, loaded)
     }
 
     /// Raw text of `rev`: spec directories first, then the embedded set, then what the fetcher
@@ -526,14 +526,22 @@ impl RevisionCache {
     }
 }
 
+/// What the cache keeps per revision: definitions, a known miss (`None`), or why they are unusable.
+type Remembered = Result<Option<Arc<Definitions>>, Arc<SpecError>>;
+
+/// A remembered outcome as the answer for `rev`.
+fn answer(rev: &str, remembered: Remembered) -> Result<Option<Arc<Definitions>>, ResolveError> {
+    remembered.map_err(|source| ResolveError::BadSpec {
+        revision: rev.to_owned(),
+        source,
+    })
+}
+
 /// Parses a Histograms.json text with the seed's constants.
-fn parse(rev: &str, text: &str) -> Result<Arc<Definitions>, ResolveError> {
+fn parse(text: &str) -> Result<Arc<Definitions>, Arc<SpecError>> {
     Definitions::from_json_with_constants(text, &SEED_CONSTANTS)
         .map(Arc::new)
-        .map_err(|source| ResolveError::BadSpec {
-            revision: rev.to_owned(),
-            source,
-        })
+        .map_err(Arc::new)
 }
 
 /// Two revision keys name the same revision: equal, or hashes where one is a prefix of the
@@ -756,6 +764,14 @@ mod tests {
         });
         assert!(matches!(bad, Err(ResolveError::BadSpec { .. })));
         assert_eq!(cache.stats().bad_spec, 1);
+        // Remembered: the same answer again, even once the file is gone.
+        std::fs::remove_file(dir.path().join("badbadbadbad.json")).unwrap();
+        let again = cache.resolve(&Query {
+            revision: Some("https://h/r/rev/badbadbadbad"),
+            ..Query::default()
+        });
+        assert!(matches!(again, Err(ResolveError::BadSpec { .. })), "{again:?}");
+        assert_eq!(cache.stats().bad_spec, 2);
     }
 
     #[test]
