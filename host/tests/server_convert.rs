@@ -55,13 +55,13 @@ fn stored_lines(data: &Path) -> Vec<String> {
     lines
 }
 
-/// Every error-stream entry under `errors/`.
+/// Every complete error-stream entry under `errors/` (the server may be writing the last one).
 fn error_entries(data: &Path) -> Vec<serde_json::Value> {
     let dir = data.join("errors");
     let mut out = Vec::new();
     for rel in walk(&dir) {
-        for line in std::fs::read_to_string(dir.join(rel)).unwrap().lines() {
-            out.push(serde_json::from_str(line).unwrap());
+        for line in common::complete_lines(&dir.join(rel)) {
+            out.push(serde_json::from_str(&line).unwrap_or_else(|e| panic!("{rel:?}: {e}: {line}")));
         }
     }
     out

@@ -33,3 +33,19 @@ pub fn guest(name: &str) -> PathBuf {
     assert!(path.exists(), "{} missing: run scripts/build-guests.sh first", path.display());
     path
 }
+
+/// The complete (newline-terminated) lines of a file another process or thread may still be
+/// writing: a last line without its `\n` is still being written and is left out, so a reader
+/// never parses a half-written record. A file that vanished meanwhile reads as empty.
+pub fn complete_lines(path: &std::path::Path) -> Vec<String> {
+    let text = match std::fs::read(path) {
+        Ok(bytes) => bytes,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Vec::new(),
+        Err(e) => panic!("{}: {e}", path.display()),
+    };
+    let complete = match text.iter().rposition(|&b| b == b'\n') {
+        Some(end) => &text[..=end],
+        None => return Vec::new(),
+    };
+    String::from_utf8_lossy(complete).lines().map(str::to_owned).collect()
+}
