@@ -204,12 +204,19 @@ pub struct ConvertConfig {
     pub histogram_server: Option<String>,
     /// Timeout of one fetch, in seconds.
     pub histogram_fetch_timeout_secs: u64,
+    /// Largest body a gzip submission may inflate to before it is rejected as `corrupted_data`
+    /// (the 2013 C++ converter's `max_uncompressed`).
+    pub max_uncompressed_bytes: usize,
+    /// Codec and level of new partition files: `zstd`, `zstd:LEVEL` (1–22), `xz`, `xz:PRESET`
+    /// (0–9).
+    pub codec: crate::storage::Codec,
     /// After a fetch fails in a way that may pass (timeout, refused, 5xx), seconds before that
     /// revision is tried again (pings needing it meanwhile are rejected as `missing_histograms`).
     pub histogram_fetch_retry_secs: u64,
-    /// Pings whose Histograms.json revision is not available: `reject` them as
-    /// `missing_histograms` (the seed's behaviour), or convert them with the `nearest` available
-    /// definitions, dropping and counting histograms that do not fit.
+    /// How strictly pings are checked: `keep` (default) every valid ping — own definitions,
+    /// else each histogram's own parameters, else the nearest definitions, dropping and counting
+    /// histograms that do not validate; `nearest` definitions only; or `reject` as the 2013
+    /// converter did.
     pub unknown_revision: crate::convert::UnknownRevision,
 }
 
@@ -225,8 +232,10 @@ impl Default for ConvertConfig {
             histogram_dirs: Vec::new(),
             histogram_server: None,
             histogram_fetch_timeout_secs: 10,
+            max_uncompressed_bytes: crate::rawlog::DEFAULT_BODY_LIMIT,
+            codec: crate::storage::Codec::Zstd { level: 3 },
             histogram_fetch_retry_secs: 300,
-            unknown_revision: crate::convert::UnknownRevision::Reject,
+            unknown_revision: crate::convert::UnknownRevision::Keep,
         }
     }
 }
@@ -301,6 +310,9 @@ impl Config {
         }
         if self.convert.enabled && self.convert.workers == 0 {
             return invalid("convert.workers must be > 0 when convert.enabled");
+        }
+        if self.convert.max_uncompressed_bytes == 0 {
+            return invalid("convert.max_uncompressed_bytes must be > 0");
         }
         self.jobs.validate().map_err(ConfigError::Invalid)?;
         Ok(())

@@ -9,7 +9,9 @@ use std::path::Path;
 use std::sync::Arc;
 
 use serde_json::Value;
-use telemetry_server::convert::{BadRecordKind, Converted, Converter, DEFAULT_SCHEMA};
+use telemetry_server::convert::{
+    BadRecordKind, ConvertOptions, Converted, Converter, UnknownRevision, DEFAULT_SCHEMA,
+};
 use telemetry_server::histograms::{Query, RevisionCache, Source};
 use telemetry_server::rawlog::{self, RawRecord};
 use telemetry_server::storage::Schema;
@@ -28,8 +30,15 @@ enum Expect {
 }
 use Expect::*;
 
+/// The 2013 converter's rules (strict mode), whose classification these tests check.
+fn strict() -> ConvertOptions {
+    ConvertOptions {
+        unknown_revision: UnknownRevision::Reject,
+    }
+}
+
 fn converter() -> Converter {
-    Converter::with_defaults()
+    Converter::with_defaults().with_options(strict())
 }
 
 /// Records of a raw log; `stray` bytes are expected to be skipped (telemetry1.log ends with 0x0a).
@@ -418,7 +427,7 @@ fn unified_pings_convert_with_definitions_from_a_spec_dir() {
         .unwrap();
     }
     let cache = Arc::new(RevisionCache::empty().with_dir(spec_dir.path()).unwrap());
-    let c = Converter::new(Schema::from_json(DEFAULT_SCHEMA).unwrap(), cache.clone());
+    let c = Converter::new(Schema::from_json(DEFAULT_SCHEMA).unwrap(), cache.clone()).with_options(strict());
 
     let saved = convert_json(
         &c,
@@ -502,7 +511,7 @@ fn unified_pings_convert_with_definitions_from_a_spec_dir() {
 #[test]
 fn a_missing_revision_is_a_typed_counted_error() {
     let cache = Arc::new(RevisionCache::embedded());
-    let c = Converter::new(Schema::from_json(DEFAULT_SCHEMA).unwrap(), cache.clone());
+    let c = Converter::new(Schema::from_json(DEFAULT_SCHEMA).unwrap(), cache.clone()).with_options(strict());
     for _ in 0..3 {
         let bad = convert_json(
             &c,

@@ -66,6 +66,8 @@ fn convert_cli_stores_good_records_and_keeps_rejected_ones() {
     let mut args = vec![
         "convert",
         "--json",
+        "--unknown-revision",
+        "reject",
         "--codec",
         "xz",
         "--date",

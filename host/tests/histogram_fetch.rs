@@ -78,7 +78,7 @@ fn definitions() -> String {
 /// `convert --json` of `inputs` into `data` with the fake server; returns the summary.
 fn convert(data: &Path, template: &str, inputs: &[&Path]) -> Value {
     let out = Command::new(common::binary())
-        .args(["convert", "--json", "--date", "20170115", "--histogram-server", template, "--data-dir"])
+        .args(["convert", "--json", "--unknown-revision", "reject", "--date", "20170115", "--histogram-server", template, "--data-dir"])
         .arg(data)
         .args(inputs)
         .output()
@@ -119,7 +119,7 @@ fn a_missing_revision_is_fetched_once_cached_on_disk_and_converts() {
 
     // Without the server the same ping has no definitions (what the fetch added).
     let without = Command::new(common::binary())
-        .args(["convert", "--json", "--date", "20170115", "--data-dir"])
+        .args(["convert", "--json", "--unknown-revision", "reject", "--date", "20170115", "--data-dir"])
         .arg(tmp.path().join("other"))
         .arg(&pings)
         .output()

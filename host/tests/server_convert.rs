@@ -10,6 +10,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use reqwest::blocking::Client;
+use telemetry_server::convert::UnknownRevision;
 use server_support::{gzip, raw_http, walk, TestServer};
 
 const SAVED_SESSION_ID: &str = "76f4594f-e90d-e26b-31a6-8fbba68d1403";
@@ -27,6 +28,12 @@ fn gunzip(body: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();
     std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(body), &mut out).unwrap();
     out
+}
+
+/// Live conversion with the 2013 converter's rules (strict mode).
+fn converting_strictly(c: &mut telemetry_server::config::Config) {
+    converting(c);
+    c.convert.unknown_revision = UnknownRevision::Reject;
 }
 
 fn converting(c: &mut telemetry_server::config::Config) {
@@ -80,7 +87,7 @@ fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
 
 #[test]
 fn submissions_rotate_convert_and_land_in_storage() {
-    let mut server = TestServer::start(converting);
+    let mut server = TestServer::start(converting_strictly);
     let client = Client::new();
     let (idle_path, idle_gzip) = idle_daily();
     let idle_id = idle_path.split('/').next().unwrap().to_string();
@@ -236,16 +243,18 @@ fn a_restart_converts_logs_left_by_the_previous_run() {
     second.stop();
 }
 
+/// The Fx40 aurora saved-session names revision 0555aa58d0d5, which is not available here:
+/// strict mode refuses it, `nearest` stores it, and the default stores it laid out by its
+/// histograms' own parameters, marked so in the document and on `/metrics`.
 #[test]
-fn convert_unknown_revision_nearest_stores_what_reject_refuses() {
-    // The Fx40 aurora saved-session names revision 0555aa58d0d5, which is not available here.
+fn convert_unknown_revision_modes_over_live_conversion() {
     let body = gzip(&std::fs::read(common::data("pings/v4.saved-session.Fx40.0a2-aurora.2015-05.uberi.json")).unwrap());
     let path = format!("/submit/telemetry/{SAVED_SESSION_ID}/saved-session/Firefox/40.0a2/aurora/20150522004047");
-    for nearest in [false, true] {
+    for mode in [None, Some(UnknownRevision::Reject), Some(UnknownRevision::Nearest)] {
         let mut server = TestServer::start(|c| {
             converting(c);
-            if nearest {
-                c.convert.unknown_revision = telemetry_server::convert::UnknownRevision::Nearest;
+            if let Some(mode) = mode {
+                c.convert.unknown_revision = mode;
             }
         });
         let response = Client::new().post(server.url(&path)).body(body.clone()).send().unwrap();
@@ -254,16 +263,25 @@ fn convert_unknown_revision_nearest_stores_what_reject_refuses() {
         wait_for("the ping converted or rejected", || {
             !stored_lines(&data).is_empty() || !error_entries(&data).is_empty()
         });
+        let metrics = server.metrics();
         server.stop();
         let (stored, errors) = (stored_lines(&data), error_entries(&data));
-        if nearest {
-            assert_eq!(stored.len(), 1, "{errors:?}");
-            assert!(stored[0].starts_with(&format!("{SAVED_SESSION_ID}\t")));
-            assert!(errors.is_empty(), "{errors:?}");
-        } else {
+        if mode == Some(UnknownRevision::Reject) {
             assert!(stored.is_empty());
             assert_eq!(errors.len(), 1);
             assert_eq!(errors[0]["kind"], "missing_histograms");
+            continue;
         }
+        assert_eq!(stored.len(), 1, "{mode:?}: {errors:?}");
+        assert!(errors.is_empty(), "{errors:?}");
+        let (id, json) = stored[0].split_once('\t').unwrap();
+        assert_eq!(id, SAVED_SESSION_ID);
+        let doc: serde_json::Value = serde_json::from_str(json).unwrap();
+        let label = if mode.is_none() { "self_described" } else { "nearest" };
+        assert_eq!(doc["conversion"]["validation"], label, "{mode:?}");
+        assert!(
+            metrics.contains(&format!("telemetry_convert_validated_records_total{{validation=\"{label}\"}} 1")),
+            "{metrics}"
+        );
     }
 }

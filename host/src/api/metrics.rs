@@ -30,6 +30,12 @@ pub struct BadTypeLabel {
     pub r#type: String,
 }
 
+/// Label set `{validation="self_described"}`: how a stored record's histograms were validated.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ValidationLabel {
+    pub validation: String,
+}
+
 /// Label set `{outcome="by_revision"}`: how histogram definitions were found (or not).
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct OutcomeLabel {
@@ -83,6 +89,8 @@ pub struct ConvertMetrics {
     pub records_written: Counter,
     /// Rejected records by the seed's bad-record type.
     pub bad_records: Family<BadTypeLabel, Counter>,
+    /// Stored records with histograms by validation mark.
+    pub validated_records: Family<ValidationLabel, Counter>,
     /// Histogram definition lookups and fetches by outcome (copied from the revision cache's
     /// own counters at every scrape).
     pub definitions: Family<OutcomeLabel, Counter>,
@@ -178,6 +186,7 @@ impl Metrics {
             records_read: Counter::default(),
             records_written: Counter::default(),
             bad_records: Family::default(),
+            validated_records: Family::default(),
             definitions: Family::default(),
         };
         registry.register(
@@ -205,6 +214,11 @@ impl Metrics {
             "convert_bad_records",
             "Rejected records by bad-record type",
             convert.bad_records.clone(),
+        );
+        registry.register(
+            "convert_validated_records",
+            "Stored records with histograms by how they were validated (definitions, self_described, nearest)",
+            convert.validated_records.clone(),
         );
         registry.register(
             "histogram_definitions",

@@ -190,13 +190,21 @@ fn start_live_conversion(
         None => Schema::from_json(DEFAULT_SCHEMA).map_err(|e| ServerError::Convert(e.to_string()))?,
     };
     let options = ConvertOptions { unknown_revision: config.convert.unknown_revision };
-    let converter = Arc::new(Converter::new(schema, revisions.clone()).with_options(options));
+    let converter = Arc::new(
+        Converter::new(schema, revisions.clone())
+            .with_options(options)
+            .with_body_limit(config.convert.max_uncompressed_bytes),
+    );
+    let writer_options = WriterOptions {
+        codec: config.convert.codec,
+        ..WriterOptions::default()
+    };
     let data = data_dir.clone();
     let factory: ConverterFactory = {
         let next_worker = std::sync::atomic::AtomicUsize::new(0);
         Arc::new(move || {
             let worker = next_worker.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            let converter = PipelineConverter::new(data.clone(), converter.clone(), WriterOptions::default(), worker);
+            let converter = PipelineConverter::new(data.clone(), converter.clone(), writer_options.clone(), worker);
             Ok(Box::new(converter) as Box<dyn LogConverter>)
         })
     };

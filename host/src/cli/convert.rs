@@ -49,11 +49,15 @@ pub struct Args {
     /// Default: today. Raw-log records use their own timestamps.
     #[arg(long)]
     date: Option<String>,
-    /// Pings whose Histograms.json revision is not available: `reject` them as
-    /// missing_histograms, or convert them with the `nearest` available definitions, dropping
-    /// (and counting) histograms that do not fit those.
-    #[arg(long, value_enum, default_value_t = UnknownRevision::Reject)]
+    /// How strictly pings are checked: `keep` every valid ping (own definitions, else each
+    /// histogram's own parameters, else the nearest definitions; histograms that do not
+    /// validate are dropped and counted), `nearest` definitions only, or `reject` as the 2013
+    /// converter did (missing definitions or one bad histogram rejects the ping).
+    #[arg(long, value_enum, default_value_t = UnknownRevision::Keep)]
     unknown_revision: UnknownRevision,
+    /// Largest size a gzip body may inflate to; larger ones are rejected as corrupted_data.
+    #[arg(long, default_value_t = telemetry_server::rawlog::DEFAULT_BODY_LIMIT)]
+    max_uncompressed_bytes: usize,
     /// Print the summary as one JSON object on stdout.
     #[arg(long)]
     json: bool,
@@ -109,7 +113,12 @@ fn convert(args: Args) -> anyhow::Result<ExitCode> {
     let options = ConvertOptions {
         unknown_revision: args.unknown_revision,
     };
-    let converter = Arc::new(Converter::new(schema, Arc::new(revisions)).with_options(options));
+    anyhow::ensure!(args.max_uncompressed_bytes > 0, "--max-uncompressed-bytes must be > 0");
+    let converter = Arc::new(
+        Converter::new(schema, Arc::new(revisions))
+            .with_options(options)
+            .with_body_limit(args.max_uncompressed_bytes),
+    );
     // A killed earlier run (or server) may have left `.partial` files; moved aside unless a
     // server or another convert is writing storage right now.
     // (What was moved is logged; a failure only means they are left for later.)
@@ -205,11 +214,20 @@ fn print_summary(s: &ConvertSummary, files: usize, error_file: &str) {
         "histograms        {:>12}  ({} unknown, dropped)",
         s.histograms_converted, s.unknown_histograms
     );
+    if s.histograms_self_described + s.histograms_nearest > 0 {
+        println!(
+            "  laid out by     {:>12} own parameters, {} nearest definitions",
+            s.histograms_self_described, s.histograms_nearest
+        );
+    }
     if s.histograms_dropped > 0 {
         println!(
-            "histograms dropped{:>12}  (invalid for the nearest definitions)",
+            "histograms dropped{:>12}  (did not validate; the rest of each record kept)",
             s.histograms_dropped
         );
+    }
+    for (validation, n) in &s.records_by_validation {
+        println!("records validated by {validation:<16}{n:>8}");
     }
     if s.skipped_bytes > 0 {
         println!("corrupt bytes skipped {:>8}", s.skipped_bytes);

@@ -12,7 +12,7 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use super::bad_record::BadRecord;
-use crate::histograms::{BucketLayout, Definition, Definitions, RawObject};
+use crate::histograms::{BucketLayout, Definition, Definitions, Kind, RawObject};
 
 /// The trailing statistics, in array order.
 const STATS: [&str; 5] = [
@@ -63,118 +63,256 @@ impl<'a> Histogram<'a> {
 pub struct HistogramCounts {
     /// Histograms converted (keyed: one per key).
     pub converted: u32,
-    /// Names without a definition, dropped.
+    /// Names without a definition (and, when self-description is on, without parameters of
+    /// their own), dropped.
     pub unknown: u32,
-    /// Histograms that did not validate against approximate definitions, dropped
-    /// ([`Validation::DropInvalid`] only).
+    /// Histograms that did not validate, dropped (every mode but strict).
     pub dropped: u32,
+    /// Of `converted`, laid out by their own parameters ([`Basis::SelfDescribed`]).
+    pub self_described: u32,
+    /// Of `converted`, laid out by approximate definitions ([`Basis::Nearest`]).
+    pub nearest: u32,
 }
 
-/// What a histogram that does not validate against its definition does to the record.
+/// What a histogram that does not validate does to the record.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub enum Validation {
-    /// The record is rejected (`bad_payload`): the definitions are the ping's own.
+    /// The record is rejected (`bad_payload`): the 2013 converter's strict behaviour.
     #[default]
     Reject,
-    /// The histogram is dropped and counted: the definitions only approximate the ping's.
+    /// The histogram is dropped and counted; the rest of the record is kept.
     DropInvalid,
 }
 
-/// Writes the compact form of a `histograms` section (`{NAME: histogram}`) to `out`.
-pub fn write_histograms(
-    section: &RawValue,
-    defs: &Definitions,
-    validation: Validation,
-    out: &mut String,
-    counts: &mut HistogramCounts,
-) -> Result<(), BadRecord> {
-    write_section(
-        section,
-        "histograms",
-        defs,
-        validation,
-        out,
-        counts,
-        |name, def, raw, out, counts| {
-            write_one(name, def, raw, out)?;
-            counts.converted += 1;
-            Ok(())
-        },
-    )
+/// Where one histogram's bucket layout came from, from most to least exact.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Basis {
+    /// The definitions of the ping's own revision.
+    Definitions,
+    /// The histogram's own `histogram_type`, `bucket_count` and `range`.
+    SelfDescribed,
+    /// Definitions of another revision (build-id table, app version or the newest set).
+    Nearest,
 }
 
-/// Writes the compact form of a `keyedHistograms` section (`{NAME: {KEY: histogram}}`).
-pub fn write_keyed_histograms(
-    section: &RawValue,
-    defs: &Definitions,
-    validation: Validation,
-    out: &mut String,
-    counts: &mut HistogramCounts,
-) -> Result<(), BadRecord> {
-    write_section(
-        section,
-        "keyedHistograms",
-        defs,
-        validation,
-        out,
-        counts,
-        |name, def, raw, out, counts| {
+/// How the histograms of one payload are laid out and checked.
+#[derive(Debug, Clone, Copy)]
+pub struct Layouts<'d> {
+    /// Definitions to look names up in, if any are available.
+    pub definitions: Option<&'d Definitions>,
+    /// `definitions` are the ping's own revision (else they only approximate it).
+    pub own: bool,
+    /// A histogram's own parameters come before approximate definitions.
+    pub self_describe: bool,
+    pub validation: Validation,
+}
+
+/// The layout chosen for one payload histogram.
+enum Choice<'d> {
+    Defined(&'d Definition, Basis),
+    Described(Kind, BucketLayout),
+}
+
+/// Writes compact histogram sections of one payload, counting what it keeps and drops and
+/// noting the layout of every histogram not laid out by the ping's own definitions (an analyst
+/// needs it to read the array: `"NAME":[histogram_type,low,high]`, the bucket count being the
+/// array length minus the 5 statistics).
+pub struct SectionWriter<'d> {
+    layouts: Layouts<'d>,
+    pub counts: HistogramCounts,
+    /// `"NAME":[type,low,high]` members, comma-separated, in payload order.
+    pub noted_layouts: String,
+}
+
+impl<'d> SectionWriter<'d> {
+    pub fn new(layouts: Layouts<'d>) -> SectionWriter<'d> {
+        SectionWriter {
+            layouts,
+            counts: HistogramCounts::default(),
+            noted_layouts: String::new(),
+        }
+    }
+
+    /// Writes the compact form of a `histograms` section (`{NAME: histogram}`) to `out`.
+    pub fn write_histograms(&mut self, section: &RawValue, out: &mut String) -> Result<(), BadRecord> {
+        self.write_section(section, "histograms", out, |w, name, raw, out| {
+            if !w.layouts.self_describe && w.defined(name).is_none() {
+                return Ok(false);
+            }
+            let hist = parse(name, raw)?;
+            let Some(choice) = w.choose(name, &hist) else {
+                return Ok(false);
+            };
+            let basis = write_one(name, &choice, &hist, out)?;
+            w.count(basis);
+            w.note_layout(name, &choice, basis);
+            Ok(true)
+        })
+    }
+
+    /// Writes the compact form of a `keyedHistograms` section (`{NAME: {KEY: histogram}}`).
+    /// Every key of a name shares the first key's layout: keys whose own parameters describe
+    /// another one make the histogram invalid, like any key that does not validate.
+    pub fn write_keyed_histograms(
+        &mut self,
+        section: &RawValue,
+        out: &mut String,
+    ) -> Result<(), BadRecord> {
+        self.write_section(section, "keyedHistograms", out, |w, name, raw, out| {
+            if !w.layouts.self_describe && w.defined(name).is_none() {
+                return Ok(false);
+            }
             let keys = object(raw, name)?;
+            let mut first: Option<Choice> = None;
             out.push('{');
-            for (i, (key, hist)) in keys.0.iter().enumerate() {
+            for (i, (key, raw)) in keys.0.iter().enumerate() {
+                let hist = parse(name, raw)?;
+                let Some(choice) = w.choose(name, &hist) else {
+                    return Ok(false);
+                };
+                if let (Some(Choice::Described(_, a)), Choice::Described(_, b)) = (&first, &choice) {
+                    if a != b {
+                        return Err(BadRecord::payload(format!(
+                            "{name}[{key}]: histogram parameters differ from the first key's"
+                        )));
+                    }
+                }
                 if i > 0 {
                     out.push(',');
                 }
                 write_key(out, key);
-                write_one(name, def, hist, out)?;
-                counts.converted += 1;
+                let basis = write_one(name, &choice, &hist, out)?;
+                w.count(basis);
+                if first.is_none() {
+                    w.note_layout(name, &choice, basis);
+                    first = Some(choice);
+                }
             }
             out.push('}');
-            Ok(())
-        },
-    )
-}
+            Ok(true)
+        })
+    }
 
-type WriteValue =
-    fn(&str, &Definition, &RawValue, &mut String, &mut HistogramCounts) -> Result<(), BadRecord>;
-
-/// Writes `{NAME: value}` for every defined name of a section (unknown names are counted and
-/// dropped), the value written by `write_value`. With [`Validation::DropInvalid`] a value that
-/// fails is taken back out (a keyed histogram as a whole) and counted as dropped.
-fn write_section(
-    section: &RawValue,
-    what: &str,
-    defs: &Definitions,
-    validation: Validation,
-    out: &mut String,
-    counts: &mut HistogramCounts,
-    write_value: WriteValue,
-) -> Result<(), BadRecord> {
-    let members = object(section, what)?;
-    out.push('{');
-    let mut first = true;
-    for (name, raw) in &members.0 {
-        let Some(def) = defs.resolve(name) else {
-            counts.unknown += 1;
-            continue;
-        };
-        let (rollback, converted) = (out.len(), counts.converted);
-        if !first {
-            out.push(',');
-        }
-        write_key(out, name);
-        match write_value(name, def, raw, out, counts) {
-            Ok(()) => first = false,
-            Err(_) if validation == Validation::DropInvalid => {
-                out.truncate(rollback);
-                counts.converted = converted;
-                counts.dropped += 1;
+    /// A histogram that does not validate: an error in strict mode, else dropped and counted.
+    fn reject(&mut self, detail: String) -> Result<(), BadRecord> {
+        match self.layouts.validation {
+            Validation::Reject => Err(BadRecord::payload(detail)),
+            Validation::DropInvalid => {
+                self.counts.dropped += 1;
+                Ok(())
             }
-            Err(err) => return Err(err),
         }
     }
-    out.push('}');
-    Ok(())
+
+    fn count(&mut self, basis: Basis) {
+        self.counts.converted += 1;
+        match basis {
+            Basis::Definitions => {}
+            Basis::SelfDescribed => self.counts.self_described += 1,
+            Basis::Nearest => self.counts.nearest += 1,
+        }
+    }
+
+    fn note_layout(&mut self, name: &str, choice: &Choice, basis: Basis) {
+        if basis == Basis::Definitions {
+            return;
+        }
+        let (kind, layout) = match choice {
+            Choice::Defined(def, _) => match &def.layout {
+                Ok(layout) => (def.kind, layout),
+                Err(_) => return,
+            },
+            Choice::Described(kind, layout) => (*kind, layout),
+        };
+        if !self.noted_layouts.is_empty() {
+            self.noted_layouts.push(',');
+        }
+        write_key(&mut self.noted_layouts, name);
+        let _ = write!(
+            self.noted_layouts,
+            "[{},{},{}]",
+            kind.type_code(),
+            layout.low,
+            layout.high
+        );
+    }
+
+    /// The definition of `name`, with its basis.
+    fn defined(&self, name: &str) -> Option<Choice<'d>> {
+        let basis = if self.layouts.own {
+            Basis::Definitions
+        } else {
+            Basis::Nearest
+        };
+        let def = self.layouts.definitions?.resolve(name)?;
+        Some(Choice::Defined(def, basis))
+    }
+
+    /// The layout of histogram `name`: its own parameters first when self-description is on,
+    /// else (or when it has none that make a layout) its definition. `None`: unknown.
+    fn choose(&self, name: &str, hist: &Histogram) -> Option<Choice<'d>> {
+        if self.layouts.self_describe {
+            if let Some((kind, layout)) = described_layout(hist) {
+                return Some(Choice::Described(kind, layout));
+            }
+        }
+        self.defined(name)
+    }
+
+    /// Writes `{NAME: value}` for every histogram `write_value` keeps. One it answers `false`
+    /// for has no layout (an unknown name) and is counted as unknown; one that fails is taken
+    /// back out and, unless strict, counted as dropped.
+    fn write_section(
+        &mut self,
+        section: &RawValue,
+        what: &str,
+        out: &mut String,
+        write_value: impl Fn(&mut Self, &str, &RawValue, &mut String) -> Result<bool, BadRecord>,
+    ) -> Result<(), BadRecord> {
+        let members = object(section, what)?;
+        out.push('{');
+        let mut first = true;
+        for (name, raw) in &members.0 {
+            let (rollback, counts, noted) = (out.len(), self.counts, self.noted_layouts.len());
+            if !first {
+                out.push(',');
+            }
+            write_key(out, name);
+            match write_value(self, name, raw, out) {
+                Ok(true) => first = false,
+                Ok(false) => {
+                    out.truncate(rollback);
+                    self.noted_layouts.truncate(noted);
+                    self.counts = counts;
+                    self.counts.unknown += 1;
+                }
+                Err(err) => {
+                    out.truncate(rollback);
+                    self.noted_layouts.truncate(noted);
+                    self.counts = counts;
+                    self.reject(err.detail)?;
+                }
+            }
+        }
+        out.push('}');
+        Ok(())
+    }
+}
+
+/// The layout a histogram's own `histogram_type`, `bucket_count` and `range` describe, by the
+/// same formulas as a definition's; `None` when it lacks any of them or they make no layout
+/// (unknown kind, non-integers, a bucket count or range a definition could not have).
+fn described_layout(hist: &Histogram) -> Option<(Kind, BucketLayout)> {
+    let kind = as_int(hist.histogram_type?).and_then(Kind::from_type_code)?;
+    let count = as_int(hist.bucket_count?)?;
+    let (low, high) = int_pair(hist.range?)?;
+    let layout = BucketLayout::new(kind, low.max(1), high, count).ok()?;
+    Some((kind, layout))
+}
+
+fn parse<'a>(name: &str, raw: &'a RawValue) -> Result<Histogram<'a>, BadRecord> {
+    serde_json::from_str(raw.get())
+        .map_err(|e| BadRecord::payload(format!("{name} is not a histogram object: {e}")))
 }
 
 fn object<'a>(raw: &'a RawValue, what: &str) -> Result<RawObject<'a>, BadRecord> {
@@ -194,18 +332,23 @@ pub fn write_key(out: &mut String, key: &str) {
     out.push(':');
 }
 
+/// Validates `hist` against the chosen layout and writes its compact array; answers the basis.
 fn write_one(
     name: &str,
-    def: &Definition,
-    raw: &RawValue,
+    choice: &Choice,
+    hist: &Histogram,
     out: &mut String,
-) -> Result<(), BadRecord> {
-    let hist: Histogram = serde_json::from_str(raw.get())
-        .map_err(|e| BadRecord::payload(format!("{name} is not a histogram object: {e}")))?;
-    let layout = def.layout.as_ref().map_err(|e| {
-        BadRecord::payload(format!("Bad Histogram definition for {}: {e}", def.name))
-    })?;
-    validate(name, def, layout, &hist)?;
+) -> Result<Basis, BadRecord> {
+    let (layout, basis) = match choice {
+        Choice::Defined(def, basis) => {
+            let layout = def.layout.as_ref().map_err(|e| {
+                BadRecord::payload(format!("Bad Histogram definition for {}: {e}", def.name))
+            })?;
+            validate(name, def, layout, hist)?;
+            (layout, *basis)
+        }
+        Choice::Described(_, layout) => (layout, Basis::SelfDescribed),
+    };
     let values = hist
         .values
         .as_ref()
@@ -219,12 +362,18 @@ fn write_one(
             .ok_or_else(|| {
                 BadRecord::payload(format!("Found invalid bucket {name}.values[{key}]"))
             })?;
-        counts[index] = count.get().parse::<i64>().map_err(|_| {
+        let value = count.get().parse::<i64>().map_err(|_| {
             BadRecord::payload(format!(
                 "Found non-integer bucket value: {name}.values[{key}] = {}",
                 count.get()
             ))
         })?;
+        if value < 0 && basis != Basis::Definitions {
+            return Err(BadRecord::payload(format!(
+                "Found negative bucket value: {name}.values[{key}] = {value}"
+            )));
+        }
+        counts[index] = value;
     }
     out.push('[');
     for count in counts {
@@ -250,7 +399,15 @@ fn write_one(
         }
     }
     out.push(']');
-    Ok(())
+    Ok(basis)
+}
+
+fn int_pair(raw: &RawValue) -> Option<(i64, i64)> {
+    let range: Vec<&RawValue> = serde_json::from_str(raw.get()).ok()?;
+    match range.as_slice() {
+        [lo, hi] => Some((as_int(lo)?, as_int(hi)?)),
+        _ => None,
+    }
 }
 
 fn is_number(text: &str) -> bool {
@@ -300,12 +457,7 @@ fn validate(
         }
     }
     if let Some(raw) = hist.range {
-        let range: Option<Vec<&RawValue>> = serde_json::from_str(raw.get()).ok();
-        let range = range.and_then(|r| match r.as_slice() {
-            [lo, hi] => Some((as_int(lo)?, as_int(hi)?)),
-            _ => None,
-        });
-        if range != Some((layout.low, layout.high)) {
+        if int_pair(raw) != Some((layout.low, layout.high)) {
             return Err(BadRecord::payload(format!(
                 "{name}: range {} does not match the definition ([{}, {}])",
                 raw.get(),
@@ -334,11 +486,33 @@ mod tests {
         .unwrap()
     }
 
-    fn convert(json: &str) -> Result<(String, HistogramCounts), BadRecord> {
+    fn layouts(defs: &Definitions, validation: Validation) -> Layouts<'_> {
+        Layouts {
+            definitions: Some(defs),
+            own: true,
+            self_describe: false,
+            validation,
+        }
+    }
+
+    fn write(
+        json: &str,
+        layouts: Layouts,
+        keyed: bool,
+    ) -> Result<(String, HistogramCounts, String), BadRecord> {
         let raw: &RawValue = serde_json::from_str(json).unwrap();
         let mut out = String::new();
-        let mut counts = HistogramCounts::default();
-        write_histograms(raw, &defs(), Validation::Reject, &mut out, &mut counts)?;
+        let mut writer = SectionWriter::new(layouts);
+        if keyed {
+            writer.write_keyed_histograms(raw, &mut out)?;
+        } else {
+            writer.write_histograms(raw, &mut out)?;
+        }
+        Ok((out, writer.counts, writer.noted_layouts))
+    }
+
+    fn convert(json: &str) -> Result<(String, HistogramCounts), BadRecord> {
+        let (out, counts, _) = write(json, layouts(&defs(), Validation::Reject), false)?;
         Ok((out, counts))
     }
 
@@ -416,54 +590,115 @@ mod tests {
 
     #[test]
     fn drop_invalid_drops_only_the_failing_histograms() {
-        let raw: &RawValue = serde_json::from_str(
+        let defs = defs();
+        let drop = layouts(&defs, Validation::DropInvalid);
+        let (out, counts, _) = write(
             r#"{"HTTP_X": {"values": {"7": 1}}, "STARTUP_CRASH_DETECTED": {"values": {"0": 1}}, "NOPE": {}, "A11Y_IATABLE_USAGE_FLAG": {"values": {}, "sum": "x"}}"#,
+            drop,
+            false,
         )
         .unwrap();
-        let mut out = String::new();
-        let mut counts = HistogramCounts::default();
-        write_histograms(raw, &defs(), Validation::DropInvalid, &mut out, &mut counts).unwrap();
         assert_eq!(out, r#"{"STARTUP_CRASH_DETECTED":[1,0,0,-1,-1,-1,-1,-1]}"#);
         assert_eq!(
             (counts.converted, counts.unknown, counts.dropped),
             (1, 1, 2)
         );
-        let keyed: &RawValue = serde_json::from_str(
+        let (out, counts, _) = write(
             r#"{"K": {"a": {"values": {"0": 3}}, "b": {"values": {"x": 1}}}}"#,
-        )
-        .unwrap();
-        let (mut out, mut counts) = (String::new(), HistogramCounts::default());
-        write_keyed_histograms(
-            keyed,
-            &defs(),
-            Validation::DropInvalid,
-            &mut out,
-            &mut counts,
+            drop,
+            true,
         )
         .unwrap();
         assert_eq!(out, "{}");
         assert_eq!((counts.converted, counts.dropped), (0, 1));
-        let (mut out, mut counts) = (String::new(), HistogramCounts::default());
-        let section: &RawValue = serde_json::from_str("[1]").unwrap();
-        assert!(write_histograms(
-            section,
-            &defs(),
-            Validation::DropInvalid,
-            &mut out,
-            &mut counts
+        assert!(write("[1]", drop, false).is_err());
+    }
+
+    /// A histogram carrying `histogram_type`, `bucket_count` and `range` (as every v4 and most
+    /// classic ones do) converts without definitions, checked against that layout.
+    #[test]
+    fn self_described_histograms_need_no_definitions() {
+        let none = Layouts {
+            definitions: None,
+            own: false,
+            self_describe: true,
+            validation: Validation::DropInvalid,
+        };
+        let (out, counts, noted) = write(
+            r#"{"EXP": {"range": [1, 3000], "bucket_count": 10, "histogram_type": 0, "values": {"0": 2, "8": 3, "1114": 1}, "sum": 1200},
+                "ENUM": {"range": [1, 3], "bucket_count": 4, "histogram_type": 1, "values": {"2": 5}, "sum": 10},
+                "BAD_KEY": {"range": [1, 3000], "bucket_count": 10, "histogram_type": 0, "values": {"9": 1}},
+                "NEGATIVE": {"range": [1, 2], "bucket_count": 3, "histogram_type": 2, "values": {"0": -1}},
+                "NO_PARAMS": {"values": {"0": 1}},
+                "BAD_KIND": {"range": [1, 2], "bucket_count": 3, "histogram_type": 9, "values": {}}}"#,
+            none,
+            false,
         )
-        .is_err());
+        .unwrap();
+        assert_eq!(
+            out,
+            r#"{"EXP":[2,0,0,3,0,0,0,0,1,0,1200,-1,-1,-1,-1],"ENUM":[0,0,5,0,10,-1,-1,-1,-1]}"#
+        );
+        assert_eq!(noted, r#""EXP":[0,1,3000],"ENUM":[1,1,3]"#);
+        assert_eq!(
+            (counts.converted, counts.self_described, counts.nearest),
+            (2, 2, 0)
+        );
+        assert_eq!((counts.dropped, counts.unknown), (2, 2));
+        // Without self-description (strict) the same histograms are unknown names.
+        let strict = Layouts {
+            self_describe: false,
+            validation: Validation::Reject,
+            ..none
+        };
+        let (out, counts, _) = write(r#"{"EXP": {"range": [1, 3000], "bucket_count": 10, "histogram_type": 0, "values": {}}}"#, strict, false).unwrap();
+        assert_eq!((out.as_str(), counts.unknown), ("{}", 1));
+    }
+
+    /// Approximate definitions serve histograms without parameters; a histogram's own
+    /// parameters win over them.
+    #[test]
+    fn own_parameters_come_before_approximate_definitions() {
+        let defs = defs();
+        let nearest = Layouts {
+            definitions: Some(&defs),
+            own: false,
+            self_describe: true,
+            validation: Validation::DropInvalid,
+        };
+        let (out, counts, noted) = write(
+            r#"{"HTTP_X": {"values": {"2": 1}}, "DOM_TIMERS_FIRED_PER_NATIVE_TIMEOUT": {"range": [1, 10], "bucket_count": 3, "histogram_type": 1, "values": {"10": 4}}}"#,
+            nearest,
+            false,
+        )
+        .unwrap();
+        assert_eq!(
+            out,
+            r#"{"HTTP_X":[0,0,1,0,-1,-1,-1,-1,-1],"DOM_TIMERS_FIRED_PER_NATIVE_TIMEOUT":[0,0,4,-1,-1,-1,-1,-1]}"#
+        );
+        assert_eq!(noted, r#""HTTP_X":[1,1,3],"DOM_TIMERS_FIRED_PER_NATIVE_TIMEOUT":[1,1,10]"#);
+        assert_eq!((counts.self_described, counts.nearest), (1, 1));
+        // Keyed: every key must share the first key's layout.
+        let (out, counts, _) = write(
+            r#"{"KD": {"a": {"range": [1, 2], "bucket_count": 3, "histogram_type": 4, "values": {"0": 7}}, "b": {"range": [1, 2], "bucket_count": 3, "histogram_type": 4, "values": {}}},
+                "KX": {"a": {"range": [1, 2], "bucket_count": 3, "histogram_type": 4, "values": {}}, "b": {"range": [1, 9], "bucket_count": 3, "histogram_type": 1, "values": {}}}}"#,
+            nearest,
+            true,
+        )
+        .unwrap();
+        assert_eq!(out, r#"{"KD":{"a":[7,0,0,-1,-1,-1,-1,-1],"b":[0,0,0,-1,-1,-1,-1,-1]}}"#);
+        assert_eq!((counts.converted, counts.dropped), (2, 1));
     }
 
     #[test]
     fn keyed_histograms_convert_per_key() {
-        let raw: &RawValue = serde_json::from_str(
+        let defs = defs();
+        let (out, counts, _) = write(
             r#"{"K": {"a": {"values": {"0": 3}, "sum": 3}, "b\"": {"values": {}}}, "X": {}}"#,
+            layouts(&defs, Validation::Reject),
+            true,
         )
         .unwrap();
-        let mut out = String::new();
-        let mut counts = HistogramCounts::default();
-        write_keyed_histograms(raw, &defs(), Validation::Reject, &mut out, &mut counts).unwrap();
         assert_eq!(
             out,
             r#"{"K":{"a":[3,0,0,3,-1,-1,-1,-1],"b\"":[0,0,0,-1,-1,-1,-1,-1]}}"#

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use super::bad_record::{BadRecord, BadRecordKind};
-use super::compact::HistogramCounts;
+use super::compact::{Basis, HistogramCounts};
 use super::document::{self, Lookup};
 use super::fields::scalar_text;
 use super::minify::minify;
@@ -32,9 +32,14 @@ pub struct Converted {
     pub histograms: u32,
     /// Histogram names without a definition, dropped (as the seed did).
     pub unknown_histograms: u32,
-    /// Histograms that did not validate against approximate definitions, dropped
-    /// ([`crate::convert::UnknownRevision::Nearest`] only).
+    /// Histograms that did not validate, dropped (every mode but strict).
     pub histograms_dropped: u32,
+    /// Of `histograms`, laid out by their own parameters.
+    pub histograms_self_described: u32,
+    /// Of `histograms`, laid out by approximate definitions.
+    pub histograms_nearest: u32,
+    /// How the histograms were validated (`None`: the document had none).
+    pub validation: Option<Basis>,
 }
 
 /// Converts submissions; shareable between threads (`&self`).
@@ -68,7 +73,7 @@ impl Converter {
         self
     }
 
-    /// Conversion options (default: the seed's strict behaviour).
+    /// Conversion options (default: keep every valid ping).
     pub fn with_options(mut self, options: ConvertOptions) -> Converter {
         self.options = options;
         self
@@ -164,6 +169,8 @@ impl Converter {
             converted,
             unknown,
             dropped,
+            self_described,
+            nearest,
         } = doc.histograms;
         Ok(Converted {
             id: id.to_owned(),
@@ -173,6 +180,9 @@ impl Converter {
             histograms: converted,
             unknown_histograms: unknown,
             histograms_dropped: dropped,
+            histograms_self_described: self_described,
+            histograms_nearest: nearest,
+            validation: doc.validation,
         })
     }
 
@@ -207,6 +217,13 @@ fn is_uuid(text: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The 2013 converter's rules ([`UnknownRevision::Reject`]).
+    fn strict() -> Converter {
+        Converter::with_defaults().with_options(ConvertOptions {
+            unknown_revision: crate::convert::UnknownRevision::Reject,
+        })
+    }
 
     fn record(path: &str, body: &str) -> RawRecord {
         RawRecord {
@@ -299,7 +316,7 @@ mod tests {
 
     #[test]
     fn classic_versions() {
-        let c = Converter::with_defaults();
+        let c = strict();
         let err = |body: &str| {
             c.convert_body("id", body.as_bytes(), "20150101")
                 .unwrap_err()
@@ -355,8 +372,10 @@ mod tests {
                 "20180410"
             ]
         );
+        let strict = strict();
         let err = |b: &str| {
-            c.convert_body("id", b.as_bytes(), "20180410")
+            strict
+                .convert_body("id", b.as_bytes(), "20180410")
                 .unwrap_err()
                 .detail
         };
@@ -373,5 +392,43 @@ mod tests {
             err(r#"{"version": 4, "type": "main", "application": {}, "payload": {}, "info": {}}"#),
             "Raw unified ping has an existing ping.info field"
         );
+    }
+
+    /// By default (keep) what strict mode rejects for its shape alone is stored: no revision,
+    /// no histograms section, no type, no application, no payload.
+    #[test]
+    fn keep_stores_what_strict_rejects_for_shape() {
+        let c = Converter::with_defaults();
+        for body in [
+            r#"{"ver": 1, "info": {"appVersion": "8.0"}, "histograms": {}}"#,
+            r#"{"ver": 1, "info": {"revision": "/rev/"}, "histograms": {}}"#,
+            r#"{"ver": 1, "info": {"revision": "https://hg.mozilla.org/x/rev/abc"}}"#,
+            r#"{"version": 4, "application": {"name": "Firefox"}, "payload": {}}"#,
+            r#"{"version": 4, "type": "main", "environment": {"build": {"applicationName": "Firefox", "version": "45.0", "buildId": "20151103030248"}}}"#,
+            r#"{"version": 4, "type": "main", "application": {}, "payload": {}}"#,
+            r#"{"version": 4, "type": "saved-session", "application": {}, "payload": {"histograms": {}}}"#,
+        ] {
+            let out = c
+                .convert_body("id", body.as_bytes(), "20180410")
+                .unwrap_or_else(|e| panic!("{body}: {e}"));
+            assert!(strict().convert_body("id", body.as_bytes(), "20180410").is_err(), "{body}");
+            assert!(serde_json::from_str::<serde_json::Value>(&out.json).is_ok(), "{body}");
+        }
+        let out = c
+            .convert_body("id", br#"{"version": 4, "type": "main", "environment": {"build": {"applicationName": "Firefox", "version": "45.0", "buildId": "20151103030248"}}}"#, "20180410")
+            .unwrap();
+        // No channel anywhere: UNKNOWN, which the channel dimension does not allow: OTHER.
+        assert_eq!(
+            out.dims,
+            ["main", "Firefox", "OTHER", "45.0", "20151103030248", "20180410"]
+        );
+        // Still rejected: not an object, no version, a client-sent `info`.
+        for body in [
+            "[1]",
+            r#"{"a": 1}"#,
+            r#"{"version": 4, "type": "main", "application": {}, "payload": {}, "info": {}}"#,
+        ] {
+            assert!(c.convert_body("id", body.as_bytes(), "20180410").is_err(), "{body}");
+        }
     }
 }

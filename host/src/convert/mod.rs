@@ -26,9 +26,10 @@ mod pipeline;
 mod saved_session;
 mod sources;
 mod summary;
+mod validation;
 
 pub use bad_record::{BadRecord, BadRecordKind};
-pub use compact::HistogramCounts;
+pub use compact::{Basis, HistogramCounts};
 pub use converter::{Converted, Converter, DEFAULT_SCHEMA};
 pub use error_stream::{ErrorEntry, ErrorStream};
 pub use minify::minify;

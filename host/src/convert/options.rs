@@ -1,22 +1,31 @@
 //! [`ConvertOptions`]: how the converter treats pings it cannot fully check, e.g. when the
 //! Histograms.json revision a ping names is not available here ([`UnknownRevision`]).
 
-/// What to do with a ping whose histogram definitions (its `revision`) are not available.
+/// How strictly a ping is held to the 2013 converter's rules, by what it does with a ping whose
+/// histogram definitions (its `revision`) are not available here.
 #[derive(
     Debug, Default, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize,
 )]
 #[serde(rename_all = "lowercase")]
 pub enum UnknownRevision {
-    /// Reject the record as `missing_histograms` (the seed's behaviour).
-    #[default]
+    /// Strict, the 2013 converter's behaviour: the record is rejected (`missing_histograms`,
+    /// `missing_revision`), and so is a record with any histogram that does not validate
+    /// (`bad_payload`) or a unified ping missing a section it expected.
     Reject,
     /// Convert with the nearest available definitions (revision table by channel + build id,
     /// then app version, else the newest set); histograms that are unknown to them or do not
-    /// validate against them are dropped and counted instead of rejecting the record.
+    /// validate against them are dropped and counted instead of rejecting the record. Other
+    /// rejections stay as in strict mode.
     Nearest,
+    /// Keep every valid ping (the default): a ping's own definitions when available (a histogram
+    /// that disagrees is dropped and counted), else each histogram's own `histogram_type`,
+    /// `bucket_count` and `range`, else the nearest definitions; every unified document type
+    /// and shape is stored. Each stored ping records how it was validated.
+    #[default]
+    Keep,
 }
 
-/// Converter options; the default is the seed's strict behaviour.
+/// Converter options; the default keeps every valid ping ([`UnknownRevision::Keep`]).
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct ConvertOptions {
     pub unknown_revision: UnknownRevision,

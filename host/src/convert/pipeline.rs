@@ -290,6 +290,11 @@ impl Pipeline {
                 summary.histograms_converted += u64::from(converted.histograms);
                 summary.unknown_histograms += u64::from(converted.unknown_histograms);
                 summary.histograms_dropped += u64::from(converted.histograms_dropped);
+                summary.histograms_self_described += u64::from(converted.histograms_self_described);
+                summary.histograms_nearest += u64::from(converted.histograms_nearest);
+                if let Some(basis) = converted.validation {
+                    *summary.records_by_validation.entry(basis.label()).or_default() += 1;
+                }
                 Ok(None)
             }
             Err(err) => Ok(Some(BadRecord::new(

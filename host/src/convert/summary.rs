@@ -27,9 +27,15 @@ pub struct ConvertSummary {
     pub histograms_converted: u64,
     /// Histograms without a definition, dropped.
     pub unknown_histograms: u64,
-    /// Histograms that did not validate against approximate definitions, dropped
-    /// (`--unknown-revision nearest` only).
+    /// Histograms that did not validate, dropped (every mode but strict `reject`).
     pub histograms_dropped: u64,
+    /// Of `histograms_converted`, laid out by their own parameters (no definitions needed).
+    pub histograms_self_described: u64,
+    /// Of `histograms_converted`, laid out by approximate (nearest) definitions.
+    pub histograms_nearest: u64,
+    /// Stored records with histograms, by how they were validated (`definitions`,
+    /// `self_described`, `nearest`; only non-zero entries).
+    pub records_by_validation: BTreeMap<&'static str, u64>,
     /// Bytes of raw logs skipped while resynchronising after corruption.
     pub skipped_bytes: u64,
 }
@@ -63,6 +69,11 @@ impl ConvertSummary {
         self.histograms_converted += other.histograms_converted;
         self.unknown_histograms += other.unknown_histograms;
         self.histograms_dropped += other.histograms_dropped;
+        self.histograms_self_described += other.histograms_self_described;
+        self.histograms_nearest += other.histograms_nearest;
+        for (label, n) in &other.records_by_validation {
+            *self.records_by_validation.entry(label).or_default() += n;
+        }
         self.skipped_bytes += other.skipped_bytes;
     }
 }

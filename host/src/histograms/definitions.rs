@@ -91,6 +91,23 @@ pub struct BucketLayout {
 }
 
 impl BucketLayout {
+    /// The layout histogram_tools derives for `kind` from `low`, `high` and `n` buckets
+    /// (exponential spacing for [`Kind::Exponential`], linear for every other kind), after the
+    /// checks it makes: `3 <= n <= MAX_BUCKETS` and `low < high`.
+    pub fn new(kind: Kind, low: i64, high: i64, n: i64) -> Result<BucketLayout, DefinitionError> {
+        if !(3..=MAX_BUCKETS).contains(&n) {
+            return Err(DefinitionError::BucketCount(n));
+        }
+        if low >= high {
+            return Err(DefinitionError::Range { low, high });
+        }
+        let bounds = match kind {
+            Kind::Exponential => buckets::exponential(low, high, n as usize),
+            _ => buckets::linear(low, high, n as usize),
+        };
+        Ok(BucketLayout { low, high, bounds })
+    }
+
     /// Number of buckets.
     pub fn n_buckets(&self) -> usize {
         self.bounds.len()
@@ -322,17 +339,7 @@ fn layout(kind: Kind, params: &mut Params) -> Result<BucketLayout, DefinitionErr
             params.get("n_buckets", None)?,
         ),
     };
-    if !(3..=MAX_BUCKETS).contains(&n) {
-        return Err(DefinitionError::BucketCount(n));
-    }
-    if low >= high {
-        return Err(DefinitionError::Range { low, high });
-    }
-    let bounds = match kind {
-        Kind::Exponential => buckets::exponential(low, high, n as usize),
-        _ => buckets::linear(low, high, n as usize),
-    };
-    Ok(BucketLayout { low, high, bounds })
+    BucketLayout::new(kind, low, high, n)
 }
 
 /// A bucket-spec entry (`kind` code, `min`, `max`, `bucket_count`, `buckets`), as the seed's

@@ -24,7 +24,7 @@ use std::time::Duration;
 use cap_std::fs::Dir;
 
 use super::logname::is_finished_log;
-use crate::api::metrics::{BadTypeLabel, ConvertMetrics};
+use crate::api::metrics::{BadTypeLabel, ConvertMetrics, ValidationLabel};
 use crate::config::ConvertConfig;
 use crate::convert::{ConvertSummary, Converter, Pipeline};
 use crate::storage::{DataDir, WriterOptions};
@@ -302,6 +302,14 @@ fn convert_one(shared: &Shared, converter: &mut dyn LogConverter, name: &str) ->
                     .bad_records
                     .get_or_create(&BadTypeLabel {
                         r#type: kind.to_string(),
+                    })
+                    .inc_by(*count);
+            }
+            for (validation, count) in &outcome.records_by_validation {
+                metrics
+                    .validated_records
+                    .get_or_create(&ValidationLabel {
+                        validation: validation.to_string(),
                     })
                     .inc_by(*count);
             }

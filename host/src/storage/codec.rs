@@ -87,6 +87,20 @@ impl FromStr for Codec {
     }
 }
 
+/// Written and read as its text form (`"zstd:3"`, `"xz:6"`), e.g. in the server config.
+impl serde::Serialize for Codec {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Codec {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        text.parse().map_err(serde::de::Error::custom)
+    }
+}
+
 /// A compressing writer.
 pub enum Encoder<W: Write> {
     /// zstd stream.
