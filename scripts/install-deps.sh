@@ -2,7 +2,8 @@
 # Installs everything the test suite needs on a fresh machine of this kind:
 # guest toolchains (Debian rustc-web + std source, clang-19 + wasi-libc; componentize-qjs for
 # JavaScript and componentize-py for Python, pinned, into target/guest-tools/),
-# wasm-tools, the S3-compatible test server (s3s-fs) and the load tool (wrk).
+# wasm-tools, the S3-compatible test server (s3s-fs), the load tool (wrk) and the version-control
+# tools histograms import-history reads (mercurial, git).
 # Idempotent: each step is skipped when its tool is already present.
 set -euo pipefail
 
@@ -12,6 +13,8 @@ command -v /usr/bin/rustc >/dev/null 2>&1 || need_apt+=(rustc-web cargo-web rust
 command -v clang-19 >/dev/null 2>&1 || need_apt+=(clang-19 lld-19 libclang-rt-19-dev-wasm32)
 [ -f /usr/lib/wasm32-wasi/libc.a ] || need_apt+=(wasi-libc)
 command -v wrk >/dev/null 2>&1 || need_apt+=(wrk)
+command -v hg >/dev/null 2>&1 || need_apt+=(mercurial)   # histograms import-history tests
+command -v git >/dev/null 2>&1 || need_apt+=(git)
 command -v npm >/dev/null 2>&1 || need_apt+=(nodejs npm)
 python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || need_apt+=(python3-venv)
 if [ ${#need_apt[@]} -gt 0 ]; then

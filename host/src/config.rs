@@ -185,6 +185,9 @@ pub struct ConvertConfig {
     pub enabled: bool,
     /// Background conversion threads (the pool is bounded: finished logs wait on disk, not in memory).
     pub workers: usize,
+    /// Threads converting the records of one log (stored in order: the output is the same for
+    /// any number); 0 = one per CPU core.
+    pub threads: usize,
     /// Seconds between scans of `raw/` for finished logs (rotations also wake the pool at once).
     pub scan_interval_secs: u64,
     /// Seconds between flushes of converted storage (finishing open partition files); raw logs are
@@ -225,6 +228,7 @@ impl Default for ConvertConfig {
         ConvertConfig {
             enabled: true,
             workers: 1,
+            threads: 0,
             scan_interval_secs: 5,
             flush_secs: 60,
             keep_raw: true,
@@ -255,6 +259,16 @@ pub enum ConfigError {
     },
     #[error("invalid configuration: {0}")]
     Invalid(String),
+}
+
+impl ConvertConfig {
+    /// [`ConvertConfig::threads`] with 0 resolved to the number of CPU cores.
+    pub fn threads(&self) -> usize {
+        match self.threads {
+            0 => crate::convert::default_threads(),
+            n => n,
+        }
+    }
 }
 
 impl Config {

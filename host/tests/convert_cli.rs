@@ -298,3 +298,49 @@ fn seed_compressed_text_samples_are_read_in_every_container() {
     }
     assert!(summaries.windows(2).all(|w| w[0] == w[1]));
 }
+
+/// `convert --threads N` stores exactly what one thread stores, in the same order, and keeps
+/// the same rejected records: records are converted in parallel but written in input order.
+#[test]
+fn convert_output_does_not_depend_on_the_thread_count() {
+    let tmp = tempfile::tempdir().unwrap();
+    let pings = tmp.path().join("pings.tsv");
+    let out = Command::new("python3")
+        .arg(common::shared_dir().join("tools/gen-pings.py"))
+        .args(["--count", "400", "--seed", "7"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    std::fs::write(&pings, &out.stdout).unwrap();
+    let log = common::data("seed/worker-test-data/telemetry1.log");
+    let raw = common::data("pings/rawlog-v2.saved-session.Fx40.0a2-aurora.2015-05.uberi.finished");
+    let convert = |threads: &str| {
+        let data = tmp.path().join(format!("data-{threads}"));
+        let (code, stdout, stderr) = run(&[
+            "convert", "--json", "--date", "20261201", "--threads", threads,
+            "--data-dir", data.to_str().unwrap(),
+            pings.to_str().unwrap(), log.to_str().unwrap(), raw.to_str().unwrap(),
+        ]);
+        assert!(code == 0 || code == 1, "{stderr}");
+        let mut summary: Value = serde_json::from_str(stdout.trim()).unwrap();
+        summary.as_object_mut().unwrap().remove("error_file");
+        let mut records = stored(&data);
+        records.sort_by(|a, b| a.0.cmp(&b.0)); // stable: line order within a partition stays
+        let errors: Vec<Value> = error_lines(&data)
+            .into_iter()
+            .map(|mut e| {
+                e.as_object_mut().unwrap().remove("source");
+                e
+            })
+            .collect();
+        (summary, records, errors)
+    };
+    let (one_summary, one_records, one_errors) = convert("1");
+    assert!(one_records.len() > 300, "{one_summary}");
+    assert!(!one_errors.is_empty(), "the generator makes some records to reject");
+    let (summary, records, errors) = convert("4");
+    assert_eq!(summary, one_summary);
+    assert_eq!(records.len(), one_records.len());
+    assert!(records == one_records, "stored records differ between 1 and 4 threads");
+    assert_eq!(errors, one_errors);
+}

@@ -195,6 +195,7 @@ fn start_live_conversion(
             .with_options(options)
             .with_body_limit(config.convert.max_uncompressed_bytes),
     );
+    let threads = config.convert.threads();
     let writer_options = WriterOptions {
         codec: config.convert.codec,
         ..WriterOptions::default()
@@ -204,7 +205,9 @@ fn start_live_conversion(
         let next_worker = std::sync::atomic::AtomicUsize::new(0);
         Arc::new(move || {
             let worker = next_worker.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            let converter = PipelineConverter::new(data.clone(), converter.clone(), writer_options.clone(), worker);
+            let converter =
+                PipelineConverter::new(data.clone(), converter.clone(), writer_options.clone(), worker)
+                    .with_threads(threads);
             Ok(Box::new(converter) as Box<dyn LogConverter>)
         })
     };

@@ -55,6 +55,10 @@ pub struct Args {
     /// converter did (missing definitions or one bad histogram rejects the ping).
     #[arg(long, value_enum, default_value_t = UnknownRevision::Keep)]
     unknown_revision: UnknownRevision,
+    /// Threads converting the records of each input (stored in input order, so the output is the
+    /// same for any number). Default: one per CPU core.
+    #[arg(long)]
+    threads: Option<usize>,
     /// Largest size a gzip body may inflate to; larger ones are rejected as corrupted_data.
     #[arg(long, default_value_t = telemetry_server::rawlog::DEFAULT_BODY_LIMIT)]
     max_uncompressed_bytes: usize,
@@ -134,7 +138,8 @@ fn convert(args: Args) -> anyhow::Result<ExitCode> {
         codec: args.codec,
         ..WriterOptions::default()
     };
-    let mut pipeline = Pipeline::new(&data, converter, options, &run_name)?;
+    let threads = args.threads.unwrap_or_else(telemetry_server::convert::default_threads);
+    let mut pipeline = Pipeline::new(&data, converter, options, &run_name)?.with_threads(threads);
     let error_file = pipeline.error_file().to_owned();
 
     let total: u64 = args

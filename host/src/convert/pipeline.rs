@@ -9,6 +9,7 @@ use std::sync::Arc;
 use super::bad_record::{BadRecord, BadRecordKind};
 use super::converter::Converter;
 use super::error_stream::{ErrorEntry, ErrorStream};
+use super::parallel::ordered_map;
 use super::summary::ConvertSummary;
 use crate::rawlog::{self, RawRecord};
 use crate::storage::{
@@ -88,6 +89,8 @@ pub struct Pipeline {
     writer: Option<StorageWriter>,
     errors: ErrorStream,
     finished: Vec<FinishedFile>,
+    /// Threads converting the records of one input ([`ordered_map`]); output is the same for any.
+    threads: usize,
 }
 
 impl Pipeline {
@@ -107,7 +110,15 @@ impl Pipeline {
             writer: Some(writer),
             errors,
             finished: Vec::new(),
+            threads: 1,
         })
+    }
+
+    /// Converts the records of each input on `threads` threads (stored in input order, so the
+    /// output is what one thread writes); default 1.
+    pub fn with_threads(mut self, threads: usize) -> Pipeline {
+        self.threads = threads.max(1);
+        self
     }
 
     pub fn converter(&self) -> &Converter {
@@ -131,20 +142,30 @@ impl Pipeline {
         progress: &mut dyn FnMut(u64),
     ) -> Result<ConvertSummary, ConvertError> {
         let source = path.display().to_string();
-        let mut reader = rawlog::open(path).map_err(|e| input_error(path, e))?;
+        let reader = rawlog::open(path).map_err(|e| input_error(path, e))?;
         let mut summary = ConvertSummary::default();
-        while let Some(item) = reader.next() {
-            match item {
-                Ok(rec) => self.convert_record(&rec, &source, &mut summary)?,
-                Err(err) => {
-                    summary.records_read += 1;
-                    let bad = BadRecord::new(BadRecordKind::CorruptedData, err.to_string());
-                    self.reject(&bad, ErrorEntry::new(&bad, &source, None), &mut summary)?;
+        let converter = self.converter.clone();
+        let records = WithOffsets(reader);
+        let records = ordered_map(
+            self.threads,
+            records,
+            |(item, _)| item.as_ref().ok().map(|rec| convert_raw(&converter, rec)),
+            |(item, offset), outcome| {
+                match (item, outcome) {
+                    (Ok(rec), Some(outcome)) => {
+                        self.store_record(&rec, &source, outcome, &mut summary)?
+                    }
+                    (item, _) => {
+                        summary.records_read += 1;
+                        let bad = BadRecord::new(BadRecordKind::CorruptedData, err_text(item));
+                        self.reject(&bad, ErrorEntry::new(&bad, &source, None), &mut summary)?;
+                    }
                 }
-            }
-            progress(reader.record_offset());
-        }
-        summary.skipped_bytes = reader.skipped_bytes();
+                progress(offset);
+                Ok(())
+            },
+        )?;
+        summary.skipped_bytes = records.0.skipped_bytes();
         self.collect_finished()?;
         Ok(summary)
     }
@@ -156,21 +177,29 @@ impl Pipeline {
         source: &str,
         summary: &mut ConvertSummary,
     ) -> Result<(), ConvertError> {
+        let outcome = convert_raw(&self.converter, rec);
+        self.store_record(rec, source, outcome, summary)
+    }
+
+    /// Stores the outcome of [`convert_raw`] for `rec`, or keeps it in the error stream.
+    fn store_record(
+        &mut self,
+        rec: &RawRecord,
+        source: &str,
+        outcome: RawOutcome,
+        summary: &mut ConvertSummary,
+    ) -> Result<(), ConvertError> {
         summary.records_read += 1;
         summary.bytes_read += (rec.path.len() + rec.body.len()) as u64;
-        let decoded = self.converter.decode(rec);
-        let (body, result): (&[u8], _) = match &decoded {
-            Ok(body) => (body, self.converter.convert_decoded(rec, body)),
-            Err(bad) => (&rec.body, Err(bad.clone())),
-        };
-        summary.bytes_uncompressed += (rec.path.len() + body.len()) as u64;
-        let bad = match result {
+        summary.bytes_uncompressed += (rec.path.len() + outcome.body_len) as u64;
+        let (bad, inflated) = match outcome.result {
             Ok(converted) => match self.store(&converted, summary)? {
                 None => return Ok(()),
-                Some(bad) => bad,
+                Some(bad) => (bad, None),
             },
-            Err(bad) => bad,
+            Err((bad, inflated)) => (bad, inflated),
         };
+        let body = inflated.as_deref().unwrap_or(&rec.body);
         let entry = ErrorEntry {
             path: Some(&rec.path),
             timestamp_ms: Some(rec.timestamp_ms),
@@ -194,35 +223,30 @@ impl Pipeline {
             .and_then(|n| n.to_str())
             .unwrap_or_default();
         let file = open(path)?;
-        let mut input: Box<dyn BufRead + Send> = match Container::from_name(name) {
+        let input: Box<dyn BufRead + Send> = match Container::from_name(name) {
             Some(Container::Plain) | None => Box::new(BufReader::with_capacity(256 * 1024, file)),
             Some(_) => decompress(name, file)?,
         };
         let mut summary = ConvertSummary::default();
-        let mut line = Vec::new();
-        let mut consumed = 0u64;
-        loop {
-            line.clear();
-            let n = input
-                .read_until(b'\n', &mut line)
-                .map_err(|e| input_error(path, e))?;
-            if n == 0 {
-                break;
-            }
-            consumed += n as u64;
-            while matches!(line.last(), Some(b'\n' | b'\r')) {
-                line.pop();
-            }
-            if line.is_empty() {
-                continue;
-            }
-            summary.records_read += 1;
-            summary.bytes_read += line.len() as u64;
-            summary.bytes_uncompressed += line.len() as u64;
-            let result = self.converter.convert_line(&line, submission_date);
-            self.store_or_reject(result, &source, &line, &mut summary)?;
-            progress(consumed);
-        }
+        let converter = self.converter.clone();
+        let lines = Lines {
+            input,
+            path,
+            consumed: 0,
+        };
+        ordered_map(
+            self.threads,
+            lines,
+            |(line, _)| converter.convert_line(line, submission_date),
+            |(line, consumed), result| {
+                summary.records_read += 1;
+                summary.bytes_read += line.len() as u64;
+                summary.bytes_uncompressed += line.len() as u64;
+                self.store_or_reject(result, &source, &line, &mut summary)?;
+                progress(consumed);
+                Ok(())
+            },
+        )?;
         self.collect_finished()?;
         Ok(summary)
     }
@@ -347,5 +371,81 @@ impl Pipeline {
         }
         self.errors.flush()?;
         Ok(std::mem::take(&mut self.finished))
+    }
+}
+
+/// A raw record converted off the storing thread: the result, and the inflated body when the
+/// record is rejected (the error stream keeps what was decoded).
+struct RawOutcome {
+    result: Result<super::Converted, (BadRecord, Option<Vec<u8>>)>,
+    /// Length of the body as decoded (inflated when gzip).
+    body_len: usize,
+}
+
+fn convert_raw(converter: &Converter, rec: &RawRecord) -> RawOutcome {
+    match converter.decode(rec) {
+        Ok(body) => {
+            let result = converter.convert_decoded(rec, &body);
+            let body_len = body.len();
+            let result = result.map_err(|bad| {
+                let inflated = match body {
+                    std::borrow::Cow::Owned(bytes) => Some(bytes),
+                    std::borrow::Cow::Borrowed(_) => None,
+                };
+                (bad, inflated)
+            });
+            RawOutcome { result, body_len }
+        }
+        Err(bad) => RawOutcome {
+            result: Err((bad, None)),
+            body_len: rec.body.len(),
+        },
+    }
+}
+
+fn err_text(err: Result<RawRecord, rawlog::RecordError>) -> String {
+    match err {
+        Err(e) => e.to_string(),
+        Ok(_) => String::from("record not converted"),
+    }
+}
+
+/// A raw log's records, each with the reader's offset after it.
+struct WithOffsets<R: std::io::Read>(rawlog::LogReader<R>);
+
+impl<R: std::io::Read> Iterator for WithOffsets<R> {
+    type Item = Result<(Result<RawRecord, rawlog::RecordError>, u64), ConvertError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let item = self.0.next()?;
+        Some(Ok((item, self.0.record_offset())))
+    }
+}
+
+/// The non-empty lines of a text input (line ends stripped), each with the bytes consumed.
+struct Lines<'p> {
+    input: Box<dyn BufRead + Send>,
+    path: &'p Path,
+    consumed: u64,
+}
+
+impl Iterator for Lines<'_> {
+    type Item = Result<(Vec<u8>, u64), ConvertError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            let mut line = Vec::new();
+            match self.input.read_until(b'\n', &mut line) {
+                Ok(0) => return None,
+                Ok(n) => self.consumed += n as u64,
+                Err(e) => return Some(Err(input_error(self.path, e))),
+            }
+            while matches!(line.last(), Some(b'\n' | b'\r')) {
+                line.pop();
+            }
+            if !line.is_empty() {
+                return Some(Ok((line, self.consumed)));
+            }
+        }
     }
 }

@@ -7,11 +7,14 @@
 //!   served at `/histogram_buckets`.
 //! - [`RevisionCache`] finds definitions by revision URL, spec directories, embedded files and
 //!   the channel/build-id/version [`RevisionTable`]; with a [`Fetcher`], from an hg server.
+//! - [`import`] reads the history of Histograms.json from local hg or git clones into
+//!   content-addressed files and a revision table.
 
 mod bucket_spec;
 mod buckets;
 mod definitions;
 mod fetch;
+mod history;
 mod params;
 pub(crate) mod raw_object;
 mod revisions;
@@ -19,6 +22,7 @@ mod revisions;
 pub use bucket_spec::{bucket_spec_json, bucket_spec_string, BucketSpec};
 pub use buckets::MAX_BUCKETS;
 pub use fetch::{FetchError, FetchStats, Fetcher, TemplateError, HG_TEMPLATE};
+pub use history::{import, HistoryError, ImportSummary, Repository, HISTOGRAMS_PATH};
 pub use definitions::{BucketLayout, Definition, DefinitionError, Definitions, Kind, SpecError};
 pub use params::{eval_expr, eval_param};
 pub use raw_object::RawObject;

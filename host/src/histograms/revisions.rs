@@ -171,6 +171,11 @@ pub struct TableEntry {
     /// Channel → `[from, to)` build-id (date) range.
     #[serde(default)]
     pub builds: BTreeMap<String, [String; 2]>,
+    /// The definitions' file, named in the table's directory (`histograms import-history`
+    /// writes each distinct Histograms.json once, named by its content hash); absolute once the
+    /// table is loaded.
+    #[serde(default)]
+    pub file: Option<PathBuf>,
 }
 
 /// Revisions with the build dates and versions they cover.
@@ -294,6 +299,9 @@ impl RevisionCache {
                     format!("{}: {e}", table_path.display()),
                 )
             })?;
+            for entry in &mut table.revisions {
+                entry.file = entry.file.take().and_then(|name| plain_file_name(&dir, &name));
+            }
             table.revisions.append(&mut self.table.revisions);
             self.table = table;
         }
@@ -490,6 +498,12 @@ impl RevisionCache {
     /// Raw text of `rev`: spec directories first, then the embedded set, then what the fetcher
     /// cached earlier.
     fn load_text(&self, repo: &str, rev: &str) -> Option<String> {
+        let imported = self.table.revisions.iter().find_map(|e| {
+            (e.repo == repo && same_revision(&e.rev, rev)).then_some(e.file.as_ref()?)
+        });
+        if let Some(text) = imported.and_then(|path| std::fs::read_to_string(path).ok()) {
+            return Some(text);
+        }
         for dir in &self.dirs {
             if let Some(text) = load_from_dir(dir, repo, rev) {
                 return Some(text);
@@ -549,6 +563,15 @@ fn parse(text: &str) -> Result<Arc<Definitions>, Arc<SpecError>> {
 fn same_revision(a: &str, b: &str) -> bool {
     let (short, long) = if a.len() <= b.len() { (a, b) } else { (b, a) };
     short == long || (short.len() >= 12 && long.starts_with(short))
+}
+
+/// `dir/name` when `name` is a plain file name (a table cannot point outside its directory).
+fn plain_file_name(dir: &Path, name: &Path) -> Option<PathBuf> {
+    let mut parts = name.components();
+    match (parts.next(), parts.next()) {
+        (Some(std::path::Component::Normal(file)), None) => Some(dir.join(file)),
+        _ => None,
+    }
 }
 
 /// `<dir>/<repo>/<rev>/Histograms.json`, else a file `<key>.json` or `<key>.json.<tag>` in

@@ -355,6 +355,8 @@ pub struct PipelineConverter {
     options: WriterOptions,
     worker: usize,
     pipeline: Option<Pipeline>,
+    /// Threads converting the records of one log.
+    threads: usize,
     generation: u64,
     /// A flush that failed inside `convert_log`, reported by the next [`LogConverter::flush`] so the
     /// raw logs it covered are not retired.
@@ -374,9 +376,16 @@ impl PipelineConverter {
             options,
             worker,
             pipeline: None,
+            threads: 1,
             generation: 0,
             failed_flush: None,
         }
+    }
+
+    /// Converts the records of each log on `threads` threads (output as with one).
+    pub fn with_threads(mut self, threads: usize) -> PipelineConverter {
+        self.threads = threads.max(1);
+        self
     }
 
     fn pipeline(&mut self) -> Result<&mut Pipeline, String> {
@@ -395,7 +404,8 @@ impl PipelineConverter {
                 self.options.clone(),
                 &name,
             )
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| e.to_string())?
+            .with_threads(self.threads);
             self.pipeline = Some(pipeline);
         }
         Ok(self.pipeline.as_mut().expect("created above"))
