@@ -183,3 +183,57 @@ fn a_job_over_s3_gives_the_same_output_as_over_the_local_copy() {
     assert!(!from_disk.is_empty());
     assert_eq!(String::from_utf8_lossy(&from_s3), String::from_utf8_lossy(&from_disk));
 }
+
+/// Every stored line under a data directory's `storage/`, sorted.
+fn stored_lines(data: &std::path::Path) -> Vec<String> {
+    let source = local_source(data);
+    let mut lines = Vec::new();
+    for file in source.list(&all_filter()).unwrap() {
+        lines.extend(source.open(&file).unwrap().lines().map(Result::unwrap));
+    }
+    lines.sort();
+    lines
+}
+
+/// `convert s3://bucket/prefix/` reads the raw logs exported there (streamed) and stores what
+/// converting the local copies stores; objects that are not finished raw logs are left alone.
+#[test]
+fn convert_from_s3_equals_converting_the_local_copy() {
+    let server = S3Server::start();
+    let logs = [
+        ("telemetry.log.v1.host.1.1378822911255.finished", common::data("seed/worker-test-data/telemetry1.log")),
+        ("telemetry.log.v2.osboxes.1965.1432830357331.finished", common::data("pings/rawlog-v2.saved-session.Fx40.0a2-aurora.2015-05.uberi.finished")),
+    ];
+    let local = tempfile::tempdir().unwrap();
+    let cfg = server.config("raw", "incoming/");
+    runtime().block_on(async {
+        let client = client::build(&cfg).unwrap();
+        client::ensure_bucket(&client, "raw").await.unwrap();
+        for (name, path) in &logs {
+            let body = std::fs::read(path).unwrap();
+            std::fs::write(local.path().join(name), &body).unwrap();
+            client.put_object().bucket("raw").key(format!("incoming/{name}")).body(body.into()).send().await.unwrap();
+        }
+        client.put_object().bucket("raw").key("incoming/telemetry.log.v2.x.1.2").body(b"being written".to_vec().into()).send().await.unwrap();
+    });
+    let convert = |inputs: &[String]| {
+        let data = tempfile::tempdir().unwrap();
+        let out = Command::new(common::binary())
+            .args(["convert", "--json", "--data-dir"])
+            .arg(data.path())
+            .args(inputs)
+            .envs(server.env())
+            .output()
+            .unwrap();
+        assert!(out.status.code().is_some_and(|c| c <= 1), "{}", String::from_utf8_lossy(&out.stderr));
+        let mut summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        summary.as_object_mut().unwrap().remove("error_file");
+        (summary, stored_lines(data.path()))
+    };
+    let (s3_summary, s3_lines) = convert(&["s3://raw/incoming/".to_owned()]);
+    let local_inputs: Vec<String> = logs.iter().map(|(name, _)| local.path().join(name).display().to_string()).collect();
+    let (local_summary, local_lines) = convert(&local_inputs);
+    assert!(local_lines.len() >= 2, "{local_summary}");
+    assert_eq!(s3_summary, local_summary);
+    assert_eq!(s3_lines, local_lines);
+}

@@ -15,6 +15,7 @@ use telemetry_server::convert::{
     UnknownRevision, DEFAULT_SCHEMA,
 };
 use telemetry_server::config::ConvertConfig;
+use telemetry_server::export::{RawLogObject, S3Source};
 use telemetry_server::storage::{Codec, DataDir, Schema, WriterOptions};
 
 #[derive(clap::Args)]
@@ -142,11 +143,23 @@ fn convert(args: Args) -> anyhow::Result<ExitCode> {
     let mut pipeline = Pipeline::new(&data, converter, options, &run_name)?.with_threads(threads);
     let error_file = pipeline.error_file().to_owned();
 
-    let total: u64 = args
-        .inputs
-        .iter()
-        .map(|p| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0))
-        .sum();
+    // `s3://bucket/prefix/` inputs: the raw logs under that prefix, streamed.
+    let mut inputs = Vec::new();
+    for input in &args.inputs {
+        match input.to_str().filter(|s| s.starts_with("s3://")) {
+            Some(url) => {
+                let source = Arc::new(
+                    S3Source::from_url(url).with_context(|| format!("cannot use {url}"))?,
+                );
+                let logs = source
+                    .list_raw_logs()
+                    .with_context(|| format!("cannot list raw logs under {url}"))?;
+                inputs.extend(logs.into_iter().map(|log| Input::S3(source.clone(), log)));
+            }
+            None => inputs.push(Input::File(input.clone())),
+        }
+    }
+    let total: u64 = inputs.iter().map(Input::size).sum();
     let bar = if args.json {
         ProgressBar::hidden()
     } else {
@@ -158,20 +171,30 @@ fn convert(args: Args) -> anyhow::Result<ExitCode> {
     );
     let mut summary = ConvertSummary::default();
     let mut done = 0u64;
-    for input in &args.inputs {
-        let format = match args.format {
-            Some(f) => f,
-            None => InputFormat::detect(input)?,
-        };
-        bar.set_message(file_name(input));
+    for input in &inputs {
+        bar.set_message(input.name());
         let mut progress = |bytes: u64| bar.set_position(done + bytes);
-        let one = match format {
-            InputFormat::Log => pipeline.convert_log_with(input, &mut progress),
-            InputFormat::Text => pipeline.convert_text(input, &date, &mut progress),
-            InputFormat::Json => pipeline.convert_json_file(input, &date),
+        let one = match input {
+            Input::S3(source, log) => {
+                let version = telemetry_server::rawlog::version_from_file_name(&log.name);
+                let reader = std::io::BufReader::with_capacity(256 * 1024, source.open_raw_log(log));
+                let reader = telemetry_server::rawlog::LogReader::new(reader, version);
+                pipeline.convert_log_reader(reader, &source.url(&log.key), &mut progress)
+            }
+            Input::File(input) => {
+                let format = match args.format {
+                    Some(f) => f,
+                    None => InputFormat::detect(input)?,
+                };
+                match format {
+                    InputFormat::Log => pipeline.convert_log_with(input, &mut progress),
+                    InputFormat::Text => pipeline.convert_text(input, &date, &mut progress),
+                    InputFormat::Json => pipeline.convert_json_file(input, &date),
+                }
+            }
         }
-        .with_context(|| format!("converting {}", input.display()))?;
-        done += std::fs::metadata(input).map(|m| m.len()).unwrap_or(0);
+        .with_context(|| format!("converting {}", input.name()))?;
+        done += input.size();
         bar.set_position(done);
         summary.merge(&one);
     }
@@ -239,5 +262,27 @@ fn print_summary(s: &ConvertSummary, files: usize, error_file: &str) {
     }
     if s.bad_records > 0 {
         println!("rejected records kept in {error_file}");
+    }
+}
+
+/// One input of a run: a local file, or a raw log under an `s3://` prefix.
+enum Input {
+    File(PathBuf),
+    S3(Arc<S3Source>, RawLogObject),
+}
+
+impl Input {
+    fn size(&self) -> u64 {
+        match self {
+            Input::File(path) => std::fs::metadata(path).map(|m| m.len()).unwrap_or(0),
+            Input::S3(_, log) => log.size,
+        }
+    }
+
+    fn name(&self) -> String {
+        match self {
+            Input::File(path) => file_name(path),
+            Input::S3(_, log) => log.name.clone(),
+        }
     }
 }

@@ -141,8 +141,18 @@ impl Pipeline {
         path: &Path,
         progress: &mut dyn FnMut(u64),
     ) -> Result<ConvertSummary, ConvertError> {
-        let source = path.display().to_string();
         let reader = rawlog::open(path).map_err(|e| input_error(path, e))?;
+        self.convert_log_reader(reader, &path.display().to_string(), progress)
+    }
+
+    /// Converts the raw log `reader` reads (`source` names it in the error stream), e.g. one
+    /// streamed from S3.
+    pub fn convert_log_reader<R: std::io::Read + Send>(
+        &mut self,
+        reader: rawlog::LogReader<R>,
+        source: &str,
+        progress: &mut dyn FnMut(u64),
+    ) -> Result<ConvertSummary, ConvertError> {
         let mut summary = ConvertSummary::default();
         let converter = self.converter.clone();
         let records = WithOffsets(reader);
@@ -153,12 +163,12 @@ impl Pipeline {
             |(item, offset), outcome| {
                 match (item, outcome) {
                     (Ok(rec), Some(outcome)) => {
-                        self.store_record(&rec, &source, outcome, &mut summary)?
+                        self.store_record(&rec, source, outcome, &mut summary)?
                     }
                     (item, _) => {
                         summary.records_read += 1;
                         let bad = BadRecord::new(BadRecordKind::CorruptedData, err_text(item));
-                        self.reject(&bad, ErrorEntry::new(&bad, &source, None), &mut summary)?;
+                        self.reject(&bad, ErrorEntry::new(&bad, source, None), &mut summary)?;
                     }
                 }
                 progress(offset);

@@ -27,4 +27,4 @@ pub mod upload;
 pub use config::{S3Config, MIN_PART_SIZE};
 pub use error::S3Error;
 pub use exporter::{ExportReport, ExportTask, Exporter};
-pub use source::S3Source;
+pub use source::{RawLogObject, S3Source};

@@ -82,6 +82,46 @@ impl S3Source {
         self.resumed.load(Ordering::Relaxed)
     }
 
+    /// Raw logs (`*.finished`) directly under the prefix, in name order: what `export --raw-logs`
+    /// uploads (`<raw_prefix><name>.finished`), for `convert s3://…`.
+    pub fn list_raw_logs(&self) -> Result<Vec<RawLogObject>, S3Error> {
+        let (_, files) = runtime().block_on(list_level(
+            self.client.clone(),
+            self.bucket.clone(),
+            self.prefix.clone(),
+        ))?;
+        let mut logs: Vec<RawLogObject> = files
+            .into_iter()
+            .filter(|(key, _)| key.ends_with(".finished"))
+            .map(|(key, size)| RawLogObject {
+                name: key[self.prefix.len()..].to_owned(),
+                key,
+                size,
+            })
+            .collect();
+        logs.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(logs)
+    }
+
+    /// Streams one raw log (resumed with a `Range` GET if the connection drops; bounded by
+    /// `fetch_concurrency` like partition files).
+    pub fn open_raw_log(&self, log: &RawLogObject) -> impl std::io::Read + Send {
+        stream::open(Fetch {
+            client: self.client.clone(),
+            bucket: self.bucket.clone(),
+            key: log.key.clone(),
+            size: log.size,
+            max_attempts: self.max_attempts,
+            limit: self.fetch_limit.clone(),
+            resumed: self.resumed.clone(),
+        })
+    }
+
+    /// `s3://bucket/key` of an object of this source.
+    pub fn url(&self, key: &str) -> String {
+        format!("s3://{}/{key}", self.bucket)
+    }
+
     /// The pruned walk: one level at a time, at most `list_concurrency` listings in flight.
     async fn list_matching(&self, filter: &Schema) -> Result<Vec<PartitionFile>, S3Error> {
         let dir_levels = filter.len().saturating_sub(2);
@@ -131,6 +171,16 @@ impl S3Source {
         found.sort_by(|a, b| a.path.cmp(&b.path));
         Ok(found)
     }
+}
+
+/// A raw log on S3.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RawLogObject {
+    /// Full key.
+    pub key: String,
+    /// Key without the source's prefix (the raw log's file name).
+    pub name: String,
+    pub size: u64,
 }
 
 /// Every key directly under `prefix` (delimiter `/`), all pages: (sub-directory prefixes, (key, size) of files).
