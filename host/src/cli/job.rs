@@ -237,6 +237,7 @@ fn render_cost(c: &CostReport, sha256: &str) -> String {
         "peak guest memory",
         format!("{:.1} MiB ({} instances)", c.peak_guest_memory_bytes as f64 / (1 << 20) as f64, c.instances),
     );
+    row("peak host memory", format!("{:.1} MiB", c.peak_host_memory_bytes as f64 / (1 << 20) as f64));
     row(
         "time",
         format!(
