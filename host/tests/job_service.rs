@@ -472,8 +472,9 @@ fn sigterm_finishes_within_the_grace_period_with_a_guest_blocked_in_wasi() {
     )
     .unwrap();
     let mut server = Server::spawn(&config);
-    // Call and wall time an hour away: nothing but the shutdown stops this guest.
-    let limits = json!({"call_timeout_ms": 3_600_000, "wall_time_ms": 3_600_000});
+    // Call time (the server's maximum, 60 s) and wall time far away: only the shutdown stops it
+    // within the test.
+    let limits = json!({"call_timeout_ms": 60_000, "wall_time_ms": 3_600_000});
     let sleeper = server.submit("hostile-rust", &hostile_manifest("sleep", limits));
     server.wait_state(&sleeper, "running");
     std::thread::sleep(Duration::from_millis(300)); // asleep in WASI by now
