@@ -5,24 +5,35 @@
 //! and `reduce`, and the output lines. It releases a charge when the data is handed on or dropped.
 //! Going over fails the job with [`HostMemoryExceeded`] (→ `LimitExceeded { what: "host memory
 //! (…)" }`) instead of letting the server grow without bound. The figures are estimates of heap
-//! use (string bytes plus a fixed per-item overhead), not allocator measurements.
+//! use (string bytes with allocator rounding, plus a fixed per-item overhead), not allocator
+//! measurements; they err on the high side for the small pairs an emit flood makes.
 
 use super::limits::human_bytes;
 use super::JobError;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-/// Host bytes counted for one key/value pair or one output line besides its string bytes: two
-/// `String` headers (48 bytes), the tuple or hash-map slot holding them, and allocator rounding.
-pub(crate) const ITEM_OVERHEAD: u64 = 64;
+/// Host bytes counted for one key/value pair or one output line besides its strings' heap: the
+/// `String` headers (24 bytes each), the tuple, vector or hash-map slot holding them, and the
+/// slack of a vector that grows by doubling.
+pub(crate) const ITEM_OVERHEAD: u64 = 96;
+
+/// Heap bytes of a string of `len` bytes: rounded up to the allocator's 16-byte granule, plus its
+/// 16-byte chunk header (nothing for an empty string, which does not allocate).
+fn heap(len: usize) -> u64 {
+    match len {
+        0 => 0,
+        n => (n as u64).next_multiple_of(16) + 16,
+    }
+}
 
 /// Estimated host bytes of one `(key, value)` pair.
 pub(crate) fn pair_cost(key: &str, value: &str) -> u64 {
-    key.len() as u64 + value.len() as u64 + ITEM_OVERHEAD
+    heap(key.len()) + heap(value.len()) + ITEM_OVERHEAD
 }
 
 /// Estimated host bytes of one output line.
 pub(crate) fn line_cost(line: &str) -> u64 {
-    line.len() as u64 + ITEM_OVERHEAD
+    heap(line.len()) + ITEM_OVERHEAD
 }
 
 /// A charge that would take the job's host memory over its limit.
@@ -120,6 +131,8 @@ mod tests {
         assert_eq!(err.what(), "host memory (64 MiB)");
         let job: JobError = err.into();
         assert_eq!(job.to_string(), "job exceeded its host memory (64 MiB) limit");
-        assert_eq!(pair_cost("ab", "cde"), 5 + ITEM_OVERHEAD);
+        // Two short strings: a 16-byte granule and a 16-byte header each.
+        assert_eq!(pair_cost("ab", "cde"), 64 + ITEM_OVERHEAD);
+        assert_eq!(pair_cost("", &"x".repeat(17)), 48 + ITEM_OVERHEAD);
     }
 }
