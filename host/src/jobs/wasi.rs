@@ -52,6 +52,13 @@ pub(crate) fn context(log: LogStream) -> WasiCtx {
 /// Adds WASI 0.2 to `linker`, with `wasi:io/poll` bounded by the job's deadlines and cancel.
 pub(crate) fn add_to_linker(linker: &mut Linker<State>) -> wasmtime::Result<()> {
     wasmtime_wasi::p2::add_to_linker_sync(linker)?;
+    // Replacing an instance wasmtime-wasi did not link (after an upgrade that moved the WASI
+    // version) would leave its unbounded `poll` in place: make that a loud error instead. With
+    // shadowing off, defining `poll` again fails exactly when wasmtime-wasi linked it.
+    let probe = linker.instance(POLL_INTERFACE)?.func_wrap("poll", |_, (): ()| Ok(()));
+    if probe.is_ok() {
+        wasmtime::bail!("wasmtime-wasi does not link `{POLL_INTERFACE}`: update jobs::wasi::POLL_INTERFACE");
+    }
     linker.allow_shadowing(true);
     let mut poll = linker.instance(POLL_INTERFACE)?;
     poll.resource("pollable", ResourceType::host::<DynPollable>(), |mut store, rep| {
