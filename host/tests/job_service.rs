@@ -397,6 +397,113 @@ fn cancel_stops_a_running_infinite_loop_within_a_second() {
     assert_eq!(wait_done(&s, ALICE, &next)["state"], "succeeded");
 }
 
+/// A manifest running hostile-rust in `mode` with `limits`.
+fn hostile_manifest(mode: &str, limits: Value) -> Value {
+    let mut m = manifest(mode, Some(mode));
+    m["limits"] = limits;
+    m
+}
+
+#[test]
+fn cancel_stops_a_guest_sleeping_in_wasi_within_a_second_and_wall_time_stops_another() {
+    let s = server(|_| {});
+    // Blocked an hour in `pollable.block`, with call and wall time far away: only DELETE ends it.
+    let sleeper =
+        submit(&s, ALICE, "hostile-rust", &hostile_manifest("sleep", json!({"call_timeout_ms": 60_000})));
+    wait_state(&s, ALICE, &sleeper, &["running"], Duration::from_secs(30));
+    std::thread::sleep(Duration::from_millis(300)); // asleep in WASI by now
+    let asked = Instant::now();
+    let r = client().delete(s.url(&format!("/api/v1/jobs/{sleeper}"))).bearer_auth(ALICE).send().unwrap();
+    assert_eq!(r.status().as_u16(), 202);
+    let done = wait_state(&s, ALICE, &sleeper, &["cancelled", "failed", "succeeded"], Duration::from_secs(10));
+    let took = asked.elapsed();
+    assert_eq!(done["state"], "cancelled", "{done}");
+    assert!(took < Duration::from_secs(1), "cancelling a sleeping guest took {took:?}");
+
+    // Blocked in `wasi:io/poll.poll` with a 2 s wall-time limit: fails at that limit, and the
+    // runner is free again for the next job.
+    let limits = json!({"call_timeout_ms": 60_000, "wall_time_ms": 2_000});
+    let poller = submit(&s, ALICE, "hostile-rust", &hostile_manifest("poll-sleep", limits));
+    let next = submit(&s, ALICE, "simple-counter-rust", &manifest("next", None));
+    wait_state(&s, ALICE, &poller, &["running"], Duration::from_secs(30));
+    let running_seen = Instant::now();
+    let done = wait_done(&s, ALICE, &poller);
+    let took = running_seen.elapsed();
+    assert_eq!(done["state"], "failed", "{done}");
+    assert_eq!(done["error"], "job exceeded its wall time (2000 ms) limit", "{done}");
+    assert!(took < Duration::from_secs(2) + Duration::from_secs(3), "the wall-time limit cut the poll after {took:?}");
+    assert_eq!(wait_done(&s, ALICE, &next)["state"], "succeeded");
+}
+
+#[test]
+fn host_memory_limit_fails_a_memory_hungry_reduce_and_an_emit_flood() {
+    let s = server(|_| {});
+    let reduce =
+        submit(&s, ALICE, "hostile-rust", &hostile_manifest("big-reduce:8", json!({"host_memory_bytes": 16 << 20})));
+    let flood = submit(&s, ALICE, "hostile-rust", &hostile_manifest("emit-flood", json!({"host_memory_bytes": 8 << 20})));
+    for (id, limit) in [(&reduce, "16 MiB"), (&flood, "8 MiB")] {
+        let done = wait_done(&s, ALICE, id);
+        assert_eq!(done["state"], "failed", "{done}");
+        assert_eq!(done["error"], format!("job exceeded its host memory ({limit}) limit"), "{done}");
+        assert_eq!(result(&s, ALICE, id, "text").0, 409);
+    }
+    // The limit is a per-job setting with a server maximum like every other.
+    let r = post_job(
+        &s,
+        Some(ALICE),
+        Some(guest("hostile-rust")),
+        Some(&hostile_manifest("emit-flood", json!({"host_memory_bytes": 5u64 << 30}))),
+    );
+    let (status, code, detail) = error_of(r);
+    assert_eq!((status, code.as_str()), (400, "limit_too_high"), "{detail}");
+    assert!(detail.contains("host_memory_bytes"), "{detail}");
+}
+
+#[test]
+fn sigterm_finishes_within_the_grace_period_with_a_guest_blocked_in_wasi() {
+    const GRACE_SECS: u64 = 5;
+    let root = data_root();
+    let config = root.path().join("server.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "data_dir = {:?}\n[server]\nlisten = \"127.0.0.1:0\"\nshutdown_grace_secs = {GRACE_SECS}\n\
+             [convert]\nenabled = false\n[[jobs.tokens]]\nname = \"alice\"\nsha256 = \"{}\"\nrole = \"submit\"\n",
+            root.path().join("data"),
+            hash_token(ALICE)
+        ),
+    )
+    .unwrap();
+    let mut server = Server::spawn(&config);
+    // Call time (the server's maximum, 60 s) and wall time far away: only the shutdown stops it
+    // within the test.
+    let limits = json!({"call_timeout_ms": 60_000, "wall_time_ms": 3_600_000});
+    let sleeper = server.submit("hostile-rust", &hostile_manifest("sleep", limits));
+    server.wait_state(&sleeper, "running");
+    std::thread::sleep(Duration::from_millis(300)); // asleep in WASI by now
+    let status = Command::new("kill").args(["-TERM", &server.child.id().to_string()]).status().unwrap();
+    assert!(status.success());
+    let asked = Instant::now();
+    let exit = loop {
+        if let Some(exit) = server.child.try_wait().unwrap() {
+            break exit;
+        }
+        assert!(
+            asked.elapsed() < Duration::from_secs(GRACE_SECS),
+            "the server did not exit within its {GRACE_SECS} s grace period after SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(exit.success(), "server exited with {exit}");
+    // A clean shutdown: the interrupted job is queued again and runs after the restart.
+    let server = Server::spawn(&config);
+    let again = server.wait_state(&sleeper, "running");
+    assert!(again["error"].is_null(), "{again}");
+    let r = client().delete(format!("{}/api/v1/jobs/{sleeper}", server.base)).bearer_auth(ALICE).send().unwrap();
+    assert_eq!(r.status().as_u16(), 202);
+    server.wait_state(&sleeper, "cancelled");
+}
+
 #[test]
 fn queued_jobs_survive_a_restart() {
     let mut s = server(|_| {});

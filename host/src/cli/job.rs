@@ -237,6 +237,11 @@ fn render_cost(c: &CostReport, sha256: &str) -> String {
         "peak guest memory",
         format!("{:.1} MiB ({} instances)", c.peak_guest_memory_bytes as f64 / (1 << 20) as f64, c.instances),
     );
+    let host = c.peak_host_memory_bytes as f64;
+    row(
+        "peak host memory",
+        if host < (1 << 20) as f64 { format!("{:.1} KiB", host / 1024.0) } else { format!("{:.1} MiB", host / (1 << 20) as f64) },
+    );
     row(
         "time",
         format!(

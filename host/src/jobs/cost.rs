@@ -36,8 +36,11 @@ pub struct CostReport {
     pub output_lines: u64,
     /// Output bytes.
     pub output_bytes: u64,
-    /// Largest linear memory any guest instance reached, bytes.
+    /// Largest linear memory any guest instance reached (all its memories together), bytes.
     pub peak_guest_memory_bytes: u64,
+    /// Most host memory the job's data took at once (its `host_memory_bytes` budget), bytes.
+    #[serde(default)]
+    pub peak_host_memory_bytes: u64,
     /// Guest instances created (one per worker, plus one after every trap).
     pub instances: u64,
     /// Whether the compiled component came from the cache.

@@ -11,8 +11,15 @@
 //! The dataflow only uses `worker.index()`/`peers()` and serialisable data, so the same code runs
 //! on a [`Topology::Cluster`](crate::cluster::Topology) of processes. A guest failure never panics
 //! a worker: it is recorded, the other workers are told to stop, and the dataflow drains.
+//!
+//! Every buffer that grows with what the guest produces is charged to the job's host budget
+//! ([`super::budget`]): pairs waiting for local combining or for reduce, combine and reduce
+//! results, and output lines (released when handed on or consumed). A reducer also checks the
+//! output size as it produces lines, so a job fails at its `output_bytes` limit before, not
+//! after, it has built all of its output.
 
 use super::bindings::{DataRecord, JobSpec};
+use super::budget::{line_cost, pair_cost};
 use super::cost::{CostReport, Phases};
 use super::extract::Projection;
 use super::guest::{Failure, Guest, Linked, Shared};
@@ -67,6 +74,9 @@ struct Counters {
     combines: AtomicU64,
     reduces: AtomicU64,
     output_bytes: AtomicU64,
+    /// Bytes of output lines made by this process's reducers (checked against `output_bytes`
+    /// while they are made).
+    reduced_bytes: AtomicU64,
     instances: AtomicU64,
 }
 
@@ -172,8 +182,12 @@ pub fn run_on(
     }
     let mut lines: Vec<String> = results.iter_mut().flat_map(|r| std::mem::take(&mut r.lines)).collect();
     lines.sort_unstable();
-    let mut output = Vec::with_capacity(lines.iter().map(|l| l.len() + 1).sum());
-    for line in &lines {
+    let output_len: usize = lines.iter().map(|l| l.len() + 1).sum();
+    // The joined output exists beside the lines until they are dropped.
+    shared.budget.charge(output_len as u64)?;
+    let output_lines = lines.len() as u64;
+    let mut output = Vec::with_capacity(output_len);
+    for line in lines {
         output.extend_from_slice(line.as_bytes());
         output.push(b'\n');
     }
@@ -196,9 +210,10 @@ pub fn run_on(
         emit_bytes: shared.emit_bytes.load(Ordering::Relaxed),
         combine_calls: c.combines.load(Ordering::Relaxed),
         reduce_calls: c.reduces.load(Ordering::Relaxed),
-        output_lines: lines.len() as u64,
+        output_lines,
         output_bytes: output.len() as u64,
         peak_guest_memory_bytes: shared.peak_memory.load(Ordering::Relaxed),
+        peak_host_memory_bytes: shared.budget.peak(),
         instances: c.instances.load(Ordering::Relaxed),
         compile_cache_hit: job.cache_hit(),
         phases: Phases {
@@ -294,12 +309,16 @@ impl Slot {
             self.peak = self.peak.max(g.peak_memory());
         }
     }
+    /// Replaces `values` (charged to the host budget) by their combination (charged instead).
     fn combine(&mut self, key: &str, values: &mut Vec<String>) -> Result<(), JobError> {
         values.sort_unstable();
         self.ctx.counters.combines.fetch_add(1, Ordering::Relaxed);
         match self.get()?.combine(key, values) {
             Ok(v) => {
+                let budget = &self.ctx.shared.budget;
+                budget.release(values_cost(key, values));
                 values.clear();
+                budget.charge(pair_cost(key, &v))?;
                 values.push(v);
                 Ok(())
             }
@@ -309,6 +328,11 @@ impl Slot {
             }
         }
     }
+}
+
+/// Host bytes charged for `values` of `key`.
+fn values_cost(key: &str, values: &[String]) -> u64 {
+    values.iter().map(|v| pair_cost(key, v)).sum()
 }
 
 fn failure(f: Failure, record_id: Option<String>, what: String) -> JobError {
@@ -347,6 +371,10 @@ fn worker_main(worker: &mut timely::worker::Worker, ctx: &Arc<Context>) -> Worke
                             return;
                         }
                         for (key, value) in data.drain(..) {
+                            if let Err(e) = ctx.shared.budget.charge(pair_cost(&key, &value)) {
+                                fail(&error, &ctx, e.into());
+                                break;
+                            }
                             let Some(values) = groups.get_mut(&key) else {
                                 groups.insert(key, vec![value]);
                                 continue;
@@ -441,24 +469,29 @@ fn combine_threshold(spec: &JobSpec) -> usize {
     }
 }
 
-/// Reduces every key this worker owns, in key order, into escaped output lines.
+/// Reduces every key this worker owns, in key order, into escaped output lines. The values'
+/// charge on the host budget is released as each key is done; each line is charged (and counted
+/// against `output_bytes`) as it is made.
 fn reduce_all(slot: &mut Slot, groups: HashMap<String, Vec<String>>, ctx: &Context) -> Result<Vec<String>, JobError> {
     let mut keys: Vec<(String, Vec<String>)> = groups.into_iter().collect();
     keys.sort_unstable_by(|a, b| a.0.cmp(&b.0));
     let mut lines = Vec::new();
     for (key, mut values) in keys {
+        let held = values_cost(&key, &values);
+        values.sort_unstable();
         if !ctx.spec.has_reduce {
-            values.sort_unstable();
             for v in values {
-                lines.push(format!("{}\t{}", escape(&key), escape(&v)));
+                push_line(ctx, &mut lines, format!("{}\t{}", escape(&key), escape(&v)))?;
             }
+            ctx.shared.budget.release(held);
             continue;
         }
-        values.sort_unstable();
         ctx.counters.reduces.fetch_add(1, Ordering::Relaxed);
         let result = slot.get()?.reduce(&key, &values);
+        drop(values);
+        ctx.shared.budget.release(held);
         match result {
-            Ok(v) => lines.push(format!("{}\t{}", escape(&key), escape(&v))),
+            Ok(v) => push_line(ctx, &mut lines, format!("{}\t{}", escape(&key), escape(&v)))?,
             Err(f) => {
                 slot.reset();
                 return Err(failure(f, None, format!("reduce of key {key:?}")));
@@ -466,6 +499,19 @@ fn reduce_all(slot: &mut Slot, groups: HashMap<String, Vec<String>>, ctx: &Conte
         }
     }
     Ok(lines)
+}
+
+/// Adds an output line, charging it to the host budget and failing as soon as this process's
+/// lines pass `output_bytes`.
+fn push_line(ctx: &Context, lines: &mut Vec<String>, line: String) -> Result<(), JobError> {
+    let limit = ctx.shared.limits.output_bytes;
+    let len = line.len() as u64 + 1;
+    if ctx.counters.reduced_bytes.fetch_add(len, Ordering::Relaxed) + len > limit {
+        return Err(JobError::LimitExceeded { what: format!("output size ({})", super::limits::human_bytes(limit)) });
+    }
+    ctx.shared.budget.charge(line_cost(&line))?;
+    lines.push(line);
+    Ok(())
 }
 
 /// Reads this worker's files and maps them, feeding pairs into the dataflow.
@@ -619,9 +665,12 @@ impl LocalCombiner {
         LocalCombiner { enabled: ctx.spec.has_combine, threshold: combine_threshold(&ctx.spec), groups: HashMap::new() }
     }
 
+    /// Takes mapped pairs (charged to the host budget by the guest's `emit`): holds them for
+    /// combining, or releases their charge as they are sent on.
     fn add(&mut self, pairs: Vec<Pair>, slot: &mut Slot, input: &mut InputHandle<u64, Pair>) -> Result<(), JobError> {
         if !self.enabled {
             for pair in pairs {
+                slot.ctx.shared.budget.release(pair_cost(&pair.0, &pair.1));
                 input.send(pair);
             }
             return Ok(());
@@ -649,6 +698,7 @@ impl LocalCombiner {
                 slot.combine(&key, &mut values)?;
             }
             for v in values {
+                slot.ctx.shared.budget.release(pair_cost(&key, &v));
                 input.send((key.clone(), v));
             }
         }

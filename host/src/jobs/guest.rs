@@ -1,9 +1,12 @@
-//! One sandboxed job instance: its store (locked-down WASI, memory limiter, epoch deadline), the
-//! host side of the `telemetry:job/host` imports, and typed calls into the job's exports. A call
-//! that traps leaves the instance unusable; the caller drops it and makes a fresh one.
+//! One sandboxed job instance: its store (locked-down WASI from [`super::wasi`], the
+//! [`InstanceLimiter`], epoch deadline), the host side of the `telemetry:job/host` imports, and
+//! typed calls into the job's exports. A call that traps leaves the instance unusable; the caller
+//! drops it and makes a fresh one.
 
 use super::bindings::{self, DataRecord, JobSpec, Level, Mapreduce, MapreducePre};
+use super::budget::{pair_cost, HostBudget};
 use super::joblog::{JobLog, LogStream};
+use super::limiter::InstanceLimiter;
 use super::limits::human_bytes;
 use super::{CancelToken, JobError, Limits, Runtime};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -11,7 +14,7 @@ use std::sync::Arc;
 use std::time::Instant;
 use wasmtime::component::{Linker, ResourceTable};
 use wasmtime::{Store, UpdateDeadline};
-use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 /// State shared by every instance of one job run.
 pub(crate) struct Shared {
@@ -25,10 +28,13 @@ pub(crate) struct Shared {
     pub emits: AtomicU64,
     pub emit_bytes: AtomicU64,
     pub peak_memory: AtomicU64,
+    /// What the host holds for this job (`host_memory_bytes`).
+    pub budget: HostBudget,
 }
 
 impl Shared {
     pub fn new(limits: Limits, cancel: CancelToken) -> Self {
+        let budget = HostBudget::new(limits.host_memory_bytes);
         Shared {
             deadline: Instant::now() + limits.wall_time(),
             log: Arc::new(JobLog::new(limits.log_bytes)),
@@ -38,6 +44,7 @@ impl Shared {
             emits: AtomicU64::new(0),
             emit_bytes: AtomicU64::new(0),
             peak_memory: AtomicU64::new(0),
+            budget,
         }
     }
 
@@ -86,32 +93,46 @@ pub(crate) struct State {
     table: ResourceTable,
     shared: Arc<Shared>,
     worker: usize,
+    /// When the running guest call must have returned (`call_timeout_ms`).
     call_deadline: Instant,
     emitting: bool,
     pending: Vec<(String, String)>,
     pending_bytes: u64,
+    /// Host memory charged for `pending` (released if the batch fails; handed to the caller
+    /// with the pairs if it succeeds).
+    pending_charged: u64,
     last_error: Option<String>,
-    peak_memory: usize,
+    /// Sums all memories and tables of the instance against `memory_bytes`.
+    limiter: InstanceLimiter,
+}
+
+impl State {
+    /// Why the running call must stop now (cancel, failure elsewhere, wall time, call time), if
+    /// it must: checked at every epoch tick and while a WASI call waits.
+    pub(crate) fn stop_now(shared: &Shared, call_deadline: Instant) -> Option<Stop> {
+        if let Some(stop) = shared.stop_reason() {
+            return Some(stop);
+        }
+        if Instant::now() > call_deadline {
+            return Some(Stop::Limit(format!("call time ({} ms)", shared.limits.call_timeout_ms)));
+        }
+        None
+    }
+
+    /// The resource table (WASI resources of this instance).
+    pub(crate) fn table_mut(&mut self) -> &mut ResourceTable {
+        &mut self.table
+    }
+
+    /// The resource table and what a waiting WASI call needs to know when to give up.
+    pub(crate) fn table_and_deadline(&mut self) -> (&mut ResourceTable, Arc<Shared>, Instant) {
+        (&mut self.table, self.shared.clone(), self.call_deadline)
+    }
 }
 
 impl WasiView for State {
     fn ctx(&mut self) -> WasiCtxView<'_> {
         WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
-    }
-}
-
-impl wasmtime::ResourceLimiter for State {
-    fn memory_growing(&mut self, _current: usize, desired: usize, _max: Option<usize>) -> wasmtime::Result<bool> {
-        let limit = self.shared.limits.memory_bytes;
-        if desired as u64 > limit {
-            return Err(Stop::Limit(format!("memory ({})", human_bytes(limit))).into());
-        }
-        self.peak_memory = self.peak_memory.max(desired);
-        self.shared.peak_memory.fetch_max(desired as u64, Ordering::Relaxed);
-        Ok(true)
-    }
-    fn table_growing(&mut self, _current: usize, desired: usize, _max: Option<usize>) -> wasmtime::Result<bool> {
-        Ok(desired <= 1_000_000)
     }
 }
 
@@ -129,6 +150,9 @@ impl bindings::telemetry::job::host::Host for State {
         if self.shared.emit_bytes.load(Ordering::Relaxed) + self.pending_bytes > limits.emit_bytes {
             return Err(Stop::Limit(format!("emit bytes ({})", human_bytes(limits.emit_bytes))).into());
         }
+        let cost = pair_cost(&key, &value);
+        self.shared.budget.charge(cost).map_err(|e| Stop::Limit(e.what()))?;
+        self.pending_charged += cost;
         self.pending.push((key, value));
         Ok(())
     }
@@ -157,7 +181,7 @@ pub(crate) struct Linked {
 impl Linked {
     pub fn new(runtime: &Runtime, job: &super::CompiledJob) -> Result<Linked, JobError> {
         let mut linker = Linker::<State>::new(runtime.engine());
-        wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(|e| JobError::Engine(format!("{e:#}")))?;
+        super::wasi::add_to_linker(&mut linker).map_err(|e| JobError::Engine(format!("{e:#}")))?;
         Mapreduce::add_to_linker::<State, wasmtime::component::HasSelf<State>>(&mut linker, |s| s)
             .map_err(|e| JobError::Engine(format!("{e:#}")))?;
         let invalid = |e: wasmtime::Error| JobError::InvalidComponent { reason: format!("{e:#}") };
@@ -177,14 +201,7 @@ pub(crate) struct Guest {
 impl Guest {
     /// Instantiates the job in a fresh sandbox and calls `init(param)`.
     pub fn new(linked: &Linked, shared: &Arc<Shared>, worker: usize, param: &str) -> Result<Guest, JobError> {
-        let stream = LogStream(shared.log.clone());
-        let wasi = WasiCtxBuilder::new()
-            .stdout(stream.clone())
-            .stderr(stream)
-            .allow_tcp(false)
-            .allow_udp(false)
-            .allow_ip_name_lookup(false)
-            .build();
+        let wasi = super::wasi::context(LogStream(shared.log.clone()));
         let mut table = ResourceTable::new();
         table.set_max_capacity(10_000);
         let state = State {
@@ -196,21 +213,19 @@ impl Guest {
             emitting: false,
             pending: Vec::new(),
             pending_bytes: 0,
+            pending_charged: 0,
             last_error: None,
-            peak_memory: 0,
+            limiter: InstanceLimiter::new(shared.limits.memory_bytes),
         };
         let mut store = Store::new(linked.pre.engine(), state);
-        store.limiter(|s| s as &mut dyn wasmtime::ResourceLimiter);
+        store.limiter(|s| &mut s.limiter as &mut dyn wasmtime::ResourceLimiter);
         store.set_epoch_deadline(1);
         store.epoch_deadline_callback(|ctx| {
             let state = ctx.data();
-            if let Some(stop) = state.shared.stop_reason() {
-                return Err(stop.into());
+            match State::stop_now(&state.shared, state.call_deadline) {
+                Some(stop) => Err(stop.into()),
+                None => Ok(UpdateDeadline::Continue(1)),
             }
-            if Instant::now() > state.call_deadline {
-                return Err(Stop::Limit(format!("call time ({} ms)", state.shared.limits.call_timeout_ms)).into());
-            }
-            Ok(UpdateDeadline::Continue(1))
         });
         store.data_mut().call_deadline = Instant::now() + shared.limits.call_timeout();
         let job = linked.pre.instantiate(&mut store).map_err(|e| match classify(&mut store, e) {
@@ -235,29 +250,37 @@ impl Guest {
         &self.spec
     }
 
-    /// Peak linear memory of this instance, bytes.
+    /// Peak linear memory of this instance (all its memories together), bytes.
     pub fn peak_memory(&self) -> usize {
-        self.store.data().peak_memory
+        self.store.data().limiter.memory_peak() as usize
     }
 
-    /// Maps one batch; returns the pairs it emitted (nothing is kept if it fails).
+    /// Maps one batch; returns the pairs it emitted (nothing is kept if it fails). The pairs come
+    /// charged to the job's host budget (see [`pair_cost`]): the caller releases the charge when
+    /// it hands them on.
     pub fn map_batch(&mut self, dims: &[String], records: &[DataRecord]) -> Result<Vec<(String, String)>, Failure> {
         let state = self.store.data_mut();
         state.emitting = true;
         state.pending.clear();
         state.pending_bytes = 0;
+        state.pending_charged = 0;
         let result = self.call(|job, store| job.telemetry_job_job().call_map_batch(store, dims, records));
         let state = self.store.data_mut();
         state.emitting = false;
         let pending = std::mem::take(&mut state.pending);
-        match result? {
-            Ok(()) => {
+        let charged = std::mem::take(&mut state.pending_charged);
+        let result = match result {
+            Ok(Ok(())) => {
                 state.shared.emits.fetch_add(pending.len() as u64, Ordering::Relaxed);
                 state.shared.emit_bytes.fetch_add(state.pending_bytes, Ordering::Relaxed);
-                Ok(pending)
+                return Ok(pending);
             }
-            Err(message) => Err(Failure::Guest(format!("map-batch returned an error: {message}"))),
-        }
+            Ok(Err(message)) => Err(Failure::Guest(format!("map-batch returned an error: {message}"))),
+            Err(failure) => Err(failure),
+        };
+        drop(pending);
+        state.shared.budget.release(charged);
+        result
     }
 
     /// Calls `combine(key, values)`.
@@ -277,7 +300,10 @@ impl Guest {
         let state = self.store.data_mut();
         state.call_deadline = Instant::now() + state.shared.limits.call_timeout();
         state.last_error = None;
-        f(&self.job, &mut self.store).map_err(|e| classify(&mut self.store, e))
+        let result = f(&self.job, &mut self.store).map_err(|e| classify(&mut self.store, e));
+        let state = self.store.data();
+        state.shared.peak_memory.fetch_max(state.limiter.memory_peak(), Ordering::Relaxed);
+        result
     }
 }
 

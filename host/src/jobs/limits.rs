@@ -11,7 +11,8 @@ use std::time::Duration;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Limits {
-    /// Linear memory of one guest instance (one per worker), bytes. Default 256 MiB.
+    /// Linear memory of one guest instance (one per worker), all its memories together, bytes.
+    /// Default 256 MiB.
     pub memory_bytes: u64,
     /// Wall time of one guest call (`map-batch`, `combine`, `reduce`), milliseconds. Default 10 s.
     pub call_timeout_ms: u64,
@@ -26,6 +27,9 @@ pub struct Limits {
     /// Bytes of job log (guest `log`, stdout, stderr) kept; the rest is dropped with a note.
     /// Default 1 MiB.
     pub log_bytes: u64,
+    /// Host (server) memory the job's data may take, all workers together: pairs being emitted,
+    /// values waiting for `combine`/`reduce`, their results and the output. Default 1 GiB.
+    pub host_memory_bytes: u64,
 }
 
 impl Default for Limits {
@@ -38,6 +42,7 @@ impl Default for Limits {
             emit_bytes: 16 << 30,
             output_bytes: 256 << 20,
             log_bytes: 1 << 20,
+            host_memory_bytes: 1 << 30,
         }
     }
 }
@@ -54,7 +59,7 @@ impl Limits {
     }
 
     /// Every limit as `(field name, value)`, in declaration order.
-    pub fn fields(&self) -> [(&'static str, u64); 7] {
+    pub fn fields(&self) -> [(&'static str, u64); 8] {
         [
             ("memory_bytes", self.memory_bytes),
             ("call_timeout_ms", self.call_timeout_ms),
@@ -63,6 +68,7 @@ impl Limits {
             ("emit_bytes", self.emit_bytes),
             ("output_bytes", self.output_bytes),
             ("log_bytes", self.log_bytes),
+            ("host_memory_bytes", self.host_memory_bytes),
         ]
     }
 
@@ -83,7 +89,7 @@ pub struct MaxLimits(pub Limits);
 impl Default for MaxLimits {
     /// Memory 1 GiB (the runtime's largest instance memory; it cannot be raised above that),
     /// call time 60 s, wall time 6 h, 1e10 emits, 64 GiB emitted, 1 GiB output (results are kept
-    /// on the server's disk), 16 MiB log (kept in the job record).
+    /// on the server's disk), 16 MiB log (kept in the job record), 4 GiB host memory.
     fn default() -> Self {
         MaxLimits(Limits {
             memory_bytes: 1 << 30,
@@ -93,6 +99,7 @@ impl Default for MaxLimits {
             emit_bytes: 64 << 30,
             output_bytes: 1 << 30,
             log_bytes: 16 << 20,
+            host_memory_bytes: 4 << 30,
         })
     }
 }
@@ -163,6 +170,7 @@ impl MaxLimits {
             emit_bytes: d.emit_bytes.min(self.emit_bytes),
             output_bytes: d.output_bytes.min(self.output_bytes),
             log_bytes: d.log_bytes.min(self.log_bytes),
+            host_memory_bytes: d.host_memory_bytes.min(self.host_memory_bytes),
         }
     }
 

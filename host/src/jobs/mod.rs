@@ -3,7 +3,9 @@
 //!
 //! - [`runtime`]: [`Runtime`] (wasmtime engine, pooling allocator, epoch ticker, compile cache),
 //!   [`CompiledJob`].
-//! - `guest`: one locked-down job instance and the `telemetry:job/host` imports.
+//! - `guest`: one locked-down job instance and the `telemetry:job/host` imports; `wasi`: the WASI
+//!   it sees (nothing granted, every wait cut by cancel and deadlines); `limiter`: its memory
+//!   and table totals; `budget`: the job's host memory budget.
 //! - [`extract`]: native JSON-pointer projection of the fields a job declares.
 //! - `executor`: the timely dataflow (read → map → combine → exchange → reduce → sorted output).
 //! - [`limits`], [`progress`], [`cost`], [`joblog`]: limits, live counters and cancellation, the
@@ -13,16 +15,19 @@
 //! The guest contract is `wit/job.wit`; user documentation is in `docs/jobs/`.
 
 mod bindings;
+mod budget;
 pub mod cost;
 mod error;
 mod executor;
 pub mod extract;
 mod guest;
 pub mod joblog;
+mod limiter;
 pub mod limits;
 pub mod progress;
 pub mod runtime;
 pub mod scheduler;
+mod wasi;
 
 pub use cost::{CostReport, Phases};
 pub use error::JobError;

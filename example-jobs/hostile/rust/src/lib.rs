@@ -12,6 +12,10 @@
 //! | `env`        | reads environment variables, arguments and the cwd           |
 //! | `socket`     | tries a TCP connection and a DNS lookup                      |
 //! | `log-flood`  | a line to stdout, 100,000 `log` lines per record, then emits |
+//! | `sleep`      | blocks an hour on a `wasi:clocks` pollable (`pollable.block`) |
+//! | `poll-sleep` | waits an hour in `wasi:io/poll.poll` on two clock pollables  |
+//! | `nap`        | blocks 20 ms on a clock pollable, then emits (`napped`, ID)   |
+//! | `big-reduce:N` | emits (ID, `1`); `reduce` returns N MiB per key            |
 use std::hint::black_box;
 use telemetry_job::{emit, export_job, Job, Level, Record, Spec};
 
@@ -24,7 +28,14 @@ impl Job for Hostile {
         Ok(Hostile { mode: param.to_string() })
     }
     fn spec(&self) -> Spec {
-        Spec::fields(&[])
+        match self.mode.starts_with("big-reduce:") {
+            true => Spec::fields(&[]).reduce(),
+            false => Spec::fields(&[]),
+        }
+    }
+    fn reduce(&self, _key: &str, _values: Vec<String>) -> String {
+        let mib: usize = self.mode.strip_prefix("big-reduce:").and_then(|n| n.parse().ok()).unwrap_or(1);
+        "x".repeat(mib << 20)
     }
     fn map(&self, record: &Record) -> Result<(), String> {
         match self.mode.as_str() {
@@ -57,6 +68,23 @@ impl Job for Hostile {
                 }
                 emit("logged", record.id);
             }
+            "sleep" => {
+                wasi::clocks::monotonic_clock::subscribe_duration(HOUR_NS).block();
+                emit("woke", record.id);
+            }
+            "poll-sleep" => {
+                let a = wasi::clocks::monotonic_clock::subscribe_duration(HOUR_NS);
+                let b = wasi::clocks::monotonic_clock::subscribe_duration(2 * HOUR_NS);
+                let ready = wasi::io::poll::poll(&[&a, &b]);
+                emit("woke", &format!("{ready:?}"));
+            }
+            "nap" => {
+                let start = wasi::clocks::monotonic_clock::now();
+                wasi::clocks::monotonic_clock::subscribe_duration(20_000_000).block();
+                let slept_ms = (wasi::clocks::monotonic_clock::now() - start) / 1_000_000;
+                emit("napped", &format!("{} {}", record.id, if slept_ms >= 20 { "20ms+" } else { "short" }));
+            }
+            mode if mode.starts_with("big-reduce:") => emit(record.id, "1"),
             mode => match mode.strip_prefix("panic:") {
                 Some(id) if id == "*" || id == record.id => panic!("hostile guest panics on record {}", record.id),
                 Some(_) => emit("ok", record.id),
@@ -66,6 +94,9 @@ impl Job for Hostile {
         Ok(())
     }
 }
+
+/// One hour in nanoseconds (a `wasi:clocks` duration).
+const HOUR_NS: u64 = 3_600 * 1_000_000_000;
 
 #[allow(unconditional_recursion, reason = "the point of this probe")]
 fn recurse(n: u64) -> u64 {

@@ -31,6 +31,11 @@ pub use record::{is_job_id, is_sha256, now, JobRecord, JobState, Manifest, Progr
 pub use store::{JobStore, StoreError};
 pub use wasm::WasmExecutor;
 
+/// The longest [`Scheduler::shutdown`] waits for its threads. Guards server shutdown against a
+/// job that does not stop when cancelled (which the runtime prevents, see `jobs::wasi`): the
+/// server must still finish its raw logs and exit within its grace period.
+pub const SHUTDOWN_WAIT: Duration = Duration::from_secs(10);
+
 /// The reason recorded for jobs found `running` after a crash.
 pub const RESTART_REASON: &str = "server restarted while the job was running";
 
@@ -263,8 +268,11 @@ impl Scheduler {
 
 impl Scheduler {
     /// Stops the scheduler: running jobs are interrupted and put back in the queue (they run
-    /// again after the restart), the runner and retention threads are joined. Blocks for at most
-    /// about one epoch tick plus the time a guest call takes to unwind. Idempotent.
+    /// again after the restart), the runner and retention threads are joined. A guest stops at
+    /// the next epoch tick, or within 10 ms if it waits in a WASI call (`jobs::wasi`), so this
+    /// normally takes milliseconds; it never blocks longer than [`SHUTDOWN_WAIT`]:
+    /// a thread still running then is left behind (logged), and its job, still `running` in the
+    /// store, is marked failed at the next start like after a crash. Idempotent.
     pub fn shutdown(&self) {
         {
             let mut state = self.shared.lock();
@@ -277,8 +285,20 @@ impl Scheduler {
         }
         self.shared.wake.notify_all();
         let threads = std::mem::take(&mut *self.threads.lock().unwrap_or_else(|p| p.into_inner()));
+        let deadline = std::time::Instant::now() + SHUTDOWN_WAIT;
+        while threads.iter().any(|t| !t.is_finished()) && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
         for thread in threads {
-            let _ = thread.join();
+            if thread.is_finished() {
+                let _ = thread.join();
+            } else {
+                tracing::error!(
+                    thread = thread.thread().name().unwrap_or("?"),
+                    wait_secs = SHUTDOWN_WAIT.as_secs(),
+                    "job thread did not stop; leaving it behind"
+                );
+            }
         }
     }
 }

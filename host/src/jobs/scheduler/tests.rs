@@ -7,12 +7,22 @@ use cap_std::fs::Dir;
 
 use super::*;
 
-/// Runs by the job parameter: `loop` spins until cancelled, `fail` fails, anything else is echoed.
+/// Lets `deaf` jobs end (they ignore cancellation).
+static RELEASE_DEAF: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Runs by the job parameter: `loop` spins until cancelled, `deaf` spins until [`RELEASE_DEAF`]
+/// whatever the cancel token says, `fail` fails, anything else is echoed.
 struct Scripted;
 
 impl Executor for Scripted {
     fn execute(&self, job: &JobRecord, control: &RunControl) -> Result<Finished, RunFailure> {
         match job.manifest.parameter.as_deref() {
+            Some("deaf") => {
+                while !RELEASE_DEAF.load(std::sync::atomic::Ordering::Relaxed) {
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                Err(RunFailure::Cancelled)
+            }
             Some("loop") => {
                 while !control.is_cancelled() {
                     std::thread::sleep(Duration::from_millis(5));
@@ -129,6 +139,24 @@ fn clean_shutdown_requeues_running_and_keeps_queued() {
     wait_for(&s, &running.id, JobState::Running);
     s.cancel(&running.id).unwrap();
     wait_for(&s, &queued.id, JobState::Succeeded);
+}
+
+#[test]
+fn shutdown_gives_up_on_a_job_that_ignores_cancel_after_its_wait() {
+    let tmp = tempfile::tempdir().unwrap();
+    let s = start(tmp.path(), 3600);
+    let deaf = s.submit("alice", manifest("deaf"), sha()).unwrap();
+    wait_for(&s, &deaf.id, JobState::Running);
+    let asked = Instant::now();
+    s.shutdown();
+    let took = asked.elapsed();
+    assert!(took >= SHUTDOWN_WAIT, "shutdown returned after {took:?} while the job still ran");
+    assert!(took < SHUTDOWN_WAIT + Duration::from_secs(5), "shutdown took {took:?}");
+    // Left behind, the job is still `running` in the store: the next start marks it failed.
+    let dir = Dir::open_ambient_dir(tmp.path(), cap_std::ambient_authority()).unwrap();
+    let (records, _) = JobStore::open(&dir).unwrap().load_all().unwrap();
+    assert_eq!(records.iter().map(|r| r.state).collect::<Vec<_>>(), vec![JobState::Running]);
+    RELEASE_DEAF.store(true, std::sync::atomic::Ordering::Relaxed);
 }
 
 #[test]
