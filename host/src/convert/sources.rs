@@ -17,6 +17,10 @@ pub struct DefinitionSources {
     pub server: Option<String>,
     pub timeout: Duration,
     pub retry_after: Duration,
+    /// Revisions the in-memory cache keeps (0: the default, [`crate::histograms::DEFAULT_CACHE_ENTRIES`]).
+    pub cache_entries: usize,
+    /// Outbound fetches at once (0: the default, [`crate::histograms::DEFAULT_FETCH_CONCURRENCY`]).
+    pub fetch_concurrency: usize,
 }
 
 /// A source that cannot be used.
@@ -36,7 +40,7 @@ pub enum SourceError {
 impl DefinitionSources {
     /// The revision cache over these sources; fetched files are cached in `data`'s `histograms/`.
     pub fn revision_cache(&self, data: &DataDir) -> Result<RevisionCache, SourceError> {
-        let mut cache = RevisionCache::embedded();
+        let mut cache = RevisionCache::embedded().with_capacity(self.cache_entries);
         for dir in &self.dirs {
             cache = cache.with_dir(dir).map_err(|source| SourceError::Dir {
                 path: dir.clone(),
@@ -45,7 +49,8 @@ impl DefinitionSources {
         }
         if let Some(template) = &self.server {
             let dir = data.sub(datadir::HISTOGRAMS)?;
-            let fetcher = Fetcher::new(template, dir, self.timeout, self.retry_after)?;
+            let fetcher = Fetcher::new(template, dir, self.timeout, self.retry_after)?
+                .with_concurrency(self.fetch_concurrency);
             cache = cache.with_fetcher(fetcher);
         }
         Ok(cache)
