@@ -75,6 +75,7 @@ impl Server {
             tracing::info!(logs = recovered.len(), cut_bytes = cut, "recovered raw logs left by a previous run");
         }
         let metrics = Metrics::new();
+        crate::convert::error_limits::set_limits(&config.errors, config.retention.errors_max_bytes);
         // Before any writer of this process exists: `.partial` files nobody writes are left by a crash.
         let stale = crate::storage::recover_stale_partials(&data_dir).unwrap_or_else(|error| {
             tracing::error!(%error, "cannot check storage for stale .partial files");
@@ -194,6 +195,8 @@ fn start_live_conversion(
         Some(path) => Schema::load(path).map_err(|e| ServerError::Convert(e.to_string()))?,
         None => Schema::from_json(DEFAULT_SCHEMA).map_err(|e| ServerError::Convert(e.to_string()))?,
     };
+    let policy = config.dimension_policy().map_err(|e| ServerError::Convert(e.to_string()))?;
+    let schema = schema.with_value_policy(policy);
     let options = ConvertOptions { unknown_revision: config.convert.unknown_revision };
     let converter = Arc::new(Converter::new(schema, revisions.clone()).with_options(options));
     let data = data_dir.clone();
