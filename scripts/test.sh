@@ -14,4 +14,6 @@ echo "== crash test (kill -9 under load, zero acknowledged losses) =="
 BIN="$PWD/target/debug/telemetry-server" KILLS="${KILLS:-10}" bash scripts/crash-test.sh
 echo "== disk-full test (507, no corrupt file, recovery) =="
 BIN="$PWD/target/debug/telemetry-server" bash scripts/disk-full-test.sh
+echo "== attack suite (short form: bounded memory, disk and time under hostile input) =="
+BIN="$PWD/target/debug/telemetry-server" bash scripts/attack-suite.sh
 echo "test.sh: all suites passed"

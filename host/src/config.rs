@@ -184,6 +184,7 @@ impl ConvertConfig {
             timeout: std::time::Duration::from_secs(self.histogram_fetch_timeout_secs),
             retry_after: std::time::Duration::from_secs(self.histogram_fetch_retry_secs),
             cache_entries: self.histogram_cache_entries,
+            cache_misses: self.histogram_cache_misses,
             fetch_concurrency: self.histogram_fetch_concurrency,
         }
     }
@@ -237,9 +238,13 @@ pub struct ConvertConfig {
     /// `missing_histograms` (the seed's behaviour), or convert them with the `nearest` available
     /// definitions, dropping and counting histograms that do not fit.
     pub unknown_revision: crate::convert::UnknownRevision,
-    /// Revisions (hits and misses) the in-memory Histograms.json cache keeps, least recently used
-    /// evicted first; bounds the memory anonymous `/histograms?revision=` lookups can take.
+    /// Revisions with definitions the in-memory Histograms.json cache keeps, least recently used
+    /// evicted first. Bounds the memory anonymous `/histograms?revision=` lookups and ping
+    /// revisions can take.
     pub histogram_cache_entries: usize,
+    /// Revisions known to be missing the cache keeps, apart from the ones with definitions (so a
+    /// flood of unknown revisions never evicts definitions in use); least recently used first.
+    pub histogram_cache_misses: usize,
     /// Fetches from `histogram_server` running at once (one per revision in any case); a lookup
     /// beyond it waits for a slot, up to `histogram_fetch_timeout_secs`, then misses.
     pub histogram_fetch_concurrency: usize,
@@ -265,8 +270,9 @@ impl Default for ConvertConfig {
             histogram_fetch_timeout_secs: 10,
             histogram_fetch_retry_secs: 300,
             unknown_revision: crate::convert::UnknownRevision::Reject,
-            histogram_cache_entries: 256,
-            histogram_fetch_concurrency: 2,
+            histogram_cache_entries: crate::histograms::DEFAULT_CACHE_ENTRIES,
+            histogram_cache_misses: crate::histograms::DEFAULT_CACHE_MISSES,
+            histogram_fetch_concurrency: crate::histograms::DEFAULT_FETCH_CONCURRENCY,
             dimension_max_bytes: crate::storage::DEFAULT_DIMENSION_MAX_BYTES,
             dimension_pattern: crate::storage::DEFAULT_DIMENSION_PATTERN.to_string(),
         }
@@ -353,8 +359,11 @@ impl Config {
         {
             return invalid("server.header_read_timeout_secs, idle_timeout_secs and body_read_timeout_secs must be > 0");
         }
-        if self.convert.histogram_cache_entries == 0 || self.convert.histogram_fetch_concurrency == 0 {
-            return invalid("convert.histogram_cache_entries and convert.histogram_fetch_concurrency must be > 0");
+        if self.convert.histogram_cache_entries == 0
+            || self.convert.histogram_cache_misses == 0
+            || self.convert.histogram_fetch_concurrency == 0
+        {
+            return invalid("convert.histogram_cache_entries, histogram_cache_misses and histogram_fetch_concurrency must be > 0");
         }
         if self.convert.dimension_max_bytes == 0 {
             return invalid("convert.dimension_max_bytes must be > 0");

@@ -342,13 +342,6 @@ impl RevisionCache {
         }
     }
 
-    /// Keeps at most `entries` revisions with definitions in memory (0: the default), and 64
-    /// times as many known misses (at least [`DEFAULT_CACHE_MISSES`]).
-    pub fn with_capacity(self, entries: usize) -> RevisionCache {
-        let entries = if entries == 0 { DEFAULT_CACHE_ENTRIES } else { entries };
-        self.with_capacities(entries, (entries * 64).max(DEFAULT_CACHE_MISSES))
-    }
-
     /// Keeps at most `entries` revisions with definitions and `misses` known misses in memory.
     pub fn with_capacities(mut self, entries: usize, misses: usize) -> RevisionCache {
         self.memory = Mutex::new(Memory { found: Lru::new(entries), missing: Lru::new(misses) });
