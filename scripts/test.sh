@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite: installs what it needs, builds the guest jobs from source, runs every test
-# (cargo tests, then the crash test and the disk-full test against the real server binary).
+# (cargo tests, then the crash test, the disk-full test and the attack suite against the real
+# server binary).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

@@ -27,6 +27,8 @@ const FX60_REV: &str = "919570891f1c8c8576be89f273f47fb9542c2a1f";
 /// Beta 2015-11 ping (also not covered): the fake hg answers 404 for its revision.
 const FX45: &str = "pings/v4.main.Fx45.0-beta.2015-11.sample.pipeline-schemas.json";
 const FX45_REV: &str = "bb4d614a0b09";
+/// A repository the fake hg does not have (404 for every revision).
+const FAKE_REPO: &str = "not-a-repo";
 const DEFINITIONS: &str = "histograms/Histograms.mozilla-central.2017-03.telemetry-batch-view.json";
 
 /// The fake hg server: revision → (status, body); every request path is recorded.
@@ -68,6 +70,9 @@ async fn serve(
     UrlPath((repo, rev)): UrlPath<(String, String)>,
 ) -> (StatusCode, String) {
     requests.lock().unwrap().push(format!("{repo}/{rev}"));
+    if repo == FAKE_REPO {
+        return (StatusCode::NOT_FOUND, "no such repository".into());
+    }
     files.get(&rev).cloned().unwrap_or((StatusCode::NOT_FOUND, "not found".into()))
 }
 
@@ -194,4 +199,22 @@ fn the_histograms_endpoint_fetches_through_and_counts_it() {
     };
     assert_eq!(value("fetched").as_deref(), Some("1"), "{metrics}");
     assert_eq!(value("fetch_not_found").as_deref(), Some("1"), "{metrics}");
+}
+
+/// Issue 11: the cache ignored the repository, so a lookup of a real revision in a fake repository
+/// (404) was remembered for the revision and the real one became unfindable.
+#[test]
+fn a_fake_repository_does_not_make_a_real_revision_unfindable() {
+    let hg = FakeHg::start(&[(FX60_REV, StatusCode::OK, definitions())]);
+    let template = hg.template();
+    let server = TestServer::start(|config| config.convert.histogram_server = Some(template));
+    let client = reqwest::blocking::Client::new();
+    let lookup = |repo: &str| {
+        let url = format!("https://hg.mozilla.org/{repo}/rev/{FX60_REV}");
+        client.get(server.url("/histograms")).query(&[("revision", &url)]).send().unwrap().status().as_u16()
+    };
+    assert_eq!(lookup(FAKE_REPO), 404);
+    assert_eq!(lookup("mozilla-central"), 200);
+    assert_eq!(lookup(FAKE_REPO), 404, "the fake repository's miss is remembered for it alone");
+    assert_eq!(hg.requests(), [format!("{FAKE_REPO}/{FX60_REV}"), format!("mozilla-central/{FX60_REV}")]);
 }

@@ -63,7 +63,7 @@ fn idle_slow_header_and_slow_body_connections_are_closed_while_posts_succeed() {
         c.server.body_read_timeout_secs = 2;
     });
     let ping = gzip(&saved_session());
-    let client = Client::builder().timeout(Duration::from_secs(10)).build().unwrap();
+    let client = Client::builder().timeout(Duration::from_secs(10)).pool_max_idle_per_host(0).build().unwrap();
     // An idle socket, a slowloris head (one byte every 200 ms, never finished), a slow body.
     let mut idle = TcpStream::connect(server.addr).unwrap();
     let mut slow_head = TcpStream::connect(server.addr).unwrap();

@@ -950,6 +950,55 @@ mod tests {
     }
 
     #[test]
+    fn a_fake_repository_does_not_hide_a_real_revision_and_misses_are_bounded() {
+        let dir = tempfile::tempdir().unwrap();
+        let real = dir.path().join("releases/mozilla-beta/0123456789ab");
+        std::fs::create_dir_all(&real).unwrap();
+        std::fs::write(real.join("Histograms.json"), r#"{"A": {"kind": "flag"}}"#).unwrap();
+        let cache = RevisionCache::empty().with_dir(dir.path()).unwrap().with_capacities(2, 3);
+        let by_url = |url: &str| cache.by_url(url).map(|d| d.get("A").is_some());
+        assert!(matches!(by_url("https://h/not-a-repo/rev/0123456789ab"), Err(ResolveError::NotFound(_))));
+        assert!(by_url("https://h/releases/mozilla-beta/rev/0123456789ab").unwrap());
+        for i in 0..10 {
+            let miss = format!("https://h/mozilla-central/rev/{i:012x}");
+            assert!(matches!(by_url(&miss), Err(ResolveError::NotFound(_))));
+        }
+        let stats = cache.cache_stats();
+        assert_eq!((stats.entries, stats.miss_entries), (1, 3), "{stats:?}");
+        assert_eq!(stats.evictions, 8, "{stats:?}"); // 11 misses into 3 places
+        assert!(by_url("https://h/releases/mozilla-beta/rev/0123456789ab").unwrap(), "misses never evict hits");
+        // Not an hg hash, or not a plain short repository: refused without a cache entry.
+        for bad in [
+            format!("https://h/mozilla-central/rev/{}", "a".repeat(41)),
+            "https://h/mozilla-central/rev/abcdef".to_string(),
+            format!("https://h/{}/rev/0123456789ab", "r".repeat(200)),
+        ] {
+            assert!(matches!(by_url(&bad), Err(ResolveError::NotFound(_))), "{bad}");
+        }
+        assert_eq!(cache.cache_stats().rejected, 3);
+        assert_eq!(cache.cache_stats().miss_entries, 3);
+        assert!(is_hg_hash("0123456789ab") && is_hg_hash(&"f".repeat(40)));
+        assert!(!is_hg_hash("0123456789a") && !is_hg_hash(&"f".repeat(41)) && !is_hg_hash("0123456789ag"));
+    }
+
+    #[test]
+    fn concurrent_lookups_of_one_revision_load_it_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = Arc::new(RevisionCache::empty().with_dir(dir.path()).unwrap());
+        std::fs::write(dir.path().join("fedcba987654.json"), r#"{"B": {"kind": "flag"}}"#).unwrap();
+        let threads: Vec<_> = (0..8)
+            .map(|_| {
+                let cache = cache.clone();
+                std::thread::spawn(move || cache.by_url("https://h/m-c/rev/fedcba987654").is_ok())
+            })
+            .collect();
+        assert!(threads.into_iter().all(|t| t.join().unwrap()));
+        let stats = cache.cache_stats();
+        assert_eq!((stats.entries, stats.miss_entries, stats.evictions), (1, 0, 0));
+        assert!(cache.flights.lock().unwrap().is_empty(), "every flight landed");
+    }
+
+    #[test]
     fn prefix_matching_needs_twelve_digits() {
         assert!(same_revision(
             "a55c55edf302",
