@@ -147,26 +147,27 @@ pub async fn serve(
                 }
             }
         };
-        let (stream, peer) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(accepted) => {
-                    backoff = Duration::from_millis(10);
-                    accepted
-                }
-                Err(error) => {
-                    // Often EMFILE/ENFILE: resolves as connections close; never stop serving.
-                    metrics.accept_errors.inc();
-                    tracing::warn!(%error, backoff_ms = backoff.as_millis() as u64, "accept failed");
-                    drop(permit);
-                    tokio::select! {
-                        () = tokio::time::sleep(backoff) => {}
-                        _ = stop.wait_for(|s| *s) => break,
-                    }
-                    backoff = (backoff * 2).min(Duration::from_secs(1));
-                    continue;
-                }
-            },
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
             _ = stop.wait_for(|s| *s) => break,
+        };
+        let (stream, peer) = match accepted {
+            Ok(accepted) => {
+                backoff = Duration::from_millis(10);
+                accepted
+            }
+            Err(error) => {
+                // Often EMFILE/ENFILE: resolves as connections close; never stop serving.
+                metrics.accept_errors.inc();
+                tracing::warn!(%error, backoff_ms = backoff.as_millis() as u64, "accept failed");
+                drop(permit);
+                tokio::select! {
+                    () = tokio::time::sleep(backoff) => {}
+                    _ = stop.wait_for(|s| *s) => break,
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(1));
+                continue;
+            }
         };
         metrics.accepted.inc();
         let _ = stream.set_nodelay(true);
