@@ -5,8 +5,10 @@
 #      revisions): RSS grows by less than RSS_CAP_MIB, the miss cache holds at most its capacity;
 #   B. gzip bombs: each ~20 KB gzip body inflating to 20 MiB, rejected: errors/ grows by at most
 #      ERRORS_CAP_PER_REQUEST bytes per request;
-#   C. idle, slowloris-header and slow-body connections (more of them than max_connections):
-#      every one is closed within its timeout (+ slack) while normal POSTs keep getting 200;
+#   C. idle, slowloris-header and slow-body connections (more of them than max_connections, and
+#      in the long form more than the server's 256 file descriptors): every one is closed within
+#      its timeout (+ slack, + the waves the connection cap makes) while normal POSTs keep
+#      getting 200;
 #   D. an unauthenticated 60 MB upload: 401 arrives after only the head was sent;
 #   E. hostile dimension values (long appVersion): stored as OTHER, no long path component.
 # Then SIGTERM: the server exits 0 within its grace period.
@@ -54,7 +56,8 @@ sha256 = "$TOKEN_SHA"
 role = "submit"
 EOF
 
-"$BIN" serve --config "$WORK/server.toml" 2> "$WORK/server.log" &
+# The issue's setting: with 256 file descriptors, 300 idle sockets used to starve normal POSTs.
+(ulimit -n 256 && exec "$BIN" serve --config "$WORK/server.toml") 2> "$WORK/server.log" &
 SERVER_PID=$!
 for _ in $(seq 200); do grep -q 'listening on' "$WORK/server.log" && break; sleep 0.1; done
 ADDR=$(sed -n 's/^listening on //p' "$WORK/server.log")
@@ -190,7 +193,8 @@ print(f"B ok: {bombs} gzip bombs ({len(bomb)} bytes -> 20 MiB each) added {grown
       f"({grown // bombs} per request, cap {ERRORS_CAP_PER_REQUEST})")
 
 # --- C. idle, slow-header and slow-body connections -----------------------------------------
-idle_n, slow_n = (150, 30) if long_form else (80, 10)   # idle_n > max_connections (64)
+idle_n, slow_n = (300, 30) if long_form else (80, 10)   # > max_connections (64); long: > the fd limit (256)
+MAX_CONNECTIONS = 64
 def connect():
     s = socket.create_connection((host, port), timeout=5)
     return s
@@ -219,7 +223,8 @@ for s in slow_heads:
 dripper = threading.Thread(target=drip, daemon=True)
 dripper.start()
 # Normal POSTs keep succeeding (they may wait in the backlog until idle sockets are closed).
-codes = [post_ping(timeout=IDLE_T + HEADER_T + BODY_T + 10) for _ in range(10)]
+waves = -(-(idle_n + 2 * slow_n) // MAX_CONNECTIONS)     # the cap serves hostile sockets in waves
+codes = [post_ping(timeout=waves * (max(HEADER_T, IDLE_T, BODY_T) + 1) + 10) for _ in range(10)]
 if set(codes) != {200}:
     fail(f"C: normal POSTs during the attack answered {codes}")
 def closed(s, within):
@@ -233,7 +238,7 @@ def closed(s, within):
         return True
     except (socket.timeout, TimeoutError):
         return False
-limit = opened + max(HEADER_T, IDLE_T, BODY_T) * 2 + SLACK + 10   # backlog wait + own timeout
+limit = opened + waves * (max(HEADER_T, IDLE_T, BODY_T) + 1) + SLACK   # backlog waves + own timeout
 still_open = sum(not closed(s, limit) for s in idle + slow_bodies)
 stop_drip.set()
 dripper.join()
