@@ -277,3 +277,49 @@ fn a_rejected_gzip_bomb_leaves_a_bounded_error_line_and_odd_dimensions_become_ot
     }
     assert!(stored.iter().any(|p| p.contains("OTHER") && p.contains("idle_daily")), "{stored:?}");
 }
+
+/// Writes `bytes` bytes at `rel` under `dir`, last modified `age_secs` ago.
+fn aged_file(dir: &Path, rel: &str, bytes: usize, age_secs: u64) {
+    let path = dir.join(rel);
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(&path, vec![b'x'; bytes]).unwrap();
+    let when = std::time::SystemTime::now() - Duration::from_secs(age_secs);
+    std::fs::File::options().write(true).open(&path).unwrap().set_modified(when).unwrap();
+}
+
+#[test]
+fn retention_sweeps_old_and_excess_files_out_of_every_growing_directory() {
+    const DAY: u64 = 24 * 3600;
+    let root = tempfile::tempdir().unwrap();
+    let data = root.path().join("data");
+    // Old enough for the age rule in each directory, plus young files the size rule trims.
+    aged_file(&data, "errors/convert-old.ndjson", 1000, 20 * DAY);
+    aged_file(&data, "errors/convert-recent.ndjson", 1000, 2 * DAY);
+    aged_file(&data, "raw/converted/telemetry.log.v2.h.1_0.1.finished", 1000, 40 * DAY);
+    aged_file(&data, "raw/failed/telemetry.log.v2.h.1_0.2.finished", 1000, 40 * DAY);
+    aged_file(&data, "histograms/mozilla-central/0123456789ab/Histograms.json", 3000, 3 * DAY);
+    aged_file(&data, "histograms/mozilla-central/0123456789ac/Histograms.json", 3000, 2 * DAY);
+    aged_file(&data, "histograms/mozilla-central/0123456789ad/Histograms.json", 3000, 0);
+    let mut config = telemetry_server::config::Config::default();
+    config.data_dir = data.clone();
+    config.server.listen = "127.0.0.1:0".parse().unwrap();
+    config.ingest.shards = 2;
+    config.convert.enabled = false;
+    config.retention.histograms_max_bytes = 5000;
+    let server = TestServer::start_with(root, config);
+    let gone = |rel: &str| !data.join(rel).exists();
+    // The histograms directory is swept last; its gauge appears once it is done.
+    wait_for("the first sweep", || metric(&server.metrics(), "telemetry_retention_dir_bytes{dir=\"histograms\"}").is_some());
+    assert!(gone("errors/convert-old.ndjson") && gone("histograms/mozilla-central/0123456789ab"), "empty directories go too");
+    assert!(gone("raw/converted/telemetry.log.v2.h.1_0.1.finished"));
+    assert!(gone("raw/failed/telemetry.log.v2.h.1_0.2.finished"));
+    assert!(gone("histograms/mozilla-central/0123456789ac/Histograms.json"), "oldest first until 5000 bytes fit");
+    assert!(!gone("errors/convert-recent.ndjson"), "younger than errors_max_age_secs");
+    assert!(!gone("histograms/mozilla-central/0123456789ad/Histograms.json"), "younger than min_age_secs");
+    let metrics = server.metrics();
+    for (dir, rule, files) in [("errors", "age", 1.0), ("raw_converted", "age", 1.0), ("raw_failed", "age", 1.0), ("histograms", "bytes", 2.0)] {
+        let prefix = format!("telemetry_retention_removed_files_total{{dir=\"{dir}\",rule=\"{rule}\"}}");
+        assert_eq!(metric(&metrics, &prefix), Some(files), "{prefix}: {metrics}");
+    }
+    assert_eq!(metric(&metrics, "telemetry_retention_dir_bytes{dir=\"histograms\"}"), Some(3000.0), "{metrics}");
+}

@@ -204,6 +204,8 @@ pub struct ErrorStream {
     entries: u64,
     /// Bytes in the file (what it held when opened plus what this stream wrote).
     file_bytes: u64,
+    /// Limits of this stream only (tests); `None`: the process-wide [`limits`].
+    own_limits: Option<ErrorLimits>,
 }
 
 impl ErrorStream {
@@ -218,7 +220,14 @@ impl ErrorStream {
             name,
             entries: 0,
             file_bytes: 0,
+            own_limits: None,
         }
+    }
+
+    /// This stream with its own limits instead of the process-wide ones.
+    pub fn with_limits(mut self, limits: ErrorLimits) -> ErrorStream {
+        self.own_limits = Some(limits);
+        self
     }
 
     fn file(&mut self) -> Result<&mut BufWriter<File>, StorageError> {
@@ -254,7 +263,7 @@ impl ErrorStream {
         let name = self.name.clone();
         let io = |e: std::io::Error| StorageError::io(name.clone(), e);
         self.file()?;
-        let limits = limits();
+        let limits = self.own_limits.unwrap_or_else(limits);
         let total = TOTAL_BYTES.load(Ordering::Relaxed);
         let (file_spent, file_full) = over(self.file_bytes, limits.max_file_bytes);
         let (total_spent, total_full) = over(total, limits.max_total_bytes);
@@ -338,5 +347,28 @@ mod tests {
         assert_eq!(line["body_bytes"], 1 << 20);
         assert_eq!(line["body_truncated"], true);
         assert!(written.len() < limits().max_body_bytes + 2 * MAX_FIELD_BYTES, "{}", written.len());
+    }
+
+    #[test]
+    fn past_the_file_budget_entries_lose_their_body_then_are_dropped() {
+        let dir = tempfile::tempdir().unwrap();
+        let errors = Dir::open_ambient_dir(dir.path(), cap_std::ambient_authority()).unwrap();
+        let limits = ErrorLimits { max_body_bytes: 1024, max_file_bytes: 4000, max_total_bytes: 0 };
+        let mut stream = ErrorStream::create(errors, "budget").with_limits(limits);
+        let bad = BadRecord::new(BadRecordKind::BadPayload, "bad");
+        let body = vec![b'x'; 500];
+        for _ in 0..40 {
+            stream.write(&ErrorEntry::new(&bad, "src", Some(&body))).unwrap();
+        }
+        stream.flush().unwrap();
+        let written = std::fs::read_to_string(dir.path().join("budget.ndjson")).unwrap();
+        let lines: Vec<serde_json::Value> = written.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+        let with_body = lines.iter().filter(|l| l.get("body").is_some()).count();
+        let without = lines.iter().filter(|l| l.get("body").is_none()).count();
+        assert!(with_body >= 1 && without >= 1, "{with_body} with, {without} without a body");
+        assert!(lines[with_body..].iter().all(|l| l["body_truncated"] == true && l["body_bytes"] == 500));
+        assert!(lines.len() < 40, "entries past an eighth more are dropped: {}", lines.len());
+        assert!(written.len() as u64 <= 4000 + 4000 / 8 + 600, "{} bytes", written.len());
+        assert_eq!(stream.entries(), lines.len() as u64);
     }
 }
