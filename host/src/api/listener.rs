@@ -71,6 +71,25 @@ impl ConnectionLimits {
     }
 }
 
+/// File descriptors the server needs besides its connections (logs, storage, the job service).
+const SPARE_FDS: u64 = 64;
+
+/// Warns when `max_connections` plus some spare descriptors exceed the process's soft limit on
+/// open files: the cap would then not keep `accept` from failing with `EMFILE`.
+pub fn check_fd_limit(max_connections: usize) {
+    let limit = rustix::process::getrlimit(rustix::process::Resource::Nofile);
+    if let Some(soft) = limit.current {
+        if max_connections as u64 + SPARE_FDS > soft {
+            tracing::warn!(
+                max_connections,
+                open_files_limit = soft,
+                "server.max_connections is close to or above the open-files limit (ulimit -n); \
+                 lower it or raise the limit so the connection cap, not EMFILE, bounds connections"
+            );
+        }
+    }
+}
+
 /// Label set `{kind="header"}`: which deadline closed a connection or cut a body.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct TimeoutLabel {

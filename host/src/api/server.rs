@@ -143,6 +143,7 @@ impl Server {
         });
         let app = router(state.clone());
         let limits = super::listener::ConnectionLimits::from_config(&state.config.server);
+        super::listener::check_fd_limit(limits.max_connections);
         let sweeper = crate::storage::retention::Sweeper::start(
             state.data_dir.clone(),
             state.config.retention.clone(),
