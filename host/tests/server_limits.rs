@@ -111,7 +111,7 @@ fn the_connection_cap_stops_accepting_until_a_connection_closes() {
     });
     let holders: Vec<TcpStream> = (0..3).map(|_| TcpStream::connect(server.addr).unwrap()).collect();
     // Give the accept loop time to take all three permits.
-    std::thread::sleep(Duration::from_millis(300));
+    std::thread::sleep(Duration::from_millis(1000));
     // The fourth connects (kernel backlog) but is not served while the three are open.
     let mut waiting = TcpStream::connect(server.addr).unwrap();
     waiting.write_all(b"GET /status HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
