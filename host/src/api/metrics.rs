@@ -114,6 +114,8 @@ pub struct BoundsMetrics {
     pub revision_rejected: Counter,
     /// Histogram server fetches running now.
     pub revision_fetches_running: Gauge,
+    /// Revisions remembered as failed for their fetch back-off.
+    pub revision_fetch_backoff_entries: Gauge,
     /// Rejected bodies cut to `errors.max_body_bytes` in the error stream.
     pub error_bodies_truncated: Counter,
     /// Error-stream entries written without their body, or dropped, because a budget was spent.
@@ -282,6 +284,7 @@ impl Metrics {
         registry.register("revision_cache_evictions", "Revision cache entries evicted (LRU)", bounds.revision_cache_evictions.clone());
         registry.register("revision_rejected", "Revision lookups refused before any work (not an hg hash or bad repository)", bounds.revision_rejected.clone());
         registry.register("revision_fetches_running", "Histogram server fetches running now", bounds.revision_fetches_running.clone());
+        registry.register("revision_fetch_backoff_entries", "Revisions remembered as failed for their fetch back-off (at most 4096)", bounds.revision_fetch_backoff_entries.clone());
         registry.register("error_bodies_truncated", "Rejected bodies cut to errors.max_body_bytes in the error stream", bounds.error_bodies_truncated.clone());
         registry.register("error_entries_limited", "Error-stream entries written without body (body_dropped) or not written (dropped) because a byte budget was spent", bounds.error_entries_limited.clone());
         registry.register("retention_removed_files", "Files removed by retention sweeps by directory and rule (age, bytes)", bounds.retention_files_removed.clone());
@@ -373,6 +376,7 @@ fn copy_definition_counters(state: &AppState) {
     bounds.revision_cache_evictions.inc_by(c.evictions.saturating_sub(bounds.revision_cache_evictions.get()));
     bounds.revision_rejected.inc_by(c.rejected.saturating_sub(bounds.revision_rejected.get()));
     bounds.revision_fetches_running.set(state.revisions.fetches_running() as i64);
+    bounds.revision_fetch_backoff_entries.set(f.backoff_entries.min(i64::MAX as u64) as i64);
     let e = crate::convert::error_stream_stats();
     bounds.error_bodies_truncated.inc_by(e.truncated.saturating_sub(bounds.error_bodies_truncated.get()));
     for (reason, value) in [("body_dropped", e.body_dropped), ("dropped", e.dropped)] {

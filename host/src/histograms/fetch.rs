@@ -100,6 +100,8 @@ pub struct FetchStats {
     pub failed: u64,
     /// Lookups that found every fetch slot busy for the whole timeout.
     pub busy: u64,
+    /// Revisions remembered as failed for their back-off (at most 4096).
+    pub backoff_entries: u64,
 }
 
 #[derive(Default)]
@@ -183,6 +185,7 @@ impl Fetcher {
             not_found: c.not_found.load(Ordering::Relaxed),
             failed: c.failed.load(Ordering::Relaxed),
             busy: c.busy.load(Ordering::Relaxed),
+            backoff_entries: self.failures.lock().unwrap_or_else(|e| e.into_inner()).len() as u64,
         }
     }
 
@@ -399,7 +402,7 @@ mod tests {
         assert!(bad.is_final(), "{bad}");
         assert_eq!(
             fetcher.stats(),
-            FetchStats { fetched: 0, cache_hits: 0, not_found: 1, failed: 1, busy: 0 }
+            FetchStats { fetched: 0, cache_hits: 0, not_found: 1, failed: 1, busy: 0, backoff_entries: 1 }
         );
         assert!(fetcher.store("../etc", "0123456789ab", "{}").is_err());
     }
