@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite: installs what it needs, builds the guest jobs from source, runs every test
-# (cargo tests, then the crash test and the disk-full test against the real server binary).
+# (cargo tests, then the crash test, the disk-full test and the attack suite against the real
+# server binary).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -14,4 +15,6 @@ echo "== crash test (kill -9 under load, zero acknowledged losses) =="
 BIN="$PWD/target/debug/telemetry-server" KILLS="${KILLS:-10}" bash scripts/crash-test.sh
 echo "== disk-full test (507, no corrupt file, recovery) =="
 BIN="$PWD/target/debug/telemetry-server" bash scripts/disk-full-test.sh
+echo "== attack suite (short form: bounded memory, disk and time under hostile input) =="
+BIN="$PWD/target/debug/telemetry-server" bash scripts/attack-suite.sh
 echo "test.sh: all suites passed"

@@ -32,6 +32,11 @@ pub struct Config {
     pub jobs: JobsConfig,
     /// `[s3]`: export to S3; absent means no S3.
     pub s3: Option<S3Config>,
+    /// `[errors]`: size limits of the error stream (`errors/`).
+    pub errors: crate::convert::ErrorStreamConfig,
+    /// `[retention]`: age and size limits of `errors/`, `raw/converted/`, `raw/failed/` and
+    /// `histograms/`, enforced by a background sweep.
+    pub retention: crate::storage::RetentionConfig,
 }
 
 impl Default for Config {
@@ -43,6 +48,8 @@ impl Default for Config {
             convert: ConvertConfig::default(),
             jobs: JobsConfig::default(),
             s3: None,
+            errors: crate::convert::ErrorStreamConfig::default(),
+            retention: crate::storage::RetentionConfig::default(),
         }
     }
 }
@@ -74,6 +81,19 @@ pub struct ServerConfig {
     pub stats_log: Option<PathBuf>,
     /// Seconds to wait for in-flight requests on shutdown before closing connections.
     pub shutdown_grace_secs: u64,
+    /// Most connections open at once. At the cap the server stops accepting (new clients wait in
+    /// the kernel's backlog) until one closes: back-pressure against fd exhaustion by idle sockets.
+    pub max_connections: usize,
+    /// Seconds a client has to send a complete request head (line + headers), from the moment the
+    /// server starts reading it; guards against slowloris clients dripping header bytes.
+    pub header_read_timeout_secs: u64,
+    /// Seconds a connection may sit with no request in flight and no bytes moving (a fresh
+    /// connection that sends nothing, a keep-alive connection between requests, a client that
+    /// stopped reading its response) before it is closed.
+    pub idle_timeout_secs: u64,
+    /// Seconds from the request head to the end of its body; a slower body is cut off (408 on
+    /// the submission API) and the connection closed.
+    pub body_read_timeout_secs: u64,
 }
 
 impl Default for ServerConfig {
@@ -89,6 +109,10 @@ impl Default for ServerConfig {
             namespaces: vec!["telemetry".to_string()],
             stats_log: None,
             shutdown_grace_secs: 30,
+            max_connections: 1024,
+            header_read_timeout_secs: 10,
+            idle_timeout_secs: 30,
+            body_read_timeout_secs: 60,
         }
     }
 }
@@ -159,6 +183,9 @@ impl ConvertConfig {
             server: self.histogram_server.clone(),
             timeout: std::time::Duration::from_secs(self.histogram_fetch_timeout_secs),
             retry_after: std::time::Duration::from_secs(self.histogram_fetch_retry_secs),
+            cache_entries: self.histogram_cache_entries,
+            cache_misses: self.histogram_cache_misses,
+            fetch_concurrency: self.histogram_fetch_concurrency,
         }
     }
 }
@@ -221,6 +248,22 @@ pub struct ConvertConfig {
     /// histograms that do not validate; `nearest` definitions only; or `reject` as the 2013
     /// converter did.
     pub unknown_revision: crate::convert::UnknownRevision,
+    /// Revisions with definitions the in-memory Histograms.json cache keeps, least recently used
+    /// evicted first. Bounds the memory anonymous `/histograms?revision=` lookups and ping
+    /// revisions can take.
+    pub histogram_cache_entries: usize,
+    /// Revisions known to be missing the cache keeps, apart from the ones with definitions (so a
+    /// flood of unknown revisions never evicts definitions in use); least recently used first.
+    pub histogram_cache_misses: usize,
+    /// Fetches from `histogram_server` running at once (one per revision in any case); a lookup
+    /// beyond it waits for a slot, up to `histogram_fetch_timeout_secs`, then misses.
+    pub histogram_fetch_concurrency: usize,
+    /// Longest dimension value (bytes) stored as is in a partition path; a longer one is stored
+    /// as `OTHER`.
+    pub dimension_max_bytes: usize,
+    /// Regular expression a dimension value must match to be stored as is (schema dimensions
+    /// allowing `"*"` or a range); other values are stored as `OTHER`. Empty: no pattern.
+    pub dimension_pattern: String,
 }
 
 impl Default for ConvertConfig {
@@ -240,6 +283,11 @@ impl Default for ConvertConfig {
             codec: crate::storage::Codec::Zstd { level: 3 },
             histogram_fetch_retry_secs: 300,
             unknown_revision: crate::convert::UnknownRevision::Keep,
+            histogram_cache_entries: crate::histograms::DEFAULT_CACHE_ENTRIES,
+            histogram_cache_misses: crate::histograms::DEFAULT_CACHE_MISSES,
+            histogram_fetch_concurrency: crate::histograms::DEFAULT_FETCH_CONCURRENCY,
+            dimension_max_bytes: crate::storage::DEFAULT_DIMENSION_MAX_BYTES,
+            dimension_pattern: crate::storage::DEFAULT_DIMENSION_PATTERN.to_string(),
         }
     }
 }
@@ -328,8 +376,35 @@ impl Config {
         if self.convert.max_uncompressed_bytes == 0 {
             return invalid("convert.max_uncompressed_bytes must be > 0");
         }
+        if self.server.max_connections == 0 {
+            return invalid("server.max_connections must be > 0");
+        }
+        if self.server.header_read_timeout_secs == 0
+            || self.server.idle_timeout_secs == 0
+            || self.server.body_read_timeout_secs == 0
+        {
+            return invalid("server.header_read_timeout_secs, idle_timeout_secs and body_read_timeout_secs must be > 0");
+        }
+        if self.convert.histogram_cache_entries == 0
+            || self.convert.histogram_cache_misses == 0
+            || self.convert.histogram_fetch_concurrency == 0
+        {
+            return invalid("convert.histogram_cache_entries, histogram_cache_misses and histogram_fetch_concurrency must be > 0");
+        }
+        if self.convert.dimension_max_bytes == 0 {
+            return invalid("convert.dimension_max_bytes must be > 0");
+        }
+        self.dimension_policy()?;
+        self.errors.validate().map_err(ConfigError::Invalid)?;
+        self.retention.validate().map_err(ConfigError::Invalid)?;
         self.jobs.validate().map_err(ConfigError::Invalid)?;
         Ok(())
+    }
+
+    /// The dimension value policy of `[convert]` (length cap and pattern), ready to use.
+    pub fn dimension_policy(&self) -> Result<crate::storage::ValuePolicy, ConfigError> {
+        crate::storage::ValuePolicy::new(self.convert.dimension_max_bytes, &self.convert.dimension_pattern)
+            .map_err(|e| ConfigError::Invalid(format!("convert.dimension_pattern: {e}")))
     }
 
     /// The configuration as TOML (for `serve --print-config`).

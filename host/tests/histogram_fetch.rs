@@ -27,6 +27,10 @@ const FX60_REV: &str = "919570891f1c8c8576be89f273f47fb9542c2a1f";
 /// Beta 2015-11 ping (also not covered): the fake hg answers 404 for its revision.
 const FX45: &str = "pings/v4.main.Fx45.0-beta.2015-11.sample.pipeline-schemas.json";
 const FX45_REV: &str = "bb4d614a0b09";
+/// A body that makes the fake hg answer 503 after 5 seconds.
+const SLOW: &str = "SLOW";
+/// A repository the fake hg does not have (404 for every revision).
+const FAKE_REPO: &str = "not-a-repo";
 const DEFINITIONS: &str = "histograms/Histograms.mozilla-central.2017-03.telemetry-batch-view.json";
 
 /// The fake hg server: revision → (status, body); every request path is recorded.
@@ -68,7 +72,15 @@ async fn serve(
     UrlPath((repo, rev)): UrlPath<(String, String)>,
 ) -> (StatusCode, String) {
     requests.lock().unwrap().push(format!("{repo}/{rev}"));
-    files.get(&rev).cloned().unwrap_or((StatusCode::NOT_FOUND, "not found".into()))
+    if repo == FAKE_REPO {
+        return (StatusCode::NOT_FOUND, "no such repository".into());
+    }
+    let file = files.get(&rev).cloned().unwrap_or((StatusCode::NOT_FOUND, "not found".into()));
+    if file.1 == SLOW {
+        tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+        return (StatusCode::SERVICE_UNAVAILABLE, "slow and then down".into());
+    }
+    file
 }
 
 fn definitions() -> String {
@@ -194,4 +206,70 @@ fn the_histograms_endpoint_fetches_through_and_counts_it() {
     };
     assert_eq!(value("fetched").as_deref(), Some("1"), "{metrics}");
     assert_eq!(value("fetch_not_found").as_deref(), Some("1"), "{metrics}");
+}
+
+/// Issue 11: the cache ignored the repository, so a lookup of a real revision in a fake repository
+/// (404) was remembered for the revision and the real one became unfindable.
+#[test]
+fn a_fake_repository_does_not_make_a_real_revision_unfindable() {
+    let hg = FakeHg::start(&[(FX60_REV, StatusCode::OK, definitions())]);
+    let template = hg.template();
+    let server = TestServer::start(|config| config.convert.histogram_server = Some(template));
+    let client = reqwest::blocking::Client::new();
+    let lookup = |repo: &str| {
+        let url = format!("https://hg.mozilla.org/{repo}/rev/{FX60_REV}");
+        client.get(server.url("/histograms")).query(&[("revision", &url)]).send().unwrap().status().as_u16()
+    };
+    assert_eq!(lookup(FAKE_REPO), 404);
+    assert_eq!(lookup("mozilla-central"), 200);
+    assert_eq!(lookup(FAKE_REPO), 404, "the fake repository's miss is remembered for it alone");
+    assert_eq!(hg.requests(), [format!("{FAKE_REPO}/{FX60_REV}"), format!("mozilla-central/{FX60_REV}")]);
+}
+
+/// Issue 11: every fetch ran under one global lock, so a normal lookup waited behind attackers'
+/// fetches. Now fetches run outside any lock, at most `histogram_fetch_concurrency` at once: with
+/// four slow fetches wanted and a cap of two, two reach the histogram server while the others
+/// wait, and a lookup of definitions the server has answers meanwhile.
+#[test]
+fn slow_fetches_are_capped_and_do_not_hold_up_other_lookups() {
+    let slow: Vec<String> = (0..4).map(|i| format!("{i:040x}")).collect();
+    let files: Vec<(&str, StatusCode, String)> =
+        slow.iter().map(|rev| (rev.as_str(), StatusCode::OK, SLOW.to_string())).collect();
+    let hg = FakeHg::start(&files);
+    let template = hg.template();
+    let server = TestServer::start(|config| {
+        config.convert.histogram_server = Some(template);
+        config.convert.histogram_fetch_concurrency = 2;
+        config.convert.histogram_fetch_timeout_secs = 30;
+    });
+    let lookups: Vec<_> = slow
+        .iter()
+        .map(|rev| {
+            let url = server.url("/histograms");
+            let revision = format!("https://hg.mozilla.org/mozilla-central/rev/{rev}");
+            std::thread::spawn(move || {
+                let client = reqwest::blocking::Client::builder().timeout(std::time::Duration::from_secs(60)).build().unwrap();
+                client.get(url).query(&[("revision", revision)]).send().unwrap().status().as_u16()
+            })
+        })
+        .collect();
+    let start = std::time::Instant::now();
+    while hg.requests().len() < 2 {
+        assert!(start.elapsed() < std::time::Duration::from_secs(30), "fetches never started");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    // The embedded definitions answer while the slow fetches run...
+    let client = reqwest::blocking::Client::new();
+    let real = "https://hg.mozilla.org/releases/mozilla-release/rev/a55c55edf302";
+    let status = client.get(server.url("/histograms")).query(&[("revision", real)]).send().unwrap().status();
+    assert_eq!(status, 200);
+    // ...and only two of the four fetches have reached the histogram server.
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    assert_eq!(hg.requests().len(), 2, "{:?}", hg.requests());
+    let metrics = server.metrics();
+    assert!(metrics.lines().any(|l| l == "telemetry_revision_fetches_running 2"), "{metrics}");
+    for lookup in lookups {
+        assert_eq!(lookup.join().unwrap(), 404, "a failed fetch is a miss");
+    }
+    assert_eq!(hg.requests().len(), 4, "the waiting lookups fetched once a slot was free");
 }

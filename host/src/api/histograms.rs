@@ -61,10 +61,28 @@ fn answer(
     match lookup(revision) {
         Ok(body) => text(StatusCode::OK, body),
         Err(ResolveError::NotFound(_)) => {
-            text(StatusCode::NOT_FOUND, format!("Not Found: {revision}"))
+            text(StatusCode::NOT_FOUND, format!("Not Found: {}", shorten(revision)))
+        }
+        Err(ResolveError::InvalidUrl(_)) => {
+            text(StatusCode::INTERNAL_SERVER_ERROR, format!("Invalid revision URL: {}", shorten(revision)))
         }
         Err(err) => text(StatusCode::INTERNAL_SERVER_ERROR, err.to_string()),
     }
+}
+
+/// Longest part of a client's revision echoed in an answer.
+const ECHO_BYTES: usize = 256;
+
+/// The client's revision as echoed: at most [`ECHO_BYTES`] (a URL can be megabytes long).
+fn shorten(revision: &str) -> String {
+    if revision.len() <= ECHO_BYTES {
+        return revision.to_owned();
+    }
+    let mut end = ECHO_BYTES;
+    while !revision.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}… ({} bytes)", &revision[..end], revision.len())
 }
 
 fn text(code: StatusCode, body: String) -> Response {

@@ -102,6 +102,59 @@ pub struct Metrics {
     pub http: HttpMetrics,
     pub ingest: IngestMetrics,
     pub convert: ConvertMetrics,
+    /// HTTP connections: open, accepted, throttled at the cap, closed by a deadline.
+    pub connections: super::listener::ConnectionMetrics,
+    /// Bounded caches and retention sweeps (issue 11).
+    pub bounds: BoundsMetrics,
+}
+
+/// Metrics of the bounds added against hostile input: the revision cache, the error stream and
+/// the retention sweeps.
+#[derive(Clone, Default)]
+pub struct BoundsMetrics {
+    /// Revisions with definitions in memory.
+    pub revision_cache_entries: Gauge,
+    /// Revisions known to be missing in memory.
+    pub revision_cache_miss_entries: Gauge,
+    /// Entries evicted from the revision cache (copied at every scrape).
+    pub revision_cache_evictions: Counter,
+    /// Revision lookups refused before any work (not an hg hash, or a bad repository path).
+    pub revision_rejected: Counter,
+    /// Histogram server fetches running now.
+    pub revision_fetches_running: Gauge,
+    /// Revisions remembered as failed for their fetch back-off.
+    pub revision_fetch_backoff_entries: Gauge,
+    /// Rejected bodies cut to `errors.max_body_bytes` in the error stream.
+    pub error_bodies_truncated: Counter,
+    /// Error-stream entries written without their body, or dropped, because a budget was spent.
+    pub error_entries_limited: Family<ReasonLabel, Counter>,
+    /// Files removed by retention sweeps, by directory and rule.
+    pub retention_files_removed: Family<SweepLabel, Counter>,
+    /// Bytes removed by retention sweeps, by directory and rule.
+    pub retention_bytes_removed: Family<SweepLabel, Counter>,
+    /// Bytes under each swept directory after the last sweep.
+    pub retention_dir_bytes: Family<DirLabel, Gauge>,
+    /// Sweeps that hit their deadline before finishing.
+    pub retention_sweeps_cut: Counter,
+}
+
+/// Label set `{reason="file_budget"}`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabel {
+    pub reason: &'static str,
+}
+
+/// Label set `{dir="errors", rule="age"}`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SweepLabel {
+    pub dir: &'static str,
+    pub rule: &'static str,
+}
+
+/// Label set `{dir="errors"}`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DirLabel {
+    pub dir: &'static str,
 }
 
 impl Metrics {
@@ -222,14 +275,43 @@ impl Metrics {
         );
         registry.register(
             "histogram_definitions",
-            "Histogram definition lookups by outcome (by_revision, by_channel_build_id, by_app_version, missing, invalid_url, bad_spec) and fetches from the histogram server (fetched, fetch_cache_hit, fetch_not_found, fetch_failed)",
+            "Histogram definition lookups by outcome (by_revision, by_channel_build_id, by_app_version, missing, invalid_url, bad_spec) and fetches from the histogram server (fetched, fetch_cache_hit, fetch_not_found, fetch_failed, fetch_busy)",
             convert.definitions.clone(),
         );
+        let connections = super::listener::ConnectionMetrics::default();
+        registry.register("http_open_connections", "HTTP connections open now", connections.open.clone());
+        registry.register("http_connections_accepted", "HTTP connections accepted", connections.accepted.clone());
+        registry.register(
+            "http_connections_throttled",
+            "Times every connection permit (server.max_connections) was taken and accepting paused",
+            connections.throttled.clone(),
+        );
+        registry.register(
+            "http_timeouts",
+            "Connections closed (header, idle) or request bodies cut (body) by a deadline",
+            connections.timeouts.clone(),
+        );
+        registry.register("http_accept_errors", "Failed accept calls (e.g. out of file descriptors)", connections.accept_errors.clone());
+        let bounds = BoundsMetrics::default();
+        registry.register("revision_cache_entries", "Histogram revisions with definitions held in memory", bounds.revision_cache_entries.clone());
+        registry.register("revision_cache_miss_entries", "Histogram revisions known to be missing held in memory", bounds.revision_cache_miss_entries.clone());
+        registry.register("revision_cache_evictions", "Revision cache entries evicted (LRU)", bounds.revision_cache_evictions.clone());
+        registry.register("revision_rejected", "Revision lookups refused before any work (not an hg hash or bad repository)", bounds.revision_rejected.clone());
+        registry.register("revision_fetches_running", "Histogram server fetches running now", bounds.revision_fetches_running.clone());
+        registry.register("revision_fetch_backoff_entries", "Revisions remembered as failed for their fetch back-off (at most 4096)", bounds.revision_fetch_backoff_entries.clone());
+        registry.register("error_bodies_truncated", "Rejected bodies cut to errors.max_body_bytes in the error stream", bounds.error_bodies_truncated.clone());
+        registry.register("error_entries_limited", "Error-stream entries written without body (body_dropped) or not written (dropped) because a byte budget was spent", bounds.error_entries_limited.clone());
+        registry.register("retention_removed_files", "Files removed by retention sweeps by directory and rule (age, bytes)", bounds.retention_files_removed.clone());
+        registry.register("retention_removed_bytes", "Bytes removed by retention sweeps by directory and rule (age, bytes)", bounds.retention_bytes_removed.clone());
+        registry.register("retention_dir_bytes", "Bytes under each swept directory after the last sweep", bounds.retention_dir_bytes.clone());
+        registry.register("retention_sweeps_cut", "Retention sweeps stopped by their deadline", bounds.retention_sweeps_cut.clone());
         Arc::new(Metrics {
             registry: Mutex::new(registry),
             http,
             ingest,
             convert,
+            connections,
+            bounds,
         })
     }
 
@@ -296,8 +378,23 @@ fn copy_definition_counters(state: &AppState) {
         ("fetch_cache_hit", f.cache_hits),
         ("fetch_not_found", f.not_found),
         ("fetch_failed", f.failed),
+        ("fetch_busy", f.busy),
     ] {
         let counter = family.get_or_create(&OutcomeLabel { outcome });
+        counter.inc_by(value.saturating_sub(counter.get()));
+    }
+    let c = state.revisions.cache_stats();
+    let bounds = &state.metrics.bounds;
+    bounds.revision_cache_entries.set(c.entries.min(i64::MAX as u64) as i64);
+    bounds.revision_cache_miss_entries.set(c.miss_entries.min(i64::MAX as u64) as i64);
+    bounds.revision_cache_evictions.inc_by(c.evictions.saturating_sub(bounds.revision_cache_evictions.get()));
+    bounds.revision_rejected.inc_by(c.rejected.saturating_sub(bounds.revision_rejected.get()));
+    bounds.revision_fetches_running.set(state.revisions.fetches_running() as i64);
+    bounds.revision_fetch_backoff_entries.set(f.backoff_entries.min(i64::MAX as u64) as i64);
+    let e = crate::convert::error_stream_stats();
+    bounds.error_bodies_truncated.inc_by(e.truncated.saturating_sub(bounds.error_bodies_truncated.get()));
+    for (reason, value) in [("body_dropped", e.body_dropped), ("dropped", e.dropped)] {
+        let counter = bounds.error_entries_limited.get_or_create(&ReasonLabel { reason });
         counter.inc_by(value.saturating_sub(counter.get()));
     }
 }

@@ -5,6 +5,7 @@
 //! - [`metrics`]: the Prometheus registry shared by every service, and `GET /metrics`.
 //! - [`histograms`]: the seed histogram server's `/histograms` and `/histogram_buckets`.
 //! - [`server`]: binds, recovers raw logs, starts the writers and the live conversion, serves, drains.
+//! - [`listener`]: the accept loop with the connection cap and the header, idle and body deadlines.
 //! - [`jobs`]: the job service under `/api/v1`.
 //! - [`chart`]: SVG bar charts of job results. [`dashboard`]: `GET /dashboard` and `GET /api/v1/stats`.
 
@@ -12,6 +13,7 @@ pub mod chart;
 pub mod dashboard;
 pub mod histograms;
 pub mod jobs;
+pub mod listener;
 pub mod metrics;
 pub mod server;
 pub mod submit;

@@ -6,6 +6,10 @@
 //! [`Server::local_addr`]). [`Server::run`] serves until the shutdown future resolves, then drains:
 //! stop accepting, let in-flight requests finish (up to `shutdown_grace_secs`), write and sync what is
 //! queued, finish every open log, stop the conversion pool after its current log.
+//!
+//! Connections are accepted by [`super::listener::serve`] (connection cap, header/idle/body
+//! deadlines); [`crate::storage::retention`] sweeps old files out of `errors/`, `raw/converted/`,
+//! `raw/failed/` and `histograms/` in the background while the server runs.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -71,6 +75,7 @@ impl Server {
             tracing::info!(logs = recovered.len(), cut_bytes = cut, "recovered raw logs left by a previous run");
         }
         let metrics = Metrics::new();
+        crate::convert::error_limits::set_limits(&config.errors, config.retention.errors_max_bytes);
         // Before any writer of this process exists: `.partial` files nobody writes are left by a crash.
         let stale = crate::storage::recover_stale_partials(&data_dir).unwrap_or_else(|error| {
             tracing::error!(%error, "cannot check storage for stale .partial files");
@@ -136,24 +141,26 @@ impl Server {
             shutdown.await;
             let _ = stop_tx.send(true);
         });
-        let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
-            let _ = rx.wait_for(|stop| *stop).await;
-        };
-        let app = router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
-        let serve = axum::serve(listener, app).with_graceful_shutdown(stopped(stop_rx.clone()));
+        let app = router(state.clone());
+        let limits = super::listener::ConnectionLimits::from_config(&state.config.server);
+        super::listener::check_fd_limit(limits.max_connections);
+        let sweeper = crate::storage::retention::Sweeper::start(
+            state.data_dir.clone(),
+            state.config.retention.clone(),
+            state.metrics.bounds.clone(),
+        );
+        // Returns once `stop` turned true; connections still open were told to finish and close.
+        let drain = super::listener::serve(listener, app, limits, state.metrics.connections.clone(), stop_rx).await;
+        tracing::info!("shutting down: draining in-flight requests");
         let grace = Duration::from_secs(state.config.server.shutdown_grace_secs);
-        let grace_over = {
-            let rx = stop_rx.clone();
-            async move {
-                stopped(rx).await;
-                tracing::info!("shutting down: draining in-flight requests");
-                tokio::time::sleep(grace).await;
-            }
-        };
         tokio::select! {
-            result = std::future::IntoFuture::into_future(serve) => result.map_err(ServerError::Serve)?,
-            () = grace_over => tracing::warn!("shutdown grace period over; closing remaining connections"),
+            () = drain.wait() => {}
+            () = tokio::time::sleep(grace) => {
+                tracing::warn!("shutdown grace period over; closing remaining connections");
+                drain.force_close();
+            }
         }
+        sweeper.stop().await;
         let jobs = state.jobs.clone();
         let _ = tokio::task::spawn_blocking(move || jobs.shutdown()).await;
         let writer = state.writer.clone();
@@ -189,6 +196,8 @@ fn start_live_conversion(
         Some(path) => Schema::load(path).map_err(|e| ServerError::Convert(e.to_string()))?,
         None => Schema::from_json(DEFAULT_SCHEMA).map_err(|e| ServerError::Convert(e.to_string()))?,
     };
+    let policy = config.dimension_policy().map_err(|e| ServerError::Convert(e.to_string()))?;
+    let schema = schema.with_value_policy(policy);
     let options = ConvertOptions { unknown_revision: config.convert.unknown_revision };
     let converter = Arc::new(
         Converter::new(schema, revisions.clone())

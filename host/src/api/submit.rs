@@ -7,7 +7,8 @@
 //! 4. path over the path limit → 202 (or 414);
 //! 5. the body is read, framed as a v2 record with the client IP and the receive time, and appended
 //!    to a raw log: 200 once it is in the log (and synced, per the durability mode), 507 when the disk
-//!    is full, 503 when the writers are overloaded or shutting down, 500 on another write error.
+//!    is full, 503 when the writers are overloaded or shutting down, 500 on another write error;
+//!    a body not received within `server.body_read_timeout_secs` gets 408.
 //!
 //! The stored path is the URL path after `/submit/telemetry/` exactly as sent (not percent-decoded,
 //! query dropped), for other namespaces `<namespace>/<rest>`. It is only ever data inside a record,
@@ -82,6 +83,9 @@ pub async fn submit(State(state): State<Arc<AppState>>, request: Request) -> Res
     let path = path.into_owned();
     let body = match axum::body::to_bytes(request.into_body(), length as usize).await {
         Ok(body) => body,
+        Err(err) if super::listener::is_body_timeout(&err) => {
+            return answer(StatusCode::REQUEST_TIMEOUT, format!("Cannot read request body: {err}"), 0)
+        }
         Err(err) => {
             return answer(
                 StatusCode::BAD_REQUEST,

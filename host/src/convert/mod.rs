@@ -32,7 +32,13 @@ mod validation;
 pub use bad_record::{BadRecord, BadRecordKind};
 pub use compact::{Basis, HistogramCounts};
 pub use converter::{Converted, Converter, DEFAULT_SCHEMA};
-pub use error_stream::{ErrorEntry, ErrorStream};
+pub use error_stream::{
+    error_stream_stats, ErrorEntry, ErrorLimits, ErrorStream, ErrorStreamConfig, ErrorStreamStats,
+};
+pub mod error_limits {
+    //! Process-wide limits of the error stream (see [`super::ErrorStream`]).
+    pub use super::error_stream::{limits, set_limits, set_total_bytes, MAX_FIELD_BYTES};
+}
 pub use minify::minify;
 pub use options::{ConvertOptions, UnknownRevision};
 pub use parallel::default_threads;

@@ -17,6 +17,12 @@ pub struct DefinitionSources {
     pub server: Option<String>,
     pub timeout: Duration,
     pub retry_after: Duration,
+    /// Revisions the in-memory cache keeps (0: the default, [`crate::histograms::DEFAULT_CACHE_ENTRIES`]).
+    pub cache_entries: usize,
+    /// Known misses the in-memory cache keeps (0: the default, [`crate::histograms::DEFAULT_CACHE_MISSES`]).
+    pub cache_misses: usize,
+    /// Outbound fetches at once (0: the default, [`crate::histograms::DEFAULT_FETCH_CONCURRENCY`]).
+    pub fetch_concurrency: usize,
 }
 
 /// A source that cannot be used.
@@ -36,7 +42,11 @@ pub enum SourceError {
 impl DefinitionSources {
     /// The revision cache over these sources; fetched files are cached in `data`'s `histograms/`.
     pub fn revision_cache(&self, data: &DataDir) -> Result<RevisionCache, SourceError> {
-        let mut cache = RevisionCache::embedded();
+        let or = |value: usize, default: usize| if value == 0 { default } else { value };
+        let mut cache = RevisionCache::embedded().with_capacities(
+            or(self.cache_entries, crate::histograms::DEFAULT_CACHE_ENTRIES),
+            or(self.cache_misses, crate::histograms::DEFAULT_CACHE_MISSES),
+        );
         for dir in &self.dirs {
             cache = cache.with_dir(dir).map_err(|source| SourceError::Dir {
                 path: dir.clone(),
@@ -45,7 +55,8 @@ impl DefinitionSources {
         }
         if let Some(template) = &self.server {
             let dir = data.sub(datadir::HISTOGRAMS)?;
-            let fetcher = Fetcher::new(template, dir, self.timeout, self.retry_after)?;
+            let fetcher = Fetcher::new(template, dir, self.timeout, self.retry_after)?
+                .with_concurrency(self.fetch_concurrency);
             cache = cache.with_fetcher(fetcher);
         }
         Ok(cache)

@@ -16,13 +16,17 @@
 //!   `<repo>/<rev>/Histograms.json`, written to a temporary name and renamed, so a crash never
 //!   leaves half a file where a later run would read it.
 //!
-//! Callers hold one lock around a miss ([`super::RevisionCache`] does), so two threads missing the
-//! same revision fetch it once.
+//! - at most `concurrency` fetches run at once (a lookup waits for a slot up to the timeout,
+//!   then fails in a way that may pass), and the failure memory is bounded, so a flood of
+//!   unknown revisions costs neither unbounded outbound connections nor unbounded memory.
+//!
+//! Callers make sure one thread fetches a given revision at a time ([`super::RevisionCache`]
+//! does, per key, without holding a lock over the fetch).
 
 use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, OnceLock};
+use std::sync::{Condvar, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use cap_std::fs::Dir;
@@ -36,6 +40,12 @@ pub const HG_TEMPLATE: &str =
 
 /// Largest Histograms.json accepted (the 2017 file is 2.3 MB).
 pub const MAX_BYTES: u64 = 64 << 20;
+
+/// Default of `convert.histogram_fetch_concurrency`.
+pub const DEFAULT_FETCH_CONCURRENCY: usize = 2;
+
+/// Most failed fetches remembered for their back-off; older ones are forgotten first.
+const MAX_FAILURES: usize = 4096;
 
 /// The cache file inside `<repo>/<rev>/`.
 const FILE: &str = "Histograms.json";
@@ -60,6 +70,9 @@ pub enum FetchError {
     /// The repository path is not plain path segments.
     #[error("repository path {0:?} is not plain path segments")]
     BadRepo(String),
+    /// Every fetch slot stayed busy for the whole timeout: may pass.
+    #[error("{url}: {concurrency} fetches already running; gave up waiting after {waited:?}")]
+    Busy { url: String, concurrency: usize, waited: Duration },
 }
 
 impl FetchError {
@@ -85,6 +98,10 @@ pub struct FetchStats {
     pub not_found: u64,
     /// Failures that may pass (timeouts, refused connections, 5xx, bad bodies).
     pub failed: u64,
+    /// Lookups that found every fetch slot busy for the whole timeout.
+    pub busy: u64,
+    /// Revisions remembered as failed for their back-off (at most 4096).
+    pub backoff_entries: u64,
 }
 
 #[derive(Default)]
@@ -93,6 +110,7 @@ struct Counters {
     cache_hits: AtomicU64,
     not_found: AtomicU64,
     failed: AtomicU64,
+    busy: AtomicU64,
 }
 
 /// Downloads Histograms.json files and keeps them in a cap-std cache directory.
@@ -104,8 +122,14 @@ pub struct Fetcher {
     /// Built on first use, on the fetching thread: a blocking client must not be created or
     /// dropped inside the async runtime.
     client: OnceLock<Result<reqwest::blocking::Client, String>>,
-    /// Revision → when its last fetch failed in a way that may pass.
+    /// `repo/rev` → when its last fetch failed in a way that may pass (at most [`MAX_FAILURES`]).
     failures: Mutex<HashMap<String, Instant>>,
+    /// Fetches running now; at most `concurrency`.
+    running: Mutex<usize>,
+    /// Signalled when a fetch ends.
+    slot_freed: Condvar,
+    /// Most fetches at once.
+    concurrency: usize,
     counters: Counters,
 }
 
@@ -129,8 +153,22 @@ impl Fetcher {
             cache,
             client: OnceLock::new(),
             failures: Mutex::default(),
+            running: Mutex::new(0),
+            slot_freed: Condvar::new(),
+            concurrency: DEFAULT_FETCH_CONCURRENCY,
             counters: Counters::default(),
         })
+    }
+
+    /// Runs at most `concurrency` fetches at once (0: [`DEFAULT_FETCH_CONCURRENCY`]).
+    pub fn with_concurrency(mut self, concurrency: usize) -> Fetcher {
+        self.concurrency = if concurrency == 0 { DEFAULT_FETCH_CONCURRENCY } else { concurrency };
+        self
+    }
+
+    /// Fetches running now.
+    pub fn running(&self) -> usize {
+        *self.running.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// The URL of a revision's Histograms.json.
@@ -146,6 +184,8 @@ impl Fetcher {
             cache_hits: c.cache_hits.load(Ordering::Relaxed),
             not_found: c.not_found.load(Ordering::Relaxed),
             failed: c.failed.load(Ordering::Relaxed),
+            busy: c.busy.load(Ordering::Relaxed),
+            backoff_entries: self.failures.lock().unwrap_or_else(|e| e.into_inner()).len() as u64,
         }
     }
 
@@ -166,6 +206,7 @@ impl Fetcher {
             Ok(_) => &self.counters.fetched,
             Err(e) if e.is_final() => &self.counters.not_found,
             Err(FetchError::Backoff { .. }) => return result,
+            Err(FetchError::Busy { .. }) => &self.counters.busy,
             Err(_) => &self.counters.failed,
         };
         counter.fetch_add(1, Ordering::Relaxed);
@@ -176,8 +217,9 @@ impl Fetcher {
         if !plain_repo(repo) {
             return Err(FetchError::BadRepo(repo.to_owned()));
         }
+        let failure_key = format!("{repo}/{rev}");
         let failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(at) = failures.get(rev) {
+        if let Some(at) = failures.get(&failure_key) {
             let ago = at.elapsed();
             if ago < self.retry_after {
                 return Err(FetchError::Backoff {
@@ -190,17 +232,42 @@ impl Fetcher {
         }
         drop(failures);
         let url = self.url(repo, rev);
+        let slot = self.slot(&url)?;
         let result = self.get(&url);
+        drop(slot);
         let mut failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
         match &result {
             Err(FetchError::Failed { .. }) => {
-                failures.insert(rev.to_owned(), Instant::now());
+                if failures.len() >= MAX_FAILURES {
+                    let retry_after = self.retry_after;
+                    failures.retain(|_, at| at.elapsed() < retry_after);
+                    while failures.len() >= MAX_FAILURES {
+                        let oldest = failures.iter().min_by_key(|(_, at)| **at).map(|(k, _)| k.clone());
+                        let Some(oldest) = oldest else { break };
+                        failures.remove(&oldest);
+                    }
+                }
+                failures.insert(failure_key, Instant::now());
             }
             _ => {
-                failures.remove(rev);
+                failures.remove(&failure_key);
             }
         }
         result
+    }
+
+    /// Waits (up to the timeout) for one of the `concurrency` fetch slots.
+    fn slot(&self, url: &str) -> Result<Slot<'_>, FetchError> {
+        let running = self.running.lock().unwrap_or_else(|e| e.into_inner());
+        let (mut running, wait) = self
+            .slot_freed
+            .wait_timeout_while(running, self.timeout, |n| *n >= self.concurrency)
+            .unwrap_or_else(|e| e.into_inner());
+        if wait.timed_out() && *running >= self.concurrency {
+            return Err(FetchError::Busy { url: url.to_owned(), concurrency: self.concurrency, waited: self.timeout });
+        }
+        *running += 1;
+        Ok(Slot(self))
     }
 
     fn get(&self, url: &str) -> Result<String, FetchError> {
@@ -260,6 +327,17 @@ impl Fetcher {
         file.sync_data()?;
         drop(file);
         self.cache.rename(&tmp, &self.cache, cache_path(repo, rev))
+    }
+}
+
+/// A fetch slot, given back when dropped.
+struct Slot<'a>(&'a Fetcher);
+
+impl Drop for Slot<'_> {
+    fn drop(&mut self) {
+        let mut running = self.0.running.lock().unwrap_or_else(|e| e.into_inner());
+        *running = running.saturating_sub(1);
+        self.0.slot_freed.notify_one();
     }
 }
 
@@ -324,7 +402,7 @@ mod tests {
         assert!(bad.is_final(), "{bad}");
         assert_eq!(
             fetcher.stats(),
-            FetchStats { fetched: 0, cache_hits: 0, not_found: 1, failed: 1 }
+            FetchStats { fetched: 0, cache_hits: 0, not_found: 1, failed: 1, busy: 0, backoff_entries: 1 }
         );
         assert!(fetcher.store("../etc", "0123456789ab", "{}").is_err());
     }

@@ -13,17 +13,53 @@
 //! ([`RevisionCache::with_fetcher`]), a hex revision found nowhere above is downloaded from the hg
 //! server and cached on disk, as the seed did, but with a timeout and a back-off. Every outcome
 //! is counted ([`RevisionStats`]); a missing spec is a [`ResolveError`], never a panic.
+//!
+//! The revision part of a URL comes from anonymous clients (pings, `/histograms?revision=`), so
+//! the memory it can take is bounded (issue 11): a revision must be an hg hash (12–40 hex
+//! digits, [`is_hg_hash`]) and the repository plain and short before anything is looked up;
+//! what is remembered is keyed by repository **and** revision (a request naming a fake
+//! repository cannot hide a real revision) and held in two LRU maps, one for definitions found
+//! and one, larger, for misses, so a flood of unknown revisions never evicts the definitions in
+//! use; a miss is looked up (and fetched) once per key at a time, outside every lock, while
+//! other keys proceed ([`CacheStats`] counts entries and evictions).
 
 use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
 use super::definitions::{Definitions, SpecError};
 use super::fetch::{FetchError, FetchStats, Fetcher};
+use super::lru::Lru;
+
+/// Default number of revisions with definitions kept in memory (`convert.histogram_cache_entries`).
+pub const DEFAULT_CACHE_ENTRIES: usize = 64;
+/// Default number of revisions known to be missing kept in memory (`convert.histogram_cache_misses`).
+pub const DEFAULT_CACHE_MISSES: usize = 4096;
+/// Longest repository path looked up (`releases/mozilla-aurora` is 23 bytes).
+const MAX_REPO_BYTES: usize = 128;
+/// How long a lookup waits for another thread's lookup of the same revision before giving up.
+const FOLLOWER_WAIT: Duration = Duration::from_secs(60);
+
+/// Whether `rev` looks like an hg changeset hash: 12 to 40 lowercase or uppercase hex digits.
+pub fn is_hg_hash(rev: &str) -> bool {
+    (12..=40).contains(&rev.len()) && rev.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+/// Whether a repository path from a URL is worth a lookup: short, plain path segments.
+fn plain_repo(repo: &str) -> bool {
+    repo.len() <= MAX_REPO_BYTES
+        && repo.split('/').all(|seg| {
+            !seg.is_empty()
+                && seg != "."
+                && seg != ".."
+                && seg.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+        })
+}
 
 /// The seed's textual patches (bug 920169), applied before parsing and caching.
 const PATCHES: [(&str, &str); 3] = [
@@ -242,19 +278,49 @@ struct Counters {
     bad_spec: AtomicU64,
 }
 
+/// Sizes and evictions of the in-memory cache (served on `/metrics`).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct CacheStats {
+    /// Revisions with definitions (or unusable ones) held.
+    pub entries: u64,
+    /// Revisions known to be missing held.
+    pub miss_entries: u64,
+    /// Entries evicted from either map.
+    pub evictions: u64,
+    /// Lookups refused before any work: not an hg hash or not a plain repository path.
+    pub rejected: u64,
+}
+
+/// What the cache remembers, keyed by `(repository, revision)`.
+type Key = (String, String);
+
+/// One lookup in progress; lookups of the same key wait for its outcome.
+#[derive(Default)]
+struct Flight {
+    outcome: Mutex<Option<Remembered>>,
+    done: Condvar,
+}
+
+/// The two bounded maps: found (or unusable) definitions, and known misses.
+struct Memory {
+    found: Lru<Key, Remembered>,
+    missing: Lru<Key, ()>,
+}
+
 /// Finds and caches definitions per revision. Shared between threads (`&self` everywhere).
 pub struct RevisionCache {
     dirs: Vec<PathBuf>,
     embedded: bool,
     table: RevisionTable,
-    /// Revision key → parsed definitions (`None`: known missing; negative answers are cached
-    /// too, so a flood of pings for an unknown revision costs one directory scan).
-    memory: RwLock<HashMap<String, Remembered>>,
-    /// Held while a revision not in `memory` is looked up, so concurrent misses load (and
-    /// fetch) it once.
-    miss: Mutex<()>,
+    /// `(repo, rev)` → parsed definitions or why they are unusable, and the known misses
+    /// (negative answers are cached too, so a flood of pings for an unknown revision costs one
+    /// directory scan). Bounded; the lock is never held during I/O.
+    memory: Mutex<Memory>,
+    /// Lookups in progress by key (singleflight): at most one thread loads or fetches a key.
+    flights: Mutex<HashMap<Key, Arc<Flight>>>,
     fetcher: Option<Fetcher>,
     counters: Counters,
+    rejected: AtomicU64,
 }
 
 impl Default for RevisionCache {
@@ -270,10 +336,36 @@ impl RevisionCache {
             dirs: Vec::new(),
             embedded: true,
             table: RevisionTable::embedded(),
-            memory: RwLock::default(),
-            miss: Mutex::new(()),
+            memory: Mutex::new(Memory {
+                found: Lru::new(DEFAULT_CACHE_ENTRIES),
+                missing: Lru::new(DEFAULT_CACHE_MISSES),
+            }),
+            flights: Mutex::default(),
             fetcher: None,
             counters: Counters::default(),
+            rejected: AtomicU64::new(0),
+        }
+    }
+
+    /// Keeps at most `entries` revisions with definitions and `misses` known misses in memory.
+    pub fn with_capacities(mut self, entries: usize, misses: usize) -> RevisionCache {
+        self.memory = Mutex::new(Memory { found: Lru::new(entries), missing: Lru::new(misses) });
+        self
+    }
+
+    /// Fetches from the histogram server running now.
+    pub fn fetches_running(&self) -> usize {
+        self.fetcher.as_ref().map_or(0, Fetcher::running)
+    }
+
+    /// Entries and evictions of the in-memory cache.
+    pub fn cache_stats(&self) -> CacheStats {
+        let memory = self.memory.lock().unwrap_or_else(|e| e.into_inner());
+        CacheStats {
+            entries: memory.found.len() as u64,
+            miss_entries: memory.missing.len() as u64,
+            evictions: memory.found.evictions() + memory.missing.evictions(),
+            rejected: self.rejected.load(Ordering::Relaxed),
         }
     }
 
@@ -366,7 +458,7 @@ impl RevisionCache {
     fn resolve_uncounted(&self, query: &Query) -> Result<Resolved, ResolveError> {
         let url = query.revision.map(RevisionUrl::parse);
         if let Some(Ok(url)) = &url {
-            if let Some(definitions) = self.definitions(&url.repo, &url.rev)? {
+            if let Some(definitions) = self.checked_definitions(&url.repo, &url.rev)? {
                 return Ok(Resolved {
                     definitions,
                     revision: url.rev.clone(),
@@ -439,7 +531,7 @@ impl RevisionCache {
     /// Definitions of a revision URL only (the histogram server's lookup; no table fallback).
     pub fn by_url(&self, url: &str) -> Result<Arc<Definitions>, ResolveError> {
         let parsed = RevisionUrl::parse(url)?;
-        self.definitions(&parsed.repo, &parsed.rev)?
+        self.checked_definitions(&parsed.repo, &parsed.rev)?
             .ok_or_else(|| ResolveError::NotFound(url.to_owned()))
     }
 
@@ -447,52 +539,106 @@ impl RevisionCache {
     pub fn text_by_url(&self, url: &str) -> Result<String, ResolveError> {
         let parsed = RevisionUrl::parse(url)?;
         // Fetches and caches the file if need be (and checks that it parses).
-        self.definitions(&parsed.repo, &parsed.rev)?;
+        if self.checked_definitions(&parsed.repo, &parsed.rev)?.is_none() {
+            return Err(ResolveError::NotFound(url.to_owned()));
+        }
         self.load_text(&parsed.repo, &parsed.rev)
             .map(|t| patch_cpp_constants(&t).into_owned())
             .ok_or_else(|| ResolveError::NotFound(url.to_owned()))
     }
 
-    /// What `memory` knows of `rev`, as the answer to give.
-    fn remembered(&self, rev: &str) -> Option<Result<Option<Arc<Definitions>>, ResolveError>> {
-        let memory = self.memory.read().unwrap_or_else(|e| e.into_inner());
-        Some(answer(rev, memory.get(rev)?.clone()))
+    /// [`Self::definitions`] for a repository and revision taken from a URL (anonymous input):
+    /// anything but an hg hash in a plain, short repository is not found, without a lookup, a
+    /// fetch or a cache entry.
+    fn checked_definitions(&self, repo: &str, rev: &str) -> Result<Option<Arc<Definitions>>, ResolveError> {
+        if !is_hg_hash(rev) || !plain_repo(repo) {
+            self.rejected.fetch_add(1, Ordering::Relaxed);
+            return Ok(None);
+        }
+        self.definitions(repo, rev)
     }
 
-    /// Parsed definitions of `rev`, from memory or loaded (or fetched) and remembered, unusable
-    /// ones too (so a bad file is neither re-parsed nor re-fetched for every ping). A fetch failure
-    /// that may pass is not remembered: the fetcher's back-off decides when to retry.
+    /// What `memory` knows of `key`.
+    fn recall(&self, key: &Key) -> Option<Remembered> {
+        let mut memory = self.memory.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(found) = memory.found.get(key) {
+            return Some(found);
+        }
+        memory.missing.get(key).map(|()| Ok(None))
+    }
+
+    /// Parsed definitions of `rev` in `repo`, from memory or loaded (or fetched) and remembered,
+    /// unusable ones too (so a bad file is neither re-parsed nor re-fetched for every ping). A
+    /// fetch failure that may pass is not remembered: the fetcher's back-off decides when to
+    /// retry. One thread loads a key at a time (the others wait for its outcome); no lock is held
+    /// while loading, so other keys are not delayed.
     fn definitions(&self, repo: &str, rev: &str) -> Result<Option<Arc<Definitions>>, ResolveError> {
-        if let Some(hit) = self.remembered(rev) {
-            return hit;
+        let key: Key = (repo.to_owned(), rev.to_owned());
+        if let Some(hit) = self.recall(&key) {
+            return answer(rev, hit);
         }
-        let _miss = self.miss.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(hit) = self.remembered(rev) {
-            return hit;
+        let (flight, leader) = {
+            let mut flights = self.flights.lock().unwrap_or_else(|e| e.into_inner());
+            match flights.get(&key) {
+                Some(flight) => (flight.clone(), false),
+                None => {
+                    let flight = Arc::new(Flight::default());
+                    flights.insert(key.clone(), flight.clone());
+                    (flight, true)
+                }
+            }
+        };
+        if !leader {
+            return answer(rev, wait_for(&flight));
         }
-        let loaded: Remembered = match self.load_text(repo, rev) {
-            Some(text) => parse(&text).map(Some),
-            None => match self.fetch(repo, rev) {
-                Ok(Some(text)) => parse(&text).map(|definitions| {
-                    if let Some(fetcher) = &self.fetcher {
-                        if let Err(err) = fetcher.store(repo, rev, &text) {
-                            tracing::warn!(repo, rev, error = %err, "cannot cache fetched Histograms.json");
+        // Ends the flight even if loading panics: followers wake, later lookups start anew.
+        let landing = Landing { flights: &self.flights, key: &key, flight: &flight };
+        // The leader: check memory again (a flight may have ended between the two looks).
+        let outcome = match self.recall(&key) {
+            Some(hit) => hit,
+            None => {
+                let (outcome, remember) = self.load(repo, rev);
+                if remember {
+                    let mut memory = self.memory.lock().unwrap_or_else(|e| e.into_inner());
+                    match &outcome {
+                        Ok(None) => memory.missing.insert(key.clone(), ()),
+                        _ => {
+                            memory.missing.remove(&key);
+                            memory.found.insert(key.clone(), outcome.clone());
                         }
                     }
-                    Some(definitions)
-                }),
-                Ok(None) => Ok(None),
+                }
+                outcome
+            }
+        };
+        *flight.outcome.lock().unwrap_or_else(|e| e.into_inner()) = Some(outcome.clone());
+        drop(landing);
+        answer(rev, outcome)
+    }
+
+    /// Loads (or fetches) a key; the flag says whether the outcome may be remembered.
+    fn load(&self, repo: &str, rev: &str) -> (Remembered, bool) {
+        match self.load_text(repo, rev) {
+            Some(text) => (parse(&text).map(Some), true),
+            None => match self.fetch(repo, rev) {
+                Ok(Some(text)) => {
+                    let parsed = parse(&text).map(|definitions| {
+                        if let Some(fetcher) = &self.fetcher {
+                            if let Err(err) = fetcher.store(repo, rev, &text) {
+                                tracing::warn!(repo, rev, error = %err, "cannot cache fetched Histograms.json");
+                            }
+                        }
+                        Some(definitions)
+                    });
+                    (parsed, true)
+                }
+                Ok(None) => (Ok(None), true),
                 Err(err) => {
                     tracing::debug!(error = %err, "histogram definitions not fetched");
-                    return Ok(None);
+                    (Ok(None), false)
                 }
             },
-        };
-        self.memory
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(rev.to_owned(), loaded.clone());
-        answer(rev, loaded)
+        }
     }
 
     /// Raw text of `rev`: spec directories first, then the embedded set, then what the fetcher
@@ -521,7 +667,7 @@ impl RevisionCache {
     /// `Ok(None)`: nothing to fetch, or the server says it does not exist (final).
     fn fetch(&self, repo: &str, rev: &str) -> Result<Option<String>, FetchError> {
         let Some(fetcher) = &self.fetcher else { return Ok(None) };
-        if rev.len() < 12 || !rev.bytes().all(|b| b.is_ascii_hexdigit()) {
+        if !is_hg_hash(rev) {
             return Ok(None);
         }
         match fetcher.fetch(repo, rev) {
@@ -542,6 +688,35 @@ impl RevisionCache {
 
 /// What the cache keeps per revision: definitions, a known miss (`None`), or why they are unusable.
 type Remembered = Result<Option<Arc<Definitions>>, Arc<SpecError>>;
+
+/// Ends a flight when dropped: removes it from the map and wakes its followers (who read a miss
+/// if the leader set no outcome).
+struct Landing<'a> {
+    flights: &'a Mutex<HashMap<Key, Arc<Flight>>>,
+    key: &'a Key,
+    flight: &'a Flight,
+}
+
+impl Drop for Landing<'_> {
+    fn drop(&mut self) {
+        self.flights.lock().unwrap_or_else(|e| e.into_inner()).remove(self.key);
+        let mut outcome = self.flight.outcome.lock().unwrap_or_else(|e| e.into_inner());
+        if outcome.is_none() {
+            *outcome = Some(Ok(None));
+        }
+        self.flight.done.notify_all();
+    }
+}
+
+/// Waits for the leader of a flight; a leader that takes too long counts as a miss for this caller.
+fn wait_for(flight: &Flight) -> Remembered {
+    let outcome = flight.outcome.lock().unwrap_or_else(|e| e.into_inner());
+    let (outcome, _) = flight
+        .done
+        .wait_timeout_while(outcome, FOLLOWER_WAIT, |o| o.is_none())
+        .unwrap_or_else(|e| e.into_inner());
+    outcome.clone().unwrap_or(Ok(None))
+}
 
 /// A remembered outcome as the answer for `rev`.
 fn answer(rev: &str, remembered: Remembered) -> Result<Option<Arc<Definitions>>, ResolveError> {
@@ -795,6 +970,55 @@ mod tests {
         });
         assert!(matches!(again, Err(ResolveError::BadSpec { .. })), "{again:?}");
         assert_eq!(cache.stats().bad_spec, 2);
+    }
+
+    #[test]
+    fn a_fake_repository_does_not_hide_a_real_revision_and_misses_are_bounded() {
+        let dir = tempfile::tempdir().unwrap();
+        let real = dir.path().join("releases/mozilla-beta/0123456789ab");
+        std::fs::create_dir_all(&real).unwrap();
+        std::fs::write(real.join("Histograms.json"), r#"{"A": {"kind": "flag"}}"#).unwrap();
+        let cache = RevisionCache::empty().with_dir(dir.path()).unwrap().with_capacities(2, 3);
+        let by_url = |url: &str| cache.by_url(url).map(|d| d.get("A").is_some());
+        assert!(matches!(by_url("https://h/not-a-repo/rev/0123456789ab"), Err(ResolveError::NotFound(_))));
+        assert!(by_url("https://h/releases/mozilla-beta/rev/0123456789ab").unwrap());
+        for i in 0..10 {
+            let miss = format!("https://h/mozilla-central/rev/{i:012x}");
+            assert!(matches!(by_url(&miss), Err(ResolveError::NotFound(_))));
+        }
+        let stats = cache.cache_stats();
+        assert_eq!((stats.entries, stats.miss_entries), (1, 3), "{stats:?}");
+        assert_eq!(stats.evictions, 8, "{stats:?}"); // 11 misses into 3 places
+        assert!(by_url("https://h/releases/mozilla-beta/rev/0123456789ab").unwrap(), "misses never evict hits");
+        // Not an hg hash, or not a plain short repository: refused without a cache entry.
+        for bad in [
+            format!("https://h/mozilla-central/rev/{}", "a".repeat(41)),
+            "https://h/mozilla-central/rev/abcdef".to_string(),
+            format!("https://h/{}/rev/0123456789ab", "r".repeat(200)),
+        ] {
+            assert!(matches!(by_url(&bad), Err(ResolveError::NotFound(_))), "{bad}");
+        }
+        assert_eq!(cache.cache_stats().rejected, 3);
+        assert_eq!(cache.cache_stats().miss_entries, 3);
+        assert!(is_hg_hash("0123456789ab") && is_hg_hash(&"f".repeat(40)));
+        assert!(!is_hg_hash("0123456789a") && !is_hg_hash(&"f".repeat(41)) && !is_hg_hash("0123456789ag"));
+    }
+
+    #[test]
+    fn concurrent_lookups_of_one_revision_load_it_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = Arc::new(RevisionCache::empty().with_dir(dir.path()).unwrap());
+        std::fs::write(dir.path().join("fedcba987654.json"), r#"{"B": {"kind": "flag"}}"#).unwrap();
+        let threads: Vec<_> = (0..8)
+            .map(|_| {
+                let cache = cache.clone();
+                std::thread::spawn(move || cache.by_url("https://h/m-c/rev/fedcba987654").is_ok())
+            })
+            .collect();
+        assert!(threads.into_iter().all(|t| t.join().unwrap()));
+        let stats = cache.cache_stats();
+        assert_eq!((stats.entries, stats.miss_entries, stats.evictions), (1, 0, 0));
+        assert!(cache.flights.lock().unwrap().is_empty(), "every flight landed");
     }
 
     #[test]

@@ -20,6 +20,7 @@ mod error;
 pub mod local;
 pub mod partition;
 pub mod records;
+pub mod retention;
 pub mod schema;
 pub mod stale;
 pub mod writer;
@@ -30,7 +31,10 @@ pub use error::StorageError;
 pub use local::LocalSource;
 pub use partition::{parse_partition_path, submission_date, PartitionName};
 pub use records::{records, Record, Records};
-pub use schema::{safe_filename, Schema, OTHER, UNKNOWN};
+pub use retention::RetentionConfig;
+pub use schema::{
+    safe_filename, Schema, ValuePolicy, DEFAULT_DIMENSION_MAX_BYTES, DEFAULT_DIMENSION_PATTERN, OTHER, UNKNOWN,
+};
 pub use stale::{recover_stale_partials, StalePartials};
 pub use writer::{FinishedFile, StorageWriter, WriterOptions};
 

@@ -7,6 +7,11 @@
 //! are numbers (the seed compared strings, so `"1000" < "448"`), and timestamps at the
 //! precision of the shorter one (see [`compare`]); plain-string and list values are both
 //! sanitised (see [`stored_value`]) before matching stored directory and file names.
+//!
+//! Dimension values come from anonymous URLs and ping bodies and become directory and file
+//! names, so [`Schema::apply`] bounds them ([`ValuePolicy`], issue 11): a value of a dimension
+//! that allows any value (`"*"` or a range) is stored as [`OTHER`] when it is longer than
+//! `max_bytes` or does not match the configured pattern.
 
 use std::cmp::Ordering;
 use std::path::Path;
@@ -51,10 +56,53 @@ pub struct Dimension {
     pub allowed: Allowed,
 }
 
+/// Default longest dimension value stored as is (`convert.dimension_max_bytes`).
+pub const DEFAULT_DIMENSION_MAX_BYTES: usize = 64;
+/// Default pattern of a dimension value stored as is (`convert.dimension_pattern`): letters,
+/// digits and `. _ + -` (every value Firefox sends: `saved-session`, `40.0a2`, `20150522004047`).
+pub const DEFAULT_DIMENSION_PATTERN: &str = "^[A-Za-z0-9._+-]*$";
+
+/// Which values of an open dimension (`"*"` or a range) are stored as they are; the others
+/// become [`OTHER`].
+#[derive(Debug, Clone)]
+pub struct ValuePolicy {
+    max_bytes: usize,
+    pattern: Option<regex::Regex>,
+}
+
+impl Default for ValuePolicy {
+    /// The length cap only (a schema loaded outside the server); the server adds its pattern.
+    fn default() -> Self {
+        ValuePolicy { max_bytes: DEFAULT_DIMENSION_MAX_BYTES, pattern: None }
+    }
+}
+
+impl PartialEq for ValuePolicy {
+    fn eq(&self, other: &Self) -> bool {
+        self.max_bytes == other.max_bytes
+            && self.pattern.as_ref().map(regex::Regex::as_str) == other.pattern.as_ref().map(regex::Regex::as_str)
+    }
+}
+
+impl ValuePolicy {
+    /// Values of at most `max_bytes` matching `pattern` (a regular expression; empty: any).
+    pub fn new(max_bytes: usize, pattern: &str) -> Result<ValuePolicy, regex::Error> {
+        let pattern = if pattern.is_empty() { None } else { Some(regex::Regex::new(pattern)?) };
+        Ok(ValuePolicy { max_bytes, pattern })
+    }
+
+    /// Whether `value` is stored as it is.
+    pub fn allows(&self, value: &str) -> bool {
+        value.len() <= self.max_bytes && self.pattern.as_ref().is_none_or(|p| p.is_match(value))
+    }
+}
+
 /// A parsed schema or filter.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Schema {
     dimensions: Vec<Dimension>,
+    /// Bounds on the values of open dimensions ([`Schema::apply`]).
+    values: ValuePolicy,
 }
 
 impl Schema {
@@ -100,7 +148,13 @@ impl Schema {
                 *stored = raw.iter().map(|v| stored_value(v, level, levels)).collect();
             }
         }
-        Ok(Schema { dimensions })
+        Ok(Schema { dimensions, values: ValuePolicy::default() })
+    }
+
+    /// The same schema with `policy` bounding the values [`Schema::apply`] stores as they are.
+    pub fn with_value_policy(mut self, policy: ValuePolicy) -> Schema {
+        self.values = policy;
+        self
     }
 
     /// The dimensions, in order.
@@ -129,7 +183,9 @@ impl Schema {
     }
 
     /// Maps a record's dimension values (in schema order) to stored values: a missing value
-    /// becomes [`UNKNOWN`] first, then a value the schema does not allow becomes [`OTHER`].
+    /// becomes [`UNKNOWN`] first, then a value the schema does not allow becomes [`OTHER`], and so
+    /// does a value of an open dimension that the [`ValuePolicy`] refuses (too long, or not
+    /// matching the pattern).
     /// Values beyond the schema's dimensions are ignored. The result is not yet sanitised for
     /// file names (the partition layout does that).
     pub fn apply(&self, values: &[Option<&str>]) -> Vec<String> {
@@ -138,7 +194,8 @@ impl Schema {
             .enumerate()
             .map(|(i, dim)| {
                 let value = values.get(i).copied().flatten().unwrap_or(UNKNOWN);
-                if dim.allowed.allows_raw(value) {
+                let listed = matches!(dim.allowed, Allowed::Values { .. });
+                if dim.allowed.allows_raw(value) && (listed || self.values.allows(value)) {
                     value.to_string()
                 } else {
                     OTHER.to_string()
@@ -389,6 +446,25 @@ mod tests {
         assert_eq!(compare("nightly", "aurora"), Ordering::Greater);
         assert_eq!(compare("inf", "5"), Ordering::Greater); // "inf" is a string here
         assert_eq!(compare("40.0a2", "5"), Ordering::Less); // not a number: string order
+    }
+
+    #[test]
+    fn open_dimension_values_are_capped_and_checked_against_the_pattern() {
+        let schema = Schema::from_json(
+            r#"{"dimensions": [{"field_name": "reason", "allowed_values": ["saved-session"]},
+                               {"field_name": "appVersion", "allowed_values": "*"},
+                               {"field_name": "appBuildID", "allowed_values": {"min": "2015"}}]}"#,
+        )
+        .unwrap();
+        let long = "9".repeat(65);
+        // The length cap holds without any configuration.
+        assert_eq!(schema.apply(&[Some("saved-session"), Some(&long), Some("20150522004047")]), ["saved-session", "OTHER", "20150522004047"]);
+        assert_eq!(schema.apply(&[None, Some(&long[..64]), Some(&long)]), vec!["OTHER".to_string(), long[..64].to_string(), "OTHER".to_string()]);
+        let strict = schema.with_value_policy(ValuePolicy::new(64, DEFAULT_DIMENSION_PATTERN).unwrap());
+        assert_eq!(strict.apply(&[None, Some("40.0a2"), Some("2016")]), ["OTHER", "40.0a2", "2016"]);
+        assert_eq!(strict.apply(&[None, Some("../etc"), Some("2016 x")]), ["OTHER", "OTHER", "OTHER"]);
+        assert_eq!(strict.apply(&[None, None, None]), ["OTHER", "UNKNOWN", "UNKNOWN"]);
+        assert!(ValuePolicy::new(64, "([").is_err());
     }
 
     #[test]

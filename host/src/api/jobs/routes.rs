@@ -1,5 +1,5 @@
 //! The `/api/v1` handlers: each authenticates (the [`Caller`] extractor; uploads without a valid
-//! token are read away unparsed and refused), checks ownership, calls the [`JobService`] and answers
+//! token are refused before their body is read), checks ownership, calls the [`JobService`] and answers
 //! JSON or `{error, detail}`.
 
 use std::sync::Arc;
@@ -105,8 +105,10 @@ pub async fn upload_component(
     Ok((status, Json(body)).into_response())
 }
 
-/// Passes an authenticated upload on; for a refused one, reads the body away first so the client
-/// (still sending) receives the 401 rather than a reset connection.
+/// Passes an authenticated upload on; a refused one is answered at once, before its body is read
+/// (the token is checked from the headers alone). So that a client still sending can read the
+/// 401 rather than a reset, at most [`super::upload::REFUSED_DRAIN_BYTES`] of the body are read
+/// away in the background after the answer (bounded in time by the body deadline too).
 async fn refuse_upload_unless(
     caller: Result<Caller, ApiError>,
     multipart: Result<Multipart, MultipartRejection>,
@@ -114,7 +116,7 @@ async fn refuse_upload_unless(
     match caller {
         Ok(caller) => Ok((caller, multipart)),
         Err(error) => {
-            drain(multipart).await;
+            tokio::spawn(drain(multipart));
             Err(error)
         }
     }

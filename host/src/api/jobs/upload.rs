@@ -42,11 +42,23 @@ pub async fn read_upload(
     read
 }
 
-/// Reads and drops the rest of an upload that is refused, so the client, which is still sending,
-/// gets to read the error instead of a reset connection. Bounded by the router's body limit.
+/// Most bytes of a refused (unauthenticated) upload read away after the answer.
+pub const REFUSED_DRAIN_BYTES: u64 = 1 << 20;
+
+/// Reads and drops at most [`REFUSED_DRAIN_BYTES`] of an upload refused before its body was read,
+/// so a client still sending gets to read the error instead of a reset connection; the rest is
+/// never read (the connection closes).
 pub async fn drain(multipart: Result<Multipart, MultipartRejection>) {
-    let Ok(multipart) = multipart else { return };
-    drain_parts(multipart).await
+    let Ok(mut multipart) = multipart else { return };
+    let mut read = 0u64;
+    while let Ok(Some(mut field)) = multipart.next_field().await {
+        while let Ok(Some(chunk)) = field.chunk().await {
+            read += chunk.len() as u64;
+            if read > REFUSED_DRAIN_BYTES {
+                return;
+            }
+        }
+    }
 }
 
 async fn drain_parts(mut multipart: Multipart) {
