@@ -1,5 +1,5 @@
 //! The converter on every real ping and seed sample: each converts, or is rejected into the class
-//! a reader of the seed reference expects (seed reference §5, §6.1, §8.2), written per file below.
+//! a reader of docs/convert.md and docs/formats/ expects, written per file below.
 
 mod common;
 #[path = "convert_support/defs.rs"]

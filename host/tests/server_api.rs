@@ -346,7 +346,7 @@ fn histogram_server_paths_answer_like_the_seed() {
     };
     // The bucket spec matches the one the seed's histogram server cached for this revision, entry
     // for entry. Ours has two more: their ranges are the C++ constants the revision cache patches
-    // (seed reference §6.1), which the seed's cached file lacks.
+    // (docs/formats/histograms.md), which the seed's cached file lacks.
     let (code, body) = get(&format!("/histogram_buckets?revision={revision}"));
     assert_eq!(code, 200);
     let ours: serde_json::Value = serde_json::from_str(&body).unwrap();

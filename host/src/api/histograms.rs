@@ -1,4 +1,4 @@
-//! The seed histogram server's endpoints (seed reference §6.3), served from the revision cache:
+//! The seed histogram server's endpoints (docs/formats/histograms.md), served from the revision cache:
 //! `GET /histograms?revision=<url>` (patched Histograms.json text) and
 //! `GET /histogram_buckets?revision=<url>` (bucket spec JSON). `HEAD` answers 200. Lookups run on
 //! the blocking pool: they may read spec files or fetch from the histogram server.

@@ -1,6 +1,6 @@
 //! The Bagheera-compatible submission API and the seed's answers for everything else.
 //!
-//! `POST`/`PUT /submit/<namespace>/<path…>` is checked in the seed's order (seed reference §2.3):
+//! `POST`/`PUT /submit/<namespace>/<path…>` is checked in the seed's order (docs/api/submission.md):
 //! 1. no, bad or zero `Content-Length` → 411 (chunked bodies have none);
 //! 2. `Content-Length` over the body limit → 202 (or 413), body not read;
 //! 3. unknown prefix or namespace → 404;

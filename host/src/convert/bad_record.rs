@@ -1,5 +1,5 @@
 //! The bad-record taxonomy: why a submission was not stored. Labels are the seed's
-//! `bad_record_type` stats keys (seed reference §8.2), plus `missing_histograms` for a revision
+//! `bad_record_type` stats keys (docs/convert.md), plus `missing_histograms` for a revision
 //! whose definitions are not available (the seed counted that as `conversion_error`).
 
 use serde::Serialize;

@@ -1,4 +1,4 @@
-//! Histogram objects → the compact array form (seed reference §5.2):
+//! Histogram objects → the compact array form (docs/formats/compact-histograms.md):
 //! `[bucket_0 … bucket_{N-1}, sum, log_sum, log_sum_squares, sum_squares_lo, sum_squares_hi]`,
 //! N from the definition, missing buckets 0, absent statistics −1, statistics copied as given.
 //!

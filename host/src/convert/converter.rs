@@ -1,5 +1,5 @@
 //! [`Converter`]: one raw record (or one `id<TAB>json` line) → a stored record or a
-//! [`BadRecord`], with the seed's checks in the seed's order (reference §8.2): body decoding,
+//! [`BadRecord`], with the seed's checks in the seed's order (docs/convert.md): body decoding,
 //! empty body, path shape, then the payload.
 
 use std::sync::Arc;

@@ -1,5 +1,5 @@
 //! Conversion: raw submissions → validated records with compact histograms, plus a bad-record
-//! stream (seed reference §5, §8.2).
+//! stream (docs/convert.md).
 //!
 //! - [`Converter::convert`] turns one [`crate::rawlog::RawRecord`] into a [`Converted`] record
 //!   (id, schema-applied dimensions, format version, one-line JSON) or a [`BadRecord`] of the

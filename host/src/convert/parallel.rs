@@ -135,11 +135,12 @@ mod tests {
         for threads in [1, 2, 3, 8] {
             let input = (0..1000u64).map(Ok::<u64, String>);
             let mut seen = Vec::new();
-            ordered_map(threads, input, |n| n * n, |n, sq| {
+            let rest = ordered_map(threads, input, |n| n * n, |n, sq| {
                 seen.push((n, sq));
                 Ok(())
             })
             .unwrap();
+            assert_eq!(rest.count(), 0, "the input is read to its end");
             let expected: Vec<(u64, u64)> = (0..1000).map(|n| (n, n * n)).collect();
             assert_eq!(seen, expected, "{threads} threads");
         }

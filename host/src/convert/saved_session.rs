@@ -1,4 +1,4 @@
-//! A unified `saved-session` ping made to look like a classic one (seed reference §5.4):
+//! A unified `saved-session` ping made to look like a classic one (docs/convert.md):
 //! payload sections moved to the top, `payload.info` merged into `info`, classic `info` fields
 //! filled from `environment`.
 

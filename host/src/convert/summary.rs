@@ -1,5 +1,5 @@
 //! [`ConvertSummary`]: what one conversion run did, in the seed's stats vocabulary (reference
-//! §8.2: records read/written, bad records by type, bytes read/uncompressed/written).
+//! docs/convert.md: records read/written, bad records by type, bytes read/uncompressed/written).
 
 use std::collections::BTreeMap;
 

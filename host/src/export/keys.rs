@@ -1,4 +1,4 @@
-//! The S3 key layout, the seed's (§7.4): a partition file's key is its path relative to the
+//! The S3 key layout, the seed's (docs/s3.md#key-layout): a partition file's key is its path relative to the
 //! storage root under `prefix` (`<reason>/<appName>/<channel>/<appVersion>/<buildid>.<date>.v<N>.log.<id>.<codec>`),
 //! a raw log's key is its file name under `raw_prefix` (`telemetry.log.v2.<host>.<pid>.<ms>.finished`).
 

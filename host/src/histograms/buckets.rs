@@ -1,5 +1,5 @@
 //! Bucket lower bounds, by histogram_tools' `linear_buckets` and `exponential_buckets`
-//! (seed reference §6.2). Index 0 is always the underflow bucket `0`.
+//! (docs/formats/histograms.md). Index 0 is always the underflow bucket `0`.
 
 /// Largest bucket count accepted from a definition. Firefox itself later capped histograms at
 /// 100 buckets; 2013 files stay far below this. Guards memory and time on hostile input.

@@ -2,7 +2,7 @@
 //!
 //! The seed's `RevisionCache` fetched `https://hg.mozilla.org/<repo>/raw-file/<rev>/toolkit/
 //! components/telemetry/Histograms.json` for every revision it had not seen, with no timeout,
-//! no retry limit and no negative caching (seed reference §6.1). [`Fetcher`] does the same
+//! no retry limit and no negative caching (docs/formats/histograms.md). [`Fetcher`] does the same
 //! fetch with those fixed:
 //!
 //! - a URL template (`{repo}`, `{rev}`), so a mirror or a test server can stand in for hg;

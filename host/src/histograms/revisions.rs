@@ -1,6 +1,6 @@
 //! Revision resolution: which Histograms.json describes a ping's histograms.
 //!
-//! Order (seed reference §6.1, plus the fallback the seed documented but never built):
+//! Order (docs/formats/histograms.md, plus the fallback the seed documented but never built):
 //! 1. the revision URL (`https://hg.mozilla.org/<repo>/rev/<hash>`): memory, then each spec
 //!    directory (`<dir>/<repo>/<rev>/Histograms.json`, the seed's on-disk cache layout, or
 //!    `<dir>/<rev>.json[.*]`), then the definitions embedded in the binary; hashes of different

@@ -42,7 +42,7 @@ use std::sync::Arc;
 /// How to run a job.
 #[derive(Debug, Clone)]
 pub struct RunOptions {
-    /// Which partitions to read (telemetry_schema.json format, seed reference §10.2).
+    /// Which partitions to read (telemetry_schema.json format, docs/formats/storage.md).
     pub filter: Schema,
     /// The job parameter passed to `init` (empty if none).
     pub param: String,

@@ -1,6 +1,6 @@
 //! The raw submission log: what ingest writes and convert reads.
 //!
-//! Byte layouts v0, v1 and v2 (seed reference §3; `docs/formats/raw-log.md`) are read; v2 is
+//! Byte layouts v0, v1 and v2 (`docs/formats/raw-log.md`) are read; v2 is
 //! written. A v2 record is
 //! `0x1E | ip len u8 | path len u16 | data len u32 | timestamp u64 ms | ip | path | data`
 //! (little-endian, no file header). Readers resynchronise on `0x1E` after corruption, so a

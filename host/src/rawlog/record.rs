@@ -31,7 +31,7 @@ pub const MAX_DATA_BYTES: usize = 200 * 1024;
 /// resynchronising; it is not applied to a record read in sequence.
 const PLAUSIBLE_TIMESTAMP_MS: u64 = 1 << 44;
 
-/// The three byte layouts of the seed's raw logs (seed reference §3).
+/// The three byte layouts of the seed's raw logs (docs/formats/raw-log.md).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Version {
     /// Before 2013-09-17: no separator; `path len u32 | data len u32 | timestamp u64`.

@@ -1,4 +1,4 @@
-//! The partition layout (seed reference §7.2): where a record with given dimensions is stored,
+//! The partition layout (docs/formats/storage.md): where a record with given dimensions is stored,
 //! and the reverse mapping from a stored path back to its dimensions.
 //!
 //! `<d0>/<d1>/…/<d(n-3)>/<d(n-2)>.<d(n-1)>.v<N>.log.<uuid32>.<ext>`, e.g.
@@ -104,7 +104,7 @@ mod tests {
 
     #[test]
     fn seed_naming_example() {
-        // The seed's own test (seed reference §7.2).
+        // The seed's own test (docs/formats/storage.md).
         let name = PartitionName::new(
             &dims(&[
                 "saved-session",

@@ -1,5 +1,5 @@
 //! [`Schema`]: a `telemetry_schema.json` document, which is also the format of a job's input
-//! filter (seed reference §7.1, §10.2). As a storage schema it maps a record's raw dimension
+//! filter (docs/formats/storage.md). As a storage schema it maps a record's raw dimension
 //! values to the stored ones ([`Schema::apply`]); as a filter it decides which stored
 //! partitions a job reads ([`Schema::matches`], [`Schema::matches_prefix`]).
 //!
