@@ -78,6 +78,7 @@ fn serve_accepts_then_drains_on_sigterm_and_exits_zero() {
     let log = reader.join().unwrap();
     assert!(exit.success(), "exit {exit:?}; log:\n{log}");
     assert!(log.contains("raw logs synced and finished"), "{log}");
+    assert!(!log.contains('\x1b'), "no terminal colour codes when stderr is not a terminal:\n{log}");
     let raw = data.join("raw");
     assert!(
         files(&raw).iter().all(|n| n.ends_with(".finished")),
@@ -87,4 +88,28 @@ fn serve_accepts_then_drains_on_sigterm_and_exits_zero() {
     let records = finished_records(&raw);
     assert_eq!(records.len(), 1);
     assert_eq!(records[0].body, body);
+}
+
+/// `--log-format json`: every log event on stderr is one JSON object with a level and a message.
+#[test]
+fn json_logs_are_one_object_per_line() {
+    let tmp = tempfile::tempdir().unwrap();
+    let pings = common::data("pings/v4.main.min.pipeline-schemas.json");
+    let out = Command::new(common::binary())
+        .args(["--log-format", "json", "convert", "--json", "--data-dir"])
+        .arg(tmp.path().join("data"))
+        .arg(&pings)
+        .env("RUST_LOG", "debug")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    let events: Vec<serde_json::Value> = stderr
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    assert!(!events.is_empty(), "debug level logs something");
+    for event in &events {
+        assert!(event["level"].is_string() && event["timestamp"].is_string(), "{event}");
+    }
 }

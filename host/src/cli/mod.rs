@@ -13,8 +13,18 @@ mod serve;
 #[derive(Parser)]
 #[command(name = "telemetry-server", version, about = "Firefox Telemetry ingest, storage and Wasm MapReduce")]
 struct Cli {
+    /// Log format on stderr: `text` (colours only when stderr is a terminal) or `json` (one
+    /// object per line: timestamp, level, target, fields).
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text, env = "TELEMETRY_LOG_FORMAT")]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Subcommand)]
@@ -38,7 +48,7 @@ enum Command {
 
 pub fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    init_tracing();
+    init_tracing(cli.log_format);
     let result = match cli.command {
         Command::Serve(args) => serve::run(args),
         Command::Convert(args) => convert::run(args),
@@ -56,9 +66,16 @@ pub fn main() -> std::process::ExitCode {
     }
 }
 
-/// Logs go to stderr; `RUST_LOG` picks the level (default `info`).
-fn init_tracing() {
+/// Logs go to stderr, one event per line; `RUST_LOG` picks the level (default `info`).
+fn init_tracing(format: LogFormat) {
+    use std::io::IsTerminal;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Text => builder.with_ansi(std::io::stderr().is_terminal()).try_init(),
+        LogFormat::Json => builder.json().with_ansi(false).try_init(),
+    };
 }
