@@ -2,7 +2,7 @@
 # Fuzzes the parsers of untrusted input (cargo-fuzz / libFuzzer, nightly) for a bounded time
 # per target and prints how many inputs each one ran. Not part of the CI test command: CI runs
 # the same target bodies (telemetry_server::fuzzing) deterministically in `cargo test` through
-# host/tests/fuzz_smoke.rs. A crash found here: fix it, then copy the input from fuzz/artifacts/
+# host/tests/all/fuzz_smoke.rs. A crash found here: fix it, then copy the input from fuzz/artifacts/
 # into host/tests/fuzz_regressions/<target>/ so the smoke test keeps checking it.
 #
 #   scripts/fuzz.sh                      # every target, 60 s each

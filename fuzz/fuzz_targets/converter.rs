@@ -1,7 +1,7 @@
 //! Fuzzes the converter: any `id<TAB>json` line, and any raw record (first line = URL path,
 //! rest = body, gzip or not), must convert to one line of JSON or become a typed bad record,
 //! never a panic. The body is `telemetry_server::fuzzing::converter`, shared with
-//! `host/tests/fuzz_smoke.rs`.
+//! `host/tests/all/fuzz_smoke.rs`.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;

@@ -1,7 +1,7 @@
 //! Fuzzes the Histograms.json parser: any text (C++ constants patched as the seed did) must
 //! parse into definitions or fail with a typed error, and parsed definitions must produce a
 //! bucket-spec document that parses back to the same buckets. The body is
-//! `telemetry_server::fuzzing::histograms_parser`, shared with `host/tests/fuzz_smoke.rs`.
+//! `telemetry_server::fuzzing::histograms_parser`, shared with `host/tests/all/fuzz_smoke.rs`.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;

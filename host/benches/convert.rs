@@ -6,9 +6,9 @@
 //! Definitions for each ping's revision are made from the ping's own histogram parameters (as
 //! in the tests), so every histogram is converted and validated.
 
-#[path = "../tests/common/mod.rs"]
+#[path = "../tests/all/common/mod.rs"]
 mod common;
-#[path = "../tests/convert_support/defs.rs"]
+#[path = "../tests/all/convert_support/defs.rs"]
 mod convert_defs;
 
 use std::sync::Arc;

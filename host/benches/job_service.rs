@@ -16,9 +16,9 @@
 //! `JOB_BENCH_SECS` (default 10) is the wrk duration, `JOB_BENCH_RUNS` (default 10) the warm
 //! uploads, `JOB_BENCH_DURABILITY` (default `batch`) the ingest durability mode.
 
-#[path = "../tests/common/mod.rs"]
+#[path = "../tests/all/common/mod.rs"]
 mod common;
-#[path = "../tests/jobs_support/mod.rs"]
+#[path = "../tests/all/jobs_support/mod.rs"]
 mod jobs_support;
 
 use std::io::BufRead;

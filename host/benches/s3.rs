@@ -11,9 +11,9 @@
 //! Each variant runs `S3_BENCH_RUNS` times (default 3); medians are reported.
 //! `bash bench/s3.sh` (builds the guests, then `cargo bench -p telemetry-server --bench s3`).
 
-#[path = "../tests/common/mod.rs"]
+#[path = "../tests/all/common/mod.rs"]
 mod common;
-#[path = "../tests/s3_common/mod.rs"]
+#[path = "../tests/all/s3_common/mod.rs"]
 mod s3_common;
 
 use std::sync::Arc;

@@ -1,5 +1,5 @@
 //! Entry points shared by the cargo-fuzz targets (`fuzz/fuzz_targets/*.rs`) and the fuzz smoke
-//! test that runs in `cargo test` (`host/tests/fuzz_smoke.rs`): each feeds arbitrary bytes to one
+//! test that runs in `cargo test` (`host/tests/all/fuzz_smoke.rs`): each feeds arbitrary bytes to one
 //! parser of untrusted input, checks the invariants that hold for every input (panicking when
 //! one does not, which is how libFuzzer notices), and returns what happened so tests can assert
 //! more about inputs whose structure they know. Not part of the server's API.

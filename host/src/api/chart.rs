@@ -296,7 +296,7 @@ pub fn escape(s: &str) -> String {
 
 /// The SVG reader of the integration tests, for the unit tests below.
 #[cfg(test)]
-#[path = "../../tests/chart_support/mod.rs"]
+#[path = "../../tests/all/chart_support/mod.rs"]
 mod test_support;
 
 #[cfg(test)]

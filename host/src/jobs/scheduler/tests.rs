@@ -1,5 +1,5 @@
 //! Scheduler unit tests with a scripted executor (the Wasm executor is tested end to end in
-//! `host/tests/job_service.rs`): queue order, cancellation, restart policy, queue limit, retention.
+//! `host/tests/all/job_service.rs`): queue order, cancellation, restart policy, queue limit, retention.
 
 use std::time::{Duration, Instant};
 

@@ -1,14 +1,14 @@
 //! The real `telemetry-server serve` process: starts with no config file, accepts a real ping, and
 //! on SIGTERM drains, finishes its logs and exits 0.
 
-mod common;
-mod server_support;
+use crate::common;
+use crate::server_support;
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use server_support::{files, finished_records};
+use crate::server_support::{files, finished_records};
 
 #[test]
 fn serve_accepts_then_drains_on_sigterm_and_exits_zero() {

@@ -4,8 +4,8 @@
 //! and every acknowledged record ends up in storage exactly once. `convert` does the same at its
 //! start, but never touches the files of a server that is writing storage at that moment.
 
-mod common;
-mod server_support;
+use crate::common;
+use crate::server_support;
 
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
@@ -13,7 +13,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use server_support::walk;
+use crate::server_support::walk;
 use telemetry_server::storage::{records, DataDir, LocalSource, Schema};
 
 /// Release channels the test ping is submitted under: one partition (so one open file) each.

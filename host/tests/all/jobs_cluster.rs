@@ -2,12 +2,12 @@
 //! talking timely's TCP protocol on loopback, over the job tests' data (real pings from
 //! ../shared/data). The output must equal a single-process run and the native reference.
 
-mod common;
-mod jobs_support;
+use crate::common;
+use crate::jobs_support;
 
 use std::process::{Command, Output};
 
-use jobs_support::*;
+use crate::jobs_support::*;
 use serde_json::Value;
 
 fn free_port() -> String {

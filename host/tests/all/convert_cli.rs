@@ -2,7 +2,7 @@
 //! [`Pipeline`] over real logs: stored records read back, rejected ones kept in the error stream,
 //! corruption costing only the damaged record.
 
-mod common;
+use crate::common;
 
 use std::io::BufRead;
 use std::process::Command;

@@ -1,10 +1,10 @@
 //! Hostile guests, one behaviour per test (example-jobs/hostile, selected by the job parameter):
 //! each is stopped or contained with a clear error, and the same runtime keeps running jobs.
 
-mod common;
-mod jobs_support;
+use crate::common;
+use crate::jobs_support;
 
-use jobs_support::*;
+use crate::jobs_support::*;
 use std::time::{Duration, Instant};
 use telemetry_server::jobs::{self, CancelToken, JobError, JobOutput, Limits, Progress, RunOptions};
 

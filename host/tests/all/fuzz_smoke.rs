@@ -16,10 +16,10 @@
 //! A failing case is written to `target/fuzz-smoke-failures/` (named in the failure message):
 //! copy it into `host/tests/fuzz_regressions/<target>/` once fixed.
 
-mod common;
-mod rawlog_support;
+use crate::common;
+use crate::rawlog_support;
 
-use rawlog_support::{as_read, encode_all};
+use crate::rawlog_support::{as_read, encode_all};
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::panic::{catch_unwind, AssertUnwindSafe};

@@ -3,16 +3,16 @@
 //! a read the server cut off), and a real Wasm job gives the same output over S3 as over the
 //! local data, in-process and through `telemetry-server job run --data s3://…`.
 
-mod common;
-mod jobs_support;
-mod s3_common;
+use crate::common;
+use crate::jobs_support;
+use crate::s3_common;
 
 use std::io::{BufRead, Read};
 use std::process::Command;
 
 use indicatif::ProgressBar;
-use jobs_support::{all_filter, filter_json, guest};
-use s3_common::{pseudo_random, runtime, S3Server};
+use crate::jobs_support::{all_filter, filter_json, guest};
+use crate::s3_common::{pseudo_random, runtime, S3Server};
 use telemetry_server::export::{client, Exporter, S3Source};
 use telemetry_server::jobs::{self, CancelToken, Progress, RunOptions};
 use telemetry_server::storage::{DataDir, LocalSource, PartitionSource, Schema};

@@ -2,8 +2,8 @@
 //! records reach the error stream with their seed bad-record type; a path-escape attempt converts
 //! (or is rejected) without anything leaving the data dir; restart converts leftovers.
 
-mod common;
-mod server_support;
+use crate::common;
+use crate::server_support;
 
 use std::io::BufRead;
 use std::path::Path;
@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use reqwest::blocking::Client;
 use telemetry_server::convert::UnknownRevision;
-use server_support::{gzip, raw_http, walk, TestServer};
+use crate::server_support::{gzip, raw_http, walk, TestServer};
 
 const SAVED_SESSION_ID: &str = "76f4594f-e90d-e26b-31a6-8fbba68d1403";
 

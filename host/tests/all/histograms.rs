@@ -1,7 +1,7 @@
 //! Histogram definitions on real Histograms.json files of every era, and the bucket-spec document
 //! compared entry for entry with the seed's cached specs.
 
-mod common;
+use crate::common;
 
 use serde_json::Value;
 use telemetry_server::histograms::{

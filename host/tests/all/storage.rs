@@ -3,7 +3,7 @@
 //! zstd/xz round trips of every real ping, the seed's LZMA_Alone files, rotation by size and
 //! age, and partition pruning.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, Read};

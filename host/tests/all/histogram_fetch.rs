@@ -3,9 +3,8 @@
 //! ../shared/data, and real pings are converted with `telemetry-server convert
 //! --histogram-server`, or looked up through a running server's `/histograms` endpoint.
 
-mod common;
-#[path = "server_support/mod.rs"]
-mod server_support;
+use crate::common;
+use crate::server_support;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -17,7 +16,7 @@ use axum::extract::{Path as UrlPath, State};
 use axum::http::StatusCode;
 use axum::routing::get;
 use serde_json::Value;
-use server_support::TestServer;
+use crate::server_support::TestServer;
 
 /// Nightly 2018-03 ping: neither its revision nor its build is covered by the embedded
 /// definitions and table, so without a fetch it is `missing_histograms`. Its two histograms are

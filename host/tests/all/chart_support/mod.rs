@@ -1,5 +1,5 @@
 //! Reads a chart drawn by `telemetry_server::api::chart` back as XML: its bars and bar labels.
-//! Shared by the renderer's unit tests (included with `#[path]`) and `tests/dashboard.rs`.
+//! Shared by the renderer's unit tests (included with `#[path]`) and `tests/all/dashboard.rs`.
 #![allow(dead_code)]
 
 use quick_xml::events::Event;

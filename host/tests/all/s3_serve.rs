@@ -2,14 +2,14 @@
 //! exported under `incoming/` once it is finished, partition files under the prefix while the
 //! server runs, and a file finished just before shutdown goes up in the final pass.
 
-mod common;
-mod s3_common;
-mod server_support;
+use crate::common;
+use crate::s3_common;
+use crate::server_support;
 
 use std::time::{Duration, Instant};
 
-use s3_common::{list_all, runtime, S3Server};
-use server_support::TestServer;
+use crate::s3_common::{list_all, runtime, S3Server};
+use crate::server_support::TestServer;
 use telemetry_server::export::client;
 
 fn keys_on(server: &S3Server) -> Vec<String> {

@@ -4,7 +4,7 @@
 //! converted with the nearest definitions in `nearest` mode, histograms that do not fit dropped
 //! and counted, every other rejection kept.
 
-mod common;
+use crate::common;
 
 use std::process::Command;
 

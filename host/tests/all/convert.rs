@@ -1,9 +1,8 @@
 //! The converter on every real ping and seed sample: each converts, or is rejected into the class
 //! a reader of docs/convert.md and docs/formats/ expects, written per file below.
 
-mod common;
-#[path = "convert_support/defs.rs"]
-mod convert_defs;
+use crate::common;
+use crate::convert_defs;
 
 use std::path::Path;
 use std::sync::Arc;

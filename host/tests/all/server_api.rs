@@ -1,11 +1,11 @@
 //! The submission API over real HTTP: every status code the seed answered plus ours, real pings in
 //! (gzip and plain) and out of the raw logs byte for byte, the path-escape attempt, metrics.
 
-mod common;
-mod server_support;
+use crate::common;
+use crate::server_support;
 
 use reqwest::blocking::Client;
-use server_support::{files, finished_records, gzip, raw_http, walk, TestServer};
+use crate::server_support::{files, finished_records, gzip, raw_http, walk, TestServer};
 use telemetry_server::config::OversizeStatus;
 
 const PING_PATH: &str =

@@ -2,10 +2,10 @@
 //! write→read round trips of every real ping, corruption (truncated records, garbage,
 //! corrupt headers) losing only the damaged record, gzip bombs, and `log cat`.
 
-mod common;
-mod rawlog_support;
+use crate::common;
+use crate::rawlog_support;
 
-use rawlog_support::{as_read, encode_all};
+use crate::rawlog_support::{as_read, encode_all};
 use std::io::{Cursor, Write};
 use std::path::Path;
 use std::process::Command;

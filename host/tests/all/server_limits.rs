@@ -5,8 +5,8 @@
 //! and do not evict real definitions; a hostile rejected body leaves a bounded line in `errors/`;
 //! hostile dimension values are stored as `OTHER`.
 
-mod common;
-mod server_support;
+use crate::common;
+use crate::server_support;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -14,7 +14,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use reqwest::blocking::Client;
-use server_support::{gzip, walk, TestServer};
+use crate::server_support::{gzip, walk, TestServer};
 
 const PING_PATH: &str = "76f4594f-e90d-e26b-31a6-8fbba68d1403/saved-session/Firefox/40.0a2/aurora/20150522004047";
 

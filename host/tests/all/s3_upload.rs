@@ -1,11 +1,11 @@
 //! Export uploads against a real s3s-fs: streamed PUTs and streamed multipart uploads read back
 //! byte-identical, re-runs upload nothing, confirmed local copies are deleted when configured.
 
-mod common;
-mod s3_common;
+use crate::common;
+use crate::s3_common;
 
 use indicatif::ProgressBar;
-use s3_common::{get_bytes, list_all, pseudo_random, runtime, S3Server};
+use crate::s3_common::{get_bytes, list_all, pseudo_random, runtime, S3Server};
 use telemetry_server::export::{client, upload::Uploader, journal::Journal, Exporter, MIN_PART_SIZE};
 
 const DIR: &str = "saved_session/Firefox/nightly/22.0a1";

@@ -1,10 +1,10 @@
 //! The MapReduce jobs end to end: real guests (Rust and C, built from source by
 //! scripts/build-guests.sh) over pings from ../shared/data converted into zstd storage.
 
-mod common;
-mod jobs_support;
+use crate::common;
+use crate::jobs_support;
 
-use jobs_support::*;
+use crate::jobs_support::*;
 use std::time::{Duration, Instant};
 use telemetry_server::jobs::{self, CancelToken, JobError, JobOutput, Limits, Progress, RunOptions};
 use telemetry_server::storage::Schema;

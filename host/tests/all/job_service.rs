@@ -2,9 +2,9 @@
 //! built from `example-jobs/` by scripts/build-guests.sh, real pings from ../shared/data (plus
 //! pings made from them by ../shared/tools/gen-pings.py) converted into storage.
 
-mod common;
-mod jobs_support;
-mod server_support;
+use crate::common;
+use crate::jobs_support;
+use crate::server_support;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use reqwest::blocking::{multipart, Client, Response};
 use serde_json::{json, Value};
-use server_support::TestServer;
+use crate::server_support::TestServer;
 use telemetry_server::api::jobs::{hash_token, Role, TokenConfig};
 use telemetry_server::config::Config;
 

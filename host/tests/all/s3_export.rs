@@ -3,8 +3,8 @@
 //! restarted mid-export, and the exporter itself killed mid-export and run again. Each ends with
 //! exactly the local files on S3, byte-identical: nothing lost, nothing duplicated.
 
-mod common;
-mod s3_common;
+use crate::common;
+use crate::s3_common;
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -12,7 +12,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use indicatif::ProgressBar;
-use s3_common::{converted_data_dir, get_bytes, list_all, local_files, pseudo_random, runtime, S3Server};
+use crate::s3_common::{converted_data_dir, get_bytes, list_all, local_files, pseudo_random, runtime, S3Server};
 use telemetry_server::export::requests::Requests;
 use telemetry_server::export::{client, Exporter, S3Config, MIN_PART_SIZE};
 

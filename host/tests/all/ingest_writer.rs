@@ -1,12 +1,12 @@
 //! The raw log writer on its own: rotation by size, rotation by age while busy, group commit
 //! (fewer syncs than records, every record acknowledged), and record order within a log.
 
-mod server_support;
+use crate::server_support;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use server_support::finished_records;
+use crate::server_support::finished_records;
 use telemetry_server::api::metrics::Metrics;
 use telemetry_server::config::{Durability, IngestConfig};
 use telemetry_server::ingest::WriterPool;

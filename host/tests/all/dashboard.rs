@@ -3,20 +3,20 @@
 //! results fetched as SVG charts and read back as XML; the dashboard page and its stats endpoint
 //! after real pings were submitted.
 
-mod chart_support;
-mod common;
-mod jobs_support;
-mod server_support;
+use crate::chart_support;
+use crate::common;
+use crate::jobs_support;
+use crate::server_support;
 
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use chart_support::read_chart;
+use crate::chart_support::read_chart;
 use reqwest::blocking::{multipart, Client, Response};
 use serde_json::{json, Value};
-use server_support::TestServer;
+use crate::server_support::TestServer;
 use telemetry_server::api::jobs::{hash_token, Role, TokenConfig};
 use telemetry_server::config::Config;
 

@@ -4,11 +4,11 @@
 //! `telemetry-server job submit --wait`); and a hostile JavaScript or Python job (endless loop,
 //! memory bomb, exception) is stopped with a clear error like a Rust one.
 
-mod common;
-mod jobs_support;
-mod server_support;
+use crate::common;
+use crate::jobs_support;
+use crate::server_support;
 
-use jobs_support::*;
+use crate::jobs_support::*;
 use std::time::{Duration, Instant};
 use telemetry_server::jobs::{self, CancelToken, JobError, JobOutput, Limits, Progress, RunOptions};
 

@@ -1,0 +1,38 @@
+//! The integration tests, one binary (wasmtime, cranelift and the AWS SDK are linked once): a
+//! module per area, the support modules beside them. Run one area with
+//! `cargo test --test all -- server_convert::`.
+
+// Support shared by the areas (and, through `#[path]`, by the benches).
+mod chart_support;
+mod common;
+#[path = "convert_support/defs.rs"]
+mod convert_defs;
+mod jobs_support;
+mod rawlog_support;
+mod s3_common;
+mod server_support;
+
+mod convert;
+mod convert_cli;
+mod convert_lenient;
+mod dashboard;
+mod fuzz_smoke;
+mod histogram_fetch;
+mod histograms;
+mod ingest_writer;
+mod job_service;
+mod jobs;
+mod jobs_cluster;
+mod jobs_hostile;
+mod jobs_languages;
+mod rawlog;
+mod s3_export;
+mod s3_jobs;
+mod s3_serve;
+mod s3_upload;
+mod server_api;
+mod server_binary;
+mod server_convert;
+mod server_limits;
+mod stale_partials;
+mod storage;
