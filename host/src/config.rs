@@ -211,6 +211,10 @@ pub struct ConvertConfig {
     /// `missing_histograms` (the seed's behaviour), or convert them with the `nearest` available
     /// definitions, dropping and counting histograms that do not fit.
     pub unknown_revision: crate::convert::UnknownRevision,
+    /// De-duplication by document id: a record whose id was stored within this many days of
+    /// submission dates (counting back from the newest seen) is not stored again. The index is
+    /// `dedup/ids.redb` under the data dir, shared with `convert`; 0 disables.
+    pub dedup_window_days: u32,
 }
 
 impl Default for ConvertConfig {
@@ -227,6 +231,7 @@ impl Default for ConvertConfig {
             histogram_fetch_timeout_secs: 10,
             histogram_fetch_retry_secs: 300,
             unknown_revision: crate::convert::UnknownRevision::Reject,
+            dedup_window_days: 7,
         }
     }
 }

@@ -83,6 +83,10 @@ pub struct ConvertMetrics {
     pub records_written: Counter,
     /// Rejected records by the seed's bad-record type.
     pub bad_records: Family<BadTypeLabel, Counter>,
+    /// Records not stored because their document id was stored already (dedup).
+    pub duplicates: Counter,
+    /// Ids in the dedup index (bounded by its window of submission dates).
+    pub dedup_entries: Gauge,
     /// Histogram definition lookups and fetches by outcome (copied from the revision cache's
     /// own counters at every scrape).
     pub definitions: Family<OutcomeLabel, Counter>,
@@ -178,6 +182,8 @@ impl Metrics {
             records_read: Counter::default(),
             records_written: Counter::default(),
             bad_records: Family::default(),
+            duplicates: Counter::default(),
+            dedup_entries: Gauge::default(),
             definitions: Family::default(),
         };
         registry.register(
@@ -205,6 +211,16 @@ impl Metrics {
             "convert_bad_records",
             "Rejected records by bad-record type",
             convert.bad_records.clone(),
+        );
+        registry.register(
+            "convert_duplicates",
+            "Records not stored because their document id was already stored (dedup)",
+            convert.duplicates.clone(),
+        );
+        registry.register(
+            "convert_dedup_entries",
+            "Document ids in the dedup index (those of the last dedup_window_days days of submission dates)",
+            convert.dedup_entries.clone(),
         );
         registry.register(
             "histogram_definitions",

@@ -11,13 +11,17 @@
 //! - [`Pipeline`] runs a converter into a [`crate::storage::StorageWriter`] and keeps every
 //!   rejected record in the error stream under `errors/` ([`ErrorStream`]), returning a
 //!   mergeable [`ConvertSummary`].
+//! - [`DedupIndex`] (`dedup`): the persistent index of stored document ids that makes
+//!   re-conversion idempotent; a [`Pipeline`] uses it with [`Pipeline::with_dedup`].
 //! - [`DefinitionSources`] builds the [`crate::histograms::RevisionCache`] from spec directories,
 //!   the embedded definitions and an optional histogram server.
 
 mod bad_record;
 mod compact;
 mod converter;
+pub mod dedup;
 mod document;
+mod error_input;
 mod error_stream;
 mod fields;
 mod minify;
@@ -30,6 +34,7 @@ mod summary;
 pub use bad_record::{BadRecord, BadRecordKind};
 pub use compact::HistogramCounts;
 pub use converter::{Converted, Converter, DEFAULT_SCHEMA};
+pub use dedup::{DedupError, DedupIndex};
 pub use error_stream::{ErrorEntry, ErrorStream};
 pub use minify::minify;
 pub use options::{ConvertOptions, UnknownRevision};

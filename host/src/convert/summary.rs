@@ -32,6 +32,8 @@ pub struct ConvertSummary {
     pub histograms_dropped: u64,
     /// Bytes of raw logs skipped while resynchronising after corruption.
     pub skipped_bytes: u64,
+    /// Records not stored because their document id was stored already (dedup).
+    pub duplicate: u64,
 }
 
 impl ConvertSummary {
@@ -64,6 +66,7 @@ impl ConvertSummary {
         self.unknown_histograms += other.unknown_histograms;
         self.histograms_dropped += other.histograms_dropped;
         self.skipped_bytes += other.skipped_bytes;
+        self.duplicate += other.duplicate;
     }
 }
 

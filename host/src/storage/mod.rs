@@ -32,7 +32,9 @@ pub use partition::{parse_partition_path, submission_date, PartitionName};
 pub use records::{records, Record, Records};
 pub use schema::{safe_filename, Schema, OTHER, UNKNOWN};
 pub use stale::{recover_stale_partials, StalePartials};
-pub use writer::{FinishedFile, StorageWriter, WriterOptions};
+pub use writer::{
+    FinishedFile, PublishHook, SealedFile, StorageWriter, TrackedRecord, WriterOptions,
+};
 
 /// One finished partition file, as listed by a [`PartitionSource`].
 #[derive(Debug, Clone, PartialEq, Eq)]
