@@ -10,7 +10,7 @@
 //! - `ids`: id → submission day (`YYYYMMDD`);
 //! - `by_day`: `day (4 bytes BE) ++ id` → `()`, so expiry deletes a key range;
 //! - `pending`: partition file path → the `(id, day)`s it holds, written in the same commit as
-//!   the ids, before the file is renamed to its final name (see below);
+//!   the ids, before the file is renamed to its final name, dropped right after the rename;
 //! - `meta`: `newest_day`, the newest submission day seen.
 //!
 //! **Ordering with storage.** A record's id is *reserved* in memory when it is written to an open
@@ -21,7 +21,7 @@
 //! `.partial` files are moved aside at the next start and their raw logs converted again); a
 //! crash between the commit and the rename leaves a `pending` entry whose final file does not
 //! exist: [`DedupIndex::open`] removes those ids, so the records are stored when converted again.
-//! A `pending` entry whose file exists is simply dropped (the ids are right). So every stored
+//! A `pending` entry whose file exists (crash right after the rename) is simply dropped. So every stored
 //! record's id is in the index and every id in the index belongs to a stored record.
 //!
 //! **Window.** An id is kept while its submission day is within `window_days` of the newest day
@@ -219,12 +219,26 @@ impl DedupIndex {
         }
     }
 
-    /// Files renamed to their final names: their `pending` entries go at the next commit.
+    /// Files renamed to their final names: their `pending` entries are dropped now (one more
+    /// commit, so an entry never outlives its file by long: the S3 exporter may delete a
+    /// published file after uploading it), or at the next commit if this one fails.
     pub fn mark_published(&self, files: &[SealedFile]) {
-        self.published
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .extend(files.iter().filter(|f| !f.tracked.is_empty()).map(|f| f.path.clone()));
+        let mut published = self.published.lock().unwrap_or_else(|e| e.into_inner());
+        published.extend(files.iter().filter(|f| !f.tracked.is_empty()).map(|f| f.path.clone()));
+        if published.is_empty() {
+            return;
+        }
+        let done = self.transaction(|txn| {
+            let mut pending = txn.open_table(PENDING)?;
+            for path in published.iter() {
+                pending.remove(path.as_str())?;
+            }
+            Ok(())
+        });
+        match done {
+            Ok(()) => published.clear(),
+            Err(error) => tracing::warn!(%error, "dedup index: cannot drop pending entries yet"),
+        }
     }
 
     /// Files that will not be published: their ids leave the index (if committed) and their
