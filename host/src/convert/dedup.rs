@@ -35,7 +35,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use cap_std::fs::Dir;
-use redb::{Database, ReadableTable, ReadableTableMetadata, TableDefinition};
+use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
 
 use crate::storage::{datadir, DataDir, PublishHook, SealedFile, StorageError, TrackedRecord};
 
@@ -165,7 +165,8 @@ impl DedupIndex {
             Err(redb::TableError::TableDoesNotExist(_)) => return Ok(false),
             Err(e) => return Err(self.store_error(e)),
         };
-        Ok(table.get(id).map_err(|e| self.store_error(e))?.is_some())
+        let found = table.get(id).map_err(|e| self.store_error(e))?.is_some();
+        Ok(found)
     }
 
     /// A [`PublishHook`] for a storage writer, committing its files' ids into this index.
@@ -343,7 +344,7 @@ fn expire(
     };
     let end = (cutoff + 1).to_be_bytes();
     let mut old = Vec::new();
-    for entry in by_day.range::<&[u8]>(..&end[..])? {
+    for entry in by_day.range(..&end[..])? {
         let (key, _) = entry?;
         old.push(key.value().to_vec());
     }

@@ -11,7 +11,7 @@
 //! from move to `raw/converted/` (or get deleted when `keep_raw` is off): a crash before the flush
 //! leaves them `.finished` in `raw/`, so they are converted again at the next start and nothing is
 //! lost (records in partition files finished before the crash would then be stored twice, but the dedup
-index below counts them as duplicates). The files
+//! index below counts them as duplicates). The files
 //! the crash left `.partial` hold only records of such logs; the next start moves them aside
 //! (`storage::stale`). A log that keeps failing as a whole moves to `raw/failed/` so it is not
 //! retried forever.
