@@ -15,11 +15,11 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use telemetry_server::storage::{records, DataDir, LocalSource, Schema};
 
-/// Real pings (`../shared/data/pings`) that live conversion stores with `unknown_revision =
-/// "nearest"`; submitted in turn under fresh ids.
+/// Real pings (`../shared/data/pings`) that conversion stores with `unknown_revision =
+/// "nearest"` (and that fit the default 200 KB body limit); used in turn under fresh ids.
 const PINGS: [&str; 3] = [
     "pings/v4.saved-session.Fx40.0a2-aurora.2015-05.uberi.json",
-    "pings/v4.main.Fx45.0-beta.2015-11.sample.pipeline-schemas.json",
+    "pings/v4.main.Fx60.0a1-nightly.2018-03.gc_sample.pipeline-schemas.json",
     "pings/v4.crash.Fx61.0a1-nightly.2018-04.pipeline-schemas.json",
 ];
 /// Nightly 2018-03 ping whose revision has no embedded definitions (`missing_histograms` by
@@ -216,7 +216,8 @@ fn expected_ids() -> Vec<String> {
 fn the_same_ids_sent_twice_around_a_kill_9_are_stored_once() {
     let root = tempfile::tempdir().unwrap();
     let data = root.path().join("data");
-    let bodies = ping_bodies();
+    // Sent gzip-compressed, as Firefox does.
+    let bodies: Vec<Vec<u8>> = ping_bodies().iter().map(|b| server_support::gzip(b)).collect();
 
     // Run 1: every id acknowledged; killed once conversion has written them all, whether or not
     // their partition files were published and their raw logs retired.
@@ -302,7 +303,7 @@ fn convert_twice_stores_once_and_ids_leave_the_index_after_the_window() {
     let early = tsv(tmp.path(), "early", 6);
     let late = tsv(tmp.path(), "late", 3);
     let nearest = ["--unknown-revision", "nearest", "--dedup-window-days", "7"];
-    let on = |date: &str| [&nearest[..], &["--date", date]].concat();
+    let on = |date: &'static str| -> Vec<&'static str> { [&nearest[..], &["--date", date]].concat() };
 
     let (code, first) = convert(&data, &on("20261201"), &[&early]);
     assert_eq!(code, 0, "{first}");
