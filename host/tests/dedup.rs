@@ -162,13 +162,14 @@ impl Serve {
             .map_or(0, |v| v.trim().parse().unwrap())
     }
 
-    /// Submits `dedup-<i>` for every i in 0..IDS (4 clients), real pings in turn; all must get 200.
-    fn submit_all(&self, bodies: &[Vec<u8>]) {
+    /// Submits `dedup-<i>` for every i in `ids` (4 clients), real pings in turn; all must get 200.
+    fn submit(&self, bodies: &[Vec<u8>], ids: std::ops::Range<usize>) {
         std::thread::scope(|scope| {
             for client in 0..4 {
+                let ids = ids.clone();
                 scope.spawn(move || {
                     let http = reqwest::blocking::Client::new();
-                    for i in (client..IDS).step_by(4) {
+                    for i in ids.skip(client).step_by(4) {
                         let url = format!(
                             "http://{}/submit/telemetry/dedup-{i:04}/main/Firefox/61.0/release/20180101",
                             self.addr
@@ -237,10 +238,13 @@ fn the_same_ids_sent_twice_around_a_kill_9_are_stored_once() {
     // Sent gzip-compressed, as Firefox does.
     let bodies: Vec<Vec<u8>> = ping_bodies().iter().map(|b| server_support::gzip(b)).collect();
 
-    // Run 1: every id acknowledged; killed once conversion has written them all, whether or not
-    // their partition files were published and their raw logs retired.
+    // Run 1: every id acknowledged. The first half is flushed (published) before the second is
+    // sent; the server is killed once conversion has written them all, so the second half is
+    // (most likely) in `.partial` files and raw logs not yet retired.
     let first = Serve::start(root.path());
-    first.submit_all(&bodies);
+    first.submit(&bodies, 0..IDS / 2);
+    first.wait("the first half to be published", |_| stored_ids(&data).len() >= IDS / 2);
+    first.submit(&bodies, IDS / 2..IDS);
     first.wait("the first run to convert every id", |s| {
         s.metric("telemetry_convert_records_written_total") >= IDS as u64
     });
@@ -257,7 +261,7 @@ fn the_same_ids_sent_twice_around_a_kill_9_are_stored_once() {
 
     // Run 2: the same ids again, and the raw logs the kill left converted again.
     let second = Serve::start(root.path());
-    second.submit_all(&bodies);
+    second.submit(&bodies, 0..IDS);
     let pending = |data: &Path| {
         server_support::files(&data.join("raw"))
             .iter()
