@@ -357,6 +357,23 @@ fn convert_twice_stores_once_and_ids_leave_the_index_after_the_window() {
     assert!(off.get("dedup_entries").is_none(), "{off}");
 }
 
+#[test]
+fn the_same_id_twice_in_one_input_is_stored_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let doc: Value = serde_json::from_slice(&ping_bodies()[0]).unwrap();
+    let input = tmp.path().join("twice.tsv");
+    std::fs::write(&input, format!("same-id\t{doc}\nother-id\t{doc}\nsame-id\t{doc}\n")).unwrap();
+    let (code, summary) = convert(&data, &["--unknown-revision", "nearest"], &[&input]);
+    assert_eq!(code, 0, "{summary}");
+    assert_eq!((summary["records_written"].as_u64(), summary["duplicate"].as_u64()), (Some(2), Some(1)), "{summary}");
+    assert_eq!(stored_ids(&data), ["other-id", "same-id"]);
+    let dup = error_entries(&data);
+    assert_eq!(dup.len(), 1);
+    assert_eq!((dup[0]["kind"].as_str(), dup[0]["detail"].as_str()), (Some("duplicate"), Some("same-id")));
+    assert!(dup[0].get("body").is_none() && dup[0].get("body_base64").is_none(), "{}", dup[0]);
+}
+
 /// A v2 raw log holding the FX60 ping (gzip, as a client sends it) under `id`.
 fn raw_log(dir: &Path, id: &str) -> PathBuf {
     let body = std::fs::read(common::data(FX60)).unwrap();

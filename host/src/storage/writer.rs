@@ -440,3 +440,76 @@ fn clean(text: &str, dirty: bool, with: char) -> Cow<'_, str> {
             .collect(),
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use super::*;
+    use crate::storage::DataDir;
+
+    /// Records each hook call with what the storage directory held at that moment.
+    struct Recorder {
+        dir: Dir,
+        calls: Arc<Mutex<Vec<String>>>,
+    }
+
+    impl PublishHook for Recorder {
+        fn before_publish(&mut self, files: &[SealedFile]) -> Result<(), StorageError> {
+            for f in files {
+                let partial = self.dir.exists(format!("{}{PARTIAL_SUFFIX}", f.path));
+                let ids: Vec<&str> = f.tracked.iter().map(|r| &*r.id).collect();
+                self.calls.lock().unwrap().push(format!(
+                    "before {ids:?} partial={partial} final={}",
+                    self.dir.exists(&f.path)
+                ));
+            }
+            Ok(())
+        }
+        fn published(&mut self, files: &[SealedFile]) {
+            for f in files {
+                self.calls
+                    .lock()
+                    .unwrap()
+                    .push(format!("published final={}", self.dir.exists(&f.path)));
+            }
+        }
+        fn abandoned(&mut self, files: &[SealedFile]) {
+            self.calls
+                .lock()
+                .unwrap()
+                .push(format!("abandoned {}", files.len()));
+        }
+    }
+
+    #[test]
+    fn the_hook_sees_synced_files_with_their_tracked_ids_before_the_rename() {
+        let tmp = tempfile::tempdir().unwrap();
+        let data = DataDir::open(tmp.path()).unwrap();
+        let dir = data.sub("storage").unwrap();
+        let schema = Schema::from_json(crate::convert::DEFAULT_SCHEMA).unwrap();
+        let mut writer = StorageWriter::new(dir.try_clone().unwrap(), schema, WriterOptions::default());
+        let calls = Arc::new(Mutex::new(Vec::new()));
+        writer.set_publish_hook(Box::new(Recorder {
+            dir,
+            calls: calls.clone(),
+        }));
+        let dims: Vec<String> = ["main", "Firefox", "release", "61.0", "20180101", "20261201"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        writer.write_tracked(&dims, 4, "a", "{}", Some(20261201)).unwrap();
+        writer.write(&dims, 4, "untracked", "{}").unwrap();
+        writer.write_tracked(&dims, 4, "b", "{}", Some(20261201)).unwrap();
+        let files = writer.finish().unwrap();
+        assert_eq!(files.len(), 1);
+        assert_eq!(files[0].records, 3);
+        assert_eq!(
+            *calls.lock().unwrap(),
+            [
+                "before [\"a\", \"b\"] partial=true final=false",
+                "published final=true"
+            ]
+        );
+    }
+}
