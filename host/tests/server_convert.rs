@@ -60,7 +60,7 @@ fn error_entries(data: &Path) -> Vec<serde_json::Value> {
     let dir = data.join("errors");
     let mut out = Vec::new();
     for rel in walk(&dir) {
-        for line in common::complete_lines(&dir.join(rel)) {
+        for line in common::complete_lines(&dir.join(&rel)) {
             out.push(serde_json::from_str(&line).unwrap_or_else(|e| panic!("{rel:?}: {e}: {line}")));
         }
     }
