@@ -137,14 +137,27 @@ fn pipeline_input(s: &Setup, dir: &std::path::Path) -> std::path::PathBuf {
 
 /// One pipeline pass over `input` into `data` (a fresh data dir unless `again`); seconds and
 /// (written, duplicate).
-fn pipeline_pass(s: &Setup, input: &std::path::Path, data: &std::path::Path, dedup: bool) -> (f64, u64, u64) {
+fn pipeline_pass(
+    s: &Setup,
+    input: &std::path::Path,
+    data: &std::path::Path,
+    dedup: bool,
+) -> (f64, u64, u64) {
     let data = DataDir::open(data).unwrap();
     let start = Instant::now();
-    let mut pipeline = Pipeline::new(&data, s.converter.clone(), WriterOptions::default(), "bench").unwrap();
+    let mut pipeline = Pipeline::new(
+        &data,
+        s.converter.clone(),
+        WriterOptions::default(),
+        "bench",
+    )
+    .unwrap();
     if dedup {
         pipeline = pipeline.with_dedup(Arc::new(DedupIndex::open(&data, 7).unwrap()));
     }
-    let summary = pipeline.convert_text(input, "20170130", &mut |_| {}).unwrap();
+    let summary = pipeline
+        .convert_text(input, "20170130", &mut |_| {})
+        .unwrap();
     pipeline.finish().unwrap();
     let secs = start.elapsed().as_secs_f64();
     assert_eq!(summary.records_read, PIPELINE_RECORDS as u64);

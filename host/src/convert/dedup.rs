@@ -178,7 +178,8 @@ impl DedupIndex {
     /// entries of files published since the last commit dropped, old ids expired. Then the
     /// files' reservations are released (their ids are in the index now).
     pub fn commit_files(&self, files: &[SealedFile]) -> Result<(), DedupError> {
-        let published = std::mem::take(&mut *self.published.lock().unwrap_or_else(|e| e.into_inner()));
+        let published =
+            std::mem::take(&mut *self.published.lock().unwrap_or_else(|e| e.into_inner()));
         let result = self.transaction(|txn| {
             let mut ids = txn.open_table(IDS)?;
             let mut by_day = txn.open_table(BY_DAY)?;
@@ -225,7 +226,12 @@ impl DedupIndex {
     /// published file after uploading it), or at the next commit if this one fails.
     pub fn mark_published(&self, files: &[SealedFile]) {
         let mut published = self.published.lock().unwrap_or_else(|e| e.into_inner());
-        published.extend(files.iter().filter(|f| !f.tracked.is_empty()).map(|f| f.path.clone()));
+        published.extend(
+            files
+                .iter()
+                .filter(|f| !f.tracked.is_empty())
+                .map(|f| f.path.clone()),
+        );
         if published.is_empty() {
             return;
         }
@@ -315,7 +321,8 @@ impl DedupIndex {
 impl Drop for DedupIndex {
     /// Drops the `pending` entries of files published since the last commit.
     fn drop(&mut self) {
-        let published = std::mem::take(&mut *self.published.lock().unwrap_or_else(|e| e.into_inner()));
+        let published =
+            std::mem::take(&mut *self.published.lock().unwrap_or_else(|e| e.into_inner()));
         if published.is_empty() {
             return;
         }
@@ -475,7 +482,11 @@ mod tests {
         let data = DataDir::open(tmp.path()).unwrap();
         let index = DedupIndex::open(&data, 7).unwrap();
         assert_eq!(index.reserve("a").unwrap(), Reservation::New);
-        assert_eq!(index.reserve("a").unwrap(), Reservation::Duplicate, "reserved");
+        assert_eq!(
+            index.reserve("a").unwrap(),
+            Reservation::Duplicate,
+            "reserved"
+        );
         assert_eq!(index.reserve("b").unwrap(), Reservation::New);
         index.release(["b"]);
         assert_eq!(index.reserve("b").unwrap(), Reservation::New, "released");
@@ -484,7 +495,11 @@ mod tests {
         index.commit_files(&files).unwrap();
         index.mark_published(&files);
         assert_eq!(index.entries(), 2);
-        assert_eq!(index.reserve("a").unwrap(), Reservation::Duplicate, "committed");
+        assert_eq!(
+            index.reserve("a").unwrap(),
+            Reservation::Duplicate,
+            "committed"
+        );
         drop(index);
         let again = DedupIndex::open(&data, 7).unwrap();
         assert_eq!(again.entries(), 2);
@@ -520,7 +535,10 @@ mod tests {
         drop(index);
         let again = DedupIndex::open(&data, 7).unwrap();
         assert!(again.contains("kept").unwrap());
-        assert!(!again.contains("gone").unwrap(), "its record was never stored");
+        assert!(
+            !again.contains("gone").unwrap(),
+            "its record was never stored"
+        );
         assert_eq!(again.entries(), 1);
     }
 

@@ -89,7 +89,10 @@ mod tests {
         let raw = br#"{"kind":"missing_histograms","detail":"d","source":"raw/x.finished","path":"id1/main/Firefox","timestamp_ms":5,"ip":"::1","body":"{}"}"#;
         match parse(raw, 9) {
             ErrorInput::Raw(r) => {
-                assert_eq!((r.timestamp_ms, r.ip.as_str(), r.path.as_str()), (5, "::1", "id1/main/Firefox"));
+                assert_eq!(
+                    (r.timestamp_ms, r.ip.as_str(), r.path.as_str()),
+                    (5, "::1", "id1/main/Firefox")
+                );
                 assert_eq!(r.body, b"{}");
             }
             other => panic!("{other:?}"),
@@ -99,9 +102,11 @@ mod tests {
             ErrorInput::Raw(r) => assert_eq!((r.timestamp_ms, r.body), (9, vec![0, 1])),
             other => panic!("{other:?}"),
         }
-        let line = br#"{"kind":"conversion_error","detail":"d","source":"in.tsv","body":"id2\t{}"}"#;
+        let line =
+            br#"{"kind":"conversion_error","detail":"d","source":"in.tsv","body":"id2\t{}"}"#;
         assert!(matches!(parse(line, 0), ErrorInput::Line(l) if l == b"id2\t{}"));
-        let doc = br#"{"kind":"conversion_error","detail":"d","source":"dir/id3.json","body":" {}"}"#;
+        let doc =
+            br#"{"kind":"conversion_error","detail":"d","source":"dir/id3.json","body":" {}"}"#;
         assert!(matches!(parse(doc, 0), ErrorInput::Document { id, .. } if id == "id3"));
         let dup = br#"{"kind":"duplicate","detail":"id4","source":"s","path":"id4"}"#;
         assert!(matches!(parse(dup, 0), ErrorInput::Skip));

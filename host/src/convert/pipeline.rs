@@ -396,7 +396,11 @@ impl Pipeline {
             StorageError::io("storage", std::io::Error::other("pipeline finished"))
         })?;
         let day = self.dedup.as_ref().map(|_| {
-            dedup::day_of(self.date_dim.and_then(|i| converted.dims.get(i)).map(String::as_str))
+            dedup::day_of(
+                self.date_dim
+                    .and_then(|i| converted.dims.get(i))
+                    .map(String::as_str),
+            )
         });
         match writer.write_tracked(
             &converted.dims,

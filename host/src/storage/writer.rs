@@ -236,10 +236,7 @@ impl StorageWriter {
         file.records += 1;
         file.bytes += (id.len() + json.len() + 2) as u64;
         if let Some(day) = day {
-            file.tracked.push(TrackedRecord {
-                id: id.into(),
-                day,
-            });
+            file.tracked.push(TrackedRecord { id: id.into(), day });
         }
         file.last_write = self.writes;
         if file.bytes >= self.options.max_file_bytes {
@@ -488,7 +485,8 @@ mod tests {
         let data = DataDir::open(tmp.path()).unwrap();
         let dir = data.sub("storage").unwrap();
         let schema = Schema::from_json(crate::convert::DEFAULT_SCHEMA).unwrap();
-        let mut writer = StorageWriter::new(dir.try_clone().unwrap(), schema, WriterOptions::default());
+        let mut writer =
+            StorageWriter::new(dir.try_clone().unwrap(), schema, WriterOptions::default());
         let calls = Arc::new(Mutex::new(Vec::new()));
         writer.set_publish_hook(Box::new(Recorder {
             dir,
@@ -498,9 +496,13 @@ mod tests {
             .iter()
             .map(|s| s.to_string())
             .collect();
-        writer.write_tracked(&dims, 4, "a", "{}", Some(20261201)).unwrap();
+        writer
+            .write_tracked(&dims, 4, "a", "{}", Some(20261201))
+            .unwrap();
         writer.write(&dims, 4, "untracked", "{}").unwrap();
-        writer.write_tracked(&dims, 4, "b", "{}", Some(20261201)).unwrap();
+        writer
+            .write_tracked(&dims, 4, "b", "{}", Some(20261201))
+            .unwrap();
         let files = writer.finish().unwrap();
         assert_eq!(files.len(), 1);
         assert_eq!(files[0].records, 3);
