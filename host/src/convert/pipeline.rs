@@ -237,7 +237,14 @@ impl Pipeline {
             },
             Err((bad, inflated)) => (bad, inflated),
         };
-        let body = inflated.as_deref().unwrap_or(&rec.body);
+        // The inflated body when it fits the error stream's body limit (readable, and converted
+        // again as is), else the body as received (a gzip bomb stays its compressed size, and a
+        // large ping stays whole and can be converted again once what it lacked is there).
+        let max = super::error_stream::limits().max_body_bytes;
+        let body = match inflated.as_deref() {
+            Some(inflated) if inflated.len() <= max => inflated,
+            _ => &rec.body,
+        };
         let entry = ErrorEntry {
             path: Some(&rec.path),
             timestamp_ms: Some(rec.timestamp_ms),
