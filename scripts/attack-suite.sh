@@ -74,7 +74,7 @@ assert host == "127.0.0.1", "loopback only"
 random.seed(11)
 
 RSS_CAP_MIB = 64                     # A: RSS growth allowed after the revision flood
-ERRORS_CAP_PER_REQUEST = 96 * 1024   # B: errors/ bytes one rejected request may add (64 KiB body prefix + fields)
+ERRORS_CAP_PER_REQUEST = 96 * 1024   # B: errors/ bytes one rejected request may add (the ~20 KB bomb kept as received, base64, + fields)
 SLACK = 3.0                          # C: seconds beyond a timeout before a connection must be closed
 HEADER_T, IDLE_T, BODY_T = 2, 2, 3   # C: the timeouts in server.toml
 

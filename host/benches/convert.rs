@@ -5,6 +5,11 @@
 //! `cargo bench -p telemetry-server --bench convert` — single-threaded, so the numbers are per core.
 //! Definitions for each ping's revision are made from the ping's own histogram parameters (as
 //! in the tests), so every histogram is converted and validated.
+//!
+//! Then the whole `convert` pipeline (text input → converter → zstd partition files) over
+//! [`PIPELINE_RECORDS`] records with distinct ids, without and with the dedup index (a fresh
+//! index per pass; ids reserved, then committed when the files are published), and a pass over
+//! the same records again (all duplicates): the cost of dedup on throughput.
 
 #[path = "../tests/all/common/mod.rs"]
 mod common;
@@ -16,9 +21,12 @@ use std::time::{Duration, Instant};
 
 use criterion::{black_box, Criterion, Throughput};
 use serde_json::Value;
-use telemetry_server::convert::{Converter, DEFAULT_SCHEMA};
+use telemetry_server::convert::{Converter, DedupIndex, Pipeline, DEFAULT_SCHEMA};
 use telemetry_server::histograms::RevisionCache;
-use telemetry_server::storage::Schema;
+use telemetry_server::storage::{DataDir, Schema, WriterOptions};
+
+/// Records per pipeline pass (the 4 pings repeated with distinct ids).
+const PIPELINE_RECORDS: usize = 2000;
 
 /// The v4 main pings with a payload (`v4.main.min` has none: it is an error case, not a ping to convert).
 const PINGS: [&str; 4] = [
@@ -30,7 +38,7 @@ const PINGS: [&str; 4] = [
 
 struct Setup {
     bodies: Vec<Vec<u8>>,
-    converter: Converter,
+    converter: Arc<Converter>,
     _spec_dir: tempfile::TempDir,
 }
 
@@ -51,7 +59,10 @@ fn setup() -> Setup {
         bodies.push(body);
     }
     let cache = RevisionCache::empty().with_dir(spec_dir.path()).unwrap();
-    let converter = Converter::new(Schema::from_json(DEFAULT_SCHEMA).unwrap(), Arc::new(cache));
+    let converter = Arc::new(Converter::new(
+        Schema::from_json(DEFAULT_SCHEMA).unwrap(),
+        Arc::new(cache),
+    ));
     for body in &bodies {
         let out = converter.convert_body("id", body, "20170130").unwrap();
         assert_eq!(out.unknown_histograms, 0);
@@ -109,6 +120,95 @@ fn seconds_per_pass(s: &Setup, budget: Duration, f: fn(&Setup) -> usize) -> f64 
     start.elapsed().as_secs_f64() / f64::from(passes)
 }
 
+/// An `id<TAB>json` file of [`PIPELINE_RECORDS`] records with distinct ids.
+fn pipeline_input(s: &Setup, dir: &std::path::Path) -> std::path::PathBuf {
+    let mut text = Vec::new();
+    for i in 0..PIPELINE_RECORDS {
+        let body = &s.bodies[i % s.bodies.len()];
+        let doc: Value = serde_json::from_slice(body).unwrap();
+        text.extend_from_slice(format!("{:08x}-bench-{i:06}\t", i * 7919).as_bytes());
+        text.extend_from_slice(serde_json::to_string(&doc).unwrap().as_bytes());
+        text.push(b'\n');
+    }
+    let path = dir.join("pings.tsv");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// One pipeline pass over `input` into `data` (a fresh data dir unless `again`); seconds and
+/// (written, duplicate).
+fn pipeline_pass(
+    s: &Setup,
+    input: &std::path::Path,
+    data: &std::path::Path,
+    dedup: bool,
+) -> (f64, u64, u64) {
+    let data = DataDir::open(data).unwrap();
+    let start = Instant::now();
+    let mut pipeline = Pipeline::new(
+        &data,
+        s.converter.clone(),
+        WriterOptions::default(),
+        "bench",
+    )
+    .unwrap();
+    if dedup {
+        pipeline = pipeline.with_dedup(Arc::new(DedupIndex::open(&data, 7).unwrap()));
+    }
+    let summary = pipeline
+        .convert_text(input, "20170130", &mut |_| {})
+        .unwrap();
+    pipeline.finish().unwrap();
+    let secs = start.elapsed().as_secs_f64();
+    assert_eq!(summary.records_read, PIPELINE_RECORDS as u64);
+    (secs, summary.records_written, summary.duplicate)
+}
+
+/// Best of `passes` pipeline passes, each into a fresh data dir.
+fn best_pipeline(s: &Setup, input: &std::path::Path, dedup: bool, passes: usize) -> f64 {
+    (0..passes)
+        .map(|_| {
+            let dir = tempfile::tempdir().unwrap();
+            let (secs, written, _) = pipeline_pass(s, input, &dir.path().join("data"), dedup);
+            assert_eq!(written, PIPELINE_RECORDS as u64);
+            secs
+        })
+        .fold(f64::INFINITY, f64::min)
+}
+
+fn pipeline_report(s: &Setup) {
+    let tmp = tempfile::tempdir().unwrap();
+    let input = pipeline_input(s, tmp.path());
+    let bytes = std::fs::metadata(&input).unwrap().len() as f64;
+    let passes = 5;
+    // Interleaved so both see the same machine load.
+    let mut plain = f64::INFINITY;
+    let mut dedup = f64::INFINITY;
+    for _ in 0..passes {
+        plain = plain.min(best_pipeline(s, &input, false, 1));
+        dedup = dedup.min(best_pipeline(s, &input, true, 1));
+    }
+    let again_dir = tempfile::tempdir().unwrap();
+    let data = again_dir.path().join("data");
+    pipeline_pass(s, &input, &data, true);
+    let (again, written, duplicate) = pipeline_pass(s, &input, &data, true);
+    assert_eq!((written, duplicate), (0, PIPELINE_RECORDS as u64));
+    let line = |name: &str, secs: f64| {
+        println!(
+            "{name:<32} {:>8.0} records/s  {:>7.1} MB/s",
+            PIPELINE_RECORDS as f64 / secs,
+            bytes / secs / 1e6
+        )
+    };
+    line("pipeline (no dedup)", plain);
+    line("pipeline + dedup", dedup);
+    line("pipeline + dedup, all duplicates", again);
+    println!(
+        "dedup throughput loss: {:.1} % (goal <= 10 %)",
+        (1.0 - plain / dedup) * 100.0
+    );
+}
+
 fn main() {
     let s = setup();
     let mut c = Criterion::default().configure_from_args();
@@ -133,4 +233,5 @@ fn main() {
         "ratio convert / baseline: {:.2} (goal >= 0.5)",
         baseline / convert
     );
+    pipeline_report(&s);
 }

@@ -264,6 +264,10 @@ pub struct ConvertConfig {
     /// Regular expression a dimension value must match to be stored as is (schema dimensions
     /// allowing `"*"` or a range); other values are stored as `OTHER`. Empty: no pattern.
     pub dimension_pattern: String,
+    /// De-duplication by document id: a record whose id was stored within this many days of
+    /// submission dates (counting back from the newest seen) is not stored again. The index is
+    /// `dedup/ids.redb` under the data dir, shared with `convert`; 0 disables.
+    pub dedup_window_days: u32,
 }
 
 impl Default for ConvertConfig {
@@ -288,6 +292,7 @@ impl Default for ConvertConfig {
             histogram_fetch_concurrency: crate::histograms::DEFAULT_FETCH_CONCURRENCY,
             dimension_max_bytes: crate::storage::DEFAULT_DIMENSION_MAX_BYTES,
             dimension_pattern: crate::storage::DEFAULT_DIMENSION_PATTERN.to_string(),
+            dedup_window_days: 7,
         }
     }
 }

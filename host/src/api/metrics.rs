@@ -91,6 +91,10 @@ pub struct ConvertMetrics {
     pub bad_records: Family<BadTypeLabel, Counter>,
     /// Stored records with histograms by validation mark.
     pub validated_records: Family<ValidationLabel, Counter>,
+    /// Records not stored because their document id was stored already (dedup).
+    pub duplicates: Counter,
+    /// Ids in the dedup index (bounded by its window of submission dates).
+    pub dedup_entries: Gauge,
     /// Histogram definition lookups and fetches by outcome (copied from the revision cache's
     /// own counters at every scrape).
     pub definitions: Family<OutcomeLabel, Counter>,
@@ -240,6 +244,8 @@ impl Metrics {
             records_written: Counter::default(),
             bad_records: Family::default(),
             validated_records: Family::default(),
+            duplicates: Counter::default(),
+            dedup_entries: Gauge::default(),
             definitions: Family::default(),
         };
         registry.register(
@@ -272,6 +278,16 @@ impl Metrics {
             "convert_validated_records",
             "Stored records with histograms by how they were validated (definitions, self_described, nearest)",
             convert.validated_records.clone(),
+        );
+        registry.register(
+            "convert_duplicates",
+            "Records not stored because their document id was already stored (dedup)",
+            convert.duplicates.clone(),
+        );
+        registry.register(
+            "convert_dedup_entries",
+            "Document ids in the dedup index (those of the last dedup_window_days days of submission dates)",
+            convert.dedup_entries.clone(),
         );
         registry.register(
             "histogram_definitions",

@@ -1,5 +1,8 @@
-//! `telemetry-server convert`: raw logs, `id<TAB>json` files or single JSON documents into
-//! partitioned storage, rejected records into `errors/`, with a progress bar and a summary.
+//! `telemetry-server convert`: raw logs, `id<TAB>json` files, single JSON documents or error
+//! streams (`errors/*.ndjson`) into partitioned storage, rejected records into `errors/`, with a
+//! progress bar and a summary. Records whose document id is already stored (within the dedup
+//! window) are counted as duplicates and skipped, so converting the same inputs again is
+//! idempotent.
 //!
 //! Exit codes: 0 all records stored, 1 finished but some records were rejected (see the error
 //! file), 2 (via the error path) when an input or the data directory cannot be used.
@@ -11,7 +14,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
 use telemetry_server::convert::{
-    BadRecordKind, ConvertOptions, ConvertSummary, Converter, InputFormat, Pipeline,
+    BadRecordKind, ConvertOptions, ConvertSummary, Converter, DedupIndex, InputFormat, Pipeline,
     UnknownRevision, DEFAULT_SCHEMA,
 };
 use telemetry_server::config::ConvertConfig;
@@ -66,7 +69,13 @@ pub struct Args {
     /// Print the summary as one JSON object on stdout.
     #[arg(long)]
     json: bool,
-    /// Raw logs (v0/v1/v2), `id<TAB>json` text files (optionally .gz/.xz/.lzma/.zst) or JSON files.
+    /// De-duplicate by document id: records whose id was stored within this many days of
+    /// submission dates (DATA_DIR/dedup/ids.redb, shared with `serve`) are skipped; 0 disables.
+    #[arg(long, default_value_t = ConvertConfig::default().dedup_window_days)]
+    dedup_window_days: u32,
+    /// Raw logs (v0/v1/v2, e.g. raw/converted/*.finished), `id<TAB>json` text files (optionally
+    /// .gz/.xz/.lzma/.zst), JSON files or error streams (errors/*.ndjson); a directory stands for
+    /// the files directly in it.
     #[arg(required = true)]
     inputs: Vec<PathBuf>,
 }
@@ -141,11 +150,19 @@ fn convert(args: Args) -> anyhow::Result<ExitCode> {
     };
     let threads = args.threads.unwrap_or_else(telemetry_server::convert::default_threads);
     let mut pipeline = Pipeline::new(&data, converter, options, &run_name)?.with_threads(threads);
+    let dedup = match args.dedup_window_days {
+        0 => None,
+        days => Some(Arc::new(DedupIndex::open(&data, days)?)),
+    };
+    if let Some(index) = &dedup {
+        pipeline = pipeline.with_dedup(index.clone());
+    }
     let error_file = pipeline.error_file().to_owned();
+    let inputs_as_given = expand_inputs(&args.inputs)?;
 
     // `s3://bucket/prefix/` inputs: the raw logs under that prefix, streamed.
     let mut inputs = Vec::new();
-    for input in &args.inputs {
+    for input in &inputs_as_given {
         match input.to_str().filter(|s| s.starts_with("s3://")) {
             Some(url) => {
                 let source = Arc::new(
@@ -190,6 +207,7 @@ fn convert(args: Args) -> anyhow::Result<ExitCode> {
                     InputFormat::Log => pipeline.convert_log_with(input, &mut progress),
                     InputFormat::Text => pipeline.convert_text(input, &date, &mut progress),
                     InputFormat::Json => pipeline.convert_json_file(input, &date),
+                    InputFormat::Errors => pipeline.convert_errors(input, &date, &mut progress),
                 }
             }
         }
@@ -205,6 +223,9 @@ fn convert(args: Args) -> anyhow::Result<ExitCode> {
         let mut value = serde_json::to_value(&summary)?;
         value["partition_files"] = files.len().into();
         value["error_file"] = error_file.clone().into();
+        if let Some(index) = &dedup {
+            value["dedup_entries"] = index.entries().into();
+        }
         println!("{value}");
     } else {
         print_summary(&summary, files.len(), &error_file);
@@ -214,6 +235,30 @@ fn convert(args: Args) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::from(1)
     })
+}
+
+/// The inputs with each directory replaced by the regular files directly in it, sorted (so
+/// `DATA_DIR/errors` or `DATA_DIR/raw/converted` can be given as they are).
+fn expand_inputs(inputs: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
+    let mut out = Vec::new();
+    for input in inputs {
+        if !input.is_dir() {
+            out.push(input.clone());
+            continue;
+        }
+        let mut files = Vec::new();
+        for entry in std::fs::read_dir(input)
+            .with_context(|| format!("cannot list {}", input.display()))?
+        {
+            let entry = entry.with_context(|| format!("cannot list {}", input.display()))?;
+            if entry.file_type().is_ok_and(|t| t.is_file()) {
+                files.push(entry.path());
+            }
+        }
+        files.sort();
+        out.extend(files);
+    }
+    Ok(out)
 }
 
 fn file_name(path: &Path) -> String {
@@ -259,6 +304,12 @@ fn print_summary(s: &ConvertSummary, files: usize, error_file: &str) {
     }
     if s.skipped_bytes > 0 {
         println!("corrupt bytes skipped {:>8}", s.skipped_bytes);
+    }
+    if s.duplicate > 0 {
+        println!(
+            "duplicates        {:>12}  (ids already stored, skipped)",
+            s.duplicate
+        );
     }
     if s.bad_records > 0 {
         println!("rejected records kept in {error_file}");

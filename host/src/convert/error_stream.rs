@@ -3,11 +3,12 @@
 //! can be converted again later (for instance once its Histograms.json is available).
 //!
 //! Line fields: `kind` (bad-record label), `detail`, `source` (input file), `path`,
-//! `timestamp_ms`, `ip`, and the body as `body` (UTF-8 text, inflated if it was gzip) or
-//! `body_base64` (anything else). A record that could not even be read from a corrupt log has
-//! no body.
+//! `timestamp_ms`, `ip`, and the body as `body` (UTF-8 text) or `body_base64` (anything else).
+//! A gzip submission is kept inflated when that fits `errors.max_body_bytes` (readable), else as
+//! received (so a gzip bomb costs its compressed size and a large ping stays whole, to be
+//! converted again). A record that could not even be read from a corrupt log has no body.
 //!
-//! Bounded (issue 11: one 32 KB gzip POST once wrote a 201 MB line): only the first
+//! Bounded (one 32 KB gzip POST once wrote a 201 MB line): only the first
 //! `errors.max_body_bytes` of a body are kept (`body_bytes` then holds the original size and
 //! `body_truncated` is true); `detail`, `path` and `ip` are cut to [`MAX_FIELD_BYTES`]. Once a file
 //! holds `errors.max_file_bytes`, or `errors/` as a whole holds `retention.errors_max_bytes`,
@@ -94,7 +95,7 @@ pub struct ErrorLimits {
 }
 
 const DEFAULT_LIMITS: ErrorLimits =
-    ErrorLimits { max_body_bytes: 64 * 1024, max_file_bytes: 256 << 20, max_total_bytes: 1 << 30 };
+    ErrorLimits { max_body_bytes: 256 * 1024, max_file_bytes: 256 << 20, max_total_bytes: 1 << 30 };
 
 static LIMITS: RwLock<ErrorLimits> = RwLock::new(DEFAULT_LIMITS);
 /// Bytes under `errors/` as last measured by the retention sweep plus what was written since.

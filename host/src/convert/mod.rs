@@ -11,13 +11,17 @@
 //! - [`Pipeline`] runs a converter into a [`crate::storage::StorageWriter`] and keeps every
 //!   rejected record in the error stream under `errors/` ([`ErrorStream`]), returning a
 //!   mergeable [`ConvertSummary`].
+//! - [`DedupIndex`] (`dedup`): the persistent index of stored document ids that makes
+//!   re-conversion idempotent; a [`Pipeline`] uses it with [`Pipeline::with_dedup`].
 //! - [`DefinitionSources`] builds the [`crate::histograms::RevisionCache`] from spec directories,
 //!   the embedded definitions and an optional histogram server.
 
 mod bad_record;
 mod compact;
 mod converter;
+pub mod dedup;
 mod document;
+mod error_input;
 mod error_stream;
 mod fields;
 mod minify;
@@ -39,6 +43,7 @@ pub mod error_limits {
     //! Process-wide limits of the error stream (see [`super::ErrorStream`]).
     pub use super::error_stream::{limits, set_limits, set_total_bytes, MAX_FIELD_BYTES};
 }
+pub use dedup::{DedupError, DedupIndex};
 pub use minify::minify;
 pub use options::{ConvertOptions, UnknownRevision};
 pub use parallel::default_threads;

@@ -8,6 +8,8 @@ use std::sync::Arc;
 
 use super::bad_record::{BadRecord, BadRecordKind};
 use super::converter::Converter;
+use super::dedup::{self, DedupIndex, Reservation};
+use super::error_input::{self, ErrorInput};
 use super::error_stream::{ErrorEntry, ErrorStream};
 use super::parallel::ordered_map;
 use super::summary::ConvertSummary;
@@ -27,6 +29,8 @@ pub enum ConvertError {
     },
     #[error("{0}")]
     Storage(#[from] StorageError),
+    #[error("{0}")]
+    Dedup(#[from] super::dedup::DedupError),
 }
 
 /// What kind of file an input is.
@@ -38,6 +42,8 @@ pub enum InputFormat {
     Text,
     /// One JSON document; the id is the file name without extension.
     Json,
+    /// An error stream (`errors/*.ndjson`): rejected records converted again.
+    Errors,
 }
 
 impl InputFormat {
@@ -52,6 +58,7 @@ impl InputFormat {
         match ext {
             "gz" | "xz" | "lzma" | "zst" | "txt" | "tsv" => return Ok(InputFormat::Text),
             "json" => return Ok(InputFormat::Json),
+            "ndjson" => return Ok(InputFormat::Errors),
             _ => {}
         }
         let mut head = Vec::with_capacity(4096);
@@ -91,6 +98,10 @@ pub struct Pipeline {
     finished: Vec<FinishedFile>,
     /// Threads converting the records of one input ([`ordered_map`]); output is the same for any.
     threads: usize,
+    /// Ids already stored are skipped as duplicates (see [`Pipeline::with_dedup`]).
+    dedup: Option<Arc<DedupIndex>>,
+    /// The schema position of `submission_date`, the day an id is indexed under.
+    date_dim: Option<usize>,
 }
 
 impl Pipeline {
@@ -105,12 +116,15 @@ impl Pipeline {
         let storage = data.sub(datadir::STORAGE)?;
         let errors = ErrorStream::create(data.sub(datadir::ERRORS)?, error_name);
         let writer = StorageWriter::new(storage, converter.schema().clone(), options);
+        let date_dim = converter.schema().position("submission_date");
         Ok(Pipeline {
             converter,
             writer: Some(writer),
             errors,
             finished: Vec::new(),
             threads: 1,
+            dedup: None,
+            date_dim,
         })
     }
 
@@ -118,6 +132,17 @@ impl Pipeline {
     /// output is what one thread writes); default 1.
     pub fn with_threads(mut self, threads: usize) -> Pipeline {
         self.threads = threads.max(1);
+        self
+    }
+
+    /// De-duplicates by document id with `index`: a record whose id is in it is counted in
+    /// `duplicate`, not stored, and its id goes to the error stream (kind `duplicate`); the ids
+    /// of stored records are committed to it as their partition files are published.
+    pub fn with_dedup(mut self, index: Arc<DedupIndex>) -> Pipeline {
+        if let Some(writer) = self.writer.as_mut() {
+            writer.set_publish_hook(index.hook());
+        }
+        self.dedup = Some(index);
         self
     }
 
@@ -203,13 +228,23 @@ impl Pipeline {
         summary.bytes_read += (rec.path.len() + rec.body.len()) as u64;
         summary.bytes_uncompressed += (rec.path.len() + outcome.body_len) as u64;
         let (bad, inflated) = match outcome.result {
+            Ok(converted) if self.duplicate(&converted, source, Some(rec), summary)? => {
+                return Ok(())
+            }
             Ok(converted) => match self.store(&converted, summary)? {
                 None => return Ok(()),
                 Some(bad) => (bad, None),
             },
             Err((bad, inflated)) => (bad, inflated),
         };
-        let body = inflated.as_deref().unwrap_or(&rec.body);
+        // The inflated body when it fits the error stream's body limit (readable, and converted
+        // again as is), else the body as received (a gzip bomb stays its compressed size, and a
+        // large ping stays whole and can be converted again once what it lacked is there).
+        let max = super::error_stream::limits().max_body_bytes;
+        let body = match inflated.as_deref() {
+            Some(inflated) if inflated.len() <= max => inflated,
+            _ => &rec.body,
+        };
         let entry = ErrorEntry {
             path: Some(&rec.path),
             timestamp_ms: Some(rec.timestamp_ms),
@@ -294,6 +329,7 @@ impl Pipeline {
         summary: &mut ConvertSummary,
     ) -> Result<(), ConvertError> {
         let bad = match result {
+            Ok(converted) if self.duplicate(&converted, source, None, summary)? => return Ok(()),
             Ok(converted) => match self.store(&converted, summary)? {
                 None => return Ok(()),
                 Some(bad) => bad,
@@ -301,6 +337,96 @@ impl Pipeline {
             Err(bad) => bad,
         };
         self.reject(&bad, ErrorEntry::new(&bad, source, Some(body)), summary)
+    }
+
+    /// With dedup: true (and the duplicate counted and logged to the error stream, id only)
+    /// when the record's id is stored or reserved already; otherwise the id is now reserved.
+    fn duplicate(
+        &mut self,
+        converted: &super::Converted,
+        source: &str,
+        rec: Option<&RawRecord>,
+        summary: &mut ConvertSummary,
+    ) -> Result<bool, ConvertError> {
+        let Some(index) = &self.dedup else {
+            return Ok(false);
+        };
+        if index.reserve(&converted.id)? == Reservation::New {
+            return Ok(false);
+        }
+        summary.duplicate += 1;
+        let entry = ErrorEntry {
+            kind: "duplicate",
+            detail: &converted.id,
+            source,
+            path: Some(rec.map_or(converted.id.as_str(), |r| r.path.as_str())),
+            timestamp_ms: rec.map(|r| r.timestamp_ms),
+            ip: rec.map_or("", |r| r.ip.as_str()),
+            body: None,
+            body_base64: None,
+            body_bytes: None,
+            body_truncated: false,
+        };
+        self.errors.write(&entry)?;
+        Ok(true)
+    }
+
+    /// Converts an error stream (`errors/*.ndjson`): every rejected record in it is converted
+    /// again (see [`error_input`]); records of text and JSON inputs get `submission_date`.
+    pub fn convert_errors(
+        &mut self,
+        path: &Path,
+        submission_date: &str,
+        progress: &mut dyn FnMut(u64),
+    ) -> Result<ConvertSummary, ConvertError> {
+        let source = path.display().to_string();
+        let mut input = BufReader::with_capacity(256 * 1024, open(path)?);
+        let default_ms = chrono::NaiveDate::parse_from_str(submission_date, "%Y%m%d")
+            .ok()
+            .and_then(|d| d.and_hms_opt(0, 0, 0))
+            .map_or(0, |t| t.and_utc().timestamp_millis().max(0) as u64);
+        let mut summary = ConvertSummary::default();
+        let mut line = Vec::new();
+        let mut consumed = 0u64;
+        loop {
+            line.clear();
+            let n = input
+                .read_until(b'\n', &mut line)
+                .map_err(|e| input_error(path, e))?;
+            if n == 0 {
+                break;
+            }
+            consumed += n as u64;
+            if line.trim_ascii().is_empty() {
+                continue;
+            }
+            match error_input::parse(&line, default_ms) {
+                ErrorInput::Skip => {}
+                ErrorInput::Raw(rec) => self.convert_record(&rec, &source, &mut summary)?,
+                ErrorInput::Line(text) => {
+                    summary.records_read += 1;
+                    summary.bytes_read += text.len() as u64;
+                    summary.bytes_uncompressed += text.len() as u64;
+                    let result = self.converter.convert_line(&text, submission_date);
+                    self.store_or_reject(result, &source, &text, &mut summary)?;
+                }
+                ErrorInput::Document { id, body } => {
+                    summary.records_read += 1;
+                    summary.bytes_read += body.len() as u64;
+                    summary.bytes_uncompressed += body.len() as u64;
+                    let result = self.converter.convert_body(&id, &body, submission_date);
+                    self.store_or_reject(result, &source, &body, &mut summary)?;
+                }
+                ErrorInput::Unusable(detail) => {
+                    summary.records_read += 1;
+                    let bad = BadRecord::new(BadRecordKind::CorruptedData, detail);
+                    self.reject(&bad, ErrorEntry::new(&bad, &source, None), &mut summary)?;
+                }
+            }
+            progress(consumed);
+        }
+        self.collect_finished()?;
+        Ok(summary)
     }
 
     /// Writes a converted record; a storage refusal becomes a `write_failed` bad record.
@@ -312,11 +438,19 @@ impl Pipeline {
         let writer = self.writer.as_mut().ok_or_else(|| {
             StorageError::io("storage", std::io::Error::other("pipeline finished"))
         })?;
-        match writer.write(
+        let day = self.dedup.as_ref().map(|_| {
+            dedup::day_of(
+                self.date_dim
+                    .and_then(|i| converted.dims.get(i))
+                    .map(String::as_str),
+            )
+        });
+        match writer.write_tracked(
             &converted.dims,
             converted.version,
             &converted.id,
             &converted.json,
+            day,
         ) {
             Ok(()) => {
                 summary.records_written += 1;
@@ -331,10 +465,15 @@ impl Pipeline {
                 }
                 Ok(None)
             }
-            Err(err) => Ok(Some(BadRecord::new(
-                BadRecordKind::WriteFailed,
-                err.to_string(),
-            ))),
+            Err(err) => {
+                if let Some(index) = &self.dedup {
+                    index.release([converted.id.as_str()]);
+                }
+                Ok(Some(BadRecord::new(
+                    BadRecordKind::WriteFailed,
+                    err.to_string(),
+                )))
+            }
         }
     }
 

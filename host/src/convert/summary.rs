@@ -38,6 +38,8 @@ pub struct ConvertSummary {
     pub records_by_validation: BTreeMap<&'static str, u64>,
     /// Bytes of raw logs skipped while resynchronising after corruption.
     pub skipped_bytes: u64,
+    /// Records not stored because their document id was stored already (dedup).
+    pub duplicate: u64,
 }
 
 impl ConvertSummary {
@@ -75,6 +77,7 @@ impl ConvertSummary {
             *self.records_by_validation.entry(label).or_default() += n;
         }
         self.skipped_bytes += other.skipped_bytes;
+        self.duplicate += other.duplicate;
     }
 }
 

@@ -10,10 +10,15 @@
 //! on stop), which finishes those files under their final names. Only then do the raw logs they came
 //! from move to `raw/converted/` (or get deleted when `keep_raw` is off): a crash before the flush
 //! leaves them `.finished` in `raw/`, so they are converted again at the next start and nothing is
-//! lost (records in partition files finished before the crash may then be stored twice). The files
+//! lost (records in partition files finished before the crash would then be stored twice, but the dedup
+//! index below counts them as duplicates). The files
 //! the crash left `.partial` hold only records of such logs; the next start moves them aside
 //! (`storage::stale`). A log that keeps failing as a whole moves to `raw/failed/` so it is not
 //! retried forever.
+//!
+//! With `dedup_window_days` > 0 every worker's pipeline shares one [`DedupIndex`]: the ids of the
+//! records in partition files are committed to it as the files are published (same flush points),
+//! so records of a log converted again after a crash are counted as duplicates, not stored twice.
 
 use std::collections::{BTreeSet, HashSet};
 use std::path::{Path, PathBuf};
@@ -26,7 +31,7 @@ use cap_std::fs::Dir;
 use super::logname::is_finished_log;
 use crate::api::metrics::{BadTypeLabel, ConvertMetrics, ValidationLabel};
 use crate::config::ConvertConfig;
-use crate::convert::{ConvertSummary, Converter, Pipeline};
+use crate::convert::{ConvertSummary, Converter, DedupIndex, Pipeline};
 use crate::storage::{DataDir, WriterOptions};
 
 /// Where converted raw logs are kept (under `raw/`).
@@ -40,6 +45,13 @@ pub trait LogConverter: Send {
     fn convert_log(&mut self, path: &Path) -> Result<ConvertSummary, String>;
     /// Makes everything converted so far durable and visible (finishes open partition files).
     fn flush(&mut self) -> Result<(), String>;
+    /// Opens the dedup index this converter's storage needs (called on one converter of the
+    /// pool); `None` when it keeps none.
+    fn open_dedup(&self, _window_days: u32) -> Result<Option<Arc<DedupIndex>>, String> {
+        Ok(None)
+    }
+    /// Uses `index` (shared by all workers) for every record converted from now on.
+    fn set_dedup(&mut self, _index: Arc<DedupIndex>) {}
 }
 
 /// Makes one converter per worker.
@@ -67,6 +79,8 @@ struct Shared {
     keep_raw: bool,
     flush_every: Duration,
     metrics: ConvertMetrics,
+    /// The workers' shared dedup index, for its size metric.
+    dedup: Option<Arc<DedupIndex>>,
 }
 
 impl Shared {
@@ -120,6 +134,24 @@ impl ConvertPool {
     ) -> std::io::Result<ConvertPool> {
         raw.create_dir_all(CONVERTED_DIR)?;
         raw.create_dir_all(FAILED_DIR)?;
+        let mut converters = Vec::with_capacity(config.workers);
+        for _ in 0..config.workers {
+            converters.push(factory().map_err(std::io::Error::other)?);
+        }
+        let mut dedup = None;
+        if config.dedup_window_days > 0 {
+            if let Some(first) = converters.first() {
+                dedup = first
+                    .open_dedup(config.dedup_window_days)
+                    .map_err(std::io::Error::other)?;
+            }
+        }
+        if let Some(index) = &dedup {
+            for converter in &mut converters {
+                converter.set_dedup(index.clone());
+            }
+            metrics.dedup_entries.set(index.entries() as i64);
+        }
         let shared = Arc::new(Shared {
             queue: Mutex::new(Queue::default()),
             wake: Condvar::new(),
@@ -129,11 +161,11 @@ impl ConvertPool {
             keep_raw: config.keep_raw,
             flush_every: Duration::from_secs(config.flush_secs),
             metrics,
+            dedup,
         });
         shared.add(shared.scan()?);
         let mut threads = Vec::new();
-        for index in 0..config.workers {
-            let converter = factory().map_err(std::io::Error::other)?;
+        for (index, converter) in converters.into_iter().enumerate() {
             let shared = shared.clone();
             threads.push(
                 std::thread::Builder::new()
@@ -264,6 +296,9 @@ fn flush(shared: &Shared, converter: &mut dyn LogConverter, unflushed: &mut Vec<
                 }
             }
             tracing::debug!(logs = unflushed.len(), "flushed converted storage");
+            if let Some(index) = &shared.dedup {
+                shared.metrics.dedup_entries.set(index.entries() as i64);
+            }
         }
         // The logs stay in raw/ and are converted again after the next scan or restart.
         Err(err) => {
@@ -297,6 +332,7 @@ fn convert_one(shared: &Shared, converter: &mut dyn LogConverter, name: &str) ->
             metrics.logs.inc();
             metrics.records_read.inc_by(outcome.records_read);
             metrics.records_written.inc_by(outcome.records_written);
+            metrics.duplicates.inc_by(outcome.duplicate);
             for (kind, count) in &outcome.bad_records_by_type {
                 metrics
                     .bad_records
@@ -317,6 +353,7 @@ fn convert_one(shared: &Shared, converter: &mut dyn LogConverter, name: &str) ->
                 log = name,
                 read = outcome.records_read,
                 written = outcome.records_written,
+                duplicate = outcome.duplicate,
                 "converted raw log"
             );
             shared.lock().failures.remove(name);
@@ -361,6 +398,8 @@ pub struct PipelineConverter {
     /// A flush that failed inside `convert_log`, reported by the next [`LogConverter::flush`] so the
     /// raw logs it covered are not retired.
     failed_flush: Option<String>,
+    /// The pool's dedup index, given to every pipeline.
+    dedup: Option<Arc<DedupIndex>>,
 }
 
 impl PipelineConverter {
@@ -379,6 +418,7 @@ impl PipelineConverter {
             threads: 1,
             generation: 0,
             failed_flush: None,
+            dedup: None,
         }
     }
 
@@ -406,6 +446,10 @@ impl PipelineConverter {
             )
             .map_err(|e| e.to_string())?
             .with_threads(self.threads);
+            let pipeline = match &self.dedup {
+                Some(index) => pipeline.with_dedup(index.clone()),
+                None => pipeline,
+            };
             self.pipeline = Some(pipeline);
         }
         Ok(self.pipeline.as_mut().expect("created above"))
@@ -438,6 +482,16 @@ impl LogConverter for PipelineConverter {
             Some(err) => Err(err),
             None => finished,
         }
+    }
+
+    fn open_dedup(&self, window_days: u32) -> Result<Option<Arc<DedupIndex>>, String> {
+        DedupIndex::open(&self.data, window_days)
+            .map(|index| Some(Arc::new(index)))
+            .map_err(|e| e.to_string())
+    }
+
+    fn set_dedup(&mut self, index: Arc<DedupIndex>) {
+        self.dedup = Some(index);
     }
 }
 

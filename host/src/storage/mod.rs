@@ -36,7 +36,9 @@ pub use schema::{
     safe_filename, Schema, ValuePolicy, DEFAULT_DIMENSION_MAX_BYTES, DEFAULT_DIMENSION_PATTERN, OTHER, UNKNOWN,
 };
 pub use stale::{recover_stale_partials, StalePartials};
-pub use writer::{FinishedFile, StorageWriter, WriterOptions};
+pub use writer::{
+    FinishedFile, PublishHook, SealedFile, StorageWriter, TrackedRecord, WriterOptions,
+};
 
 /// One finished partition file, as listed by a [`PartitionSource`].
 #[derive(Debug, Clone, PartialEq, Eq)]

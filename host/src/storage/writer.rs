@@ -4,6 +4,11 @@
 //! complete and synced, so readers and the S3 exporter never see a partial file. Every file
 //! finished is reported as a [`FinishedFile`]. A writer holds the storage directory's shared
 //! [`WriterLock`] for its whole life, so start-up recovery never takes its files for stale ones.
+//!
+//! A [`PublishHook`] (set with [`StorageWriter::set_publish_hook`]) is told about files whose
+//! stream is complete and synced just before they are renamed, with the records written through
+//! [`StorageWriter::write_tracked`]: the dedup index commits their ids there, in the same step
+//! as the files become visible (see `convert::dedup`).
 
 use std::borrow::Cow;
 use std::collections::HashMap;
@@ -70,6 +75,37 @@ impl FinishedFile {
     }
 }
 
+/// A record written with [`StorageWriter::write_tracked`]: its document id and submission day
+/// (`YYYYMMDD`), handed to the [`PublishHook`] with the file that holds it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TrackedRecord {
+    pub id: Box<str>,
+    pub day: u32,
+}
+
+/// A partition file whose stream is complete and synced, about to get (or just given) its
+/// final name.
+#[derive(Debug)]
+pub struct SealedFile {
+    /// Final path relative to the storage directory (the file is `<path>.partial` until renamed).
+    pub path: String,
+    /// The tracked records in it, in write order.
+    pub tracked: Vec<TrackedRecord>,
+}
+
+/// Told when partition files are published, so state kept beside storage (the dedup index)
+/// commits at the same points as the files. Called from the writing thread.
+pub trait PublishHook: Send {
+    /// `files` are synced and about to be renamed to their final names. An error keeps them
+    /// `.partial` (start-up recovery moves them aside later) and is returned by the writer.
+    fn before_publish(&mut self, files: &[SealedFile]) -> Result<(), StorageError>;
+    /// `files` now have their final names.
+    fn published(&mut self, files: &[SealedFile]);
+    /// `files` will not be published (their stream could not be completed or renamed): their
+    /// tracked records are not stored.
+    fn abandoned(&mut self, files: &[SealedFile]);
+}
+
 struct OpenFile {
     encoder: Encoder<File>,
     name: PartitionName,
@@ -79,6 +115,8 @@ struct OpenFile {
     opened: Instant,
     /// Write sequence number of the last line, for least-recently-written eviction.
     last_write: u64,
+    /// Records written with [`StorageWriter::write_tracked`].
+    tracked: Vec<TrackedRecord>,
 }
 
 /// Writes records into partition files under the storage directory.
@@ -89,6 +127,8 @@ pub struct StorageWriter {
     open: HashMap<String, OpenFile>,
     finished: Vec<FinishedFile>,
     writes: u64,
+    /// Told before and after files are renamed to their final names.
+    hook: Option<Box<dyn PublishHook>>,
     /// Released after `Drop` has finished the open files (fields drop after `drop`).
     _lock: Option<WriterLock>,
 }
@@ -109,6 +149,7 @@ impl StorageWriter {
             open: HashMap::new(),
             finished: Vec::new(),
             writes: 0,
+            hook: None,
             _lock: lock,
         }
     }
@@ -116,6 +157,11 @@ impl StorageWriter {
     /// The schema the dimensions follow.
     pub fn schema(&self) -> &Schema {
         &self.schema
+    }
+
+    /// Sets the hook told about every file published from now on.
+    pub fn set_publish_hook(&mut self, hook: Box<dyn PublishHook>) {
+        self.hook = Some(hook);
     }
 
     /// Number of files currently open.
@@ -133,6 +179,19 @@ impl StorageWriter {
         version: u32,
         id: &str,
         json: &str,
+    ) -> Result<(), StorageError> {
+        self.write_tracked(dims, version, id, json, None)
+    }
+
+    /// [`write`](Self::write), and when `day` is given, remembers `(id, day)` with the file the
+    /// record went to, for the [`PublishHook`].
+    pub fn write_tracked(
+        &mut self,
+        dims: &[String],
+        version: u32,
+        id: &str,
+        json: &str,
+        day: Option<u32>,
     ) -> Result<(), StorageError> {
         if dims.len() != self.schema.len() {
             return Err(StorageError::DimensionCount {
@@ -176,6 +235,9 @@ impl StorageWriter {
         }
         file.records += 1;
         file.bytes += (id.len() + json.len() + 2) as u64;
+        if let Some(day) = day {
+            file.tracked.push(TrackedRecord { id: id.into(), day });
+        }
         file.last_write = self.writes;
         if file.bytes >= self.options.max_file_bytes {
             self.finish_file(&key)?;
@@ -218,13 +280,7 @@ impl StorageWriter {
     fn finish_all(&mut self) -> Result<(), StorageError> {
         let mut keys: Vec<String> = self.open.keys().cloned().collect();
         keys.sort();
-        let mut first_error = None;
-        for key in keys {
-            if let Err(e) = self.finish_file(&key) {
-                first_error.get_or_insert(e);
-            }
-        }
-        first_error.map_or(Ok(()), Err)
+        self.finish_files(&keys)
     }
 
     fn create(&self, name: PartitionName) -> Result<OpenFile, StorageError> {
@@ -254,6 +310,7 @@ impl StorageWriter {
             bytes: 0,
             opened: Instant::now(),
             last_write: 0,
+            tracked: Vec::new(),
         })
     }
 
@@ -271,26 +328,84 @@ impl StorageWriter {
 
     /// Completes the stream, syncs it and renames it to its final name.
     fn finish_file(&mut self, key: &str) -> Result<(), StorageError> {
-        let Some(file) = self.open.remove(key) else {
-            return Ok(());
-        };
-        let partial = format!("{}{PARTIAL_SUFFIX}", file.path);
-        let io = |e| StorageError::io(partial.clone(), e);
-        let out = file.encoder.finish().map_err(io)?;
-        out.sync_data().map_err(io)?;
-        let size = out.metadata().map_err(io)?.len();
-        drop(out);
-        self.dir
-            .rename(&partial, &self.dir, &file.path)
-            .map_err(io)?;
-        self.finished.push(FinishedFile {
-            path: file.path,
-            dims: file.name.dims,
-            size,
-            records: file.records,
-            uncompressed_bytes: file.bytes,
-        });
-        Ok(())
+        self.finish_files(&[key.to_string()])
+    }
+
+    /// Completes and syncs the streams of the files open under `keys`, tells the hook (one
+    /// call for all of them), then renames each to its final name. Every file is attempted; the
+    /// first error is returned.
+    fn finish_files(&mut self, keys: &[String]) -> Result<(), StorageError> {
+        let mut first_error = None;
+        let mut sealed = Vec::new();
+        let mut sizes = Vec::new();
+        let mut failed = Vec::new();
+        for key in keys {
+            let Some(file) = self.open.remove(key) else {
+                continue;
+            };
+            let partial = format!("{}{PARTIAL_SUFFIX}", file.path);
+            let io = |e| StorageError::io(partial.clone(), e);
+            let done = file.encoder.finish().map_err(io).and_then(|out| {
+                out.sync_data().map_err(io)?;
+                Ok(out.metadata().map_err(io)?.len())
+            });
+            let seal = SealedFile {
+                path: file.path,
+                tracked: file.tracked,
+            };
+            match done {
+                Ok(size) => {
+                    sizes.push((file.name.dims, size, file.records, file.bytes));
+                    sealed.push(seal);
+                }
+                Err(e) => {
+                    first_error.get_or_insert(e);
+                    failed.push(seal);
+                }
+            }
+        }
+        if let Some(hook) = self.hook.as_mut() {
+            if !failed.is_empty() {
+                hook.abandoned(&failed);
+            }
+            if !sealed.is_empty() {
+                if let Err(e) = hook.before_publish(&sealed) {
+                    // Not renamed: the files stay `.partial`, their records unpublished.
+                    hook.abandoned(&sealed);
+                    return Err(first_error.unwrap_or(e));
+                }
+            }
+        }
+        let mut published = Vec::new();
+        let mut not_renamed = Vec::new();
+        for (seal, (dims, size, records, bytes)) in sealed.into_iter().zip(sizes) {
+            let partial = format!("{}{PARTIAL_SUFFIX}", seal.path);
+            match self.dir.rename(&partial, &self.dir, &seal.path) {
+                Ok(()) => {
+                    self.finished.push(FinishedFile {
+                        path: seal.path.clone(),
+                        dims,
+                        size,
+                        records,
+                        uncompressed_bytes: bytes,
+                    });
+                    published.push(seal);
+                }
+                Err(e) => {
+                    first_error.get_or_insert(StorageError::io(partial, e));
+                    not_renamed.push(seal);
+                }
+            }
+        }
+        if let Some(hook) = self.hook.as_mut() {
+            if !published.is_empty() {
+                hook.published(&published);
+            }
+            if !not_renamed.is_empty() {
+                hook.abandoned(&not_renamed);
+            }
+        }
+        first_error.map_or(Ok(()), Err)
     }
 }
 
@@ -321,4 +436,82 @@ fn clean(text: &str, dirty: bool, with: char) -> Cow<'_, str> {
             })
             .collect(),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use super::*;
+    use crate::storage::DataDir;
+
+    /// Records each hook call with what the storage directory held at that moment.
+    struct Recorder {
+        dir: Dir,
+        calls: Arc<Mutex<Vec<String>>>,
+    }
+
+    impl PublishHook for Recorder {
+        fn before_publish(&mut self, files: &[SealedFile]) -> Result<(), StorageError> {
+            for f in files {
+                let partial = self.dir.exists(format!("{}{PARTIAL_SUFFIX}", f.path));
+                let ids: Vec<&str> = f.tracked.iter().map(|r| &*r.id).collect();
+                self.calls.lock().unwrap().push(format!(
+                    "before {ids:?} partial={partial} final={}",
+                    self.dir.exists(&f.path)
+                ));
+            }
+            Ok(())
+        }
+        fn published(&mut self, files: &[SealedFile]) {
+            for f in files {
+                self.calls
+                    .lock()
+                    .unwrap()
+                    .push(format!("published final={}", self.dir.exists(&f.path)));
+            }
+        }
+        fn abandoned(&mut self, files: &[SealedFile]) {
+            self.calls
+                .lock()
+                .unwrap()
+                .push(format!("abandoned {}", files.len()));
+        }
+    }
+
+    #[test]
+    fn the_hook_sees_synced_files_with_their_tracked_ids_before_the_rename() {
+        let tmp = tempfile::tempdir().unwrap();
+        let data = DataDir::open(tmp.path()).unwrap();
+        let dir = data.sub("storage").unwrap();
+        let schema = Schema::from_json(crate::convert::DEFAULT_SCHEMA).unwrap();
+        let mut writer =
+            StorageWriter::new(dir.try_clone().unwrap(), schema, WriterOptions::default());
+        let calls = Arc::new(Mutex::new(Vec::new()));
+        writer.set_publish_hook(Box::new(Recorder {
+            dir,
+            calls: calls.clone(),
+        }));
+        let dims: Vec<String> = ["main", "Firefox", "release", "61.0", "20180101", "20261201"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        writer
+            .write_tracked(&dims, 4, "a", "{}", Some(20261201))
+            .unwrap();
+        writer.write(&dims, 4, "untracked", "{}").unwrap();
+        writer
+            .write_tracked(&dims, 4, "b", "{}", Some(20261201))
+            .unwrap();
+        let files = writer.finish().unwrap();
+        assert_eq!(files.len(), 1);
+        assert_eq!(files[0].records, 3);
+        assert_eq!(
+            *calls.lock().unwrap(),
+            [
+                "before [\"a\", \"b\"] partial=true final=false",
+                "published final=true"
+            ]
+        );
+    }
 }

@@ -89,7 +89,8 @@ fn definitions() -> String {
 /// `convert --json` of `inputs` into `data` with the fake server; returns the summary.
 fn convert(data: &Path, template: &str, inputs: &[&Path]) -> Value {
     let out = Command::new(common::binary())
-        .args(["convert", "--json", "--unknown-revision", "reject", "--date", "20170115", "--histogram-server", template, "--data-dir"])
+        // Dedup off: the second run into the same data dir must convert (not skip) the same ids.
+        .args(["convert", "--json", "--unknown-revision", "reject", "--dedup-window-days", "0", "--date", "20170115", "--histogram-server", template, "--data-dir"])
         .arg(data)
         .args(inputs)
         .output()
