@@ -3,10 +3,8 @@
 //! results fetched as SVG charts and read back as XML; the dashboard page and its stats endpoint
 //! after real pings were submitted.
 
-use crate::chart_support;
 use crate::common;
 use crate::jobs_support;
-use crate::server_support;
 
 use std::collections::BTreeMap;
 use std::path::Path;

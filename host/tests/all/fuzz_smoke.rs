@@ -17,7 +17,6 @@
 //! copy it into `host/tests/fuzz_regressions/<target>/` once fixed.
 
 use crate::common;
-use crate::rawlog_support;
 
 use crate::rawlog_support::{as_read, encode_all};
 use std::collections::BTreeMap;

@@ -4,7 +4,6 @@
 //! --histogram-server`, or looked up through a running server's `/histograms` endpoint.
 
 use crate::common;
-use crate::server_support;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;

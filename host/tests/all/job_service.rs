@@ -4,7 +4,6 @@
 
 use crate::common;
 use crate::jobs_support;
-use crate::server_support;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

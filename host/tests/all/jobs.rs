@@ -2,7 +2,6 @@
 //! scripts/build-guests.sh) over pings from ../shared/data converted into zstd storage.
 
 use crate::common;
-use crate::jobs_support;
 
 use crate::jobs_support::*;
 use std::time::{Duration, Instant};

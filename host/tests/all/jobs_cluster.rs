@@ -3,7 +3,6 @@
 //! ../shared/data). The output must equal a single-process run and the native reference.
 
 use crate::common;
-use crate::jobs_support;
 
 use std::process::{Command, Output};
 

@@ -1,8 +1,6 @@
 //! Hostile guests, one behaviour per test (example-jobs/hostile, selected by the job parameter):
 //! each is stopped or contained with a clear error, and the same runtime keeps running jobs.
 
-use crate::common;
-use crate::jobs_support;
 
 use crate::jobs_support::*;
 use std::time::{Duration, Instant};

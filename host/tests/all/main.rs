@@ -16,6 +16,7 @@ mod convert;
 mod convert_cli;
 mod convert_lenient;
 mod dashboard;
+mod dedup;
 mod fuzz_smoke;
 mod histogram_fetch;
 mod histograms;

@@ -3,7 +3,6 @@
 //! corrupt headers) losing only the damaged record, gzip bombs, and `log cat`.
 
 use crate::common;
-use crate::rawlog_support;
 
 use crate::rawlog_support::{as_read, encode_all};
 use std::io::{Cursor, Write};

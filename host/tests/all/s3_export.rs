@@ -4,7 +4,6 @@
 //! exactly the local files on S3, byte-identical: nothing lost, nothing duplicated.
 
 use crate::common;
-use crate::s3_common;
 
 use std::collections::BTreeMap;
 use std::path::Path;

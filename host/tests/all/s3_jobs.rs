@@ -5,7 +5,6 @@
 
 use crate::common;
 use crate::jobs_support;
-use crate::s3_common;
 
 use std::io::{BufRead, Read};
 use std::process::Command;

@@ -3,8 +3,6 @@
 //! server runs, and a file finished just before shutdown goes up in the final pass.
 
 use crate::common;
-use crate::s3_common;
-use crate::server_support;
 
 use std::time::{Duration, Instant};
 

@@ -1,8 +1,6 @@
 //! Export uploads against a real s3s-fs: streamed PUTs and streamed multipart uploads read back
 //! byte-identical, re-runs upload nothing, confirmed local copies are deleted when configured.
 
-use crate::common;
-use crate::s3_common;
 
 use indicatif::ProgressBar;
 use crate::s3_common::{get_bytes, list_all, pseudo_random, runtime, S3Server};

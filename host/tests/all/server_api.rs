@@ -2,7 +2,6 @@
 //! (gzip and plain) and out of the raw logs byte for byte, the path-escape attempt, metrics.
 
 use crate::common;
-use crate::server_support;
 
 use reqwest::blocking::Client;
 use crate::server_support::{files, finished_records, gzip, raw_http, walk, TestServer};

@@ -2,7 +2,6 @@
 //! on SIGTERM drains, finishes its logs and exits 0.
 
 use crate::common;
-use crate::server_support;
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};

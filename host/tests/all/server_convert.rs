@@ -3,7 +3,6 @@
 //! (or is rejected) without anything leaving the data dir; restart converts leftovers.
 
 use crate::common;
-use crate::server_support;
 
 use std::io::BufRead;
 use std::path::Path;

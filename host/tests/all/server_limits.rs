@@ -6,7 +6,6 @@
 //! hostile dimension values are stored as `OTHER`.
 
 use crate::common;
-use crate::server_support;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;

@@ -3,8 +3,8 @@
 //! run twice stores once; ids leave the index once out of the window; a record rejected for
 //! lack of definitions is converted from the error stream once they are given, and only once.
 
-mod common;
-mod server_support;
+use crate::common;
+use crate::server_support;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
