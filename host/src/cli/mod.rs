@@ -22,7 +22,7 @@ struct Cli {
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-enum LogFormat {
+pub(crate) enum LogFormat {
     Text,
     Json,
 }
@@ -50,7 +50,7 @@ pub fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     init_tracing(cli.log_format);
     let result = match cli.command {
-        Command::Serve(args) => serve::run(args),
+        Command::Serve(args) => serve::run(args, cli.log_format),
         Command::Convert(args) => convert::run(args),
         Command::Job(cmd) => job::run(cmd),
         Command::Log(cmd) => log::run(cmd),

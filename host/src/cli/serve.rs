@@ -88,7 +88,7 @@ impl Args {
     }
 }
 
-pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+pub fn run(args: Args, log_format: super::LogFormat) -> anyhow::Result<ExitCode> {
     let (config, print_config) = args.into_config()?;
     if print_config {
         print!("{}", config.to_toml());
@@ -100,8 +100,12 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         .context("starting tokio")?;
     runtime.block_on(async {
         let server = telemetry_server::api::server::Server::bind(config).await?;
-        // Scripts read this line to learn the port when listening on port 0.
-        eprintln!("listening on {}", server.local_addr());
+        // Scripts read this line to learn the port when listening on port 0: plain text, or an
+        // event like every other line with `--log-format json`.
+        match log_format {
+            super::LogFormat::Text => eprintln!("listening on {}", server.local_addr()),
+            super::LogFormat::Json => tracing::info!("listening on {}", server.local_addr()),
+        }
         server.run(shutdown_signal()).await
     })?;
     Ok(ExitCode::SUCCESS)

@@ -89,26 +89,46 @@ fn serve_accepts_then_drains_on_sigterm_and_exits_zero() {
     assert_eq!(records[0].body, body);
 }
 
-/// `--log-format json`: every log event on stderr is one JSON object with a level and a message.
+/// `--log-format json`: everything `serve` writes to stderr, from the address it listens on to
+/// its shutdown, is one JSON object per line with a timestamp, a level and a message.
 #[test]
 fn json_logs_are_one_object_per_line() {
     let tmp = tempfile::tempdir().unwrap();
-    let pings = common::data("pings/v4.main.min.pipeline-schemas.json");
-    let out = Command::new(common::binary())
-        .args(["--log-format", "json", "convert", "--json", "--data-dir"])
+    let mut child = Command::new(common::binary())
+        .args(["--log-format", "json", "serve", "--listen", "127.0.0.1:0", "--convert", "false", "--data-dir"])
         .arg(tmp.path().join("data"))
-        .arg(&pings)
-        .env("RUST_LOG", "debug")
-        .output()
+        .env_remove("TELEMETRY_CONFIG")
+        .stderr(Stdio::piped())
+        .spawn()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let stderr = String::from_utf8(out.stderr).unwrap();
-    let events: Vec<serde_json::Value> = stderr
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
-        .collect();
-    assert!(!events.is_empty(), "debug level logs something");
+    let (addr_tx, addr_rx) = std::sync::mpsc::channel();
+    let stderr = child.stderr.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut events = Vec::new();
+        for line in BufReader::new(stderr).lines() {
+            let line = line.unwrap();
+            let event: serde_json::Value =
+                serde_json::from_str(&line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+            if let Some(addr) = event["fields"]["message"].as_str().and_then(|m| m.strip_prefix("listening on ")) {
+                let _ = addr_tx.send(addr.to_string());
+            }
+            events.push(event);
+        }
+        events
+    });
+    let addr = addr_rx.recv_timeout(Duration::from_secs(30)).expect("server announces its address");
+    assert_eq!(reqwest::blocking::get(format!("http://{addr}/status")).unwrap().status().as_u16(), 200);
+    assert!(Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap().success());
+    let start = Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        assert!(start.elapsed() < Duration::from_secs(30), "server did not exit after SIGTERM");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let events = reader.join().unwrap();
+    assert!(events.len() >= 3, "{events:?}");
     for event in &events {
         assert!(event["level"].is_string() && event["timestamp"].is_string(), "{event}");
+        assert!(event["fields"]["message"].is_string(), "{event}");
     }
+    assert!(events.iter().any(|e| e["fields"]["message"] == "SIGTERM received"), "{events:?}");
 }
