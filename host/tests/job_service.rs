@@ -304,7 +304,8 @@ fn tokens_are_required_and_roles_enforced_while_ingest_stays_open() {
     let r = client().get(s.url("/api/v1/jobs")).bearer_auth("guess").send().unwrap();
     assert_eq!(error_of(r), (401, "unauthorized".into(), "unknown bearer token".into()));
 
-    // Alice's job: Bob (submit) may not see, fetch or cancel it; root (admin) may.
+    // Alice's job: Bob (submit) may not see, fetch or cancel it, and it answers him like a job that
+    // does not exist (404, no owner named); root (admin) may.
     let id = submit(&s, ALICE, "os-distribution-rust", &m);
     for (method, path) in [
         ("GET", format!("/api/v1/jobs/{id}")),
@@ -313,8 +314,9 @@ fn tokens_are_required_and_roles_enforced_while_ingest_stays_open() {
     ] {
         let req = client().request(method.parse().unwrap(), s.url(&path)).bearer_auth(BOB);
         let (status, code, detail) = error_of(req.send().unwrap());
-        assert_eq!((status, code.as_str()), (403, "forbidden"), "{method} {path}");
-        assert!(detail.contains("belongs to 'alice'"), "{detail}");
+        assert_eq!((status, code.as_str()), (404, "not_found"), "{method} {path}");
+        assert_eq!(detail, format!("no job {id}"), "{method} {path}");
+        assert!(!detail.contains("alice"), "{detail}");
     }
     assert_eq!(get_json(&s, BOB, "/api/v1/jobs").1["jobs"].as_array().unwrap().len(), 0);
     assert_eq!(get_json(&s, ROOT, "/api/v1/jobs").1["jobs"].as_array().unwrap().len(), 1);
