@@ -344,6 +344,25 @@ fn tokens_are_required_and_roles_enforced_while_ingest_stays_open() {
 }
 
 #[test]
+fn the_job_list_leaves_logs_to_the_jobs_own_route() {
+    let s = server(|_| {});
+    let m = hostile_manifest("log-flood", json!({ "log_bytes": 4096 }));
+    let id = submit(&s, ALICE, "hostile-rust", &m);
+    let done = wait_done(&s, ALICE, &id);
+    assert_eq!(done["state"], "succeeded", "{done}");
+    assert!(done["log"].as_array().is_some_and(|lines| !lines.is_empty()), "{done}");
+    for token in [ALICE, ROOT] {
+        let (status, list) = get_json(&s, token, "/api/v1/jobs");
+        assert_eq!(status, 200, "{list}");
+        let listed = &list["jobs"][0];
+        assert_eq!(listed["id"], id.as_str(), "{list}");
+        assert!(listed.get("log").is_none(), "{listed}");
+    }
+    // The job's own route still has it.
+    assert_eq!(job(&s, ALICE, &id)["log"], done["log"]);
+}
+
+#[test]
 fn hostile_jobs_fail_cleanly_while_submissions_keep_being_accepted() {
     let s = server(|_| {});
     // Each hostile job is held to the limit it tests; the memory hog gets a call time it cannot

@@ -123,8 +123,17 @@ async fn refuse_upload_unless(
 }
 
 /// `GET /jobs`: the caller's jobs (every job for admins).
+///
+/// The jobs come without their `log` (it can be large for every job at once); `GET /jobs/{id}`
+/// has it.
 pub async fn list(State(service): State<Arc<JobService>>, caller: Caller) -> Json<JobList> {
-    let jobs = service.scheduler.list().into_iter().filter(|j| caller.sees(&j.owner)).collect();
+    let jobs = service
+        .scheduler
+        .list()
+        .into_iter()
+        .filter(|j| caller.sees(&j.owner))
+        .map(|job| JobRecord { log: Vec::new(), ..job })
+        .collect();
     Json(JobList { jobs })
 }
 
