@@ -72,7 +72,8 @@ pub struct ServerConfig {
     /// Header holding the real client IP when behind a proxy (e.g. `X-Forwarded-For`); stored verbatim.
     /// Unset: the socket's peer address is used.
     pub client_ip_header: Option<String>,
-    /// Peers allowed to set `client_ip_header`; empty means every peer is trusted.
+    /// Peers (exact IPs) allowed to set `client_ip_header`; empty means none is (the header is
+    /// ignored and the socket peer is used), so a forgotten list fails closed.
     pub trusted_proxies: Vec<std::net::IpAddr>,
     /// Document namespaces accepted under `/submit/<namespace>/`. `telemetry` paths are stored without
     /// the prefix (as the seed did); other namespaces are stored as `<namespace>/<rest>`.
