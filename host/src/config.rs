@@ -72,7 +72,8 @@ pub struct ServerConfig {
     /// Header holding the real client IP when behind a proxy (e.g. `X-Forwarded-For`); stored verbatim.
     /// Unset: the socket's peer address is used.
     pub client_ip_header: Option<String>,
-    /// Peers allowed to set `client_ip_header`; empty means every peer is trusted.
+    /// Peers (exact IPs) allowed to set `client_ip_header`; empty means none is (the header is
+    /// ignored and the socket peer is used), so a forgotten list fails closed.
     pub trusted_proxies: Vec<std::net::IpAddr>,
     /// Document namespaces accepted under `/submit/<namespace>/`. `telemetry` paths are stored without
     /// the prefix (as the seed did); other namespaces are stored as `<namespace>/<rest>`.
@@ -412,11 +413,31 @@ impl Config {
             .map_err(|e| ConfigError::Invalid(format!("convert.dimension_pattern: {e}")))
     }
 
-    /// The configuration as TOML (for `serve --print-config`).
+    /// The configuration as TOML (for `serve --print-config`), with its secrets replaced by
+    /// [`REDACTED`] (see [`Config::redacted`]): the output ends up in terminals, logs and tickets.
     pub fn to_toml(&self) -> String {
-        toml::to_string_pretty(self).unwrap_or_default()
+        toml::to_string_pretty(&self.redacted()).unwrap_or_default()
+    }
+
+    /// A copy with every secret set replaced by [`REDACTED`]: S3 `secret_access_key` and
+    /// `session_token`, and each job token's `sha256` (a hash, but of a token that may be guessable).
+    /// Unset secrets stay unset, so the output still shows which ones are configured.
+    pub fn redacted(&self) -> Config {
+        let mut config = self.clone();
+        if let Some(s3) = &mut config.s3 {
+            for secret in [&mut s3.secret_access_key, &mut s3.session_token].into_iter().flatten() {
+                *secret = REDACTED.to_string();
+            }
+        }
+        for token in &mut config.jobs.tokens {
+            token.sha256 = REDACTED.to_string();
+        }
+        config
     }
 }
+
+/// What [`Config::to_toml`] prints in place of a secret.
+pub const REDACTED: &str = "<redacted>";
 
 #[cfg(test)]
 mod tests {
@@ -446,6 +467,30 @@ mod tests {
         assert_eq!(c.ingest.max_log_age_ms, 60_000, "unset keys keep defaults");
         let err = Config::from_toml("[server]\nmax_data_lenth = 5\n").unwrap_err();
         assert!(err.to_string().contains("max_data_lenth"), "{err}");
+    }
+
+    #[test]
+    fn printed_config_redacts_every_secret() {
+        let mut c = Config::default();
+        c.s3 = Some(S3Config {
+            access_key_id: Some("AKIDVISIBLE".into()),
+            secret_access_key: Some("s3-secret-value".into()),
+            session_token: Some("s3-session-value".into()),
+            ..S3Config::default()
+        });
+        c.jobs.tokens = vec![crate::api::jobs::TokenConfig {
+            name: "alice".into(),
+            sha256: "ab".repeat(32),
+            role: crate::api::jobs::Role::Submit,
+        }];
+        let printed = c.to_toml();
+        for secret in ["s3-secret-value", "s3-session-value", &"ab".repeat(32)] {
+            assert!(!printed.contains(secret), "{secret} printed:\n{printed}");
+        }
+        assert_eq!(printed.matches(&format!("\"{REDACTED}\"")).count(), 3, "{printed}");
+        // What is not secret is still shown, and the original is untouched.
+        assert!(printed.contains("AKIDVISIBLE") && printed.contains("alice"), "{printed}");
+        assert_eq!(c.s3.unwrap().secret_access_key.as_deref(), Some("s3-secret-value"));
     }
 
     #[test]

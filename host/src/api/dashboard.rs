@@ -23,9 +23,12 @@ use super::AppState;
 /// The page, compiled in.
 const PAGE: &str = include_str!("../../assets/dashboard.html");
 
-/// What the page may load: only this server; inline script and style are its own.
+/// What the page may load: only this server; inline script and style are its own. No site may
+/// frame it (`frame-ancestors 'none'`, and `X-Frame-Options: DENY` for browsers without CSP 2), so a
+/// page holding a token cannot be clickjacked.
 const PAGE_POLICY: &str = "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; \
-                           img-src 'self' blob:; connect-src 'self'; base-uri 'none'; form-action 'none'";
+                           img-src 'self' blob:; connect-src 'self'; base-uri 'none'; form-action 'none'; \
+                           frame-ancestors 'none'";
 
 /// `GET /dashboard`.
 pub async fn page() -> Response {
@@ -33,6 +36,7 @@ pub async fn page() -> Response {
         (header::CONTENT_TYPE, "text/html; charset=utf-8"),
         (header::CONTENT_SECURITY_POLICY, PAGE_POLICY),
         (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        (header::X_FRAME_OPTIONS, "DENY"),
         (header::CACHE_CONTROL, "no-cache"),
     ];
     (headers, PAGE).into_response()

@@ -163,13 +163,13 @@ pub fn stored_path<'a>(url_path: &'a str, namespaces: &[String]) -> Option<Cow<'
     }
 }
 
-/// The client IP: the configured proxy header (verbatim, may be a list) when the peer may set it,
-/// else the socket peer; longer than the IP limit → `0.0.0.0`, as in the seed.
+/// The client IP: the configured proxy header (verbatim, may be a list) when the peer is one of
+/// `trusted_proxies`, else the socket peer (fail closed: with no trusted proxy listed nobody may set
+/// it); longer than the IP limit → `0.0.0.0`, as in the seed.
 fn client_ip(config: &Config, headers: &HeaderMap, peer: Option<SocketAddr>) -> String {
     let server = &config.server;
     let from_header = server.client_ip_header.as_deref().and_then(|name| {
-        let trusted = server.trusted_proxies.is_empty()
-            || peer.is_some_and(|p| server.trusted_proxies.contains(&p.ip()));
+        let trusted = peer.is_some_and(|p| server.trusted_proxies.contains(&p.ip()));
         if !trusted {
             return None;
         }
@@ -271,7 +271,8 @@ mod tests {
         config.server.client_ip_header = Some("X-Forwarded-For".into());
         assert_eq!(
             client_ip(&config, &headers, Some(peer)),
-            "1.2.3.4, 10.0.0.1"
+            "10.0.0.1",
+            "no trusted proxy: nobody may set it"
         );
         config.server.trusted_proxies = vec!["10.9.9.9".parse().unwrap()];
         assert_eq!(
@@ -279,7 +280,11 @@ mod tests {
             "10.0.0.1",
             "untrusted peer"
         );
-        config.server.trusted_proxies.clear();
+        config.server.trusted_proxies.push(peer.ip());
+        assert_eq!(
+            client_ip(&config, &headers, Some(peer)),
+            "1.2.3.4, 10.0.0.1"
+        );
         config.server.max_ip_length = 5;
         assert_eq!(client_ip(&config, &headers, Some(peer)), "0.0.0.0");
     }

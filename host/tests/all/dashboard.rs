@@ -261,7 +261,11 @@ fn dashboard_page_uses_endpoints_that_answer_and_stats_count_real_pings() {
     let r = get(&s, None, "/dashboard");
     assert_eq!(r.status().as_u16(), 200);
     assert_eq!(r.headers()["content-type"], "text/html; charset=utf-8");
-    assert!(r.headers()["content-security-policy"].to_str().unwrap().contains("connect-src 'self'"));
+    let policy = r.headers()["content-security-policy"].to_str().unwrap();
+    assert!(policy.contains("connect-src 'self'"), "{policy}");
+    // No other site may frame the page (clickjacking).
+    assert!(policy.split(';').any(|d| d.trim() == "frame-ancestors 'none'"), "{policy}");
+    assert_eq!(r.headers()["x-frame-options"], "DENY");
     let html = r.text().unwrap();
     assert!(html.starts_with("<!doctype html>"));
     for uses in [

@@ -303,7 +303,8 @@ fn tokens_are_required_and_roles_enforced_while_ingest_stays_open() {
     let r = client().get(s.url("/api/v1/jobs")).bearer_auth("guess").send().unwrap();
     assert_eq!(error_of(r), (401, "unauthorized".into(), "unknown bearer token".into()));
 
-    // Alice's job: Bob (submit) may not see, fetch or cancel it; root (admin) may.
+    // Alice's job: Bob (submit) may not see, fetch or cancel it, and it answers him like a job that
+    // does not exist (404, no owner named); root (admin) may.
     let id = submit(&s, ALICE, "os-distribution-rust", &m);
     for (method, path) in [
         ("GET", format!("/api/v1/jobs/{id}")),
@@ -312,8 +313,9 @@ fn tokens_are_required_and_roles_enforced_while_ingest_stays_open() {
     ] {
         let req = client().request(method.parse().unwrap(), s.url(&path)).bearer_auth(BOB);
         let (status, code, detail) = error_of(req.send().unwrap());
-        assert_eq!((status, code.as_str()), (403, "forbidden"), "{method} {path}");
-        assert!(detail.contains("belongs to 'alice'"), "{detail}");
+        assert_eq!((status, code.as_str()), (404, "not_found"), "{method} {path}");
+        assert_eq!(detail, format!("no job {id}"), "{method} {path}");
+        assert!(!detail.contains("alice"), "{detail}");
     }
     assert_eq!(get_json(&s, BOB, "/api/v1/jobs").1["jobs"].as_array().unwrap().len(), 0);
     assert_eq!(get_json(&s, ROOT, "/api/v1/jobs").1["jobs"].as_array().unwrap().len(), 1);
@@ -338,6 +340,25 @@ fn tokens_are_required_and_roles_enforced_while_ingest_stays_open() {
     // Unknown API routes are JSON 404s.
     let (status, body) = get_json(&s, ALICE, "/api/v1/nope");
     assert_eq!((status, body["error"].as_str().unwrap()), (404, "not_found"));
+}
+
+#[test]
+fn the_job_list_leaves_logs_to_the_jobs_own_route() {
+    let s = server(|_| {});
+    let m = hostile_manifest("log-flood", json!({ "log_bytes": 4096 }));
+    let id = submit(&s, ALICE, "hostile-rust", &m);
+    let done = wait_done(&s, ALICE, &id);
+    assert_eq!(done["state"], "succeeded", "{done}");
+    assert!(done["log"].as_array().is_some_and(|lines| !lines.is_empty()), "{done}");
+    for token in [ALICE, ROOT] {
+        let (status, list) = get_json(&s, token, "/api/v1/jobs");
+        assert_eq!(status, 200, "{list}");
+        let listed = &list["jobs"][0];
+        assert_eq!(listed["id"], id.as_str(), "{list}");
+        assert!(listed.get("log").is_none(), "{listed}");
+    }
+    // The job's own route still has it.
+    assert_eq!(job(&s, ALICE, &id)["log"], done["log"]);
 }
 
 #[test]

@@ -262,8 +262,10 @@ fn a_dimension_cannot_leave_the_data_dir() {
 
 #[test]
 fn client_ip_from_a_trusted_proxy_header() {
-    let mut server =
-        TestServer::start(|c| c.server.client_ip_header = Some("X-Forwarded-For".into()));
+    let mut server = TestServer::start(|c| {
+        c.server.client_ip_header = Some("X-Forwarded-For".into());
+        c.server.trusted_proxies = vec!["127.0.0.1".parse().unwrap()];
+    });
     let client = Client::new();
     let r = client
         .post(server.url("/submit/telemetry/a"))
@@ -282,6 +284,22 @@ fn client_ip_from_a_trusted_proxy_header() {
     records.sort_by(|a, b| a.path.cmp(&b.path));
     assert_eq!(records[0].ip, "203.0.113.7, 10.0.0.1");
     assert_eq!(records[1].ip, "0.0.0.0", "over max_ip_length");
+}
+
+#[test]
+fn client_ip_header_is_ignored_without_trusted_proxies() {
+    let mut server =
+        TestServer::start(|c| c.server.client_ip_header = Some("X-Forwarded-For".into()));
+    let r = Client::new()
+        .post(server.url("/submit/telemetry/a"))
+        .header("X-Forwarded-For", "203.0.113.7")
+        .body("{}")
+        .send();
+    assert_eq!(r.unwrap().status().as_u16(), 200);
+    server.stop();
+    let records = finished_records(&server.data_dir().join("raw"));
+    assert_eq!(records.len(), 1);
+    assert_eq!(records[0].ip, "127.0.0.1", "the socket peer, not the header");
 }
 
 #[test]

@@ -58,17 +58,14 @@ pub struct Caller {
 }
 
 impl Caller {
-    /// Allows the request when the caller owns `owner`'s job or is an admin.
+    /// Allows the request when the caller owns `owner`'s job or is an admin. Another token's job
+    /// answers exactly like a job that does not exist (404 `not_found`, no owner named), so a token
+    /// cannot probe which job ids exist or who owns them.
     pub fn check_owner(&self, owner: &str, job_id: &str) -> Result<(), ApiError> {
-        if self.role == Role::Admin || self.name == owner {
+        if self.sees(owner) {
             Ok(())
         } else {
-            Err(ApiError::Forbidden(format!(
-                "token '{}' (role {}) may not access job {job_id}, which belongs to '{owner}'; \
-                 only its owner or an admin token may",
-                self.name,
-                self.role.as_str()
-            )))
+            Err(ApiError::no_job(job_id))
         }
     }
 
@@ -165,8 +162,9 @@ mod tests {
         let alice = Caller { name: "alice".into(), role: Role::Submit };
         assert!(alice.check_owner("alice", "j1").is_ok());
         let err = alice.check_owner("bob", "j1").unwrap_err();
-        assert_eq!(err.status(), axum::http::StatusCode::FORBIDDEN);
-        assert!(err.to_string().contains("belongs to 'bob'"));
+        assert_eq!(err.status(), axum::http::StatusCode::NOT_FOUND);
+        assert_eq!(err.code(), "not_found");
+        assert!(!err.to_string().contains("bob"), "{err}");
         let root = Caller { name: "root".into(), role: Role::Admin };
         assert!(root.check_owner("bob", "j1").is_ok());
     }

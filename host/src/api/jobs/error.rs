@@ -12,10 +12,8 @@ pub enum ApiError {
     /// No or unknown bearer token.
     #[error("{0}")]
     Unauthorized(String),
-    /// Valid token, but its role or ownership does not allow the request.
-    #[error("{0}")]
-    Forbidden(String),
-    /// No such job, component or route.
+    /// No such job, component or route; also another token's job, which a caller may not
+    /// tell apart from a missing one.
     #[error("{0}")]
     NotFound(String),
     /// An upload or request that cannot be accepted; `code` names the problem
@@ -44,11 +42,16 @@ impl ApiError {
         ApiError::BadRequest { code, detail: detail.into() }
     }
 
+    /// The 404 for a job id that does not exist or that the caller may not see (the same answer
+    /// for both).
+    pub fn no_job(id: &str) -> Self {
+        ApiError::NotFound(format!("no job {id}"))
+    }
+
     /// The HTTP status this error is answered with.
     pub fn status(&self) -> StatusCode {
         match self {
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
-            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::BadRequest { .. } => StatusCode::BAD_REQUEST,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
@@ -61,7 +64,6 @@ impl ApiError {
     pub fn code(&self) -> &'static str {
         match self {
             ApiError::Unauthorized(_) => "unauthorized",
-            ApiError::Forbidden(_) => "forbidden",
             ApiError::NotFound(_) => "not_found",
             ApiError::BadRequest { code, .. } => code,
             ApiError::Conflict(_) => "conflict",

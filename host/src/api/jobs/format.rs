@@ -57,7 +57,21 @@ pub fn render(output: &[u8], format: ResultFormat) -> Vec<u8> {
     out.into_bytes()
 }
 
+/// First characters that make a spreadsheet read a cell as a formula (or, for tab and CR, hide one
+/// after them).
+const FORMULA_STARTS: [char; 6] = ['=', '+', '-', '@', '\t', '\r'];
+
+/// Appends `field` as one CSV cell: a cell a spreadsheet would evaluate (starting with one of
+/// [`FORMULA_STARTS`]) gets a leading `'` so it stays text (CSV/formula injection), then the cell is
+/// quoted when it holds a comma, quote or line break.
 fn push_csv_field(out: &mut String, field: &str) {
+    let neutralised;
+    let field = if field.starts_with(FORMULA_STARTS) {
+        neutralised = format!("'{field}");
+        neutralised.as_str()
+    } else {
+        field
+    };
     if field.contains([',', '"', '\n', '\r']) {
         out.push('"');
         out.push_str(&field.replace('"', "\"\""));
@@ -90,5 +104,18 @@ mod tests {
     fn csv_quotes_what_needs_quoting() {
         let out = String::from_utf8(render(OUTPUT, ResultFormat::Csv)).unwrap();
         assert_eq!(out, "key,value\r\n\"Linux,nightly\",12\r\nWindows_NT,\"{\"\"a\"\":\"\"b\"\"}\"\r\n");
+    }
+
+    #[test]
+    fn csv_cells_a_spreadsheet_would_evaluate_are_kept_text() {
+        let output = b"=HYPERLINK(\"http://x\")\t+1\n-2+3\t@SUM(A1)\nx\t\tcmd\ny\t\rz\nsafe=1\t4-2\n";
+        let out = String::from_utf8(render(output, ResultFormat::Csv)).unwrap();
+        let expected = "key,value\r\n\
+                        \"'=HYPERLINK(\"\"http://x\"\")\",'+1\r\n\
+                        '-2+3,'@SUM(A1)\r\n\
+                        x,'\tcmd\r\n\
+                        y,\"'\rz\"\r\n\
+                        safe=1,4-2\r\n";
+        assert_eq!(out, expected);
     }
 }

@@ -123,8 +123,17 @@ async fn refuse_upload_unless(
 }
 
 /// `GET /jobs`: the caller's jobs (every job for admins).
+///
+/// The jobs come without their `log` (it can be large for every job at once); `GET /jobs/{id}`
+/// has it.
 pub async fn list(State(service): State<Arc<JobService>>, caller: Caller) -> Json<JobList> {
-    let jobs = service.scheduler.list().into_iter().filter(|j| caller.sees(&j.owner)).collect();
+    let jobs = service
+        .scheduler
+        .list()
+        .into_iter()
+        .filter(|j| caller.sees(&j.owner))
+        .map(|job| JobRecord { log: Vec::new(), ..job })
+        .collect();
     Json(JobList { jobs })
 }
 
@@ -245,7 +254,7 @@ fn owned_job(service: &JobService, caller: &Caller, id: &str) -> Result<JobRecor
     let job = is_job_id(id)
         .then(|| service.scheduler.get(id))
         .flatten()
-        .ok_or_else(|| ApiError::NotFound(format!("no job {id}")))?;
+        .ok_or_else(|| ApiError::no_job(id))?;
     caller.check_owner(&job.owner, id)?;
     Ok(job)
 }
@@ -263,7 +272,7 @@ async fn blocking<T: Send + 'static>(
 
 fn scheduler_error(e: SchedulerError) -> ApiError {
     match e {
-        SchedulerError::NotFound(id) => ApiError::NotFound(format!("no job {id}")),
+        SchedulerError::NotFound(id) => ApiError::no_job(&id),
         SchedulerError::QueueFull(_) => ApiError::Unavailable(e.to_string()),
         SchedulerError::AlreadyFinished { .. } => ApiError::Conflict(e.to_string()),
         SchedulerError::Store(_) => ApiError::Internal(e.to_string()),

@@ -44,6 +44,6 @@ pub struct ComponentResponse {
 /// `GET /api/v1/jobs`.
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 pub struct JobList {
-    /// Jobs the caller may see, oldest first.
+    /// Jobs the caller may see, oldest first, each without its `log` (see `GET /api/v1/jobs/{id}`).
     pub jobs: Vec<JobRecord>,
 }
