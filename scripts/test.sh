@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
-# The whole test suite: installs what it needs, builds the guest jobs from source, runs every test
+# The whole test suite: checks formatting, installs what it needs, builds the guest jobs from source,
+# runs every test
 # (cargo tests, then the crash test, the disk-full test and the attack suite against the real
 # server binary).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+echo "== format check (cargo fmt) =="
+cargo fmt --all -- --check
 bash scripts/install-deps.sh
 bash scripts/build-guests.sh
 cargo build --bins

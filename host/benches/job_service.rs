@@ -33,7 +33,10 @@ use telemetry_server::api::jobs::hash_token;
 const TOKEN: &str = "bench-token";
 
 fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 /// A running `telemetry-server serve` with its own config.
@@ -70,20 +73,37 @@ impl Server {
             }
         };
         std::thread::spawn(move || lines.for_each(drop));
-        Server { child, base: format!("http://{addr}") }
+        Server {
+            child,
+            base: format!("http://{addr}"),
+        }
     }
 
     fn submit(&self, client: &Client, guest: &[u8], manifest: &Value) -> String {
         let form = multipart::Form::new()
             .part("manifest", multipart::Part::text(manifest.to_string()))
             .part("component", multipart::Part::bytes(guest.to_vec()));
-        let r = client.post(format!("{}/api/v1/jobs", self.base)).bearer_auth(TOKEN).multipart(form).send().unwrap();
+        let r = client
+            .post(format!("{}/api/v1/jobs", self.base))
+            .bearer_auth(TOKEN)
+            .multipart(form)
+            .send()
+            .unwrap();
         assert_eq!(r.status().as_u16(), 202, "{}", r.text().unwrap());
-        r.json::<Value>().unwrap()["id"].as_str().unwrap().to_string()
+        r.json::<Value>().unwrap()["id"]
+            .as_str()
+            .unwrap()
+            .to_string()
     }
 
     fn state(&self, client: &Client, id: &str) -> Value {
-        client.get(format!("{}/api/v1/jobs/{id}", self.base)).bearer_auth(TOKEN).send().unwrap().json().unwrap()
+        client
+            .get(format!("{}/api/v1/jobs/{id}", self.base))
+            .bearer_auth(TOKEN)
+            .send()
+            .unwrap()
+            .json()
+            .unwrap()
     }
 
     /// Polls every 2 ms until the job is final.
@@ -103,7 +123,11 @@ impl Server {
     }
 
     fn cancel(&self, client: &Client, id: &str) {
-        client.delete(format!("{}/api/v1/jobs/{id}", self.base)).bearer_auth(TOKEN).send().unwrap();
+        client
+            .delete(format!("{}/api/v1/jobs/{id}", self.base))
+            .bearer_auth(TOKEN)
+            .send()
+            .unwrap();
         self.wait(client, id, "cancelled");
     }
 }
@@ -139,15 +163,30 @@ fn wrk(base: &str, lua: &Path, secs: u64) -> (f64, f64, f64, u64) {
         .output()
         .expect("wrk is installed (bench/job_service.sh installs it)");
     let text = String::from_utf8_lossy(&out.stdout);
-    let line = text.lines().find(|l| l.starts_with("RESULT")).unwrap_or_else(|| panic!("wrk output: {text}"));
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("RESULT"))
+        .unwrap_or_else(|| panic!("wrk output: {text}"));
     let field = |name: &str| -> f64 {
-        line.split_whitespace().find_map(|kv| kv.strip_prefix(&format!("{name}="))).unwrap().parse().unwrap()
+        line.split_whitespace()
+            .find_map(|kv| kv.strip_prefix(&format!("{name}=")))
+            .unwrap()
+            .parse()
+            .unwrap()
     };
-    (field("rps"), field("p50_ms"), field("p99_ms"), field("non2xx") as u64)
+    (
+        field("rps"),
+        field("p50_ms"),
+        field("p99_ms"),
+        field("non2xx") as u64,
+    )
 }
 
 fn wrk_script(dir: &Path) -> PathBuf {
-    let ping = std::fs::read(common::data("pings/v4.saved-session.Fx40.0a2-aurora.2015-05.uberi.json")).unwrap();
+    let ping = std::fs::read(common::data(
+        "pings/v4.saved-session.Fx40.0a2-aurora.2015-05.uberi.json",
+    ))
+    .unwrap();
     let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::new(6));
     std::io::Write::write_all(&mut gz, &ping).unwrap();
     let body = dir.join("ping.json.gz");
@@ -178,14 +217,19 @@ fn main() {
     let secs: u64 = env_or("JOB_BENCH_SECS", 10);
     let runs: usize = env_or("JOB_BENCH_RUNS", 10);
     let durability: String = env_or("JOB_BENCH_DURABILITY", "batch".to_string());
-    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
     // The server writes raw logs and job state into its data dir: give it a copy of the job tests'
     // data, so the shared test data under target/ never grows.
     let work = tempfile::tempdir().unwrap();
     let data = work.path().join("data");
     copy_tree(jobs_support::converted_data(), &data);
     let data = data.as_path();
-    let client = Client::builder().timeout(Duration::from_secs(120)).build().unwrap();
+    let client = Client::builder()
+        .timeout(Duration::from_secs(120))
+        .build()
+        .unwrap();
     let small = std::fs::read(common::guest("os-distribution-rust")).unwrap();
     let hostile = std::fs::read(common::guest("hostile-rust")).unwrap();
     let filter: Value = serde_json::from_str(&jobs_support::filter_json(&[])).unwrap();
@@ -198,11 +242,15 @@ fn main() {
     // 1. Upload to result.
     let server = Server::start(data, &durability, "");
     let (cold, bytes) = round_trip(&server, &client, &small, &small_manifest);
-    let mut warm: Vec<f64> = (0..runs).map(|_| round_trip(&server, &client, &small, &small_manifest).0).collect();
+    let mut warm: Vec<f64> = (0..runs)
+        .map(|_| round_trip(&server, &client, &small, &small_manifest).0)
+        .collect();
     warm.sort_by(f64::total_cmp);
     let records = {
         let id = server.submit(&client, &small, &small_manifest);
-        server.wait(&client, &id, "succeeded")["cost"]["records_read"].as_u64().unwrap()
+        server.wait(&client, &id, "succeeded")["cost"]["records_read"]
+            .as_u64()
+            .unwrap()
     };
     println!("upload-to-result, os-distribution-rust ({} KB component) over {records} records, {bytes} B result:", small.len() / 1024);
     println!("  cold compile cache: {:.0} ms", cold * 1e3);
@@ -216,8 +264,13 @@ fn main() {
     // 2. Ingest latency with and without a heavy job.
     let tmp = tempfile::tempdir().unwrap();
     let lua = wrk_script(tmp.path());
-    println!("\ningest: wrk -t2 -c32 -d{secs}s, 19 KB gzip ping, durability {durability}, {cores} cores");
-    println!("{:<44} {:>9} {:>9} {:>9} {:>8}", "condition", "req/s", "p50 ms", "p99 ms", "non2xx");
+    println!(
+        "\ningest: wrk -t2 -c32 -d{secs}s, 19 KB gzip ping, durability {durability}, {cores} cores"
+    );
+    println!(
+        "{:<44} {:>9} {:>9} {:>9} {:>8}",
+        "condition", "req/s", "p50 ms", "p99 ms", "non2xx"
+    );
     let row = |name: &str, (rps, p50, p99, bad): (f64, f64, f64, u64)| {
         println!("{name:<44} {rps:>9.0} {p50:>9.2} {p99:>9.2} {bad:>8}");
         p99
@@ -225,16 +278,22 @@ fn main() {
     let idle = row("no job", wrk(&server.base, &lua, secs));
     let heavy = server.submit(&client, &hostile, &heavy_manifest);
     server.wait(&client, &heavy, "running");
-    let shared =
-        row("heavy job, default share (cores-1, SCHED_IDLE)", wrk(&server.base, &lua, secs));
+    let shared = row(
+        "heavy job, default share (cores-1, SCHED_IDLE)",
+        wrk(&server.base, &lua, secs),
+    );
     server.cancel(&client, &heavy);
     drop(server);
 
-    let unprotected = format!("max_workers_per_job = {cores}\njob_nice = 0\njob_sched_idle = false");
+    let unprotected =
+        format!("max_workers_per_job = {cores}\njob_nice = 0\njob_sched_idle = false");
     let server = Server::start(data, &durability, &unprotected);
     let heavy = server.submit(&client, &hostile, &heavy_manifest);
     server.wait(&client, &heavy, "running");
-    let all = row("heavy job, all cores, nice 0, normal policy", wrk(&server.base, &lua, secs));
+    let all = row(
+        "heavy job, all cores, nice 0, normal policy",
+        wrk(&server.base, &lua, secs),
+    );
     server.cancel(&client, &heavy);
     println!(
         "\np99 ratio to no job: default share {:.2}x (goal <= 2x), all cores nice 0 {:.2}x",

@@ -21,17 +21,34 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use telemetry_server::jobs::extract::{Field, Projection};
-use telemetry_server::jobs::{self, CancelToken, CompiledJob, Progress, RunOptions, Runtime, RuntimeConfig};
-use telemetry_server::storage::{split_line, DataDir, PartitionSource, Schema, StorageWriter, WriterOptions};
+use telemetry_server::jobs::{
+    self, CancelToken, CompiledJob, Progress, RunOptions, Runtime, RuntimeConfig,
+};
+use telemetry_server::storage::{
+    split_line, DataDir, PartitionSource, Schema, StorageWriter, WriterOptions,
+};
 
-const DIMS: [&str; 6] = ["reason", "appName", "appUpdateChannel", "appVersion", "appBuildID", "submission_date"];
+const DIMS: [&str; 6] = [
+    "reason",
+    "appName",
+    "appUpdateChannel",
+    "appVersion",
+    "appBuildID",
+    "submission_date",
+];
 
 fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
 }
 
 fn env_usize(name: &str, default: usize) -> usize {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 /// Storage schema for the bench data: the default dimensions, build ids folded into `OTHER`.
@@ -39,16 +56,31 @@ fn storage_schema() -> Schema {
     let dims: Vec<String> = DIMS
         .iter()
         .map(|d| {
-            let allowed = if *d == "appBuildID" { r#"["none"]"# } else { r#""*""# };
+            let allowed = if *d == "appBuildID" {
+                r#"["none"]"#
+            } else {
+                r#""*""#
+            };
             format!(r#"{{"field_name":"{d}","allowed_values":{allowed}}}"#)
         })
         .collect();
-    Schema::from_json(&format!(r#"{{"version":1,"dimensions":[{}]}}"#, dims.join(","))).unwrap()
+    Schema::from_json(&format!(
+        r#"{{"version":1,"dimensions":[{}]}}"#,
+        dims.join(",")
+    ))
+    .unwrap()
 }
 
 fn all_filter() -> Schema {
-    let dims: Vec<String> = DIMS.iter().map(|d| format!(r#"{{"field_name":"{d}","allowed_values":"*"}}"#)).collect();
-    Schema::from_json(&format!(r#"{{"version":1,"dimensions":[{}]}}"#, dims.join(","))).unwrap()
+    let dims: Vec<String> = DIMS
+        .iter()
+        .map(|d| format!(r#"{{"field_name":"{d}","allowed_values":"*"}}"#))
+        .collect();
+    Schema::from_json(&format!(
+        r#"{{"version":1,"dimensions":[{}]}}"#,
+        dims.join(",")
+    ))
+    .unwrap()
 }
 
 /// Generates and stores the pings once.
@@ -57,25 +89,37 @@ fn bench_data(pings: usize) -> PathBuf {
     if dir.join("storage").is_dir() {
         return dir;
     }
-    let shared =
-        std::env::var_os("TELEMETRY_SHARED_DIR").map(PathBuf::from).unwrap_or_else(|| repo().join("../shared"));
+    let shared = std::env::var_os("TELEMETRY_SHARED_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo().join("../shared"));
     eprintln!("generating {pings} pings with gen-pings.py…");
     let out = std::process::Command::new("python3")
         .arg(shared.join("tools/gen-pings.py"))
         .args(["--count", &pings.to_string(), "--seed", "1"])
         .output()
         .expect("python3 gen-pings.py");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let tmp = dir.with_extension("partial");
     let _ = std::fs::remove_dir_all(&tmp);
     let data = DataDir::open(&tmp).unwrap();
     let schema = storage_schema();
-    let mut writer = StorageWriter::new(data.sub("storage").unwrap(), schema.clone(), WriterOptions::default());
+    let mut writer = StorageWriter::new(
+        data.sub("storage").unwrap(),
+        schema.clone(),
+        WriterOptions::default(),
+    );
     for (i, line) in String::from_utf8(out.stdout).unwrap().lines().enumerate() {
         let (id, json) = line.split_once('\t').unwrap();
         let doc: serde_json::Value = serde_json::from_str(json).unwrap();
         let get = |classic: &str, v4: &str| {
-            doc.pointer(classic).or_else(|| doc.pointer(v4)).and_then(|v| v.as_str()).map(str::to_string)
+            doc.pointer(classic)
+                .or_else(|| doc.pointer(v4))
+                .and_then(|v| v.as_str())
+                .map(str::to_string)
         };
         let date = format!("201506{:02}", 1 + i % 3);
         let values = [
@@ -95,7 +139,12 @@ fn bench_data(pings: usize) -> PathBuf {
     dir
 }
 
-const FIELDS: [&str; 4] = ["/environment/system/os/name", "/info/OS", "/application/version", "/info/appVersion"];
+const FIELDS: [&str; 4] = [
+    "/environment/system/os/name",
+    "/info/OS",
+    "/application/version",
+    "/info/appVersion",
+];
 
 fn text(f: &Field) -> Option<&str> {
     match f {
@@ -150,9 +199,25 @@ fn decompress(source: &dyn PartitionSource, filter: &Schema) -> u64 {
     bytes
 }
 
-fn wasm(rt: &Runtime, job: &CompiledJob, source: &Arc<dyn PartitionSource>, workers: usize) -> (Vec<u8>, u64) {
-    let opts = RunOptions { workers, ..RunOptions::new(all_filter()) };
-    let out = jobs::run(rt, job, source.clone(), &opts, &Progress::default(), &CancelToken::new()).unwrap();
+fn wasm(
+    rt: &Runtime,
+    job: &CompiledJob,
+    source: &Arc<dyn PartitionSource>,
+    workers: usize,
+) -> (Vec<u8>, u64) {
+    let opts = RunOptions {
+        workers,
+        ..RunOptions::new(all_filter())
+    };
+    let out = jobs::run(
+        rt,
+        job,
+        source.clone(),
+        &opts,
+        &Progress::default(),
+        &CancelToken::new(),
+    )
+    .unwrap();
     (out.output, out.cost.bytes_read)
 }
 
@@ -161,10 +226,18 @@ fn wasm(rt: &Runtime, job: &CompiledJob, source: &Arc<dyn PartitionSource>, work
 /// the machine.
 fn cpu_time() -> Duration {
     let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    let after_name = stat.rsplit_once(')').map(|(_, rest)| rest).unwrap_or_default();
+    let after_name = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest)
+        .unwrap_or_default();
     // After the name come field 3 (state) onwards: utime and stime (fields 14, 15) are at 11, 12.
     let fields: Vec<&str> = after_name.split_whitespace().collect();
-    let field = |i: usize| fields.get(i).and_then(|f| f.parse::<u64>().ok()).unwrap_or(0);
+    let field = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
     let ticks = field(11) + field(12);
     Duration::from_millis(ticks * 10) // USER_HZ is 100 on Linux
 }
@@ -176,8 +249,8 @@ fn median(mut v: Vec<Duration>) -> Duration {
 
 fn guest(rt: &Runtime, name: &str) -> CompiledJob {
     let path = repo().join("target/jobs").join(format!("{name}.wasm"));
-    let bytes =
-        std::fs::read(&path).unwrap_or_else(|_| panic!("{} missing: run scripts/build-guests.sh", path.display()));
+    let bytes = std::fs::read(&path)
+        .unwrap_or_else(|_| panic!("{} missing: run scripts/build-guests.sh", path.display()));
     rt.compile(&bytes).unwrap()
 }
 
@@ -191,7 +264,10 @@ fn main() {
     let filter = all_filter();
     let files = source.list(&filter).unwrap();
     let stored: u64 = files.iter().map(|f| f.size).sum();
-    let cache = DataDir::open(&repo().join("target/bench-jobs")).unwrap().sub("cache").unwrap();
+    let cache = DataDir::open(&repo().join("target/bench-jobs"))
+        .unwrap()
+        .sub("cache")
+        .unwrap();
     let rt = Runtime::new(cache, RuntimeConfig::default()).unwrap();
     let rust = guest(&rt, "os-distribution-rust");
     let c = guest(&rt, "os-distribution-c");
@@ -256,8 +332,17 @@ fn main() {
         "wasm-js (1 worker)",
         "wasm-py (1 worker)",
     ];
-    println!("load average before: {}", load.split_whitespace().take(3).collect::<Vec<_>>().join(" "));
-    println!("{:<24} {:>9} {:>9} {:>11} {:>13}", "variant", "best ms", "MB/s", "median MB/s", "MB/CPU-second");
+    println!(
+        "load average before: {}",
+        load.split_whitespace()
+            .take(3)
+            .collect::<Vec<_>>()
+            .join(" ")
+    );
+    println!(
+        "{:<24} {:>9} {:>9} {:>11} {:>13}",
+        "variant", "best ms", "MB/s", "median MB/s", "MB/CPU-second"
+    );
     let per_cpu = |i: usize| json_bytes as f64 * runs as f64 / 1e6 / cpu[i].as_secs_f64().max(1e-9);
     for (i, name) in names.iter().enumerate() {
         let t = best[i];
@@ -271,20 +356,45 @@ fn main() {
     }
     let ratio = |a: usize, b: usize| best[b].as_secs_f64() / best[a].as_secs_f64();
     println!("ratios (throughput, best rounds):");
-    println!("  wasm-rust 1w / native 1t    = {:.2}  (goal >= 0.80)", ratio(2, 1));
+    println!(
+        "  wasm-rust 1w / native 1t    = {:.2}  (goal >= 0.80)",
+        ratio(2, 1)
+    );
     println!("  wasm-c    1w / native 1t    = {:.2}", ratio(4, 1));
     println!("  wasm-js   1w / native 1t    = {:.2}", ratio(6, 1));
     println!("  wasm-py   1w / native 1t    = {:.2}", ratio(7, 1));
-    println!("  wasm-rust 2w / wasm-rust 1w = {:.2}  (goal >= 1.80)", ratio(3, 2));
+    println!(
+        "  wasm-rust 2w / wasm-rust 1w = {:.2}  (goal >= 1.80)",
+        ratio(3, 2)
+    );
     println!("  wasm-c    2w / wasm-c 1w    = {:.2}", ratio(5, 4));
     println!("  wasm-rust 1w / decompress   = {:.2}", ratio(2, 0));
-    println!("  per-core wasm-rust: {:.0} MB/s wall, {:.0} MB per CPU-second (goal >= 600)", mbps(best[2]), per_cpu(2));
+    println!(
+        "  per-core wasm-rust: {:.0} MB/s wall, {:.0} MB per CPU-second (goal >= 600)",
+        mbps(best[2]),
+        per_cpu(2)
+    );
     println!("ratios (MB per CPU-second, insensitive to other load):");
-    println!("  wasm-rust 1w / native 1t    = {:.2}", per_cpu(2) / per_cpu(1));
-    println!("  wasm-c    1w / native 1t    = {:.2}", per_cpu(4) / per_cpu(1));
-    println!("  wasm-js   1w / native 1t    = {:.2}", per_cpu(6) / per_cpu(1));
-    println!("  wasm-py   1w / native 1t    = {:.2}", per_cpu(7) / per_cpu(1));
-    println!("  wasm-rust 2w / wasm-rust 1w = {:.2}  (1.00 = no parallel overhead)", per_cpu(3) / per_cpu(2));
+    println!(
+        "  wasm-rust 1w / native 1t    = {:.2}",
+        per_cpu(2) / per_cpu(1)
+    );
+    println!(
+        "  wasm-c    1w / native 1t    = {:.2}",
+        per_cpu(4) / per_cpu(1)
+    );
+    println!(
+        "  wasm-js   1w / native 1t    = {:.2}",
+        per_cpu(6) / per_cpu(1)
+    );
+    println!(
+        "  wasm-py   1w / native 1t    = {:.2}",
+        per_cpu(7) / per_cpu(1)
+    );
+    println!(
+        "  wasm-rust 2w / wasm-rust 1w = {:.2}  (1.00 = no parallel overhead)",
+        per_cpu(3) / per_cpu(2)
+    );
     let native_out = &outputs[1];
     println!(
         "outputs: native, wasm-rust x1/x2, wasm-c x1/x2, wasm-js x1, wasm-py x1 identical ({} lines)",

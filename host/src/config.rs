@@ -409,8 +409,11 @@ impl Config {
 
     /// The dimension value policy of `[convert]` (length cap and pattern), ready to use.
     pub fn dimension_policy(&self) -> Result<crate::storage::ValuePolicy, ConfigError> {
-        crate::storage::ValuePolicy::new(self.convert.dimension_max_bytes, &self.convert.dimension_pattern)
-            .map_err(|e| ConfigError::Invalid(format!("convert.dimension_pattern: {e}")))
+        crate::storage::ValuePolicy::new(
+            self.convert.dimension_max_bytes,
+            &self.convert.dimension_pattern,
+        )
+        .map_err(|e| ConfigError::Invalid(format!("convert.dimension_pattern: {e}")))
     }
 
     /// The configuration as TOML (for `serve --print-config`), with its secrets replaced by
@@ -425,7 +428,10 @@ impl Config {
     pub fn redacted(&self) -> Config {
         let mut config = self.clone();
         if let Some(s3) = &mut config.s3 {
-            for secret in [&mut s3.secret_access_key, &mut s3.session_token].into_iter().flatten() {
+            for secret in [&mut s3.secret_access_key, &mut s3.session_token]
+                .into_iter()
+                .flatten()
+            {
                 *secret = REDACTED.to_string();
             }
         }
@@ -487,10 +493,20 @@ mod tests {
         for secret in ["s3-secret-value", "s3-session-value", &"ab".repeat(32)] {
             assert!(!printed.contains(secret), "{secret} printed:\n{printed}");
         }
-        assert_eq!(printed.matches(&format!("\"{REDACTED}\"")).count(), 3, "{printed}");
+        assert_eq!(
+            printed.matches(&format!("\"{REDACTED}\"")).count(),
+            3,
+            "{printed}"
+        );
         // What is not secret is still shown, and the original is untouched.
-        assert!(printed.contains("AKIDVISIBLE") && printed.contains("alice"), "{printed}");
-        assert_eq!(c.s3.unwrap().secret_access_key.as_deref(), Some("s3-secret-value"));
+        assert!(
+            printed.contains("AKIDVISIBLE") && printed.contains("alice"),
+            "{printed}"
+        );
+        assert_eq!(
+            c.s3.unwrap().secret_access_key.as_deref(),
+            Some("s3-secret-value")
+        );
     }
 
     #[test]

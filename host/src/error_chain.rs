@@ -19,7 +19,10 @@ mod tests {
     fn joins_every_cause() {
         let inner = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused");
         let outer = std::io::Error::new(std::io::ErrorKind::Other, Wrapped(inner));
-        assert_eq!(super::error_chain(&Wrapped(outer)), "wrapped: wrapped: refused");
+        assert_eq!(
+            super::error_chain(&Wrapped(outer)),
+            "wrapped: wrapped: refused"
+        );
     }
 
     #[derive(Debug)]

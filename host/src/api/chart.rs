@@ -17,7 +17,11 @@ pub enum NotChartable {
     NoTab { line: usize },
     /// A value that is not a finite number.
     #[error("the value of key '{key}' (line {line}) is '{value}', not a number; only results whose values are all numbers can be charted")]
-    NotANumber { line: usize, key: String, value: String },
+    NotANumber {
+        line: usize,
+        key: String,
+        value: String,
+    },
 }
 
 /// Reads a job's output (`key<TAB>value` lines) as `(key, value)` pairs; every value must be a
@@ -27,10 +31,18 @@ pub fn parse_rows(output: &[u8]) -> Result<Vec<(String, f64)>, NotChartable> {
     let mut rows = Vec::new();
     for (i, line) in text.lines().enumerate() {
         let line_no = i + 1;
-        let (key, value) = line.split_once('\t').ok_or(NotChartable::NoTab { line: line_no })?;
+        let (key, value) = line
+            .split_once('\t')
+            .ok_or(NotChartable::NoTab { line: line_no })?;
         match value.trim().parse::<f64>() {
             Ok(v) if v.is_finite() => rows.push((key.to_string(), v)),
-            _ => return Err(NotChartable::NotANumber { line: line_no, key: fit(key, 80), value: fit(value, 80) }),
+            _ => {
+                return Err(NotChartable::NotANumber {
+                    line: line_no,
+                    key: fit(key, 80),
+                    value: fit(value, 80),
+                })
+            }
         }
     }
     Ok(rows)
@@ -48,7 +60,10 @@ pub struct ChartOptions {
 
 impl Default for ChartOptions {
     fn default() -> Self {
-        ChartOptions { top: 30, width: 760 }
+        ChartOptions {
+            top: 30,
+            width: 760,
+        }
     }
 }
 
@@ -78,11 +93,26 @@ pub fn bar_chart(rows: &[(String, f64)], title: &str, opts: &ChartOptions) -> St
     let mut sorted: Vec<&(String, f64)> = rows.iter().filter(|(_, v)| v.is_finite()).collect();
     sorted.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
     let top = opts.top.max(1);
-    let shown = if sorted.len() > top + 1 { top } else { sorted.len() };
-    let mut bars: Vec<Bar> = sorted[..shown].iter().map(|(k, v)| Bar { label: k, value: *v, other: None }).collect();
+    let shown = if sorted.len() > top + 1 {
+        top
+    } else {
+        sorted.len()
+    };
+    let mut bars: Vec<Bar> = sorted[..shown]
+        .iter()
+        .map(|(k, v)| Bar {
+            label: k,
+            value: *v,
+            other: None,
+        })
+        .collect();
     let rest = &sorted[shown..];
     if !rest.is_empty() {
-        bars.push(Bar { label: "other", value: rest.iter().map(|(_, v)| v).sum(), other: Some(rest.len()) });
+        bars.push(Bar {
+            label: "other",
+            value: rest.iter().map(|(_, v)| v).sum(),
+            other: Some(rest.len()),
+        });
     }
     let total: f64 = sorted.iter().map(|(_, v)| v).sum();
 
@@ -107,25 +137,47 @@ pub fn bar_chart(rows: &[(String, f64)], title: &str, opts: &ChartOptions) -> St
         h = height
     );
     let _ = write!(svg, r#"<title id="chart-title">{}</title>"#, escape(title));
-    let _ = write!(svg, r#"<desc id="chart-desc">{} {}</desc>"#, escape(&subtitle), escape(&desc));
-    let _ = write!(svg, r##"<rect width="100%" height="100%" fill="#ffffff"/>"##);
+    let _ = write!(
+        svg,
+        r#"<desc id="chart-desc">{} {}</desc>"#,
+        escape(&subtitle),
+        escape(&desc)
+    );
+    let _ = write!(
+        svg,
+        r##"<rect width="100%" height="100%" fill="#ffffff"/>"##
+    );
     let _ = write!(
         svg,
         r##"<text x="{PAD}" y="{TITLE_Y}" font-size="16" font-weight="bold" fill="#222222">{}</text>"##,
         escape(&fit_width(title, (width - 2.0 * PAD) / TITLE_SCALE))
     );
-    let _ = write!(svg, r##"<text x="{PAD}" y="{SUBTITLE_Y}" fill="#666666">{}</text>"##, escape(&subtitle));
+    let _ = write!(
+        svg,
+        r##"<text x="{PAD}" y="{SUBTITLE_Y}" fill="#666666">{}</text>"##,
+        escape(&subtitle)
+    );
     if bars.is_empty() {
-        let _ = write!(svg, r##"<text x="{PAD}" y="{}" fill="#666666">No rows to chart.</text>"##, FIRST_ROW_Y + BAR);
+        let _ = write!(
+            svg,
+            r##"<text x="{PAD}" y="{}" fill="#666666">No rows to chart.</text>"##,
+            FIRST_ROW_Y + BAR
+        );
         svg.push_str("</svg>\n");
         return svg;
     }
 
     // Columns: labels (right-aligned), values of negative bars, bars, values of the others.
-    let widest = |texts: &mut dyn Iterator<Item = String>| texts.map(|t| text_width(&t)).fold(0.0, f64::max);
+    let widest =
+        |texts: &mut dyn Iterator<Item = String>| texts.map(|t| text_width(&t)).fold(0.0, f64::max);
     let label_w = widest(&mut bars.iter().map(Bar::display_label)).clamp(30.0, width * 0.4);
     let values_w = |negative: bool| {
-        let w = widest(&mut bars.iter().filter(|b| (b.value < 0.0) == negative).map(|b| format_number(b.value)));
+        let w = widest(
+            &mut bars
+                .iter()
+                .filter(|b| (b.value < 0.0) == negative)
+                .map(|b| format_number(b.value)),
+        );
         if w > 0.0 {
             w + 8.0
         } else {
@@ -157,7 +209,11 @@ pub fn bar_chart(rows: &[(String, f64)], title: &str, opts: &ChartOptions) -> St
             ty = y + BAR - 3.0
         );
         let (class, color, data) = match bar.other {
-            None => ("bar", BAR_COLOR, format!(r#"data-key="{}""#, escape(bar.label))),
+            None => (
+                "bar",
+                BAR_COLOR,
+                format!(r#"data-key="{}""#, escape(bar.label)),
+            ),
             Some(n) => ("bar other", OTHER_COLOR, format!(r#"data-keys="{n}""#)),
         };
         let _ = write!(
@@ -166,7 +222,11 @@ pub fn bar_chart(rows: &[(String, f64)], title: &str, opts: &ChartOptions) -> St
             v = bar.value
         );
         // Value labels sit beyond the bar's end: right of positive bars, left of negative ones.
-        let (vx, anchor) = if bar.value < 0.0 { (end - 4.0, "end") } else { (end + 4.0, "start") };
+        let (vx, anchor) = if bar.value < 0.0 {
+            (end - 4.0, "end")
+        } else {
+            (end + 4.0, "start")
+        };
         let _ = write!(
             svg,
             r##"<text class="value" x="{vx:.1}" y="{ty:.1}" text-anchor="{anchor}" fill="#444444">{}</text>"##,
@@ -197,7 +257,11 @@ impl Bar<'_> {
 }
 
 fn subtitle(keys: usize, total: f64, folded: usize) -> String {
-    let mut s = format!("{keys} {}, total {}", if keys == 1 { "key" } else { "keys" }, format_number(total));
+    let mut s = format!(
+        "{keys} {}, total {}",
+        if keys == 1 { "key" } else { "keys" },
+        format_number(total)
+    );
     if folded > 0 {
         let _ = write!(s, "; the {folded} smallest summed as \"other\"");
     }
@@ -225,7 +289,11 @@ pub fn format_number(v: f64) -> String {
         }
         return out;
     }
-    let decimals = if a >= 1.0 { 2 } else { (2 - a.log10().floor() as i32).clamp(2, 12) as usize };
+    let decimals = if a >= 1.0 {
+        2
+    } else {
+        (2 - a.log10().floor() as i32).clamp(2, 12) as usize
+    };
     let s = format!("{v:.decimals$}");
     s.trim_end_matches('0').trim_end_matches('.').to_string()
 }
@@ -310,7 +378,10 @@ mod tests {
     /// Parses the whole SVG (failing on any XML error) and returns its bars and label texts.
     fn read(svg: &str) -> (Vec<ReadBar>, Vec<String>) {
         let (bars, labels) = read_chart(svg);
-        let bars = bars.into_iter().map(|b| (b.key.unwrap_or_else(|| "other".into()), b.value, b.width)).collect();
+        let bars = bars
+            .into_iter()
+            .map(|b| (b.key.unwrap_or_else(|| "other".into()), b.value, b.width))
+            .collect();
         (bars, labels)
     }
 
@@ -320,27 +391,50 @@ mod tests {
 
     #[test]
     fn parses_numeric_results_and_names_the_first_bad_line() {
-        assert_eq!(parse_rows(b"a\t1\nb\t-2.5\nc\t 1e3 \n").unwrap(), rows(&[("a", 1.0), ("b", -2.5), ("c", 1000.0)]));
+        assert_eq!(
+            parse_rows(b"a\t1\nb\t-2.5\nc\t 1e3 \n").unwrap(),
+            rows(&[("a", 1.0), ("b", -2.5), ("c", 1000.0)])
+        );
         assert_eq!(parse_rows(b"").unwrap(), vec![]);
         let err = parse_rows(b"20150528\t1\n20150529\trecords=2 duplicates=1\n").unwrap_err();
         assert_eq!(
             err,
-            NotChartable::NotANumber { line: 2, key: "20150529".into(), value: "records=2 duplicates=1".into() }
+            NotChartable::NotANumber {
+                line: 2,
+                key: "20150529".into(),
+                value: "records=2 duplicates=1".into()
+            }
         );
         assert!(err.to_string().contains("not a number"), "{err}");
-        assert_eq!(parse_rows(b"a\t1\nno tab here\n").unwrap_err(), NotChartable::NoTab { line: 2 });
+        assert_eq!(
+            parse_rows(b"a\t1\nno tab here\n").unwrap_err(),
+            NotChartable::NoTab { line: 2 }
+        );
         for bad in ["NaN", "inf", "", "{\"sum\":1}"] {
-            assert!(parse_rows(format!("k\t{bad}\n").as_bytes()).is_err(), "{bad:?} was charted");
+            assert!(
+                parse_rows(format!("k\t{bad}\n").as_bytes()).is_err(),
+                "{bad:?} was charted"
+            );
         }
     }
 
     #[test]
     fn labels_and_title_are_escaped() {
         let hostile = r#"<script>&"x"'</script>"#;
-        let svg = bar_chart(&rows(&[(hostile, 3.0), ("ctl\u{1}char", 1.0)]), "a < b & \"c\"", &ChartOptions::default());
+        let svg = bar_chart(
+            &rows(&[(hostile, 3.0), ("ctl\u{1}char", 1.0)]),
+            "a < b & \"c\"",
+            &ChartOptions::default(),
+        );
         assert!(!svg.contains("<script"), "{svg}");
-        assert!(svg.contains("&lt;script&gt;&amp;&quot;x&quot;&apos;&lt;/script&gt;"), "{svg}");
-        assert!(svg.contains("<title id=\"chart-title\">a &lt; b &amp; &quot;c&quot;</title>"), "{svg}");
+        assert!(
+            svg.contains("&lt;script&gt;&amp;&quot;x&quot;&apos;&lt;/script&gt;"),
+            "{svg}"
+        );
+        assert!(
+            svg.contains("<title id=\"chart-title\">a &lt; b &amp; &quot;c&quot;</title>"),
+            "{svg}"
+        );
         let (bars, labels) = read(&svg);
         assert_eq!(bars[0].0, hostile);
         assert_eq!(labels[0], hostile);
@@ -362,49 +456,89 @@ mod tests {
         let (bars, labels) = read(&svg);
         assert_eq!(bars.len(), 1);
         assert_eq!((bars[0].0.as_str(), bars[0].1), ("only", 42.0));
-        assert!(bars[0].2 > 200.0, "a lone bar spans the plot: {}", bars[0].2);
+        assert!(
+            bars[0].2 > 200.0,
+            "a lone bar spans the plot: {}",
+            bars[0].2
+        );
         assert_eq!(labels, ["only"]);
         assert!(svg.contains(">42</text>"));
     }
 
     #[test]
     fn many_rows_keep_the_top_ones_and_sum_the_rest_as_other() {
-        let many: Vec<(String, f64)> = (1..=100).map(|i| (format!("key{i:03}"), i as f64)).collect();
-        let svg = bar_chart(&many, "many", &ChartOptions { top: 10, ..Default::default() });
+        let many: Vec<(String, f64)> = (1..=100)
+            .map(|i| (format!("key{i:03}"), i as f64))
+            .collect();
+        let svg = bar_chart(
+            &many,
+            "many",
+            &ChartOptions {
+                top: 10,
+                ..Default::default()
+            },
+        );
         let (bars, labels) = read(&svg);
         assert_eq!(bars.len(), 11);
         let keys: Vec<&str> = bars.iter().map(|b| b.0.as_str()).collect();
         assert_eq!(
             keys[..10],
-            ["key100", "key099", "key098", "key097", "key096", "key095", "key094", "key093", "key092", "key091"]
+            [
+                "key100", "key099", "key098", "key097", "key096", "key095", "key094", "key093",
+                "key092", "key091"
+            ]
         );
         assert_eq!(bars[10].0, "other");
         assert_eq!(bars[10].1, (1..=90).sum::<i32>() as f64);
         assert_eq!(labels[10], "other (90 keys)");
-        assert!(svg.contains("100 keys, total 5,050; the 90 smallest summed as"), "{svg}");
+        assert!(
+            svg.contains("100 keys, total 5,050; the 90 smallest summed as"),
+            "{svg}"
+        );
         // Widths follow the values (the other bar is the largest here).
         for pair in bars[..10].windows(2) {
             assert!(pair[0].2 > pair[1].2, "{pair:?}");
         }
         assert!(bars[10].2 > bars[0].2);
         // One key more than `top` is drawn rather than folded into an "other" of one.
-        let (bars, _) = read(&bar_chart(&many[..11], "11", &ChartOptions { top: 10, ..Default::default() }));
+        let (bars, _) = read(&bar_chart(
+            &many[..11],
+            "11",
+            &ChartOptions {
+                top: 10,
+                ..Default::default()
+            },
+        ));
         assert_eq!(bars.len(), 11);
         assert!(bars.iter().all(|b| b.0 != "other"));
     }
 
     #[test]
     fn zero_and_negative_values_are_drawn_from_a_zero_line() {
-        let svg = bar_chart(&rows(&[("up", 10.0), ("flat", 0.0), ("down", -5.0)]), "signs", &ChartOptions::default());
+        let svg = bar_chart(
+            &rows(&[("up", 10.0), ("flat", 0.0), ("down", -5.0)]),
+            "signs",
+            &ChartOptions::default(),
+        );
         let (bars, _) = read(&svg);
         let keys: Vec<&str> = bars.iter().map(|b| b.0.as_str()).collect();
         assert_eq!(keys, ["up", "flat", "down"]);
         assert_eq!(bars[1].2, 0.0);
-        assert!((bars[0].2 / bars[2].2 - 2.0).abs() < 0.01, "widths proportional to |value|: {bars:?}");
-        assert!(svg.contains("<line"), "a zero line is drawn when values go negative");
+        assert!(
+            (bars[0].2 / bars[2].2 - 2.0).abs() < 0.01,
+            "widths proportional to |value|: {bars:?}"
+        );
+        assert!(
+            svg.contains("<line"),
+            "a zero line is drawn when values go negative"
+        );
         assert!(svg.contains(">-5</text>"));
         // All zeros: no division by zero, every bar empty.
-        let (bars, _) = read(&bar_chart(&rows(&[("a", 0.0), ("b", 0.0)]), "zeros", &ChartOptions::default()));
+        let (bars, _) = read(&bar_chart(
+            &rows(&[("a", 0.0), ("b", 0.0)]),
+            "zeros",
+            &ChartOptions::default(),
+        ));
         assert!(bars.iter().all(|b| b.2 == 0.0));
     }
 
@@ -414,7 +548,11 @@ mod tests {
         let svg = bar_chart(&rows(&[(&long, 1.0)]), "long", &ChartOptions::default());
         let (bars, labels) = read(&svg);
         assert_eq!(bars[0].0, long);
-        assert!(labels[0].ends_with('…') && labels[0].chars().count() < 60, "{}", labels[0]);
+        assert!(
+            labels[0].ends_with('…') && labels[0].chars().count() < 60,
+            "{}",
+            labels[0]
+        );
         assert!(svg.contains(&format!("<title>{long}: 1</title>")));
     }
 

@@ -142,19 +142,32 @@ fn parse_samples(text: &str) -> Vec<Sample<'_>> {
                 Some((name, rest)) => (name, rest.strip_suffix('}')?),
                 None => (series, ""),
             };
-            Some(Sample { name, labels, value: value.parse().ok()? })
+            Some(Sample {
+                name,
+                labels,
+                value: value.parse().ok()?,
+            })
         })
         .collect()
 }
 
 /// The value of label `key` in `a="x",b="y"` (the server's label values hold no quotes or commas).
 fn label<'a>(labels: &'a str, key: &str) -> Option<&'a str> {
-    labels.split(',').find_map(|pair| pair.strip_prefix(key)?.strip_prefix("=\"")?.strip_suffix('"'))
+    labels.split(',').find_map(|pair| {
+        pair.strip_prefix(key)?
+            .strip_prefix("=\"")?
+            .strip_suffix('"')
+    })
 }
 
 /// The summary of histogram `name` (seconds) in milliseconds.
 fn latency(samples: &[Sample], name: &str) -> Latency {
-    let find = |suffix: &str| samples.iter().find(|s| s.name.strip_suffix(suffix) == Some(name)).map(|s| s.value);
+    let find = |suffix: &str| {
+        samples
+            .iter()
+            .find(|s| s.name.strip_suffix(suffix) == Some(name))
+            .map(|s| s.value)
+    };
     let count = find("_count").unwrap_or(0.0);
     if count <= 0.0 {
         return Latency::default();
@@ -168,7 +181,11 @@ fn latency(samples: &[Sample], name: &str) -> Latency {
     buckets.sort_by(|a, b| a.0.total_cmp(&b.0));
     // The first bucket whose cumulative count reaches the quantile; +Inf means "above the last bound".
     let quantile = |q: f64| {
-        buckets.iter().find(|(_, cumulative)| *cumulative >= q * count).map(|(le, _)| *le).filter(|le| le.is_finite())
+        buckets
+            .iter()
+            .find(|(_, cumulative)| *cumulative >= q * count)
+            .map(|(le, _)| *le)
+            .filter(|le| le.is_finite())
     };
     Latency {
         count: count as u64,
@@ -202,7 +219,14 @@ mod tests {
     fn samples_and_labels_are_read() {
         let samples = parse_samples(TEXT);
         assert_eq!(samples.len(), 8);
-        assert_eq!(samples[1], Sample { name: "telemetry_http_requests_total", labels: "code=\"200\"", value: 7.0 });
+        assert_eq!(
+            samples[1],
+            Sample {
+                name: "telemetry_http_requests_total",
+                labels: "code=\"200\"",
+                value: 7.0
+            }
+        );
         assert_eq!(label(samples[1].labels, "code"), Some("200"));
         assert_eq!(label("a=\"1\",le=\"+Inf\"", "le"), Some("+Inf"));
         assert_eq!(label("code=\"200\"", "le"), None);

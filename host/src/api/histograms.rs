@@ -34,12 +34,14 @@ pub async fn buckets(State(state): State<Arc<AppState>>, Query(params): Params) 
 
 /// Runs a lookup off the async runtime: it may read spec files or fetch from the histogram server.
 async fn blocking(lookup: impl FnOnce() -> Response + Send + 'static) -> Response {
-    tokio::task::spawn_blocking(lookup).await.unwrap_or_else(|err| {
-        text(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            format!("histogram lookup failed: {err}"),
-        )
-    })
+    tokio::task::spawn_blocking(lookup)
+        .await
+        .unwrap_or_else(|err| {
+            text(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("histogram lookup failed: {err}"),
+            )
+        })
 }
 
 /// `HEAD` on either path: 200, as the seed did.
@@ -60,12 +62,14 @@ fn answer(
     };
     match lookup(revision) {
         Ok(body) => text(StatusCode::OK, body),
-        Err(ResolveError::NotFound(_)) => {
-            text(StatusCode::NOT_FOUND, format!("Not Found: {}", shorten(revision)))
-        }
-        Err(ResolveError::InvalidUrl(_)) => {
-            text(StatusCode::INTERNAL_SERVER_ERROR, format!("Invalid revision URL: {}", shorten(revision)))
-        }
+        Err(ResolveError::NotFound(_)) => text(
+            StatusCode::NOT_FOUND,
+            format!("Not Found: {}", shorten(revision)),
+        ),
+        Err(ResolveError::InvalidUrl(_)) => text(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("Invalid revision URL: {}", shorten(revision)),
+        ),
         Err(err) => text(StatusCode::INTERNAL_SERVER_ERROR, err.to_string()),
     }
 }

@@ -156,7 +156,10 @@ pub async fn serve(
             Ok(permit) => permit,
             Err(_) => {
                 metrics.throttled.inc();
-                tracing::debug!(max = limits.max_connections, "connection cap reached; not accepting");
+                tracing::debug!(
+                    max = limits.max_connections,
+                    "connection cap reached; not accepting"
+                );
                 tokio::select! {
                     permit = permits.clone().acquire_owned() => match permit {
                         Ok(permit) => permit,
@@ -204,7 +207,11 @@ pub async fn serve(
             drop(permit);
         });
     }
-    Drain { permits, max: limits.max_connections, force }
+    Drain {
+        permits,
+        max: limits.max_connections,
+        force,
+    }
 }
 
 /// One accepted connection: the hyper connection plus its watchdog.
@@ -221,7 +228,10 @@ struct Connection {
 impl Connection {
     async fn run(&self, stream: TcpStream, peer: SocketAddr) {
         let activity = Arc::new(Activity::new());
-        let io = TokioIo::new(ActivityIo { inner: stream, activity: activity.clone() });
+        let io = TokioIo::new(ActivityIo {
+            inner: stream,
+            activity: activity.clone(),
+        });
         let app = self.app.clone();
         let body_timeout = self.limits.body_read_timeout;
         let metrics = self.metrics.clone();
@@ -229,7 +239,10 @@ impl Connection {
         let service = hyper::service::service_fn(move |request: hyper::Request<Incoming>| {
             let app = app.clone();
             let busy = service_activity.begin_request();
-            let timeouts = metrics.timeouts.get_or_create(&TimeoutLabel { kind: "body" }).clone();
+            let timeouts = metrics
+                .timeouts
+                .get_or_create(&TimeoutLabel { kind: "body" })
+                .clone();
             async move {
                 let _busy = busy;
                 let (mut parts, body) = request.into_parts();
@@ -240,10 +253,16 @@ impl Connection {
                 Ok::<_, Infallible>(response.unwrap_or_else(|never| match never {}))
             }
         });
-        let connection = hyper::server::conn::http1::Builder::new().keep_alive(true).serve_connection(io, service);
+        let connection = hyper::server::conn::http1::Builder::new()
+            .keep_alive(true)
+            .serve_connection(io, service);
         tokio::pin!(connection);
-        let tick = (self.limits.header_read_timeout.min(self.limits.idle_timeout) / 4)
-            .clamp(Duration::from_millis(50), Duration::from_secs(1));
+        let tick = (self
+            .limits
+            .header_read_timeout
+            .min(self.limits.idle_timeout)
+            / 4)
+        .clamp(Duration::from_millis(50), Duration::from_secs(1));
         let mut watchdog = tokio::time::interval(tick);
         watchdog.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut stop = self.stop.clone();
@@ -307,7 +326,12 @@ impl Activity {
         self.last_io_ms.store(now, Ordering::Relaxed);
         if bytes > 0 && self.busy.load(Ordering::Relaxed) == 0 {
             // Bytes while no request is in flight start a request head.
-            let _ = self.head_started_ms.compare_exchange(0, now + 1, Ordering::Relaxed, Ordering::Relaxed);
+            let _ = self.head_started_ms.compare_exchange(
+                0,
+                now + 1,
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            );
         }
     }
 
@@ -357,7 +381,11 @@ struct ActivityIo {
 }
 
 impl AsyncRead for ActivityIo {
-    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
         let before = buf.filled().len();
         let result = Pin::new(&mut self.inner).poll_read(cx, buf);
         let read = buf.filled().len() - before;
@@ -369,7 +397,11 @@ impl AsyncRead for ActivityIo {
 }
 
 impl AsyncWrite for ActivityIo {
-    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
         let result = Pin::new(&mut self.inner).poll_write(cx, buf);
         if matches!(result, Poll::Ready(Ok(n)) if n > 0) {
             self.activity.wrote();
@@ -432,7 +464,13 @@ pub struct TimedBody<B> {
 impl<B> TimedBody<B> {
     /// `inner`, to be received completely within `timeout` from now.
     pub fn new(inner: B, timeout: Duration, metric: Counter) -> TimedBody<B> {
-        TimedBody { inner, timeout, deadline: Box::pin(tokio::time::sleep(timeout)), expired: false, metric }
+        TimedBody {
+            inner,
+            timeout,
+            deadline: Box::pin(tokio::time::sleep(timeout)),
+            expired: false,
+            metric,
+        }
     }
 }
 
@@ -444,7 +482,10 @@ where
     type Data = Bytes;
     type Error = axum::BoxError;
 
-    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
         let this = self.get_mut();
         if this.expired {
             return Poll::Ready(Some(Err(Box::new(BodyTimeout(this.timeout)))));

@@ -295,8 +295,16 @@ impl Metrics {
             convert.definitions.clone(),
         );
         let connections = super::listener::ConnectionMetrics::default();
-        registry.register("http_open_connections", "HTTP connections open now", connections.open.clone());
-        registry.register("http_connections_accepted", "HTTP connections accepted", connections.accepted.clone());
+        registry.register(
+            "http_open_connections",
+            "HTTP connections open now",
+            connections.open.clone(),
+        );
+        registry.register(
+            "http_connections_accepted",
+            "HTTP connections accepted",
+            connections.accepted.clone(),
+        );
         registry.register(
             "http_connections_throttled",
             "Times every connection permit (server.max_connections) was taken and accepting paused",
@@ -307,20 +315,68 @@ impl Metrics {
             "Connections closed (header, idle) or request bodies cut (body) by a deadline",
             connections.timeouts.clone(),
         );
-        registry.register("http_accept_errors", "Failed accept calls (e.g. out of file descriptors)", connections.accept_errors.clone());
+        registry.register(
+            "http_accept_errors",
+            "Failed accept calls (e.g. out of file descriptors)",
+            connections.accept_errors.clone(),
+        );
         let bounds = BoundsMetrics::default();
-        registry.register("revision_cache_entries", "Histogram revisions with definitions held in memory", bounds.revision_cache_entries.clone());
-        registry.register("revision_cache_miss_entries", "Histogram revisions known to be missing held in memory", bounds.revision_cache_miss_entries.clone());
-        registry.register("revision_cache_evictions", "Revision cache entries evicted (LRU)", bounds.revision_cache_evictions.clone());
-        registry.register("revision_rejected", "Revision lookups refused before any work (not an hg hash or bad repository)", bounds.revision_rejected.clone());
-        registry.register("revision_fetches_running", "Histogram server fetches running now", bounds.revision_fetches_running.clone());
-        registry.register("revision_fetch_backoff_entries", "Revisions remembered as failed for their fetch back-off (at most 4096)", bounds.revision_fetch_backoff_entries.clone());
-        registry.register("error_bodies_truncated", "Rejected bodies cut to errors.max_body_bytes in the error stream", bounds.error_bodies_truncated.clone());
+        registry.register(
+            "revision_cache_entries",
+            "Histogram revisions with definitions held in memory",
+            bounds.revision_cache_entries.clone(),
+        );
+        registry.register(
+            "revision_cache_miss_entries",
+            "Histogram revisions known to be missing held in memory",
+            bounds.revision_cache_miss_entries.clone(),
+        );
+        registry.register(
+            "revision_cache_evictions",
+            "Revision cache entries evicted (LRU)",
+            bounds.revision_cache_evictions.clone(),
+        );
+        registry.register(
+            "revision_rejected",
+            "Revision lookups refused before any work (not an hg hash or bad repository)",
+            bounds.revision_rejected.clone(),
+        );
+        registry.register(
+            "revision_fetches_running",
+            "Histogram server fetches running now",
+            bounds.revision_fetches_running.clone(),
+        );
+        registry.register(
+            "revision_fetch_backoff_entries",
+            "Revisions remembered as failed for their fetch back-off (at most 4096)",
+            bounds.revision_fetch_backoff_entries.clone(),
+        );
+        registry.register(
+            "error_bodies_truncated",
+            "Rejected bodies cut to errors.max_body_bytes in the error stream",
+            bounds.error_bodies_truncated.clone(),
+        );
         registry.register("error_entries_limited", "Error-stream entries written without body (body_dropped) or not written (dropped) because a byte budget was spent", bounds.error_entries_limited.clone());
-        registry.register("retention_removed_files", "Files removed by retention sweeps by directory and rule (age, bytes)", bounds.retention_files_removed.clone());
-        registry.register("retention_removed_bytes", "Bytes removed by retention sweeps by directory and rule (age, bytes)", bounds.retention_bytes_removed.clone());
-        registry.register("retention_dir_bytes", "Bytes under each swept directory after the last sweep", bounds.retention_dir_bytes.clone());
-        registry.register("retention_sweeps_cut", "Retention sweeps stopped by their deadline", bounds.retention_sweeps_cut.clone());
+        registry.register(
+            "retention_removed_files",
+            "Files removed by retention sweeps by directory and rule (age, bytes)",
+            bounds.retention_files_removed.clone(),
+        );
+        registry.register(
+            "retention_removed_bytes",
+            "Bytes removed by retention sweeps by directory and rule (age, bytes)",
+            bounds.retention_bytes_removed.clone(),
+        );
+        registry.register(
+            "retention_dir_bytes",
+            "Bytes under each swept directory after the last sweep",
+            bounds.retention_dir_bytes.clone(),
+        );
+        registry.register(
+            "retention_sweeps_cut",
+            "Retention sweeps stopped by their deadline",
+            bounds.retention_sweeps_cut.clone(),
+        );
         Arc::new(Metrics {
             registry: Mutex::new(registry),
             http,
@@ -401,16 +457,34 @@ fn copy_definition_counters(state: &AppState) {
     }
     let c = state.revisions.cache_stats();
     let bounds = &state.metrics.bounds;
-    bounds.revision_cache_entries.set(c.entries.min(i64::MAX as u64) as i64);
-    bounds.revision_cache_miss_entries.set(c.miss_entries.min(i64::MAX as u64) as i64);
-    bounds.revision_cache_evictions.inc_by(c.evictions.saturating_sub(bounds.revision_cache_evictions.get()));
-    bounds.revision_rejected.inc_by(c.rejected.saturating_sub(bounds.revision_rejected.get()));
-    bounds.revision_fetches_running.set(state.revisions.fetches_running() as i64);
-    bounds.revision_fetch_backoff_entries.set(f.backoff_entries.min(i64::MAX as u64) as i64);
+    bounds
+        .revision_cache_entries
+        .set(c.entries.min(i64::MAX as u64) as i64);
+    bounds
+        .revision_cache_miss_entries
+        .set(c.miss_entries.min(i64::MAX as u64) as i64);
+    bounds.revision_cache_evictions.inc_by(
+        c.evictions
+            .saturating_sub(bounds.revision_cache_evictions.get()),
+    );
+    bounds
+        .revision_rejected
+        .inc_by(c.rejected.saturating_sub(bounds.revision_rejected.get()));
+    bounds
+        .revision_fetches_running
+        .set(state.revisions.fetches_running() as i64);
+    bounds
+        .revision_fetch_backoff_entries
+        .set(f.backoff_entries.min(i64::MAX as u64) as i64);
     let e = crate::convert::error_stream_stats();
-    bounds.error_bodies_truncated.inc_by(e.truncated.saturating_sub(bounds.error_bodies_truncated.get()));
+    bounds.error_bodies_truncated.inc_by(
+        e.truncated
+            .saturating_sub(bounds.error_bodies_truncated.get()),
+    );
     for (reason, value) in [("body_dropped", e.body_dropped), ("dropped", e.dropped)] {
-        let counter = bounds.error_entries_limited.get_or_create(&ReasonLabel { reason });
+        let counter = bounds
+            .error_entries_limited
+            .get_or_create(&ReasonLabel { reason });
         counter.inc_by(value.saturating_sub(counter.get()));
     }
 }

@@ -49,15 +49,36 @@ pub struct AppState {
 /// Every route of the server.
 pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
-        .route("/submit/{*path}", axum::routing::post(submit::submit).put(submit::submit).fallback(submit::fallback))
+        .route(
+            "/submit/{*path}",
+            axum::routing::post(submit::submit)
+                .put(submit::submit)
+                .fallback(submit::fallback),
+        )
         .route("/status", get(submit::status).fallback(submit::fallback))
         .route("/metrics", get(metrics::handler).fallback(submit::fallback))
-        .route("/histograms", get(histograms::definitions).head(histograms::head).fallback(submit::fallback))
-        .route("/histogram_buckets", get(histograms::buckets).head(histograms::head).fallback(submit::fallback))
-        .route("/dashboard", get(dashboard::page).fallback(submit::fallback))
+        .route(
+            "/histograms",
+            get(histograms::definitions)
+                .head(histograms::head)
+                .fallback(submit::fallback),
+        )
+        .route(
+            "/histogram_buckets",
+            get(histograms::buckets)
+                .head(histograms::head)
+                .fallback(submit::fallback),
+        )
+        .route(
+            "/dashboard",
+            get(dashboard::page).fallback(submit::fallback),
+        )
         .route("/api/v1/stats", get(dashboard::stats))
         .nest("/api/v1", jobs::router(state.jobs.clone()))
         .fallback(submit::fallback)
-        .layer(axum::middleware::from_fn_with_state(state.clone(), submit::observe))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            submit::observe,
+        ))
         .with_state(state)
 }

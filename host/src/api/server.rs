@@ -21,13 +21,13 @@ use tokio::net::TcpListener;
 use super::metrics::Metrics;
 use super::{router, AppState};
 use crate::config::Config;
+use crate::convert::{ConvertOptions, Converter, DEFAULT_SCHEMA};
 use crate::histograms::RevisionCache;
+use crate::ingest::live::{ConvertPool, ConverterFactory, LogConverter, PipelineConverter};
 use crate::ingest::recover::recover_active_logs;
 use crate::ingest::stats_log::StatsLog;
 use crate::ingest::writer::OnFinished;
 use crate::ingest::WriterPool;
-use crate::convert::{ConvertOptions, Converter, DEFAULT_SCHEMA};
-use crate::ingest::live::{ConvertPool, ConverterFactory, LogConverter, PipelineConverter};
 use crate::storage::{datadir, DataDir, Schema, WriterOptions};
 
 /// Errors starting or running the server.
@@ -40,11 +40,17 @@ pub enum ServerError {
     #[error("cannot start log writers: {0}")]
     Writers(std::io::Error),
     #[error("cannot open stats log {path}: {source}")]
-    StatsLog { path: String, source: std::io::Error },
+    StatsLog {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("cannot load histogram definitions: {0}")]
     Histograms(#[from] crate::convert::SourceError),
     #[error("cannot listen on {addr}: {source}")]
-    Bind { addr: SocketAddr, source: std::io::Error },
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
     #[error("cannot start live conversion: {0}")]
     Convert(String),
     #[error("server failed: {0}")]
@@ -69,10 +75,15 @@ impl Server {
     pub async fn bind(config: Config) -> Result<Server, ServerError> {
         let data_dir = DataDir::open(&config.data_dir)?;
         let raw = data_dir.sub(datadir::RAW)?;
-        let recovered = recover_active_logs(&raw, &config.ingest.log_base).map_err(ServerError::Recover)?;
+        let recovered =
+            recover_active_logs(&raw, &config.ingest.log_base).map_err(ServerError::Recover)?;
         if !recovered.is_empty() {
             let cut: u64 = recovered.iter().map(|r| r.cut_bytes).sum();
-            tracing::info!(logs = recovered.len(), cut_bytes = cut, "recovered raw logs left by a previous run");
+            tracing::info!(
+                logs = recovered.len(),
+                cut_bytes = cut,
+                "recovered raw logs left by a previous run"
+            );
         }
         let metrics = Metrics::new();
         crate::convert::error_limits::set_limits(&config.errors, config.retention.errors_max_bytes);
@@ -83,11 +94,22 @@ impl Server {
         });
         let stale_files = prometheus_client::metrics::counter::Counter::<u64>::default();
         stale_files.inc_by(stale.moved.len() as u64);
-        metrics.register("storage_stale_partials", "Stale .partial storage files moved to errors/stale-partials/ at start-up", stale_files);
-        let revisions = Arc::new(config.convert.definition_sources().revision_cache(&data_dir)?);
+        metrics.register(
+            "storage_stale_partials",
+            "Stale .partial storage files moved to errors/stale-partials/ at start-up",
+            stale_files,
+        );
+        let revisions = Arc::new(
+            config
+                .convert
+                .definition_sources()
+                .revision_cache(&data_dir)?,
+        );
         let data_dir = Arc::new(data_dir);
         let live = if config.convert.enabled {
-            Some(start_live_conversion(&config, &data_dir, &raw, &revisions, &metrics)?)
+            Some(start_live_conversion(
+                &config, &data_dir, &raw, &revisions, &metrics,
+            )?)
         } else {
             None
         };
@@ -100,15 +122,26 @@ impl Server {
         let stats_log = match &config.server.stats_log {
             None => None,
             Some(path) => Some(
-                StatsLog::open(path)
-                    .map_err(|source| ServerError::StatsLog { path: path.display().to_string(), source })?,
+                StatsLog::open(path).map_err(|source| ServerError::StatsLog {
+                    path: path.display().to_string(),
+                    source,
+                })?,
             ),
         };
         let jobs = crate::api::jobs::JobService::start(&config.jobs, &data_dir)?;
         jobs.register_metrics(&metrics);
-        let export = config.s3.clone().map(|s3| crate::export::Exporter::new(s3.with_env_defaults(), &config.data_dir)).transpose()?;
+        let export = config
+            .s3
+            .clone()
+            .map(|s3| crate::export::Exporter::new(s3.with_env_defaults(), &config.data_dir))
+            .transpose()?;
         let listen = config.server.listen;
-        let listener = TcpListener::bind(listen).await.map_err(|source| ServerError::Bind { addr: listen, source })?;
+        let listener = TcpListener::bind(listen)
+            .await
+            .map_err(|source| ServerError::Bind {
+                addr: listen,
+                source,
+            })?;
         let state = Arc::new(AppState {
             config: Arc::new(config),
             data_dir,
@@ -118,12 +151,19 @@ impl Server {
             revisions,
             jobs,
         });
-        Ok(Server { listener, state, live, export })
+        Ok(Server {
+            listener,
+            state,
+            live,
+            export,
+        })
     }
 
     /// The address actually bound (useful with port 0).
     pub fn local_addr(&self) -> SocketAddr {
-        self.listener.local_addr().expect("a bound listener has an address")
+        self.listener
+            .local_addr()
+            .expect("a bound listener has an address")
     }
 
     /// The shared state (tests read metrics from it; services add their parts before `run`).
@@ -132,8 +172,16 @@ impl Server {
     }
 
     /// Serves until `shutdown` resolves, then drains (see the module doc).
-    pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), ServerError> {
-        let Server { listener, state, live, export } = self;
+    pub async fn run(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), ServerError> {
+        let Server {
+            listener,
+            state,
+            live,
+            export,
+        } = self;
         let export = export.map(crate::export::ExportTask::start);
         tracing::info!(addr = %listener.local_addr().map_err(ServerError::Serve)?, "serving");
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -150,7 +198,14 @@ impl Server {
             state.metrics.bounds.clone(),
         );
         // Returns once `stop` turned true; connections still open were told to finish and close.
-        let drain = super::listener::serve(listener, app, limits, state.metrics.connections.clone(), stop_rx).await;
+        let drain = super::listener::serve(
+            listener,
+            app,
+            limits,
+            state.metrics.connections.clone(),
+            stop_rx,
+        )
+        .await;
         tracing::info!("shutting down: draining in-flight requests");
         let grace = Duration::from_secs(state.config.server.shutdown_grace_secs);
         tokio::select! {
@@ -181,7 +236,10 @@ impl Server {
 }
 
 /// Binds and serves until `shutdown` resolves (the `serve` subcommand's entry point).
-pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), ServerError> {
+pub async fn run(
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServerError> {
     Server::bind(config).await?.run(shutdown).await
 }
 
@@ -194,11 +252,17 @@ fn start_live_conversion(
 ) -> Result<ConvertPool, ServerError> {
     let schema = match &config.convert.schema {
         Some(path) => Schema::load(path).map_err(|e| ServerError::Convert(e.to_string()))?,
-        None => Schema::from_json(DEFAULT_SCHEMA).map_err(|e| ServerError::Convert(e.to_string()))?,
+        None => {
+            Schema::from_json(DEFAULT_SCHEMA).map_err(|e| ServerError::Convert(e.to_string()))?
+        }
     };
-    let policy = config.dimension_policy().map_err(|e| ServerError::Convert(e.to_string()))?;
+    let policy = config
+        .dimension_policy()
+        .map_err(|e| ServerError::Convert(e.to_string()))?;
     let schema = schema.with_value_policy(policy);
-    let options = ConvertOptions { unknown_revision: config.convert.unknown_revision };
+    let options = ConvertOptions {
+        unknown_revision: config.convert.unknown_revision,
+    };
     let converter = Arc::new(
         Converter::new(schema, revisions.clone())
             .with_options(options)
@@ -214,13 +278,24 @@ fn start_live_conversion(
         let next_worker = std::sync::atomic::AtomicUsize::new(0);
         Arc::new(move || {
             let worker = next_worker.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            let converter =
-                PipelineConverter::new(data.clone(), converter.clone(), writer_options.clone(), worker)
-                    .with_threads(threads);
+            let converter = PipelineConverter::new(
+                data.clone(),
+                converter.clone(),
+                writer_options.clone(),
+                worker,
+            )
+            .with_threads(threads);
             Ok(Box::new(converter) as Box<dyn LogConverter>)
         })
     };
     let raw_path = data_dir.path().join(datadir::RAW);
-    ConvertPool::start(raw, raw_path, &config.ingest.log_base, &config.convert, metrics.convert.clone(), factory)
-        .map_err(|e| ServerError::Convert(e.to_string()))
+    ConvertPool::start(
+        raw,
+        raw_path,
+        &config.ingest.log_base,
+        &config.convert,
+        metrics.convert.clone(),
+        factory,
+    )
+    .map_err(|e| ServerError::Convert(e.to_string()))
 }

@@ -84,7 +84,11 @@ pub async fn submit(State(state): State<Arc<AppState>>, request: Request) -> Res
     let body = match axum::body::to_bytes(request.into_body(), length as usize).await {
         Ok(body) => body,
         Err(err) if super::listener::is_body_timeout(&err) => {
-            return answer(StatusCode::REQUEST_TIMEOUT, format!("Cannot read request body: {err}"), 0)
+            return answer(
+                StatusCode::REQUEST_TIMEOUT,
+                format!("Cannot read request body: {err}"),
+                0,
+            )
         }
         Err(err) => {
             return answer(

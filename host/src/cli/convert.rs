@@ -13,11 +13,11 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
+use telemetry_server::config::ConvertConfig;
 use telemetry_server::convert::{
     BadRecordKind, ConvertOptions, ConvertSummary, Converter, DedupIndex, InputFormat, Pipeline,
     UnknownRevision, DEFAULT_SCHEMA,
 };
-use telemetry_server::config::ConvertConfig;
 use telemetry_server::export::{RawLogObject, S3Source};
 use telemetry_server::storage::{Codec, DataDir, Schema, WriterOptions};
 
@@ -127,7 +127,10 @@ fn convert(args: Args) -> anyhow::Result<ExitCode> {
     let options = ConvertOptions {
         unknown_revision: args.unknown_revision,
     };
-    anyhow::ensure!(args.max_uncompressed_bytes > 0, "--max-uncompressed-bytes must be > 0");
+    anyhow::ensure!(
+        args.max_uncompressed_bytes > 0,
+        "--max-uncompressed-bytes must be > 0"
+    );
     let converter = Arc::new(
         Converter::new(schema, Arc::new(revisions))
             .with_options(options)
@@ -148,7 +151,9 @@ fn convert(args: Args) -> anyhow::Result<ExitCode> {
         codec: args.codec,
         ..WriterOptions::default()
     };
-    let threads = args.threads.unwrap_or_else(telemetry_server::convert::default_threads);
+    let threads = args
+        .threads
+        .unwrap_or_else(telemetry_server::convert::default_threads);
     let mut pipeline = Pipeline::new(&data, converter, options, &run_name)?.with_threads(threads);
     let dedup = match args.dedup_window_days {
         0 => None,
@@ -165,9 +170,8 @@ fn convert(args: Args) -> anyhow::Result<ExitCode> {
     for input in &inputs_as_given {
         match input.to_str().filter(|s| s.starts_with("s3://")) {
             Some(url) => {
-                let source = Arc::new(
-                    S3Source::from_url(url).with_context(|| format!("cannot use {url}"))?,
-                );
+                let source =
+                    Arc::new(S3Source::from_url(url).with_context(|| format!("cannot use {url}"))?);
                 let logs = source
                     .list_raw_logs()
                     .with_context(|| format!("cannot list raw logs under {url}"))?;
@@ -194,7 +198,8 @@ fn convert(args: Args) -> anyhow::Result<ExitCode> {
         let one = match input {
             Input::S3(source, log) => {
                 let version = telemetry_server::rawlog::version_from_file_name(&log.name);
-                let reader = std::io::BufReader::with_capacity(256 * 1024, source.open_raw_log(log));
+                let reader =
+                    std::io::BufReader::with_capacity(256 * 1024, source.open_raw_log(log));
                 let reader = telemetry_server::rawlog::LogReader::new(reader, version);
                 pipeline.convert_log_reader(reader, &source.url(&log.key), &mut progress)
             }
@@ -247,8 +252,8 @@ fn expand_inputs(inputs: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
             continue;
         }
         let mut files = Vec::new();
-        for entry in std::fs::read_dir(input)
-            .with_context(|| format!("cannot list {}", input.display()))?
+        for entry in
+            std::fs::read_dir(input).with_context(|| format!("cannot list {}", input.display()))?
         {
             let entry = entry.with_context(|| format!("cannot list {}", input.display()))?;
             if entry.file_type().is_ok_and(|t| t.is_file()) {

@@ -75,7 +75,12 @@ fn import_history(args: ImportHistoryArgs) -> anyhow::Result<ExitCode> {
         bar.set_length(total as u64);
         bar.set_position(done as u64);
     })
-    .with_context(|| format!("cannot import Histograms.json history into {}", args.out.display()))?;
+    .with_context(|| {
+        format!(
+            "cannot import Histograms.json history into {}",
+            args.out.display()
+        )
+    })?;
     bar.finish_and_clear();
     for (repo, n) in &summary.revisions {
         println!("{repo:<28} {n:>6} revisions");

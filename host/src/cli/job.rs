@@ -9,7 +9,9 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 use telemetry_server::api::chart;
 use telemetry_server::cluster::Topology;
-use telemetry_server::jobs::{self, CancelToken, CostReport, Limits, Progress, RunOptions, Runtime, RuntimeConfig};
+use telemetry_server::jobs::{
+    self, CancelToken, CostReport, Limits, Progress, RunOptions, Runtime, RuntimeConfig,
+};
 use telemetry_server::storage::{DataDir, Schema};
 
 #[derive(clap::Subcommand)]
@@ -73,8 +75,10 @@ pub fn run(cmd: Command) -> anyhow::Result<ExitCode> {
 }
 
 fn run_job(args: RunArgs) -> anyhow::Result<ExitCode> {
-    let wasm = std::fs::read(&args.job).with_context(|| format!("reading {}", args.job.display()))?;
-    let filter = Schema::load(&args.filter).with_context(|| format!("reading filter {}", args.filter.display()))?;
+    let wasm =
+        std::fs::read(&args.job).with_context(|| format!("reading {}", args.job.display()))?;
+    let filter = Schema::load(&args.filter)
+        .with_context(|| format!("reading filter {}", args.filter.display()))?;
     let limits: Limits = match &args.limits {
         Some(path) => serde_json::from_str(&std::fs::read_to_string(path)?)
             .with_context(|| format!("parsing limits {}", path.display()))?,
@@ -83,29 +87,42 @@ fn run_job(args: RunArgs) -> anyhow::Result<ExitCode> {
     let cache_dir = match &args.cache_dir {
         Some(dir) => DataDir::open(dir)?.sub("jobs-cache")?,
         None if !args.data_dir.contains("://") => {
-            DataDir::open(std::path::Path::new(&args.data_dir))?.sub(telemetry_server::storage::datadir::CACHE)?
+            DataDir::open(std::path::Path::new(&args.data_dir))?
+                .sub(telemetry_server::storage::datadir::CACHE)?
         }
         None => DataDir::open(&std::env::temp_dir().join("telemetry-server-cache"))?.sub("jobs")?,
     };
     let runtime = Runtime::new(cache_dir, RuntimeConfig::default())?;
-    let compiled = runtime.compile(&wasm).with_context(|| format!("loading {}", args.job.display()))?;
+    let compiled = runtime
+        .compile(&wasm)
+        .with_context(|| format!("loading {}", args.job.display()))?;
     let source = jobs::open_source(&args.data_dir)?;
     let opts = RunOptions {
         filter,
         param: args.param.clone(),
-        workers: if args.workers == 0 { jobs_default_workers() } else { args.workers },
+        workers: if args.workers == 0 {
+            jobs_default_workers()
+        } else {
+            args.workers
+        },
         limits,
         skip_bad_records: args.skip_bad_records,
     };
     let topology = match args.process {
-        None => Topology::Local { workers: opts.workers },
+        None => Topology::Local {
+            workers: opts.workers,
+        },
         Some(process) => {
             anyhow::ensure!(
                 process < args.hosts.len(),
                 "--process {process} is not an index into the {} --hosts",
                 args.hosts.len()
             );
-            Topology::Cluster { workers: opts.workers, process, addresses: args.hosts.clone() }
+            Topology::Cluster {
+                workers: opts.workers,
+                process,
+                addresses: args.hosts.clone(),
+            }
         }
     };
 
@@ -114,7 +131,11 @@ fn run_job(args: RunArgs) -> anyhow::Result<ExitCode> {
     let bar = progress_bar(args.json);
     let quiet = matches!(topology, Topology::Cluster { .. }).then(StdoutToStderr::start);
     let result = std::thread::scope(|s| {
-        let job = s.spawn(|| jobs::run_on(&topology, &runtime, &compiled, source, &opts, &progress, &cancel));
+        let job = s.spawn(|| {
+            jobs::run_on(
+                &topology, &runtime, &compiled, source, &opts, &progress, &cancel,
+            )
+        });
         while !job.is_finished() {
             update_bar(&bar, &progress);
             std::thread::sleep(Duration::from_millis(100));
@@ -135,7 +156,8 @@ fn run_job(args: RunArgs) -> anyhow::Result<ExitCode> {
         std::fs::write(path, &out.output).with_context(|| format!("writing {}", path.display()))?;
     }
     if args.json {
-        let mut doc = serde_json::json!({ "sha256": compiled.sha256(), "cost": out.cost, "log": out.log });
+        let mut doc =
+            serde_json::json!({ "sha256": compiled.sha256(), "cost": out.cost, "log": out.log });
         if args.output.is_none() {
             doc["output"] = String::from_utf8_lossy(&out.output).into_owned().into();
         }
@@ -150,10 +172,18 @@ fn run_job(args: RunArgs) -> anyhow::Result<ExitCode> {
         eprint!("{}", render_cost(&out.cost, compiled.sha256()));
     }
     // In a cluster only process 0 holds the output.
-    if let Some(path) = args.chart.as_ref().filter(|_| args.process.unwrap_or(0) == 0) {
+    if let Some(path) = args
+        .chart
+        .as_ref()
+        .filter(|_| args.process.unwrap_or(0) == 0)
+    {
         // After the output is out, so a result that cannot be charted still is not lost.
         let rows = chart::parse_rows(&out.output).context("the output cannot be charted")?;
-        let title = args.job.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+        let title = args
+            .job
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default();
         let svg = chart::bar_chart(&rows, &title, &chart::ChartOptions::default());
         super::job_client::write_chart(path, svg.as_bytes())?;
     }
@@ -186,7 +216,9 @@ impl Drop for StdoutToStderr {
 }
 
 fn jobs_default_workers() -> usize {
-    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
 }
 
 fn progress_bar(hidden: bool) -> ProgressBar {
@@ -195,8 +227,10 @@ fn progress_bar(hidden: bool) -> ProgressBar {
     }
     let bar = ProgressBar::new(0);
     bar.set_style(
-        ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} files  {msg}")
-            .expect("valid template"),
+        ProgressStyle::with_template(
+            "{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} files  {msg}",
+        )
+        .expect("valid template"),
     );
     bar
 }
@@ -204,7 +238,10 @@ fn progress_bar(hidden: bool) -> ProgressBar {
 fn update_bar(bar: &ProgressBar, p: &Progress) {
     bar.set_length(p.files_total.load(Ordering::Relaxed));
     bar.set_position(p.files_done.load(Ordering::Relaxed));
-    let (records, bytes) = (p.records.load(Ordering::Relaxed), p.bytes.load(Ordering::Relaxed));
+    let (records, bytes) = (
+        p.records.load(Ordering::Relaxed),
+        p.bytes.load(Ordering::Relaxed),
+    );
     bar.set_message(format!("{records} records, {:.1} MB", bytes as f64 / 1e6));
 }
 
@@ -223,24 +260,54 @@ fn render_cost(c: &CostReport, sha256: &str) -> String {
         ),
     );
     row("workers", c.workers.to_string());
-    row("files", format!("{} read of {} matched, {} pruned", c.files_read, c.files_matched, c.files_pruned));
-    row("records", format!("{} ({} bad, skipped)", c.records_read, c.bad_records));
+    row(
+        "files",
+        format!(
+            "{} read of {} matched, {} pruned",
+            c.files_read, c.files_matched, c.files_pruned
+        ),
+    );
+    row(
+        "records",
+        format!("{} ({} bad, skipped)", c.records_read, c.bad_records),
+    );
     row(
         "bytes",
-        format!("{:.1} MB JSON from {:.1} MB stored", c.bytes_read as f64 / 1e6, c.compressed_bytes_read as f64 / 1e6),
+        format!(
+            "{:.1} MB JSON from {:.1} MB stored",
+            c.bytes_read as f64 / 1e6,
+            c.compressed_bytes_read as f64 / 1e6
+        ),
     );
     row("throughput", format!("{:.0} MB/s", c.mb_per_s));
-    row("emits", format!("{} ({:.1} MB)", c.emits, c.emit_bytes as f64 / 1e6));
-    row("combine / reduce", format!("{} / {} calls", c.combine_calls, c.reduce_calls));
-    row("output", format!("{} lines, {} bytes", c.output_lines, c.output_bytes));
+    row(
+        "emits",
+        format!("{} ({:.1} MB)", c.emits, c.emit_bytes as f64 / 1e6),
+    );
+    row(
+        "combine / reduce",
+        format!("{} / {} calls", c.combine_calls, c.reduce_calls),
+    );
+    row(
+        "output",
+        format!("{} lines, {} bytes", c.output_lines, c.output_bytes),
+    );
     row(
         "peak guest memory",
-        format!("{:.1} MiB ({} instances)", c.peak_guest_memory_bytes as f64 / (1 << 20) as f64, c.instances),
+        format!(
+            "{:.1} MiB ({} instances)",
+            c.peak_guest_memory_bytes as f64 / (1 << 20) as f64,
+            c.instances
+        ),
     );
     let host = c.peak_host_memory_bytes as f64;
     row(
         "peak host memory",
-        if host < (1 << 20) as f64 { format!("{:.1} KiB", host / 1024.0) } else { format!("{:.1} MiB", host / (1 << 20) as f64) },
+        if host < (1 << 20) as f64 {
+            format!("{:.1} KiB", host / 1024.0)
+        } else {
+            format!("{:.1} MiB", host / (1 << 20) as f64)
+        },
     );
     row(
         "time",

@@ -35,7 +35,11 @@ pub enum Command {
 #[derive(clap::Args)]
 pub struct ServerArgs {
     /// Base URL of the server.
-    #[arg(long, env = "TELEMETRY_SERVER", default_value = "http://127.0.0.1:8080")]
+    #[arg(
+        long,
+        env = "TELEMETRY_SERVER",
+        default_value = "http://127.0.0.1:8080"
+    )]
     server: String,
     /// Bearer token (its SHA-256 must be in the server's `[[jobs.tokens]]`).
     #[arg(long, env = "TELEMETRY_TOKEN", hide_env_values = true)]
@@ -136,21 +140,27 @@ pub fn run(cmd: Command) -> anyhow::Result<ExitCode> {
             }
             let bytes = client.result(&args.id, args.format.into())?;
             match &args.output {
-                Some(path) => {
-                    std::fs::write(path, &bytes).with_context(|| format!("cannot write {}", path.display()))?
-                }
+                Some(path) => std::fs::write(path, &bytes)
+                    .with_context(|| format!("cannot write {}", path.display()))?,
                 None => write_stdout(&bytes)?,
             }
             Ok(ExitCode::SUCCESS)
         }
         Command::Cancel(args) => {
             let job = JobClient::new(&args.server)?.cancel(&args.id)?;
-            eprintln!("job {}: cancellation requested (state {})", job.id, job.state.as_str());
+            eprintln!(
+                "job {}: cancellation requested (state {})",
+                job.id,
+                job.state.as_str()
+            );
             Ok(ExitCode::SUCCESS)
         }
         Command::List(server) => {
             let list = JobClient::new(&server)?.list()?;
-            println!("{:<36}  {:<9}  {:<12}  {:<24}  NAME", "ID", "STATE", "OWNER", "SUBMITTED");
+            println!(
+                "{:<36}  {:<9}  {:<12}  {:<24}  NAME",
+                "ID", "STATE", "OWNER", "SUBMITTED"
+            );
             for job in list.jobs {
                 println!(
                     "{:<36}  {:<9}  {:<12}  {:<24}  {}",
@@ -168,14 +178,22 @@ pub fn run(cmd: Command) -> anyhow::Result<ExitCode> {
 
 fn submit(args: SubmitArgs) -> anyhow::Result<ExitCode> {
     let client = JobClient::new(&args.server)?;
-    let component = std::fs::read(&args.job).with_context(|| format!("cannot read {}", args.job.display()))?;
+    let component =
+        std::fs::read(&args.job).with_context(|| format!("cannot read {}", args.job.display()))?;
     let manifest = Manifest {
         name: args.name.clone().unwrap_or_else(|| {
-            args.job.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "job".into())
+            args.job
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_else(|| "job".into())
         }),
         filter: read_json_arg(&args.filter, "--filter")?,
         parameter: args.param.clone(),
-        limits: args.limits.as_deref().map(|p| read_json_arg(&p.to_string_lossy(), "--limits")).transpose()?,
+        limits: args
+            .limits
+            .as_deref()
+            .map(|p| read_json_arg(&p.to_string_lossy(), "--limits"))
+            .transpose()?,
         workers: args.workers,
         skip_bad_records: args.skip_bad_records,
         component: None,
@@ -195,11 +213,20 @@ fn submit(args: SubmitArgs) -> anyhow::Result<ExitCode> {
             if let Some(path) = &args.chart {
                 write_chart(path, &client.chart(&job.id)?)?;
             }
-            eprintln!("job {} succeeded in {:.2} s (upload to result)", job.id, started.elapsed().as_secs_f64());
+            eprintln!(
+                "job {} succeeded in {:.2} s (upload to result)",
+                job.id,
+                started.elapsed().as_secs_f64()
+            );
             Ok(ExitCode::SUCCESS)
         }
         state => {
-            eprintln!("job {} {}: {}", job.id, state.as_str(), job.error.as_deref().unwrap_or("no reason given"));
+            eprintln!(
+                "job {} {}: {}",
+                job.id,
+                state.as_str(),
+                job.error.as_deref().unwrap_or("no reason given")
+            );
             Ok(ExitCode::from(1))
         }
     }
@@ -239,20 +266,45 @@ struct JobClient {
 
 impl JobClient {
     fn new(args: &ServerArgs) -> anyhow::Result<Self> {
-        let http = Client::builder().timeout(Duration::from_secs(300)).build().context("cannot build HTTP client")?;
-        Ok(JobClient { http, base: format!("{}/api/v1", args.server.trim_end_matches('/')), token: args.token.clone() })
+        let http = Client::builder()
+            .timeout(Duration::from_secs(300))
+            .build()
+            .context("cannot build HTTP client")?;
+        Ok(JobClient {
+            http,
+            base: format!("{}/api/v1", args.server.trim_end_matches('/')),
+            token: args.token.clone(),
+        })
     }
 
     fn submit(&self, component: Vec<u8>, manifest: &Manifest) -> anyhow::Result<SubmitResponse> {
         let form = multipart::Form::new()
-            .part("manifest", multipart::Part::text(serde_json::to_string(manifest)?).mime_str("application/json")?)
-            .part("component", multipart::Part::bytes(component).file_name("job.wasm").mime_str("application/wasm")?);
-        let response = self.http.post(format!("{}/jobs", self.base)).bearer_auth(&self.token).multipart(form).send();
+            .part(
+                "manifest",
+                multipart::Part::text(serde_json::to_string(manifest)?)
+                    .mime_str("application/json")?,
+            )
+            .part(
+                "component",
+                multipart::Part::bytes(component)
+                    .file_name("job.wasm")
+                    .mime_str("application/wasm")?,
+            );
+        let response = self
+            .http
+            .post(format!("{}/jobs", self.base))
+            .bearer_auth(&self.token)
+            .multipart(form)
+            .send();
         Ok(checked(response, "submit")?.json()?)
     }
 
     fn status(&self, id: &str) -> anyhow::Result<JobRecord> {
-        let response = self.http.get(format!("{}/jobs/{id}", self.base)).bearer_auth(&self.token).send();
+        let response = self
+            .http
+            .get(format!("{}/jobs/{id}", self.base))
+            .bearer_auth(&self.token)
+            .send();
         Ok(checked(response, "status")?.json()?)
     }
 
@@ -269,25 +321,39 @@ impl JobClient {
 
     /// The result as an SVG bar chart (`400 not_chartable` when a value is not a number).
     fn chart(&self, id: &str) -> anyhow::Result<Vec<u8>> {
-        let response = self.http.get(format!("{}/jobs/{id}/result.svg", self.base)).bearer_auth(&self.token).send();
+        let response = self
+            .http
+            .get(format!("{}/jobs/{id}/result.svg", self.base))
+            .bearer_auth(&self.token)
+            .send();
         Ok(checked(response, "chart")?.bytes()?.to_vec())
     }
 
     fn cancel(&self, id: &str) -> anyhow::Result<JobRecord> {
-        let response = self.http.delete(format!("{}/jobs/{id}", self.base)).bearer_auth(&self.token).send();
+        let response = self
+            .http
+            .delete(format!("{}/jobs/{id}", self.base))
+            .bearer_auth(&self.token)
+            .send();
         Ok(checked(response, "cancel")?.json()?)
     }
 
     fn list(&self) -> anyhow::Result<JobList> {
-        let response = self.http.get(format!("{}/jobs", self.base)).bearer_auth(&self.token).send();
+        let response = self
+            .http
+            .get(format!("{}/jobs", self.base))
+            .bearer_auth(&self.token)
+            .send();
         Ok(checked(response, "list")?.json()?)
     }
 
     /// Polls the job until it is final, drawing a progress bar of files (and records) done.
     fn wait(&self, id: &str) -> anyhow::Result<JobRecord> {
         let bar = indicatif::ProgressBar::new(0).with_style(
-            indicatif::ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} files  {msg}")
-                .expect("valid template"),
+            indicatif::ProgressStyle::with_template(
+                "{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} files  {msg}",
+            )
+            .expect("valid template"),
         );
         let mut poll = Duration::from_millis(20);
         loop {

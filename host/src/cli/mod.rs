@@ -11,7 +11,11 @@ mod log;
 mod serve;
 
 #[derive(Parser)]
-#[command(name = "telemetry-server", version, about = "Firefox Telemetry ingest, storage and Wasm MapReduce")]
+#[command(
+    name = "telemetry-server",
+    version,
+    about = "Firefox Telemetry ingest, storage and Wasm MapReduce"
+)]
 struct Cli {
     /// Log format on stderr: `text` (colours only when stderr is a terminal) or `json` (one
     /// object per line: timestamp, level, target, fields).
@@ -75,7 +79,9 @@ fn init_tracing(format: LogFormat) {
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
     let _ = match format {
-        LogFormat::Text => builder.with_ansi(std::io::stderr().is_terminal()).try_init(),
+        LogFormat::Text => builder
+            .with_ansi(std::io::stderr().is_terminal())
+            .try_init(),
         LogFormat::Json => builder.json().with_ansi(false).try_init(),
     };
 }

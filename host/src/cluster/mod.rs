@@ -26,14 +26,20 @@ pub enum Topology {
 impl Topology {
     /// One worker per core (at least one).
     pub fn local_default() -> Self {
-        Topology::Local { workers: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1) }
+        Topology::Local {
+            workers: std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1),
+        }
     }
 
     /// Total workers across all processes.
     pub fn peers(&self) -> usize {
         match self {
             Topology::Local { workers } => *workers,
-            Topology::Cluster { workers, addresses, .. } => workers * addresses.len(),
+            Topology::Cluster {
+                workers, addresses, ..
+            } => workers * addresses.len(),
         }
     }
 
@@ -48,7 +54,11 @@ impl Topology {
     pub fn timely_config(&self) -> timely::Config {
         match self {
             Topology::Local { workers } => timely::Config::process((*workers).max(1)),
-            Topology::Cluster { workers, process, addresses } => timely::Config {
+            Topology::Cluster {
+                workers,
+                process,
+                addresses,
+            } => timely::Config {
                 communication: timely::CommunicationConfig::Cluster {
                     threads: (*workers).max(1),
                     process: *process,
@@ -69,8 +79,15 @@ mod tests {
     #[test]
     fn peers_count_every_process() {
         assert_eq!(Topology::Local { workers: 3 }.peers(), 3);
-        let t = Topology::Cluster { workers: 2, process: 1, addresses: vec!["a:1".into(), "b:1".into()] };
+        let t = Topology::Cluster {
+            workers: 2,
+            process: 1,
+            addresses: vec!["a:1".into(), "b:1".into()],
+        };
         assert_eq!(t.peers(), 4);
-        assert!(matches!(t.timely_config().communication, timely::CommunicationConfig::Cluster { process: 1, .. }));
+        assert!(matches!(
+            t.timely_config().communication,
+            timely::CommunicationConfig::Cluster { process: 1, .. }
+        ));
     }
 }

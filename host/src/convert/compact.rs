@@ -134,7 +134,11 @@ impl<'d> SectionWriter<'d> {
     }
 
     /// Writes the compact form of a `histograms` section (`{NAME: histogram}`) to `out`.
-    pub fn write_histograms(&mut self, section: &RawValue, out: &mut String) -> Result<(), BadRecord> {
+    pub fn write_histograms(
+        &mut self,
+        section: &RawValue,
+        out: &mut String,
+    ) -> Result<(), BadRecord> {
         self.write_section(section, "histograms", out, |w, name, raw, out| {
             if !w.layouts.self_describe && w.defined(name).is_none() {
                 return Ok(false);
@@ -170,7 +174,8 @@ impl<'d> SectionWriter<'d> {
                 let Some(choice) = w.choose(name, &hist) else {
                     return Ok(false);
                 };
-                if let (Some(Choice::Described(_, a)), Choice::Described(_, b)) = (&first, &choice) {
+                if let (Some(Choice::Described(_, a)), Choice::Described(_, b)) = (&first, &choice)
+                {
                     if a != b {
                         return Err(BadRecord::payload(format!(
                             "{name}[{key}]: histogram parameters differ from the first key's"
@@ -676,7 +681,10 @@ mod tests {
             out,
             r#"{"HTTP_X":[0,0,1,0,-1,-1,-1,-1,-1],"DOM_TIMERS_FIRED_PER_NATIVE_TIMEOUT":[0,0,4,-1,-1,-1,-1,-1]}"#
         );
-        assert_eq!(noted, r#""HTTP_X":[1,1,3],"DOM_TIMERS_FIRED_PER_NATIVE_TIMEOUT":[1,1,10]"#);
+        assert_eq!(
+            noted,
+            r#""HTTP_X":[1,1,3],"DOM_TIMERS_FIRED_PER_NATIVE_TIMEOUT":[1,1,10]"#
+        );
         assert_eq!((counts.self_described, counts.nearest), (1, 1));
         // Keyed: every key must share the first key's layout.
         let (out, counts, _) = write(
@@ -686,7 +694,10 @@ mod tests {
             true,
         )
         .unwrap();
-        assert_eq!(out, r#"{"KD":{"a":[7,0,0,-1,-1,-1,-1,-1],"b":[0,0,0,-1,-1,-1,-1,-1]}}"#);
+        assert_eq!(
+            out,
+            r#"{"KD":{"a":[7,0,0,-1,-1,-1,-1,-1],"b":[0,0,0,-1,-1,-1,-1,-1]}}"#
+        );
         assert_eq!((counts.converted, counts.dropped), (2, 1));
     }
 

@@ -411,8 +411,16 @@ mod tests {
             let out = c
                 .convert_body("id", body.as_bytes(), "20180410")
                 .unwrap_or_else(|e| panic!("{body}: {e}"));
-            assert!(strict().convert_body("id", body.as_bytes(), "20180410").is_err(), "{body}");
-            assert!(serde_json::from_str::<serde_json::Value>(&out.json).is_ok(), "{body}");
+            assert!(
+                strict()
+                    .convert_body("id", body.as_bytes(), "20180410")
+                    .is_err(),
+                "{body}"
+            );
+            assert!(
+                serde_json::from_str::<serde_json::Value>(&out.json).is_ok(),
+                "{body}"
+            );
         }
         let out = c
             .convert_body("id", br#"{"version": 4, "type": "main", "environment": {"build": {"applicationName": "Firefox", "version": "45.0", "buildId": "20151103030248"}}}"#, "20180410")
@@ -420,7 +428,14 @@ mod tests {
         // No channel anywhere: UNKNOWN, which the channel dimension does not allow: OTHER.
         assert_eq!(
             out.dims,
-            ["main", "Firefox", "OTHER", "45.0", "20151103030248", "20180410"]
+            [
+                "main",
+                "Firefox",
+                "OTHER",
+                "45.0",
+                "20151103030248",
+                "20180410"
+            ]
         );
         // Still rejected: not an object, no version, a client-sent `info`.
         for body in [
@@ -428,7 +443,10 @@ mod tests {
             r#"{"a": 1}"#,
             r#"{"version": 4, "type": "main", "application": {}, "payload": {}, "info": {}}"#,
         ] {
-            assert!(c.convert_body("id", body.as_bytes(), "20180410").is_err(), "{body}");
+            assert!(
+                c.convert_body("id", body.as_bytes(), "20180410").is_err(),
+                "{body}"
+            );
         }
     }
 }

@@ -33,7 +33,13 @@ pub struct Document<'a> {
 
 impl<'a> Document<'a> {
     /// The document `root` with its histogram marks (stored in it outside strict mode).
-    fn new(mut root: Fields<'a>, version: u32, info: Fields<'a>, marks: Marks, lookup: Lookup) -> Self {
+    fn new(
+        mut root: Fields<'a>,
+        version: u32,
+        info: Fields<'a>,
+        marks: Marks,
+        lookup: Lookup,
+    ) -> Self {
         if lookup.unknown_revision != UnknownRevision::Reject {
             marks.store(&mut root);
         }
@@ -239,7 +245,10 @@ fn convert_sections(
                 BadRecordKind::MissingHistograms,
                 ResolveError::NotFound(rev.to_owned()).to_string(),
             ),
-            None => BadRecord::new(BadRecordKind::MissingRevision, ResolveError::NoRevision.to_string()),
+            None => BadRecord::new(
+                BadRecordKind::MissingRevision,
+                ResolveError::NoRevision.to_string(),
+            ),
         });
     }
     marks.add(&writer, layouts.own);
@@ -273,7 +282,10 @@ fn definitions(
     };
     let resolved = match (lookup.unknown_revision, lookup.revisions.resolve(query)) {
         (UnknownRevision::Keep, Ok(r)) if r.source == Source::Revision => {
-            return Ok((Some(r.definitions), layouts(true, false, Validation::DropInvalid)));
+            return Ok((
+                Some(r.definitions),
+                layouts(true, false, Validation::DropInvalid),
+            ));
         }
         (UnknownRevision::Keep, _) => {
             let nearest = lookup.revisions.nearest(query).ok().map(|r| r.definitions);
@@ -329,13 +341,35 @@ const APPLICATION_INFO: [(&str, &str); 8] = [
 /// Where `info` fields come from when a ping has no `application` (keep mode): the
 /// environment's build section, its update channel, then the pipeline's `meta`.
 const FALLBACK_INFO: [(&str, &[&[&str]]); 4] = [
-    ("appName", &[&["environment", "build", "applicationName"], &["meta", "appName"]]),
+    (
+        "appName",
+        &[
+            &["environment", "build", "applicationName"],
+            &["meta", "appName"],
+        ],
+    ),
     (
         "appUpdateChannel",
-        &[&["environment", "settings", "update", "channel"], &["meta", "appUpdateChannel"], &["meta", "normalizedChannel"]],
+        &[
+            &["environment", "settings", "update", "channel"],
+            &["meta", "appUpdateChannel"],
+            &["meta", "normalizedChannel"],
+        ],
     ),
-    ("appVersion", &[&["environment", "build", "version"], &["meta", "appVersion"]]),
-    ("appBuildID", &[&["environment", "build", "buildId"], &["meta", "appBuildId"]]),
+    (
+        "appVersion",
+        &[
+            &["environment", "build", "version"],
+            &["meta", "appVersion"],
+        ],
+    ),
+    (
+        "appBuildID",
+        &[
+            &["environment", "build", "buildId"],
+            &["meta", "appBuildId"],
+        ],
+    ),
 ];
 
 /// Follows `path` through nested objects of `root`; `None` when absent or null.
@@ -350,7 +384,11 @@ fn nested<'a>(root: &Fields<'a>, path: &[&str]) -> Option<&'a str> {
 
 /// The classic `info` of a unified ping: from `application`, else (keep mode) from the
 /// environment and `meta`; `reason` is the ping type.
-fn unified_info<'a>(root: &Fields<'a>, ping_type: Option<&str>, lookup: Lookup) -> Result<Fields<'a>, BadRecord> {
+fn unified_info<'a>(
+    root: &Fields<'a>,
+    ping_type: Option<&str>,
+    lookup: Lookup,
+) -> Result<Fields<'a>, BadRecord> {
     let mut info = Fields::default();
     match member(root, "application") {
         Some(application) => {
@@ -376,7 +414,10 @@ fn unified_info<'a>(root: &Fields<'a>, ping_type: Option<&str>, lookup: Lookup) 
         }
     }
     if let Some(ping_type) = ping_type {
-        info.push("reason", serde_json::to_string(ping_type).unwrap_or_default());
+        info.push(
+            "reason",
+            serde_json::to_string(ping_type).unwrap_or_default(),
+        );
     }
     Ok(info)
 }
@@ -387,12 +428,16 @@ fn unified<'a>(mut root: Fields<'a>, lookup: Lookup) -> Result<Document<'a>, Bad
         .filter(|t| !t.is_empty())
         .map(Cow::into_owned);
     if ping_type.is_none() && !lookup.lenient() {
-        return Err(BadRecord::conversion("Unified ping has no top-level 'type' field"));
+        return Err(BadRecord::conversion(
+            "Unified ping has no top-level 'type' field",
+        ));
     }
     let info = unified_info(&root, ping_type.as_deref(), lookup)?;
     let payload_text = member(&root, "payload");
     if payload_text.is_none() && !lookup.lenient() {
-        return Err(BadRecord::conversion("Unified ping has no top-level 'payload' field"));
+        return Err(BadRecord::conversion(
+            "Unified ping has no top-level 'payload' field",
+        ));
     }
     if root.contains("info") {
         return Err(BadRecord::conversion(

@@ -123,6 +123,8 @@ mod tests {
         assert!(matches!(parse(bodyless, 0), ErrorInput::Unusable(_)));
         assert!(matches!(parse(b"not json", 0), ErrorInput::Unusable(_)));
         let truncated = br#"{"kind":"corrupted_data","detail":"d","source":"s","path":"p","body":"{\"a","body_bytes":90000,"body_truncated":true}"#;
-        assert!(matches!(parse(truncated, 0), ErrorInput::Unusable(reason) if reason.contains("prefix")));
+        assert!(
+            matches!(parse(truncated, 0), ErrorInput::Unusable(reason) if reason.contains("prefix"))
+        );
     }
 }

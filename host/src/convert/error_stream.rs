@@ -69,7 +69,10 @@ pub struct ErrorStreamConfig {
 
 impl Default for ErrorStreamConfig {
     fn default() -> Self {
-        ErrorStreamConfig { max_body_bytes: DEFAULT_LIMITS.max_body_bytes, max_file_bytes: DEFAULT_LIMITS.max_file_bytes }
+        ErrorStreamConfig {
+            max_body_bytes: DEFAULT_LIMITS.max_body_bytes,
+            max_file_bytes: DEFAULT_LIMITS.max_file_bytes,
+        }
     }
 }
 
@@ -94,8 +97,11 @@ pub struct ErrorLimits {
     pub max_total_bytes: u64,
 }
 
-const DEFAULT_LIMITS: ErrorLimits =
-    ErrorLimits { max_body_bytes: 256 * 1024, max_file_bytes: 256 << 20, max_total_bytes: 1 << 30 };
+const DEFAULT_LIMITS: ErrorLimits = ErrorLimits {
+    max_body_bytes: 256 * 1024,
+    max_file_bytes: 256 << 20,
+    max_total_bytes: 1 << 30,
+};
 
 static LIMITS: RwLock<ErrorLimits> = RwLock::new(DEFAULT_LIMITS);
 /// Bytes under `errors/` as last measured by the retention sweep plus what was written since.
@@ -106,8 +112,11 @@ static DROPPED: AtomicU64 = AtomicU64::new(0);
 
 /// Sets the limits of every error stream of this process.
 pub fn set_limits(config: &ErrorStreamConfig, max_total_bytes: u64) {
-    *LIMITS.write().unwrap_or_else(|e| e.into_inner()) =
-        ErrorLimits { max_body_bytes: config.max_body_bytes, max_file_bytes: config.max_file_bytes, max_total_bytes };
+    *LIMITS.write().unwrap_or_else(|e| e.into_inner()) = ErrorLimits {
+        max_body_bytes: config.max_body_bytes,
+        max_file_bytes: config.max_file_bytes,
+        max_total_bytes,
+    };
 }
 
 /// The limits in force.
@@ -170,7 +179,9 @@ impl<'a> ErrorEntry<'a> {
         let text = kept.and_then(|b| match std::str::from_utf8(b) {
             Ok(text) => Some(text),
             // A cut in the middle of a character: keep the text up to it.
-            Err(e) if truncated && e.error_len().is_none() => std::str::from_utf8(&b[..e.valid_up_to()]).ok(),
+            Err(e) if truncated && e.error_len().is_none() => {
+                std::str::from_utf8(&b[..e.valid_up_to()]).ok()
+            }
             Err(_) => None,
         });
         let base64 = match (kept, text) {
@@ -285,7 +296,11 @@ impl ErrorStream {
             timestamp_ms: entry.timestamp_ms,
             ip: prefix(entry.ip, MAX_FIELD_BYTES),
             body: if drop_body { None } else { entry.body },
-            body_base64: if drop_body { None } else { entry.body_base64.clone() },
+            body_base64: if drop_body {
+                None
+            } else {
+                entry.body_base64.clone()
+            },
             body_bytes: entry.body_bytes,
             body_truncated: entry.body_truncated || drop_body,
         };
@@ -331,45 +346,80 @@ mod tests {
         let body = vec![b'a'; 1 << 20];
         let entry = ErrorEntry::new(&bad, "src", Some(&body));
         assert_eq!(entry.body.map(str::len), Some(limits().max_body_bytes));
-        assert_eq!((entry.body_bytes, entry.body_truncated), (Some(1 << 20), true));
+        assert_eq!(
+            (entry.body_bytes, entry.body_truncated),
+            (Some(1 << 20), true)
+        );
         let binary = vec![0xffu8; 1 << 20];
         let entry = ErrorEntry::new(&bad, "src", Some(&binary));
         assert!(entry.body.is_none());
         let encoded = entry.body_base64.as_deref().unwrap();
-        assert!(encoded.len() <= limits().max_body_bytes * 4 / 3 + 4, "{}", encoded.len());
+        assert!(
+            encoded.len() <= limits().max_body_bytes * 4 / 3 + 4,
+            "{}",
+            encoded.len()
+        );
         let dir = tempfile::tempdir().unwrap();
         let errors = Dir::open_ambient_dir(dir.path(), cap_std::ambient_authority()).unwrap();
         let mut stream = ErrorStream::create(errors, "t");
-        stream.write(&ErrorEntry::new(&bad, "src", Some(&body))).unwrap();
+        stream
+            .write(&ErrorEntry::new(&bad, "src", Some(&body)))
+            .unwrap();
         stream.flush().unwrap();
         let written = std::fs::read_to_string(dir.path().join("t.ndjson")).unwrap();
         let line: serde_json::Value = serde_json::from_str(written.trim_end()).unwrap();
         assert_eq!(line["detail"].as_str().unwrap().len(), MAX_FIELD_BYTES);
         assert_eq!(line["body_bytes"], 1 << 20);
         assert_eq!(line["body_truncated"], true);
-        assert!(written.len() < limits().max_body_bytes + 2 * MAX_FIELD_BYTES, "{}", written.len());
+        assert!(
+            written.len() < limits().max_body_bytes + 2 * MAX_FIELD_BYTES,
+            "{}",
+            written.len()
+        );
     }
 
     #[test]
     fn past_the_file_budget_entries_lose_their_body_then_are_dropped() {
         let dir = tempfile::tempdir().unwrap();
         let errors = Dir::open_ambient_dir(dir.path(), cap_std::ambient_authority()).unwrap();
-        let limits = ErrorLimits { max_body_bytes: 1024, max_file_bytes: 4000, max_total_bytes: 0 };
+        let limits = ErrorLimits {
+            max_body_bytes: 1024,
+            max_file_bytes: 4000,
+            max_total_bytes: 0,
+        };
         let mut stream = ErrorStream::create(errors, "budget").with_limits(limits);
         let bad = BadRecord::new(BadRecordKind::BadPayload, "bad");
         let body = vec![b'x'; 500];
         for _ in 0..40 {
-            stream.write(&ErrorEntry::new(&bad, "src", Some(&body))).unwrap();
+            stream
+                .write(&ErrorEntry::new(&bad, "src", Some(&body)))
+                .unwrap();
         }
         stream.flush().unwrap();
         let written = std::fs::read_to_string(dir.path().join("budget.ndjson")).unwrap();
-        let lines: Vec<serde_json::Value> = written.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+        let lines: Vec<serde_json::Value> = written
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
         let with_body = lines.iter().filter(|l| l.get("body").is_some()).count();
         let without = lines.iter().filter(|l| l.get("body").is_none()).count();
-        assert!(with_body >= 1 && without >= 1, "{with_body} with, {without} without a body");
-        assert!(lines[with_body..].iter().all(|l| l["body_truncated"] == true && l["body_bytes"] == 500));
-        assert!(lines.len() < 40, "entries past an eighth more are dropped: {}", lines.len());
-        assert!(written.len() as u64 <= 4000 + 4000 / 8 + 600, "{} bytes", written.len());
+        assert!(
+            with_body >= 1 && without >= 1,
+            "{with_body} with, {without} without a body"
+        );
+        assert!(lines[with_body..]
+            .iter()
+            .all(|l| l["body_truncated"] == true && l["body_bytes"] == 500));
+        assert!(
+            lines.len() < 40,
+            "entries past an eighth more are dropped: {}",
+            lines.len()
+        );
+        assert!(
+            written.len() as u64 <= 4000 + 4000 / 8 + 600,
+            "{} bytes",
+            written.len()
+        );
         assert_eq!(stream.entries(), lines.len() as u64);
     }
 }

@@ -4,7 +4,15 @@
 /// How strictly a ping is held to the 2013 converter's rules, by what it does with a ping whose
 /// histogram definitions (its `revision`) are not available here.
 #[derive(
-    Debug, Default, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize,
+    Debug,
+    Default,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    clap::ValueEnum,
+    serde::Serialize,
+    serde::Deserialize,
 )]
 #[serde(rename_all = "lowercase")]
 pub enum UnknownRevision {

@@ -94,7 +94,9 @@ where
         // Unblock and stop the other threads before joining them.
         drop(done_rx);
         while next(work_rx).is_some() {}
-        let (input, read_error) = reader.join().unwrap_or_else(|e| std::panic::resume_unwind(e));
+        let (input, read_error) = reader
+            .join()
+            .unwrap_or_else(|e| std::panic::resume_unwind(e));
         stored?;
         match read_error {
             Some(e) => Err(e),
@@ -135,10 +137,15 @@ mod tests {
         for threads in [1, 2, 3, 8] {
             let input = (0..1000u64).map(Ok::<u64, String>);
             let mut seen = Vec::new();
-            let rest = ordered_map(threads, input, |n| n * n, |n, sq| {
-                seen.push((n, sq));
-                Ok(())
-            })
+            let rest = ordered_map(
+                threads,
+                input,
+                |n| n * n,
+                |n, sq| {
+                    seen.push((n, sq));
+                    Ok(())
+                },
+            )
             .unwrap();
             assert_eq!(rest.count(), 0, "the input is read to its end");
             let expected: Vec<(u64, u64)> = (0..1000).map(|n| (n, n * n)).collect();
@@ -148,17 +155,39 @@ mod tests {
 
     #[test]
     fn a_read_or_store_error_stops_the_run() {
-        let input = (0..1000u64).map(|n| if n == 500 { Err(format!("bad {n}")) } else { Ok(n) });
+        let input = (0..1000u64).map(|n| {
+            if n == 500 {
+                Err(format!("bad {n}"))
+            } else {
+                Ok(n)
+            }
+        });
         let mut stored = 0;
-        let err = ordered_map(2, input, |n| *n, |_, _| {
-            stored += 1;
-            Ok(())
-        })
+        let err = ordered_map(
+            2,
+            input,
+            |n| *n,
+            |_, _| {
+                stored += 1;
+                Ok(())
+            },
+        )
         .err();
         assert_eq!(err.as_deref(), Some("bad 500"));
         assert!(stored <= 500, "{stored}");
         let input = (0..1000u64).map(Ok::<u64, String>);
-        let err = ordered_map(2, input, |n| *n, |n, _| if n == 100 { Err("full".to_owned()) } else { Ok(()) });
+        let err = ordered_map(
+            2,
+            input,
+            |n| *n,
+            |n, _| {
+                if n == 100 {
+                    Err("full".to_owned())
+                } else {
+                    Ok(())
+                }
+            },
+        );
         assert_eq!(err.err().as_deref(), Some("full"));
     }
 }

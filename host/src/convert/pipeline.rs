@@ -461,7 +461,10 @@ impl Pipeline {
                 summary.histograms_self_described += u64::from(converted.histograms_self_described);
                 summary.histograms_nearest += u64::from(converted.histograms_nearest);
                 if let Some(basis) = converted.validation {
-                    *summary.records_by_validation.entry(basis.label()).or_default() += 1;
+                    *summary
+                        .records_by_validation
+                        .entry(basis.label())
+                        .or_default() += 1;
                 }
                 Ok(None)
             }

@@ -72,7 +72,11 @@ pub enum FetchError {
     BadRepo(String),
     /// Every fetch slot stayed busy for the whole timeout: may pass.
     #[error("{url}: {concurrency} fetches already running; gave up waiting after {waited:?}")]
-    Busy { url: String, concurrency: usize, waited: Duration },
+    Busy {
+        url: String,
+        concurrency: usize,
+        waited: Duration,
+    },
 }
 
 impl FetchError {
@@ -84,7 +88,9 @@ impl FetchError {
 
 /// Invalid fetcher settings.
 #[derive(Debug, thiserror::Error)]
-#[error("histogram server URL template {0:?} must start with http:// or https:// and contain {{rev}}")]
+#[error(
+    "histogram server URL template {0:?} must start with http:// or https:// and contain {{rev}}"
+)]
 pub struct TemplateError(String);
 
 /// Fetch outcomes so far (served on `/metrics`).
@@ -141,7 +147,11 @@ impl Fetcher {
         timeout: Duration,
         retry_after: Duration,
     ) -> Result<Fetcher, TemplateError> {
-        let template = if template == "hg" { HG_TEMPLATE } else { template };
+        let template = if template == "hg" {
+            HG_TEMPLATE
+        } else {
+            template
+        };
         let http = template.starts_with("http://") || template.starts_with("https://");
         if !http || !template.contains("{rev}") {
             return Err(TemplateError(template.to_owned()));
@@ -162,7 +172,11 @@ impl Fetcher {
 
     /// Runs at most `concurrency` fetches at once (0: [`DEFAULT_FETCH_CONCURRENCY`]).
     pub fn with_concurrency(mut self, concurrency: usize) -> Fetcher {
-        self.concurrency = if concurrency == 0 { DEFAULT_FETCH_CONCURRENCY } else { concurrency };
+        self.concurrency = if concurrency == 0 {
+            DEFAULT_FETCH_CONCURRENCY
+        } else {
+            concurrency
+        };
         self
     }
 
@@ -185,7 +199,11 @@ impl Fetcher {
             not_found: c.not_found.load(Ordering::Relaxed),
             failed: c.failed.load(Ordering::Relaxed),
             busy: c.busy.load(Ordering::Relaxed),
-            backoff_entries: self.failures.lock().unwrap_or_else(|e| e.into_inner()).len() as u64,
+            backoff_entries: self
+                .failures
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .len() as u64,
         }
     }
 
@@ -242,7 +260,10 @@ impl Fetcher {
                     let retry_after = self.retry_after;
                     failures.retain(|_, at| at.elapsed() < retry_after);
                     while failures.len() >= MAX_FAILURES {
-                        let oldest = failures.iter().min_by_key(|(_, at)| **at).map(|(k, _)| k.clone());
+                        let oldest = failures
+                            .iter()
+                            .min_by_key(|(_, at)| **at)
+                            .map(|(k, _)| k.clone());
                         let Some(oldest) = oldest else { break };
                         failures.remove(&oldest);
                     }
@@ -264,7 +285,11 @@ impl Fetcher {
             .wait_timeout_while(running, self.timeout, |n| *n >= self.concurrency)
             .unwrap_or_else(|e| e.into_inner());
         if wait.timed_out() && *running >= self.concurrency {
-            return Err(FetchError::Busy { url: url.to_owned(), concurrency: self.concurrency, waited: self.timeout });
+            return Err(FetchError::Busy {
+                url: url.to_owned(),
+                concurrency: self.concurrency,
+                waited: self.timeout,
+            });
         }
         *running += 1;
         Ok(Slot(self))
@@ -364,10 +389,16 @@ mod tests {
 
     #[test]
     fn repository_paths_must_be_plain() {
-        for good in ["mozilla-central", "releases/mozilla-aurora", "projects/ux.2_a"] {
+        for good in [
+            "mozilla-central",
+            "releases/mozilla-aurora",
+            "projects/ux.2_a",
+        ] {
             assert!(plain_repo(good), "{good}");
         }
-        for bad in ["", "..", "a/../b", "a//b", "/abs", "a/", "a b", "a%2F..", "a\\b"] {
+        for bad in [
+            "", "..", "a/../b", "a//b", "/abs", "a/", "a b", "a%2F..", "a\\b",
+        ] {
             assert!(!plain_repo(bad), "{bad}");
         }
     }
@@ -378,7 +409,13 @@ mod tests {
         let open = || Dir::open_ambient_dir(dir.path(), cap_std::ambient_authority()).unwrap();
         let second = Duration::from_secs(1);
         assert!(Fetcher::new("hg.mozilla.org/{repo}", open(), second, second).is_err());
-        assert!(Fetcher::new("https://hg.mozilla.org/{repo}/raw-file/tip/H.json", open(), second, second).is_err());
+        assert!(Fetcher::new(
+            "https://hg.mozilla.org/{repo}/raw-file/tip/H.json",
+            open(),
+            second,
+            second
+        )
+        .is_err());
         let fetcher = Fetcher::new("hg", open(), second, second).unwrap();
         assert_eq!(
             fetcher.url("releases/mozilla-beta", "0123456789ab"),
@@ -391,18 +428,42 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let cache = Dir::open_ambient_dir(dir.path(), cap_std::ambient_authority()).unwrap();
         // A port nothing listens on: bind one, then drop it.
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
         let template = format!("http://127.0.0.1:{port}/{{repo}}/raw-file/{{rev}}/Histograms.json");
-        let fetcher = Fetcher::new(&template, cache, Duration::from_secs(2), Duration::from_secs(3600)).unwrap();
-        let first = fetcher.fetch("mozilla-central", "0123456789ab").unwrap_err();
-        assert!(matches!(first, FetchError::Failed { .. }) && !first.is_final(), "{first}");
-        let again = fetcher.fetch("mozilla-central", "0123456789ab").unwrap_err();
+        let fetcher = Fetcher::new(
+            &template,
+            cache,
+            Duration::from_secs(2),
+            Duration::from_secs(3600),
+        )
+        .unwrap();
+        let first = fetcher
+            .fetch("mozilla-central", "0123456789ab")
+            .unwrap_err();
+        assert!(
+            matches!(first, FetchError::Failed { .. }) && !first.is_final(),
+            "{first}"
+        );
+        let again = fetcher
+            .fetch("mozilla-central", "0123456789ab")
+            .unwrap_err();
         assert!(matches!(again, FetchError::Backoff { .. }), "{again}");
         let bad = fetcher.fetch("../etc", "0123456789ab").unwrap_err();
         assert!(bad.is_final(), "{bad}");
         assert_eq!(
             fetcher.stats(),
-            FetchStats { fetched: 0, cache_hits: 0, not_found: 1, failed: 1, busy: 0, backoff_entries: 1 }
+            FetchStats {
+                fetched: 0,
+                cache_hits: 0,
+                not_found: 1,
+                failed: 1,
+                busy: 0,
+                backoff_entries: 1
+            }
         );
         assert!(fetcher.store("../etc", "0123456789ab", "{}").is_err());
     }

@@ -156,7 +156,9 @@ pub fn import(
             let version = file_at(vcs, &repo.path, &change.rev, MILESTONE_PATH)?
                 .and_then(|m| major_version(&String::from_utf8_lossy(&m)));
             let from = build_id(change.time);
-            let to = changes.get(i + 1).map_or(OPEN_END.to_owned(), |next| build_id(next.time));
+            let to = changes
+                .get(i + 1)
+                .map_or(OPEN_END.to_owned(), |next| build_id(next.time));
             let mut builds = serde_json::Map::new();
             if let Some(channel) = repo.channel() {
                 builds.insert(channel.into(), json!([from, to]));
@@ -209,20 +211,18 @@ fn detect(path: &Path) -> Result<Vcs, HistoryError> {
 /// Every revision that changed Histograms.json.
 fn history(vcs: Vcs, path: &Path) -> Result<Vec<Change>, HistoryError> {
     let output = match vcs {
-        Vcs::Hg => run(
-            Command::new("hg").arg("--cwd").arg(path).args([
-                "log",
-                "--template",
-                "{node}\\t{date|hgdate}\\n",
-                HISTOGRAMS_PATH,
-            ]),
-        )?,
-        Vcs::Git => run(
-            Command::new("git")
-                .arg("-C")
-                .arg(path)
-                .args(["log", "--format=%H%x09%ct", "--", HISTOGRAMS_PATH]),
-        )?,
+        Vcs::Hg => run(Command::new("hg").arg("--cwd").arg(path).args([
+            "log",
+            "--template",
+            "{node}\\t{date|hgdate}\\n",
+            HISTOGRAMS_PATH,
+        ]))?,
+        Vcs::Git => run(Command::new("git").arg("-C").arg(path).args([
+            "log",
+            "--format=%H%x09%ct",
+            "--",
+            HISTOGRAMS_PATH,
+        ]))?,
     };
     let text = String::from_utf8_lossy(&output);
     Ok(text
@@ -248,7 +248,10 @@ fn file_at(vcs: Vcs, path: &Path, rev: &str, file: &str) -> Result<Option<Vec<u8
         }
         Vcs::Git => {
             let mut c = Command::new("git");
-            c.arg("-C").arg(path).arg("show").arg(format!("{rev}:{file}"));
+            c.arg("-C")
+                .arg(path)
+                .arg("show")
+                .arg(format!("{rev}:{file}"));
             c
         }
     };
@@ -361,14 +364,20 @@ mod tests {
         assert_eq!(aurora.name, "releases/mozilla-aurora");
         assert_eq!(aurora.channel(), Some("aurora"));
         let named = Repository::parse("releases/mozilla-beta=/tmp/x");
-        assert_eq!((named.name.as_str(), named.path.as_path()), ("releases/mozilla-beta", Path::new("/tmp/x")));
+        assert_eq!(
+            (named.name.as_str(), named.path.as_path()),
+            ("releases/mozilla-beta", Path::new("/tmp/x"))
+        );
         assert_eq!(named.channel(), Some("beta"));
         assert_eq!(Repository::parse("/tmp/fork").channel(), None);
     }
 
     #[test]
     fn versions_and_build_ids() {
-        assert_eq!(major_version("# comment\n\n23.0a1\n").as_deref(), Some("23"));
+        assert_eq!(
+            major_version("# comment\n\n23.0a1\n").as_deref(),
+            Some("23")
+        );
         assert_eq!(major_version("# only comments\n"), None);
         assert_eq!(build_id(1_368_403_200), "20130513000000");
     }

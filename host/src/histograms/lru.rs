@@ -24,7 +24,13 @@ pub struct Lru<K, V> {
 impl<K: Eq + Hash + Clone, V: Clone> Lru<K, V> {
     /// An empty map holding at most `capacity` entries (at least 1).
     pub fn new(capacity: usize) -> Lru<K, V> {
-        Lru { capacity: capacity.max(1), map: HashMap::new(), order: BTreeMap::new(), tick: 0, evictions: 0 }
+        Lru {
+            capacity: capacity.max(1),
+            map: HashMap::new(),
+            order: BTreeMap::new(),
+            tick: 0,
+            evictions: 0,
+        }
     }
 
     fn next_tick(&mut self) -> u64 {
@@ -50,7 +56,9 @@ impl<K: Eq + Hash + Clone, V: Clone> Lru<K, V> {
         }
         self.order.insert(tick, key);
         while self.map.len() > self.capacity {
-            let Some((_, oldest)) = self.order.pop_first() else { break };
+            let Some((_, oldest)) = self.order.pop_first() else {
+                break;
+            };
             self.map.remove(&oldest);
             self.evictions += 1;
         }
@@ -90,10 +98,16 @@ mod tests {
         lru.insert("b", 2);
         assert_eq!(lru.get(&"a"), Some(1)); // "b" is now the oldest
         lru.insert("c", 3);
-        assert_eq!((lru.get(&"b"), lru.get(&"a"), lru.get(&"c")), (None, Some(1), Some(3)));
+        assert_eq!(
+            (lru.get(&"b"), lru.get(&"a"), lru.get(&"c")),
+            (None, Some(1), Some(3))
+        );
         assert_eq!((lru.len(), lru.evictions()), (2, 1));
         lru.insert("a", 10); // replacing does not evict
-        assert_eq!((lru.get(&"a"), lru.len(), lru.evictions()), (Some(10), 2, 1));
+        assert_eq!(
+            (lru.get(&"a"), lru.len(), lru.evictions()),
+            (Some(10), 2, 1)
+        );
         assert_eq!(lru.remove(&"c"), Some(3));
         assert_eq!(lru.len(), 1);
     }

@@ -22,13 +22,16 @@ mod revisions;
 
 pub use bucket_spec::{bucket_spec_json, bucket_spec_string, BucketSpec};
 pub use buckets::MAX_BUCKETS;
-pub use fetch::{FetchError, FetchStats, Fetcher, TemplateError, DEFAULT_FETCH_CONCURRENCY, HG_TEMPLATE};
+pub use definitions::{BucketLayout, Definition, DefinitionError, Definitions, Kind, SpecError};
+pub use fetch::{
+    FetchError, FetchStats, Fetcher, TemplateError, DEFAULT_FETCH_CONCURRENCY, HG_TEMPLATE,
+};
 pub use history::{import, HistoryError, ImportSummary, Repository, HISTOGRAMS_PATH};
 pub use lru::Lru;
-pub use definitions::{BucketLayout, Definition, DefinitionError, Definitions, Kind, SpecError};
 pub use params::{eval_expr, eval_param};
 pub use raw_object::RawObject;
 pub use revisions::{
-    is_hg_hash, patch_cpp_constants, CacheStats, Query, ResolveError, Resolved, RevisionCache, RevisionStats,
-    RevisionTable, RevisionUrl, Source, TableEntry, DEFAULT_CACHE_ENTRIES, DEFAULT_CACHE_MISSES, SEED_CONSTANTS, TABLE_FILE,
+    is_hg_hash, patch_cpp_constants, CacheStats, Query, ResolveError, Resolved, RevisionCache,
+    RevisionStats, RevisionTable, RevisionUrl, Source, TableEntry, DEFAULT_CACHE_ENTRIES,
+    DEFAULT_CACHE_MISSES, SEED_CONSTANTS, TABLE_FILE,
 };

@@ -57,7 +57,9 @@ fn plain_repo(repo: &str) -> bool {
             !seg.is_empty()
                 && seg != "."
                 && seg != ".."
-                && seg.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+                && seg
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
         })
 }
 
@@ -349,7 +351,10 @@ impl RevisionCache {
 
     /// Keeps at most `entries` revisions with definitions and `misses` known misses in memory.
     pub fn with_capacities(mut self, entries: usize, misses: usize) -> RevisionCache {
-        self.memory = Mutex::new(Memory { found: Lru::new(entries), missing: Lru::new(misses) });
+        self.memory = Mutex::new(Memory {
+            found: Lru::new(entries),
+            missing: Lru::new(misses),
+        });
         self
     }
 
@@ -392,7 +397,10 @@ impl RevisionCache {
                 )
             })?;
             for entry in &mut table.revisions {
-                entry.file = entry.file.take().and_then(|name| plain_file_name(&dir, &name));
+                entry.file = entry
+                    .file
+                    .take()
+                    .and_then(|name| plain_file_name(&dir, &name));
             }
             table.revisions.append(&mut self.table.revisions);
             self.table = table;
@@ -539,7 +547,10 @@ impl RevisionCache {
     pub fn text_by_url(&self, url: &str) -> Result<String, ResolveError> {
         let parsed = RevisionUrl::parse(url)?;
         // Fetches and caches the file if need be (and checks that it parses).
-        if self.checked_definitions(&parsed.repo, &parsed.rev)?.is_none() {
+        if self
+            .checked_definitions(&parsed.repo, &parsed.rev)?
+            .is_none()
+        {
             return Err(ResolveError::NotFound(url.to_owned()));
         }
         self.load_text(&parsed.repo, &parsed.rev)
@@ -550,7 +561,11 @@ impl RevisionCache {
     /// [`Self::definitions`] for a repository and revision taken from a URL (anonymous input):
     /// anything but an hg hash in a plain, short repository is not found, without a lookup, a
     /// fetch or a cache entry.
-    fn checked_definitions(&self, repo: &str, rev: &str) -> Result<Option<Arc<Definitions>>, ResolveError> {
+    fn checked_definitions(
+        &self,
+        repo: &str,
+        rev: &str,
+    ) -> Result<Option<Arc<Definitions>>, ResolveError> {
         if !is_hg_hash(rev) || !plain_repo(repo) {
             self.rejected.fetch_add(1, Ordering::Relaxed);
             return Ok(None);
@@ -592,7 +607,11 @@ impl RevisionCache {
             return answer(rev, wait_for(&flight));
         }
         // Ends the flight even if loading panics: followers wake, later lookups start anew.
-        let landing = Landing { flights: &self.flights, key: &key, flight: &flight };
+        let landing = Landing {
+            flights: &self.flights,
+            key: &key,
+            flight: &flight,
+        };
         // The leader: check memory again (a flight may have ended between the two looks).
         let outcome = match self.recall(&key) {
             Some(hit) => hit,
@@ -666,7 +685,9 @@ impl RevisionCache {
     /// Downloads `rev` when a fetcher is set and `rev` is an hg hash (table keys are not).
     /// `Ok(None)`: nothing to fetch, or the server says it does not exist (final).
     fn fetch(&self, repo: &str, rev: &str) -> Result<Option<String>, FetchError> {
-        let Some(fetcher) = &self.fetcher else { return Ok(None) };
+        let Some(fetcher) = &self.fetcher else {
+            return Ok(None);
+        };
         if !is_hg_hash(rev) {
             return Ok(None);
         }
@@ -699,8 +720,15 @@ struct Landing<'a> {
 
 impl Drop for Landing<'_> {
     fn drop(&mut self) {
-        self.flights.lock().unwrap_or_else(|e| e.into_inner()).remove(self.key);
-        let mut outcome = self.flight.outcome.lock().unwrap_or_else(|e| e.into_inner());
+        self.flights
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(self.key);
+        let mut outcome = self
+            .flight
+            .outcome
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
         if outcome.is_none() {
             *outcome = Some(Ok(None));
         }
@@ -968,7 +996,10 @@ mod tests {
             revision: Some("https://h/r/rev/badbadbadbad"),
             ..Query::default()
         });
-        assert!(matches!(again, Err(ResolveError::BadSpec { .. })), "{again:?}");
+        assert!(
+            matches!(again, Err(ResolveError::BadSpec { .. })),
+            "{again:?}"
+        );
         assert_eq!(cache.stats().bad_spec, 2);
     }
 
@@ -978,9 +1009,15 @@ mod tests {
         let real = dir.path().join("releases/mozilla-beta/0123456789ab");
         std::fs::create_dir_all(&real).unwrap();
         std::fs::write(real.join("Histograms.json"), r#"{"A": {"kind": "flag"}}"#).unwrap();
-        let cache = RevisionCache::empty().with_dir(dir.path()).unwrap().with_capacities(2, 3);
+        let cache = RevisionCache::empty()
+            .with_dir(dir.path())
+            .unwrap()
+            .with_capacities(2, 3);
         let by_url = |url: &str| cache.by_url(url).map(|d| d.get("A").is_some());
-        assert!(matches!(by_url("https://h/not-a-repo/rev/0123456789ab"), Err(ResolveError::NotFound(_))));
+        assert!(matches!(
+            by_url("https://h/not-a-repo/rev/0123456789ab"),
+            Err(ResolveError::NotFound(_))
+        ));
         assert!(by_url("https://h/releases/mozilla-beta/rev/0123456789ab").unwrap());
         for i in 0..10 {
             let miss = format!("https://h/mozilla-central/rev/{i:012x}");
@@ -989,26 +1026,40 @@ mod tests {
         let stats = cache.cache_stats();
         assert_eq!((stats.entries, stats.miss_entries), (1, 3), "{stats:?}");
         assert_eq!(stats.evictions, 8, "{stats:?}"); // 11 misses into 3 places
-        assert!(by_url("https://h/releases/mozilla-beta/rev/0123456789ab").unwrap(), "misses never evict hits");
+        assert!(
+            by_url("https://h/releases/mozilla-beta/rev/0123456789ab").unwrap(),
+            "misses never evict hits"
+        );
         // Not an hg hash, or not a plain short repository: refused without a cache entry.
         for bad in [
             format!("https://h/mozilla-central/rev/{}", "a".repeat(41)),
             "https://h/mozilla-central/rev/abcdef".to_string(),
             format!("https://h/{}/rev/0123456789ab", "r".repeat(200)),
         ] {
-            assert!(matches!(by_url(&bad), Err(ResolveError::NotFound(_))), "{bad}");
+            assert!(
+                matches!(by_url(&bad), Err(ResolveError::NotFound(_))),
+                "{bad}"
+            );
         }
         assert_eq!(cache.cache_stats().rejected, 3);
         assert_eq!(cache.cache_stats().miss_entries, 3);
         assert!(is_hg_hash("0123456789ab") && is_hg_hash(&"f".repeat(40)));
-        assert!(!is_hg_hash("0123456789a") && !is_hg_hash(&"f".repeat(41)) && !is_hg_hash("0123456789ag"));
+        assert!(
+            !is_hg_hash("0123456789a")
+                && !is_hg_hash(&"f".repeat(41))
+                && !is_hg_hash("0123456789ag")
+        );
     }
 
     #[test]
     fn concurrent_lookups_of_one_revision_load_it_once() {
         let dir = tempfile::tempdir().unwrap();
         let cache = Arc::new(RevisionCache::empty().with_dir(dir.path()).unwrap());
-        std::fs::write(dir.path().join("fedcba987654.json"), r#"{"B": {"kind": "flag"}}"#).unwrap();
+        std::fs::write(
+            dir.path().join("fedcba987654.json"),
+            r#"{"B": {"kind": "flag"}}"#,
+        )
+        .unwrap();
         let threads: Vec<_> = (0..8)
             .map(|_| {
                 let cache = cache.clone();
@@ -1017,8 +1068,14 @@ mod tests {
             .collect();
         assert!(threads.into_iter().all(|t| t.join().unwrap()));
         let stats = cache.cache_stats();
-        assert_eq!((stats.entries, stats.miss_entries, stats.evictions), (1, 0, 0));
-        assert!(cache.flights.lock().unwrap().is_empty(), "every flight landed");
+        assert_eq!(
+            (stats.entries, stats.miss_entries, stats.evictions),
+            (1, 0, 0)
+        );
+        assert!(
+            cache.flights.lock().unwrap().is_empty(),
+            "every flight landed"
+        );
     }
 
     #[test]

@@ -73,7 +73,11 @@ pub(crate) struct HostBudget {
 impl HostBudget {
     /// A budget of `limit` bytes, nothing charged.
     pub fn new(limit: u64) -> Self {
-        HostBudget { limit, used: AtomicU64::new(0), peak: AtomicU64::new(0) }
+        HostBudget {
+            limit,
+            used: AtomicU64::new(0),
+            peak: AtomicU64::new(0),
+        }
     }
 
     /// Counts `bytes` more, or refuses (counting nothing) if that would pass the limit.
@@ -82,7 +86,11 @@ impl HostBudget {
         let after = before.saturating_add(bytes);
         if after > self.limit {
             self.used.fetch_sub(bytes, Ordering::Relaxed);
-            return Err(HostMemoryExceeded { limit: self.limit, held: before, wanted: bytes });
+            return Err(HostMemoryExceeded {
+                limit: self.limit,
+                held: before,
+                wanted: bytes,
+            });
         }
         self.peak.fetch_max(after, Ordering::Relaxed);
         Ok(())
@@ -90,7 +98,11 @@ impl HostBudget {
 
     /// Counts `bytes` less (data handed on or dropped). Never goes below zero.
     pub fn release(&self, bytes: u64) {
-        let _ = self.used.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |used| Some(used.saturating_sub(bytes)));
+        let _ = self
+            .used
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |used| {
+                Some(used.saturating_sub(bytes))
+            });
     }
 
     /// Bytes charged now.
@@ -114,7 +126,14 @@ mod tests {
         let budget = HostBudget::new(1000);
         budget.charge(600).unwrap();
         let err = budget.charge(500).unwrap_err();
-        assert_eq!(err, HostMemoryExceeded { limit: 1000, held: 600, wanted: 500 });
+        assert_eq!(
+            err,
+            HostMemoryExceeded {
+                limit: 1000,
+                held: 600,
+                wanted: 500
+            }
+        );
         assert_eq!(budget.used(), 600, "a refused charge counts nothing");
         budget.charge(400).unwrap();
         assert_eq!((budget.used(), budget.peak()), (1000, 1000));
@@ -130,7 +149,10 @@ mod tests {
         let err = HostBudget::new(64 << 20).charge(65 << 20).unwrap_err();
         assert_eq!(err.what(), "host memory (64 MiB)");
         let job: JobError = err.into();
-        assert_eq!(job.to_string(), "job exceeded its host memory (64 MiB) limit");
+        assert_eq!(
+            job.to_string(),
+            "job exceeded its host memory (64 MiB) limit"
+        );
         // Two short strings: a 16-byte granule and a 16-byte header each.
         assert_eq!(pair_cost("ab", "cde"), 64 + ITEM_OVERHEAD);
         assert_eq!(pair_cost("", &"x".repeat(17)), 48 + ITEM_OVERHEAD);

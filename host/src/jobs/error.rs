@@ -71,6 +71,9 @@ pub enum JobError {
 
 impl JobError {
     pub(crate) fn io(context: impl Into<String>, source: std::io::Error) -> Self {
-        JobError::Io { context: context.into(), source }
+        JobError::Io {
+            context: context.into(),
+            source,
+        }
     }
 }

@@ -123,8 +123,9 @@ pub fn run_on(
     let linked = Linked::new(runtime, job)?;
     // A first instance checks the parameter and learns the job's spec before any data is read.
     let spec = Guest::new(&linked, &shared, 0, &opts.param)?.spec().clone();
-    let projection = Projection::new(&spec.fields)
-        .map_err(|e| JobError::InvalidComponent { reason: format!("init declared a bad field: {e}") })?;
+    let projection = Projection::new(&spec.fields).map_err(|e| JobError::InvalidComponent {
+        reason: format!("init declared a bad field: {e}"),
+    })?;
 
     let list_start = Instant::now();
     let files = source.list(&opts.filter)?;
@@ -133,7 +134,9 @@ pub fn run_on(
         None => 0,
     };
     let list_time = list_start.elapsed();
-    progress.files_total.store(files.len() as u64, Ordering::Relaxed);
+    progress
+        .files_total
+        .store(files.len() as u64, Ordering::Relaxed);
 
     let ctx = Arc::new(Context {
         linked,
@@ -144,7 +147,10 @@ pub fn run_on(
         projection,
         param: opts.param.clone(),
         skip_bad_records: opts.skip_bad_records,
-        counters: Counters { instances: AtomicU64::new(1), ..Counters::default() },
+        counters: Counters {
+            instances: AtomicU64::new(1),
+            ..Counters::default()
+        },
         bad_ids: Mutex::new(Vec::new()),
     });
 
@@ -177,10 +183,16 @@ pub fn run_on(
     // The first real error wins over the `Cancelled` the other workers saw because of it.
     let mut errors: Vec<JobError> = results.iter_mut().filter_map(|r| r.error.take()).collect();
     if !errors.is_empty() {
-        let pos = errors.iter().position(|e| !matches!(e, JobError::Cancelled)).unwrap_or(0);
+        let pos = errors
+            .iter()
+            .position(|e| !matches!(e, JobError::Cancelled))
+            .unwrap_or(0);
         return Err(errors.swap_remove(pos));
     }
-    let mut lines: Vec<String> = results.iter_mut().flat_map(|r| std::mem::take(&mut r.lines)).collect();
+    let mut lines: Vec<String> = results
+        .iter_mut()
+        .flat_map(|r| std::mem::take(&mut r.lines))
+        .collect();
     lines.sort_unstable();
     let output_len: usize = lines.iter().map(|l| l.len() + 1).sum();
     // The joined output exists beside the lines until they are dropped.
@@ -194,7 +206,11 @@ pub fn run_on(
 
     let c = &ctx.counters;
     let map_time = results.iter().map(|r| r.map_time).max().unwrap_or_default();
-    let reduce_time = results.iter().map(|r| r.reduce_time).max().unwrap_or_default();
+    let reduce_time = results
+        .iter()
+        .map(|r| r.reduce_time)
+        .max()
+        .unwrap_or_default();
     let bytes_read = c.bytes.load(Ordering::Relaxed);
     let cost = CostReport {
         workers: topology.peers(),
@@ -223,9 +239,17 @@ pub fn run_on(
             reduce_ms: ms(reduce_time),
             total_ms: ms(start.elapsed() + job.compile_time()),
         },
-        mb_per_s: if map_time.is_zero() { 0.0 } else { bytes_read as f64 / 1e6 / map_time.as_secs_f64() },
+        mb_per_s: if map_time.is_zero() {
+            0.0
+        } else {
+            bytes_read as f64 / 1e6 / map_time.as_secs_f64()
+        },
     };
-    Ok(JobOutput { output, cost, log: shared.log.contents() })
+    Ok(JobOutput {
+        output,
+        cost,
+        log: shared.log.contents(),
+    })
 }
 
 fn ms(d: Duration) -> f64 {
@@ -233,9 +257,12 @@ fn ms(d: Duration) -> f64 {
 }
 
 fn copy_progress(c: &Counters, p: &Progress) {
-    p.files_done.store(c.files_done.load(Ordering::Relaxed), Ordering::Relaxed);
-    p.records.store(c.records.load(Ordering::Relaxed), Ordering::Relaxed);
-    p.bytes.store(c.bytes.load(Ordering::Relaxed), Ordering::Relaxed);
+    p.files_done
+        .store(c.files_done.load(Ordering::Relaxed), Ordering::Relaxed);
+    p.records
+        .store(c.records.load(Ordering::Relaxed), Ordering::Relaxed);
+    p.bytes
+        .store(c.bytes.load(Ordering::Relaxed), Ordering::Relaxed);
 }
 
 /// A filter with the same dimensions as `filter` that allows everything (to count pruned files).
@@ -252,7 +279,12 @@ fn all_files_filter(filter: &Schema) -> Option<Schema> {
 /// worker. Deterministic, so every process of a cluster computes the same split.
 pub(crate) fn assign_by_size(files: &[PartitionFile], peers: usize) -> Vec<Vec<usize>> {
     let mut order: Vec<usize> = (0..files.len()).collect();
-    order.sort_by(|&a, &b| files[b].size.cmp(&files[a].size).then_with(|| files[a].path.cmp(&files[b].path)));
+    order.sort_by(|&a, &b| {
+        files[b]
+            .size
+            .cmp(&files[a].size)
+            .then_with(|| files[a].path.cmp(&files[b].path))
+    });
     let mut load = vec![0u64; peers];
     let mut out = vec![Vec::new(); peers];
     for i in order {
@@ -272,7 +304,10 @@ fn key_hash(key: &str) -> u64 {
 
 /// Escapes tab, newline and backslash so each output pair stays one `key<TAB>value` line.
 pub(crate) fn escape(s: &str) -> std::borrow::Cow<'_, str> {
-    if !s.bytes().any(|b| matches!(b, b'\t' | b'\n' | b'\\' | b'\r')) {
+    if !s
+        .bytes()
+        .any(|b| matches!(b, b'\t' | b'\n' | b'\\' | b'\r'))
+    {
         return s.into();
     }
     let mut out = String::with_capacity(s.len() + 8);
@@ -300,7 +335,12 @@ impl Slot {
     fn get(&mut self) -> Result<&mut Guest, JobError> {
         if self.guest.is_none() {
             self.ctx.counters.instances.fetch_add(1, Ordering::Relaxed);
-            self.guest = Some(Guest::new(&self.ctx.linked, &self.ctx.shared, self.index, &self.ctx.param)?);
+            self.guest = Some(Guest::new(
+                &self.ctx.linked,
+                &self.ctx.shared,
+                self.index,
+                &self.ctx.param,
+            )?);
         }
         Ok(self.guest.as_mut().expect("just created"))
     }
@@ -338,7 +378,10 @@ fn values_cost(key: &str, values: &[String]) -> u64 {
 fn failure(f: Failure, record_id: Option<String>, what: String) -> JobError {
     match f {
         Failure::Job(e) => e,
-        Failure::Guest(message) => JobError::Trap { record_id, message: format!("{what}: {message}") },
+        Failure::Guest(message) => JobError::Trap {
+            record_id,
+            message: format!("{what}: {message}"),
+        },
     }
 }
 
@@ -347,7 +390,12 @@ type Pair = (String, String);
 fn worker_main(worker: &mut timely::worker::Worker, ctx: &Arc<Context>) -> WorkerResult {
     let index = worker.index();
     let peers = worker.peers();
-    let slot = Rc::new(RefCell::new(Slot { guest: None, index, ctx: ctx.clone(), peak: 0 }));
+    let slot = Rc::new(RefCell::new(Slot {
+        guest: None,
+        index,
+        ctx: ctx.clone(),
+        peak: 0,
+    }));
     let error: Rc<RefCell<Option<JobError>>> = Rc::new(RefCell::new(None));
     let collected: Rc<RefCell<Vec<String>>> = Rc::new(RefCell::new(Vec::new()));
     let reduce_time = Rc::new(RefCell::new(Duration::ZERO));
@@ -357,55 +405,67 @@ fn worker_main(worker: &mut timely::worker::Worker, ctx: &Arc<Context>) -> Worke
     let has_combine = ctx.spec.has_combine;
     let threshold = combine_threshold(&ctx.spec);
     worker.dataflow::<u64, _, _>(|scope| {
-        let (slot, error, reduce_time, ctx) = (slot.clone(), error.clone(), reduce_time.clone(), ctx.clone());
+        let (slot, error, reduce_time, ctx) = (
+            slot.clone(),
+            error.clone(),
+            reduce_time.clone(),
+            ctx.clone(),
+        );
         let (collected, ctx2) = (collected.clone(), ctx.clone());
         scope
             .input_from(&mut input)
-            .unary_frontier(Exchange::new(|(k, _): &Pair| key_hash(k)), "Reduce", move |cap, _info| {
-                let mut cap = Some(cap);
-                let mut groups: HashMap<String, Vec<String>> = HashMap::new();
-                move |(input, frontier), output| {
-                    input.for_each(|_time, data| {
-                        if error.borrow().is_some() {
-                            data.clear();
-                            return;
-                        }
-                        for (key, value) in data.drain(..) {
-                            if let Err(e) = ctx.shared.budget.charge(pair_cost(&key, &value)) {
-                                fail(&error, &ctx, e.into());
-                                break;
+            .unary_frontier(
+                Exchange::new(|(k, _): &Pair| key_hash(k)),
+                "Reduce",
+                move |cap, _info| {
+                    let mut cap = Some(cap);
+                    let mut groups: HashMap<String, Vec<String>> = HashMap::new();
+                    move |(input, frontier), output| {
+                        input.for_each(|_time, data| {
+                            if error.borrow().is_some() {
+                                data.clear();
+                                return;
                             }
-                            let Some(values) = groups.get_mut(&key) else {
-                                groups.insert(key, vec![value]);
-                                continue;
-                            };
-                            values.push(value);
-                            if has_combine && values.len() >= threshold {
-                                if let Err(e) = slot.borrow_mut().combine(&key, values) {
-                                    fail(&error, &ctx, e);
+                            for (key, value) in data.drain(..) {
+                                if let Err(e) = ctx.shared.budget.charge(pair_cost(&key, &value)) {
+                                    fail(&error, &ctx, e.into());
+                                    break;
+                                }
+                                let Some(values) = groups.get_mut(&key) else {
+                                    groups.insert(key, vec![value]);
+                                    continue;
+                                };
+                                values.push(value);
+                                if has_combine && values.len() >= threshold {
+                                    if let Err(e) = slot.borrow_mut().combine(&key, values) {
+                                        fail(&error, &ctx, e);
+                                    }
                                 }
                             }
-                        }
-                    });
-                    if frontier.is_empty() {
-                        if let Some(cap) = cap.take() {
-                            let start = Instant::now();
-                            let lines = if error.borrow().is_some() {
-                                Vec::new()
-                            } else {
-                                reduce_all(&mut slot.borrow_mut(), std::mem::take(&mut groups), &ctx).unwrap_or_else(
-                                    |e| {
+                        });
+                        if frontier.is_empty() {
+                            if let Some(cap) = cap.take() {
+                                let start = Instant::now();
+                                let lines = if error.borrow().is_some() {
+                                    Vec::new()
+                                } else {
+                                    reduce_all(
+                                        &mut slot.borrow_mut(),
+                                        std::mem::take(&mut groups),
+                                        &ctx,
+                                    )
+                                    .unwrap_or_else(|e| {
                                         fail(&error, &ctx, e);
                                         Vec::new()
-                                    },
-                                )
-                            };
-                            output.session(&cap).give_iterator(lines.into_iter());
-                            *reduce_time.borrow_mut() = start.elapsed();
+                                    })
+                                };
+                                output.session(&cap).give_iterator(lines.into_iter());
+                                *reduce_time.borrow_mut() = start.elapsed();
+                            }
                         }
                     }
-                }
-            })
+                },
+            )
             .container::<Vec<String>>()
             .unary::<timely::container::CapacityContainerBuilder<Vec<()>>, _, _, _>(
                 Exchange::new(|_: &String| 0),
@@ -416,7 +476,10 @@ fn worker_main(worker: &mut timely::worker::Worker, ctx: &Arc<Context>) -> Worke
                             let mut out = collected.borrow_mut();
                             let limit = ctx2.shared.limits.output_bytes;
                             for line in data.drain(..) {
-                                if ctx2.counters.output_bytes.fetch_add(line.len() as u64 + 1, Ordering::Relaxed)
+                                if ctx2
+                                    .counters
+                                    .output_bytes
+                                    .fetch_add(line.len() as u64 + 1, Ordering::Relaxed)
                                     > limit
                                 {
                                     ctx2.shared.failed.store(true, Ordering::Relaxed);
@@ -443,15 +506,25 @@ fn worker_main(worker: &mut timely::worker::Worker, ctx: &Arc<Context>) -> Worke
     while worker.step_or_park(Some(Duration::from_millis(10))) {}
 
     let mut error = error.borrow_mut().take();
-    if error.is_none() && ctx.counters.output_bytes.load(Ordering::Relaxed) > ctx.shared.limits.output_bytes {
+    if error.is_none()
+        && ctx.counters.output_bytes.load(Ordering::Relaxed) > ctx.shared.limits.output_bytes
+    {
         error = Some(JobError::LimitExceeded {
-            what: format!("output size ({})", super::limits::human_bytes(ctx.shared.limits.output_bytes)),
+            what: format!(
+                "output size ({})",
+                super::limits::human_bytes(ctx.shared.limits.output_bytes)
+            ),
         });
     }
     slot.borrow_mut().reset();
     let lines = std::mem::take(&mut *collected.borrow_mut());
     let reduce_time = *reduce_time.borrow();
-    WorkerResult { error, lines, map_time, reduce_time }
+    WorkerResult {
+        error,
+        lines,
+        map_time,
+        reduce_time,
+    }
 }
 
 fn fail(slot: &Rc<RefCell<Option<JobError>>>, ctx: &Context, e: JobError) {
@@ -472,7 +545,11 @@ fn combine_threshold(spec: &JobSpec) -> usize {
 /// Reduces every key this worker owns, in key order, into escaped output lines. The values'
 /// charge on the host budget is released as each key is done; each line is charged (and counted
 /// against `output_bytes`) as it is made.
-fn reduce_all(slot: &mut Slot, groups: HashMap<String, Vec<String>>, ctx: &Context) -> Result<Vec<String>, JobError> {
+fn reduce_all(
+    slot: &mut Slot,
+    groups: HashMap<String, Vec<String>>,
+    ctx: &Context,
+) -> Result<Vec<String>, JobError> {
     let mut keys: Vec<(String, Vec<String>)> = groups.into_iter().collect();
     keys.sort_unstable_by(|a, b| a.0.cmp(&b.0));
     let mut lines = Vec::new();
@@ -507,7 +584,9 @@ fn push_line(ctx: &Context, lines: &mut Vec<String>, line: String) -> Result<(),
     let limit = ctx.shared.limits.output_bytes;
     let len = line.len() as u64 + 1;
     if ctx.counters.reduced_bytes.fetch_add(len, Ordering::Relaxed) + len > limit {
-        return Err(JobError::LimitExceeded { what: format!("output size ({})", super::limits::human_bytes(limit)) });
+        return Err(JobError::LimitExceeded {
+            what: format!("output size ({})", super::limits::human_bytes(limit)),
+        });
     }
     ctx.shared.budget.charge(line_cost(&line))?;
     lines.push(line);
@@ -532,7 +611,9 @@ fn drive_map(
         let mut line = Vec::with_capacity(64 << 10);
         loop {
             line.clear();
-            let n = reader.read_until(b'\n', &mut line).map_err(|e| StorageError::io(file.path.clone(), e))?;
+            let n = reader
+                .read_until(b'\n', &mut line)
+                .map_err(|e| StorageError::io(file.path.clone(), e))?;
             if n == 0 {
                 break;
             }
@@ -558,7 +639,9 @@ fn drive_map(
         }
         map_batch(ctx, slot, &file.dims, &mut batch, &mut local, input)?;
         ctx.counters.files_done.fetch_add(1, Ordering::Relaxed);
-        ctx.counters.compressed.fetch_add(file.size, Ordering::Relaxed);
+        ctx.counters
+            .compressed
+            .fetch_add(file.size, Ordering::Relaxed);
         worker.step();
     }
     local.flush(&mut slot.borrow_mut(), input)
@@ -571,15 +654,24 @@ struct Batch {
 }
 
 /// One stored line as the guest will see it; `None` for a bad line that is being skipped.
-fn parse_record(ctx: &Context, file: &PartitionFile, line: &[u8]) -> Result<Option<DataRecord>, JobError> {
-    let bad = |record_id: Option<String>, message: String| -> Result<Option<DataRecord>, JobError> {
-        if ctx.skip_bad_records {
-            note_bad(ctx, record_id.unwrap_or_else(|| format!("{}:?", file.path)));
-            Ok(None)
-        } else {
-            Err(JobError::BadRecord { file: file.path.clone(), record_id, message })
-        }
-    };
+fn parse_record(
+    ctx: &Context,
+    file: &PartitionFile,
+    line: &[u8],
+) -> Result<Option<DataRecord>, JobError> {
+    let bad =
+        |record_id: Option<String>, message: String| -> Result<Option<DataRecord>, JobError> {
+            if ctx.skip_bad_records {
+                note_bad(ctx, record_id.unwrap_or_else(|| format!("{}:?", file.path)));
+                Ok(None)
+            } else {
+                Err(JobError::BadRecord {
+                    file: file.path.clone(),
+                    record_id,
+                    message,
+                })
+            }
+        };
     let Some((id, json)) = split_line(line) else {
         return bad(None, "line has no tab between document id and JSON".into());
     };
@@ -600,7 +692,11 @@ fn parse_record(ctx: &Context, file: &PartitionFile, line: &[u8]) -> Result<Opti
     } else {
         String::new()
     };
-    Ok(Some(DataRecord { id, fields, payload }))
+    Ok(Some(DataRecord {
+        id,
+        fields,
+        payload,
+    }))
 }
 
 fn note_bad(ctx: &Context, id: String) {
@@ -642,9 +738,14 @@ fn map_batch(
             Err(Failure::Guest(message)) => {
                 slot.reset();
                 if !ctx.skip_bad_records {
-                    return Err(JobError::Trap { record_id: Some(record.id), message });
+                    return Err(JobError::Trap {
+                        record_id: Some(record.id),
+                        message,
+                    });
                 }
-                ctx.shared.log.line(&format!("skipped record {}: {message}", record.id));
+                ctx.shared
+                    .log
+                    .line(&format!("skipped record {}: {message}", record.id));
                 note_bad(ctx, record.id);
             }
         }
@@ -662,12 +763,21 @@ struct LocalCombiner {
 
 impl LocalCombiner {
     fn new(ctx: &Context) -> Self {
-        LocalCombiner { enabled: ctx.spec.has_combine, threshold: combine_threshold(&ctx.spec), groups: HashMap::new() }
+        LocalCombiner {
+            enabled: ctx.spec.has_combine,
+            threshold: combine_threshold(&ctx.spec),
+            groups: HashMap::new(),
+        }
     }
 
     /// Takes mapped pairs (charged to the host budget by the guest's `emit`): holds them for
     /// combining, or releases their charge as they are sent on.
-    fn add(&mut self, pairs: Vec<Pair>, slot: &mut Slot, input: &mut InputHandle<u64, Pair>) -> Result<(), JobError> {
+    fn add(
+        &mut self,
+        pairs: Vec<Pair>,
+        slot: &mut Slot,
+        input: &mut InputHandle<u64, Pair>,
+    ) -> Result<(), JobError> {
         if !self.enabled {
             for pair in pairs {
                 slot.ctx.shared.budget.release(pair_cost(&pair.0, &pair.1));
@@ -692,7 +802,11 @@ impl LocalCombiner {
     }
 
     /// Combines what each key holds and sends it on.
-    fn flush(&mut self, slot: &mut Slot, input: &mut InputHandle<u64, Pair>) -> Result<(), JobError> {
+    fn flush(
+        &mut self,
+        slot: &mut Slot,
+        input: &mut InputHandle<u64, Pair>,
+    ) -> Result<(), JobError> {
         for (key, mut values) in self.groups.drain() {
             if values.len() > 1 {
                 slot.combine(&key, &mut values)?;
@@ -711,7 +825,11 @@ mod tests {
     use super::*;
 
     fn file(path: &str, size: u64) -> PartitionFile {
-        PartitionFile { path: path.into(), dims: vec![], size }
+        PartitionFile {
+            path: path.into(),
+            dims: vec![],
+            size,
+        }
     }
 
     #[test]

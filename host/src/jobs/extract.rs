@@ -36,9 +36,9 @@ impl Projection {
         for (i, pointer) in pointers.iter().enumerate() {
             let mut node = &mut root;
             if !pointer.is_empty() {
-                let rest = pointer
-                    .strip_prefix('/')
-                    .ok_or_else(|| format!("field {pointer:?} is not a JSON pointer (must start with '/')"))?;
+                let rest = pointer.strip_prefix('/').ok_or_else(|| {
+                    format!("field {pointer:?} is not a JSON pointer (must start with '/')")
+                })?;
                 for raw in rest.split('/') {
                     let seg = raw.replace("~1", "/").replace("~0", "~");
                     let pos = match node.children.iter().position(|(k, _)| *k == seg) {
@@ -53,7 +53,10 @@ impl Projection {
             }
             node.targets.push(i);
         }
-        Ok(Projection { root, len: pointers.len() })
+        Ok(Projection {
+            root,
+            len: pointers.len(),
+        })
     }
 
     /// Number of pointers.
@@ -71,7 +74,11 @@ impl Projection {
     pub fn extract(&self, json: &[u8]) -> Result<Vec<Field>, serde_json::Error> {
         let mut out: Vec<Field> = (0..self.len).map(|_| Field::Missing).collect();
         let mut de = serde_json::Deserializer::from_slice(json);
-        NodeSeed { node: &self.root, out: &mut out }.deserialize(&mut de)?;
+        NodeSeed {
+            node: &self.root,
+            out: &mut out,
+        }
+        .deserialize(&mut de)?;
         de.end()?;
         Ok(out)
     }
@@ -95,8 +102,13 @@ impl<'de> DeserializeSeed<'de> for NodeSeed<'_, '_> {
             self.out[i] = field.clone();
         }
         if !self.node.children.is_empty() {
-            let inner =
-                NodeSeed { node: &Node { targets: vec![], children: self.node.children.clone() }, out: self.out };
+            let inner = NodeSeed {
+                node: &Node {
+                    targets: vec![],
+                    children: self.node.children.clone(),
+                },
+                out: self.out,
+            };
             let mut de = serde_json::Deserializer::from_str(raw.get());
             inner.deserialize(&mut de).map_err(de::Error::custom)?;
         }
@@ -123,7 +135,10 @@ impl<'de> Visitor<'de> for NodeSeed<'_, '_> {
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
         while let Some(key) = map.next_key::<KeyRef<'de>>()? {
             match self.node.child(key.as_str()) {
-                Some(child) => map.next_value_seed(NodeSeed { node: child, out: self.out })?,
+                Some(child) => map.next_value_seed(NodeSeed {
+                    node: child,
+                    out: self.out,
+                })?,
                 None => {
                     map.next_value::<IgnoredAny>()?;
                 }
@@ -135,7 +150,12 @@ impl<'de> Visitor<'de> for NodeSeed<'_, '_> {
         let mut i = 0usize;
         loop {
             let done = match self.node.child(&i.to_string()) {
-                Some(child) => seq.next_element_seed(NodeSeed { node: child, out: self.out })?.is_none(),
+                Some(child) => seq
+                    .next_element_seed(NodeSeed {
+                        node: child,
+                        out: self.out,
+                    })?
+                    .is_none(),
                 None => seq.next_element::<IgnoredAny>()?.is_none(),
             };
             if done {
@@ -255,7 +275,10 @@ mod tests {
         assert_eq!(text(&f[0]), Some("v"));
         assert!(p.extract(br#"{"k":"v""#).is_err());
         assert!(p.extract(br#"{"k":"v"} trailing"#).is_err());
-        assert!(p.extract(br#"{"other":[1,2,}"#).is_err(), "skipped parts are validated too");
+        assert!(
+            p.extract(br#"{"other":[1,2,}"#).is_err(),
+            "skipped parts are validated too"
+        );
         assert!(Projection::new(&["no-slash".into()]).is_err());
     }
 }

@@ -53,7 +53,10 @@ impl Shared {
         if self.cancel.is_cancelled() || self.failed.load(Ordering::Relaxed) {
             Some(Stop::Cancelled)
         } else if Instant::now() > self.deadline {
-            Some(Stop::Limit(format!("wall time ({} ms)", self.limits.wall_time_ms)))
+            Some(Stop::Limit(format!(
+                "wall time ({} ms)",
+                self.limits.wall_time_ms
+            )))
         } else {
             None
         }
@@ -114,7 +117,10 @@ impl State {
             return Some(stop);
         }
         if Instant::now() > call_deadline {
-            return Some(Stop::Limit(format!("call time ({} ms)", shared.limits.call_timeout_ms)));
+            return Some(Stop::Limit(format!(
+                "call time ({} ms)",
+                shared.limits.call_timeout_ms
+            )));
         }
         None
     }
@@ -132,14 +138,19 @@ impl State {
 
 impl WasiView for State {
     fn ctx(&mut self) -> WasiCtxView<'_> {
-        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
     }
 }
 
 impl bindings::telemetry::job::host::Host for State {
     fn emit(&mut self, key: String, value: String) -> wasmtime::Result<()> {
         if !self.emitting {
-            wasmtime::bail!("host.emit called outside map-batch (combine and reduce return their result)");
+            wasmtime::bail!(
+                "host.emit called outside map-batch (combine and reduce return their result)"
+            );
         }
         let limits = &self.shared.limits;
         let count = self.shared.emits.load(Ordering::Relaxed) + self.pending.len() as u64 + 1;
@@ -148,10 +159,15 @@ impl bindings::telemetry::job::host::Host for State {
         }
         self.pending_bytes += (key.len() + value.len()) as u64;
         if self.shared.emit_bytes.load(Ordering::Relaxed) + self.pending_bytes > limits.emit_bytes {
-            return Err(Stop::Limit(format!("emit bytes ({})", human_bytes(limits.emit_bytes))).into());
+            return Err(
+                Stop::Limit(format!("emit bytes ({})", human_bytes(limits.emit_bytes))).into(),
+            );
         }
         let cost = pair_cost(&key, &value);
-        self.shared.budget.charge(cost).map_err(|e| Stop::Limit(e.what()))?;
+        self.shared
+            .budget
+            .charge(cost)
+            .map_err(|e| Stop::Limit(e.what()))?;
         self.pending_charged += cost;
         self.pending.push((key, value));
         Ok(())
@@ -164,7 +180,9 @@ impl bindings::telemetry::job::host::Host for State {
             Level::Info => "info",
             Level::Debug => "debug",
         };
-        self.shared.log.line(&format!("[worker {}] {name}: {message}", self.worker));
+        self.shared
+            .log
+            .line(&format!("[worker {}] {name}: {message}", self.worker));
         if level == Level::Error {
             self.last_error = Some(message);
         }
@@ -184,7 +202,9 @@ impl Linked {
         super::wasi::add_to_linker(&mut linker).map_err(|e| JobError::Engine(format!("{e:#}")))?;
         Mapreduce::add_to_linker::<State, wasmtime::component::HasSelf<State>>(&mut linker, |s| s)
             .map_err(|e| JobError::Engine(format!("{e:#}")))?;
-        let invalid = |e: wasmtime::Error| JobError::InvalidComponent { reason: format!("{e:#}") };
+        let invalid = |e: wasmtime::Error| JobError::InvalidComponent {
+            reason: format!("{e:#}"),
+        };
         let pre = linker.instantiate_pre(&job.component).map_err(invalid)?;
         let pre = MapreducePre::new(pre).map_err(invalid)?;
         Ok(Linked { pre })
@@ -200,7 +220,12 @@ pub(crate) struct Guest {
 
 impl Guest {
     /// Instantiates the job in a fresh sandbox and calls `init(param)`.
-    pub fn new(linked: &Linked, shared: &Arc<Shared>, worker: usize, param: &str) -> Result<Guest, JobError> {
+    pub fn new(
+        linked: &Linked,
+        shared: &Arc<Shared>,
+        worker: usize,
+        param: &str,
+    ) -> Result<Guest, JobError> {
         let wasi = super::wasi::context(LogStream(shared.log.clone()));
         let mut table = ResourceTable::new();
         table.set_max_capacity(10_000);
@@ -228,18 +253,32 @@ impl Guest {
             }
         });
         store.data_mut().call_deadline = Instant::now() + shared.limits.call_timeout();
-        let job = linked.pre.instantiate(&mut store).map_err(|e| match classify(&mut store, e) {
-            Failure::Job(e) => e,
-            Failure::Guest(message) => JobError::Trap { record_id: None, message: format!("instantiating: {message}") },
-        })?;
-        let mut guest = Guest { store, job, spec: empty_spec() };
+        let job =
+            linked
+                .pre
+                .instantiate(&mut store)
+                .map_err(|e| match classify(&mut store, e) {
+                    Failure::Job(e) => e,
+                    Failure::Guest(message) => JobError::Trap {
+                        record_id: None,
+                        message: format!("instantiating: {message}"),
+                    },
+                })?;
+        let mut guest = Guest {
+            store,
+            job,
+            spec: empty_spec(),
+        };
         let result = guest.call(|job, store| job.telemetry_job_job().call_init(store, param));
         match result {
             Ok(Ok(spec)) => guest.spec = spec,
             Ok(Err(message)) => return Err(JobError::InvalidParam { message }),
             Err(Failure::Job(e)) => return Err(e),
             Err(Failure::Guest(message)) => {
-                return Err(JobError::Trap { record_id: None, message: format!("in init: {message}") })
+                return Err(JobError::Trap {
+                    record_id: None,
+                    message: format!("in init: {message}"),
+                })
             }
         }
         Ok(guest)
@@ -258,24 +297,37 @@ impl Guest {
     /// Maps one batch; returns the pairs it emitted (nothing is kept if it fails). The pairs come
     /// charged to the job's host budget (see [`pair_cost`]): the caller releases the charge when
     /// it hands them on.
-    pub fn map_batch(&mut self, dims: &[String], records: &[DataRecord]) -> Result<Vec<(String, String)>, Failure> {
+    pub fn map_batch(
+        &mut self,
+        dims: &[String],
+        records: &[DataRecord],
+    ) -> Result<Vec<(String, String)>, Failure> {
         let state = self.store.data_mut();
         state.emitting = true;
         state.pending.clear();
         state.pending_bytes = 0;
         state.pending_charged = 0;
-        let result = self.call(|job, store| job.telemetry_job_job().call_map_batch(store, dims, records));
+        let result =
+            self.call(|job, store| job.telemetry_job_job().call_map_batch(store, dims, records));
         let state = self.store.data_mut();
         state.emitting = false;
         let pending = std::mem::take(&mut state.pending);
         let charged = std::mem::take(&mut state.pending_charged);
         let result = match result {
             Ok(Ok(())) => {
-                state.shared.emits.fetch_add(pending.len() as u64, Ordering::Relaxed);
-                state.shared.emit_bytes.fetch_add(state.pending_bytes, Ordering::Relaxed);
+                state
+                    .shared
+                    .emits
+                    .fetch_add(pending.len() as u64, Ordering::Relaxed);
+                state
+                    .shared
+                    .emit_bytes
+                    .fetch_add(state.pending_bytes, Ordering::Relaxed);
                 return Ok(pending);
             }
-            Ok(Err(message)) => Err(Failure::Guest(format!("map-batch returned an error: {message}"))),
+            Ok(Err(message)) => Err(Failure::Guest(format!(
+                "map-batch returned an error: {message}"
+            ))),
             Err(failure) => Err(failure),
         };
         drop(pending);
@@ -293,7 +345,10 @@ impl Guest {
         self.call(|job, store| job.telemetry_job_job().call_reduce(store, key, values))
     }
 
-    fn call<R>(&mut self, f: impl FnOnce(&Mapreduce, &mut Store<State>) -> wasmtime::Result<R>) -> Result<R, Failure> {
+    fn call<R>(
+        &mut self,
+        f: impl FnOnce(&Mapreduce, &mut Store<State>) -> wasmtime::Result<R>,
+    ) -> Result<R, Failure> {
         if let Some(stop) = self.store.data().shared.stop_reason() {
             return Err(Failure::Job(stop.into()));
         }
@@ -302,7 +357,10 @@ impl Guest {
         state.last_error = None;
         let result = f(&self.job, &mut self.store).map_err(|e| classify(&mut self.store, e));
         let state = self.store.data();
-        state.shared.peak_memory.fetch_max(state.limiter.memory_peak(), Ordering::Relaxed);
+        state
+            .shared
+            .peak_memory
+            .fetch_max(state.limiter.memory_peak(), Ordering::Relaxed);
         result
     }
 }
@@ -327,5 +385,11 @@ fn classify(store: &mut Store<State>, err: wasmtime::Error) -> Failure {
 }
 
 fn empty_spec() -> JobSpec {
-    JobSpec { fields: vec![], wants_payload: false, has_combine: false, combine_threshold: 0, has_reduce: false }
+    JobSpec {
+        fields: vec![],
+        wants_payload: false,
+        has_combine: false,
+        combine_threshold: 0,
+        has_reduce: false,
+    }
 }

@@ -21,7 +21,10 @@ struct LogInner {
 impl JobLog {
     /// An empty log keeping at most `cap` bytes.
     pub fn new(cap: u64) -> Self {
-        JobLog { cap: cap as usize, inner: Mutex::new(LogInner::default()) }
+        JobLog {
+            cap: cap as usize,
+            inner: Mutex::new(LogInner::default()),
+        }
     }
 
     /// Appends one line (a newline is added).
@@ -51,7 +54,10 @@ impl JobLog {
         let inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         let mut text = inner.text.clone();
         if inner.dropped > 0 {
-            text.push_str(&format!("[log limit of {} bytes reached: {} writes dropped]\n", self.cap, inner.dropped));
+            text.push_str(&format!(
+                "[log limit of {} bytes reached: {} writes dropped]\n",
+                self.cap, inner.dropped
+            ));
         }
         text
     }
@@ -74,7 +80,11 @@ impl wasmtime_wasi::cli::StdoutStream for LogStream {
 }
 
 impl tokio::io::AsyncWrite for LogStream {
-    fn poll_write(self: Pin<&mut Self>, _: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
         self.0.raw(buf);
         Poll::Ready(Ok(buf.len()))
     }

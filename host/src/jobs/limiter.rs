@@ -29,7 +29,12 @@ pub(crate) struct InstanceLimiter {
 impl InstanceLimiter {
     /// A limiter allowing `memory_limit` bytes of linear memory in total.
     pub fn new(memory_limit: u64) -> Self {
-        InstanceLimiter { memory_limit, memory_total: 0, memory_peak: 0, table_total: 0 }
+        InstanceLimiter {
+            memory_limit,
+            memory_total: 0,
+            memory_peak: 0,
+            table_total: 0,
+        }
     }
 
     /// Largest total of linear memory this instance reached, bytes.
@@ -40,8 +45,14 @@ impl InstanceLimiter {
 
 impl wasmtime::ResourceLimiter for InstanceLimiter {
     /// Called for each memory's initial size (`current` 0) and for every `memory.grow`.
-    fn memory_growing(&mut self, current: usize, desired: usize, _max: Option<usize>) -> wasmtime::Result<bool> {
-        let total = (self.memory_total - (current as u64).min(self.memory_total)).saturating_add(desired as u64);
+    fn memory_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        _max: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        let total = (self.memory_total - (current as u64).min(self.memory_total))
+            .saturating_add(desired as u64);
         if total > self.memory_limit {
             return Err(Stop::Limit(format!("memory ({})", human_bytes(self.memory_limit))).into());
         }
@@ -50,7 +61,12 @@ impl wasmtime::ResourceLimiter for InstanceLimiter {
         Ok(true)
     }
 
-    fn table_growing(&mut self, current: usize, desired: usize, _max: Option<usize>) -> wasmtime::Result<bool> {
+    fn table_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        _max: Option<usize>,
+    ) -> wasmtime::Result<bool> {
         let total = (self.table_total - current.min(self.table_total)).saturating_add(desired);
         if total > MAX_TABLE_ELEMENTS {
             return Ok(false);
@@ -91,7 +107,12 @@ mod tests {
         let mut l = InstanceLimiter::new(1 << 30);
         assert!(l.table_growing(0, MAX_TABLE_ELEMENTS / 2, None).unwrap());
         assert!(l.table_growing(0, MAX_TABLE_ELEMENTS / 2, None).unwrap());
-        assert!(!l.table_growing(0, 1, None).unwrap(), "a third table goes over the total");
-        assert!(!l.table_growing(MAX_TABLE_ELEMENTS / 2, MAX_TABLE_ELEMENTS / 2 + 1, None).unwrap());
+        assert!(
+            !l.table_growing(0, 1, None).unwrap(),
+            "a third table goes over the total"
+        );
+        assert!(!l
+            .table_growing(MAX_TABLE_ELEMENTS / 2, MAX_TABLE_ELEMENTS / 2 + 1, None)
+            .unwrap());
     }
 }

@@ -50,7 +50,10 @@ impl Default for Limits {
 impl Limits {
     /// These limits with the fields named in `fields` replaced; an unknown field or a value that is
     /// not a non-negative integer is an error.
-    pub fn overlay(&self, fields: serde_json::Map<String, serde_json::Value>) -> Result<Limits, serde_json::Error> {
+    pub fn overlay(
+        &self,
+        fields: serde_json::Map<String, serde_json::Value>,
+    ) -> Result<Limits, serde_json::Error> {
         let mut merged = serde_json::to_value(self)?;
         if let Some(base) = merged.as_object_mut() {
             base.extend(fields);
@@ -108,7 +111,11 @@ impl<'de> Deserialize<'de> for MaxLimits {
     /// The given fields over [`MaxLimits::default`] (not over the per-job defaults).
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let fields = serde_json::Map::deserialize(deserializer)?;
-        MaxLimits::default().0.overlay(fields).map(MaxLimits).map_err(serde::de::Error::custom)
+        MaxLimits::default()
+            .0
+            .overlay(fields)
+            .map(MaxLimits)
+            .map_err(serde::de::Error::custom)
     }
 }
 
@@ -192,7 +199,11 @@ impl MaxLimits {
 
     /// The first field that is zero (a maximum of 0 would refuse every job), if any.
     pub fn zero_field(&self) -> Option<&'static str> {
-        self.0.fields().into_iter().find(|(_, v)| *v == 0).map(|(name, _)| name)
+        self.0
+            .fields()
+            .into_iter()
+            .find(|(_, v)| *v == 0)
+            .map(|(name, _)| name)
     }
 }
 
@@ -222,10 +233,17 @@ mod tests {
     fn asks_above_the_ceiling_are_named_with_value_and_maximum() {
         let mut max = MaxLimits::default();
         (max.memory_bytes, max.call_timeout_ms) = (64 << 20, 5_000);
-        let asked = Limits { memory_bytes: 128 << 20, wall_time_ms: 1, ..max.defaults() };
+        let asked = Limits {
+            memory_bytes: 128 << 20,
+            wall_time_ms: 1,
+            ..max.defaults()
+        };
         let over = max.check(&asked);
         assert_eq!(over.len(), 1, "{over:?}");
-        assert_eq!((over[0].limit, over[0].asked, over[0].max), ("memory_bytes", 128 << 20, 64 << 20));
+        assert_eq!(
+            (over[0].limit, over[0].asked, over[0].max),
+            ("memory_bytes", 128 << 20, 64 << 20)
+        );
         assert_eq!(
             over[0].to_string(),
             "memory_bytes = 134217728 (128 MiB) is above this server's maximum of 67108864 (64 MiB) \

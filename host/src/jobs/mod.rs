@@ -84,12 +84,15 @@ pub struct JobOutput {
 /// environment variables; see [`crate::export::S3Source`]).
 pub fn open_source(spec: &str) -> Result<Arc<dyn PartitionSource>, JobError> {
     if spec.starts_with("s3://") {
-        let source = crate::export::S3Source::from_url(spec).map_err(|e| JobError::Config(e.to_string()))?;
+        let source =
+            crate::export::S3Source::from_url(spec).map_err(|e| JobError::Config(e.to_string()))?;
         return Ok(Arc::new(source));
     }
     let path = std::path::Path::new(spec);
     if !path.is_dir() {
-        return Err(JobError::Config(format!("data directory {spec} does not exist")));
+        return Err(JobError::Config(format!(
+            "data directory {spec} does not exist"
+        )));
     }
     let data = DataDir::open(path)?;
     let storage = data.sub(crate::storage::datadir::STORAGE)?;

@@ -29,7 +29,11 @@ pub struct RuntimeConfig {
 
 impl Default for RuntimeConfig {
     fn default() -> Self {
-        RuntimeConfig { max_instances: 64, max_memory_bytes: 1 << 30, epoch_tick: Duration::from_millis(20) }
+        RuntimeConfig {
+            max_instances: 64,
+            max_memory_bytes: 1 << 30,
+            epoch_tick: Duration::from_millis(20),
+        }
     }
 }
 
@@ -101,7 +105,13 @@ impl Runtime {
                 })
                 .map_err(|e| JobError::io("starting the epoch ticker", e))?
         };
-        Ok(Runtime { engine, cache: cache_dir, config, ticker_stop, ticker: Some(ticker) })
+        Ok(Runtime {
+            engine,
+            cache: cache_dir,
+            config,
+            ticker_stop,
+            ticker: Some(ticker),
+        })
     }
 
     pub(crate) fn engine(&self) -> &Engine {
@@ -119,23 +129,39 @@ impl Runtime {
         let start = Instant::now();
         let sha256 = hex::encode(Sha256::digest(wasm));
         if let Some(component) = self.try_load(&sha256)? {
-            return Ok(CompiledJob { component, sha256, cache_hit: true, compile_time: start.elapsed() });
+            return Ok(CompiledJob {
+                component,
+                sha256,
+                cache_hit: true,
+                compile_time: start.elapsed(),
+            });
         }
         check_header(wasm)?;
         let component =
-            Component::new(&self.engine, wasm).map_err(|e| JobError::InvalidComponent { reason: format!("{e:#}") })?;
+            Component::new(&self.engine, wasm).map_err(|e| JobError::InvalidComponent {
+                reason: format!("{e:#}"),
+            })?;
         self.check_world(&component)?;
-        let artifact = component.serialize().map_err(|e| JobError::Engine(format!("{e:#}")))?;
+        let artifact = component
+            .serialize()
+            .map_err(|e| JobError::Engine(format!("{e:#}")))?;
         self.write_atomic(&format!("{sha256}.wasm"), wasm)?;
         self.write_atomic(&format!("{sha256}.cwasm"), &artifact)?;
-        Ok(CompiledJob { component, sha256, cache_hit: false, compile_time: start.elapsed() })
+        Ok(CompiledJob {
+            component,
+            sha256,
+            cache_hit: false,
+            compile_time: start.elapsed(),
+        })
     }
 
     /// A component compiled earlier (by [`compile`](Self::compile)), by its SHA-256.
     pub fn load_cached(&self, sha256: &str) -> Result<CompiledJob, JobError> {
         let start = Instant::now();
         if sha256.len() != 64 || !sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
-            return Err(JobError::NotCached { sha256: sha256.to_string() });
+            return Err(JobError::NotCached {
+                sha256: sha256.to_string(),
+            });
         }
         if let Some(component) = self.try_load(sha256)? {
             return Ok(CompiledJob {
@@ -148,7 +174,9 @@ impl Runtime {
         // The artifact is gone or was made by another engine version: recompile the original.
         match self.cache.read(format!("{sha256}.wasm")) {
             Ok(wasm) => self.compile(&wasm),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(JobError::NotCached { sha256: sha256.into() }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(JobError::NotCached {
+                sha256: sha256.into(),
+            }),
             Err(e) => Err(JobError::io(format!("reading cached job {sha256}"), e)),
         }
     }
@@ -192,7 +220,8 @@ impl Runtime {
         let invalid = |reason: String| Err(JobError::InvalidComponent { reason });
         for (name, _) in ty.imports(&self.engine) {
             let base = name.split('@').next().unwrap_or(name);
-            let allowed = name.starts_with("wasi:") || base == HOST_IMPORT.split('@').next().unwrap_or_default();
+            let allowed = name.starts_with("wasi:")
+                || base == HOST_IMPORT.split('@').next().unwrap_or_default();
             if !allowed {
                 return invalid(format!(
                     "imports `{name}`, which the host does not provide (a job may import `{HOST_IMPORT}` and WASI 0.2)"
@@ -207,11 +236,15 @@ impl Runtime {
             ));
         };
         let ComponentItem::ComponentInstance(instance) = export.ty else {
-            return invalid(format!("export `{JOB_EXPORT}` is not an interface instance"));
+            return invalid(format!(
+                "export `{JOB_EXPORT}` is not an interface instance"
+            ));
         };
         for func in ["init", "map-batch", "combine", "reduce"] {
             if instance.get_export(&self.engine, func).is_none() {
-                return invalid(format!("missing function `{func}` in export `{JOB_EXPORT}`"));
+                return invalid(format!(
+                    "missing function `{func}` in export `{JOB_EXPORT}`"
+                ));
             }
         }
         // Types are checked exactly when the job is linked (see `guest::Linked::new`).
@@ -237,5 +270,7 @@ fn check_header(wasm: &[u8]) -> Result<(), JobError> {
     } else {
         return Ok(());
     };
-    Err(JobError::InvalidComponent { reason: reason.into() })
+    Err(JobError::InvalidComponent {
+        reason: reason.into(),
+    })
 }

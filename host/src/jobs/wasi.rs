@@ -55,30 +55,58 @@ pub(crate) fn add_to_linker(linker: &mut Linker<State>) -> wasmtime::Result<()> 
     // Replacing an instance wasmtime-wasi did not link (after an upgrade that moved the WASI
     // version) would leave its unbounded `poll` in place: make that a loud error instead. With
     // shadowing off, defining `poll` again fails exactly when wasmtime-wasi linked it.
-    let probe = linker.instance(POLL_INTERFACE)?.func_wrap("poll", |_, (): ()| Ok(()));
+    let probe = linker
+        .instance(POLL_INTERFACE)?
+        .func_wrap("poll", |_, (): ()| Ok(()));
     if probe.is_ok() {
-        wasmtime::bail!("wasmtime-wasi does not link `{POLL_INTERFACE}`: update jobs::wasi::POLL_INTERFACE");
+        wasmtime::bail!(
+            "wasmtime-wasi does not link `{POLL_INTERFACE}`: update jobs::wasi::POLL_INTERFACE"
+        );
     }
     linker.allow_shadowing(true);
     let mut poll = linker.instance(POLL_INTERFACE)?;
-    poll.resource("pollable", ResourceType::host::<DynPollable>(), |mut store, rep| {
-        wasi_poll::HostPollable::drop(store.data_mut().table_mut(), Resource::new_own(rep))
-    })?;
-    poll.func_wrap("[method]pollable.ready", |mut store, (pollable,): (Resource<DynPollable>,)| {
-        // `ready` never waits, but it is async in wasmtime-wasi-io: run it to completion.
-        let ready = wasmtime_wasi::runtime::in_tokio(wasi_poll::HostPollable::ready(store.data_mut().table_mut(), pollable))?;
-        Ok((ready,))
-    })?;
-    poll.func_wrap("[method]pollable.block", |mut store, (pollable,): (Resource<DynPollable>,)| {
-        let (table, shared, call_deadline) = store.data_mut().table_and_deadline();
-        until_stopped(&shared, call_deadline, wasi_poll::HostPollable::block(table, pollable))??;
-        Ok(())
-    })?;
-    poll.func_wrap("poll", |mut store, (pollables,): (Vec<Resource<DynPollable>>,)| {
-        let (table, shared, call_deadline) = store.data_mut().table_and_deadline();
-        let ready = until_stopped(&shared, call_deadline, wasi_poll::Host::poll(table, pollables))??;
-        Ok((ready,))
-    })?;
+    poll.resource(
+        "pollable",
+        ResourceType::host::<DynPollable>(),
+        |mut store, rep| {
+            wasi_poll::HostPollable::drop(store.data_mut().table_mut(), Resource::new_own(rep))
+        },
+    )?;
+    poll.func_wrap(
+        "[method]pollable.ready",
+        |mut store, (pollable,): (Resource<DynPollable>,)| {
+            // `ready` never waits, but it is async in wasmtime-wasi-io: run it to completion.
+            let ready = wasmtime_wasi::runtime::in_tokio(wasi_poll::HostPollable::ready(
+                store.data_mut().table_mut(),
+                pollable,
+            ))?;
+            Ok((ready,))
+        },
+    )?;
+    poll.func_wrap(
+        "[method]pollable.block",
+        |mut store, (pollable,): (Resource<DynPollable>,)| {
+            let (table, shared, call_deadline) = store.data_mut().table_and_deadline();
+            until_stopped(
+                &shared,
+                call_deadline,
+                wasi_poll::HostPollable::block(table, pollable),
+            )??;
+            Ok(())
+        },
+    )?;
+    poll.func_wrap(
+        "poll",
+        |mut store, (pollables,): (Vec<Resource<DynPollable>>,)| {
+            let (table, shared, call_deadline) = store.data_mut().table_and_deadline();
+            let ready = until_stopped(
+                &shared,
+                call_deadline,
+                wasi_poll::Host::poll(table, pollables),
+            )??;
+            Ok((ready,))
+        },
+    )?;
     linker.allow_shadowing(false);
     Ok(())
 }

@@ -33,7 +33,8 @@ pub use partition::{parse_partition_path, submission_date, PartitionName};
 pub use records::{records, Record, Records};
 pub use retention::RetentionConfig;
 pub use schema::{
-    safe_filename, Schema, ValuePolicy, DEFAULT_DIMENSION_MAX_BYTES, DEFAULT_DIMENSION_PATTERN, OTHER, UNKNOWN,
+    safe_filename, Schema, ValuePolicy, DEFAULT_DIMENSION_MAX_BYTES, DEFAULT_DIMENSION_PATTERN,
+    OTHER, UNKNOWN,
 };
 pub use stale::{recover_stale_partials, StalePartials};
 pub use writer::{

@@ -75,7 +75,10 @@ impl RetentionConfig {
     /// Rejects settings the sweeper cannot run with.
     pub fn validate(&self) -> Result<(), String> {
         if self.sweep_interval_secs == 0 || self.sweep_deadline_secs == 0 {
-            return Err("retention.sweep_interval_secs and retention.sweep_deadline_secs must be > 0".into());
+            return Err(
+                "retention.sweep_interval_secs and retention.sweep_deadline_secs must be > 0"
+                    .into(),
+            );
         }
         Ok(())
     }
@@ -83,7 +86,12 @@ impl RetentionConfig {
     /// The swept directories with their limits.
     pub fn targets(&self) -> [Target; 4] {
         [
-            Target { label: "errors", path: &[datadir::ERRORS], max_age_secs: self.errors_max_age_secs, max_bytes: self.errors_max_bytes },
+            Target {
+                label: "errors",
+                path: &[datadir::ERRORS],
+                max_age_secs: self.errors_max_age_secs,
+                max_bytes: self.errors_max_bytes,
+            },
             Target {
                 label: "raw_converted",
                 path: &[datadir::RAW, crate::ingest::live::CONVERTED_DIR],
@@ -145,7 +153,13 @@ struct Found {
 }
 
 /// Sweeps one directory (see the module doc); `now` and `deadline` are passed in for tests.
-pub fn sweep(root: &Dir, target: &Target, min_age: Duration, now: SystemTime, deadline: Instant) -> std::io::Result<SweepReport> {
+pub fn sweep(
+    root: &Dir,
+    target: &Target,
+    min_age: Duration,
+    now: SystemTime,
+    deadline: Instant,
+) -> std::io::Result<SweepReport> {
     let mut report = SweepReport::default();
     let mut dir = match root.open_dir(target.path[0]) {
         Ok(dir) => dir,
@@ -171,7 +185,8 @@ pub fn sweep(root: &Dir, target: &Target, min_age: Duration, now: SystemTime, de
             kept.push(file);
             continue;
         }
-        let old = target.max_age_secs > 0 && age(&file) > Duration::from_secs(target.max_age_secs).max(min_age);
+        let old = target.max_age_secs > 0
+            && age(&file) > Duration::from_secs(target.max_age_secs).max(min_age);
         if old && remove(&dir, &file.path) {
             report.aged_files += 1;
             report.aged_bytes += file.bytes;
@@ -202,14 +217,24 @@ pub fn sweep(root: &Dir, target: &Target, min_age: Duration, now: SystemTime, de
 
 /// Collects the regular files under `dir` (at most 16 levels deep); true when the deadline cut it.
 fn walk(dir: &Dir, prefix: &str, out: &mut Vec<Found>, deadline: Instant, depth: usize) -> bool {
-    let Ok(entries) = dir.entries() else { return false };
+    let Ok(entries) = dir.entries() else {
+        return false;
+    };
     for entry in entries.flatten() {
         if Instant::now() > deadline {
             return true;
         }
-        let Ok(name) = entry.file_name().into_string() else { continue };
-        let Ok(kind) = entry.file_type() else { continue };
-        let path = if prefix.is_empty() { name.clone() } else { format!("{prefix}/{name}") };
+        let Ok(name) = entry.file_name().into_string() else {
+            continue;
+        };
+        let Ok(kind) = entry.file_type() else {
+            continue;
+        };
+        let path = if prefix.is_empty() {
+            name.clone()
+        } else {
+            format!("{prefix}/{name}")
+        };
         if kind.is_dir() && depth < 16 {
             if let Ok(sub) = dir.open_dir(&name) {
                 if walk(&sub, &path, out, deadline, depth + 1) {
@@ -218,8 +243,15 @@ fn walk(dir: &Dir, prefix: &str, out: &mut Vec<Found>, deadline: Instant, depth:
             }
         } else if kind.is_file() {
             let Ok(meta) = entry.metadata() else { continue };
-            let modified = meta.modified().map(|t| t.into_std()).unwrap_or_else(|_| SystemTime::now());
-            out.push(Found { path, bytes: meta.len(), modified });
+            let modified = meta
+                .modified()
+                .map(|t| t.into_std())
+                .unwrap_or_else(|_| SystemTime::now());
+            out.push(Found {
+                path,
+                bytes: meta.len(),
+                modified,
+            });
         }
     }
     false
@@ -251,12 +283,22 @@ pub fn sweep_all(data: &DataDir, config: &RetentionConfig, metrics: &BoundsMetri
     for target in config.targets() {
         match sweep(data.dir(), &target, min_age, SystemTime::now(), deadline) {
             Ok(report) => {
-                for (rule, files, bytes) in
-                    [("age", report.aged_files, report.aged_bytes), ("bytes", report.sized_files, report.sized_bytes)]
-                {
-                    let label = SweepLabel { dir: target.label, rule };
-                    metrics.retention_files_removed.get_or_create(&label).inc_by(files);
-                    metrics.retention_bytes_removed.get_or_create(&label).inc_by(bytes);
+                for (rule, files, bytes) in [
+                    ("age", report.aged_files, report.aged_bytes),
+                    ("bytes", report.sized_files, report.sized_bytes),
+                ] {
+                    let label = SweepLabel {
+                        dir: target.label,
+                        rule,
+                    };
+                    metrics
+                        .retention_files_removed
+                        .get_or_create(&label)
+                        .inc_by(files);
+                    metrics
+                        .retention_bytes_removed
+                        .get_or_create(&label)
+                        .inc_by(bytes);
                 }
                 metrics
                     .retention_dir_bytes
@@ -301,7 +343,8 @@ impl Sweeper {
             let interval = Duration::from_secs(config.sweep_interval_secs);
             loop {
                 let (data, config, metrics) = (data.clone(), config.clone(), metrics.clone());
-                let _ = tokio::task::spawn_blocking(move || sweep_all(&data, &config, &metrics)).await;
+                let _ =
+                    tokio::task::spawn_blocking(move || sweep_all(&data, &config, &metrics)).await;
                 tokio::select! {
                     () = tokio::time::sleep(interval) => {}
                     _ = stopped.wait_for(|s| *s) => return,
@@ -327,7 +370,12 @@ mod tests {
         std::fs::create_dir_all(path.parent().unwrap()).unwrap();
         std::fs::write(&path, vec![b'x'; bytes]).unwrap();
         let when = SystemTime::now() - Duration::from_secs(age_secs);
-        std::fs::File::options().write(true).open(&path).unwrap().set_modified(when).unwrap();
+        std::fs::File::options()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_modified(when)
+            .unwrap();
     }
 
     #[test]
@@ -339,18 +387,44 @@ mod tests {
         touch(&base, "repo/cccccccccccc/Histograms.json", 100, 2 * DAY);
         touch(&base, "repo/dddddddddddd/Histograms.json", 100, 1); // too young to remove
         let root = Dir::open_ambient_dir(tmp.path(), cap_std::ambient_authority()).unwrap();
-        let target = Target { label: "histograms", path: &["histograms"], max_age_secs: 5 * DAY, max_bytes: 150 };
+        let target = Target {
+            label: "histograms",
+            path: &["histograms"],
+            max_age_secs: 5 * DAY,
+            max_bytes: 150,
+        };
         let deadline = Instant::now() + Duration::from_secs(60);
-        let report = sweep(&root, &target, Duration::from_secs(600), SystemTime::now(), deadline).unwrap();
+        let report = sweep(
+            &root,
+            &target,
+            Duration::from_secs(600),
+            SystemTime::now(),
+            deadline,
+        )
+        .unwrap();
         assert_eq!((report.aged_files, report.aged_bytes), (1, 100));
         // 300 bytes left > 150: b and c go (oldest first); d is too young even though 100 < 150 now.
-        assert_eq!((report.sized_files, report.sized_bytes, report.left_bytes), (2, 200, 100));
+        assert_eq!(
+            (report.sized_files, report.sized_bytes, report.left_bytes),
+            (2, 200, 100)
+        );
         assert!(!report.cut);
-        assert!(!base.join("repo/aaaaaaaaaaaa").exists(), "empty directories are removed");
+        assert!(
+            !base.join("repo/aaaaaaaaaaaa").exists(),
+            "empty directories are removed"
+        );
         assert!(base.join("repo/dddddddddddd/Histograms.json").exists());
         // A missing directory is nothing to do.
-        let none = Target { label: "errors", path: &["errors"], max_age_secs: 1, max_bytes: 1 };
-        assert_eq!(sweep(&root, &none, Duration::ZERO, SystemTime::now(), deadline).unwrap(), SweepReport::default());
+        let none = Target {
+            label: "errors",
+            path: &["errors"],
+            max_age_secs: 1,
+            max_bytes: 1,
+        };
+        assert_eq!(
+            sweep(&root, &none, Duration::ZERO, SystemTime::now(), deadline).unwrap(),
+            SweepReport::default()
+        );
     }
 
     #[test]
@@ -358,7 +432,12 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         touch(&tmp.path().join("errors"), "old.ndjson", 10, 100 * DAY);
         let root = Dir::open_ambient_dir(tmp.path(), cap_std::ambient_authority()).unwrap();
-        let target = Target { label: "errors", path: &["errors"], max_age_secs: DAY, max_bytes: 0 };
+        let target = Target {
+            label: "errors",
+            path: &["errors"],
+            max_age_secs: DAY,
+            max_bytes: 0,
+        };
         let past = Instant::now() - Duration::from_millis(1);
         let report = sweep(&root, &target, Duration::ZERO, SystemTime::now(), past).unwrap();
         assert!(report.cut);

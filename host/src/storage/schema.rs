@@ -73,21 +73,29 @@ pub struct ValuePolicy {
 impl Default for ValuePolicy {
     /// The length cap only (a schema loaded outside the server); the server adds its pattern.
     fn default() -> Self {
-        ValuePolicy { max_bytes: DEFAULT_DIMENSION_MAX_BYTES, pattern: None }
+        ValuePolicy {
+            max_bytes: DEFAULT_DIMENSION_MAX_BYTES,
+            pattern: None,
+        }
     }
 }
 
 impl PartialEq for ValuePolicy {
     fn eq(&self, other: &Self) -> bool {
         self.max_bytes == other.max_bytes
-            && self.pattern.as_ref().map(regex::Regex::as_str) == other.pattern.as_ref().map(regex::Regex::as_str)
+            && self.pattern.as_ref().map(regex::Regex::as_str)
+                == other.pattern.as_ref().map(regex::Regex::as_str)
     }
 }
 
 impl ValuePolicy {
     /// Values of at most `max_bytes` matching `pattern` (a regular expression; empty: any).
     pub fn new(max_bytes: usize, pattern: &str) -> Result<ValuePolicy, regex::Error> {
-        let pattern = if pattern.is_empty() { None } else { Some(regex::Regex::new(pattern)?) };
+        let pattern = if pattern.is_empty() {
+            None
+        } else {
+            Some(regex::Regex::new(pattern)?)
+        };
         Ok(ValuePolicy { max_bytes, pattern })
     }
 
@@ -148,7 +156,10 @@ impl Schema {
                 *stored = raw.iter().map(|v| stored_value(v, level, levels)).collect();
             }
         }
-        Ok(Schema { dimensions, values: ValuePolicy::default() })
+        Ok(Schema {
+            dimensions,
+            values: ValuePolicy::default(),
+        })
     }
 
     /// The same schema with `policy` bounding the values [`Schema::apply`] stores as they are.
@@ -458,12 +469,32 @@ mod tests {
         .unwrap();
         let long = "9".repeat(65);
         // The length cap holds without any configuration.
-        assert_eq!(schema.apply(&[Some("saved-session"), Some(&long), Some("20150522004047")]), ["saved-session", "OTHER", "20150522004047"]);
-        assert_eq!(schema.apply(&[None, Some(&long[..64]), Some(&long)]), vec!["OTHER".to_string(), long[..64].to_string(), "OTHER".to_string()]);
-        let strict = schema.with_value_policy(ValuePolicy::new(64, DEFAULT_DIMENSION_PATTERN).unwrap());
-        assert_eq!(strict.apply(&[None, Some("40.0a2"), Some("2016")]), ["OTHER", "40.0a2", "2016"]);
-        assert_eq!(strict.apply(&[None, Some("../etc"), Some("2016 x")]), ["OTHER", "OTHER", "OTHER"]);
-        assert_eq!(strict.apply(&[None, None, None]), ["OTHER", "UNKNOWN", "UNKNOWN"]);
+        assert_eq!(
+            schema.apply(&[Some("saved-session"), Some(&long), Some("20150522004047")]),
+            ["saved-session", "OTHER", "20150522004047"]
+        );
+        assert_eq!(
+            schema.apply(&[None, Some(&long[..64]), Some(&long)]),
+            vec![
+                "OTHER".to_string(),
+                long[..64].to_string(),
+                "OTHER".to_string()
+            ]
+        );
+        let strict =
+            schema.with_value_policy(ValuePolicy::new(64, DEFAULT_DIMENSION_PATTERN).unwrap());
+        assert_eq!(
+            strict.apply(&[None, Some("40.0a2"), Some("2016")]),
+            ["OTHER", "40.0a2", "2016"]
+        );
+        assert_eq!(
+            strict.apply(&[None, Some("../etc"), Some("2016 x")]),
+            ["OTHER", "OTHER", "OTHER"]
+        );
+        assert_eq!(
+            strict.apply(&[None, None, None]),
+            ["OTHER", "UNKNOWN", "UNKNOWN"]
+        );
         assert!(ValuePolicy::new(64, "([").is_err());
     }
 

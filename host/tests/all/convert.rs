@@ -426,7 +426,8 @@ fn unified_pings_convert_with_definitions_from_a_spec_dir() {
         .unwrap();
     }
     let cache = Arc::new(RevisionCache::empty().with_dir(spec_dir.path()).unwrap());
-    let c = Converter::new(Schema::from_json(DEFAULT_SCHEMA).unwrap(), cache.clone()).with_options(strict());
+    let c = Converter::new(Schema::from_json(DEFAULT_SCHEMA).unwrap(), cache.clone())
+        .with_options(strict());
 
     let saved = convert_json(
         &c,
@@ -510,7 +511,8 @@ fn unified_pings_convert_with_definitions_from_a_spec_dir() {
 #[test]
 fn a_missing_revision_is_a_typed_counted_error() {
     let cache = Arc::new(RevisionCache::embedded());
-    let c = Converter::new(Schema::from_json(DEFAULT_SCHEMA).unwrap(), cache.clone()).with_options(strict());
+    let c = Converter::new(Schema::from_json(DEFAULT_SCHEMA).unwrap(), cache.clone())
+        .with_options(strict());
     for _ in 0..3 {
         let bad = convert_json(
             &c,
@@ -587,17 +589,35 @@ fn classic_pings_without_revision_resolve_through_the_table() {
     // The seed rejected every ping without info.revision; the table finds the Firefox 23 release
     // definitions from the channel and build id.
     let c = converter();
-    let payload = std::fs::read_to_string(common::data("seed/worker-test-data/telemetry1.record0.payload.json")).unwrap();
+    let payload = std::fs::read_to_string(common::data(
+        "seed/worker-test-data/telemetry1.record0.payload.json",
+    ))
+    .unwrap();
     let without = payload.replacen(
         "\"revision\":\"http://hg.mozilla.org/releases/mozilla-release/rev/a55c55edf302\"",
         "\"noRevision\":true",
         1,
     );
     assert_ne!(without, payload);
-    let out = c.convert_body("id", without.as_bytes(), "20130910").unwrap();
-    assert_eq!(out.dims, ["idle-daily", "Firefox", "release", "23.0.1", "20130814063812", "20130910"]);
-    let with = c.convert_body("id", payload.as_bytes(), "20130910").unwrap();
-    let histograms = |json: &str| serde_json::from_str::<Value>(json).unwrap()["histograms"].clone();
+    let out = c
+        .convert_body("id", without.as_bytes(), "20130910")
+        .unwrap();
+    assert_eq!(
+        out.dims,
+        [
+            "idle-daily",
+            "Firefox",
+            "release",
+            "23.0.1",
+            "20130814063812",
+            "20130910"
+        ]
+    );
+    let with = c
+        .convert_body("id", payload.as_bytes(), "20130910")
+        .unwrap();
+    let histograms =
+        |json: &str| serde_json::from_str::<Value>(json).unwrap()["histograms"].clone();
     assert_eq!(histograms(&out.json), histograms(&with.json));
     assert_eq!(c.revisions().stats().by_channel_build_id, 1);
 }

@@ -310,16 +310,28 @@ fn convert_output_does_not_depend_on_the_thread_count() {
         .args(["--count", "400", "--seed", "7"])
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     std::fs::write(&pings, &out.stdout).unwrap();
     let log = common::data("seed/worker-test-data/telemetry1.log");
     let raw = common::data("pings/rawlog-v2.saved-session.Fx40.0a2-aurora.2015-05.uberi.finished");
     let convert = |threads: &str| {
         let data = tmp.path().join(format!("data-{threads}"));
         let (code, stdout, stderr) = run(&[
-            "convert", "--json", "--date", "20261201", "--threads", threads,
-            "--data-dir", data.to_str().unwrap(),
-            pings.to_str().unwrap(), log.to_str().unwrap(), raw.to_str().unwrap(),
+            "convert",
+            "--json",
+            "--date",
+            "20261201",
+            "--threads",
+            threads,
+            "--data-dir",
+            data.to_str().unwrap(),
+            pings.to_str().unwrap(),
+            log.to_str().unwrap(),
+            raw.to_str().unwrap(),
         ]);
         assert!(code == 0 || code == 1, "{stderr}");
         let mut summary: Value = serde_json::from_str(stdout.trim()).unwrap();
@@ -337,10 +349,16 @@ fn convert_output_does_not_depend_on_the_thread_count() {
     };
     let (one_summary, one_records, one_errors) = convert("1");
     assert!(one_records.len() > 300, "{one_summary}");
-    assert!(!one_errors.is_empty(), "the generator makes some records to reject");
+    assert!(
+        !one_errors.is_empty(),
+        "the generator makes some records to reject"
+    );
     let (summary, records, errors) = convert("4");
     assert_eq!(summary, one_summary);
     assert_eq!(records.len(), one_records.len());
-    assert!(records == one_records, "stored records differ between 1 and 4 threads");
+    assert!(
+        records == one_records,
+        "stored records differ between 1 and 4 threads"
+    );
     assert_eq!(errors, one_errors);
 }

@@ -269,7 +269,13 @@ fn documents(rel: &str, c: &Converter) -> Vec<(String, Vec<u8>, Result<Converted
             .map(|r| {
                 let rec = r.unwrap();
                 let body = c.decode(&rec).unwrap().into_owned();
-                let id = rec.path.trim_start_matches('/').split('/').next().unwrap().to_owned();
+                let id = rec
+                    .path
+                    .trim_start_matches('/')
+                    .split('/')
+                    .next()
+                    .unwrap()
+                    .to_owned();
                 (id, body, c.convert(&rec).map_err(|e| e.to_string()))
             })
             .collect();
@@ -287,15 +293,25 @@ fn documents(rel: &str, c: &Converter) -> Vec<(String, Vec<u8>, Result<Converted
             })
             .collect();
     }
-    let converted = c.convert_body("real-id", &text, "20180410").map_err(|e| e.to_string());
+    let converted = c
+        .convert_body("real-id", &text, "20180410")
+        .map_err(|e| e.to_string());
     vec![("real-id".to_owned(), text, converted)]
 }
 
 /// The histogram sections of a sent ping, by stored section name (a Heka frame's ping is its
 /// `payload`; a unified ping's sections are in its `payload`).
 fn sent_sections(ping: &Value) -> Vec<(&'static str, &serde_json::Map<String, Value>)> {
-    let ping = if ping.get("fields").is_some() { &ping["payload"] } else { ping };
-    let holder = if ping.get("version").is_some() { &ping["payload"] } else { ping };
+    let ping = if ping.get("fields").is_some() {
+        &ping["payload"]
+    } else {
+        ping
+    };
+    let holder = if ping.get("version").is_some() {
+        &ping["payload"]
+    } else {
+        ping
+    };
     ["histograms", "keyedHistograms"]
         .into_iter()
         .filter_map(|key| Some((key, holder.get(key)?.as_object()?)))
@@ -303,7 +319,9 @@ fn sent_sections(ping: &Value) -> Vec<(&'static str, &serde_json::Map<String, Va
 }
 
 fn sum_values(hist: &Value) -> i64 {
-    hist["values"].as_object().map_or(0, |v| v.values().map(|n| n.as_i64().unwrap()).sum())
+    hist["values"]
+        .as_object()
+        .map_or(0, |v| v.values().map(|n| n.as_i64().unwrap()).sum())
 }
 
 fn sum_buckets(compact: &Value) -> i64 {
@@ -317,19 +335,55 @@ fn sum_buckets(compact: &Value) -> i64 {
 fn every_real_ping_is_stored_by_default() {
     let c = Converter::with_defaults();
     let cases: [(&str, Option<&str>); 14] = [
-        ("pings/classic-v1.idle-daily.Fx8.0a1.2011.akela.json", Some("self_described")),
-        ("pings/classic-v1.saved-session.Fx13.0-beta.2012.akela.json", Some("nearest")),
-        ("pings/classic-v1.saved-session.Fx21.0a1-default.late_writes.toolbox.tsv", Some("self_described")),
-        ("pings/classic-v1.saved-session.Fx21.0a1-nightly.with_hangs.toolbox.tsv", Some("self_described")),
-        ("pings/rawlog-v2.saved-session.Fx40.0a2-aurora.2015-05.uberi.finished", Some("self_described")),
-        ("pings/v4.saved-session.Fx40.0a2-aurora.2015-05.uberi.json", Some("self_described")),
-        ("pings/v4.main.Fx45.0-beta.2015-11.sample.pipeline-schemas.json", Some("self_described")),
-        ("pings/v4.main.Fx45.0-beta.2015-11.latewrites.pipeline-schemas.json", Some("self_described")),
-        ("pings/v4.main.Fx54.0a1-nightly.2017-01.heka-decoded.moztelemetry-gzip.json", Some("self_described")),
-        ("pings/v4.main.Fx60.0a1-nightly.2018-03.gc_sample.pipeline-schemas.json", Some("self_described")),
+        (
+            "pings/classic-v1.idle-daily.Fx8.0a1.2011.akela.json",
+            Some("self_described"),
+        ),
+        (
+            "pings/classic-v1.saved-session.Fx13.0-beta.2012.akela.json",
+            Some("nearest"),
+        ),
+        (
+            "pings/classic-v1.saved-session.Fx21.0a1-default.late_writes.toolbox.tsv",
+            Some("self_described"),
+        ),
+        (
+            "pings/classic-v1.saved-session.Fx21.0a1-nightly.with_hangs.toolbox.tsv",
+            Some("self_described"),
+        ),
+        (
+            "pings/rawlog-v2.saved-session.Fx40.0a2-aurora.2015-05.uberi.finished",
+            Some("self_described"),
+        ),
+        (
+            "pings/v4.saved-session.Fx40.0a2-aurora.2015-05.uberi.json",
+            Some("self_described"),
+        ),
+        (
+            "pings/v4.main.Fx45.0-beta.2015-11.sample.pipeline-schemas.json",
+            Some("self_described"),
+        ),
+        (
+            "pings/v4.main.Fx45.0-beta.2015-11.latewrites.pipeline-schemas.json",
+            Some("self_described"),
+        ),
+        (
+            "pings/v4.main.Fx54.0a1-nightly.2017-01.heka-decoded.moztelemetry-gzip.json",
+            Some("self_described"),
+        ),
+        (
+            "pings/v4.main.Fx60.0a1-nightly.2018-03.gc_sample.pipeline-schemas.json",
+            Some("self_described"),
+        ),
         ("pings/v4.main.min.pipeline-schemas.json", None),
-        ("pings/v4.crash.Fx61.0a1-nightly.2018-04.pipeline-schemas.json", None),
-        ("pings/v4.crash.Fennec40-beta.2017-01.heka-decoded.batch-view.json", None),
+        (
+            "pings/v4.crash.Fx61.0a1-nightly.2018-04.pipeline-schemas.json",
+            None,
+        ),
+        (
+            "pings/v4.crash.Fennec40-beta.2017-01.heka-decoded.batch-view.json",
+            None,
+        ),
         ("seed/worker-test-data/telemetry1.log", Some("definitions")),
     ];
     for (rel, mark) in cases {
@@ -357,7 +411,11 @@ fn every_real_ping_is_stored_by_default() {
                     let hist = &section[name];
                     if key == "keyedHistograms" {
                         for (k, compact) in compact.as_object().unwrap() {
-                            assert_eq!(sum_buckets(compact), sum_values(&hist[k]), "{rel}: {name}[{k}]");
+                            assert_eq!(
+                                sum_buckets(compact),
+                                sum_values(&hist[k]),
+                                "{rel}: {name}[{k}]"
+                            );
                         }
                     } else {
                         assert_eq!(sum_buckets(compact), sum_values(hist), "{rel}: {name}");
@@ -370,7 +428,10 @@ fn every_real_ping_is_stored_by_default() {
                 assert!(kept > 0, "{rel}: no histogram kept");
             }
             if rel.contains("Fx13") {
-                assert!(lost > 0, "{rel}: the corrupted histograms are dropped and counted");
+                assert!(
+                    lost > 0,
+                    "{rel}: the corrupted histograms are dropped and counted"
+                );
             }
             assert!(kept <= sent_n, "{rel}");
             eprintln!("{rel}: {kept} of {sent_n} histograms kept, {lost} dropped or unknown");
@@ -383,10 +444,22 @@ fn every_real_ping_is_stored_by_default() {
 fn strict_mode_rejects_what_the_2013_converter_rejected() {
     let s = strict();
     let cases = [
-        ("pings/classic-v1.idle-daily.Fx8.0a1.2011.akela.json", BadRecordKind::MissingRevision),
-        ("pings/v4.main.Fx45.0-beta.2015-11.sample.pipeline-schemas.json", BadRecordKind::MissingHistograms),
-        ("pings/v4.main.min.pipeline-schemas.json", BadRecordKind::ConversionError),
-        ("pings/v4.crash.Fennec40-beta.2017-01.heka-decoded.batch-view.json", BadRecordKind::ConversionError),
+        (
+            "pings/classic-v1.idle-daily.Fx8.0a1.2011.akela.json",
+            BadRecordKind::MissingRevision,
+        ),
+        (
+            "pings/v4.main.Fx45.0-beta.2015-11.sample.pipeline-schemas.json",
+            BadRecordKind::MissingHistograms,
+        ),
+        (
+            "pings/v4.main.min.pipeline-schemas.json",
+            BadRecordKind::ConversionError,
+        ),
+        (
+            "pings/v4.crash.Fennec40-beta.2017-01.heka-decoded.batch-view.json",
+            BadRecordKind::ConversionError,
+        ),
     ];
     for (rel, kind) in cases {
         let body = std::fs::read(common::data(rel)).unwrap();
@@ -396,9 +469,19 @@ fn strict_mode_rejects_what_the_2013_converter_rejected() {
     // A histogram that disagrees with the ping's own definitions rejects it (bad_payload) in
     // strict mode; by default only that histogram is dropped.
     let own = r#"{"ver": 1, "info": {"revision": "https://hg.mozilla.org/releases/mozilla-aurora/rev/a55c55edf302"}, "histograms": {"CYCLE_COLLECTOR_NEED_GC": {"values": {"9": 1}}, "CYCLE_COLLECTOR_FULL": {"values": {"0": 1}}}}"#;
-    assert_eq!(s.convert_body("id", own.as_bytes(), "20150101").unwrap_err().kind, BadRecordKind::BadPayload);
-    let kept = Converter::with_defaults().convert_body("id", own.as_bytes(), "20150101").unwrap();
-    assert_eq!((kept.histograms_dropped, kept.validation.map(|b| b.label())), (1, Some("definitions")));
+    assert_eq!(
+        s.convert_body("id", own.as_bytes(), "20150101")
+            .unwrap_err()
+            .kind,
+        BadRecordKind::BadPayload
+    );
+    let kept = Converter::with_defaults()
+        .convert_body("id", own.as_bytes(), "20150101")
+        .unwrap();
+    assert_eq!(
+        (kept.histograms_dropped, kept.validation.map(|b| b.label())),
+        (1, Some("definitions"))
+    );
     let doc: Value = serde_json::from_str(&kept.json).unwrap();
     assert_eq!(doc["conversion"]["histogramsDropped"], 1);
     assert!(doc["histograms"].get("CYCLE_COLLECTOR_NEED_GC").is_none());

@@ -12,9 +12,9 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use crate::chart_support::read_chart;
+use crate::server_support::TestServer;
 use reqwest::blocking::{multipart, Client, Response};
 use serde_json::{json, Value};
-use crate::server_support::TestServer;
 use telemetry_server::api::jobs::{hash_token, Role, TokenConfig};
 use telemetry_server::config::Config;
 
@@ -31,38 +31,79 @@ fn server() -> TestServer {
     let root = tempfile::tempdir().unwrap();
     let data = root.path().join("data");
     std::fs::create_dir_all(&data).unwrap();
-    let copied =
-        Command::new("cp").arg("-r").arg(jobs_support::converted_data().join("storage")).arg(&data).status().unwrap();
+    let copied = Command::new("cp")
+        .arg("-r")
+        .arg(jobs_support::converted_data().join("storage"))
+        .arg(&data)
+        .status()
+        .unwrap();
     assert!(copied.success(), "copying the test data failed");
-    let mut config = Config { data_dir: data, ..Config::default() };
+    let mut config = Config {
+        data_dir: data,
+        ..Config::default()
+    };
     config.server.listen = "127.0.0.1:0".parse().unwrap();
     config.ingest.shards = 1;
     config.convert.enabled = false;
     config.jobs.tokens = vec![
-        TokenConfig { name: "alice".into(), sha256: hash_token(ALICE), role: Role::Submit },
-        TokenConfig { name: "bob".into(), sha256: hash_token(BOB), role: Role::Submit },
+        TokenConfig {
+            name: "alice".into(),
+            sha256: hash_token(ALICE),
+            role: Role::Submit,
+        },
+        TokenConfig {
+            name: "bob".into(),
+            sha256: hash_token(BOB),
+            role: Role::Submit,
+        },
     ];
     TestServer::start_with(root, config)
 }
 
 fn client() -> Client {
-    Client::builder().timeout(Duration::from_secs(60)).build().unwrap()
+    Client::builder()
+        .timeout(Duration::from_secs(60))
+        .build()
+        .unwrap()
 }
 
 /// Submits `guest` (named after it) over every stored record and waits for it to succeed.
 fn run_job(s: &TestServer, guest: &str) -> String {
-    let filter: Value = serde_json::from_str(&std::fs::read_to_string(filter_path()).unwrap()).unwrap();
+    let filter: Value =
+        serde_json::from_str(&std::fs::read_to_string(filter_path()).unwrap()).unwrap();
     let manifest = json!({ "name": guest, "filter": filter });
     let form = multipart::Form::new()
-        .part("manifest", multipart::Part::text(manifest.to_string()).mime_str("application/json").unwrap())
-        .part("component", multipart::Part::bytes(std::fs::read(common::guest(guest)).unwrap()).file_name("j.wasm"));
-    let r = client().post(s.url("/api/v1/jobs")).bearer_auth(ALICE).multipart(form).send().unwrap();
+        .part(
+            "manifest",
+            multipart::Part::text(manifest.to_string())
+                .mime_str("application/json")
+                .unwrap(),
+        )
+        .part(
+            "component",
+            multipart::Part::bytes(std::fs::read(common::guest(guest)).unwrap())
+                .file_name("j.wasm"),
+        );
+    let r = client()
+        .post(s.url("/api/v1/jobs"))
+        .bearer_auth(ALICE)
+        .multipart(form)
+        .send()
+        .unwrap();
     assert_eq!(r.status().as_u16(), 202);
-    let id = r.json::<Value>().unwrap()["id"].as_str().unwrap().to_string();
+    let id = r.json::<Value>().unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
-        let job: Value =
-            client().get(s.url(&format!("/api/v1/jobs/{id}"))).bearer_auth(ALICE).send().unwrap().json().unwrap();
+        let job: Value = client()
+            .get(s.url(&format!("/api/v1/jobs/{id}")))
+            .bearer_auth(ALICE)
+            .send()
+            .unwrap()
+            .json()
+            .unwrap();
         match job["state"].as_str().unwrap() {
             "succeeded" => return id,
             "failed" | "cancelled" => panic!("{guest} did not succeed: {job}"),
@@ -84,7 +125,11 @@ fn get(s: &TestServer, token: Option<&str>, path: &str) -> Response {
 fn error_of(r: Response) -> (u16, String, String) {
     let status = r.status().as_u16();
     let body: Value = r.json().expect("error bodies are JSON");
-    (status, body["error"].as_str().unwrap().to_string(), body["detail"].as_str().unwrap().to_string())
+    (
+        status,
+        body["error"].as_str().unwrap().to_string(),
+        body["detail"].as_str().unwrap().to_string(),
+    )
 }
 
 /// The text result as `(key, count)` rows, largest first (ties by key, as the chart orders them).
@@ -101,21 +146,34 @@ fn rows_by_value(text: &str) -> Vec<(String, f64)> {
 }
 
 fn cli(args: &[&str], extra: &[&Path]) -> std::process::Output {
-    Command::new(common::binary()).args(args).args(extra).output().unwrap()
+    Command::new(common::binary())
+        .args(args)
+        .args(extra)
+        .output()
+        .unwrap()
 }
 
 #[test]
 fn result_chart_has_a_bar_per_key_sized_like_its_value_and_matches_the_cli() {
     let s = server();
     let id = run_job(&s, "os-distribution-rust");
-    let text = get(&s, Some(ALICE), &format!("/api/v1/jobs/{id}/result")).text().unwrap();
+    let text = get(&s, Some(ALICE), &format!("/api/v1/jobs/{id}/result"))
+        .text()
+        .unwrap();
     let rows = rows_by_value(&text);
-    assert!(rows.len() > 12 && rows.len() <= 30, "the fixture gives {} keys", rows.len());
+    assert!(
+        rows.len() > 12 && rows.len() <= 30,
+        "the fixture gives {} keys",
+        rows.len()
+    );
 
     let r = get(&s, Some(ALICE), &format!("/api/v1/jobs/{id}/result.svg"));
     assert_eq!(r.status().as_u16(), 200);
     assert_eq!(r.headers()["content-type"], "image/svg+xml");
-    assert!(r.headers()["content-security-policy"].to_str().unwrap().starts_with("default-src 'none'"));
+    assert!(r.headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .starts_with("default-src 'none'"));
     let svg = r.text().unwrap();
     let (bars, labels) = read_chart(&svg);
     // One bar per key, in value order, each carrying its key and value and labelled with its key.
@@ -128,91 +186,229 @@ fn result_chart_has_a_bar_per_key_sized_like_its_value_and_matches_the_cli() {
     // Widths are proportional to the values (all counts are positive here).
     let scale = bars[0].width / bars[0].value;
     for bar in &bars {
-        assert!((bar.width - bar.value * scale).abs() < 0.05, "{bar:?} is not {scale} px per unit");
+        assert!(
+            (bar.width - bar.value * scale).abs() < 0.05,
+            "{bar:?} is not {scale} px per unit"
+        );
     }
     assert!(bars.windows(2).all(|w| w[0].width >= w[1].width));
-    assert!(bars.first().unwrap().width > bars.last().unwrap().width, "values differ, so must the bars");
+    assert!(
+        bars.first().unwrap().width > bars.last().unwrap().width,
+        "values differ, so must the bars"
+    );
     assert!(svg.contains("<title id=\"chart-title\">os-distribution-rust</title>"));
     let total: f64 = rows.iter().map(|r| r.1).sum();
-    assert!(svg.contains(&format!("{} keys, total {total}", rows.len())), "subtitle names keys and total");
+    assert!(
+        svg.contains(&format!("{} keys, total {total}", rows.len())),
+        "subtitle names keys and total"
+    );
 
     // ?top= keeps the largest keys and sums the rest in one "other" bar.
-    let (bars, labels) =
-        read_chart(&get(&s, Some(ALICE), &format!("/api/v1/jobs/{id}/result.svg?top=5")).text().unwrap());
+    let (bars, labels) = read_chart(
+        &get(
+            &s,
+            Some(ALICE),
+            &format!("/api/v1/jobs/{id}/result.svg?top=5"),
+        )
+        .text()
+        .unwrap(),
+    );
     assert_eq!(bars.len(), 6);
     for (bar, (key, _)) in bars.iter().zip(&rows[..5]) {
         assert_eq!(bar.key.as_deref(), Some(key.as_str()));
     }
     let other = &bars[5];
-    assert_eq!((other.key.as_deref(), other.keys), (None, Some(rows.len() - 5)));
+    assert_eq!(
+        (other.key.as_deref(), other.keys),
+        (None, Some(rows.len() - 5))
+    );
     assert_eq!(other.value, rows[5..].iter().map(|r| r.1).sum::<f64>());
     assert_eq!(labels[5], format!("other ({} keys)", rows.len() - 5));
-    let (status, code, detail) = error_of(get(&s, Some(ALICE), &format!("/api/v1/jobs/{id}/result.svg?top=0")));
+    let (status, code, detail) = error_of(get(
+        &s,
+        Some(ALICE),
+        &format!("/api/v1/jobs/{id}/result.svg?top=0"),
+    ));
     assert_eq!((status, code.as_str()), (400, "bad_query"), "{detail}");
 
-    // The same token rules as the result: none → 401, someone else's job → 403.
+    // The same token rules as the result: none → 401, someone else's job → 404 as if it did
+    // not exist (its owner is not named).
     let (status, code, _) = error_of(get(&s, None, &format!("/api/v1/jobs/{id}/result.svg")));
     assert_eq!((status, code.as_str()), (401, "unauthorized"));
-    let (status, code, detail) = error_of(get(&s, Some(BOB), &format!("/api/v1/jobs/{id}/result.svg")));
-    assert_eq!((status, code.as_str()), (403, "forbidden"), "{detail}");
+    let (status, code, detail) =
+        error_of(get(&s, Some(BOB), &format!("/api/v1/jobs/{id}/result.svg")));
+    assert_eq!((status, code.as_str()), (404, "not_found"), "{detail}");
+    assert!(!detail.contains("alice"), "{detail}");
 
     // The CLI writes the same chart from the server (`job result`, `job submit --wait`), and
     // `job run --chart` draws the same one locally.
     let dir = tempfile::tempdir().unwrap();
-    let (remote, submitted, local) =
-        (dir.path().join("remote.svg"), dir.path().join("submitted.svg"), dir.path().join("local.svg"));
-    let out = cli(&["job", "result", &id, "--server", &s.url(""), "--token", ALICE, "--chart"], &[&remote]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let (remote, submitted, local) = (
+        dir.path().join("remote.svg"),
+        dir.path().join("submitted.svg"),
+        dir.path().join("local.svg"),
+    );
+    let out = cli(
+        &[
+            "job",
+            "result",
+            &id,
+            "--server",
+            &s.url(""),
+            "--token",
+            ALICE,
+            "--chart",
+        ],
+        &[&remote],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(std::fs::read_to_string(&remote).unwrap(), svg);
     let guest = common::guest("os-distribution-rust");
     let filter = filter_path();
     let out = cli(
-        &["job", "submit", "--server", &s.url(""), "--token", ALICE, "--wait"],
-        &[&guest, Path::new("--filter"), &filter, Path::new("--chart"), &submitted],
+        &[
+            "job",
+            "submit",
+            "--server",
+            &s.url(""),
+            "--token",
+            ALICE,
+            "--wait",
+        ],
+        &[
+            &guest,
+            Path::new("--filter"),
+            &filter,
+            Path::new("--chart"),
+            &submitted,
+        ],
     );
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    assert_eq!(String::from_utf8(out.stdout).unwrap(), text, "submit --wait still prints the result");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8(out.stdout).unwrap(),
+        text,
+        "submit --wait still prints the result"
+    );
     assert_eq!(std::fs::read_to_string(&submitted).unwrap(), svg);
     let out = cli(
         &["job", "run"],
-        &[&guest, Path::new("--data-dir"), &s.data_dir(), Path::new("--filter"), &filter, Path::new("--chart"), &local],
+        &[
+            &guest,
+            Path::new("--data-dir"),
+            &s.data_dir(),
+            Path::new("--filter"),
+            &filter,
+            Path::new("--chart"),
+            &local,
+        ],
     );
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    assert_eq!(String::from_utf8(out.stdout).unwrap(), text, "job run still prints its output");
-    assert_eq!(std::fs::read_to_string(&local).unwrap(), svg, "local and server charts differ");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8(out.stdout).unwrap(),
+        text,
+        "job run still prints its output"
+    );
+    assert_eq!(
+        std::fs::read_to_string(&local).unwrap(),
+        svg,
+        "local and server charts differ"
+    );
 }
 
 #[test]
 fn results_that_are_not_numbers_are_refused_as_not_chartable() {
     let s = server();
     let id = run_job(&s, "simple-counter-rust");
-    let text = get(&s, Some(ALICE), &format!("/api/v1/jobs/{id}/result")).text().unwrap();
+    let text = get(&s, Some(ALICE), &format!("/api/v1/jobs/{id}/result"))
+        .text()
+        .unwrap();
     let (first_key, first_value) = text.lines().next().unwrap().split_once('\t').unwrap();
-    assert!(first_value.parse::<f64>().is_err(), "simple-counter's values are `records=N duplicates=M`");
+    assert!(
+        first_value.parse::<f64>().is_err(),
+        "simple-counter's values are `records=N duplicates=M`"
+    );
 
-    let (status, code, detail) = error_of(get(&s, Some(ALICE), &format!("/api/v1/jobs/{id}/result.svg")));
+    let (status, code, detail) = error_of(get(
+        &s,
+        Some(ALICE),
+        &format!("/api/v1/jobs/{id}/result.svg"),
+    ));
     assert_eq!((status, code.as_str()), (400, "not_chartable"));
     assert!(detail.contains("not chartable"), "{detail}");
-    assert!(detail.contains(&format!("key '{first_key}' (line 1) is '{first_value}'")), "{detail}");
+    assert!(
+        detail.contains(&format!("key '{first_key}' (line 1) is '{first_value}'")),
+        "{detail}"
+    );
     // The result itself is still there in every table format.
-    assert_eq!(get(&s, Some(ALICE), &format!("/api/v1/jobs/{id}/result?format=csv")).status().as_u16(), 200);
+    assert_eq!(
+        get(
+            &s,
+            Some(ALICE),
+            &format!("/api/v1/jobs/{id}/result?format=csv")
+        )
+        .status()
+        .as_u16(),
+        200
+    );
 
     // The CLI says so and fails, writing no file; `job run` prints the output before it fails.
     let dir = tempfile::tempdir().unwrap();
     let chart = dir.path().join("c.svg");
-    let out = cli(&["job", "result", &id, "--server", &s.url(""), "--token", ALICE, "--chart"], &[&chart]);
+    let out = cli(
+        &[
+            "job",
+            "result",
+            &id,
+            "--server",
+            &s.url(""),
+            "--token",
+            ALICE,
+            "--chart",
+        ],
+        &[&chart],
+    );
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("not_chartable") && stderr.contains("not a number"), "{stderr}");
+    assert!(
+        stderr.contains("not_chartable") && stderr.contains("not a number"),
+        "{stderr}"
+    );
     let (guest, filter) = (common::guest("simple-counter-rust"), filter_path());
     let out = cli(
         &["job", "run"],
-        &[&guest, Path::new("--data-dir"), &s.data_dir(), Path::new("--filter"), &filter, Path::new("--chart"), &chart],
+        &[
+            &guest,
+            Path::new("--data-dir"),
+            &s.data_dir(),
+            Path::new("--filter"),
+            &filter,
+            Path::new("--chart"),
+            &chart,
+        ],
     );
     assert!(!out.status.success());
-    assert_eq!(String::from_utf8(out.stdout).unwrap(), text, "the output is not lost");
+    assert_eq!(
+        String::from_utf8(out.stdout).unwrap(),
+        text,
+        "the output is not lost"
+    );
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("cannot be charted") && stderr.contains(first_key), "{stderr}");
+    assert!(
+        stderr.contains("cannot be charted") && stderr.contains(first_key),
+        "{stderr}"
+    );
     assert!(!chart.exists());
 }
 
@@ -230,33 +426,62 @@ fn dashboard_page_uses_endpoints_that_answer_and_stats_count_real_pings() {
         if path.extension().is_some_and(|e| e == "json") {
             let body = std::fs::read(&path).unwrap();
             body_bytes += body.len() as u64;
-            let url = s.url(&format!("/submit/telemetry/dash-{sent}/main/Firefox/61.0/release/20180101"));
-            assert_eq!(client().post(url).body(body).send().unwrap().status().as_u16(), 200);
+            let url = s.url(&format!(
+                "/submit/telemetry/dash-{sent}/main/Firefox/61.0/release/20180101"
+            ));
+            assert_eq!(
+                client()
+                    .post(url)
+                    .body(body)
+                    .send()
+                    .unwrap()
+                    .status()
+                    .as_u16(),
+                200
+            );
             sent += 1;
         }
     }
     assert!(sent >= 5, "only {sent} real pings");
-    let refused =
-        client().post(s.url("/submit/telemetry/dash-x/main")).body(Vec::new()).send().unwrap().status().as_u16();
-    assert_eq!(refused, 411, "an empty body has no content length for the seed");
+    let refused = client()
+        .post(s.url("/submit/telemetry/dash-x/main"))
+        .body(Vec::new())
+        .send()
+        .unwrap()
+        .status()
+        .as_u16();
+    assert_eq!(
+        refused, 411,
+        "an empty body has no content length for the seed"
+    );
 
     let r = get(&s, None, "/api/v1/stats");
     assert_eq!(r.status().as_u16(), 200, "stats are open, like /metrics");
     let stats: Value = r.json().unwrap();
     assert_eq!(stats["records_written"], sent);
     assert_eq!(stats["received_bytes"], body_bytes);
-    assert!(stats["bytes_written"].as_u64().unwrap() > body_bytes, "raw records carry their path too");
+    assert!(
+        stats["bytes_written"].as_u64().unwrap() > body_bytes,
+        "raw records carry their path too"
+    );
     assert!(stats["disk_free_bytes"].as_u64().unwrap() > 0);
     assert_eq!(stats["submit_latency"]["count"].as_u64().unwrap(), sent + 1);
     let fsync = &stats["fsync_latency"];
-    assert!(fsync["count"].as_u64().unwrap() >= 1, "batch durability syncs: {stats}");
+    assert!(
+        fsync["count"].as_u64().unwrap() >= 1,
+        "batch durability syncs: {stats}"
+    );
     assert!(fsync["mean_ms"].as_f64().unwrap() > 0.0);
-    let codes: BTreeMap<String, u64> = serde_json::from_value(stats["requests_by_code"].clone()).unwrap();
+    let codes: BTreeMap<String, u64> =
+        serde_json::from_value(stats["requests_by_code"].clone()).unwrap();
     assert_eq!(codes["200"], sent);
     assert_eq!(codes[&refused.to_string()], 1);
     // The same figures as /metrics.
     let metrics = s.metrics();
-    assert!(metrics.contains(&format!("telemetry_ingest_written_records_total {sent}\n")), "{metrics}");
+    assert!(
+        metrics.contains(&format!("telemetry_ingest_written_records_total {sent}\n")),
+        "{metrics}"
+    );
 
     let r = get(&s, None, "/dashboard");
     assert_eq!(r.status().as_u16(), 200);
@@ -264,7 +489,12 @@ fn dashboard_page_uses_endpoints_that_answer_and_stats_count_real_pings() {
     let policy = r.headers()["content-security-policy"].to_str().unwrap();
     assert!(policy.contains("connect-src 'self'"), "{policy}");
     // No other site may frame the page (clickjacking).
-    assert!(policy.split(';').any(|d| d.trim() == "frame-ancestors 'none'"), "{policy}");
+    assert!(
+        policy
+            .split(';')
+            .any(|d| d.trim() == "frame-ancestors 'none'"),
+        "{policy}"
+    );
     assert_eq!(r.headers()["x-frame-options"], "DENY");
     let html = r.text().unwrap();
     assert!(html.starts_with("<!doctype html>"));
@@ -278,7 +508,10 @@ fn dashboard_page_uses_endpoints_that_answer_and_stats_count_real_pings() {
     ] {
         assert!(html.contains(uses), "the page does not use {uses}");
     }
-    assert!(!html.contains("innerHTML"), "server data goes on the page as text only");
+    assert!(
+        !html.contains("innerHTML"),
+        "server data goes on the page as text only"
+    );
     // What the page polls answers: the job list wants the token the page sends.
     let (status, code, _) = error_of(get(&s, None, "/api/v1/jobs"));
     assert_eq!((status, code.as_str()), (401, "unauthorized"));

@@ -46,7 +46,10 @@ fn stored_ids(data: &Path) -> Vec<String> {
             continue;
         }
         let file = std::fs::File::open(storage.join(&rel)).unwrap();
-        for line in telemetry_server::storage::decompress(&name, file).unwrap().lines() {
+        for line in telemetry_server::storage::decompress(&name, file)
+            .unwrap()
+            .lines()
+        {
             let line = line.unwrap();
             ids.push(line.split_once('\t').unwrap().0.to_string());
         }
@@ -57,9 +60,19 @@ fn stored_ids(data: &Path) -> Vec<String> {
 
 /// Asserts that `stored` is exactly `expected` (both sorted), naming only the differences.
 fn assert_ids(stored: &[String], expected: &[String], what: &str) {
-    let missing: Vec<&String> = expected.iter().filter(|id| stored.binary_search(id).is_err()).collect();
-    let repeated: Vec<&String> = stored.windows(2).filter(|w| w[0] == w[1]).map(|w| &w[0]).collect();
-    let extra: Vec<&String> = stored.iter().filter(|id| expected.binary_search(id).is_err()).collect();
+    let missing: Vec<&String> = expected
+        .iter()
+        .filter(|id| stored.binary_search(id).is_err())
+        .collect();
+    let repeated: Vec<&String> = stored
+        .windows(2)
+        .filter(|w| w[0] == w[1])
+        .map(|w| &w[0])
+        .collect();
+    let extra: Vec<&String> = stored
+        .iter()
+        .filter(|id| expected.binary_search(id).is_err())
+        .collect();
     assert!(
         missing.is_empty() && repeated.is_empty() && extra.is_empty(),
         "{what}: {} stored; missing {missing:?}; stored twice {repeated:?}; unexpected {extra:?}",
@@ -213,7 +226,10 @@ impl Serve {
             if let Some(exit) = self.child.try_wait().unwrap() {
                 break exit;
             }
-            assert!(start.elapsed() < Duration::from_secs(60), "no exit after SIGTERM");
+            assert!(
+                start.elapsed() < Duration::from_secs(60),
+                "no exit after SIGTERM"
+            );
             std::thread::sleep(Duration::from_millis(50));
         };
         assert!(exit.success(), "exit {exit:?}; log:\n{}", self.log());
@@ -236,14 +252,19 @@ fn the_same_ids_sent_twice_around_a_kill_9_are_stored_once() {
     let root = tempfile::tempdir().unwrap();
     let data = root.path().join("data");
     // Sent gzip-compressed, as Firefox does.
-    let bodies: Vec<Vec<u8>> = ping_bodies().iter().map(|b| server_support::gzip(b)).collect();
+    let bodies: Vec<Vec<u8>> = ping_bodies()
+        .iter()
+        .map(|b| server_support::gzip(b))
+        .collect();
 
     // Run 1: every id acknowledged. The first half is flushed (published) before the second is
     // sent; the server is killed once conversion has written them all, so the second half is
     // (most likely) in `.partial` files and raw logs not yet retired.
     let first = Serve::start(root.path());
     first.submit(&bodies, 0..IDS / 2);
-    first.wait("the first half to be published", |_| stored_ids(&data).len() >= IDS / 2);
+    first.wait("the first half to be published", |_| {
+        stored_ids(&data).len() >= IDS / 2
+    });
     first.submit(&bodies, IDS / 2..IDS);
     first.wait("the first run to convert every id", |s| {
         s.metric("telemetry_convert_records_written_total") >= IDS as u64
@@ -252,12 +273,21 @@ fn the_same_ids_sent_twice_around_a_kill_9_are_stored_once() {
     let after_kill = stored_ids(&data);
     // Raw logs not retired yet (their records are converted again at the next start).
     let leftover = server_support::finished_records(&data.join("raw")).len() as u64;
-    eprintln!("at the kill: {} ids stored, {leftover} records in raw logs to convert again", after_kill.len());
+    eprintln!(
+        "at the kill: {} ids stored, {leftover} records in raw logs to convert again",
+        after_kill.len()
+    );
     let mut unique = after_kill.clone();
     unique.dedup();
-    assert_eq!(unique, after_kill, "no id stored twice even before the restart");
+    assert_eq!(
+        unique, after_kill,
+        "no id stored twice even before the restart"
+    );
     let stored_before = after_kill.len() as u64;
-    assert!(stored_before + leftover >= IDS as u64, "every acknowledged id is stored or in raw/");
+    assert!(
+        stored_before + leftover >= IDS as u64,
+        "every acknowledged id is stored or in raw/"
+    );
 
     // Run 2: the same ids again, and the raw logs the kill left converted again.
     let second = Serve::start(root.path());
@@ -285,7 +315,11 @@ fn the_same_ids_sent_twice_around_a_kill_9_are_stored_once() {
     );
     second.terminate();
 
-    assert_ids(&stored_ids(&data), &expected_ids(), "each id stored exactly once");
+    assert_ids(
+        &stored_ids(&data),
+        &expected_ids(),
+        "each id stored exactly once",
+    );
     // Each duplicate is in the error stream by id, without its body.
     let dups: Vec<Value> = error_entries(&data)
         .into_iter()
@@ -305,8 +339,15 @@ fn the_same_ids_sent_twice_around_a_kill_9_are_stored_once() {
     assert_eq!(code, 0, "{summary}");
     assert_eq!(summary["records_written"], 0, "{summary}");
     assert_eq!(summary["duplicate"], summary["records_read"], "{summary}");
-    assert!(summary["records_read"].as_u64().unwrap() >= IDS as u64, "{summary}");
-    assert_ids(&stored_ids(&data), &expected_ids(), "after the backfill from raw/converted");
+    assert!(
+        summary["records_read"].as_u64().unwrap() >= IDS as u64,
+        "{summary}"
+    );
+    assert_ids(
+        &stored_ids(&data),
+        &expected_ids(),
+        "after the backfill from raw/converted",
+    );
 }
 
 /// An `id<TAB>json` file of the real pings under ids `<prefix>-<i>`.
@@ -329,21 +370,39 @@ fn convert_twice_stores_once_and_ids_leave_the_index_after_the_window() {
     let early = tsv(tmp.path(), "early", 6);
     let late = tsv(tmp.path(), "late", 3);
     let nearest = ["--unknown-revision", "nearest", "--dedup-window-days", "7"];
-    let on = |date: &'static str| -> Vec<&'static str> { [&nearest[..], &["--date", date]].concat() };
+    let on =
+        |date: &'static str| -> Vec<&'static str> { [&nearest[..], &["--date", date]].concat() };
 
     let (code, first) = convert(&data, &on("20261201"), &[&early]);
     assert_eq!(code, 0, "{first}");
-    assert_eq!((first["records_written"].as_u64(), first["duplicate"].as_u64()), (Some(6), Some(0)), "{first}");
+    assert_eq!(
+        (
+            first["records_written"].as_u64(),
+            first["duplicate"].as_u64()
+        ),
+        (Some(6), Some(0)),
+        "{first}"
+    );
     assert_eq!(first["dedup_entries"], 6);
     let (code, second) = convert(&data, &on("20261201"), &[&early]);
     assert_eq!(code, 0, "duplicates are not rejections: {second}");
-    assert_eq!((second["records_written"].as_u64(), second["duplicate"].as_u64()), (Some(0), Some(6)), "{second}");
+    assert_eq!(
+        (
+            second["records_written"].as_u64(),
+            second["duplicate"].as_u64()
+        ),
+        (Some(0), Some(6)),
+        "{second}"
+    );
     assert_eq!(stored_ids(&data).len(), 6, "stored once");
 
     // Eight days later the early ids are out of the 7-day window: the index forgets them.
     let (_, later) = convert(&data, &on("20261209"), &[&late]);
     assert_eq!(later["records_written"], 3, "{later}");
-    assert_eq!(later["dedup_entries"], 3, "only the late ids are kept: {later}");
+    assert_eq!(
+        later["dedup_entries"], 3,
+        "only the late ids are kept: {later}"
+    );
     // Seven days after the late ones (20261202..20261209 is inside): still known.
     let (_, inside) = convert(&data, &on("20261202"), &[&late]);
     assert_eq!(inside["duplicate"], 3, "{inside}");
@@ -352,8 +411,23 @@ fn convert_twice_stores_once_and_ids_leave_the_index_after_the_window() {
     assert_eq!(again["records_written"], 6, "{again}");
 
     // Window 0 disables dedup: every record stored again, no index consulted.
-    let (_, off) = convert(&data, &["--unknown-revision", "nearest", "--date", "20261209", "--dedup-window-days", "0"], &[&late]);
-    assert_eq!((off["records_written"].as_u64(), off["duplicate"].as_u64()), (Some(3), Some(0)), "{off}");
+    let (_, off) = convert(
+        &data,
+        &[
+            "--unknown-revision",
+            "nearest",
+            "--date",
+            "20261209",
+            "--dedup-window-days",
+            "0",
+        ],
+        &[&late],
+    );
+    assert_eq!(
+        (off["records_written"].as_u64(), off["duplicate"].as_u64()),
+        (Some(3), Some(0)),
+        "{off}"
+    );
     assert!(off.get("dedup_entries").is_none(), "{off}");
 }
 
@@ -363,15 +437,33 @@ fn the_same_id_twice_in_one_input_is_stored_once() {
     let data = tmp.path().join("data");
     let doc: Value = serde_json::from_slice(&ping_bodies()[0]).unwrap();
     let input = tmp.path().join("twice.tsv");
-    std::fs::write(&input, format!("same-id\t{doc}\nother-id\t{doc}\nsame-id\t{doc}\n")).unwrap();
+    std::fs::write(
+        &input,
+        format!("same-id\t{doc}\nother-id\t{doc}\nsame-id\t{doc}\n"),
+    )
+    .unwrap();
     let (code, summary) = convert(&data, &["--unknown-revision", "nearest"], &[&input]);
     assert_eq!(code, 0, "{summary}");
-    assert_eq!((summary["records_written"].as_u64(), summary["duplicate"].as_u64()), (Some(2), Some(1)), "{summary}");
+    assert_eq!(
+        (
+            summary["records_written"].as_u64(),
+            summary["duplicate"].as_u64()
+        ),
+        (Some(2), Some(1)),
+        "{summary}"
+    );
     assert_eq!(stored_ids(&data), ["other-id", "same-id"]);
     let dup = error_entries(&data);
     assert_eq!(dup.len(), 1);
-    assert_eq!((dup[0]["kind"].as_str(), dup[0]["detail"].as_str()), (Some("duplicate"), Some("same-id")));
-    assert!(dup[0].get("body").is_none() && dup[0].get("body_base64").is_none(), "{}", dup[0]);
+    assert_eq!(
+        (dup[0]["kind"].as_str(), dup[0]["detail"].as_str()),
+        (Some("duplicate"), Some("same-id"))
+    );
+    assert!(
+        dup[0].get("body").is_none() && dup[0].get("body_base64").is_none(),
+        "{}",
+        dup[0]
+    );
 }
 
 /// A v2 raw log holding the FX60 ping (gzip, as a client sends it) under `id`.
@@ -404,10 +496,16 @@ fn records_rejected_for_missing_definitions_are_converted_from_the_error_stream_
     let (code, rejected) = convert(&data, &strict, &[&log, &text]);
     assert_eq!(code, 1, "{rejected}");
     assert_eq!(rejected["records_written"], 0, "{rejected}");
-    assert_eq!(rejected["bad_records_by_type"]["missing_histograms"], 2, "{rejected}");
+    assert_eq!(
+        rejected["bad_records_by_type"]["missing_histograms"], 2,
+        "{rejected}"
+    );
     let errors = error_entries(&data);
     assert_eq!(errors.len(), 2);
-    let raw_entry = errors.iter().find(|e| e.get("path").is_some()).expect("raw entry");
+    let raw_entry = errors
+        .iter()
+        .find(|e| e.get("path").is_some())
+        .expect("raw entry");
     assert_eq!(raw_entry["timestamp_ms"], 1_521_000_000_000u64);
     assert_eq!(raw_entry["ip"], "192.0.2.7");
 
@@ -432,7 +530,10 @@ fn records_rejected_for_missing_definitions_are_converted_from_the_error_stream_
     assert_eq!(stored_ids(&data), ["roundtrip-raw", "roundtrip-text"]);
     // The raw record kept its receive date: stored under submission_date 20180314.
     let stored = walk_names(&data.join("storage"));
-    assert!(stored.iter().any(|p| p.contains(".20180314.")), "{stored:?}");
+    assert!(
+        stored.iter().any(|p| p.contains(".20180314.")),
+        "{stored:?}"
+    );
 }
 
 fn walk_names(dir: &Path) -> Vec<String> {
@@ -441,4 +542,3 @@ fn walk_names(dir: &Path) -> Vec<String> {
         .map(|p| p.to_string_lossy().into_owned())
         .collect()
 }
-

@@ -227,13 +227,21 @@ fn vcs(dir: &std::path::Path, program: &str, args: &[&str], date: &str) {
         .env("GIT_COMMITTER_DATE", date)
         .output()
         .unwrap_or_else(|e| panic!("{program} (scripts/install-deps.sh installs it): {e}"));
-    assert!(out.status.success(), "{program} {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{program} {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// A repository whose commits set Histograms.json (and milestone.txt) to `versions` in turn:
 /// (commit date, Histograms.json file under ../shared/data, milestone); a `None` file commits an
 /// unrelated change. Returns the commit hashes that changed Histograms.json, oldest first.
-fn repository(dir: &std::path::Path, program: &str, versions: &[(&str, Option<&str>, &str)]) -> Vec<String> {
+fn repository(
+    dir: &std::path::Path,
+    program: &str,
+    versions: &[(&str, Option<&str>, &str)],
+) -> Vec<String> {
     std::fs::create_dir_all(dir.join("toolkit/components/telemetry")).unwrap();
     std::fs::create_dir_all(dir.join("config")).unwrap();
     let init_date = versions[0].0;
@@ -245,22 +253,46 @@ fn repository(dir: &std::path::Path, program: &str, versions: &[(&str, Option<&s
     let mut changed = Vec::new();
     for (i, (date, file, milestone)) in versions.iter().enumerate() {
         match file {
-            Some(file) => std::fs::write(dir.join(telemetry_server::histograms::HISTOGRAMS_PATH), read(file)).unwrap(),
+            Some(file) => std::fs::write(
+                dir.join(telemetry_server::histograms::HISTOGRAMS_PATH),
+                read(file),
+            )
+            .unwrap(),
             None => std::fs::write(dir.join("README"), format!("change {i}")).unwrap(),
         }
-        std::fs::write(dir.join("config/milestone.txt"), format!("# milestone\n{milestone}\n")).unwrap();
+        std::fs::write(
+            dir.join("config/milestone.txt"),
+            format!("# milestone\n{milestone}\n"),
+        )
+        .unwrap();
         if program == "hg" {
-            vcs(dir, "hg", &["commit", "-q", "-A", "-m", "change", "-d", date], date);
+            vcs(
+                dir,
+                "hg",
+                &["commit", "-q", "-A", "-m", "change", "-d", date],
+                date,
+            );
         } else {
             vcs(dir, "git", &["add", "-A"], date);
             vcs(dir, "git", &["commit", "-q", "-m", "change"], date);
         }
         if file.is_some() {
             let head = match program {
-                "hg" => std::process::Command::new("hg").args(["log", "-r", ".", "--template", "{node}"]).current_dir(dir).output(),
-                _ => std::process::Command::new("git").args(["rev-parse", "HEAD"]).current_dir(dir).output(),
+                "hg" => std::process::Command::new("hg")
+                    .args(["log", "-r", ".", "--template", "{node}"])
+                    .current_dir(dir)
+                    .output(),
+                _ => std::process::Command::new("git")
+                    .args(["rev-parse", "HEAD"])
+                    .current_dir(dir)
+                    .output(),
             };
-            changed.push(String::from_utf8(head.unwrap().stdout).unwrap().trim().to_owned());
+            changed.push(
+                String::from_utf8(head.unwrap().stdout)
+                    .unwrap()
+                    .trim()
+                    .to_owned(),
+            );
         }
     }
     changed
@@ -273,34 +305,74 @@ fn repository(dir: &std::path::Path, program: &str, versions: &[(&str, Option<&s
 fn import_history_reads_hg_and_git_and_the_fallback_resolves_by_build_id() {
     use telemetry_server::histograms::{Query, RevisionCache, Source};
     let tmp = tempfile::tempdir().unwrap();
-    let (central, beta, out) = (tmp.path().join("mozilla-central"), tmp.path().join("beta-clone"), tmp.path().join("history"));
+    let (central, beta, out) = (
+        tmp.path().join("mozilla-central"),
+        tmp.path().join("beta-clone"),
+        tmp.path().join("history"),
+    );
     let aurora23 = "seed/worker-test-data/a55c55edf302.json.FIREFOX_AURORA_23_BASE";
     let aurora24 = "seed/worker-test-data/8d3810543edc.json.FIREFOX_AURORA_24_BASE";
     let aurora25 = "seed/worker-test-data/ad0ae007aa9e.json.FIREFOX_AURORA_25_BASE";
-    let hg = repository(&central, "hg", &[
-        ("2012-12-01 00:00:00 +0000", Some(aurora23), "21.0a1"),
-        ("2013-02-01 12:00:00 +0000", Some(aurora24), "22.0a1"),
-        ("2013-02-15 00:00:00 +0000", None, "22.0a1"),
-        ("2013-03-01 00:00:00 +0000", Some(aurora25), "22.0a1"),
-        ("2013-04-01 00:00:00 +0000", Some(aurora23), "23.0a1"),
-    ]);
-    let git = repository(&beta, "git", &[
-        ("2013-01-07T00:00:00+0000", Some(aurora24), "20.0"),
-        ("2013-02-18T00:00:00+0000", Some("histograms/Histograms.mozilla-central.2017-03.telemetry-batch-view.json"), "21.0"),
-    ]);
+    let hg = repository(
+        &central,
+        "hg",
+        &[
+            ("2012-12-01 00:00:00 +0000", Some(aurora23), "21.0a1"),
+            ("2013-02-01 12:00:00 +0000", Some(aurora24), "22.0a1"),
+            ("2013-02-15 00:00:00 +0000", None, "22.0a1"),
+            ("2013-03-01 00:00:00 +0000", Some(aurora25), "22.0a1"),
+            ("2013-04-01 00:00:00 +0000", Some(aurora23), "23.0a1"),
+        ],
+    );
+    let git = repository(
+        &beta,
+        "git",
+        &[
+            ("2013-01-07T00:00:00+0000", Some(aurora24), "20.0"),
+            (
+                "2013-02-18T00:00:00+0000",
+                Some("histograms/Histograms.mozilla-central.2017-03.telemetry-batch-view.json"),
+                "21.0",
+            ),
+        ],
+    );
     assert_eq!((hg.len(), git.len()), (4, 2));
     let beta_arg = format!("releases/mozilla-beta={}", beta.display());
     let run = |args: &[&str]| {
-        let out = std::process::Command::new(common::binary()).args(args).output().unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let out = std::process::Command::new(common::binary())
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         String::from_utf8(out.stdout).unwrap()
     };
-    let stdout = run(&["histograms", "import-history", "--out", out.to_str().unwrap(), central.to_str().unwrap(), &beta_arg]);
-    assert!(stdout.contains("4 distinct Histograms.json versions (4 new)"), "{stdout}");
-    assert!(stdout.contains("mozilla-central") && stdout.contains("releases/mozilla-beta"), "{stdout}");
+    let stdout = run(&[
+        "histograms",
+        "import-history",
+        "--out",
+        out.to_str().unwrap(),
+        central.to_str().unwrap(),
+        &beta_arg,
+    ]);
+    assert!(
+        stdout.contains("4 distinct Histograms.json versions (4 new)"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("mozilla-central") && stdout.contains("releases/mozilla-beta"),
+        "{stdout}"
+    );
 
     // Each distinct content once, named by its hash.
-    let mut files: Vec<String> = std::fs::read_dir(&out).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).filter(|n| n != "revisions.json").collect();
+    let mut files: Vec<String> = std::fs::read_dir(&out)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| n != "revisions.json")
+        .collect();
     files.sort();
     assert_eq!(files.len(), 4, "{files:?}");
     for file in &files {
@@ -311,47 +383,110 @@ fn import_history_reads_hg_and_git_and_the_fallback_resolves_by_build_id() {
         };
         assert_eq!(file, &format!("{}.json", &hash[..32]));
     }
-    let table: Value = serde_json::from_str(&std::fs::read_to_string(out.join("revisions.json")).unwrap()).unwrap();
+    let table: Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("revisions.json")).unwrap())
+            .unwrap();
     let entries = table["revisions"].as_array().unwrap();
     assert_eq!(entries.len(), 6);
-    let first_and_last = entries.iter().filter(|e| e["repo"] == "mozilla-central").map(|e| e["file"].clone()).collect::<Vec<_>>();
-    assert_eq!(first_and_last[0], first_and_last[3], "the same content is one file");
+    let first_and_last = entries
+        .iter()
+        .filter(|e| e["repo"] == "mozilla-central")
+        .map(|e| e["file"].clone())
+        .collect::<Vec<_>>();
+    assert_eq!(
+        first_and_last[0], first_and_last[3],
+        "the same content is one file"
+    );
     let nightly_24 = entries.iter().find(|e| e["rev"] == hg[1][..12]).unwrap();
-    assert_eq!(nightly_24["builds"]["nightly"], serde_json::json!(["20130201120000", "20130301000000"]));
+    assert_eq!(
+        nightly_24["builds"]["nightly"],
+        serde_json::json!(["20130201120000", "20130301000000"])
+    );
     assert_eq!(nightly_24["app_versions"], serde_json::json!(["22"]));
 
     // A classic Fx21 nightly ping without a revision (build 20130108033457) resolves by build id
     // to the definitions in effect that day; an aurora build does not (no aurora repository).
     let cache = RevisionCache::empty().with_dir(&out).unwrap();
-    let query = Query { revision: None, channel: Some("nightly"), build_id: Some("20130108033457"), app_version: Some("21.0a1") };
+    let query = Query {
+        revision: None,
+        channel: Some("nightly"),
+        build_id: Some("20130108033457"),
+        app_version: Some("21.0a1"),
+    };
     let resolved = cache.resolve(&query).unwrap();
-    assert_eq!((resolved.revision.as_str(), resolved.source), (&hg[0][..12], Source::ChannelBuildId));
-    let expected = Definitions::from_json_with_constants(&read(aurora23), &telemetry_server::histograms::SEED_CONSTANTS).unwrap();
+    assert_eq!(
+        (resolved.revision.as_str(), resolved.source),
+        (&hg[0][..12], Source::ChannelBuildId)
+    );
+    let expected = Definitions::from_json_with_constants(
+        &read(aurora23),
+        &telemetry_server::histograms::SEED_CONSTANTS,
+    )
+    .unwrap();
     assert_eq!(resolved.definitions.len(), expected.len());
-    let beta_build = cache.resolve(&Query { channel: Some("beta"), build_id: Some("20130301000000"), ..query }).unwrap();
+    let beta_build = cache
+        .resolve(&Query {
+            channel: Some("beta"),
+            build_id: Some("20130301000000"),
+            ..query
+        })
+        .unwrap();
     assert_eq!(beta_build.revision, git[1][..12]);
-    assert!(cache.resolve(&Query { channel: Some("aurora"), app_version: None, ..query }).is_err());
+    assert!(cache
+        .resolve(&Query {
+            channel: Some("aurora"),
+            app_version: None,
+            ..query
+        })
+        .is_err());
 
     // The same ping converts with the imported history (strict mode resolves it by build id)
     // and is missing_revision without.
-    let ping = common::data("pings/classic-v1.saved-session.Fx21.0a1-nightly.with_hangs.toolbox.tsv");
+    let ping =
+        common::data("pings/classic-v1.saved-session.Fx21.0a1-nightly.with_hangs.toolbox.tsv");
     let convert = |extra: &[&str]| {
         let data = tempfile::tempdir().unwrap();
-        let mut args = vec!["convert", "--json", "--unknown-revision", "nearest", "--date", "20130110", "--data-dir", data.path().to_str().unwrap()];
+        let mut args = vec![
+            "convert",
+            "--json",
+            "--unknown-revision",
+            "nearest",
+            "--date",
+            "20130110",
+            "--data-dir",
+            data.path().to_str().unwrap(),
+        ];
         args.extend_from_slice(extra);
         args.push(ping.to_str().unwrap());
-        let out = std::process::Command::new(common::binary()).args(&args).output().unwrap();
+        let out = std::process::Command::new(common::binary())
+            .args(&args)
+            .output()
+            .unwrap();
         serde_json::from_slice::<Value>(&out.stdout).unwrap()
     };
     let without = convert(&[]);
-    assert_eq!(without["bad_records_by_type"]["missing_revision"], 1, "{without}");
+    assert_eq!(
+        without["bad_records_by_type"]["missing_revision"], 1,
+        "{without}"
+    );
     let with = convert(&["--histograms", out.to_str().unwrap()]);
     assert_eq!(with["records_written"], 1, "{with}");
     assert!(with["histograms_converted"].as_u64().unwrap() > 0, "{with}");
 
     // Importing again changes nothing; entries of other repositories are kept.
-    let again = run(&["histograms", "import-history", "--out", out.to_str().unwrap(), central.to_str().unwrap()]);
-    assert!(again.contains("3 distinct Histograms.json versions (0 new)"), "{again}");
-    let table: Value = serde_json::from_str(&std::fs::read_to_string(out.join("revisions.json")).unwrap()).unwrap();
+    let again = run(&[
+        "histograms",
+        "import-history",
+        "--out",
+        out.to_str().unwrap(),
+        central.to_str().unwrap(),
+    ]);
+    assert!(
+        again.contains("3 distinct Histograms.json versions (0 new)"),
+        "{again}"
+    );
+    let table: Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("revisions.json")).unwrap())
+            .unwrap();
     assert_eq!(table["revisions"].as_array().unwrap().len(), 6);
 }

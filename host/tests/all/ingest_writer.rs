@@ -1,7 +1,6 @@
 //! The raw log writer on its own: rotation by size, rotation by age while busy, group commit
 //! (fewer syncs than records, every record acknowledged), and record order within a log.
 
-
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 

@@ -9,9 +9,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use crate::server_support::TestServer;
 use reqwest::blocking::{multipart, Client, Response};
 use serde_json::{json, Value};
-use crate::server_support::TestServer;
 use telemetry_server::api::jobs::{hash_token, Role, TokenConfig};
 use telemetry_server::config::Config;
 
@@ -36,7 +36,10 @@ fn filter() -> Value {
 /// job service keeps its queue in the same data dir.
 fn data_root() -> tempfile::TempDir {
     let root = tempfile::tempdir().unwrap();
-    let copied = copy_dir(&jobs_support::converted_data().join("storage"), &root.path().join("data/storage"));
+    let copied = copy_dir(
+        &jobs_support::converted_data().join("storage"),
+        &root.path().join("data/storage"),
+    );
     assert!(copied > 3, "only {copied} partition files in the fixture");
     root
 }
@@ -60,9 +63,21 @@ fn copy_dir(from: &Path, to: &Path) -> usize {
 
 fn tokens(config: &mut Config) {
     config.jobs.tokens = vec![
-        TokenConfig { name: "alice".into(), sha256: hash_token(ALICE), role: Role::Submit },
-        TokenConfig { name: "bob".into(), sha256: hash_token(BOB), role: Role::Submit },
-        TokenConfig { name: "root".into(), sha256: hash_token(ROOT), role: Role::Admin },
+        TokenConfig {
+            name: "alice".into(),
+            sha256: hash_token(ALICE),
+            role: Role::Submit,
+        },
+        TokenConfig {
+            name: "bob".into(),
+            sha256: hash_token(BOB),
+            role: Role::Submit,
+        },
+        TokenConfig {
+            name: "root".into(),
+            sha256: hash_token(ROOT),
+            role: Role::Admin,
+        },
     ];
     config.jobs.max_component_bytes = MAX_COMPONENT;
 }
@@ -73,7 +88,10 @@ fn server(tweak: impl FnOnce(&mut Config)) -> TestServer {
 }
 
 fn server_on(root: tempfile::TempDir, tweak: impl FnOnce(&mut Config)) -> TestServer {
-    let mut config = Config { data_dir: root.path().join("data"), ..Config::default() };
+    let mut config = Config {
+        data_dir: root.path().join("data"),
+        ..Config::default()
+    };
     config.server.listen = "127.0.0.1:0".parse().unwrap();
     config.ingest.shards = 1;
     config.convert.enabled = false;
@@ -83,7 +101,10 @@ fn server_on(root: tempfile::TempDir, tweak: impl FnOnce(&mut Config)) -> TestSe
 }
 
 fn client() -> Client {
-    Client::builder().timeout(Duration::from_secs(60)).build().unwrap()
+    Client::builder()
+        .timeout(Duration::from_secs(60))
+        .build()
+        .unwrap()
 }
 
 fn manifest(name: &str, param: Option<&str>) -> Value {
@@ -95,10 +116,20 @@ fn manifest(name: &str, param: Option<&str>) -> Value {
 }
 
 /// `POST /api/v1/jobs` with the given parts (either may be absent).
-fn post_job(s: &TestServer, token: Option<&str>, component: Option<Vec<u8>>, manifest: Option<&Value>) -> Response {
+fn post_job(
+    s: &TestServer,
+    token: Option<&str>,
+    component: Option<Vec<u8>>,
+    manifest: Option<&Value>,
+) -> Response {
     let mut form = multipart::Form::new();
     if let Some(m) = manifest {
-        form = form.part("manifest", multipart::Part::text(m.to_string()).mime_str("application/json").unwrap());
+        form = form.part(
+            "manifest",
+            multipart::Part::text(m.to_string())
+                .mime_str("application/json")
+                .unwrap(),
+        );
     }
     if let Some(c) = component {
         form = form.part("component", multipart::Part::bytes(c).file_name("job.wasm"));
@@ -143,38 +174,62 @@ fn wait_state(s: &TestServer, token: &str, id: &str, want: &[&str], timeout: Dur
         if want.contains(&j["state"].as_str().unwrap()) {
             return j;
         }
-        assert!(Instant::now() < deadline, "job {id} still {} after {timeout:?}: {j}", j["state"]);
+        assert!(
+            Instant::now() < deadline,
+            "job {id} still {} after {timeout:?}: {j}",
+            j["state"]
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
 }
 
 fn wait_done(s: &TestServer, token: &str, id: &str) -> Value {
-    wait_state(s, token, id, &["succeeded", "failed", "cancelled"], Duration::from_secs(120))
+    wait_state(
+        s,
+        token,
+        id,
+        &["succeeded", "failed", "cancelled"],
+        Duration::from_secs(120),
+    )
 }
 
 fn result(s: &TestServer, token: &str, id: &str, format: &str) -> (u16, String) {
-    let r =
-        client().get(s.url(&format!("/api/v1/jobs/{id}/result?format={format}"))).bearer_auth(token).send().unwrap();
+    let r = client()
+        .get(s.url(&format!("/api/v1/jobs/{id}/result?format={format}")))
+        .bearer_auth(token)
+        .send()
+        .unwrap();
     (r.status().as_u16(), r.text().unwrap())
 }
 
 /// `telemetry-server job run` over the same data dir: the reference output.
 fn job_run(data_dir: &Path, guest_name: &str, param: Option<&str>) -> String {
     let mut cmd = Command::new(common::binary());
-    cmd.args(["job", "run"]).arg(common::guest(guest_name)).arg("--data-dir").arg(data_dir);
+    cmd.args(["job", "run"])
+        .arg(common::guest(guest_name))
+        .arg("--data-dir")
+        .arg(data_dir);
     cmd.arg("--filter").arg(filter_path());
     if let Some(p) = param {
         cmd.args(["--param", p]);
     }
     let out = cmd.output().unwrap();
-    assert!(out.status.success(), "job run failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "job run failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8(out.stdout).unwrap()
 }
 
 fn error_of(r: Response) -> (u16, String, String) {
     let status = r.status().as_u16();
     let body: Value = r.json().expect("error bodies are JSON");
-    (status, body["error"].as_str().unwrap().to_string(), body["detail"].as_str().unwrap().to_string())
+    (
+        status,
+        body["error"].as_str().unwrap().to_string(),
+        body["detail"].as_str().unwrap().to_string(),
+    )
 }
 
 #[test]
@@ -186,23 +241,45 @@ fn every_example_job_through_the_api_equals_job_run() {
         ("simple-counter-rust", None),
         ("histogram-aggregate-rust", Some("CYCLE_COLLECTOR")),
     ];
-    let ids: Vec<String> = jobs.iter().map(|(g, p)| submit(&s, ALICE, g, &manifest(g, *p))).collect();
+    let ids: Vec<String> = jobs
+        .iter()
+        .map(|(g, p)| submit(&s, ALICE, g, &manifest(g, *p)))
+        .collect();
     for ((guest_name, param), id) in jobs.iter().zip(&ids) {
         let done = wait_done(&s, ALICE, id);
         assert_eq!(done["state"], "succeeded", "{guest_name}: {done}");
-        assert!(done["cost"]["records_read"].as_u64().unwrap() > 50, "{done}");
-        assert_eq!(done["progress"]["files_done"], done["progress"]["files_total"]);
+        assert!(
+            done["cost"]["records_read"].as_u64().unwrap() > 50,
+            "{done}"
+        );
+        assert_eq!(
+            done["progress"]["files_done"],
+            done["progress"]["files_total"]
+        );
         let (status, text) = result(&s, ALICE, id, "text");
         assert_eq!(status, 200);
         assert!(!text.is_empty(), "{guest_name} produced nothing");
-        assert_eq!(text, job_run(&s.data_dir(), guest_name, *param), "{guest_name}: API result differs from job run");
+        assert_eq!(
+            text,
+            job_run(&s.data_dir(), guest_name, *param),
+            "{guest_name}: API result differs from job run"
+        );
         assert_eq!(done["result_bytes"].as_u64().unwrap(), text.len() as u64);
         // The other formats carry the same rows.
         let (_, ndjson) = result(&s, ALICE, id, "ndjson");
-        let rows: Vec<Value> = ndjson.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+        let rows: Vec<Value> = ndjson
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
         assert_eq!(rows.len(), text.lines().count());
         let first = text.lines().next().unwrap().split_once('\t').unwrap();
-        assert_eq!((rows[0]["key"].as_str().unwrap(), rows[0]["value"].as_str().unwrap()), first);
+        assert_eq!(
+            (
+                rows[0]["key"].as_str().unwrap(),
+                rows[0]["value"].as_str().unwrap()
+            ),
+            first
+        );
         let (_, csv) = result(&s, ALICE, id, "csv");
         assert_eq!(csv.lines().count(), text.lines().count() + 1);
         assert!(csv.starts_with("key,value\r\n"));
@@ -218,8 +295,16 @@ fn every_example_job_through_the_api_equals_job_run() {
 fn components_are_uploaded_once_and_referred_to_by_hash() {
     let s = server(|_| {});
     let upload = |bytes: Vec<u8>| {
-        let form = multipart::Form::new().part("component", multipart::Part::bytes(bytes).file_name("j.wasm"));
-        client().post(s.url("/api/v1/components")).bearer_auth(BOB).multipart(form).send().unwrap()
+        let form = multipart::Form::new().part(
+            "component",
+            multipart::Part::bytes(bytes).file_name("j.wasm"),
+        );
+        client()
+            .post(s.url("/api/v1/components"))
+            .bearer_auth(BOB)
+            .multipart(form)
+            .send()
+            .unwrap()
     };
     let first = upload(guest("simple-counter-rust"));
     assert_eq!(first.status().as_u16(), 201);
@@ -233,9 +318,15 @@ fn components_are_uploaded_once_and_referred_to_by_hash() {
     m["component"] = first["sha256"].clone();
     let r = post_job(&s, Some(BOB), None, Some(&m));
     assert_eq!(r.status().as_u16(), 202);
-    let id = r.json::<Value>().unwrap()["id"].as_str().unwrap().to_string();
+    let id = r.json::<Value>().unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
     assert_eq!(wait_done(&s, BOB, &id)["state"], "succeeded");
-    assert_eq!(result(&s, BOB, &id, "text").1, job_run(&s.data_dir(), "simple-counter-rust", None));
+    assert_eq!(
+        result(&s, BOB, &id, "text").1,
+        job_run(&s.data_dir(), "simple-counter-rust", None)
+    );
 }
 
 #[test]
@@ -253,11 +344,35 @@ fn every_bad_upload_is_a_400_naming_the_problem() {
     let mut unknown_hash = m.clone();
     unknown_hash["component"] = json!("0".repeat(64));
     // (what, component part, manifest part, expected error code, text the detail must contain)
-    type Case<'a> = (&'a str, Option<Vec<u8>>, Option<&'a Value>, &'a str, &'a str);
+    type Case<'a> = (
+        &'a str,
+        Option<Vec<u8>>,
+        Option<&'a Value>,
+        &'a str,
+        &'a str,
+    );
     let cases: Vec<Case> = vec![
-        ("text file", Some(b"this is not wasm at all".to_vec()), Some(&m), "not_wasm", "not a WebAssembly binary"),
-        ("core module", Some(core_module), Some(&m), "not_component", "not a component"),
-        ("empty component", Some(empty_component), Some(&m), "wrong_world", "telemetry:job/job"),
+        (
+            "text file",
+            Some(b"this is not wasm at all".to_vec()),
+            Some(&m),
+            "not_wasm",
+            "not a WebAssembly binary",
+        ),
+        (
+            "core module",
+            Some(core_module),
+            Some(&m),
+            "not_component",
+            "not a component",
+        ),
+        (
+            "empty component",
+            Some(empty_component),
+            Some(&m),
+            "wrong_world",
+            "telemetry:job/job",
+        ),
         (
             "too big",
             Some(vec![0u8; MAX_COMPONENT as usize + 1]),
@@ -265,28 +380,83 @@ fn every_bad_upload_is_a_400_naming_the_problem() {
             "component_too_large",
             "limit of 2097152 bytes",
         ),
-        ("no manifest", Some(guest("os-distribution-rust")), None, "bad_manifest", "missing 'manifest'"),
-        ("typo in manifest", Some(guest("os-distribution-rust")), Some(&unknown_field), "bad_manifest", "paramter"),
-        ("bad filter", Some(guest("os-distribution-rust")), Some(&bad_filter), "bad_filter", "filter"),
-        ("bad limits", Some(guest("os-distribution-rust")), Some(&bad_limits), "bad_manifest", "limits"),
-        ("no component", None, Some(&m), "missing_component", "missing 'component'"),
-        ("unknown hash", None, Some(&unknown_hash), "unknown_component", "POST it to /api/v1/components"),
+        (
+            "no manifest",
+            Some(guest("os-distribution-rust")),
+            None,
+            "bad_manifest",
+            "missing 'manifest'",
+        ),
+        (
+            "typo in manifest",
+            Some(guest("os-distribution-rust")),
+            Some(&unknown_field),
+            "bad_manifest",
+            "paramter",
+        ),
+        (
+            "bad filter",
+            Some(guest("os-distribution-rust")),
+            Some(&bad_filter),
+            "bad_filter",
+            "filter",
+        ),
+        (
+            "bad limits",
+            Some(guest("os-distribution-rust")),
+            Some(&bad_limits),
+            "bad_manifest",
+            "limits",
+        ),
+        (
+            "no component",
+            None,
+            Some(&m),
+            "missing_component",
+            "missing 'component'",
+        ),
+        (
+            "unknown hash",
+            None,
+            Some(&unknown_hash),
+            "unknown_component",
+            "POST it to /api/v1/components",
+        ),
     ];
     for (what, component, manifest, code, detail) in cases {
         let (status, error, text) = error_of(post_job(&s, Some(ALICE), component, manifest));
         assert_eq!((status, error.as_str()), (400, code), "{what}: {text}");
-        assert!(text.contains(detail), "{what}: detail {text:?} lacks {detail:?}");
+        assert!(
+            text.contains(detail),
+            "{what}: detail {text:?} lacks {detail:?}"
+        );
     }
     // Not multipart at all, and an unexpected part.
-    let r = client().post(s.url("/api/v1/jobs")).bearer_auth(ALICE).body("{}").send().unwrap();
+    let r = client()
+        .post(s.url("/api/v1/jobs"))
+        .bearer_auth(ALICE)
+        .body("{}")
+        .send()
+        .unwrap();
     assert_eq!(error_of(r).1, "bad_multipart");
     let form = multipart::Form::new().text("extra", "x");
-    let r = client().post(s.url("/api/v1/jobs")).bearer_auth(ALICE).multipart(form).send().unwrap();
+    let r = client()
+        .post(s.url("/api/v1/jobs"))
+        .bearer_auth(ALICE)
+        .multipart(form)
+        .send()
+        .unwrap();
     let (status, code, detail) = error_of(r);
     assert_eq!((status, code.as_str()), (400, "bad_multipart"));
     assert!(detail.contains("'extra'"), "{detail}");
     // Nothing was queued.
-    assert_eq!(get_json(&s, ROOT, "/api/v1/jobs").1["jobs"].as_array().unwrap().len(), 0);
+    assert_eq!(
+        get_json(&s, ROOT, "/api/v1/jobs").1["jobs"]
+            .as_array()
+            .unwrap()
+            .len(),
+        0
+    );
 }
 
 #[test]
@@ -294,14 +464,33 @@ fn tokens_are_required_and_roles_enforced_while_ingest_stays_open() {
     let s = server(|_| {});
     let m = manifest("mine", None);
     // No token, malformed header, unknown token: 401 with a clear body.
-    let (status, code, detail) = error_of(post_job(&s, None, Some(guest("os-distribution-rust")), Some(&m)));
+    let (status, code, detail) = error_of(post_job(
+        &s,
+        None,
+        Some(guest("os-distribution-rust")),
+        Some(&m),
+    ));
     assert_eq!((status, code.as_str()), (401, "unauthorized"));
     assert!(detail.contains("missing bearer token"), "{detail}");
-    let r = client().get(s.url("/api/v1/jobs")).header("Authorization", "Basic YWxpY2U6eA==").send().unwrap();
-    assert_eq!(r.headers()["www-authenticate"], "Bearer realm=\"telemetry-server\"");
+    let r = client()
+        .get(s.url("/api/v1/jobs"))
+        .header("Authorization", "Basic YWxpY2U6eA==")
+        .send()
+        .unwrap();
+    assert_eq!(
+        r.headers()["www-authenticate"],
+        "Bearer realm=\"telemetry-server\""
+    );
     assert!(error_of(r).2.contains("malformed"));
-    let r = client().get(s.url("/api/v1/jobs")).bearer_auth("guess").send().unwrap();
-    assert_eq!(error_of(r), (401, "unauthorized".into(), "unknown bearer token".into()));
+    let r = client()
+        .get(s.url("/api/v1/jobs"))
+        .bearer_auth("guess")
+        .send()
+        .unwrap();
+    assert_eq!(
+        error_of(r),
+        (401, "unauthorized".into(), "unknown bearer token".into())
+    );
 
     // Alice's job: Bob (submit) may not see, fetch or cancel it, and it answers him like a job that
     // does not exist (404, no owner named); root (admin) may.
@@ -311,14 +500,32 @@ fn tokens_are_required_and_roles_enforced_while_ingest_stays_open() {
         ("GET", format!("/api/v1/jobs/{id}/result")),
         ("DELETE", format!("/api/v1/jobs/{id}")),
     ] {
-        let req = client().request(method.parse().unwrap(), s.url(&path)).bearer_auth(BOB);
+        let req = client()
+            .request(method.parse().unwrap(), s.url(&path))
+            .bearer_auth(BOB);
         let (status, code, detail) = error_of(req.send().unwrap());
-        assert_eq!((status, code.as_str()), (404, "not_found"), "{method} {path}");
+        assert_eq!(
+            (status, code.as_str()),
+            (404, "not_found"),
+            "{method} {path}"
+        );
         assert_eq!(detail, format!("no job {id}"), "{method} {path}");
         assert!(!detail.contains("alice"), "{detail}");
     }
-    assert_eq!(get_json(&s, BOB, "/api/v1/jobs").1["jobs"].as_array().unwrap().len(), 0);
-    assert_eq!(get_json(&s, ROOT, "/api/v1/jobs").1["jobs"].as_array().unwrap().len(), 1);
+    assert_eq!(
+        get_json(&s, BOB, "/api/v1/jobs").1["jobs"]
+            .as_array()
+            .unwrap()
+            .len(),
+        0
+    );
+    assert_eq!(
+        get_json(&s, ROOT, "/api/v1/jobs").1["jobs"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
     assert_eq!(job(&s, ROOT, &id)["owner"], "alice");
     assert_eq!(wait_done(&s, ROOT, &id)["state"], "succeeded");
 
@@ -330,16 +537,29 @@ fn tokens_are_required_and_roles_enforced_while_ingest_stays_open() {
         .send()
         .unwrap();
     assert_eq!(r.status().as_u16(), 200);
-    assert_eq!(client().get(s.url("/status")).send().unwrap().status().as_u16(), 200);
+    assert_eq!(
+        client()
+            .get(s.url("/status"))
+            .send()
+            .unwrap()
+            .status()
+            .as_u16(),
+        200
+    );
     let r = client().get(s.url("/api/v1/openapi.json")).send().unwrap();
     assert_eq!(r.status().as_u16(), 200);
     let served: Value = r.json().unwrap();
-    let file: Value =
-        serde_json::from_str(&std::fs::read_to_string(common::repo_root().join("docs/openapi.json")).unwrap()).unwrap();
+    let file: Value = serde_json::from_str(
+        &std::fs::read_to_string(common::repo_root().join("docs/openapi.json")).unwrap(),
+    )
+    .unwrap();
     assert_eq!(served, file);
     // Unknown API routes are JSON 404s.
     let (status, body) = get_json(&s, ALICE, "/api/v1/nope");
-    assert_eq!((status, body["error"].as_str().unwrap()), (404, "not_found"));
+    assert_eq!(
+        (status, body["error"].as_str().unwrap()),
+        (404, "not_found")
+    );
 }
 
 #[test]
@@ -349,7 +569,12 @@ fn the_job_list_leaves_logs_to_the_jobs_own_route() {
     let id = submit(&s, ALICE, "hostile-rust", &m);
     let done = wait_done(&s, ALICE, &id);
     assert_eq!(done["state"], "succeeded", "{done}");
-    assert!(done["log"].as_array().is_some_and(|lines| !lines.is_empty()), "{done}");
+    assert!(
+        done["log"]
+            .as_array()
+            .is_some_and(|lines| !lines.is_empty()),
+        "{done}"
+    );
     for token in [ALICE, ROOT] {
         let (status, list) = get_json(&s, token, "/api/v1/jobs");
         assert_eq!(status, 200, "{list}");
@@ -372,10 +597,14 @@ fn hostile_jobs_fail_cleanly_while_submissions_keep_being_accepted() {
         m["limits"] = json!({"call_timeout_ms": call_timeout_ms, "memory_bytes": 64 << 20});
         m
     };
-    let hostile: Vec<(String, &str)> = [("loop", "time"), ("memory", "memory"), ("panic:*", "panics on record")]
-        .into_iter()
-        .map(|(mode, expect)| (submit(&s, ALICE, "hostile-rust", &limited(mode)), expect))
-        .collect();
+    let hostile: Vec<(String, &str)> = [
+        ("loop", "time"),
+        ("memory", "memory"),
+        ("panic:*", "panics on record"),
+    ]
+    .into_iter()
+    .map(|(mode, expect)| (submit(&s, ALICE, "hostile-rust", &limited(mode)), expect))
+    .collect();
     // While they run, new submissions are accepted and later succeed.
     let good = submit(&s, ALICE, "os-distribution-rust", &manifest("good", None));
     let r = client().get(s.url("/status")).send().unwrap();
@@ -384,34 +613,63 @@ fn hostile_jobs_fail_cleanly_while_submissions_keep_being_accepted() {
         let done = wait_done(&s, ALICE, id);
         assert_eq!(done["state"], "failed", "{done}");
         let error = done["error"].as_str().unwrap();
-        assert!(error.contains(expect), "error {error:?} should mention {expect:?}");
+        assert!(
+            error.contains(expect),
+            "error {error:?} should mention {expect:?}"
+        );
         assert_eq!(result(&s, ALICE, id, "text").0, 409);
     }
     let done = wait_done(&s, ALICE, &good);
     assert_eq!(done["state"], "succeeded", "{done}");
-    assert_eq!(result(&s, ALICE, &good, "text").1, job_run(&s.data_dir(), "os-distribution-rust", None));
+    assert_eq!(
+        result(&s, ALICE, &good, "text").1,
+        job_run(&s.data_dir(), "os-distribution-rust", None)
+    );
 }
 
 #[test]
 fn cancel_stops_a_running_infinite_loop_within_a_second() {
     let s = server(|_| {});
     let id = submit(&s, ALICE, "hostile-rust", &manifest("spin", Some("loop")));
-    let queued = submit(&s, ALICE, "os-distribution-rust", &manifest("behind it", None));
+    let queued = submit(
+        &s,
+        ALICE,
+        "os-distribution-rust",
+        &manifest("behind it", None),
+    );
     wait_state(&s, ALICE, &id, &["running"], Duration::from_secs(30));
     std::thread::sleep(Duration::from_millis(300)); // inside the guest's loop by now
                                                     // The queued one is cancelled at once.
-    let r = client().delete(s.url(&format!("/api/v1/jobs/{queued}"))).bearer_auth(ALICE).send().unwrap();
+    let r = client()
+        .delete(s.url(&format!("/api/v1/jobs/{queued}")))
+        .bearer_auth(ALICE)
+        .send()
+        .unwrap();
     assert_eq!(r.status().as_u16(), 202);
     assert_eq!(r.json::<Value>().unwrap()["state"], "cancelled");
     let asked = Instant::now();
-    let r = client().delete(s.url(&format!("/api/v1/jobs/{id}"))).bearer_auth(ALICE).send().unwrap();
+    let r = client()
+        .delete(s.url(&format!("/api/v1/jobs/{id}")))
+        .bearer_auth(ALICE)
+        .send()
+        .unwrap();
     assert_eq!(r.status().as_u16(), 202);
-    let done = wait_state(&s, ALICE, &id, &["cancelled", "failed", "succeeded"], Duration::from_secs(5));
+    let done = wait_state(
+        &s,
+        ALICE,
+        &id,
+        &["cancelled", "failed", "succeeded"],
+        Duration::from_secs(5),
+    );
     let took = asked.elapsed();
     assert_eq!(done["state"], "cancelled", "{done}");
     assert!(took < Duration::from_secs(1), "cancellation took {took:?}");
     // Cancelling again is a conflict; the runner is free for new work.
-    let r = client().delete(s.url(&format!("/api/v1/jobs/{id}"))).bearer_auth(ALICE).send().unwrap();
+    let r = client()
+        .delete(s.url(&format!("/api/v1/jobs/{id}")))
+        .bearer_auth(ALICE)
+        .send()
+        .unwrap();
     assert_eq!(r.status().as_u16(), 409);
     let next = submit(&s, ALICE, "simple-counter-rust", &manifest("next", None));
     assert_eq!(wait_done(&s, ALICE, &next)["state"], "succeeded");
@@ -428,43 +686,84 @@ fn hostile_manifest(mode: &str, limits: Value) -> Value {
 fn cancel_stops_a_guest_sleeping_in_wasi_within_a_second_and_wall_time_stops_another() {
     let s = server(|_| {});
     // Blocked an hour in `pollable.block`, with call and wall time far away: only DELETE ends it.
-    let sleeper =
-        submit(&s, ALICE, "hostile-rust", &hostile_manifest("sleep", json!({"call_timeout_ms": 60_000})));
+    let sleeper = submit(
+        &s,
+        ALICE,
+        "hostile-rust",
+        &hostile_manifest("sleep", json!({"call_timeout_ms": 60_000})),
+    );
     wait_state(&s, ALICE, &sleeper, &["running"], Duration::from_secs(30));
     std::thread::sleep(Duration::from_millis(300)); // asleep in WASI by now
     let asked = Instant::now();
-    let r = client().delete(s.url(&format!("/api/v1/jobs/{sleeper}"))).bearer_auth(ALICE).send().unwrap();
+    let r = client()
+        .delete(s.url(&format!("/api/v1/jobs/{sleeper}")))
+        .bearer_auth(ALICE)
+        .send()
+        .unwrap();
     assert_eq!(r.status().as_u16(), 202);
-    let done = wait_state(&s, ALICE, &sleeper, &["cancelled", "failed", "succeeded"], Duration::from_secs(10));
+    let done = wait_state(
+        &s,
+        ALICE,
+        &sleeper,
+        &["cancelled", "failed", "succeeded"],
+        Duration::from_secs(10),
+    );
     let took = asked.elapsed();
     assert_eq!(done["state"], "cancelled", "{done}");
-    assert!(took < Duration::from_secs(1), "cancelling a sleeping guest took {took:?}");
+    assert!(
+        took < Duration::from_secs(1),
+        "cancelling a sleeping guest took {took:?}"
+    );
 
     // Blocked in `wasi:io/poll.poll` with a 2 s wall-time limit: fails at that limit, and the
     // runner is free again for the next job.
     let limits = json!({"call_timeout_ms": 60_000, "wall_time_ms": 2_000});
-    let poller = submit(&s, ALICE, "hostile-rust", &hostile_manifest("poll-sleep", limits));
+    let poller = submit(
+        &s,
+        ALICE,
+        "hostile-rust",
+        &hostile_manifest("poll-sleep", limits),
+    );
     let next = submit(&s, ALICE, "simple-counter-rust", &manifest("next", None));
     wait_state(&s, ALICE, &poller, &["running"], Duration::from_secs(30));
     let running_seen = Instant::now();
     let done = wait_done(&s, ALICE, &poller);
     let took = running_seen.elapsed();
     assert_eq!(done["state"], "failed", "{done}");
-    assert_eq!(done["error"], "job exceeded its wall time (2000 ms) limit", "{done}");
-    assert!(took < Duration::from_secs(2) + Duration::from_secs(3), "the wall-time limit cut the poll after {took:?}");
+    assert_eq!(
+        done["error"], "job exceeded its wall time (2000 ms) limit",
+        "{done}"
+    );
+    assert!(
+        took < Duration::from_secs(2) + Duration::from_secs(3),
+        "the wall-time limit cut the poll after {took:?}"
+    );
     assert_eq!(wait_done(&s, ALICE, &next)["state"], "succeeded");
 }
 
 #[test]
 fn host_memory_limit_fails_a_memory_hungry_reduce_and_an_emit_flood() {
     let s = server(|_| {});
-    let reduce =
-        submit(&s, ALICE, "hostile-rust", &hostile_manifest("big-reduce:8", json!({"host_memory_bytes": 16 << 20})));
-    let flood = submit(&s, ALICE, "hostile-rust", &hostile_manifest("emit-flood", json!({"host_memory_bytes": 8 << 20})));
+    let reduce = submit(
+        &s,
+        ALICE,
+        "hostile-rust",
+        &hostile_manifest("big-reduce:8", json!({"host_memory_bytes": 16 << 20})),
+    );
+    let flood = submit(
+        &s,
+        ALICE,
+        "hostile-rust",
+        &hostile_manifest("emit-flood", json!({"host_memory_bytes": 8 << 20})),
+    );
     for (id, limit) in [(&reduce, "16 MiB"), (&flood, "8 MiB")] {
         let done = wait_done(&s, ALICE, id);
         assert_eq!(done["state"], "failed", "{done}");
-        assert_eq!(done["error"], format!("job exceeded its host memory ({limit}) limit"), "{done}");
+        assert_eq!(
+            done["error"],
+            format!("job exceeded its host memory ({limit}) limit"),
+            "{done}"
+        );
         assert_eq!(result(&s, ALICE, id, "text").0, 409);
     }
     // The limit is a per-job setting with a server maximum like every other.
@@ -472,7 +771,10 @@ fn host_memory_limit_fails_a_memory_hungry_reduce_and_an_emit_flood() {
         &s,
         Some(ALICE),
         Some(guest("hostile-rust")),
-        Some(&hostile_manifest("emit-flood", json!({"host_memory_bytes": 5u64 << 30}))),
+        Some(&hostile_manifest(
+            "emit-flood",
+            json!({"host_memory_bytes": 5u64 << 30}),
+        )),
     );
     let (status, code, detail) = error_of(r);
     assert_eq!((status, code.as_str()), (400, "limit_too_high"), "{detail}");
@@ -501,7 +803,10 @@ fn sigterm_finishes_within_the_grace_period_with_a_guest_blocked_in_wasi() {
     let sleeper = server.submit("hostile-rust", &hostile_manifest("sleep", limits));
     server.wait_state(&sleeper, "running");
     std::thread::sleep(Duration::from_millis(300)); // asleep in WASI by now
-    let status = Command::new("kill").args(["-TERM", &server.child.id().to_string()]).status().unwrap();
+    let status = Command::new("kill")
+        .args(["-TERM", &server.child.id().to_string()])
+        .status()
+        .unwrap();
     assert!(status.success());
     let asked = Instant::now();
     let exit = loop {
@@ -519,7 +824,11 @@ fn sigterm_finishes_within_the_grace_period_with_a_guest_blocked_in_wasi() {
     let server = Server::spawn(&config);
     let again = server.wait_state(&sleeper, "running");
     assert!(again["error"].is_null(), "{again}");
-    let r = client().delete(format!("{}/api/v1/jobs/{sleeper}", server.base)).bearer_auth(ALICE).send().unwrap();
+    let r = client()
+        .delete(format!("{}/api/v1/jobs/{sleeper}", server.base))
+        .bearer_auth(ALICE)
+        .send()
+        .unwrap();
     assert_eq!(r.status().as_u16(), 202);
     server.wait_state(&sleeper, "cancelled");
 }
@@ -539,14 +848,32 @@ fn queued_jobs_survive_a_restart() {
     // Clean shutdown: the interrupted job went back to the queue, the others stayed there.
     let s = server_on(root, |_| {});
     let (_, list) = get_json(&s, ALICE, "/api/v1/jobs");
-    let states: Vec<&str> = list["jobs"].as_array().unwrap().iter().map(|j| j["state"].as_str().unwrap()).collect();
+    let states: Vec<&str> = list["jobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|j| j["state"].as_str().unwrap())
+        .collect();
     assert_eq!(states.len(), 3);
-    assert!(states.iter().all(|s| matches!(*s, "queued" | "running")), "{states:?}");
+    assert!(
+        states.iter().all(|s| matches!(*s, "queued" | "running")),
+        "{states:?}"
+    );
     wait_state(&s, ALICE, &spin, &["running"], Duration::from_secs(30));
-    client().delete(s.url(&format!("/api/v1/jobs/{spin}"))).bearer_auth(ALICE).send().unwrap();
-    for (id, g) in waiting.iter().zip(["os-distribution-rust", "simple-counter-rust"]) {
+    client()
+        .delete(s.url(&format!("/api/v1/jobs/{spin}")))
+        .bearer_auth(ALICE)
+        .send()
+        .unwrap();
+    for (id, g) in waiting
+        .iter()
+        .zip(["os-distribution-rust", "simple-counter-rust"])
+    {
         assert_eq!(wait_done(&s, ALICE, id)["state"], "succeeded");
-        assert_eq!(result(&s, ALICE, id, "text").1, job_run(&s.data_dir(), g, None));
+        assert_eq!(
+            result(&s, ALICE, id, "text").1,
+            job_run(&s.data_dir(), g, None)
+        );
     }
 }
 
@@ -555,7 +882,10 @@ fn a_crash_marks_the_running_job_failed_and_runs_the_queued_ones() {
     let root = data_root();
     let config = root.path().join("server.toml");
     let hashes = |name: &str, token: &str, role: &str| {
-        format!("[[jobs.tokens]]\nname = \"{name}\"\nsha256 = \"{}\"\nrole = \"{role}\"\n", hash_token(token))
+        format!(
+            "[[jobs.tokens]]\nname = \"{name}\"\nsha256 = \"{}\"\nrole = \"{role}\"\n",
+            hash_token(token)
+        )
     };
     std::fs::write(
         &config,
@@ -574,7 +904,10 @@ fn a_crash_marks_the_running_job_failed_and_runs_the_queued_ones() {
     server.kill9();
     let mut server = start();
     let crashed = server.wait_state(&spin, "failed");
-    assert_eq!(crashed["error"], "server restarted while the job was running");
+    assert_eq!(
+        crashed["error"],
+        "server restarted while the job was running"
+    );
     server.wait_state(&queued, "succeeded");
     server.kill9();
 }
@@ -606,16 +939,27 @@ impl Server {
             }
         };
         std::thread::spawn(move || lines.for_each(drop));
-        Server { child, base: format!("http://{addr}") }
+        Server {
+            child,
+            base: format!("http://{addr}"),
+        }
     }
 
     fn submit(&self, guest_name: &str, manifest: &Value) -> String {
         let form = multipart::Form::new()
             .part("manifest", multipart::Part::text(manifest.to_string()))
             .part("component", multipart::Part::bytes(guest(guest_name)));
-        let r = client().post(format!("{}/api/v1/jobs", self.base)).bearer_auth(ALICE).multipart(form).send().unwrap();
+        let r = client()
+            .post(format!("{}/api/v1/jobs", self.base))
+            .bearer_auth(ALICE)
+            .multipart(form)
+            .send()
+            .unwrap();
         assert_eq!(r.status().as_u16(), 202);
-        r.json::<Value>().unwrap()["id"].as_str().unwrap().to_string()
+        r.json::<Value>().unwrap()["id"]
+            .as_str()
+            .unwrap()
+            .to_string()
     }
 
     fn wait_state(&self, id: &str, want: &str) -> Value {
@@ -631,7 +975,10 @@ impl Server {
             if j["state"] == want {
                 return j;
             }
-            assert!(Instant::now() < deadline, "job {id} never reached {want}: {j}");
+            assert!(
+                Instant::now() < deadline,
+                "job {id} never reached {want}: {j}"
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -672,20 +1019,35 @@ fn cli_submits_waits_and_manages_jobs() {
             .args(["--server", &s.url(""), "--token", ALICE])
             .output()
             .unwrap();
-        (out.status.code().unwrap(), String::from_utf8(out.stdout).unwrap(), String::from_utf8(out.stderr).unwrap())
+        (
+            out.status.code().unwrap(),
+            String::from_utf8(out.stdout).unwrap(),
+            String::from_utf8(out.stderr).unwrap(),
+        )
     };
     let guest_path = common::guest("os-distribution-rust");
     let filter = filter_path();
-    let (code, stdout, stderr) =
-        cli(&["submit", guest_path.to_str().unwrap(), "--filter", filter.to_str().unwrap(), "--wait"]);
+    let (code, stdout, stderr) = cli(&[
+        "submit",
+        guest_path.to_str().unwrap(),
+        "--filter",
+        filter.to_str().unwrap(),
+        "--wait",
+    ]);
     assert_eq!(code, 0, "{stderr}");
     assert_eq!(stdout, job_run(&s.data_dir(), "os-distribution-rust", None));
     assert!(stderr.contains("succeeded"), "{stderr}");
 
     // Without --wait it prints the id; status/result/list/cancel work on it.
     let hostile = common::guest("hostile-rust");
-    let (code, id, stderr) =
-        cli(&["submit", hostile.to_str().unwrap(), "--filter", filter.to_str().unwrap(), "--param", "loop"]);
+    let (code, id, stderr) = cli(&[
+        "submit",
+        hostile.to_str().unwrap(),
+        "--filter",
+        filter.to_str().unwrap(),
+        "--param",
+        "loop",
+    ]);
     assert_eq!(code, 0, "{stderr}");
     let id = id.trim().to_string();
     let (code, list, _) = cli(&["list"]);
@@ -694,10 +1056,16 @@ fn cli_submits_waits_and_manages_jobs() {
     wait_state(&s, ALICE, &id, &["running"], Duration::from_secs(30));
     let (code, status, _) = cli(&["status", &id]);
     assert_eq!(code, 0);
-    assert_eq!(serde_json::from_str::<Value>(&status).unwrap()["state"], "running");
+    assert_eq!(
+        serde_json::from_str::<Value>(&status).unwrap()["state"],
+        "running"
+    );
     let (code, _, stderr) = cli(&["result", &id]);
     assert_eq!(code, 1, "a running job has no result");
-    assert!(stderr.contains("409") && stderr.contains("running"), "{stderr}");
+    assert!(
+        stderr.contains("409") && stderr.contains("running"),
+        "{stderr}"
+    );
     let (code, _, stderr) = cli(&["cancel", &id]);
     assert_eq!(code, 0, "{stderr}");
     assert_eq!(wait_done(&s, ALICE, &id)["state"], "cancelled");
@@ -708,13 +1076,17 @@ fn cli_submits_waits_and_manages_jobs() {
         .output()
         .unwrap();
     assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("401 Unauthorized unauthorized: unknown bearer token"));
+    assert!(String::from_utf8_lossy(&out.stderr)
+        .contains("401 Unauthorized unauthorized: unknown bearer token"));
 }
 
 /// The `telemetry_jobs_limit_rejections_total{limit="…"}` value (0 when absent).
 fn limit_rejections(s: &TestServer, limit: &str) -> u64 {
     let needle = format!("telemetry_jobs_limit_rejections_total{{limit=\"{limit}\"}} ");
-    s.metrics().lines().find_map(|l| l.strip_prefix(&needle)).map_or(0, |v| v.trim().parse().unwrap())
+    s.metrics()
+        .lines()
+        .find_map(|l| l.strip_prefix(&needle))
+        .map_or(0, |v| v.trim().parse().unwrap())
 }
 
 #[test]
@@ -731,7 +1103,12 @@ fn limits_above_the_server_maximum_are_a_400_naming_limit_value_and_maximum() {
         if let Some(w) = workers {
             m["workers"] = json!(w);
         }
-        error_of(post_job(&s, Some(ALICE), Some(guest("os-distribution-rust")), Some(&m)))
+        error_of(post_job(
+            &s,
+            Some(ALICE),
+            Some(guest("os-distribution-rust")),
+            Some(&m),
+        ))
     };
     let (status, code, detail) = asking(json!({"memory_bytes": 128u64 << 20}), None);
     assert_eq!((status, code.as_str()), (400, "limit_too_high"), "{detail}");
@@ -743,17 +1120,36 @@ fn limits_above_the_server_maximum_are_a_400_naming_limit_value_and_maximum() {
         "{detail}"
     );
     // Every limit over its maximum is named, workers included; limits within theirs are not.
-    let (status, code, detail) =
-        asking(json!({"call_timeout_ms": 2_001, "output_bytes": 1 << 20, "wall_time_ms": 5}), Some(3));
+    let (status, code, detail) = asking(
+        json!({"call_timeout_ms": 2_001, "output_bytes": 1 << 20, "wall_time_ms": 5}),
+        Some(3),
+    );
     assert_eq!((status, code.as_str()), (400, "limit_too_high"), "{detail}");
-    assert!(detail.contains("limits.call_timeout_ms = 2001 is above this server's maximum of 2000"), "{detail}");
-    assert!(detail.contains("workers = 3 is above this server's maximum of 2 (jobs.max_workers_per_job)"), "{detail}");
-    assert!(!detail.contains("output_bytes") && !detail.contains("wall_time_ms"), "{detail}");
+    assert!(
+        detail.contains("limits.call_timeout_ms = 2001 is above this server's maximum of 2000"),
+        "{detail}"
+    );
+    assert!(
+        detail
+            .contains("workers = 3 is above this server's maximum of 2 (jobs.max_workers_per_job)"),
+        "{detail}"
+    );
+    assert!(
+        !detail.contains("output_bytes") && !detail.contains("wall_time_ms"),
+        "{detail}"
+    );
     assert_eq!(limit_rejections(&s, "memory_bytes"), 1);
     assert_eq!(limit_rejections(&s, "call_timeout_ms"), 1);
     assert_eq!(limit_rejections(&s, "workers"), 1);
     assert_eq!(limit_rejections(&s, "output_bytes"), 0);
-    assert_eq!(get_json(&s, ROOT, "/api/v1/jobs").1["jobs"].as_array().unwrap().len(), 0, "nothing queued");
+    assert_eq!(
+        get_json(&s, ROOT, "/api/v1/jobs").1["jobs"]
+            .as_array()
+            .unwrap()
+            .len(),
+        0,
+        "nothing queued"
+    );
 
     // Exactly the maximum is accepted and runs with it; limits not asked for take the default
     // lowered to the maximum (call time 10 s → 2 s), so the stored job says how it ran.
@@ -766,13 +1162,24 @@ fn limits_above_the_server_maximum_are_a_400_naming_limit_value_and_maximum() {
     assert_eq!(done["manifest"]["limits"]["memory_bytes"], 64u64 << 20);
     assert_eq!(done["manifest"]["limits"]["call_timeout_ms"], 2_000);
     assert_eq!(done["manifest"]["workers"], 2);
-    assert_eq!(result(&s, ALICE, &id, "text").1, job_run(&s.data_dir(), "os-distribution-rust", None));
+    assert_eq!(
+        result(&s, ALICE, &id, "text").1,
+        job_run(&s.data_dir(), "os-distribution-rust", None)
+    );
 }
 
 /// `POST /api/v1/components` → the component's sha256 (asserting 201 or 200).
 fn upload_component(s: &TestServer, guest_name: &str) -> String {
-    let form = multipart::Form::new().part("component", multipart::Part::bytes(guest(guest_name)).file_name("j.wasm"));
-    let r = client().post(s.url("/api/v1/components")).bearer_auth(ALICE).multipart(form).send().unwrap();
+    let form = multipart::Form::new().part(
+        "component",
+        multipart::Part::bytes(guest(guest_name)).file_name("j.wasm"),
+    );
+    let r = client()
+        .post(s.url("/api/v1/components"))
+        .bearer_auth(ALICE)
+        .multipart(form)
+        .send()
+        .unwrap();
     let status = r.status().as_u16();
     let body: Value = r.json().unwrap();
     assert!(status == 201 || status == 200, "{status}: {body}");
@@ -801,7 +1208,12 @@ fn unreferenced_components_are_collected_while_queued_and_running_jobs_keep_thei
         c.jobs.cache_min_age_secs = MIN_AGE.as_secs();
     });
     let cache = s.data_dir().join("cache");
-    let files = |sha: &str| (cache.join(format!("{sha}.wasm")).exists(), cache.join(format!("{sha}.cwasm")).exists());
+    let files = |sha: &str| {
+        (
+            cache.join(format!("{sha}.wasm")).exists(),
+            cache.join(format!("{sha}.cwasm")).exists(),
+        )
+    };
     // Checked only while no collection can be deleting `sha` (it is referenced or younger than
     // MIN_AGE): a collection removes the two files one after the other.
     let cached = |sha: &str| {
@@ -819,7 +1231,9 @@ fn unreferenced_components_are_collected_while_queued_and_running_jobs_keep_thei
     assert_eq!(wait_done(&s, ALICE, &finished)["state"], "succeeded");
     // Both runners busy with endless jobs (component H), so the job on C stays queued.
     let h = upload_component(&s, "hostile-rust");
-    let spins: Vec<String> = (0..2).map(|i| submit_by_hash(&s, &h, &format!("spin {i}"), Some("loop"))).collect();
+    let spins: Vec<String> = (0..2)
+        .map(|i| submit_by_hash(&s, &h, &format!("spin {i}"), Some("loop")))
+        .collect();
     for id in &spins {
         wait_state(&s, ALICE, id, &["running"], Duration::from_secs(30));
     }
@@ -833,7 +1247,10 @@ fn unreferenced_components_are_collected_while_queued_and_running_jobs_keep_thei
     let deadline = Instant::now() + Duration::from_secs(30);
     let present = |sha: &str| files(sha) != (false, false);
     while present(&a) || present(&b) {
-        assert!(Instant::now() < deadline, "unreferenced components never collected");
+        assert!(
+            Instant::now() < deadline,
+            "unreferenced components never collected"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
     // C (queued job) and H (running jobs) stay, also once MIN_AGE no longer protects them.
@@ -843,20 +1260,33 @@ fn unreferenced_components_are_collected_while_queued_and_running_jobs_keep_thei
     let deleted = s
         .metrics()
         .lines()
-        .find_map(|l| l.strip_prefix("telemetry_jobs_cache_deleted_components_total ").map(|v| v.trim().to_string()))
+        .find_map(|l| {
+            l.strip_prefix("telemetry_jobs_cache_deleted_components_total ")
+                .map(|v| v.trim().to_string())
+        })
         .expect("metric present");
     assert_eq!(deleted, "2");
 
     // The queued job still runs from the cache once the runners are free.
     for id in &spins {
-        client().delete(s.url(&format!("/api/v1/jobs/{id}"))).bearer_auth(ALICE).send().unwrap();
+        client()
+            .delete(s.url(&format!("/api/v1/jobs/{id}")))
+            .bearer_auth(ALICE)
+            .send()
+            .unwrap();
     }
     assert_eq!(wait_done(&s, ALICE, &queued)["state"], "succeeded");
-    assert_eq!(result(&s, ALICE, &queued, "text").1, job_run(&s.data_dir(), "os-distribution-rust", None));
+    assert_eq!(
+        result(&s, ALICE, &queued, "text").1,
+        job_run(&s.data_dir(), "os-distribution-rust", None)
+    );
     // A deleted component is gone for good: naming it is the usual 400.
     let mut m = manifest("gone", None);
     m["component"] = json!(a);
-    assert_eq!(error_of(post_job(&s, Some(ALICE), None, Some(&m))).1, "unknown_component");
+    assert_eq!(
+        error_of(post_job(&s, Some(ALICE), None, Some(&m))).1,
+        "unknown_component"
+    );
 }
 
 /// Waits until job `id` has been deleted by retention (404).

@@ -5,18 +5,27 @@ use crate::common;
 
 use crate::jobs_support::*;
 use std::time::{Duration, Instant};
-use telemetry_server::jobs::{self, CancelToken, JobError, JobOutput, Limits, Progress, RunOptions};
+use telemetry_server::jobs::{
+    self, CancelToken, JobError, JobOutput, Limits, Progress, RunOptions,
+};
 use telemetry_server::storage::Schema;
 
 #[test]
 fn os_distribution_in_rust_and_c_equals_the_native_reference() {
     let data = converted_data();
     let expected = native_os_distribution(&stored_records(data, &all_filter()));
-    assert!(expected.lines().count() >= 4, "the data should hold several OS/version pairs:\n{expected}");
+    assert!(
+        expected.lines().count() >= 4,
+        "the data should hold several OS/version pairs:\n{expected}"
+    );
     let rust = run_guest(data, "os-distribution-rust", &all_with(2)).unwrap();
     let c = run_guest(data, "os-distribution-c", &all_with(2)).unwrap();
     assert_eq!(output_text(&rust), expected);
-    assert_eq!(output_text(&c), expected, "the C job must agree with the Rust job and the reference");
+    assert_eq!(
+        output_text(&c),
+        expected,
+        "the C job must agree with the Rust job and the reference"
+    );
 }
 
 #[test]
@@ -31,11 +40,18 @@ fn output_and_counts_do_not_depend_on_the_number_of_workers() {
     for out in [&one, &two, &three] {
         let c = &out.cost;
         assert_eq!(c.records_read, records.len() as u64);
-        assert_eq!(c.emits, records.len() as u64, "os-distribution emits once per record");
+        assert_eq!(
+            c.emits,
+            records.len() as u64,
+            "os-distribution emits once per record"
+        );
         assert_eq!(c.files_read, c.files_matched);
         assert_eq!(c.files_pruned, 0);
         assert_eq!(c.output_lines as usize, output_text(out).lines().count());
-        assert!(c.bytes_read > c.compressed_bytes_read, "zstd storage is smaller than its JSON");
+        assert!(
+            c.bytes_read > c.compressed_bytes_read,
+            "zstd storage is smaller than its JSON"
+        );
         assert!(c.peak_guest_memory_bytes > 0);
         assert!(c.reduce_calls >= c.output_lines);
     }
@@ -47,9 +63,21 @@ fn the_filter_prunes_partitions() {
     let data = converted_data();
     let filter = Schema::from_json(&filter_json(&[(5, "[\"20150601\"]")])).unwrap();
     let expected = native_os_distribution(&stored_records(data, &filter));
-    let out = run_guest(data, "os-distribution-rust", &RunOptions { workers: 2, ..RunOptions::new(filter) }).unwrap();
+    let out = run_guest(
+        data,
+        "os-distribution-rust",
+        &RunOptions {
+            workers: 2,
+            ..RunOptions::new(filter)
+        },
+    )
+    .unwrap();
     assert_eq!(output_text(&out), expected);
-    assert!(out.cost.files_pruned > 0, "files of other days are pruned: {:?}", out.cost);
+    assert!(
+        out.cost.files_pruned > 0,
+        "files of other days are pruned: {:?}",
+        out.cost
+    );
     assert!(out.cost.records_read < stored_records(data, &all_filter()).len() as u64);
 }
 
@@ -58,8 +86,15 @@ fn progress_reaches_the_totals() {
     let data = converted_data();
     let progress = Progress::default();
     let source = jobs::open_source(data.to_str().unwrap()).unwrap();
-    let out =
-        jobs::run(runtime(), &guest("os-distribution-rust"), source, &all_with(2), &progress, &CancelToken::new()).unwrap();
+    let out = jobs::run(
+        runtime(),
+        &guest("os-distribution-rust"),
+        source,
+        &all_with(2),
+        &progress,
+        &CancelToken::new(),
+    )
+    .unwrap();
     let (total, done, records, bytes) = progress.snapshot();
     assert_eq!(total, out.cost.files_matched);
     assert_eq!(done, total);
@@ -121,7 +156,10 @@ fn histogram_aggregate_on_converted_pings_finds_the_histogram() {
                 .any(|p| doc.pointer(p).is_some_and(|h| h.is_array()))
         })
         .count() as u64;
-    assert!(expected > 0, "the converted data should hold GC_MS histograms");
+    assert!(
+        expected > 0,
+        "the converted data should hold GC_MS histograms"
+    );
     assert_eq!(submissions, expected);
 }
 
@@ -131,15 +169,32 @@ fn a_bad_parameter_is_rejected_by_the_job() {
     let mut o = all_with(1);
     o.param = "not a name!".into();
     let err = run_guest(data.path(), "histogram-aggregate-rust", &o).unwrap_err();
-    assert!(matches!(&err, JobError::InvalidParam { message } if message.contains("histogram name")), "{err}");
+    assert!(
+        matches!(&err, JobError::InvalidParam { message } if message.contains("histogram name")),
+        "{err}"
+    );
 }
 
 #[test]
 fn invalid_json_in_storage_fails_the_job_or_is_skipped() {
-    let data = tiny_data(&[("good", r#"{"info":{"OS":"Linux"}}"#), ("broken", r#"{"info":{"OS":"Lin"#)]);
+    let data = tiny_data(&[
+        ("good", r#"{"info":{"OS":"Linux"}}"#),
+        ("broken", r#"{"info":{"OS":"Lin"#),
+    ]);
     let err = run_guest(data.path(), "os-distribution-rust", &all_with(1)).unwrap_err();
-    assert!(matches!(&err, JobError::BadRecord { record_id: Some(id), .. } if id == "broken"), "{err}");
-    let out = run_guest(data.path(), "os-distribution-rust", &RunOptions { skip_bad_records: true, ..all_with(1) }).unwrap();
+    assert!(
+        matches!(&err, JobError::BadRecord { record_id: Some(id), .. } if id == "broken"),
+        "{err}"
+    );
+    let out = run_guest(
+        data.path(),
+        "os-distribution-rust",
+        &RunOptions {
+            skip_bad_records: true,
+            ..all_with(1)
+        },
+    )
+    .unwrap();
     assert_eq!(output_text(&out), "Linux,UNKNOWN\t1\n");
     assert_eq!(out.cost.bad_record_ids, vec!["broken".to_string()]);
 }
@@ -148,7 +203,10 @@ fn invalid_json_in_storage_fails_the_job_or_is_skipped() {
 fn components_are_compiled_once_and_cached_by_sha256() {
     let bytes = std::fs::read(common::guest("simple-counter-rust")).unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let cache = telemetry_server::storage::DataDir::open(dir.path()).unwrap().sub("cache").unwrap();
+    let cache = telemetry_server::storage::DataDir::open(dir.path())
+        .unwrap()
+        .sub("cache")
+        .unwrap();
     let rt = jobs::Runtime::new(cache, jobs::RuntimeConfig::default()).unwrap();
     let first = rt.compile(&bytes).unwrap();
     assert!(!first.cache_hit());
@@ -157,18 +215,31 @@ fn components_are_compiled_once_and_cached_by_sha256() {
     assert_eq!(first.sha256(), second.sha256());
     use sha2::Digest;
     assert_eq!(first.sha256(), hex::encode(sha2::Sha256::digest(&bytes)));
-    assert!(dir.path().join("cache").join(format!("{}.cwasm", first.sha256())).exists());
+    assert!(dir
+        .path()
+        .join("cache")
+        .join(format!("{}.cwasm", first.sha256()))
+        .exists());
     let loaded = rt.load_cached(first.sha256()).unwrap();
     assert!(loaded.cache_hit());
-    assert!(matches!(rt.load_cached(&"0".repeat(64)), Err(JobError::NotCached { .. })));
-    assert!(matches!(rt.load_cached("../../etc/passwd"), Err(JobError::NotCached { .. })));
+    assert!(matches!(
+        rt.load_cached(&"0".repeat(64)),
+        Err(JobError::NotCached { .. })
+    ));
+    assert!(matches!(
+        rt.load_cached("../../etc/passwd"),
+        Err(JobError::NotCached { .. })
+    ));
 }
 
 #[test]
 fn invalid_components_are_refused_with_what_is_wrong() {
     let reason = |bytes: &[u8]| match runtime().compile(bytes) {
         Err(JobError::InvalidComponent { reason }) => reason,
-        other => panic!("expected InvalidComponent, got {:?}", other.map(|j| j.sha256().to_string())),
+        other => panic!(
+            "expected InvalidComponent, got {:?}",
+            other.map(|j| j.sha256().to_string())
+        ),
     };
     assert!(reason(b"hello, world").contains("not a WebAssembly binary"));
     assert!(reason(b"\0asm\x01\0\0\0").contains("core WebAssembly module, not a component"));
@@ -182,7 +253,10 @@ fn cancel_stops_a_running_job_within_a_second() {
     let data = tiny_data(&[("1", "{}")]);
     let mut o = all_with(1);
     o.param = "loop".into();
-    o.limits = Limits { call_timeout_ms: 60_000, ..Limits::default() };
+    o.limits = Limits {
+        call_timeout_ms: 60_000,
+        ..Limits::default()
+    };
     let cancel = CancelToken::new();
     let canceller = {
         let cancel = cancel.clone();
@@ -193,7 +267,15 @@ fn cancel_stops_a_running_job_within_a_second() {
         })
     };
     let source = jobs::open_source(data.path().to_str().unwrap()).unwrap();
-    let err = jobs::run(runtime(), &guest("hostile-rust"), source, &o, &Progress::default(), &cancel).unwrap_err();
+    let err = jobs::run(
+        runtime(),
+        &guest("hostile-rust"),
+        source,
+        &o,
+        &Progress::default(),
+        &cancel,
+    )
+    .unwrap_err();
     let stopped = Instant::now();
     let cancelled_at = canceller.join().unwrap();
     assert!(matches!(err, JobError::Cancelled), "{err}");
@@ -218,12 +300,19 @@ fn the_cli_runs_a_job_and_reports_its_cost() {
         .arg(&output)
         .output()
         .unwrap();
-    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
     let report: serde_json::Value = serde_json::from_slice(&run.stdout).unwrap();
     let expected = native_os_distribution(&stored_records(data, &all_filter()));
     assert_eq!(std::fs::read_to_string(&output).unwrap(), expected);
     assert_eq!(report["cost"]["workers"], 2);
-    assert_eq!(report["cost"]["output_lines"].as_u64().unwrap() as usize, expected.lines().count());
+    assert_eq!(
+        report["cost"]["output_lines"].as_u64().unwrap() as usize,
+        expected.lines().count()
+    );
     assert!(report["cost"]["phases"]["map_ms"].as_f64().unwrap() > 0.0);
 
     let bad = std::process::Command::new(common::binary())
@@ -247,12 +336,22 @@ fn the_cli_runs_a_job_and_reports_its_cost() {
 fn the_same_dataflow_runs_as_a_two_process_cluster() {
     use telemetry_server::cluster::Topology;
     let data = converted_data();
-    let free_port = || std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().to_string();
+    let free_port = || {
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .to_string()
+    };
     let addresses = vec![free_port(), free_port()];
     let results: Vec<Result<JobOutput, JobError>> = std::thread::scope(|s| {
         let handles: Vec<_> = (0..2)
             .map(|process| {
-                let topology = Topology::Cluster { workers: 1, process, addresses: addresses.clone() };
+                let topology = Topology::Cluster {
+                    workers: 1,
+                    process,
+                    addresses: addresses.clone(),
+                };
                 s.spawn(move || {
                     let source = jobs::open_source(data.to_str().unwrap()).unwrap();
                     let job = guest("os-distribution-rust");
@@ -272,17 +371,34 @@ fn the_same_dataflow_runs_as_a_two_process_cluster() {
     });
     let expected = native_os_distribution(&stored_records(data, &all_filter()));
     let outputs: Vec<JobOutput> = results.into_iter().map(Result::unwrap).collect();
-    assert_eq!(output_text(&outputs[0]), expected, "process 0 (worker 0) holds the whole output");
+    assert_eq!(
+        output_text(&outputs[0]),
+        expected,
+        "process 0 (worker 0) holds the whole output"
+    );
     assert!(outputs[1].output.is_empty());
     assert_eq!(outputs[0].cost.workers, 2);
     let records: u64 = outputs.iter().map(|o| o.cost.records_read).sum();
-    assert_eq!(records, stored_records(data, &all_filter()).len() as u64, "each file is read by exactly one process");
+    assert_eq!(
+        records,
+        stored_records(data, &all_filter()).len() as u64,
+        "each file is read by exactly one process"
+    );
 }
 
 #[test]
 fn the_output_size_limit_stops_a_job() {
     let data = converted_data();
-    let o = RunOptions { limits: Limits { output_bytes: 40, ..Limits::default() }, ..all_with(2) };
+    let o = RunOptions {
+        limits: Limits {
+            output_bytes: 40,
+            ..Limits::default()
+        },
+        ..all_with(2)
+    };
     let err = run_guest(data, "os-distribution-rust", &o).unwrap_err();
-    assert!(matches!(&err, JobError::LimitExceeded { what } if what == "output size (40 bytes)"), "{err}");
+    assert!(
+        matches!(&err, JobError::LimitExceeded { what } if what == "output size (40 bytes)"),
+        "{err}"
+    );
 }

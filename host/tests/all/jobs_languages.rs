@@ -10,7 +10,9 @@ use crate::server_support;
 
 use crate::jobs_support::*;
 use std::time::{Duration, Instant};
-use telemetry_server::jobs::{self, CancelToken, JobError, JobOutput, Limits, Progress, RunOptions};
+use telemetry_server::jobs::{
+    self, CancelToken, JobError, JobOutput, Limits, Progress, RunOptions,
+};
 
 /// Runs os-distribution in `language` over the converted real pings and checks it against the
 /// Rust guest (and so the native reference, which tests/jobs.rs checks the Rust guest against).
@@ -19,11 +21,22 @@ fn same_as_rust(language: &str) {
     let records = stored_records(data, &all_filter()).len() as u64;
     let rust = run_guest(data, "os-distribution-rust", &all_with(2)).unwrap();
     let other = run_guest(data, &format!("os-distribution-{language}"), &all_with(2)).unwrap();
-    assert!(output_text(&rust).lines().count() >= 4, "the data should hold several OS/version pairs:\n{}", output_text(&rust));
-    assert_eq!(output_text(&other), output_text(&rust), "os-distribution-{language} must agree with os-distribution-rust");
+    assert!(
+        output_text(&rust).lines().count() >= 4,
+        "the data should hold several OS/version pairs:\n{}",
+        output_text(&rust)
+    );
+    assert_eq!(
+        output_text(&other),
+        output_text(&rust),
+        "os-distribution-{language} must agree with os-distribution-rust"
+    );
     assert_eq!(other.cost.records_read, records);
     assert_eq!(other.cost.emits, records, "one emit per record");
-    assert!(other.cost.combine_calls > 0, "the {language} job declared combine and the host called it");
+    assert!(
+        other.cost.combine_calls > 0,
+        "the {language} job declared combine and the host called it"
+    );
 }
 
 #[test]
@@ -45,29 +58,65 @@ const RECORDS: [(&str, &str); 3] = [
 /// Runs the hostile guest of `language` in `mode` (its job parameter) over three records.
 fn hostile(language: &str, mode: &str, limits: Limits) -> Result<JobOutput, JobError> {
     let data = tiny_data(&RECORDS);
-    let opts = RunOptions { param: mode.into(), workers: 2, limits, ..RunOptions::new(all_filter()) };
+    let opts = RunOptions {
+        param: mode.into(),
+        workers: 2,
+        limits,
+        ..RunOptions::new(all_filter())
+    };
     run_guest(data.path(), &format!("hostile-{language}"), &opts)
 }
 
 fn loop_is_stopped(language: &str) {
     jobs_support::guest(&format!("hostile-{language}")); // compiled (or loaded) before timing
     let start = Instant::now();
-    let err = hostile(language, "loop", Limits { call_timeout_ms: 300, ..Limits::default() }).unwrap_err();
-    assert!(matches!(&err, JobError::LimitExceeded { what } if what == "call time (300 ms)"), "{err}");
-    assert!(start.elapsed() < Duration::from_secs(10), "the epoch deadline stops it promptly");
+    let err = hostile(
+        language,
+        "loop",
+        Limits {
+            call_timeout_ms: 300,
+            ..Limits::default()
+        },
+    )
+    .unwrap_err();
+    assert!(
+        matches!(&err, JobError::LimitExceeded { what } if what == "call time (300 ms)"),
+        "{err}"
+    );
+    assert!(
+        start.elapsed() < Duration::from_secs(10),
+        "the epoch deadline stops it promptly"
+    );
 }
 
 fn memory_bomb_is_stopped(language: &str) {
-    let err = hostile(language, "memory", Limits { memory_bytes: 64 << 20, ..Limits::default() }).unwrap_err();
-    assert!(matches!(&err, JobError::LimitExceeded { what } if what == "memory (64 MiB)"), "{err}");
+    let err = hostile(
+        language,
+        "memory",
+        Limits {
+            memory_bytes: 64 << 20,
+            ..Limits::default()
+        },
+    )
+    .unwrap_err();
+    assert!(
+        matches!(&err, JobError::LimitExceeded { what } if what == "memory (64 MiB)"),
+        "{err}"
+    );
 }
 
 fn exception_names_the_record(language: &str, mode: &str, message: &str) {
     let err = hostile(language, mode, Limits::default()).unwrap_err();
     match &err {
-        JobError::Trap { record_id, message: m } => {
+        JobError::Trap {
+            record_id,
+            message: m,
+        } => {
             assert_eq!(record_id.as_deref(), Some("doc-2"), "{err}");
-            assert!(m.contains(message), "the job's own message is in the error: {m}");
+            assert!(
+                m.contains(message),
+                "the job's own message is in the error: {m}"
+            );
         }
         other => panic!("expected the job to fail on doc-2, got {other}"),
     }
@@ -100,29 +149,46 @@ fn a_python_memory_bomb_hits_the_memory_limit() {
 
 #[test]
 fn a_javascript_exception_fails_the_job_naming_the_record() {
-    exception_names_the_record("js", "throw:doc-2", "Error: hostile guest throws on record doc-2");
+    exception_names_the_record(
+        "js",
+        "throw:doc-2",
+        "Error: hostile guest throws on record doc-2",
+    );
 }
 
 #[test]
 fn a_python_exception_fails_the_job_naming_the_record() {
-    exception_names_the_record("py", "raise:doc-2", "RuntimeError: hostile guest raises on record doc-2");
+    exception_names_the_record(
+        "py",
+        "raise:doc-2",
+        "RuntimeError: hostile guest raises on record doc-2",
+    );
 }
 
 fn parameter_is_checked_and_chooses_the_fields(language: &str, message: &str) {
     let err = hostile(language, "reject", Limits::default()).unwrap_err();
-    assert!(matches!(&err, JobError::InvalidParam { message: m } if m == message), "{err}");
+    assert!(
+        matches!(&err, JobError::InvalidParam { message: m } if m == message),
+        "{err}"
+    );
     let out = hostile(language, "field:/info/OS", Limits::default()).unwrap();
     assert_eq!(output_text(&out), "Darwin\t1\nLinux\t1\nLinux\t1\n");
 }
 
 #[test]
 fn a_javascript_job_checks_its_parameter_and_declares_fields_from_it() {
-    parameter_is_checked_and_chooses_the_fields("js", "RangeError: hostile guest rejects its parameter");
+    parameter_is_checked_and_chooses_the_fields(
+        "js",
+        "RangeError: hostile guest rejects its parameter",
+    );
 }
 
 #[test]
 fn a_python_job_checks_its_parameter_and_declares_fields_from_it() {
-    parameter_is_checked_and_chooses_the_fields("py", "ValueError: hostile guest rejects its parameter");
+    parameter_is_checked_and_chooses_the_fields(
+        "py",
+        "ValueError: hostile guest rejects its parameter",
+    );
 }
 
 /// The instance pool holds `max_instances` instances of the big guests at once (a Python
@@ -135,7 +201,10 @@ fn every_instance_slot_fits_a_python_or_javascript_guest() {
     let data_dir = telemetry_server::storage::DataDir::open(&dir).unwrap();
     let small = jobs::Runtime::new(
         data_dir.sub("cache").unwrap(),
-        jobs::RuntimeConfig { max_instances: slots as u32, ..jobs::RuntimeConfig::default() },
+        jobs::RuntimeConfig {
+            max_instances: slots as u32,
+            ..jobs::RuntimeConfig::default()
+        },
     )
     .unwrap();
     let data = converted_data();
@@ -143,10 +212,19 @@ fn every_instance_slot_fits_a_python_or_javascript_guest() {
     for language in ["py", "js"] {
         let name = format!("os-distribution-{language}");
         // The shared cache already holds the compiled artifact (same engine settings).
-        let job = small.compile(&std::fs::read(common::guest(&name)).unwrap()).unwrap();
+        let job = small
+            .compile(&std::fs::read(common::guest(&name)).unwrap())
+            .unwrap();
         let source = jobs::open_source(data.to_str().unwrap()).unwrap();
-        let out = jobs::run(&small, &job, source, &all_with(slots), &Progress::default(), &CancelToken::new())
-            .unwrap_or_else(|e| panic!("{name} with {slots} workers on {slots} slots: {e}"));
+        let out = jobs::run(
+            &small,
+            &job,
+            source,
+            &all_with(slots),
+            &Progress::default(),
+            &CancelToken::new(),
+        )
+        .unwrap_or_else(|e| panic!("{name} with {slots} workers on {slots} slots: {e}"));
         assert_eq!(out.output, expected.output, "{name}");
         assert_eq!(out.cost.workers, slots);
     }
@@ -173,12 +251,21 @@ fn javascript_and_python_jobs_submitted_to_a_server_equal_rust() {
     let cache = common::repo_root().join("target/test-job-cache/cache");
     std::fs::create_dir_all(data.join("cache")).unwrap();
     for language in ["js", "py"] {
-        let sha = jobs_support::guest(&format!("os-distribution-{language}")).sha256().to_string();
+        let sha = jobs_support::guest(&format!("os-distribution-{language}"))
+            .sha256()
+            .to_string();
         for ext in ["wasm", "cwasm"] {
-            std::fs::copy(cache.join(format!("{sha}.{ext}")), data.join(format!("cache/{sha}.{ext}"))).unwrap();
+            std::fs::copy(
+                cache.join(format!("{sha}.{ext}")),
+                data.join(format!("cache/{sha}.{ext}")),
+            )
+            .unwrap();
         }
     }
-    let mut config = telemetry_server::config::Config { data_dir: data.clone(), ..Default::default() };
+    let mut config = telemetry_server::config::Config {
+        data_dir: data.clone(),
+        ..Default::default()
+    };
     config.server.listen = "127.0.0.1:0".parse().unwrap();
     config.ingest.shards = 1;
     config.convert.enabled = false;

@@ -10,8 +10,7 @@ use std::path::Path;
 use std::process::Command;
 
 use telemetry_server::rawlog::{
-    self, decode_body, BodyError, LogReader, RawRecord, RecordError, Version,
-    DEFAULT_BODY_LIMIT,
+    self, decode_body, BodyError, LogReader, RawRecord, RecordError, Version, DEFAULT_BODY_LIMIT,
 };
 
 const SEED_V2: &str = "pings/rawlog-v2.saved-session.Fx40.0a2-aurora.2015-05.uberi.finished";

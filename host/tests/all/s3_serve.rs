@@ -35,7 +35,10 @@ fn wait_for(server: &S3Server, what: &str, pred: impl Fn(&[String]) -> bool) -> 
         if pred(&keys) {
             return keys;
         }
-        assert!(Instant::now() < deadline, "{what} never appeared on S3; keys: {keys:?}");
+        assert!(
+            Instant::now() < deadline,
+            "{what} never appeared on S3; keys: {keys:?}"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
 }
@@ -64,13 +67,22 @@ fn serve_exports_raw_logs_and_partitions_continuously_and_flushes_on_shutdown() 
         .unwrap()
         .status();
     assert_eq!(status, 200);
-    let keys = wait_for(&s3, "the finished raw log", |k| k.iter().any(|k| k.starts_with("incoming/") && k.ends_with(".finished")));
-    assert!(keys.iter().all(|k| k.starts_with("incoming/telemetry.log.v2.")), "{keys:?}");
+    let keys = wait_for(&s3, "the finished raw log", |k| {
+        k.iter()
+            .any(|k| k.starts_with("incoming/") && k.ends_with(".finished"))
+    });
+    assert!(
+        keys.iter()
+            .all(|k| k.starts_with("incoming/telemetry.log.v2.")),
+        "{keys:?}"
+    );
 
     let data = server.data_dir();
     let rel = "main/Firefox/beta/45.0/20151103030248.20151107.v4.log.0123456789abcdef0123456789abcdef.zst";
     put_partition_file(&data, rel, b"partition bytes");
-    wait_for(&s3, "the partition file", |k| k.contains(&format!("published/{rel}")));
+    wait_for(&s3, "the partition file", |k| {
+        k.contains(&format!("published/{rel}"))
+    });
 
     server.stop();
 }
@@ -83,7 +95,10 @@ fn serve_exports_files_finished_during_shutdown_in_a_final_pass() {
     let mut server = TestServer::start(|c| c.s3 = Some(cfg));
     let deadline = Instant::now() + Duration::from_secs(30);
     while !bucket_exists(&s3) {
-        assert!(Instant::now() < deadline, "the start-up pass never created the bucket");
+        assert!(
+            Instant::now() < deadline,
+            "the start-up pass never created the bucket"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
     std::thread::sleep(Duration::from_millis(300)); // the start-up pass (nothing to send) is over
@@ -91,5 +106,9 @@ fn serve_exports_files_finished_during_shutdown_in_a_final_pass() {
     put_partition_file(&server.data_dir(), last, b"last one");
     assert!(keys_on(&s3).is_empty());
     server.stop();
-    assert_eq!(keys_on(&s3), vec![format!("published/{last}")], "final pass on shutdown");
+    assert_eq!(
+        keys_on(&s3),
+        vec![format!("published/{last}")],
+        "final pass on shutdown"
+    );
 }

@@ -3,8 +3,8 @@
 
 use crate::common;
 
-use reqwest::blocking::Client;
 use crate::server_support::{files, finished_records, gzip, raw_http, walk, TestServer};
+use reqwest::blocking::Client;
 use telemetry_server::config::OversizeStatus;
 
 const PING_PATH: &str =
@@ -299,7 +299,10 @@ fn client_ip_header_is_ignored_without_trusted_proxies() {
     server.stop();
     let records = finished_records(&server.data_dir().join("raw"));
     assert_eq!(records.len(), 1);
-    assert_eq!(records[0].ip, "127.0.0.1", "the socket peer, not the header");
+    assert_eq!(
+        records[0].ip, "127.0.0.1",
+        "the socket peer, not the header"
+    );
 }
 
 #[test]

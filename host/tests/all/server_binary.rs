@@ -77,7 +77,10 @@ fn serve_accepts_then_drains_on_sigterm_and_exits_zero() {
     let log = reader.join().unwrap();
     assert!(exit.success(), "exit {exit:?}; log:\n{log}");
     assert!(log.contains("raw logs synced and finished"), "{log}");
-    assert!(!log.contains('\x1b'), "no terminal colour codes when stderr is not a terminal:\n{log}");
+    assert!(
+        !log.contains('\x1b'),
+        "no terminal colour codes when stderr is not a terminal:\n{log}"
+    );
     let raw = data.join("raw");
     assert!(
         files(&raw).iter().all(|n| n.ends_with(".finished")),
@@ -95,7 +98,16 @@ fn serve_accepts_then_drains_on_sigterm_and_exits_zero() {
 fn json_logs_are_one_object_per_line() {
     let tmp = tempfile::tempdir().unwrap();
     let mut child = Command::new(common::binary())
-        .args(["--log-format", "json", "serve", "--listen", "127.0.0.1:0", "--convert", "false", "--data-dir"])
+        .args([
+            "--log-format",
+            "json",
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--convert",
+            "false",
+            "--data-dir",
+        ])
         .arg(tmp.path().join("data"))
         .env_remove("TELEMETRY_CONFIG")
         .stderr(Stdio::piped())
@@ -109,26 +121,52 @@ fn json_logs_are_one_object_per_line() {
             let line = line.unwrap();
             let event: serde_json::Value =
                 serde_json::from_str(&line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
-            if let Some(addr) = event["fields"]["message"].as_str().and_then(|m| m.strip_prefix("listening on ")) {
+            if let Some(addr) = event["fields"]["message"]
+                .as_str()
+                .and_then(|m| m.strip_prefix("listening on "))
+            {
                 let _ = addr_tx.send(addr.to_string());
             }
             events.push(event);
         }
         events
     });
-    let addr = addr_rx.recv_timeout(Duration::from_secs(30)).expect("server announces its address");
-    assert_eq!(reqwest::blocking::get(format!("http://{addr}/status")).unwrap().status().as_u16(), 200);
-    assert!(Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap().success());
+    let addr = addr_rx
+        .recv_timeout(Duration::from_secs(30))
+        .expect("server announces its address");
+    assert_eq!(
+        reqwest::blocking::get(format!("http://{addr}/status"))
+            .unwrap()
+            .status()
+            .as_u16(),
+        200
+    );
+    assert!(Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap()
+        .success());
     let start = Instant::now();
     while child.try_wait().unwrap().is_none() {
-        assert!(start.elapsed() < Duration::from_secs(30), "server did not exit after SIGTERM");
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "server did not exit after SIGTERM"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
     let events = reader.join().unwrap();
     assert!(events.len() >= 3, "{events:?}");
     for event in &events {
-        assert!(event["level"].is_string() && event["timestamp"].is_string(), "{event}");
+        assert!(
+            event["level"].is_string() && event["timestamp"].is_string(),
+            "{event}"
+        );
         assert!(event["fields"]["message"].is_string(), "{event}");
     }
-    assert!(events.iter().any(|e| e["fields"]["message"] == "SIGTERM received"), "{events:?}");
+    assert!(
+        events
+            .iter()
+            .any(|e| e["fields"]["message"] == "SIGTERM received"),
+        "{events:?}"
+    );
 }

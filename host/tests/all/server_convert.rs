@@ -8,9 +8,9 @@ use std::io::BufRead;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use crate::server_support::{gzip, raw_http, walk, TestServer};
 use reqwest::blocking::Client;
 use telemetry_server::convert::UnknownRevision;
-use crate::server_support::{gzip, raw_http, walk, TestServer};
 
 const SAVED_SESSION_ID: &str = "76f4594f-e90d-e26b-31a6-8fbba68d1403";
 
@@ -67,7 +67,9 @@ fn error_entries(data: &Path) -> Vec<serde_json::Value> {
     let mut out = Vec::new();
     for rel in walk(&dir) {
         for line in common::complete_lines(&dir.join(&rel)) {
-            out.push(serde_json::from_str(&line).unwrap_or_else(|e| panic!("{rel:?}: {e}: {line}")));
+            out.push(
+                serde_json::from_str(&line).unwrap_or_else(|e| panic!("{rel:?}: {e}: {line}")),
+            );
         }
     }
     out
@@ -247,16 +249,31 @@ fn a_restart_converts_logs_left_by_the_previous_run() {
 /// histograms' own parameters, marked so in the document and on `/metrics`.
 #[test]
 fn convert_unknown_revision_modes_over_live_conversion() {
-    let body = gzip(&std::fs::read(common::data("pings/v4.saved-session.Fx40.0a2-aurora.2015-05.uberi.json")).unwrap());
-    let path = format!("/submit/telemetry/{SAVED_SESSION_ID}/saved-session/Firefox/40.0a2/aurora/20150522004047");
-    for mode in [None, Some(UnknownRevision::Reject), Some(UnknownRevision::Nearest)] {
+    let body = gzip(
+        &std::fs::read(common::data(
+            "pings/v4.saved-session.Fx40.0a2-aurora.2015-05.uberi.json",
+        ))
+        .unwrap(),
+    );
+    let path = format!(
+        "/submit/telemetry/{SAVED_SESSION_ID}/saved-session/Firefox/40.0a2/aurora/20150522004047"
+    );
+    for mode in [
+        None,
+        Some(UnknownRevision::Reject),
+        Some(UnknownRevision::Nearest),
+    ] {
         let mut server = TestServer::start(|c| {
             converting(c);
             if let Some(mode) = mode {
                 c.convert.unknown_revision = mode;
             }
         });
-        let response = Client::new().post(server.url(&path)).body(body.clone()).send().unwrap();
+        let response = Client::new()
+            .post(server.url(&path))
+            .body(body.clone())
+            .send()
+            .unwrap();
         assert_eq!(response.status().as_u16(), 200);
         let data = server.data_dir();
         wait_for("the ping converted or rejected", || {
@@ -276,10 +293,16 @@ fn convert_unknown_revision_modes_over_live_conversion() {
         let (id, json) = stored[0].split_once('\t').unwrap();
         assert_eq!(id, SAVED_SESSION_ID);
         let doc: serde_json::Value = serde_json::from_str(json).unwrap();
-        let label = if mode.is_none() { "self_described" } else { "nearest" };
+        let label = if mode.is_none() {
+            "self_described"
+        } else {
+            "nearest"
+        };
         assert_eq!(doc["conversion"]["validation"], label, "{mode:?}");
         assert!(
-            metrics.contains(&format!("telemetry_convert_validated_records_total{{validation=\"{label}\"}} 1")),
+            metrics.contains(&format!(
+                "telemetry_convert_validated_records_total{{validation=\"{label}\"}} 1"
+            )),
             "{metrics}"
         );
     }

@@ -273,7 +273,13 @@ fn convert_moves_stale_partials_but_never_those_of_a_running_server() {
     let convert = || {
         let out = Command::new(common::binary())
             // Dedup off: the running server holds the index, and each run stores its record anew.
-            .args(["convert", "--json", "--dedup-window-days", "0", "--data-dir"])
+            .args([
+                "convert",
+                "--json",
+                "--dedup-window-days",
+                "0",
+                "--data-dir",
+            ])
             .arg(&data)
             .arg(common::data("seed/worker-test-data/telemetry1.log"))
             .env("RUST_LOG", "info")

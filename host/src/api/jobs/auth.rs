@@ -88,9 +88,16 @@ impl Authenticator {
             .iter()
             .map(|t| {
                 let mut hash = [0u8; 32];
-                hex::decode_to_slice(t.sha256.trim(), &mut hash)
-                    .map_err(|_| BadTokenConfig { name: t.name.clone() })?;
-                Ok((hash, Caller { name: t.name.clone(), role: t.role }))
+                hex::decode_to_slice(t.sha256.trim(), &mut hash).map_err(|_| BadTokenConfig {
+                    name: t.name.clone(),
+                })?;
+                Ok((
+                    hash,
+                    Caller {
+                        name: t.name.clone(),
+                        role: t.role,
+                    },
+                ))
             })
             .collect::<Result<_, _>>()?;
         Ok(Authenticator { tokens })
@@ -109,7 +116,9 @@ impl Authenticator {
             .map(|t| t.trim_ascii())
             .filter(|t| !t.is_empty())
             .ok_or_else(|| {
-                ApiError::Unauthorized("malformed Authorization header: expected 'Bearer <token>'".into())
+                ApiError::Unauthorized(
+                    "malformed Authorization header: expected 'Bearer <token>'".into(),
+                )
             })?;
         let digest: [u8; 32] = Sha256::digest(token).into();
         // Compare against every token without stopping early, so timing does not reveal which
@@ -120,7 +129,9 @@ impl Authenticator {
                 found = Some(caller);
             }
         }
-        found.cloned().ok_or_else(|| ApiError::Unauthorized("unknown bearer token".into()))
+        found
+            .cloned()
+            .ok_or_else(|| ApiError::Unauthorized("unknown bearer token".into()))
     }
 }
 
@@ -135,8 +146,16 @@ mod tests {
 
     fn auth() -> Authenticator {
         Authenticator::new(&[
-            TokenConfig { name: "alice".into(), sha256: hash_token("alice-secret"), role: Role::Submit },
-            TokenConfig { name: "root".into(), sha256: hash_token("root-secret"), role: Role::Admin },
+            TokenConfig {
+                name: "alice".into(),
+                sha256: hash_token("alice-secret"),
+                role: Role::Submit,
+            },
+            TokenConfig {
+                name: "root".into(),
+                sha256: hash_token("root-secret"),
+                role: Role::Admin,
+            },
         ])
         .unwrap()
     }
@@ -144,35 +163,66 @@ mod tests {
     #[test]
     fn known_tokens_map_to_their_caller() {
         let caller = auth().authenticate(Some(b"Bearer alice-secret")).unwrap();
-        assert_eq!(caller, Caller { name: "alice".into(), role: Role::Submit });
-        assert_eq!(auth().authenticate(Some(b"Bearer root-secret")).unwrap().role, Role::Admin);
+        assert_eq!(
+            caller,
+            Caller {
+                name: "alice".into(),
+                role: Role::Submit
+            }
+        );
+        assert_eq!(
+            auth()
+                .authenticate(Some(b"Bearer root-secret"))
+                .unwrap()
+                .role,
+            Role::Admin
+        );
     }
 
     #[test]
     fn missing_malformed_and_unknown_tokens_are_401() {
         let a = auth();
-        for header in [None, Some(&b"Basic abc"[..]), Some(b"Bearer "), Some(b"Bearer alice-secreT")] {
+        for header in [
+            None,
+            Some(&b"Basic abc"[..]),
+            Some(b"Bearer "),
+            Some(b"Bearer alice-secreT"),
+        ] {
             let err = a.authenticate(header).unwrap_err();
-            assert_eq!(err.status(), axum::http::StatusCode::UNAUTHORIZED, "{header:?}");
+            assert_eq!(
+                err.status(),
+                axum::http::StatusCode::UNAUTHORIZED,
+                "{header:?}"
+            );
         }
     }
 
     #[test]
     fn submit_tokens_only_reach_their_own_jobs() {
-        let alice = Caller { name: "alice".into(), role: Role::Submit };
+        let alice = Caller {
+            name: "alice".into(),
+            role: Role::Submit,
+        };
         assert!(alice.check_owner("alice", "j1").is_ok());
         let err = alice.check_owner("bob", "j1").unwrap_err();
         assert_eq!(err.status(), axum::http::StatusCode::NOT_FOUND);
         assert_eq!(err.code(), "not_found");
         assert!(!err.to_string().contains("bob"), "{err}");
-        let root = Caller { name: "root".into(), role: Role::Admin };
+        let root = Caller {
+            name: "root".into(),
+            role: Role::Admin,
+        };
         assert!(root.check_owner("bob", "j1").is_ok());
     }
 
     #[test]
     fn bad_hash_in_config_is_rejected() {
-        let err = Authenticator::new(&[TokenConfig { name: "x".into(), sha256: "abc".into(), role: Role::Admin }])
-            .unwrap_err();
+        let err = Authenticator::new(&[TokenConfig {
+            name: "x".into(),
+            sha256: "abc".into(),
+            role: Role::Admin,
+        }])
+        .unwrap_err();
         assert!(err.to_string().contains("'x'"));
     }
 }

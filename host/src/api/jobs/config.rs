@@ -96,7 +96,9 @@ impl JobsConfig {
         if self.max_workers_per_job > 0 {
             return self.max_workers_per_job;
         }
-        let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+        let cores = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1);
         cores.saturating_sub(1).max(1)
     }
 }
@@ -139,10 +141,17 @@ mod tests {
     fn max_limits_keep_their_own_defaults_and_are_validated() {
         let config: JobsConfig = toml::from_str("[max_limits]\ncall_timeout_ms = 2000").unwrap();
         assert_eq!(config.max_limits.call_timeout_ms, 2000);
-        assert_eq!(config.max_limits.memory_bytes, MaxLimits::default().memory_bytes, "not the per-job default");
+        assert_eq!(
+            config.max_limits.memory_bytes,
+            MaxLimits::default().memory_bytes,
+            "not the per-job default"
+        );
         assert!(config.validate().is_ok());
         let zero: JobsConfig = toml::from_str("[max_limits]\nwall_time_ms = 0").unwrap();
-        assert!(zero.validate().unwrap_err().contains("jobs.max_limits.wall_time_ms"));
+        assert!(zero
+            .validate()
+            .unwrap_err()
+            .contains("jobs.max_limits.wall_time_ms"));
         let huge: JobsConfig = toml::from_str("[max_limits]\nmemory_bytes = 4294967296").unwrap();
         assert!(huge.validate().unwrap_err().contains("memory_bytes"));
     }
@@ -152,7 +161,10 @@ mod tests {
         let config = JobsConfig::default();
         let cores = std::thread::available_parallelism().unwrap().get();
         assert_eq!(config.worker_ceiling(), cores.saturating_sub(1).max(1));
-        let pinned = JobsConfig { max_workers_per_job: 3, ..JobsConfig::default() };
+        let pinned = JobsConfig {
+            max_workers_per_job: 3,
+            ..JobsConfig::default()
+        };
         assert_eq!(pinned.worker_ceiling(), 3);
     }
 }

@@ -39,7 +39,10 @@ pub enum ApiError {
 impl ApiError {
     /// Shorthand for a 400 with a reason code.
     pub fn bad(code: &'static str, detail: impl Into<String>) -> Self {
-        ApiError::BadRequest { code, detail: detail.into() }
+        ApiError::BadRequest {
+            code,
+            detail: detail.into(),
+        }
     }
 
     /// The 404 for a job id that does not exist or that the caller may not see (the same answer
@@ -80,12 +83,16 @@ impl IntoResponse for ApiError {
         }
         let status = self.status();
         let unauthorized = matches!(self, ApiError::Unauthorized(_));
-        let body = ErrorBody { error: self.code().to_string(), detail: self.to_string() };
+        let body = ErrorBody {
+            error: self.code().to_string(),
+            detail: self.to_string(),
+        };
         let mut response = (status, axum::Json(body)).into_response();
         if unauthorized {
-            response
-                .headers_mut()
-                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"telemetry-server\""));
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"telemetry-server\""),
+            );
         }
         response
     }

@@ -95,20 +95,30 @@ mod tests {
     #[test]
     fn ndjson_has_one_object_per_line() {
         let out = String::from_utf8(render(OUTPUT, ResultFormat::Ndjson)).unwrap();
-        let rows: Vec<serde_json::Value> = out.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
-        assert_eq!(rows[0], serde_json::json!({"key": "Linux,nightly", "value": "12"}));
+        let rows: Vec<serde_json::Value> = out
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(
+            rows[0],
+            serde_json::json!({"key": "Linux,nightly", "value": "12"})
+        );
         assert_eq!(rows[1]["value"], "{\"a\":\"b\"}");
     }
 
     #[test]
     fn csv_quotes_what_needs_quoting() {
         let out = String::from_utf8(render(OUTPUT, ResultFormat::Csv)).unwrap();
-        assert_eq!(out, "key,value\r\n\"Linux,nightly\",12\r\nWindows_NT,\"{\"\"a\"\":\"\"b\"\"}\"\r\n");
+        assert_eq!(
+            out,
+            "key,value\r\n\"Linux,nightly\",12\r\nWindows_NT,\"{\"\"a\"\":\"\"b\"\"}\"\r\n"
+        );
     }
 
     #[test]
     fn csv_cells_a_spreadsheet_would_evaluate_are_kept_text() {
-        let output = b"=HYPERLINK(\"http://x\")\t+1\n-2+3\t@SUM(A1)\nx\t\tcmd\ny\t\rz\nsafe=1\t4-2\n";
+        let output =
+            b"=HYPERLINK(\"http://x\")\t+1\n-2+3\t@SUM(A1)\nx\t\tcmd\ny\t\rz\nsafe=1\t4-2\n";
         let out = String::from_utf8(render(output, ResultFormat::Csv)).unwrap();
         let expected = "key,value\r\n\
                         \"'=HYPERLINK(\"\"http://x\"\")\",'+1\r\n\

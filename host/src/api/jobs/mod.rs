@@ -33,7 +33,9 @@ pub use service::{JobService, ServiceError};
 pub fn router<S: Clone + Send + Sync + 'static>(service: Arc<JobService>) -> Router<S> {
     // Room for the largest component, the manifest and multipart framing; each part is also
     // capped on its own while it streams (see `upload`).
-    let body_limit = (service.config.max_component_bytes + service.config.max_manifest_bytes + 64 * 1024) as usize;
+    let body_limit = (service.config.max_component_bytes
+        + service.config.max_manifest_bytes
+        + 64 * 1024) as usize;
     Router::new()
         .route("/jobs", post(routes::submit).get(routes::list))
         .route("/jobs/{id}", get(routes::status).delete(routes::cancel))

@@ -24,17 +24,31 @@ mod tests {
 
     #[test]
     fn document_is_openapi_and_lists_every_route() {
-        let doc: serde_json::Value = serde_json::from_str(DOCUMENT).expect("docs/openapi.json parses");
+        let doc: serde_json::Value =
+            serde_json::from_str(DOCUMENT).expect("docs/openapi.json parses");
         assert!(doc["openapi"].as_str().unwrap().starts_with("3.1"));
         for (method, path) in ROUTES {
-            assert!(doc["paths"][path][method].is_object(), "docs/openapi.json lacks {method} {path}");
+            assert!(
+                doc["paths"][path][method].is_object(),
+                "docs/openapi.json lacks {method} {path}"
+            );
         }
         let documented: usize = doc["paths"]
             .as_object()
             .unwrap()
             .values()
-            .map(|ops| ops.as_object().unwrap().keys().filter(|k| *k != "parameters").count())
+            .map(|ops| {
+                ops.as_object()
+                    .unwrap()
+                    .keys()
+                    .filter(|k| *k != "parameters")
+                    .count()
+            })
             .sum();
-        assert_eq!(documented, ROUTES.len(), "docs/openapi.json documents routes the server does not serve");
+        assert_eq!(
+            documented,
+            ROUTES.len(),
+            "docs/openapi.json documents routes the server does not serve"
+        );
     }
 }

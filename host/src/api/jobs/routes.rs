@@ -24,8 +24,16 @@ use crate::jobs::scheduler::{is_job_id, SchedulerError};
 impl FromRequestParts<Arc<JobService>> for Caller {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, service: &Arc<JobService>) -> Result<Self, Self::Rejection> {
-        service.auth.authenticate(parts.headers.get(header::AUTHORIZATION).map(|v| v.as_bytes()))
+    async fn from_request_parts(
+        parts: &mut Parts,
+        service: &Arc<JobService>,
+    ) -> Result<Self, Self::Rejection> {
+        service.auth.authenticate(
+            parts
+                .headers
+                .get(header::AUTHORIZATION)
+                .map(|v| v.as_bytes()),
+        )
     }
 }
 
@@ -45,7 +53,10 @@ pub async fn submit(
     let (caller, multipart) = refuse_upload_unless(caller, multipart).await?;
     let upload = read_upload(multipart, limits(&service)).await?;
     let manifest = upload.manifest.ok_or_else(|| {
-        ApiError::bad("bad_manifest", "missing 'manifest' part (JSON: name, filter, parameter, limits, workers)")
+        ApiError::bad(
+            "bad_manifest",
+            "missing 'manifest' part (JSON: name, filter, parameter, limits, workers)",
+        )
     })?;
     let compiled = match (upload.component, manifest.component.as_deref()) {
         (Some(bytes), None) => service.compile(bytes).await?,
@@ -65,7 +76,8 @@ pub async fn submit(
     };
     let accepted = service.check_manifest(manifest, compiled.sha256().to_string())?;
     let record = blocking(service.clone(), move |s| {
-        s.scheduler.submit(&caller.name, accepted.manifest, accepted.component_sha256)
+        s.scheduler
+            .submit(&caller.name, accepted.manifest, accepted.component_sha256)
     })
     .await?;
     let status_url = format!("/api/v1/jobs/{}", record.id);
@@ -75,7 +87,12 @@ pub async fn submit(
         component_sha256: record.component_sha256,
         status_url: status_url.clone(),
     };
-    Ok((StatusCode::ACCEPTED, [(header::LOCATION, status_url)], Json(body)).into_response())
+    Ok((
+        StatusCode::ACCEPTED,
+        [(header::LOCATION, status_url)],
+        Json(body),
+    )
+        .into_response())
 }
 
 /// `POST /components`: multipart `component` → validated and compiled into the cache.
@@ -92,10 +109,16 @@ pub async fn upload_component(
             "POST /components takes only a 'component' part; submit jobs to /jobs",
         ));
     }
-    let bytes = upload.component.ok_or_else(|| ApiError::bad("missing_component", "missing 'component' part"))?;
+    let bytes = upload
+        .component
+        .ok_or_else(|| ApiError::bad("missing_component", "missing 'component' part"))?;
     let size_bytes = bytes.len() as u64;
     let compiled = service.compile(bytes).await?;
-    let status = if compiled.cache_hit() { StatusCode::OK } else { StatusCode::CREATED };
+    let status = if compiled.cache_hit() {
+        StatusCode::OK
+    } else {
+        StatusCode::CREATED
+    };
     let body = ComponentResponse {
         sha256: compiled.sha256().to_string(),
         size_bytes,
@@ -132,7 +155,10 @@ pub async fn list(State(service): State<Arc<JobService>>, caller: Caller) -> Jso
         .list()
         .into_iter()
         .filter(|j| caller.sees(&j.owner))
-        .map(|job| JobRecord { log: Vec::new(), ..job })
+        .map(|job| JobRecord {
+            log: Vec::new(),
+            ..job
+        })
         .collect();
     Json(JobList { jobs })
 }
@@ -172,7 +198,13 @@ pub async fn result(
     query: Result<Query<ResultQuery>, QueryRejection>,
 ) -> Result<Response, ApiError> {
     let Query(query) = query.map_err(|e| {
-        ApiError::bad("bad_format", format!("{}; use format=text, ndjson or csv (a chart is at result.svg)", e.body_text()))
+        ApiError::bad(
+            "bad_format",
+            format!(
+                "{}; use format=text, ndjson or csv (a chart is at result.svg)",
+                e.body_text()
+            ),
+        )
     })?;
     let (_, output) = succeeded_result(&service, &caller, &id)?;
     let body = render(&output, query.format);
@@ -196,14 +228,25 @@ pub async fn result_chart(
     let Query(query) = query.map_err(|e| ApiError::bad("bad_query", e.body_text()))?;
     let top = query.top.unwrap_or(ChartOptions::default().top);
     if !(1..=chart::MAX_TOP).contains(&top) {
-        return Err(ApiError::bad("bad_query", format!("top={top}: must be between 1 and {}", chart::MAX_TOP)));
+        return Err(ApiError::bad(
+            "bad_query",
+            format!("top={top}: must be between 1 and {}", chart::MAX_TOP),
+        ));
     }
     let (job, output) = succeeded_result(&service, &caller, &id)?;
     // A result can have millions of lines: parse and draw off the async runtime.
     let title = job.manifest.name;
     let drawn = tokio::task::spawn_blocking(move || {
-        chart::parse_rows(&output)
-            .map(|rows| chart::bar_chart(&rows, &title, &ChartOptions { top, ..ChartOptions::default() }))
+        chart::parse_rows(&output).map(|rows| {
+            chart::bar_chart(
+                &rows,
+                &title,
+                &ChartOptions {
+                    top,
+                    ..ChartOptions::default()
+                },
+            )
+        })
     })
     .await
     .map_err(|e| ApiError::Internal(format!("drawing the chart failed: {e}")))?;
@@ -216,16 +259,27 @@ pub async fn result_chart(
     // The picture is data: a browser opening it directly runs nothing and loads nothing.
     let headers = [
         (header::CONTENT_TYPE, "image/svg+xml"),
-        (header::CONTENT_SECURITY_POLICY, "default-src 'none'; style-src 'unsafe-inline'"),
+        (
+            header::CONTENT_SECURITY_POLICY,
+            "default-src 'none'; style-src 'unsafe-inline'",
+        ),
     ];
     Ok((headers, svg).into_response())
 }
 
 /// The job and its stored output, when the caller may see it and it succeeded.
-fn succeeded_result(service: &JobService, caller: &Caller, id: &str) -> Result<(JobRecord, Vec<u8>), ApiError> {
+fn succeeded_result(
+    service: &JobService,
+    caller: &Caller,
+    id: &str,
+) -> Result<(JobRecord, Vec<u8>), ApiError> {
     let job = owned_job(service, caller, id)?;
     if job.state != JobState::Succeeded {
-        let why = job.error.as_ref().map(|e| format!(": {e}")).unwrap_or_default();
+        let why = job
+            .error
+            .as_ref()
+            .map(|e| format!(": {e}"))
+            .unwrap_or_default();
         return Err(ApiError::Conflict(format!(
             "job {id} is {}{why}; only succeeded jobs have a result",
             job.state.as_str()
@@ -241,7 +295,11 @@ fn succeeded_result(service: &JobService, caller: &Caller, id: &str) -> Result<(
 
 /// `GET /openapi.json` (no token needed).
 pub async fn openapi() -> Response {
-    ([(header::CONTENT_TYPE, "application/json")], super::openapi::DOCUMENT).into_response()
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        super::openapi::DOCUMENT,
+    )
+        .into_response()
 }
 
 /// Any other path under `/api/v1`.

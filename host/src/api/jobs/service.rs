@@ -18,8 +18,8 @@ use super::types::Manifest;
 use crate::api::metrics::Metrics;
 use crate::jobs::limits::{LimitTooHigh, MaxLimits};
 use crate::jobs::scheduler::{
-    CacheRetention, ComponentCache, JobStore, Priority, Scheduler, SchedulerConfig, SchedulerError, StoreError,
-    WasmExecutor,
+    CacheRetention, ComponentCache, JobStore, Priority, Scheduler, SchedulerConfig, SchedulerError,
+    StoreError, WasmExecutor,
 };
 use crate::jobs::{CompiledJob, JobError, Limits, Runtime, RuntimeConfig};
 use crate::storage::{datadir, DataDir, LocalSource, PartitionSource, Schema, StorageError};
@@ -80,7 +80,8 @@ impl JobService {
         let auth = Authenticator::new(&config.tokens)?;
         let jobs = data.sub(datadir::JOBS)?;
         let cache = data.sub(datadir::CACHE)?;
-        let source: Arc<dyn PartitionSource> = Arc::new(LocalSource::new(data.sub(datadir::STORAGE)?));
+        let source: Arc<dyn PartitionSource> =
+            Arc::new(LocalSource::new(data.sub(datadir::STORAGE)?));
         let components = Arc::new(ComponentCache::new(
             data.sub(datadir::CACHE)?,
             CacheRetention {
@@ -90,7 +91,11 @@ impl JobService {
             },
         ));
         let runtime = Arc::new(Runtime::new(cache, RuntimeConfig::default())?);
-        let executor = Arc::new(WasmExecutor::new(runtime.clone(), source, config.worker_ceiling()));
+        let executor = Arc::new(WasmExecutor::new(
+            runtime.clone(),
+            source,
+            config.worker_ceiling(),
+        ));
         let scheduler = Scheduler::start_with_cache(
             JobStore::open(&jobs)?,
             executor,
@@ -143,7 +148,10 @@ impl JobService {
         let runtime = self.runtime.clone();
         let cache = self.cache.clone();
         let (tx, rx) = tokio::sync::oneshot::channel();
-        let priority = Priority { nice: self.config.job_nice, sched_idle: self.config.job_sched_idle };
+        let priority = Priority {
+            nice: self.config.job_nice,
+            sched_idle: self.config.job_sched_idle,
+        };
         crate::jobs::scheduler::spawn_low_priority("job-compile".into(), priority, move || {
             // Marked used before the cache is read, so its retention cannot delete it meanwhile.
             cache.touch(&hex::encode(sha2::Sha256::digest(&wasm)));
@@ -152,7 +160,9 @@ impl JobService {
         match rx.await {
             Ok(Ok(compiled)) => Ok(compiled),
             Ok(Err(JobError::InvalidComponent { reason })) => Err(ApiError::bad(code, reason)),
-            Ok(Err(other)) => Err(ApiError::Internal(format!("compiling the component: {other}"))),
+            Ok(Err(other)) => Err(ApiError::Internal(format!(
+                "compiling the component: {other}"
+            ))),
             Err(_) => Err(ApiError::Internal("the compile thread died".into())),
         }
     }
@@ -188,7 +198,10 @@ impl JobService {
         component_sha256: String,
     ) -> Result<Accepted, ApiError> {
         if manifest.name.trim().is_empty() || manifest.name.len() > 200 {
-            return Err(ApiError::bad("bad_manifest", "'name' must be 1 to 200 characters"));
+            return Err(ApiError::bad(
+                "bad_manifest",
+                "'name' must be 1 to 200 characters",
+            ));
         }
         Schema::from_json(&manifest.filter.to_string())
             .map_err(|e| ApiError::bad("bad_filter", format!("the filter is not usable: {e}")))?;
@@ -205,26 +218,40 @@ impl JobService {
         }
         if !too_high.is_empty() {
             for over in &too_high {
-                self.limit_rejections.get_or_create(&LimitLabel { limit: over.limit.to_string() }).inc();
+                self.limit_rejections
+                    .get_or_create(&LimitLabel {
+                        limit: over.limit.to_string(),
+                    })
+                    .inc();
             }
             return Err(limit_error(&too_high));
         }
-        manifest.limits = Some(serde_json::to_value(limits).map_err(|e| ApiError::Internal(e.to_string()))?);
+        manifest.limits =
+            Some(serde_json::to_value(limits).map_err(|e| ApiError::Internal(e.to_string()))?);
         manifest.workers = Some(manifest.workers.unwrap_or(ceiling).max(1));
-        Ok(Accepted { manifest, component_sha256 })
+        Ok(Accepted {
+            manifest,
+            component_sha256,
+        })
     }
 }
 
 /// The job's limits: the defaults (each lowered to its maximum) overlaid with the manifest's
 /// fields (unknown fields are a 400). Not yet checked against the maximums.
-fn effective_limits(requested: Option<&serde_json::Value>, max: &MaxLimits) -> Result<Limits, ApiError> {
+fn effective_limits(
+    requested: Option<&serde_json::Value>,
+    max: &MaxLimits,
+) -> Result<Limits, ApiError> {
     match requested {
         None => Ok(max.defaults()),
         Some(serde_json::Value::Object(fields)) => max
             .defaults()
             .overlay(fields.clone())
             .map_err(|e| ApiError::bad("bad_manifest", format!("'limits' is not valid: {e}"))),
-        Some(_) => Err(ApiError::bad("bad_manifest", "'limits' must be a JSON object of limit fields")),
+        Some(_) => Err(ApiError::bad(
+            "bad_manifest",
+            "'limits' must be a JSON object of limit fields",
+        )),
     }
 }
 
@@ -234,11 +261,21 @@ fn limit_error(too_high: &[LimitTooHigh]) -> ApiError {
     let clauses: Vec<String> = too_high
         .iter()
         .map(|over| {
-            let prefix = if over.limit == "workers" { "" } else { "limits." };
+            let prefix = if over.limit == "workers" {
+                ""
+            } else {
+                "limits."
+            };
             format!("{prefix}{over}")
         })
         .collect();
-    ApiError::bad("limit_too_high", format!("the job asks for more than this server allows: {}", clauses.join("; ")))
+    ApiError::bad(
+        "limit_too_high",
+        format!(
+            "the job asks for more than this server allows: {}",
+            clauses.join("; ")
+        ),
+    )
 }
 
 /// The 400 code for a component the runtime refused, from its header: not Wasm at all, a core
@@ -267,7 +304,8 @@ mod tests {
     #[test]
     fn limits_overlay_defaults_and_reject_typos() {
         let max = MaxLimits::default();
-        let limits = effective_limits(Some(&serde_json::json!({"call_timeout_ms": 500})), &max).unwrap();
+        let limits =
+            effective_limits(Some(&serde_json::json!({"call_timeout_ms": 500})), &max).unwrap();
         assert_eq!(limits.call_timeout_ms, 500);
         assert_eq!(limits.memory_bytes, Limits::default().memory_bytes);
         let err = effective_limits(Some(&serde_json::json!({"memory": 1})), &max).unwrap_err();
@@ -278,7 +316,10 @@ mod tests {
 
     #[test]
     fn defaults_are_lowered_to_a_smaller_maximum() {
-        let max = MaxLimits(Limits { memory_bytes: 64 << 20, ..*MaxLimits::default() });
+        let max = MaxLimits(Limits {
+            memory_bytes: 64 << 20,
+            ..*MaxLimits::default()
+        });
         let limits = effective_limits(None, &max).unwrap();
         assert_eq!(limits.memory_bytes, 64 << 20);
         assert!(max.check(&limits).is_empty());

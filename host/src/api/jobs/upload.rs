@@ -33,7 +33,10 @@ pub async fn read_upload(
     limits: UploadLimits,
 ) -> Result<Upload, ApiError> {
     let mut multipart = multipart.map_err(|e| {
-        ApiError::bad("bad_multipart", format!("expected a multipart/form-data body: {}", e.body_text()))
+        ApiError::bad(
+            "bad_multipart",
+            format!("expected a multipart/form-data body: {}", e.body_text()),
+        )
     })?;
     let read = read_parts(&mut multipart, limits).await;
     if read.is_err() {
@@ -108,7 +111,11 @@ async fn read_parts(multipart: &mut Multipart, limits: UploadLimits) -> Result<U
     Ok(upload)
 }
 
-async fn read_capped(mut field: Field<'_>, limit: u64, too_big: impl Fn(u64) -> ApiError) -> Result<Bytes, ApiError> {
+async fn read_capped(
+    mut field: Field<'_>,
+    limit: u64,
+    too_big: impl Fn(u64) -> ApiError,
+) -> Result<Bytes, ApiError> {
     let mut buf = BytesMut::new();
     while let Some(chunk) = field.chunk().await.map_err(multipart_error)? {
         if (buf.len() + chunk.len()) as u64 > limit {
@@ -120,5 +127,8 @@ async fn read_capped(mut field: Field<'_>, limit: u64, too_big: impl Fn(u64) -> 
 }
 
 fn multipart_error(e: axum::extract::multipart::MultipartError) -> ApiError {
-    ApiError::bad("bad_multipart", format!("cannot read the multipart body: {}", e.body_text()))
+    ApiError::bad(
+        "bad_multipart",
+        format!("cannot read the multipart body: {}", e.body_text()),
+    )
 }

@@ -66,7 +66,12 @@ struct Entry {
 impl ComponentCache {
     /// The cache in `dir` (the data dir's `cache/`).
     pub fn new(dir: Dir, retention: CacheRetention) -> ComponentCache {
-        ComponentCache { dir, retention, lock: Mutex::new(()), deleted: Counter::default() }
+        ComponentCache {
+            dir,
+            retention,
+            lock: Mutex::new(()),
+            deleted: Counter::default(),
+        }
     }
 
     /// Records that the component `sha256` is being used now (no-op when it is not cached).
@@ -77,7 +82,10 @@ impl ComponentCache {
         let _guard = self.lock.lock().unwrap_or_else(|e| e.into_inner());
         let now = SystemTime::now();
         for name in [format!("{sha256}.wasm"), format!("{sha256}.cwasm")] {
-            let touched = self.dir.open(&name).and_then(|f| f.into_std().set_modified(now));
+            let touched = self
+                .dir
+                .open(&name)
+                .and_then(|f| f.into_std().set_modified(now));
             if let Err(error) = touched {
                 if error.kind() != std::io::ErrorKind::NotFound {
                     tracing::warn!(file = %name, %error, "cannot mark a cached component as used");
@@ -90,31 +98,45 @@ impl ComponentCache {
     pub fn collect(&self, referenced: &HashSet<String>) -> std::io::Result<GcReport> {
         let _guard = self.lock.lock().unwrap_or_else(|e| e.into_inner());
         let now = SystemTime::now();
-        let age = |t: Option<SystemTime>| t.and_then(|t| now.duration_since(t).ok()).unwrap_or_default();
+        let age = |t: Option<SystemTime>| {
+            t.and_then(|t| now.duration_since(t).ok())
+                .unwrap_or_default()
+        };
         let mut components: BTreeMap<String, Entry> = BTreeMap::new();
         let mut report = GcReport::default();
         for entry in self.dir.entries()? {
             let entry = entry?;
-            let Ok(name) = entry.file_name().into_string() else { continue };
+            let Ok(name) = entry.file_name().into_string() else {
+                continue;
+            };
             let meta = entry.metadata()?;
             if !meta.is_file() {
                 continue;
             }
-            let modified = meta.modified().ok().map(cap_std::time::SystemTime::into_std);
+            let modified = meta
+                .modified()
+                .ok()
+                .map(cap_std::time::SystemTime::into_std);
             if name.starts_with('.') && name.ends_with(".tmp") {
                 if age(modified) >= self.retention.min_age && self.dir.remove_file(&name).is_ok() {
                     report.freed_bytes += meta.len();
                 }
                 continue;
             }
-            let sha = name.strip_suffix(".cwasm").or_else(|| name.strip_suffix(".wasm"));
-            let Some(sha) = sha.filter(|s| is_sha256(s)) else { continue };
+            let sha = name
+                .strip_suffix(".cwasm")
+                .or_else(|| name.strip_suffix(".wasm"));
+            let Some(sha) = sha.filter(|s| is_sha256(s)) else {
+                continue;
+            };
             let component = components.entry(sha.to_string()).or_default();
             component.bytes += meta.len();
             component.last_used = component.last_used.max(modified);
         }
-        let mut unreferenced: Vec<(&String, &Entry)> =
-            components.iter().filter(|(sha, _)| !referenced.contains(*sha)).collect();
+        let mut unreferenced: Vec<(&String, &Entry)> = components
+            .iter()
+            .filter(|(sha, _)| !referenced.contains(*sha))
+            .collect();
         unreferenced.sort_by(|a, b| b.1.last_used.cmp(&a.1.last_used).then(a.0.cmp(b.0)));
         let (mut kept, mut kept_bytes) = (0usize, 0u64);
         let mut doomed = Vec::new();
@@ -176,7 +198,8 @@ mod tests {
                 let path = tmp.path().join(format!("{}.{ext}", sha(n)));
                 std::fs::write(&path, vec![0u8; size]).unwrap();
                 let file = std::fs::File::options().write(true).open(&path).unwrap();
-                file.set_modified(SystemTime::now() - Duration::from_secs(age)).unwrap();
+                file.set_modified(SystemTime::now() - Duration::from_secs(age))
+                    .unwrap();
             }
         }
         let dir = Dir::open_ambient_dir(tmp.path(), cap_std::ambient_authority()).unwrap();
@@ -185,18 +208,32 @@ mod tests {
 
     fn present(tmp: &tempfile::TempDir, n: u8) -> bool {
         let (wasm, cwasm) = (format!("{}.wasm", sha(n)), format!("{}.cwasm", sha(n)));
-        assert_eq!(tmp.path().join(&wasm).exists(), tmp.path().join(&cwasm).exists(), "files go together");
+        assert_eq!(
+            tmp.path().join(&wasm).exists(),
+            tmp.path().join(&cwasm).exists(),
+            "files go together"
+        );
         tmp.path().join(wasm).exists()
     }
 
     #[test]
     fn keeps_referenced_recent_and_the_newest_within_count_and_bytes() {
         // (component, bytes per file, seconds since last use)
-        let (tmp, dir) = cache(&[(1, 100, 5000), (2, 100, 4000), (3, 100, 3000), (4, 400, 2000), (5, 10, 10)]);
+        let (tmp, dir) = cache(&[
+            (1, 100, 5000),
+            (2, 100, 4000),
+            (3, 100, 3000),
+            (4, 400, 2000),
+            (5, 10, 10),
+        ]);
         std::fs::write(tmp.path().join(".x.wasm.0123.tmp"), b"torn").unwrap();
         let gc = ComponentCache::new(
             dir,
-            CacheRetention { keep_unreferenced: 2, max_unreferenced_bytes: 450, min_age: Duration::from_secs(60) },
+            CacheRetention {
+                keep_unreferenced: 2,
+                max_unreferenced_bytes: 450,
+                min_age: Duration::from_secs(60),
+            },
         );
         let referenced: HashSet<String> = [sha(1)].into_iter().collect();
         let report = gc.collect(&referenced).unwrap();
@@ -208,7 +245,10 @@ mod tests {
         assert_eq!(report.deleted, vec![sha(2), sha(4)]);
         assert_eq!(report.kept, 3);
         assert_eq!(gc.deleted.get(), 2);
-        assert!(tmp.path().join(".x.wasm.0123.tmp").exists(), "a fresh temporary file may be a write in progress");
+        assert!(
+            tmp.path().join(".x.wasm.0123.tmp").exists(),
+            "a fresh temporary file may be a write in progress"
+        );
     }
 
     #[test]
@@ -216,7 +256,11 @@ mod tests {
         let (tmp, dir) = cache(&[(1, 10, 5000), (2, 10, 5000)]);
         let gc = ComponentCache::new(
             dir,
-            CacheRetention { keep_unreferenced: 0, max_unreferenced_bytes: 0, min_age: Duration::from_secs(60) },
+            CacheRetention {
+                keep_unreferenced: 0,
+                max_unreferenced_bytes: 0,
+                min_age: Duration::from_secs(60),
+            },
         );
         gc.touch(&sha(2));
         gc.touch("../../etc/passwd"); // not a hash: ignored

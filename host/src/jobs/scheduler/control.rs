@@ -33,6 +33,11 @@ impl RunControl {
     /// The progress so far.
     pub fn progress_snapshot(&self) -> ProgressSnapshot {
         let (files_total, files_done, records, bytes) = self.progress.snapshot();
-        ProgressSnapshot { files_total, files_done, records, bytes }
+        ProgressSnapshot {
+            files_total,
+            files_done,
+            records,
+            bytes,
+        }
     }
 }

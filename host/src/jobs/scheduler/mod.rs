@@ -93,7 +93,10 @@ pub struct SchedulerConfig {
 impl SchedulerConfig {
     /// The priority of job threads.
     pub fn priority(&self) -> pool::Priority {
-        pool::Priority { nice: self.job_nice, sched_idle: self.job_sched_idle }
+        pool::Priority {
+            nice: self.job_nice,
+            sched_idle: self.job_sched_idle,
+        }
     }
 }
 
@@ -182,22 +185,37 @@ impl Scheduler {
             if record.state == JobState::Queued {
                 state.queue.push_back(record.id.clone());
             }
-            state.jobs.insert(record.id.clone(), Entry { record, live: None });
+            state
+                .jobs
+                .insert(record.id.clone(), Entry { record, live: None });
         }
-        let shared =
-            Arc::new(Shared { store, executor, config, state: Mutex::new(state), wake: Condvar::new(), cache });
+        let shared = Arc::new(Shared {
+            store,
+            executor,
+            config,
+            state: Mutex::new(state),
+            wake: Condvar::new(),
+            cache,
+        });
         let mut threads = Vec::new();
         for i in 0..shared.config.max_concurrent_jobs.max(1) {
             let shared = shared.clone();
-            threads.push(pool::spawn_low_priority(format!("job-runner-{i}"), shared.config.priority(), move || {
-                shared.run_jobs()
-            }));
+            threads.push(pool::spawn_low_priority(
+                format!("job-runner-{i}"),
+                shared.config.priority(),
+                move || shared.run_jobs(),
+            ));
         }
         let sweeper = shared.clone();
-        threads.push(pool::spawn_low_priority("job-retention".into(), shared.config.priority(), move || {
-            sweeper.sweep_expired()
-        }));
-        Ok(Scheduler { shared, threads: Mutex::new(threads) })
+        threads.push(pool::spawn_low_priority(
+            "job-retention".into(),
+            shared.config.priority(),
+            move || sweeper.sweep_expired(),
+        ));
+        Ok(Scheduler {
+            shared,
+            threads: Mutex::new(threads),
+        })
     }
 
     /// The store (for components and results).
@@ -214,13 +232,23 @@ impl Scheduler {
     ) -> Result<JobRecord, SchedulerError> {
         let record = JobRecord::queued(owner, manifest, component_sha256);
         let mut state = self.shared.lock();
-        let unfinished = state.jobs.values().filter(|e| !e.record.state.is_final()).count();
+        let unfinished = state
+            .jobs
+            .values()
+            .filter(|e| !e.record.state.is_final())
+            .count();
         if unfinished >= self.shared.config.max_queued_jobs {
             return Err(SchedulerError::QueueFull(unfinished));
         }
         self.shared.store.save(&record)?;
         state.queue.push_back(record.id.clone());
-        state.jobs.insert(record.id.clone(), Entry { record: record.clone(), live: None });
+        state.jobs.insert(
+            record.id.clone(),
+            Entry {
+                record: record.clone(),
+                live: None,
+            },
+        );
         drop(state);
         self.shared.wake.notify_all();
         Ok(record)
@@ -233,7 +261,13 @@ impl Scheduler {
 
     /// Every job, oldest first.
     pub fn list(&self) -> Vec<JobRecord> {
-        let mut jobs: Vec<JobRecord> = self.shared.lock().jobs.values().map(Entry::snapshot).collect();
+        let mut jobs: Vec<JobRecord> = self
+            .shared
+            .lock()
+            .jobs
+            .values()
+            .map(Entry::snapshot)
+            .collect();
         jobs.sort_by(|a, b| (&a.submitted_at, &a.id).cmp(&(&b.submitted_at, &b.id)));
         jobs
     }
@@ -243,11 +277,16 @@ impl Scheduler {
     pub fn cancel(&self, id: &str) -> Result<JobRecord, SchedulerError> {
         let mut state = self.shared.lock();
         let state = &mut *state;
-        let entry = state.jobs.get_mut(id).ok_or_else(|| SchedulerError::NotFound(id.to_string()))?;
+        let entry = state
+            .jobs
+            .get_mut(id)
+            .ok_or_else(|| SchedulerError::NotFound(id.to_string()))?;
         match entry.record.state {
             JobState::Queued => {
                 state.queue.retain(|q| q != id);
-                entry.record.finish(JobState::Cancelled, Some("cancelled while queued".into()));
+                entry
+                    .record
+                    .finish(JobState::Cancelled, Some("cancelled while queued".into()));
                 self.shared.store.save(&entry.record)?;
             }
             JobState::Running => {
@@ -255,7 +294,12 @@ impl Scheduler {
                     live.cancel();
                 }
             }
-            done => return Err(SchedulerError::AlreadyFinished { id: id.to_string(), state: done.as_str() }),
+            done => {
+                return Err(SchedulerError::AlreadyFinished {
+                    id: id.to_string(),
+                    state: done.as_str(),
+                })
+            }
         }
         Ok(entry.snapshot())
     }
@@ -322,26 +366,29 @@ impl Entry {
 impl Shared {
     fn lock(&self) -> MutexGuard<'_, State> {
         // A panic while holding the lock leaves plain data; keep serving.
-        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// A runner thread: takes the oldest queued job, runs it, records the outcome; until shutdown.
     fn run_jobs(&self) {
         while let Some((record, control)) = self.next_job() {
-            let outcome =
-                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.executor.execute(&record, &control)))
-                    .unwrap_or_else(|panic| {
-                        let message = panic
-                            .downcast_ref::<String>()
-                            .cloned()
-                            .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
-                            .unwrap_or_else(|| "unknown panic".into());
-                        Err(RunFailure::Failed {
-                            error: format!("executor panicked: {message}"),
-                            cost: None,
-                            log: vec![],
-                        })
-                    });
+            let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                self.executor.execute(&record, &control)
+            }))
+            .unwrap_or_else(|panic| {
+                let message = panic
+                    .downcast_ref::<String>()
+                    .cloned()
+                    .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                    .unwrap_or_else(|| "unknown panic".into());
+                Err(RunFailure::Failed {
+                    error: format!("executor panicked: {message}"),
+                    cost: None,
+                    log: vec![],
+                })
+            });
             self.record_outcome(&record.id, &control, outcome);
         }
     }
@@ -355,7 +402,9 @@ impl Shared {
             }
             if let Some(id) = state.queue.pop_front() {
                 let control = Arc::new(RunControl::new());
-                let Some(entry) = state.jobs.get_mut(&id) else { continue };
+                let Some(entry) = state.jobs.get_mut(&id) else {
+                    continue;
+                };
                 entry.record.state = JobState::Running;
                 entry.record.started_at = Some(now());
                 entry.live = Some(control.clone());
@@ -364,14 +413,24 @@ impl Shared {
                 }
                 return Some((entry.record.clone(), control));
             }
-            state = self.wake.wait(state).unwrap_or_else(|poisoned| poisoned.into_inner());
+            state = self
+                .wake
+                .wait(state)
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
         }
     }
 
-    fn record_outcome(&self, id: &str, control: &RunControl, outcome: Result<Finished, RunFailure>) {
+    fn record_outcome(
+        &self,
+        id: &str,
+        control: &RunControl,
+        outcome: Result<Finished, RunFailure>,
+    ) {
         let mut state = self.lock();
         let shutting_down = state.shutting_down;
-        let Some(entry) = state.jobs.get_mut(id) else { return };
+        let Some(entry) = state.jobs.get_mut(id) else {
+            return;
+        };
         entry.live = None;
         entry.record.progress = control.progress_snapshot();
         match outcome {
@@ -382,7 +441,10 @@ impl Shared {
                     entry.record.log = finished.log;
                     entry.record.finish(JobState::Succeeded, None);
                 }
-                Err(error) => entry.record.finish(JobState::Failed, Some(format!("cannot store the result: {error}"))),
+                Err(error) => entry.record.finish(
+                    JobState::Failed,
+                    Some(format!("cannot store the result: {error}")),
+                ),
             },
             Err(RunFailure::Cancelled) if shutting_down => {
                 // Clean shutdown: run it again after the restart.
@@ -390,9 +452,9 @@ impl Shared {
                 entry.record.started_at = None;
                 entry.record.progress = ProgressSnapshot::default();
             }
-            Err(RunFailure::Cancelled) => {
-                entry.record.finish(JobState::Cancelled, Some("cancelled while running".into()))
-            }
+            Err(RunFailure::Cancelled) => entry
+                .record
+                .finish(JobState::Cancelled, Some("cancelled while running".into())),
             Err(RunFailure::Failed { error, cost, log }) => {
                 entry.record.cost = cost;
                 entry.record.log = log;
@@ -418,7 +480,11 @@ impl Shared {
                 .jobs
                 .values()
                 .filter(|e| e.record.state.is_final())
-                .filter(|e| e.record.finished_secs_ago().is_some_and(|age| age >= retention))
+                .filter(|e| {
+                    e.record
+                        .finished_secs_ago()
+                        .is_some_and(|age| age >= retention)
+                })
                 .map(|e| e.record.id.clone())
                 .collect();
             for id in expired {
@@ -427,13 +493,19 @@ impl Shared {
                         state.jobs.remove(&id);
                         tracing::info!(job = %id, "job and result deleted after retention");
                     }
-                    Err(error) => tracing::warn!(job = %id, error = %error, "cannot delete expired job"),
+                    Err(error) => {
+                        tracing::warn!(job = %id, error = %error, "cannot delete expired job")
+                    }
                 }
             }
             if let Some(cache) = &self.cache {
                 // Computed under the lock, so a job submitted after this sees its component kept
                 // by `min_age` (its upload or submission touched it just before).
-                let referenced = state.jobs.values().map(|e| e.record.component_sha256.clone()).collect();
+                let referenced = state
+                    .jobs
+                    .values()
+                    .map(|e| e.record.component_sha256.clone())
+                    .collect();
                 drop(state);
                 if let Err(error) = cache.collect(&referenced) {
                     tracing::warn!(%error, "cannot collect the component cache");

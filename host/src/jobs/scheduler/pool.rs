@@ -17,7 +17,11 @@ pub struct Priority {
 
 /// Spawns a named thread that lowers its own priority before `body` runs. Failure to lower the
 /// priority is logged, not fatal.
-pub fn spawn_low_priority(name: String, priority: Priority, body: impl FnOnce() + Send + 'static) -> JoinHandle<()> {
+pub fn spawn_low_priority(
+    name: String,
+    priority: Priority,
+    body: impl FnOnce() + Send + 'static,
+) -> JoinHandle<()> {
     std::thread::Builder::new()
         .name(name.clone())
         .spawn(move || {
@@ -61,7 +65,10 @@ fn set_sched_idle() -> std::io::Result<()> {
 
 #[cfg(not(target_os = "linux"))]
 fn set_sched_idle() -> std::io::Result<()> {
-    Err(std::io::Error::new(std::io::ErrorKind::Unsupported, "SCHED_IDLE is Linux only"))
+    Err(std::io::Error::new(
+        std::io::ErrorKind::Unsupported,
+        "SCHED_IDLE is Linux only",
+    ))
 }
 
 /// Whether the calling thread runs under `SCHED_IDLE`.
@@ -78,18 +85,30 @@ mod tests {
     #[test]
     fn runner_and_its_children_run_at_the_lowered_priority() {
         let (tx, rx) = std::sync::mpsc::channel();
-        spawn_low_priority("test-low".into(), Priority { nice: 7, sched_idle: true }, move || {
-            let own = (current_nice(), is_sched_idle());
-            let child = std::thread::spawn(|| (current_nice(), is_sched_idle())).join().unwrap();
-            tx.send((own, child)).unwrap();
-        })
+        spawn_low_priority(
+            "test-low".into(),
+            Priority {
+                nice: 7,
+                sched_idle: true,
+            },
+            move || {
+                let own = (current_nice(), is_sched_idle());
+                let child = std::thread::spawn(|| (current_nice(), is_sched_idle()))
+                    .join()
+                    .unwrap();
+                tx.send((own, child)).unwrap();
+            },
+        )
         .join()
         .unwrap();
         let base = current_nice();
         let (own, child) = rx.recv().unwrap();
         // Raising niceness is always allowed; when the test itself already runs nicer, it stays.
         assert_eq!(own, (base.max(7), true));
-        assert_eq!(child, own, "threads started by a job thread inherit its priority");
+        assert_eq!(
+            child, own,
+            "threads started by a job thread inherit its priority"
+        );
         assert!(!is_sched_idle(), "the spawning thread is unchanged");
     }
 }

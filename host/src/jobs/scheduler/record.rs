@@ -48,7 +48,10 @@ pub enum JobState {
 impl JobState {
     /// Whether the job will not change any more.
     pub fn is_final(self) -> bool {
-        matches!(self, JobState::Succeeded | JobState::Failed | JobState::Cancelled)
+        matches!(
+            self,
+            JobState::Succeeded | JobState::Failed | JobState::Cancelled
+        )
     }
 
     /// The state's name as used in JSON.
@@ -172,9 +175,11 @@ mod tests {
 
     #[test]
     fn manifest_rejects_unknown_fields_and_accepts_param_alias() {
-        let m: Manifest = serde_json::from_str(r#"{"name":"n","filter":{},"param":"GC_MS"}"#).unwrap();
+        let m: Manifest =
+            serde_json::from_str(r#"{"name":"n","filter":{},"param":"GC_MS"}"#).unwrap();
         assert_eq!(m.parameter.as_deref(), Some("GC_MS"));
-        let err = serde_json::from_str::<Manifest>(r#"{"name":"n","filter":{},"paramter":"x"}"#).unwrap_err();
+        let err = serde_json::from_str::<Manifest>(r#"{"name":"n","filter":{},"paramter":"x"}"#)
+            .unwrap_err();
         assert!(err.to_string().contains("paramter"), "{err}");
     }
 

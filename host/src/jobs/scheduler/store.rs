@@ -54,13 +54,18 @@ impl JobStore {
             jobs.create_dir_all(name).map_err(io("create", name))?;
             jobs.open_dir(name).map_err(io("open", name))
         };
-        Ok(JobStore { queue: sub(QUEUE)?, results: sub(RESULTS)? })
+        Ok(JobStore {
+            queue: sub(QUEUE)?,
+            results: sub(RESULTS)?,
+        })
     }
 
     /// Writes a job record (atomically).
     pub fn save(&self, record: &JobRecord) -> Result<(), StoreError> {
-        let bytes =
-            serde_json::to_vec_pretty(record).map_err(|source| StoreError::Encode { id: record.id.clone(), source })?;
+        let bytes = serde_json::to_vec_pretty(record).map_err(|source| StoreError::Encode {
+            id: record.id.clone(),
+            source,
+        })?;
         write_atomic(&self.queue, QUEUE, &format!("{}.json", record.id), &bytes)
     }
 
@@ -85,7 +90,9 @@ impl JobStore {
             match parsed {
                 Some(record) => records.push(record),
                 None => {
-                    let _ = self.queue.rename(&name, &self.queue, format!("{name}.corrupt"));
+                    let _ = self
+                        .queue
+                        .rename(&name, &self.queue, format!("{name}.corrupt"));
                     corrupt.push(format!("{QUEUE}/{name}"));
                 }
             }
@@ -129,8 +136,9 @@ fn read_all(dir: &Dir, name: &str) -> std::io::Result<Vec<u8>> {
 fn write_atomic(dir: &Dir, sub: &str, name: &str, bytes: &[u8]) -> Result<(), StoreError> {
     let tmp = format!("{name}.{}.tmp", uuid::Uuid::new_v4().simple());
     let path = format!("{sub}/{name}");
-    let mut file =
-        dir.open_with(&tmp, OpenOptions::new().write(true).create_new(true)).map_err(io("create", path.clone()))?;
+    let mut file = dir
+        .open_with(&tmp, OpenOptions::new().write(true).create_new(true))
+        .map_err(io("create", path.clone()))?;
     file.write_all(bytes).map_err(io("write", path.clone()))?;
     file.sync_all().map_err(io("sync", path.clone()))?;
     drop(file);
@@ -139,7 +147,9 @@ fn write_atomic(dir: &Dir, sub: &str, name: &str, bytes: &[u8]) -> Result<(), St
 
 fn remove_if_exists(dir: &Dir, sub: &str, name: &str) -> Result<(), StoreError> {
     match dir.remove_file(name) {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(io("remove", format!("{sub}/{name}"))(e)),
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            Err(io("remove", format!("{sub}/{name}"))(e))
+        }
         _ => Ok(()),
     }
 }
@@ -168,12 +178,23 @@ mod tests {
         store.save(&a).unwrap();
         a.state = JobState::Running;
         store.save(&a).unwrap();
-        std::fs::write(tmp.path().join("queue/11111111-1111-4111-8111-111111111111.json"), b"{not json").unwrap();
+        std::fs::write(
+            tmp.path()
+                .join("queue/11111111-1111-4111-8111-111111111111.json"),
+            b"{not json",
+        )
+        .unwrap();
         let dir = Dir::open_ambient_dir(tmp.path(), cap_std::ambient_authority()).unwrap();
         let (records, corrupt) = JobStore::open(&dir).unwrap().load_all().unwrap();
         assert_eq!(records, vec![a.clone()]);
-        assert_eq!(corrupt, vec!["queue/11111111-1111-4111-8111-111111111111.json".to_string()]);
-        assert!(tmp.path().join("queue/11111111-1111-4111-8111-111111111111.json.corrupt").exists());
+        assert_eq!(
+            corrupt,
+            vec!["queue/11111111-1111-4111-8111-111111111111.json".to_string()]
+        );
+        assert!(tmp
+            .path()
+            .join("queue/11111111-1111-4111-8111-111111111111.json.corrupt")
+            .exists());
         store.remove(&a.id).unwrap();
         assert!(store.load_all().unwrap().0.is_empty());
     }
@@ -184,6 +205,9 @@ mod tests {
         assert_eq!(store.result("../x").unwrap(), None);
         let r = record();
         assert_eq!(store.put_result(&r.id, b"k\tv\n").unwrap(), 4);
-        assert_eq!(store.result(&r.id).unwrap().as_deref(), Some(&b"k\tv\n"[..]));
+        assert_eq!(
+            store.result(&r.id).unwrap().as_deref(),
+            Some(&b"k\tv\n"[..])
+        );
     }
 }

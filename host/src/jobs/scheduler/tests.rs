@@ -29,10 +29,15 @@ impl Executor for Scripted {
                 }
                 Err(RunFailure::Cancelled)
             }
-            Some("fail") => Err(RunFailure::Failed { error: "guest trapped".into(), cost: None, log: vec![] }),
-            other => {
-                Ok(Finished { output: format!("k\t{}\n", other.unwrap_or("")).into_bytes(), ..Default::default() })
-            }
+            Some("fail") => Err(RunFailure::Failed {
+                error: "guest trapped".into(),
+                cost: None,
+                log: vec![],
+            }),
+            other => Ok(Finished {
+                output: format!("k\t{}\n", other.unwrap_or("")).into_bytes(),
+                ..Default::default()
+            }),
         }
     }
 }
@@ -50,7 +55,12 @@ fn config(retention_secs: u64) -> SchedulerConfig {
 
 fn start(dir: &std::path::Path, retention_secs: u64) -> Scheduler {
     let dir = Dir::open_ambient_dir(dir, cap_std::ambient_authority()).unwrap();
-    Scheduler::start(JobStore::open(&dir).unwrap(), Arc::new(Scripted), config(retention_secs)).unwrap()
+    Scheduler::start(
+        JobStore::open(&dir).unwrap(),
+        Arc::new(Scripted),
+        config(retention_secs),
+    )
+    .unwrap()
 }
 
 fn manifest(param: &str) -> Manifest {
@@ -72,7 +82,11 @@ fn wait_for(s: &Scheduler, id: &str, want: JobState) -> JobRecord {
         if record.state == want {
             return record;
         }
-        assert!(Instant::now() < deadline, "job {id} stuck in {:?}, wanted {want:?}", record.state);
+        assert!(
+            Instant::now() < deadline,
+            "job {id} stuck in {:?}, wanted {want:?}",
+            record.state
+        );
         std::thread::sleep(Duration::from_millis(5));
     }
 }
@@ -93,7 +107,10 @@ fn jobs_run_in_order_and_results_are_stored() {
     let b = wait_for(&s, &b.id, JobState::Failed);
     assert_eq!(b.error.as_deref(), Some("guest trapped"));
     assert!(s.result(&b.id).unwrap().is_none());
-    assert_eq!(s.list().iter().map(|r| r.id.clone()).collect::<Vec<_>>(), vec![a.id, b.id]);
+    assert_eq!(
+        s.list().iter().map(|r| r.id.clone()).collect::<Vec<_>>(),
+        vec![a.id, b.id]
+    );
 }
 
 #[test]
@@ -107,7 +124,10 @@ fn cancel_interrupts_running_and_removes_queued() {
     s.cancel(&running.id).unwrap();
     let done = wait_for(&s, &running.id, JobState::Cancelled);
     assert_eq!(done.error.as_deref(), Some("cancelled while running"));
-    assert!(matches!(s.cancel(&running.id), Err(SchedulerError::AlreadyFinished { .. })));
+    assert!(matches!(
+        s.cancel(&running.id),
+        Err(SchedulerError::AlreadyFinished { .. })
+    ));
     assert!(matches!(s.cancel("nope"), Err(SchedulerError::NotFound(_))));
     // The queued job never ran.
     assert_eq!(s.get(&queued.id).unwrap().started_at, None);
@@ -120,7 +140,10 @@ fn queue_limit_counts_unfinished_jobs() {
     for _ in 0..3 {
         s.submit("alice", manifest("loop"), sha()).unwrap();
     }
-    assert!(matches!(s.submit("alice", manifest("x"), sha()), Err(SchedulerError::QueueFull(3))));
+    assert!(matches!(
+        s.submit("alice", manifest("x"), sha()),
+        Err(SchedulerError::QueueFull(3))
+    ));
 }
 
 #[test]
@@ -133,7 +156,10 @@ fn clean_shutdown_requeues_running_and_keeps_queued() {
     drop(s);
     let dir = Dir::open_ambient_dir(tmp.path(), cap_std::ambient_authority()).unwrap();
     let (records, _) = JobStore::open(&dir).unwrap().load_all().unwrap();
-    assert!(records.iter().all(|r| r.state == JobState::Queued), "{records:?}");
+    assert!(
+        records.iter().all(|r| r.state == JobState::Queued),
+        "{records:?}"
+    );
     // After the restart the interrupted job runs first again.
     let s = start(tmp.path(), 3600);
     wait_for(&s, &running.id, JobState::Running);
@@ -150,12 +176,21 @@ fn shutdown_gives_up_on_a_job_that_ignores_cancel_after_its_wait() {
     let asked = Instant::now();
     s.shutdown();
     let took = asked.elapsed();
-    assert!(took >= SHUTDOWN_WAIT, "shutdown returned after {took:?} while the job still ran");
-    assert!(took < SHUTDOWN_WAIT + Duration::from_secs(5), "shutdown took {took:?}");
+    assert!(
+        took >= SHUTDOWN_WAIT,
+        "shutdown returned after {took:?} while the job still ran"
+    );
+    assert!(
+        took < SHUTDOWN_WAIT + Duration::from_secs(5),
+        "shutdown took {took:?}"
+    );
     // Left behind, the job is still `running` in the store: the next start marks it failed.
     let dir = Dir::open_ambient_dir(tmp.path(), cap_std::ambient_authority()).unwrap();
     let (records, _) = JobStore::open(&dir).unwrap().load_all().unwrap();
-    assert_eq!(records.iter().map(|r| r.state).collect::<Vec<_>>(), vec![JobState::Running]);
+    assert_eq!(
+        records.iter().map(|r| r.state).collect::<Vec<_>>(),
+        vec![JobState::Running]
+    );
     RELEASE_DEAF.store(true, std::sync::atomic::Ordering::Relaxed);
 }
 
@@ -201,11 +236,19 @@ fn the_cache_is_collected_at_start_keeping_what_stored_jobs_reference() {
     std::fs::create_dir_all(&cache).unwrap();
     let old = std::time::SystemTime::now() - Duration::from_secs(7200);
     let unused = "cd".repeat(32);
-    for name in
-        [format!("{}.wasm", sha()), format!("{}.cwasm", sha()), format!("{unused}.wasm"), format!("{unused}.cwasm")]
-    {
+    for name in [
+        format!("{}.wasm", sha()),
+        format!("{}.cwasm", sha()),
+        format!("{unused}.wasm"),
+        format!("{unused}.cwasm"),
+    ] {
         std::fs::write(cache.join(&name), b"component").unwrap();
-        std::fs::File::options().write(true).open(cache.join(&name)).unwrap().set_modified(old).unwrap();
+        std::fs::File::options()
+            .write(true)
+            .open(cache.join(&name))
+            .unwrap()
+            .set_modified(old)
+            .unwrap();
     }
     let jobs_dir = Dir::open_ambient_dir(&jobs, cap_std::ambient_authority()).unwrap();
     let store = JobStore::open(&jobs_dir).unwrap();
@@ -213,18 +256,35 @@ fn the_cache_is_collected_at_start_keeping_what_stored_jobs_reference() {
     let mut kept = JobRecord::queued("alice", manifest("kept"), sha());
     kept.finish(JobState::Succeeded, None);
     store.save(&kept).unwrap();
-    let retention =
-        CacheRetention { keep_unreferenced: 0, max_unreferenced_bytes: 0, min_age: Duration::from_secs(60) };
-    let components =
-        Arc::new(ComponentCache::new(Dir::open_ambient_dir(&cache, cap_std::ambient_authority()).unwrap(), retention));
-    let s = Scheduler::start_with_cache(store, Arc::new(Scripted), config(3600), Some(components.clone())).unwrap();
+    let retention = CacheRetention {
+        keep_unreferenced: 0,
+        max_unreferenced_bytes: 0,
+        min_age: Duration::from_secs(60),
+    };
+    let components = Arc::new(ComponentCache::new(
+        Dir::open_ambient_dir(&cache, cap_std::ambient_authority()).unwrap(),
+        retention,
+    ));
+    let s = Scheduler::start_with_cache(
+        store,
+        Arc::new(Scripted),
+        config(3600),
+        Some(components.clone()),
+    )
+    .unwrap();
     let deadline = Instant::now() + Duration::from_secs(10);
     while cache.join(format!("{unused}.wasm")).exists() {
-        assert!(Instant::now() < deadline, "the start-up collection never ran");
+        assert!(
+            Instant::now() < deadline,
+            "the start-up collection never ran"
+        );
         std::thread::sleep(Duration::from_millis(10));
     }
     assert!(!cache.join(format!("{unused}.cwasm")).exists());
-    assert!(cache.join(format!("{}.cwasm", sha())).exists(), "a retained job's component was deleted");
+    assert!(
+        cache.join(format!("{}.cwasm", sha())).exists(),
+        "a retained job's component was deleted"
+    );
     assert_eq!(components.deleted.get(), 1);
     drop(s);
 }

@@ -19,21 +19,35 @@ pub struct WasmExecutor {
 
 impl WasmExecutor {
     /// An executor reading from `source`, using at most `max_workers` threads per job.
-    pub fn new(runtime: Arc<Runtime>, source: Arc<dyn PartitionSource>, max_workers: usize) -> Self {
-        WasmExecutor { runtime, source, max_workers: max_workers.max(1) }
+    pub fn new(
+        runtime: Arc<Runtime>,
+        source: Arc<dyn PartitionSource>,
+        max_workers: usize,
+    ) -> Self {
+        WasmExecutor {
+            runtime,
+            source,
+            max_workers: max_workers.max(1),
+        }
     }
 
     fn options(&self, job: &JobRecord) -> Result<RunOptions, String> {
         let m = &job.manifest;
-        let filter = Schema::from_json(&m.filter.to_string()).map_err(|e| format!("bad filter: {e}"))?;
+        let filter =
+            Schema::from_json(&m.filter.to_string()).map_err(|e| format!("bad filter: {e}"))?;
         let limits: Limits = match &m.limits {
-            Some(value) => serde_json::from_value(value.clone()).map_err(|e| format!("bad limits: {e}"))?,
+            Some(value) => {
+                serde_json::from_value(value.clone()).map_err(|e| format!("bad limits: {e}"))?
+            }
             None => Limits::default(),
         };
         Ok(RunOptions {
             filter,
             param: m.parameter.clone().unwrap_or_default(),
-            workers: m.workers.unwrap_or(self.max_workers).clamp(1, self.max_workers),
+            workers: m
+                .workers
+                .unwrap_or(self.max_workers)
+                .clamp(1, self.max_workers),
             limits,
             skip_bad_records: m.skip_bad_records,
         })
@@ -42,9 +56,16 @@ impl WasmExecutor {
 
 impl Executor for WasmExecutor {
     fn execute(&self, job: &JobRecord, control: &RunControl) -> Result<Finished, RunFailure> {
-        let failed = |error: String| RunFailure::Failed { error, cost: None, log: Vec::new() };
+        let failed = |error: String| RunFailure::Failed {
+            error,
+            cost: None,
+            log: Vec::new(),
+        };
         let options = self.options(job).map_err(failed)?;
-        let compiled = self.runtime.load_cached(&job.component_sha256).map_err(|e| failed(e.to_string()))?;
+        let compiled = self
+            .runtime
+            .load_cached(&job.component_sha256)
+            .map_err(|e| failed(e.to_string()))?;
         match crate::jobs::run(
             &self.runtime,
             &compiled,

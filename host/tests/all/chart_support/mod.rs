@@ -22,16 +22,21 @@ pub fn read_chart(svg: &str) -> (Vec<Bar>, Vec<String>) {
     let mut in_label = false;
     let mut root_seen = false;
     loop {
-        match reader.read_event().unwrap_or_else(|e| panic!("not XML: {e}\n{svg}")) {
+        match reader
+            .read_event()
+            .unwrap_or_else(|e| panic!("not XML: {e}\n{svg}"))
+        {
             Event::Start(e) if !root_seen => {
                 assert_eq!(e.name().as_ref(), b"svg", "the root element is <svg>");
                 root_seen = true;
             }
             Event::Empty(e) if e.name().as_ref() == b"rect" => {
                 let attr = |name: &str| {
-                    e.try_get_attribute(name)
-                        .unwrap()
-                        .map(|a| a.normalized_value(quick_xml::XmlVersion::Implicit1_0).unwrap().into_owned())
+                    e.try_get_attribute(name).unwrap().map(|a| {
+                        a.normalized_value(quick_xml::XmlVersion::Implicit1_0)
+                            .unwrap()
+                            .into_owned()
+                    })
                 };
                 if attr("class").is_some_and(|c| c.split(' ').any(|c| c == "bar")) {
                     bars.push(Bar {
@@ -43,15 +48,24 @@ pub fn read_chart(svg: &str) -> (Vec<Bar>, Vec<String>) {
                 }
             }
             Event::Start(e) if e.name().as_ref() == b"text" => {
-                in_label = e.try_get_attribute("class").unwrap().is_some_and(|a| a.value.as_ref() == b"label");
+                in_label = e
+                    .try_get_attribute("class")
+                    .unwrap()
+                    .is_some_and(|a| a.value.as_ref() == b"label");
                 if in_label {
                     labels.push(String::new());
                 }
             }
-            Event::Text(t) if in_label => labels.last_mut().unwrap().push_str(&t.xml10_content().unwrap()),
+            Event::Text(t) if in_label => labels
+                .last_mut()
+                .unwrap()
+                .push_str(&t.xml10_content().unwrap()),
             Event::GeneralRef(r) if in_label => {
                 let entity = format!("&{};", r.decode().unwrap());
-                labels.last_mut().unwrap().push_str(&quick_xml::escape::unescape(&entity).unwrap());
+                labels
+                    .last_mut()
+                    .unwrap()
+                    .push_str(&quick_xml::escape::unescape(&entity).unwrap());
             }
             Event::End(e) if e.name().as_ref() == b"text" => in_label = false,
             Event::Eof => break,

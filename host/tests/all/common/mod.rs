@@ -5,7 +5,10 @@ use std::path::PathBuf;
 
 /// The repository root (parent of `host/`).
 pub fn repo_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
 }
 
 /// `../shared` beside the repository (read-only in CI), or `TELEMETRY_SHARED_DIR`.
@@ -30,7 +33,11 @@ pub fn binary() -> PathBuf {
 /// Panics with the command to run when it is missing: tests never skip silently.
 pub fn guest(name: &str) -> PathBuf {
     let path = repo_root().join("target/jobs").join(format!("{name}.wasm"));
-    assert!(path.exists(), "{} missing: run scripts/build-guests.sh first", path.display());
+    assert!(
+        path.exists(),
+        "{} missing: run scripts/build-guests.sh first",
+        path.display()
+    );
     path
 }
 
@@ -47,5 +54,8 @@ pub fn complete_lines(path: &std::path::Path) -> Vec<String> {
         Some(end) => &text[..=end],
         None => return Vec::new(),
     };
-    String::from_utf8_lossy(complete).lines().map(str::to_owned).collect()
+    String::from_utf8_lossy(complete)
+        .lines()
+        .map(str::to_owned)
+        .collect()
 }

@@ -10,7 +10,8 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
 use telemetry_server::convert::{Converter, Pipeline};
 use telemetry_server::jobs::{
-    self, CancelToken, CompiledJob, JobError, JobOutput, Progress, RunOptions, Runtime, RuntimeConfig,
+    self, CancelToken, CompiledJob, JobError, JobOutput, Progress, RunOptions, Runtime,
+    RuntimeConfig,
 };
 use telemetry_server::storage::{split_line, DataDir, Schema, StorageWriter, WriterOptions};
 
@@ -21,12 +22,23 @@ pub fn all_filter() -> Schema {
 
 /// A filter over the default schema with some dimensions restricted, e.g. `[(2, "\"release\"")]`.
 pub fn filter_json(restrict: &[(usize, &str)]) -> String {
-    let names = ["reason", "appName", "appUpdateChannel", "appVersion", "appBuildID", "submission_date"];
+    let names = [
+        "reason",
+        "appName",
+        "appUpdateChannel",
+        "appVersion",
+        "appBuildID",
+        "submission_date",
+    ];
     let dims: Vec<String> = names
         .iter()
         .enumerate()
         .map(|(i, n)| {
-            let allowed = restrict.iter().find(|(d, _)| *d == i).map(|(_, v)| v.to_string()).unwrap_or("\"*\"".into());
+            let allowed = restrict
+                .iter()
+                .find(|(d, _)| *d == i)
+                .map(|(_, v)| v.to_string())
+                .unwrap_or("\"*\"".into());
             format!(r#"{{"field_name":"{n}","allowed_values":{allowed}}}"#)
         })
         .collect();
@@ -50,7 +62,11 @@ pub fn guest(name: &str) -> CompiledJob {
     let map = COMPILED.get_or_init(|| Mutex::new(BTreeMap::new()));
     let mut map = map.lock().unwrap_or_else(|e| e.into_inner());
     map.entry(name.to_string())
-        .or_insert_with(|| runtime().compile(&std::fs::read(common::guest(name)).unwrap()).unwrap())
+        .or_insert_with(|| {
+            runtime()
+                .compile(&std::fs::read(common::guest(name)).unwrap())
+                .unwrap()
+        })
         .clone()
 }
 
@@ -69,23 +85,37 @@ pub fn converted_data() -> &'static Path {
         if done.join("storage").is_dir() {
             return done;
         }
-        let tmp =
-            tempfile::Builder::new().prefix("test-jobs-data-").tempdir_in(common::repo_root().join("target")).unwrap();
+        let tmp = tempfile::Builder::new()
+            .prefix("test-jobs-data-")
+            .tempdir_in(common::repo_root().join("target"))
+            .unwrap();
         let dir = tmp.path().to_path_buf();
         let data = DataDir::open(&dir).unwrap();
-        let mut pipeline =
-            Pipeline::new(&data, Arc::new(Converter::with_defaults()), WriterOptions::default(), "test").unwrap();
+        let mut pipeline = Pipeline::new(
+            &data,
+            Arc::new(Converter::with_defaults()),
+            WriterOptions::default(),
+            "test",
+        )
+        .unwrap();
         let mut raw: Vec<(String, String, &str)> = Vec::new();
         for entry in std::fs::read_dir(common::data("pings")).unwrap() {
             let path = entry.unwrap().path();
             let name = path.file_name().unwrap().to_str().unwrap().to_string();
             if name.ends_with(".json") {
                 pipeline.convert_json_file(&path, "20150528").unwrap();
-                let doc: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+                let doc: Value =
+                    serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
                 raw.push((format!("raw-{name}"), doc.to_string(), "20150528"));
             } else if name.ends_with(".tsv") {
-                pipeline.convert_text(&path, "20150529", &mut |_| {}).unwrap();
-                for line in std::fs::read_to_string(&path).unwrap().lines().filter(|l| l.contains('\t')) {
+                pipeline
+                    .convert_text(&path, "20150529", &mut |_| {})
+                    .unwrap();
+                for line in std::fs::read_to_string(&path)
+                    .unwrap()
+                    .lines()
+                    .filter(|l| l.contains('\t'))
+                {
                     let (id, json) = line.split_once('\t').unwrap();
                     raw.push((format!("raw-{id}"), json.to_string(), "20150529"));
                 }
@@ -99,16 +129,28 @@ pub fn converted_data() -> &'static Path {
             .args(["--count", "80", "--seed", "7"])
             .output()
             .expect("python3 runs gen-pings.py");
-        assert!(tsv.status.success(), "gen-pings.py failed: {}", String::from_utf8_lossy(&tsv.stderr));
+        assert!(
+            tsv.status.success(),
+            "gen-pings.py failed: {}",
+            String::from_utf8_lossy(&tsv.stderr)
+        );
         let generated = String::from_utf8(tsv.stdout).unwrap();
         for (i, line) in generated.lines().enumerate() {
             let (id, json) = line.split_once('\t').unwrap();
-            raw.push((id.to_string(), json.to_string(), if i % 2 == 0 { "20150601" } else { "20150602" }));
+            raw.push((
+                id.to_string(),
+                json.to_string(),
+                if i % 2 == 0 { "20150601" } else { "20150602" },
+            ));
         }
         store_as_is(&data, &raw);
         drop(data);
         if std::fs::rename(&dir, &done).is_err() {
-            assert!(done.join("storage").is_dir(), "could not move test data into {}", done.display());
+            assert!(
+                done.join("storage").is_dir(),
+                "could not move test data into {}",
+                done.display()
+            );
         }
         done
     })
@@ -118,11 +160,18 @@ pub fn converted_data() -> &'static Path {
 /// schema from the document's own fields (classic `info.*` or v4 `type`/`application.*`).
 pub fn store_as_is(data: &DataDir, records: &[(String, String, &str)]) {
     let schema = Schema::from_json(telemetry_server::convert::DEFAULT_SCHEMA).unwrap();
-    let mut writer = StorageWriter::new(data.sub("storage").unwrap(), schema.clone(), WriterOptions::default());
+    let mut writer = StorageWriter::new(
+        data.sub("storage").unwrap(),
+        schema.clone(),
+        WriterOptions::default(),
+    );
     for (id, json, date) in records {
         let doc: Value = serde_json::from_str(json).unwrap();
         let field = |classic: &str, v4: &str| {
-            doc.pointer(classic).or_else(|| doc.pointer(v4)).and_then(Value::as_str).map(str::to_string)
+            doc.pointer(classic)
+                .or_else(|| doc.pointer(v4))
+                .and_then(Value::as_str)
+                .map(str::to_string)
         };
         let values = [
             field("/info/reason", "/type"),
@@ -143,9 +192,21 @@ pub fn tiny_data(records: &[(&str, &str)]) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     let data = DataDir::open(dir.path()).unwrap();
     let schema = Schema::from_json(telemetry_server::convert::DEFAULT_SCHEMA).unwrap();
-    let mut writer = StorageWriter::new(data.sub("storage").unwrap(), schema, WriterOptions::default());
-    let dims: Vec<String> =
-        ["saved_session", "Firefox", "release", "40.0", "20150522004047", "20150528"].map(String::from).to_vec();
+    let mut writer = StorageWriter::new(
+        data.sub("storage").unwrap(),
+        schema,
+        WriterOptions::default(),
+    );
+    let dims: Vec<String> = [
+        "saved_session",
+        "Firefox",
+        "release",
+        "40.0",
+        "20150522004047",
+        "20150528",
+    ]
+    .map(String::from)
+    .to_vec();
     for (id, json) in records {
         writer.write(&dims, 4, id, json).unwrap();
     }
@@ -162,7 +223,10 @@ pub fn stored_records(data: &Path, filter: &Schema) -> Vec<(String, String)> {
         std::io::Read::read_to_string(&mut source.open(&file).unwrap(), &mut text).unwrap();
         for line in text.lines().filter(|l| !l.is_empty()) {
             let (id, json) = split_line(line.as_bytes()).unwrap();
-            out.push((String::from_utf8(id.to_vec()).unwrap(), String::from_utf8(json.to_vec()).unwrap()));
+            out.push((
+                String::from_utf8(id.to_vec()).unwrap(),
+                String::from_utf8(json.to_vec()).unwrap(),
+            ));
         }
     }
     out
@@ -197,12 +261,22 @@ pub fn native_os_distribution(records: &[(String, String)]) -> String {
 /// Runs a built guest (`target/jobs/<guest>.wasm`) over the data directory `data`.
 pub fn run_guest(data: &Path, guest: &str, opts: &RunOptions) -> Result<JobOutput, JobError> {
     let source = jobs::open_source(data.to_str().unwrap()).unwrap();
-    jobs::run(runtime(), &self::guest(guest), source, opts, &Progress::default(), &CancelToken::new())
+    jobs::run(
+        runtime(),
+        &self::guest(guest),
+        source,
+        opts,
+        &Progress::default(),
+        &CancelToken::new(),
+    )
 }
 
 /// Options reading every record with `workers` workers.
 pub fn all_with(workers: usize) -> RunOptions {
-    RunOptions { workers, ..RunOptions::new(all_filter()) }
+    RunOptions {
+        workers,
+        ..RunOptions::new(all_filter())
+    }
 }
 
 /// A job's output as text.

@@ -17,7 +17,11 @@ pub fn encode_all(version: Version, records: &[RawRecord]) -> (Vec<u8>, Vec<usiz
 /// What a reader of `version` returns for `r` (v0/v1 carry no ip).
 pub fn as_read(version: Version, r: &RawRecord) -> RawRecord {
     RawRecord {
-        ip: if version == Version::V2 { r.ip.clone() } else { String::new() },
+        ip: if version == Version::V2 {
+            r.ip.clone()
+        } else {
+            String::new()
+        },
         ..r.clone()
     }
 }
