@@ -305,17 +305,7 @@ fn seed_compressed_text_samples_are_read_in_every_container() {
 fn convert_output_does_not_depend_on_the_thread_count() {
     let tmp = tempfile::tempdir().unwrap();
     let pings = tmp.path().join("pings.tsv");
-    let out = Command::new("python3")
-        .arg(common::shared_dir().join("tools/gen-pings.py"))
-        .args(["--count", "400", "--seed", "7"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    std::fs::write(&pings, &out.stdout).unwrap();
+    std::fs::write(&pings, common::gen_pings(400, 7)).unwrap();
     let log = common::data("seed/worker-test-data/telemetry1.log");
     let raw = common::data("pings/rawlog-v2.saved-session.Fx40.0a2-aurora.2015-05.uberi.finished");
     let convert = |threads: &str| {

@@ -208,17 +208,7 @@ fn convert_cli(input: &std::path::Path, mode: &str) -> (i32, Value) {
 fn gen_pings_convert_with_nearest_and_fewer_rejections() {
     let dir = tempfile::tempdir().unwrap();
     let input = dir.path().join("pings.tsv");
-    let out = Command::new("python3")
-        .arg(common::shared_dir().join("tools/gen-pings.py"))
-        .args(["--count", "200", "--seed", "1"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    std::fs::write(&input, &out.stdout).unwrap();
+    std::fs::write(&input, common::gen_pings(200, 1)).unwrap();
 
     let (_, strict) = convert_cli(&input, "reject");
     let (_, lenient) = convert_cli(&input, "nearest");

@@ -1,20 +1,27 @@
 //! The real `telemetry-server serve` process: starts with no config file, accepts a real ping, and
-//! on SIGTERM drains, finishes its logs and exits 0.
+//! on SIGTERM drains, finishes its logs and exits 0; its logs as text or JSON.
 
 use crate::common;
 
 use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crate::server_support::{files, finished_records};
 
-#[test]
-fn serve_accepts_then_drains_on_sigterm_and_exits_zero() {
-    let tmp = tempfile::tempdir().unwrap();
-    let data = tmp.path().join("data");
+/// `serve` on a free port over `data` with no config file, its stderr read line by line on a
+/// thread (which ends with the process and answers every line); returns it with the address it
+/// announced, found in a line by `address`.
+fn spawn_serve(
+    log_format: &str,
+    data: &std::path::Path,
+    address: fn(&str) -> Option<String>,
+) -> (Child, String, JoinHandle<Vec<String>>) {
     let mut child = Command::new(common::binary())
         .args([
+            "--log-format",
+            log_format,
             "serve",
             "--listen",
             "127.0.0.1:0",
@@ -22,7 +29,7 @@ fn serve_accepts_then_drains_on_sigterm_and_exits_zero() {
             "false",
             "--data-dir",
         ])
-        .arg(&data)
+        .arg(data)
         .env_remove("TELEMETRY_CONFIG")
         .stderr(Stdio::piped())
         .spawn()
@@ -30,20 +37,49 @@ fn serve_accepts_then_drains_on_sigterm_and_exits_zero() {
     let (addr_tx, addr_rx) = std::sync::mpsc::channel();
     let stderr = child.stderr.take().unwrap();
     let reader = std::thread::spawn(move || {
-        let mut log = String::new();
+        let mut lines = Vec::new();
         for line in BufReader::new(stderr).lines() {
             let line = line.unwrap();
-            if let Some(addr) = line.strip_prefix("listening on ") {
-                let _ = addr_tx.send(addr.to_string());
+            if let Some(addr) = address(&line) {
+                let _ = addr_tx.send(addr);
             }
-            log.push_str(&line);
-            log.push('\n');
+            lines.push(line);
         }
-        log
+        lines
     });
     let addr = addr_rx
         .recv_timeout(Duration::from_secs(30))
         .expect("server announces its address");
+    (child, addr, reader)
+}
+
+/// SIGTERM, then the exit status (within 30 s).
+fn terminate(child: &mut Child) -> ExitStatus {
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let start = Instant::now();
+    loop {
+        if let Some(exit) = child.try_wait().unwrap() {
+            return exit;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "server did not exit after SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn serve_accepts_then_drains_on_sigterm_and_exits_zero() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let (mut child, addr, reader) = spawn_serve("text", &data, |line| {
+        line.strip_prefix("listening on ").map(str::to_owned)
+    });
 
     let ping = std::fs::read(common::data(
         "pings/rawlog-v2.saved-session.Fx40.0a2-aurora.2015-05.uberi.finished",
@@ -58,23 +94,8 @@ fn serve_accepts_then_drains_on_sigterm_and_exits_zero() {
         .unwrap();
     assert_eq!(response.status().as_u16(), 200);
 
-    let status = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let start = Instant::now();
-    let exit = loop {
-        if let Some(exit) = child.try_wait().unwrap() {
-            break exit;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(30),
-            "server did not exit after SIGTERM"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    let log = reader.join().unwrap();
+    let exit = terminate(&mut child);
+    let log = reader.join().unwrap().join("\n");
     assert!(exit.success(), "exit {exit:?}; log:\n{log}");
     assert!(log.contains("raw logs synced and finished"), "{log}");
     assert!(
@@ -97,43 +118,11 @@ fn serve_accepts_then_drains_on_sigterm_and_exits_zero() {
 #[test]
 fn json_logs_are_one_object_per_line() {
     let tmp = tempfile::tempdir().unwrap();
-    let mut child = Command::new(common::binary())
-        .args([
-            "--log-format",
-            "json",
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--convert",
-            "false",
-            "--data-dir",
-        ])
-        .arg(tmp.path().join("data"))
-        .env_remove("TELEMETRY_CONFIG")
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let (addr_tx, addr_rx) = std::sync::mpsc::channel();
-    let stderr = child.stderr.take().unwrap();
-    let reader = std::thread::spawn(move || {
-        let mut events = Vec::new();
-        for line in BufReader::new(stderr).lines() {
-            let line = line.unwrap();
-            let event: serde_json::Value =
-                serde_json::from_str(&line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
-            if let Some(addr) = event["fields"]["message"]
-                .as_str()
-                .and_then(|m| m.strip_prefix("listening on "))
-            {
-                let _ = addr_tx.send(addr.to_string());
-            }
-            events.push(event);
-        }
-        events
+    let (mut child, addr, reader) = spawn_serve("json", &tmp.path().join("data"), |line| {
+        let event: serde_json::Value = serde_json::from_str(line).ok()?;
+        let message = event["fields"]["message"].as_str()?;
+        message.strip_prefix("listening on ").map(str::to_owned)
     });
-    let addr = addr_rx
-        .recv_timeout(Duration::from_secs(30))
-        .expect("server announces its address");
     assert_eq!(
         reqwest::blocking::get(format!("http://{addr}/status"))
             .unwrap()
@@ -141,20 +130,13 @@ fn json_logs_are_one_object_per_line() {
             .as_u16(),
         200
     );
-    assert!(Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
+    assert!(terminate(&mut child).success());
+    let events: Vec<serde_json::Value> = reader
+        .join()
         .unwrap()
-        .success());
-    let start = Instant::now();
-    while child.try_wait().unwrap().is_none() {
-        assert!(
-            start.elapsed() < Duration::from_secs(30),
-            "server did not exit after SIGTERM"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let events = reader.join().unwrap();
+        .iter()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
     assert!(events.len() >= 3, "{events:?}");
     for event in &events {
         assert!(

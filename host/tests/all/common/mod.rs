@@ -59,3 +59,19 @@ pub fn complete_lines(path: &std::path::Path) -> Vec<String> {
         .map(str::to_owned)
         .collect()
 }
+
+/// `count` realistic pings from `../shared/tools/gen-pings.py` (deterministic for `seed`), as
+/// its `id<TAB>json` lines.
+pub fn gen_pings(count: usize, seed: u64) -> String {
+    let out = std::process::Command::new("python3")
+        .arg(shared_dir().join("tools/gen-pings.py"))
+        .args(["--count", &count.to_string(), "--seed", &seed.to_string()])
+        .output()
+        .expect("python3 runs ../shared/tools/gen-pings.py");
+    assert!(
+        out.status.success(),
+        "gen-pings.py failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("gen-pings.py writes UTF-8")
+}

@@ -124,17 +124,7 @@ pub fn converted_data() -> &'static Path {
             }
         }
         pipeline.finish().unwrap();
-        let tsv = std::process::Command::new("python3")
-            .arg(common::shared_dir().join("tools/gen-pings.py"))
-            .args(["--count", "80", "--seed", "7"])
-            .output()
-            .expect("python3 runs gen-pings.py");
-        assert!(
-            tsv.status.success(),
-            "gen-pings.py failed: {}",
-            String::from_utf8_lossy(&tsv.stderr)
-        );
-        let generated = String::from_utf8(tsv.stdout).unwrap();
+        let generated = common::gen_pings(80, 7);
         for (i, line) in generated.lines().enumerate() {
             let (id, json) = line.split_once('\t').unwrap();
             raw.push((

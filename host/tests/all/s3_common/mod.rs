@@ -278,19 +278,13 @@ pub fn converted_data_dir(
 pub fn write_generated(data: &telemetry_server::storage::DataDir, count: usize, dates: &[&str]) {
     use telemetry_server::convert::DEFAULT_SCHEMA;
     use telemetry_server::storage::{Schema, StorageWriter, WriterOptions};
-    let out = Command::new("python3")
-        .arg(crate::common::shared_dir().join("tools/gen-pings.py"))
-        .args(["--count", &count.to_string(), "--seed", "6"])
-        .output()
-        .expect("python3 runs ../shared/tools/gen-pings.py");
-    assert!(out.status.success(), "gen-pings.py failed");
     let schema = Schema::from_json(DEFAULT_SCHEMA).unwrap();
     let options = WriterOptions {
         max_file_bytes: 2_000_000,
         ..WriterOptions::default()
     };
     let mut writer = StorageWriter::new(data.sub("storage").unwrap(), schema.clone(), options);
-    let text = String::from_utf8(out.stdout).unwrap();
+    let text = crate::common::gen_pings(count, 6);
     for (i, line) in text.lines().enumerate() {
         let (id, json) = line.split_once('\t').unwrap();
         let doc: serde_json::Value = serde_json::from_str(json).unwrap();
