@@ -380,23 +380,18 @@ impl Pipeline {
         progress: &mut dyn FnMut(u64),
     ) -> Result<ConvertSummary, ConvertError> {
         let source = path.display().to_string();
-        let mut input = BufReader::with_capacity(256 * 1024, open(path)?);
         let default_ms = chrono::NaiveDate::parse_from_str(submission_date, "%Y%m%d")
             .ok()
             .and_then(|d| d.and_hms_opt(0, 0, 0))
             .map_or(0, |t| t.and_utc().timestamp_millis().max(0) as u64);
         let mut summary = ConvertSummary::default();
-        let mut line = Vec::new();
-        let mut consumed = 0u64;
-        loop {
-            line.clear();
-            let n = input
-                .read_until(b'\n', &mut line)
-                .map_err(|e| input_error(path, e))?;
-            if n == 0 {
-                break;
-            }
-            consumed += n as u64;
+        let lines = Lines {
+            input: Box::new(BufReader::with_capacity(256 * 1024, open(path)?)),
+            path,
+            consumed: 0,
+        };
+        for item in lines {
+            let (line, consumed) = item?;
             if line.trim_ascii().is_empty() {
                 continue;
             }
