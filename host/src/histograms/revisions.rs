@@ -323,6 +323,9 @@ pub struct RevisionCache {
     fetcher: Option<Fetcher>,
     counters: Counters,
     rejected: AtomicU64,
+    /// Table positions, newest first ([`RevisionCache::nearest`]'s last resort): the table does
+    /// not change once built, so the order is computed once, not for every ping.
+    newest_first: std::sync::OnceLock<Vec<usize>>,
 }
 
 impl Default for RevisionCache {
@@ -346,6 +349,7 @@ impl RevisionCache {
             fetcher: None,
             counters: Counters::default(),
             rejected: AtomicU64::new(0),
+            newest_first: std::sync::OnceLock::new(),
         }
     }
 
@@ -404,6 +408,8 @@ impl RevisionCache {
             }
             table.revisions.append(&mut self.table.revisions);
             self.table = table;
+            self.newest_first = std::sync::OnceLock::new();
+            self.newest_first = std::sync::OnceLock::new();
         }
         self.dirs.push(dir);
         Ok(self)
@@ -517,12 +523,16 @@ impl RevisionCache {
         if let Some(resolved) = self.fallback(query)? {
             return Ok(resolved);
         }
-        let mut entries: Vec<&TableEntry> = self.table.revisions.iter().collect();
-        // Newest first: by the end of the latest build range, table order breaking ties.
-        entries.reverse();
-        entries
-            .sort_by_key(|e| std::cmp::Reverse(e.builds.values().map(|[_, to]| pad14(to)).max()));
-        for entry in entries {
+        let order = self.newest_first.get_or_init(|| {
+            let revisions = &self.table.revisions;
+            // By the end of the latest build range, later table entries first on ties.
+            let mut order: Vec<usize> = (0..revisions.len()).rev().collect();
+            order.sort_by_key(|&i| {
+                std::cmp::Reverse(revisions[i].builds.values().map(|[_, to]| pad14(to)).max())
+            });
+            order
+        });
+        for entry in order.iter().map(|&i| &self.table.revisions[i]) {
             if let Some(definitions) = self.definitions(&entry.repo, &entry.rev)? {
                 return Ok(Resolved {
                     definitions,

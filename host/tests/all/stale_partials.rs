@@ -7,9 +7,9 @@
 use crate::common;
 use crate::server_support;
 
-use std::io::{BufRead, BufReader, Read};
+use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -56,31 +56,7 @@ impl Serve {
             ),
         )
         .unwrap();
-        let mut child = Command::new(common::binary())
-            .args(["serve", "--listen", "127.0.0.1:0", "--config"])
-            .arg(&config)
-            .arg("--data-dir")
-            .arg(root.join("data"))
-            .env("RUST_LOG", "info")
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let (addr_tx, addr_rx) = std::sync::mpsc::channel();
-        let log = Arc::new(Mutex::new(String::new()));
-        let captured = log.clone();
-        let stderr = child.stderr.take().unwrap();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines() {
-                let Ok(line) = line else { break };
-                if let Some(addr) = line.strip_prefix("listening on ") {
-                    let _ = addr_tx.send(addr.to_string());
-                }
-                captured.lock().unwrap().push_str(&(line + "\n"));
-            }
-        });
-        let addr = addr_rx
-            .recv_timeout(Duration::from_secs(30))
-            .expect("server announces its address");
+        let (child, addr, log) = server_support::spawn_serve(&config, &root.join("data"));
         Serve { child, addr, log }
     }
 

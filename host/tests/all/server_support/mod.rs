@@ -181,3 +181,39 @@ pub fn gzip(data: &[u8]) -> Vec<u8> {
     enc.write_all(data).unwrap();
     enc.finish().unwrap()
 }
+
+/// `telemetry-server serve` as a real process on a free port, with `config` and data dir `data`
+/// (`RUST_LOG=info`); its stderr is collected into `log` while it runs. Returns once the server
+/// announced its address.
+pub fn spawn_serve(
+    config: &Path,
+    data: &Path,
+) -> (std::process::Child, String, Arc<std::sync::Mutex<String>>) {
+    use std::io::BufRead;
+    let mut child = std::process::Command::new(crate::common::binary())
+        .args(["serve", "--listen", "127.0.0.1:0", "--config"])
+        .arg(config)
+        .arg("--data-dir")
+        .arg(data)
+        .env("RUST_LOG", "info")
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (addr_tx, addr_rx) = std::sync::mpsc::channel();
+    let log = Arc::new(std::sync::Mutex::new(String::new()));
+    let captured = log.clone();
+    let stderr = child.stderr.take().unwrap();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr).lines() {
+            let Ok(line) = line else { break };
+            if let Some(addr) = line.strip_prefix("listening on ") {
+                let _ = addr_tx.send(addr.to_string());
+            }
+            captured.lock().unwrap().push_str(&(line + "\n"));
+        }
+    });
+    let addr = addr_rx
+        .recv_timeout(Duration::from_secs(30))
+        .unwrap_or_else(|_| panic!("server did not start:\n{}", log.lock().unwrap()));
+    (child, addr, log)
+}
