@@ -13,12 +13,12 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
-use telemetry_server::config::ConvertConfig;
+use telemetry_server::config::{Config, ConvertConfig};
 use telemetry_server::convert::{
     BadRecordKind, ConvertOptions, ConvertSummary, Converter, DedupIndex, InputFormat, Pipeline,
     UnknownRevision, DEFAULT_SCHEMA,
 };
-use telemetry_server::export::{RawLogObject, S3Source};
+use telemetry_server::export::{ExportReport, Exporter, RawLogObject, S3Config, S3Source};
 use telemetry_server::storage::{Codec, DataDir, Schema, WriterOptions};
 
 #[derive(clap::Args)]
@@ -69,6 +69,13 @@ pub struct Args {
     /// Print the summary as one JSON object on stdout.
     #[arg(long)]
     json: bool,
+    /// After converting, upload the data dir's partition files to S3 (one `export` pass) with the
+    /// `[s3]` section of `--config`, completed from the AWS environment variables.
+    #[arg(long)]
+    export: bool,
+    /// Server configuration file whose `[s3]` section `--export` uses.
+    #[arg(long, env = "TELEMETRY_CONFIG", requires = "export")]
+    config: Option<PathBuf>,
     /// De-duplicate by document id: records whose id was stored within this many days of
     /// submission dates (DATA_DIR/dedup/ids.redb, shared with `serve`) are skipped; 0 disables.
     #[arg(long, default_value_t = ConvertConfig::default().dedup_window_days)]
@@ -92,6 +99,11 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
 }
 
 fn convert(args: Args) -> anyhow::Result<ExitCode> {
+    // Checked before anything is written, so a bad `[s3]` section costs no conversion.
+    let export = match args.export {
+        true => Some(export_config(args.config.as_deref())?),
+        false => None,
+    };
     let schema = match &args.schema {
         Some(path) => {
             Schema::load(path).with_context(|| format!("cannot load schema {}", path.display()))?
@@ -223,6 +235,10 @@ fn convert(args: Args) -> anyhow::Result<ExitCode> {
     }
     let files = pipeline.finish()?;
     bar.finish_and_clear();
+    let exported = match &export {
+        Some(cfg) => Some(export_storage(cfg, &args.data_dir, !args.json)?),
+        None => None,
+    };
 
     if args.json {
         let mut value = serde_json::to_value(&summary)?;
@@ -231,14 +247,52 @@ fn convert(args: Args) -> anyhow::Result<ExitCode> {
         if let Some(index) = &dedup {
             value["dedup_entries"] = index.entries().into();
         }
+        if let Some(report) = &exported {
+            value["export"] = serde_json::json!({
+                "files": report.files,
+                "uploaded": report.uploaded,
+                "already_there": report.already_there,
+                "failed": report.failed.len(),
+            });
+        }
         println!("{value}");
     } else {
         print_summary(&summary, files.len(), &error_file);
+        if let (Some(report), Some(cfg)) = (&exported, &export) {
+            super::export::print_report(report, cfg);
+        }
+    }
+    if let Some(report) = &exported {
+        anyhow::ensure!(
+            report.failed.is_empty(),
+            "{} of {} partition files could not be exported (the next `export` or `convert --export` retries them)",
+            report.failed.len(),
+            report.files
+        );
     }
     Ok(if summary.bad_records == 0 {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)
+    })
+}
+
+/// The `[s3]` section of the configuration file (if any), completed from the environment and
+/// validated.
+fn export_config(config: Option<&Path>) -> anyhow::Result<S3Config> {
+    let file = Config::load(config).context("loading the configuration")?;
+    let cfg = file.s3.unwrap_or_default().with_env_defaults();
+    cfg.validate()
+        .context("--export needs an [s3] section with a bucket")?;
+    Ok(cfg)
+}
+
+/// One export pass of `data_dir` (partition files, as `telemetry-server export`).
+fn export_storage(cfg: &S3Config, data_dir: &Path, progress: bool) -> anyhow::Result<ExportReport> {
+    let runtime = tokio::runtime::Runtime::new().context("starting the tokio runtime")?;
+    runtime.block_on(async {
+        let exporter = Exporter::new(cfg.clone(), data_dir)?;
+        super::export::export_pass(&exporter, progress).await
     })
 }
 

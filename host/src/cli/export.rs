@@ -10,7 +10,7 @@ use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use telemetry_server::config::Config;
-use telemetry_server::export::{Exporter, S3Config};
+use telemetry_server::export::{ExportReport, Exporter, S3Config};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -95,32 +95,64 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     runtime.block_on(async {
         let exporter = Exporter::new(cfg.clone(), &data_dir)?;
         if args.continuous {
-            eprintln!("exporting {} to s3://{}/{} every {} s (Ctrl-C stops)", data_dir.display(), cfg.bucket, cfg.prefix, cfg.interval_secs);
-            exporter.run_forever(async { let _ = tokio::signal::ctrl_c().await; }).await;
+            eprintln!(
+                "exporting {} to s3://{}/{} every {} s (Ctrl-C stops)",
+                data_dir.display(),
+                cfg.bucket,
+                cfg.prefix,
+                cfg.interval_secs
+            );
+            exporter
+                .run_forever(async {
+                    let _ = tokio::signal::ctrl_c().await;
+                })
+                .await;
             return Ok(ExitCode::SUCCESS);
         }
-        let progress = ProgressBar::new(0).with_style(
-            ProgressStyle::with_template("{spinner} [{elapsed_precise}] {wide_bar} {bytes}/{total_bytes} {bytes_per_sec} eta {eta}")
-                .expect("valid template"),
-        );
-        let report = exporter.run_once(&progress).await?;
-        progress.finish_and_clear();
-        println!(
-            "exported {} of {} files ({:.1} MB) to s3://{}/{} in {:.2} s: {:.1} MB/s; {} already there; {} deleted locally; {} failed",
-            report.uploaded,
-            report.files,
-            report.bytes_uploaded as f64 / 1e6,
-            cfg.bucket,
-            cfg.prefix,
-            report.elapsed.as_secs_f64(),
-            report.mb_per_sec(),
-            report.already_there,
-            report.deleted,
-            report.failed.len(),
-        );
-        for (path, error) in &report.failed {
-            eprintln!("failed: {path}: {error}");
-        }
-        Ok(if report.failed.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+        let report = export_pass(&exporter, true).await?;
+        print_report(&report, &cfg);
+        Ok(if report.failed.is_empty() {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::FAILURE
+        })
     })
+}
+
+/// One export pass, with a progress bar on stderr when `show_progress`. Shared with
+/// `convert --export`.
+pub async fn export_pass(exporter: &Exporter, show_progress: bool) -> anyhow::Result<ExportReport> {
+    let progress = if show_progress {
+        ProgressBar::new(0).with_style(
+            ProgressStyle::with_template(
+                "{spinner} [{elapsed_precise}] {wide_bar} {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
+            )
+            .expect("valid template"),
+        )
+    } else {
+        ProgressBar::hidden()
+    };
+    let report = exporter.run_once(&progress).await?;
+    progress.finish_and_clear();
+    Ok(report)
+}
+
+/// The pass in one line on stdout, each failed file on stderr.
+pub fn print_report(report: &ExportReport, cfg: &S3Config) {
+    println!(
+        "exported {} of {} files ({:.1} MB) to s3://{}/{} in {:.2} s: {:.1} MB/s; {} already there; {} deleted locally; {} failed",
+        report.uploaded,
+        report.files,
+        report.bytes_uploaded as f64 / 1e6,
+        cfg.bucket,
+        cfg.prefix,
+        report.elapsed.as_secs_f64(),
+        report.mb_per_sec(),
+        report.already_there,
+        report.deleted,
+        report.failed.len(),
+    );
+    for (path, error) in &report.failed {
+        eprintln!("failed: {path}: {error}");
+    }
 }

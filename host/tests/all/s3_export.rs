@@ -466,3 +466,50 @@ fn only_keys_the_journal_says_were_in_flight_are_checked_with_head() {
     });
     assert_bucket_is(&server, "telemetry-published", &keyed("", &files));
 }
+
+/// `convert --export` stores the real raw log and then uploads exactly the partition files it
+/// wrote, under the `[s3]` section of `--config`; with no bucket it refuses before converting.
+#[test]
+fn convert_with_export_uploads_what_it_stored_and_checks_the_config_first() {
+    let server = S3Server::start();
+    let raw = common::data("pings/rawlog-v2.saved-session.Fx40.0a2-aurora.2015-05.uberi.finished");
+    let dir = tempfile::tempdir().unwrap();
+    let convert = |config: &str, data: &Path| {
+        let config_file = dir.path().join("server.toml");
+        std::fs::write(&config_file, config).unwrap();
+        Command::new(common::binary())
+            .args(["convert", "--json", "--export", "--config"])
+            .arg(&config_file)
+            .arg("--data-dir")
+            .arg(data)
+            .arg(&raw)
+            .envs(server.env())
+            .output()
+            .unwrap()
+    };
+
+    let refused = dir.path().join("refused");
+    let out = convert("[s3]\nprefix = \"v2/\"\n", &refused);
+    assert_eq!(out.status.code(), Some(2), "no bucket is a usage error");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("bucket"), "{stderr}");
+    assert!(
+        !refused.join("storage").exists(),
+        "nothing converted before the config was checked"
+    );
+
+    let data = dir.path().join("data");
+    let out = convert("[s3]\nbucket = \"published\"\nprefix = \"v2/\"\n", &data);
+    assert!(
+        out.status.code().is_some_and(|c| c <= 1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let stored = local_files(&data.join("storage"));
+    assert!(!stored.is_empty(), "{summary}");
+    assert_eq!(summary["export"]["files"], stored.len());
+    assert_eq!(summary["export"]["uploaded"], stored.len());
+    assert_eq!(summary["export"]["failed"], 0);
+    assert_bucket_is(&server, "published", &keyed("v2/", &stored));
+}
