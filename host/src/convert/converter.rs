@@ -437,11 +437,29 @@ mod tests {
                 "20180410"
             ]
         );
-        // Still rejected: not an object, no version, a client-sent `info`.
+        // A client-sent classic `info` beside `application`: one `info` is stored, what the
+        // unified ping says winning over what the client added.
+        let out = c
+            .convert_body(
+                "id",
+                br#"{"version": 4, "type": "main", "application": {"name": "Firefox", "channel": "beta", "version": "45.0", "buildId": "20151103030248"}, "info": {"appUpdateChannel": "release", "OS": "Linux"}}"#,
+                "20180410",
+            )
+            .unwrap();
+        let doc: serde_json::Value = serde_json::from_str(&out.json).unwrap();
+        assert_eq!(doc["info"]["appUpdateChannel"], "beta");
+        assert_eq!(doc["info"]["OS"], "Linux");
+        assert_eq!(out.json.matches(r#""info":"#).count(), 1, "{}", out.json);
+        assert_eq!(out.dims[2], "beta");
+        // A Heka frame with more frame metadata than `fields`: the ping inside is stored.
+        let framed = br#"{"fields": {"docType": "main"}, "info": {"OS": "x"}, "payload": {"version": 4, "type": "main", "application": {"name": "Firefox", "channel": "nightly", "version": "54.0a1", "buildId": "20170101030203"}}}"#;
+        let out = c.convert_body("id", framed, "20180410").unwrap();
+        assert_eq!(out.dims[..3], ["main", "Firefox", "nightly"]);
+        // Still rejected: not an object, no version, an `info` that is not an object.
         for body in [
             "[1]",
             r#"{"a": 1}"#,
-            r#"{"version": 4, "type": "main", "application": {}, "payload": {}, "info": {}}"#,
+            r#"{"version": 4, "type": "main", "application": {}, "payload": {}, "info": 7}"#,
         ] {
             assert!(
                 c.convert_body("id", body.as_bytes(), "20180410").is_err(),

@@ -94,9 +94,10 @@ pub fn convert<'a>(text: &'a str, lookup: Lookup) -> Result<Document<'a>, BadRec
 }
 
 /// The ping inside a Heka-framed message as the 2016–2017 pipeline stored it: an object with
-/// `fields` (pipeline metadata) and `payload` (the ping, an object with its own version).
+/// `fields` (pipeline metadata), `payload` (the ping, an object with its own version) and
+/// possibly other frame metadata (e.g. a classic `info`), which is dropped with the frame.
 fn heka_payload<'a>(root: &Fields<'a>) -> Option<&'a str> {
-    if root.0.len() != 2 || !root.contains("fields") {
+    if !root.contains("fields") {
         return None;
     }
     let payload = member(root, "payload")?;
@@ -432,7 +433,7 @@ fn unified<'a>(mut root: Fields<'a>, lookup: Lookup) -> Result<Document<'a>, Bad
             "Unified ping has no top-level 'type' field",
         ));
     }
-    let info = unified_info(&root, ping_type.as_deref(), lookup)?;
+    let mut info = unified_info(&root, ping_type.as_deref(), lookup)?;
     let payload_text = member(&root, "payload");
     if payload_text.is_none() && !lookup.lenient() {
         return Err(BadRecord::conversion(
@@ -440,9 +441,15 @@ fn unified<'a>(mut root: Fields<'a>, lookup: Lookup) -> Result<Document<'a>, Bad
         ));
     }
     if root.contains("info") {
-        return Err(BadRecord::conversion(
-            "Raw unified ping has an existing ping.info field",
-        ));
+        if !lookup.lenient() {
+            return Err(BadRecord::conversion(
+                "Raw unified ping has an existing ping.info field",
+            ));
+        }
+        // A client (or an older pipeline) sent a classic `info` too: what the unified ping
+        // says wins, the sent members it does not say are kept; one `info` is stored.
+        info.extend_missing(take_info(&root)?);
+        root.remove("info");
     }
     root.set("version", "5");
     let marks = Marks::default();

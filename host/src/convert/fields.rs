@@ -52,6 +52,15 @@ impl<'a> Fields<'a> {
         }
     }
 
+    /// Appends the members of `other` whose keys this object does not have.
+    pub fn extend_missing(&mut self, other: Fields<'a>) {
+        for (key, value) in other.0 {
+            if !self.contains(&key) {
+                self.0.push((key, value));
+            }
+        }
+    }
+
     /// Removes every member named `key`.
     pub fn remove(&mut self, key: &str) {
         self.0.retain(|(k, _)| k != key);

@@ -233,6 +233,22 @@ fn gen_pings_convert_with_nearest_and_fewer_rejections() {
     assert_eq!(n(&strict, "histograms_dropped"), 0);
 }
 
+/// Every kind gen-pings.py makes (classic and unified, minimal pings, Heka frames, pings with a
+/// client-sent `info`, histograms with corrupted keys) is stored by default: nothing rejected,
+/// broken histograms dropped and counted.
+#[test]
+fn every_generated_ping_is_stored_by_default() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("pings.tsv");
+    std::fs::write(&input, common::gen_pings(400, 7)).unwrap();
+    let (code, keep) = convert_cli(&input, "keep");
+    let n = |k: &str| keep[k].as_u64().unwrap();
+    assert_eq!(code, 0, "{keep}");
+    assert_eq!(n("records_read"), 400);
+    assert_eq!((n("records_written"), n("bad_records")), (400, 0), "{keep}");
+    assert!(n("histograms_converted") > 0, "{keep}");
+}
+
 #[test]
 fn unknown_revision_rejects_bad_values() {
     let out = Command::new(common::binary())
