@@ -10,7 +10,7 @@ use std::time::Duration;
 use telemetry_server::api::chart;
 use telemetry_server::cluster::Topology;
 use telemetry_server::jobs::{
-    self, CancelToken, CostReport, Limits, Progress, RunOptions, Runtime, RuntimeConfig,
+    self, CancelToken, CostReport, Limits, Progress, RunOptions, Runtime, RuntimeConfig, Sample,
 };
 use telemetry_server::storage::{DataDir, Schema};
 
@@ -59,12 +59,22 @@ pub struct RunArgs {
     /// Skip records the job fails on, listing them in the cost report, instead of failing.
     #[arg(long)]
     skip_bad_records: bool,
+    /// Read only this fraction of the records (e.g. 0.01), chosen by a stable hash of the
+    /// document id: the same records on every run.
+    #[arg(long, value_parser = parse_sample)]
+    sample: Option<Sample>,
     /// Where compiled components are cached (default: the data directory's `cache/`).
     #[arg(long)]
     cache_dir: Option<PathBuf>,
     /// Also draw the output as an SVG bar chart into this file (values must be numbers).
     #[arg(long)]
     chart: Option<PathBuf>,
+}
+
+/// `--sample F`, checked when the command line is parsed.
+pub(super) fn parse_sample(text: &str) -> Result<Sample, String> {
+    let fraction: f64 = text.parse().map_err(|e| format!("{text}: {e}"))?;
+    Sample::new(fraction).map_err(|e| e.to_string())
 }
 
 pub fn run(cmd: Command) -> anyhow::Result<ExitCode> {
@@ -107,6 +117,7 @@ fn run_job(args: RunArgs) -> anyhow::Result<ExitCode> {
         },
         limits,
         skip_bad_records: args.skip_bad_records,
+        sample: args.sample.unwrap_or_default(),
     };
     let topology = match args.process {
         None => Topology::Local {

@@ -69,6 +69,10 @@ pub struct SubmitArgs {
     /// Skip records the guest traps on instead of failing the job.
     #[arg(long)]
     skip_bad_records: bool,
+    /// Read only this fraction of the records (e.g. 0.01), chosen by a stable hash of the
+    /// document id: the same records on every run.
+    #[arg(long, value_parser = super::job::parse_sample)]
+    sample: Option<telemetry_server::jobs::Sample>,
     /// Wait for the job with a progress bar and print its result.
     #[arg(long)]
     wait: bool,
@@ -196,6 +200,7 @@ fn submit(args: SubmitArgs) -> anyhow::Result<ExitCode> {
             .transpose()?,
         workers: args.workers,
         skip_bad_records: args.skip_bad_records,
+        sample: args.sample.map(|s| s.fraction()),
         component: None,
     };
     let started = Instant::now();

@@ -14,8 +14,14 @@ pub struct CostReport {
     pub files_pruned: u64,
     /// Partition files read.
     pub files_read: u64,
-    /// Records read.
+    /// Records read (those the sample left out included).
     pub records_read: u64,
+    /// The fraction of records sampled (1: every record).
+    #[serde(default = "every_record")]
+    pub sample: f64,
+    /// Records the sample left out: read from the file, never parsed nor handed to the guest.
+    #[serde(default)]
+    pub records_sampled_out: u64,
     /// Bytes of stored JSON lines read (after decompression).
     pub bytes_read: u64,
     /// Compressed bytes of the files read.
@@ -64,4 +70,9 @@ pub struct Phases {
     pub reduce_ms: f64,
     /// The whole run, compile included.
     pub total_ms: f64,
+}
+
+/// `sample` of reports written before sampling existed: every record.
+fn every_record() -> f64 {
+    1.0
 }

@@ -23,7 +23,7 @@ use super::budget::{line_cost, pair_cost};
 use super::cost::{CostReport, Phases};
 use super::extract::Projection;
 use super::guest::{Failure, Guest, Linked, Shared};
-use super::{CancelToken, CompiledJob, JobError, JobOutput, Progress, RunOptions, Runtime};
+use super::{CancelToken, CompiledJob, JobError, JobOutput, Progress, RunOptions, Runtime, Sample};
 use crate::cluster::Topology;
 use crate::storage::{split_line, PartitionFile, PartitionSource, Schema, StorageError};
 use std::cell::RefCell;
@@ -60,6 +60,7 @@ struct Context {
     projection: Projection,
     param: String,
     skip_bad_records: bool,
+    sample: Sample,
     counters: Counters,
     bad_ids: Mutex<Vec<String>>,
 }
@@ -71,6 +72,8 @@ struct Counters {
     bytes: AtomicU64,
     compressed: AtomicU64,
     bad: AtomicU64,
+    /// Records left out by the sample.
+    sampled_out: AtomicU64,
     combines: AtomicU64,
     reduces: AtomicU64,
     output_bytes: AtomicU64,
@@ -147,6 +150,7 @@ pub fn run_on(
         projection,
         param: opts.param.clone(),
         skip_bad_records: opts.skip_bad_records,
+        sample: opts.sample,
         counters: Counters {
             instances: AtomicU64::new(1),
             ..Counters::default()
@@ -221,6 +225,8 @@ pub fn run_on(
         bytes_read,
         compressed_bytes_read: c.compressed.load(Ordering::Relaxed),
         bad_records: c.bad.load(Ordering::Relaxed),
+        sample: ctx.sample.fraction(),
+        records_sampled_out: c.sampled_out.load(Ordering::Relaxed),
         bad_record_ids: ctx.bad_ids.lock().map(|v| v.clone()).unwrap_or_default(),
         emits: shared.emits.load(Ordering::Relaxed),
         emit_bytes: shared.emit_bytes.load(Ordering::Relaxed),
@@ -626,6 +632,10 @@ fn drive_map(
                 line.pop();
             }
             if line.is_empty() {
+                continue;
+            }
+            if !ctx.sample.keeps_line(&line) {
+                ctx.counters.sampled_out.fetch_add(1, Ordering::Relaxed);
                 continue;
             }
             if let Some(record) = parse_record(ctx, file, &line)? {

@@ -8,6 +8,7 @@
 //!   and table totals; `budget`: the job's host memory budget.
 //! - [`extract`]: native JSON-pointer projection of the fields a job declares.
 //! - `executor`: the timely dataflow (read → map → combine → exchange → reduce → sorted output).
+//! - [`sample`]: which records a sampled run reads (a stable hash of the document id).
 //! - [`limits`], [`progress`], [`cost`], [`joblog`]: limits, live counters and cancellation, the
 //!   cost report, the capped job log.
 //! - `error`: [`JobError`].
@@ -26,6 +27,7 @@ mod limiter;
 pub mod limits;
 pub mod progress;
 pub mod runtime;
+pub mod sample;
 pub mod scheduler;
 mod wasi;
 
@@ -35,6 +37,7 @@ pub use executor::{run, run_on};
 pub use limits::Limits;
 pub use progress::{CancelToken, Progress};
 pub use runtime::{CompiledJob, Runtime, RuntimeConfig};
+pub use sample::{BadSample, Sample};
 
 use crate::storage::{DataDir, LocalSource, PartitionSource, Schema};
 use std::sync::Arc;
@@ -53,6 +56,8 @@ pub struct RunOptions {
     /// Skip records the job traps on (or that are not valid JSON), counting them and keeping
     /// their ids, instead of failing the job.
     pub skip_bad_records: bool,
+    /// Which records are read (all by default); the rest are skipped before parsing.
+    pub sample: Sample,
 }
 
 impl RunOptions {
@@ -64,6 +69,7 @@ impl RunOptions {
             workers: 0,
             limits: Limits::default(),
             skip_bad_records: false,
+            sample: Sample::ALL,
         }
     }
 }

@@ -341,6 +341,8 @@ fn every_bad_upload_is_a_400_naming_the_problem() {
     bad_filter["filter"] = json!({"version": 1, "dimensions": "nope"});
     let mut bad_limits = m.clone();
     bad_limits["limits"] = json!({"memory": 5});
+    let mut bad_sample = m.clone();
+    bad_sample["sample"] = json!(0);
     let mut unknown_hash = m.clone();
     unknown_hash["component"] = json!("0".repeat(64));
     // (what, component part, manifest part, expected error code, text the detail must contain)
@@ -407,6 +409,13 @@ fn every_bad_upload_is_a_400_naming_the_problem() {
             Some(&bad_limits),
             "bad_manifest",
             "limits",
+        ),
+        (
+            "sample of nothing",
+            Some(guest("os-distribution-rust")),
+            Some(&bad_sample),
+            "bad_manifest",
+            "sample must be a fraction in (0, 1]",
         ),
         (
             "no component",

@@ -402,3 +402,46 @@ fn the_output_size_limit_stops_a_job() {
         "{err}"
     );
 }
+
+/// `sample`: the host reads only the records whose id the stable hash selects, before any guest
+/// call; the output is the native computation over exactly those records, for any worker count,
+/// and the cost report accounts for every record read.
+#[test]
+fn a_sampled_run_maps_exactly_the_records_the_id_hash_selects() {
+    let data = converted_data();
+    let all = stored_records(data, &all_filter());
+    let sample = jobs::Sample::new(0.3).unwrap();
+    let chosen: Vec<(String, String)> = all
+        .iter()
+        .filter(|(id, _)| sample.keeps(id.as_bytes()))
+        .cloned()
+        .collect();
+    assert!(
+        !chosen.is_empty() && chosen.len() < all.len(),
+        "{} of {}",
+        chosen.len(),
+        all.len()
+    );
+    let expected = native_os_distribution(&chosen);
+    for workers in [1, 2] {
+        let out = run_guest(
+            data,
+            "os-distribution-rust",
+            &RunOptions {
+                sample,
+                ..all_with(workers)
+            },
+        )
+        .unwrap();
+        assert_eq!(output_text(&out), expected, "{workers} workers");
+        assert_eq!(out.cost.sample, 0.3);
+        assert_eq!(out.cost.records_read, all.len() as u64);
+        assert_eq!(
+            out.cost.records_sampled_out,
+            (all.len() - chosen.len()) as u64
+        );
+    }
+    let full = run_guest(data, "os-distribution-rust", &all_with(2)).unwrap();
+    assert_eq!(full.cost.records_sampled_out, 0);
+    assert_eq!(full.cost.sample, 1.0);
+}

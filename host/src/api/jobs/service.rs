@@ -205,6 +205,10 @@ impl JobService {
         }
         Schema::from_json(&manifest.filter.to_string())
             .map_err(|e| ApiError::bad("bad_filter", format!("the filter is not usable: {e}")))?;
+        if let Some(sample) = manifest.sample {
+            crate::jobs::Sample::new(sample)
+                .map_err(|e| ApiError::bad("bad_manifest", e.to_string()))?;
+        }
         let limits = effective_limits(manifest.limits.as_ref(), &self.config.max_limits)?;
         let ceiling = self.config.worker_ceiling();
         let mut too_high = self.config.max_limits.check(&limits);

@@ -23,6 +23,10 @@ pub struct Manifest {
     /// Skip records the guest traps on (counted in the cost report) instead of failing the job.
     #[serde(default)]
     pub skip_bad_records: bool,
+    /// Read only this fraction of the records (0 < f ≤ 1), chosen by a stable hash of the
+    /// document id (`jobs::Sample`); every record when missing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sample: Option<f64>,
     /// SHA-256 of a component uploaded earlier with `POST /components`; used when the upload has
     /// no `component` part.
     #[serde(default, skip_serializing_if = "Option::is_none")]

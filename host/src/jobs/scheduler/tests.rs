@@ -71,6 +71,7 @@ fn manifest(param: &str) -> Manifest {
         limits: None,
         workers: None,
         skip_bad_records: false,
+        sample: None,
         component: None,
     }
 }

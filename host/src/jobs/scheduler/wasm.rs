@@ -6,7 +6,7 @@ use std::sync::Arc;
 use super::control::RunControl;
 use super::record::JobRecord;
 use super::{Executor, Finished, RunFailure};
-use crate::jobs::{JobError, Limits, RunOptions, Runtime};
+use crate::jobs::{JobError, Limits, RunOptions, Runtime, Sample};
 use crate::storage::{PartitionSource, Schema};
 
 /// Runs jobs as Wasm components on the shared [`Runtime`].
@@ -50,6 +50,12 @@ impl WasmExecutor {
                 .clamp(1, self.max_workers),
             limits,
             skip_bad_records: m.skip_bad_records,
+            sample: m
+                .sample
+                .map(Sample::new)
+                .transpose()
+                .map_err(|e| e.to_string())?
+                .unwrap_or_default(),
         })
     }
 }
