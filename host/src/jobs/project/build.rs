@@ -23,7 +23,7 @@ const DEBIAN_RUST_SRC: &str = "/usr/src/rustc-1.96.0/library";
 /// Builds the project in `dir` and returns the component's path, `dir/target/<name>.wasm`.
 /// The component appears whole (built aside, then renamed).
 pub fn build(dir: &Path, tools: &Tools) -> Result<PathBuf, ProjectError> {
-    let dir = std::path::absolute(dir).map_err(io(dir))?;
+    let dir = dir.canonicalize().map_err(io(dir))?;
     let m = manifest(&dir)?;
     // Checked here because componentize-py, given no `app` module, fails with a bare
     // AssertionError ("No module named 'app'").
