@@ -62,14 +62,6 @@ fn pings(dir: &Path) -> std::path::PathBuf {
     pings
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 #[test]
 fn first_job_page_runs_in_four_languages() {
     let tmp = outside_repo();
@@ -86,7 +78,7 @@ fn first_job_page_runs_in_four_languages() {
             std::fs::create_dir_all(&dir).unwrap();
             let script = format!(
                 "set -euo pipefail\ntrap 'kill $(jobs -p) 2>/dev/null || true' EXIT\n{}",
-                script(lang, &pings, free_port())
+                script(lang, &pings, common::free_local_addr().port())
             );
             let mut bash = std::process::Command::new("timeout");
             with_build_env(&mut bash)
