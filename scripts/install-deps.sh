@@ -15,6 +15,7 @@ command -v clang-19 >/dev/null 2>&1 || need_apt+=(clang-19 lld-19 libclang-rt-19
 command -v wrk >/dev/null 2>&1 || need_apt+=(wrk)
 command -v hg >/dev/null 2>&1 || need_apt+=(mercurial)   # histograms import-history tests
 command -v git >/dev/null 2>&1 || need_apt+=(git)
+command -v curl >/dev/null 2>&1 || need_apt+=(curl)     # docs/jobs/first-job.md (its test runs it)
 command -v npm >/dev/null 2>&1 || need_apt+=(nodejs npm)
 python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || need_apt+=(python3-venv)
 if [ ${#need_apt[@]} -gt 0 ]; then

@@ -18,6 +18,10 @@ use telemetry_server::storage::{DataDir, Schema};
 pub enum Command {
     /// Run a job component over a data directory on this machine and print its output.
     Run(RunArgs),
+    /// Create a job project (the job, its SDK and WIT, a README) that builds anywhere.
+    New(super::job_project::NewArgs),
+    /// Build a job project into a component (`target/NAME.wasm`), installing its pinned tools.
+    Build(super::job_project::BuildArgs),
     #[command(flatten)]
     Client(super::job_client::Command),
 }
@@ -80,6 +84,8 @@ pub(super) fn parse_sample(text: &str) -> Result<Sample, String> {
 pub fn run(cmd: Command) -> anyhow::Result<ExitCode> {
     match cmd {
         Command::Run(args) => run_job(args),
+        Command::New(args) => super::job_project::new(args),
+        Command::Build(args) => super::job_project::build(args),
         Command::Client(cmd) => super::job_client::run(cmd),
     }
 }

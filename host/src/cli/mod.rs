@@ -7,6 +7,7 @@ mod export;
 mod histograms;
 mod job;
 mod job_client;
+mod job_project;
 mod log;
 mod serve;
 

@@ -12,6 +12,7 @@
 //! - [`limits`], [`progress`], [`cost`], [`joblog`]: limits, live counters and cancellation, the
 //!   cost report, the capped job log.
 //! - `error`: [`JobError`].
+//! - [`project`]: job projects anywhere: `job new` writes one, `job build` compiles it.
 //!
 //! The guest contract is `wit/job.wit`; user documentation is in `docs/jobs/`.
 
@@ -26,6 +27,7 @@ pub mod joblog;
 mod limiter;
 pub mod limits;
 pub mod progress;
+pub mod project;
 pub mod runtime;
 pub mod sample;
 pub mod scheduler;

@@ -10,11 +10,7 @@ use crate::jobs_support::*;
 use serde_json::Value;
 
 fn free_port() -> String {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .to_string()
+    crate::common::free_local_addr().to_string()
 }
 
 fn job_run(filter: &std::path::Path, extra: &[&str]) -> Command {

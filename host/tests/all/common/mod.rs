@@ -75,3 +75,11 @@ pub fn gen_pings(count: usize, seed: u64) -> String {
     );
     String::from_utf8(out.stdout).expect("gen-pings.py writes UTF-8")
 }
+
+/// A loopback address with a port that was free a moment ago.
+pub fn free_local_addr() -> std::net::SocketAddr {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+}
