@@ -118,11 +118,30 @@ pub fn run_on(
     progress: &Progress,
     cancel: &CancelToken,
 ) -> Result<JobOutput, JobError> {
-    let start = Instant::now();
     let shared = Arc::new(Shared::new(opts.limits.clone(), cancel.clone()));
+    let result = run_shared(topology, runtime, job, source, opts, progress, &shared);
+    if result.is_err() {
+        if let Ok(mut log) = progress.failure_log.lock() {
+            *log = shared.log.contents();
+        }
+    }
+    result
+}
+
+/// [`run_on`] with the job's shared state made by the caller (which keeps its log on failure).
+fn run_shared(
+    topology: &Topology,
+    runtime: &Runtime,
+    job: &CompiledJob,
+    source: Arc<dyn PartitionSource>,
+    opts: &RunOptions,
+    progress: &Progress,
+    shared: &Arc<Shared>,
+) -> Result<JobOutput, JobError> {
+    let start = Instant::now();
     let linked = Linked::new(runtime, job)?;
     // A first instance checks the parameter and learns the job's spec before any data is read.
-    let spec = Guest::new(&linked, &shared, 0, &opts.param)?.spec().clone();
+    let spec = Guest::new(&linked, shared, 0, &opts.param)?.spec().clone();
     let projection = Projection::new(&spec.fields).map_err(|e| JobError::InvalidComponent {
         reason: format!("init declared a bad field: {e}"),
     })?;
@@ -134,6 +153,12 @@ pub fn run_on(
         None => 0,
     };
     let list_time = list_start.elapsed();
+    if files.is_empty() && !opts.allow_empty {
+        return Err(JobError::NoInput {
+            filter: crate::storage::filter::describe(&opts.filter),
+            pruned: files_pruned,
+        });
+    }
     progress
         .files_total
         .store(files.len() as u64, Ordering::Relaxed);

@@ -66,11 +66,12 @@ fn start(dir: &std::path::Path, retention_secs: u64) -> Scheduler {
 fn manifest(param: &str) -> Manifest {
     Manifest {
         name: param.into(),
-        filter: serde_json::json!({}),
+        filter: Some(serde_json::json!({})),
         parameter: Some(param.into()),
         limits: None,
         workers: None,
         skip_bad_records: false,
+        allow_empty: false,
         component: None,
     }
 }
