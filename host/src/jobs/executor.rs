@@ -119,29 +119,15 @@ pub fn run_on(
     cancel: &CancelToken,
 ) -> Result<JobOutput, JobError> {
     let shared = Arc::new(Shared::new(opts.limits.clone(), cancel.clone()));
-    let result = run_shared(topology, runtime, job, source, opts, progress, &shared);
-    if result.is_err() {
-        if let Ok(mut log) = progress.failure_log.lock() {
-            *log = shared.log.contents();
-        }
-    }
-    result
-}
-
-/// [`run_on`] with the job's shared state made by the caller (which keeps its log on failure).
-fn run_shared(
-    topology: &Topology,
-    runtime: &Runtime,
-    job: &CompiledJob,
-    source: Arc<dyn PartitionSource>,
-    opts: &RunOptions,
-    progress: &Progress,
-    shared: &Arc<Shared>,
-) -> Result<JobOutput, JobError> {
+    let keep_log = KeepLogOnFailure {
+        shared: &shared,
+        progress,
+        succeeded: false,
+    };
     let start = Instant::now();
     let linked = Linked::new(runtime, job)?;
     // A first instance checks the parameter and learns the job's spec before any data is read.
-    let spec = Guest::new(&linked, shared, 0, &opts.param)?.spec().clone();
+    let spec = Guest::new(&linked, &shared, 0, &opts.param)?.spec().clone();
     let projection = Projection::new(&spec.fields).map_err(|e| JobError::InvalidComponent {
         reason: format!("init declared a bad field: {e}"),
     })?;
@@ -270,11 +256,33 @@ fn run_shared(
             bytes_read as f64 / 1e6 / map_time.as_secs_f64()
         },
     };
-    Ok(JobOutput {
-        output,
-        cost,
-        log: shared.log.contents(),
-    })
+    let log = shared.log.contents();
+    keep_log.succeeded();
+    Ok(JobOutput { output, cost, log })
+}
+
+/// Copies the job log into [`Progress::failure_log`] when dropped before [`Self::succeeded`]: a
+/// failed run (any early return) still shows what the guest logged.
+struct KeepLogOnFailure<'a> {
+    shared: &'a Shared,
+    progress: &'a Progress,
+    succeeded: bool,
+}
+
+impl KeepLogOnFailure<'_> {
+    fn succeeded(mut self) {
+        self.succeeded = true;
+    }
+}
+
+impl Drop for KeepLogOnFailure<'_> {
+    fn drop(&mut self) {
+        if !self.succeeded {
+            if let Ok(mut log) = self.progress.failure_log.lock() {
+                *log = self.shared.log.contents();
+            }
+        }
+    }
 }
 
 fn ms(d: Duration) -> f64 {
