@@ -30,7 +30,9 @@ pub struct SampleArgs {
     #[arg(long, default_value_t = 10)]
     count: usize,
     /// Print the JSON pointers present in the sampled documents, sorted, each with the number
-    /// of documents it occurs in and the JSON types seen there, instead of the documents.
+    /// of documents it occurs in and the JSON types seen there, instead of the documents (one
+    /// line each: `COUNT/SAMPLED<TAB>POINTER<TAB>TYPES`; a pointer with control characters is
+    /// written as a JSON string).
     #[arg(long)]
     pointers: bool,
     /// Print one document per line (NDJSON) instead of indented JSON.
@@ -67,8 +69,9 @@ fn sample(args: SampleArgs) -> anyhow::Result<ExitCode> {
             let types: Vec<&str> = seen.types.iter().copied().collect();
             writeln!(
                 out,
-                "{}/{n}\t{pointer}\t{}",
+                "{}/{n}\t{}\t{}",
                 seen.documents,
+                one_line(pointer),
                 types.join(",")
             )?;
         }
@@ -81,4 +84,14 @@ fn sample(args: SampleArgs) -> anyhow::Result<ExitCode> {
         eprintln!("{n} documents sampled");
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The pointer as it is, or as a JSON string when it holds control characters (keys in pings
+/// can: SQL text with newlines and tabs), so each pointer stays one line of three columns.
+fn one_line(pointer: &str) -> std::borrow::Cow<'_, str> {
+    if pointer.chars().any(char::is_control) {
+        serde_json::to_string(pointer).unwrap_or_default().into()
+    } else {
+        pointer.into()
+    }
 }
