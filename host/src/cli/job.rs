@@ -115,7 +115,8 @@ pub fn run(cmd: Command) -> anyhow::Result<ExitCode> {
     }
 }
 
-/// Runs the job; a failure is printed here (with the job log), as one JSON object with `--json`.
+/// Runs the job; a failure is printed here: the job log and the error on stderr, and with
+/// `--json` one JSON object on stdout (`error`, `log`, `progress`) besides the error on stderr.
 fn run_job(args: RunArgs) -> anyhow::Result<ExitCode> {
     let progress = Progress::default();
     let err = match execute(&args, &progress) {
@@ -137,12 +138,11 @@ fn run_job(args: RunArgs) -> anyhow::Result<ExitCode> {
                          "records": records, "bytes": bytes},
         });
         println!("{}", serde_json::to_string_pretty(&doc)?);
-    } else {
-        if !log.is_empty() {
-            eprint!("--- job log ---\n{log}");
-        }
-        eprintln!("error: {message}");
+    } else if !log.is_empty() {
+        eprint!("--- job log ---\n{log}");
     }
+    // Also for --json: stdout is for programs, stderr for the person running the command.
+    eprintln!("error: {message}");
     Ok(ExitCode::from(code))
 }
 

@@ -231,6 +231,13 @@ fn sdk_return_type_mistakes_name_the_method_and_type_and_json_keeps_the_log() {
             "{guest}: {doc}"
         );
         assert!(doc["progress"]["records"].as_u64().unwrap() > 0, "{doc}");
+        // The person still reads the error, once, on stderr.
+        assert_eq!(
+            text(&out.stderr).matches(expected).count(),
+            1,
+            "{}",
+            text(&out.stderr)
+        );
     }
     // A --json run that fails before the job starts still prints one object.
     let out = job_run("os-distribution-rust", &["--json", "--filter", "{"]);
