@@ -269,18 +269,22 @@ fn a_js_module_with_export_default_is_refused_at_build_time() {
 fn storage_sample_prints_documents_and_their_pointers() {
     let data = converted_data().to_str().unwrap();
     let filter = r#"{"dimensions": [{"field_name": "reason", "allowed_values": ["main"]}]}"#;
-    let out = run(&[
-        "storage",
-        "sample",
-        "--data-dir",
-        data,
-        "--filter",
-        filter,
-        "--count",
-        "3",
-        "--ndjson",
-    ]);
-    assert!(out.status.success(), "{}", text(&out.stderr));
+    let sample = |count: &str, how: &str| {
+        let out = run(&[
+            "storage",
+            "sample",
+            "--data-dir",
+            data,
+            "--filter",
+            filter,
+            "--count",
+            count,
+            how,
+        ]);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        out
+    };
+    let out = sample("3", "--ndjson");
     let stored: Vec<String> = stored_records(
         converted_data(),
         &Schema::from_json(&filter_json(&[(0, r#"["main"]"#)])).unwrap(),
@@ -298,18 +302,7 @@ fn storage_sample_prints_documents_and_their_pointers() {
         );
     }
 
-    let out = run(&[
-        "storage",
-        "sample",
-        "--data-dir",
-        data,
-        "--filter",
-        filter,
-        "--count",
-        "5",
-        "--pointers",
-    ]);
-    assert!(out.status.success(), "{}", text(&out.stderr));
+    let out = sample("5", "--pointers");
     let table = text(&out.stdout);
     let pointers: Vec<(u64, String)> = table
         .lines()
