@@ -9,6 +9,7 @@
 # C guests: wit-bindgen C bindings + clang-19 --target=wasm32-wasi + the WASI preview1 reactor
 # adapter (wasmtime 48.0.8's, fetched with cargo).
 # JavaScript guests: componentize-qjs (QuickJS, pinned by guest-sdk/js/package-lock.json).
+# A JavaScript module must export `job` (guest-sdk/js/check-job-module.mjs checks it first).
 # Python guests: componentize-py (pinned by guest-sdk/python/requirements.txt). Both toolchains are
 # installed into target/guest-tools/ by scripts/install-deps.sh; both generate their bindings from
 # wit/ and stub out WASI, so the components import only `telemetry:job/host`. A JS or Python
@@ -24,6 +25,8 @@ RUST_JOBS=(os-distribution histogram-aggregate simple-counter hostile)
 C_JOBS=(os-distribution)
 JS_JOBS=(os-distribution hostile)
 PY_JOBS=(os-distribution hostile)
+# Test guests under host/tests/guests/ (JavaScript and Python): SDK misuse the host must report.
+TEST_JOBS=(bad-return)
 TOOLS="$ROOT/target/guest-tools"
 
 log() { echo "build-guests: $*" >&2; }
@@ -133,21 +136,26 @@ need_tool() {
     || { log "$TOOLS/$dir missing or older than $pin: run scripts/install-deps.sh"; exit 1; }
 }
 
-qjs() { # JOB OUTPUT
+qjs() { # DIR OUTPUT (DIR holds job.js)
+  # A module without the `job` export would build and then trap without a word: refuse it here.
+  node "$ROOT/guest-sdk/js/check-job-module.mjs" "$1/job.js"
   "$TOOLS/js/node_modules/.bin/componentize-qjs" --wit wit -n mapreduce --module-root "$ROOT" \
-    --js "example-jobs/$1/js/job.js" --sync --stub-wasi -o "$2" >/dev/null
+    --js "$1/job.js" --sync --stub-wasi -o "$2" >/dev/null
 }
 
 build_js() {
   need_tool js guest-sdk/js/package-lock.json
   for j in "${JS_JOBS[@]}"; do
-    build_if_changed "$j-js" "$(inputs_hash wit guest-sdk/js "example-jobs/$j/js")" qjs "$j"
+    build_if_changed "$j-js" "$(inputs_hash wit guest-sdk/js "example-jobs/$j/js")" qjs "example-jobs/$j/js"
+  done
+  for j in "${TEST_JOBS[@]}"; do
+    build_if_changed "$j-js" "$(inputs_hash wit guest-sdk/js "host/tests/guests/$j/js")" qjs "host/tests/guests/$j/js"
   done
 }
 
-componentize_py() { # JOB OUTPUT
+componentize_py() { # DIR OUTPUT (DIR holds app.py)
   PYTHONDONTWRITEBYTECODE=1 "$TOOLS/py/bin/componentize-py" -d wit -w mapreduce componentize app \
-    -p "example-jobs/$1/py" -p guest-sdk/python -o "$2" --stub-wasi >/dev/null
+    -p "$1" -p guest-sdk/python -o "$2" --stub-wasi >/dev/null
 }
 
 build_py() {
@@ -155,11 +163,21 @@ build_py() {
   # componentize-py takes ~15 s a guest, mostly single-threaded: build them side by side.
   local pids=()
   for j in "${PY_JOBS[@]}"; do
-    build_if_changed "$j-py" "$(inputs_hash wit guest-sdk/python "example-jobs/$j/py")" componentize_py "$j" &
+    build_if_changed "$j-py" "$(inputs_hash wit guest-sdk/python "example-jobs/$j/py")" componentize_py "example-jobs/$j/py" &
+    pids+=($!)
+  done
+  for j in "${TEST_JOBS[@]}"; do
+    build_if_changed "$j-py" "$(inputs_hash wit guest-sdk/python "host/tests/guests/$j/py")" componentize_py "host/tests/guests/$j/py" &
     pids+=($!)
   done
   for pid in "${pids[@]}"; do wait "$pid"; done
 }
+
+# `build-guests.sh js DIR OUTPUT` / `py DIR OUTPUT`: build one JavaScript or Python job directory.
+case "${1:-}" in
+  js) need_tool js guest-sdk/js/package-lock.json; qjs "$2" "$3"; exit ;;
+  py) need_tool py guest-sdk/python/requirements.txt; componentize_py "$2" "$3"; exit ;;
+esac
 
 build_rust
 build_c

@@ -15,9 +15,13 @@
 //
 // The contract itself (call order, semantics, sandbox) is documented in wit/job.wit.
 import host from "telemetry:job/host@0.1.0";
+export { formatDecimal } from "./decimal.js";
 
 /** Produces one intermediate `(key, value)` pair (only valid inside `map`). */
 export function emit(key, value) {
+  if (typeof key !== "string" || typeof value !== "string") {
+    throw new TypeError(`emit(key, value) takes two strings, got ${typeof key} and ${typeof value}; convert them, e.g. emit(String(k), String(v))`);
+  }
   host.emit(key, value);
 }
 
@@ -88,10 +92,16 @@ function message(e) {
   return e instanceof Error ? `${e.name}: ${e.message}` : String(e);
 }
 
-/** Runs `f`; an exception is logged at level error (so the host's error names it) and rethrown. */
+/** Runs `f`, which must return a string (the WIT result type; anything else would trap without a
+ *  word); an exception is logged at level error (so the host's error names it) and rethrown. */
 function logged(what, f) {
   try {
-    return f();
+    const result = f();
+    if (typeof result !== "string") {
+      const shown = String(typeof result === "object" ? JSON.stringify(result) : result).slice(0, 40);
+      throw new TypeError(`${what} must return a string, but returned ${typeof result} ${shown}; convert it, e.g. return String(...)`);
+    }
+    return result;
   } catch (e) {
     host.log("error", `${what}: ${message(e)}`);
     throw e;
@@ -140,10 +150,10 @@ export function defineJob({ fields = [], payload = false, init, map, combine, re
       }
     },
     combine(key, values) {
-      return logged("combine", () => String(combine ? combine(key, values, state) : values.join(",")));
+      return logged("combine", () => (combine ? combine(key, values, state) : values.join(",")));
     },
     reduce(key, values) {
-      return logged("reduce", () => String(reduce ? reduce(key, values, state) : values.join(",")));
+      return logged("reduce", () => (reduce ? reduce(key, values, state) : values.join(",")));
     },
   };
 }

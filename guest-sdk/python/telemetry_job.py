@@ -26,6 +26,7 @@ import sys
 from typing import List, Optional, Sequence
 
 from componentize_py_types import Err
+from telemetry_decimal import format_decimal  # noqa: F401  (re-exported for jobs)
 from wit_world import exports
 from wit_world.exports import job as wit
 from wit_world.imports import host
@@ -39,7 +40,13 @@ _LEVELS = {
 
 
 def emit(key: str, value: str) -> None:
-    """Produces one intermediate ``(key, value)`` pair (only valid inside ``map``)."""
+    """Produces one intermediate ``(key, value)`` pair (only valid inside ``map``). Both must be
+    str; anything else is a TypeError naming it (the host only takes strings)."""
+    if not isinstance(key, str) or not isinstance(value, str):
+        raise TypeError(
+            f"emit(key, value) takes two str, got {type(key).__name__} and "
+            f"{type(value).__name__}; convert them, e.g. emit(str(k), str(v))"
+        )
     host.emit(key, value)
 
 
@@ -172,7 +179,15 @@ class MapReduceJob(exports.Job):
 def _logged(name, f):
     def call(self, key, values):
         try:
-            return f(_job or self, key, values)
+            result = f(_job or self, key, values)
+            if not isinstance(result, str):
+                # componentize-py cannot lower anything but a str into the WIT string result: it
+                # would trap without a word, so say which method returned what.
+                raise TypeError(
+                    f"{name} must return a str, but returned {type(result).__name__} "
+                    f"{result!r:.40}; convert it, e.g. return str(...)"
+                )
+            return result
         except Exception as e:
             log("error", f"{name}({key!r}): {type(e).__name__}: {e}")
             raise

@@ -18,6 +18,9 @@
 //!
 //! The contract itself (call order, semantics, sandbox) is documented in `wit/job.wit`.
 
+mod decimal;
+pub use decimal::format_decimal;
+
 use std::any::Any;
 use std::cell::RefCell;
 use std::marker::PhantomData;

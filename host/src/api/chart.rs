@@ -6,6 +6,11 @@
 //! no fonts, scripts or styles from elsewhere, escapes every label for XML, and carries a `<title>` and
 //! `<desc>` for screen readers. Each bar is a `<rect class="bar">` with `data-key` and `data-value`
 //! (the "other" bar has `class="bar other"` and `data-keys`, the number of keys it sums).
+//!
+//! Sums only mean something for additive values such as counts, so a total and an "other" bar are
+//! drawn only when every value is a whole number. A result with a fractional value (an average, a
+//! ratio, a percentile) is taken as non-additive: its subtitle gives no total, and keys beyond
+//! the top ones are left out (and said to be) rather than summed.
 
 use std::fmt::Write;
 
@@ -107,7 +112,8 @@ pub fn bar_chart(rows: &[(String, f64)], title: &str, opts: &ChartOptions) -> St
         })
         .collect();
     let rest = &sorted[shown..];
-    if !rest.is_empty() {
+    let additive = sorted.iter().all(|(_, v)| v.fract() == 0.0);
+    if !rest.is_empty() && additive {
         bars.push(Bar {
             label: "other",
             value: rest.iter().map(|(_, v)| v).sum(),
@@ -118,7 +124,7 @@ pub fn bar_chart(rows: &[(String, f64)], title: &str, opts: &ChartOptions) -> St
 
     let width = f64::from(opts.width.max(320));
     let height = FIRST_ROW_Y + ROW * bars.len().max(1) as f64 + PAD;
-    let subtitle = subtitle(sorted.len(), total, rest.len());
+    let subtitle = subtitle(sorted.len(), additive.then_some(total), rest.len());
     let desc = match bars.first() {
         None => "The result is empty.".to_string(),
         Some(b) => format!(
@@ -256,14 +262,23 @@ impl Bar<'_> {
     }
 }
 
-fn subtitle(keys: usize, total: f64, folded: usize) -> String {
-    let mut s = format!(
-        "{keys} {}, total {}",
-        if keys == 1 { "key" } else { "keys" },
-        format_number(total)
-    );
-    if folded > 0 {
-        let _ = write!(s, "; the {folded} smallest summed as \"other\"");
+/// "N keys, total T" (with `total` only for additive values), and what happened to the keys
+/// beyond the top ones.
+fn subtitle(keys: usize, total: Option<f64>, folded: usize) -> String {
+    let mut s = format!("{keys} {}", if keys == 1 { "key" } else { "keys" });
+    match total {
+        Some(total) => {
+            let _ = write!(s, ", total {}", format_number(total));
+            if folded > 0 {
+                let _ = write!(s, "; the {folded} smallest summed as \"other\"");
+            }
+        }
+        None => {
+            s.push_str(", not all whole numbers: no total");
+            if folded > 0 {
+                let _ = write!(s, "; the {folded} smallest not shown");
+            }
+        }
     }
     s
 }
@@ -511,6 +526,36 @@ mod tests {
         ));
         assert_eq!(bars.len(), 11);
         assert!(bars.iter().all(|b| b.0 != "other"));
+    }
+
+    #[test]
+    fn averages_get_no_total_and_no_other_bar() {
+        let means: Vec<(String, f64)> = (1..=12)
+            .map(|i| (format!("channel{i:02}"), 2982.8125 + f64::from(i)))
+            .collect();
+        let svg = bar_chart(
+            &means,
+            "mean uptime",
+            &ChartOptions {
+                top: 10,
+                ..Default::default()
+            },
+        );
+        let (bars, _) = read(&svg);
+        assert_eq!(bars.len(), 10);
+        assert!(bars.iter().all(|b| b.0 != "other"), "{bars:?}");
+        assert!(!svg.contains(", total "), "{svg}");
+        assert!(
+            svg.contains("12 keys, not all whole numbers: no total; the 2 smallest not shown"),
+            "{svg}"
+        );
+        // Counts keep their total.
+        let counts = bar_chart(
+            &rows(&[("a", 3.0), ("b", 4.0)]),
+            "n",
+            &ChartOptions::default(),
+        );
+        assert!(counts.contains("2 keys, total 7"), "{counts}");
     }
 
     #[test]

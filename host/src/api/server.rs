@@ -128,7 +128,8 @@ impl Server {
                 })?,
             ),
         };
-        let jobs = crate::api::jobs::JobService::start(&config.jobs, &data_dir)?;
+        let jobs =
+            crate::api::jobs::JobService::start(&config.jobs, &data_dir, storage_schema(&config)?)?;
         jobs.register_metrics(&metrics);
         let export = config
             .s3
@@ -243,6 +244,15 @@ pub async fn run(
     Server::bind(config).await?.run(shutdown).await
 }
 
+/// The storage schema (`convert.schema`, or the seed's production schema): what live conversion
+/// lays partitions out by and what job filters are resolved against.
+fn storage_schema(config: &Config) -> Result<Schema, ServerError> {
+    match &config.convert.schema {
+        Some(path) => Schema::load(path).map_err(|e| ServerError::Convert(e.to_string())),
+        None => Schema::from_json(DEFAULT_SCHEMA).map_err(|e| ServerError::Convert(e.to_string())),
+    }
+}
+
 fn start_live_conversion(
     config: &Config,
     data_dir: &Arc<DataDir>,
@@ -250,12 +260,7 @@ fn start_live_conversion(
     revisions: &Arc<RevisionCache>,
     metrics: &Metrics,
 ) -> Result<ConvertPool, ServerError> {
-    let schema = match &config.convert.schema {
-        Some(path) => Schema::load(path).map_err(|e| ServerError::Convert(e.to_string()))?,
-        None => {
-            Schema::from_json(DEFAULT_SCHEMA).map_err(|e| ServerError::Convert(e.to_string()))?
-        }
-    };
+    let schema = storage_schema(config)?;
     let policy = config
         .dimension_policy()
         .map_err(|e| ServerError::Convert(e.to_string()))?;

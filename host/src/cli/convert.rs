@@ -92,7 +92,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     match convert(args) {
         Ok(code) => Ok(code),
         Err(err) => {
-            eprintln!("error: {err:#}");
+            eprintln!("error: {}", super::error_text(&err));
             Ok(ExitCode::from(2))
         }
     }

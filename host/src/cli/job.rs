@@ -1,4 +1,7 @@
 //! `telemetry-server job …`: run a MapReduce job locally (`job run`, `--chart` draws its output).
+//!
+//! Exit codes of `job run`: 0 success; 1 the job or its set-up failed; 2 usage errors; 3 the
+//! filter selected no partition file (`--allow-empty` makes that a success).
 
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -10,9 +13,10 @@ use std::time::Duration;
 use telemetry_server::api::chart;
 use telemetry_server::cluster::Topology;
 use telemetry_server::jobs::{
-    self, CancelToken, CostReport, Limits, Progress, RunOptions, Runtime, RuntimeConfig, Sample,
+    self, CancelToken, CostReport, JobError, Limits, Progress, RunOptions, Runtime, RuntimeConfig,
+    Sample,
 };
-use telemetry_server::storage::{DataDir, Schema};
+use telemetry_server::storage::{filter, DataDir, Schema};
 
 #[derive(clap::Subcommand)]
 pub enum Command {
@@ -33,9 +37,12 @@ pub struct RunArgs {
     /// Data directory (its `storage/` holds the partitions), or `s3://bucket/prefix`.
     #[arg(long, visible_alias = "data")]
     data_dir: String,
-    /// Input filter (telemetry_schema.json format).
+    #[command(flatten)]
+    input: InputArgs,
+    /// Succeed with an empty output when the filter selects no partition file (otherwise that
+    /// is an error, exit code 3).
     #[arg(long)]
-    filter: PathBuf,
+    allow_empty: bool,
     /// Job parameter passed to the job's `init`.
     #[arg(long, default_value = "")]
     param: String,
@@ -81,6 +88,41 @@ pub(super) fn parse_sample(text: &str) -> Result<Sample, String> {
     Sample::new(fraction).map_err(|e| e.to_string())
 }
 
+/// Which stored partitions a command reads: `--filter` resolved against `--schema` by name.
+#[derive(clap::Args)]
+pub struct InputArgs {
+    /// Which partitions to read: a `telemetry_schema.json`-style filter, as a file or inline
+    /// JSON. Dimensions are matched by `field_name` (any subset, any order; the others allow
+    /// everything). Default: every partition.
+    #[arg(long)]
+    filter: Option<String>,
+    /// The storage schema the data was converted with (the `--schema` given to `convert`;
+    /// default: the seed's production schema).
+    #[arg(long)]
+    schema: Option<PathBuf>,
+}
+
+impl InputArgs {
+    /// The filter, resolved against the storage schema.
+    pub fn resolve(&self) -> anyhow::Result<Schema> {
+        let schema = match &self.schema {
+            Some(path) => Schema::load(path)
+                .with_context(|| format!("cannot load schema {}", path.display()))?,
+            None => Schema::from_json(telemetry_server::convert::DEFAULT_SCHEMA)
+                .context("embedded schema")?,
+        };
+        let filter = self
+            .filter
+            .as_deref()
+            .map(|f| super::job_client::read_json_arg(f, "--filter"))
+            .transpose()?;
+        filter::resolve(filter.as_ref(), &schema).context("--filter")
+    }
+}
+
+/// Exit code of a run whose filter selected no partition file (without `--allow-empty`).
+const EXIT_NO_INPUT: u8 = 3;
+
 pub fn run(cmd: Command) -> anyhow::Result<ExitCode> {
     match cmd {
         Command::Run(args) => run_job(args),
@@ -90,11 +132,43 @@ pub fn run(cmd: Command) -> anyhow::Result<ExitCode> {
     }
 }
 
+/// Runs the job; a failure is printed here: the job log and the error on stderr, and with
+/// `--json` one JSON object on stdout (`error`, `log`, `progress`) besides the error on stderr.
 fn run_job(args: RunArgs) -> anyhow::Result<ExitCode> {
+    let progress = Progress::default();
+    let err = match execute(&args, &progress) {
+        Ok(code) => return Ok(code),
+        Err(err) => err,
+    };
+    let code = match err.downcast_ref::<JobError>() {
+        Some(JobError::NoInput { .. }) => EXIT_NO_INPUT,
+        _ => 1,
+    };
+    let log = progress.failure_log();
+    let message = super::error_text(&err);
+    if args.json {
+        let (files_total, files_done, records, bytes) = progress.snapshot();
+        let doc = serde_json::json!({
+            "error": message,
+            "log": log,
+            "progress": {"files_total": files_total, "files_done": files_done,
+                         "records": records, "bytes": bytes},
+        });
+        println!("{}", serde_json::to_string_pretty(&doc)?);
+    } else if !log.is_empty() {
+        eprint!("--- job log ---\n{log}");
+    }
+    // Also for --json: stdout is for programs, stderr for the person running the command.
+    eprintln!("error: {message}");
+    Ok(ExitCode::from(code))
+}
+
+fn execute(args: &RunArgs, progress: &Progress) -> anyhow::Result<ExitCode> {
+    // The data first: a mistyped --data-dir must not create anything (the cache is inside it).
+    let source = jobs::open_source(&args.data_dir)?;
     let wasm =
         std::fs::read(&args.job).with_context(|| format!("reading {}", args.job.display()))?;
-    let filter = Schema::load(&args.filter)
-        .with_context(|| format!("reading filter {}", args.filter.display()))?;
+    let filter = args.input.resolve()?;
     let limits: Limits = match &args.limits {
         Some(path) => serde_json::from_str(&std::fs::read_to_string(path)?)
             .with_context(|| format!("parsing limits {}", path.display()))?,
@@ -112,7 +186,6 @@ fn run_job(args: RunArgs) -> anyhow::Result<ExitCode> {
     let compiled = runtime
         .compile(&wasm)
         .with_context(|| format!("loading {}", args.job.display()))?;
-    let source = jobs::open_source(&args.data_dir)?;
     let opts = RunOptions {
         filter,
         param: args.param.clone(),
@@ -124,6 +197,7 @@ fn run_job(args: RunArgs) -> anyhow::Result<ExitCode> {
         limits,
         skip_bad_records: args.skip_bad_records,
         sample: args.sample.unwrap_or_default(),
+        allow_empty: args.allow_empty,
     };
     let topology = match args.process {
         None => Topology::Local {
@@ -143,32 +217,28 @@ fn run_job(args: RunArgs) -> anyhow::Result<ExitCode> {
         }
     };
 
-    let progress = Progress::default();
     let cancel = CancelToken::new();
     let bar = progress_bar(args.json);
     let quiet = matches!(topology, Topology::Cluster { .. }).then(StdoutToStderr::start);
     let result = std::thread::scope(|s| {
         let job = s.spawn(|| {
             jobs::run_on(
-                &topology, &runtime, &compiled, source, &opts, &progress, &cancel,
+                &topology, &runtime, &compiled, source, &opts, progress, &cancel,
             )
         });
         while !job.is_finished() {
-            update_bar(&bar, &progress);
+            update_bar(&bar, progress);
             std::thread::sleep(Duration::from_millis(100));
         }
-        update_bar(&bar, &progress);
+        update_bar(&bar, progress);
         job.join().expect("job thread panicked")
     });
     bar.finish_and_clear();
     drop(quiet);
 
-    let out = match result {
-        Ok(out) => out,
-        Err(err) => {
-            anyhow::bail!("job {} failed: {err}", args.job.display());
-        }
-    };
+    let out = result
+        .map_err(anyhow::Error::new)
+        .with_context(|| format!("job {} failed", args.job.display()))?;
     if let Some(path) = &args.output {
         std::fs::write(path, &out.output).with_context(|| format!("writing {}", path.display()))?;
     }

@@ -51,9 +51,13 @@ pub struct ServerArgs {
 pub struct SubmitArgs {
     /// The job component (`.wasm`).
     job: PathBuf,
-    /// The data filter: a JSON file in `telemetry_schema.json` format, or inline JSON.
+    /// The data filter: a JSON file in `telemetry_schema.json` format, or inline JSON. Dimensions
+    /// are matched by `field_name` (any subset). Default: every partition.
     #[arg(long)]
-    filter: String,
+    filter: Option<String>,
+    /// Let the job succeed with an empty result when the filter selects no partition file.
+    #[arg(long)]
+    allow_empty: bool,
     /// The job parameter string.
     #[arg(long)]
     param: Option<String>,
@@ -191,7 +195,12 @@ fn submit(args: SubmitArgs) -> anyhow::Result<ExitCode> {
                 .map(|s| s.to_string_lossy().into_owned())
                 .unwrap_or_else(|| "job".into())
         }),
-        filter: read_json_arg(&args.filter, "--filter")?,
+        filter: args
+            .filter
+            .as_deref()
+            .map(|f| read_json_arg(f, "--filter"))
+            .transpose()?,
+        allow_empty: args.allow_empty,
         parameter: args.param.clone(),
         limits: args
             .limits
@@ -238,7 +247,7 @@ fn submit(args: SubmitArgs) -> anyhow::Result<ExitCode> {
 }
 
 /// Parses a flag that is either inline JSON or a path to a JSON file.
-fn read_json_arg(value: &str, flag: &str) -> anyhow::Result<serde_json::Value> {
+pub(super) fn read_json_arg(value: &str, flag: &str) -> anyhow::Result<serde_json::Value> {
     let text = if value.trim_start().starts_with('{') {
         value.to_string()
     } else {

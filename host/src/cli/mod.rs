@@ -1,6 +1,7 @@
 //! Command-line front end: one file per subcommand, each with its `Args` and `run`.
 
 use clap::{Parser, Subcommand};
+use telemetry_server::error_chain::distinct_chain;
 
 mod convert;
 mod export;
@@ -10,6 +11,8 @@ mod job_client;
 mod job_project;
 mod log;
 mod serve;
+mod storage;
+mod token;
 
 #[derive(Parser)]
 #[command(
@@ -49,6 +52,12 @@ enum Command {
     Histograms(histograms::Command),
     /// Export finished partition files and raw logs to S3.
     Export(export::Args),
+    /// Look at stored documents: a sample, or the JSON pointers they contain.
+    #[command(subcommand)]
+    Storage(storage::Command),
+    /// Job API tokens: make one with its config entry.
+    #[command(subcommand)]
+    Token(token::Command),
 }
 
 pub fn main() -> std::process::ExitCode {
@@ -61,14 +70,21 @@ pub fn main() -> std::process::ExitCode {
         Command::Log(cmd) => log::run(cmd),
         Command::Histograms(cmd) => histograms::run(cmd),
         Command::Export(args) => export::run(args),
+        Command::Storage(cmd) => storage::run(cmd),
+        Command::Token(cmd) => token::run(cmd),
     };
     match result {
         Ok(code) => code,
         Err(err) => {
-            eprintln!("error: {err:#}");
+            eprintln!("error: {}", error_text(&err));
             std::process::ExitCode::FAILURE
         }
     }
+}
+
+/// An error and its causes on one line, each said once (see [`distinct_chain`]).
+pub(crate) fn error_text(err: &anyhow::Error) -> String {
+    distinct_chain(err.as_ref())
 }
 
 /// Logs go to stderr, one event per line; `RUST_LOG` picks the level (default `info`).

@@ -37,6 +37,14 @@ pub enum JobError {
         /// Which limit, with its value, e.g. "memory (256 MiB)".
         what: String,
     },
+    /// The filter selected no partition file, and the run did not allow an empty input.
+    #[error("the filter ({filter}) matched no partition file: {pruned} stored files were pruned by it; check the filter's values against the stored ones (`telemetry-server storage sample`), or allow an empty run (`--allow-empty`, manifest `allow_empty`)")]
+    NoInput {
+        /// The dimensions the filter restricts ([`crate::storage::filter::describe`]).
+        filter: String,
+        /// Stored files the filter skipped.
+        pruned: u64,
+    },
     /// The job was cancelled.
     #[error("job cancelled")]
     Cancelled,

@@ -121,8 +121,13 @@ pub fn run_on(
     progress: &Progress,
     cancel: &CancelToken,
 ) -> Result<JobOutput, JobError> {
-    let start = Instant::now();
     let shared = Arc::new(Shared::new(opts.limits.clone(), cancel.clone()));
+    let keep_log = KeepLogOnFailure {
+        shared: &shared,
+        progress,
+        succeeded: false,
+    };
+    let start = Instant::now();
     let linked = Linked::new(runtime, job)?;
     // A first instance checks the parameter and learns the job's spec before any data is read.
     let spec = Guest::new(&linked, &shared, 0, &opts.param)?.spec().clone();
@@ -137,6 +142,12 @@ pub fn run_on(
         None => 0,
     };
     let list_time = list_start.elapsed();
+    if files.is_empty() && !opts.allow_empty {
+        return Err(JobError::NoInput {
+            filter: crate::storage::filter::describe(&opts.filter),
+            pruned: files_pruned,
+        });
+    }
     progress
         .files_total
         .store(files.len() as u64, Ordering::Relaxed);
@@ -251,11 +262,33 @@ pub fn run_on(
             bytes_read as f64 / 1e6 / map_time.as_secs_f64()
         },
     };
-    Ok(JobOutput {
-        output,
-        cost,
-        log: shared.log.contents(),
-    })
+    let log = shared.log.contents();
+    keep_log.succeeded();
+    Ok(JobOutput { output, cost, log })
+}
+
+/// Copies the job log into [`Progress::failure_log`] when dropped before [`Self::succeeded`]: a
+/// failed run (any early return) still shows what the guest logged.
+struct KeepLogOnFailure<'a> {
+    shared: &'a Shared,
+    progress: &'a Progress,
+    succeeded: bool,
+}
+
+impl KeepLogOnFailure<'_> {
+    fn succeeded(mut self) {
+        self.succeeded = true;
+    }
+}
+
+impl Drop for KeepLogOnFailure<'_> {
+    fn drop(&mut self) {
+        if !self.succeeded {
+            if let Ok(mut log) = self.progress.failure_log.lock() {
+                *log = self.shared.log.contents();
+            }
+        }
+    }
 }
 
 fn ms(d: Duration) -> f64 {

@@ -60,6 +60,9 @@ pub struct RunOptions {
     pub skip_bad_records: bool,
     /// Which records are read (all by default); the rest are skipped before parsing.
     pub sample: Sample,
+    /// Run even when the filter selects no partition file (an empty output); otherwise that is
+    /// [`JobError::NoInput`].
+    pub allow_empty: bool,
 }
 
 impl RunOptions {
@@ -72,6 +75,7 @@ impl RunOptions {
             limits: Limits::default(),
             skip_bad_records: false,
             sample: Sample::ALL,
+            allow_empty: false,
         }
     }
 }
@@ -87,8 +91,8 @@ pub struct JobOutput {
     pub log: String,
 }
 
-/// The data a job reads, from a spec: a local data directory path (its `storage/` subdirectory
-/// holds the partitions), or `s3://bucket/prefix` (endpoint and credentials from the AWS
+/// The data a job reads, from a spec: a local data directory path (it must exist and have the
+/// `storage/` subdirectory that holds the partitions; nothing is created), or `s3://bucket/prefix` (endpoint and credentials from the AWS
 /// environment variables; see [`crate::export::S3Source`]).
 pub fn open_source(spec: &str) -> Result<Arc<dyn PartitionSource>, JobError> {
     if spec.starts_with("s3://") {
@@ -96,13 +100,7 @@ pub fn open_source(spec: &str) -> Result<Arc<dyn PartitionSource>, JobError> {
             crate::export::S3Source::from_url(spec).map_err(|e| JobError::Config(e.to_string()))?;
         return Ok(Arc::new(source));
     }
-    let path = std::path::Path::new(spec);
-    if !path.is_dir() {
-        return Err(JobError::Config(format!(
-            "data directory {spec} does not exist"
-        )));
-    }
-    let data = DataDir::open(path)?;
+    let data = DataDir::open_existing(std::path::Path::new(spec))?;
     let storage = data.sub(crate::storage::datadir::STORAGE)?;
     Ok(Arc::new(LocalSource::new(storage)))
 }

@@ -16,6 +16,9 @@ pub struct Progress {
     pub records: AtomicU64,
     /// Bytes of stored (uncompressed) JSON lines read.
     pub bytes: AtomicU64,
+    /// The job log as it was when the job failed (empty until then), so a failure still shows
+    /// what the guest logged.
+    pub failure_log: std::sync::Mutex<String>,
 }
 
 impl Progress {
@@ -27,6 +30,14 @@ impl Progress {
             self.records.load(Ordering::Relaxed),
             self.bytes.load(Ordering::Relaxed),
         )
+    }
+
+    /// The job log kept when the job failed (empty if it did not, or logged nothing).
+    pub fn failure_log(&self) -> String {
+        self.failure_log
+            .lock()
+            .map(|l| l.clone())
+            .unwrap_or_default()
     }
 }
 

@@ -44,6 +44,30 @@ impl DataDir {
         })
     }
 
+    /// Opens an existing data directory to read from it: the path must be a directory holding
+    /// [`STORAGE`]. Nothing is created, so a mistyped path is an error rather than a new, empty
+    /// data directory.
+    pub fn open_existing(path: &Path) -> Result<DataDir, StorageError> {
+        let not = |reason: &str| StorageError::NotDataDir {
+            path: path.display().to_string(),
+            reason: reason.to_string(),
+        };
+        if !path.is_dir() {
+            return Err(not("no such directory"));
+        }
+        if !path.join(STORAGE).is_dir() {
+            return Err(not(
+                "it has no storage/ subdirectory (`telemetry-server convert --data-dir DIR …` makes one)",
+            ));
+        }
+        let dir = Dir::open_ambient_dir(path, ambient_authority())
+            .map_err(|e| StorageError::io(path.display().to_string(), e))?;
+        Ok(DataDir {
+            dir,
+            path: path.to_path_buf(),
+        })
+    }
+
     /// The directory handle.
     pub fn dir(&self) -> &Dir {
         &self.dir

@@ -12,6 +12,14 @@ pub enum StorageError {
         /// The underlying error.
         source: std::io::Error,
     },
+    /// A path given as a data directory to read from is not one.
+    #[error("{path} is not a data directory: {reason}")]
+    NotDataDir {
+        /// The path given.
+        path: String,
+        /// What is missing.
+        reason: String,
+    },
     /// A schema or filter document is not valid.
     #[error("invalid schema {origin}: {message}")]
     Schema {

@@ -4,11 +4,13 @@
 //!
 //! - [`datadir`]: [`DataDir`], the data directory capability and its subdirectories.
 //! - [`schema`]: [`Schema`] (storage schema and job filter), [`safe_filename`].
+//! - [`filter`]: a job's filter resolved against the storage schema by dimension name.
 //! - [`partition`]: the directory/file naming ([`PartitionName`], [`parse_partition_path`]).
 //! - [`codec`]: [`Codec`] for writing, [`decompress`] by extension for reading.
 //! - [`writer`]: [`StorageWriter`], rotation by size and age, [`FinishedFile`]s.
 //! - [`stale`]: the writer lock and the start-up recovery of `.partial` files left by a crash.
 //! - [`local`]: [`LocalSource`], the local [`PartitionSource`] with directory pruning.
+//! - [`pointers`]: which JSON pointers occur in documents, and how often.
 //! - [`records`]: every `(id, dims, json)` of the files a filter selects, from any source.
 //! - [`split_line`]: one stored line `id\tjson` → `(id, json)`.
 
@@ -17,8 +19,10 @@ use std::io::BufRead;
 pub mod codec;
 pub mod datadir;
 mod error;
+pub mod filter;
 pub mod local;
 pub mod partition;
+pub mod pointers;
 pub mod records;
 pub mod retention;
 pub mod schema;
@@ -28,6 +32,7 @@ pub mod writer;
 pub use codec::{decompress, Codec, Container};
 pub use datadir::DataDir;
 pub use error::StorageError;
+pub use filter::FilterError;
 pub use local::LocalSource;
 pub use partition::{parse_partition_path, submission_date, PartitionName};
 pub use records::{records, Record, Records};

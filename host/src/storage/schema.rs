@@ -297,6 +297,23 @@ impl Allowed {
         }
     }
 
+    /// The allowed values as a filter document writes them: `"*"`, a list, or `{min, max}`.
+    pub fn to_json(&self) -> Value {
+        match self {
+            Allowed::Any => Value::from("*"),
+            Allowed::Values { raw, .. } => Value::from(raw.clone()),
+            Allowed::Range { min, max } => {
+                let mut range = serde_json::Map::new();
+                for (key, bound) in [("min", min), ("max", max)] {
+                    if let Some(b) = bound {
+                        range.insert(key.into(), Value::from(b.clone()));
+                    }
+                }
+                Value::Object(range)
+            }
+        }
+    }
+
     /// Whether a raw record value is allowed (schema application).
     pub fn allows_raw(&self, value: &str) -> bool {
         match self {

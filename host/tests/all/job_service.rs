@@ -34,7 +34,7 @@ fn filter() -> Value {
 /// ../shared/data, converted where the converter accepts them, plus gen-pings.py pings; built once
 /// per test binary by `jobs_support::converted_data`). Each server gets its own copy because the
 /// job service keeps its queue in the same data dir.
-fn data_root() -> tempfile::TempDir {
+pub(crate) fn data_root() -> tempfile::TempDir {
     let root = tempfile::tempdir().unwrap();
     let copied = copy_dir(
         &jobs_support::converted_data().join("storage"),

@@ -11,6 +11,10 @@ mod jobs_support;
 mod rawlog_support;
 mod s3_common;
 mod server_support;
+// The Rust guest SDK's decimal formatting (dependency-free), compiled in to run its test over the
+// table the JavaScript and Python SDKs are tested against too (`loud_failures`).
+#[path = "../../../guest-sdk/rust/src/decimal.rs"]
+mod sdk_decimal;
 
 mod convert;
 mod convert_cli;
@@ -28,6 +32,7 @@ mod jobs;
 mod jobs_cluster;
 mod jobs_hostile;
 mod jobs_languages;
+mod loud_failures;
 mod rawlog;
 mod s3_export;
 mod s3_jobs;

@@ -28,7 +28,8 @@ impl Role {
     }
 }
 
-/// One `[[jobs.tokens]]` entry. Make the hash with `printf %s "$TOKEN" | sha256sum`.
+/// One `[[jobs.tokens]]` entry. `telemetry-server token new` makes a token and its entry; a hash
+/// from `printf %s "$TOKEN" | sha256sum` may be pasted as printed (see [`TokenConfig::digest`]).
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct TokenConfig {
@@ -40,9 +41,27 @@ pub struct TokenConfig {
     pub role: Role,
 }
 
+impl TokenConfig {
+    /// The configured hash as bytes: 64 hex digits, surrounding spaces ignored, and so is the
+    /// `  -` that `sha256sum` prints after the hash of its standard input. The one check of a
+    /// token hash, shared by config validation (`serve --print-config`) and the server.
+    pub fn digest(&self) -> Result<[u8; 32], BadTokenConfig> {
+        let text = self.sha256.trim();
+        let text = text
+            .strip_suffix('-')
+            .filter(|rest| rest.ends_with([' ', '\t']))
+            .map_or(text, str::trim_end);
+        let mut hash = [0u8; 32];
+        hex::decode_to_slice(text, &mut hash).map_err(|_| BadTokenConfig {
+            name: self.name.clone(),
+        })?;
+        Ok(hash)
+    }
+}
+
 /// A configured token that failed to load.
 #[derive(Debug, thiserror::Error)]
-#[error("jobs.tokens entry '{name}': sha256 must be 64 hex digits (the SHA-256 of the token)")]
+#[error("jobs.tokens entry '{name}': sha256 must be 64 hex digits, the SHA-256 of the token (`telemetry-server token new` prints a token and its entry)")]
 pub struct BadTokenConfig {
     /// The entry's `name`.
     pub name: String,
@@ -87,10 +106,7 @@ impl Authenticator {
         let tokens = tokens
             .iter()
             .map(|t| {
-                let mut hash = [0u8; 32];
-                hex::decode_to_slice(t.sha256.trim(), &mut hash).map_err(|_| BadTokenConfig {
-                    name: t.name.clone(),
-                })?;
+                let hash = t.digest()?;
                 Ok((
                     hash,
                     Caller {
@@ -224,5 +240,40 @@ mod tests {
         }])
         .unwrap_err();
         assert!(err.to_string().contains("'x'"));
+    }
+
+    #[test]
+    fn sha256sum_output_is_accepted_as_printed_and_other_junk_is_not() {
+        let hash = hash_token("t0ken");
+        let entry = |sha256: String| TokenConfig {
+            name: "ci".into(),
+            sha256,
+            role: Role::Submit,
+        };
+        let want: [u8; 32] = Sha256::digest(b"t0ken").into();
+        for pasted in [
+            hash.clone(),
+            format!("{hash}  -"),
+            format!(" {hash}\t-\n"),
+            hash.to_uppercase(),
+        ] {
+            assert_eq!(entry(pasted.clone()).digest().unwrap(), want, "{pasted:?}");
+        }
+        for bad in [
+            format!("{hash}-"),
+            format!("{hash}  file.txt"),
+            format!("{hash}  - -"),
+            hash[..63].to_string(),
+            String::new(),
+        ] {
+            let err = entry(bad.clone()).digest().unwrap_err().to_string();
+            assert!(
+                err.contains("'ci'") && err.contains("64 hex digits"),
+                "{bad:?}: {err}"
+            );
+        }
+        // The server accepts the same pasted line and authenticates the token with it.
+        let auth = Authenticator::new(&[entry(format!("{hash}  -"))]).unwrap();
+        assert_eq!(auth.authenticate(Some(b"Bearer t0ken")).unwrap().name, "ci");
     }
 }

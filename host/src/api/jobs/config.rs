@@ -78,6 +78,9 @@ fn default_max_component_bytes() -> u64 {
 impl JobsConfig {
     /// Rejects settings the job service cannot run with.
     pub fn validate(&self) -> Result<(), String> {
+        for token in &self.tokens {
+            token.digest().map_err(|e| e.to_string())?;
+        }
         if let Some(field) = self.max_limits.zero_field() {
             return Err(format!("jobs.max_limits.{field} must be > 0"));
         }

@@ -4,6 +4,7 @@
 //!
 //! - [`config`](JobsConfig): the `[jobs]` section.
 //! - [`auth`]: tokens stored as SHA-256 hashes, constant-time lookup, roles.
+//! - [`new_token`]: a random token and its config entry (`telemetry-server token new`).
 //! - [`types`]: request/response bodies shared with the CLI client.
 //! - `service`: [`JobService`] (runtime, compile cache, scheduler) and the upload checks.
 //! - `upload`: capped multipart reading. `routes`: the handlers. [`format`]: result formats.
@@ -12,6 +13,7 @@ pub mod auth;
 mod config;
 mod error;
 pub mod format;
+pub mod new_token;
 mod openapi;
 mod routes;
 mod service;

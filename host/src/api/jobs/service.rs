@@ -22,7 +22,9 @@ use crate::jobs::scheduler::{
     StoreError, WasmExecutor,
 };
 use crate::jobs::{CompiledJob, JobError, Limits, Runtime, RuntimeConfig};
-use crate::storage::{datadir, DataDir, LocalSource, PartitionSource, Schema, StorageError};
+use crate::storage::{
+    datadir, filter, DataDir, LocalSource, PartitionSource, Schema, StorageError,
+};
 
 /// Why the job service could not start (a bad config fails `serve` before it binds).
 #[derive(Debug, thiserror::Error)]
@@ -55,6 +57,8 @@ pub struct JobService {
     /// Retention of the compile cache; every use of a component touches it.
     cache: Arc<ComponentCache>,
     pub(super) config: JobsConfig,
+    /// The storage schema manifests' filters are resolved against.
+    schema: Schema,
     /// Manifests refused for asking above `[jobs.max_limits]` (or `max_workers_per_job`), by limit.
     limit_rejections: Family<LimitLabel, Counter>,
 }
@@ -76,7 +80,11 @@ impl JobService {
     /// Loads the tokens, opens the compile cache (`cache/`, shared with `job run`) and the queue
     /// (`jobs/`) in the data dir, applies the restart policy and starts the runner threads. Jobs
     /// read the partitions under `storage/`.
-    pub fn start(config: &JobsConfig, data: &DataDir) -> Result<Arc<Self>, ServiceError> {
+    pub fn start(
+        config: &JobsConfig,
+        data: &DataDir,
+        schema: Schema,
+    ) -> Result<Arc<Self>, ServiceError> {
         let auth = Authenticator::new(&config.tokens)?;
         let jobs = data.sub(datadir::JOBS)?;
         let cache = data.sub(datadir::CACHE)?;
@@ -94,6 +102,7 @@ impl JobService {
         let executor = Arc::new(WasmExecutor::new(
             runtime.clone(),
             source,
+            schema.clone(),
             config.worker_ceiling(),
         ));
         let scheduler = Scheduler::start_with_cache(
@@ -116,6 +125,7 @@ impl JobService {
             runtime,
             cache: components,
             config: config.clone(),
+            schema,
             limit_rejections: Family::default(),
         }))
     }
@@ -203,8 +213,8 @@ impl JobService {
                 "'name' must be 1 to 200 characters",
             ));
         }
-        Schema::from_json(&manifest.filter.to_string())
-            .map_err(|e| ApiError::bad("bad_filter", format!("the filter is not usable: {e}")))?;
+        filter::resolve(manifest.filter.as_ref(), &self.schema)
+            .map_err(|e| ApiError::bad("bad_filter", e.to_string()))?;
         if let Some(sample) = manifest.sample {
             crate::jobs::Sample::new(sample)
                 .map_err(|e| ApiError::bad("bad_manifest", e.to_string()))?;

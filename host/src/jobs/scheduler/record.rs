@@ -9,8 +9,10 @@ use serde::{Deserialize, Serialize};
 pub struct Manifest {
     /// A label for people (`os-distribution for nightly`).
     pub name: String,
-    /// The data filter, same format as `telemetry_schema.json` (see `docs/jobs/`).
-    pub filter: serde_json::Value,
+    /// The data filter, same format as `telemetry_schema.json`, its dimensions matched by
+    /// `field_name` (any subset; see `docs/jobs/`). None reads everything.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub filter: Option<serde_json::Value>,
     /// The job parameter string handed to the guest.
     #[serde(default, alias = "param", skip_serializing_if = "Option::is_none")]
     pub parameter: Option<String>,
@@ -27,6 +29,10 @@ pub struct Manifest {
     /// document id (`jobs::Sample`); every record when missing.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sample: Option<f64>,
+    /// Succeed with an empty result when the filter selects no partition file (otherwise the
+    /// job fails saying so).
+    #[serde(default)]
+    pub allow_empty: bool,
     /// SHA-256 of a component uploaded earlier with `POST /components`; used when the upload has
     /// no `component` part.
     #[serde(default, skip_serializing_if = "Option::is_none")]

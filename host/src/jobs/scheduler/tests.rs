@@ -66,12 +66,13 @@ fn start(dir: &std::path::Path, retention_secs: u64) -> Scheduler {
 fn manifest(param: &str) -> Manifest {
     Manifest {
         name: param.into(),
-        filter: serde_json::json!({}),
+        filter: Some(serde_json::json!({})),
         parameter: Some(param.into()),
         limits: None,
         workers: None,
         skip_bad_records: false,
         sample: None,
+        allow_empty: false,
         component: None,
     }
 }

@@ -7,34 +7,39 @@ use super::control::RunControl;
 use super::record::JobRecord;
 use super::{Executor, Finished, RunFailure};
 use crate::jobs::{JobError, Limits, RunOptions, Runtime, Sample};
-use crate::storage::{PartitionSource, Schema};
+use crate::storage::{filter, PartitionSource, Schema};
 
 /// Runs jobs as Wasm components on the shared [`Runtime`].
 pub struct WasmExecutor {
     runtime: Arc<Runtime>,
     source: Arc<dyn PartitionSource>,
+    /// The storage schema the manifests' filters are resolved against (by dimension name).
+    schema: Schema,
     /// Worker threads one job may use (the rest of the cores stay with ingest).
     max_workers: usize,
 }
 
 impl WasmExecutor {
-    /// An executor reading from `source`, using at most `max_workers` threads per job.
+    /// An executor reading from `source`, laid out by `schema`, using at most `max_workers`
+    /// threads per job.
     pub fn new(
         runtime: Arc<Runtime>,
         source: Arc<dyn PartitionSource>,
+        schema: Schema,
         max_workers: usize,
     ) -> Self {
         WasmExecutor {
             runtime,
             source,
+            schema,
             max_workers: max_workers.max(1),
         }
     }
 
     fn options(&self, job: &JobRecord) -> Result<RunOptions, String> {
         let m = &job.manifest;
-        let filter =
-            Schema::from_json(&m.filter.to_string()).map_err(|e| format!("bad filter: {e}"))?;
+        let filter = filter::resolve(m.filter.as_ref(), &self.schema)
+            .map_err(|e| format!("bad filter: {e}"))?;
         let limits: Limits = match &m.limits {
             Some(value) => {
                 serde_json::from_value(value.clone()).map_err(|e| format!("bad limits: {e}"))?
@@ -56,6 +61,7 @@ impl WasmExecutor {
                 .transpose()
                 .map_err(|e| e.to_string())?
                 .unwrap_or_default(),
+            allow_empty: m.allow_empty,
         })
     }
 }
@@ -86,7 +92,16 @@ impl Executor for WasmExecutor {
                 log: out.log.lines().map(str::to_string).collect(),
             }),
             Err(JobError::Cancelled) => Err(RunFailure::Cancelled),
-            Err(error) => Err(failed(error.to_string())),
+            Err(error) => Err(RunFailure::Failed {
+                error: error.to_string(),
+                cost: None,
+                log: control
+                    .progress
+                    .failure_log()
+                    .lines()
+                    .map(str::to_string)
+                    .collect(),
+            }),
         }
     }
 }
