@@ -17,6 +17,7 @@ mod convert_cli;
 mod convert_lenient;
 mod dashboard;
 mod dedup;
+mod deploy;
 mod fuzz_smoke;
 mod histogram_fetch;
 mod histograms;
