@@ -13,14 +13,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-MODES=${MODES:-"none batch"}
-DURATION=${DURATION:-10s}
-CONNS=${CONNS:-32}
-THREADS=${THREADS:-2}
-RUNS=${RUNS:-3}
-SHARED=${TELEMETRY_SHARED_DIR:-$(cd .. && pwd)/shared}
+. bench/wrk-defaults.sh
 SEED_DIR=$SHARED/peers/seed-server
-PING=$SHARED/data/pings/v4.saved-session.Fx40.0a2-aurora.2015-05.uberi.json
 
 command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; }
 command -v node >/dev/null || { apt-get update -qq && apt-get install -y -qq nodejs; }

@@ -522,6 +522,26 @@ mod tests {
     use super::*;
     use crate::api::metrics::Metrics;
 
+    /// A pool over the raw logs in `dir`, and the metrics it updates.
+    fn start_pool(
+        dir: &Path,
+        config: &ConvertConfig,
+        factory: ConverterFactory,
+    ) -> (ConvertPool, Arc<Metrics>) {
+        let raw = Dir::open_ambient_dir(dir, cap_std::ambient_authority()).unwrap();
+        let metrics = Metrics::new();
+        let pool = ConvertPool::start(
+            &raw,
+            dir.to_path_buf(),
+            "telemetry.log",
+            config,
+            metrics.convert.clone(),
+            factory,
+        )
+        .unwrap();
+        (pool, metrics)
+    }
+
     /// A converter whose every attempt fails, counting attempts.
     struct AlwaysFails(Arc<AtomicUsize>);
 
@@ -542,7 +562,6 @@ mod tests {
         let mut record = Vec::new();
         crate::rawlog::encode_v2(&mut record, 1, "::1", "id/main", b"{}");
         std::fs::write(tmp.path().join(name), &record).unwrap();
-        let raw = Dir::open_ambient_dir(tmp.path(), cap_std::ambient_authority()).unwrap();
         let attempts = Arc::new(AtomicUsize::new(0));
         let counter = attempts.clone();
         let factory: ConverterFactory =
@@ -551,16 +570,7 @@ mod tests {
             scan_interval_secs: 1,
             ..ConvertConfig::default()
         };
-        let metrics = Metrics::new();
-        let pool = ConvertPool::start(
-            &raw,
-            tmp.path().to_path_buf(),
-            "telemetry.log",
-            &config,
-            metrics.convert.clone(),
-            factory,
-        )
-        .unwrap();
+        let (pool, metrics) = start_pool(tmp.path(), &config, factory);
         let failed = tmp.path().join(FAILED_DIR).join(name);
         let start = std::time::Instant::now();
         while !failed.exists() {
@@ -597,7 +607,6 @@ mod tests {
             let name = format!("telemetry.log.v2.h.1_0.{}.finished", now - age_ms);
             std::fs::write(tmp.path().join(name), b"").unwrap();
         }
-        let raw = Dir::open_ambient_dir(tmp.path(), cap_std::ambient_authority()).unwrap();
         let (go, gate) = std::sync::mpsc::channel();
         let gate = Arc::new(Mutex::new(Some(gate)));
         let factory: ConverterFactory = Arc::new(move || {
@@ -613,16 +622,7 @@ mod tests {
             flush_secs: 0,
             ..ConvertConfig::default()
         };
-        let metrics = Metrics::new();
-        let pool = ConvertPool::start(
-            &raw,
-            tmp.path().to_path_buf(),
-            "telemetry.log",
-            &config,
-            metrics.convert.clone(),
-            factory,
-        )
-        .unwrap();
+        let (pool, metrics) = start_pool(tmp.path(), &config, factory);
         let age = pool.backlog_age_probe();
         let wait_for = |range: std::ops::RangeInclusive<u64>| {
             let start = std::time::Instant::now();
