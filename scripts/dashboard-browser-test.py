@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """The dashboard in a real browser, as scripts/test.sh runs it: headless Chromium (over the DevTools
 protocol, scripts/dashboard_cdp.py) against a real `telemetry-server serve` that received real pings
-(../shared/data/pings), converted them live, and ran a real job (target/jobs/os-distribution-rust.wasm)
+(../shared/data/pings, scripts/real_pings.py), converted them live, and ran a real job (target/jobs/os-distribution-rust.wasm)
 over them. At a desktop and a phone width the page must show the ingest figures the server reports
 (records written, the 200 count, the rate line), list the job as succeeded, and draw its result
 chart when clicked; with no script error, console error, policy violation or failed request, and no
@@ -9,23 +9,11 @@ horizontal scrolling of the page.
 
     scripts/dashboard-browser-test.py --bin target/debug/telemetry-server [--out DIR for screenshots]
 """
-import argparse, gzip, hashlib, json, os, re, secrets, shutil, subprocess, sys, tempfile, time, urllib.request, uuid
+import argparse, hashlib, json, os, re, secrets, shutil, subprocess, sys, tempfile, time, urllib.request, uuid
 
 from dashboard_cdp import Browser
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SHARED = os.environ.get("TELEMETRY_SHARED_DIR", os.path.join(os.path.dirname(ROOT), "shared"))
+from real_pings import PINGS, ROOT, SHARED, load
 JOB = "os-distribution-rust"
-# Real pings with the URL dimensions their contents name (docType/app/version/channel/buildId);
-# each under the server's 200 KB body limit.
-PINGS = [
-    ("v4.saved-session.Fx40.0a2-aurora.2015-05.uberi.json", "saved-session/Firefox/40.0a2/aurora/20150522004047", True),
-    ("v4.main.min.pipeline-schemas.json", "main/Firefox/60.0/release/20180101000000", False),
-    ("v4.main.Fx60.0a1-nightly.2018-03.gc_sample.pipeline-schemas.json", "main/Firefox/60.0a1/nightly/20180308100151", False),
-    ("v4.crash.Fx61.0a1-nightly.2018-04.pipeline-schemas.json", "crash/Firefox/61.0a1/nightly/20180401000000", False),
-    ("classic-v1.saved-session.Fx13.0-beta.2012.akela.json", "saved-session/Firefox/13.0/beta/20120516113045", False),
-    ("classic-v1.idle-daily.Fx8.0a1.2011.akela.json", "idle-daily/Firefox/8.0a1/nightly/20110809030751", True),
-]
 WIDTHS = [("desktop", 1280), ("phone", 390)]
 DEADLINE_S = 90
 
@@ -149,15 +137,10 @@ role = "submit"
             log.seek(0)
             fail("the server exited:\n" + log.read())
         base = "http://" + address()
-        for name, dims, compress in PINGS:
-            with open(os.path.join(SHARED, "data/pings", name), "rb") as f:
-                body = f.read()
-            headers = {"Content-Type": "application/json"}
-            if compress:
-                body, headers["Content-Encoding"] = gzip.compress(body), "gzip"
+        for dims, body, headers in load():
             status, _ = http(f"{base}/submit/telemetry/{uuid.uuid4()}/{dims}", body, headers)
             if status != 200:
-                fail(f"{name} answered {status}")
+                fail(f"{dims} answered {status}")
         converted = lambda: (metric(base, "telemetry_convert_records_read_total") or 0) >= len(PINGS) \
             and metric(base, "telemetry_convert_pending_logs") == 0
         wait_for("live conversion of the pings", converted, deadline)
