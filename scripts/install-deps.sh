@@ -4,7 +4,7 @@
 # JavaScript and componentize-py for Python, pinned, into target/guest-tools/),
 # wasm-tools, the S3-compatible test server (s3s-fs), the load tool (wrk), the version-control
 # tools histograms import-history reads (mercurial, git), and what check-deploy.sh and the
-# dashboard browser test run (promtool, systemd-analyze, file, curl, chromium).
+# dashboard browser test run (promtool, systemd-analyze, file, curl, chromium, zstd).
 # Idempotent: each step is skipped when its tool is already present.
 set -euo pipefail
 
@@ -22,6 +22,7 @@ command -v systemd-analyze >/dev/null 2>&1 || need_apt+=(systemd)  # check-deplo
 command -v file >/dev/null 2>&1 || need_apt+=(file)
 command -v curl >/dev/null 2>&1 || need_apt+=(curl)                # the image's health check command
 command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)        # the dashboard browser test
+command -v zstd >/dev/null 2>&1 || need_apt+=(zstd)                # soak.sh reads partition files
 python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || need_apt+=(python3-venv)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "install-deps: apt-get install ${need_apt[*]}"
