@@ -15,14 +15,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-MODES=${MODES:-"none batch"}
-DURATION=${DURATION:-10s}
-CONNS=${CONNS:-32}
-THREADS=${THREADS:-2}
-RUNS=${RUNS:-3}
+. bench/wrk-defaults.sh
 SHARDS=${SHARDS:-0}
-SHARED=${TELEMETRY_SHARED_DIR:-$(cd .. && pwd)/shared}
-PING=$SHARED/data/pings/v4.saved-session.Fx40.0a2-aurora.2015-05.uberi.json
 
 command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; }
 cargo build --release --quiet -p telemetry-server --bin telemetry-server

@@ -2,8 +2,9 @@
 # Installs everything the test suite needs on a fresh machine of this kind:
 # guest toolchains (Debian rustc-web + std source, clang-19 + wasi-libc; componentize-qjs for
 # JavaScript and componentize-py for Python, pinned, into target/guest-tools/),
-# wasm-tools, the S3-compatible test server (s3s-fs), the load tool (wrk) and the version-control
-# tools histograms import-history reads (mercurial, git).
+# wasm-tools, the S3-compatible test server (s3s-fs), the load tool (wrk), the version-control
+# tools histograms import-history reads (mercurial, git), and what check-deploy.sh and the
+# dashboard browser test run (promtool, systemd-analyze, file, curl, chromium, zstd).
 # Idempotent: each step is skipped when its tool is already present.
 set -euo pipefail
 
@@ -17,6 +18,12 @@ command -v hg >/dev/null 2>&1 || need_apt+=(mercurial)   # histograms import-his
 command -v git >/dev/null 2>&1 || need_apt+=(git)
 command -v curl >/dev/null 2>&1 || need_apt+=(curl)     # docs/jobs/first-job.md (its test runs it)
 command -v npm >/dev/null 2>&1 || need_apt+=(nodejs npm)
+command -v promtool >/dev/null 2>&1 || need_apt+=(prometheus)   # check-deploy.sh: alert rules
+command -v systemd-analyze >/dev/null 2>&1 || need_apt+=(systemd)  # check-deploy.sh: unit verify
+command -v file >/dev/null 2>&1 || need_apt+=(file)
+command -v curl >/dev/null 2>&1 || need_apt+=(curl)                # the image's health check command
+command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)        # the dashboard browser test
+command -v zstd >/dev/null 2>&1 || need_apt+=(zstd)                # soak.sh reads partition files
 python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || need_apt+=(python3-venv)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "install-deps: apt-get install ${need_apt[*]}"

@@ -2,7 +2,7 @@
 # The whole test suite: checks formatting, installs what it needs, builds the guest jobs from source,
 # runs every test
 # (cargo tests, then the crash test, the disk-full test and the attack suite against the real
-# server binary).
+# server binary, the deploy/ checks, the dashboard in headless Chromium and the 60 s soak).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -20,4 +20,10 @@ echo "== disk-full test (507, no corrupt file, recovery) =="
 BIN="$PWD/target/debug/telemetry-server" bash scripts/disk-full-test.sh
 echo "== attack suite (short form: bounded memory, disk and time under hostile input) =="
 BIN="$PWD/target/debug/telemetry-server" bash scripts/attack-suite.sh
+echo "== deploy check (systemd-analyze verify, promtool check rules, the image's layout) =="
+BIN="$PWD/target/debug/telemetry-server" bash scripts/check-deploy.sh
+echo "== the dashboard in headless Chromium (real pings, a finished job, desktop and phone widths) =="
+python3 scripts/dashboard-browser-test.py --bin "$PWD/target/debug/telemetry-server"
+echo "== soak, 60 s form (live conversion and export to s3s-fs; no errors, flat RSS, nothing lost) =="
+BIN="$PWD/target/debug/telemetry-server" bash scripts/soak.sh
 echo "test.sh: all suites passed"

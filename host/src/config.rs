@@ -37,6 +37,8 @@ pub struct Config {
     /// `[retention]`: age and size limits of `errors/`, `raw/converted/`, `raw/failed/` and
     /// `histograms/`, enforced by a background sweep.
     pub retention: crate::storage::RetentionConfig,
+    /// `[metrics]`: the channels and document types counted under their own label on `/metrics`.
+    pub metrics: crate::api::submission_metrics::MetricsConfig,
 }
 
 impl Default for Config {
@@ -50,6 +52,7 @@ impl Default for Config {
             s3: None,
             errors: crate::convert::ErrorStreamConfig::default(),
             retention: crate::storage::RetentionConfig::default(),
+            metrics: crate::api::submission_metrics::MetricsConfig::default(),
         }
     }
 }
@@ -404,6 +407,7 @@ impl Config {
         self.errors.validate().map_err(ConfigError::Invalid)?;
         self.retention.validate().map_err(ConfigError::Invalid)?;
         self.jobs.validate().map_err(ConfigError::Invalid)?;
+        self.metrics.validate().map_err(ConfigError::Invalid)?;
         Ok(())
     }
 

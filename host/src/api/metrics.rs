@@ -79,6 +79,8 @@ pub struct IngestMetrics {
 pub struct ConvertMetrics {
     /// `.finished` raw logs waiting for conversion.
     pub pending_logs: Gauge,
+    /// Age in seconds of the oldest raw log waiting for conversion (0 when none; set at scrape).
+    pub backlog_age_seconds: Gauge,
     /// Raw logs converted.
     pub logs: Counter,
     /// Raw logs whose conversion failed as a whole (left in `raw/failed/`).
@@ -110,7 +112,12 @@ pub struct Metrics {
     pub connections: super::listener::ConnectionMetrics,
     /// Bounded caches and retention sweeps (issue 11).
     pub bounds: BoundsMetrics,
+    /// Run before each scrape to bring computed gauges up to date (see [`Metrics::on_scrape`]).
+    scrape_hooks: Mutex<Vec<ScrapeHook>>,
 }
+
+/// A gauge update run at every scrape.
+pub type ScrapeHook = Box<dyn Fn() + Send + Sync>;
 
 /// Metrics of the bounds added against hostile input: the revision cache, the error stream and
 /// the retention sweeps.
@@ -238,6 +245,7 @@ impl Metrics {
         );
         let convert = ConvertMetrics {
             pending_logs: Gauge::default(),
+            backlog_age_seconds: Gauge::default(),
             logs: Counter::default(),
             failed_logs: Counter::default(),
             records_read: Counter::default(),
@@ -252,6 +260,11 @@ impl Metrics {
             "convert_pending_logs",
             "Finished raw logs awaiting conversion",
             convert.pending_logs.clone(),
+        );
+        registry.register(
+            "convert_backlog_age_seconds",
+            "Age of the oldest finished raw log awaiting conversion, from its first record (0: none waiting)",
+            convert.backlog_age_seconds.clone(),
         );
         registry.register("convert_logs", "Raw logs converted", convert.logs.clone());
         registry.register(
@@ -384,7 +397,17 @@ impl Metrics {
             convert,
             connections,
             bounds,
+            scrape_hooks: Mutex::new(Vec::new()),
         })
+    }
+
+    /// Runs `hook` before every scrape (for gauges computed from a service's state, such as the
+    /// conversion backlog age). Call at start-up: one hook per service.
+    pub fn on_scrape(&self, hook: impl Fn() + Send + Sync + 'static) {
+        self.scrape_hooks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(Box::new(hook));
     }
 
     /// Registers another service's metric (name gets the `telemetry_` prefix). Call at start-up.
@@ -418,6 +441,15 @@ impl Metrics {
 /// `GET /metrics`.
 pub async fn handler(State(state): State<Arc<AppState>>) -> impl IntoResponse {
     copy_definition_counters(&state);
+    for hook in state
+        .metrics
+        .scrape_hooks
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .iter()
+    {
+        hook();
+    }
     if let Ok(free) = crate::ingest::disk::free_bytes(state.data_dir.dir()) {
         state
             .metrics

@@ -2,7 +2,8 @@
 //!
 //! - [`submit`]: `POST`/`PUT /submit/<namespace>/<path…>` with the seed's status codes, `GET /status`,
 //!   and the seed's answers for every other path and method.
-//! - [`metrics`]: the Prometheus registry shared by every service, and `GET /metrics`.
+//! - [`metrics`]: the Prometheus registry shared by every service, and `GET /metrics`;
+//!   [`submission_metrics`]: accepted submissions by channel and docType (bounded labels).
 //! - [`histograms`]: the seed histogram server's `/histograms` and `/histogram_buckets`.
 //! - [`server`]: binds, recovers raw logs, starts the writers and the live conversion, serves, drains.
 //! - [`listener`]: the accept loop with the connection cap and the header, idle and body deadlines.
@@ -16,6 +17,7 @@ pub mod jobs;
 pub mod listener;
 pub mod metrics;
 pub mod server;
+pub mod submission_metrics;
 pub mod submit;
 
 use std::sync::Arc;
@@ -44,6 +46,8 @@ pub struct AppState {
     pub revisions: Arc<crate::histograms::RevisionCache>,
     /// The job service behind `/api/v1` (queue, runtime, tokens).
     pub jobs: Arc<jobs::JobService>,
+    /// Accepted submissions by channel and docType (bounded label sets).
+    pub submissions: submission_metrics::SubmissionMetrics,
 }
 
 /// Every route of the server.

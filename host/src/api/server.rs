@@ -136,6 +136,18 @@ impl Server {
             .clone()
             .map(|s3| crate::export::Exporter::new(s3.with_env_defaults(), &config.data_dir))
             .transpose()?;
+        if let Some(export) = &export {
+            export.progress().register(&metrics);
+        }
+        if let Some(pool) = &live {
+            let age = pool.backlog_age_probe();
+            let gauge = metrics.convert.backlog_age_seconds.clone();
+            metrics.on_scrape(move || {
+                gauge.set(age().min(i64::MAX as u64) as i64);
+            });
+        }
+        let submissions =
+            crate::api::submission_metrics::SubmissionMetrics::register(&config.metrics, &metrics);
         let listen = config.server.listen;
         let listener = TcpListener::bind(listen)
             .await
@@ -151,6 +163,7 @@ impl Server {
             stats_log,
             revisions,
             jobs,
+            submissions,
         });
         Ok(Server {
             listener,

@@ -80,6 +80,7 @@ pub async fn submit(State(state): State<Arc<AppState>>, request: Request) -> Res
         .get::<ConnectInfo<SocketAddr>>()
         .map(|c| c.0);
     let ip = client_ip(config, request.headers(), peer);
+    let labels = state.submissions.labels(request.uri().path());
     let path = path.into_owned();
     let body = match axum::body::to_bytes(request.into_body(), length as usize).await {
         Ok(body) => body,
@@ -104,6 +105,7 @@ pub async fn submit(State(state): State<Arc<AppState>>, request: Request) -> Res
     match state.writer.append(record).await {
         Ok(()) => {
             state.metrics.http.received_bytes.inc_by(body.len() as u64);
+            state.submissions.count(&labels, body.len() as u64);
             answer(StatusCode::OK, "OK", size)
         }
         Err(err @ WriteError::DiskFull(_)) => {

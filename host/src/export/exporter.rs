@@ -90,6 +90,8 @@ pub struct Exporter {
     prepared: tokio::sync::OnceCell<()>,
     /// Whether a pass has trimmed the journal to the files on disk (once per exporter).
     trimmed: AtomicBool,
+    /// Lag and totals of the continuous passes, for `/metrics`.
+    progress: Arc<super::progress::ExportProgress>,
 }
 
 impl Exporter {
@@ -126,7 +128,13 @@ impl Exporter {
             requests,
             prepared: Default::default(),
             trimmed: AtomicBool::new(false),
+            progress: Default::default(),
         })
+    }
+
+    /// Lag and totals of the continuous passes ([`Exporter::run_forever`]).
+    pub fn progress(&self) -> Arc<super::progress::ExportProgress> {
+        self.progress.clone()
     }
 
     /// The export journal.
@@ -311,7 +319,11 @@ impl Exporter {
     }
 
     async fn log_pass(&self) {
-        match self.run_once(&ProgressBar::hidden()).await {
+        let started_ms = crate::ingest::logname::now_ms();
+        let result = self.run_once(&ProgressBar::hidden()).await;
+        self.progress
+            .record(started_ms, result.as_ref().map_err(|_| ()));
+        match result {
             Ok(r) if r.uploaded > 0 || !r.failed.is_empty() => tracing::info!(
                 uploaded = r.uploaded,
                 bytes = r.bytes_uploaded,

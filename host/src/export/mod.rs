@@ -19,6 +19,7 @@ pub mod exporter;
 pub mod journal;
 pub mod keys;
 mod prefetch;
+pub mod progress;
 pub mod requests;
 pub mod source;
 mod stream;

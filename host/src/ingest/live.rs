@@ -193,6 +193,26 @@ impl ConvertPool {
         })
     }
 
+    /// A probe giving the age in seconds of the oldest log waiting for or in conversion
+    /// (0 when none; the backlog age metric). Computed from the names when called.
+    pub fn backlog_age_probe(&self) -> impl Fn() -> u64 + Send + Sync + 'static {
+        let shared = Arc::downgrade(&self.shared);
+        move || {
+            let Some(shared) = shared.upgrade() else {
+                return 0;
+            };
+            let queue = shared.lock();
+            let oldest = queue
+                .pending
+                .iter()
+                .chain(queue.taken.iter())
+                .filter_map(|name| super::logname::created_ms(name))
+                .min();
+            drop(queue);
+            oldest.map_or(0, |ms| super::logname::now_ms().saturating_sub(ms) / 1000)
+        }
+    }
+
     /// Lets each worker finish the log it is converting, flushes the converters and joins the threads.
     /// Logs still waiting stay in `raw/` for the next start.
     pub fn stop(self) {
@@ -502,6 +522,26 @@ mod tests {
     use super::*;
     use crate::api::metrics::Metrics;
 
+    /// A pool over the raw logs in `dir`, and the metrics it updates.
+    fn start_pool(
+        dir: &Path,
+        config: &ConvertConfig,
+        factory: ConverterFactory,
+    ) -> (ConvertPool, Arc<Metrics>) {
+        let raw = Dir::open_ambient_dir(dir, cap_std::ambient_authority()).unwrap();
+        let metrics = Metrics::new();
+        let pool = ConvertPool::start(
+            &raw,
+            dir.to_path_buf(),
+            "telemetry.log",
+            config,
+            metrics.convert.clone(),
+            factory,
+        )
+        .unwrap();
+        (pool, metrics)
+    }
+
     /// A converter whose every attempt fails, counting attempts.
     struct AlwaysFails(Arc<AtomicUsize>);
 
@@ -522,7 +562,6 @@ mod tests {
         let mut record = Vec::new();
         crate::rawlog::encode_v2(&mut record, 1, "::1", "id/main", b"{}");
         std::fs::write(tmp.path().join(name), &record).unwrap();
-        let raw = Dir::open_ambient_dir(tmp.path(), cap_std::ambient_authority()).unwrap();
         let attempts = Arc::new(AtomicUsize::new(0));
         let counter = attempts.clone();
         let factory: ConverterFactory =
@@ -531,16 +570,7 @@ mod tests {
             scan_interval_secs: 1,
             ..ConvertConfig::default()
         };
-        let metrics = Metrics::new();
-        let pool = ConvertPool::start(
-            &raw,
-            tmp.path().to_path_buf(),
-            "telemetry.log",
-            &config,
-            metrics.convert.clone(),
-            factory,
-        )
-        .unwrap();
+        let (pool, metrics) = start_pool(tmp.path(), &config, factory);
         let failed = tmp.path().join(FAILED_DIR).join(name);
         let start = std::time::Instant::now();
         while !failed.exists() {
@@ -552,5 +582,71 @@ mod tests {
         assert_eq!(std::fs::read(&failed).unwrap(), record, "moved intact");
         assert_eq!(metrics.convert.failed_logs.get(), 1);
         assert_eq!(metrics.convert.logs.get(), 0);
+    }
+
+    /// A converter that converts one log each time the test says so.
+    struct Gated(std::sync::mpsc::Receiver<()>);
+
+    impl LogConverter for Gated {
+        fn convert_log(&mut self, _path: &Path) -> Result<ConvertSummary, String> {
+            self.0
+                .recv_timeout(Duration::from_secs(30))
+                .map_err(|e| e.to_string())?;
+            Ok(ConvertSummary::default())
+        }
+        fn flush(&mut self) -> Result<(), String> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn backlog_age_is_the_oldest_waiting_log_until_it_is_retired() {
+        let tmp = tempfile::tempdir().unwrap();
+        let now = crate::ingest::logname::now_ms();
+        for age_ms in [120_000, 10_000] {
+            let name = format!("telemetry.log.v2.h.1_0.{}.finished", now - age_ms);
+            std::fs::write(tmp.path().join(name), b"").unwrap();
+        }
+        let (go, gate) = std::sync::mpsc::channel();
+        let gate = Arc::new(Mutex::new(Some(gate)));
+        let factory: ConverterFactory = Arc::new(move || {
+            let gate = gate
+                .lock()
+                .unwrap()
+                .take()
+                .ok_or_else(|| "one worker only".to_string())?;
+            Ok(Box::new(Gated(gate)) as Box<dyn LogConverter>)
+        });
+        let config = ConvertConfig {
+            workers: 1,
+            flush_secs: 0,
+            ..ConvertConfig::default()
+        };
+        let (pool, metrics) = start_pool(tmp.path(), &config, factory);
+        let age = pool.backlog_age_probe();
+        let wait_for = |range: std::ops::RangeInclusive<u64>| {
+            let start = std::time::Instant::now();
+            while !range.contains(&age()) {
+                assert!(
+                    start.elapsed() < Duration::from_secs(20),
+                    "age {} not in {range:?}",
+                    age()
+                );
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        };
+        wait_for(120..=125);
+        go.send(()).unwrap(); // the oldest converts and is retired; the newer one is the oldest now
+        wait_for(10..=15);
+        go.send(()).unwrap();
+        wait_for(0..=0);
+        pool.stop();
+        assert_eq!(metrics.convert.logs.get(), 2);
+        assert_eq!(
+            std::fs::read_dir(tmp.path().join(CONVERTED_DIR))
+                .unwrap()
+                .count(),
+            2
+        );
     }
 }

@@ -67,6 +67,13 @@ pub fn is_active_log(base: &str, name: &str) -> bool {
         .is_some_and(|(_, ms)| !ms.is_empty() && ms.bytes().all(|b| b.is_ascii_digit()))
 }
 
+/// The epoch milliseconds in a log's name (when its first record was written; the log is
+/// opened on its first record), for an active or finished log.
+pub fn created_ms(name: &str) -> Option<u64> {
+    let active = name.strip_suffix(FINISHED_SUFFIX).unwrap_or(name);
+    active.rsplit_once('.')?.1.parse().ok()
+}
+
 /// True for a complete log: `<base>.v2.….<digits>.finished`.
 pub fn is_finished_log(base: &str, name: &str) -> bool {
     name.strip_suffix(FINISHED_SUFFIX)
@@ -88,6 +95,9 @@ mod tests {
         assert!(is_active_log("telemetry.log", &a));
         assert!(!is_finished_log("telemetry.log", &a));
         let finished = format!("{a}{FINISHED_SUFFIX}");
+        let ms = created_ms(&finished).expect("a timestamp");
+        assert_eq!(Some(ms), created_ms(&a));
+        assert!(ms.abs_diff(now_ms()) < 60_000, "{ms}");
         assert!(is_finished_log("telemetry.log", &finished));
         assert!(!is_active_log("telemetry.log", &finished));
     }

@@ -21,6 +21,7 @@ mod convert_cli;
 mod convert_lenient;
 mod dashboard;
 mod dedup;
+mod deploy;
 mod first_job;
 mod fuzz_smoke;
 mod histogram_fetch;

@@ -1,0 +1,213 @@
+//! Per-channel and per-docType counters of accepted submissions, with bounded label sets.
+//!
+//! A telemetry submission URL is `/submit/telemetry/<id>/<docType>/<app>/<version>/<channel>/<build>`.
+//! Clients choose those values, so only the ones listed in `[metrics]` (`channels`, `doc_types`)
+//! become label values; anything else, a missing segment or another namespace, is counted as
+//! `OTHER`. At most `(channels + 1) × (doc_types + 1)` series exist, whatever clients send.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use serde::{Deserialize, Serialize};
+
+use super::metrics::Metrics;
+
+/// The label value of everything not in the configured sets.
+pub const OTHER: &str = "OTHER";
+
+/// Most values each `[metrics]` list may hold (bounds the number of series).
+pub const MAX_LABEL_VALUES: usize = 64;
+
+/// `[metrics]` section of the server configuration.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// Update channels counted under their own name; others are `OTHER`.
+    pub channels: Vec<String>,
+    /// Document types (`reason` in the seed) counted under their own name; others are `OTHER`.
+    pub doc_types: Vec<String>,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        let list = |values: &[&str]| values.iter().map(|v| v.to_string()).collect();
+        MetricsConfig {
+            channels: list(&["release", "beta", "aurora", "nightly", "esr", "default"]),
+            doc_types: list(&[
+                "main",
+                "saved-session",
+                "idle-daily",
+                "crash",
+                "first-shutdown",
+                "new-profile",
+                "update",
+                "event",
+                "modules",
+                "core",
+                "health",
+                "deletion-request",
+            ]),
+        }
+    }
+}
+
+impl MetricsConfig {
+    /// Rejects lists that are too long or hold the reserved `OTHER` or an empty value.
+    pub fn validate(&self) -> Result<(), String> {
+        for (key, values) in [("channels", &self.channels), ("doc_types", &self.doc_types)] {
+            if values.len() > MAX_LABEL_VALUES {
+                return Err(format!(
+                    "metrics.{key} holds {} values; at most {MAX_LABEL_VALUES}",
+                    values.len()
+                ));
+            }
+            if values.iter().any(|v| v.is_empty() || v == OTHER) {
+                return Err(format!(
+                    "metrics.{key} entries must be non-empty and not {OTHER}"
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Label set `{channel="nightly", doc_type="main"}`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SubmissionLabel {
+    pub channel: String,
+    pub doc_type: String,
+}
+
+/// The counters and the known label values.
+#[derive(Clone)]
+pub struct SubmissionMetrics {
+    channels: Vec<String>,
+    doc_types: Vec<String>,
+    /// Accepted submissions.
+    pub requests: Family<SubmissionLabel, Counter>,
+    /// Accepted submission body bytes (as received, compressed or not).
+    pub bytes: Family<SubmissionLabel, Counter>,
+}
+
+impl SubmissionMetrics {
+    /// Counters for the label values of `config`, registered in `metrics`.
+    pub fn register(config: &MetricsConfig, metrics: &Metrics) -> SubmissionMetrics {
+        let this = SubmissionMetrics {
+            channels: config.channels.clone(),
+            doc_types: config.doc_types.clone(),
+            requests: Family::default(),
+            bytes: Family::default(),
+        };
+        metrics.register(
+            "submissions",
+            "Accepted telemetry submissions by channel and docType (values outside [metrics] are OTHER)",
+            this.requests.clone(),
+        );
+        metrics.register(
+            "submission_bytes",
+            "Accepted telemetry submission body bytes by channel and docType (values outside [metrics] are OTHER)",
+            this.bytes.clone(),
+        );
+        this
+    }
+
+    /// The labels of the submission at `url_path` (`/submit/telemetry/…`).
+    pub fn labels(&self, url_path: &str) -> SubmissionLabel {
+        let mut segments = url_path
+            .strip_prefix("/submit/telemetry/")
+            .unwrap_or_default()
+            .split('/');
+        let doc_type = segments.nth(1);
+        let channel = segments.nth(2);
+        SubmissionLabel {
+            channel: known(&self.channels, channel),
+            doc_type: known(&self.doc_types, doc_type),
+        }
+    }
+
+    /// Counts one accepted submission of `bytes` body bytes.
+    pub fn count(&self, labels: &SubmissionLabel, bytes: u64) {
+        self.requests.get_or_create(labels).inc();
+        self.bytes.get_or_create(labels).inc_by(bytes);
+    }
+}
+
+fn known(set: &[String], value: Option<&str>) -> String {
+    match value {
+        Some(v) if set.iter().any(|k| k == v) => v.to_string(),
+        _ => OTHER.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn metrics() -> SubmissionMetrics {
+        SubmissionMetrics::register(&MetricsConfig::default(), &Metrics::new())
+    }
+
+    #[test]
+    fn known_values_are_labels_and_the_rest_is_other() {
+        let m = metrics();
+        let l = m.labels("/submit/telemetry/abc/saved-session/Firefox/40.0a2/aurora/20150501");
+        assert_eq!(
+            (l.channel.as_str(), l.doc_type.as_str()),
+            ("aurora", "saved-session")
+        );
+        let l = m.labels("/submit/telemetry/abc/main/Firefox/61.0/nightly-cck-evil/2018");
+        assert_eq!((l.channel.as_str(), l.doc_type.as_str()), ("OTHER", "main"));
+        let l = m.labels("/submit/telemetry/abc/x%2F..%2F/Firefox/61.0/beta/2018");
+        assert_eq!((l.channel.as_str(), l.doc_type.as_str()), ("beta", "OTHER"));
+        for short in [
+            "/submit/telemetry/abc",
+            "/submit/telemetry/",
+            "/submit/other/a/main/F/1/beta/2",
+        ] {
+            let l = m.labels(short);
+            assert_eq!(
+                (l.channel.as_str(), l.doc_type.as_str()),
+                ("OTHER", "OTHER"),
+                "{short}"
+            );
+        }
+    }
+
+    #[test]
+    fn series_stay_bounded_whatever_clients_send() {
+        let m = metrics();
+        for i in 0..1000 {
+            let l = m.labels(&format!(
+                "/submit/telemetry/id/type{i}/Firefox/1.0/chan{i}/1"
+            ));
+            m.count(&l, 10);
+        }
+        let l = m.labels("/submit/telemetry/id/main/Firefox/1.0/release/1");
+        m.count(&l, 5);
+        let registry = Metrics::new();
+        registry.register("s", "s", m.requests.clone());
+        let text = registry.encode();
+        let series = text
+            .lines()
+            .filter(|l| l.starts_with("telemetry_s_total{"))
+            .count();
+        assert_eq!(series, 2, "{text}");
+        assert!(
+            text.contains(r#"telemetry_s_total{channel="OTHER",doc_type="OTHER"} 1000"#),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn config_lists_are_checked() {
+        assert!(MetricsConfig::default().validate().is_ok());
+        let mut c = MetricsConfig::default();
+        c.channels.push(OTHER.into());
+        assert!(c.validate().unwrap_err().contains("metrics.channels"));
+        let c = MetricsConfig {
+            doc_types: (0..=MAX_LABEL_VALUES).map(|i| i.to_string()).collect(),
+            ..MetricsConfig::default()
+        };
+        assert!(c.validate().unwrap_err().contains("at most"));
+    }
+}

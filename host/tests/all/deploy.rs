@@ -1,0 +1,175 @@
+//! `deploy/` against the real server: every example config is accepted by the binary itself
+//! (`serve --config F --print-config`), and every metric `deploy/alerts.yml` uses is on a real
+//! server's `/metrics` (with live conversion and export to a real S3-compatible server on), next
+//! to the per-channel / per-docType counters fed by real pings.
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+use std::process::Command;
+
+use crate::common;
+use crate::s3_common::S3Server;
+use crate::server_support::TestServer;
+use telemetry_server::config::Config;
+
+fn deploy(rel: &str) -> PathBuf {
+    common::repo_root().join("deploy").join(rel)
+}
+
+#[test]
+fn example_configs_are_accepted_by_the_server() {
+    let mut configs: Vec<PathBuf> = std::fs::read_dir(deploy("config"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+        .collect();
+    configs.sort();
+    let names: Vec<String> = configs
+        .iter()
+        .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+        .collect();
+    for expected in ["coordinator.toml", "single-node.toml", "worker.toml"] {
+        assert!(names.iter().any(|n| n == expected), "{names:?}");
+    }
+    for path in &configs {
+        let mut cmd = Command::new(common::binary());
+        cmd.args(["serve", "--print-config", "--config"]).arg(path);
+        for (key, _) in std::env::vars().filter(|(k, _)| k.starts_with("TELEMETRY_")) {
+            cmd.env_remove(key); // the file alone decides
+        }
+        let out = cmd.output().unwrap();
+        assert!(
+            out.status.success(),
+            "{} rejected: {}",
+            path.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        // What the server printed is the file's settings: nothing in the file was dropped.
+        let printed = Config::from_toml(&String::from_utf8(out.stdout).unwrap()).unwrap();
+        let file = Config::from_toml(&std::fs::read_to_string(path).unwrap()).unwrap();
+        assert_eq!(printed.to_toml(), file.to_toml(), "{}", path.display());
+        assert_eq!(
+            printed.data_dir,
+            PathBuf::from("/var/lib/telemetry-server"),
+            "the units' ReadWritePaths: {}",
+            path.display()
+        );
+    }
+    // The multi-node examples export to the shared S3-compatible store; the worker keeps nothing.
+    for (name, deletes) in [("coordinator.toml", false), ("worker.toml", true)] {
+        let text = std::fs::read_to_string(deploy("config").join(name)).unwrap();
+        let s3 = Config::from_toml(&text).unwrap().s3.expect(name);
+        assert!(
+            s3.endpoint.is_some() && s3.raw_logs && s3.path_style,
+            "{name}"
+        );
+        assert_eq!(s3.delete_after_upload, deletes, "{name}");
+        assert!(
+            s3.secret_access_key.is_none(),
+            "{name}: credentials belong in s3.env"
+        );
+    }
+}
+
+/// Sample names on a `/metrics` page (`name{labels} value` or `name value`).
+fn sample_names(metrics: &str) -> BTreeSet<String> {
+    metrics
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+        .map(|l| l.split(['{', ' ']).next().unwrap().to_string())
+        .collect()
+}
+
+/// The value of the sample `line_start` (e.g. `name{a="b"}`).
+fn sample(metrics: &str, line_start: &str) -> Option<f64> {
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(line_start)?.trim().parse().ok())
+}
+
+#[test]
+fn alert_rules_use_metrics_a_real_server_exports() {
+    let s3 = S3Server::start();
+    let server = TestServer::start(|c| {
+        c.convert.enabled = true;
+        c.ingest.max_log_age_ms = 200;
+        c.convert.scan_interval_secs = 1;
+        let mut s3_config = s3.config("telemetry", "published/");
+        s3_config.interval_secs = 1;
+        c.s3 = Some(s3_config);
+    });
+    let client = reqwest::blocking::Client::new();
+    let pings = [
+        (
+            "v4.saved-session.Fx40.0a2-aurora.2015-05.uberi.json",
+            "saved-session/Firefox/40.0a2/aurora/20150522004047",
+        ),
+        (
+            "v4.main.Fx60.0a1-nightly.2018-03.gc_sample.pipeline-schemas.json",
+            "main/Firefox/60.0a1/nightly/20180308100151",
+        ),
+        (
+            "v4.crash.Fx61.0a1-nightly.2018-04.pipeline-schemas.json",
+            "crash/Firefox/61.0a1/nightly-cck-unknown/20180401000000",
+        ),
+    ];
+    let mut sizes = Vec::new();
+    for (i, (file, dims)) in pings.iter().enumerate() {
+        let body = std::fs::read(common::data(&format!("pings/{file}"))).unwrap();
+        sizes.push(body.len());
+        let url = server.url(&format!(
+            "/submit/telemetry/00000000-0000-4000-8000-00000000000{i}/{dims}"
+        ));
+        let r = client.post(url).body(body).send().unwrap();
+        assert_eq!(r.status().as_u16(), 200);
+    }
+    // A 404 too, so the error-rate rule's code label exists.
+    let r = client.get(server.url("/no-such-page")).send().unwrap();
+    assert_eq!(r.status().as_u16(), 404);
+    let metrics = server.metrics();
+
+    let rules = std::fs::read_to_string(deploy("alerts.yml")).unwrap();
+    let used: BTreeSet<String> = regex::Regex::new(r"telemetry_[a-z0-9_]+")
+        .unwrap()
+        .find_iter(&rules)
+        .map(|m| m.as_str().to_string())
+        .collect();
+    assert!(used.len() >= 10, "{used:?}");
+    let exported = sample_names(&metrics);
+    let missing: Vec<&String> = used.iter().filter(|n| !exported.contains(*n)).collect();
+    assert!(
+        missing.is_empty(),
+        "alerts.yml uses {missing:?}, not on /metrics:\n{metrics}"
+    );
+
+    // The per-channel / per-docType series: known values as labels, the rest OTHER.
+    for (labels, count, bytes) in [
+        (
+            r#"{channel="aurora",doc_type="saved-session"}"#,
+            1.0,
+            sizes[0],
+        ),
+        (r#"{channel="nightly",doc_type="main"}"#, 1.0, sizes[1]),
+        (r#"{channel="OTHER",doc_type="crash"}"#, 1.0, sizes[2]),
+    ] {
+        let at = |name: &str| sample(&metrics, &format!("{name}{labels}"));
+        assert_eq!(
+            at("telemetry_submissions_total"),
+            Some(count),
+            "{labels}\n{metrics}"
+        );
+        assert_eq!(
+            at("telemetry_submission_bytes_total"),
+            Some(bytes as f64),
+            "{labels}"
+        );
+    }
+    assert_eq!(
+        metrics
+            .lines()
+            .filter(|l| l.starts_with("telemetry_submissions_total{"))
+            .count(),
+        3,
+        "{metrics}"
+    );
+}
