@@ -19,6 +19,7 @@ pub mod datadir;
 mod error;
 pub mod local;
 pub mod partition;
+pub mod private;
 pub mod records;
 pub mod retention;
 pub mod schema;

@@ -23,6 +23,7 @@ mod histograms;
 mod ingest_writer;
 mod job_service;
 mod jobs;
+mod jobs_cache_trust;
 mod jobs_cluster;
 mod jobs_hostile;
 mod jobs_languages;

@@ -121,12 +121,18 @@ impl JobService {
     }
 
     /// Registers the job service's metrics (`telemetry_jobs_limit_rejections_total{limit}`,
-    /// `telemetry_jobs_cache_deleted_components_total`).
+    /// `telemetry_jobs_cache_deleted_components_total`,
+    /// `telemetry_jobs_cache_artifact_refusals_total`).
     pub fn register_metrics(&self, metrics: &Metrics) {
         metrics.register(
             "jobs_cache_deleted_components",
             "Compiled components deleted from the cache by its retention rule",
             self.cache.deleted.clone(),
+        );
+        metrics.register(
+            "jobs_cache_artifact_refusals",
+            "Compiled artifacts refused because their MAC did not verify (tampered, swapped or unsealed); each was recompiled",
+            self.runtime.artifact_refusals().clone(),
         );
         metrics.register(
             "jobs_limit_rejections",
