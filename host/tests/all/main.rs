@@ -21,6 +21,7 @@ mod fuzz_smoke;
 mod histogram_fetch;
 mod histograms;
 mod ingest_writer;
+mod job_results_stream;
 mod job_service;
 mod jobs;
 mod jobs_cache_trust;

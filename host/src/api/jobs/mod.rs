@@ -13,6 +13,7 @@ mod config;
 mod error;
 pub mod format;
 mod openapi;
+mod result_stream;
 mod routes;
 mod service;
 pub mod types;
