@@ -1297,3 +1297,53 @@ fn wait_state_gone(s: &TestServer, id: &str) {
         std::thread::sleep(Duration::from_millis(100));
     }
 }
+
+#[test]
+fn compiles_beyond_max_concurrent_compiles_wait_their_turn_then_get_a_503() {
+    // One compile at a time, no waiting: of two Python guests (seconds of Cranelift each) uploaded
+    // at once, one compiles and the other is refused, counted, and accepted once the slot is free.
+    let s = server(|c| {
+        c.jobs.max_component_bytes = 32 << 20;
+        c.jobs.max_concurrent_compiles = 1;
+        c.jobs.compile_wait_secs = 0;
+    });
+    let post = |name: &'static str| {
+        let url = s.url("/api/v1/components");
+        std::thread::spawn(move || {
+            let form = multipart::Form::new().part(
+                "component",
+                multipart::Part::bytes(guest(name)).file_name("j.wasm"),
+            );
+            let r = client()
+                .post(url)
+                .bearer_auth(ALICE)
+                .multipart(form)
+                .send()
+                .unwrap();
+            (r.status().as_u16(), r.json::<Value>().unwrap(), name)
+        })
+    };
+    let uploads = [post("os-distribution-py"), post("hostile-py")];
+    let mut answers: Vec<(u16, Value, &str)> =
+        uploads.into_iter().map(|t| t.join().unwrap()).collect();
+    answers.sort_by_key(|a| a.0);
+    assert_eq!(
+        (answers[0].0, answers[1].0),
+        (201, 503),
+        "{:?}",
+        answers.iter().map(|a| &a.1).collect::<Vec<_>>()
+    );
+    let refused = &answers[1];
+    assert_eq!(refused.1["error"], "unavailable");
+    let detail = refused.1["detail"].as_str().unwrap();
+    assert!(
+        detail.contains("jobs.max_concurrent_compiles")
+            && detail.contains("jobs.compile_wait_secs"),
+        "{detail}"
+    );
+    assert!(s
+        .metrics()
+        .lines()
+        .any(|l| l == "telemetry_jobs_compile_refusals_total 1"));
+    upload_component(&s, refused.2);
+}

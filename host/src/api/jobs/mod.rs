@@ -9,6 +9,7 @@
 //! - `upload`: capped multipart reading. `routes`: the handlers. [`format`]: result formats.
 
 pub mod auth;
+mod compile_gate;
 mod config;
 mod error;
 pub mod format;

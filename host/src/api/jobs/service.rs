@@ -12,6 +12,7 @@ use prometheus_client::metrics::family::Family;
 use sha2::Digest;
 
 use super::auth::{Authenticator, BadTokenConfig};
+use super::compile_gate::CompileGate;
 use super::config::JobsConfig;
 use super::error::ApiError;
 use super::types::Manifest;
@@ -54,6 +55,8 @@ pub struct JobService {
     runtime: Arc<Runtime>,
     /// Retention of the compile cache; every use of a component touches it.
     cache: Arc<ComponentCache>,
+    /// At most `max_concurrent_compiles` compiles at once.
+    compiles: CompileGate,
     pub(super) config: JobsConfig,
     /// Manifests refused for asking above `[jobs.max_limits]` (or `max_workers_per_job`), by limit.
     limit_rejections: Family<LimitLabel, Counter>,
@@ -115,6 +118,10 @@ impl JobService {
             scheduler,
             runtime,
             cache: components,
+            compiles: CompileGate::new(
+                config.compile_ceiling(),
+                Duration::from_secs(config.compile_wait_secs),
+            ),
             config: config.clone(),
             limit_rejections: Family::default(),
         }))
@@ -135,6 +142,16 @@ impl JobService {
             self.runtime.artifact_refusals().clone(),
         );
         metrics.register(
+            "jobs_compiles_waiting",
+            "Component compiles waiting for their turn (jobs.max_concurrent_compiles)",
+            self.compiles.waiting.clone(),
+        );
+        metrics.register(
+            "jobs_compile_refusals",
+            "Uploads refused (503) after waiting jobs.compile_wait_secs for a compile slot",
+            self.compiles.refused.clone(),
+        );
+        metrics.register(
             "jobs_limit_rejections",
             "Job manifests refused for asking above a server maximum, by limit",
             self.limit_rejections.clone(),
@@ -148,9 +165,11 @@ impl JobService {
     }
 
     /// Validates and compiles a component on a low-priority thread (Cranelift on a big guest
-    /// takes seconds of CPU; it must not stall the async runtime or ingest).
+    /// takes seconds of CPU; it must not stall the async runtime or ingest), once its turn comes
+    /// ([`CompileGate`]).
     pub(super) async fn compile(&self, wasm: Bytes) -> Result<CompiledJob, ApiError> {
         let code = classify(&wasm);
+        let permit = self.compiles.enter().await?;
         let runtime = self.runtime.clone();
         let cache = self.cache.clone();
         let (tx, rx) = tokio::sync::oneshot::channel();
@@ -162,6 +181,7 @@ impl JobService {
             // Marked used before the cache is read, so its retention cannot delete it meanwhile.
             cache.touch(&hex::encode(sha2::Sha256::digest(&wasm)));
             let _ = tx.send(runtime.compile(&wasm));
+            drop(permit);
         });
         match rx.await {
             Ok(Ok(compiled)) => Ok(compiled),
@@ -177,9 +197,13 @@ impl JobService {
     pub(super) async fn cached(&self, sha256: &str) -> Result<CompiledJob, ApiError> {
         let (runtime, cache) = (self.runtime.clone(), self.cache.clone());
         let sha = sha256.to_string();
+        // Loading may recompile (an artifact refused or from another engine): take a turn.
+        let permit = self.compiles.enter().await?;
         let loaded = tokio::task::spawn_blocking(move || {
             cache.touch(&sha);
-            runtime.load_cached(&sha)
+            let loaded = runtime.load_cached(&sha);
+            drop(permit);
+            loaded
         })
         .await
         .map_err(|e| ApiError::Internal(format!("loading a cached component: {e}")))?;
