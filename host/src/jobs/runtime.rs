@@ -9,10 +9,8 @@
 use super::artifact_seal::ArtifactSeal;
 use super::bindings::{HOST_IMPORT, JOB_EXPORT};
 use super::JobError;
-use cap_std::fs::{OpenOptions, OpenOptionsExt};
 use prometheus_client::metrics::counter::Counter;
 use sha2::{Digest, Sha256};
-use std::io::Write;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -257,11 +255,7 @@ impl Runtime {
     fn write_atomic(&self, name: &str, bytes: &[u8]) -> Result<(), JobError> {
         let tmp = format!(".{name}.{}.tmp", uuid::Uuid::new_v4());
         let write = || -> std::io::Result<()> {
-            let mut options = OpenOptions::new();
-            options.write(true).create_new(true).mode(0o600);
-            let mut f = self.cache.open_with(&tmp, &options)?;
-            f.write_all(bytes)?;
-            f.sync_all()?;
+            crate::storage::private::write_private(&self.cache, &tmp, bytes)?;
             self.cache.rename(&tmp, &self.cache, name)
         };
         write().map_err(|e| {

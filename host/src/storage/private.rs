@@ -1,6 +1,6 @@
 //! Private directories: [`ensure_private_dir`] checks that a directory the server keeps secrets or
 //! executable artifacts in (the compile cache) is owned by the server's user, and takes group and
-//! other permissions away when it is not yet `0700`.
+//! other permissions away when it is not yet `0700`; [`write_private`] writes a `0600` file.
 
 use cap_std::fs::Dir;
 use rustix::fs::{AtFlags, Mode};
@@ -30,6 +30,17 @@ pub fn ensure_private_dir(dir: &Dir, shown: &str) -> Result<(), StorageError> {
         );
     }
     Ok(())
+}
+
+/// Writes a new file `name` in `dir`, `0600`, synced (it must not exist yet).
+pub fn write_private(dir: &Dir, name: &str, bytes: &[u8]) -> std::io::Result<()> {
+    use cap_std::fs::{OpenOptions, OpenOptionsExt};
+    use std::io::Write;
+    let mut options = OpenOptions::new();
+    options.write(true).create_new(true).mode(0o600);
+    let mut file = dir.open_with(name, &options)?;
+    file.write_all(bytes)?;
+    file.sync_all()
 }
 
 #[cfg(test)]

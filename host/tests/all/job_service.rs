@@ -1314,7 +1314,12 @@ fn compiles_beyond_max_concurrent_compiles_wait_their_turn_then_get_a_503() {
                 "component",
                 multipart::Part::bytes(guest(name)).file_name("j.wasm"),
             );
-            let r = client()
+            // Python compiles take minutes on a loaded machine: more than `client()` waits.
+            let patient = Client::builder()
+                .timeout(Duration::from_secs(900))
+                .build()
+                .unwrap();
+            let r = patient
                 .post(url)
                 .bearer_auth(ALICE)
                 .multipart(form)
@@ -1346,4 +1351,57 @@ fn compiles_beyond_max_concurrent_compiles_wait_their_turn_then_get_a_503() {
         .lines()
         .any(|l| l == "telemetry_jobs_compile_refusals_total 1"));
     upload_component(&s, refused.2);
+}
+
+#[test]
+fn uploads_beyond_a_tokens_quota_are_refused_with_413_before_compiling() {
+    let (counter, os) = (guest("simple-counter-rust"), guest("os-distribution-rust"));
+    let quota = (counter.len() + os.len()) as u64 - 1;
+    let s = server(|c| c.jobs.upload_quota_bytes = quota);
+    let upload = |token: &str, bytes: &[u8]| {
+        let form = multipart::Form::new().part(
+            "component",
+            multipart::Part::bytes(bytes.to_vec()).file_name("j.wasm"),
+        );
+        let r = client()
+            .post(s.url("/api/v1/components"))
+            .bearer_auth(token)
+            .multipart(form)
+            .send()
+            .unwrap();
+        (r.status().as_u16(), r.json::<Value>().unwrap())
+    };
+    assert_eq!(upload(ALICE, &counter).0, 201);
+    let (status, body) = upload(ALICE, &os);
+    assert_eq!(status, 413, "{body}");
+    assert_eq!(body["error"], "upload_quota_exceeded");
+    let detail = body["detail"].as_str().unwrap();
+    let expected = format!(
+        "token 'alice' keeps {} bytes of components in the compile cache; this {}-byte component would bring it to {}, above jobs.upload_quota_bytes = {quota}",
+        counter.len(),
+        os.len(),
+        counter.len() + os.len()
+    );
+    assert!(detail.starts_with(&expected), "{detail}");
+    // Refused before compiling: nothing of it reached the cache.
+    use sha2::Digest;
+    let os_sha = hex::encode(sha2::Sha256::digest(&os));
+    assert!(!s.data_dir().join(format!("cache/{os_sha}.wasm")).exists());
+    // Another token has its own quota; a component already cached costs nothing.
+    assert_eq!(upload(BOB, &os).0, 201);
+    assert_eq!(upload(ALICE, &os).0, 200);
+    assert_eq!(upload(ALICE, &counter).0, 200);
+    assert!(s
+        .metrics()
+        .lines()
+        .any(|l| l == "telemetry_jobs_upload_quota_refusals_total 1"));
+    // A job submitted with a component part is charged the same way.
+    let mut other = guest("os-distribution-c");
+    let r = post_job(
+        &s,
+        Some(ALICE),
+        Some(std::mem::take(&mut other)),
+        Some(&manifest("q", None)),
+    );
+    assert_eq!(r.status().as_u16(), 413);
 }

@@ -50,6 +50,8 @@ pub struct JobsConfig {
     pub max_concurrent_compiles: usize,
     /// How long a compile waits for its turn before the upload is refused with a 503.
     pub compile_wait_secs: u64,
+    /// Component bytes one token may keep in the compile cache (uploads that add a component).
+    pub upload_quota_bytes: u64,
     /// `[jobs.max_limits]`: the most a submitted job's `limits` may ask for; above it the job is
     /// refused with a 400 naming the limit. Missing fields keep their defaults.
     pub max_limits: MaxLimits,
@@ -73,6 +75,7 @@ impl Default for JobsConfig {
             cache_min_age_secs: 24 * 3600,
             max_concurrent_compiles: 0,
             compile_wait_secs: 60,
+            upload_quota_bytes: 1 << 30,
             max_limits: MaxLimits::default(),
         }
     }

@@ -19,6 +19,7 @@ mod routes;
 mod service;
 pub mod types;
 mod upload;
+mod upload_quota;
 
 use std::sync::Arc;
 

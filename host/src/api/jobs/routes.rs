@@ -60,7 +60,7 @@ pub async fn submit(
         )
     })?;
     let compiled = match (upload.component, manifest.component.as_deref()) {
-        (Some(bytes), None) => service.compile(bytes).await?,
+        (Some(bytes), None) => service.compile(&caller.name, bytes).await?,
         (None, Some(sha)) => service.cached(sha).await?,
         (Some(_), Some(_)) => {
             return Err(ApiError::bad(
@@ -102,7 +102,7 @@ pub async fn upload_component(
     caller: Result<Caller, ApiError>,
     multipart: Result<Multipart, MultipartRejection>,
 ) -> Result<Response, ApiError> {
-    let (_caller, multipart) = refuse_upload_unless(caller, multipart).await?;
+    let (caller, multipart) = refuse_upload_unless(caller, multipart).await?;
     let upload = read_upload(multipart, limits(&service)).await?;
     if upload.manifest.is_some() {
         return Err(ApiError::bad(
@@ -114,7 +114,7 @@ pub async fn upload_component(
         .component
         .ok_or_else(|| ApiError::bad("missing_component", "missing 'component' part"))?;
     let size_bytes = bytes.len() as u64;
-    let compiled = service.compile(bytes).await?;
+    let compiled = service.compile(&caller.name, bytes).await?;
     let status = if compiled.cache_hit() {
         StatusCode::OK
     } else {

@@ -16,6 +16,7 @@ use super::compile_gate::CompileGate;
 use super::config::JobsConfig;
 use super::error::ApiError;
 use super::types::Manifest;
+use super::upload_quota::UploadQuota;
 use crate::api::metrics::Metrics;
 use crate::jobs::limits::{LimitTooHigh, MaxLimits};
 use crate::jobs::scheduler::{
@@ -48,6 +49,9 @@ pub enum ServiceError {
     DataDir(#[from] StorageError),
 }
 
+/// Per-token upload ledgers, under `jobs/` ([`UploadQuota`]).
+const UPLOADS: &str = "uploads";
+
 /// The job service: everything the `/api/v1` handlers need.
 pub struct JobService {
     pub(super) auth: Authenticator,
@@ -57,6 +61,8 @@ pub struct JobService {
     cache: Arc<ComponentCache>,
     /// At most `max_concurrent_compiles` compiles at once.
     compiles: CompileGate,
+    /// `jobs.upload_quota_bytes` per token.
+    quota: UploadQuota,
     pub(super) config: JobsConfig,
     /// Manifests refused for asking above `[jobs.max_limits]` (or `max_workers_per_job`), by limit.
     limit_rejections: Family<LimitLabel, Counter>,
@@ -82,6 +88,10 @@ impl JobService {
     pub fn start(config: &JobsConfig, data: &DataDir) -> Result<Arc<Self>, ServiceError> {
         let auth = Authenticator::new(&config.tokens)?;
         let jobs = data.sub(datadir::JOBS)?;
+        let uploads = jobs
+            .create_dir_all(UPLOADS)
+            .and_then(|()| jobs.open_dir(UPLOADS))
+            .map_err(|e| StorageError::io(format!("{}/{UPLOADS}", datadir::JOBS), e))?;
         let cache = data.sub(datadir::CACHE)?;
         let source: Arc<dyn PartitionSource> =
             Arc::new(LocalSource::new(data.sub(datadir::STORAGE)?));
@@ -122,6 +132,11 @@ impl JobService {
                 config.compile_ceiling(),
                 Duration::from_secs(config.compile_wait_secs),
             ),
+            quota: UploadQuota::new(
+                uploads,
+                data.sub(datadir::CACHE)?,
+                config.upload_quota_bytes,
+            ),
             config: config.clone(),
             limit_rejections: Family::default(),
         }))
@@ -152,6 +167,11 @@ impl JobService {
             self.compiles.refused.clone(),
         );
         metrics.register(
+            "jobs_upload_quota_refusals",
+            "Uploads refused (413) for taking their token above jobs.upload_quota_bytes",
+            self.quota.refusals.clone(),
+        );
+        metrics.register(
             "jobs_limit_rejections",
             "Job manifests refused for asking above a server maximum, by limit",
             self.limit_rejections.clone(),
@@ -167,8 +187,11 @@ impl JobService {
     /// Validates and compiles a component on a low-priority thread (Cranelift on a big guest
     /// takes seconds of CPU; it must not stall the async runtime or ingest), once its turn comes
     /// ([`CompileGate`]).
-    pub(super) async fn compile(&self, wasm: Bytes) -> Result<CompiledJob, ApiError> {
+    /// The component is first charged to `owner`'s upload quota.
+    pub(super) async fn compile(&self, owner: &str, wasm: Bytes) -> Result<CompiledJob, ApiError> {
         let code = classify(&wasm);
+        let sha256 = hex::encode(sha2::Sha256::digest(&wasm));
+        self.quota.charge(owner, &sha256, wasm.len() as u64)?;
         let permit = self.compiles.enter().await?;
         let runtime = self.runtime.clone();
         let cache = self.cache.clone();
@@ -179,7 +202,7 @@ impl JobService {
         };
         crate::jobs::scheduler::spawn_low_priority("job-compile".into(), priority, move || {
             // Marked used before the cache is read, so its retention cannot delete it meanwhile.
-            cache.touch(&hex::encode(sha2::Sha256::digest(&wasm)));
+            cache.touch(&sha256);
             let _ = tx.send(runtime.compile(&wasm));
             drop(permit);
         });
