@@ -2,16 +2,14 @@
 //! answers two concurrent downloads (text and CSV) of a large stored result correctly while its
 //! resident memory grows by far less than the result's size.
 
-use crate::common;
-use crate::jobs_support::tiny_data;
+use crate::jobs_support::{run_job_over_http, tiny_data};
 use crate::server_support::spawn_serve;
-use reqwest::blocking::{multipart, Client};
-use serde_json::{json, Value};
+use reqwest::blocking::Client;
 use sha2::{Digest, Sha256};
 use std::io::{Read, Write};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use telemetry_server::api::jobs::hash_token;
 
 const TOKEN: &str = "stream-test-token";
@@ -63,61 +61,14 @@ fn a_large_result_streams_to_two_clients_without_growing_the_server_by_its_size(
         ),
     )
     .unwrap();
-    let (mut child, addr, log) = spawn_serve(&config, data.path());
+    let (mut child, addr, _log) = spawn_serve(&config, data.path());
     let http = Client::builder()
         .timeout(Duration::from_secs(300))
         .build()
         .unwrap();
     let url = |path: &str| format!("http://{addr}{path}");
 
-    let filter: Value = serde_json::from_str(
-        &std::fs::read_to_string(common::data(
-            "seed/mapreduce-filters/examples-v2/filter_include_all.json",
-        ))
-        .unwrap(),
-    )
-    .unwrap();
-    let form = multipart::Form::new()
-        .part(
-            "manifest",
-            multipart::Part::text(json!({"name": "big", "filter": filter}).to_string()),
-        )
-        .part(
-            "component",
-            multipart::Part::bytes(std::fs::read(common::guest("simple-counter-rust")).unwrap())
-                .file_name("job.wasm"),
-        );
-    let r = http
-        .post(url("/api/v1/jobs"))
-        .bearer_auth(TOKEN)
-        .multipart(form)
-        .send()
-        .unwrap();
-    assert_eq!(r.status().as_u16(), 202);
-    let id = r.json::<Value>().unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        let job: Value = http
-            .get(url(&format!("/api/v1/jobs/{id}")))
-            .bearer_auth(TOKEN)
-            .send()
-            .unwrap()
-            .json()
-            .unwrap();
-        if job["state"] == "succeeded" {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline
-                && !["failed", "cancelled"].contains(&job["state"].as_str().unwrap()),
-            "{job}\n{}",
-            log.lock().unwrap()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    let id = run_job_over_http(&http, &url(""), TOKEN, "simple-counter-rust");
 
     // The job's stored result, replaced by a large one (written aside, renamed into place).
     let results = data.path().join("jobs/results");
