@@ -10,7 +10,9 @@
 #      its timeout (+ slack, + the waves the connection cap makes) while normal POSTs keep
 #      getting 200;
 #   D. an unauthenticated 60 MB upload: 401 arrives after only the head was sent;
-#   E. hostile dimension values (long appVersion): stored as OTHER, no long path component.
+#   E. hostile dimension values (long appVersion): stored as OTHER, no long path component;
+#   F. a swapped compiled artifact: another component's `.cwasm` under a component's name in
+#      `cache/` is refused (counted), the component recompiled, and its own code runs.
 # Then SIGTERM: the server exits 0 within its grace period.
 #
 #   scripts/attack-suite.sh                  # short form (< 2 min after the build)
@@ -300,6 +302,57 @@ while time.time() < deadline and not found:
 if not found:
     fail("E: the ping with hostile dimensions was not stored under OTHER within 60 s")
 print("E ok: a 300-byte appVersion and a build id with '/' stored as OTHER")
+
+# --- F. a swapped compiled artifact -----------------------------------------------------------
+TOKEN = {"Authorization": "Bearer attack-suite-token"}
+guests = os.path.join(os.getcwd(), "target", "jobs")
+
+def multipart(parts):
+    body = b""
+    for name, content, ctype in parts:
+        body += (b"--B\r\nContent-Disposition: form-data; name=\"%s\"; filename=\"%s\"\r\n"
+                 b"Content-Type: %s\r\n\r\n" % (name.encode(), name.encode(), ctype.encode()))
+        body += content + b"\r\n"
+    return body + b"--B--\r\n", dict(TOKEN, **{"Content-Type": "multipart/form-data; boundary=B"})
+
+def upload(guest):
+    body, headers = multipart([("component", open(os.path.join(guests, guest + ".wasm"), "rb").read(),
+                                "application/wasm")])
+    status, text = request("POST", "/api/v1/components", body, headers, timeout=300)
+    if status not in (200, 201):
+        fail(f"F: uploading {guest} answered {status}: {text[:200]!r}")
+    return json.loads(text)["sha256"]
+
+counter, other = upload("simple-counter-rust"), upload("os-distribution-rust")
+cache = os.path.join(data, "cache")
+if os.stat(cache).st_mode & 0o077:
+    fail(f"F: cache/ is mode {os.stat(cache).st_mode & 0o777:o}, not private")
+refusals_before = metric("telemetry_jobs_cache_artifact_refusals_total") or 0
+os.replace(os.path.join(cache, other + ".cwasm"), os.path.join(cache, counter + ".cwasm"))
+manifest = {"name": "swapped", "component": counter,
+            "filter": json.load(open(os.path.join(shared, "seed/mapreduce-filters/examples-v2/filter_include_all.json")))}
+body, headers = multipart([("manifest", json.dumps(manifest).encode(), "application/json")])
+status, text = request("POST", "/api/v1/jobs", body, headers, timeout=300)
+if status != 202:
+    fail(f"F: submitting by hash answered {status}: {text[:200]!r}")
+job = json.loads(text)["id"]
+deadline = time.time() + 120
+while time.time() < deadline:
+    state = json.loads(request("GET", f"/api/v1/jobs/{job}", headers=TOKEN)[1])["state"]
+    if state in ("succeeded", "failed", "cancelled"):
+        break
+    time.sleep(0.3)
+if state != "succeeded":
+    fail(f"F: the job ended {state}")
+status, result = request("GET", f"/api/v1/jobs/{job}/result", headers=TOKEN)
+lines = result.decode().splitlines()
+# simple-counter's values are `records=N duplicates=M`; os-distribution's are plain counts.
+if status != 200 or not lines or not all("records=" in line for line in lines):
+    fail(f"F: the job did not run its own component: {status} {result[:200]!r}")
+refusals = (metric("telemetry_jobs_cache_artifact_refusals_total") or 0) - refusals_before
+if refusals != 1:
+    fail(f"F: {refusals} artifact refusals counted, expected 1")
+print(f"F ok: a swapped .cwasm was refused (counted), recompiled, and the job ran its own code: {lines[0]!r}")
 PY
 
 kill -TERM "$SERVER_PID"

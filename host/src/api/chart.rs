@@ -27,15 +27,32 @@ pub enum NotChartable {
         key: String,
         value: String,
     },
+    /// The stored result could not be read.
+    #[error("the stored result could not be read: {0}")]
+    Unreadable(String),
 }
 
 /// Reads a job's output (`key<TAB>value` lines) as `(key, value)` pairs; every value must be a
 /// finite number (`12`, `-3.5`, `1e6`, surrounding spaces allowed).
 pub fn parse_rows(output: &[u8]) -> Result<Vec<(String, f64)>, NotChartable> {
-    let text = String::from_utf8_lossy(output);
+    read_rows(output)
+}
+
+/// [`parse_rows`] from a reader, one line at a time (the result file is never held whole).
+pub fn read_rows(mut reader: impl std::io::BufRead) -> Result<Vec<(String, f64)>, NotChartable> {
     let mut rows = Vec::new();
-    for (i, line) in text.lines().enumerate() {
-        let line_no = i + 1;
+    let mut bytes = Vec::new();
+    for line_no in 1.. {
+        bytes.clear();
+        let read = reader.read_until(b'\n', &mut bytes);
+        if read.map_err(|e| NotChartable::Unreadable(e.to_string()))? == 0 {
+            break;
+        }
+        let mut raw = &bytes[..];
+        if let Some(rest) = raw.strip_suffix(b"\n") {
+            raw = rest.strip_suffix(b"\r").unwrap_or(rest);
+        }
+        let line = String::from_utf8_lossy(raw);
         let (key, value) = line
             .split_once('\t')
             .ok_or(NotChartable::NoTab { line: line_no })?;

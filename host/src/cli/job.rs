@@ -123,6 +123,25 @@ impl InputArgs {
 /// Exit code of a run whose filter selected no partition file (without `--allow-empty`).
 const EXIT_NO_INPUT: u8 = 3;
 
+/// The compile cache of `job run` over `s3://` data: `$XDG_CACHE_HOME/telemetry-server` or
+/// `~/.cache/telemetry-server`, created `0700` (never a predictable directory under the shared
+/// temporary directory, where another user could plant artifacts).
+fn user_cache_dir() -> anyhow::Result<PathBuf> {
+    use std::os::unix::fs::DirBuilderExt;
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+        .context("neither XDG_CACHE_HOME nor HOME is set: pass --cache-dir")?;
+    let dir = base.join("telemetry-server");
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(&dir)
+        .with_context(|| format!("creating the compile cache {}", dir.display()))?;
+    Ok(dir)
+}
+
 pub fn run(cmd: Command) -> anyhow::Result<ExitCode> {
     match cmd {
         Command::Run(args) => run_job(args),
@@ -180,7 +199,7 @@ fn execute(args: &RunArgs, progress: &Progress) -> anyhow::Result<ExitCode> {
             DataDir::open(std::path::Path::new(&args.data_dir))?
                 .sub(telemetry_server::storage::datadir::CACHE)?
         }
-        None => DataDir::open(&std::env::temp_dir().join("telemetry-server-cache"))?.sub("jobs")?,
+        None => DataDir::open(&user_cache_dir()?)?.sub("jobs")?,
     };
     let runtime = Runtime::new(cache_dir, RuntimeConfig::default())?;
     let compiled = runtime

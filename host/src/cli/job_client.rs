@@ -146,11 +146,16 @@ pub fn run(cmd: Command) -> anyhow::Result<ExitCode> {
                 write_chart(path, &client.chart(&args.id)?)?;
                 return Ok(ExitCode::SUCCESS);
             }
-            let bytes = client.result(&args.id, args.format.into())?;
+            let format = args.format.into();
             match &args.output {
-                Some(path) => std::fs::write(path, &bytes)
-                    .with_context(|| format!("cannot write {}", path.display()))?,
-                None => write_stdout(&bytes)?,
+                Some(path) => {
+                    let mut file = std::fs::File::create(path)
+                        .with_context(|| format!("cannot create {}", path.display()))?;
+                    client
+                        .result_to(&args.id, format, &mut file)
+                        .with_context(|| format!("cannot write {}", path.display()))?;
+                }
+                None => stream_stdout(|out| client.result_to(&args.id, format, out))?,
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -222,8 +227,7 @@ fn submit(args: SubmitArgs) -> anyhow::Result<ExitCode> {
     let job = client.wait(&submitted.id)?;
     match job.state {
         JobState::Succeeded => {
-            let bytes = client.result(&job.id, ResultFormat::Text)?;
-            write_stdout(&bytes)?;
+            stream_stdout(|out| client.result_to(&job.id, ResultFormat::Text, out))?;
             if let Some(path) = &args.chart {
                 write_chart(path, &client.chart(&job.id)?)?;
             }
@@ -263,11 +267,22 @@ pub(super) fn write_chart(path: &std::path::Path, svg: &[u8]) -> anyhow::Result<
     Ok(())
 }
 
-fn write_stdout(bytes: &[u8]) -> anyhow::Result<()> {
+/// Streams a download to stdout; a closed pipe (`| head`) ends it quietly.
+fn stream_stdout(
+    download: impl FnOnce(&mut dyn Write) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
     let mut out = std::io::stdout().lock();
-    match out.write_all(bytes).and_then(|_| out.flush()) {
-        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
-        other => other.context("cannot write to stdout"),
+    let result = download(&mut out).and_then(|()| Ok(out.flush()?));
+    match result {
+        Err(e)
+            if e.chain().any(|c| {
+                c.downcast_ref::<std::io::Error>()
+                    .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+            }) =>
+        {
+            Ok(())
+        }
+        other => other.context("cannot write the result to stdout"),
     }
 }
 
@@ -322,7 +337,8 @@ impl JobClient {
         Ok(checked(response, "status")?.json()?)
     }
 
-    fn result(&self, id: &str, format: ResultFormat) -> anyhow::Result<Vec<u8>> {
+    /// Streams the result into `out` as it arrives (never held whole).
+    fn result_to(&self, id: &str, format: ResultFormat, out: &mut dyn Write) -> anyhow::Result<()> {
         let format = serde_json::to_value(format)?;
         let response = self
             .http
@@ -330,7 +346,8 @@ impl JobClient {
             .query(&[("format", format.as_str().unwrap_or("text"))])
             .bearer_auth(&self.token)
             .send();
-        Ok(checked(response, "result")?.bytes()?.to_vec())
+        checked(response, "result")?.copy_to(out)?;
+        Ok(())
     }
 
     /// The result as an SVG bar chart (`400 not_chartable` when a value is not a number).

@@ -72,6 +72,12 @@ pub enum JobError {
         /// The underlying error.
         source: std::io::Error,
     },
+    /// The compile cache (its directory or key) is not private to this user.
+    #[error("the compile cache is not private: {reason}")]
+    UnsafeCache {
+        /// What is wrong.
+        reason: String,
+    },
     /// An unexpected engine failure (not caused by the guest).
     #[error("wasm engine: {0}")]
     Engine(String),

@@ -16,6 +16,7 @@
 //!
 //! The guest contract is `wit/job.wit`; user documentation is in `docs/jobs/`.
 
+pub mod artifact_seal;
 mod bindings;
 mod budget;
 pub mod cost;

@@ -1,12 +1,16 @@
 //! [`Runtime`]: the wasmtime engine jobs run on (pooling allocator, epoch interruption with a
 //! background ticker) and the compile cache. A component is validated against the
 //! `telemetry:job/mapreduce` world, compiled once, and kept as a serialized artifact named by the
-//! SHA-256 of its bytes, so later runs (and `load_cached`) skip Cranelift.
+//! SHA-256 of its bytes, so later runs (and `load_cached`) skip Cranelift. The cache directory
+//! must be owned by this user and is made `0700`, its files `0600`; every artifact is sealed with
+//! a keyed MAC ([`ArtifactSeal`]) and one that does not verify is refused, counted
+//! ([`Runtime::artifact_refusals`]) and recompiled from the component.
 
+use super::artifact_seal::ArtifactSeal;
 use super::bindings::{HOST_IMPORT, JOB_EXPORT};
 use super::JobError;
+use prometheus_client::metrics::counter::Counter;
 use sha2::{Digest, Sha256};
-use std::io::Write;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -41,6 +45,8 @@ impl Default for RuntimeConfig {
 pub struct Runtime {
     engine: Engine,
     cache: cap_std::fs::Dir,
+    seal: ArtifactSeal,
+    artifact_refusals: Counter,
     config: RuntimeConfig,
     ticker_stop: Arc<AtomicBool>,
     ticker: Option<JoinHandle<()>>,
@@ -71,8 +77,14 @@ impl CompiledJob {
 }
 
 impl Runtime {
-    /// Builds the engine and starts the epoch ticker. `cache_dir` holds compiled artifacts.
+    /// Builds the engine and starts the epoch ticker. `cache_dir` holds compiled artifacts: it must
+    /// be owned by this user (it is made `0700`).
     pub fn new(cache_dir: cap_std::fs::Dir, config: RuntimeConfig) -> Result<Runtime, JobError> {
+        crate::storage::private::ensure_private_dir(&cache_dir, "the compile cache").map_err(
+            |e| JobError::UnsafeCache {
+                reason: e.to_string(),
+            },
+        )?;
         // Per component instance the pool reserves what the largest guests need, so that
         // `max_instances` of them fit at once: a componentize-py (Python) guest instantiates 38
         // core modules (the count is only a counter: reserving the per-component maximum of 64
@@ -92,6 +104,7 @@ impl Runtime {
             .allocation_strategy(InstanceAllocationStrategy::Pooling(pool))
             .max_wasm_stack(1 << 20);
         let engine = Engine::new(&wasm).map_err(|e| JobError::Engine(format!("{e:#}")))?;
+        let seal = ArtifactSeal::open(&cache_dir, &engine)?;
         let ticker_stop = Arc::new(AtomicBool::new(false));
         let ticker = {
             let (engine, stop, tick) = (engine.clone(), ticker_stop.clone(), config.epoch_tick);
@@ -108,6 +121,8 @@ impl Runtime {
         Ok(Runtime {
             engine,
             cache: cache_dir,
+            seal,
+            artifact_refusals: Counter::default(),
             config,
             ticker_stop,
             ticker: Some(ticker),
@@ -116,6 +131,12 @@ impl Runtime {
 
     pub(crate) fn engine(&self) -> &Engine {
         &self.engine
+    }
+
+    /// Cached artifacts refused because their seal did not verify (each was recompiled), for
+    /// `telemetry_jobs_cache_artifact_refusals_total`.
+    pub fn artifact_refusals(&self) -> &Counter {
+        &self.artifact_refusals
     }
 
     /// The engine settings.
@@ -136,6 +157,16 @@ impl Runtime {
                 compile_time: start.elapsed(),
             });
         }
+        self.compile_fresh(wasm, sha256, start)
+    }
+
+    /// Compiles `wasm` (whose SHA-256 is `sha256`) with Cranelift and stores it, sealed.
+    fn compile_fresh(
+        &self,
+        wasm: &[u8],
+        sha256: String,
+        start: Instant,
+    ) -> Result<CompiledJob, JobError> {
         check_header(wasm)?;
         let component =
             Component::new(&self.engine, wasm).map_err(|e| JobError::InvalidComponent {
@@ -146,7 +177,10 @@ impl Runtime {
             .serialize()
             .map_err(|e| JobError::Engine(format!("{e:#}")))?;
         self.write_atomic(&format!("{sha256}.wasm"), wasm)?;
-        self.write_atomic(&format!("{sha256}.cwasm"), &artifact)?;
+        self.write_atomic(
+            &format!("{sha256}.cwasm"),
+            &self.seal.seal(&sha256, &artifact),
+        )?;
         Ok(CompiledJob {
             component,
             sha256,
@@ -171,9 +205,19 @@ impl Runtime {
                 compile_time: start.elapsed(),
             });
         }
-        // The artifact is gone or was made by another engine version: recompile the original.
+        // The artifact is gone, refused, or was made by another engine version: recompile the
+        // original, when it still is the component of that name.
         match self.cache.read(format!("{sha256}.wasm")) {
-            Ok(wasm) => self.compile(&wasm),
+            Ok(wasm) if hex::encode(Sha256::digest(&wasm)) == sha256 => {
+                self.compile_fresh(&wasm, sha256.into(), start)
+            }
+            Ok(_) => {
+                self.artifact_refusals.inc();
+                tracing::warn!(sha256, "cached component does not match its name, refused");
+                Err(JobError::NotCached {
+                    sha256: sha256.into(),
+                })
+            }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(JobError::NotCached {
                 sha256: sha256.into(),
             }),
@@ -187,10 +231,19 @@ impl Runtime {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(JobError::io(format!("reading cached job {sha256}"), e)),
         };
-        // SAFETY: the artifact was produced by `Component::serialize` of this same engine
-        // configuration and written only by `compile` into the runtime's private cache directory;
-        // wasmtime additionally checks the engine version and settings recorded in it.
-        match unsafe { Component::deserialize(&self.engine, &bytes) } {
+        let artifact = match self.seal.open_sealed(sha256, &bytes) {
+            Ok(artifact) => artifact,
+            Err(refused) => {
+                self.artifact_refusals.inc();
+                tracing::warn!(sha256, %refused, "cached artifact refused, recompiling");
+                return Ok(None);
+            }
+        };
+        // SAFETY: the seal verified, so these bytes are what `Component::serialize` produced for
+        // this component with this engine configuration (the MAC covers the component's SHA-256,
+        // the engine's compatibility hash and every byte, under a key only this user can read);
+        // they were read into memory before the check, so what is checked is what is loaded.
+        match unsafe { Component::deserialize(&self.engine, artifact) } {
             Ok(component) => Ok(Some(component)),
             Err(e) => {
                 tracing::warn!(sha256, error = %e, "cached artifact unusable, recompiling");
@@ -202,9 +255,7 @@ impl Runtime {
     fn write_atomic(&self, name: &str, bytes: &[u8]) -> Result<(), JobError> {
         let tmp = format!(".{name}.{}.tmp", uuid::Uuid::new_v4());
         let write = || -> std::io::Result<()> {
-            let mut f = self.cache.create(&tmp)?;
-            f.write_all(bytes)?;
-            f.sync_all()?;
+            crate::storage::private::write_private(&self.cache, &tmp, bytes)?;
             self.cache.rename(&tmp, &self.cache, name)
         };
         write().map_err(|e| {

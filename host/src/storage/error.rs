@@ -62,6 +62,14 @@ pub enum StorageError {
         /// 1-based line number.
         line: u64,
     },
+    /// A directory that must be private (owned by this user, `0700`) is not and cannot be made so.
+    #[error("{path} is not private: {reason}")]
+    NotPrivate {
+        /// The directory.
+        path: String,
+        /// Who owns it or what is wrong.
+        reason: String,
+    },
     /// A failure in another partition source (for example S3).
     #[error("{path}: {source}")]
     Source {

@@ -23,6 +23,7 @@ pub mod filter;
 pub mod local;
 pub mod partition;
 pub mod pointers;
+pub mod private;
 pub mod records;
 pub mod retention;
 pub mod schema;

@@ -9,12 +9,12 @@ use crate::jobs_support;
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::chart_support::read_chart;
 use crate::server_support::TestServer;
-use reqwest::blocking::{multipart, Client, Response};
-use serde_json::{json, Value};
+use reqwest::blocking::{Client, Response};
+use serde_json::Value;
 use telemetry_server::api::jobs::{hash_token, Role, TokenConfig};
 use telemetry_server::config::Config;
 
@@ -69,48 +69,7 @@ fn client() -> Client {
 
 /// Submits `guest` (named after it) over every stored record and waits for it to succeed.
 fn run_job(s: &TestServer, guest: &str) -> String {
-    let filter: Value =
-        serde_json::from_str(&std::fs::read_to_string(filter_path()).unwrap()).unwrap();
-    let manifest = json!({ "name": guest, "filter": filter });
-    let form = multipart::Form::new()
-        .part(
-            "manifest",
-            multipart::Part::text(manifest.to_string())
-                .mime_str("application/json")
-                .unwrap(),
-        )
-        .part(
-            "component",
-            multipart::Part::bytes(std::fs::read(common::guest(guest)).unwrap())
-                .file_name("j.wasm"),
-        );
-    let r = client()
-        .post(s.url("/api/v1/jobs"))
-        .bearer_auth(ALICE)
-        .multipart(form)
-        .send()
-        .unwrap();
-    assert_eq!(r.status().as_u16(), 202);
-    let id = r.json::<Value>().unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        let job: Value = client()
-            .get(s.url(&format!("/api/v1/jobs/{id}")))
-            .bearer_auth(ALICE)
-            .send()
-            .unwrap()
-            .json()
-            .unwrap();
-        match job["state"].as_str().unwrap() {
-            "succeeded" => return id,
-            "failed" | "cancelled" => panic!("{guest} did not succeed: {job}"),
-            _ => assert!(Instant::now() < deadline, "{guest} still {}", job["state"]),
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    crate::jobs_support::run_job_over_http(&client(), &s.url(""), ALICE, guest)
 }
 
 fn get(s: &TestServer, token: Option<&str>, path: &str) -> Response {

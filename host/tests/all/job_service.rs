@@ -1306,3 +1306,111 @@ fn wait_state_gone(s: &TestServer, id: &str) {
         std::thread::sleep(Duration::from_millis(100));
     }
 }
+
+#[test]
+fn compiles_beyond_max_concurrent_compiles_wait_their_turn_then_get_a_503() {
+    // One compile at a time, no waiting: of two Python guests (seconds of Cranelift each) uploaded
+    // at once, one compiles and the other is refused, counted, and accepted once the slot is free.
+    let s = server(|c| {
+        c.jobs.max_component_bytes = 32 << 20;
+        c.jobs.max_concurrent_compiles = 1;
+        c.jobs.compile_wait_secs = 0;
+    });
+    let post = |name: &'static str| {
+        let url = s.url("/api/v1/components");
+        std::thread::spawn(move || {
+            let form = multipart::Form::new().part(
+                "component",
+                multipart::Part::bytes(guest(name)).file_name("j.wasm"),
+            );
+            // Python compiles take minutes on a loaded machine: more than `client()` waits.
+            let patient = Client::builder()
+                .timeout(Duration::from_secs(900))
+                .build()
+                .unwrap();
+            let r = patient
+                .post(url)
+                .bearer_auth(ALICE)
+                .multipart(form)
+                .send()
+                .unwrap();
+            (r.status().as_u16(), r.json::<Value>().unwrap(), name)
+        })
+    };
+    let uploads = [post("os-distribution-py"), post("hostile-py")];
+    let mut answers: Vec<(u16, Value, &str)> =
+        uploads.into_iter().map(|t| t.join().unwrap()).collect();
+    answers.sort_by_key(|a| a.0);
+    assert_eq!(
+        (answers[0].0, answers[1].0),
+        (201, 503),
+        "{:?}",
+        answers.iter().map(|a| &a.1).collect::<Vec<_>>()
+    );
+    let refused = &answers[1];
+    assert_eq!(refused.1["error"], "unavailable");
+    let detail = refused.1["detail"].as_str().unwrap();
+    assert!(
+        detail.contains("jobs.max_concurrent_compiles")
+            && detail.contains("jobs.compile_wait_secs"),
+        "{detail}"
+    );
+    assert!(s
+        .metrics()
+        .lines()
+        .any(|l| l == "telemetry_jobs_compile_refusals_total 1"));
+    upload_component(&s, refused.2);
+}
+
+#[test]
+fn uploads_beyond_a_tokens_quota_are_refused_with_413_before_compiling() {
+    let (counter, os) = (guest("simple-counter-rust"), guest("os-distribution-rust"));
+    let quota = (counter.len() + os.len()) as u64 - 1;
+    let s = server(|c| c.jobs.upload_quota_bytes = quota);
+    let upload = |token: &str, bytes: &[u8]| {
+        let form = multipart::Form::new().part(
+            "component",
+            multipart::Part::bytes(bytes.to_vec()).file_name("j.wasm"),
+        );
+        let r = client()
+            .post(s.url("/api/v1/components"))
+            .bearer_auth(token)
+            .multipart(form)
+            .send()
+            .unwrap();
+        (r.status().as_u16(), r.json::<Value>().unwrap())
+    };
+    assert_eq!(upload(ALICE, &counter).0, 201);
+    let (status, body) = upload(ALICE, &os);
+    assert_eq!(status, 413, "{body}");
+    assert_eq!(body["error"], "upload_quota_exceeded");
+    let detail = body["detail"].as_str().unwrap();
+    let expected = format!(
+        "token 'alice' keeps {} bytes of components in the compile cache; this {}-byte component would bring it to {}, above jobs.upload_quota_bytes = {quota}",
+        counter.len(),
+        os.len(),
+        counter.len() + os.len()
+    );
+    assert!(detail.starts_with(&expected), "{detail}");
+    // Refused before compiling: nothing of it reached the cache.
+    use sha2::Digest;
+    let os_sha = hex::encode(sha2::Sha256::digest(&os));
+    assert!(!s.data_dir().join(format!("cache/{os_sha}.wasm")).exists());
+    // Another token has its own quota; a component already cached costs nothing.
+    assert_eq!(upload(BOB, &os).0, 201);
+    assert_eq!(upload(ALICE, &os).0, 200);
+    assert_eq!(upload(ALICE, &counter).0, 200);
+    assert!(s
+        .metrics()
+        .lines()
+        .any(|l| l == "telemetry_jobs_upload_quota_refusals_total 1"));
+    // A job submitted with a component part is charged the same way.
+    let mut other = guest("os-distribution-c");
+    let r = post_job(
+        &s,
+        Some(ALICE),
+        Some(std::mem::take(&mut other)),
+        Some(&manifest("q", None)),
+    );
+    assert_eq!(r.status().as_u16(), 413);
+}

@@ -45,6 +45,13 @@ pub struct JobsConfig {
     /// A component uploaded or used less than this long ago is never deleted (covers the time
     /// between `POST /components` and the job that names its hash).
     pub cache_min_age_secs: u64,
+    /// Component compilations (uploads, and cached components whose artifact must be rebuilt)
+    /// running at once; 0 means half the cores, at least 1.
+    pub max_concurrent_compiles: usize,
+    /// How long a compile waits for its turn before the upload is refused with a 503.
+    pub compile_wait_secs: u64,
+    /// Component bytes one token may keep in the compile cache (uploads that add a component).
+    pub upload_quota_bytes: u64,
     /// `[jobs.max_limits]`: the most a submitted job's `limits` may ask for; above it the job is
     /// refused with a 400 naming the limit. Missing fields keep their defaults.
     pub max_limits: MaxLimits,
@@ -66,6 +73,9 @@ impl Default for JobsConfig {
             cache_keep_unreferenced: 16,
             cache_max_unreferenced_bytes: 1 << 30,
             cache_min_age_secs: 24 * 3600,
+            max_concurrent_compiles: 0,
+            compile_wait_secs: 60,
+            upload_quota_bytes: 1 << 30,
             max_limits: MaxLimits::default(),
         }
     }
@@ -92,6 +102,15 @@ impl JobsConfig {
             ));
         }
         Ok(())
+    }
+
+    /// Compiles at once on this machine (resolves `max_concurrent_compiles = 0`).
+    pub fn compile_ceiling(&self) -> usize {
+        match self.max_concurrent_compiles {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get() / 2),
+            n => n,
+        }
+        .max(1)
     }
 
     /// Worker threads a job may use on this machine (resolves `max_workers_per_job = 0`).

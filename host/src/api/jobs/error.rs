@@ -31,6 +31,9 @@ pub enum ApiError {
     /// The queue is full; retry later.
     #[error("{0}")]
     Unavailable(String),
+    /// The upload would take its token above `jobs.upload_quota_bytes`.
+    #[error("{0}")]
+    QuotaExceeded(String),
     /// A server-side failure (disk, compiler crash); logged with details.
     #[error("{0}")]
     Internal(String),
@@ -59,6 +62,7 @@ impl ApiError {
             ApiError::BadRequest { .. } => StatusCode::BAD_REQUEST,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::QuotaExceeded(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -71,6 +75,7 @@ impl ApiError {
             ApiError::BadRequest { code, .. } => code,
             ApiError::Conflict(_) => "conflict",
             ApiError::Unavailable(_) => "unavailable",
+            ApiError::QuotaExceeded(_) => "upload_quota_exceeded",
             ApiError::Internal(_) => "internal",
         }
     }

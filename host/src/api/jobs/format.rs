@@ -1,5 +1,6 @@
 //! Result formats: a job's stored output is sorted `key<TAB>value` lines (the text format); this
-//! renders it as NDJSON (`{"key":…,"value":…}` per line) or CSV (`key,value` header, RFC 4180 quoting).
+//! renders it, one line at a time ([`render_line`]), as NDJSON (`{"key":…,"value":…}` per line) or
+//! CSV (`key,value` header, RFC 4180 quoting).
 
 use serde::{Deserialize, Serialize};
 
@@ -27,34 +28,37 @@ impl ResultFormat {
     }
 }
 
-/// Renders stored output in `format`. Lines without a tab become a key with an empty value.
-pub fn render(output: &[u8], format: ResultFormat) -> Vec<u8> {
-    if format == ResultFormat::Text {
-        return output.to_vec();
-    }
-    let text = String::from_utf8_lossy(output);
-    let mut out = String::with_capacity(output.len() + output.len() / 4);
-    if format == ResultFormat::Csv {
-        out.push_str("key,value\r\n");
-    }
-    for line in text.lines() {
-        let (key, value) = line.split_once('\t').unwrap_or((line, ""));
-        match format {
-            ResultFormat::Ndjson => {
-                let obj = serde_json::json!({ "key": key, "value": value });
-                out.push_str(&obj.to_string());
-                out.push('\n');
-            }
-            ResultFormat::Csv => {
-                push_csv_field(&mut out, key);
-                out.push(',');
-                push_csv_field(&mut out, value);
-                out.push_str("\r\n");
-            }
-            ResultFormat::Text => unreachable!(),
+impl ResultFormat {
+    /// What comes before the first line (CSV's header).
+    pub fn header(self) -> &'static str {
+        match self {
+            ResultFormat::Csv => "key,value\r\n",
+            ResultFormat::Text | ResultFormat::Ndjson => "",
         }
     }
-    out.into_bytes()
+}
+
+/// Appends one stored line (without its line break) rendered in `format`. A line without a tab
+/// becomes a key with an empty value.
+pub fn render_line(out: &mut String, line: &str, format: ResultFormat) {
+    let (key, value) = line.split_once('\t').unwrap_or((line, ""));
+    match format {
+        ResultFormat::Text => {
+            out.push_str(line);
+            out.push('\n');
+        }
+        ResultFormat::Ndjson => {
+            let obj = serde_json::json!({ "key": key, "value": value });
+            out.push_str(&obj.to_string());
+            out.push('\n');
+        }
+        ResultFormat::Csv => {
+            push_csv_field(out, key);
+            out.push(',');
+            push_csv_field(out, value);
+            out.push_str("\r\n");
+        }
+    }
 }
 
 /// First characters that make a spreadsheet read a cell as a formula (or, for tab and CR, hide one
@@ -84,6 +88,18 @@ fn push_csv_field(out: &mut String, field: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A whole stored output rendered line by line, as the result stream does.
+    fn render(output: &[u8], format: ResultFormat) -> Vec<u8> {
+        if format == ResultFormat::Text {
+            return output.to_vec();
+        }
+        let mut out = format.header().to_string();
+        for line in String::from_utf8_lossy(output).lines() {
+            render_line(&mut out, line, format);
+        }
+        out.into_bytes()
+    }
 
     const OUTPUT: &[u8] = b"Linux,nightly\t12\nWindows_NT\t{\"a\":\"b\"}\n";
 

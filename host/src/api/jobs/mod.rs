@@ -10,15 +10,18 @@
 //! - `upload`: capped multipart reading. `routes`: the handlers. [`format`]: result formats.
 
 pub mod auth;
+mod compile_gate;
 mod config;
 mod error;
 pub mod format;
 pub mod new_token;
 mod openapi;
+mod result_stream;
 mod routes;
 mod service;
 pub mod types;
 mod upload;
+mod upload_quota;
 
 use std::sync::Arc;
 

@@ -14,7 +14,8 @@ use axum::Json;
 
 use super::auth::Caller;
 use super::error::ApiError;
-use super::format::{render, ResultFormat};
+use super::format::ResultFormat;
+use super::result_stream;
 use super::service::JobService;
 use super::types::{ComponentResponse, JobList, JobRecord, JobState, SubmitResponse};
 use super::upload::{drain, read_upload, UploadLimits};
@@ -59,7 +60,7 @@ pub async fn submit(
         )
     })?;
     let compiled = match (upload.component, manifest.component.as_deref()) {
-        (Some(bytes), None) => service.compile(bytes).await?,
+        (Some(bytes), None) => service.compile(&caller.name, bytes).await?,
         (None, Some(sha)) => service.cached(sha).await?,
         (Some(_), Some(_)) => {
             return Err(ApiError::bad(
@@ -101,7 +102,7 @@ pub async fn upload_component(
     caller: Result<Caller, ApiError>,
     multipart: Result<Multipart, MultipartRejection>,
 ) -> Result<Response, ApiError> {
-    let (_caller, multipart) = refuse_upload_unless(caller, multipart).await?;
+    let (caller, multipart) = refuse_upload_unless(caller, multipart).await?;
     let upload = read_upload(multipart, limits(&service)).await?;
     if upload.manifest.is_some() {
         return Err(ApiError::bad(
@@ -113,7 +114,7 @@ pub async fn upload_component(
         .component
         .ok_or_else(|| ApiError::bad("missing_component", "missing 'component' part"))?;
     let size_bytes = bytes.len() as u64;
-    let compiled = service.compile(bytes).await?;
+    let compiled = service.compile(&caller.name, bytes).await?;
     let status = if compiled.cache_hit() {
         StatusCode::OK
     } else {
@@ -206,9 +207,17 @@ pub async fn result(
             ),
         )
     })?;
-    let (_, output) = succeeded_result(&service, &caller, &id)?;
-    let body = render(&output, query.format);
-    Ok(([(header::CONTENT_TYPE, query.format.content_type())], body).into_response())
+    succeeded(&service, &caller, &id)?;
+    let (file, size) = stored_result(&service, &id).await?;
+    let body = result_stream::body(file, query.format);
+    let mut response =
+        ([(header::CONTENT_TYPE, query.format.content_type())], body).into_response();
+    if query.format == ResultFormat::Text {
+        response
+            .headers_mut()
+            .insert(header::CONTENT_LENGTH, size.into());
+    }
+    Ok(response)
 }
 
 /// `?top=` of the chart route.
@@ -233,11 +242,12 @@ pub async fn result_chart(
             format!("top={top}: must be between 1 and {}", chart::MAX_TOP),
         ));
     }
-    let (job, output) = succeeded_result(&service, &caller, &id)?;
-    // A result can have millions of lines: parse and draw off the async runtime.
+    let job = succeeded(&service, &caller, &id)?;
+    let (file, _) = stored_result(&service, &id).await?;
+    // A result can have millions of lines: read, parse and draw off the async runtime.
     let title = job.manifest.name;
     let drawn = tokio::task::spawn_blocking(move || {
-        chart::parse_rows(&output).map(|rows| {
+        chart::read_rows(std::io::BufReader::new(file)).map(|rows| {
             chart::bar_chart(
                 &rows,
                 &title,
@@ -267,12 +277,8 @@ pub async fn result_chart(
     Ok((headers, svg).into_response())
 }
 
-/// The job and its stored output, when the caller may see it and it succeeded.
-fn succeeded_result(
-    service: &JobService,
-    caller: &Caller,
-    id: &str,
-) -> Result<(JobRecord, Vec<u8>), ApiError> {
+/// The job, when the caller may see it and it succeeded.
+fn succeeded(service: &JobService, caller: &Caller, id: &str) -> Result<JobRecord, ApiError> {
     let job = owned_job(service, caller, id)?;
     if job.state != JobState::Succeeded {
         let why = job
@@ -285,12 +291,20 @@ fn succeeded_result(
             job.state.as_str()
         )));
     }
-    let output = service
-        .scheduler
-        .result(id)
+    Ok(job)
+}
+
+/// The job's stored output, opened (off the async runtime), with its size.
+async fn stored_result(
+    service: &Arc<JobService>,
+    id: &str,
+) -> Result<(std::fs::File, u64), ApiError> {
+    let (service, job) = (service.clone(), id.to_string());
+    tokio::task::spawn_blocking(move || service.scheduler.open_result(&job))
+        .await
+        .map_err(|e| ApiError::Internal(format!("opening a result failed: {e}")))?
         .map_err(|e| ApiError::Internal(e.to_string()))?
-        .ok_or_else(|| ApiError::NotFound(format!("the result of job {id} is gone (retention)")))?;
-    Ok((job, output))
+        .ok_or_else(|| ApiError::NotFound(format!("the result of job {id} is gone (retention)")))
 }
 
 /// `GET /openapi.json` (no token needed).

@@ -12,9 +12,11 @@ use prometheus_client::metrics::family::Family;
 use sha2::Digest;
 
 use super::auth::{Authenticator, BadTokenConfig};
+use super::compile_gate::CompileGate;
 use super::config::JobsConfig;
 use super::error::ApiError;
 use super::types::Manifest;
+use super::upload_quota::UploadQuota;
 use crate::api::metrics::Metrics;
 use crate::jobs::limits::{LimitTooHigh, MaxLimits};
 use crate::jobs::scheduler::{
@@ -49,6 +51,9 @@ pub enum ServiceError {
     DataDir(#[from] StorageError),
 }
 
+/// Per-token upload ledgers, under `jobs/` ([`UploadQuota`]).
+const UPLOADS: &str = "uploads";
+
 /// The job service: everything the `/api/v1` handlers need.
 pub struct JobService {
     pub(super) auth: Authenticator,
@@ -56,6 +61,10 @@ pub struct JobService {
     runtime: Arc<Runtime>,
     /// Retention of the compile cache; every use of a component touches it.
     cache: Arc<ComponentCache>,
+    /// At most `max_concurrent_compiles` compiles at once.
+    compiles: CompileGate,
+    /// `jobs.upload_quota_bytes` per token.
+    quota: UploadQuota,
     pub(super) config: JobsConfig,
     /// The storage schema manifests' filters are resolved against.
     schema: Schema,
@@ -87,6 +96,10 @@ impl JobService {
     ) -> Result<Arc<Self>, ServiceError> {
         let auth = Authenticator::new(&config.tokens)?;
         let jobs = data.sub(datadir::JOBS)?;
+        let uploads = jobs
+            .create_dir_all(UPLOADS)
+            .and_then(|()| jobs.open_dir(UPLOADS))
+            .map_err(|e| StorageError::io(format!("{}/{UPLOADS}", datadir::JOBS), e))?;
         let cache = data.sub(datadir::CACHE)?;
         let source: Arc<dyn PartitionSource> =
             Arc::new(LocalSource::new(data.sub(datadir::STORAGE)?));
@@ -124,6 +137,15 @@ impl JobService {
             scheduler,
             runtime,
             cache: components,
+            compiles: CompileGate::new(
+                config.compile_ceiling(),
+                Duration::from_secs(config.compile_wait_secs),
+            ),
+            quota: UploadQuota::new(
+                uploads,
+                data.sub(datadir::CACHE)?,
+                config.upload_quota_bytes,
+            ),
             config: config.clone(),
             schema,
             limit_rejections: Family::default(),
@@ -131,12 +153,33 @@ impl JobService {
     }
 
     /// Registers the job service's metrics (`telemetry_jobs_limit_rejections_total{limit}`,
-    /// `telemetry_jobs_cache_deleted_components_total`).
+    /// `telemetry_jobs_cache_deleted_components_total`,
+    /// `telemetry_jobs_cache_artifact_refusals_total`).
     pub fn register_metrics(&self, metrics: &Metrics) {
         metrics.register(
             "jobs_cache_deleted_components",
             "Compiled components deleted from the cache by its retention rule",
             self.cache.deleted.clone(),
+        );
+        metrics.register(
+            "jobs_cache_artifact_refusals",
+            "Compiled artifacts refused because their MAC did not verify (tampered, swapped or unsealed); each was recompiled",
+            self.runtime.artifact_refusals().clone(),
+        );
+        metrics.register(
+            "jobs_compiles_waiting",
+            "Component compiles waiting for their turn (jobs.max_concurrent_compiles)",
+            self.compiles.waiting.clone(),
+        );
+        metrics.register(
+            "jobs_compile_refusals",
+            "Uploads refused (503) after waiting jobs.compile_wait_secs for a compile slot",
+            self.compiles.refused.clone(),
+        );
+        metrics.register(
+            "jobs_upload_quota_refusals",
+            "Uploads refused (413) for taking their token above jobs.upload_quota_bytes",
+            self.quota.refusals.clone(),
         );
         metrics.register(
             "jobs_limit_rejections",
@@ -152,9 +195,14 @@ impl JobService {
     }
 
     /// Validates and compiles a component on a low-priority thread (Cranelift on a big guest
-    /// takes seconds of CPU; it must not stall the async runtime or ingest).
-    pub(super) async fn compile(&self, wasm: Bytes) -> Result<CompiledJob, ApiError> {
+    /// takes seconds of CPU; it must not stall the async runtime or ingest), once its turn comes
+    /// ([`CompileGate`]).
+    /// The component is first charged to `owner`'s upload quota.
+    pub(super) async fn compile(&self, owner: &str, wasm: Bytes) -> Result<CompiledJob, ApiError> {
         let code = classify(&wasm);
+        let sha256 = hex::encode(sha2::Sha256::digest(&wasm));
+        self.quota.charge(owner, &sha256, wasm.len() as u64)?;
+        let permit = self.compiles.enter().await?;
         let runtime = self.runtime.clone();
         let cache = self.cache.clone();
         let (tx, rx) = tokio::sync::oneshot::channel();
@@ -164,8 +212,9 @@ impl JobService {
         };
         crate::jobs::scheduler::spawn_low_priority("job-compile".into(), priority, move || {
             // Marked used before the cache is read, so its retention cannot delete it meanwhile.
-            cache.touch(&hex::encode(sha2::Sha256::digest(&wasm)));
+            cache.touch(&sha256);
             let _ = tx.send(runtime.compile(&wasm));
+            drop(permit);
         });
         match rx.await {
             Ok(Ok(compiled)) => Ok(compiled),
@@ -181,9 +230,13 @@ impl JobService {
     pub(super) async fn cached(&self, sha256: &str) -> Result<CompiledJob, ApiError> {
         let (runtime, cache) = (self.runtime.clone(), self.cache.clone());
         let sha = sha256.to_string();
+        // Loading may recompile (an artifact refused or from another engine): take a turn.
+        let permit = self.compiles.enter().await?;
         let loaded = tokio::task::spawn_blocking(move || {
             cache.touch(&sha);
-            runtime.load_cached(&sha)
+            let loaded = runtime.load_cached(&sha);
+            drop(permit);
+            loaded
         })
         .await
         .map_err(|e| ApiError::Internal(format!("loading a cached component: {e}")))?;

@@ -304,6 +304,11 @@ impl Scheduler {
         Ok(entry.snapshot())
     }
 
+    /// A finished job's stored output, opened for streaming, with its size.
+    pub fn open_result(&self, id: &str) -> Result<Option<(std::fs::File, u64)>, SchedulerError> {
+        Ok(self.shared.store.open_result(id)?)
+    }
+
     /// A finished job's stored output.
     pub fn result(&self, id: &str) -> Result<Option<Vec<u8>>, SchedulerError> {
         Ok(self.shared.store.result(id)?)

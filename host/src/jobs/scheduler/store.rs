@@ -113,6 +113,23 @@ impl JobStore {
         Ok(output.len() as u64)
     }
 
+    /// A job's stored output, opened for streaming, with its size.
+    pub fn open_result(&self, id: &str) -> Result<Option<(std::fs::File, u64)>, StoreError> {
+        if !is_job_id(id) {
+            return Ok(None);
+        }
+        let name = format!("{id}.txt");
+        let opened = self.results.open(&name).and_then(|file| {
+            let size = file.metadata()?.len();
+            Ok((file.into_std(), size))
+        });
+        match opened {
+            Ok(opened) => Ok(Some(opened)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(io("open", format!("{RESULTS}/{name}"))(e)),
+        }
+    }
+
     /// A job's stored output.
     pub fn result(&self, id: &str) -> Result<Option<Vec<u8>>, StoreError> {
         if !is_job_id(id) {

@@ -273,3 +273,65 @@ pub fn all_with(workers: usize) -> RunOptions {
 pub fn output_text(out: &JobOutput) -> &str {
     std::str::from_utf8(&out.output).unwrap()
 }
+
+/// Submits `guest` (named after it) over every stored record to the server at `base`
+/// (`http://host:port`) with `token` and waits up to 2 minutes for it to succeed; its id.
+pub fn run_job_over_http(
+    http: &reqwest::blocking::Client,
+    base: &str,
+    token: &str,
+    guest: &str,
+) -> String {
+    use reqwest::blocking::multipart;
+    let filter: Value = serde_json::from_str(
+        &std::fs::read_to_string(common::data(
+            "seed/mapreduce-filters/examples-v2/filter_include_all.json",
+        ))
+        .unwrap(),
+    )
+    .unwrap();
+    let manifest = serde_json::json!({ "name": guest, "filter": filter });
+    let form = multipart::Form::new()
+        .part(
+            "manifest",
+            multipart::Part::text(manifest.to_string())
+                .mime_str("application/json")
+                .unwrap(),
+        )
+        .part(
+            "component",
+            multipart::Part::bytes(std::fs::read(common::guest(guest)).unwrap())
+                .file_name("j.wasm"),
+        );
+    let r = http
+        .post(format!("{base}/api/v1/jobs"))
+        .bearer_auth(token)
+        .multipart(form)
+        .send()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 202);
+    let id = r.json::<Value>().unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    loop {
+        let job: Value = http
+            .get(format!("{base}/api/v1/jobs/{id}"))
+            .bearer_auth(token)
+            .send()
+            .unwrap()
+            .json()
+            .unwrap();
+        match job["state"].as_str().unwrap() {
+            "succeeded" => return id,
+            "failed" | "cancelled" => panic!("{guest} did not succeed: {job}"),
+            _ => assert!(
+                std::time::Instant::now() < deadline,
+                "{guest} still {}",
+                job["state"]
+            ),
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
