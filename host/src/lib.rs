@@ -32,3 +32,4 @@ pub mod ingest;
 pub mod jobs;
 pub mod rawlog;
 pub mod storage;
+pub mod user_cache;

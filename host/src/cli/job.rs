@@ -128,12 +128,8 @@ const EXIT_NO_INPUT: u8 = 3;
 /// temporary directory, where another user could plant artifacts).
 fn user_cache_dir() -> anyhow::Result<PathBuf> {
     use std::os::unix::fs::DirBuilderExt;
-    let base = std::env::var_os("XDG_CACHE_HOME")
-        .filter(|v| !v.is_empty())
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+    let dir = telemetry_server::user_cache::dir()
         .context("neither XDG_CACHE_HOME nor HOME is set: pass --cache-dir")?;
-    let dir = base.join("telemetry-server");
     std::fs::DirBuilder::new()
         .recursive(true)
         .mode(0o700)

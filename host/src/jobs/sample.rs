@@ -51,7 +51,7 @@ impl Sample {
         if self.below.is_none() {
             return true;
         }
-        let id_end = memchr_tab(line).unwrap_or(line.len());
+        let id_end = memchr::memchr(b'\t', line).unwrap_or(line.len());
         self.keeps(&line[..id_end])
     }
 }
@@ -60,10 +60,6 @@ impl Default for Sample {
     fn default() -> Self {
         Sample::ALL
     }
-}
-
-fn memchr_tab(line: &[u8]) -> Option<usize> {
-    line.iter().position(|&b| b == b'\t')
 }
 
 /// 64-bit FNV-1a.

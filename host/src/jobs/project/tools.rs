@@ -36,10 +36,9 @@ impl Tools {
                 .map(PathBuf::from)
         };
         let dir = env(TOOLS_ENV).unwrap_or_else(|| {
-            env("XDG_CACHE_HOME")
-                .or_else(|| env("HOME").map(|h| h.join(".cache")))
-                .unwrap_or_else(std::env::temp_dir)
-                .join("telemetry-server/guest-tools")
+            crate::user_cache::dir()
+                .unwrap_or_else(|| std::env::temp_dir().join("telemetry-server"))
+                .join("guest-tools")
         });
         Tools::new(dir, progress)
     }
