@@ -3,7 +3,7 @@
 Subclass :class:`MapReduceJob` as a class named ``Job`` in your app module; componentize-py turns
 it into a component of the ``telemetry:job/mapreduce`` world (wit/job.wit)::
 
-    from telemetry_job import MapReduceJob, emit, sum_values
+    from telemetry_job import MapReduceJob, emit, sum
 
     class Job(MapReduceJob):
         fields = ["/environment/system/os/name"]
@@ -12,9 +12,14 @@ it into a component of the ``telemetry:job/mapreduce`` world (wit/job.wit)::
             emit(record.text(0) or "UNKNOWN", "1")
 
         def combine(self, key, values):
-            return sum_values(values)
+            return sum(values)
 
         reduce = combine
+
+The same vocabulary as the Rust, JavaScript and C SDKs: ``init``, ``map``, ``combine``,
+``reduce``, ``emit``, ``log``, ``sum``, ``text``, ``first_text``, ``json``, ``payload``,
+``combine_threshold``. The older names ``setup``, ``sum_values`` and ``wants_payload`` still work
+(deprecated aliases).
 
 This module wraps the bindings componentize-py generates from wit/: records become
 :class:`Record` objects, exceptions become the job's errors (naming the record), and ``print``
@@ -22,6 +27,7 @@ goes to the job log (the component has no stdout: WASI is stubbed out). The cont
 (call order, semantics, sandbox) is documented in wit/job.wit.
 """
 
+import builtins
 import sys
 from typing import List, Optional, Sequence
 
@@ -65,10 +71,14 @@ def text(field: wit.Field) -> Optional[str]:
     return None
 
 
-def sum_values(values: Sequence[str]) -> str:
+def sum(values: Sequence[str]) -> str:
     """Sum of decimal integer values as a decimal string; values that are not non-negative
-    integers count as 0."""
-    return str(sum(int(v) for v in values if v.isdecimal() and v.isascii()))
+    integers count as 0. (Shadows the builtin only where it is imported by name.)"""
+    return str(builtins.sum(int(v) for v in values if v.isdecimal() and v.isascii()))
+
+
+sum_values = sum
+"""Deprecated alias of :func:`sum`."""
 
 
 class Record:
@@ -111,19 +121,23 @@ _job: Optional["MapReduceJob"] = None
 
 class MapReduceJob(exports.Job):
     """Base class of a job. Override ``map``; define ``combine`` and ``reduce`` if the job has
-    them (without ``reduce`` the job is map-only). The object ``setup`` ran on serves every later
+    them (without ``reduce`` the job is map-only). The object ``init`` ran on serves every later
     call of its guest instance; the host may make new instances at any time, so keep no state
     that must survive between calls."""
 
     fields: Sequence[str] = ()
-    """JSON pointers to extract from every document (may be set in ``setup``)."""
-    wants_payload: bool = False
+    """JSON pointers to extract from every document (may be set in ``init``)."""
+    payload: bool = False
     """Pass the whole document in ``record.payload`` (slower; prefer fields)."""
+    wants_payload: bool = False
+    """Deprecated alias of ``payload``."""
     combine_threshold: int = 0
     """Values a key collects before ``combine`` (0 = host default, 50)."""
 
     def setup(self, param: str) -> None:
-        """Checks the job parameter (empty if none); raise to reject it."""
+        """A job's ``init(self, param)``: checks the job parameter (empty if none); raise to
+        reject it. A job may define ``init`` (the SDK moves it here, as the contract's ``init``
+        export is this class's) or, deprecated, ``setup`` itself."""
 
     def map(self, record: Record) -> None:
         """Maps one record; call :func:`emit` for each pair. Raise to fail the record."""
@@ -152,7 +166,7 @@ class MapReduceJob(exports.Job):
         cls = type(self)
         return wit.JobSpec(
             fields=[str(p) for p in self.fields],
-            wants_payload=bool(self.wants_payload),
+            wants_payload=bool(self.payload or self.wants_payload),
             has_combine=cls.combine is not MapReduceJob.combine,
             combine_threshold=int(self.combine_threshold),
             has_reduce=cls.reduce is not MapReduceJob.reduce,
@@ -170,6 +184,11 @@ class MapReduceJob(exports.Job):
         # An exception escaping combine/reduce traps the call: log it first, so the host's error
         # names it (combine and reduce have no error result in the contract).
         super().__init_subclass__(**kwargs)
+        # A job's own `init(self, param)` would replace the export below: it becomes `setup`.
+        own_init = cls.__dict__.get("init")
+        if own_init is not None and own_init is not MapReduceJob.init:
+            cls.setup = own_init
+            cls.init = MapReduceJob.init
         for name in ("combine", "reduce"):
             f = cls.__dict__.get(name)
             if f is not None:

@@ -7,7 +7,7 @@ SDK's parameter handling.
 | `loop`      | `map` spins forever                                               |
 | `memory`    | `map` keeps allocating 1 MiB blocks                               |
 | `raise:ID`  | `map` raises on the record with id ID (`*`: every record)         |
-| `reject`    | `setup` rejects the parameter                                     |
+| `reject`    | `init` rejects the parameter                                      |
 | `field:PTR` | declares the one field PTR; `map` emits (its text or "none", "1") |
 | anything    | `map` emits (id, "1") and prints "mapped ID"                      |
 """
@@ -18,7 +18,7 @@ FIELD = "field:"
 
 
 class Job(MapReduceJob):
-    def setup(self, param):
+    def init(self, param):
         if param == "reject":
             raise ValueError("hostile guest rejects its parameter")
         if param.startswith(FIELD):

@@ -1,7 +1,7 @@
 """os-distribution in Python: the same job as ../rust (submissions per OS and application
 version), built with componentize-py by scripts/build-guests.sh. Output: `OS,version<TAB>count`."""
 
-from telemetry_job import MapReduceJob, emit, sum_values
+from telemetry_job import MapReduceJob, emit, sum
 
 
 class Job(MapReduceJob):
@@ -14,7 +14,7 @@ class Job(MapReduceJob):
         emit(f"{os},{version}", "1")
 
     def combine(self, key, values):
-        return sum_values(values)
+        return sum(values)
 
     def reduce(self, key, values):
-        return sum_values(values)
+        return sum(values)

@@ -4,17 +4,25 @@
 //! use telemetry_job::{export_job, Job, Record, Spec};
 //!
 //! struct OsCount;
-//! impl Job for OsCount {
-//!     fn init(_param: &str) -> Result<Self, String> { Ok(OsCount) }
-//!     fn spec(&self) -> Spec { Spec::fields(&["/environment/system/os/name"]).combine().reduce() }
-//!     fn map(&self, record: &Record) -> Result<(), String> {
-//!         telemetry_job::emit(record.text(0).unwrap_or("UNKNOWN"), "1");
-//!         Ok(())
+//! export_job! {
+//!     impl Job for OsCount {
+//!         fn init(_param: &str) -> Result<Self, String> { Ok(OsCount) }
+//!         fn spec(&self) -> Spec { Spec::fields(&["/environment/system/os/name"]) }
+//!         fn map(&self, record: &Record) -> Result<(), String> {
+//!             telemetry_job::emit(record.text(0).unwrap_or("UNKNOWN"), "1");
+//!             Ok(())
+//!         }
+//!         fn reduce(&self, _key: &str, values: Vec<String>) -> String { telemetry_job::sum(&values).to_string() }
 //!     }
-//!     fn reduce(&self, _key: &str, values: Vec<String>) -> String { telemetry_job::sum(&values).to_string() }
 //! }
-//! export_job!(OsCount);
 //! ```
+//!
+//! `export_job!` sees the methods the impl defines: a job that writes `combine` has a combine
+//! phase, one that writes `reduce` has a reduce phase, one without `reduce` is map-only. The
+//! same vocabulary as the JavaScript, Python and C SDKs: `init`, `map`, `combine`, `reduce`,
+//! `emit`, `log`, `sum`, `text`, `first_text`, `json`, `payload`, `combine_threshold`.
+//! The older form `export_job!(Type)` still builds and takes the phases from
+//! `Spec::combine()`/`Spec::reduce()` (deprecated: forgetting them made a map-only job).
 //!
 //! The contract itself (call order, semantics, sandbox) is documented in `wit/job.wit`.
 
@@ -60,7 +68,8 @@ impl Spec {
         self.wants_payload = true;
         self
     }
-    /// The job implements [`Job::combine`].
+    /// The job implements [`Job::combine`]. Only needed with the older `export_job!(Type)`.
+    #[deprecated(note = "write the impl inside `export_job! { impl Job for T { ... } }`: it sees `combine`")]
     pub fn combine(mut self) -> Self {
         self.has_combine = true;
         self
@@ -70,7 +79,9 @@ impl Spec {
         self.combine_threshold = values;
         self
     }
-    /// The job implements [`Job::reduce`]; without it the job is map-only.
+    /// The job implements [`Job::reduce`]; without it the job is map-only. Only needed with the
+    /// older `export_job!(Type)`.
+    #[deprecated(note = "write the impl inside `export_job! { impl Job for T { ... } }`: it sees `reduce`")]
     pub fn reduce(mut self) -> Self {
         self.has_reduce = true;
         self
@@ -131,6 +142,48 @@ pub trait Job: Sized + 'static {
     fn reduce(&self, _key: &str, values: Vec<String>) -> String {
         values.join(",")
     }
+    /// Which of `combine` and `reduce` the impl defines; written by [`export_job!`] (`None`: the
+    /// older `export_job!(Type)`, phases from the [`Spec`]).
+    #[doc(hidden)]
+    fn __implements() -> Option<Implements> {
+        None
+    }
+}
+
+/// Which optional methods a [`Job`] impl defines (found by [`export_job!`]).
+#[doc(hidden)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Implements {
+    pub combine: bool,
+    pub reduce: bool,
+}
+
+/// The `job-spec` `init` returns: the job's [`Spec`], with `has-combine` and `has-reduce` taken
+/// from the methods it implements when [`export_job!`] saw the impl. A spec that declares a
+/// phase the job does not implement is an error (it would run the default `combine`/`reduce`).
+#[doc(hidden)]
+pub fn job_spec<J: Job>(job: &J) -> Result<wit::JobSpec, String> {
+    let spec = job.spec();
+    let (has_combine, has_reduce) = match J::__implements() {
+        None => (spec.has_combine, spec.has_reduce),
+        Some(found) => {
+            for (phase, declared, written) in
+                [("combine", spec.has_combine, found.combine), ("reduce", spec.has_reduce, found.reduce)]
+            {
+                if declared && !written {
+                    return Err(format!("the spec declares {phase}() but the job does not implement {phase}"));
+                }
+            }
+            (found.combine, found.reduce)
+        }
+    };
+    Ok(wit::JobSpec {
+        fields: spec.fields,
+        wants_payload: spec.wants_payload,
+        has_combine,
+        combine_threshold: spec.combine_threshold,
+        has_reduce,
+    })
 }
 
 /// Emits one intermediate `(key, value)` pair (only valid inside [`Job::map`]).
@@ -171,15 +224,9 @@ impl<J: Job> wit::Guest for Adapter<J> {
     fn init(param: String) -> Result<wit::JobSpec, String> {
         std::panic::set_hook(Box::new(|info| log(Level::Error, &format!("panic: {info}"))));
         let job = J::init(&param)?;
-        let spec = job.spec();
+        let spec = job_spec(&job)?;
         INSTANCE.with(|cell| *cell.borrow_mut() = Some(Box::new(job)));
-        Ok(wit::JobSpec {
-            fields: spec.fields,
-            wants_payload: spec.wants_payload,
-            has_combine: spec.has_combine,
-            combine_threshold: spec.combine_threshold,
-            has_reduce: spec.has_reduce,
-        })
+        Ok(spec)
     }
 
     fn map_batch(dims: Vec<String>, records: Vec<wit::DataRecord>) -> Result<(), String> {
@@ -202,10 +249,46 @@ impl<J: Job> wit::Guest for Adapter<J> {
 }
 
 /// Exports a [`Job`] implementation as the component's `telemetry:job/job` interface.
+///
+/// Give it the impl, `export_job! { impl Job for T { ... } }`: the job then has a combine
+/// phase if the impl defines `combine`, a reduce phase if it defines `reduce` (map-only
+/// otherwise). The older form `export_job!(T)` takes them from `Spec::combine()`/`reduce()`.
 #[macro_export]
 macro_rules! export_job {
+    (impl Job for $job:ident { $($body:tt)* }) => {
+        $crate::job_impl! { impl Job for $job { $($body)* } }
+        $crate::export_job!($job);
+    };
     ($job:ty) => {
         type __TelemetryJobAdapter = $crate::Adapter<$job>;
         $crate::bindings::export!(__TelemetryJobAdapter with_types_in $crate::bindings);
     };
+}
+
+/// `impl Job for T { ... }` plus the record of which optional methods it defines (the first
+/// half of [`export_job!`], without the export).
+#[doc(hidden)]
+#[macro_export]
+macro_rules! job_impl {
+    (impl Job for $job:ident { $($body:tt)* }) => {
+        impl $crate::Job for $job {
+            $($body)*
+            fn __implements() -> ::core::option::Option<$crate::Implements> {
+                ::core::option::Option::Some($crate::Implements {
+                    combine: $crate::defines_fn!(combine; $($body)*),
+                    reduce: $crate::defines_fn!(reduce; $($body)*),
+                })
+            }
+        }
+    };
+}
+
+/// `true` if the items given define `fn combine` (or `fn reduce`) at their top level.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! defines_fn {
+    (combine; fn combine $($rest:tt)*) => { true };
+    (reduce; fn reduce $($rest:tt)*) => { true };
+    ($name:ident; $first:tt $($rest:tt)*) => { $crate::defines_fn!($name; $($rest)*) };
+    ($name:ident;) => { false };
 }
