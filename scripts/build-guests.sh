@@ -100,7 +100,7 @@ build_c() {
   wit-bindgen c "$ROOT/wit" --world mapreduce --out-dir "$bind" >/dev/null
   for j in "${C_JOBS[@]}"; do
     local dir="$ROOT/example-jobs/$j/c" core="$CARGO_TARGET_DIR/$j-c.core.wasm"
-    clang-19 --target=wasm32-wasi -mexec-model=reactor -O2 -Wl,--strip-debug -I "$bind" \
+    clang-19 --target=wasm32-wasi -mexec-model=reactor -O2 -Wl,--strip-debug -I "$bind" -I "$ROOT/guest-sdk/c" \
       "$bind"/mapreduce.c "$dir"/*.c "$bind"/mapreduce_component_type.o -o "$core"
     wasm-tools component new "$core" --adapt "wasi_snapshot_preview1=$adapter" -o "$OUT/$j-c.wasm"
     log "  $OUT/$j-c.wasm ($(stat -c %s "$OUT/$j-c.wasm") bytes)"

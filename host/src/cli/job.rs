@@ -26,6 +26,9 @@ pub enum Command {
     New(super::job_project::NewArgs),
     /// Build a job project into a component (`target/NAME.wasm`), installing its pinned tools.
     Build(super::job_project::BuildArgs),
+    /// Validate a job component, print its spec, run it on built-in pings (or --data-dir) and
+    /// report the time per record and the output.
+    Check(super::job_check::CheckArgs),
     #[command(flatten)]
     Client(super::job_client::Command),
 }
@@ -126,7 +129,7 @@ const EXIT_NO_INPUT: u8 = 3;
 /// The compile cache of `job run` over `s3://` data: `$XDG_CACHE_HOME/telemetry-server` or
 /// `~/.cache/telemetry-server`, created `0700` (never a predictable directory under the shared
 /// temporary directory, where another user could plant artifacts).
-fn user_cache_dir() -> anyhow::Result<PathBuf> {
+pub(super) fn user_cache_dir() -> anyhow::Result<PathBuf> {
     use std::os::unix::fs::DirBuilderExt;
     let dir = telemetry_server::user_cache::dir()
         .context("neither XDG_CACHE_HOME nor HOME is set: pass --cache-dir")?;
@@ -143,6 +146,7 @@ pub fn run(cmd: Command) -> anyhow::Result<ExitCode> {
         Command::Run(args) => run_job(args),
         Command::New(args) => super::job_project::new(args),
         Command::Build(args) => super::job_project::build(args),
+        Command::Check(args) => super::job_check::check(args),
         Command::Client(cmd) => super::job_client::run(cmd),
     }
 }

@@ -7,6 +7,7 @@ mod convert;
 mod export;
 mod histograms;
 mod job;
+mod job_check;
 mod job_client;
 mod job_project;
 mod log;

@@ -7,6 +7,8 @@
 //!   it sees (nothing granted, every wait cut by cancel and deadlines); `limiter`: its memory
 //!   and table totals; `budget`: the job's host memory budget.
 //! - [`extract`]: native JSON-pointer projection of the fields a job declares.
+//! - [`inspect`]: the spec a job declares (`job check`); [`builtin_pings`]: `job check`'s
+//!   input when it is given no data.
 //! - `executor`: the timely dataflow (read → map → combine → exchange → reduce → sorted output).
 //! - [`sample`]: which records a sampled run reads (a stable hash of the document id).
 //! - [`limits`], [`progress`], [`cost`], [`joblog`]: limits, live counters and cancellation, the
@@ -19,11 +21,13 @@
 pub mod artifact_seal;
 mod bindings;
 mod budget;
+pub mod builtin_pings;
 pub mod cost;
 mod error;
 mod executor;
 pub mod extract;
 mod guest;
+pub mod inspect;
 pub mod joblog;
 mod limiter;
 pub mod limits;

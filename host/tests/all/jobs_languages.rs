@@ -1,8 +1,10 @@
-//! Jobs in any language: os-distribution written in JavaScript (componentize-qjs) and Python
-//! (componentize-py), built from source by scripts/build-guests.sh, run by the real host over the
-//! real pings, must give exactly the Rust guest's output (also when submitted to a real server with
-//! `telemetry-server job submit --wait`); and a hostile JavaScript or Python job (endless loop,
-//! memory bomb, exception) is stopped with a clear error like a Rust one.
+//! Jobs in any language: os-distribution written in JavaScript (componentize-qjs), Python
+//! (componentize-py) and C (guest-sdk/c/telemetry_job.h), built from source by
+//! scripts/build-guests.sh, run by the real host over the real pings, must give exactly the Rust
+//! guest's output (also when submitted to a real server with `telemetry-server job submit --wait`);
+//! every SDK infers the combine and reduce phases from the functions the job defines; and a
+//! hostile JavaScript or Python job (endless loop, memory bomb, exception) is stopped with a clear
+//! error like a Rust one.
 
 use crate::common;
 use crate::jobs_support;
@@ -37,6 +39,35 @@ fn same_as_rust(language: &str) {
         other.cost.combine_calls > 0,
         "the {language} job declared combine and the host called it"
     );
+}
+
+/// The same os-distribution job through every SDK (Rust, C, JavaScript, Python) over the same
+/// real pings: the native reference's output, and each declared combine and reduce without
+/// saying so anywhere but by defining them (the Rust job's `Spec` no longer names its phases).
+#[test]
+fn os_distribution_is_the_same_in_every_sdk() {
+    let data = converted_data();
+    let records = stored_records(data, &all_filter());
+    let expected = native_os_distribution(&records);
+    assert!(
+        expected.lines().count() >= 4,
+        "several OS/version pairs:\n{expected}"
+    );
+    for language in ["rust", "c", "js", "py"] {
+        let name = format!("os-distribution-{language}");
+        let out = run_guest(data, &name, &all_with(2)).unwrap();
+        assert_eq!(
+            output_text(&out),
+            expected,
+            "{name} against the native reference"
+        );
+        assert_eq!(out.cost.records_read, records.len() as u64, "{name}");
+        assert!(out.cost.combine_calls > 0, "{name} has a combine phase");
+        assert_eq!(
+            out.cost.reduce_calls, out.cost.output_lines,
+            "{name} has a reduce phase: one call per output line"
+        );
+    }
 }
 
 #[test]

@@ -27,6 +27,7 @@ mod fuzz_smoke;
 mod histogram_fetch;
 mod histograms;
 mod ingest_writer;
+mod job_check;
 mod job_new;
 mod job_results_stream;
 mod job_service;

@@ -211,6 +211,8 @@ fn c(dir: &Path, name: &str, tools: &Tools, out: &Path) -> Result<(), ProjectErr
             ])
             .arg("-I")
             .arg(&bind)
+            .arg("-I")
+            .arg(dir.join("sdk"))
             .arg(bind.join(format!("{WORLD}.c")))
             .args(&sources)
             .arg(bind.join(format!("{WORLD}_component_type.o")))

@@ -11,6 +11,7 @@ const RUST_SDK_DECIMAL: &str = include_str!("../../../../guest-sdk/rust/src/deci
 /// The example jobs' lock file: pins wit-bindgen and its dependencies (cargo drops the entries
 /// a project does not use and keeps the versions of the rest).
 const RUST_LOCK: &str = include_str!("../../../../example-jobs/Cargo.lock");
+const C_SDK: &str = include_str!("../../../../guest-sdk/c/telemetry_job.h");
 const JS_SDK: &str = include_str!("../../../../guest-sdk/js/telemetry-job.js");
 const JS_SDK_DECIMAL: &str = include_str!("../../../../guest-sdk/js/decimal.js");
 pub(super) const JS_PACKAGE: &str = include_str!("../../../../guest-sdk/js/package.json");
@@ -68,8 +69,8 @@ pub(super) fn files(name: &str, lang: Lang) -> Vec<(String, Vec<u8>)> {
             ),
             Lang::C => (
                 C_JOB,
-                vec![],
-                "",
+                vec![("sdk/telemetry_job.h", C_SDK.to_string())],
+                "| `sdk/telemetry_job.h` | the C SDK (`TELEMETRY_JOB`, `tj_emit`), vendored |\n",
                 "C",
                 "c.md",
                 "It generates the bindings (`target/c-bindings/`) with wit-bindgen-cli 0.63.0, \
