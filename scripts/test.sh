@@ -13,6 +13,8 @@ bash scripts/build-guests.sh
 cargo build --bins
 mkdir -p target
 cargo test --workspace --no-fail-fast 2>&1 | tee target/test-output.txt
+echo "== the Rust guest SDK, natively (export_job! infers combine/reduce: tests/infer_phases.rs) =="
+CARGO_TARGET_DIR="$PWD/target/sdk-tests" cargo test -q --locked --manifest-path guest-sdk/rust/Cargo.toml
 
 echo "== crash test (kill -9 under load, zero acknowledged losses) =="
 BIN="$PWD/target/debug/telemetry-server" KILLS="${KILLS:-10}" bash scripts/crash-test.sh
