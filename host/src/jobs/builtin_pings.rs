@@ -53,6 +53,27 @@ impl BuiltinPings {
         Ok(BuiltinPings { files, records })
     }
 
+    /// The same partitions with every file's records `times` over (for timing: the fixed cost of
+    /// a run, instances and dataflow, spreads over more records).
+    pub fn repeated(&self, times: usize) -> BuiltinPings {
+        let files = self
+            .files
+            .iter()
+            .map(|(file, lines)| {
+                let lines = lines.repeat(times);
+                let file = PartitionFile {
+                    size: lines.len() as u64,
+                    ..file.clone()
+                };
+                (file, lines)
+            })
+            .collect();
+        BuiltinPings {
+            files,
+            records: self.records * times,
+        }
+    }
+
     /// Number of pings.
     pub fn records(&self) -> usize {
         self.records

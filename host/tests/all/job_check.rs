@@ -124,7 +124,7 @@ fn every_sdk_checks_the_same() {
 
 #[test]
 fn a_map_only_job_says_so() {
-    let path = common::guest("hostile-rust");
+    let path = common::guest("hostile-js"); // no parameter: emits (id, "1")
     let out = job_check(&[path.to_str().unwrap()]);
     let stdout = String::from_utf8(out.stdout).unwrap();
     assert!(

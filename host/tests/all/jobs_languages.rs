@@ -327,3 +327,23 @@ fn javascript_and_python_jobs_submitted_to_a_server_equal_rust() {
         );
     }
 }
+
+/// docs/jobs/languages.md shows the four os-distribution jobs side by side: verbatim, so the
+/// page cannot drift from the code the tests above run.
+#[test]
+fn the_languages_page_shows_the_example_jobs_verbatim() {
+    let root = common::repo_root();
+    let page = std::fs::read_to_string(root.join("docs/jobs/languages.md")).unwrap();
+    for (lang, path) in [
+        ("rust", "example-jobs/os-distribution/rust/src/lib.rs"),
+        ("c", "example-jobs/os-distribution/c/os_distribution.c"),
+        ("js", "example-jobs/os-distribution/js/job.js"),
+        ("python", "example-jobs/os-distribution/py/app.py"),
+    ] {
+        let code = std::fs::read_to_string(root.join(path)).unwrap();
+        assert!(
+            page.contains(&format!("```{lang}\n{code}```\n")),
+            "docs/jobs/languages.md must show {path} verbatim"
+        );
+    }
+}
