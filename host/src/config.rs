@@ -98,6 +98,10 @@ pub struct ServerConfig {
     /// Seconds from the request head to the end of its body; a slower body is cut off (408 on
     /// the submission API) and the connection closed.
     pub body_read_timeout_secs: u64,
+    /// Permission bits taken from every file and directory the server creates, octal text
+    /// (`"077"`: files 0600, directories 0700; `"027"` lets the group read, e.g. for backups).
+    /// The data directory itself is tightened to match at start.
+    pub umask: crate::storage::file_mode::Umask,
 }
 
 impl Default for ServerConfig {
@@ -117,6 +121,7 @@ impl Default for ServerConfig {
             header_read_timeout_secs: 10,
             idle_timeout_secs: 30,
             body_read_timeout_secs: 60,
+            umask: crate::storage::file_mode::Umask::PRIVATE,
         }
     }
 }

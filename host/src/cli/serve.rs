@@ -94,6 +94,9 @@ pub fn run(args: Args, log_format: super::LogFormat) -> anyhow::Result<ExitCode>
         print!("{}", config.to_toml());
         return Ok(ExitCode::SUCCESS);
     }
+    // Before any thread exists or any file is created: raw logs hold client IPs and full pings.
+    telemetry_server::storage::file_mode::apply(config.server.umask, &config.data_dir)
+        .with_context(|| format!("restricting permissions of {}", config.data_dir.display()))?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -21,12 +21,13 @@ pub enum S3Error {
         path: String,
         source: std::io::Error,
     },
-    /// After an upload, HEAD did not show an object of the local size; the local copy is kept.
-    #[error("upload of {key} not confirmed: local size {local}, remote size {remote:?}")]
+    /// After an upload, HEAD did not show an object of the local size and SHA-256; the local
+    /// copy is kept.
+    #[error("upload of {key} not confirmed: local {local}, remote {remote}")]
     NotConfirmed {
         key: String,
-        local: u64,
-        remote: Option<u64>,
+        local: String,
+        remote: String,
     },
 }
 

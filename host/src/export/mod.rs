@@ -14,6 +14,7 @@
 
 pub mod client;
 mod config;
+mod digest;
 mod error;
 pub mod exporter;
 pub mod journal;

@@ -4,11 +4,16 @@
 //! - the journal has the object confirmed with the local size: nothing to do, no request;
 //! - the journal says an upload of the key may have been in flight (started, never confirmed:
 //!   a crash or a failed attempt), or the file is multipart-sized: HEAD first, and an object of
-//!   the local size is accepted;
-//! - otherwise straight to a streamed PUT of exactly the local size (small files: one request;
-//!   a 200 means S3 stored all of those bytes, so no HEAD after it), or a streamed multipart
-//!   upload (parts read from disk at their offsets, a bounded number in flight) confirmed by a
-//!   HEAD of the size.
+//!   the local size *and* the local SHA-256 (its `sha256` metadata) is accepted;
+//! - otherwise straight to a streamed PUT of exactly the local size carrying the file's SHA-256
+//!   as `x-amz-checksum-sha256` (small files: one request; a 200 means S3 stored those bytes
+//!   and checked their digest, so no HEAD after it), or a streamed multipart upload (parts read
+//!   from disk at their offsets, each with its own SHA-256 checksum, a bounded number in
+//!   flight) confirmed by a HEAD of the size and the `sha256` metadata.
+//!
+//! An object of the right size but without this file's digest (another file's bytes, or an
+//! upload by a version that did not record digests) is never taken as confirmation: the file
+//! is sent again, so a local copy is only deleted once S3 holds its exact content.
 //!
 //! The start of each upload is journaled first (`put`/`mpu`), its confirmation after (`done`).
 //! Whole-file retries with exponential backoff sit on top of the SDK's per-request retries.
@@ -18,10 +23,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use aws_sdk_s3::primitives::{ByteStream, Length};
-use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
+use aws_sdk_s3::types::{ChecksumAlgorithm, CompletedMultipartUpload, CompletedPart};
 use aws_sdk_s3::Client;
 use indicatif::ProgressBar;
 
+use super::digest::{self, Sha256Digest};
 use super::journal::{Journal, OpenUpload};
 use super::{S3Config, S3Error};
 
@@ -32,6 +38,35 @@ pub enum Outcome {
     Uploaded { bytes: u64 },
     /// Already on S3 with the local size (journal or HEAD); nothing sent.
     AlreadyThere { bytes: u64 },
+}
+
+/// What a HEAD found under a key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Remote {
+    /// No object.
+    Missing,
+    /// An object of `size` bytes, with the `sha256` metadata it was uploaded with, if any.
+    Object { size: u64, sha256: Option<String> },
+}
+
+impl Remote {
+    /// Whether this is exactly the local file: same size and same recorded SHA-256.
+    pub fn holds(&self, size: u64, sha256: &Sha256Digest) -> bool {
+        matches!(self, Remote::Object { size: s, sha256: Some(d) } if *s == size && *d == sha256.hex())
+    }
+}
+
+impl std::fmt::Display for Remote {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Remote::Missing => f.write_str("no object"),
+            Remote::Object {
+                size,
+                sha256: Some(d),
+            } => write!(f, "{size} bytes, sha256 {d}"),
+            Remote::Object { size, sha256: None } => write!(f, "{size} bytes, no sha256 metadata"),
+        }
+    }
 }
 
 /// Uploads files with the settings of one [`S3Config`].
@@ -99,9 +134,10 @@ impl Uploader {
         if self.journal.done_size(bucket, key) == Some(size) {
             return Ok(Outcome::AlreadyThere { bytes: size });
         }
+        let sha256 = digest::file(path).await?;
         let multipart = size >= self.multipart_threshold;
         if (multipart || self.journal.maybe_in_flight(bucket, key))
-            && self.head_size(bucket, key).await? == Some(size)
+            && self.remote(bucket, key).await?.holds(size, &sha256)
         {
             // Uploaded by an earlier attempt that stopped before journaling it.
             self.journal.record_done(bucket, key, size)?;
@@ -109,29 +145,27 @@ impl Uploader {
             return Ok(Outcome::AlreadyThere { bytes: size });
         }
         if multipart {
-            self.put_multipart(path, size, bucket, key, progress)
+            self.put_multipart(path, size, &sha256, bucket, key, progress)
                 .await?;
-            match self.head_size(bucket, key).await? {
-                Some(remote) if remote == size => {}
-                remote => {
-                    return Err(S3Error::NotConfirmed {
-                        key: key.to_string(),
-                        local: size,
-                        remote,
-                    })
-                }
+            let remote = self.remote(bucket, key).await?;
+            if !remote.holds(size, &sha256) {
+                return Err(S3Error::NotConfirmed {
+                    key: key.to_string(),
+                    local: format!("{size} bytes, sha256 {}", sha256.hex()),
+                    remote: remote.to_string(),
+                });
             }
         } else {
             self.journal.record_put_started(bucket, key, size)?;
-            self.put_single(path, size, bucket, key).await?;
+            self.put_single(path, size, &sha256, bucket, key).await?;
             progress.inc(size);
         }
         self.journal.record_done(bucket, key, size)?;
         Ok(Outcome::Uploaded { bytes: size })
     }
 
-    /// The object's size, `None` when it does not exist.
-    pub async fn head_size(&self, bucket: &str, key: &str) -> Result<Option<u64>, S3Error> {
+    /// What S3 holds under the key (one HEAD).
+    pub async fn remote(&self, bucket: &str, key: &str) -> Result<Remote, S3Error> {
         match self
             .client
             .head_object()
@@ -140,8 +174,16 @@ impl Uploader {
             .send()
             .await
         {
-            Ok(head) => Ok(Some(head.content_length().unwrap_or(0).max(0) as u64)),
-            Err(err) if err.as_service_error().is_some_and(|e| e.is_not_found()) => Ok(None),
+            Ok(head) => Ok(Remote::Object {
+                size: head.content_length().unwrap_or(0).max(0) as u64,
+                sha256: head
+                    .metadata()
+                    .and_then(|m| m.get(digest::METADATA_KEY))
+                    .map(|v| v.to_ascii_lowercase()),
+            }),
+            Err(err) if err.as_service_error().is_some_and(|e| e.is_not_found()) => {
+                Ok(Remote::Missing)
+            }
             Err(err) => Err(S3Error::request("HeadObject", bucket, key, err)),
         }
     }
@@ -152,6 +194,7 @@ impl Uploader {
         &self,
         path: &Path,
         size: u64,
+        sha256: &Sha256Digest,
         bucket: &str,
         key: &str,
     ) -> Result<(), S3Error> {
@@ -166,6 +209,8 @@ impl Uploader {
             .bucket(bucket)
             .key(key)
             .content_length(size as i64)
+            .checksum_sha256(sha256.base64())
+            .metadata(digest::METADATA_KEY, sha256.hex())
             .body(body)
             .send()
             .await
@@ -178,6 +223,7 @@ impl Uploader {
         &self,
         path: &Path,
         size: u64,
+        sha256: &Sha256Digest,
         bucket: &str,
         key: &str,
         progress: &ProgressBar,
@@ -187,6 +233,8 @@ impl Uploader {
             .create_multipart_upload()
             .bucket(bucket)
             .key(key)
+            .checksum_algorithm(ChecksumAlgorithm::Sha256)
+            .metadata(digest::METADATA_KEY, sha256.hex())
             .send()
             .await
             .map_err(|e| S3Error::request("CreateMultipartUpload", bucket, key, e))?;
@@ -236,6 +284,7 @@ impl Uploader {
             let len = self.part_size.min(size - offset);
             let (client, up, path) = (self.client.clone(), up.clone(), path.to_path_buf());
             in_flight.spawn(async move {
+                let part_sha256 = digest::range(&path, offset, Some(len)).await?.base64();
                 let body = ByteStream::read_from()
                     .path(&path)
                     .offset(offset)
@@ -251,12 +300,14 @@ impl Uploader {
                     .upload_id(&up.upload_id)
                     .part_number(number)
                     .content_length(len as i64)
+                    .checksum_sha256(&part_sha256)
                     .body(body)
                     .send()
                     .await
                     .map_err(|e| S3Error::request("UploadPart", &up.bucket, &up.key, e))?;
                 let part = CompletedPart::builder()
                     .set_e_tag(sent.e_tag().map(str::to_string))
+                    .checksum_sha256(part_sha256)
                     .part_number(number)
                     .build();
                 Ok::<_, S3Error>((part, len))

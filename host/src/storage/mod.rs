@@ -19,6 +19,7 @@ use std::io::BufRead;
 pub mod codec;
 pub mod datadir;
 mod error;
+pub mod file_mode;
 pub mod filter;
 pub mod local;
 pub mod partition;

@@ -423,8 +423,10 @@ fn only_keys_the_journal_says_were_in_flight_are_checked_with_head() {
     let data = tempfile::tempdir().unwrap();
     let files = small_files(data.path(), 0, 3);
     let rt = runtime();
-    // Objects 0 and 1 already on S3 (an earlier run uploaded them, then crashed or lost its journal).
+    // Objects 0 and 1 already on S3 (an earlier run uploaded them, with their SHA-256 as
+    // metadata, then crashed or lost its journal).
     rt.block_on(async {
+        use sha2::Digest;
         let client = client::build(&server.config("telemetry-published", "")).unwrap();
         client::ensure_bucket(&client, "telemetry-published")
             .await
@@ -434,6 +436,7 @@ fn only_keys_the_journal_says_were_in_flight_are_checked_with_head() {
                 .put_object()
                 .bucket("telemetry-published")
                 .key(rel)
+                .metadata("sha256", hex::encode(sha2::Sha256::digest(bytes)))
                 .body(bytes.clone().into())
                 .send()
                 .await

@@ -123,17 +123,7 @@ fn lost_journal_is_recovered_by_head_and_local_copies_go_only_after_confirmation
             .unwrap();
         // As if the process crashed after the uploads but before journaling them: the starts of
         // the uploads (`put`/`mpu` lines) are in the journal, the `done` lines are not.
-        let journal_path = data
-            .path()
-            .join(telemetry_server::export::exporter::JOURNAL_PATH);
-        let journal = std::fs::read_to_string(&journal_path).unwrap();
-        let started: String = journal
-            .lines()
-            .filter(|l| !l.starts_with("done\t"))
-            .map(|l| format!("{l}\n"))
-            .collect();
-        assert!(started.lines().count() >= 2, "{journal}");
-        std::fs::write(&journal_path, started).unwrap();
+        forget_confirmations(data.path());
         let cfg = telemetry_server::export::S3Config {
             delete_after_upload: true,
             ..cfg
@@ -187,6 +177,85 @@ fn lost_journal_is_recovered_by_head_and_local_copies_go_only_after_confirmation
             kept.exists(),
             "an unconfirmed upload never deletes the local copy"
         );
+    });
+}
+
+/// Drops the journal's `done` lines, as if the process crashed after uploading but before
+/// journaling: the next pass must ask S3 what it holds.
+fn forget_confirmations(data: &std::path::Path) {
+    let journal_path = data.join(telemetry_server::export::exporter::JOURNAL_PATH);
+    let journal = std::fs::read_to_string(&journal_path).unwrap();
+    let started: String = journal
+        .lines()
+        .filter(|l| !l.starts_with("done\t"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    assert!(started.lines().count() >= 2, "{journal}");
+    std::fs::write(&journal_path, started).unwrap();
+}
+
+#[test]
+fn an_object_of_the_right_size_with_other_bytes_is_replaced_before_the_local_copy_goes() {
+    use sha2::Digest;
+    let server = S3Server::start();
+    let (data, files) = data_dir_with_files();
+    let rt = runtime();
+    rt.block_on(async {
+        let cfg = server.config("published", "");
+        Exporter::new(cfg.clone(), data.path())
+            .unwrap()
+            .run_once(&ProgressBar::hidden())
+            .await
+            .unwrap();
+        let client = client::build(&cfg).unwrap();
+        for (rel, bytes) in &files {
+            let head = client
+                .head_object()
+                .bucket("published")
+                .key(rel)
+                .send()
+                .await
+                .unwrap();
+            let recorded = head.metadata().and_then(|m| m.get("sha256")).cloned();
+            assert_eq!(
+                recorded,
+                Some(hex::encode(sha2::Sha256::digest(bytes))),
+                "{rel}: the object records the file's SHA-256"
+            );
+            // Another file's bytes of exactly the same size (a truncated-and-padded write, an
+            // older export, a mistaken copy) replace it on S3, with no digest.
+            let other = pseudo_random(bytes.len(), 99);
+            client
+                .put_object()
+                .bucket("published")
+                .key(rel)
+                .body(other.into())
+                .send()
+                .await
+                .unwrap();
+        }
+        forget_confirmations(data.path());
+        let cfg = telemetry_server::export::S3Config {
+            delete_after_upload: true,
+            ..cfg
+        };
+        let report = Exporter::new(cfg, data.path())
+            .unwrap()
+            .run_once(&ProgressBar::hidden())
+            .await
+            .unwrap();
+        assert!(report.failed.is_empty(), "{:?}", report.failed);
+        assert_eq!(
+            (report.uploaded, report.already_there, report.deleted),
+            (2, 0, 2),
+            "same size is not the same content: both files are sent again before deletion"
+        );
+        for (rel, bytes) in &files {
+            assert!(
+                get_bytes(&client, "published", rel).await == *bytes,
+                "{rel} holds the local bytes again"
+            );
+        }
     });
 }
 

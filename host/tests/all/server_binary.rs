@@ -152,3 +152,94 @@ fn json_logs_are_one_object_per_line() {
         "{events:?}"
     );
 }
+
+/// Every file and directory `serve` leaves under its data directory, after ingesting and
+/// converting a real ping, is its user's alone (umask `077`), and a data directory created more
+/// open beforehand is tightened; with `umask = "027"` the group may read.
+#[test]
+fn the_data_dir_is_private_to_the_servers_user() {
+    use std::os::unix::fs::PermissionsExt;
+    let ping = std::fs::read(common::data(
+        "pings/rawlog-v2.saved-session.Fx40.0a2-aurora.2015-05.uberi.finished",
+    ))
+    .unwrap();
+    let body = ping[16 + 9 + 87..].to_vec();
+    for (umask, open_bits) in [(None, 0o077), (Some("027"), 0o027)] {
+        let tmp = tempfile::tempdir().unwrap();
+        let data = tmp.path().join("data");
+        std::fs::create_dir(&data).unwrap();
+        std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let config = tmp.path().join("server.toml");
+        let umask_line = umask
+            .map(|u| format!("umask = \"{u}\"\n"))
+            .unwrap_or_default();
+        std::fs::write(
+            &config,
+            format!(
+                "[server]\n{umask_line}[ingest]\nmax_log_age_ms = 200\n\
+                 [convert]\nenabled = true\nflush_secs = 1\nscan_interval_secs = 1\n"
+            ),
+        )
+        .unwrap();
+        let (mut child, addr, log) = crate::server_support::spawn_serve(&config, &data);
+        let url = format!("http://{addr}/submit/telemetry/76f4594f-e90d-e26b-31a6-8fbba68d1403/saved-session/Firefox/40.0a2/aurora/20150522004047");
+        let response = reqwest::blocking::Client::new()
+            .post(url)
+            .body(body.clone())
+            .send()
+            .unwrap();
+        assert_eq!(response.status().as_u16(), 200);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !crate::server_support::walk(&data.join("storage"))
+            .iter()
+            .any(|p| !p.to_string_lossy().ends_with(".partial"))
+        {
+            assert!(
+                Instant::now() < deadline,
+                "ping never stored:\n{}",
+                log.lock().unwrap()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let exit = terminate(&mut child);
+        assert!(exit.success(), "{}", log.lock().unwrap());
+
+        let root_mode = std::fs::metadata(&data).unwrap().permissions().mode() & 0o777;
+        assert_eq!(root_mode, 0o755 & !open_bits, "data dir tightened");
+        let mut checked = 0;
+        let mut stack = vec![data.clone()];
+        while let Some(dir) = stack.pop() {
+            for entry in std::fs::read_dir(&dir).unwrap() {
+                let entry = entry.unwrap();
+                let meta = entry.metadata().unwrap();
+                let mode = meta.permissions().mode() & 0o777;
+                assert_eq!(
+                    mode & open_bits,
+                    0,
+                    "{} is {mode:o} under umask {open_bits:03o}",
+                    entry.path().display()
+                );
+                checked += 1;
+                if meta.is_dir() {
+                    stack.push(entry.path());
+                }
+            }
+        }
+        assert!(
+            checked >= 6,
+            "raw/, storage/ and their files were checked ({checked})"
+        );
+        if umask.is_some() {
+            let stored = crate::server_support::walk(&data.join("storage"));
+            let mode = std::fs::metadata(data.join("storage").join(&stored[0]))
+                .unwrap()
+                .permissions()
+                .mode();
+            assert_eq!(
+                mode & 0o040,
+                0o040,
+                "umask 027 lets the group read stored pings"
+            );
+        }
+    }
+}

@@ -149,19 +149,14 @@ async fn refuse_upload_unless(
 /// `GET /jobs`: the caller's jobs (every job for admins).
 ///
 /// The jobs come without their `log` (it can be large for every job at once); `GET /jobs/{id}`
-/// has it.
-pub async fn list(State(service): State<Arc<JobService>>, caller: Caller) -> Json<JobList> {
-    let jobs = service
-        .scheduler
-        .list()
-        .into_iter()
-        .filter(|j| caller.sees(&j.owner))
-        .map(|job| JobRecord {
-            log: Vec::new(),
-            ..job
-        })
-        .collect();
-    Json(JobList { jobs })
+/// has it. Read on a blocking thread: the scheduler's lock is a plain mutex.
+pub async fn list(
+    State(service): State<Arc<JobService>>,
+    caller: Caller,
+) -> Result<Json<JobList>, ApiError> {
+    let jobs = blocking(service, |s| Ok(s.scheduler.list())).await?;
+    let jobs = jobs.into_iter().filter(|j| caller.sees(&j.owner)).collect();
+    Ok(Json(JobList { jobs }))
 }
 
 /// `GET /jobs/{id}`.
@@ -170,7 +165,16 @@ pub async fn status(
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Json<JobRecord>, ApiError> {
-    Ok(Json(owned_job(&service, &caller, &id)?))
+    let lookup = id.clone();
+    let job = blocking(service, move |s| {
+        Ok(is_job_id(&lookup)
+            .then(|| s.scheduler.get(&lookup))
+            .flatten())
+    })
+    .await?
+    .ok_or_else(|| ApiError::no_job(&id))?;
+    caller.check_owner(&job.owner, &id)?;
+    Ok(Json(job))
 }
 
 /// `DELETE /jobs/{id}`: cancel → 202 with the job as it is now.

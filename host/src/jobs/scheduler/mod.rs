@@ -259,14 +259,20 @@ impl Scheduler {
         self.shared.lock().jobs.get(id).map(Entry::snapshot)
     }
 
-    /// Every job, oldest first.
+    /// Every job, oldest first, without its `log` (a job's log can be large; [`Self::get`] has
+    /// it), so the lock is held only for copying small records.
     pub fn list(&self) -> Vec<JobRecord> {
         let mut jobs: Vec<JobRecord> = self
             .shared
             .lock()
             .jobs
-            .values()
-            .map(Entry::snapshot)
+            .values_mut()
+            .map(|entry| {
+                let log = std::mem::take(&mut entry.record.log);
+                let record = entry.snapshot();
+                entry.record.log = log;
+                record
+            })
             .collect();
         jobs.sort_by(|a, b| (&a.submitted_at, &a.id).cmp(&(&b.submitted_at, &b.id)));
         jobs
@@ -431,6 +437,12 @@ impl Shared {
         control: &RunControl,
         outcome: Result<Finished, RunFailure>,
     ) {
+        // The result is written (and synced) before the lock is taken: it may be large, and
+        // status and list requests wait on this lock.
+        let stored = match &outcome {
+            Ok(finished) => Some(self.store.put_result(id, &finished.output)),
+            Err(_) => None,
+        };
         let mut state = self.lock();
         let shutting_down = state.shutting_down;
         let Some(entry) = state.jobs.get_mut(id) else {
@@ -439,7 +451,7 @@ impl Shared {
         entry.live = None;
         entry.record.progress = control.progress_snapshot();
         match outcome {
-            Ok(finished) => match self.store.put_result(id, &finished.output) {
+            Ok(finished) => match stored.expect("stored when Ok") {
                 Ok(bytes) => {
                     entry.record.result_bytes = Some(bytes);
                     entry.record.cost = finished.cost;
