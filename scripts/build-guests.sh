@@ -21,7 +21,7 @@ OUT="$ROOT/target/jobs"
 export CARGO_TARGET_DIR="$ROOT/target/guests"
 mkdir -p "$OUT" "$CARGO_TARGET_DIR"
 
-RUST_JOBS=(os-distribution histogram-aggregate simple-counter hostile)
+RUST_JOBS=(os-distribution histogram-aggregate simple-counter simple-counter-v0-1 hostile)
 C_JOBS=(os-distribution)
 JS_JOBS=(os-distribution hostile)
 PY_JOBS=(os-distribution hostile)

@@ -244,7 +244,15 @@ fn invalid_components_are_refused_with_what_is_wrong() {
     assert!(reason(b"hello, world").contains("not a WebAssembly binary"));
     assert!(reason(b"\0asm\x01\0\0\0").contains("core WebAssembly module, not a component"));
     // An empty component: valid, but for no world of ours.
-    assert!(reason(b"\0asm\x0d\0\x01\0").contains("missing export `telemetry:job/job@0.1.0`"));
+    let empty = reason(b"\0asm\x0d\0\x01\0");
+    assert!(
+        empty.contains("missing export `telemetry:job/job@0.2.0`"),
+        "{empty}"
+    );
+    assert!(
+        empty.contains("`telemetry:job/job@0.1.0` of a job built against 0.1.0"),
+        "{empty}"
+    );
     assert!(!reason(b"\0asm\x0d\0\x01\0garbage").is_empty());
 }
 
