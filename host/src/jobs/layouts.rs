@@ -77,11 +77,15 @@ pub fn layout(
     let Some(def) = resolved.definitions.resolve(name) else {
         return Ok(None);
     };
-    Ok(def
-        .layout
-        .as_ref()
-        .ok()
-        .map(|l| wit_layout(def.kind, l, Source::Definitions)))
+    let Ok(layout) = &def.layout else {
+        return Ok(None);
+    };
+    // Definitions other than the converter's (e.g. the table's nearest set, when this host lacks
+    // the record's own revision) must at least fit the stored array.
+    if stored_buckets(&fields).is_some_and(|n| n != layout.n_buckets()) {
+        return Ok(None);
+    }
+    Ok(Some(wit_layout(def.kind, layout, Source::Definitions)))
 }
 
 /// A noted `[histogram_type, low, high]` with the bucket count of the stored array.
@@ -170,6 +174,11 @@ mod tests {
             [0, 1, 2]
         );
         assert!(layout(&cache, doc, "NOT_DEFINED").unwrap().is_none());
+        // Definitions that do not fit the stored array (3 buckets, not 50) give no layout.
+        let short =
+            br#"{"info":{"revision":"https://hg.mozilla.org/mozilla-central/rev/0123456789ab"},
+            "histograms":{"GC_MS":[1,2,3,6,-1,-1,-1,-1]}}"#;
+        assert!(layout(&cache, short, "GC_MS").unwrap().is_none());
         // Another revision: no definitions here.
         let other =
             br#"{"info":{"revision":"https://hg.mozilla.org/mozilla-central/rev/fedcba987654"}}"#;
@@ -187,7 +196,10 @@ mod tests {
             "payload":{"keyedHistograms":{"GC_MS":{"a":[1,2,3,4,10,-1,-1,-1,-1]}}}}"#;
         let gc = layout(&cache, doc, "GC_MS").unwrap().unwrap();
         assert_eq!(gc.kind, HistogramKind::Linear);
-        assert_eq!(gc.bounds, [0, 1, 50, 100]);
+        // 4 buckets: the array's 9 entries minus the 5 statistics, by the linear formula.
+        let expected = BucketLayout::new(Kind::Linear, 1, 100, 4).unwrap().bounds;
+        assert_eq!(gc.bounds, expected);
+        assert_eq!((gc.bounds.len(), gc.bounds[0], gc.bounds[3]), (4, 0, 100));
         assert_eq!(gc.source, Source::Noted);
         // A noted layout whose array is missing has no bucket count.
         let bare = br#"{"conversion":{"layouts":{"GC_MS":[1,1,100]}}}"#;
