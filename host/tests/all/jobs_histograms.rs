@@ -4,6 +4,7 @@
 //! runs unchanged.
 
 use crate::common;
+use crate::job_new::run_ok;
 use crate::jobs_support::*;
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -80,18 +81,13 @@ fn histogram_aggregate_merges_two_builds_layouts_by_bucket_bounds() {
     )
     .unwrap();
     let data = tmp.path().join("data");
-    let out = Command::new(common::binary())
-        .args(["convert", "--data-dir"])
-        .arg(&data)
-        .arg("--histograms")
-        .arg(&defs)
-        .arg(&input)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    run_ok(
+        Command::new(common::binary())
+            .args(["convert", "--data-dir"])
+            .arg(&data)
+            .arg("--histograms")
+            .arg(&defs)
+            .arg(&input),
     );
 
     // The two layouts differ: the job must not add the arrays by position.

@@ -509,15 +509,7 @@ fn decimal_helpers_pass_the_shared_table_in_javascript_and_python() {
         "{}",
         text(&js.stdout)
     );
-    let py = Command::new("python3")
-        .args(["-m", "unittest", "discover", "-v", "-s"])
-        .arg(root.join("guest-sdk/python"))
-        .args(["-p", "test_decimal.py"])
-        .env("PYTHONDONTWRITEBYTECODE", "1")
-        .output()
-        .unwrap();
-    assert!(py.status.success(), "{}", text(&py.stderr));
-    let report = text(&py.stderr);
+    let report = common::sdk_python_tests("test_decimal.py");
     assert!(
         report.contains("test_the_shared_table_of_tricky_values") && report.contains("Ran 1 test"),
         "{report}"

@@ -35,15 +35,7 @@ fn histogram_helpers_pass_the_shared_table_in_javascript_python_and_c() {
         text(&js.stdout)
     );
 
-    let py = Command::new("python3")
-        .args(["-m", "unittest", "discover", "-v", "-s"])
-        .arg(root.join("guest-sdk/python"))
-        .args(["-p", "test_histogram.py"])
-        .env("PYTHONDONTWRITEBYTECODE", "1")
-        .output()
-        .unwrap();
-    assert!(py.status.success(), "{}", text(&py.stderr));
-    let report = text(&py.stderr);
+    let report = common::sdk_python_tests("test_histogram.py");
     assert!(
         report.contains("test_the_shared_table_of_histogram_cases")
             && report.contains("Ran 1 test"),
