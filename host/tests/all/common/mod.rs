@@ -24,6 +24,23 @@ pub fn data(rel: &str) -> PathBuf {
     shared_dir().join("data").join(rel)
 }
 
+/// Runs `node --test` on a JavaScript SDK test (`guest-sdk/js/NAME`) and returns its stdout;
+/// panics with its output when it fails.
+pub fn sdk_node_test(name: &str) -> String {
+    let js = std::process::Command::new("node")
+        .arg("--test")
+        .arg(repo_root().join("guest-sdk/js").join(name))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&js.stdout).into_owned();
+    assert!(
+        js.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&js.stderr)
+    );
+    stdout
+}
+
 /// Runs the Python SDK's unit tests in `guest-sdk/python/` whose file matches `pattern` (e.g.
 /// `test_decimal.py`) and returns unittest's verbose report; panics with it when they fail.
 pub fn sdk_python_tests(pattern: &str) -> String {
