@@ -12,7 +12,7 @@
 # A JavaScript module must export `job` (guest-sdk/js/check-job-module.mjs checks it first).
 # Python guests: componentize-py (pinned by guest-sdk/python/requirements.txt). Both toolchains are
 # installed into target/guest-tools/ by scripts/install-deps.sh; both generate their bindings from
-# wit/ and stub out WASI, so the components import only `telemetry:job/host`. A JS or Python
+# wit/ and stub out WASI, so the components import only `telemetry:job/host` and `histograms`. A JS or Python
 # guest is rebuilt only when its inputs (wit/, its SDK and pins, its job directory) change.
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
@@ -21,7 +21,7 @@ OUT="$ROOT/target/jobs"
 export CARGO_TARGET_DIR="$ROOT/target/guests"
 mkdir -p "$OUT" "$CARGO_TARGET_DIR"
 
-RUST_JOBS=(os-distribution histogram-aggregate simple-counter hostile)
+RUST_JOBS=(os-distribution histogram-aggregate simple-counter simple-counter-v0-1 hostile)
 C_JOBS=(os-distribution)
 JS_JOBS=(os-distribution hostile)
 PY_JOBS=(os-distribution hostile)

@@ -14,8 +14,11 @@
 //   });
 //
 // The contract itself (call order, semantics, sandbox) is documented in wit/job.wit.
-import host from "telemetry:job/host@0.1.0";
+import host from "telemetry:job/host@0.2.0";
+import histograms from "telemetry:job/histograms@0.2.0";
+import { decodeHistogram } from "./histogram.js";
 export { formatDecimal } from "./decimal.js";
+export { decodeHistogram, mergeHistograms, histogramPercentile, histogramTotal, histogramToJson, histogramFromJson } from "./histogram.js";
 
 /** Produces one intermediate `(key, value)` pair (only valid inside `map`). */
 export function emit(key, value) {
@@ -74,6 +77,22 @@ export class Record {
   json(i) {
     const f = this.fields[i];
     return f?.tag === "json" ? f.val : null;
+  }
+  /** How histogram `name` is laid out in this record, from the definitions of the build that
+   *  sent it: `{kind, low, high, bounds, source}` (bounds: bucket lower bounds, as BigInts from
+   *  the host, here Numbers), or null if the host knows none. */
+  histogramLayout(name) {
+    const layout = histograms.layout(this.index ?? 0, name);
+    if (layout == null) return null;
+    return { ...layout, low: Number(layout.low), high: Number(layout.high), bounds: Array.from(layout.bounds, Number) };
+  }
+  /** Histogram `name` whose stored compact array is field `i`, decoded with this record's
+   *  layout (see histogram.js); null when the field is not an array or no layout is known. */
+  histogram(i, name) {
+    const compact = this.json(i);
+    if (compact === null || !compact.trimStart().startsWith("[")) return null;
+    const layout = this.histogramLayout(name);
+    return layout === null ? null : decodeHistogram(JSON.parse(compact), layout.bounds);
   }
 }
 
@@ -141,9 +160,11 @@ export function defineJob({ fields = [], payload = false, init, map, combine, re
       };
     },
     mapBatch(dims, records) {
-      for (const r of records) {
+      for (const [index, r] of records.entries()) {
         try {
-          map(new Record(r.id, dims, r.fields, r.payload), state);
+          const record = new Record(r.id, dims, r.fields, r.payload);
+          record.index = index;
+          map(record, state);
         } catch (e) {
           throw `record ${r.id}: ${message(e)}`;
         }

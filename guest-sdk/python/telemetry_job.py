@@ -35,7 +35,16 @@ from componentize_py_types import Err
 from telemetry_decimal import format_decimal  # noqa: F401  (re-exported for jobs)
 from wit_world import exports
 from wit_world.exports import job as wit
-from wit_world.imports import host
+from wit_world.imports import histograms, host
+from telemetry_histogram import (  # noqa: F401  (re-exported for jobs)
+    Histogram,
+    decode_histogram,
+    histogram_from_json,
+    histogram_percentile,
+    histogram_to_json,
+    histogram_total,
+    merge_histograms,
+)
 
 _LEVELS = {
     "error": host.Level.ERROR,
@@ -84,9 +93,9 @@ sum_values = sum
 class Record:
     """One stored document as the job sees it."""
 
-    __slots__ = ("id", "dims", "fields", "payload")
+    __slots__ = ("id", "dims", "fields", "payload", "index")
 
-    def __init__(self, id: str, dims: List[str], fields: List[wit.Field], payload: str):
+    def __init__(self, id: str, dims: List[str], fields: List[wit.Field], payload: str, index: int = 0):
         self.id = id
         """The document id."""
         self.dims = dims
@@ -95,6 +104,8 @@ class Record:
         """One ``wit.Field_*`` per pointer declared in ``fields``."""
         self.payload = payload
         """The whole JSON document if ``wants_payload``, else ""."""
+        self.index = index
+        """Position of the record in its batch (what the host's histogram lookup takes)."""
 
     def text(self, i: int) -> Optional[str]:
         """Field ``i`` as text (see :func:`text`)."""
@@ -113,6 +124,20 @@ class Record:
         """Field ``i`` as raw JSON text when it is an object or an array, else None."""
         f = self.fields[i] if i < len(self.fields) else None
         return f.value if isinstance(f, wit.Field_Json) else None
+
+    def histogram_layout(self, name: str):
+        """How histogram ``name`` is laid out in this record, from the definitions of the build
+        that sent it (``.kind``, ``.low``, ``.high``, ``.bounds``, ``.source``), or None."""
+        return histograms.layout(self.index, name)
+
+    def histogram(self, i: int, name: str) -> Optional[Histogram]:
+        """Histogram ``name`` whose stored compact array is field ``i``, decoded with this
+        record's layout; None when the field is not an array or no layout is known."""
+        compact = self.json(i)
+        if compact is None or not compact.lstrip().startswith("["):
+            return None
+        layout = self.histogram_layout(name)
+        return None if layout is None else decode_histogram(compact, list(layout.bounds))
 
 
 _job: Optional["MapReduceJob"] = None
@@ -174,9 +199,9 @@ class MapReduceJob(exports.Job):
 
     def map_batch(self, dims: List[str], records: List[wit.DataRecord]) -> None:
         job = _job or self
-        for r in records:
+        for index, r in enumerate(records):
             try:
-                job.map(Record(r.id, dims, r.fields, r.payload))
+                job.map(Record(r.id, dims, r.fields, r.payload, index))
             except Exception as e:
                 raise Err(f"record {r.id}: {type(e).__name__}: {e}")
 

@@ -28,6 +28,8 @@
 
 mod decimal;
 pub use decimal::format_decimal;
+pub mod histogram;
+pub use histogram::Histogram;
 
 use std::any::Any;
 use std::cell::RefCell;
@@ -44,6 +46,7 @@ pub mod bindings {
 }
 
 use bindings::exports::telemetry::job::job as wit;
+pub use bindings::telemetry::job::histograms::{HistogramLayout, Kind as HistogramKind, Source as LayoutSource};
 pub use bindings::telemetry::job::host::Level;
 pub use wit::Field;
 
@@ -98,6 +101,8 @@ pub struct Record<'a> {
     pub fields: &'a [Field],
     /// The whole JSON document if [`Spec::payload`] was asked for, else empty.
     pub payload: &'a str,
+    /// Position of the record in its `map-batch` (what the host's histogram lookup takes).
+    pub index: u32,
 }
 
 impl Record<'_> {
@@ -122,6 +127,19 @@ impl Record<'_> {
             Field::Json(s) => Some(s),
             _ => None,
         }
+    }
+    /// How histogram `name` is laid out in this record (kind, bucket lower bounds), from the
+    /// definitions of the build that sent it; `None` if the host knows none.
+    pub fn histogram_layout(&self, name: &str) -> Option<HistogramLayout> {
+        bindings::telemetry::job::histograms::layout(self.index, name)
+    }
+    /// Histogram `name` whose stored compact array is field `i`, decoded with this record's
+    /// layout. `None` when the field is not an array (absent, or an unconverted document) or no
+    /// layout is known; `Some(Err)` when the array does not fit the layout.
+    pub fn histogram(&self, i: usize, name: &str) -> Option<Result<Histogram, String>> {
+        let compact = self.json(i).filter(|t| t.trim_start().starts_with('['))?;
+        let layout = self.histogram_layout(name)?;
+        Some(Histogram::decode(compact, &layout.bounds))
     }
 }
 
@@ -231,8 +249,9 @@ impl<J: Job> wit::Guest for Adapter<J> {
 
     fn map_batch(dims: Vec<String>, records: Vec<wit::DataRecord>) -> Result<(), String> {
         with_job::<J, _>(|job| {
-            for r in &records {
-                let record = Record { id: &r.id, dims: &dims, fields: &r.fields, payload: &r.payload };
+            for (index, r) in records.iter().enumerate() {
+                let record =
+                    Record { id: &r.id, dims: &dims, fields: &r.fields, payload: &r.payload, index: index as u32 };
                 job.map(&record).map_err(|e| format!("record {}: {e}", r.id))?;
             }
             Ok(())

@@ -128,8 +128,12 @@ impl Server {
                 })?,
             ),
         };
-        let jobs =
-            crate::api::jobs::JobService::start(&config.jobs, &data_dir, storage_schema(&config)?)?;
+        let jobs = crate::api::jobs::JobService::start(
+            &config.jobs,
+            &data_dir,
+            storage_schema(&config)?,
+            revisions.clone(),
+        )?;
         jobs.register_metrics(&metrics);
         let export = config
             .s3

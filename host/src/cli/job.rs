@@ -9,9 +9,11 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::Duration;
 use telemetry_server::api::chart;
 use telemetry_server::cluster::Topology;
+use telemetry_server::histograms::RevisionCache;
 use telemetry_server::jobs::{
     self, CancelToken, CostReport, JobError, Limits, Progress, RunOptions, Runtime, RuntimeConfig,
     Sample,
@@ -80,6 +82,11 @@ pub struct RunArgs {
     /// Where compiled components are cached (default: the data directory's `cache/`).
     #[arg(long)]
     cache_dir: Option<PathBuf>,
+    /// Directories of Histograms.json files (as for `convert --histograms`) where a job's
+    /// `histograms.layout` finds a record's definitions, before the data directory's fetched
+    /// `histograms/` and the embedded ones. Repeatable.
+    #[arg(long)]
+    histograms: Vec<PathBuf>,
     /// Also draw the output as an SVG bar chart into this file (values must be numbers).
     #[arg(long)]
     chart: Option<PathBuf>,
@@ -182,6 +189,20 @@ fn run_job(args: RunArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::from(code))
 }
 
+/// The definitions `histograms.layout` looks records up in: `--histograms` directories, the local
+/// data directory's fetched revisions, the embedded ones.
+fn histograms(args: &RunArgs) -> anyhow::Result<Arc<RevisionCache>> {
+    let fetched = std::path::Path::new(&args.data_dir).join("histograms");
+    let local = (!args.data_dir.contains("://") && fetched.is_dir()).then_some(fetched);
+    let mut cache = RevisionCache::embedded();
+    for dir in args.histograms.iter().cloned().chain(local) {
+        cache = cache
+            .with_dir(&dir)
+            .with_context(|| format!("reading histogram definitions in {}", dir.display()))?;
+    }
+    Ok(Arc::new(cache))
+}
+
 fn execute(args: &RunArgs, progress: &Progress) -> anyhow::Result<ExitCode> {
     // The data first: a mistyped --data-dir must not create anything (the cache is inside it).
     let source = jobs::open_source(&args.data_dir)?;
@@ -201,7 +222,8 @@ fn execute(args: &RunArgs, progress: &Progress) -> anyhow::Result<ExitCode> {
         }
         None => DataDir::open(&user_cache_dir()?)?.sub("jobs")?,
     };
-    let runtime = Runtime::new(cache_dir, RuntimeConfig::default())?;
+    let runtime =
+        Runtime::new(cache_dir, RuntimeConfig::default())?.with_histograms(histograms(args)?);
     let compiled = runtime
         .compile(&wasm)
         .with_context(|| format!("loading {}", args.job.display()))?;

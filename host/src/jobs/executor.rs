@@ -22,7 +22,7 @@ use super::bindings::{DataRecord, JobSpec};
 use super::budget::{line_cost, pair_cost};
 use super::cost::{CostReport, Phases};
 use super::extract::Projection;
-use super::guest::{Failure, Guest, Linked, Shared};
+use super::guest::{Documents, Failure, Guest, Linked, Shared};
 use super::{CancelToken, CompiledJob, JobError, JobOutput, Progress, RunOptions, Runtime, Sample};
 use crate::cluster::Topology;
 use crate::storage::{split_line, PartitionFile, PartitionSource, Schema, StorageError};
@@ -58,6 +58,8 @@ struct Context {
     files: Vec<PartitionFile>,
     spec: JobSpec,
     projection: Projection,
+    /// Keep each record's document for `histograms.layout` (the job imports it).
+    keep_documents: bool,
     param: String,
     skip_bad_records: bool,
     sample: Sample,
@@ -153,6 +155,7 @@ pub fn run_on(
         .store(files.len() as u64, Ordering::Relaxed);
 
     let ctx = Arc::new(Context {
+        keep_documents: linked.uses_histograms(),
         linked,
         shared: shared.clone(),
         source,
@@ -674,6 +677,10 @@ fn drive_map(
             if let Some(record) = parse_record(ctx, file, &line)? {
                 batch.bytes += line.len();
                 batch.records.push(record);
+                if ctx.keep_documents {
+                    let doc = split_line(&line).map_or(&[][..], |(_, json)| json);
+                    batch.documents.push(doc.into());
+                }
             }
             if batch.records.len() >= BATCH_RECORDS || batch.bytes >= BATCH_BYTES {
                 map_batch(ctx, slot, &file.dims, &mut batch, &mut local, input)?;
@@ -693,6 +700,9 @@ fn drive_map(
 #[derive(Default)]
 struct Batch {
     records: Vec<DataRecord>,
+    /// Each record's stored document, only when the job imports `histograms` (bounded with the
+    /// batch by `BATCH_BYTES`).
+    documents: Vec<Box<[u8]>>,
     bytes: usize,
 }
 
@@ -765,16 +775,20 @@ fn map_batch(
         return Ok(());
     }
     let records = std::mem::take(&mut batch.records);
+    let documents = Documents::new(std::mem::take(&mut batch.documents));
     batch.bytes = 0;
     let mut slot = slot.borrow_mut();
-    let first = slot.get()?.map_batch(dims, &records);
+    let first = slot.get()?.map_batch(dims, &records, documents.clone());
     match first {
         Ok(pairs) => return local.add(pairs, &mut slot, input),
         Err(Failure::Job(e)) => return Err(e),
         Err(Failure::Guest(_)) => slot.reset(),
     }
-    for record in records {
-        let result = slot.get()?.map_batch(dims, std::slice::from_ref(&record));
+    for (i, record) in records.into_iter().enumerate() {
+        let one = documents.one(i);
+        let result = slot
+            .get()?
+            .map_batch(dims, std::slice::from_ref(&record), one);
         match result {
             Ok(pairs) => local.add(pairs, &mut slot, input)?,
             Err(Failure::Job(e)) => return Err(e),

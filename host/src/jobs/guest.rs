@@ -1,14 +1,18 @@
 //! One sandboxed job instance: its store (locked-down WASI from [`super::wasi`], the
-//! [`InstanceLimiter`], epoch deadline), the host side of the `telemetry:job/host` imports, and
-//! typed calls into the job's exports. A call that traps leaves the instance unusable; the caller
-//! drops it and makes a fresh one.
+//! [`InstanceLimiter`], epoch deadline), the host side of the `telemetry:job/host` and
+//! `telemetry:job/histograms` imports, and typed calls into the job's exports — of the current
+//! contract or of the 0.1.0 one ([`bindings::v0_1`], converted at the boundary). A call that traps
+//! leaves the instance unusable; the caller drops it and makes a fresh one.
 
-use super::bindings::{self, DataRecord, JobSpec, Level, Mapreduce, MapreducePre};
+use super::bindings::{
+    self, v0_1, DataRecord, Field, HistogramLayout, JobSpec, Level, Mapreduce, MapreducePre,
+};
 use super::budget::{pair_cost, HostBudget};
 use super::joblog::{JobLog, LogStream};
 use super::limiter::InstanceLimiter;
 use super::limits::human_bytes;
 use super::{CancelToken, JobError, Limits, Runtime};
+use crate::histograms::RevisionCache;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
@@ -107,6 +111,46 @@ pub(crate) struct State {
     last_error: Option<String>,
     /// Sums all memories and tables of the instance against `memory_bytes`.
     limiter: InstanceLimiter,
+    /// The stored documents of the running `map-batch` (only for jobs that import
+    /// `histograms`), and the definitions their layouts are looked up in.
+    documents: Documents,
+    histograms: Arc<RevisionCache>,
+}
+
+/// The stored JSON documents of a batch, one per record, for `histograms.layout`: a window on a
+/// shared list, so a batch retried one record at a time needs no copies. Empty for jobs that do
+/// not import `histograms`.
+#[derive(Clone, Default)]
+pub(crate) struct Documents {
+    all: Arc<Vec<Box<[u8]>>>,
+    start: usize,
+    len: usize,
+}
+
+impl Documents {
+    pub fn new(all: Vec<Box<[u8]>>) -> Documents {
+        let len = all.len();
+        Documents {
+            all: Arc::new(all),
+            start: 0,
+            len,
+        }
+    }
+
+    /// The document of record `i` alone (empty if there is none).
+    pub fn one(&self, i: usize) -> Documents {
+        let len = usize::from(i < self.len);
+        Documents {
+            all: self.all.clone(),
+            start: self.start + i,
+            len,
+        }
+    }
+
+    fn get(&self, i: u32) -> Option<&[u8]> {
+        let i = i as usize;
+        (i < self.len).then(|| &*self.all[self.start + i])
+    }
 }
 
 impl State {
@@ -190,31 +234,114 @@ impl bindings::telemetry::job::host::Host for State {
     }
 }
 
+impl v0_1::telemetry::job::host::Host for State {
+    fn emit(&mut self, key: String, value: String) -> wasmtime::Result<()> {
+        bindings::telemetry::job::host::Host::emit(self, key, value)
+    }
+
+    fn log(&mut self, level: v0_1::Level, message: String) -> wasmtime::Result<()> {
+        let level = match level {
+            v0_1::Level::Error => Level::Error,
+            v0_1::Level::Warn => Level::Warn,
+            v0_1::Level::Info => Level::Info,
+            v0_1::Level::Debug => Level::Debug,
+        };
+        bindings::telemetry::job::host::Host::log(self, level, message)
+    }
+}
+
+impl bindings::telemetry::job::histograms::Host for State {
+    fn layout(&mut self, record: u32, name: String) -> wasmtime::Result<Option<HistogramLayout>> {
+        if !self.emitting {
+            wasmtime::bail!("histograms.layout called outside map-batch");
+        }
+        let Some(doc) = self.documents.get(record) else {
+            wasmtime::bail!(
+                "histograms.layout: record {record} is not in this batch of {}",
+                self.documents.len
+            );
+        };
+        super::layouts::layout(&self.histograms, doc, &name)
+            .map_err(|e| wasmtime::format_err!("histograms.layout({record}, {name:?}): {e}"))
+    }
+}
+
+/// The exports of a linked job, by contract version.
+#[derive(Clone)]
+enum Pre {
+    Current(MapreducePre<State>),
+    V0_1(v0_1::MapreducePre<State>),
+}
+
+/// An instantiated job's exports, by contract version.
+enum Exports {
+    Current(Mapreduce),
+    V0_1(v0_1::Mapreduce),
+}
+
 /// A job component linked against the host, ready to instantiate (shared by all workers).
 #[derive(Clone)]
 pub(crate) struct Linked {
-    pre: MapreducePre<State>,
+    pre: Pre,
+    /// The job imports `telemetry:job/histograms`: the executor keeps each batch's documents.
+    uses_histograms: bool,
+    histograms: Arc<RevisionCache>,
 }
 
 impl Linked {
     pub fn new(runtime: &Runtime, job: &super::CompiledJob) -> Result<Linked, JobError> {
         let mut linker = Linker::<State>::new(runtime.engine());
-        super::wasi::add_to_linker(&mut linker).map_err(|e| JobError::Engine(format!("{e:#}")))?;
-        Mapreduce::add_to_linker::<State, wasmtime::component::HasSelf<State>>(&mut linker, |s| s)
-            .map_err(|e| JobError::Engine(format!("{e:#}")))?;
+        let engine_error = |e: wasmtime::Error| JobError::Engine(format!("{e:#}"));
+        super::wasi::add_to_linker(&mut linker).map_err(engine_error)?;
+        type Me = wasmtime::component::HasSelf<State>;
+        Mapreduce::add_to_linker::<State, Me>(&mut linker, |s| s).map_err(engine_error)?;
+        v0_1::Mapreduce::add_to_linker::<State, Me>(&mut linker, |s| s).map_err(engine_error)?;
         let invalid = |e: wasmtime::Error| JobError::InvalidComponent {
             reason: format!("{e:#}"),
         };
+        let ty = job.component.component_type();
+        let engine = runtime.engine();
+        let uses_histograms = ty
+            .imports(engine)
+            .any(|(name, _)| name == bindings::HISTOGRAMS_IMPORT);
+        let is_v0_1 = ty.get_export(engine, v0_1::JOB_EXPORT).is_some();
         let pre = linker.instantiate_pre(&job.component).map_err(invalid)?;
-        let pre = MapreducePre::new(pre).map_err(invalid)?;
-        Ok(Linked { pre })
+        let pre = if is_v0_1 {
+            Pre::V0_1(v0_1::MapreducePre::new(pre).map_err(invalid)?)
+        } else {
+            Pre::Current(MapreducePre::new(pre).map_err(invalid)?)
+        };
+        Ok(Linked {
+            pre,
+            uses_histograms,
+            histograms: runtime.histograms().clone(),
+        })
+    }
+
+    /// The job imports `telemetry:job/histograms` (and so needs each batch's documents).
+    pub fn uses_histograms(&self) -> bool {
+        self.uses_histograms
+    }
+
+    fn engine(&self) -> &wasmtime::Engine {
+        match &self.pre {
+            Pre::Current(pre) => pre.engine(),
+            Pre::V0_1(pre) => pre.engine(),
+        }
+    }
+
+    fn instantiate(&self, store: &mut Store<State>) -> wasmtime::Result<Exports> {
+        Ok(match &self.pre {
+            Pre::Current(pre) => Exports::Current(pre.instantiate(&mut *store)?),
+            Pre::V0_1(pre) => Exports::V0_1(pre.instantiate(&mut *store)?),
+        })
     }
 }
 
 /// A live job instance, initialised with the job parameter.
 pub(crate) struct Guest {
     store: Store<State>,
-    job: Mapreduce,
+    job: Exports,
     spec: JobSpec,
 }
 
@@ -241,8 +368,10 @@ impl Guest {
             pending_charged: 0,
             last_error: None,
             limiter: InstanceLimiter::new(shared.limits.memory_bytes),
+            documents: Documents::default(),
+            histograms: linked.histograms.clone(),
         };
-        let mut store = Store::new(linked.pre.engine(), state);
+        let mut store = Store::new(linked.engine(), state);
         store.limiter(|s| &mut s.limiter as &mut dyn wasmtime::ResourceLimiter);
         store.set_epoch_deadline(1);
         store.epoch_deadline_callback(|ctx| {
@@ -253,23 +382,27 @@ impl Guest {
             }
         });
         store.data_mut().call_deadline = Instant::now() + shared.limits.call_timeout();
-        let job =
-            linked
-                .pre
-                .instantiate(&mut store)
-                .map_err(|e| match classify(&mut store, e) {
-                    Failure::Job(e) => e,
-                    Failure::Guest(message) => JobError::Trap {
-                        record_id: None,
-                        message: format!("instantiating: {message}"),
-                    },
-                })?;
+        let job = linked
+            .instantiate(&mut store)
+            .map_err(|e| match classify(&mut store, e) {
+                Failure::Job(e) => e,
+                Failure::Guest(message) => JobError::Trap {
+                    record_id: None,
+                    message: format!("instantiating: {message}"),
+                },
+            })?;
         let mut guest = Guest {
             store,
             job,
             spec: empty_spec(),
         };
-        let result = guest.call(|job, store| job.telemetry_job_job().call_init(store, param));
+        let result = guest.call(|job, store| match job {
+            Exports::Current(job) => job.telemetry_job_job().call_init(store, param),
+            Exports::V0_1(job) => job
+                .telemetry_job_job()
+                .call_init(store, param)
+                .map(|r| r.map(spec_from_v0_1)),
+        });
         match result {
             Ok(Ok(spec)) => guest.spec = spec,
             Ok(Err(message)) => return Err(JobError::InvalidParam { message }),
@@ -296,21 +429,31 @@ impl Guest {
 
     /// Maps one batch; returns the pairs it emitted (nothing is kept if it fails). The pairs come
     /// charged to the job's host budget (see [`pair_cost`]): the caller releases the charge when
-    /// it hands them on.
+    /// it hands them on. `documents` are the records' stored documents when the job imports
+    /// `histograms` (else empty).
     pub fn map_batch(
         &mut self,
         dims: &[String],
         records: &[DataRecord],
+        documents: Documents,
     ) -> Result<Vec<(String, String)>, Failure> {
         let state = self.store.data_mut();
         state.emitting = true;
+        state.documents = documents;
         state.pending.clear();
         state.pending_bytes = 0;
         state.pending_charged = 0;
-        let result =
-            self.call(|job, store| job.telemetry_job_job().call_map_batch(store, dims, records));
+        let result = self.call(|job, store| match job {
+            Exports::Current(job) => job.telemetry_job_job().call_map_batch(store, dims, records),
+            Exports::V0_1(job) => {
+                let records: Vec<v0_1::DataRecord> = records.iter().map(record_to_v0_1).collect();
+                job.telemetry_job_job()
+                    .call_map_batch(store, dims, &records)
+            }
+        });
         let state = self.store.data_mut();
         state.emitting = false;
+        state.documents = Documents::default();
         let pending = std::mem::take(&mut state.pending);
         let charged = std::mem::take(&mut state.pending_charged);
         let result = match result {
@@ -337,17 +480,23 @@ impl Guest {
 
     /// Calls `combine(key, values)`.
     pub fn combine(&mut self, key: &str, values: &[String]) -> Result<String, Failure> {
-        self.call(|job, store| job.telemetry_job_job().call_combine(store, key, values))
+        self.call(|job, store| match job {
+            Exports::Current(job) => job.telemetry_job_job().call_combine(store, key, values),
+            Exports::V0_1(job) => job.telemetry_job_job().call_combine(store, key, values),
+        })
     }
 
     /// Calls `reduce(key, values)`.
     pub fn reduce(&mut self, key: &str, values: &[String]) -> Result<String, Failure> {
-        self.call(|job, store| job.telemetry_job_job().call_reduce(store, key, values))
+        self.call(|job, store| match job {
+            Exports::Current(job) => job.telemetry_job_job().call_reduce(store, key, values),
+            Exports::V0_1(job) => job.telemetry_job_job().call_reduce(store, key, values),
+        })
     }
 
     fn call<R>(
         &mut self,
-        f: impl FnOnce(&Mapreduce, &mut Store<State>) -> wasmtime::Result<R>,
+        f: impl FnOnce(&Exports, &mut Store<State>) -> wasmtime::Result<R>,
     ) -> Result<R, Failure> {
         if let Some(stop) = self.store.data().shared.stop_reason() {
             return Err(Failure::Job(stop.into()));
@@ -391,5 +540,32 @@ fn empty_spec() -> JobSpec {
         has_combine: false,
         combine_threshold: 0,
         has_reduce: false,
+    }
+}
+
+fn spec_from_v0_1(spec: v0_1::JobSpec) -> JobSpec {
+    JobSpec {
+        fields: spec.fields,
+        wants_payload: spec.wants_payload,
+        has_combine: spec.has_combine,
+        combine_threshold: spec.combine_threshold,
+        has_reduce: spec.has_reduce,
+    }
+}
+
+/// A record for a 0.1.0 job (the same shape; a copy per batch).
+fn record_to_v0_1(record: &DataRecord) -> v0_1::DataRecord {
+    let field = |f: &Field| match f {
+        Field::Missing => v0_1::Field::Missing,
+        Field::Null => v0_1::Field::Null,
+        Field::Boolean(b) => v0_1::Field::Boolean(*b),
+        Field::Number(s) => v0_1::Field::Number(s.clone()),
+        Field::Text(s) => v0_1::Field::Text(s.clone()),
+        Field::Json(s) => v0_1::Field::Json(s.clone()),
+    };
+    v0_1::DataRecord {
+        id: record.id.clone(),
+        fields: record.fields.iter().map(field).collect(),
+        payload: record.payload.clone(),
     }
 }

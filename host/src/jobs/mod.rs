@@ -3,7 +3,8 @@
 //!
 //! - [`runtime`]: [`Runtime`] (wasmtime engine, pooling allocator, epoch ticker, compile cache),
 //!   [`CompiledJob`].
-//! - `guest`: one locked-down job instance and the `telemetry:job/host` imports; `wasi`: the WASI
+//! - `guest`: one locked-down job instance and the `telemetry:job/host` and `histograms` imports
+//!   (`layouts`: a record's histogram layouts); `wasi`: the WASI
 //!   it sees (nothing granted, every wait cut by cancel and deadlines); `limiter`: its memory
 //!   and table totals; `budget`: the job's host memory budget.
 //! - [`extract`]: native JSON-pointer projection of the fields a job declares.
@@ -29,6 +30,7 @@ pub mod extract;
 mod guest;
 pub mod inspect;
 pub mod joblog;
+mod layouts;
 mod limiter;
 pub mod limits;
 pub mod progress;

@@ -7,8 +7,9 @@
 //! ([`Runtime::artifact_refusals`]) and recompiled from the component.
 
 use super::artifact_seal::ArtifactSeal;
-use super::bindings::{HOST_IMPORT, JOB_EXPORT};
+use super::bindings::{v0_1, HISTOGRAMS_IMPORT, HOST_IMPORT, JOB_EXPORT};
 use super::JobError;
+use crate::histograms::RevisionCache;
 use prometheus_client::metrics::counter::Counter;
 use sha2::{Digest, Sha256};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -50,6 +51,8 @@ pub struct Runtime {
     config: RuntimeConfig,
     ticker_stop: Arc<AtomicBool>,
     ticker: Option<JoinHandle<()>>,
+    /// Where `telemetry:job/histograms` looks up a record's definitions.
+    histograms: Arc<RevisionCache>,
 }
 
 /// A validated, compiled job component.
@@ -126,7 +129,21 @@ impl Runtime {
             config,
             ticker_stop,
             ticker: Some(ticker),
+            histograms: Arc::new(RevisionCache::embedded()),
         })
+    }
+
+    /// Looks up the definitions of the records jobs read (`telemetry:job/histograms`) in
+    /// `histograms` instead of the embedded ones (e.g. the cache conversion uses, or one with
+    /// `--histograms` directories).
+    pub fn with_histograms(mut self, histograms: Arc<RevisionCache>) -> Runtime {
+        self.histograms = histograms;
+        self
+    }
+
+    /// The definitions jobs' histogram layouts come from.
+    pub fn histograms(&self) -> &Arc<RevisionCache> {
+        &self.histograms
     }
 
     pub(crate) fn engine(&self) -> &Engine {
@@ -269,32 +286,39 @@ impl Runtime {
     fn check_world(&self, component: &Component) -> Result<(), JobError> {
         let ty = component.component_type();
         let invalid = |reason: String| Err(JobError::InvalidComponent { reason });
+        let unversioned = |name: &'static str| name.split('@').next().unwrap_or_default();
         for (name, _) in ty.imports(&self.engine) {
             let base = name.split('@').next().unwrap_or(name);
             let allowed = name.starts_with("wasi:")
-                || base == HOST_IMPORT.split('@').next().unwrap_or_default();
+                || base == unversioned(HOST_IMPORT)
+                || base == unversioned(HISTOGRAMS_IMPORT);
             if !allowed {
                 return invalid(format!(
-                    "imports `{name}`, which the host does not provide (a job may import `{HOST_IMPORT}` and WASI 0.2)"
+                    "imports `{name}`, which the host does not provide (a job may import `{HOST_IMPORT}`, `{HISTOGRAMS_IMPORT}` and WASI 0.2)"
                 ));
             }
         }
-        let Some(export) = ty.get_export(&self.engine, JOB_EXPORT) else {
+        // The current contract, else the 0.1.0 one of components built before it.
+        let found = [JOB_EXPORT, v0_1::JOB_EXPORT]
+            .into_iter()
+            .find_map(|name| Some((name, ty.get_export(&self.engine, name)?)));
+        let Some((export_name, export)) = found else {
             let found: Vec<&str> = ty.exports(&self.engine).map(|(n, _)| n).collect();
             return invalid(format!(
-                "missing export `{JOB_EXPORT}` (the component exports [{}]; is it built from wit/job.wit's `mapreduce` world?)",
+                "missing export `{JOB_EXPORT}` (or `{}` of a job built against 0.1.0; the component exports [{}]; is it built from wit/job.wit's `mapreduce` world?)",
+                v0_1::JOB_EXPORT,
                 found.join(", ")
             ));
         };
         let ComponentItem::ComponentInstance(instance) = export.ty else {
             return invalid(format!(
-                "export `{JOB_EXPORT}` is not an interface instance"
+                "export `{export_name}` is not an interface instance"
             ));
         };
         for func in ["init", "map-batch", "combine", "reduce"] {
             if instance.get_export(&self.engine, func).is_none() {
                 return invalid(format!(
-                    "missing function `{func}` in export `{JOB_EXPORT}`"
+                    "missing function `{func}` in export `{export_name}`"
                 ));
             }
         }

@@ -111,25 +111,30 @@ fn simple_counter_counts_records_and_duplicate_ids_per_day() {
 }
 
 #[test]
-fn histogram_aggregate_sums_buckets_per_channel_and_version() {
-    // Two compact histograms (3 buckets + 5 statistics) on one channel/version, one elsewhere.
-    let ping = |channel: &str, version: &str, h: &str| {
+fn histogram_aggregate_merges_buckets_by_bound_per_channel_and_version() {
+    // Compact histograms (3 buckets + 5 statistics) whose layouts the converter noted
+    // (`[histogram_type, low, high]`, linear): 1..3 lays buckets out at [0,1,3], 1..2 at [0,1,2].
+    let ping = |channel: &str, version: &str, noted: &str, h: &str| {
         format!(
-            r#"{{"application":{{"channel":"{channel}","version":"{version}"}},"payload":{{"histograms":{{"GC_MS":{h}}}}}}}"#
+            r#"{{"application":{{"channel":"{channel}","version":"{version}"}},"conversion":{{"layouts":{{"GC_MS":{noted}}}}},"payload":{{"histograms":{{"GC_MS":{h}}}}}}}"#
         )
     };
-    let a = ping("release", "40.0", "[1,2,3,6,-1,-1,-1,-1]");
-    let b = ping("release", "40.0", "[0,5,1,7.5,-1,-1,-1,-1]");
-    let c = ping("beta", "41.0", "[4,0,0,0,-1,-1,-1,-1]");
+    let a = ping("release", "40.0", "[1,1,3]", "[1,2,3,6,-1,-1,-1,-1]");
+    let b = ping("release", "40.0", "[1,1,2]", "[0,5,1,7.5,-1,-1,-1,-1]");
+    let c = ping("beta", "41.0", "[1,1,3]", "[4,0,0,0,-1,-1,-1,-1]");
     let none = r#"{"application":{"channel":"beta","version":"41.0"},"payload":{"histograms":{}}}"#;
-    let data = tiny_data(&[("1", &a), ("2", &b), ("3", &c), ("4", none)]);
+    // An array but no layout anywhere (no noted layout, no revision): counted, not merged.
+    let unknown = r#"{"application":{"channel":"beta","version":"41.0"},"payload":{"histograms":{"GC_MS":[9,9,9,0,-1,-1,-1,-1]}}}"#;
+    let data = tiny_data(&[("1", &a), ("2", &b), ("3", &c), ("4", none), ("5", unknown)]);
     let mut o = all_with(2);
     o.param = "GC_MS".into();
     let out = run_guest(data.path(), "histogram-aggregate-rust", &o).unwrap();
+    // release: {0:1, 1:2, 3:3} + {0:0, 1:5, 2:1} by bound; 12 samples, the 6th in bucket 1, the
+    // 12th (95 %) in bucket 3; sums 6 + 7 (7.5 rounded toward zero).
     assert_eq!(
         output_text(&out),
-        "beta,41.0\t{\"buckets\":[4,0,0],\"submissions\":1,\"sum\":0.0}\n\
-         release,40.0\t{\"buckets\":[1,7,4],\"submissions\":2,\"sum\":13.5}\n"
+        "beta,41.0\t{\"histogram\":{\"bounds\":[0,1,3],\"counts\":[4,0,0],\"sum\":0},\"median\":0,\"p95\":0,\"submissions\":1,\"unknown_layout\":1}\n\
+         release,40.0\t{\"histogram\":{\"bounds\":[0,1,2,3],\"counts\":[1,7,1,3],\"sum\":13},\"median\":1,\"p95\":3,\"submissions\":2}\n"
     );
 }
 
@@ -244,7 +249,15 @@ fn invalid_components_are_refused_with_what_is_wrong() {
     assert!(reason(b"hello, world").contains("not a WebAssembly binary"));
     assert!(reason(b"\0asm\x01\0\0\0").contains("core WebAssembly module, not a component"));
     // An empty component: valid, but for no world of ours.
-    assert!(reason(b"\0asm\x0d\0\x01\0").contains("missing export `telemetry:job/job@0.1.0`"));
+    let empty = reason(b"\0asm\x0d\0\x01\0");
+    assert!(
+        empty.contains("missing export `telemetry:job/job@0.2.0`"),
+        "{empty}"
+    );
+    assert!(
+        empty.contains("`telemetry:job/job@0.1.0` of a job built against 0.1.0"),
+        "{empty}"
+    );
     assert!(!reason(b"\0asm\x0d\0\x01\0garbage").is_empty());
 }
 

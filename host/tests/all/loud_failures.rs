@@ -492,32 +492,9 @@ fn the_one_dimension_filter_of_the_api_docs_runs_through_job_submit() {
 #[test]
 fn decimal_helpers_pass_the_shared_table_in_javascript_and_python() {
     // The Rust SDK's runs as `sdk_decimal::tests`; the same table, the same expected bytes.
-    let root = common::repo_root();
-    let js = Command::new("node")
-        .arg("--test")
-        .arg(root.join("guest-sdk/js/decimal.test.mjs"))
-        .output()
-        .unwrap();
-    assert!(
-        js.status.success(),
-        "{}{}",
-        text(&js.stdout),
-        text(&js.stderr)
-    );
-    assert!(
-        text(&js.stdout).contains("# pass 1"),
-        "{}",
-        text(&js.stdout)
-    );
-    let py = Command::new("python3")
-        .args(["-m", "unittest", "discover", "-v", "-s"])
-        .arg(root.join("guest-sdk/python"))
-        .args(["-p", "test_decimal.py"])
-        .env("PYTHONDONTWRITEBYTECODE", "1")
-        .output()
-        .unwrap();
-    assert!(py.status.success(), "{}", text(&py.stderr));
-    let report = text(&py.stderr);
+    let js = common::sdk_node_test("decimal.test.mjs");
+    assert!(js.contains("# pass 1"), "{js}");
+    let report = common::sdk_python_tests("test_decimal.py");
     assert!(
         report.contains("test_the_shared_table_of_tricky_values") && report.contains("Ran 1 test"),
         "{report}"

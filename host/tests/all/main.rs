@@ -15,6 +15,9 @@ mod server_support;
 // table the JavaScript and Python SDKs are tested against too (`loud_failures`).
 #[path = "../../../guest-sdk/rust/src/decimal.rs"]
 mod sdk_decimal;
+// The Rust guest SDK's histogram helpers, over the table every SDK shares (`sdk_histograms`).
+#[path = "../../../guest-sdk/rust/src/histogram.rs"]
+mod sdk_histogram;
 
 mod convert;
 mod convert_cli;
@@ -34,6 +37,7 @@ mod job_service;
 mod jobs;
 mod jobs_cache_trust;
 mod jobs_cluster;
+mod jobs_histograms;
 mod jobs_hostile;
 mod jobs_languages;
 mod loud_failures;
@@ -42,6 +46,7 @@ mod s3_export;
 mod s3_jobs;
 mod s3_serve;
 mod s3_upload;
+mod sdk_histograms;
 mod server_api;
 mod server_binary;
 mod server_convert;

@@ -1,22 +1,37 @@
-//! histogram-aggregate: sums one histogram's buckets per channel and application version, the
-//! classic dashboard job. The histogram name is the job parameter, e.g. `CYCLE_COLLECTOR`.
-//! Reads the converted compact form (`[bucket_0 … bucket_n-1, sum, log_sum, log_sum_squares,
-//! sum_squares_lo, sum_squares_hi]`, see docs) at `/payload/histograms/NAME` (v4) or
-//! `/histograms/NAME` (classic and converted saved-session).
-//! Output: `channel,version<TAB>{"submissions":N,"sum":S,"buckets":[…]}`.
+//! histogram-aggregate: merges one histogram per channel and application version, the classic
+//! dashboard job, correctly across Firefox builds whose Histograms.json lay the histogram out
+//! differently: each record's array is decoded with that record's layout (the host's
+//! `histograms.layout`) and histograms are merged by bucket lower bounds (the SDK's
+//! [`Histogram`]). Parameter: the histogram name, e.g. `CYCLE_COLLECTOR`, optionally followed by
+//! `:channel` (one key per channel) or `:all` (one key) instead of the default channel,version.
+//! Reads the stored compact form at `/payload/histograms/NAME` (v4) or `/histograms/NAME`
+//! (classic and converted saved-session).
+//! Output: `KEY<TAB>{"submissions":N,"histogram":{"bounds":[…],"counts":[…],"sum":S},
+//! "median":B,"p95":B}` (percentiles as bucket lower bounds; null when empty). Records whose
+//! layout the host does not know are counted under `"unknown_layout"` and not merged.
 use serde_json::{json, Value};
-use telemetry_job::{emit, export_job, Job, Record, Spec};
+use telemetry_job::{emit, export_job, Histogram, Job, Record, Spec};
 
 struct HistogramAggregate {
+    name: String,
+    by: By,
     fields: Vec<String>,
 }
 
-/// Trailing statistics after the buckets in the compact form.
-const STATS: usize = 5;
+enum By {
+    ChannelVersion,
+    Channel,
+    All,
+}
 
 impl Job for HistogramAggregate {
     fn init(param: &str) -> Result<Self, String> {
-        let name = param.trim();
+        let (name, by) = match param.trim().split_once(':') {
+            None => (param.trim(), By::ChannelVersion),
+            Some((name, "channel")) => (name, By::Channel),
+            Some((name, "all")) => (name, By::All),
+            Some((_, other)) => return Err(format!("unknown grouping {other:?}: use :channel or :all")),
+        };
         if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
             return Err(format!("parameter must be a histogram name such as CYCLE_COLLECTOR, got {param:?}"));
         }
@@ -28,52 +43,65 @@ impl Job for HistogramAggregate {
             "/application/version".into(),
             "/info/appVersion".into(),
         ];
-        Ok(HistogramAggregate { fields })
+        Ok(HistogramAggregate { name: name.to_string(), by, fields })
     }
     fn spec(&self) -> Spec {
         let fields: Vec<&str> = self.fields.iter().map(String::as_str).collect();
         Spec::fields(&fields).combine().reduce()
     }
     fn map(&self, record: &Record) -> Result<(), String> {
-        let Some(text) = record.json(0).or_else(|| record.json(1)) else { return Ok(()) };
-        // Unconverted documents hold the histogram as an object: not counted.
-        let Ok(Value::Array(items)) = serde_json::from_str::<Value>(text) else { return Ok(()) };
-        if items.len() < STATS {
-            return Err(format!("compact histogram has {} entries, fewer than the {STATS} statistics", items.len()));
-        }
-        let buckets: Vec<u64> = items[..items.len() - STATS].iter().map(|v| v.as_u64().unwrap_or(0)).collect();
-        let sum = items[items.len() - STATS].as_f64().unwrap_or(0.0);
+        let field = if record.json(0).is_some() { 0 } else { 1 };
         let channel = record.first_text(&[2, 3]).unwrap_or("UNKNOWN");
         let version = record.first_text(&[4, 5]).unwrap_or("UNKNOWN");
-        emit(&format!("{channel},{version}"), &json!({"submissions": 1, "sum": sum, "buckets": buckets}).to_string());
+        let key = match self.by {
+            By::ChannelVersion => format!("{channel},{version}"),
+            By::Channel => channel.to_string(),
+            By::All => "all".to_string(),
+        };
+        // Unconverted documents hold the histogram as an object: not counted.
+        let value = match record.histogram(field, &self.name) {
+            None if record.json(field).is_some_and(|t| t.starts_with('[')) => json!({"unknown_layout": 1}),
+            None => return Ok(()),
+            Some(h) => json!({"submissions": 1, "histogram": Value::String(h?.to_json())}),
+        };
+        emit(&key, &value.to_string());
         Ok(())
     }
     fn combine(&self, _key: &str, values: Vec<String>) -> String {
-        merge(&values)
+        merge(&values).to_string()
     }
     fn reduce(&self, _key: &str, values: Vec<String>) -> String {
-        merge(&values)
+        let mut merged = merge(&values);
+        let h = Histogram::from_json(merged["histogram"].as_str().unwrap_or("")).unwrap_or_default();
+        merged["histogram"] = serde_json::from_str(&h.to_json()).unwrap_or(Value::Null);
+        merged["median"] = json!(h.percentile(50.0));
+        merged["p95"] = json!(h.percentile(95.0));
+        merged.to_string()
     }
 }
 
-/// Element-wise sum of partial aggregates (histograms of one name may differ in length across
-/// versions: the shorter one is padded with zeros).
-fn merge(values: &[String]) -> String {
-    let (mut submissions, mut sum, mut buckets) = (0u64, 0f64, Vec::<u64>::new());
+/// Merges partial aggregates: submissions and unknown layouts add up, histograms merge by bucket
+/// bounds (the histogram travels as its JSON text between map, combine and reduce).
+fn merge(values: &[String]) -> Value {
+    let (mut submissions, mut unknown) = (0u64, 0u64);
+    let mut merged: Option<Histogram> = None;
     for v in values {
         let Ok(v) = serde_json::from_str::<Value>(v) else { continue };
         submissions += v["submissions"].as_u64().unwrap_or(0);
-        sum += v["sum"].as_f64().unwrap_or(0.0);
-        let empty = Vec::new();
-        let b = v["buckets"].as_array().unwrap_or(&empty);
-        if buckets.len() < b.len() {
-            buckets.resize(b.len(), 0);
-        }
-        for (acc, x) in buckets.iter_mut().zip(b) {
-            *acc += x.as_u64().unwrap_or(0);
+        unknown += v["unknown_layout"].as_u64().unwrap_or(0);
+        if let Some(Ok(h)) = v["histogram"].as_str().map(Histogram::from_json) {
+            merged = Some(match merged {
+                Some(m) => m.merge(&h),
+                None => h,
+            });
         }
     }
-    json!({"submissions": submissions, "sum": sum, "buckets": buckets}).to_string()
+    let histogram = merged.unwrap_or_default().to_json();
+    let mut out = json!({"submissions": submissions, "histogram": histogram});
+    if unknown > 0 {
+        out["unknown_layout"] = json!(unknown);
+    }
+    out
 }
 
 export_job!(HistogramAggregate);

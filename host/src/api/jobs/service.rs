@@ -88,11 +88,13 @@ pub(super) struct Accepted {
 impl JobService {
     /// Loads the tokens, opens the compile cache (`cache/`, shared with `job run`) and the queue
     /// (`jobs/`) in the data dir, applies the restart policy and starts the runner threads. Jobs
-    /// read the partitions under `storage/`.
+    /// read the partitions under `storage/`; their histogram layouts come from `histograms` (the
+    /// definitions live conversion uses).
     pub fn start(
         config: &JobsConfig,
         data: &DataDir,
         schema: Schema,
+        histograms: Arc<crate::histograms::RevisionCache>,
     ) -> Result<Arc<Self>, ServiceError> {
         let auth = Authenticator::new(&config.tokens)?;
         let jobs = data.sub(datadir::JOBS)?;
@@ -111,7 +113,8 @@ impl JobService {
                 min_age: Duration::from_secs(config.cache_min_age_secs),
             },
         ));
-        let runtime = Arc::new(Runtime::new(cache, RuntimeConfig::default())?);
+        let runtime =
+            Arc::new(Runtime::new(cache, RuntimeConfig::default())?.with_histograms(histograms));
         let executor = Arc::new(WasmExecutor::new(
             runtime.clone(),
             source,

@@ -8,16 +8,19 @@ pub(super) const WIT: &str = include_str!("../../../../wit/job.wit");
 const RUST_SDK_MANIFEST: &str = include_str!("../../../../guest-sdk/rust/Cargo.toml");
 const RUST_SDK_LIB: &str = include_str!("../../../../guest-sdk/rust/src/lib.rs");
 const RUST_SDK_DECIMAL: &str = include_str!("../../../../guest-sdk/rust/src/decimal.rs");
+const RUST_SDK_HISTOGRAM: &str = include_str!("../../../../guest-sdk/rust/src/histogram.rs");
 /// The example jobs' lock file: pins wit-bindgen and its dependencies (cargo drops the entries
 /// a project does not use and keeps the versions of the rest).
 const RUST_LOCK: &str = include_str!("../../../../example-jobs/Cargo.lock");
 const C_SDK: &str = include_str!("../../../../guest-sdk/c/telemetry_job.h");
 const JS_SDK: &str = include_str!("../../../../guest-sdk/js/telemetry-job.js");
 const JS_SDK_DECIMAL: &str = include_str!("../../../../guest-sdk/js/decimal.js");
+const JS_SDK_HISTOGRAM: &str = include_str!("../../../../guest-sdk/js/histogram.js");
 pub(super) const JS_PACKAGE: &str = include_str!("../../../../guest-sdk/js/package.json");
 pub(super) const JS_LOCK: &str = include_str!("../../../../guest-sdk/js/package-lock.json");
 const PY_SDK: &str = include_str!("../../../../guest-sdk/python/telemetry_job.py");
 const PY_SDK_DECIMAL: &str = include_str!("../../../../guest-sdk/python/telemetry_decimal.py");
+const PY_SDK_HISTOGRAM: &str = include_str!("../../../../guest-sdk/python/telemetry_histogram.py");
 pub(super) const PY_REQUIREMENTS: &str =
     include_str!("../../../../guest-sdk/python/requirements.txt");
 
@@ -57,6 +60,10 @@ pub(super) fn files(name: &str, lang: Lang) -> Vec<(String, Vec<u8>)> {
                         "sdk/telemetry-job/src/decimal.rs",
                         RUST_SDK_DECIMAL.to_string(),
                     ),
+                    (
+                        "sdk/telemetry-job/src/histogram.rs",
+                        RUST_SDK_HISTOGRAM.to_string(),
+                    ),
                 ],
                 "| `Cargo.toml`, `Cargo.lock` | the crate and its pinned dependencies |\n\
                  | `sdk/telemetry-job/` | the Rust SDK (`Job`, `export_job!`), vendored |\n",
@@ -84,6 +91,7 @@ pub(super) fn files(name: &str, lang: Lang) -> Vec<(String, Vec<u8>)> {
                 vec![
                     ("sdk/telemetry-job.js", JS_SDK.to_string()),
                     ("sdk/decimal.js", JS_SDK_DECIMAL.to_string()),
+                    ("sdk/histogram.js", JS_SDK_HISTOGRAM.to_string()),
                     ("package.json", JS_PACKAGE.to_string()),
                     ("package-lock.json", JS_LOCK.to_string()),
                 ],
@@ -99,6 +107,7 @@ pub(super) fn files(name: &str, lang: Lang) -> Vec<(String, Vec<u8>)> {
                 vec![
                     ("sdk/telemetry_job.py", PY_SDK.to_string()),
                     ("sdk/telemetry_decimal.py", PY_SDK_DECIMAL.to_string()),
+                    ("sdk/telemetry_histogram.py", PY_SDK_HISTOGRAM.to_string()),
                     ("requirements.txt", PY_REQUIREMENTS.to_string()),
                 ],
                 "| `sdk/telemetry_job.py` | the Python SDK (`MapReduceJob`, `emit`), vendored |\n\

@@ -24,6 +24,38 @@ pub fn data(rel: &str) -> PathBuf {
     shared_dir().join("data").join(rel)
 }
 
+/// Runs `node --test` on a JavaScript SDK test (`guest-sdk/js/NAME`) and returns its stdout;
+/// panics with its output when it fails.
+pub fn sdk_node_test(name: &str) -> String {
+    let js = std::process::Command::new("node")
+        .arg("--test")
+        .arg(repo_root().join("guest-sdk/js").join(name))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&js.stdout).into_owned();
+    assert!(
+        js.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&js.stderr)
+    );
+    stdout
+}
+
+/// Runs the Python SDK's unit tests in `guest-sdk/python/` whose file matches `pattern` (e.g.
+/// `test_decimal.py`) and returns unittest's verbose report; panics with it when they fail.
+pub fn sdk_python_tests(pattern: &str) -> String {
+    let py = std::process::Command::new("python3")
+        .args(["-m", "unittest", "discover", "-v", "-s"])
+        .arg(repo_root().join("guest-sdk/python"))
+        .args(["-p", pattern])
+        .env("PYTHONDONTWRITEBYTECODE", "1")
+        .output()
+        .unwrap();
+    let report = String::from_utf8_lossy(&py.stderr).into_owned();
+    assert!(py.status.success(), "{report}");
+    report
+}
+
 /// The `telemetry-server` binary built for this test run.
 pub fn binary() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_telemetry-server"))
