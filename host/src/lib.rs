@@ -20,6 +20,7 @@
 //! - [`api`]: HTTP routes: submission, job service, metrics.
 
 pub mod api;
+pub mod chart;
 pub mod cluster;
 pub mod config;
 pub mod convert;
@@ -31,5 +32,6 @@ pub mod histograms;
 pub mod ingest;
 pub mod jobs;
 pub mod rawlog;
+pub mod server;
 pub mod storage;
 pub mod user_cache;

@@ -27,7 +27,7 @@ use axum::response::{IntoResponse, Response};
 
 use super::AppState;
 use crate::config::{Config, OversizeStatus};
-use crate::ingest::logname::now_ms;
+use crate::rawlog::logname::now_ms;
 use crate::ingest::WriteError;
 
 /// What the stats log needs from a response: raw log bytes written and the message sent.

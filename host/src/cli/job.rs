@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
-use telemetry_server::api::chart;
+use telemetry_server::chart;
 use telemetry_server::cluster::Topology;
 use telemetry_server::jobs::{
     self, CancelToken, CostReport, JobError, Limits, Progress, RunOptions, Runtime, RuntimeConfig,

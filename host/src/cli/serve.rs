@@ -99,7 +99,7 @@ pub fn run(args: Args, log_format: super::LogFormat) -> anyhow::Result<ExitCode>
         .build()
         .context("starting tokio")?;
     runtime.block_on(async {
-        let server = telemetry_server::api::server::Server::bind(config).await?;
+        let server = telemetry_server::server::Server::bind(config).await?;
         // Scripts read this line to learn the port when listening on port 0: plain text, or an
         // event like every other line with `--log-format json`.
         match log_format {

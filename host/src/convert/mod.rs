@@ -20,6 +20,7 @@ mod bad_record;
 mod compact;
 mod converter;
 pub mod dedup;
+pub mod live;
 mod document;
 mod error_input;
 mod error_stream;

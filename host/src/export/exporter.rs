@@ -190,7 +190,7 @@ impl Exporter {
             let raw = self.data_dir.join(RAW_DIR);
             for (dir, converted) in [(raw.clone(), false), (raw.join("converted"), true)] {
                 for (path, name, size) in list_files(&dir)? {
-                    if name.ends_with(crate::ingest::logname::FINISHED_SUFFIX) && size > 0 {
+                    if name.ends_with(crate::rawlog::logname::FINISHED_SUFFIX) && size > 0 {
                         let key = keys::object_key(&self.cfg.raw_prefix, &name);
                         let delete_after = self.cfg.delete_after_upload && converted;
                         let bucket = self.cfg.raw_bucket().to_string();
@@ -319,7 +319,7 @@ impl Exporter {
     }
 
     async fn log_pass(&self) {
-        let started_ms = crate::ingest::logname::now_ms();
+        let started_ms = crate::rawlog::logname::now_ms();
         let result = self.run_once(&ProgressBar::hidden()).await;
         self.progress
             .record(started_ms, result.as_ref().map_err(|_| ()));

@@ -10,7 +10,7 @@ use prometheus_client::metrics::gauge::Gauge;
 
 use super::ExportReport;
 use crate::api::metrics::Metrics;
-use crate::ingest::logname::now_ms;
+use crate::rawlog::logname::now_ms;
 
 /// Progress of one exporter, shared with the metrics registry.
 #[derive(Debug)]

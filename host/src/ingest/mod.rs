@@ -10,8 +10,6 @@
 //! The HTTP side (status codes, limits, client IP) lives in `api::submit`.
 
 pub mod disk;
-pub mod live;
-pub mod logname;
 pub mod recover;
 pub mod stats_log;
 pub mod writer;

@@ -10,7 +10,7 @@ use std::io::{BufReader, Read, Seek};
 
 use cap_std::fs::{Dir, OpenOptions};
 
-use super::logname::{is_active_log, FINISHED_SUFFIX};
+use crate::rawlog::logname::{is_active_log, FINISHED_SUFFIX};
 use super::writer::sync_dir;
 use crate::rawlog::SEPARATOR;
 

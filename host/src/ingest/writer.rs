@@ -27,7 +27,7 @@ use cap_std::fs::{Dir, OpenOptions};
 use tokio::sync::{watch, Semaphore};
 
 use super::disk::is_disk_full;
-use super::logname::{LogNamer, FINISHED_SUFFIX};
+use crate::rawlog::logname::{LogNamer, FINISHED_SUFFIX};
 use crate::api::metrics::IngestMetrics;
 use crate::config::{Durability, IngestConfig};
 

@@ -94,13 +94,13 @@ impl RetentionConfig {
             },
             Target {
                 label: "raw_converted",
-                path: &[datadir::RAW, crate::ingest::live::CONVERTED_DIR],
+                path: &[datadir::RAW, crate::convert::live::CONVERTED_DIR],
                 max_age_secs: self.raw_converted_max_age_secs,
                 max_bytes: self.raw_converted_max_bytes,
             },
             Target {
                 label: "raw_failed",
-                path: &[datadir::RAW, crate::ingest::live::FAILED_DIR],
+                path: &[datadir::RAW, crate::convert::live::FAILED_DIR],
                 max_age_secs: self.raw_failed_max_age_secs,
                 max_bytes: self.raw_failed_max_bytes,
             },

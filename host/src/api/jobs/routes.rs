@@ -16,10 +16,10 @@ use super::auth::Caller;
 use super::error::ApiError;
 use super::format::ResultFormat;
 use super::result_stream;
-use super::service::JobService;
+use crate::jobs::service::JobService;
 use super::types::{ComponentResponse, JobList, JobRecord, JobState, SubmitResponse};
 use super::upload::{drain, read_upload, UploadLimits};
-use crate::api::chart::{self, ChartOptions};
+use crate::chart::{self, ChartOptions};
 use crate::jobs::scheduler::{is_job_id, SchedulerError};
 
 impl FromRequestParts<Arc<JobService>> for Caller {

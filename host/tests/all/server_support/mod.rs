@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use telemetry_server::api::server::Server;
+use telemetry_server::server::Server;
 use telemetry_server::api::AppState;
 use telemetry_server::config::Config;
 use telemetry_server::rawlog::RawRecord;

@@ -28,7 +28,7 @@ use std::time::Duration;
 
 use cap_std::fs::Dir;
 
-use super::logname::is_finished_log;
+use crate::rawlog::logname::is_finished_log;
 use crate::api::metrics::{BadTypeLabel, ConvertMetrics, ValidationLabel};
 use crate::config::ConvertConfig;
 use crate::convert::{ConvertSummary, Converter, DedupIndex, Pipeline};
@@ -184,7 +184,7 @@ impl ConvertPool {
     }
 
     /// A callback for the writers that queues each finished log.
-    pub fn notifier(&self) -> super::writer::OnFinished {
+    pub fn notifier(&self) -> crate::ingest::writer::OnFinished {
         let shared = Arc::downgrade(&self.shared);
         Arc::new(move |name: &str| {
             if let Some(shared) = shared.upgrade() {
@@ -206,10 +206,10 @@ impl ConvertPool {
                 .pending
                 .iter()
                 .chain(queue.taken.iter())
-                .filter_map(|name| super::logname::created_ms(name))
+                .filter_map(|name| crate::rawlog::logname::created_ms(name))
                 .min();
             drop(queue);
-            oldest.map_or(0, |ms| super::logname::now_ms().saturating_sub(ms) / 1000)
+            oldest.map_or(0, |ms| crate::rawlog::logname::now_ms().saturating_sub(ms) / 1000)
         }
     }
 
@@ -602,7 +602,7 @@ mod tests {
     #[test]
     fn backlog_age_is_the_oldest_waiting_log_until_it_is_retired() {
         let tmp = tempfile::tempdir().unwrap();
-        let now = crate::ingest::logname::now_ms();
+        let now = crate::rawlog::logname::now_ms();
         for age_ms in [120_000, 10_000] {
             let name = format!("telemetry.log.v2.h.1_0.{}.finished", now - age_ms);
             std::fs::write(tmp.path().join(name), b"").unwrap();

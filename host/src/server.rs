@@ -7,7 +7,7 @@
 //! stop accepting, let in-flight requests finish (up to `shutdown_grace_secs`), write and sync what is
 //! queued, finish every open log, stop the conversion pool after its current log.
 //!
-//! Connections are accepted by [`super::listener::serve`] (connection cap, header/idle/body
+//! Connections are accepted by [`crate::api::listener::serve`] (connection cap, header/idle/body
 //! deadlines); [`crate::storage::retention`] sweeps old files out of `errors/`, `raw/converted/`,
 //! `raw/failed/` and `histograms/` in the background while the server runs.
 
@@ -18,12 +18,12 @@ use std::time::Duration;
 
 use tokio::net::TcpListener;
 
-use super::metrics::Metrics;
-use super::{router, AppState};
+use crate::api::metrics::Metrics;
+use crate::api::{router, AppState};
 use crate::config::Config;
 use crate::convert::{ConvertOptions, Converter, DEFAULT_SCHEMA};
 use crate::histograms::RevisionCache;
-use crate::ingest::live::{ConvertPool, ConverterFactory, LogConverter, PipelineConverter};
+use crate::convert::live::{ConvertPool, ConverterFactory, LogConverter, PipelineConverter};
 use crate::ingest::recover::recover_active_logs;
 use crate::ingest::stats_log::StatsLog;
 use crate::ingest::writer::OnFinished;
@@ -204,15 +204,15 @@ impl Server {
             let _ = stop_tx.send(true);
         });
         let app = router(state.clone());
-        let limits = super::listener::ConnectionLimits::from_config(&state.config.server);
-        super::listener::check_fd_limit(limits.max_connections);
+        let limits = crate::api::listener::ConnectionLimits::from_config(&state.config.server);
+        crate::api::listener::check_fd_limit(limits.max_connections);
         let sweeper = crate::storage::retention::Sweeper::start(
             state.data_dir.clone(),
             state.config.retention.clone(),
             state.metrics.bounds.clone(),
         );
         // Returns once `stop` turned true; connections still open were told to finish and close.
-        let drain = super::listener::serve(
+        let drain = crate::api::listener::serve(
             listener,
             app,
             limits,
