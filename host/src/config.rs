@@ -13,8 +13,8 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::api::jobs::JobsConfig;
-use crate::export::S3Config;
+use crate::jobs::service::config::JobsConfig;
+use crate::s3::S3Config;
 
 /// The whole server configuration.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -38,7 +38,7 @@ pub struct Config {
     /// `histograms/`, enforced by a background sweep.
     pub retention: crate::storage::RetentionConfig,
     /// `[metrics]`: the channels and document types counted under their own label on `/metrics`.
-    pub metrics: crate::api::submission_metrics::MetricsConfig,
+    pub metrics: crate::metrics::MetricsConfig,
 }
 
 impl Default for Config {
@@ -52,7 +52,7 @@ impl Default for Config {
             s3: None,
             errors: crate::convert::ErrorStreamConfig::default(),
             retention: crate::storage::RetentionConfig::default(),
-            metrics: crate::api::submission_metrics::MetricsConfig::default(),
+            metrics: crate::metrics::MetricsConfig::default(),
         }
     }
 }
@@ -488,10 +488,10 @@ mod tests {
             session_token: Some("s3-session-value".into()),
             ..S3Config::default()
         });
-        c.jobs.tokens = vec![crate::api::jobs::TokenConfig {
+        c.jobs.tokens = vec![crate::jobs::service::auth::TokenConfig {
             name: "alice".into(),
             sha256: "ab".repeat(32),
-            role: crate::api::jobs::Role::Submit,
+            role: crate::jobs::service::auth::Role::Submit,
         }];
         let printed = c.to_toml();
         for secret in ["s3-secret-value", "s3-session-value", &"ab".repeat(32)] {

@@ -21,13 +21,13 @@ use tokio::net::TcpListener;
 use crate::api::metrics::Metrics;
 use crate::api::{router, AppState};
 use crate::config::Config;
+use crate::convert::live::{ConvertPool, ConverterFactory, LogConverter, PipelineConverter};
 use crate::convert::{ConvertOptions, Converter, DEFAULT_SCHEMA};
 use crate::histograms::RevisionCache;
-use crate::convert::live::{ConvertPool, ConverterFactory, LogConverter, PipelineConverter};
 use crate::ingest::recover::recover_active_logs;
 use crate::ingest::stats_log::StatsLog;
-use crate::ingest::writer::OnFinished;
 use crate::ingest::WriterPool;
+use crate::rawlog::logname::OnFinished;
 use crate::storage::{datadir, DataDir, Schema, WriterOptions};
 
 /// Errors starting or running the server.
@@ -58,7 +58,7 @@ pub enum ServerError {
     #[error("cannot start the job service: {0}")]
     Jobs(#[from] crate::api::jobs::ServiceError),
     #[error("cannot start the S3 exporter: {0}")]
-    Export(#[from] crate::export::S3Error),
+    Export(#[from] crate::s3::S3Error),
 }
 
 /// A started server, bound but not yet serving.
@@ -130,14 +130,14 @@ impl Server {
         };
         let jobs =
             crate::api::jobs::JobService::start(&config.jobs, &data_dir, storage_schema(&config)?)?;
-        jobs.register_metrics(&metrics);
+        jobs.register_metrics(&metrics.registry);
         let export = config
             .s3
             .clone()
             .map(|s3| crate::export::Exporter::new(s3.with_env_defaults(), &config.data_dir))
             .transpose()?;
         if let Some(export) = &export {
-            export.progress().register(&metrics);
+            export.progress().register(&metrics.registry);
         }
         if let Some(pool) = &live {
             let age = pool.backlog_age_probe();
@@ -209,7 +209,8 @@ impl Server {
         let sweeper = crate::storage::retention::Sweeper::start(
             state.data_dir.clone(),
             state.config.retention.clone(),
-            state.metrics.bounds.clone(),
+            state.metrics.retention.clone(),
+            Arc::new(crate::convert::error_limits::set_total_bytes),
         );
         // Returns once `stop` turned true; connections still open were told to finish and close.
         let drain = crate::api::listener::serve(

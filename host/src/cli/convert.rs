@@ -18,7 +18,8 @@ use telemetry_server::convert::{
     BadRecordKind, ConvertOptions, ConvertSummary, Converter, DedupIndex, InputFormat, Pipeline,
     UnknownRevision, DEFAULT_SCHEMA,
 };
-use telemetry_server::export::{ExportReport, Exporter, RawLogObject, S3Config, S3Source};
+use telemetry_server::export::{ExportReport, Exporter};
+use telemetry_server::s3::{RawLogObject, S3Config, S3Source};
 use telemetry_server::storage::{Codec, DataDir, Schema, WriterOptions};
 
 #[derive(clap::Args)]

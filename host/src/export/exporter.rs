@@ -18,9 +18,9 @@ use std::time::{Duration, Instant};
 use indicatif::ProgressBar;
 
 use super::journal::{self, Journal};
-use super::requests::{RequestCounter, Requests};
 use super::upload::{Outcome, Uploader};
-use super::{client, keys, S3Config, S3Error};
+use crate::s3::requests::{RequestCounter, Requests};
+use crate::s3::{client, keys, S3Config, S3Error};
 
 use crate::storage::datadir::{RAW as RAW_DIR, STORAGE as STORAGE_DIR};
 use crate::storage::{Container, DataDir};
@@ -188,7 +188,10 @@ impl Exporter {
         }
         if self.cfg.raw_logs {
             let raw = self.data_dir.join(RAW_DIR);
-            for (dir, converted) in [(raw.clone(), false), (raw.join("converted"), true)] {
+            for (dir, converted) in [
+                (raw.clone(), false),
+                (raw.join(crate::storage::datadir::CONVERTED_DIR), true),
+            ] {
                 for (path, name, size) in list_files(&dir)? {
                     if name.ends_with(crate::rawlog::logname::FINISHED_SUFFIX) && size > 0 {
                         let key = keys::object_key(&self.cfg.raw_prefix, &name);

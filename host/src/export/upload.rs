@@ -15,7 +15,6 @@
 
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
 
 use aws_sdk_s3::primitives::{ByteStream, Length};
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
@@ -23,7 +22,7 @@ use aws_sdk_s3::Client;
 use indicatif::ProgressBar;
 
 use super::journal::{Journal, OpenUpload};
-use super::{S3Config, S3Error};
+use crate::s3::{S3Config, S3Error};
 
 /// What happened to one file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,11 +44,7 @@ pub struct Uploader {
     max_attempts: u32,
 }
 
-/// Delay before retry `attempt` (1-based): 250 ms doubling, capped at 8 s.
-pub fn backoff(attempt: u32) -> Duration {
-    Duration::from_millis(250u64.saturating_mul(1 << attempt.min(5).saturating_sub(1)))
-        .min(Duration::from_secs(8))
-}
+use crate::s3::backoff;
 
 impl Uploader {
     pub fn new(client: Client, journal: Arc<Journal>, cfg: &S3Config) -> Self {
@@ -333,16 +328,4 @@ pub async fn abort(client: &Client, journal: &Journal, up: &OpenUpload) -> Resul
         },
     }
     journal.record_upload_aborted(up)
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn backoff_doubles_and_is_capped() {
-        use super::backoff;
-        assert_eq!(backoff(1).as_millis(), 250);
-        assert_eq!(backoff(2).as_millis(), 500);
-        assert_eq!(backoff(3).as_millis(), 1000);
-        assert!(backoff(30).as_secs() <= 8);
-    }
 }

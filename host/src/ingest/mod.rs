@@ -10,6 +10,7 @@
 //! The HTTP side (status codes, limits, client IP) lives in `api::submit`.
 
 pub mod disk;
+pub mod metrics;
 pub mod recover;
 pub mod stats_log;
 pub mod writer;

@@ -14,8 +14,8 @@ use crate::s3_common::{
     converted_data_dir, get_bytes, list_all, local_files, pseudo_random, runtime, S3Server,
 };
 use indicatif::ProgressBar;
-use telemetry_server::export::requests::Requests;
 use telemetry_server::export::{client, Exporter, S3Config, MIN_PART_SIZE};
+use telemetry_server::s3::requests::Requests;
 
 fn export_command(server: &S3Server, data: &Path, extra: &[&str]) -> Command {
     let mut cmd = Command::new(common::binary());

@@ -134,7 +134,7 @@ fn lost_journal_is_recovered_by_head_and_local_copies_go_only_after_confirmation
             .collect();
         assert!(started.lines().count() >= 2, "{journal}");
         std::fs::write(&journal_path, started).unwrap();
-        let cfg = telemetry_server::export::S3Config {
+        let cfg = telemetry_server::s3::S3Config {
             delete_after_upload: true,
             ..cfg
         };
@@ -172,7 +172,7 @@ fn lost_journal_is_recovered_by_head_and_local_copies_go_only_after_confirmation
         std::fs::create_dir_all(kept.parent().unwrap()).unwrap();
         std::fs::write(&kept, b"payload").unwrap();
         server.kill();
-        let cfg = telemetry_server::export::S3Config {
+        let cfg = telemetry_server::s3::S3Config {
             max_attempts: 1,
             create_bucket: false,
             ..cfg

@@ -26,8 +26,8 @@ use axum::Router;
 pub use crate::jobs::service::auth::{self, hash_token, Authenticator, Caller, Role, TokenConfig};
 pub use crate::jobs::service::config::JobsConfig;
 pub use crate::jobs::service::new_token;
-pub use error::ApiError;
 pub use crate::jobs::service::{JobService, ServiceError};
+pub use error::ApiError;
 
 /// The `/api/v1` routes (mount with `Router::nest("/api/v1", router(service))`).
 pub fn router<S: Clone + Send + Sync + 'static>(service: Arc<JobService>) -> Router<S> {

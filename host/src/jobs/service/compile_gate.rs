@@ -10,7 +10,7 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use crate::api::jobs::ApiError;
+use super::error::ApiError;
 
 /// The compile permits and the line in front of them.
 pub struct CompileGate {

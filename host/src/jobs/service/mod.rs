@@ -2,10 +2,10 @@
 //! its compile cache (the data dir's `cache/`), the persistent scheduler (`jobs/queue/`, `jobs/results/`) — and
 //! the upload checks that turn a component plus manifest into a queued job.
 
-
 pub mod auth;
 mod compile_gate;
 pub mod config;
+pub mod error;
 pub mod new_token;
 mod upload_quota;
 
@@ -21,16 +21,16 @@ use sha2::Digest;
 use self::auth::{Authenticator, BadTokenConfig};
 use self::compile_gate::CompileGate;
 use self::config::JobsConfig;
-use crate::api::jobs::ApiError;
-use crate::jobs::scheduler::Manifest;
+use self::error::ApiError;
 use self::upload_quota::UploadQuota;
-use crate::api::metrics::Metrics;
 use crate::jobs::limits::{LimitTooHigh, MaxLimits};
+use crate::jobs::scheduler::Manifest;
 use crate::jobs::scheduler::{
     CacheRetention, ComponentCache, JobStore, Priority, Scheduler, SchedulerConfig, SchedulerError,
     StoreError, WasmExecutor,
 };
 use crate::jobs::{CompiledJob, JobError, Limits, Runtime, RuntimeConfig};
+use crate::metrics::Registry;
 use crate::storage::{
     datadir, filter, DataDir, LocalSource, PartitionSource, Schema, StorageError,
 };
@@ -162,7 +162,7 @@ impl JobService {
     /// Registers the job service's metrics (`telemetry_jobs_limit_rejections_total{limit}`,
     /// `telemetry_jobs_cache_deleted_components_total`,
     /// `telemetry_jobs_cache_artifact_refusals_total`).
-    pub fn register_metrics(&self, metrics: &Metrics) {
+    pub fn register_metrics(&self, metrics: &Registry) {
         metrics.register(
             "jobs_cache_deleted_components",
             "Compiled components deleted from the cache by its retention rule",

@@ -15,7 +15,7 @@ use cap_std::fs::Dir;
 use prometheus_client::metrics::counter::Counter;
 use sha2::{Digest, Sha256};
 
-use crate::api::jobs::ApiError;
+use super::error::ApiError;
 use crate::jobs::scheduler::is_sha256;
 
 /// The per-token ledgers and the cache they are measured against.

@@ -8,10 +8,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use telemetry_server::server::Server;
 use telemetry_server::api::AppState;
 use telemetry_server::config::Config;
 use telemetry_server::rawlog::RawRecord;
+use telemetry_server::server::Server;
 
 /// A server running on its own tokio runtime in a background thread.
 pub struct TestServer {
