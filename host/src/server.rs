@@ -73,6 +73,19 @@ pub struct Server {
 impl Server {
     /// Prepares everything and binds the listener.
     pub async fn bind(config: Config) -> Result<Server, ServerError> {
+        // Checks that need no side effect come first: a bad `[s3]` section or schema fails here,
+        // before the data directory is created, logs are recovered or any thread starts.
+        let s3 = config
+            .s3
+            .clone()
+            .map(crate::s3::S3Config::with_env_defaults);
+        if let Some(s3) = &s3 {
+            s3.validate()?;
+        }
+        storage_schema(&config)?;
+        config
+            .dimension_policy()
+            .map_err(|e| ServerError::Convert(e.to_string()))?;
         let data_dir = DataDir::open(&config.data_dir)?;
         let raw = data_dir.sub(datadir::RAW)?;
         let recovered =
@@ -131,10 +144,8 @@ impl Server {
         let jobs =
             crate::api::jobs::JobService::start(&config.jobs, &data_dir, storage_schema(&config)?)?;
         jobs.register_metrics(&metrics.registry);
-        let export = config
-            .s3
-            .clone()
-            .map(|s3| crate::export::Exporter::new(s3.with_env_defaults(), &config.data_dir))
+        let export = s3
+            .map(|s3| crate::export::Exporter::new(s3, &config.data_dir))
             .transpose()?;
         if let Some(export) = &export {
             export.progress().register(&metrics.registry);

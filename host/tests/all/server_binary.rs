@@ -152,3 +152,45 @@ fn json_logs_are_one_object_per_line() {
         "{events:?}"
     );
 }
+
+/// A bad `[s3]` section fails `serve` before any side effect: the process exits non-zero with the
+/// reason, and the data directory (recovery, live conversion, the writers, the job service and
+/// the exporter would all create things under it) is never even created.
+#[test]
+fn a_bad_s3_section_fails_serve_before_anything_is_created() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let config = tmp.path().join("server.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "data_dir = {data:?}\n[server]\nlisten = \"127.0.0.1:0\"\n[s3]\nbucket = \"telemetry\"\n\
+             endpoint = \"http://127.0.0.1:9\"\naccess_key_id = \"k\"\nsecret_access_key = \"s\"\n\
+             part_size = 1\nmultipart_threshold = 1\n"
+        ),
+    )
+    .unwrap();
+    let output = Command::new(common::binary())
+        .arg("serve")
+        .arg("--config")
+        .arg(&config)
+        .env_remove("TELEMETRY_DATA_DIR")
+        .env_remove("TELEMETRY_LISTEN")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "serve started: {stderr}");
+    let reason = format!(
+        "part_size 1 is below the S3 minimum of {} bytes",
+        telemetry_server::s3::MIN_PART_SIZE
+    );
+    assert!(
+        stderr.contains(&reason),
+        "stderr does not say {reason:?}: {stderr}"
+    );
+    assert!(
+        !data.exists(),
+        "the data directory was created before the config was checked: {:?}",
+        files(&data)
+    );
+}
