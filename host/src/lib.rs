@@ -14,6 +14,7 @@
 //! and shutdown order. `tests/all/layering.rs` checks every `crate::` path against that order.
 //!
 //! - [`metrics`]: the one Prometheus registry every stage registers its own metrics in.
+//! - [`progress`]: progress counters long operations advance (the CLI draws them).
 //! - [`rawlog`]: the raw submission log (v0/v1/v2 byte layouts, file names, the `.finished`
 //!   protocol), written by ingest.
 //! - [`storage`]: `telemetry_schema.json` dimensions, partition files (zstd/xz), pruning reader,
@@ -37,7 +38,7 @@
 /// its own. `tests/all/layering.rs` fails on any other `crate::` path in `host/src`.
 #[doc(hidden)]
 pub const STAGES: &[&[&str]] = &[
-    &["error_chain", "user_cache", "metrics"],
+    &["error_chain", "user_cache", "metrics", "progress"],
     &["rawlog"],
     &["storage"],
     &["histograms"],
@@ -67,6 +68,7 @@ pub mod histograms;
 pub mod ingest;
 pub mod jobs;
 pub mod metrics;
+pub mod progress;
 pub mod rawlog;
 pub mod s3;
 pub mod server;

@@ -28,8 +28,8 @@ use std::time::Duration;
 
 use cap_std::fs::Dir;
 
+use super::config::ConvertConfig;
 use super::metrics::{BadTypeLabel, ConvertMetrics, ValidationLabel};
-use crate::config::ConvertConfig;
 use crate::convert::{ConvertSummary, Converter, DedupIndex, Pipeline};
 use crate::rawlog::logname::is_finished_log;
 use crate::storage::{DataDir, WriterOptions};

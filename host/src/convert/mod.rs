@@ -18,6 +18,7 @@
 
 mod bad_record;
 mod compact;
+pub mod config;
 mod converter;
 pub mod dedup;
 mod document;

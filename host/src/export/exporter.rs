@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use indicatif::ProgressBar;
+use crate::progress::ProgressCounter;
 
 use super::journal::{self, Journal};
 use super::upload::{Outcome, Uploader};
@@ -213,8 +213,8 @@ impl Exporter {
         Ok(out)
     }
 
-    /// One pass over the data dir. `progress` counts bytes (its length is set here).
-    pub async fn run_once(&self, progress: &ProgressBar) -> Result<ExportReport, S3Error> {
+    /// One pass over the data dir. `progress` counts bytes (its total is set here).
+    pub async fn run_once(&self, progress: &Arc<ProgressCounter>) -> Result<ExportReport, S3Error> {
         let started = Instant::now();
         let requests_before = self.requests.snapshot();
         self.prepare().await?;
@@ -234,7 +234,7 @@ impl Exporter {
             .filter(|c| self.journal.done_size(&c.bucket, &c.key) != Some(c.size))
             .map(|c| c.size)
             .sum();
-        progress.set_length(pending);
+        progress.set_total(pending);
         let mut report = ExportReport {
             files: candidates.len(),
             ..ExportReport::default()
@@ -323,7 +323,7 @@ impl Exporter {
 
     async fn log_pass(&self) {
         let started_ms = crate::rawlog::logname::now_ms();
-        let result = self.run_once(&ProgressBar::hidden()).await;
+        let result = self.run_once(&Arc::default()).await;
         self.progress
             .record(started_ms, result.as_ref().map_err(|_| ()));
         match result {

@@ -19,10 +19,10 @@ use std::sync::Arc;
 use aws_sdk_s3::primitives::{ByteStream, Length};
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
 use aws_sdk_s3::Client;
-use indicatif::ProgressBar;
 
 use super::journal::{Journal, OpenUpload};
-use crate::s3::{S3Config, S3Error};
+use crate::progress::ProgressCounter;
+use crate::s3::{backoff, S3Config, S3Error};
 
 /// What happened to one file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -44,8 +44,6 @@ pub struct Uploader {
     max_attempts: u32,
 }
 
-use crate::s3::backoff;
-
 impl Uploader {
     pub fn new(client: Client, journal: Arc<Journal>, cfg: &S3Config) -> Self {
         Uploader {
@@ -64,7 +62,7 @@ impl Uploader {
         path: &Path,
         bucket: &str,
         key: &str,
-        progress: &ProgressBar,
+        progress: &ProgressCounter,
     ) -> Result<Outcome, S3Error> {
         let mut attempt = 1;
         loop {
@@ -85,7 +83,7 @@ impl Uploader {
         path: &Path,
         bucket: &str,
         key: &str,
-        progress: &ProgressBar,
+        progress: &ProgressCounter,
     ) -> Result<Outcome, S3Error> {
         let size = tokio::fs::metadata(path)
             .await
@@ -100,7 +98,7 @@ impl Uploader {
         {
             // Uploaded by an earlier attempt that stopped before journaling it.
             self.journal.record_done(bucket, key, size)?;
-            progress.inc(size);
+            progress.add(size);
             return Ok(Outcome::AlreadyThere { bytes: size });
         }
         if multipart {
@@ -119,7 +117,7 @@ impl Uploader {
         } else {
             self.journal.record_put_started(bucket, key, size)?;
             self.put_single(path, size, bucket, key).await?;
-            progress.inc(size);
+            progress.add(size);
         }
         self.journal.record_done(bucket, key, size)?;
         Ok(Outcome::Uploaded { bytes: size })
@@ -175,7 +173,7 @@ impl Uploader {
         size: u64,
         bucket: &str,
         key: &str,
-        progress: &ProgressBar,
+        progress: &ProgressCounter,
     ) -> Result<(), S3Error> {
         let created = self
             .client
@@ -218,7 +216,7 @@ impl Uploader {
         path: &Path,
         size: u64,
         up: &OpenUpload,
-        progress: &ProgressBar,
+        progress: &ProgressCounter,
     ) -> Result<(), S3Error> {
         let part_count = size.div_ceil(self.part_size);
         let mut in_flight = tokio::task::JoinSet::new();
@@ -282,11 +280,11 @@ type PartResult = Result<(CompletedPart, u64), S3Error>;
 
 fn join_part(
     joined: Option<Result<PartResult, tokio::task::JoinError>>,
-    progress: &ProgressBar,
+    progress: &ProgressCounter,
 ) -> Result<CompletedPart, S3Error> {
     let joined = joined.expect("join_next called with parts in flight");
     let (part, len) = joined.map_err(|e| S3Error::Config(format!("upload task failed: {e}")))??;
-    progress.inc(len);
+    progress.add(len);
     Ok(part)
 }
 

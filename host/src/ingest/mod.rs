@@ -9,6 +9,7 @@
 //!
 //! The HTTP side (status codes, limits, client IP) lives in `api::submit`.
 
+pub mod config;
 pub mod disk;
 pub mod metrics;
 pub mod recover;

@@ -26,9 +26,9 @@ use std::time::{Duration, Instant};
 use cap_std::fs::{Dir, OpenOptions};
 use tokio::sync::{watch, Semaphore};
 
+use super::config::{Durability, IngestConfig};
 use super::disk::is_disk_full;
 use super::metrics::IngestMetrics;
-use crate::config::{Durability, IngestConfig};
 use crate::rawlog::logname::{LogNamer, FINISHED_SUFFIX};
 
 /// Why a record was not acknowledged.

@@ -100,11 +100,6 @@ fn crate_edges(text: &str) -> Vec<(usize, String)> {
     edges
 }
 
-/// Edges against the order that are still to be removed (each named in docs/architecture.md,
-/// "Known debt"): the `[convert]` and `[ingest]` sections live in `config.rs`, above the stages
-/// that read them. No other edge may be added here.
-const KNOWN_DEBT: &[(&str, &str)] = &[("convert", "config"), ("ingest", "config")];
-
 /// The stage index of each module.
 fn stage_of(module: &str) -> Option<usize> {
     STAGES.iter().position(|stage| stage.contains(&module))
@@ -161,7 +156,7 @@ fn imports_follow_the_stage_order() {
             }
             let to_stage = stage_of(&to)
                 .unwrap_or_else(|| panic!("{}:{line}: crate::{to} is in no stage", file.display()));
-            if to_stage >= from_stage && !KNOWN_DEBT.contains(&(from.as_str(), to.as_str())) {
+            if to_stage >= from_stage {
                 against.push(format!(
                     "{}:{line}: {from} (stage {from_stage}) uses crate::{to} (stage {to_stage})",
                     file.strip_prefix(&src).unwrap().display()
