@@ -284,13 +284,15 @@ mod tests {
 
     #[test]
     fn printed_config_redacts_every_secret() {
-        let mut c = Config::default();
-        c.s3 = Some(S3Config {
-            access_key_id: Some("AKIDVISIBLE".into()),
-            secret_access_key: Some("s3-secret-value".into()),
-            session_token: Some("s3-session-value".into()),
-            ..S3Config::default()
-        });
+        let mut c = Config {
+            s3: Some(S3Config {
+                access_key_id: Some("AKIDVISIBLE".into()),
+                secret_access_key: Some("s3-secret-value".into()),
+                session_token: Some("s3-session-value".into()),
+                ..S3Config::default()
+            }),
+            ..Config::default()
+        };
         c.jobs.tokens = vec![crate::jobs::service::auth::TokenConfig {
             name: "alice".into(),
             sha256: "ab".repeat(32),
