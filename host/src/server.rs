@@ -33,30 +33,44 @@ use crate::storage::{datadir, DataDir, Schema, WriterOptions};
 /// Errors starting or running the server.
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
+    /// The data directory cannot be created or opened.
     #[error("cannot open data directory: {0}")]
     DataDir(#[from] crate::storage::StorageError),
+    /// Raw logs a crash left active cannot be repaired.
     #[error("cannot recover raw logs: {0}")]
     Recover(std::io::Error),
+    /// The raw log writers cannot start.
     #[error("cannot start log writers: {0}")]
     Writers(std::io::Error),
+    /// `server.stats_log` cannot be opened.
     #[error("cannot open stats log {path}: {source}")]
     StatsLog {
+        /// The configured path.
         path: String,
+        /// Why it cannot be opened.
         source: std::io::Error,
     },
+    /// The histogram definitions (`convert.histogram_dirs`, server) cannot be loaded.
     #[error("cannot load histogram definitions: {0}")]
     Histograms(#[from] crate::convert::SourceError),
+    /// `server.listen` cannot be bound.
     #[error("cannot listen on {addr}: {source}")]
     Bind {
+        /// The configured address.
         addr: SocketAddr,
+        /// Why binding failed.
         source: std::io::Error,
     },
+    /// The schema, the dimension policy or the live conversion pool is not usable.
     #[error("cannot start live conversion: {0}")]
     Convert(String),
+    /// Serving failed.
     #[error("server failed: {0}")]
     Serve(std::io::Error),
+    /// `[jobs]` is not usable, or the job service's state cannot be loaded.
     #[error("cannot start the job service: {0}")]
     Jobs(#[from] crate::api::jobs::ServiceError),
+    /// `[s3]` is not usable, or the exporter cannot start.
     #[error("cannot start the S3 exporter: {0}")]
     Export(#[from] crate::s3::S3Error),
 }

@@ -26,6 +26,7 @@ use crate::storage::retention::RetentionMetrics;
 /// Label set `{code="200"}`.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct CodeLabel {
+    /// The HTTP status code.
     pub code: u16,
 }
 

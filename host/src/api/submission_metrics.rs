@@ -16,7 +16,9 @@ pub use crate::metrics::{MetricsConfig, MAX_LABEL_VALUES, OTHER};
 /// Label set `{channel="nightly", doc_type="main"}`.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct SubmissionLabel {
+    /// The update channel, or `OTHER`.
     pub channel: String,
+    /// The document type, or `OTHER`.
     pub doc_type: String,
 }
 

@@ -10,18 +10,21 @@ use prometheus_client::registry::Registry;
 /// Label set `{type="invalid_path"}`: a bad-record type of the converter.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct BadTypeLabel {
+    /// The bad-record type.
     pub r#type: String,
 }
 
 /// Label set `{validation="self_described"}`: how a stored record's histograms were validated.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ValidationLabel {
+    /// The validation mark (`definitions`, `self_described`, `nearest`).
     pub validation: String,
 }
 
 /// Label set `{outcome="by_revision"}`: how histogram definitions were found (or not).
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct OutcomeLabel {
+    /// The lookup or fetch outcome.
     pub outcome: &'static str,
 }
 
@@ -149,6 +152,7 @@ pub struct BoundsMetrics {
 /// Label set `{reason="file_budget"}`.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ReasonLabel {
+    /// `body_dropped` or `dropped`.
     pub reason: &'static str,
 }
 

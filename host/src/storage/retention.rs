@@ -69,13 +69,16 @@ impl RetentionMetrics {
 /// Label set `{dir="errors", rule="age"}`.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct SweepLabel {
+    /// The swept directory (`errors`, `raw_converted`, `raw_failed`, `histograms`).
     pub dir: &'static str,
+    /// The rule that removed the file (`age`, `bytes`).
     pub rule: &'static str,
 }
 
 /// Label set `{dir="errors"}`.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct DirLabel {
+    /// The swept directory.
     pub dir: &'static str,
 }
 
