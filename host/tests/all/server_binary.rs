@@ -170,16 +170,30 @@ fn a_bad_s3_section_fails_serve_before_anything_is_created() {
         ),
     )
     .unwrap();
-    let output = Command::new(common::binary())
+    let mut child = Command::new(common::binary())
         .arg("serve")
         .arg("--config")
         .arg(&config)
         .env_remove("TELEMETRY_DATA_DIR")
         .env_remove("TELEMETRY_LISTEN")
-        .output()
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
         .unwrap();
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(!output.status.success(), "serve started: {stderr}");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("serve with a bad [s3] section still runs after 30 s");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert!(!status.success(), "serve started: {stderr}");
     let reason = format!(
         "part_size 1 is below the S3 minimum of {} bytes",
         telemetry_server::s3::MIN_PART_SIZE
