@@ -8,6 +8,9 @@
 # Idempotent: each step is skipped when its tool is already present.
 set -euo pipefail
 
+# The lint step of test.sh (cargo clippy) needs the clippy component of the host toolchain.
+cargo clippy --version >/dev/null 2>&1 || rustup component add clippy
+
 need_apt=()
 command -v /usr/bin/rustc >/dev/null 2>&1 || need_apt+=(rustc-web cargo-web rust-web-src)
 [ -d /usr/src/rustc-1.96.0/library ] || need_apt+=(rust-web-src)

@@ -9,6 +9,8 @@ cd "$(dirname "$0")/.."
 echo "== format check (cargo fmt) =="
 cargo fmt --all -- --check
 bash scripts/install-deps.sh
+echo "== lint (cargo clippy, every target, warnings are errors) =="
+cargo clippy --workspace --all-targets -- -D warnings
 bash scripts/build-guests.sh
 cargo build --bins
 mkdir -p target

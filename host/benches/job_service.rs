@@ -60,7 +60,7 @@ impl Server {
         let mut child = Command::new(common::binary())
             .args(["serve", "--config"])
             .arg(&config)
-            .env("RUST_LOG", "warn,telemetry_server::api::server=info")
+            .env("RUST_LOG", "warn,telemetry_server::server=info")
             .env("NO_COLOR", "1")
             .stderr(Stdio::piped())
             .spawn()

@@ -19,9 +19,9 @@ mod s3_common;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use indicatif::ProgressBar;
-use telemetry_server::export::{Exporter, S3Config, S3Source};
+use telemetry_server::export::Exporter;
 use telemetry_server::jobs::{self, CancelToken, Progress, RunOptions, Runtime, RuntimeConfig};
+use telemetry_server::s3::{S3Config, S3Source};
 use telemetry_server::storage::{DataDir, LocalSource, PartitionSource, Schema};
 
 fn env_usize(name: &str, default: usize) -> usize {
@@ -57,7 +57,7 @@ fn export_once(
     rt.block_on(async {
         let exporter = Exporter::new(cfg.clone(), data).unwrap();
         let start = Instant::now();
-        let report = exporter.run_once(&ProgressBar::hidden()).await.unwrap();
+        let report = exporter.run_once(&Default::default()).await.unwrap();
         assert!(
             report.failed.is_empty() && report.uploaded == report.files,
             "{report:?}"

@@ -13,8 +13,10 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::api::jobs::JobsConfig;
-use crate::export::S3Config;
+pub use crate::convert::config::ConvertConfig;
+pub use crate::ingest::config::{Durability, IngestConfig};
+use crate::jobs::service::config::JobsConfig;
+use crate::s3::S3Config;
 
 /// The whole server configuration.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -38,7 +40,7 @@ pub struct Config {
     /// `histograms/`, enforced by a background sweep.
     pub retention: crate::storage::RetentionConfig,
     /// `[metrics]`: the channels and document types counted under their own label on `/metrics`.
-    pub metrics: crate::api::submission_metrics::MetricsConfig,
+    pub metrics: crate::metrics::MetricsConfig,
 }
 
 impl Default for Config {
@@ -52,7 +54,7 @@ impl Default for Config {
             s3: None,
             errors: crate::convert::ErrorStreamConfig::default(),
             retention: crate::storage::RetentionConfig::default(),
-            metrics: crate::api::submission_metrics::MetricsConfig::default(),
+            metrics: crate::metrics::MetricsConfig::default(),
         }
     }
 }
@@ -104,6 +106,35 @@ pub struct ServerConfig {
     pub umask: crate::storage::file_mode::Umask,
 }
 
+impl ServerConfig {
+    /// Rejects values the listener and the submission API cannot run with.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.max_data_length == 0 {
+            return Err("server.max_data_length must be > 0".into());
+        }
+        if self.namespaces.is_empty() {
+            return Err("server.namespaces must name at least one namespace".into());
+        }
+        if self
+            .namespaces
+            .iter()
+            .any(|ns| ns.is_empty() || ns.contains('/'))
+        {
+            return Err("server.namespaces entries must be non-empty and contain no '/'".into());
+        }
+        if self.max_connections == 0 {
+            return Err("server.max_connections must be > 0".into());
+        }
+        if self.header_read_timeout_secs == 0
+            || self.idle_timeout_secs == 0
+            || self.body_read_timeout_secs == 0
+        {
+            return Err("server.header_read_timeout_secs, idle_timeout_secs and body_read_timeout_secs must be > 0".into());
+        }
+        Ok(())
+    }
+}
+
 impl Default for ServerConfig {
     fn default() -> Self {
         ServerConfig {
@@ -136,176 +167,6 @@ pub enum OversizeStatus {
     Http,
 }
 
-/// When a submission is acknowledged relative to the disk.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "lowercase")]
-pub enum Durability {
-    /// One `fdatasync` per request before its 200. Slowest; simplest promise.
-    Always,
-    /// Group commit: one `fdatasync` covers every request that arrived while the previous one ran;
-    /// every 200 follows the sync that covers its record. The default.
-    Batch,
-    /// 200 once the record is written to the log file (page cache): survives a process crash, not a
-    /// power loss or kernel crash.
-    None,
-}
-
-/// `[ingest]` section.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct IngestConfig {
-    /// `always | batch | none` (see [`Durability`]).
-    pub durability: Durability,
-    /// Number of writer shards, each with its own log file and sync thread; 0 means one per CPU but
-    /// at least 4 (syncs of different files run in parallel: more shards, more records synced per
-    /// second in `batch` mode).
-    pub shards: usize,
-    /// Rotate a log once it holds at least this many bytes.
-    pub max_log_size: u64,
-    /// Rotate a non-empty log this many milliseconds after its first record, busy or not.
-    pub max_log_age_ms: u64,
-    /// Base of raw log names: `<base>.v2.<host>.<pid>_<shard>.<ms>`, then `.finished`.
-    pub log_base: String,
-    /// Submissions per shard that may be writing or waiting for their sync; beyond
-    /// `shards × queue_capacity` requests get 503 (overload).
-    pub queue_capacity: usize,
-}
-
-impl Default for IngestConfig {
-    fn default() -> Self {
-        IngestConfig {
-            durability: Durability::Batch,
-            shards: 0,
-            max_log_size: 64 * 1024 * 1024,
-            max_log_age_ms: 60_000,
-            log_base: "telemetry.log".to_string(),
-            queue_capacity: 4096,
-        }
-    }
-}
-
-impl ConvertConfig {
-    /// Where Histograms.json files come from.
-    pub fn definition_sources(&self) -> crate::convert::DefinitionSources {
-        crate::convert::DefinitionSources {
-            dirs: self.histogram_dirs.clone(),
-            server: self.histogram_server.clone(),
-            timeout: std::time::Duration::from_secs(self.histogram_fetch_timeout_secs),
-            retry_after: std::time::Duration::from_secs(self.histogram_fetch_retry_secs),
-            cache_entries: self.histogram_cache_entries,
-            cache_misses: self.histogram_cache_misses,
-            fetch_concurrency: self.histogram_fetch_concurrency,
-        }
-    }
-}
-
-impl IngestConfig {
-    /// The number of shards to run (`shards`, or when 0 the CPU count but at least 4).
-    pub fn shard_count(&self) -> usize {
-        if self.shards > 0 {
-            self.shards
-        } else {
-            std::thread::available_parallelism()
-                .map(|n| n.get())
-                .unwrap_or(1)
-                .max(4)
-        }
-    }
-}
-
-/// `[convert]` section.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct ConvertConfig {
-    /// Convert `.finished` raw logs into storage in the background while serving.
-    pub enabled: bool,
-    /// Background conversion threads (the pool is bounded: finished logs wait on disk, not in memory).
-    pub workers: usize,
-    /// Threads converting the records of one log (stored in order: the output is the same for
-    /// any number); 0 = one per CPU core.
-    pub threads: usize,
-    /// Seconds between scans of `raw/` for finished logs (rotations also wake the pool at once).
-    pub scan_interval_secs: u64,
-    /// Seconds between flushes of converted storage (finishing open partition files); raw logs are
-    /// retired only after the flush that covers them.
-    pub flush_secs: u64,
-    /// After conversion, keep the raw log in `raw/converted/` (true) or delete it (false).
-    pub keep_raw: bool,
-    /// `telemetry_schema.json` deciding the storage dimensions; unset means the seed's production schema.
-    pub schema: Option<PathBuf>,
-    /// Extra Histograms.json directories searched before the embedded definitions (by conversion and
-    /// by the `/histograms` endpoints); the seed's cache layout `<dir>/<repo>/<rev>/Histograms.json`.
-    pub histogram_dirs: Vec<PathBuf>,
-    /// Fetch the Histograms.json of a revision found nowhere else from this URL template
-    /// (`{repo}` and `{rev}` are filled in; the seed's source is
-    /// `https://hg.mozilla.org/{repo}/raw-file/{rev}/toolkit/components/telemetry/Histograms.json`),
-    /// caching it in `histograms/` under the data dir; `"hg"` stands for that URL. Unset: never fetch.
-    pub histogram_server: Option<String>,
-    /// Timeout of one fetch, in seconds.
-    pub histogram_fetch_timeout_secs: u64,
-    /// Largest body a gzip submission may inflate to before it is rejected as `corrupted_data`
-    /// (the 2013 C++ converter's `max_uncompressed`).
-    pub max_uncompressed_bytes: usize,
-    /// Codec and level of new partition files: `zstd`, `zstd:LEVEL` (1–22), `xz`, `xz:PRESET`
-    /// (0–9).
-    pub codec: crate::storage::Codec,
-    /// After a fetch fails in a way that may pass (timeout, refused, 5xx), seconds before that
-    /// revision is tried again (pings needing it meanwhile are rejected as `missing_histograms`).
-    pub histogram_fetch_retry_secs: u64,
-    /// How strictly pings are checked: `keep` (default) every valid ping — own definitions,
-    /// else each histogram's own parameters, else the nearest definitions, dropping and counting
-    /// histograms that do not validate; `nearest` definitions only; or `reject` as the 2013
-    /// converter did.
-    pub unknown_revision: crate::convert::UnknownRevision,
-    /// Revisions with definitions the in-memory Histograms.json cache keeps, least recently used
-    /// evicted first. Bounds the memory anonymous `/histograms?revision=` lookups and ping
-    /// revisions can take.
-    pub histogram_cache_entries: usize,
-    /// Revisions known to be missing the cache keeps, apart from the ones with definitions (so a
-    /// flood of unknown revisions never evicts definitions in use); least recently used first.
-    pub histogram_cache_misses: usize,
-    /// Fetches from `histogram_server` running at once (one per revision in any case); a lookup
-    /// beyond it waits for a slot, up to `histogram_fetch_timeout_secs`, then misses.
-    pub histogram_fetch_concurrency: usize,
-    /// Longest dimension value (bytes) stored as is in a partition path; a longer one is stored
-    /// as `OTHER`.
-    pub dimension_max_bytes: usize,
-    /// Regular expression a dimension value must match to be stored as is (schema dimensions
-    /// allowing `"*"` or a range); other values are stored as `OTHER`. Empty: no pattern.
-    pub dimension_pattern: String,
-    /// De-duplication by document id: a record whose id was stored within this many days of
-    /// submission dates (counting back from the newest seen) is not stored again. The index is
-    /// `dedup/ids.redb` under the data dir, shared with `convert`; 0 disables.
-    pub dedup_window_days: u32,
-}
-
-impl Default for ConvertConfig {
-    fn default() -> Self {
-        ConvertConfig {
-            enabled: true,
-            workers: 1,
-            threads: 0,
-            scan_interval_secs: 5,
-            flush_secs: 60,
-            keep_raw: true,
-            schema: None,
-            histogram_dirs: Vec::new(),
-            histogram_server: None,
-            histogram_fetch_timeout_secs: 10,
-            max_uncompressed_bytes: crate::rawlog::DEFAULT_BODY_LIMIT,
-            codec: crate::storage::Codec::Zstd { level: 3 },
-            histogram_fetch_retry_secs: 300,
-            unknown_revision: crate::convert::UnknownRevision::Keep,
-            histogram_cache_entries: crate::histograms::DEFAULT_CACHE_ENTRIES,
-            histogram_cache_misses: crate::histograms::DEFAULT_CACHE_MISSES,
-            histogram_fetch_concurrency: crate::histograms::DEFAULT_FETCH_CONCURRENCY,
-            dimension_max_bytes: crate::storage::DEFAULT_DIMENSION_MAX_BYTES,
-            dimension_pattern: crate::storage::DEFAULT_DIMENSION_PATTERN.to_string(),
-            dedup_window_days: 7,
-        }
-    }
-}
-
 /// Errors loading the configuration.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -321,16 +182,6 @@ pub enum ConfigError {
     },
     #[error("invalid configuration: {0}")]
     Invalid(String),
-}
-
-impl ConvertConfig {
-    /// [`ConvertConfig::threads`] with 0 resolved to the number of CPU cores.
-    pub fn threads(&self) -> usize {
-        match self.threads {
-            0 => crate::convert::default_threads(),
-            n => n,
-        }
-    }
 }
 
 impl Config {
@@ -358,57 +209,11 @@ impl Config {
         toml::from_str(text)
     }
 
-    /// Rejects values the server cannot run with.
+    /// Rejects values the server cannot run with: each section checks its own.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        let invalid = |msg: &str| Err(ConfigError::Invalid(msg.to_string()));
-        if self.server.max_data_length == 0 {
-            return invalid("server.max_data_length must be > 0");
-        }
-        if self.server.namespaces.is_empty() {
-            return invalid("server.namespaces must name at least one namespace");
-        }
-        if self
-            .server
-            .namespaces
-            .iter()
-            .any(|ns| ns.is_empty() || ns.contains('/'))
-        {
-            return invalid("server.namespaces entries must be non-empty and contain no '/'");
-        }
-        if self.ingest.max_log_size == 0 || self.ingest.max_log_age_ms == 0 {
-            return invalid("ingest.max_log_size and ingest.max_log_age_ms must be > 0");
-        }
-        if self.ingest.queue_capacity == 0 {
-            return invalid("ingest.queue_capacity must be > 0");
-        }
-        if self.ingest.log_base.is_empty() || self.ingest.log_base.contains('/') {
-            return invalid("ingest.log_base must be a plain file name");
-        }
-        if self.convert.enabled && self.convert.workers == 0 {
-            return invalid("convert.workers must be > 0 when convert.enabled");
-        }
-        if self.convert.max_uncompressed_bytes == 0 {
-            return invalid("convert.max_uncompressed_bytes must be > 0");
-        }
-        if self.server.max_connections == 0 {
-            return invalid("server.max_connections must be > 0");
-        }
-        if self.server.header_read_timeout_secs == 0
-            || self.server.idle_timeout_secs == 0
-            || self.server.body_read_timeout_secs == 0
-        {
-            return invalid("server.header_read_timeout_secs, idle_timeout_secs and body_read_timeout_secs must be > 0");
-        }
-        if self.convert.histogram_cache_entries == 0
-            || self.convert.histogram_cache_misses == 0
-            || self.convert.histogram_fetch_concurrency == 0
-        {
-            return invalid("convert.histogram_cache_entries, histogram_cache_misses and histogram_fetch_concurrency must be > 0");
-        }
-        if self.convert.dimension_max_bytes == 0 {
-            return invalid("convert.dimension_max_bytes must be > 0");
-        }
-        self.dimension_policy()?;
+        self.server.validate().map_err(ConfigError::Invalid)?;
+        self.ingest.validate().map_err(ConfigError::Invalid)?;
+        self.convert.validate().map_err(ConfigError::Invalid)?;
         self.errors.validate().map_err(ConfigError::Invalid)?;
         self.retention.validate().map_err(ConfigError::Invalid)?;
         self.jobs.validate().map_err(ConfigError::Invalid)?;
@@ -418,11 +223,9 @@ impl Config {
 
     /// The dimension value policy of `[convert]` (length cap and pattern), ready to use.
     pub fn dimension_policy(&self) -> Result<crate::storage::ValuePolicy, ConfigError> {
-        crate::storage::ValuePolicy::new(
-            self.convert.dimension_max_bytes,
-            &self.convert.dimension_pattern,
-        )
-        .map_err(|e| ConfigError::Invalid(format!("convert.dimension_pattern: {e}")))
+        self.convert
+            .dimension_policy()
+            .map_err(ConfigError::Invalid)
     }
 
     /// The configuration as TOML (for `serve --print-config`), with its secrets replaced by
@@ -486,17 +289,19 @@ mod tests {
 
     #[test]
     fn printed_config_redacts_every_secret() {
-        let mut c = Config::default();
-        c.s3 = Some(S3Config {
-            access_key_id: Some("AKIDVISIBLE".into()),
-            secret_access_key: Some("s3-secret-value".into()),
-            session_token: Some("s3-session-value".into()),
-            ..S3Config::default()
-        });
-        c.jobs.tokens = vec![crate::api::jobs::TokenConfig {
+        let mut c = Config {
+            s3: Some(S3Config {
+                access_key_id: Some("AKIDVISIBLE".into()),
+                secret_access_key: Some("s3-secret-value".into()),
+                session_token: Some("s3-session-value".into()),
+                ..S3Config::default()
+            }),
+            ..Config::default()
+        };
+        c.jobs.tokens = vec![crate::jobs::service::auth::TokenConfig {
             name: "alice".into(),
             sha256: "ab".repeat(32),
-            role: crate::api::jobs::Role::Submit,
+            role: crate::jobs::service::auth::Role::Submit,
         }];
         let printed = c.to_toml();
         for secret in ["s3-secret-value", "s3-session-value", &"ab".repeat(32)] {

@@ -64,7 +64,7 @@ mod tests {
     #[test]
     fn joins_every_cause() {
         let inner = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused");
-        let outer = std::io::Error::new(std::io::ErrorKind::Other, Wrapped(inner));
+        let outer = std::io::Error::other(Wrapped(inner));
         assert_eq!(
             super::error_chain(&Wrapped(outer)),
             "wrapped: wrapped: refused"

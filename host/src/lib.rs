@@ -9,17 +9,54 @@
 //!                          jobs (wasmtime + timely MapReduce) ◀─ api (HTTP) ◀─ users
 //! ```
 //!
-//! - [`rawlog`]: the raw submission log (v0/v1/v2 byte layouts), written by ingest.
+//! The modules are layered in [`STAGES`]: a module uses only modules of earlier stages (its
+//! imports point down), and the composition root, [`server`], builds every stage and owns start
+//! and shutdown order. `tests/all/layering.rs` checks every `crate::` path against that order.
+//!
+//! - [`metrics`]: the one Prometheus registry every stage registers its own metrics in.
+//! - [`progress`]: progress counters long operations advance (the CLI draws them).
+//! - [`rawlog`]: the raw submission log (v0/v1/v2 byte layouts, file names, the `.finished`
+//!   protocol), written by ingest.
+//! - [`storage`]: `telemetry_schema.json` dimensions, partition files (zstd/xz), pruning reader,
+//!   the data directory, retention.
 //! - [`histograms`]: Histograms.json definitions, bucket formulas, revision resolution.
-//! - [`convert`]: raw submissions → validated, compact JSON records + a bad-record stream.
-//! - [`storage`]: `telemetry_schema.json` dimensions, partition files (zstd/xz), pruning reader.
-//! - [`export`]: finished partition files and raw logs to S3; S3 as a job data source.
-//! - [`jobs`]: the Wasm component runtime and the MapReduce executor.
+//! - [`s3`]: the S3 transport (client, key layout, the S3 partition source) shared by export
+//!   and by jobs reading S3.
+//! - [`convert`]: raw submissions → validated, compact JSON records + a bad-record stream; live
+//!   conversion of finished raw logs.
+//! - [`ingest`]: the submission server's durable log writer and crash recovery.
+//! - [`export`]: finished partition files and raw logs to S3.
 //! - [`cluster`]: timely configuration for one process or many.
-//! - [`ingest`]: the submission server's durable log writer and live conversion.
-//! - [`api`]: HTTP routes: submission, job service, metrics.
+//! - [`jobs`]: the Wasm component runtime, the MapReduce executor, the scheduler and the job
+//!   service.
+//! - [`chart`]: SVG bar charts of job results.
+//! - [`config`]: the server configuration, composing each stage's section.
+//! - [`api`]: HTTP routes: submission, job service, metrics, dashboard.
+//! - [`server`]: the composition root of `serve`.
+
+/// The stages, lowest first: a module may use (`crate::…`) only modules of an earlier stage and
+/// its own. `tests/all/layering.rs` fails on any other `crate::` path in `host/src`.
+#[doc(hidden)]
+pub const STAGES: &[&[&str]] = &[
+    &["error_chain", "user_cache", "metrics", "progress"],
+    &["rawlog"],
+    &["storage"],
+    &["histograms"],
+    &["s3"],
+    &["convert"],
+    &["ingest"],
+    &["export"],
+    &["cluster"],
+    &["jobs"],
+    &["chart"],
+    &["fuzzing"],
+    &["config"],
+    &["api"],
+    &["server"],
+];
 
 pub mod api;
+pub mod chart;
 pub mod cluster;
 pub mod config;
 pub mod convert;
@@ -30,6 +67,10 @@ pub mod fuzzing;
 pub mod histograms;
 pub mod ingest;
 pub mod jobs;
+pub mod metrics;
+pub mod progress;
 pub mod rawlog;
+pub mod s3;
+pub mod server;
 pub mod storage;
 pub mod user_cache;

@@ -97,7 +97,7 @@ pub struct TimeoutLabel {
     pub kind: &'static str,
 }
 
-/// Connection metrics (registered by [`super::metrics::Metrics::new`]).
+/// Connection metrics ([`ConnectionMetrics::register`]).
 #[derive(Clone, Default)]
 pub struct ConnectionMetrics {
     /// Connections open now (`telemetry_http_open_connections`).
@@ -114,6 +114,37 @@ pub struct ConnectionMetrics {
 }
 
 impl ConnectionMetrics {
+    /// Creates the metrics and registers them in `registry`.
+    pub fn register(registry: &mut prometheus_client::registry::Registry) -> ConnectionMetrics {
+        let metrics = ConnectionMetrics::default();
+        registry.register(
+            "http_open_connections",
+            "HTTP connections open now",
+            metrics.open.clone(),
+        );
+        registry.register(
+            "http_connections_accepted",
+            "HTTP connections accepted",
+            metrics.accepted.clone(),
+        );
+        registry.register(
+            "http_connections_throttled",
+            "Times every connection permit (server.max_connections) was taken and accepting paused",
+            metrics.throttled.clone(),
+        );
+        registry.register(
+            "http_timeouts",
+            "Connections closed (header, idle) or request bodies cut (body) by a deadline",
+            metrics.timeouts.clone(),
+        );
+        registry.register(
+            "http_accept_errors",
+            "Failed accept calls (e.g. out of file descriptors)",
+            metrics.accept_errors.clone(),
+        );
+        metrics
+    }
+
     fn timed_out(&self, kind: &'static str) {
         self.timeouts.get_or_create(&TimeoutLabel { kind }).inc();
     }

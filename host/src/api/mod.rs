@@ -10,13 +10,11 @@
 //! - [`jobs`]: the job service under `/api/v1`.
 //! - [`chart`]: SVG bar charts of job results. [`dashboard`]: `GET /dashboard` and `GET /api/v1/stats`.
 
-pub mod chart;
 pub mod dashboard;
 pub mod histograms;
 pub mod jobs;
 pub mod listener;
 pub mod metrics;
-pub mod server;
 pub mod submission_metrics;
 pub mod submit;
 

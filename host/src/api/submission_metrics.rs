@@ -8,73 +8,17 @@
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
-use serde::{Deserialize, Serialize};
 
 use super::metrics::Metrics;
 
-/// The label value of everything not in the configured sets.
-pub const OTHER: &str = "OTHER";
-
-/// Most values each `[metrics]` list may hold (bounds the number of series).
-pub const MAX_LABEL_VALUES: usize = 64;
-
-/// `[metrics]` section of the server configuration.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct MetricsConfig {
-    /// Update channels counted under their own name; others are `OTHER`.
-    pub channels: Vec<String>,
-    /// Document types (`reason` in the seed) counted under their own name; others are `OTHER`.
-    pub doc_types: Vec<String>,
-}
-
-impl Default for MetricsConfig {
-    fn default() -> Self {
-        let list = |values: &[&str]| values.iter().map(|v| v.to_string()).collect();
-        MetricsConfig {
-            channels: list(&["release", "beta", "aurora", "nightly", "esr", "default"]),
-            doc_types: list(&[
-                "main",
-                "saved-session",
-                "idle-daily",
-                "crash",
-                "first-shutdown",
-                "new-profile",
-                "update",
-                "event",
-                "modules",
-                "core",
-                "health",
-                "deletion-request",
-            ]),
-        }
-    }
-}
-
-impl MetricsConfig {
-    /// Rejects lists that are too long or hold the reserved `OTHER` or an empty value.
-    pub fn validate(&self) -> Result<(), String> {
-        for (key, values) in [("channels", &self.channels), ("doc_types", &self.doc_types)] {
-            if values.len() > MAX_LABEL_VALUES {
-                return Err(format!(
-                    "metrics.{key} holds {} values; at most {MAX_LABEL_VALUES}",
-                    values.len()
-                ));
-            }
-            if values.iter().any(|v| v.is_empty() || v == OTHER) {
-                return Err(format!(
-                    "metrics.{key} entries must be non-empty and not {OTHER}"
-                ));
-            }
-        }
-        Ok(())
-    }
-}
+pub use crate::metrics::{MetricsConfig, MAX_LABEL_VALUES, OTHER};
 
 /// Label set `{channel="nightly", doc_type="main"}`.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct SubmissionLabel {
+    /// The update channel, or `OTHER`.
     pub channel: String,
+    /// The document type, or `OTHER`.
     pub doc_type: String,
 }
 

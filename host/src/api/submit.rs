@@ -27,8 +27,8 @@ use axum::response::{IntoResponse, Response};
 
 use super::AppState;
 use crate::config::{Config, OversizeStatus};
-use crate::ingest::logname::now_ms;
 use crate::ingest::WriteError;
+use crate::rawlog::logname::now_ms;
 
 /// What the stats log needs from a response: raw log bytes written and the message sent.
 #[derive(Clone, Debug)]

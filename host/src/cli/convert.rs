@@ -18,7 +18,8 @@ use telemetry_server::convert::{
     BadRecordKind, ConvertOptions, ConvertSummary, Converter, DedupIndex, InputFormat, Pipeline,
     UnknownRevision, DEFAULT_SCHEMA,
 };
-use telemetry_server::export::{ExportReport, Exporter, RawLogObject, S3Config, S3Source};
+use telemetry_server::export::{ExportReport, Exporter};
+use telemetry_server::s3::{RawLogObject, S3Config, S3Source};
 use telemetry_server::storage::{Codec, DataDir, Schema, WriterOptions};
 
 #[derive(clap::Args)]
@@ -46,8 +47,9 @@ pub struct Args {
     /// Codec of new partition files: `zstd`, `zstd:LEVEL`, `xz` or `xz:PRESET`.
     #[arg(long, default_value = "zstd:3")]
     codec: Codec,
-    /// Input format; `auto` guesses from the name and first bytes.
-    #[arg(long, value_enum)]
+    /// Input format: `log`, `text`, `json` or `errors`; without it, guessed from the name and
+    /// first bytes.
+    #[arg(long)]
     format: Option<InputFormat>,
     /// Submission date (YYYYMMDD, UTC) for text and JSON inputs, which carry no receive time.
     /// Default: today. Raw-log records use their own timestamps.
@@ -57,7 +59,7 @@ pub struct Args {
     /// histogram's own parameters, else the nearest definitions; histograms that do not
     /// validate are dropped and counted), `nearest` definitions only, or `reject` as the 2013
     /// converter did (missing definitions or one bad histogram rejects the ping).
-    #[arg(long, value_enum, default_value_t = UnknownRevision::Keep)]
+    #[arg(long, default_value = "keep")]
     unknown_revision: UnknownRevision,
     /// Threads converting the records of each input (stored in input order, so the output is the
     /// same for any number). Default: one per CPU core.

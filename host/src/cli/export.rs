@@ -5,12 +5,14 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use telemetry_server::config::Config;
 use telemetry_server::export::{ExportReport, Exporter, S3Config};
+use telemetry_server::progress::ProgressCounter;
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -122,19 +124,34 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
 /// One export pass, with a progress bar on stderr when `show_progress`. Shared with
 /// `convert --export`.
 pub async fn export_pass(exporter: &Exporter, show_progress: bool) -> anyhow::Result<ExportReport> {
-    let progress = if show_progress {
+    let counter = Arc::new(ProgressCounter::default());
+    let bar = show_progress.then(|| {
         ProgressBar::new(0).with_style(
             ProgressStyle::with_template(
                 "{spinner} [{elapsed_precise}] {wide_bar} {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
             )
             .expect("valid template"),
         )
-    } else {
-        ProgressBar::hidden()
-    };
-    let report = exporter.run_once(&progress).await?;
-    progress.finish_and_clear();
-    Ok(report)
+    });
+    // The exporter only counts; the bar is drawn from its counters ten times a second.
+    let drawer = bar.clone().map(|bar| {
+        let counter = counter.clone();
+        tokio::spawn(async move {
+            loop {
+                bar.set_length(counter.total());
+                bar.set_position(counter.done());
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+        })
+    });
+    let report = exporter.run_once(&counter).await;
+    if let Some(drawer) = drawer {
+        drawer.abort();
+    }
+    if let Some(bar) = bar {
+        bar.finish_and_clear();
+    }
+    Ok(report?)
 }
 
 /// The pass in one line on stdout, each failed file on stderr.

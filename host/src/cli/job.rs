@@ -11,7 +11,7 @@ use std::process::ExitCode;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
-use telemetry_server::api::chart;
+use telemetry_server::chart;
 use telemetry_server::cluster::Topology;
 use telemetry_server::histograms::RevisionCache;
 use telemetry_server::jobs::{

@@ -12,8 +12,8 @@ pub struct NewArgs {
     /// The job's name (lowercase letters, digits, '-'): the project directory and the component
     /// `target/NAME.wasm`.
     name: String,
-    /// The language of the job.
-    #[arg(long, value_enum)]
+    /// The language of the job: `rust`, `c`, `js` or `python`.
+    #[arg(long)]
     lang: Lang,
     /// Where to create the project directory NAME (default: the current directory).
     #[arg(long, default_value = ".")]

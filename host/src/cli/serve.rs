@@ -19,8 +19,8 @@ pub struct Args {
     /// Data directory (raw/, storage/, errors/ ...).
     #[arg(long, env = "TELEMETRY_DATA_DIR")]
     data_dir: Option<PathBuf>,
-    /// When a 200 is sent relative to the disk.
-    #[arg(long, env = "TELEMETRY_DURABILITY", value_enum)]
+    /// When a 200 is sent relative to the disk: `always`, `batch` or `none`.
+    #[arg(long, env = "TELEMETRY_DURABILITY")]
     durability: Option<Durability>,
     /// Writer shards (0 = one per CPU, at least 4).
     #[arg(long, env = "TELEMETRY_SHARDS")]
@@ -39,8 +39,8 @@ pub struct Args {
     #[arg(long, env = "TELEMETRY_HISTOGRAM_SERVER", value_name = "URL_TEMPLATE")]
     histogram_server: Option<String>,
     /// Live conversion of pings whose Histograms.json revision is not available: `reject`
-    /// (as missing_histograms) or convert with the `nearest` definitions.
-    #[arg(long, env = "TELEMETRY_UNKNOWN_REVISION", value_enum)]
+    /// (as missing_histograms), convert with the `nearest` definitions, or `keep` every valid ping.
+    #[arg(long, env = "TELEMETRY_UNKNOWN_REVISION")]
     unknown_revision: Option<telemetry_server::convert::UnknownRevision>,
     /// Write the seed-format per-request stats log to this file.
     #[arg(long, env = "TELEMETRY_STATS_LOG")]
@@ -102,7 +102,7 @@ pub fn run(args: Args, log_format: super::LogFormat) -> anyhow::Result<ExitCode>
         .build()
         .context("starting tokio")?;
     runtime.block_on(async {
-        let server = telemetry_server::api::server::Server::bind(config).await?;
+        let server = telemetry_server::server::Server::bind(config).await?;
         // Scripts read this line to learn the port when listening on port 0: plain text, or an
         // event like every other line with `--log-format json`.
         match log_format {

@@ -18,12 +18,15 @@
 
 mod bad_record;
 mod compact;
+pub mod config;
 mod converter;
 pub mod dedup;
 mod document;
 mod error_input;
 mod error_stream;
 mod fields;
+pub mod live;
+pub mod metrics;
 mod minify;
 mod options;
 mod parallel;

@@ -3,17 +3,7 @@
 
 /// How strictly a ping is held to the 2013 converter's rules, by what it does with a ping whose
 /// histogram definitions (its `revision`) are not available here.
-#[derive(
-    Debug,
-    Default,
-    Clone,
-    Copy,
-    PartialEq,
-    Eq,
-    clap::ValueEnum,
-    serde::Serialize,
-    serde::Deserialize,
-)]
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum UnknownRevision {
     /// Strict, the 2013 converter's behaviour: the record is rejected (`missing_histograms`,
@@ -31,6 +21,21 @@ pub enum UnknownRevision {
     /// and shape is stored. Each stored ping records how it was validated.
     #[default]
     Keep,
+}
+
+impl std::str::FromStr for UnknownRevision {
+    type Err = String;
+    /// `reject`, `nearest` or `keep` (as in `convert.unknown_revision`).
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "reject" => Ok(UnknownRevision::Reject),
+            "nearest" => Ok(UnknownRevision::Nearest),
+            "keep" => Ok(UnknownRevision::Keep),
+            other => Err(format!(
+                "unknown revision policy {other:?} (expected reject, nearest or keep)"
+            )),
+        }
+    }
 }
 
 /// Converter options; the default keeps every valid ping ([`UnknownRevision::Keep`]).

@@ -34,7 +34,7 @@ pub enum ConvertError {
 }
 
 /// What kind of file an input is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum InputFormat {
     /// A raw submission log (v0, v1 or v2).
     Log,
@@ -44,6 +44,22 @@ pub enum InputFormat {
     Json,
     /// An error stream (`errors/*.ndjson`): rejected records converted again.
     Errors,
+}
+
+impl std::str::FromStr for InputFormat {
+    type Err = String;
+    /// `log`, `text`, `json` or `errors`.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "log" => Ok(InputFormat::Log),
+            "text" => Ok(InputFormat::Text),
+            "json" => Ok(InputFormat::Json),
+            "errors" => Ok(InputFormat::Errors),
+            other => Err(format!(
+                "unknown input format {other:?} (expected log, text, json or errors)"
+            )),
+        }
+    }
 }
 
 impl InputFormat {

@@ -15,12 +15,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use indicatif::ProgressBar;
+use crate::progress::ProgressCounter;
 
 use super::journal::{self, Journal};
-use super::requests::{RequestCounter, Requests};
 use super::upload::{Outcome, Uploader};
-use super::{client, keys, S3Config, S3Error};
+use crate::s3::requests::{RequestCounter, Requests};
+use crate::s3::{client, keys, S3Config, S3Error};
 
 use crate::storage::datadir::{RAW as RAW_DIR, STORAGE as STORAGE_DIR};
 use crate::storage::{Container, DataDir};
@@ -188,9 +188,12 @@ impl Exporter {
         }
         if self.cfg.raw_logs {
             let raw = self.data_dir.join(RAW_DIR);
-            for (dir, converted) in [(raw.clone(), false), (raw.join("converted"), true)] {
+            for (dir, converted) in [
+                (raw.clone(), false),
+                (raw.join(crate::storage::datadir::CONVERTED_DIR), true),
+            ] {
                 for (path, name, size) in list_files(&dir)? {
-                    if name.ends_with(crate::ingest::logname::FINISHED_SUFFIX) && size > 0 {
+                    if name.ends_with(crate::rawlog::logname::FINISHED_SUFFIX) && size > 0 {
                         let key = keys::object_key(&self.cfg.raw_prefix, &name);
                         let delete_after = self.cfg.delete_after_upload && converted;
                         let bucket = self.cfg.raw_bucket().to_string();
@@ -210,8 +213,8 @@ impl Exporter {
         Ok(out)
     }
 
-    /// One pass over the data dir. `progress` counts bytes (its length is set here).
-    pub async fn run_once(&self, progress: &ProgressBar) -> Result<ExportReport, S3Error> {
+    /// One pass over the data dir. `progress` counts bytes (its total is set here).
+    pub async fn run_once(&self, progress: &Arc<ProgressCounter>) -> Result<ExportReport, S3Error> {
         let started = Instant::now();
         let requests_before = self.requests.snapshot();
         self.prepare().await?;
@@ -231,7 +234,7 @@ impl Exporter {
             .filter(|c| self.journal.done_size(&c.bucket, &c.key) != Some(c.size))
             .map(|c| c.size)
             .sum();
-        progress.set_length(pending);
+        progress.set_total(pending);
         let mut report = ExportReport {
             files: candidates.len(),
             ..ExportReport::default()
@@ -319,8 +322,8 @@ impl Exporter {
     }
 
     async fn log_pass(&self) {
-        let started_ms = crate::ingest::logname::now_ms();
-        let result = self.run_once(&ProgressBar::hidden()).await;
+        let started_ms = crate::rawlog::logname::now_ms();
+        let result = self.run_once(&Arc::default()).await;
         self.progress
             .record(started_ms, result.as_ref().map_err(|_| ()));
         match result {

@@ -9,8 +9,8 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
 
 use super::ExportReport;
-use crate::api::metrics::Metrics;
-use crate::ingest::logname::now_ms;
+use crate::metrics::Registry;
+use crate::rawlog::logname::now_ms;
 
 /// Progress of one exporter, shared with the metrics registry.
 #[derive(Debug)]
@@ -61,7 +61,7 @@ impl ExportProgress {
     }
 
     /// Registers the export metrics and keeps the lag gauge current at every scrape.
-    pub fn register(self: &Arc<Self>, metrics: &Metrics) {
+    pub fn register(self: &Arc<Self>, metrics: &Registry) {
         metrics.register(
             "export_lag_seconds",
             "Seconds since the start of the last export pass that left no file behind (what finished before it is on S3)",

@@ -20,16 +20,15 @@
 
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
 
 use aws_sdk_s3::primitives::{ByteStream, Length};
 use aws_sdk_s3::types::{ChecksumAlgorithm, CompletedMultipartUpload, CompletedPart};
 use aws_sdk_s3::Client;
-use indicatif::ProgressBar;
 
 use super::digest::{self, Sha256Digest};
 use super::journal::{Journal, OpenUpload};
-use super::{S3Config, S3Error};
+use crate::progress::ProgressCounter;
+use crate::s3::{backoff, S3Config, S3Error};
 
 /// What happened to one file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -80,12 +79,6 @@ pub struct Uploader {
     max_attempts: u32,
 }
 
-/// Delay before retry `attempt` (1-based): 250 ms doubling, capped at 8 s.
-pub fn backoff(attempt: u32) -> Duration {
-    Duration::from_millis(250u64.saturating_mul(1 << attempt.min(5).saturating_sub(1)))
-        .min(Duration::from_secs(8))
-}
-
 impl Uploader {
     pub fn new(client: Client, journal: Arc<Journal>, cfg: &S3Config) -> Self {
         Uploader {
@@ -104,7 +97,7 @@ impl Uploader {
         path: &Path,
         bucket: &str,
         key: &str,
-        progress: &ProgressBar,
+        progress: &ProgressCounter,
     ) -> Result<Outcome, S3Error> {
         let mut attempt = 1;
         loop {
@@ -125,7 +118,7 @@ impl Uploader {
         path: &Path,
         bucket: &str,
         key: &str,
-        progress: &ProgressBar,
+        progress: &ProgressCounter,
     ) -> Result<Outcome, S3Error> {
         let size = tokio::fs::metadata(path)
             .await
@@ -141,7 +134,7 @@ impl Uploader {
         {
             // Uploaded by an earlier attempt that stopped before journaling it.
             self.journal.record_done(bucket, key, size)?;
-            progress.inc(size);
+            progress.add(size);
             return Ok(Outcome::AlreadyThere { bytes: size });
         }
         if multipart {
@@ -158,7 +151,7 @@ impl Uploader {
         } else {
             self.journal.record_put_started(bucket, key, size)?;
             self.put_single(path, size, &sha256, bucket, key).await?;
-            progress.inc(size);
+            progress.add(size);
         }
         self.journal.record_done(bucket, key, size)?;
         Ok(Outcome::Uploaded { bytes: size })
@@ -226,7 +219,7 @@ impl Uploader {
         sha256: &Sha256Digest,
         bucket: &str,
         key: &str,
-        progress: &ProgressBar,
+        progress: &ProgressCounter,
     ) -> Result<(), S3Error> {
         let created = self
             .client
@@ -271,7 +264,7 @@ impl Uploader {
         path: &Path,
         size: u64,
         up: &OpenUpload,
-        progress: &ProgressBar,
+        progress: &ProgressCounter,
     ) -> Result<(), S3Error> {
         let part_count = size.div_ceil(self.part_size);
         let mut in_flight = tokio::task::JoinSet::new();
@@ -338,11 +331,11 @@ type PartResult = Result<(CompletedPart, u64), S3Error>;
 
 fn join_part(
     joined: Option<Result<PartResult, tokio::task::JoinError>>,
-    progress: &ProgressBar,
+    progress: &ProgressCounter,
 ) -> Result<CompletedPart, S3Error> {
     let joined = joined.expect("join_next called with parts in flight");
     let (part, len) = joined.map_err(|e| S3Error::Config(format!("upload task failed: {e}")))??;
-    progress.inc(len);
+    progress.add(len);
     Ok(part)
 }
 
@@ -384,16 +377,4 @@ pub async fn abort(client: &Client, journal: &Journal, up: &OpenUpload) -> Resul
         },
     }
     journal.record_upload_aborted(up)
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn backoff_doubles_and_is_capped() {
-        use super::backoff;
-        assert_eq!(backoff(1).as_millis(), 250);
-        assert_eq!(backoff(2).as_millis(), 500);
-        assert_eq!(backoff(3).as_millis(), 1000);
-        assert!(backoff(30).as_secs() <= 8);
-    }
 }

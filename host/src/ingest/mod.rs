@@ -9,9 +9,9 @@
 //!
 //! The HTTP side (status codes, limits, client IP) lives in `api::submit`.
 
+pub mod config;
 pub mod disk;
-pub mod live;
-pub mod logname;
+pub mod metrics;
 pub mod recover;
 pub mod stats_log;
 pub mod writer;

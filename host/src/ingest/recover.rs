@@ -10,8 +10,8 @@ use std::io::{BufReader, Read, Seek};
 
 use cap_std::fs::{Dir, OpenOptions};
 
-use super::logname::{is_active_log, FINISHED_SUFFIX};
 use super::writer::sync_dir;
+use crate::rawlog::logname::{is_active_log, FINISHED_SUFFIX};
 use crate::rawlog::SEPARATOR;
 
 /// v2 preamble: separator, ip len u8, path len u16, data len u32, timestamp u64.

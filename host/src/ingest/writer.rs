@@ -26,10 +26,10 @@ use std::time::{Duration, Instant};
 use cap_std::fs::{Dir, OpenOptions};
 use tokio::sync::{watch, Semaphore};
 
+use super::config::{Durability, IngestConfig};
 use super::disk::is_disk_full;
-use super::logname::{LogNamer, FINISHED_SUFFIX};
-use crate::api::metrics::IngestMetrics;
-use crate::config::{Durability, IngestConfig};
+use super::metrics::IngestMetrics;
+use crate::rawlog::logname::{LogNamer, FINISHED_SUFFIX};
 
 /// Why a record was not acknowledged.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -54,8 +54,7 @@ impl WriteError {
     }
 }
 
-/// Called with the file name of every log renamed `.finished`.
-pub type OnFinished = Arc<dyn Fn(&str) + Send + Sync>;
+pub use crate::rawlog::logname::OnFinished;
 
 /// The set of writer shards. Shared behind an `Arc`.
 pub struct WriterPool {

@@ -38,6 +38,7 @@ pub mod project;
 pub mod runtime;
 pub mod sample;
 pub mod scheduler;
+pub mod service;
 mod wasi;
 
 pub use cost::{CostReport, Phases};
@@ -100,11 +101,11 @@ pub struct JobOutput {
 
 /// The data a job reads, from a spec: a local data directory path (it must exist and have the
 /// `storage/` subdirectory that holds the partitions; nothing is created), or `s3://bucket/prefix` (endpoint and credentials from the AWS
-/// environment variables; see [`crate::export::S3Source`]).
+/// environment variables; see [`crate::s3::S3Source`]).
 pub fn open_source(spec: &str) -> Result<Arc<dyn PartitionSource>, JobError> {
     if spec.starts_with("s3://") {
         let source =
-            crate::export::S3Source::from_url(spec).map_err(|e| JobError::Config(e.to_string()))?;
+            crate::s3::S3Source::from_url(spec).map_err(|e| JobError::Config(e.to_string()))?;
         return Ok(Arc::new(source));
     }
     let data = DataDir::open_existing(std::path::Path::new(spec))?;

@@ -12,6 +12,7 @@
 //! - [`encode_v2`]: append one v2 record to a buffer (ingest's writer uses it).
 
 pub mod body;
+pub mod logname;
 pub mod reader;
 pub mod record;
 

@@ -12,6 +12,10 @@ use super::StorageError;
 
 /// Raw submission logs written by ingest.
 pub const RAW: &str = "raw";
+/// Where converted raw logs are kept (under `raw/`).
+pub const CONVERTED_DIR: &str = "converted";
+/// Where raw logs that failed to convert as a whole are put aside (under `raw/`).
+pub const FAILED_DIR: &str = "failed";
 /// Partition files.
 pub const STORAGE: &str = "storage";
 /// Rejected records with their reasons.

@@ -9,7 +9,7 @@
 //! `retention.min_age_secs` ago is never removed (it may still be open for writing). A sweep stops
 //! at `retention.sweep_deadline_secs` and goes on at the next interval. Every removal is counted
 //! by directory and rule, and the bytes left per directory are a gauge
-//! ([`crate::api::metrics::BoundsMetrics`]). Everything goes through the data directory's cap-std
+//! ([`RetentionMetrics`]). Everything goes through the data directory's cap-std
 //! handle.
 
 use std::sync::Arc;
@@ -19,7 +19,72 @@ use cap_std::fs::Dir;
 use serde::{Deserialize, Serialize};
 
 use super::datadir::{self, DataDir};
-use crate::api::metrics::{BoundsMetrics, DirLabel, SweepLabel};
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+
+/// The retention sweeps' metrics.
+#[derive(Clone, Default)]
+pub struct RetentionMetrics {
+    /// Files removed by retention sweeps, by directory and rule.
+    pub files_removed: Family<SweepLabel, Counter>,
+    /// Bytes removed by retention sweeps, by directory and rule.
+    pub bytes_removed: Family<SweepLabel, Counter>,
+    /// Bytes under each swept directory after the last sweep.
+    pub dir_bytes: Family<DirLabel, Gauge>,
+    /// Sweeps that hit their deadline before finishing.
+    pub sweeps_cut: Counter,
+}
+
+impl RetentionMetrics {
+    /// Creates the metrics and registers them in `registry`.
+    pub fn register(registry: &mut Registry) -> RetentionMetrics {
+        let metrics = RetentionMetrics::default();
+        registry.register(
+            "retention_removed_files",
+            "Files removed by retention sweeps by directory and rule (age, bytes)",
+            metrics.files_removed.clone(),
+        );
+        registry.register(
+            "retention_removed_bytes",
+            "Bytes removed by retention sweeps by directory and rule (age, bytes)",
+            metrics.bytes_removed.clone(),
+        );
+        registry.register(
+            "retention_dir_bytes",
+            "Bytes under each swept directory after the last sweep",
+            metrics.dir_bytes.clone(),
+        );
+        registry.register(
+            "retention_sweeps_cut",
+            "Retention sweeps stopped by their deadline",
+            metrics.sweeps_cut.clone(),
+        );
+        metrics
+    }
+}
+
+/// Label set `{dir="errors", rule="age"}`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SweepLabel {
+    /// The swept directory (`errors`, `raw_converted`, `raw_failed`, `histograms`).
+    pub dir: &'static str,
+    /// The rule that removed the file (`age`, `bytes`).
+    pub rule: &'static str,
+}
+
+/// Label set `{dir="errors"}`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DirLabel {
+    /// The swept directory.
+    pub dir: &'static str,
+}
+
+/// Told the bytes left in `errors/` after each complete sweep of it (the error stream's
+/// process-wide budget is kept by the conversion stage; the composition root connects the two).
+pub type ErrorsSwept = Arc<dyn Fn(u64) + Send + Sync>;
 
 /// `[retention]` section.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -94,13 +159,13 @@ impl RetentionConfig {
             },
             Target {
                 label: "raw_converted",
-                path: &[datadir::RAW, crate::ingest::live::CONVERTED_DIR],
+                path: &[datadir::RAW, datadir::CONVERTED_DIR],
                 max_age_secs: self.raw_converted_max_age_secs,
                 max_bytes: self.raw_converted_max_bytes,
             },
             Target {
                 label: "raw_failed",
-                path: &[datadir::RAW, crate::ingest::live::FAILED_DIR],
+                path: &[datadir::RAW, datadir::FAILED_DIR],
                 max_age_secs: self.raw_failed_max_age_secs,
                 max_bytes: self.raw_failed_max_bytes,
             },
@@ -276,7 +341,12 @@ fn remove(dir: &Dir, path: &str) -> bool {
 }
 
 /// Sweeps every directory once, updating the metrics and the error stream's view of `errors/`.
-pub fn sweep_all(data: &DataDir, config: &RetentionConfig, metrics: &BoundsMetrics) {
+pub fn sweep_all(
+    data: &DataDir,
+    config: &RetentionConfig,
+    metrics: &RetentionMetrics,
+    errors_swept: &ErrorsSwept,
+) {
     let deadline = Instant::now() + Duration::from_secs(config.sweep_deadline_secs);
     let min_age = Duration::from_secs(config.min_age_secs);
     let mut cut = false;
@@ -291,21 +361,15 @@ pub fn sweep_all(data: &DataDir, config: &RetentionConfig, metrics: &BoundsMetri
                         dir: target.label,
                         rule,
                     };
-                    metrics
-                        .retention_files_removed
-                        .get_or_create(&label)
-                        .inc_by(files);
-                    metrics
-                        .retention_bytes_removed
-                        .get_or_create(&label)
-                        .inc_by(bytes);
+                    metrics.files_removed.get_or_create(&label).inc_by(files);
+                    metrics.bytes_removed.get_or_create(&label).inc_by(bytes);
                 }
                 metrics
-                    .retention_dir_bytes
+                    .dir_bytes
                     .get_or_create(&DirLabel { dir: target.label })
                     .set(report.left_bytes.min(i64::MAX as u64) as i64);
                 if target.label == "errors" && !report.cut {
-                    crate::convert::error_limits::set_total_bytes(report.left_bytes);
+                    errors_swept(report.left_bytes);
                 }
                 if report.aged_files + report.sized_files > 0 {
                     tracing::info!(
@@ -324,7 +388,7 @@ pub fn sweep_all(data: &DataDir, config: &RetentionConfig, metrics: &BoundsMetri
         }
     }
     if cut {
-        metrics.retention_sweeps_cut.inc();
+        metrics.sweeps_cut.inc();
         tracing::warn!("retention sweep stopped at its deadline; continuing at the next one");
     }
 }
@@ -337,14 +401,26 @@ pub struct Sweeper {
 
 impl Sweeper {
     /// Starts sweeping now and every `sweep_interval_secs` (each sweep on the blocking pool).
-    pub fn start(data: Arc<DataDir>, config: RetentionConfig, metrics: BoundsMetrics) -> Sweeper {
+    pub fn start(
+        data: Arc<DataDir>,
+        config: RetentionConfig,
+        metrics: RetentionMetrics,
+        errors_swept: ErrorsSwept,
+    ) -> Sweeper {
         let (stop, mut stopped) = tokio::sync::watch::channel(false);
         let task = tokio::spawn(async move {
             let interval = Duration::from_secs(config.sweep_interval_secs);
             loop {
-                let (data, config, metrics) = (data.clone(), config.clone(), metrics.clone());
-                let _ =
-                    tokio::task::spawn_blocking(move || sweep_all(&data, &config, &metrics)).await;
+                let (data, config, metrics, swept) = (
+                    data.clone(),
+                    config.clone(),
+                    metrics.clone(),
+                    errors_swept.clone(),
+                );
+                let _ = tokio::task::spawn_blocking(move || {
+                    sweep_all(&data, &config, &metrics, &swept)
+                })
+                .await;
                 tokio::select! {
                     () = tokio::time::sleep(interval) => {}
                     _ = stopped.wait_for(|s| *s) => return,

@@ -40,6 +40,7 @@ mod jobs_cluster;
 mod jobs_histograms;
 mod jobs_hostile;
 mod jobs_languages;
+mod layering;
 mod loud_failures;
 mod rawlog;
 mod s3_export;

@@ -13,9 +13,9 @@ use std::time::{Duration, Instant};
 use crate::s3_common::{
     converted_data_dir, get_bytes, list_all, local_files, pseudo_random, runtime, S3Server,
 };
-use indicatif::ProgressBar;
-use telemetry_server::export::requests::Requests;
-use telemetry_server::export::{client, Exporter, S3Config, MIN_PART_SIZE};
+use telemetry_server::export::Exporter;
+use telemetry_server::s3::requests::Requests;
+use telemetry_server::s3::{client, S3Config, MIN_PART_SIZE};
 
 fn export_command(server: &S3Server, data: &Path, extra: &[&str]) -> Command {
     let mut cmd = Command::new(common::binary());
@@ -332,7 +332,7 @@ fn journal_stays_bounded_over_many_exports_and_a_small_file_costs_one_request() 
         let mut largest = 0;
         for round in 0..10 {
             all.extend(small_files(data.path(), round, 20));
-            let report = exporter.run_once(&ProgressBar::hidden()).await.unwrap();
+            let report = exporter.run_once(&Default::default()).await.unwrap();
             assert_eq!(
                 (report.uploaded, report.deleted, report.failed.len()),
                 (20, 20, 0),
@@ -363,7 +363,7 @@ fn journal_stays_bounded_over_many_exports_and_a_small_file_costs_one_request() 
     // A restart trims what the last run appended for files it deleted.
     rt.block_on(async {
         let exporter = Exporter::new(in_process_config(&server, true), data.path()).unwrap();
-        let report = exporter.run_once(&ProgressBar::hidden()).await.unwrap();
+        let report = exporter.run_once(&Default::default()).await.unwrap();
         assert_eq!((report.files, report.requests.put), (0, 0));
     });
     assert_eq!(
@@ -388,8 +388,8 @@ fn files_kept_locally_stay_in_the_journal_and_cost_no_request_again() {
                 1024,
             )
             .unwrap();
-            let pass = exporter.run_once(&ProgressBar::hidden()).await.unwrap();
-            let again = exporter.run_once(&ProgressBar::hidden()).await.unwrap();
+            let pass = exporter.run_once(&Default::default()).await.unwrap();
+            let again = exporter.run_once(&Default::default()).await.unwrap();
             if run == 0 {
                 assert_eq!(
                     (pass.uploaded, pass.requests.put, pass.requests.head),
@@ -452,7 +452,7 @@ fn only_keys_the_journal_says_were_in_flight_are_checked_with_head() {
     std::fs::write(data.path().join("export/journal"), journal).unwrap();
     rt.block_on(async {
         let exporter = Exporter::new(in_process_config(&server, true), data.path()).unwrap();
-        let report = exporter.run_once(&ProgressBar::hidden()).await.unwrap();
+        let report = exporter.run_once(&Default::default()).await.unwrap();
         // 0: in flight, HEAD finds it: kept. 2: in flight, HEAD finds nothing: PUT.
         // 1: unknown to the journal: PUT again, the same bytes to the same key.
         assert_eq!(

@@ -11,9 +11,9 @@ use std::process::Command;
 
 use crate::jobs_support::{all_filter, filter_json, guest};
 use crate::s3_common::{pseudo_random, runtime, S3Server};
-use indicatif::ProgressBar;
-use telemetry_server::export::{client, Exporter, S3Source};
+use telemetry_server::export::Exporter;
 use telemetry_server::jobs::{self, CancelToken, Progress, RunOptions};
+use telemetry_server::s3::{client, S3Source};
 use telemetry_server::storage::{DataDir, LocalSource, PartitionSource, Schema};
 
 /// Exports `data` (its `storage/`) to `bucket` under `prefix` and returns a source over it.
@@ -30,7 +30,7 @@ fn export_and_open(
     runtime().block_on(async {
         let report = Exporter::new(cfg.clone(), copy.path())
             .unwrap()
-            .run_once(&ProgressBar::hidden())
+            .run_once(&Default::default())
             .await
             .unwrap();
         assert!(

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use crate::s3_common::{list_all, runtime, S3Server};
 use crate::server_support::TestServer;
-use telemetry_server::export::client;
+use telemetry_server::s3::client;
 
 fn keys_on(server: &S3Server) -> Vec<String> {
     runtime().block_on(async {

@@ -2,10 +2,8 @@
 //! byte-identical, re-runs upload nothing, confirmed local copies are deleted when configured.
 
 use crate::s3_common::{get_bytes, list_all, pseudo_random, runtime, S3Server};
-use indicatif::ProgressBar;
-use telemetry_server::export::{
-    client, journal::Journal, upload::Uploader, Exporter, MIN_PART_SIZE,
-};
+use telemetry_server::export::{journal::Journal, upload::Uploader, Exporter};
+use telemetry_server::s3::{client, MIN_PART_SIZE};
 
 const DIR: &str = "saved_session/Firefox/nightly/22.0a1";
 
@@ -42,7 +40,7 @@ fn streamed_and_multipart_uploads_read_back_byte_identical() {
     let rt = runtime();
     rt.block_on(async {
         let exporter = Exporter::new(cfg.clone(), data.path()).unwrap();
-        let report = exporter.run_once(&ProgressBar::hidden()).await.unwrap();
+        let report = exporter.run_once(&Default::default()).await.unwrap();
         assert!(report.failed.is_empty(), "{:?}", report.failed);
         assert_eq!(
             (report.files, report.uploaded),
@@ -99,7 +97,7 @@ fn streamed_and_multipart_uploads_read_back_byte_identical() {
         // Idempotent: a second pass (new exporter, journal reloaded) sends nothing.
         let again = Exporter::new(cfg.clone(), data.path())
             .unwrap()
-            .run_once(&ProgressBar::hidden())
+            .run_once(&Default::default())
             .await
             .unwrap();
         assert_eq!(
@@ -118,19 +116,19 @@ fn lost_journal_is_recovered_by_head_and_local_copies_go_only_after_confirmation
         let cfg = server.config("published", "");
         Exporter::new(cfg.clone(), data.path())
             .unwrap()
-            .run_once(&ProgressBar::hidden())
+            .run_once(&Default::default())
             .await
             .unwrap();
         // As if the process crashed after the uploads but before journaling them: the starts of
         // the uploads (`put`/`mpu` lines) are in the journal, the `done` lines are not.
         forget_confirmations(data.path());
-        let cfg = telemetry_server::export::S3Config {
+        let cfg = telemetry_server::s3::S3Config {
             delete_after_upload: true,
             ..cfg
         };
         let report = Exporter::new(cfg.clone(), data.path())
             .unwrap()
-            .run_once(&ProgressBar::hidden())
+            .run_once(&Default::default())
             .await
             .unwrap();
         assert_eq!(
@@ -162,14 +160,14 @@ fn lost_journal_is_recovered_by_head_and_local_copies_go_only_after_confirmation
         std::fs::create_dir_all(kept.parent().unwrap()).unwrap();
         std::fs::write(&kept, b"payload").unwrap();
         server.kill();
-        let cfg = telemetry_server::export::S3Config {
+        let cfg = telemetry_server::s3::S3Config {
             max_attempts: 1,
             create_bucket: false,
             ..cfg
         };
         let report = Exporter::new(cfg, data.path())
             .unwrap()
-            .run_once(&ProgressBar::hidden())
+            .run_once(&Default::default())
             .await
             .unwrap();
         assert_eq!(report.failed.len(), 1, "{report:?}");
@@ -204,7 +202,7 @@ fn an_object_of_the_right_size_with_other_bytes_is_replaced_before_the_local_cop
         let cfg = server.config("published", "");
         Exporter::new(cfg.clone(), data.path())
             .unwrap()
-            .run_once(&ProgressBar::hidden())
+            .run_once(&Default::default())
             .await
             .unwrap();
         let client = client::build(&cfg).unwrap();
@@ -241,7 +239,7 @@ fn an_object_of_the_right_size_with_other_bytes_is_replaced_before_the_local_cop
         };
         let report = Exporter::new(cfg, data.path())
             .unwrap()
-            .run_once(&ProgressBar::hidden())
+            .run_once(&Default::default())
             .await
             .unwrap();
         assert!(report.failed.is_empty(), "{:?}", report.failed);
@@ -275,7 +273,7 @@ fn streamed_multipart_of_a_file_larger_than_memory_chunks_is_exact() {
             cap_std::fs::Dir::open_ambient_dir(dir.path(), cap_std::ambient_authority()).unwrap();
         let journal = std::sync::Arc::new(Journal::open(journal_dir, "test journal").unwrap());
         let uploader = Uploader::new(client.clone(), journal.clone(), &cfg);
-        let progress = ProgressBar::hidden();
+        let progress = telemetry_server::progress::ProgressCounter::default();
         let outcome = uploader
             .ensure_uploaded(&path, "bulk", "a/big.bin", &progress)
             .await
@@ -287,7 +285,7 @@ fn streamed_multipart_of_a_file_larger_than_memory_chunks_is_exact() {
             }
         );
         assert_eq!(
-            progress.position(),
+            progress.done(),
             bytes.len() as u64,
             "progress counts every part once"
         );

@@ -80,7 +80,7 @@ fn real_pings_gzip_and_plain_are_stored_as_received() {
     );
     assert_eq!(records[2].path, PING_PATH);
     assert!(records.iter().all(|r| r.ip == "127.0.0.1"));
-    let now = telemetry_server::ingest::logname::now_ms();
+    let now = telemetry_server::rawlog::logname::now_ms();
     assert!(records
         .iter()
         .all(|r| r.timestamp_ms <= now && r.timestamp_ms > now - 60_000));

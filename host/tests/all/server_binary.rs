@@ -242,4 +242,59 @@ fn the_data_dir_is_private_to_the_servers_user() {
             );
         }
     }
+
+/// A bad `[s3]` section fails `serve` before any side effect: the process exits non-zero with the
+/// reason, and the data directory (recovery, live conversion, the writers, the job service and
+/// the exporter would all create things under it) is never even created.
+#[test]
+fn a_bad_s3_section_fails_serve_before_anything_is_created() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let config = tmp.path().join("server.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "data_dir = {data:?}\n[server]\nlisten = \"127.0.0.1:0\"\n[s3]\nbucket = \"telemetry\"\n\
+             endpoint = \"http://127.0.0.1:9\"\naccess_key_id = \"k\"\nsecret_access_key = \"s\"\n\
+             part_size = 1\nmultipart_threshold = 1\n"
+        ),
+    )
+    .unwrap();
+    let mut child = Command::new(common::binary())
+        .arg("serve")
+        .arg("--config")
+        .arg(&config)
+        .env_remove("TELEMETRY_DATA_DIR")
+        .env_remove("TELEMETRY_LISTEN")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("serve with a bad [s3] section still runs after 30 s");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert!(!status.success(), "serve started: {stderr}");
+    let reason = format!(
+        "part_size 1 is below the S3 minimum of {} bytes",
+        telemetry_server::s3::MIN_PART_SIZE
+    );
+    assert!(
+        stderr.contains(&reason),
+        "stderr does not say {reason:?}: {stderr}"
+    );
+    assert!(
+        !data.exists(),
+        "the data directory was created before the config was checked: {:?}",
+        files(&data)
+    );
 }

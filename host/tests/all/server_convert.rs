@@ -233,8 +233,10 @@ fn a_restart_converts_logs_left_by_the_previous_run() {
     let data = root.path().join("data");
     assert!(stored_lines(&data).is_empty());
 
-    let mut config = telemetry_server::config::Config::default();
-    config.data_dir = data.clone();
+    let mut config = telemetry_server::config::Config {
+        data_dir: data.clone(),
+        ..Default::default()
+    };
     config.server.listen = "127.0.0.1:0".parse().unwrap();
     converting(&mut config);
     let mut second = TestServer::start_with(root, config);

@@ -443,8 +443,10 @@ fn retention_sweeps_old_and_excess_files_out_of_every_growing_directory() {
         3000,
         0,
     );
-    let mut config = telemetry_server::config::Config::default();
-    config.data_dir = data.clone();
+    let mut config = telemetry_server::config::Config {
+        data_dir: data.clone(),
+        ..Default::default()
+    };
     config.server.listen = "127.0.0.1:0".parse().unwrap();
     config.ingest.shards = 2;
     config.convert.enabled = false;

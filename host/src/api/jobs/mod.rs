@@ -9,19 +9,13 @@
 //! - `service`: [`JobService`] (runtime, compile cache, scheduler) and the upload checks.
 //! - `upload`: capped multipart reading. `routes`: the handlers. [`format`]: result formats.
 
-pub mod auth;
-mod compile_gate;
-mod config;
 mod error;
 pub mod format;
-pub mod new_token;
 mod openapi;
 mod result_stream;
 mod routes;
-mod service;
 pub mod types;
 mod upload;
-mod upload_quota;
 
 use std::sync::Arc;
 
@@ -29,10 +23,11 @@ use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
 use axum::Router;
 
-pub use auth::{hash_token, Authenticator, Caller, Role, TokenConfig};
-pub use config::JobsConfig;
+pub use crate::jobs::service::auth::{self, hash_token, Authenticator, Caller, Role, TokenConfig};
+pub use crate::jobs::service::config::JobsConfig;
+pub use crate::jobs::service::new_token;
+pub use crate::jobs::service::{JobService, ServiceError};
 pub use error::ApiError;
-pub use service::{JobService, ServiceError};
 
 /// The `/api/v1` routes (mount with `Router::nest("/api/v1", router(service))`).
 pub fn router<S: Clone + Send + Sync + 'static>(service: Arc<JobService>) -> Router<S> {

@@ -16,11 +16,11 @@ use super::auth::Caller;
 use super::error::ApiError;
 use super::format::ResultFormat;
 use super::result_stream;
-use super::service::JobService;
 use super::types::{ComponentResponse, JobList, JobRecord, JobState, SubmitResponse};
 use super::upload::{drain, read_upload, UploadLimits};
-use crate::api::chart::{self, ChartOptions};
+use crate::chart::{self, ChartOptions};
 use crate::jobs::scheduler::{is_job_id, SchedulerError};
+use crate::jobs::service::JobService;
 
 impl FromRequestParts<Arc<JobService>> for Caller {
     type Rejection = ApiError;

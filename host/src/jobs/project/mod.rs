@@ -22,13 +22,24 @@ use std::path::{Path, PathBuf};
 pub const MANIFEST: &str = "telemetry-job.toml";
 
 /// The language of a job project.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Lang {
     Rust,
     C,
     Js,
     Python,
+}
+
+impl std::str::FromStr for Lang {
+    type Err = String;
+    /// `rust`, `c`, `js` or `python` ([`Lang::name`]).
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Lang::ALL
+            .into_iter()
+            .find(|lang| lang.name() == s)
+            .ok_or_else(|| format!("unknown language {s:?} (expected rust, c, js or python)"))
+    }
 }
 
 impl Lang {

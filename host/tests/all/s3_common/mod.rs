@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use telemetry_server::export::S3Config;
+use telemetry_server::s3::S3Config;
 
 pub const ACCESS_KEY: &str = "AKIDTEST";
 pub const SECRET_KEY: &str = "SECRETTEST";
@@ -109,8 +109,8 @@ impl S3Server {
             prefix: prefix.to_string(),
             access_key_id: Some(ACCESS_KEY.to_string()),
             secret_access_key: Some(SECRET_KEY.to_string()),
-            part_size: telemetry_server::export::MIN_PART_SIZE,
-            multipart_threshold: telemetry_server::export::MIN_PART_SIZE,
+            part_size: telemetry_server::s3::MIN_PART_SIZE,
+            multipart_threshold: telemetry_server::s3::MIN_PART_SIZE,
             ..S3Config::default()
         }
     }

@@ -8,10 +8,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use telemetry_server::api::server::Server;
 use telemetry_server::api::AppState;
 use telemetry_server::config::Config;
 use telemetry_server::rawlog::RawRecord;
+use telemetry_server::server::Server;
 
 /// A server running on its own tokio runtime in a background thread.
 pub struct TestServer {
@@ -27,8 +27,10 @@ impl TestServer {
     /// Starts a server with test defaults (port 0, 2 shards, no live conversion) changed by `tweak`.
     pub fn start(tweak: impl FnOnce(&mut Config)) -> TestServer {
         let root = tempfile::tempdir().unwrap();
-        let mut config = Config::default();
-        config.data_dir = root.path().join("data");
+        let mut config = Config {
+            data_dir: root.path().join("data"),
+            ..Config::default()
+        };
         config.server.listen = "127.0.0.1:0".parse().unwrap();
         config.ingest.shards = 2;
         config.convert.enabled = false;

@@ -396,7 +396,7 @@ pub fn escape(s: &str) -> String {
 
 /// The SVG reader of the integration tests, for the unit tests below.
 #[cfg(test)]
-#[path = "../../tests/all/chart_support/mod.rs"]
+#[path = "../tests/all/chart_support/mod.rs"]
 mod test_support;
 
 #[cfg(test)]

@@ -1,6 +1,6 @@
 //! Counts the S3 requests a client sends, by kind, with an `aws-sdk-s3` interceptor that sees
 //! every attempt (SDK retries included) just before it goes on the wire. The exporter reports
-//! them per pass ([`super::ExportReport::requests`]), so tests and benchmarks can tell how many
+//! them per pass ([`crate::export::ExportReport::requests`]), so tests and benchmarks can tell how many
 //! round trips an export costs.
 
 use std::sync::atomic::{AtomicU64, Ordering};

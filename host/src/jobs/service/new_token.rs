@@ -44,8 +44,8 @@ pub fn config_entry(token: &str, name: &str, role: Role) -> String {
 
 #[cfg(test)]
 mod tests {
+    use super::super::auth::Authenticator;
     use super::*;
-    use crate::api::jobs::Authenticator;
     use crate::config::Config;
 
     #[test]

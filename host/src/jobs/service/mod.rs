@@ -2,6 +2,13 @@
 //! its compile cache (the data dir's `cache/`), the persistent scheduler (`jobs/queue/`, `jobs/results/`) — and
 //! the upload checks that turn a component plus manifest into a queued job.
 
+pub mod auth;
+mod compile_gate;
+pub mod config;
+pub mod error;
+pub mod new_token;
+mod upload_quota;
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -11,19 +18,19 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use sha2::Digest;
 
-use super::auth::{Authenticator, BadTokenConfig};
-use super::compile_gate::CompileGate;
-use super::config::JobsConfig;
-use super::error::ApiError;
-use super::types::Manifest;
-use super::upload_quota::UploadQuota;
-use crate::api::metrics::Metrics;
+use self::auth::{Authenticator, BadTokenConfig};
+use self::compile_gate::CompileGate;
+use self::config::JobsConfig;
+use self::error::ApiError;
+use self::upload_quota::UploadQuota;
 use crate::jobs::limits::{LimitTooHigh, MaxLimits};
+use crate::jobs::scheduler::Manifest;
 use crate::jobs::scheduler::{
     CacheRetention, ComponentCache, JobStore, Priority, Scheduler, SchedulerConfig, SchedulerError,
     StoreError, WasmExecutor,
 };
 use crate::jobs::{CompiledJob, JobError, Limits, Runtime, RuntimeConfig};
+use crate::metrics::Registry;
 use crate::storage::{
     datadir, filter, DataDir, LocalSource, PartitionSource, Schema, StorageError,
 };
@@ -56,8 +63,8 @@ const UPLOADS: &str = "uploads";
 
 /// The job service: everything the `/api/v1` handlers need.
 pub struct JobService {
-    pub(super) auth: Authenticator,
-    pub(super) scheduler: Scheduler,
+    pub(crate) auth: Authenticator,
+    pub(crate) scheduler: Scheduler,
     runtime: Arc<Runtime>,
     /// Retention of the compile cache; every use of a component touches it.
     cache: Arc<ComponentCache>,
@@ -65,7 +72,7 @@ pub struct JobService {
     compiles: CompileGate,
     /// `jobs.upload_quota_bytes` per token.
     quota: UploadQuota,
-    pub(super) config: JobsConfig,
+    pub(crate) config: JobsConfig,
     /// The storage schema manifests' filters are resolved against.
     schema: Schema,
     /// Manifests refused for asking above `[jobs.max_limits]` (or `max_workers_per_job`), by limit.
@@ -80,7 +87,7 @@ pub struct LimitLabel {
 }
 
 /// A checked upload, ready to queue.
-pub(super) struct Accepted {
+pub(crate) struct Accepted {
     pub manifest: Manifest,
     pub component_sha256: String,
 }
@@ -158,7 +165,7 @@ impl JobService {
     /// Registers the job service's metrics (`telemetry_jobs_limit_rejections_total{limit}`,
     /// `telemetry_jobs_cache_deleted_components_total`,
     /// `telemetry_jobs_cache_artifact_refusals_total`).
-    pub fn register_metrics(&self, metrics: &Metrics) {
+    pub fn register_metrics(&self, metrics: &Registry) {
         metrics.register(
             "jobs_cache_deleted_components",
             "Compiled components deleted from the cache by its retention rule",
@@ -201,7 +208,7 @@ impl JobService {
     /// takes seconds of CPU; it must not stall the async runtime or ingest), once its turn comes
     /// ([`CompileGate`]).
     /// The component is first charged to `owner`'s upload quota.
-    pub(super) async fn compile(&self, owner: &str, wasm: Bytes) -> Result<CompiledJob, ApiError> {
+    pub(crate) async fn compile(&self, owner: &str, wasm: Bytes) -> Result<CompiledJob, ApiError> {
         let code = classify(&wasm);
         let sha256 = hex::encode(sha2::Sha256::digest(&wasm));
         self.quota.charge(owner, &sha256, wasm.len() as u64)?;
@@ -230,7 +237,7 @@ impl JobService {
     }
 
     /// A component uploaded earlier, by hash (a 400 when it is unknown).
-    pub(super) async fn cached(&self, sha256: &str) -> Result<CompiledJob, ApiError> {
+    pub(crate) async fn cached(&self, sha256: &str) -> Result<CompiledJob, ApiError> {
         let (runtime, cache) = (self.runtime.clone(), self.cache.clone());
         let sha = sha256.to_string();
         // Loading may recompile (an artifact refused or from another engine): take a turn.
@@ -258,7 +265,7 @@ impl JobService {
     /// effective limits and worker count so the stored job says exactly how it will run. Limits
     /// or workers above the server's maximums are a 400 (`limit_too_high`) naming each one, the
     /// value asked and the maximum, counted by limit; they are never lowered silently.
-    pub(super) fn check_manifest(
+    pub(crate) fn check_manifest(
         &self,
         mut manifest: Manifest,
         component_sha256: String,
@@ -350,7 +357,7 @@ fn limit_error(too_high: &[LimitTooHigh]) -> ApiError {
 
 /// The 400 code for a component the runtime refused, from its header: not Wasm at all, a core
 /// module instead of a component, or a component that does not implement the job world.
-pub(super) fn classify(wasm: &[u8]) -> &'static str {
+pub(crate) fn classify(wasm: &[u8]) -> &'static str {
     if wasm.len() < 8 || &wasm[..4] != b"\0asm" {
         "not_wasm"
     } else if wasm[4..8] == [1, 0, 0, 0] {

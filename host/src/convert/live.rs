@@ -28,16 +28,13 @@ use std::time::Duration;
 
 use cap_std::fs::Dir;
 
-use super::logname::is_finished_log;
-use crate::api::metrics::{BadTypeLabel, ConvertMetrics, ValidationLabel};
-use crate::config::ConvertConfig;
+use super::config::ConvertConfig;
+use super::metrics::{BadTypeLabel, ConvertMetrics, ValidationLabel};
 use crate::convert::{ConvertSummary, Converter, DedupIndex, Pipeline};
+use crate::rawlog::logname::is_finished_log;
 use crate::storage::{DataDir, WriterOptions};
 
-/// Where converted raw logs are kept (under `raw/`).
-pub const CONVERTED_DIR: &str = "converted";
-/// Where raw logs that failed to convert as a whole are put aside (under `raw/`).
-pub const FAILED_DIR: &str = "failed";
+pub use crate::storage::datadir::{CONVERTED_DIR, FAILED_DIR};
 
 /// One worker's converter: converts whole raw logs into storage and the error stream.
 pub trait LogConverter: Send {
@@ -184,7 +181,7 @@ impl ConvertPool {
     }
 
     /// A callback for the writers that queues each finished log.
-    pub fn notifier(&self) -> super::writer::OnFinished {
+    pub fn notifier(&self) -> crate::rawlog::logname::OnFinished {
         let shared = Arc::downgrade(&self.shared);
         Arc::new(move |name: &str| {
             if let Some(shared) = shared.upgrade() {
@@ -206,10 +203,12 @@ impl ConvertPool {
                 .pending
                 .iter()
                 .chain(queue.taken.iter())
-                .filter_map(|name| super::logname::created_ms(name))
+                .filter_map(|name| crate::rawlog::logname::created_ms(name))
                 .min();
             drop(queue);
-            oldest.map_or(0, |ms| super::logname::now_ms().saturating_sub(ms) / 1000)
+            oldest.map_or(0, |ms| {
+                crate::rawlog::logname::now_ms().saturating_sub(ms) / 1000
+            })
         }
     }
 
@@ -520,22 +519,21 @@ mod tests {
     use std::sync::atomic::{AtomicUsize, Ordering};
 
     use super::*;
-    use crate::api::metrics::Metrics;
 
     /// A pool over the raw logs in `dir`, and the metrics it updates.
     fn start_pool(
         dir: &Path,
         config: &ConvertConfig,
         factory: ConverterFactory,
-    ) -> (ConvertPool, Arc<Metrics>) {
+    ) -> (ConvertPool, ConvertMetrics) {
         let raw = Dir::open_ambient_dir(dir, cap_std::ambient_authority()).unwrap();
-        let metrics = Metrics::new();
+        let metrics = crate::metrics::Registry::default().with_registry(ConvertMetrics::register);
         let pool = ConvertPool::start(
             &raw,
             dir.to_path_buf(),
             "telemetry.log",
             config,
-            metrics.convert.clone(),
+            metrics.clone(),
             factory,
         )
         .unwrap();
@@ -580,8 +578,8 @@ mod tests {
         pool.stop();
         assert_eq!(attempts.load(Ordering::SeqCst), MAX_ATTEMPTS as usize);
         assert_eq!(std::fs::read(&failed).unwrap(), record, "moved intact");
-        assert_eq!(metrics.convert.failed_logs.get(), 1);
-        assert_eq!(metrics.convert.logs.get(), 0);
+        assert_eq!(metrics.failed_logs.get(), 1);
+        assert_eq!(metrics.logs.get(), 0);
     }
 
     /// A converter that converts one log each time the test says so.
@@ -602,7 +600,7 @@ mod tests {
     #[test]
     fn backlog_age_is_the_oldest_waiting_log_until_it_is_retired() {
         let tmp = tempfile::tempdir().unwrap();
-        let now = crate::ingest::logname::now_ms();
+        let now = crate::rawlog::logname::now_ms();
         for age_ms in [120_000, 10_000] {
             let name = format!("telemetry.log.v2.h.1_0.{}.finished", now - age_ms);
             std::fs::write(tmp.path().join(name), b"").unwrap();
@@ -641,7 +639,7 @@ mod tests {
         go.send(()).unwrap();
         wait_for(0..=0);
         pool.stop();
-        assert_eq!(metrics.convert.logs.get(), 2);
+        assert_eq!(metrics.logs.get(), 2);
         assert_eq!(
             std::fs::read_dir(tmp.path().join(CONVERTED_DIR))
                 .unwrap()

@@ -4,7 +4,12 @@
 //! pid field, so several writers in one process never share a name, and the seed's exporter pattern
 //! `^telemetry.log.*[.]finished$` still matches.
 
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
+
+/// Called with the file name of every log renamed `.finished` (the writers announce, live
+/// conversion listens).
+pub type OnFinished = Arc<dyn Fn(&str) + Send + Sync>;
 
 /// Suffix of a complete raw log, ready for conversion and export.
 pub const FINISHED_SUFFIX: &str = ".finished";

@@ -7,7 +7,7 @@
 //! stop accepting, let in-flight requests finish (up to `shutdown_grace_secs`), write and sync what is
 //! queued, finish every open log, stop the conversion pool after its current log.
 //!
-//! Connections are accepted by [`super::listener::serve`] (connection cap, header/idle/body
+//! Connections are accepted by [`crate::api::listener::serve`] (connection cap, header/idle/body
 //! deadlines); [`crate::storage::retention`] sweeps old files out of `errors/`, `raw/converted/`,
 //! `raw/failed/` and `histograms/` in the background while the server runs.
 
@@ -18,47 +18,61 @@ use std::time::Duration;
 
 use tokio::net::TcpListener;
 
-use super::metrics::Metrics;
-use super::{router, AppState};
+use crate::api::metrics::Metrics;
+use crate::api::{router, AppState};
 use crate::config::Config;
+use crate::convert::live::{ConvertPool, ConverterFactory, LogConverter, PipelineConverter};
 use crate::convert::{ConvertOptions, Converter, DEFAULT_SCHEMA};
 use crate::histograms::RevisionCache;
-use crate::ingest::live::{ConvertPool, ConverterFactory, LogConverter, PipelineConverter};
 use crate::ingest::recover::recover_active_logs;
 use crate::ingest::stats_log::StatsLog;
-use crate::ingest::writer::OnFinished;
 use crate::ingest::WriterPool;
+use crate::rawlog::logname::OnFinished;
 use crate::storage::{datadir, DataDir, Schema, WriterOptions};
 
 /// Errors starting or running the server.
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
+    /// The data directory cannot be created or opened.
     #[error("cannot open data directory: {0}")]
     DataDir(#[from] crate::storage::StorageError),
+    /// Raw logs a crash left active cannot be repaired.
     #[error("cannot recover raw logs: {0}")]
     Recover(std::io::Error),
+    /// The raw log writers cannot start.
     #[error("cannot start log writers: {0}")]
     Writers(std::io::Error),
+    /// `server.stats_log` cannot be opened.
     #[error("cannot open stats log {path}: {source}")]
     StatsLog {
+        /// The configured path.
         path: String,
+        /// Why it cannot be opened.
         source: std::io::Error,
     },
+    /// The histogram definitions (`convert.histogram_dirs`, server) cannot be loaded.
     #[error("cannot load histogram definitions: {0}")]
     Histograms(#[from] crate::convert::SourceError),
+    /// `server.listen` cannot be bound.
     #[error("cannot listen on {addr}: {source}")]
     Bind {
+        /// The configured address.
         addr: SocketAddr,
+        /// Why binding failed.
         source: std::io::Error,
     },
+    /// The schema, the dimension policy or the live conversion pool is not usable.
     #[error("cannot start live conversion: {0}")]
     Convert(String),
+    /// Serving failed.
     #[error("server failed: {0}")]
     Serve(std::io::Error),
+    /// `[jobs]` is not usable, or the job service's state cannot be loaded.
     #[error("cannot start the job service: {0}")]
     Jobs(#[from] crate::api::jobs::ServiceError),
+    /// `[s3]` is not usable, or the exporter cannot start.
     #[error("cannot start the S3 exporter: {0}")]
-    Export(#[from] crate::export::S3Error),
+    Export(#[from] crate::s3::S3Error),
 }
 
 /// A started server, bound but not yet serving.
@@ -73,6 +87,19 @@ pub struct Server {
 impl Server {
     /// Prepares everything and binds the listener.
     pub async fn bind(config: Config) -> Result<Server, ServerError> {
+        // Checks that need no side effect come first: a bad `[s3]` section or schema fails here,
+        // before the data directory is created, logs are recovered or any thread starts.
+        let s3 = config
+            .s3
+            .clone()
+            .map(crate::s3::S3Config::with_env_defaults);
+        if let Some(s3) = &s3 {
+            s3.validate()?;
+        }
+        storage_schema(&config)?;
+        config
+            .dimension_policy()
+            .map_err(|e| ServerError::Convert(e.to_string()))?;
         let data_dir = DataDir::open(&config.data_dir)?;
         let raw = data_dir.sub(datadir::RAW)?;
         let recovered =
@@ -134,14 +161,12 @@ impl Server {
             storage_schema(&config)?,
             revisions.clone(),
         )?;
-        jobs.register_metrics(&metrics);
-        let export = config
-            .s3
-            .clone()
-            .map(|s3| crate::export::Exporter::new(s3.with_env_defaults(), &config.data_dir))
+        jobs.register_metrics(&metrics.registry);
+        let export = s3
+            .map(|s3| crate::export::Exporter::new(s3, &config.data_dir))
             .transpose()?;
         if let Some(export) = &export {
-            export.progress().register(&metrics);
+            export.progress().register(&metrics.registry);
         }
         if let Some(pool) = &live {
             let age = pool.backlog_age_probe();
@@ -208,15 +233,16 @@ impl Server {
             let _ = stop_tx.send(true);
         });
         let app = router(state.clone());
-        let limits = super::listener::ConnectionLimits::from_config(&state.config.server);
-        super::listener::check_fd_limit(limits.max_connections);
+        let limits = crate::api::listener::ConnectionLimits::from_config(&state.config.server);
+        crate::api::listener::check_fd_limit(limits.max_connections);
         let sweeper = crate::storage::retention::Sweeper::start(
             state.data_dir.clone(),
             state.config.retention.clone(),
-            state.metrics.bounds.clone(),
+            state.metrics.retention.clone(),
+            Arc::new(crate::convert::error_limits::set_total_bytes),
         );
         // Returns once `stop` turned true; connections still open were told to finish and close.
-        let drain = super::listener::serve(
+        let drain = crate::api::listener::serve(
             listener,
             app,
             limits,

@@ -12,7 +12,7 @@ use bytes::{Buf, Bytes};
 use tokio::runtime::Runtime;
 use tokio::sync::{mpsc, Semaphore};
 
-use super::upload::backoff;
+use super::backoff;
 
 /// Chunks buffered per open object (the read-ahead; bodies arrive in chunks of ~16-64 KiB).
 const CHANNEL_CHUNKS: usize = 32;
