@@ -242,6 +242,7 @@ fn the_data_dir_is_private_to_the_servers_user() {
             );
         }
     }
+}
 
 /// A bad `[s3]` section fails `serve` before any side effect: the process exits non-zero with the
 /// reason, and the data directory (recovery, live conversion, the writers, the job service and
