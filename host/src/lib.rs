@@ -16,11 +16,13 @@
 //! - [`export`]: finished partition files and raw logs to S3; S3 as a job data source.
 //! - [`jobs`]: the Wasm component runtime and the MapReduce executor.
 //! - [`cluster`]: timely configuration for one process or many.
+//! - [`columns`]: stored documents and job results as Parquet for other tools.
 //! - [`ingest`]: the submission server's durable log writer and live conversion.
 //! - [`api`]: HTTP routes: submission, job service, metrics.
 
 pub mod api;
 pub mod cluster;
+pub mod columns;
 pub mod config;
 pub mod convert;
 pub mod error_chain;

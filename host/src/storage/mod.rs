@@ -65,6 +65,13 @@ pub trait PartitionSource: Send + Sync {
     fn list(&self, filter: &Schema) -> Result<Vec<PartitionFile>, StorageError>;
     /// A decompressed reader over one partition file (codec chosen by extension).
     fn open(&self, file: &PartitionFile) -> Result<Box<dyn BufRead + Send>, StorageError>;
+    /// What, beside its path and size, changes when the file is rewritten or replaced (for
+    /// caches keyed by file); empty when the source knows nothing more (partition file names
+    /// hold a random id, so a path is not reused for other contents by this server).
+    fn version(&self, file: &PartitionFile) -> Result<String, StorageError> {
+        let _ = file;
+        Ok(String::new())
+    }
 }
 
 /// Splits a stored line (`id\tjson`, without the newline) at the first tab.

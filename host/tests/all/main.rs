@@ -16,6 +16,7 @@ mod server_support;
 #[path = "../../../guest-sdk/rust/src/decimal.rs"]
 mod sdk_decimal;
 
+mod column_cache;
 mod convert;
 mod convert_cli;
 mod convert_lenient;
@@ -36,6 +37,7 @@ mod jobs_cluster;
 mod jobs_hostile;
 mod jobs_languages;
 mod loud_failures;
+mod parquet;
 mod rawlog;
 mod s3_export;
 mod s3_jobs;
