@@ -12,14 +12,14 @@ use crate::jobs_support::{all_with, converted_data, output_text, run_guest, tiny
 use telemetry_server::jobs::{ColumnCache, JobOutput, RunOptions};
 use telemetry_server::storage::DataDir;
 
-/// The example jobs of every language (scripts/build-guests.sh).
-const EXAMPLE_JOBS: [&str; 6] = [
-    "os-distribution-rust",
-    "os-distribution-c",
-    "os-distribution-js",
-    "os-distribution-py",
-    "histogram-aggregate-rust",
-    "simple-counter-rust",
+/// The example jobs of every language (scripts/build-guests.sh), with their parameter.
+const EXAMPLE_JOBS: [(&str, &str); 6] = [
+    ("os-distribution-rust", ""),
+    ("os-distribution-c", ""),
+    ("os-distribution-js", ""),
+    ("os-distribution-py", ""),
+    ("histogram-aggregate-rust", "GC_MS"),
+    ("simple-counter-rust", ""),
 ];
 
 fn cache_in(dir: &Path, budget: u64) -> Arc<ColumnCache> {
@@ -30,6 +30,13 @@ fn with_cache(workers: usize, cache: &Arc<ColumnCache>) -> RunOptions {
     RunOptions {
         column_cache: Some(cache.clone()),
         ..all_with(workers)
+    }
+}
+
+fn with_param(param: &str, opts: RunOptions) -> RunOptions {
+    RunOptions {
+        param: param.to_string(),
+        ..opts
     }
 }
 
@@ -60,13 +67,13 @@ fn same_counts(a: &JobOutput, b: &JobOutput) {
 #[test]
 fn every_example_job_gives_the_same_bytes_and_the_second_run_reads_the_cache() {
     let data = converted_data();
-    for job in EXAMPLE_JOBS {
-        let plain = run_guest(data, job, &all_with(2)).unwrap();
+    for (job, param) in EXAMPLE_JOBS {
+        let plain = run_guest(data, job, &with_param(param, all_with(2))).unwrap();
         assert!(!plain.cost.column_cache.enabled);
         let dir = tempfile::tempdir().unwrap();
         let cache = cache_in(dir.path(), 1 << 30);
-        let first = run_guest(data, job, &with_cache(2, &cache)).unwrap();
-        let second = run_guest(data, job, &with_cache(3, &cache)).unwrap();
+        let first = run_guest(data, job, &with_param(param, with_cache(2, &cache))).unwrap();
+        let second = run_guest(data, job, &with_param(param, with_cache(3, &cache))).unwrap();
         assert_eq!(
             first.output, plain.output,
             "{job}: first run with the cache"

@@ -84,7 +84,7 @@ import sys, pandas, pyarrow.parquet as pq, glob
 files = sorted(glob.glob(sys.argv[1] + "/**/*.parquet", recursive=True))
 frame = pandas.concat([pandas.read_parquet(f) for f in files])
 schema = pq.read_schema(files[0])
-print(len(frame), frame["id"].nunique(), ",".join(schema.names))
+print(len(frame), ",".join(schema.names))
 "#;
 
 #[test]
@@ -126,7 +126,7 @@ fn duckdb_group_by_equals_the_os_distribution_job_and_pandas_reads_it() {
     assert_eq!(
         pandas.trim(),
         format!(
-            "{records} {records} id,reason,appName,appUpdateChannel,appVersion,appBuildID,submission_date,os,info_os,version,info_version"
+            "{records} id,reason,appName,appUpdateChannel,appVersion,appBuildID,submission_date,os,info_os,version,info_version"
         )
     );
 }

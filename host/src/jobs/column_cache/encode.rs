@@ -230,7 +230,7 @@ fn read_ipc(
     if reader.next().is_some() {
         return Err(BadCacheFile::Mismatch("more than one batch".into()));
     }
-    Ok((batch, meta))
+    Ok((batch, meta.into()))
 }
 
 fn check_meta(meta: &HashMap<String, String>, key: &str, want: &str) -> Result<(), BadCacheFile> {
