@@ -3,7 +3,7 @@
 //! Records are read through the storage [`PartitionSource`] and their fields extracted by the
 //! jobs' [`Projection`], so an export sees exactly what a job declaring the same pointers sees.
 
-use std::io::{BufRead, Write};
+use std::io::Write;
 use std::sync::Arc;
 
 use arrow_array::builder::StringBuilder;
@@ -15,7 +15,7 @@ use parquet::file::properties::WriterProperties;
 
 use super::typing::{self, ColumnType};
 use crate::jobs::extract::{Field, Projection};
-use crate::storage::{split_line, PartitionFile, PartitionSource, StorageError};
+use crate::storage::{read_line, split_line, PartitionFile, PartitionSource, StorageError};
 
 /// Most bytes of extracted values one partition file may hold in memory while it is exported
 /// (a file's columns are typed from all of its values, so they are gathered first).
@@ -166,17 +166,13 @@ impl ParquetExport {
         let mut line = Vec::with_capacity(64 << 10);
         let mut number = 0u64;
         loop {
-            line.clear();
-            let n = reader
-                .read_until(b'\n', &mut line)
-                .map_err(|e| StorageError::io(file.path.clone(), e))?;
+            let n = read_line(&mut reader, &file.path, &mut line)?;
             if n == 0 {
                 break;
             }
             number += 1;
             report.json_bytes += n as u64;
-            let text = line.strip_suffix(b"\n").unwrap_or(&line);
-            let text = text.strip_suffix(b"\r").unwrap_or(text);
+            let text = &line[..];
             if text.is_empty() {
                 continue;
             }

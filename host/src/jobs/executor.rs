@@ -26,11 +26,10 @@ use super::extract::Projection;
 use super::guest::{Failure, Guest, Linked, Shared};
 use super::{CancelToken, CompiledJob, JobError, JobOutput, Progress, RunOptions, Runtime, Sample};
 use crate::cluster::Topology;
-use crate::storage::{split_line, PartitionFile, PartitionSource, Schema, StorageError};
+use crate::storage::{read_line, split_line, PartitionFile, PartitionSource, Schema};
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
-use std::io::BufRead;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
@@ -739,21 +738,12 @@ impl FileMapper<'_> {
         let mut reader = ctx.source.open(file)?;
         let mut line = Vec::with_capacity(64 << 10);
         loop {
-            line.clear();
-            let n = reader
-                .read_until(b'\n', &mut line)
-                .map_err(|e| StorageError::io(file.path.clone(), e))?;
+            let n = read_line(&mut reader, &file.path, &mut line)?;
             if n == 0 {
                 break;
             }
             ctx.counters.records.fetch_add(1, Ordering::Relaxed);
             ctx.counters.bytes.fetch_add(n as u64, Ordering::Relaxed);
-            if line.last() == Some(&b'\n') {
-                line.pop();
-            }
-            if line.last() == Some(&b'\r') {
-                line.pop();
-            }
             if line.is_empty() {
                 if let Some(p) = pending.as_mut() {
                     p.blank(n);

@@ -74,6 +74,26 @@ pub trait PartitionSource: Send + Sync {
     }
 }
 
+/// Reads the next line of a partition file into `line` (cleared first), without its line end
+/// (`\n` or `\r\n`); returns the bytes consumed (line end included), 0 at the end of the file.
+pub fn read_line(
+    reader: &mut dyn BufRead,
+    path: &str,
+    line: &mut Vec<u8>,
+) -> Result<usize, StorageError> {
+    line.clear();
+    let n = reader
+        .read_until(b'\n', line)
+        .map_err(|e| StorageError::io(path, e))?;
+    if line.last() == Some(&b'\n') {
+        line.pop();
+        if line.last() == Some(&b'\r') {
+            line.pop();
+        }
+    }
+    Ok(n)
+}
+
 /// Splits a stored line (`id\tjson`, without the newline) at the first tab.
 pub fn split_line(line: &[u8]) -> Option<(&[u8], &[u8])> {
     let tab = memchr::memchr(b'\t', line)?;

@@ -117,41 +117,23 @@ fn every_example_job_gives_the_same_bytes_and_the_second_run_reads_the_cache() {
 #[test]
 fn a_sampled_run_from_the_cache_keeps_the_same_records() {
     let data = converted_data();
-    let sample = telemetry_server::jobs::Sample::new(0.3).unwrap();
-    let plain = run_guest(
-        data,
-        "os-distribution-rust",
-        &RunOptions {
-            sample,
-            ..all_with(2)
-        },
-    )
-    .unwrap();
+    let sampled = |opts: RunOptions| {
+        let opts = RunOptions {
+            sample: telemetry_server::jobs::Sample::new(0.3).unwrap(),
+            ..opts
+        };
+        run_guest(data, "os-distribution-rust", &opts).unwrap()
+    };
+    let plain = sampled(all_with(2));
     let dir = tempfile::tempdir().unwrap();
     let cache = cache_in(dir.path(), 1 << 30);
-    let sampled_first = run_guest(
-        data,
-        "os-distribution-rust",
-        &RunOptions {
-            sample,
-            ..with_cache(2, &cache)
-        },
-    )
-    .unwrap();
     assert_eq!(
-        sampled_first.cost.column_cache.writes, 0,
+        sampled(with_cache(2, &cache)).cost.column_cache.writes,
+        0,
         "a sampled run reads only some records, so it caches nothing"
     );
     run_guest(data, "os-distribution-rust", &with_cache(2, &cache)).unwrap();
-    let from_cache = run_guest(
-        data,
-        "os-distribution-rust",
-        &RunOptions {
-            sample,
-            ..with_cache(2, &cache)
-        },
-    )
-    .unwrap();
+    let from_cache = sampled(with_cache(2, &cache));
     assert!(from_cache.cost.column_cache.hits > 0);
     assert_eq!(from_cache.output, plain.output);
     assert_eq!(
