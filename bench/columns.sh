@@ -43,7 +43,7 @@ for k, n in duckdb.sql("""SELECT coalesce(os, info_os, 'UNKNOWN') || ',' || coal
   FROM read_parquet('$work/parquet/**/*.parquet', union_by_name = true) GROUP BY k ORDER BY k""").fetchall():
     print(f"{k}\t{n}")
 PY
-cat > "$work/json.py" <<PY
+cat > "$work/duckdb_json.py" <<PY
 import duckdb
 duckdb.sql("SET threads = $WORKERS")
 for k, n in duckdb.sql("""SELECT coalesce(json_extract_string(doc, '$.environment.system.os.name'), json_extract_string(doc, '$.info.OS'), 'UNKNOWN')
@@ -59,7 +59,7 @@ sed -i "s|^import duckdb$|import duckdb\nduckdb.sql('SET threads = $WORKERS')|" 
 rm -rf "$work/data/columns"; "${job[@]}" --output "$work/out-first.txt" >/dev/null
 "${job[@]}" --output "$work/out-repeated.txt" >/dev/null
 "$PY" "$work/parquet.py" > "$work/out-parquet.txt"
-"$PY" "$work/json.py" > "$work/out-json.txt"
+"$PY" "$work/duckdb_json.py" > "$work/out-json.txt"
 for o in repeated parquet json; do
   cmp -s "$work/out-first.txt" "$work/out-$o.txt" || { echo "$o output differs from the job's"; diff "$work/out-first.txt" "$work/out-$o.txt" | head; exit 1; }
 done
@@ -80,4 +80,4 @@ fb --vs "sh -c 'rm -rf $work/data/columns && ${job[*]} --output /dev/null'" -- "
 echo "--- A = repeated run, B = DuckDB over the exported Parquet"
 fb --vs "$PY $work/parquet.py" -- "${job[@]}" --output /dev/null
 echo "--- A = DuckDB over the zstd JSON, B = repeated run"
-fb --vs "${job[*]} --output /dev/null" -- "$PY" "$work/json.py"
+fb --vs "${job[*]} --output /dev/null" -- "$PY" "$work/duckdb_json.py"
