@@ -4,7 +4,8 @@
 # JavaScript and componentize-py for Python, pinned, into target/guest-tools/),
 # wasm-tools, the S3-compatible test server (s3s-fs), the load tool (wrk), the version-control
 # tools histograms import-history reads (mercurial, git), and what check-deploy.sh and the
-# dashboard browser test run (promtool, systemd-analyze, file, curl, chromium, zstd).
+# dashboard browser test run (promtool, systemd-analyze, file, curl, chromium, zstd), and DuckDB,
+# pyarrow and pandas (the Parquet tests and bench/columns.sh).
 # Idempotent: each step is skipped when its tool is already present.
 set -euo pipefail
 
@@ -64,5 +65,16 @@ if [ "$(cat "$TOOLS/py/.stamp" 2>/dev/null)" != "$(pin_hash "$PY_PIN")" ]; then
   python3 -m venv "$TOOLS/py"
   "$TOOLS/py/bin/pip" install -q --disable-pip-version-check -r "$PY_PIN"
   pin_hash "$PY_PIN" >"$TOOLS/py/.stamp"
+fi
+# DuckDB, pyarrow and pandas for the Parquet tests and bench/columns.sh, pinned by
+# scripts/analysis-requirements.txt, in their own venv (reinstalled when the pin file changes).
+AN_PIN="$ROOT/scripts/analysis-requirements.txt"
+AN="$ROOT/target/analysis-tools/py"
+if [ "$(cat "$AN/.stamp" 2>/dev/null)" != "$(pin_hash "$AN_PIN")" ]; then
+  echo "install-deps: pip install duckdb, pyarrow, pandas (scripts/analysis-requirements.txt) into target/analysis-tools/py"
+  rm -rf "$AN"
+  python3 -m venv "$AN"
+  "$AN/bin/pip" install -q --disable-pip-version-check -r "$AN_PIN"
+  pin_hash "$AN_PIN" >"$AN/.stamp"
 fi
 echo "install-deps: done"

@@ -29,6 +29,7 @@
 //! - [`cluster`]: timely configuration for one process or many.
 //! - [`jobs`]: the Wasm component runtime, the MapReduce executor, the scheduler and the job
 //!   service.
+//! - [`columns`]: stored documents and job results as Parquet for other tools.
 //! - [`chart`]: SVG bar charts of job results.
 //! - [`config`]: the server configuration, composing each stage's section.
 //! - [`api`]: HTTP routes: submission, job service, metrics, dashboard.
@@ -48,6 +49,7 @@ pub const STAGES: &[&[&str]] = &[
     &["export"],
     &["cluster"],
     &["jobs"],
+    &["columns"],
     &["chart"],
     &["fuzzing"],
     &["config"],
@@ -58,6 +60,7 @@ pub const STAGES: &[&[&str]] = &[
 pub mod api;
 pub mod chart;
 pub mod cluster;
+pub mod columns;
 pub mod config;
 pub mod convert;
 pub mod error_chain;

@@ -15,8 +15,8 @@ use telemetry_server::chart;
 use telemetry_server::cluster::Topology;
 use telemetry_server::histograms::RevisionCache;
 use telemetry_server::jobs::{
-    self, CancelToken, CostReport, JobError, Limits, Progress, RunOptions, Runtime, RuntimeConfig,
-    Sample,
+    self, CancelToken, ColumnCache, CostReport, JobError, Limits, Progress, RunOptions, Runtime,
+    RuntimeConfig, Sample,
 };
 use telemetry_server::storage::{filter, DataDir, Schema};
 
@@ -90,6 +90,13 @@ pub struct RunArgs {
     /// Also draw the output as an SVG bar chart into this file (values must be numbers).
     #[arg(long)]
     chart: Option<PathBuf>,
+    /// Read every partition file as JSON, neither using nor filling the column cache
+    /// (`DATA_DIR/columns/`, or the user cache directory's for `s3://` data).
+    #[arg(long)]
+    no_column_cache: bool,
+    /// Most bytes the column cache may take (default: a tenth of the free disk, at most 20 GiB).
+    #[arg(long, default_value_t = 0)]
+    column_cache_bytes: u64,
 }
 
 /// `--sample F`, checked when the command line is parsed.
@@ -224,6 +231,19 @@ fn execute(args: &RunArgs, progress: &Progress) -> anyhow::Result<ExitCode> {
     };
     let runtime =
         Runtime::new(cache_dir, RuntimeConfig::default())?.with_histograms(histograms(args)?);
+    let column_cache = if args.no_column_cache {
+        None
+    } else {
+        let base = if args.data_dir.contains("://") {
+            DataDir::open(&user_cache_dir()?)?
+        } else {
+            DataDir::open(std::path::Path::new(&args.data_dir))?
+        };
+        Some(std::sync::Arc::new(
+            ColumnCache::open(&base, args.column_cache_bytes)
+                .context("opening the column cache")?,
+        ))
+    };
     let compiled = runtime
         .compile(&wasm)
         .with_context(|| format!("loading {}", args.job.display()))?;
@@ -239,6 +259,7 @@ fn execute(args: &RunArgs, progress: &Progress) -> anyhow::Result<ExitCode> {
         skip_bad_records: args.skip_bad_records,
         sample: args.sample.unwrap_or_default(),
         allow_empty: args.allow_empty,
+        column_cache,
     };
     let topology = match args.process {
         None => Topology::Local {
@@ -408,6 +429,20 @@ fn render_cost(c: &CostReport, sha256: &str) -> String {
         ),
     );
     row("throughput", format!("{:.0} MB/s", c.mb_per_s));
+    let cc = &c.column_cache;
+    if cc.enabled {
+        row(
+            "column cache",
+            format!(
+                "{} hits, {} misses, {} written; {:.1} MB of JSON from {:.1} MB of columns",
+                cc.hits,
+                cc.misses,
+                cc.writes,
+                cc.bytes_from_cache as f64 / 1e6,
+                cc.cache_file_bytes as f64 / 1e6
+            ),
+        );
+    }
     row(
         "emits",
         format!("{} ({:.1} MB)", c.emits, c.emit_bytes as f64 / 1e6),

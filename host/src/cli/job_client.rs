@@ -58,6 +58,9 @@ pub struct SubmitArgs {
     /// Let the job succeed with an empty result when the filter selects no partition file.
     #[arg(long)]
     allow_empty: bool,
+    /// Read every partition file as JSON, without the server's column cache.
+    #[arg(long)]
+    no_column_cache: bool,
     /// The job parameter string.
     #[arg(long)]
     param: Option<String>,
@@ -119,16 +122,29 @@ enum FormatArg {
     Text,
     Ndjson,
     Csv,
+    /// A Parquet file with `key` and `value` columns (made here from the text result).
+    Parquet,
 }
 
 impl From<FormatArg> for ResultFormat {
     fn from(f: FormatArg) -> Self {
         match f {
-            FormatArg::Text => ResultFormat::Text,
+            FormatArg::Text | FormatArg::Parquet => ResultFormat::Text,
             FormatArg::Ndjson => ResultFormat::Ndjson,
             FormatArg::Csv => ResultFormat::Csv,
         }
     }
+}
+
+/// Fetches the text result and writes it to `out` as Parquet (`docs/parquet.md`).
+fn result_parquet(client: &JobClient, id: &str, out: &mut dyn Write) -> anyhow::Result<()> {
+    let mut text = Vec::new();
+    client.result_to(id, ResultFormat::Text, &mut text)?;
+    let mut bytes = Vec::new();
+    telemetry_server::columns::result_to_parquet(&text, &mut bytes)
+        .context("writing the result as Parquet")?;
+    out.write_all(&bytes)?;
+    Ok(())
 }
 
 /// Runs one job service subcommand.
@@ -147,15 +163,18 @@ pub fn run(cmd: Command) -> anyhow::Result<ExitCode> {
                 return Ok(ExitCode::SUCCESS);
             }
             let format = args.format.into();
+            let parquet = matches!(args.format, FormatArg::Parquet);
+            let write = |out: &mut dyn Write| match parquet {
+                true => result_parquet(&client, &args.id, out),
+                false => client.result_to(&args.id, format, out),
+            };
             match &args.output {
                 Some(path) => {
                     let mut file = std::fs::File::create(path)
                         .with_context(|| format!("cannot create {}", path.display()))?;
-                    client
-                        .result_to(&args.id, format, &mut file)
-                        .with_context(|| format!("cannot write {}", path.display()))?;
+                    write(&mut file).with_context(|| format!("cannot write {}", path.display()))?;
                 }
-                None => stream_stdout(|out| client.result_to(&args.id, format, out))?,
+                None => stream_stdout(write)?,
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -206,6 +225,7 @@ fn submit(args: SubmitArgs) -> anyhow::Result<ExitCode> {
             .map(|f| read_json_arg(f, "--filter"))
             .transpose()?,
         allow_empty: args.allow_empty,
+        column_cache: args.no_column_cache.then_some(false),
         parameter: args.param.clone(),
         limits: args
             .limits

@@ -11,6 +11,7 @@ mod job_check;
 mod job_client;
 mod job_project;
 mod log;
+mod parquet;
 mod serve;
 mod storage;
 mod token;
@@ -59,6 +60,8 @@ enum Command {
     /// Job API tokens: make one with its config entry.
     #[command(subcommand)]
     Token(token::Command),
+    /// Write stored documents' chosen JSON pointers as Parquet, one file per partition file.
+    Parquet(parquet::Args),
 }
 
 pub fn main() -> std::process::ExitCode {
@@ -73,6 +76,7 @@ pub fn main() -> std::process::ExitCode {
         Command::Export(args) => export::run(args),
         Command::Storage(cmd) => storage::run(cmd),
         Command::Token(cmd) => token::run(cmd),
+        Command::Parquet(args) => parquet::run(args),
     };
     match result {
         Ok(code) => code,

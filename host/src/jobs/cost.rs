@@ -51,10 +51,32 @@ pub struct CostReport {
     pub instances: u64,
     /// Whether the compiled component came from the cache.
     pub compile_cache_hit: bool,
+    /// What the column cache served and stored (`docs/jobs/column-cache.md`).
+    #[serde(default)]
+    pub column_cache: ColumnCacheCost,
     /// Wall time per phase.
     pub phases: Phases,
     /// `bytes_read` per second of map phase, MB/s (10^6 bytes).
     pub mb_per_s: f64,
+}
+
+/// The column cache's part in a run. `bytes_from_cache` counts stored JSON bytes (as
+/// `bytes_read` does) whose records came from the cache instead.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ColumnCacheCost {
+    /// Whether the run used the cache (off with `--no-column-cache`, the manifest's
+    /// `column_cache: false`, or for jobs that want the whole payload).
+    pub enabled: bool,
+    /// Partition files read from the cache.
+    pub hits: u64,
+    /// Partition files read as JSON while the cache was on.
+    pub misses: u64,
+    /// Partition files whose columns this run wrote to the cache.
+    pub writes: u64,
+    /// Of `bytes_read`, the bytes whose records came from the cache.
+    pub bytes_from_cache: u64,
+    /// Bytes of cache files read.
+    pub cache_file_bytes: u64,
 }
 
 /// Wall time per phase, milliseconds. Map and reduce are the slowest worker's.

@@ -20,16 +20,16 @@
 
 use super::bindings::{DataRecord, JobSpec};
 use super::budget::{line_cost, pair_cost};
-use super::cost::{CostReport, Phases};
+use super::column_cache::{Cached, ColumnCache, FileKey, Pending};
+use super::cost::{ColumnCacheCost, CostReport, Phases};
 use super::extract::Projection;
 use super::guest::{Documents, Failure, Guest, Linked, Shared};
 use super::{CancelToken, CompiledJob, JobError, JobOutput, Progress, RunOptions, Runtime, Sample};
 use crate::cluster::Topology;
-use crate::storage::{split_line, PartitionFile, PartitionSource, Schema, StorageError};
+use crate::storage::{read_line, split_line, PartitionFile, PartitionSource, Schema};
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
-use std::io::BufRead;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
@@ -63,6 +63,8 @@ struct Context {
     param: String,
     skip_bad_records: bool,
     sample: Sample,
+    /// The column cache, unless the run or the job (`wants-payload`) does without.
+    column_cache: Option<Arc<ColumnCache>>,
     counters: Counters,
     bad_ids: Mutex<Vec<String>>,
 }
@@ -83,6 +85,14 @@ struct Counters {
     /// while they are made).
     reduced_bytes: AtomicU64,
     instances: AtomicU64,
+    /// Partition files read from the column cache, and read as JSON while the cache was on.
+    cache_hits: AtomicU64,
+    cache_misses: AtomicU64,
+    /// Partition files whose columns this run wrote.
+    cache_writes: AtomicU64,
+    /// `bytes` that came from the column cache, and the cache files' own size.
+    bytes_from_cache: AtomicU64,
+    cache_file_bytes: AtomicU64,
 }
 
 /// What one worker hands back.
@@ -154,6 +164,12 @@ pub fn run_on(
         .files_total
         .store(files.len() as u64, Ordering::Relaxed);
 
+    // The cache holds fields only: a job that reads whole documents (its payload, or the
+    // histogram layouts `histograms.layout` derives from them) reads the stored JSON.
+    let column_cache = opts
+        .column_cache
+        .clone()
+        .filter(|_| !spec.wants_payload && !linked.uses_histograms());
     let ctx = Arc::new(Context {
         keep_documents: linked.uses_histograms(),
         linked,
@@ -165,6 +181,7 @@ pub fn run_on(
         param: opts.param.clone(),
         skip_bad_records: opts.skip_bad_records,
         sample: opts.sample,
+        column_cache,
         counters: Counters {
             instances: AtomicU64::new(1),
             ..Counters::default()
@@ -252,6 +269,14 @@ pub fn run_on(
         peak_host_memory_bytes: shared.budget.peak(),
         instances: c.instances.load(Ordering::Relaxed),
         compile_cache_hit: job.cache_hit(),
+        column_cache: ColumnCacheCost {
+            enabled: ctx.column_cache.is_some(),
+            hits: c.cache_hits.load(Ordering::Relaxed),
+            misses: c.cache_misses.load(Ordering::Relaxed),
+            writes: c.cache_writes.load(Ordering::Relaxed),
+            bytes_from_cache: c.bytes_from_cache.load(Ordering::Relaxed),
+            cache_file_bytes: c.cache_file_bytes.load(Ordering::Relaxed),
+        },
         phases: Phases {
             compile_ms: ms(job.compile_time()),
             list_ms: ms(list_time),
@@ -649,52 +674,163 @@ fn drive_map(
     let mut batch = Batch::default();
     for i in mine {
         let file = &ctx.files[i];
+        let mut mapper = FileMapper {
+            worker: &mut *worker,
+            ctx,
+            slot,
+            input: &mut *input,
+            local: &mut local,
+            batch: &mut batch,
+            file,
+        };
+        match &ctx.column_cache {
+            None => mapper.map_json(None)?,
+            Some(cache) => {
+                let key = FileKey::new(file, &ctx.source.version(file)?);
+                match cache.load(&key, &ctx.spec.fields) {
+                    Some(cached) => mapper.map_cached(&cached)?,
+                    None => mapper.map_json(Some((cache, &key)))?,
+                }
+            }
+        }
+        ctx.counters.files_done.fetch_add(1, Ordering::Relaxed);
+        worker.step();
+    }
+    local.flush(&mut slot.borrow_mut(), input)
+}
+
+/// Maps the records of one partition file, from its JSON or from the column cache.
+struct FileMapper<'a> {
+    worker: &'a mut timely::worker::Worker,
+    ctx: &'a Context,
+    slot: &'a Rc<RefCell<Slot>>,
+    input: &'a mut InputHandle<u64, Pair>,
+    local: &'a mut LocalCombiner,
+    batch: &'a mut Batch,
+    file: &'a PartitionFile,
+}
+
+impl FileMapper<'_> {
+    /// Adds a record to the batch, mapping the batch when it is full.
+    fn push(&mut self, record: DataRecord, line_len: usize) -> Result<(), JobError> {
+        self.batch.bytes += line_len;
+        self.batch.records.push(record);
+        if self.batch.records.len() >= BATCH_RECORDS || self.batch.bytes >= BATCH_BYTES {
+            self.flush()?;
+            self.worker.step();
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self) -> Result<(), JobError> {
+        map_batch(
+            self.ctx,
+            self.slot,
+            &self.file.dims,
+            self.batch,
+            self.local,
+            self.input,
+        )
+    }
+
+    /// Reads the file as stored; with `cache`, also builds its columns and stores them (only
+    /// when every record was read: not for a sampled run, nor a file with a skipped bad line).
+    fn map_json(&mut self, cache: Option<(&ColumnCache, &FileKey)>) -> Result<(), JobError> {
+        let (ctx, file) = (self.ctx, self.file);
+        if cache.is_some() {
+            ctx.counters.cache_misses.fetch_add(1, Ordering::Relaxed);
+        }
+        let mut pending: Option<Pending> = cache
+            .filter(|_| ctx.sample == Sample::ALL)
+            .map(|(cache, _)| cache.pending(ctx.spec.fields.len()));
         let mut reader = ctx.source.open(file)?;
         let mut line = Vec::with_capacity(64 << 10);
         loop {
-            line.clear();
-            let n = reader
-                .read_until(b'\n', &mut line)
-                .map_err(|e| StorageError::io(file.path.clone(), e))?;
+            let n = read_line(&mut reader, &file.path, &mut line)?;
             if n == 0 {
                 break;
             }
             ctx.counters.records.fetch_add(1, Ordering::Relaxed);
             ctx.counters.bytes.fetch_add(n as u64, Ordering::Relaxed);
-            if line.last() == Some(&b'\n') {
-                line.pop();
-            }
-            if line.last() == Some(&b'\r') {
-                line.pop();
-            }
             if line.is_empty() {
+                if let Some(p) = pending.as_mut() {
+                    p.blank(n);
+                }
                 continue;
             }
             if !ctx.sample.keeps_line(&line) {
                 ctx.counters.sampled_out.fetch_add(1, Ordering::Relaxed);
                 continue;
             }
-            if let Some(record) = parse_record(ctx, file, &line)? {
-                batch.bytes += line.len();
-                batch.records.push(record);
-                if ctx.keep_documents {
-                    let doc = split_line(&line).map_or(&[][..], |(_, json)| json);
-                    batch.documents.push(doc.into());
+            match parse_record(ctx, file, &line)? {
+                Some(record) => {
+                    if let Some(p) = pending.as_mut() {
+                        p.record(&record.id, n, line.len(), &record.fields);
+                    }
+                    if ctx.keep_documents {
+                        let doc = split_line(&line).map_or(&[][..], |(_, json)| json);
+                        self.batch.documents.push(doc.into());
+                    }
+                    self.push(record, line.len())?;
+                }
+                None => {
+                    if let Some(p) = pending.as_mut() {
+                        p.give_up();
+                    }
                 }
             }
-            if batch.records.len() >= BATCH_RECORDS || batch.bytes >= BATCH_BYTES {
-                map_batch(ctx, slot, &file.dims, &mut batch, &mut local, input)?;
-                worker.step();
-            }
         }
-        map_batch(ctx, slot, &file.dims, &mut batch, &mut local, input)?;
-        ctx.counters.files_done.fetch_add(1, Ordering::Relaxed);
+        self.flush()?;
         ctx.counters
             .compressed
             .fetch_add(file.size, Ordering::Relaxed);
-        worker.step();
+        if let (Some(pending), Some((cache, key))) = (pending, cache) {
+            match cache.store(key, &ctx.spec.fields, pending) {
+                Ok(0) => {}
+                Ok(_) => {
+                    ctx.counters.cache_writes.fetch_add(1, Ordering::Relaxed);
+                }
+                Err(e) => {
+                    cache.stats.write_errors.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(file = %file.path, error = %e, "column cache not written");
+                }
+            }
+        }
+        Ok(())
     }
-    local.flush(&mut slot.borrow_mut(), input)
+
+    /// Reads the file's records from the column cache: the same ids, fields, batches and
+    /// counts as [`Self::map_json`], without decompressing or parsing.
+    fn map_cached(&mut self, cached: &Cached) -> Result<(), JobError> {
+        let c = &self.ctx.counters;
+        c.cache_hits.fetch_add(1, Ordering::Relaxed);
+        c.cache_file_bytes
+            .fetch_add(cached.file_bytes, Ordering::Relaxed);
+        let (blank_lines, blank_bytes) = cached.blank();
+        c.records.fetch_add(blank_lines, Ordering::Relaxed);
+        c.bytes.fetch_add(blank_bytes, Ordering::Relaxed);
+        c.bytes_from_cache.fetch_add(blank_bytes, Ordering::Relaxed);
+        for i in 0..cached.len() {
+            let (raw_len, line_len) = cached.lens(i);
+            let c = &self.ctx.counters;
+            c.records.fetch_add(1, Ordering::Relaxed);
+            c.bytes.fetch_add(raw_len as u64, Ordering::Relaxed);
+            c.bytes_from_cache
+                .fetch_add(raw_len as u64, Ordering::Relaxed);
+            let id = cached.id(i);
+            if !self.ctx.sample.keeps(id.as_bytes()) {
+                c.sampled_out.fetch_add(1, Ordering::Relaxed);
+                continue;
+            }
+            let record = DataRecord {
+                id: id.to_string(),
+                fields: cached.fields(i),
+                payload: String::new(),
+            };
+            self.push(record, line_len)?;
+        }
+        self.flush()
+    }
 }
 
 #[derive(Default)]

@@ -10,6 +10,7 @@
 //! - [`extract`]: native JSON-pointer projection of the fields a job declares.
 //! - [`inspect`]: the spec a job declares (`job check`); [`builtin_pings`]: `job check`'s
 //!   input when it is given no data.
+//! - [`column_cache`]: those fields kept as Arrow columns per partition file, for later runs.
 //! - `executor`: the timely dataflow (read → map → combine → exchange → reduce → sorted output).
 //! - [`sample`]: which records a sampled run reads (a stable hash of the document id).
 //! - [`limits`], [`progress`], [`cost`], [`joblog`]: limits, live counters and cancellation, the
@@ -23,6 +24,7 @@ pub mod artifact_seal;
 mod bindings;
 mod budget;
 pub mod builtin_pings;
+pub mod column_cache;
 pub mod cost;
 mod error;
 mod executor;
@@ -41,7 +43,8 @@ pub mod scheduler;
 pub mod service;
 mod wasi;
 
-pub use cost::{CostReport, Phases};
+pub use column_cache::ColumnCache;
+pub use cost::{ColumnCacheCost, CostReport, Phases};
 pub use error::JobError;
 pub use executor::{run, run_on};
 pub use limits::Limits;
@@ -71,6 +74,8 @@ pub struct RunOptions {
     /// Run even when the filter selects no partition file (an empty output); otherwise that is
     /// [`JobError::NoInput`].
     pub allow_empty: bool,
+    /// Read fields from (and add them to) this column cache; `None` reads only JSON.
+    pub column_cache: Option<Arc<ColumnCache>>,
 }
 
 impl RunOptions {
@@ -84,6 +89,7 @@ impl RunOptions {
             skip_bad_records: false,
             sample: Sample::ALL,
             allow_empty: false,
+            column_cache: None,
         }
     }
 }

@@ -93,4 +93,19 @@ impl PartitionSource for LocalSource {
             .map_err(|e| StorageError::io(file.path.clone(), e))?;
         decompress(&file.path, handle)
     }
+
+    /// The modification time, in nanoseconds since the epoch.
+    fn version(&self, file: &PartitionFile) -> Result<String, StorageError> {
+        let modified = self
+            .dir
+            .metadata(&file.path)
+            .and_then(|m| m.modified())
+            .map_err(|e| StorageError::io(file.path.clone(), e))?
+            .into_std();
+        let nanos = modified
+            .duration_since(std::time::SystemTime::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_nanos();
+        Ok(format!("mtime:{nanos}"))
+    }
 }

@@ -66,6 +66,33 @@ pub trait PartitionSource: Send + Sync {
     fn list(&self, filter: &Schema) -> Result<Vec<PartitionFile>, StorageError>;
     /// A decompressed reader over one partition file (codec chosen by extension).
     fn open(&self, file: &PartitionFile) -> Result<Box<dyn BufRead + Send>, StorageError>;
+    /// What, beside its path and size, changes when the file is rewritten or replaced (for
+    /// caches keyed by file); empty when the source knows nothing more (partition file names
+    /// hold a random id, so a path is not reused for other contents by this server).
+    fn version(&self, file: &PartitionFile) -> Result<String, StorageError> {
+        let _ = file;
+        Ok(String::new())
+    }
+}
+
+/// Reads the next line of a partition file into `line` (cleared first), without its line end
+/// (`\n` or `\r\n`); returns the bytes consumed (line end included), 0 at the end of the file.
+pub fn read_line(
+    reader: &mut dyn BufRead,
+    path: &str,
+    line: &mut Vec<u8>,
+) -> Result<usize, StorageError> {
+    line.clear();
+    let n = reader
+        .read_until(b'\n', line)
+        .map_err(|e| StorageError::io(path, e))?;
+    if line.last() == Some(&b'\n') {
+        line.pop();
+        if line.last() == Some(&b'\r') {
+            line.pop();
+        }
+    }
+    Ok(n)
 }
 
 /// Splits a stored line (`id\tjson`, without the newline) at the first tab.

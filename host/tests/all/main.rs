@@ -19,6 +19,7 @@ mod sdk_decimal;
 #[path = "../../../guest-sdk/rust/src/histogram.rs"]
 mod sdk_histogram;
 
+mod column_cache;
 mod convert;
 mod convert_cli;
 mod convert_lenient;
@@ -42,6 +43,7 @@ mod jobs_hostile;
 mod jobs_languages;
 mod layering;
 mod loud_failures;
+mod parquet;
 mod rawlog;
 mod s3_export;
 mod s3_jobs;

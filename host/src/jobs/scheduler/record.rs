@@ -33,6 +33,10 @@ pub struct Manifest {
     /// job fails saying so).
     #[serde(default)]
     pub allow_empty: bool,
+    /// `false`: read every partition file as JSON, without the column cache
+    /// (`docs/jobs/column-cache.md`). Missing: use it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub column_cache: Option<bool>,
     /// SHA-256 of a component uploaded earlier with `POST /components`; used when the upload has
     /// no `component` part.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -73,6 +73,7 @@ fn manifest(param: &str) -> Manifest {
         skip_bad_records: false,
         sample: None,
         allow_empty: false,
+        column_cache: None,
         component: None,
     }
 }

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use super::control::RunControl;
 use super::record::JobRecord;
 use super::{Executor, Finished, RunFailure};
-use crate::jobs::{JobError, Limits, RunOptions, Runtime, Sample};
+use crate::jobs::{ColumnCache, JobError, Limits, RunOptions, Runtime, Sample};
 use crate::storage::{filter, PartitionSource, Schema};
 
 /// Runs jobs as Wasm components on the shared [`Runtime`].
@@ -17,6 +17,8 @@ pub struct WasmExecutor {
     schema: Schema,
     /// Worker threads one job may use (the rest of the cores stay with ingest).
     max_workers: usize,
+    /// The column cache jobs use unless their manifest says `"column_cache": false`.
+    column_cache: Option<Arc<ColumnCache>>,
 }
 
 impl WasmExecutor {
@@ -33,7 +35,14 @@ impl WasmExecutor {
             source,
             schema,
             max_workers: max_workers.max(1),
+            column_cache: None,
         }
+    }
+
+    /// Jobs read fields from, and add them to, `cache`.
+    pub fn with_column_cache(mut self, cache: Option<Arc<ColumnCache>>) -> Self {
+        self.column_cache = cache;
+        self
     }
 
     fn options(&self, job: &JobRecord) -> Result<RunOptions, String> {
@@ -62,6 +71,10 @@ impl WasmExecutor {
                 .map_err(|e| e.to_string())?
                 .unwrap_or_default(),
             allow_empty: m.allow_empty,
+            column_cache: self
+                .column_cache
+                .clone()
+                .filter(|_| m.column_cache.unwrap_or(true)),
         })
     }
 }

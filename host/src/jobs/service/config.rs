@@ -55,6 +55,12 @@ pub struct JobsConfig {
     /// `[jobs.max_limits]`: the most a submitted job's `limits` may ask for; above it the job is
     /// refused with a 400 naming the limit. Missing fields keep their defaults.
     pub max_limits: MaxLimits,
+    /// Jobs keep the fields they extract in `columns/` for later runs
+    /// (`docs/jobs/column-cache.md`); `false` turns the column cache off.
+    pub column_cache: bool,
+    /// Most bytes `columns/` may take, least recently used files evicted first; 0 = a tenth of
+    /// the free disk at start-up, at most 20 GiB.
+    pub column_cache_bytes: u64,
 }
 
 impl Default for JobsConfig {
@@ -77,6 +83,8 @@ impl Default for JobsConfig {
             compile_wait_secs: 60,
             upload_quota_bytes: 1 << 30,
             max_limits: MaxLimits::default(),
+            column_cache: true,
+            column_cache_bytes: 0,
         }
     }
 }

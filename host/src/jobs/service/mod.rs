@@ -29,7 +29,7 @@ use crate::jobs::scheduler::{
     CacheRetention, ComponentCache, JobStore, Priority, Scheduler, SchedulerConfig, SchedulerError,
     StoreError, WasmExecutor,
 };
-use crate::jobs::{CompiledJob, JobError, Limits, Runtime, RuntimeConfig};
+use crate::jobs::{ColumnCache, CompiledJob, JobError, Limits, Runtime, RuntimeConfig};
 use crate::metrics::Registry;
 use crate::storage::{
     datadir, filter, DataDir, LocalSource, PartitionSource, Schema, StorageError,
@@ -122,12 +122,24 @@ impl JobService {
         ));
         let runtime =
             Arc::new(Runtime::new(cache, RuntimeConfig::default())?.with_histograms(histograms));
-        let executor = Arc::new(WasmExecutor::new(
-            runtime.clone(),
-            source,
-            schema.clone(),
-            config.worker_ceiling(),
-        ));
+        let column_cache = config
+            .column_cache
+            .then(|| ColumnCache::open(data, config.column_cache_bytes))
+            .transpose()
+            .unwrap_or_else(|e| {
+                tracing::warn!(error = %e, "column cache off: it cannot be opened");
+                None
+            })
+            .map(Arc::new);
+        let executor = Arc::new(
+            WasmExecutor::new(
+                runtime.clone(),
+                source,
+                schema.clone(),
+                config.worker_ceiling(),
+            )
+            .with_column_cache(column_cache),
+        );
         let scheduler = Scheduler::start_with_cache(
             JobStore::open(&jobs)?,
             executor,
