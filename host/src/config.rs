@@ -431,7 +431,8 @@ impl Config {
     /// Unset secrets stay unset, so the output still shows which ones are configured.
     pub fn redacted(&self) -> Config {
         let mut config = self.clone();
-        if let Some(s3) = &mut config.s3 {
+        // `[s3]` and every `[jobs.outputs.NAME]` hold S3 credentials.
+        for s3 in config.s3.iter_mut().chain(config.jobs.outputs.values_mut()) {
             for secret in [&mut s3.secret_access_key, &mut s3.session_token]
                 .into_iter()
                 .flatten()

@@ -55,6 +55,15 @@ pub struct JobsConfig {
     /// `[jobs.max_limits]`: the most a submitted job's `limits` may ask for; above it the job is
     /// refused with a 400 naming the limit. Missing fields keep their defaults.
     pub max_limits: MaxLimits,
+    /// Runs (with their results) kept in each schedule's history (`jobs::schedule`).
+    pub schedule_history_runs: usize,
+    /// Schedules kept at once; beyond this a scheduled submission answers 503.
+    pub max_schedules: usize,
+    /// How often due schedules are looked for, in milliseconds.
+    pub schedule_tick_ms: u64,
+    /// `[jobs.outputs.NAME]`: S3 buckets/prefixes a manifest's `output` may name (`jobs::output`;
+    /// the same keys as `[s3]`, validated at load).
+    pub outputs: std::collections::BTreeMap<String, crate::export::S3Config>,
 }
 
 impl Default for JobsConfig {
@@ -77,6 +86,10 @@ impl Default for JobsConfig {
             compile_wait_secs: 60,
             upload_quota_bytes: 1 << 30,
             max_limits: MaxLimits::default(),
+            schedule_history_runs: 30,
+            max_schedules: 100,
+            schedule_tick_ms: 1000,
+            outputs: Default::default(),
         }
     }
 }
@@ -94,6 +107,13 @@ impl JobsConfig {
         if let Some(field) = self.max_limits.zero_field() {
             return Err(format!("jobs.max_limits.{field} must be > 0"));
         }
+        if self.schedule_history_runs == 0 || self.max_schedules == 0 || self.schedule_tick_ms == 0
+        {
+            return Err(
+                "jobs.schedule_history_runs, max_schedules and schedule_tick_ms must be > 0".into(),
+            );
+        }
+        crate::jobs::output::validate(&self.outputs)?;
         let runtime_max = RuntimeConfig::default().max_memory_bytes;
         if self.max_limits.memory_bytes > runtime_max {
             return Err(format!(

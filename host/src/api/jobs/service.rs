@@ -1,8 +1,9 @@
 //! [`JobService`]: the ready-to-serve job service built from `[jobs]` — tokens, the Wasm runtime with
 //! its compile cache (the data dir's `cache/`), the persistent scheduler (`jobs/queue/`, `jobs/results/`) — and
-//! the upload checks that turn a component plus manifest into a queued job.
+//! the upload checks that turn a component plus manifest into a queued job; the schedules
+//! (`jobs/schedules/`, ticked by a thread) and the outputs (`[jobs.outputs]`) jobs write to.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -19,6 +20,11 @@ use super::types::Manifest;
 use super::upload_quota::UploadQuota;
 use crate::api::metrics::Metrics;
 use crate::jobs::limits::{LimitTooHigh, MaxLimits};
+use crate::jobs::output::{OutputExecutor, Outputs};
+use crate::jobs::schedule::{
+    relative, Clock, ScheduleConfig, ScheduleError, ScheduleSpec, ScheduleStore, Schedules,
+    SystemClock,
+};
 use crate::jobs::scheduler::{
     CacheRetention, ComponentCache, JobStore, Priority, Scheduler, SchedulerConfig, SchedulerError,
     StoreError, WasmExecutor,
@@ -49,6 +55,9 @@ pub enum ServiceError {
     /// A directory in the data dir could not be opened.
     #[error("jobs: {0}")]
     DataDir(#[from] StorageError),
+    /// The stored schedules could not be loaded.
+    #[error("jobs: {0}")]
+    Schedules(#[from] ScheduleError),
 }
 
 /// Per-token upload ledgers, under `jobs/` ([`UploadQuota`]).
@@ -70,6 +79,12 @@ pub struct JobService {
     schema: Schema,
     /// Manifests refused for asking above `[jobs.max_limits]` (or `max_workers_per_job`), by limit.
     limit_rejections: Family<LimitLabel, Counter>,
+    /// Jobs run on a schedule.
+    pub(super) schedules: Schedules,
+    /// `[jobs.outputs]`.
+    outputs: Arc<Outputs>,
+    /// The thread ticking `schedules`, stopped by dropping its sender.
+    ticker: Mutex<Option<(std::sync::mpsc::Sender<()>, std::thread::JoinHandle<()>)>>,
 }
 
 /// Label set `{limit="memory_bytes"}`.
@@ -94,6 +109,16 @@ impl JobService {
         data: &DataDir,
         schema: Schema,
     ) -> Result<Arc<Self>, ServiceError> {
+        Self::start_with_clock(config, data, schema, Arc::new(SystemClock))
+    }
+
+    /// [`start`](Self::start) with schedules running by `clock` (tests use a manual clock).
+    pub fn start_with_clock(
+        config: &JobsConfig,
+        data: &DataDir,
+        schema: Schema,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Arc<Self>, ServiceError> {
         let auth = Authenticator::new(&config.tokens)?;
         let jobs = data.sub(datadir::JOBS)?;
         let uploads = jobs
@@ -112,12 +137,24 @@ impl JobService {
             },
         ));
         let runtime = Arc::new(Runtime::new(cache, RuntimeConfig::default())?);
-        let executor = Arc::new(WasmExecutor::new(
-            runtime.clone(),
-            source,
-            schema.clone(),
-            config.worker_ceiling(),
+        let outputs = Arc::new(Outputs::new(&config.outputs));
+        let executor = Arc::new(OutputExecutor::new(
+            Arc::new(WasmExecutor::new(
+                runtime.clone(),
+                source,
+                schema.clone(),
+                config.worker_ceiling(),
+            )),
+            outputs.clone(),
         ));
+        let schedules = Schedules::open(
+            ScheduleStore::open(&jobs)?,
+            clock,
+            ScheduleConfig {
+                history_runs: config.schedule_history_runs,
+                max_schedules: config.max_schedules,
+            },
+        )?;
         let scheduler = Scheduler::start_with_cache(
             JobStore::open(&jobs)?,
             executor,
@@ -132,7 +169,7 @@ impl JobService {
             Some(components.clone()),
         )?;
         config.validate().map_err(ServiceError::Config)?;
-        Ok(Arc::new(JobService {
+        let service = Arc::new(JobService {
             auth,
             scheduler,
             runtime,
@@ -149,7 +186,39 @@ impl JobService {
             config: config.clone(),
             schema,
             limit_rejections: Family::default(),
-        }))
+            schedules,
+            outputs,
+            ticker: Mutex::new(None),
+        });
+        service.start_ticker(Duration::from_millis(config.schedule_tick_ms.max(1)));
+        Ok(service)
+    }
+
+    /// Starts the thread that ticks the schedules every `every` (the first tick at once, so a run
+    /// missed while the server was down starts now); it holds the service weakly.
+    fn start_ticker(self: &Arc<Self>, every: Duration) {
+        let (stop, stopped) = std::sync::mpsc::channel::<()>();
+        let service = Arc::downgrade(self);
+        let thread = std::thread::Builder::new()
+            .name("job-schedules".into())
+            .spawn(move || loop {
+                match service.upgrade() {
+                    Some(service) => service.schedules.tick(&service.scheduler),
+                    None => return,
+                }
+                match stopped.recv_timeout(every) {
+                    Err(std::sync::mpsc::RecvTimeoutError::Timeout) => continue,
+                    _ => return,
+                }
+            });
+        match thread {
+            Ok(thread) => {
+                *self.ticker.lock().unwrap_or_else(|p| p.into_inner()) = Some((stop, thread))
+            }
+            Err(error) => {
+                tracing::error!(%error, "cannot start the schedule thread; schedules will not run")
+            }
+        }
     }
 
     /// Registers the job service's metrics (`telemetry_jobs_limit_rejections_total{limit}`,
@@ -181,6 +250,36 @@ impl JobService {
             "Uploads refused (413) for taking their token above jobs.upload_quota_bytes",
             self.quota.refusals.clone(),
         );
+        let s = &self.schedules.metrics;
+        for (name, help, counter) in [
+            (
+                "jobs_schedule_runs_started",
+                "Scheduled runs started",
+                &s.runs_started,
+            ),
+            (
+                "jobs_schedule_runs_failed",
+                "Scheduled runs that did not succeed (or could not be queued)",
+                &s.runs_failed,
+            ),
+            (
+                "jobs_schedule_runs_expired",
+                "Scheduled runs dropped from a history by jobs.schedule_history_runs",
+                &s.runs_expired,
+            ),
+            (
+                "jobs_outputs_written",
+                "Job results written to a [jobs.outputs] bucket and confirmed",
+                &self.outputs.written,
+            ),
+            (
+                "jobs_outputs_failed",
+                "Job results that could not be written to their output (each failed its job)",
+                &self.outputs.failed,
+            ),
+        ] {
+            metrics.register(name, help, counter.clone());
+        }
         metrics.register(
             "jobs_limit_rejections",
             "Job manifests refused for asking above a server maximum, by limit",
@@ -191,6 +290,13 @@ impl JobService {
     /// Stops the runners (running jobs go back to the queue); call on server shutdown from a
     /// blocking context.
     pub fn shutdown(&self) {
+        let ticker = self.ticker.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some((stop, thread)) = ticker {
+            drop(stop);
+            if thread.thread().id() != std::thread::current().id() {
+                let _ = thread.join();
+            }
+        }
         self.scheduler.shutdown();
     }
 
@@ -266,8 +372,12 @@ impl JobService {
                 "'name' must be 1 to 200 characters",
             ));
         }
-        filter::resolve(manifest.filter.as_ref(), &self.schema)
+        // Relative dates are checked by resolving them as if the job ran now.
+        let dated = relative::resolve(manifest.filter.as_ref(), self.schedules.now())
             .map_err(|e| ApiError::bad("bad_filter", e.to_string()))?;
+        filter::resolve(dated.as_ref(), &self.schema)
+            .map_err(|e| ApiError::bad("bad_filter", e.to_string()))?;
+        self.check_schedule_and_output(&manifest)?;
         if let Some(sample) = manifest.sample {
             crate::jobs::Sample::new(sample)
                 .map_err(|e| ApiError::bad("bad_manifest", e.to_string()))?;
@@ -300,6 +410,51 @@ impl JobService {
             manifest,
             component_sha256,
         })
+    }
+}
+
+impl JobService {
+    /// The manifest's `schedule` parses, its `output` is configured, and it does not set the
+    /// server's own `run_at`.
+    fn check_schedule_and_output(&self, manifest: &Manifest) -> Result<(), ApiError> {
+        if manifest.run_at.is_some() {
+            return Err(ApiError::bad(
+                "bad_manifest",
+                "'run_at' is set by the server on scheduled runs; remove it",
+            ));
+        }
+        if let Some(schedule) = &manifest.schedule {
+            let spec = ScheduleSpec::parse(schedule)
+                .map_err(|e| ApiError::bad("bad_schedule", e.to_string()))?;
+            if spec.next_after(self.schedules.now()).is_none() {
+                return Err(ApiError::bad(
+                    "bad_schedule",
+                    ScheduleError::Never(schedule.clone()).to_string(),
+                ));
+            }
+        }
+        if let Some(name) = &manifest.output {
+            if !self.outputs.contains(name) {
+                let known = self.outputs.names();
+                return Err(ApiError::bad(
+                    "unknown_output",
+                    format!(
+                        "output {name:?} is not configured on this server; configured outputs: {}",
+                        if known.is_empty() {
+                            "none".to_string()
+                        } else {
+                            known.join(", ")
+                        }
+                    ),
+                ));
+            }
+        } else if manifest.output_format.is_some() {
+            return Err(ApiError::bad(
+                "bad_manifest",
+                "'output_format' needs an 'output' to write to",
+            ));
+        }
+        Ok(())
     }
 }
 

@@ -144,13 +144,18 @@ impl JobStore {
     }
 }
 
-fn read_all(dir: &Dir, name: &str) -> std::io::Result<Vec<u8>> {
+pub(crate) fn read_all(dir: &Dir, name: &str) -> std::io::Result<Vec<u8>> {
     let mut bytes = Vec::new();
     dir.open(name)?.read_to_end(&mut bytes)?;
     Ok(bytes)
 }
 
-fn write_atomic(dir: &Dir, sub: &str, name: &str, bytes: &[u8]) -> Result<(), StoreError> {
+pub(crate) fn write_atomic(
+    dir: &Dir,
+    sub: &str,
+    name: &str,
+    bytes: &[u8],
+) -> Result<(), StoreError> {
     let tmp = format!("{name}.{}.tmp", uuid::Uuid::new_v4().simple());
     let path = format!("{sub}/{name}");
     let mut file = dir
@@ -162,7 +167,7 @@ fn write_atomic(dir: &Dir, sub: &str, name: &str, bytes: &[u8]) -> Result<(), St
     dir.rename(&tmp, dir, name).map_err(io("rename", path))
 }
 
-fn remove_if_exists(dir: &Dir, sub: &str, name: &str) -> Result<(), StoreError> {
+pub(crate) fn remove_if_exists(dir: &Dir, sub: &str, name: &str) -> Result<(), StoreError> {
     match dir.remove_file(name) {
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
             Err(io("remove", format!("{sub}/{name}"))(e))
