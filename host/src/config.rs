@@ -515,6 +515,25 @@ mod tests {
     }
 
     #[test]
+    fn printed_config_redacts_output_secrets() {
+        let mut c = Config::default();
+        c.jobs.outputs.insert(
+            "daily".into(),
+            S3Config {
+                bucket: "results".into(),
+                secret_access_key: Some("output-secret-value".into()),
+                ..S3Config::default()
+            },
+        );
+        let printed = c.to_toml();
+        assert!(!printed.contains("output-secret-value"), "{printed}");
+        assert!(
+            printed.contains("[jobs.outputs.daily]") && printed.contains("results"),
+            "{printed}"
+        );
+    }
+
+    #[test]
     fn round_trips_through_toml() {
         let c = Config::default();
         let back = Config::from_toml(&c.to_toml()).unwrap();

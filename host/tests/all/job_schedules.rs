@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
-use reqwest::blocking::{multipart, Client};
+use reqwest::blocking::Client;
 use serde_json::{json, Value};
 use telemetry_server::api::jobs::{hash_token, JobService, JobsConfig, Role, TokenConfig};
 use telemetry_server::config::Config;
@@ -16,7 +16,7 @@ use telemetry_server::jobs::schedule::ManualClock;
 use telemetry_server::storage::{DataDir, Schema};
 
 use crate::common;
-use crate::jobs_support::{filter_json, native_os_distribution, stored_records};
+use crate::jobs_support::{filter_json, job_form, native_os_distribution, stored_records};
 use crate::s3_common::{self, S3Server};
 use crate::server_support::TestServer;
 
@@ -123,18 +123,7 @@ fn client() -> Client {
 
 /// POSTs a job with `manifest` and the guest; status and JSON body.
 fn post(base: &str, token: &str, manifest: &Value) -> (u16, Value) {
-    let form = multipart::Form::new()
-        .part(
-            "manifest",
-            multipart::Part::text(manifest.to_string())
-                .mime_str("application/json")
-                .unwrap(),
-        )
-        .part(
-            "component",
-            multipart::Part::bytes(std::fs::read(common::guest(GUEST)).unwrap())
-                .file_name("j.wasm"),
-        );
+    let form = job_form(manifest, GUEST);
     let r = client()
         .post(format!("{base}/jobs"))
         .bearer_auth(token)

@@ -4,7 +4,9 @@
 use cap_std::fs::Dir;
 
 use super::record::ScheduleRecord;
-use crate::jobs::scheduler::{is_job_id, read_all, remove_if_exists, write_atomic, StoreError};
+use crate::jobs::scheduler::{
+    is_job_id, load_records, read_all, remove_if_exists, write_atomic, StoreError,
+};
 
 /// Directory under `jobs/`.
 pub const SCHEDULES: &str = "schedules";
@@ -40,31 +42,8 @@ impl ScheduleStore {
 
     /// Every stored schedule; unreadable records are renamed `*.corrupt` and listed second.
     pub fn load_all(&self) -> Result<(Vec<ScheduleRecord>, Vec<String>), StoreError> {
-        let (mut records, mut corrupt) = (Vec::new(), Vec::new());
-        for entry in self.dir.entries().map_err(io("list", ""))? {
-            let name = entry
-                .map_err(io("list", ""))?
-                .file_name()
-                .to_string_lossy()
-                .into_owned();
-            let Some(id) = name.strip_suffix(".json") else {
-                if name.ends_with(".tmp") {
-                    let _ = self.dir.remove_file(&name);
-                }
-                continue;
-            };
-            let parsed = read_all(&self.dir, &name)
-                .ok()
-                .and_then(|b| serde_json::from_slice::<ScheduleRecord>(&b).ok())
-                .filter(|r| r.id == id && is_job_id(id));
-            match parsed {
-                Some(record) => records.push(record),
-                None => {
-                    let _ = self.dir.rename(&name, &self.dir, format!("{name}.corrupt"));
-                    corrupt.push(format!("{SCHEDULES}/{name}"));
-                }
-            }
-        }
+        let (mut records, corrupt) =
+            load_records(&self.dir, SCHEDULES, |r: &ScheduleRecord, id| r.id == id)?;
         records.sort_by(|a, b| (&a.created_at, &a.id).cmp(&(&b.created_at, &b.id)));
         Ok((records, corrupt))
     }

@@ -30,7 +30,7 @@ pub use pool::{spawn_low_priority, Priority};
 pub use record::{
     is_job_id, is_sha256, now, JobRecord, JobState, Manifest, OutputReceipt, ProgressSnapshot,
 };
-pub(crate) use store::{read_all, remove_if_exists, write_atomic};
+pub(crate) use store::{load_records, read_all, remove_if_exists, write_atomic};
 pub use store::{JobStore, StoreError};
 pub use wasm::WasmExecutor;
 

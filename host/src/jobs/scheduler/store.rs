@@ -72,31 +72,8 @@ impl JobStore {
     /// Every stored job record. Unreadable or corrupt records are renamed `*.corrupt` and
     /// reported in the second list, so one bad file never stops the server.
     pub fn load_all(&self) -> Result<(Vec<JobRecord>, Vec<String>), StoreError> {
-        let mut records = Vec::new();
-        let mut corrupt = Vec::new();
-        for entry in self.queue.entries().map_err(io("list", QUEUE))? {
-            let entry = entry.map_err(io("list", QUEUE))?;
-            let name = entry.file_name().to_string_lossy().into_owned();
-            let Some(id) = name.strip_suffix(".json") else {
-                if name.ends_with(".tmp") {
-                    let _ = self.queue.remove_file(&name);
-                }
-                continue;
-            };
-            let parsed = read_all(&self.queue, &name)
-                .ok()
-                .and_then(|bytes| serde_json::from_slice::<JobRecord>(&bytes).ok())
-                .filter(|r| r.id == id && is_job_id(id));
-            match parsed {
-                Some(record) => records.push(record),
-                None => {
-                    let _ = self
-                        .queue
-                        .rename(&name, &self.queue, format!("{name}.corrupt"));
-                    corrupt.push(format!("{QUEUE}/{name}"));
-                }
-            }
-        }
+        let (mut records, corrupt) =
+            load_records(&self.queue, QUEUE, |r: &JobRecord, id| r.id == id)?;
         records.sort_by(|a, b| (&a.submitted_at, &a.id).cmp(&(&b.submitted_at, &b.id)));
         Ok((records, corrupt))
     }
@@ -142,6 +119,40 @@ impl JobStore {
             Err(e) => Err(io("read", format!("{RESULTS}/{name}"))(e)),
         }
     }
+}
+
+/// Every `<id>.json` record in `dir` (`sub` names it in messages) that parses and that `belongs`
+/// to its id (a job id, so no other file is taken); `*.tmp` leftovers are deleted, unreadable or
+/// corrupt records renamed `*.corrupt` and listed second.
+pub(crate) fn load_records<T: serde::de::DeserializeOwned>(
+    dir: &Dir,
+    sub: &str,
+    belongs: impl Fn(&T, &str) -> bool,
+) -> Result<(Vec<T>, Vec<String>), StoreError> {
+    let mut records = Vec::new();
+    let mut corrupt = Vec::new();
+    for entry in dir.entries().map_err(io("list", sub))? {
+        let entry = entry.map_err(io("list", sub))?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(id) = name.strip_suffix(".json") else {
+            if name.ends_with(".tmp") {
+                let _ = dir.remove_file(&name);
+            }
+            continue;
+        };
+        let parsed = read_all(dir, &name)
+            .ok()
+            .and_then(|bytes| serde_json::from_slice::<T>(&bytes).ok())
+            .filter(|r| is_job_id(id) && belongs(r, id));
+        match parsed {
+            Some(record) => records.push(record),
+            None => {
+                let _ = dir.rename(&name, dir, format!("{name}.corrupt"));
+                corrupt.push(format!("{sub}/{name}"));
+            }
+        }
+    }
+    Ok((records, corrupt))
 }
 
 pub(crate) fn read_all(dir: &Dir, name: &str) -> std::io::Result<Vec<u8>> {
