@@ -15,7 +15,6 @@ use telemetry_server::convert::DEFAULT_SCHEMA;
 use telemetry_server::jobs::schedule::ManualClock;
 use telemetry_server::storage::{DataDir, Schema};
 
-use crate::common;
 use crate::jobs_support::{filter_json, job_form, native_os_distribution, stored_records};
 use crate::s3_common::{self, S3Server};
 use crate::server_support::TestServer;
@@ -349,7 +348,7 @@ fn a_job_output_is_written_to_s3_and_reads_back_equal_to_the_api_result() {
     let s3 = S3Server::start();
     let root = tempfile::tempdir().unwrap();
     s3_common::write_generated(
-        &DataDir::open(root.path().join("data")).unwrap(),
+        &DataDir::open(&root.path().join("data")).unwrap(),
         40,
         &DATES,
     );
