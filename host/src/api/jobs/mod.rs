@@ -8,7 +8,8 @@
 //! - [`types`]: request/response bodies shared with the CLI client.
 //! - `service`: [`JobService`] (runtime, compile cache, scheduler) and the upload checks.
 //! - `upload`: capped multipart reading. `routes`: the handlers. [`format`]: result formats.
-//! - `schedule_routes`: `/schedules` (jobs run on a schedule, `jobs::schedule`).
+//! - `schedule_routes`: `/schedules` (jobs run on a schedule, `jobs::schedule`);
+//!   `schedule_check`: a manifest's `schedule`, `output` and `run_at`.
 
 pub mod auth;
 mod compile_gate;
@@ -19,6 +20,7 @@ pub mod new_token;
 mod openapi;
 mod result_stream;
 mod routes;
+mod schedule_check;
 mod schedule_routes;
 mod service;
 pub mod types;

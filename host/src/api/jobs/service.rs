@@ -22,8 +22,7 @@ use crate::api::metrics::Metrics;
 use crate::jobs::limits::{LimitTooHigh, MaxLimits};
 use crate::jobs::output::{OutputExecutor, Outputs};
 use crate::jobs::schedule::{
-    relative, Clock, ScheduleConfig, ScheduleError, ScheduleSpec, ScheduleStore, Schedules,
-    SystemClock,
+    relative, Clock, ScheduleConfig, ScheduleError, ScheduleStore, Schedules, SystemClock, Ticker,
 };
 use crate::jobs::scheduler::{
     CacheRetention, ComponentCache, JobStore, Priority, Scheduler, SchedulerConfig, SchedulerError,
@@ -84,7 +83,7 @@ pub struct JobService {
     /// `[jobs.outputs]`.
     outputs: Arc<Outputs>,
     /// The thread ticking `schedules`, stopped by dropping its sender.
-    ticker: Mutex<Option<(std::sync::mpsc::Sender<()>, std::thread::JoinHandle<()>)>>,
+    ticker: Mutex<Option<Ticker>>,
 }
 
 /// Label set `{limit="memory_bytes"}`.
@@ -197,24 +196,16 @@ impl JobService {
     /// Starts the thread that ticks the schedules every `every` (the first tick at once, so a run
     /// missed while the server was down starts now); it holds the service weakly.
     fn start_ticker(self: &Arc<Self>, every: Duration) {
-        let (stop, stopped) = std::sync::mpsc::channel::<()>();
         let service = Arc::downgrade(self);
-        let thread = std::thread::Builder::new()
-            .name("job-schedules".into())
-            .spawn(move || loop {
-                match service.upgrade() {
-                    Some(service) => service.schedules.tick(&service.scheduler),
-                    None => return,
-                }
-                match stopped.recv_timeout(every) {
-                    Err(std::sync::mpsc::RecvTimeoutError::Timeout) => continue,
-                    _ => return,
-                }
-            });
-        match thread {
-            Ok(thread) => {
-                *self.ticker.lock().unwrap_or_else(|p| p.into_inner()) = Some((stop, thread))
+        let started = Ticker::start(every, move || match service.upgrade() {
+            Some(service) => {
+                service.schedules.tick(&service.scheduler);
+                true
             }
+            None => false,
+        });
+        match started {
+            Ok(ticker) => *self.ticker.lock().unwrap_or_else(|p| p.into_inner()) = Some(ticker),
             Err(error) => {
                 tracing::error!(%error, "cannot start the schedule thread; schedules will not run")
             }
@@ -290,12 +281,8 @@ impl JobService {
     /// Stops the runners (running jobs go back to the queue); call on server shutdown from a
     /// blocking context.
     pub fn shutdown(&self) {
-        let ticker = self.ticker.lock().unwrap_or_else(|p| p.into_inner()).take();
-        if let Some((stop, thread)) = ticker {
-            drop(stop);
-            if thread.thread().id() != std::thread::current().id() {
-                let _ = thread.join();
-            }
+        if let Some(mut ticker) = self.ticker.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            ticker.stop();
         }
         self.scheduler.shutdown();
     }
@@ -377,7 +364,7 @@ impl JobService {
             .map_err(|e| ApiError::bad("bad_filter", e.to_string()))?;
         filter::resolve(dated.as_ref(), &self.schema)
             .map_err(|e| ApiError::bad("bad_filter", e.to_string()))?;
-        self.check_schedule_and_output(&manifest)?;
+        super::schedule_check::check(&manifest, &self.outputs, self.schedules.now())?;
         if let Some(sample) = manifest.sample {
             crate::jobs::Sample::new(sample)
                 .map_err(|e| ApiError::bad("bad_manifest", e.to_string()))?;
@@ -410,51 +397,6 @@ impl JobService {
             manifest,
             component_sha256,
         })
-    }
-}
-
-impl JobService {
-    /// The manifest's `schedule` parses, its `output` is configured, and it does not set the
-    /// server's own `run_at`.
-    fn check_schedule_and_output(&self, manifest: &Manifest) -> Result<(), ApiError> {
-        if manifest.run_at.is_some() {
-            return Err(ApiError::bad(
-                "bad_manifest",
-                "'run_at' is set by the server on scheduled runs; remove it",
-            ));
-        }
-        if let Some(schedule) = &manifest.schedule {
-            let spec = ScheduleSpec::parse(schedule)
-                .map_err(|e| ApiError::bad("bad_schedule", e.to_string()))?;
-            if spec.next_after(self.schedules.now()).is_none() {
-                return Err(ApiError::bad(
-                    "bad_schedule",
-                    ScheduleError::Never(schedule.clone()).to_string(),
-                ));
-            }
-        }
-        if let Some(name) = &manifest.output {
-            if !self.outputs.contains(name) {
-                let known = self.outputs.names();
-                return Err(ApiError::bad(
-                    "unknown_output",
-                    format!(
-                        "output {name:?} is not configured on this server; configured outputs: {}",
-                        if known.is_empty() {
-                            "none".to_string()
-                        } else {
-                            known.join(", ")
-                        }
-                    ),
-                ));
-            }
-        } else if manifest.output_format.is_some() {
-            return Err(ApiError::bad(
-                "bad_manifest",
-                "'output_format' needs an 'output' to write to",
-            ));
-        }
-        Ok(())
     }
 }
 

@@ -10,7 +10,7 @@
 //! previous run is still unfinished is treated the same way: the schedule runs once when it is.
 //!
 //! [`Schedules::tick`] does the work (sync finished runs, start due ones, apply retention); the
-//! job service calls it from a thread every `jobs.schedule_tick_ms`, reading the time from a
+//! job service calls it from a [`Ticker`] thread every `jobs.schedule_tick_ms`, reading the time from a
 //! [`Clock`] so tests drive it with a [`ManualClock`].
 
 pub mod clock;
@@ -18,6 +18,7 @@ pub mod record;
 pub mod relative;
 pub mod spec;
 pub mod store;
+pub mod ticker;
 
 use std::collections::BTreeMap;
 use std::sync::{Mutex, MutexGuard};
@@ -30,6 +31,7 @@ pub use record::{RunRecord, ScheduleRecord};
 pub use relative::BadRelativeDate;
 pub use spec::{BadSchedule, ScheduleSpec};
 pub use store::ScheduleStore;
+pub use ticker::Ticker;
 
 use crate::jobs::scheduler::{JobState, Manifest, Scheduler, StoreError};
 
