@@ -239,7 +239,8 @@ impl Config {
     /// Unset secrets stay unset, so the output still shows which ones are configured.
     pub fn redacted(&self) -> Config {
         let mut config = self.clone();
-        if let Some(s3) = &mut config.s3 {
+        // `[s3]` and every `[jobs.outputs.NAME]` hold S3 credentials.
+        for s3 in config.s3.iter_mut().chain(config.jobs.outputs.values_mut()) {
             for secret in [&mut s3.secret_access_key, &mut s3.session_token]
                 .into_iter()
                 .flatten()
@@ -320,6 +321,25 @@ mod tests {
         assert_eq!(
             c.s3.unwrap().secret_access_key.as_deref(),
             Some("s3-secret-value")
+        );
+    }
+
+    #[test]
+    fn printed_config_redacts_output_secrets() {
+        let mut c = Config::default();
+        c.jobs.outputs.insert(
+            "daily".into(),
+            S3Config {
+                bucket: "results".into(),
+                secret_access_key: Some("output-secret-value".into()),
+                ..S3Config::default()
+            },
+        );
+        let printed = c.to_toml();
+        assert!(!printed.contains("output-secret-value"), "{printed}");
+        assert!(
+            printed.contains("[jobs.outputs.daily]") && printed.contains("results"),
+            "{printed}"
         );
     }
 

@@ -3,7 +3,8 @@
 //!
 //! The page shows the stats without a token; with one (kept in the browser's localStorage and sent
 //! as a bearer token) it lists the caller's jobs and draws a succeeded job's result from
-//! `/api/v1/jobs/{id}/result.svg`.
+//! `/api/v1/jobs/{id}/result.svg`; it charts a chosen key across a schedule's runs from
+//! `/api/v1/schedules/{id}/chart.svg`.
 //!
 //! The stats are read from the server's own metrics: plain counters and gauges directly, the
 //! per-status request counts and latency histograms from the OpenMetrics text `/metrics` serves

@@ -9,12 +9,14 @@
 //! - [`listener`]: the accept loop with the connection cap and the header, idle and body deadlines.
 //! - [`jobs`]: the job service under `/api/v1`.
 //! - [`chart`]: SVG bar charts of job results. [`dashboard`]: `GET /dashboard` and `GET /api/v1/stats`.
+//! - [`series_chart`]: a key across a schedule's runs as an SVG column chart.
 
 pub mod dashboard;
 pub mod histograms;
 pub mod jobs;
 pub mod listener;
 pub mod metrics;
+pub mod series_chart;
 pub mod submission_metrics;
 pub mod submit;
 

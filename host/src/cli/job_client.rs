@@ -236,6 +236,7 @@ fn submit(args: SubmitArgs) -> anyhow::Result<ExitCode> {
         skip_bad_records: args.skip_bad_records,
         sample: args.sample.map(|s| s.fraction()),
         component: None,
+        ..Manifest::default()
     };
     let started = Instant::now();
     let submitted = client.submit(component, &manifest)?;

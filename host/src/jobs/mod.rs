@@ -15,6 +15,8 @@
 //! - [`sample`]: which records a sampled run reads (a stable hash of the document id).
 //! - [`limits`], [`progress`], [`cost`], [`joblog`]: limits, live counters and cancellation, the
 //!   cost report, the capped job log.
+//! - [`scheduler`]: the persistent job queue; [`schedule`]: jobs run on a schedule with relative
+//!   dates; [`output`]: results written to S3 (`[jobs.outputs]`).
 //! - `error`: [`JobError`].
 //! - [`project`]: job projects anywhere: `job new` writes one, `job build` compiles it.
 //!
@@ -35,10 +37,12 @@ pub mod joblog;
 mod layouts;
 mod limiter;
 pub mod limits;
+pub mod output;
 pub mod progress;
 pub mod project;
 pub mod runtime;
 pub mod sample;
+pub mod schedule;
 pub mod scheduler;
 pub mod service;
 mod wasi;

@@ -34,6 +34,7 @@ mod ingest_writer;
 mod job_check;
 mod job_new;
 mod job_results_stream;
+mod job_schedules;
 mod job_service;
 mod jobs;
 mod jobs_cache_trust;

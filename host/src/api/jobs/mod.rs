@@ -8,12 +8,15 @@
 //! - [`types`]: request/response bodies shared with the CLI client.
 //! - `service`: [`JobService`] (runtime, compile cache, scheduler) and the upload checks.
 //! - `upload`: capped multipart reading. `routes`: the handlers. [`format`]: result formats.
+//! - `schedule_routes`: `/schedules` (jobs run on a schedule, `jobs::schedule`);
+//!   `schedule_check`: a manifest's `schedule`, `output` and `run_at`.
 
 mod error;
 pub mod format;
 mod openapi;
 mod result_stream;
 mod routes;
+mod schedule_routes;
 pub mod types;
 mod upload;
 
@@ -41,6 +44,17 @@ pub fn router<S: Clone + Send + Sync + 'static>(service: Arc<JobService>) -> Rou
         .route("/jobs/{id}", get(routes::status).delete(routes::cancel))
         .route("/jobs/{id}/result", get(routes::result))
         .route("/jobs/{id}/result.svg", get(routes::result_chart))
+        .route("/schedules", get(schedule_routes::list))
+        .route(
+            "/schedules/{id}",
+            get(schedule_routes::status).delete(schedule_routes::delete),
+        )
+        .route("/schedules/{id}/runs", get(schedule_routes::runs))
+        .route(
+            "/schedules/{id}/runs/{seq}/result",
+            get(schedule_routes::run_result),
+        )
+        .route("/schedules/{id}/chart.svg", get(schedule_routes::chart))
         .route("/components", post(routes::upload_component))
         .route("/openapi.json", get(routes::openapi))
         .fallback(routes::not_found)

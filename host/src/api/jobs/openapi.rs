@@ -17,6 +17,12 @@ mod tests {
         ("get", "/jobs/{id}/result"),
         ("get", "/jobs/{id}/result.svg"),
         ("post", "/components"),
+        ("get", "/schedules"),
+        ("get", "/schedules/{id}"),
+        ("delete", "/schedules/{id}"),
+        ("get", "/schedules/{id}/runs"),
+        ("get", "/schedules/{id}/runs/{seq}/result"),
+        ("get", "/schedules/{id}/chart.svg"),
         ("get", "/openapi.json"),
         // Mounted beside the job router by `api::router` (it reads the server's metrics).
         ("get", "/stats"),

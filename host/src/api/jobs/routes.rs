@@ -76,6 +76,9 @@ pub async fn submit(
         }
     };
     let accepted = service.check_manifest(manifest, compiled.sha256().to_string())?;
+    if accepted.manifest.schedule.is_some() {
+        return create_schedule(service, caller, accepted).await;
+    }
     let record = blocking(service.clone(), move |s| {
         s.scheduler
             .submit(&caller.name, accepted.manifest, accepted.component_sha256)
@@ -94,6 +97,30 @@ pub async fn submit(
         Json(body),
     )
         .into_response())
+}
+
+/// A checked manifest with a `schedule` → a new schedule → 201.
+async fn create_schedule(
+    service: Arc<JobService>,
+    caller: Caller,
+    accepted: crate::jobs::service::Accepted,
+) -> Result<Response, ApiError> {
+    let created = tokio::task::spawn_blocking(move || {
+        service
+            .schedules
+            .create(&caller.name, accepted.manifest, accepted.component_sha256)
+    })
+    .await
+    .map_err(|e| ApiError::Internal(format!("creating a schedule failed: {e}")))?
+    .map_err(super::schedule_routes::schedule_error)?;
+    let url = format!("/api/v1/schedules/{}", created.id);
+    let body = super::types::ScheduleResponse {
+        id: created.id,
+        schedule: created.manifest.schedule.unwrap_or_default(),
+        next_run: created.next_run,
+        schedule_url: url.clone(),
+    };
+    Ok((StatusCode::CREATED, [(header::LOCATION, url)], Json(body)).into_response())
 }
 
 /// `POST /components`: multipart `component` → validated and compiled into the cache.

@@ -4,7 +4,8 @@
 use serde::{Deserialize, Serialize};
 
 pub use super::format::ResultFormat;
-pub use crate::jobs::scheduler::{JobRecord, JobState, Manifest, ProgressSnapshot};
+pub use crate::jobs::schedule::{RunRecord, ScheduleRecord};
+pub use crate::jobs::scheduler::{JobRecord, JobState, Manifest, OutputReceipt, ProgressSnapshot};
 
 /// Every error answer: `{"error": "<code>", "detail": "<sentence>"}`.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
@@ -46,4 +47,31 @@ pub struct ComponentResponse {
 pub struct JobList {
     /// Jobs the caller may see, oldest first, each without its `log` (see `GET /api/v1/jobs/{id}`).
     pub jobs: Vec<JobRecord>,
+}
+
+/// `201` answer to `POST /api/v1/jobs` with a manifest `schedule`.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+pub struct ScheduleResponse {
+    /// The new schedule's id.
+    pub id: String,
+    /// The schedule as given.
+    pub schedule: String,
+    /// When the first run is due (RFC 3339, UTC).
+    pub next_run: Option<String>,
+    /// Where to follow it.
+    pub schedule_url: String,
+}
+
+/// `GET /api/v1/schedules`.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+pub struct ScheduleList {
+    /// Schedules the caller may see, oldest first, each without its runs.
+    pub schedules: Vec<ScheduleRecord>,
+}
+
+/// `GET /api/v1/schedules/{id}/runs`.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+pub struct RunList {
+    /// The kept runs, oldest first.
+    pub runs: Vec<RunRecord>,
 }

@@ -27,7 +27,10 @@ use std::time::Duration;
 pub use cache_gc::{CacheRetention, ComponentCache, GcReport};
 pub use control::RunControl;
 pub use pool::{spawn_low_priority, Priority};
-pub use record::{is_job_id, is_sha256, now, JobRecord, JobState, Manifest, ProgressSnapshot};
+pub use record::{
+    is_job_id, is_sha256, now, JobRecord, JobState, Manifest, OutputReceipt, ProgressSnapshot,
+};
+pub(crate) use store::{load_records, read_all, remove_if_exists, write_atomic};
 pub use store::{JobStore, StoreError};
 pub use wasm::WasmExecutor;
 
@@ -48,6 +51,8 @@ pub struct Finished {
     pub cost: Option<serde_json::Value>,
     /// Guest log lines.
     pub log: Vec<String>,
+    /// Where the result was also written (`Manifest::output`).
+    pub written_to: Option<OutputReceipt>,
 }
 
 /// Why a run did not finish.
@@ -456,6 +461,7 @@ impl Shared {
                     entry.record.result_bytes = Some(bytes);
                     entry.record.cost = finished.cost;
                     entry.record.log = finished.log;
+                    entry.record.output = finished.written_to;
                     entry.record.finish(JobState::Succeeded, None);
                 }
                 Err(error) => entry.record.finish(

@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 /// What a user submits beside the component: which data to read and how to run the job.
-#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Manifest {
     /// A label for people (`os-distribution for nightly`).
@@ -41,6 +41,33 @@ pub struct Manifest {
     /// no `component` part.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub component: Option<String>,
+    /// Run the job on a schedule (`daily HH:MM` or 5-field cron, UTC) instead of once; see
+    /// `jobs::schedule` and `docs/jobs/schedules.md`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schedule: Option<String>,
+    /// Also write the result to this `[jobs.outputs.NAME]` after the job succeeds (`jobs::output`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output: Option<String>,
+    /// The format written to `output`: `text` (default), `csv` or `ndjson`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output_format: Option<crate::api::jobs::format::ResultFormat>,
+    /// Set by the server on a scheduled run's job: the time (RFC 3339, UTC) its relative dates
+    /// were resolved at. Refused in a submitted manifest.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_at: Option<String>,
+}
+
+/// Where a job's result was written (`Manifest::output`), checked after the upload.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+pub struct OutputReceipt {
+    /// The `[jobs.outputs.NAME]` used.
+    pub name: String,
+    /// `s3://bucket/key` of the object.
+    pub url: String,
+    /// Size of the object.
+    pub bytes: u64,
+    /// SHA-256 of the object, read back from the store after the upload.
+    pub sha256: String,
 }
 
 /// Where a job is in its life.
@@ -129,6 +156,9 @@ pub struct JobRecord {
     /// The guest's log lines (capped by the job limits).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub log: Vec<String>,
+    /// Where the result was written, when the manifest names an `output`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output: Option<OutputReceipt>,
 }
 
 impl JobRecord {
@@ -150,6 +180,7 @@ impl JobRecord {
             error: None,
             result_bytes: None,
             log: Vec::new(),
+            output: None,
         }
     }
 

@@ -72,31 +72,8 @@ impl JobStore {
     /// Every stored job record. Unreadable or corrupt records are renamed `*.corrupt` and
     /// reported in the second list, so one bad file never stops the server.
     pub fn load_all(&self) -> Result<(Vec<JobRecord>, Vec<String>), StoreError> {
-        let mut records = Vec::new();
-        let mut corrupt = Vec::new();
-        for entry in self.queue.entries().map_err(io("list", QUEUE))? {
-            let entry = entry.map_err(io("list", QUEUE))?;
-            let name = entry.file_name().to_string_lossy().into_owned();
-            let Some(id) = name.strip_suffix(".json") else {
-                if name.ends_with(".tmp") {
-                    let _ = self.queue.remove_file(&name);
-                }
-                continue;
-            };
-            let parsed = read_all(&self.queue, &name)
-                .ok()
-                .and_then(|bytes| serde_json::from_slice::<JobRecord>(&bytes).ok())
-                .filter(|r| r.id == id && is_job_id(id));
-            match parsed {
-                Some(record) => records.push(record),
-                None => {
-                    let _ = self
-                        .queue
-                        .rename(&name, &self.queue, format!("{name}.corrupt"));
-                    corrupt.push(format!("{QUEUE}/{name}"));
-                }
-            }
-        }
+        let (mut records, corrupt) =
+            load_records(&self.queue, QUEUE, |r: &JobRecord, id| r.id == id)?;
         records.sort_by(|a, b| (&a.submitted_at, &a.id).cmp(&(&b.submitted_at, &b.id)));
         Ok((records, corrupt))
     }
@@ -144,13 +121,52 @@ impl JobStore {
     }
 }
 
-fn read_all(dir: &Dir, name: &str) -> std::io::Result<Vec<u8>> {
+/// Every `<id>.json` record in `dir` (`sub` names it in messages) that parses and that `belongs`
+/// to its id (a job id, so no other file is taken); `*.tmp` leftovers are deleted, unreadable or
+/// corrupt records renamed `*.corrupt` and listed second.
+pub(crate) fn load_records<T: serde::de::DeserializeOwned>(
+    dir: &Dir,
+    sub: &str,
+    belongs: impl Fn(&T, &str) -> bool,
+) -> Result<(Vec<T>, Vec<String>), StoreError> {
+    let mut records = Vec::new();
+    let mut corrupt = Vec::new();
+    for entry in dir.entries().map_err(io("list", sub))? {
+        let entry = entry.map_err(io("list", sub))?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(id) = name.strip_suffix(".json") else {
+            if name.ends_with(".tmp") {
+                let _ = dir.remove_file(&name);
+            }
+            continue;
+        };
+        let parsed = read_all(dir, &name)
+            .ok()
+            .and_then(|bytes| serde_json::from_slice::<T>(&bytes).ok())
+            .filter(|r| is_job_id(id) && belongs(r, id));
+        match parsed {
+            Some(record) => records.push(record),
+            None => {
+                let _ = dir.rename(&name, dir, format!("{name}.corrupt"));
+                corrupt.push(format!("{sub}/{name}"));
+            }
+        }
+    }
+    Ok((records, corrupt))
+}
+
+pub(crate) fn read_all(dir: &Dir, name: &str) -> std::io::Result<Vec<u8>> {
     let mut bytes = Vec::new();
     dir.open(name)?.read_to_end(&mut bytes)?;
     Ok(bytes)
 }
 
-fn write_atomic(dir: &Dir, sub: &str, name: &str, bytes: &[u8]) -> Result<(), StoreError> {
+pub(crate) fn write_atomic(
+    dir: &Dir,
+    sub: &str,
+    name: &str,
+    bytes: &[u8],
+) -> Result<(), StoreError> {
     let tmp = format!("{name}.{}.tmp", uuid::Uuid::new_v4().simple());
     let path = format!("{sub}/{name}");
     let mut file = dir
@@ -162,7 +178,7 @@ fn write_atomic(dir: &Dir, sub: &str, name: &str, bytes: &[u8]) -> Result<(), St
     dir.rename(&tmp, dir, name).map_err(io("rename", path))
 }
 
-fn remove_if_exists(dir: &Dir, sub: &str, name: &str) -> Result<(), StoreError> {
+pub(crate) fn remove_if_exists(dir: &Dir, sub: &str, name: &str) -> Result<(), StoreError> {
     match dir.remove_file(name) {
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
             Err(io("remove", format!("{sub}/{name}"))(e))

@@ -75,6 +75,7 @@ fn manifest(param: &str) -> Manifest {
         allow_empty: false,
         column_cache: None,
         component: None,
+        ..Manifest::default()
     }
 }
 

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use super::control::RunControl;
 use super::record::JobRecord;
 use super::{Executor, Finished, RunFailure};
+use crate::jobs::schedule::relative;
 use crate::jobs::{ColumnCache, JobError, Limits, RunOptions, Runtime, Sample};
 use crate::storage::{filter, PartitionSource, Schema};
 
@@ -47,7 +48,10 @@ impl WasmExecutor {
 
     fn options(&self, job: &JobRecord) -> Result<RunOptions, String> {
         let m = &job.manifest;
-        let filter = filter::resolve(m.filter.as_ref(), &self.schema)
+        // Relative dates (`-1d`) are resolved now, at run time (a scheduled run's are already).
+        let dated = relative::resolve(m.filter.as_ref(), chrono::Utc::now())
+            .map_err(|e| format!("bad filter: {e}"))?;
+        let filter = filter::resolve(dated.as_ref(), &self.schema)
             .map_err(|e| format!("bad filter: {e}"))?;
         let limits: Limits = match &m.limits {
             Some(value) => {
@@ -103,6 +107,7 @@ impl Executor for WasmExecutor {
                 output: out.output,
                 cost: serde_json::to_value(&out.cost).ok(),
                 log: out.log.lines().map(str::to_string).collect(),
+                written_to: None,
             }),
             Err(JobError::Cancelled) => Err(RunFailure::Cancelled),
             Err(error) => Err(RunFailure::Failed {

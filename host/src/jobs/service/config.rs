@@ -61,6 +61,15 @@ pub struct JobsConfig {
     /// Most bytes `columns/` may take, least recently used files evicted first; 0 = a tenth of
     /// the free disk at start-up, at most 20 GiB.
     pub column_cache_bytes: u64,
+    /// Runs (with their results) kept in each schedule's history (`jobs::schedule`).
+    pub schedule_history_runs: usize,
+    /// Schedules kept at once; beyond this a scheduled submission answers 503.
+    pub max_schedules: usize,
+    /// How often due schedules are looked for, in milliseconds.
+    pub schedule_tick_ms: u64,
+    /// `[jobs.outputs.NAME]`: S3 buckets/prefixes a manifest's `output` may name (`jobs::output`;
+    /// the same keys as `[s3]`, validated at load).
+    pub outputs: std::collections::BTreeMap<String, crate::export::S3Config>,
 }
 
 impl Default for JobsConfig {
@@ -85,6 +94,10 @@ impl Default for JobsConfig {
             max_limits: MaxLimits::default(),
             column_cache: true,
             column_cache_bytes: 0,
+            schedule_history_runs: 30,
+            max_schedules: 100,
+            schedule_tick_ms: 1000,
+            outputs: Default::default(),
         }
     }
 }
@@ -102,6 +115,13 @@ impl JobsConfig {
         if let Some(field) = self.max_limits.zero_field() {
             return Err(format!("jobs.max_limits.{field} must be > 0"));
         }
+        if self.schedule_history_runs == 0 || self.max_schedules == 0 || self.schedule_tick_ms == 0
+        {
+            return Err(
+                "jobs.schedule_history_runs, max_schedules and schedule_tick_ms must be > 0".into(),
+            );
+        }
+        crate::jobs::output::validate(&self.outputs)?;
         let runtime_max = RuntimeConfig::default().max_memory_bytes;
         if self.max_limits.memory_bytes > runtime_max {
             return Err(format!(

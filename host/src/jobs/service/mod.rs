@@ -1,15 +1,17 @@
 //! [`JobService`]: the ready-to-serve job service built from `[jobs]` — tokens, the Wasm runtime with
 //! its compile cache (the data dir's `cache/`), the persistent scheduler (`jobs/queue/`, `jobs/results/`) — and
-//! the upload checks that turn a component plus manifest into a queued job.
+//! the upload checks that turn a component plus manifest into a queued job; the schedules
+//! (`jobs/schedules/`, ticked by a thread) and the outputs (`[jobs.outputs]`) jobs write to.
 
 pub mod auth;
 mod compile_gate;
 pub mod config;
 pub mod error;
 pub mod new_token;
+mod schedule_check;
 mod upload_quota;
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -24,6 +26,10 @@ use self::config::JobsConfig;
 use self::error::ApiError;
 use self::upload_quota::UploadQuota;
 use crate::jobs::limits::{LimitTooHigh, MaxLimits};
+use crate::jobs::output::{OutputExecutor, Outputs};
+use crate::jobs::schedule::{
+    relative, Clock, ScheduleConfig, ScheduleError, ScheduleStore, Schedules, SystemClock, Ticker,
+};
 use crate::jobs::scheduler::Manifest;
 use crate::jobs::scheduler::{
     CacheRetention, ComponentCache, JobStore, Priority, Scheduler, SchedulerConfig, SchedulerError,
@@ -56,6 +62,9 @@ pub enum ServiceError {
     /// A directory in the data dir could not be opened.
     #[error("jobs: {0}")]
     DataDir(#[from] StorageError),
+    /// The stored schedules could not be loaded.
+    #[error("jobs: {0}")]
+    Schedules(#[from] ScheduleError),
 }
 
 /// Per-token upload ledgers, under `jobs/` ([`UploadQuota`]).
@@ -77,6 +86,12 @@ pub struct JobService {
     schema: Schema,
     /// Manifests refused for asking above `[jobs.max_limits]` (or `max_workers_per_job`), by limit.
     limit_rejections: Family<LimitLabel, Counter>,
+    /// Jobs run on a schedule.
+    pub(crate) schedules: Schedules,
+    /// `[jobs.outputs]`.
+    outputs: Arc<Outputs>,
+    /// The thread ticking `schedules`, stopped by dropping its sender.
+    ticker: Mutex<Option<Ticker>>,
 }
 
 /// Label set `{limit="memory_bytes"}`.
@@ -102,6 +117,17 @@ impl JobService {
         data: &DataDir,
         schema: Schema,
         histograms: Arc<crate::histograms::RevisionCache>,
+    ) -> Result<Arc<Self>, ServiceError> {
+        Self::start_with_clock(config, data, schema, histograms, Arc::new(SystemClock))
+    }
+
+    /// [`start`](Self::start) with schedules running by `clock` (tests use a manual clock).
+    pub fn start_with_clock(
+        config: &JobsConfig,
+        data: &DataDir,
+        schema: Schema,
+        histograms: Arc<crate::histograms::RevisionCache>,
+        clock: Arc<dyn Clock>,
     ) -> Result<Arc<Self>, ServiceError> {
         let auth = Authenticator::new(&config.tokens)?;
         let jobs = data.sub(datadir::JOBS)?;
@@ -131,15 +157,27 @@ impl JobService {
                 None
             })
             .map(Arc::new);
-        let executor = Arc::new(
-            WasmExecutor::new(
-                runtime.clone(),
-                source,
-                schema.clone(),
-                config.worker_ceiling(),
-            )
-            .with_column_cache(column_cache),
-        );
+        let outputs = Arc::new(Outputs::new(&config.outputs));
+        let executor = Arc::new(OutputExecutor::new(
+            Arc::new(
+                WasmExecutor::new(
+                    runtime.clone(),
+                    source,
+                    schema.clone(),
+                    config.worker_ceiling(),
+                )
+                .with_column_cache(column_cache),
+            ),
+            outputs.clone(),
+        ));
+        let schedules = Schedules::open(
+            ScheduleStore::open(&jobs)?,
+            clock,
+            ScheduleConfig {
+                history_runs: config.schedule_history_runs,
+                max_schedules: config.max_schedules,
+            },
+        )?;
         let scheduler = Scheduler::start_with_cache(
             JobStore::open(&jobs)?,
             executor,
@@ -154,7 +192,7 @@ impl JobService {
             Some(components.clone()),
         )?;
         config.validate().map_err(ServiceError::Config)?;
-        Ok(Arc::new(JobService {
+        let service = Arc::new(JobService {
             auth,
             scheduler,
             runtime,
@@ -171,7 +209,31 @@ impl JobService {
             config: config.clone(),
             schema,
             limit_rejections: Family::default(),
-        }))
+            schedules,
+            outputs,
+            ticker: Mutex::new(None),
+        });
+        service.start_ticker(Duration::from_millis(config.schedule_tick_ms.max(1)));
+        Ok(service)
+    }
+
+    /// Starts the thread that ticks the schedules every `every` (the first tick at once, so a run
+    /// missed while the server was down starts now); it holds the service weakly.
+    fn start_ticker(self: &Arc<Self>, every: Duration) {
+        let service = Arc::downgrade(self);
+        let started = Ticker::start(every, move || match service.upgrade() {
+            Some(service) => {
+                service.schedules.tick(&service.scheduler);
+                true
+            }
+            None => false,
+        });
+        match started {
+            Ok(ticker) => *self.ticker.lock().unwrap_or_else(|p| p.into_inner()) = Some(ticker),
+            Err(error) => {
+                tracing::error!(%error, "cannot start the schedule thread; schedules will not run")
+            }
+        }
     }
 
     /// Registers the job service's metrics (`telemetry_jobs_limit_rejections_total{limit}`,
@@ -203,6 +265,36 @@ impl JobService {
             "Uploads refused (413) for taking their token above jobs.upload_quota_bytes",
             self.quota.refusals.clone(),
         );
+        let s = &self.schedules.metrics;
+        for (name, help, counter) in [
+            (
+                "jobs_schedule_runs_started",
+                "Scheduled runs started",
+                &s.runs_started,
+            ),
+            (
+                "jobs_schedule_runs_failed",
+                "Scheduled runs that did not succeed (or could not be queued)",
+                &s.runs_failed,
+            ),
+            (
+                "jobs_schedule_runs_expired",
+                "Scheduled runs dropped from a history by jobs.schedule_history_runs",
+                &s.runs_expired,
+            ),
+            (
+                "jobs_outputs_written",
+                "Job results written to a [jobs.outputs] bucket and confirmed",
+                &self.outputs.written,
+            ),
+            (
+                "jobs_outputs_failed",
+                "Job results that could not be written to their output (each failed its job)",
+                &self.outputs.failed,
+            ),
+        ] {
+            metrics.register(name, help, counter.clone());
+        }
         metrics.register(
             "jobs_limit_rejections",
             "Job manifests refused for asking above a server maximum, by limit",
@@ -213,6 +305,9 @@ impl JobService {
     /// Stops the runners (running jobs go back to the queue); call on server shutdown from a
     /// blocking context.
     pub fn shutdown(&self) {
+        if let Some(mut ticker) = self.ticker.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            ticker.stop();
+        }
         self.scheduler.shutdown();
     }
 
@@ -288,8 +383,12 @@ impl JobService {
                 "'name' must be 1 to 200 characters",
             ));
         }
-        filter::resolve(manifest.filter.as_ref(), &self.schema)
+        // Relative dates are checked by resolving them as if the job ran now.
+        let dated = relative::resolve(manifest.filter.as_ref(), self.schedules.now())
             .map_err(|e| ApiError::bad("bad_filter", e.to_string()))?;
+        filter::resolve(dated.as_ref(), &self.schema)
+            .map_err(|e| ApiError::bad("bad_filter", e.to_string()))?;
+        schedule_check::check(&manifest, &self.outputs, self.schedules.now())?;
         if let Some(sample) = manifest.sample {
             crate::jobs::Sample::new(sample)
                 .map_err(|e| ApiError::bad("bad_manifest", e.to_string()))?;

@@ -274,24 +274,10 @@ pub fn output_text(out: &JobOutput) -> &str {
     std::str::from_utf8(&out.output).unwrap()
 }
 
-/// Submits `guest` (named after it) over every stored record to the server at `base`
-/// (`http://host:port`) with `token` and waits up to 2 minutes for it to succeed; its id.
-pub fn run_job_over_http(
-    http: &reqwest::blocking::Client,
-    base: &str,
-    token: &str,
-    guest: &str,
-) -> String {
+/// The multipart body of `POST /api/v1/jobs`: `manifest` and the built `guest`.
+pub fn job_form(manifest: &Value, guest: &str) -> reqwest::blocking::multipart::Form {
     use reqwest::blocking::multipart;
-    let filter: Value = serde_json::from_str(
-        &std::fs::read_to_string(common::data(
-            "seed/mapreduce-filters/examples-v2/filter_include_all.json",
-        ))
-        .unwrap(),
-    )
-    .unwrap();
-    let manifest = serde_json::json!({ "name": guest, "filter": filter });
-    let form = multipart::Form::new()
+    multipart::Form::new()
         .part(
             "manifest",
             multipart::Part::text(manifest.to_string())
@@ -302,7 +288,26 @@ pub fn run_job_over_http(
             "component",
             multipart::Part::bytes(std::fs::read(common::guest(guest)).unwrap())
                 .file_name("j.wasm"),
-        );
+        )
+}
+
+/// Submits `guest` (named after it) over every stored record to the server at `base`
+/// (`http://host:port`) with `token` and waits up to 2 minutes for it to succeed; its id.
+pub fn run_job_over_http(
+    http: &reqwest::blocking::Client,
+    base: &str,
+    token: &str,
+    guest: &str,
+) -> String {
+    let filter: Value = serde_json::from_str(
+        &std::fs::read_to_string(common::data(
+            "seed/mapreduce-filters/examples-v2/filter_include_all.json",
+        ))
+        .unwrap(),
+    )
+    .unwrap();
+    let manifest = serde_json::json!({ "name": guest, "filter": filter });
+    let form = job_form(&manifest, guest);
     let r = http
         .post(format!("{base}/api/v1/jobs"))
         .bearer_auth(token)
