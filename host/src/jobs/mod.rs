@@ -32,6 +32,7 @@ pub mod project;
 pub mod runtime;
 pub mod sample;
 pub mod scheduler;
+pub mod sources;
 mod wasi;
 
 pub use cost::{CostReport, Phases};

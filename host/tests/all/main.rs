@@ -35,6 +35,7 @@ mod jobs_cache_trust;
 mod jobs_cluster;
 mod jobs_hostile;
 mod jobs_languages;
+mod jobs_sources;
 mod loud_failures;
 mod rawlog;
 mod s3_export;

@@ -2,10 +2,13 @@
 //! cores jobs may use, the ceiling on what a job may ask for (`[jobs.max_limits]`), and how long
 //! results are kept.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
 use super::auth::TokenConfig;
 use crate::jobs::limits::MaxLimits;
+use crate::jobs::sources::SourceConfig;
 use crate::jobs::RuntimeConfig;
 
 /// `[jobs]` section of the server configuration.
@@ -55,6 +58,9 @@ pub struct JobsConfig {
     /// `[jobs.max_limits]`: the most a submitted job's `limits` may ask for; above it the job is
     /// refused with a 400 naming the limit. Missing fields keep their defaults.
     pub max_limits: MaxLimits,
+    /// `[jobs.sources.NAME]`: where a manifest's `"source": "NAME"` reads (`kind = "local"` or
+    /// `kind = "s3"` with bucket, prefix, endpoint, credentials). Empty: local storage only.
+    pub sources: BTreeMap<String, SourceConfig>,
 }
 
 impl Default for JobsConfig {
@@ -77,6 +83,7 @@ impl Default for JobsConfig {
             compile_wait_secs: 60,
             upload_quota_bytes: 1 << 30,
             max_limits: MaxLimits::default(),
+            sources: BTreeMap::new(),
         }
     }
 }
@@ -94,6 +101,7 @@ impl JobsConfig {
         if let Some(field) = self.max_limits.zero_field() {
             return Err(format!("jobs.max_limits.{field} must be > 0"));
         }
+        crate::jobs::sources::validate(&self.sources)?;
         let runtime_max = RuntimeConfig::default().max_memory_bytes;
         if self.max_limits.memory_bytes > runtime_max {
             return Err(format!(

@@ -37,6 +37,10 @@ pub struct Manifest {
     /// no `component` part.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub component: Option<String>,
+    /// The configured source to read (`[jobs.sources.NAME]`); the server's local storage when
+    /// missing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
 }
 
 /// Where a job is in its life.

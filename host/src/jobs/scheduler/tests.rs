@@ -74,6 +74,7 @@ fn manifest(param: &str) -> Manifest {
         sample: None,
         allow_empty: false,
         component: None,
+        source: None,
     }
 }
 
