@@ -16,6 +16,7 @@ mod server_support;
 #[path = "../../../guest-sdk/rust/src/decimal.rs"]
 mod sdk_decimal;
 
+mod cluster_transport;
 mod convert;
 mod convert_cli;
 mod convert_lenient;
