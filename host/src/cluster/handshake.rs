@@ -112,12 +112,14 @@ pub fn dial(
     timeout: Duration,
 ) -> Result<(), HandshakeError> {
     stream.set_read_timeout(Some(timeout))?;
-    let mut hello = [0u8; 8 + CHALLENGE];
-    stream.read_exact(&mut hello)?;
-    if &hello[..8] != MAGIC {
+    let mut magic = [0u8; 8];
+    stream.read_exact(&mut magic)?;
+    if &magic != MAGIC {
         return Err(HandshakeError::NotMesh);
     }
-    let theirs = &hello[8..];
+    let mut challenge = [0u8; CHALLENGE];
+    stream.read_exact(&mut challenge)?;
+    let theirs = &challenge[..];
     let mine = random_challenge()?;
     let mut message = Vec::with_capacity(8 + CHALLENGE + TAG);
     message.extend_from_slice(&(me as u64).to_be_bytes());
