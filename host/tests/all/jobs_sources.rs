@@ -46,6 +46,17 @@ fn submit(server: &TestServer, extra: &[&str]) -> std::process::Output {
         .unwrap()
 }
 
+/// `GET /api/v1/jobs`.
+fn list_jobs(server: &TestServer) -> Value {
+    reqwest::blocking::Client::new()
+        .get(server.url("/api/v1/jobs"))
+        .bearer_auth(TOKEN)
+        .send()
+        .unwrap()
+        .json()
+        .unwrap()
+}
+
 #[test]
 fn an_api_job_on_an_s3_source_equals_job_run_over_the_bucket() {
     let s3 = S3Server::start();
@@ -89,13 +100,7 @@ fn an_api_job_on_an_s3_source_equals_job_run_over_the_bucket() {
     }
 
     // The stored job says which source it read.
-    let jobs: Value = reqwest::blocking::Client::new()
-        .get(server.url("/api/v1/jobs"))
-        .bearer_auth(TOKEN)
-        .send()
-        .unwrap()
-        .json()
-        .unwrap();
+    let jobs = list_jobs(&server);
     let sources: Vec<Option<&str>> = jobs["jobs"]
         .as_array()
         .unwrap()
@@ -119,13 +124,7 @@ fn an_unknown_source_is_a_400_naming_the_configured_ones() {
         "{stderr}"
     );
     // Nothing was queued.
-    let jobs: Value = reqwest::blocking::Client::new()
-        .get(server.url("/api/v1/jobs"))
-        .bearer_auth(TOKEN)
-        .send()
-        .unwrap()
-        .json()
-        .unwrap();
+    let jobs = list_jobs(&server);
     assert_eq!(jobs["jobs"].as_array().unwrap().len(), 0);
 }
 
