@@ -27,7 +27,7 @@ pub enum SourceConfig {
     /// The server's own `storage/` (what a job without `source` reads).
     Local,
     /// Partition files under `s3://bucket/prefix`.
-    S3(S3Config),
+    S3(Box<S3Config>),
 }
 
 /// Why a manifest's source cannot be used.
@@ -123,7 +123,7 @@ impl Sources {
     pub fn open(&self, name: Option<&str>) -> Result<Arc<dyn PartitionSource>, SourceError> {
         match self.config(name)? {
             SourceConfig::Local => Ok(self.local.clone()),
-            SourceConfig::S3(s3) => S3Source::new(&s3.with_env_defaults())
+            SourceConfig::S3(s3) => S3Source::new(&(*s3).with_env_defaults())
                 .map(|s| Arc::new(s) as Arc<dyn PartitionSource>)
                 .map_err(|e| SourceError::Open {
                     name: name.unwrap_or_default().to_string(),

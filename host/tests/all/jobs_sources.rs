@@ -25,10 +25,10 @@ fn server(s3: &S3Server) -> TestServer {
             sha256: hash_token(TOKEN),
             role: Role::Submit,
         }];
-        config
-            .jobs
-            .sources
-            .insert("archive".into(), SourceConfig::S3(s3.config("jobs", "v2/")));
+        config.jobs.sources.insert(
+            "archive".into(),
+            SourceConfig::S3(Box::new(s3.config("jobs", "v2/"))),
+        );
         config
             .jobs
             .sources
