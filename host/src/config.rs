@@ -235,17 +235,18 @@ impl Config {
     }
 
     /// A copy with every secret set replaced by [`REDACTED`]: S3 `secret_access_key` and
-    /// `session_token`, and each job token's `sha256` (a hash, but of a token that may be guessable).
+    /// `session_token` (of `[s3]` and of each `[jobs.sources]` entry), and each job token's `sha256` (a hash, but of a token that may be guessable).
     /// Unset secrets stay unset, so the output still shows which ones are configured.
     pub fn redacted(&self) -> Config {
         let mut config = self.clone();
-        // `[s3]` and every `[jobs.outputs.NAME]` hold S3 credentials.
+        // `[s3]`, every `[jobs.outputs.NAME]` and every S3 `[jobs.sources.NAME]` hold S3
+        // credentials.
         for s3 in config.s3.iter_mut().chain(config.jobs.outputs.values_mut()) {
-            for secret in [&mut s3.secret_access_key, &mut s3.session_token]
-                .into_iter()
-                .flatten()
-            {
-                *secret = REDACTED.to_string();
+            s3.redact(REDACTED);
+        }
+        for source in config.jobs.sources.values_mut() {
+            if let crate::jobs::sources::SourceConfig::S3(s3) = source {
+                s3.redact(REDACTED);
             }
         }
         for token in &mut config.jobs.tokens {

@@ -12,6 +12,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 use telemetry_server::chart;
+use telemetry_server::cluster::handshake::MeshSecret;
 use telemetry_server::cluster::Topology;
 use telemetry_server::histograms::RevisionCache;
 use telemetry_server::jobs::{
@@ -63,6 +64,12 @@ pub struct RunArgs {
     /// This process's index in `--hosts`.
     #[arg(long, requires = "hosts")]
     process: Option<usize>,
+    /// With --hosts: a file holding the run's secret (64 hex digits, the same file content in
+    /// every process; `openssl rand -hex 32`). Every connection between the processes must prove
+    /// it before any data flows. Without it the processes use a fixed, public secret: the mesh
+    /// then refuses garbage but not a peer that speaks the handshake.
+    #[arg(long, requires = "hosts")]
+    secret_file: Option<PathBuf>,
     /// Write the output here instead of stdout.
     #[arg(long)]
     output: Option<PathBuf>,
@@ -275,6 +282,7 @@ fn execute(args: &RunArgs, progress: &Progress) -> anyhow::Result<ExitCode> {
                 workers: opts.workers,
                 process,
                 addresses: args.hosts.clone(),
+                secret: mesh_secret(args.secret_file.as_deref())?,
             }
         }
     };
@@ -480,4 +488,22 @@ fn render_cost(c: &CostReport, sha256: &str) -> String {
         ),
     );
     s
+}
+
+/// The mesh secret of `job run --hosts`: from `--secret-file`, else the fixed public one (with a
+/// warning).
+fn mesh_secret(file: Option<&std::path::Path>) -> anyhow::Result<MeshSecret> {
+    match file {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read --secret-file {}", path.display()))?;
+            MeshSecret::from_hex(&text).with_context(|| format!("--secret-file {}", path.display()))
+        }
+        None => {
+            eprintln!(
+                "warning: no --secret-file: the processes authenticate with a public secret (garbage is refused, a rogue peer is not)"
+            );
+            Ok(MeshSecret::from_hex(&"00".repeat(32))?)
+        }
+    }
 }

@@ -80,6 +80,9 @@ pub struct SubmitArgs {
     /// document id: the same records on every run.
     #[arg(long, value_parser = super::job::parse_sample)]
     sample: Option<telemetry_server::jobs::Sample>,
+    /// Read this configured source (`[jobs.sources.NAME]` on the server) instead of its local storage.
+    #[arg(long)]
+    source: Option<String>,
     /// Wait for the job with a progress bar and print its result.
     #[arg(long)]
     wait: bool,
@@ -236,6 +239,7 @@ fn submit(args: SubmitArgs) -> anyhow::Result<ExitCode> {
         skip_bad_records: args.skip_bad_records,
         sample: args.sample.map(|s| s.fraction()),
         component: None,
+        source: args.source.clone(),
         ..Manifest::default()
     };
     let started = Instant::now();

@@ -2,6 +2,17 @@
 //! later. The MapReduce dataflow in [`crate::jobs`] is written against any [`Topology`]: it reads
 //! only `worker.index()` / `worker.peers()` and exchanges serialisable `(String, String)` pairs,
 //! so moving to `Cluster` needs no change to it.
+//!
+//! A `Cluster` run connects its processes itself ([`mesh`]): every connection passes the
+//! [`handshake`] (a per-attempt secret) before timely's own protocol sees it.
+
+pub mod handshake;
+pub mod mesh;
+
+use std::any::Any;
+
+use handshake::MeshSecret;
+use timely::communication::AllocatorBuilder;
 
 /// The set of timely workers for one job run.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -20,6 +31,8 @@ pub enum Topology {
         process: usize,
         /// Every process's address.
         addresses: Vec<String>,
+        /// The attempt's secret every mesh connection must prove.
+        secret: MeshSecret,
     },
 }
 
@@ -50,24 +63,24 @@ impl Topology {
         }
     }
 
-    /// The timely configuration for this topology.
-    pub fn timely_config(&self) -> timely::Config {
+    /// timely's allocators for this topology, for `timely::execute::execute_from` (the second
+    /// value must live as long as the run). For a cluster this makes the authenticated mesh.
+    pub fn allocators(&self) -> Result<(Vec<AllocatorBuilder>, Box<dyn Any + Send>), String> {
         match self {
-            Topology::Local { workers } => timely::Config::process((*workers).max(1)),
+            Topology::Local { workers } => {
+                timely::CommunicationConfig::Process((*workers).max(1)).try_build()
+            }
             Topology::Cluster {
                 workers,
                 process,
                 addresses,
-            } => timely::Config {
-                communication: timely::CommunicationConfig::Cluster {
-                    threads: (*workers).max(1),
-                    process: *process,
-                    addresses: addresses.clone(),
-                    report: false,
-                    zerocopy: false,
-                },
-                worker: timely::WorkerConfig::default(),
-            },
+                secret,
+            } => {
+                let config = mesh::MeshConfig::new(addresses.clone(), *process, secret.clone());
+                let connected = mesh::connect(&config).map_err(|e| e.to_string())?;
+                mesh::allocators(connected.sockets, *process, (*workers).max(1))
+                    .map_err(|e| e.to_string())
+            }
         }
     }
 }
@@ -83,11 +96,9 @@ mod tests {
             workers: 2,
             process: 1,
             addresses: vec!["a:1".into(), "b:1".into()],
+            secret: MeshSecret::random().unwrap(),
         };
         assert_eq!(t.peers(), 4);
-        assert!(matches!(
-            t.timely_config().communication,
-            timely::CommunicationConfig::Cluster { process: 1, .. }
-        ));
+        assert_eq!(t.local_workers(), 2);
     }
 }

@@ -19,7 +19,18 @@ use wasmtime::Engine;
 
 use super::JobError;
 
-type HmacSha256 = Hmac<sha2_mac::Sha256>;
+/// HMAC-SHA-256 (verify tags with `verify_slice`: constant-time).
+pub type HmacSha256 = Hmac<sha2_mac::Sha256>;
+
+/// HMAC-SHA-256 keyed with `key`, fed `parts` in order: the MAC of the compile cache's seal and
+/// of the cluster handshake ([`crate::cluster::handshake`]).
+pub fn hmac(key: &[u8], parts: &[&[u8]]) -> HmacSha256 {
+    let mut mac = HmacSha256::new_from_slice(key).expect("HMAC takes any key length");
+    for part in parts {
+        mac.update(part);
+    }
+    mac
+}
 
 /// The key's file in the cache directory (a dot file: the cache's retention leaves it alone).
 pub const KEY_FILE: &str = ".artifact-key";
@@ -64,13 +75,16 @@ impl ArtifactSeal {
     }
 
     fn mac(&self, sha256: &str, artifact: &[u8]) -> HmacSha256 {
-        let mut mac = HmacSha256::new_from_slice(&self.key).expect("HMAC takes any key length");
-        mac.update(b"telemetry-server compile cache v1\0");
-        mac.update(sha256.as_bytes());
-        mac.update(b"\0");
-        mac.update(&self.engine);
-        mac.update(artifact);
-        mac
+        hmac(
+            &self.key,
+            &[
+                b"telemetry-server compile cache v1\0",
+                sha256.as_bytes(),
+                b"\0",
+                &self.engine,
+                artifact,
+            ],
+        )
     }
 
     /// The file to store for the artifact of component `sha256`: header, then the artifact.

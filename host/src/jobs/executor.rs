@@ -192,11 +192,17 @@ pub fn run_on(
     let (done_tx, done_rx) = mpsc::channel::<()>();
     let done_tx = Mutex::new(done_tx);
     let worker_ctx = ctx.clone();
-    let guards = timely::execute(topology.timely_config(), move |worker| {
-        let result = worker_main(worker, &worker_ctx);
-        let _ = done_tx.lock().map(|tx| tx.send(()));
-        result
-    })
+    let (allocators, network) = topology.allocators().map_err(JobError::Engine)?;
+    let guards = timely::execute::execute_from(
+        allocators,
+        network,
+        timely::WorkerConfig::default(),
+        move |worker| {
+            let result = worker_main(worker, &worker_ctx);
+            let _ = done_tx.lock().map(|tx| tx.send(()));
+            result
+        },
+    )
     .map_err(JobError::Engine)?;
 
     // Mirror the workers' counters into the caller's `Progress` until they finish.

@@ -16,7 +16,10 @@
 //! - [`limits`], [`progress`], [`cost`], [`joblog`]: limits, live counters and cancellation, the
 //!   cost report, the capped job log.
 //! - [`scheduler`]: the persistent job queue; [`schedule`]: jobs run on a schedule with relative
-//!   dates; [`output`]: results written to S3 (`[jobs.outputs]`).
+//!   dates; [`output`]: results written to S3 (`[jobs.outputs]`); [`result_format`]: a result
+//!   as text, CSV or NDJSON.
+//! - [`sources`]: where a job reads (`[jobs.sources.NAME]`: local storage or S3).
+//! - [`service`]: the job service behind the HTTP API (tokens, compile gate, upload quota).
 //! - `error`: [`JobError`].
 //! - [`project`]: job projects anywhere: `job new` writes one, `job build` compiles it.
 //!
@@ -40,11 +43,13 @@ pub mod limits;
 pub mod output;
 pub mod progress;
 pub mod project;
+pub mod result_format;
 pub mod runtime;
 pub mod sample;
 pub mod schedule;
 pub mod scheduler;
 pub mod service;
+pub mod sources;
 mod wasi;
 
 pub use column_cache::ColumnCache;

@@ -125,6 +125,16 @@ impl S3Config {
         .with_env_defaults())
     }
 
+    /// Replaces the secrets that are set (`secret_access_key`, `session_token`) with `mask`.
+    pub fn redact(&mut self, mask: &str) {
+        for secret in [&mut self.secret_access_key, &mut self.session_token]
+            .into_iter()
+            .flatten()
+        {
+            *secret = mask.to_string();
+        }
+    }
+
     /// Checks the settings that would otherwise fail late (at the first request or part).
     pub fn validate(&self) -> Result<(), S3Error> {
         let bad = |msg: String| Err(S3Error::Config(msg));

@@ -357,6 +357,7 @@ fn the_same_dataflow_runs_as_a_two_process_cluster() {
             .to_string()
     };
     let addresses = vec![free_port(), free_port()];
+    let secret = telemetry_server::cluster::handshake::MeshSecret::random().unwrap();
     let results: Vec<Result<JobOutput, JobError>> = std::thread::scope(|s| {
         let handles: Vec<_> = (0..2)
             .map(|process| {
@@ -364,6 +365,7 @@ fn the_same_dataflow_runs_as_a_two_process_cluster() {
                     workers: 1,
                     process,
                     addresses: addresses.clone(),
+                    secret: secret.clone(),
                 };
                 s.spawn(move || {
                     let source = jobs::open_source(data.to_str().unwrap()).unwrap();

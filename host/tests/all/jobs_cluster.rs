@@ -13,7 +13,7 @@ fn free_port() -> String {
     crate::common::free_local_addr().to_string()
 }
 
-fn job_run(filter: &std::path::Path, extra: &[&str]) -> Command {
+pub(crate) fn job_run(filter: &std::path::Path, extra: &[&str]) -> Command {
     let mut command = Command::new(common::binary());
     command
         .args(["job", "run"])
@@ -27,7 +27,7 @@ fn job_run(filter: &std::path::Path, extra: &[&str]) -> Command {
     command
 }
 
-fn report(out: &Output) -> Value {
+pub(crate) fn report(out: &Output) -> Value {
     assert!(
         out.status.success(),
         "{}",

@@ -19,6 +19,7 @@ mod sdk_decimal;
 #[path = "../../../guest-sdk/rust/src/histogram.rs"]
 mod sdk_histogram;
 
+mod cluster_transport;
 mod column_cache;
 mod convert;
 mod convert_cli;
@@ -42,6 +43,7 @@ mod jobs_cluster;
 mod jobs_histograms;
 mod jobs_hostile;
 mod jobs_languages;
+mod jobs_sources;
 mod layering;
 mod loud_failures;
 mod parquet;

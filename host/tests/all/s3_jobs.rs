@@ -17,7 +17,7 @@ use telemetry_server::s3::{client, S3Source};
 use telemetry_server::storage::{DataDir, LocalSource, PartitionSource, Schema};
 
 /// Exports `data` (its `storage/`) to `bucket` under `prefix` and returns a source over it.
-fn export_and_open(
+pub(crate) fn export_and_open(
     server: &S3Server,
     data: &std::path::Path,
     bucket: &str,

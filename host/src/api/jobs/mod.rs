@@ -12,7 +12,7 @@
 //!   `schedule_check`: a manifest's `schedule`, `output` and `run_at`.
 
 mod error;
-pub mod format;
+pub use crate::jobs::result_format as format;
 mod openapi;
 mod result_stream;
 mod routes;

@@ -16,7 +16,7 @@ use chrono::{DateTime, Utc};
 use prometheus_client::metrics::counter::Counter;
 use sha2::Digest;
 
-use crate::api::jobs::format::{render_line, ResultFormat};
+use crate::jobs::result_format::{render_line, ResultFormat};
 use crate::jobs::scheduler::{
     Executor, Finished, JobRecord, OutputReceipt, RunControl, RunFailure,
 };

@@ -41,6 +41,10 @@ pub struct Manifest {
     /// no `component` part.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub component: Option<String>,
+    /// The configured source to read (`[jobs.sources.NAME]`); the server's local storage when
+    /// missing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
     /// Run the job on a schedule (`daily HH:MM` or 5-field cron, UTC) instead of once; see
     /// `jobs::schedule` and `docs/jobs/schedules.md`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -50,7 +54,7 @@ pub struct Manifest {
     pub output: Option<String>,
     /// The format written to `output`: `text` (default), `csv` or `ndjson`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub output_format: Option<crate::api::jobs::format::ResultFormat>,
+    pub output_format: Option<crate::jobs::result_format::ResultFormat>,
     /// Set by the server on a scheduled run's job: the time (RFC 3339, UTC) its relative dates
     /// were resolved at. Refused in a submitted manifest.
     #[serde(default, skip_serializing_if = "Option::is_none")]

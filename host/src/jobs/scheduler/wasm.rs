@@ -1,5 +1,5 @@
 //! [`WasmExecutor`]: runs a queued job's compiled component with the MapReduce executor over the
-//! server's data source, and maps the executor's errors onto the scheduler's outcomes.
+//! source its manifest names (see [`crate::jobs::sources`]), and maps the executor's errors onto the scheduler's outcomes.
 
 use std::sync::Arc;
 
@@ -7,13 +7,14 @@ use super::control::RunControl;
 use super::record::JobRecord;
 use super::{Executor, Finished, RunFailure};
 use crate::jobs::schedule::relative;
+use crate::jobs::sources::Sources;
 use crate::jobs::{ColumnCache, JobError, Limits, RunOptions, Runtime, Sample};
-use crate::storage::{filter, PartitionSource, Schema};
+use crate::storage::{filter, Schema};
 
 /// Runs jobs as Wasm components on the shared [`Runtime`].
 pub struct WasmExecutor {
     runtime: Arc<Runtime>,
-    source: Arc<dyn PartitionSource>,
+    sources: Arc<Sources>,
     /// The storage schema the manifests' filters are resolved against (by dimension name).
     schema: Schema,
     /// Worker threads one job may use (the rest of the cores stay with ingest).
@@ -23,17 +24,17 @@ pub struct WasmExecutor {
 }
 
 impl WasmExecutor {
-    /// An executor reading from `source`, laid out by `schema`, using at most `max_workers`
+    /// An executor reading from `sources`, laid out by `schema`, using at most `max_workers`
     /// threads per job.
     pub fn new(
         runtime: Arc<Runtime>,
-        source: Arc<dyn PartitionSource>,
+        sources: Arc<Sources>,
         schema: Schema,
         max_workers: usize,
     ) -> Self {
         WasmExecutor {
             runtime,
-            source,
+            sources,
             schema,
             max_workers: max_workers.max(1),
             column_cache: None,
@@ -91,6 +92,10 @@ impl Executor for WasmExecutor {
             log: Vec::new(),
         };
         let options = self.options(job).map_err(failed)?;
+        let source = self
+            .sources
+            .open(job.manifest.source.as_deref())
+            .map_err(|e| failed(e.to_string()))?;
         let compiled = self
             .runtime
             .load_cached(&job.component_sha256)
@@ -98,7 +103,7 @@ impl Executor for WasmExecutor {
         match crate::jobs::run(
             &self.runtime,
             &compiled,
-            self.source.clone(),
+            source,
             &options,
             &control.progress,
             &control.cancel,

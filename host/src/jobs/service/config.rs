@@ -2,10 +2,13 @@
 //! cores jobs may use, the ceiling on what a job may ask for (`[jobs.max_limits]`), and how long
 //! results are kept.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
 use super::auth::TokenConfig;
 use crate::jobs::limits::MaxLimits;
+use crate::jobs::sources::SourceConfig;
 use crate::jobs::RuntimeConfig;
 
 /// `[jobs]` section of the server configuration.
@@ -69,7 +72,10 @@ pub struct JobsConfig {
     pub schedule_tick_ms: u64,
     /// `[jobs.outputs.NAME]`: S3 buckets/prefixes a manifest's `output` may name (`jobs::output`;
     /// the same keys as `[s3]`, validated at load).
-    pub outputs: std::collections::BTreeMap<String, crate::export::S3Config>,
+    pub outputs: std::collections::BTreeMap<String, crate::s3::S3Config>,
+    /// `[jobs.sources.NAME]`: where a manifest's `"source": "NAME"` reads (`kind = "local"` or
+    /// `kind = "s3"` with bucket, prefix, endpoint, credentials). Empty: local storage only.
+    pub sources: BTreeMap<String, SourceConfig>,
 }
 
 impl Default for JobsConfig {
@@ -98,6 +104,7 @@ impl Default for JobsConfig {
             max_schedules: 100,
             schedule_tick_ms: 1000,
             outputs: Default::default(),
+            sources: BTreeMap::new(),
         }
     }
 }
@@ -122,6 +129,7 @@ impl JobsConfig {
             );
         }
         crate::jobs::output::validate(&self.outputs)?;
+        crate::jobs::sources::validate(&self.sources)?;
         let runtime_max = RuntimeConfig::default().max_memory_bytes;
         if self.max_limits.memory_bytes > runtime_max {
             return Err(format!(

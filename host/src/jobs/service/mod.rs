@@ -35,6 +35,7 @@ use crate::jobs::scheduler::{
     CacheRetention, ComponentCache, JobStore, Priority, Scheduler, SchedulerConfig, SchedulerError,
     StoreError, WasmExecutor,
 };
+use crate::jobs::sources::Sources;
 use crate::jobs::{ColumnCache, CompiledJob, JobError, Limits, Runtime, RuntimeConfig};
 use crate::metrics::Registry;
 use crate::storage::{
@@ -84,6 +85,8 @@ pub struct JobService {
     pub(crate) config: JobsConfig,
     /// The storage schema manifests' filters are resolved against.
     schema: Schema,
+    /// The local storage and `[jobs.sources]`, for checking a manifest's `source`.
+    sources: Arc<Sources>,
     /// Manifests refused for asking above `[jobs.max_limits]` (or `max_workers_per_job`), by limit.
     limit_rejections: Family<LimitLabel, Counter>,
     /// Jobs run on a schedule.
@@ -136,8 +139,9 @@ impl JobService {
             .and_then(|()| jobs.open_dir(UPLOADS))
             .map_err(|e| StorageError::io(format!("{}/{UPLOADS}", datadir::JOBS), e))?;
         let cache = data.sub(datadir::CACHE)?;
-        let source: Arc<dyn PartitionSource> =
+        let local: Arc<dyn PartitionSource> =
             Arc::new(LocalSource::new(data.sub(datadir::STORAGE)?));
+        let sources = Arc::new(Sources::new(local, config.sources.clone()));
         let components = Arc::new(ComponentCache::new(
             data.sub(datadir::CACHE)?,
             CacheRetention {
@@ -162,7 +166,7 @@ impl JobService {
             Arc::new(
                 WasmExecutor::new(
                     runtime.clone(),
-                    source,
+                    sources.clone(),
                     schema.clone(),
                     config.worker_ceiling(),
                 )
@@ -208,6 +212,7 @@ impl JobService {
             ),
             config: config.clone(),
             schema,
+            sources,
             limit_rejections: Family::default(),
             schedules,
             outputs,
@@ -389,6 +394,9 @@ impl JobService {
         filter::resolve(dated.as_ref(), &self.schema)
             .map_err(|e| ApiError::bad("bad_filter", e.to_string()))?;
         schedule_check::check(&manifest, &self.outputs, self.schedules.now())?;
+        self.sources
+            .config(manifest.source.as_deref())
+            .map_err(|e| ApiError::bad("unknown_source", e.to_string()))?;
         if let Some(sample) = manifest.sample {
             crate::jobs::Sample::new(sample)
                 .map_err(|e| ApiError::bad("bad_manifest", e.to_string()))?;
