@@ -15,6 +15,7 @@
 //!
 //! - [`metrics`]: the one Prometheus registry every stage registers its own metrics in.
 //! - [`progress`]: progress counters long operations advance (the CLI draws them).
+//! - [`mac`]: HMAC-SHA-256 for the compile cache's seals and the cluster handshake.
 //! - [`rawlog`]: the raw submission log (v0/v1/v2 byte layouts, file names, the `.finished`
 //!   protocol), written by ingest.
 //! - [`storage`]: `telemetry_schema.json` dimensions, partition files (zstd/xz), pruning reader,
@@ -26,7 +27,8 @@
 //!   conversion of finished raw logs.
 //! - [`ingest`]: the submission server's durable log writer and crash recovery.
 //! - [`export`]: finished partition files and raw logs to S3.
-//! - [`cluster`]: timely configuration for one process or many.
+//! - [`cluster`]: timely configuration for one process or many, and the authenticated mesh
+//!   (handshake with a per-run secret) between processes.
 //! - [`jobs`]: the Wasm component runtime, the MapReduce executor, the scheduler and the job
 //!   service.
 //! - [`columns`]: stored documents and job results as Parquet for other tools.
@@ -39,7 +41,7 @@
 /// its own. `tests/all/layering.rs` fails on any other `crate::` path in `host/src`.
 #[doc(hidden)]
 pub const STAGES: &[&[&str]] = &[
-    &["error_chain", "user_cache", "metrics", "progress"],
+    &["error_chain", "user_cache", "metrics", "progress", "mac"],
     &["rawlog"],
     &["storage"],
     &["histograms"],
@@ -70,6 +72,7 @@ pub mod fuzzing;
 pub mod histograms;
 pub mod ingest;
 pub mod jobs;
+pub mod mac;
 pub mod metrics;
 pub mod progress;
 pub mod rawlog;

@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use hmac::Mac;
 
-use crate::jobs::artifact_seal::hmac;
+use crate::mac::hmac;
 
 /// First bytes the acceptor sends (protocol name and version).
 pub const MAGIC: &[u8; 8] = b"tsmesh01";

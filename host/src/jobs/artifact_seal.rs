@@ -13,24 +13,13 @@ use std::hash::{Hash, Hasher};
 use std::io::{Read, Write};
 
 use cap_std::fs::{Dir, MetadataExt, OpenOptions, OpenOptionsExt};
-use hmac::{Hmac, KeyInit, Mac};
+use hmac::Mac;
 use sha2::Digest;
 use wasmtime::Engine;
 
 use super::JobError;
 
-/// HMAC-SHA-256 (verify tags with `verify_slice`: constant-time).
-pub type HmacSha256 = Hmac<sha2_mac::Sha256>;
-
-/// HMAC-SHA-256 keyed with `key`, fed `parts` in order: the MAC of the compile cache's seal and
-/// of the cluster handshake ([`crate::cluster::handshake`]).
-pub fn hmac(key: &[u8], parts: &[&[u8]]) -> HmacSha256 {
-    let mut mac = HmacSha256::new_from_slice(key).expect("HMAC takes any key length");
-    for part in parts {
-        mac.update(part);
-    }
-    mac
-}
+pub use crate::mac::{hmac, HmacSha256};
 
 /// The key's file in the cache directory (a dot file: the cache's retention leaves it alone).
 pub const KEY_FILE: &str = ".artifact-key";
