@@ -1,7 +1,7 @@
 //! Write a Telemetry Server MapReduce job in Rust: implement [`Job`] and call [`export_job!`].
 //!
 //! ```ignore
-//! use telemetry_job::{export_job, Job, Record, Spec};
+//! use telemetry_job::{export_job, Record, Spec};
 //!
 //! struct OsCount;
 //! export_job! {

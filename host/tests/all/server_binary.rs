@@ -53,6 +53,24 @@ fn spawn_serve(
     (child, addr, reader)
 }
 
+/// POSTs the one record of the real v2 raw log (its gzip body) to its submission URL on `addr`,
+/// asserting a 200; returns the body sent.
+fn post_real_ping(addr: &str) -> Vec<u8> {
+    let ping = std::fs::read(common::data(
+        "pings/rawlog-v2.saved-session.Fx40.0a2-aurora.2015-05.uberi.finished",
+    ))
+    .unwrap();
+    let body = ping[16 + 9 + 87..].to_vec(); // the gzip body of the seed's one-record v2 log
+    let url = format!("http://{addr}/submit/telemetry/76f4594f-e90d-e26b-31a6-8fbba68d1403/saved-session/Firefox/40.0a2/aurora/20150522004047");
+    let response = reqwest::blocking::Client::new()
+        .post(url)
+        .body(body.clone())
+        .send()
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 200);
+    body
+}
+
 /// SIGTERM, then the exit status (within 30 s).
 fn terminate(child: &mut Child) -> ExitStatus {
     let status = Command::new("kill")
@@ -81,18 +99,7 @@ fn serve_accepts_then_drains_on_sigterm_and_exits_zero() {
         line.strip_prefix("listening on ").map(str::to_owned)
     });
 
-    let ping = std::fs::read(common::data(
-        "pings/rawlog-v2.saved-session.Fx40.0a2-aurora.2015-05.uberi.finished",
-    ))
-    .unwrap();
-    let body = ping[16 + 9 + 87..].to_vec(); // the gzip body of the seed's one-record v2 log
-    let url = format!("http://{addr}/submit/telemetry/76f4594f-e90d-e26b-31a6-8fbba68d1403/saved-session/Firefox/40.0a2/aurora/20150522004047");
-    let response = reqwest::blocking::Client::new()
-        .post(url)
-        .body(body.clone())
-        .send()
-        .unwrap();
-    assert_eq!(response.status().as_u16(), 200);
+    let body = post_real_ping(&addr);
 
     let exit = terminate(&mut child);
     let log = reader.join().unwrap().join("\n");
@@ -159,11 +166,6 @@ fn json_logs_are_one_object_per_line() {
 #[test]
 fn the_data_dir_is_private_to_the_servers_user() {
     use std::os::unix::fs::PermissionsExt;
-    let ping = std::fs::read(common::data(
-        "pings/rawlog-v2.saved-session.Fx40.0a2-aurora.2015-05.uberi.finished",
-    ))
-    .unwrap();
-    let body = ping[16 + 9 + 87..].to_vec();
     for (umask, open_bits) in [(None, 0o077), (Some("027"), 0o027)] {
         let tmp = tempfile::tempdir().unwrap();
         let data = tmp.path().join("data");
@@ -182,13 +184,7 @@ fn the_data_dir_is_private_to_the_servers_user() {
         )
         .unwrap();
         let (mut child, addr, log) = crate::server_support::spawn_serve(&config, &data);
-        let url = format!("http://{addr}/submit/telemetry/76f4594f-e90d-e26b-31a6-8fbba68d1403/saved-session/Firefox/40.0a2/aurora/20150522004047");
-        let response = reqwest::blocking::Client::new()
-            .post(url)
-            .body(body.clone())
-            .send()
-            .unwrap();
-        assert_eq!(response.status().as_u16(), 200);
+        post_real_ping(&addr);
         let deadline = Instant::now() + Duration::from_secs(60);
         while !crate::server_support::walk(&data.join("storage"))
             .iter()

@@ -1,6 +1,6 @@
 //! os-distribution: how many submissions per operating system and application version
 //! (the 2013 system's `osdistribution.py`, extended with the version). Output: `OS,version<TAB>count`.
-use telemetry_job::{emit, export_job, sum, Job, Record, Spec};
+use telemetry_job::{emit, export_job, sum, Record, Spec};
 
 struct OsDistribution;
 

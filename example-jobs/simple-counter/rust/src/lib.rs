@@ -1,7 +1,7 @@
 //! simple-counter: records and duplicate document ids per submission day (the 2013 system's
 //! `simple_counter.py` found duplicates by counting document ids). Output:
 //! `YYYYMMDD<TAB>records=N duplicates=M` where M counts records whose id was already seen that day.
-use telemetry_job::{emit, export_job, Job, Record, Spec};
+use telemetry_job::{emit, export_job, Record, Spec};
 
 struct SimpleCounter;
 
