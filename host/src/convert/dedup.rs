@@ -35,7 +35,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use cap_std::fs::Dir;
-use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
+use redb::{
+    Database, Durability, ReadOnlyTable, ReadableDatabase, ReadableTable, ReadableTableMetadata,
+    TableDefinition,
+};
 
 use crate::storage::{datadir, DataDir, PublishHook, SealedFile, StorageError, TrackedRecord};
 
@@ -82,6 +85,9 @@ pub struct DedupIndex {
     published: Mutex<Vec<String>>,
     /// Ids in the index after the last commit.
     entries: AtomicU64,
+    /// The `ids` table as of the last commit, so a lookup needs no read transaction of its own;
+    /// dropped by every commit before it releases reservations (see [`DedupIndex::reserve`]).
+    snapshot: Mutex<Option<ReadOnlyTable<&'static str, u32>>>,
 }
 
 impl DedupIndex {
@@ -112,6 +118,7 @@ impl DedupIndex {
             reserved: Mutex::new(HashSet::new()),
             published: Mutex::new(Vec::new()),
             entries: AtomicU64::new(0),
+            snapshot: Mutex::new(None),
         };
         index.recover(&storage)?;
         Ok(index)
@@ -159,12 +166,16 @@ impl DedupIndex {
 
     /// Whether `id` is committed in the index.
     pub fn contains(&self, id: &str) -> Result<bool, DedupError> {
-        let read = self.db.begin_read().map_err(|e| self.store_error(e))?;
-        let table = match read.open_table(IDS) {
-            Ok(t) => t,
-            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(false),
-            Err(e) => return Err(self.store_error(e)),
-        };
+        let mut snapshot = self.snapshot.lock().unwrap_or_else(|e| e.into_inner());
+        if snapshot.is_none() {
+            let read = self.db.begin_read().map_err(|e| self.store_error(e))?;
+            match read.open_table(IDS) {
+                Ok(table) => *snapshot = Some(table),
+                Err(redb::TableError::TableDoesNotExist(_)) => return Ok(false),
+                Err(e) => return Err(self.store_error(e)),
+            }
+        }
+        let table = snapshot.as_ref().expect("opened above");
         let found = table.get(id).map_err(|e| self.store_error(e))?.is_some();
         Ok(found)
     }
@@ -221,9 +232,15 @@ impl DedupIndex {
         }
     }
 
-    /// Files renamed to their final names: their `pending` entries are dropped now (one more
-    /// commit, so an entry never outlives its file by long: the S3 exporter may delete a
-    /// published file after uploading it), or at the next commit if this one fails.
+    /// Files renamed to their final names: their `pending` entries are dropped now, in a
+    /// commit that is not synced (it becomes durable with the next [`commit_files`]), so an
+    /// entry never outlives its file by long (the S3 exporter may delete a published file after
+    /// uploading it) without a second fsync per publish; or at the next commit if this one
+    /// fails. A crash before that next commit leaves the entry behind; [`DedupIndex::open`]
+    /// then drops it (the file exists) or removes its ids (the file was uploaded and deleted:
+    /// those ids lose their protection, their records are not lost).
+    ///
+    /// [`commit_files`]: DedupIndex::commit_files
     pub fn mark_published(&self, files: &[SealedFile]) {
         let mut published = self.published.lock().unwrap_or_else(|e| e.into_inner());
         published.extend(
@@ -235,7 +252,7 @@ impl DedupIndex {
         if published.is_empty() {
             return;
         }
-        let done = self.transaction(|txn| {
+        let done = self.transaction_with(Durability::None, |txn| {
             let mut pending = txn.open_table(PENDING)?;
             for path in published.iter() {
                 pending.remove(path.as_str())?;
@@ -311,9 +328,22 @@ impl DedupIndex {
         &self,
         body: impl FnOnce(&redb::WriteTransaction) -> Result<T, redb::Error>,
     ) -> Result<T, DedupError> {
-        let txn = self.db.begin_write().map_err(|e| self.store_error(e))?;
+        self.transaction_with(Durability::Immediate, body)
+    }
+
+    /// Runs `body` in a write transaction committed with `durability`, then drops the lookup
+    /// snapshot (before any caller releases reservations, so a released id is always found).
+    fn transaction_with<T>(
+        &self,
+        durability: Durability,
+        body: impl FnOnce(&redb::WriteTransaction) -> Result<T, redb::Error>,
+    ) -> Result<T, DedupError> {
+        let mut txn = self.db.begin_write().map_err(|e| self.store_error(e))?;
+        txn.set_durability(durability)
+            .map_err(|e| self.store_error(redb::Error::from(e)))?;
         let value = body(&txn).map_err(|e| self.store_error(e))?;
         txn.commit().map_err(|e| self.store_error(e))?;
+        *self.snapshot.lock().unwrap_or_else(|e| e.into_inner()) = None;
         Ok(value)
     }
 }

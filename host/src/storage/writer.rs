@@ -34,9 +34,12 @@ pub struct WriterOptions {
     /// and export within a bounded time (default 5 minutes).
     pub max_file_age: Duration,
     /// At most this many files are open at once; opening one more finishes the least
-    /// recently written. Bounds memory: each zstd/xz encoder holds its own window (default 128).
+    /// recently written eighth of them. Bounds memory: each zstd/xz encoder holds its own window (default 128).
     pub max_open_files: usize,
 }
+
+/// Eviction finishes `max_open_files / EVICTION_BATCH_DIVISOR` files at once (at least one).
+const EVICTION_BATCH_DIVISOR: usize = 8;
 
 impl Default for WriterOptions {
     fn default() -> Self {
@@ -314,16 +317,20 @@ impl StorageWriter {
         })
     }
 
+    /// Finishes the least recently written eighth of the open files (at least one) in one
+    /// batch: a [`PublishHook`] then commits them together (one durable dedup commit per batch
+    /// instead of one per file when many partitions churn through the open set).
     fn finish_least_recent(&mut self) -> Result<(), StorageError> {
-        let key = self
-            .open
-            .iter()
-            .min_by_key(|(_, f)| f.last_write)
-            .map(|(k, _)| k.clone());
-        match key {
-            Some(key) => self.finish_file(&key),
-            None => Ok(()),
-        }
+        let batch = (self.options.max_open_files / EVICTION_BATCH_DIVISOR).max(1);
+        let mut by_age: Vec<(u64, &String)> =
+            self.open.iter().map(|(k, f)| (f.last_write, k)).collect();
+        by_age.sort_unstable();
+        let keys: Vec<String> = by_age
+            .into_iter()
+            .take(batch)
+            .map(|(_, k)| k.clone())
+            .collect();
+        self.finish_files(&keys)
     }
 
     /// Completes the stream, syncs it and renames it to its final name.
@@ -513,5 +520,46 @@ mod tests {
                 "published final=true"
             ]
         );
+    }
+
+    /// Counts the files of each `before_publish` call.
+    struct BatchSizes(Arc<Mutex<Vec<usize>>>);
+
+    impl PublishHook for BatchSizes {
+        fn before_publish(&mut self, files: &[SealedFile]) -> Result<(), StorageError> {
+            self.0.lock().unwrap().push(files.len());
+            Ok(())
+        }
+        fn published(&mut self, _: &[SealedFile]) {}
+        fn abandoned(&mut self, _: &[SealedFile]) {}
+    }
+
+    #[test]
+    fn eviction_finishes_the_least_recent_eighth_in_one_hook_call() {
+        let tmp = tempfile::tempdir().unwrap();
+        let data = DataDir::open(tmp.path()).unwrap();
+        let schema = Schema::from_json(crate::convert::DEFAULT_SCHEMA).unwrap();
+        let options = WriterOptions {
+            max_open_files: 16,
+            ..WriterOptions::default()
+        };
+        let mut writer = StorageWriter::new(data.sub("storage").unwrap(), schema, options);
+        let batches = Arc::new(Mutex::new(Vec::new()));
+        writer.set_publish_hook(Box::new(BatchSizes(batches.clone())));
+        let dims = |version: usize| -> Vec<String> {
+            let version = format!("{version}.0");
+            ["main", "Firefox", "release", &version, "20180101", "20261201"]
+                .iter()
+                .map(|s| s.to_string())
+                .collect()
+        };
+        for version in 0..17 {
+            writer.write(&dims(version), 4, "id", "{}").unwrap();
+        }
+        assert_eq!(writer.open_files(), 15, "two evicted, the 17th opened");
+        let evicted = writer.take_finished();
+        let versions: Vec<&str> = evicted.iter().map(|f| f.dims[3].as_str()).collect();
+        assert_eq!(versions, ["0.0", "1.0"], "the least recently written");
+        assert_eq!(*batches.lock().unwrap(), [2], "one hook call for the batch");
     }
 }

@@ -4,7 +4,7 @@
 //! lack of definitions is converted from the error stream once they are given, and only once.
 
 use crate::common;
-use crate::server_support;
+use crate::server_support::{self, ServeProcess};
 
 use std::io::BufRead;
 use std::path::{Path, PathBuf};
@@ -115,109 +115,43 @@ fn convert(data: &Path, args: &[&str], inputs: &[&Path]) -> (i32, Value) {
     (code, summary)
 }
 
-/// A `telemetry-server serve` process with its captured stderr.
-struct Serve {
-    child: Child,
-    addr: String,
-    log: Arc<Mutex<String>>,
+/// `serve` with live conversion, 2 shards and workers, quick flushes and dedup on.
+fn start(root: &Path) -> ServeProcess {
+    let config = root.join("serve.toml");
+    std::fs::write(
+        &config,
+        "[ingest]\nshards = 2\nmax_log_age_ms = 200\n\
+         [convert]\nenabled = true\nworkers = 2\nscan_interval_secs = 1\nflush_secs = 2\n\
+         unknown_revision = \"nearest\"\ndedup_window_days = 7\n",
+    )
+    .unwrap();
+    ServeProcess::start(&config, &root.join("data"))
 }
 
-impl Serve {
-    fn start(root: &Path) -> Serve {
-        let config = root.join("serve.toml");
-        std::fs::write(
-            &config,
-            "[ingest]\nshards = 2\nmax_log_age_ms = 200\n\
-             [convert]\nenabled = true\nworkers = 2\nscan_interval_secs = 1\nflush_secs = 2\n\
-             unknown_revision = \"nearest\"\ndedup_window_days = 7\n",
-        )
-        .unwrap();
-        let (child, addr, log) = server_support::spawn_serve(&config, &root.join("data"));
-        Serve { child, addr, log }
-    }
-
-    fn log(&self) -> String {
-        self.log.lock().unwrap().clone()
-    }
-
-    /// A counter or gauge from `/metrics` (0 when absent).
-    fn metric(&self, name: &str) -> u64 {
-        let text = reqwest::blocking::get(format!("http://{}/metrics", self.addr))
-            .unwrap()
-            .text()
-            .unwrap();
-        text.lines()
-            .find_map(|l| l.strip_prefix(name).and_then(|v| v.strip_prefix(' ')))
-            .map_or(0, |v| v.trim().parse().unwrap())
-    }
-
-    /// Submits `dedup-<i>` for every i in `ids` (4 clients), real pings in turn; all must get 200.
-    fn submit(&self, bodies: &[Vec<u8>], ids: std::ops::Range<usize>) {
-        std::thread::scope(|scope| {
-            for client in 0..4 {
-                let ids = ids.clone();
-                scope.spawn(move || {
-                    let http = reqwest::blocking::Client::new();
-                    for i in ids.skip(client).step_by(4) {
-                        let url = format!(
-                            "http://{}/submit/telemetry/dedup-{i:04}/main/Firefox/61.0/release/20180101",
-                            self.addr
-                        );
-                        let body = bodies[i % bodies.len()].clone();
-                        let status = http.post(url).body(body).send().unwrap().status();
-                        assert_eq!(status.as_u16(), 200, "dedup-{i:04}");
-                    }
-                });
-            }
-        });
-    }
-
-    fn wait(&self, what: &str, mut done: impl FnMut(&Serve) -> bool) {
-        let start = Instant::now();
-        while !done(self) {
-            assert!(
-                start.elapsed() < Duration::from_secs(120),
-                "timed out waiting for {what}; log:\n{}",
-                self.log()
-            );
-            std::thread::sleep(Duration::from_millis(200));
+/// Submits `dedup-<i>` for every i in `ids` to `server` (4 clients), real pings in turn; all
+/// must get 200.
+fn submit(server: &ServeProcess, bodies: &[Vec<u8>], ids: std::ops::Range<usize>) {
+    std::thread::scope(|scope| {
+        for client in 0..4 {
+            let ids = ids.clone();
+            scope.spawn(move || {
+                let http = reqwest::blocking::Client::new();
+                for i in ids.skip(client).step_by(4) {
+                    let url = format!(
+                        "http://{}/submit/telemetry/dedup-{i:04}/main/Firefox/61.0/release/20180101",
+                        server.addr
+                    );
+                    let body = bodies[i % bodies.len()].clone();
+                    let status = http.post(url).body(body).send().unwrap().status();
+                    assert_eq!(status.as_u16(), 200, "dedup-{i:04}");
+                }
+            });
         }
-    }
-
-    /// SIGKILL: no drain, no flush.
-    fn kill(mut self) {
-        self.child.kill().unwrap();
-        self.child.wait().unwrap();
-    }
-
-    /// SIGTERM: drains and must exit 0.
-    fn terminate(mut self) {
-        let status = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(status.success());
-        let start = Instant::now();
-        let exit = loop {
-            if let Some(exit) = self.child.try_wait().unwrap() {
-                break exit;
-            }
-            assert!(
-                start.elapsed() < Duration::from_secs(60),
-                "no exit after SIGTERM"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        };
-        assert!(exit.success(), "exit {exit:?}; log:\n{}", self.log());
-    }
+    });
 }
 
-impl Drop for Serve {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+/// How long the test waits for conversion to reach a state.
+const WAIT: Duration = Duration::from_secs(120);
 
 fn expected_ids() -> Vec<String> {
     (0..IDS).map(|i| format!("dedup-{i:04}")).collect()
@@ -236,13 +170,13 @@ fn the_same_ids_sent_twice_around_a_kill_9_are_stored_once() {
     // Run 1: every id acknowledged. The first half is flushed (published) before the second is
     // sent; the server is killed once conversion has written them all, so the second half is
     // (most likely) in `.partial` files and raw logs not yet retired.
-    let first = Serve::start(root.path());
-    first.submit(&bodies, 0..IDS / 2);
-    first.wait("the first half to be published", |_| {
+    let first = start(root.path());
+    submit(&first, &bodies, 0..IDS / 2);
+    first.wait_for("the first half to be published", WAIT, |_| {
         stored_ids(&data).len() >= IDS / 2
     });
-    first.submit(&bodies, IDS / 2..IDS);
-    first.wait("the first run to convert every id", |s| {
+    submit(&first, &bodies, IDS / 2..IDS);
+    first.wait_for("the first run to convert every id", WAIT, |s| {
         s.metric("telemetry_convert_records_written_total") >= IDS as u64
     });
     first.kill();
@@ -266,14 +200,14 @@ fn the_same_ids_sent_twice_around_a_kill_9_are_stored_once() {
     );
 
     // Run 2: the same ids again, and the raw logs the kill left converted again.
-    let second = Serve::start(root.path());
-    second.submit(&bodies, 0..IDS);
+    let second = start(root.path());
+    submit(&second, &bodies, 0..IDS);
     let pending = |data: &Path| {
         server_support::files(&data.join("raw"))
             .iter()
             .any(|n| n.ends_with(".finished"))
     };
-    second.wait("run 2 to convert everything and flush", |s| {
+    second.wait_for("run 2 to convert everything and flush", WAIT, |s| {
         s.metric("telemetry_convert_records_read_total") >= leftover + IDS as u64
             && !pending(&data)
             && s.metric("telemetry_convert_dedup_entries") == IDS as u64
@@ -289,7 +223,7 @@ fn the_same_ids_sent_twice_around_a_kill_9_are_stored_once() {
         leftover + stored_before,
         "every other record converted in run 2 is a duplicate"
     );
-    second.terminate();
+    second.terminate_ok();
 
     assert_ids(
         &stored_ids(&data),

@@ -3,7 +3,7 @@
 //! resident memory grows by far less than the result's size.
 
 use crate::jobs_support::{run_job_over_http, tiny_data};
-use crate::server_support::spawn_serve;
+use crate::server_support::ServeProcess;
 use reqwest::blocking::Client;
 use sha2::{Digest, Sha256};
 use std::io::{Read, Write};
@@ -61,7 +61,8 @@ fn a_large_result_streams_to_two_clients_without_growing_the_server_by_its_size(
         ),
     )
     .unwrap();
-    let (mut child, addr, _log) = spawn_serve(&config, data.path());
+    let server = ServeProcess::start(&config, data.path());
+    let addr = &server.addr;
     let http = Client::builder()
         .timeout(Duration::from_secs(300))
         .build()
@@ -92,7 +93,7 @@ fn a_large_result_streams_to_two_clients_without_growing_the_server_by_its_size(
         hex::encode(csv_sha.finalize()),
     );
 
-    let pid = child.id();
+    let pid = server.child.id();
     let before = rss_bytes(pid);
     let (peak, done) = (
         Arc::new(AtomicU64::new(before)),
@@ -143,6 +144,5 @@ fn a_large_result_streams_to_two_clients_without_growing_the_server_by_its_size(
         growth >> 20,
         size >> 20
     );
-    child.kill().unwrap();
-    child.wait().unwrap();
+    server.kill();
 }

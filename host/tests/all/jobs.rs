@@ -412,10 +412,7 @@ fn the_output_size_limit_stops_a_job() {
         ..all_with(2)
     };
     let err = run_guest(data, "os-distribution-rust", &o).unwrap_err();
-    assert!(
-        matches!(&err, JobError::LimitExceeded { what } if what == "output size (40 bytes)"),
-        "{err}"
-    );
+    assert_limit_exceeded(&err, "output size (40 bytes)");
 }
 
 /// `sample`: the host reads only the records whose id the stable hash selects, before any guest

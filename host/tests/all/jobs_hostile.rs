@@ -86,10 +86,7 @@ fn an_infinite_loop_hits_the_call_time_limit() {
         false,
     )
     .unwrap_err();
-    assert!(
-        matches!(&err, JobError::LimitExceeded { what } if what == "call time (300 ms)"),
-        "{err}"
-    );
+    assert_limit_exceeded(&err, "call time (300 ms)");
     assert!(start.elapsed() < Duration::from_secs(10));
 }
 
@@ -104,10 +101,7 @@ fn a_memory_bomb_hits_the_memory_limit() {
         false,
     )
     .unwrap_err();
-    assert!(
-        matches!(&err, JobError::LimitExceeded { what } if what == "memory (32 MiB)"),
-        "{err}"
-    );
+    assert_limit_exceeded(&err, "memory (32 MiB)");
 }
 
 #[test]
@@ -121,10 +115,7 @@ fn an_emit_flood_hits_the_emit_limit() {
         false,
     )
     .unwrap_err();
-    assert!(
-        matches!(&err, JobError::LimitExceeded { what } if what == "emit count (10000)"),
-        "{err}"
-    );
+    assert_limit_exceeded(&err, "emit count (10000)");
     let err = hostile(
         "emit-flood",
         Limits {
@@ -134,10 +125,7 @@ fn an_emit_flood_hits_the_emit_limit() {
         false,
     )
     .unwrap_err();
-    assert!(
-        matches!(&err, JobError::LimitExceeded { what } if what == "emit bytes (1 MiB)"),
-        "{err}"
-    );
+    assert_limit_exceeded(&err, "emit bytes (1 MiB)");
 }
 
 #[test]
@@ -288,10 +276,7 @@ fn a_guest_sleeping_in_wasi_hits_the_call_time_limit() {
         &CancelToken::new(),
     );
     let err = result.unwrap_err();
-    assert!(
-        matches!(&err, JobError::LimitExceeded { what } if what == "call time (300 ms)"),
-        "{err}"
-    );
+    assert_limit_exceeded(&err, "call time (300 ms)");
     assert!(
         took >= Duration::from_millis(300),
         "stopped before its limit: {took:?}"
@@ -311,10 +296,7 @@ fn a_guest_waiting_in_wasi_poll_hits_the_wall_time_limit() {
     };
     let (result, took) = hostile_with("poll-sleep", limits, false, &CancelToken::new());
     let err = result.unwrap_err();
-    assert!(
-        matches!(&err, JobError::LimitExceeded { what } if what == "wall time (1000 ms)"),
-        "{err}"
-    );
+    assert_limit_exceeded(&err, "wall time (1000 ms)");
     assert!(
         took >= Duration::from_millis(1_000),
         "stopped before its limit: {took:?}"
@@ -392,10 +374,7 @@ fn an_emit_flood_hits_the_host_memory_limit() {
         false,
     )
     .unwrap_err();
-    assert!(
-        matches!(&err, JobError::LimitExceeded { what } if what == "host memory (8 MiB)"),
-        "{err}"
-    );
+    assert_limit_exceeded(&err, "host memory (8 MiB)");
     assert_eq!(
         err.to_string(),
         "job exceeded its host memory (8 MiB) limit"
@@ -414,10 +393,7 @@ fn a_memory_hungry_reduce_hits_the_host_memory_limit() {
         false,
     )
     .unwrap_err();
-    assert!(
-        matches!(&err, JobError::LimitExceeded { what } if what == "host memory (16 MiB)"),
-        "{err}"
-    );
+    assert_limit_exceeded(&err, "host memory (16 MiB)");
 }
 
 #[test]
@@ -431,10 +407,7 @@ fn a_reduce_larger_than_the_output_limit_fails_while_reducing() {
         false,
     )
     .unwrap_err();
-    assert!(
-        matches!(&err, JobError::LimitExceeded { what } if what == "output size (1 MiB)"),
-        "{err}"
-    );
+    assert_limit_exceeded(&err, "output size (1 MiB)");
 }
 
 #[test]

@@ -380,16 +380,14 @@ fn token_new_makes_an_entry_that_print_config_and_serve_accept_alike() {
         ]);
         assert!(print.status.success(), "{}", text(&print.stderr));
         let data = dir.path().join(format!("data-{}", sha256.len()));
-        let (mut child, addr, log) = crate::server_support::spawn_serve(&config, &data);
+        let server = crate::server_support::ServeProcess::start(&config, &data);
         let status = reqwest::blocking::Client::new()
-            .get(format!("http://{addr}/api/v1/jobs"))
+            .get(format!("http://{}/api/v1/jobs", server.addr))
             .bearer_auth(&token)
             .send()
             .unwrap()
             .status();
-        child.kill().unwrap();
-        child.wait().unwrap();
-        assert_eq!(status.as_u16(), 200, "{}", log.lock().unwrap());
+        assert_eq!(status.as_u16(), 200, "{}", server.log());
     }
     // A hash that is not one: both refuse it, with one message said once.
     let config = dir.path().join("bad.toml");

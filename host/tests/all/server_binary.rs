@@ -8,49 +8,25 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crate::server_support::{files, finished_records};
+use crate::server_support::{files, finished_records, listening_address, ServeProcess};
 
-/// `serve` on a free port over `data` with no config file, its stderr read line by line on a
-/// thread (which ends with the process and answers every line); returns it with the address it
-/// announced, found in a line by `address`.
-fn spawn_serve(
+/// `serve --log-format FORMAT` on a free port over `data` with no config file and no live
+/// conversion; the address is found in a stderr line by `address`.
+fn serve_without_config(
     log_format: &str,
     data: &std::path::Path,
     address: fn(&str) -> Option<String>,
-) -> (Child, String, JoinHandle<Vec<String>>) {
-    let mut child = Command::new(common::binary())
-        .args([
-            "--log-format",
-            log_format,
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--convert",
-            "false",
-            "--data-dir",
-        ])
-        .arg(data)
-        .env_remove("TELEMETRY_CONFIG")
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let (addr_tx, addr_rx) = std::sync::mpsc::channel();
-    let stderr = child.stderr.take().unwrap();
-    let reader = std::thread::spawn(move || {
-        let mut lines = Vec::new();
-        for line in BufReader::new(stderr).lines() {
-            let line = line.unwrap();
-            if let Some(addr) = address(&line) {
-                let _ = addr_tx.send(addr);
-            }
-            lines.push(line);
-        }
-        lines
-    });
-    let addr = addr_rx
-        .recv_timeout(Duration::from_secs(30))
-        .expect("server announces its address");
-    (child, addr, reader)
+) -> ServeProcess {
+    let args: Vec<std::ffi::OsString> = vec![
+        "--log-format".into(),
+        log_format.into(),
+        "serve".into(),
+        "--convert".into(),
+        "false".into(),
+        "--data-dir".into(),
+        data.into(),
+    ];
+    ServeProcess::start_with(&args, address)
 }
 
 /// POSTs the one record of the real v2 raw log (its gzip body) to its submission URL on `addr`,
@@ -71,39 +47,15 @@ fn post_real_ping(addr: &str) -> Vec<u8> {
     body
 }
 
-/// SIGTERM, then the exit status (within 30 s).
-fn terminate(child: &mut Child) -> ExitStatus {
-    let status = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let start = Instant::now();
-    loop {
-        if let Some(exit) = child.try_wait().unwrap() {
-            return exit;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(30),
-            "server did not exit after SIGTERM"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 #[test]
 fn serve_accepts_then_drains_on_sigterm_and_exits_zero() {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
-    let (mut child, addr, reader) = spawn_serve("text", &data, |line| {
-        line.strip_prefix("listening on ").map(str::to_owned)
-    });
+    let server = serve_without_config("text", &data, listening_address);
 
-    let body = post_real_ping(&addr);
+    let body = post_real_ping(&server.addr);
 
-    let exit = terminate(&mut child);
-    let log = reader.join().unwrap().join("\n");
-    assert!(exit.success(), "exit {exit:?}; log:\n{log}");
+    let log = server.terminate_ok();
     assert!(log.contains("raw logs synced and finished"), "{log}");
     assert!(
         !log.contains('\x1b'),
@@ -125,23 +77,21 @@ fn serve_accepts_then_drains_on_sigterm_and_exits_zero() {
 #[test]
 fn json_logs_are_one_object_per_line() {
     let tmp = tempfile::tempdir().unwrap();
-    let (mut child, addr, reader) = spawn_serve("json", &tmp.path().join("data"), |line| {
+    let server = serve_without_config("json", &tmp.path().join("data"), |line| {
         let event: serde_json::Value = serde_json::from_str(line).ok()?;
         let message = event["fields"]["message"].as_str()?;
-        message.strip_prefix("listening on ").map(str::to_owned)
+        listening_address(message)
     });
     assert_eq!(
-        reqwest::blocking::get(format!("http://{addr}/status"))
+        reqwest::blocking::get(format!("http://{}/status", server.addr))
             .unwrap()
             .status()
             .as_u16(),
         200
     );
-    assert!(terminate(&mut child).success());
-    let events: Vec<serde_json::Value> = reader
-        .join()
-        .unwrap()
-        .iter()
+    let events: Vec<serde_json::Value> = server
+        .terminate_ok()
+        .lines()
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
         .collect();
     assert!(events.len() >= 3, "{events:?}");
@@ -183,22 +133,14 @@ fn the_data_dir_is_private_to_the_servers_user() {
             ),
         )
         .unwrap();
-        let (mut child, addr, log) = crate::server_support::spawn_serve(&config, &data);
-        post_real_ping(&addr);
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while !crate::server_support::walk(&data.join("storage"))
-            .iter()
-            .any(|p| !p.to_string_lossy().ends_with(".partial"))
-        {
-            assert!(
-                Instant::now() < deadline,
-                "ping never stored:\n{}",
-                log.lock().unwrap()
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        let exit = terminate(&mut child);
-        assert!(exit.success(), "{}", log.lock().unwrap());
+        let server = ServeProcess::start(&config, &data);
+        post_real_ping(&server.addr);
+        server.wait_for("the ping to be stored", Duration::from_secs(60), |_| {
+            crate::server_support::walk(&data.join("storage"))
+                .iter()
+                .any(|p| !p.to_string_lossy().ends_with(".partial"))
+        });
+        server.terminate_ok();
 
         let root_mode = std::fs::metadata(&data).unwrap().permissions().mode() & 0o777;
         assert_eq!(root_mode, 0o755 & !open_bits, "data dir tightened");

@@ -5,7 +5,7 @@
 //! start, but never touches the files of a server that is writing storage at that moment.
 
 use crate::common;
-use crate::server_support;
+use crate::server_support::{self, ServeProcess};
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -37,109 +37,42 @@ fn ping(channel: &str) -> (String, Vec<u8>) {
     (rest.to_string(), serde_json::to_vec(&doc).unwrap())
 }
 
-/// A `telemetry-server serve` process and its captured stderr.
-struct Serve {
-    child: Child,
-    addr: String,
-    log: Arc<Mutex<String>>,
+/// Starts `serve` on `data` with live conversion finishing partition files every `flush_secs`.
+fn start(root: &Path, flush_secs: u64) -> ServeProcess {
+    let config = root.join(format!("serve-{flush_secs}.toml"));
+    std::fs::write(
+        &config,
+        format!(
+            "[ingest]\nshards = 2\nmax_log_age_ms = 200\n\
+             [convert]\nenabled = true\nworkers = 2\nscan_interval_secs = 1\nflush_secs = {flush_secs}\n"
+        ),
+    )
+    .unwrap();
+    ServeProcess::start(&config, &root.join("data"))
 }
 
-impl Serve {
-    /// Starts `serve` on `data` with live conversion finishing partition files every `flush_secs`.
-    fn start(root: &Path, flush_secs: u64) -> Serve {
-        let config = root.join(format!("serve-{flush_secs}.toml"));
-        std::fs::write(
-            &config,
-            format!(
-                "[ingest]\nshards = 2\nmax_log_age_ms = 200\n\
-                 [convert]\nenabled = true\nworkers = 2\nscan_interval_secs = 1\nflush_secs = {flush_secs}\n"
-            ),
-        )
-        .unwrap();
-        let (child, addr, log) = server_support::spawn_serve(&config, &root.join("data"));
-        Serve { child, addr, log }
-    }
-
-    fn log(&self) -> String {
-        self.log.lock().unwrap().clone()
-    }
-
-    /// A counter or gauge from `/metrics` (0 when absent).
-    fn metric(&self, name: &str) -> u64 {
-        let text = reqwest::blocking::get(format!("http://{}/metrics", self.addr))
-            .unwrap()
-            .text()
-            .unwrap();
-        text.lines()
-            .find_map(|l| l.strip_prefix(name).and_then(|v| v.strip_prefix(' ')))
-            .map_or(0, |v| v.trim().parse().unwrap())
-    }
-
-    /// Submits `PER_CHANNEL` pings per channel with fresh ids; returns the ids acknowledged with 200.
-    fn submit(&self) -> Vec<String> {
-        let client = reqwest::blocking::Client::new();
-        let mut acked = Vec::new();
-        for channel in CHANNELS {
-            let (rest, body) = ping(channel);
-            for _ in 0..PER_CHANNEL {
-                let id = uuid::Uuid::new_v4().to_string();
-                let url = format!("http://{}/submit/telemetry/{id}/{rest}", self.addr);
-                let response = client.post(url).body(body.clone()).send().unwrap();
-                assert_eq!(response.status().as_u16(), 200);
-                acked.push(id);
-            }
-        }
-        acked
-    }
-
-    /// Waits until live conversion has written `n` records (into open or finished files).
-    fn wait_converted(&self, n: usize) {
-        let start = Instant::now();
-        while self.metric("telemetry_convert_records_written_total") < n as u64 {
-            assert!(
-                start.elapsed() < Duration::from_secs(60),
-                "conversion stalled; log:\n{}",
-                self.log()
-            );
-            std::thread::sleep(Duration::from_millis(100));
+/// Submits `PER_CHANNEL` pings per channel with fresh ids; returns the ids acknowledged with 200.
+fn submit(server: &ServeProcess) -> Vec<String> {
+    let client = reqwest::blocking::Client::new();
+    let mut acked = Vec::new();
+    for channel in CHANNELS {
+        let (rest, body) = ping(channel);
+        for _ in 0..PER_CHANNEL {
+            let id = uuid::Uuid::new_v4().to_string();
+            let url = format!("http://{}/submit/telemetry/{id}/{rest}", server.addr);
+            let response = client.post(url).body(body.clone()).send().unwrap();
+            assert_eq!(response.status().as_u16(), 200);
+            acked.push(id);
         }
     }
-
-    /// SIGKILL: no drain, no flush.
-    fn kill(mut self) {
-        self.child.kill().unwrap();
-        self.child.wait().unwrap();
-    }
-
-    /// SIGTERM, which must drain (finishing every partition file) and exit 0. Returns the log.
-    fn terminate(mut self) -> String {
-        let status = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(status.success());
-        let start = Instant::now();
-        let exit = loop {
-            if let Some(exit) = self.child.try_wait().unwrap() {
-                break exit;
-            }
-            assert!(
-                start.elapsed() < Duration::from_secs(60),
-                "no exit after SIGTERM"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        };
-        let log = self.log();
-        assert!(exit.success(), "exit {exit:?}; log:\n{log}");
-        log
-    }
+    acked
 }
 
-impl Drop for Serve {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// Waits until live conversion has written `n` records (into open or finished files).
+fn wait_converted(server: &ServeProcess, n: usize) {
+    server.wait_for("conversion", Duration::from_secs(60), |s| {
+        s.metric("telemetry_convert_records_written_total") >= n as u64
+    });
 }
 
 /// Paths under `dir` (relative, `/`-separated) ending in `.partial`, sorted.
@@ -183,9 +116,9 @@ fn a_killed_server_leaves_partials_that_the_next_start_moves_aside_and_every_rec
     let data = root.path().join("data");
 
     // Run 1: records are converted into open partition files, which are never flushed (1 h).
-    let first = Serve::start(root.path(), 3600);
-    let mut acked = first.submit();
-    first.wait_converted(acked.len());
+    let first = start(root.path(), 3600);
+    let mut acked = submit(&first);
+    wait_converted(&first, acked.len());
     first.kill();
     let left = partials(&data.join("storage"));
     assert!(
@@ -203,7 +136,7 @@ fn a_killed_server_leaves_partials_that_the_next_start_moves_aside_and_every_rec
     );
 
     // Run 2: the partials are moved aside at start, the raw logs converted again and flushed.
-    let second = Serve::start(root.path(), 1);
+    let second = start(root.path(), 1);
     assert_eq!(
         second.metric("telemetry_storage_stale_partials_total"),
         left.len() as u64
@@ -213,8 +146,8 @@ fn a_killed_server_leaves_partials_that_the_next_start_moves_aside_and_every_rec
         "{}",
         second.log()
     );
-    second.wait_converted(acked.len());
-    let log = second.terminate();
+    wait_converted(&second, acked.len());
+    let log = second.terminate_ok();
     assert!(log.contains("live conversion stopped"), "{log}");
 
     assert_eq!(
@@ -268,9 +201,9 @@ fn convert_moves_stale_partials_but_never_those_of_a_running_server() {
         stderr
     };
 
-    let server = Serve::start(root.path(), 3600);
-    let acked = server.submit();
-    server.wait_converted(acked.len());
+    let server = start(root.path(), 3600);
+    let acked = submit(&server);
+    wait_converted(&server, acked.len());
     let live = partials(&data.join("storage"));
     assert!(!live.is_empty());
     // The server's writers hold the storage lock: convert leaves their open files alone.

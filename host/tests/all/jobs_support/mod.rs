@@ -270,6 +270,14 @@ pub fn all_with(workers: usize) -> RunOptions {
 }
 
 /// A job's output as text.
+/// Asserts `err` is the job exceeding the limit described as `what` (e.g. `"memory (32 MiB)"`).
+pub fn assert_limit_exceeded(err: &JobError, what: &str) {
+    assert!(
+        matches!(err, JobError::LimitExceeded { what: w } if w == what),
+        "expected the {what} limit to be exceeded, got: {err}"
+    );
+}
+
 pub fn output_text(out: &JobOutput) -> &str {
     std::str::from_utf8(&out.output).unwrap()
 }

@@ -184,38 +184,142 @@ pub fn gzip(data: &[u8]) -> Vec<u8> {
     enc.finish().unwrap()
 }
 
-/// `telemetry-server serve` as a real process on a free port, with `config` and data dir `data`
-/// (`RUST_LOG=info`); its stderr is collected into `log` while it runs. Returns once the server
-/// announced its address.
-pub fn spawn_serve(
-    config: &Path,
-    data: &Path,
-) -> (std::process::Child, String, Arc<std::sync::Mutex<String>>) {
-    use std::io::BufRead;
-    let mut child = std::process::Command::new(crate::common::binary())
-        .args(["serve", "--listen", "127.0.0.1:0", "--config"])
-        .arg(config)
-        .arg("--data-dir")
-        .arg(data)
-        .env("RUST_LOG", "info")
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let (addr_tx, addr_rx) = std::sync::mpsc::channel();
-    let log = Arc::new(std::sync::Mutex::new(String::new()));
-    let captured = log.clone();
-    let stderr = child.stderr.take().unwrap();
-    std::thread::spawn(move || {
-        for line in std::io::BufReader::new(stderr).lines() {
-            let Ok(line) = line else { break };
-            if let Some(addr) = line.strip_prefix("listening on ") {
-                let _ = addr_tx.send(addr.to_string());
+/// A real `telemetry-server serve` process on a free port, its stderr read line by line on a
+/// thread that collects it (and ends with the process). Killed when dropped.
+pub struct ServeProcess {
+    pub child: std::process::Child,
+    /// `host:port` it announced.
+    pub addr: String,
+    log: Arc<std::sync::Mutex<String>>,
+    reader: Option<std::thread::JoinHandle<()>>,
+}
+
+/// The address in a text log line `listening on ADDR`.
+pub fn listening_address(line: &str) -> Option<String> {
+    line.strip_prefix("listening on ").map(str::to_owned)
+}
+
+impl ServeProcess {
+    /// `serve --config CONFIG --data-dir DATA` (`RUST_LOG=info`).
+    pub fn start(config: &Path, data: &Path) -> ServeProcess {
+        let mut args: Vec<std::ffi::OsString> = vec!["serve".into(), "--config".into()];
+        args.extend([config.into(), "--data-dir".into(), data.into()]);
+        ServeProcess::start_with(&args, listening_address)
+    }
+
+    /// The binary with `args` (which must include `serve`; `--listen 127.0.0.1:0` is added),
+    /// `RUST_LOG=info` and no `TELEMETRY_CONFIG`; returns once a stderr line gives its address
+    /// through `address` (within 30 s).
+    pub fn start_with(
+        args: &[std::ffi::OsString],
+        address: fn(&str) -> Option<String>,
+    ) -> ServeProcess {
+        use std::io::BufRead;
+        let mut child = std::process::Command::new(crate::common::binary())
+            .args(args)
+            .args(["--listen", "127.0.0.1:0"])
+            .env("RUST_LOG", "info")
+            .env_remove("TELEMETRY_CONFIG")
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let (addr_tx, addr_rx) = std::sync::mpsc::channel();
+        let log = Arc::new(std::sync::Mutex::new(String::new()));
+        let captured = log.clone();
+        let stderr = child.stderr.take().unwrap();
+        let reader = std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                if let Some(addr) = address(&line) {
+                    let _ = addr_tx.send(addr);
+                }
+                captured.lock().unwrap().push_str(&(line + "\n"));
             }
-            captured.lock().unwrap().push_str(&(line + "\n"));
+        });
+        let addr = addr_rx
+            .recv_timeout(Duration::from_secs(30))
+            .unwrap_or_else(|_| panic!("server did not start:\n{}", log.lock().unwrap()));
+        ServeProcess {
+            child,
+            addr,
+            log,
+            reader: Some(reader),
         }
-    });
-    let addr = addr_rx
-        .recv_timeout(Duration::from_secs(30))
-        .unwrap_or_else(|_| panic!("server did not start:\n{}", log.lock().unwrap()));
-    (child, addr, log)
+    }
+
+    /// What it wrote to stderr so far.
+    pub fn log(&self) -> String {
+        self.log.lock().unwrap().clone()
+    }
+
+    /// A counter or gauge from `/metrics` (0 when absent).
+    pub fn metric(&self, name: &str) -> u64 {
+        let text = reqwest::blocking::get(format!("http://{}/metrics", self.addr))
+            .unwrap()
+            .text()
+            .unwrap();
+        text.lines()
+            .find_map(|l| l.strip_prefix(name).and_then(|v| v.strip_prefix(' ')))
+            .map_or(0, |v| v.trim().parse().unwrap())
+    }
+
+    /// Polls `done` every 100 ms until it holds; fails naming `what` (with the log) after
+    /// `timeout`.
+    pub fn wait_for(&self, what: &str, timeout: Duration, mut done: impl FnMut(&Self) -> bool) {
+        let start = std::time::Instant::now();
+        while !done(self) {
+            assert!(
+                start.elapsed() < timeout,
+                "timed out waiting for {what}; log:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// SIGKILL: no drain, no flush.
+    pub fn kill(mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+
+    /// SIGTERM, then its exit status (within 60 s) and its whole log (read to the end, after
+    /// the process closed stderr).
+    pub fn terminate(mut self) -> (std::process::ExitStatus, String) {
+        let status = std::process::Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let start = std::time::Instant::now();
+        let exit = loop {
+            if let Some(exit) = self.child.try_wait().unwrap() {
+                break exit;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(60),
+                "no exit after SIGTERM; log:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        if let Some(reader) = self.reader.take() {
+            reader.join().unwrap();
+        }
+        (exit, self.log())
+    }
+
+    /// SIGTERM, which must drain and exit 0; returns the whole log.
+    pub fn terminate_ok(self) -> String {
+        let (exit, log) = self.terminate();
+        assert!(exit.success(), "exit {exit:?}; log:\n{log}");
+        log
+    }
+}
+
+impl Drop for ServeProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
