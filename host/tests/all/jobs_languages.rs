@@ -10,6 +10,7 @@ use crate::common;
 use crate::jobs_support;
 use crate::server_support;
 
+use crate::jobs_histograms::{TwoBuilds, NAME};
 use crate::jobs_support::*;
 use std::time::{Duration, Instant};
 use telemetry_server::jobs::{
@@ -67,6 +68,51 @@ fn os_distribution_is_the_same_in_every_sdk() {
             out.cost.reduce_calls, out.cost.output_lines,
             "{name} has a reduce phase: one call per output line"
         );
+    }
+}
+
+/// histogram-aggregate through every SDK (Rust, C, JavaScript, Python), each calling the host's
+/// `histograms.layout` from its own guest: over the real Firefox 21 and 54 pings, whose
+/// MEMORY_JS_GC_HEAP layouts differ, the same bytes, whose merged bounds, counts and sum are
+/// checked against the pings themselves; per channel and version (one line per build), the same
+/// bytes; and over every stored real and generated ping (CYCLE_COLLECTOR, laid out as each
+/// converted record noted; documents stored unconverted are skipped), the same bytes.
+#[test]
+fn histogram_aggregate_is_the_same_in_every_sdk() {
+    let builds = TwoBuilds::convert();
+    let merged = format!("{NAME}:channel");
+    let rust = builds.run("histogram-aggregate-rust", &merged);
+    builds.check_merged(&rust);
+    let per_build = builds.run("histogram-aggregate-rust", NAME);
+    assert_eq!(per_build.lines().count(), 2, "{per_build}");
+    let everything = run_guest(
+        converted_data(),
+        "histogram-aggregate-rust",
+        &RunOptions {
+            param: "CYCLE_COLLECTOR".into(),
+            ..all_with(2)
+        },
+    )
+    .unwrap();
+    assert!(
+        output_text(&everything).lines().count() >= 4,
+        "several channels and versions:\n{}",
+        output_text(&everything)
+    );
+    for language in ["c", "js", "py"] {
+        let name = format!("histogram-aggregate-{language}");
+        assert_eq!(builds.run(&name, &merged), rust, "{name} {merged}");
+        assert_eq!(builds.run(&name, NAME), per_build, "{name} {NAME}");
+        let out = run_guest(
+            converted_data(),
+            &name,
+            &RunOptions {
+                param: "CYCLE_COLLECTOR".into(),
+                ..all_with(2)
+            },
+        )
+        .unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!(output_text(&out), output_text(&everything), "{name}");
     }
 }
 
