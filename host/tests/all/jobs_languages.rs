@@ -374,8 +374,8 @@ fn javascript_and_python_jobs_submitted_to_a_server_equal_rust() {
     }
 }
 
-/// docs/jobs/languages.md shows the four os-distribution jobs side by side: verbatim, so the
-/// page cannot drift from the code the tests above run.
+/// docs/jobs/languages.md shows the four os-distribution and the four histogram-aggregate jobs
+/// side by side: verbatim, so the page cannot drift from the code the tests above run.
 #[test]
 fn the_languages_page_shows_the_example_jobs_verbatim() {
     let root = common::repo_root();
@@ -385,6 +385,10 @@ fn the_languages_page_shows_the_example_jobs_verbatim() {
         ("c", "example-jobs/os-distribution/c/os_distribution.c"),
         ("js", "example-jobs/os-distribution/js/job.js"),
         ("python", "example-jobs/os-distribution/py/app.py"),
+        ("rust", "example-jobs/histogram-aggregate/rust/src/lib.rs"),
+        ("c", "example-jobs/histogram-aggregate/c/histogram_aggregate.c"),
+        ("js", "example-jobs/histogram-aggregate/js/job.js"),
+        ("python", "example-jobs/histogram-aggregate/py/app.py"),
     ] {
         let code = std::fs::read_to_string(root.join(path)).unwrap();
         assert!(
