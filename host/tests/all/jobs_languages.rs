@@ -386,7 +386,10 @@ fn the_languages_page_shows_the_example_jobs_verbatim() {
         ("js", "example-jobs/os-distribution/js/job.js"),
         ("python", "example-jobs/os-distribution/py/app.py"),
         ("rust", "example-jobs/histogram-aggregate/rust/src/lib.rs"),
-        ("c", "example-jobs/histogram-aggregate/c/histogram_aggregate.c"),
+        (
+            "c",
+            "example-jobs/histogram-aggregate/c/histogram_aggregate.c",
+        ),
         ("js", "example-jobs/histogram-aggregate/js/job.js"),
         ("python", "example-jobs/histogram-aggregate/py/app.py"),
     ] {
