@@ -75,8 +75,9 @@ fn os_distribution_is_the_same_in_every_sdk() {
 /// `histograms.layout` from its own guest: over the real Firefox 21 and 54 pings, whose
 /// MEMORY_JS_GC_HEAP layouts differ, the same bytes, whose merged bounds, counts and sum are
 /// checked against the pings themselves; per channel and version (one line per build), the same
-/// bytes; and over every stored real and generated ping (CYCLE_COLLECTOR, laid out as each
-/// converted record noted; documents stored unconverted are skipped), the same bytes.
+/// bytes; over every stored real and generated ping (CYCLE_COLLECTOR, laid out as each converted
+/// record noted; documents stored unconverted are skipped), the same bytes; and an array whose
+/// layout no definitions give is counted as `unknown_layout` alike.
 #[test]
 fn histogram_aggregate_is_the_same_in_every_sdk() {
     let builds = TwoBuilds::convert();
@@ -113,6 +114,32 @@ fn histogram_aggregate_is_the_same_in_every_sdk() {
         )
         .unwrap_or_else(|e| panic!("{name}: {e}"));
         assert_eq!(output_text(&out), output_text(&everything), "{name}");
+    }
+
+    // A histogram array whose layout the host does not know is counted, not merged; one stored
+    // as an object (unconverted) or absent is skipped. The output format says exactly what.
+    let info = r#""info":{"appUpdateChannel":"nightly","appVersion":"21.0a1"}"#;
+    let unknown =
+        format!(r#"{{"histograms":{{"NOT_IN_ANY_DEFINITIONS":[1,2,0,5,0,0,0]}},{info}}}"#);
+    let object =
+        format!(r#"{{"histograms":{{"NOT_IN_ANY_DEFINITIONS":{{"values":{{"0":1}}}}}},{info}}}"#);
+    let absent = format!("{{{info}}}");
+    let data = tiny_data(&[
+        ("doc-1", &unknown),
+        ("doc-2", &unknown),
+        ("doc-3", &object),
+        ("doc-4", &absent),
+    ]);
+    let expected = "nightly,21.0a1\t{\"histogram\":{\"bounds\":[],\"counts\":[],\"sum\":0},\
+                    \"median\":null,\"p95\":null,\"submissions\":0,\"unknown_layout\":2}\n";
+    for language in ["rust", "c", "js", "py"] {
+        let name = format!("histogram-aggregate-{language}");
+        let opts = RunOptions {
+            param: "NOT_IN_ANY_DEFINITIONS".into(),
+            ..all_with(2)
+        };
+        let out = run_guest(data.path(), &name, &opts).unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!(output_text(&out), expected, "{name}");
     }
 }
 
