@@ -54,10 +54,10 @@ pub enum HistoryError {
         /// The command line that was run.
         command: String,
     },
-    /// Reading or writing the output directory failed.
+    /// A file or directory could not be read or written.
     #[error("{what}: {source}")]
     Io {
-        /// The file or directory and what was being done to it.
+        /// The file or directory.
         what: String,
         /// The underlying error.
         source: std::io::Error,

@@ -152,11 +152,11 @@ impl RevisionUrl {
 pub struct Query<'a> {
     /// `info.revision` (classic) or `payload.info.revision` (unified).
     pub revision: Option<&'a str>,
-    /// `application.channel` (unified) or `info.appUpdateChannel` (classic), matched against the revision table's build ranges.
+    /// The build's update channel (`appUpdateChannel`): which build-id ranges of the table apply.
     pub channel: Option<&'a str>,
-    /// `application.buildId` / `info.appBuildID`: the build date (`YYYYMMDD…`) looked up in the channel's ranges.
+    /// The build id (`appBuildID`, a `YYYYMMDDhhmmss` date) looked up in the channel's ranges.
     pub build_id: Option<&'a str>,
-    /// `application.version` / `info.appVersion`: its major version is the last resort.
+    /// The app version (`appVersion`): its major version is the last resort.
     pub app_version: Option<&'a str>,
 }
 
@@ -210,7 +210,7 @@ pub enum ResolveError {
 /// One row of the revision table.
 #[derive(Debug, Clone, Deserialize)]
 pub struct TableEntry {
-    /// Repository name as in revision URLs (`mozilla-central`, `releases/mozilla-beta`, …).
+    /// Repository name as in revision URLs (`mozilla-central`, `releases/mozilla-aurora`, …).
     pub repo: String,
     /// Revision hash or key of the definitions (as found in spec directories or embedded).
     pub rev: String,

@@ -25,7 +25,7 @@ pub const MANIFEST: &str = "telemetry-job.toml";
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Lang {
-    /// Rust, built with cargo for `wasm32-wasip2`.
+    /// Rust, built with cargo for `wasm32-unknown-unknown`.
     Rust,
     /// C, built with wit-bindgen's C bindings and clang-19.
     C,
