@@ -22,9 +22,9 @@ export CARGO_TARGET_DIR="$ROOT/target/guests"
 mkdir -p "$OUT" "$CARGO_TARGET_DIR"
 
 RUST_JOBS=(os-distribution histogram-aggregate simple-counter simple-counter-v0-1 hostile)
-C_JOBS=(os-distribution)
-JS_JOBS=(os-distribution hostile)
-PY_JOBS=(os-distribution hostile)
+C_JOBS=(os-distribution histogram-aggregate)
+JS_JOBS=(os-distribution histogram-aggregate hostile)
+PY_JOBS=(os-distribution histogram-aggregate hostile)
 # Test guests under host/tests/guests/ (JavaScript and Python): SDK misuse the host must report.
 TEST_JOBS=(bad-return)
 TOOLS="$ROOT/target/guest-tools"

@@ -3,7 +3,8 @@
 // Helpers over the C bindings wit-bindgen generates from wit/job.wit (`mapreduce.h`): field
 // access, emit, log, sum, and one macro that registers the job's functions and exports the
 // `telemetry:job/job` interface. The same vocabulary as the Rust, JavaScript and Python SDKs:
-// init, map, combine, reduce, emit, log, sum, text, first_text, json, payload, combine_threshold.
+// init, map, combine, reduce, emit, log, sum, text, first_text, json, payload, combine_threshold,
+// histogram_layout, histogram (with telemetry_histogram.h's decode, merge and percentiles).
 //
 //   #include "telemetry_job.h"
 //
@@ -31,6 +32,7 @@
 #include <string.h>
 
 #include "mapreduce.h"
+#include "telemetry_histogram.h"
 
 /// A string from or to the host: `ptr` + `len` bytes of UTF-8, not NUL-terminated. `ptr` is NULL
 /// for "no value" (a missing field in tj_text).
@@ -54,6 +56,7 @@ typedef struct tj_record {
   const tj_field *fields; ///< One value per pointer declared in `fields`, in that order.
   size_t nfields;
   tj_str payload;       ///< The whole JSON document if `.payload = true`, else empty.
+  uint32_t index;       ///< Position of the record in its batch (what the host's histogram lookup takes).
 } tj_record;
 
 /// The job, registered with TELEMETRY_JOB(...). Only `map` is required.
@@ -132,6 +135,31 @@ static inline tj_str tj_json(const tj_record *r, size_t i) {
   return (tj_str){NULL, 0};
 }
 
+/// How histogram `name` is laid out in this record (kind, bucket lower bounds), from the
+/// definitions of the build that sent it: true and *layout filled (free it with
+/// telemetry_job_histograms_histogram_layout_free), or false if the host knows none.
+static inline bool tj_histogram_layout(const tj_record *r, const char *name,
+                                       telemetry_job_histograms_histogram_layout_t *layout) {
+  tj_str n = tj_cstr(name);
+  return telemetry_job_histograms_layout(r->index, &n, layout);
+}
+
+/// Histogram `name` whose stored compact array is field `i`, decoded with this record's layout
+/// into *h (free it with telemetry_histogram_free): 1 when decoded; 0 when the field is not an
+/// array (absent, or an unconverted document) or no layout is known; -1 when the array does not
+/// fit the layout.
+static inline int tj_histogram(const tj_record *r, size_t i, const char *name, telemetry_histogram *h) {
+  tj_str compact = tj_json(r, i);
+  size_t at = 0;
+  while (at < compact.len && strchr(" \t\r\n", compact.ptr[at])) at++;
+  if (at == compact.len || compact.ptr[at] != '[') return 0;
+  telemetry_job_histograms_histogram_layout_t layout;
+  if (!tj_histogram_layout(r, name, &layout)) return 0;
+  int bad = telemetry_histogram_decode((const char *)compact.ptr, compact.len, layout.bounds.ptr, layout.bounds.len, h);
+  telemetry_job_histograms_histogram_layout_free(&layout);
+  return bad ? -1 : 1;
+}
+
 /// printf into a malloc'd string (aborts if out of memory).
 static inline char *tj_vformat(const char *fmt, va_list args) {
   va_list again;
@@ -166,6 +194,15 @@ static inline void tj_emitf(const char *value, const char *key_fmt, ...) {
   va_end(args);
   tj_emit(tj_cstr(key), tj_cstr(value));
   free(key);
+}
+
+/// `{"bounds":[…],"counts":[…],"sum":N}` of `h` (telemetry_histogram_to_json) as a malloc'd string.
+static inline char *tj_histogram_json(const telemetry_histogram *h) {
+  size_t n = telemetry_histogram_to_json(h, NULL, 0);
+  char *s = malloc(n + 1);
+  if (!s) abort();
+  telemetry_histogram_to_json(h, s, n + 1);
+  return s;
 }
 
 /// Appends a printf-formatted line to the job log at `level` (TJ_ERROR … TJ_DEBUG).
@@ -221,7 +258,7 @@ static inline bool tj__map_batch(const tj_job *job, mapreduce_list_string_t *dim
   bool ok = true;
   for (size_t i = 0; i < records->len && ok; i++) {
     const exports_telemetry_job_job_data_record_t *d = &records->ptr[i];
-    tj_record r = {d->id, dims->ptr, dims->len, d->fields.ptr, d->fields.len, d->payload};
+    tj_record r = {d->id, dims->ptr, dims->len, d->fields.ptr, d->fields.len, d->payload, (uint32_t)i};
     const char *failed = job->map(&r);
     if (failed) {
       char *message = tj_format("record %.*s: %s", TJ_FMT(d->id), failed);

@@ -1,6 +1,6 @@
 // formatDecimal: a number as exact decimal text with a fixed number of places, rounded half to
-// even on the number's exact binary value: the same bytes as the Rust and Python SDKs'
-// `format_decimal` (all three are tested against guest-sdk/decimal-cases.tsv). `toFixed` is not
+// even on the number's exact binary value: the same bytes as the Rust, Python and C SDKs'
+// `format_decimal` (all four are tested against guest-sdk/decimal-cases.tsv). `toFixed` is not
 // that: it rounds ties away from zero (2982.8125.toFixed(3) is "2982.813") and switches to an
 // exponent from 1e21. Plain JavaScript (BigInt), no imports, so node can test it.
 

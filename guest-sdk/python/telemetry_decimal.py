@@ -1,6 +1,6 @@
 """format_decimal: a number as exact decimal text with a fixed number of places, rounded half to
-even on the number's exact binary value: the same bytes as the Rust and JavaScript SDKs'
-``format_decimal`` / ``formatDecimal`` (all three are tested against guest-sdk/decimal-cases.tsv).
+even on the number's exact binary value: the same bytes as the Rust, JavaScript and C SDKs'
+``format_decimal`` / ``formatDecimal`` (all four are tested against guest-sdk/decimal-cases.tsv).
 Plain Python, no imports from the component bindings, so it can be tested on its own
 (``python3 -m unittest discover -s guest-sdk/python -p 'test_*.py'``)."""
 

@@ -19,12 +19,18 @@ use std::fmt::Write;
 pub enum NotChartable {
     /// A line without the tab between key and value.
     #[error("line {line} has no tab; charts are drawn from `key<TAB>number` lines")]
-    NoTab { line: usize },
+    NoTab {
+        /// The 1-based line number.
+        line: usize,
+    },
     /// A value that is not a finite number.
     #[error("the value of key '{key}' (line {line}) is '{value}', not a number; only results whose values are all numbers can be charted")]
     NotANumber {
+        /// The 1-based line number.
         line: usize,
+        /// The line's key.
         key: String,
+        /// The value that is not a number.
         value: String,
     },
     /// The stored result could not be read.

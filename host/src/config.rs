@@ -170,16 +170,23 @@ pub enum OversizeStatus {
 /// Errors loading the configuration.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
+    /// The config file could not be read.
     #[error("cannot read config file {path}: {source}")]
     Read {
+        /// The config file's path.
         path: PathBuf,
+        /// The underlying error.
         source: std::io::Error,
     },
+    /// The config file is not valid TOML for [`Config`].
     #[error("invalid config file {path}: {source}")]
     Parse {
+        /// The config file's path.
         path: PathBuf,
+        /// The parse error, with its location.
         source: toml::de::Error,
     },
+    /// A value is out of range or sections contradict each other.
     #[error("invalid configuration: {0}")]
     Invalid(String),
 }

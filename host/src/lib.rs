@@ -37,6 +37,8 @@
 //! - [`api`]: HTTP routes: submission, job service, metrics, dashboard.
 //! - [`server`]: the composition root of `serve`.
 
+#![warn(missing_docs)]
+
 /// The stages, lowest first: a module may use (`crate::…`) only modules of an earlier stage and
 /// its own. `tests/all/layering.rs` fails on any other `crate::` path in `host/src`.
 #[doc(hidden)]

@@ -1,6 +1,7 @@
 //! [`format_decimal`]: a number as exact decimal text with a fixed number of places, rounded half
-//! to even on the number's exact binary value, the same bytes as the JavaScript and Python SDKs'
-//! `formatDecimal` / `format_decimal` (all three are tested against `guest-sdk/decimal-cases.tsv`).
+//! to even on the number's exact binary value, the same bytes as the JavaScript, Python and C SDKs'
+//! `formatDecimal` / `format_decimal` / `telemetry_decimal_format` (all four are tested against
+//! `guest-sdk/decimal-cases.tsv`).
 //! Use it for fractional output values (averages, ratios) so one job prints the same result in
 //! every language. Dependency-free, so the host's tests compile it too.
 

@@ -26,6 +26,8 @@
 //!
 //! The contract itself (call order, semantics, sandbox) is documented in `wit/job.wit`.
 
+#![warn(missing_docs)]
+
 mod decimal;
 pub use decimal::format_decimal;
 pub mod histogram;

@@ -76,19 +76,28 @@ pub struct Stats {
 /// bucket the quantile falls in (`null` with no observations, or above the last bucket).
 #[derive(Debug, Default, Serialize, PartialEq)]
 pub struct Latency {
+    /// Requests observed.
     pub count: u64,
+    /// Mean latency in milliseconds.
     pub mean_ms: Option<f64>,
+    /// Upper bound of the bucket holding the median.
     pub p50_ms: Option<f64>,
+    /// Upper bound of the bucket holding the 99th percentile.
     pub p99_ms: Option<f64>,
 }
 
 /// Live conversion counters.
 #[derive(Debug, Serialize)]
 pub struct ConvertStats {
+    /// Finished raw logs waiting to be converted.
     pub pending_logs: i64,
+    /// Raw logs converted since start.
     pub logs: u64,
+    /// Raw logs whose conversion failed since start.
     pub failed_logs: u64,
+    /// Records read from raw logs since start.
     pub records_read: u64,
+    /// Records written to partition files since start.
     pub records_written: u64,
 }
 

@@ -33,7 +33,9 @@ use crate::rawlog::logname::now_ms;
 /// What the stats log needs from a response: raw log bytes written and the message sent.
 #[derive(Clone, Debug)]
 pub struct StatsNote {
+    /// Raw log bytes written for this submission (0 when rejected).
     pub size: usize,
+    /// The message sent to the client.
     pub message: Cow<'static, str>,
 }
 

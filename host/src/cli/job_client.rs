@@ -13,7 +13,8 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use reqwest::blocking::{multipart, Client, Response};
 use telemetry_server::api::jobs::types::{
-    ErrorBody, JobList, JobRecord, JobState, Manifest, ResultFormat, SubmitResponse,
+    ErrorBody, JobList, JobRecord, JobState, Manifest, ResultFormat, ScheduleResponse,
+    SubmitResponse,
 };
 
 /// The job service subcommands (flattened into `job …`).
@@ -83,6 +84,14 @@ pub struct SubmitArgs {
     /// Read this configured source (`[jobs.sources.NAME]` on the server) instead of its local storage.
     #[arg(long)]
     source: Option<String>,
+    /// Also write the result to this configured output (`[jobs.outputs.NAME]` on the server, an
+    /// S3 bucket/prefix) after the job succeeds; with --schedule, after every run.
+    #[arg(long)]
+    output: Option<String>,
+    /// Run the job on this schedule instead of once: `daily HH:MM` or 5-field cron, UTC (the
+    /// filter may use relative dates such as `-1d`). Prints the schedule id.
+    #[arg(long, value_name = "SPEC", conflicts_with = "wait")]
+    schedule: Option<String>,
     /// Wait for the job with a progress bar and print its result.
     #[arg(long)]
     wait: bool,
@@ -240,10 +249,23 @@ fn submit(args: SubmitArgs) -> anyhow::Result<ExitCode> {
         sample: args.sample.map(|s| s.fraction()),
         component: None,
         source: args.source.clone(),
+        output: args.output.clone(),
+        schedule: args.schedule.clone(),
         ..Manifest::default()
     };
+    if args.schedule.is_some() {
+        let created: ScheduleResponse = client.submit(component, &manifest)?;
+        println!("{}", created.id);
+        eprintln!(
+            "schedule {} ({}): next run {}",
+            created.id,
+            created.schedule,
+            created.next_run.as_deref().unwrap_or("never")
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
     let started = Instant::now();
-    let submitted = client.submit(component, &manifest)?;
+    let submitted: SubmitResponse = client.submit(component, &manifest)?;
     if !args.wait {
         println!("{}", submitted.id);
         return Ok(ExitCode::SUCCESS);
@@ -331,7 +353,12 @@ impl JobClient {
         })
     }
 
-    fn submit(&self, component: Vec<u8>, manifest: &Manifest) -> anyhow::Result<SubmitResponse> {
+    /// `POST /jobs`: a [`SubmitResponse`], or a [`ScheduleResponse`] for a manifest with a schedule.
+    fn submit<T: serde::de::DeserializeOwned>(
+        &self,
+        component: Vec<u8>,
+        manifest: &Manifest,
+    ) -> anyhow::Result<T> {
         let form = multipart::Form::new()
             .part(
                 "manifest",

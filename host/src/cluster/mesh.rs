@@ -52,7 +52,9 @@ pub enum MeshError {
     /// This process's address could not be bound.
     #[error("cannot listen on {address}: {source}")]
     Bind {
+        /// The address given for this process.
         address: String,
+        /// Why binding failed.
         source: std::io::Error,
     },
     /// A peer was not reachable (or did not pass the handshake) before the deadline.
@@ -60,21 +62,33 @@ pub enum MeshError {
         "process {peer} ({address}) did not join the mesh within {secs} s (last error: {last})"
     )]
     Timeout {
+        /// Index of the process that did not join.
         peer: usize,
+        /// Its address.
         address: String,
+        /// The join deadline, in seconds.
         secs: u64,
+        /// The last connection or handshake error seen.
         last: String,
     },
     /// The peer we dialled answered the handshake but does not hold the secret.
     #[error("process {peer} ({address}) refused or failed the handshake: {source}")]
     Refused {
+        /// Index of the process dialled.
         peer: usize,
+        /// Its address.
         address: String,
+        /// Why the handshake failed.
         source: HandshakeError,
     },
     /// `process` is not an index into `addresses`.
     #[error("process {process} is not an index into the {count} addresses")]
-    BadIndex { process: usize, count: usize },
+    BadIndex {
+        /// This process's index.
+        process: usize,
+        /// How many addresses were given.
+        count: usize,
+    },
     /// timely's networking threads could not start.
     #[error("starting timely's networking: {0}")]
     Timely(std::io::Error),
@@ -83,7 +97,9 @@ pub enum MeshError {
 /// The authenticated sockets, one per process (`None` at this process's own index), and how
 /// many connections were refused meanwhile.
 pub struct Mesh {
+    /// One authenticated socket per process, by index; `None` at this process's own index.
     pub sockets: Vec<Option<TcpStream>>,
+    /// Connections refused (failed handshake) while the mesh formed.
     pub refused: u64,
 }
 

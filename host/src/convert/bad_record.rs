@@ -78,12 +78,14 @@ impl std::fmt::Display for BadRecordKind {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{kind}: {detail}")]
 pub struct BadRecord {
+    /// What kind of rejection (the bad-record stream's `kind`).
     pub kind: BadRecordKind,
+    /// The detail for the operator.
     pub detail: String,
 }
 
 impl BadRecord {
-    pub fn new(kind: BadRecordKind, detail: impl Into<String>) -> BadRecord {
+    pub(crate) fn new(kind: BadRecordKind, detail: impl Into<String>) -> BadRecord {
         BadRecord {
             kind,
             detail: detail.into(),

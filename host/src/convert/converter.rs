@@ -51,6 +51,7 @@ pub struct Converter {
 }
 
 impl Converter {
+    /// A converter for `schema`'s dimensions, resolving histogram definitions with `revisions`; options default.
     pub fn new(schema: Schema, revisions: Arc<RevisionCache>) -> Converter {
         Converter {
             schema,
@@ -79,14 +80,17 @@ impl Converter {
         self
     }
 
+    /// The options this converter applies.
     pub fn options(&self) -> ConvertOptions {
         self.options
     }
 
+    /// The dimensions records are partitioned by.
     pub fn schema(&self) -> &Schema {
         &self.schema
     }
 
+    /// Where histogram definitions are resolved.
     pub fn revisions(&self) -> &RevisionCache {
         &self.revisions
     }

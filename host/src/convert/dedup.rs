@@ -56,10 +56,21 @@ const NEWEST_DAY: &str = "newest_day";
 /// Why the index cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum DedupError {
+    /// Another process holds the index file's lock.
     #[error("the dedup index {path} is open in another process (a running server or convert on this data directory?); stop it or disable dedup (window 0)")]
-    InUse { path: PathBuf },
+    InUse {
+        /// The index file.
+        path: PathBuf,
+    },
+    /// The index store failed (open, read or commit).
     #[error("dedup index {path}: {source}")]
-    Store { path: PathBuf, source: redb::Error },
+    Store {
+        /// The index file.
+        path: PathBuf,
+        /// The store's error.
+        source: redb::Error,
+    },
+    /// Partition storage failed while de-duplicating.
     #[error("{0}")]
     Storage(#[from] StorageError),
 }

@@ -32,17 +32,25 @@ use crate::storage::{datadir, StorageError};
 /// One rejected record as written.
 #[derive(Debug, Serialize)]
 pub struct ErrorEntry<'a> {
+    /// The bad-record kind ([`BadRecordKind`](super::BadRecordKind) name).
     pub kind: &'static str,
+    /// Why the record was rejected.
     pub detail: &'a str,
+    /// The raw log the record came from.
     pub source: &'a str,
+    /// The submission's URL path, when readable.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub path: Option<&'a str>,
+    /// When the submission was received (ms since the epoch), when readable.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub timestamp_ms: Option<u64>,
+    /// The submitter's IP address; empty when unknown.
     #[serde(skip_serializing_if = "str::is_empty")]
     pub ip: &'a str,
+    /// The body as text, when it is UTF-8 (cut to the stream's limit).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub body: Option<&'a str>,
+    /// The body in base64, when it is not UTF-8 (cut to the stream's limit).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub body_base64: Option<String>,
     /// Size of the whole body in bytes (present whenever a body was kept).

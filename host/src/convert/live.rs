@@ -422,7 +422,7 @@ pub struct PipelineConverter {
 }
 
 impl PipelineConverter {
-    pub fn new(
+    pub(crate) fn new(
         data: Arc<DataDir>,
         converter: Arc<Converter>,
         options: WriterOptions,

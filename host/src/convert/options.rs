@@ -41,5 +41,6 @@ impl std::str::FromStr for UnknownRevision {
 /// Converter options; the default keeps every valid ping ([`UnknownRevision::Keep`]).
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct ConvertOptions {
+    /// What happens to pings whose histogram definitions cannot be found.
     pub unknown_revision: UnknownRevision,
 }

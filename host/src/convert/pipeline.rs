@@ -22,13 +22,18 @@ use crate::storage::{
 /// Why a conversion run stopped (rejected records are not errors: they go to the error stream).
 #[derive(Debug, thiserror::Error)]
 pub enum ConvertError {
+    /// An input raw log could not be read.
     #[error("cannot read {path}: {source}")]
     Input {
+        /// The raw log's path.
         path: String,
+        /// The underlying error.
         source: std::io::Error,
     },
+    /// Writing partition files failed.
     #[error("{0}")]
     Storage(#[from] StorageError),
+    /// The de-duplication index failed.
     #[error("{0}")]
     Dedup(#[from] super::dedup::DedupError),
 }
@@ -162,6 +167,7 @@ impl Pipeline {
         self
     }
 
+    /// The converter every record goes through.
     pub fn converter(&self) -> &Converter {
         &self.converter
     }

@@ -15,7 +15,9 @@ pub struct DefinitionSources {
     pub dirs: Vec<PathBuf>,
     /// URL template of the histogram server (`{repo}`, `{rev}`); `None`: never fetch.
     pub server: Option<String>,
+    /// Deadline of one fetch from the histogram server.
     pub timeout: Duration,
+    /// How long a failed fetch is remembered before the revision is tried again.
     pub retry_after: Duration,
     /// Revisions the in-memory cache keeps (0: the default, [`crate::histograms::DEFAULT_CACHE_ENTRIES`]).
     pub cache_entries: usize,
@@ -28,13 +30,18 @@ pub struct DefinitionSources {
 /// A source that cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum SourceError {
+    /// A histogram directory could not be opened.
     #[error("cannot use histogram directory {path}: {source}")]
     Dir {
+        /// The directory.
         path: PathBuf,
+        /// The underlying error.
         source: std::io::Error,
     },
+    /// The histogram server URL template is invalid.
     #[error(transparent)]
     Template(#[from] TemplateError),
+    /// The on-disk cache of fetched definitions could not be opened.
     #[error("cannot open the histogram cache: {0}")]
     Cache(#[from] StorageError),
 }

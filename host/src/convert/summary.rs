@@ -12,6 +12,7 @@ use super::bad_record::BadRecordKind;
 pub struct ConvertSummary {
     /// Records seen (including unreadable ones).
     pub records_read: u64,
+    /// Records written to partition files.
     pub records_written: u64,
     /// Records rejected (sum of `bad_records_by_type`).
     pub bad_records: u64,

@@ -34,17 +34,24 @@ pub const JOURNAL_PATH: &str = "export/journal";
 /// What one file is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
+    /// A converted partition file under the data directory.
     Partition,
+    /// A finished raw submission log.
     RawLog,
 }
 
 /// One local file to export.
 #[derive(Debug, Clone)]
 pub struct Candidate {
+    /// The local file.
     pub path: PathBuf,
+    /// The bucket it goes to.
     pub bucket: String,
+    /// Its object key there.
     pub key: String,
+    /// Its size in bytes when found.
     pub size: u64,
+    /// Partition file or raw log.
     pub kind: Kind,
     /// Whether the local copy goes once the upload is confirmed.
     pub delete_after: bool,
@@ -69,6 +76,7 @@ pub struct ExportReport {
     pub failed: Vec<(String, String)>,
     /// S3 requests sent in this pass, by kind.
     pub requests: Requests,
+    /// Wall time of the pass.
     pub elapsed: Duration,
 }
 

@@ -50,8 +50,11 @@ pub const MIN_COMPACT_BYTES: u64 = 64 * 1024;
 /// A multipart upload that was started and never completed or aborted.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct OpenUpload {
+    /// The bucket of the upload.
     pub bucket: String,
+    /// The object key of the upload.
     pub key: String,
+    /// The upload id S3 gave, to abort it with.
     pub upload_id: String,
 }
 

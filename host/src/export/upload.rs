@@ -34,9 +34,15 @@ use crate::s3::{backoff, S3Config, S3Error};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
     /// Sent now; `bytes` uploaded and confirmed.
-    Uploaded { bytes: u64 },
+    Uploaded {
+        /// Bytes uploaded.
+        bytes: u64,
+    },
     /// Already on S3 with the local size (journal or HEAD); nothing sent.
-    AlreadyThere { bytes: u64 },
+    AlreadyThere {
+        /// Size of the object on S3.
+        bytes: u64,
+    },
 }
 
 /// What a HEAD found under a key.
@@ -45,7 +51,12 @@ pub enum Remote {
     /// No object.
     Missing,
     /// An object of `size` bytes, with the `sha256` metadata it was uploaded with, if any.
-    Object { size: u64, sha256: Option<String> },
+    Object {
+        /// The object's size in bytes.
+        size: u64,
+        /// Its `sha256` metadata, if any.
+        sha256: Option<String>,
+    },
 }
 
 impl Remote {
@@ -80,6 +91,7 @@ pub struct Uploader {
 }
 
 impl Uploader {
+    /// An uploader that sends with `client`, records confirmed uploads in `journal`, and takes multipart and retry settings from `cfg`.
     pub fn new(client: Client, journal: Arc<Journal>, cfg: &S3Config) -> Self {
         Uploader {
             client,

@@ -12,12 +12,19 @@ use super::raw_object::RawObject;
 /// Histogram kinds of every Histograms.json era.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Kind {
+    /// Buckets spaced exponentially between `low` and `high`.
     Exponential,
+    /// Buckets spaced evenly between `low` and `high`.
     Linear,
+    /// One bucket per value `0..n_values`.
     Enumerated,
+    /// A true/false measurement (fixed three-bucket layout).
     Boolean,
+    /// Whether something happened at all in a session (fixed three-bucket layout).
     Flag,
+    /// A single counter (fixed three-bucket layout).
     Count,
+    /// One bucket per listed label.
     Categorical,
 }
 
@@ -126,14 +133,32 @@ impl BucketLayout {
 /// rejected.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DefinitionError {
+    /// A numeric parameter holds something else.
     #[error("{field} is not a number: {value}")]
-    NotANumber { field: &'static str, value: String },
+    NotANumber {
+        /// The parameter's name in Histograms.json.
+        field: &'static str,
+        /// What it holds instead.
+        value: String,
+    },
+    /// A parameter the kind needs is absent.
     #[error("{field} is missing")]
-    Missing { field: &'static str },
+    Missing {
+        /// The parameter's name in Histograms.json.
+        field: &'static str,
+    },
+    /// `bucket_count` outside `3..=MAX_BUCKETS`.
     #[error("bucket count {0} out of range 3..={MAX_BUCKETS}")]
     BucketCount(i64),
+    /// `low` is not below `high`.
     #[error("low {low} is not below high {high}")]
-    Range { low: i64, high: i64 },
+    Range {
+        /// The lower bound.
+        low: i64,
+        /// The upper bound.
+        high: i64,
+    },
+    /// Explicit bucket lower bounds do not match `bucket_count`.
     #[error("bucket list does not match bucket_count {0}")]
     BucketList(i64),
 }
@@ -141,7 +166,9 @@ pub enum DefinitionError {
 /// One histogram definition.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Definition {
+    /// The histogram's name (the payload key).
     pub name: String,
+    /// Its kind, which decides the bucket formula.
     pub kind: Kind,
     /// `keyed: true`: recorded per string key, in the payload's `keyedHistograms`.
     pub keyed: bool,
@@ -156,14 +183,23 @@ pub struct Definition {
 /// Errors that make a whole definitions document unusable.
 #[derive(Debug, thiserror::Error)]
 pub enum SpecError {
+    /// The document is not JSON.
     #[error("not JSON: {0}")]
     Json(#[from] serde_json::Error),
+    /// A histogram's definition is not a JSON object.
     #[error("histogram {0}: definition is not an object")]
     NotAnObject(String),
+    /// A histogram's definition has no `kind`.
     #[error("histogram {0}: no kind")]
     MissingKind(String),
+    /// A histogram's `kind` is not one of [`Kind`].
     #[error("histogram {name}: unknown kind {kind}")]
-    UnknownKind { name: String, kind: String },
+    UnknownKind {
+        /// The histogram's name.
+        name: String,
+        /// The `kind` it gives.
+        kind: String,
+    },
 }
 
 /// All definitions of one Histograms.json revision, in document order.
@@ -239,10 +275,12 @@ impl Definitions {
         self.defs.iter()
     }
 
+    /// Number of histograms defined.
     pub fn len(&self) -> usize {
         self.defs.len()
     }
 
+    /// Whether no histogram is defined.
     pub fn is_empty(&self) -> bool {
         self.defs.is_empty()
     }

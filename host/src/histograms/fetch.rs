@@ -55,16 +55,30 @@ const FILE: &str = "Histograms.json";
 pub enum FetchError {
     /// The server says the file does not exist (404 or 410): final.
     #[error("{url}: not found on the histogram server ({status})")]
-    NotFound { url: String, status: u16 },
+    NotFound {
+        /// The URL fetched.
+        url: String,
+        /// The HTTP status.
+        status: u16,
+    },
     /// Any other answer, or no answer: may pass.
     #[error("{url}: {reason}")]
-    Failed { url: String, reason: String },
+    Failed {
+        /// The URL fetched.
+        url: String,
+        /// The status or transport error.
+        reason: String,
+    },
     /// Tried and failed less than `retry_after` ago.
     #[error("{repo}/{rev}: last fetch failed {ago:?} ago; retrying after {retry_after:?}")]
     Backoff {
+        /// Repository of the revision.
         repo: String,
+        /// The revision hash.
         rev: String,
+        /// How long ago the last fetch failed.
         ago: Duration,
+        /// How long a failure is remembered before the next try.
         retry_after: Duration,
     },
     /// The repository path is not plain path segments.
@@ -73,8 +87,11 @@ pub enum FetchError {
     /// Every fetch slot stayed busy for the whole timeout: may pass.
     #[error("{url}: {concurrency} fetches already running; gave up waiting after {waited:?}")]
     Busy {
+        /// The URL that was waiting.
         url: String,
+        /// How many fetches may run at once.
         concurrency: usize,
+        /// How long it waited for a slot.
         waited: Duration,
     },
 }

@@ -29,24 +29,43 @@ const OPEN_END: &str = "99999999999999";
 /// Why an import failed.
 #[derive(Debug, thiserror::Error)]
 pub enum HistoryError {
+    /// The path has neither `.hg` nor `.git`.
     #[error("{0}: not a Mercurial or git clone (no .hg or .git)")]
     NotARepository(PathBuf),
+    /// `hg`/`git` could not be started.
     #[error("{command}: {source}")]
     Spawn {
+        /// The command line that was run.
         command: String,
+        /// Why it could not start.
         source: std::io::Error,
     },
+    /// `hg`/`git` exited with failure.
     #[error("{command} failed: {stderr}")]
-    Failed { command: String, stderr: String },
+    Failed {
+        /// The command line that was run.
+        command: String,
+        /// What it wrote to stderr.
+        stderr: String,
+    },
+    /// `hg`/`git` ran past its deadline and was killed.
     #[error("{command} took longer than {} s", COMMAND_DEADLINE.as_secs())]
-    Deadline { command: String },
+    Deadline {
+        /// The command line that was run.
+        command: String,
+    },
+    /// A file or directory could not be read or written.
     #[error("{what}: {source}")]
     Io {
+        /// The file or directory.
         what: String,
+        /// The underlying error.
         source: std::io::Error,
     },
+    /// The existing revision table (file name, parse error) could not be read as JSON.
     #[error("{0}: existing revision table is not valid JSON: {1}")]
     Table(String, serde_json::Error),
+    /// No commit of the repository has the Histograms.json file.
     #[error("{0}: the repository never had {HISTOGRAMS_PATH}")]
     NoHistory(PathBuf),
 }
@@ -54,7 +73,9 @@ pub enum HistoryError {
 /// One repository to import: its name in revision URLs and the path of its clone.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Repository {
+    /// Repository name as it appears in revision URLs.
     pub name: String,
+    /// Path of the local clone.
     pub path: PathBuf,
 }
 

@@ -152,8 +152,11 @@ impl RevisionUrl {
 pub struct Query<'a> {
     /// `info.revision` (classic) or `payload.info.revision` (unified).
     pub revision: Option<&'a str>,
+    /// The build's update channel (`appUpdateChannel`): which build-id ranges of the table apply.
     pub channel: Option<&'a str>,
+    /// The build id (`appBuildID`, a `YYYYMMDDhhmmss` date) looked up in the channel's ranges.
     pub build_id: Option<&'a str>,
+    /// The app version (`appVersion`): its major version is the last resort.
     pub app_version: Option<&'a str>,
 }
 
@@ -161,8 +164,11 @@ pub struct Query<'a> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Source {
+    /// Found by the ping's revision URL.
     Revision,
+    /// Found by channel and build id in the revision table.
     ChannelBuildId,
+    /// Found by major app version in the revision table.
     AppVersion,
     /// The newest definitions available ([`RevisionCache::nearest`] only).
     Newest,
@@ -171,9 +177,11 @@ pub enum Source {
 /// A resolved definitions set.
 #[derive(Debug, Clone)]
 pub struct Resolved {
+    /// The histogram definitions to validate and compact the ping with.
     pub definitions: Arc<Definitions>,
     /// Key of the revision used (hash or table key).
     pub revision: String,
+    /// Which of the ping's fields found them.
     pub source: Source,
 }
 
@@ -192,7 +200,9 @@ pub enum ResolveError {
     /// Definitions were found but are unusable.
     #[error("Bad Histogram definition for revision {revision}: {source}")]
     BadSpec {
+        /// Key of the definitions that failed to parse.
         revision: String,
+        /// Why they are unusable.
         source: Arc<SpecError>,
     },
 }
@@ -200,6 +210,7 @@ pub enum ResolveError {
 /// One row of the revision table.
 #[derive(Debug, Clone, Deserialize)]
 pub struct TableEntry {
+    /// Repository name as in revision URLs (`mozilla-central`, `releases/mozilla-aurora`, …).
     pub repo: String,
     /// Revision hash or key of the definitions (as found in spec directories or embedded).
     pub rev: String,
@@ -219,11 +230,12 @@ pub struct TableEntry {
 /// Revisions with the build dates and versions they cover.
 #[derive(Debug, Clone, Default, Deserialize)]
 pub struct RevisionTable {
+    /// Every row, in file order.
     pub revisions: Vec<TableEntry>,
 }
 
 impl RevisionTable {
-    pub fn from_json(text: &str) -> Result<RevisionTable, serde_json::Error> {
+    pub(crate) fn from_json(text: &str) -> Result<RevisionTable, serde_json::Error> {
         serde_json::from_str(text)
     }
 
@@ -262,11 +274,17 @@ fn pad14(id: &str) -> String {
 /// Counters of resolution outcomes (served on metrics and in summaries).
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct RevisionStats {
+    /// Resolved by revision URL.
     pub by_revision: u64,
+    /// Resolved by channel and build id.
     pub by_channel_build_id: u64,
+    /// Resolved by major app version.
     pub by_app_version: u64,
+    /// Pings whose definitions were not found.
     pub missing: u64,
+    /// Pings whose revision was not a valid revision URL.
     pub invalid_url: u64,
+    /// Pings whose definitions were found but failed to parse.
     pub bad_spec: u64,
 }
 
@@ -433,6 +451,7 @@ impl RevisionCache {
         self
     }
 
+    /// The revision table this cache resolves channels, build ids and versions with.
     pub fn table(&self) -> &RevisionTable {
         &self.table
     }

@@ -15,13 +15,19 @@ use serde::Serialize;
 /// One stats line (field order and names as in the seed).
 #[derive(Debug, Serialize)]
 pub struct StatsLine {
+    /// The request's URL path.
     pub url: String,
+    /// Time to answer, in milliseconds.
     pub duration_ms: f64,
+    /// The HTTP status sent.
     pub code: u16,
     /// Bytes written to the raw log for this request (0 when rejected).
     pub size: usize,
+    /// `error` for 5xx answers, else `info`.
     pub level: &'static str,
+    /// The response message sent.
     pub message: String,
+    /// When the line was written (RFC 3339, UTC).
     pub timestamp: String,
 }
 

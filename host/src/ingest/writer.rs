@@ -34,12 +34,16 @@ use crate::rawlog::logname::{LogNamer, FINISHED_SUFFIX};
 /// Why a record was not acknowledged.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum WriteError {
+    /// No space left for the raw log.
     #[error("disk full: {0}")]
     DiskFull(String),
+    /// Any other raw log write failure.
     #[error("cannot write raw log: {0}")]
     Io(String),
+    /// The bound on submissions in flight is reached; the client should retry.
     #[error("too many submissions in progress")]
     Overloaded,
+    /// The writer no longer accepts submissions.
     #[error("the server is shutting down")]
     ShuttingDown,
 }

@@ -51,7 +51,7 @@ pub struct LogNamer {
 }
 
 impl LogNamer {
-    pub fn new(base: &str, shard: usize) -> LogNamer {
+    pub(crate) fn new(base: &str, shard: usize) -> LogNamer {
         let prefix = format!("{base}.v2.{}.{}_{shard}.", host_name(), std::process::id());
         LogNamer { prefix, last_ms: 0 }
     }

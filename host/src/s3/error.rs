@@ -10,23 +10,32 @@ pub enum S3Error {
     /// An S3 request failed after the SDK's retries; `message` holds the whole error chain.
     #[error("S3 {op} s3://{bucket}/{key}: {message}")]
     Request {
+        /// The S3 operation (`PutObject`, `HeadObject`, …).
         op: &'static str,
+        /// The bucket addressed.
         bucket: String,
+        /// The object key addressed.
         key: String,
+        /// The whole error chain, as text.
         message: String,
     },
     /// A local file (export source, journal) could not be read or written.
     #[error("i/o error on {path}: {source}")]
     Io {
+        /// The local file.
         path: String,
+        /// The underlying error.
         source: std::io::Error,
     },
     /// After an upload, HEAD did not show an object of the local size and SHA-256; the local
     /// copy is kept.
     #[error("upload of {key} not confirmed: local {local}, remote {remote}")]
     NotConfirmed {
+        /// The object key uploaded.
         key: String,
+        /// Size and checksum of the local file.
         local: String,
+        /// Size and checksum S3 reports for the object.
         remote: String,
     },
 }

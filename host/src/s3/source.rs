@@ -180,6 +180,7 @@ pub struct RawLogObject {
     pub key: String,
     /// Key without the source's prefix (the raw log's file name).
     pub name: String,
+    /// Size of the object in bytes.
     pub size: u64,
 }
 

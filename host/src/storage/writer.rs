@@ -82,7 +82,9 @@ impl FinishedFile {
 /// (`YYYYMMDD`), handed to the [`PublishHook`] with the file that holds it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TrackedRecord {
+    /// The document id.
     pub id: Box<str>,
+    /// The partition day (`YYYYMMDD`).
     pub day: u32,
 }
 

@@ -3,6 +3,7 @@
 //! runs over "yesterday", three results in the history, a restart mid-schedule that runs once for
 //! the missed slots; and a job output written to s3s-fs that reads back equal to the API result.
 
+use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -15,6 +16,7 @@ use telemetry_server::convert::DEFAULT_SCHEMA;
 use telemetry_server::jobs::schedule::ManualClock;
 use telemetry_server::storage::{DataDir, Schema};
 
+use crate::common;
 use crate::jobs_support::{filter_json, job_form, native_os_distribution, stored_records};
 use crate::s3_common::{self, S3Server};
 use crate::server_support::TestServer;
@@ -344,18 +346,15 @@ fn urlencode(s: &str) -> String {
         .collect()
 }
 
-#[test]
-fn a_job_output_is_written_to_s3_and_reads_back_equal_to_the_api_result() {
-    let s3 = S3Server::start();
+/// A real server (in-process, the whole `Server`) over 40 generated pings on `DATES`, with the
+/// two tokens and `outputs` as `[jobs.outputs.NAME]`.
+fn server_with_outputs(outputs: Vec<(&str, telemetry_server::export::S3Config)>) -> TestServer {
     let root = tempfile::tempdir().unwrap();
     s3_common::write_generated(
         &DataDir::open(&root.path().join("data")).unwrap(),
         40,
         &DATES,
     );
-    let dead = S3Server::start();
-    let dead_config = dead.config("results", "");
-    drop(dead); // nothing listens there any more
     let mut config = Config {
         data_dir: root.path().join("data"),
         ..Config::default()
@@ -364,18 +363,28 @@ fn a_job_output_is_written_to_s3_and_reads_back_equal_to_the_api_result() {
     config.ingest.shards = 1;
     config.convert.enabled = false;
     config.jobs.tokens = tokens();
-    config
-        .jobs
-        .outputs
-        .insert("results".into(), s3.config("job-results", "telemetry/"));
-    config.jobs.outputs.insert(
-        "dead".into(),
-        telemetry_server::export::S3Config {
-            max_attempts: 1,
-            ..dead_config
-        },
-    );
-    let server = TestServer::start_with(root, config);
+    for (name, output) in outputs {
+        config.jobs.outputs.insert(name.into(), output);
+    }
+    TestServer::start_with(root, config)
+}
+
+#[test]
+fn a_job_output_is_written_to_s3_and_reads_back_equal_to_the_api_result() {
+    let s3 = S3Server::start();
+    let dead = S3Server::start();
+    let dead_config = dead.config("results", "");
+    drop(dead); // nothing listens there any more
+    let server = server_with_outputs(vec![
+        ("results", s3.config("job-results", "telemetry/")),
+        (
+            "dead",
+            telemetry_server::export::S3Config {
+                max_attempts: 1,
+                ..dead_config
+            },
+        ),
+    ]);
     let base = server.url("/api/v1");
 
     let (status, body) = post(&base, ALICE, &json!({"name": "os", "output": "elsewhere"}));
@@ -448,6 +457,94 @@ fn a_job_output_is_written_to_s3_and_reads_back_equal_to_the_api_result() {
     assert!(
         metrics.contains("telemetry_jobs_outputs_failed_total 1"),
         "{metrics}"
+    );
+}
+
+/// `telemetry-server job submit --output NAME` and `--schedule SPEC`, through the real binary
+/// against a real server and s3s-fs: the output object reads back equal to the API result; the
+/// schedule is created as given, with the output, and its first run is the next 02:00 UTC; an
+/// unknown output or a bad spec fails with the server's reason; a schedule cannot be waited for.
+#[test]
+fn job_submit_flags_schedule_and_output_reach_the_server() {
+    let s3 = S3Server::start();
+    let server = server_with_outputs(vec![("results", s3.config("cli-results", "cli/"))]);
+    let base = server.url("/api/v1");
+    let submit = |flags: &[&str]| {
+        let out = Command::new(common::binary())
+            .args(["job", "submit"])
+            .arg(common::guest(GUEST))
+            .args(flags)
+            .args(["--server", &server.url(""), "--token", ALICE])
+            .output()
+            .unwrap();
+        let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+        (out.status.code(), text(&out.stdout), text(&out.stderr))
+    };
+
+    let (code, stdout, stderr) = submit(&["--output", "results", "--name", "os by cli"]);
+    assert_eq!(code, Some(0), "{stderr}");
+    let job = wait_final(&base, stdout.trim());
+    assert_eq!(job["state"], "succeeded", "{job}");
+    assert_eq!(job["manifest"]["output"], "results", "{job}");
+    let (_, api) = get(&base, ALICE, &format!("/jobs/{}/result", stdout.trim()));
+    assert!(!api.is_empty());
+    let url = job["output"]["url"].as_str().unwrap();
+    let key = url.strip_prefix("s3://cli-results/").unwrap();
+    assert!(key.starts_with("cli/os_by_cli/"), "{key}");
+    let rt = s3_common::runtime();
+    let s3_client = rt.block_on(async {
+        telemetry_server::s3::client::build(&s3.config("cli-results", "")).unwrap()
+    });
+    let stored = rt.block_on(s3_common::get_bytes(&s3_client, "cli-results", key));
+    assert_eq!(String::from_utf8(stored).unwrap(), api);
+
+    let (code, stdout, stderr) = submit(&["--schedule", "daily 02:00", "--output", "results"]);
+    assert_eq!(code, Some(0), "{stderr}");
+    let schedule = get_json(&base, ALICE, &format!("/schedules/{}", stdout.trim()));
+    assert_eq!(
+        schedule["manifest"]["schedule"], "daily 02:00",
+        "{schedule}"
+    );
+    assert_eq!(schedule["manifest"]["output"], "results", "{schedule}");
+    let next = at(schedule["next_run"].as_str().unwrap());
+    let now = Utc::now();
+    assert!(
+        next > now - chrono::Duration::minutes(1) && next <= now + chrono::Duration::days(1),
+        "{next}"
+    );
+    assert_eq!(next.format("%H:%M:%S").to_string(), "02:00:00");
+    assert!(
+        stderr.contains(&format!(
+            "next run {}",
+            schedule["next_run"].as_str().unwrap()
+        )),
+        "{stderr}"
+    );
+    let listed = get_json(&base, ALICE, "/schedules");
+    assert_eq!(listed["schedules"].as_array().unwrap().len(), 1, "{listed}");
+
+    let (code, stdout, stderr) = submit(&["--schedule", "sometimes"]);
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(
+        stdout.is_empty() && stderr.contains("400 Bad Request bad_schedule"),
+        "{stderr}"
+    );
+    let (code, _, stderr) = submit(&["--output", "elsewhere"]);
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(
+        stderr.contains("unknown_output") && stderr.contains("results"),
+        "{stderr}"
+    );
+    let (code, _, stderr) = submit(&["--schedule", "daily 02:00", "--wait"]);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains("cannot be used with"), "{stderr}");
+    assert_eq!(
+        get_json(&base, ALICE, "/schedules")["schedules"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1,
+        "nothing else was created"
     );
 }
 

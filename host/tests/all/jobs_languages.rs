@@ -10,6 +10,7 @@ use crate::common;
 use crate::jobs_support;
 use crate::server_support;
 
+use crate::jobs_histograms::{TwoBuilds, NAME};
 use crate::jobs_support::*;
 use std::time::{Duration, Instant};
 use telemetry_server::jobs::{
@@ -67,6 +68,78 @@ fn os_distribution_is_the_same_in_every_sdk() {
             out.cost.reduce_calls, out.cost.output_lines,
             "{name} has a reduce phase: one call per output line"
         );
+    }
+}
+
+/// histogram-aggregate through every SDK (Rust, C, JavaScript, Python), each calling the host's
+/// `histograms.layout` from its own guest: over the real Firefox 21 and 54 pings, whose
+/// MEMORY_JS_GC_HEAP layouts differ, the same bytes, whose merged bounds, counts and sum are
+/// checked against the pings themselves; per channel and version (one line per build), the same
+/// bytes; over every stored real and generated ping (CYCLE_COLLECTOR, laid out as each converted
+/// record noted; documents stored unconverted are skipped), the same bytes; and an array whose
+/// layout no definitions give is counted as `unknown_layout` alike.
+#[test]
+fn histogram_aggregate_is_the_same_in_every_sdk() {
+    let builds = TwoBuilds::convert();
+    let merged = format!("{NAME}:channel");
+    let rust = builds.run("histogram-aggregate-rust", &merged);
+    builds.check_merged(&rust);
+    let per_build = builds.run("histogram-aggregate-rust", NAME);
+    assert_eq!(per_build.lines().count(), 2, "{per_build}");
+    let everything = run_guest(
+        converted_data(),
+        "histogram-aggregate-rust",
+        &RunOptions {
+            param: "CYCLE_COLLECTOR".into(),
+            ..all_with(2)
+        },
+    )
+    .unwrap();
+    assert!(
+        output_text(&everything).lines().count() >= 4,
+        "several channels and versions:\n{}",
+        output_text(&everything)
+    );
+    for language in ["c", "js", "py"] {
+        let name = format!("histogram-aggregate-{language}");
+        assert_eq!(builds.run(&name, &merged), rust, "{name} {merged}");
+        assert_eq!(builds.run(&name, NAME), per_build, "{name} {NAME}");
+        let out = run_guest(
+            converted_data(),
+            &name,
+            &RunOptions {
+                param: "CYCLE_COLLECTOR".into(),
+                ..all_with(2)
+            },
+        )
+        .unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!(output_text(&out), output_text(&everything), "{name}");
+    }
+
+    // A histogram array whose layout the host does not know is counted, not merged; one stored
+    // as an object (unconverted) or absent is skipped. The output format says exactly what.
+    let info = r#""info":{"appUpdateChannel":"nightly","appVersion":"21.0a1"}"#;
+    let unknown =
+        format!(r#"{{"histograms":{{"NOT_IN_ANY_DEFINITIONS":[1,2,0,5,0,0,0]}},{info}}}"#);
+    let object =
+        format!(r#"{{"histograms":{{"NOT_IN_ANY_DEFINITIONS":{{"values":{{"0":1}}}}}},{info}}}"#);
+    let absent = format!("{{{info}}}");
+    let data = tiny_data(&[
+        ("doc-1", &unknown),
+        ("doc-2", &unknown),
+        ("doc-3", &object),
+        ("doc-4", &absent),
+    ]);
+    let expected = "nightly,21.0a1\t{\"histogram\":{\"bounds\":[],\"counts\":[],\"sum\":0},\
+                    \"median\":null,\"p95\":null,\"submissions\":0,\"unknown_layout\":2}\n";
+    for language in ["rust", "c", "js", "py"] {
+        let name = format!("histogram-aggregate-{language}");
+        let opts = RunOptions {
+            param: "NOT_IN_ANY_DEFINITIONS".into(),
+            ..all_with(2)
+        };
+        let out = run_guest(data.path(), &name, &opts).unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!(output_text(&out), expected, "{name}");
     }
 }
 
@@ -328,8 +401,8 @@ fn javascript_and_python_jobs_submitted_to_a_server_equal_rust() {
     }
 }
 
-/// docs/jobs/languages.md shows the four os-distribution jobs side by side: verbatim, so the
-/// page cannot drift from the code the tests above run.
+/// docs/jobs/languages.md shows the four os-distribution and the four histogram-aggregate jobs
+/// side by side: verbatim, so the page cannot drift from the code the tests above run.
 #[test]
 fn the_languages_page_shows_the_example_jobs_verbatim() {
     let root = common::repo_root();
@@ -339,6 +412,13 @@ fn the_languages_page_shows_the_example_jobs_verbatim() {
         ("c", "example-jobs/os-distribution/c/os_distribution.c"),
         ("js", "example-jobs/os-distribution/js/job.js"),
         ("python", "example-jobs/os-distribution/py/app.py"),
+        ("rust", "example-jobs/histogram-aggregate/rust/src/lib.rs"),
+        (
+            "c",
+            "example-jobs/histogram-aggregate/c/histogram_aggregate.c",
+        ),
+        ("js", "example-jobs/histogram-aggregate/js/job.js"),
+        ("python", "example-jobs/histogram-aggregate/py/app.py"),
     ] {
         let code = std::fs::read_to_string(root.join(path)).unwrap();
         assert!(

@@ -488,8 +488,14 @@ fn the_one_dimension_filter_of_the_api_docs_runs_through_job_submit() {
 }
 
 #[test]
-fn decimal_helpers_pass_the_shared_table_in_javascript_and_python() {
+fn decimal_helpers_pass_the_shared_table_in_javascript_python_and_c() {
     // The Rust SDK's runs as `sdk_decimal::tests`; the same table, the same expected bytes.
+    let cases = std::fs::read_to_string(common::repo_root().join("guest-sdk/decimal-cases.tsv"))
+        .unwrap()
+        .lines()
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .count();
+    assert!(cases >= 20, "{cases}");
     let js = common::sdk_node_test("decimal.test.mjs");
     assert!(js.contains("# pass 1"), "{js}");
     let report = common::sdk_python_tests("test_decimal.py");
@@ -497,4 +503,6 @@ fn decimal_helpers_pass_the_shared_table_in_javascript_and_python() {
         report.contains("test_the_shared_table_of_tricky_values") && report.contains("Ran 1 test"),
         "{report}"
     );
+    let c = common::sdk_c_test("test_decimal.c", "decimal-cases.tsv");
+    assert!(c.contains(&format!("{cases} cases, 0 failed")), "{c}");
 }

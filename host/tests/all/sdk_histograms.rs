@@ -2,11 +2,6 @@
 //! and C over `guest-sdk/histogram-cases.tsv`; the Rust SDK's runs as `sdk_histogram::tests`.
 
 use crate::common;
-use std::process::Command;
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
 
 #[test]
 fn histogram_helpers_pass_the_shared_table_in_javascript_python_and_c() {
@@ -32,21 +27,6 @@ fn histogram_helpers_pass_the_shared_table_in_javascript_python_and_c() {
         "{report}"
     );
 
-    let tmp = tempfile::tempdir().unwrap();
-    let exe = tmp.path().join("test_histogram");
-    let cc = Command::new("cc")
-        .args(["-std=c99", "-Wall", "-Wextra", "-Werror", "-o"])
-        .arg(&exe)
-        .arg(root.join("guest-sdk/c/test_histogram.c"))
-        .arg("-lm")
-        .output()
-        .unwrap();
-    assert!(cc.status.success(), "{}", text(&cc.stderr));
-    let c = Command::new(&exe).arg(&table).output().unwrap();
-    assert!(c.status.success(), "{}{}", text(&c.stdout), text(&c.stderr));
-    assert!(
-        text(&c.stdout).contains(&format!("{cases} cases, 0 failed")),
-        "{}",
-        text(&c.stdout)
-    );
+    let c = common::sdk_c_test("test_histogram.c", "histogram-cases.tsv");
+    assert!(c.contains(&format!("{cases} cases, 0 failed")), "{c}");
 }

@@ -25,9 +25,13 @@ pub const MANIFEST: &str = "telemetry-job.toml";
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Lang {
+    /// Rust, built with cargo for `wasm32-unknown-unknown`.
     Rust,
+    /// C, built with wit-bindgen's C bindings and clang-19.
     C,
+    /// JavaScript (`job.js`), componentized with componentize-qjs.
     Js,
+    /// Python (`app.py`), componentized with componentize-py.
     Python,
 }
 
@@ -43,7 +47,7 @@ impl std::str::FromStr for Lang {
 }
 
 impl Lang {
-    pub const ALL: [Lang; 4] = [Lang::Rust, Lang::C, Lang::Js, Lang::Python];
+    pub(crate) const ALL: [Lang; 4] = [Lang::Rust, Lang::C, Lang::Js, Lang::Python];
 
     /// The name used on the command line and in `telemetry-job.toml`.
     pub fn name(self) -> &'static str {
@@ -61,31 +65,46 @@ impl Lang {
 pub struct Manifest {
     /// The job's name: the component is `target/<name>.wasm`.
     pub name: String,
+    /// The language the project is written in, which picks the build recipe.
     pub lang: Lang,
 }
 
 /// Why creating or building a project failed.
 #[derive(Debug, thiserror::Error)]
 pub enum ProjectError {
+    /// The job name is not a valid component name.
     #[error(
         "invalid job name {0:?}: use 1 to 64 lowercase letters, digits and '-', starting with a letter"
     )]
     BadName(String),
+    /// The directory `job new` would create is already there.
     #[error("{0} already exists: pick another name or --dir")]
     Exists(PathBuf),
+    /// The directory has no `telemetry-job.toml`.
     #[error(
         "{0} is not a job project (no {MANIFEST}): create one with `telemetry-server job new`"
     )]
     NotAProject(PathBuf),
+    /// A source file the language's build needs (path, language) is missing.
     #[error("{0} is missing: a {1} job project builds from it")]
     MissingSource(PathBuf, &'static str),
+    /// `telemetry-job.toml` is not a valid manifest.
     #[error("{path}: {message}")]
-    BadManifest { path: PathBuf, message: String },
+    BadManifest {
+        /// The manifest's path.
+        path: PathBuf,
+        /// What is wrong with it.
+        message: String,
+    },
+    /// A project file could not be read or written.
     #[error("{path}: {source}")]
     Io {
+        /// The file.
         path: PathBuf,
+        /// The underlying error.
         source: std::io::Error,
     },
+    /// A build tool failed or could not be run.
     #[error(transparent)]
     Command(#[from] command::CommandError),
 }

@@ -13,6 +13,8 @@ const RUST_SDK_HISTOGRAM: &str = include_str!("../../../../guest-sdk/rust/src/hi
 /// a project does not use and keeps the versions of the rest).
 const RUST_LOCK: &str = include_str!("../../../../example-jobs/Cargo.lock");
 const C_SDK: &str = include_str!("../../../../guest-sdk/c/telemetry_job.h");
+const C_SDK_HISTOGRAM: &str = include_str!("../../../../guest-sdk/c/telemetry_histogram.h");
+const C_SDK_DECIMAL: &str = include_str!("../../../../guest-sdk/c/telemetry_decimal.h");
 const JS_SDK: &str = include_str!("../../../../guest-sdk/js/telemetry-job.js");
 const JS_SDK_DECIMAL: &str = include_str!("../../../../guest-sdk/js/decimal.js");
 const JS_SDK_HISTOGRAM: &str = include_str!("../../../../guest-sdk/js/histogram.js");
@@ -76,8 +78,13 @@ pub(super) fn files(name: &str, lang: Lang) -> Vec<(String, Vec<u8>)> {
             ),
             Lang::C => (
                 C_JOB,
-                vec![("sdk/telemetry_job.h", C_SDK.to_string())],
-                "| `sdk/telemetry_job.h` | the C SDK (`TELEMETRY_JOB`, `tj_emit`), vendored |\n",
+                vec![
+                    ("sdk/telemetry_job.h", C_SDK.to_string()),
+                    ("sdk/telemetry_histogram.h", C_SDK_HISTOGRAM.to_string()),
+                    ("sdk/telemetry_decimal.h", C_SDK_DECIMAL.to_string()),
+                ],
+                "| `sdk/telemetry_job.h` | the C SDK (`TELEMETRY_JOB`, `tj_emit`), vendored |\n\
+                 | `sdk/telemetry_histogram.h`, `sdk/telemetry_decimal.h` | its histogram and decimal helpers |\n",
                 "C",
                 "c.md",
                 "It generates the bindings (`target/c-bindings/`) with wit-bindgen-cli 0.63.0, \

@@ -43,10 +43,12 @@ impl Tools {
         Tools::new(dir, progress)
     }
 
+    /// Tools installed under `dir`, reporting installation steps to `progress`.
     pub fn new(dir: PathBuf, progress: Box<dyn Fn(&str)>) -> Self {
         Tools { dir, progress }
     }
 
+    /// The directory the tools are installed in.
     pub fn dir(&self) -> &Path {
         &self.dir
     }

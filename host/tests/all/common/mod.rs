@@ -56,6 +56,34 @@ pub fn sdk_python_tests(pattern: &str) -> String {
     report
 }
 
+/// Compiles the C SDK's test `guest-sdk/c/NAME` natively (`cc -std=c99 -Wall -Wextra -Werror`),
+/// runs it on the shared table `guest-sdk/TABLE` and returns its stdout; panics with the
+/// compiler's or the test's output when either fails.
+pub fn sdk_c_test(name: &str, table: &str) -> String {
+    let text = |bytes: &[u8]| String::from_utf8_lossy(bytes).into_owned();
+    let tmp = tempfile::tempdir().unwrap();
+    let exe = tmp.path().join(name.trim_end_matches(".c"));
+    let cc = std::process::Command::new("cc")
+        .args(["-std=c99", "-Wall", "-Wextra", "-Werror", "-o"])
+        .arg(&exe)
+        .arg(repo_root().join("guest-sdk/c").join(name))
+        .arg("-lm")
+        .output()
+        .unwrap();
+    assert!(cc.status.success(), "{}", text(&cc.stderr));
+    let run = std::process::Command::new(&exe)
+        .arg(repo_root().join("guest-sdk").join(table))
+        .output()
+        .unwrap();
+    assert!(
+        run.status.success(),
+        "{}{}",
+        text(&run.stdout),
+        text(&run.stderr)
+    );
+    text(&run.stdout)
+}
+
 /// The `telemetry-server` binary built for this test run.
 pub fn binary() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_telemetry-server"))
