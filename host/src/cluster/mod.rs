@@ -5,9 +5,15 @@
 //!
 //! A `Cluster` run connects its processes itself ([`mesh`]): every connection passes the
 //! [`handshake`] (a per-attempt secret) before timely's own protocol sees it.
+//!
+//! Membership: workers ([`worker`]) register with the coordinator and heartbeat; the coordinator
+//! keeps them in a bounded [`membership`] table, configured by `[cluster]` ([`config`]).
 
+pub mod config;
 pub mod handshake;
+pub mod membership;
 pub mod mesh;
+pub mod worker;
 
 use std::any::Any;
 

@@ -26,7 +26,7 @@ use super::extract::Projection;
 use super::guest::{Documents, Failure, Guest, Linked, Shared};
 use super::{CancelToken, CompiledJob, JobError, JobOutput, Progress, RunOptions, Runtime, Sample};
 use crate::cluster::Topology;
-use crate::storage::{read_line, split_line, PartitionFile, PartitionSource, Schema};
+use crate::storage::{read_line, split_line, PartitionFile, PartitionSource};
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
@@ -149,7 +149,7 @@ pub fn run_on(
 
     let list_start = Instant::now();
     let files = source.list(&opts.filter)?;
-    let files_pruned = match all_files_filter(&opts.filter) {
+    let files_pruned = match opts.filter.all_files() {
         Some(all) => (source.list(&all)?.len() as u64).saturating_sub(files.len() as u64),
         None => 0,
     };
@@ -336,16 +336,6 @@ fn copy_progress(c: &Counters, p: &Progress) {
         .store(c.records.load(Ordering::Relaxed), Ordering::Relaxed);
     p.bytes
         .store(c.bytes.load(Ordering::Relaxed), Ordering::Relaxed);
-}
-
-/// A filter with the same dimensions as `filter` that allows everything (to count pruned files).
-fn all_files_filter(filter: &Schema) -> Option<Schema> {
-    let dims: Vec<serde_json::Value> = filter
-        .dimension_names()
-        .iter()
-        .map(|name| serde_json::json!({"field_name": name, "allowed_values": "*"}))
-        .collect();
-    Schema::from_json(&serde_json::json!({"version": 1, "dimensions": dims}).to_string()).ok()
 }
 
 /// Greedy longest-processing-time assignment: biggest file first, each to the least-loaded
