@@ -163,6 +163,9 @@ pub fn run_on(
     progress
         .files_total
         .store(files.len() as u64, Ordering::Relaxed);
+    if matches!(topology, Topology::Cluster { .. }) {
+        source.will_read(&local_share(&files, topology));
+    }
 
     // The cache holds fields only: a job that reads whole documents (its payload, or the
     // histogram layouts `histograms.layout` derives from them) reads the stored JSON.
@@ -356,6 +359,19 @@ pub(crate) fn assign_by_size(files: &[PartitionFile], peers: usize) -> Vec<Vec<u
         out[w].push(i);
     }
     out
+}
+
+/// The files this process's workers read (each worker's [`assign_by_size`] share), in list order.
+fn local_share(files: &[PartitionFile], topology: &Topology) -> Vec<PartitionFile> {
+    let shares = assign_by_size(files, topology.peers());
+    let mut mine: Vec<usize> = topology
+        .local_worker_indexes()
+        .filter_map(|w| shares.get(w))
+        .flatten()
+        .copied()
+        .collect();
+    mine.sort_unstable();
+    mine.into_iter().map(|i| files[i].clone()).collect()
 }
 
 /// Stable across processes (std's SipHash with fixed keys), so every process routes a key alike.
@@ -1031,6 +1047,26 @@ mod tests {
         assert_eq!(split[1], vec![1, 2]);
         assert_eq!(load(&split[0]), load(&split[1]));
         assert_eq!(assign_by_size(&files, 1)[0].len(), 4);
+    }
+
+    #[test]
+    fn a_cluster_process_reads_exactly_its_workers_shares() {
+        let files = vec![file("a", 100), file("b", 60), file("c", 50), file("d", 10)];
+        let secret = crate::cluster::handshake::MeshSecret::random().unwrap();
+        let process = |p: usize| Topology::Cluster {
+            workers: 1,
+            process: p,
+            addresses: vec!["a:1".into(), "b:1".into()],
+            secret: secret.clone(),
+        };
+        let paths =
+            |share: Vec<PartitionFile>| share.into_iter().map(|f| f.path).collect::<Vec<_>>();
+        assert_eq!(paths(local_share(&files, &process(0))), vec!["a", "d"]);
+        assert_eq!(paths(local_share(&files, &process(1))), vec!["b", "c"]);
+        assert_eq!(
+            paths(local_share(&files, &Topology::Local { workers: 2 })).len(),
+            4
+        );
     }
 
     #[test]
