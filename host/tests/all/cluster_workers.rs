@@ -404,3 +404,28 @@ fn garbage_to_a_worker_or_the_member_routes_crashes_nothing() {
     let listing = wait_for(&server, "still alive", |c| c["alive"] == 1);
     assert_eq!(listing["members"].as_array().unwrap().len(), 1);
 }
+
+#[test]
+fn a_worker_token_from_token_new_registers() {
+    let out = Command::new(common::binary())
+        .args(["token", "new", "--name", "rack-7", "--role", "worker"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    let (token, entry) = text.split_once('\n').unwrap();
+    let entry = telemetry_server::config::Config::from_toml(entry).unwrap();
+    assert_eq!(entry.jobs.tokens[0].role, Role::Worker);
+    let server = TestServer::start(|config| {
+        config.jobs.tokens = entry.jobs.tokens.clone();
+        config.jobs.tokens.push(TokenConfig {
+            name: "root".into(),
+            sha256: hash_token(ADMIN),
+            role: Role::Admin,
+        });
+    });
+    let data = tempfile::tempdir().unwrap();
+    let worker = Worker::start(&server, token, "127.0.0.1:0", data.path(), 1);
+    let listing = wait_for(&server, "registered", |c| c["alive"] == 1);
+    assert_eq!(member(&listing, &worker.addr)["token"], "rack-7");
+}
