@@ -139,11 +139,15 @@ impl Coordinator {
         Ok(caller)
     }
 
-    fn report(
+    /// A worker's caller and report (registration or heartbeat), or the counted refusal.
+    fn worker_request(
         &self,
+        state: &AppState,
+        headers: &HeaderMap,
         body: Result<Json<MemberReport>, JsonRejection>,
-    ) -> Result<MemberReport, ApiError> {
-        body.map(|Json(r)| r).map_err(|e| {
+    ) -> Result<(Caller, MemberReport), ApiError> {
+        let caller = self.caller(state, headers, Role::Worker)?;
+        let report = body.map(|Json(r)| r).map_err(|e| {
             self.refuse(
                 "bad_report",
                 ApiError::bad(
@@ -151,7 +155,8 @@ impl Coordinator {
                     format!("bad member report: {}", e.body_text()),
                 ),
             )
-        })
+        })?;
+        Ok((caller, report))
     }
 
     fn membership_error(&self, error: MembershipError) -> ApiError {
@@ -232,8 +237,7 @@ async fn register(
     body: Result<Json<MemberReport>, JsonRejection>,
 ) -> Result<Response, ApiError> {
     let cluster = &state.cluster;
-    let caller = cluster.caller(&state, &headers, Role::Worker)?;
-    let report = cluster.report(body)?;
+    let (caller, report) = cluster.worker_request(&state, &headers, body)?;
     let address = report.address.clone();
     let id = cluster
         .membership
@@ -260,8 +264,7 @@ async fn heartbeat(
     body: Result<Json<MemberReport>, JsonRejection>,
 ) -> Result<Response, ApiError> {
     let cluster = &state.cluster;
-    let caller = cluster.caller(&state, &headers, Role::Worker)?;
-    let report = cluster.report(body)?;
+    let (caller, report) = cluster.worker_request(&state, &headers, body)?;
     cluster
         .membership
         .heartbeat(&id, &caller.name, report, Instant::now())

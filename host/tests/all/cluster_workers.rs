@@ -4,7 +4,7 @@
 //! turns `lost` and rejoins its entry when it comes back; wrong tokens are refused and counted;
 //! garbage sent to a worker's port crashes nothing.
 
-use std::io::{BufRead, Read, Write};
+use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -16,7 +16,7 @@ use telemetry_server::api::jobs::{hash_token, Role, TokenConfig};
 
 use crate::common;
 use crate::jobs_support;
-use crate::server_support::{walk, TestServer};
+use crate::server_support::{announced_address, walk, TestServer};
 
 const ADMIN: &str = "cluster-admin-token-0123456789";
 const WORKER: &str = "cluster-worker-token-0123456789";
@@ -72,22 +72,7 @@ impl Worker {
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
-        let (tx, rx) = std::sync::mpsc::channel();
-        let log = Arc::new(Mutex::new(String::new()));
-        let captured = log.clone();
-        let stderr = child.stderr.take().unwrap();
-        std::thread::spawn(move || {
-            for line in std::io::BufReader::new(stderr).lines() {
-                let Ok(line) = line else { break };
-                if let Some(addr) = line.strip_prefix("listening on ") {
-                    let _ = tx.send(addr.to_string());
-                }
-                captured.lock().unwrap().push_str(&(line + "\n"));
-            }
-        });
-        let addr = rx
-            .recv_timeout(Duration::from_secs(30))
-            .unwrap_or_else(|_| panic!("worker did not start:\n{}", log.lock().unwrap()));
+        let (addr, log) = announced_address(&mut child, "worker");
         Worker {
             child,
             addr,
@@ -186,6 +171,14 @@ fn metric(server: &TestServer, series: &str) -> f64 {
         .unwrap_or(0.0)
 }
 
+/// `telemetry_cluster_registrations_refused_total{reason}`.
+fn refused(server: &TestServer, reason: &str) -> f64 {
+    metric(
+        server,
+        &format!(r#"telemetry_cluster_registrations_refused_total{{reason="{reason}"}}"#),
+    )
+}
+
 #[test]
 fn workers_register_heartbeat_and_are_listed_to_admins_only() {
     let server = coordinator();
@@ -243,20 +236,8 @@ fn workers_register_heartbeat_and_are_listed_to_admins_only() {
         .send()
         .unwrap();
     assert_eq!(jobs.status().as_u16(), 403);
-    assert_eq!(
-        metric(
-            &server,
-            r#"telemetry_cluster_registrations_refused_total{reason="role"}"#
-        ),
-        2.0
-    );
-    assert_eq!(
-        metric(
-            &server,
-            r#"telemetry_cluster_registrations_refused_total{reason="token"}"#
-        ),
-        1.0
-    );
+    assert_eq!(refused(&server, "role"), 2.0);
+    assert_eq!(refused(&server, "token"), 1.0);
     assert_eq!(
         metric(&server, r#"telemetry_cluster_members{state="alive"}"#),
         2.0
@@ -310,20 +291,8 @@ fn workers_with_a_wrong_token_or_role_are_refused_counted_and_exit() {
             "{log}"
         );
     }
-    assert_eq!(
-        metric(
-            &server,
-            r#"telemetry_cluster_registrations_refused_total{reason="token"}"#
-        ),
-        1.0
-    );
-    assert_eq!(
-        metric(
-            &server,
-            r#"telemetry_cluster_registrations_refused_total{reason="role"}"#
-        ),
-        1.0
-    );
+    assert_eq!(refused(&server, "token"), 1.0);
+    assert_eq!(refused(&server, "role"), 1.0);
     let (_, listing) = cluster(&server, Some(ADMIN));
     assert_eq!(listing["members"], Value::Array(vec![]));
 }
@@ -389,13 +358,7 @@ fn garbage_to_a_worker_or_the_member_routes_crashes_nothing() {
             "{body}: {answer}"
         );
     }
-    assert_eq!(
-        metric(
-            &server,
-            r#"telemetry_cluster_registrations_refused_total{reason="bad_report"}"#
-        ),
-        4.0
-    );
+    assert_eq!(refused(&server, "bad_report"), 4.0);
     let (status, _) = post(
         "/api/v1/cluster/members/w-nope/heartbeat",
         r#"{"address":"127.0.0.1:9","cores":1,"workers":1,"data_files":0,"data_bytes":0}"#,
