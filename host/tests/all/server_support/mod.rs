@@ -191,7 +191,6 @@ pub fn spawn_serve(
     config: &Path,
     data: &Path,
 ) -> (std::process::Child, String, Arc<std::sync::Mutex<String>>) {
-    use std::io::BufRead;
     let mut child = std::process::Command::new(crate::common::binary())
         .args(["serve", "--listen", "127.0.0.1:0", "--config"])
         .arg(config)
@@ -201,6 +200,17 @@ pub fn spawn_serve(
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
+    let (addr, log) = announced_address(&mut child, "server");
+    (child, addr, log)
+}
+
+/// Collects `child`'s stderr into the returned log while it runs and waits (at most 30 s) for its
+/// `listening on ADDR` line (`serve`, `worker`); panics naming `what` with the log otherwise.
+pub fn announced_address(
+    child: &mut std::process::Child,
+    what: &str,
+) -> (String, Arc<std::sync::Mutex<String>>) {
+    use std::io::BufRead;
     let (addr_tx, addr_rx) = std::sync::mpsc::channel();
     let log = Arc::new(std::sync::Mutex::new(String::new()));
     let captured = log.clone();
@@ -216,6 +226,6 @@ pub fn spawn_serve(
     });
     let addr = addr_rx
         .recv_timeout(Duration::from_secs(30))
-        .unwrap_or_else(|_| panic!("server did not start:\n{}", log.lock().unwrap()));
-    (child, addr, log)
+        .unwrap_or_else(|_| panic!("{what} did not start:\n{}", log.lock().unwrap()));
+    (addr, log)
 }
