@@ -41,6 +41,8 @@ pub struct Config {
     pub retention: crate::storage::RetentionConfig,
     /// `[metrics]`: the channels and document types counted under their own label on `/metrics`.
     pub metrics: crate::metrics::MetricsConfig,
+    /// `[cluster]`: worker heartbeats, when a silent worker is lost, the member table's size.
+    pub cluster: crate::cluster::config::ClusterConfig,
 }
 
 impl Default for Config {
@@ -55,6 +57,7 @@ impl Default for Config {
             errors: crate::convert::ErrorStreamConfig::default(),
             retention: crate::storage::RetentionConfig::default(),
             metrics: crate::metrics::MetricsConfig::default(),
+            cluster: crate::cluster::config::ClusterConfig::default(),
         }
     }
 }
@@ -225,6 +228,7 @@ impl Config {
         self.retention.validate().map_err(ConfigError::Invalid)?;
         self.jobs.validate().map_err(ConfigError::Invalid)?;
         self.metrics.validate().map_err(ConfigError::Invalid)?;
+        self.cluster.validate().map_err(ConfigError::Invalid)?;
         Ok(())
     }
 

@@ -184,6 +184,8 @@ impl Server {
                 addr: listen,
                 source,
             })?;
+        let cluster = crate::api::cluster::Coordinator::new(&config.cluster);
+        cluster.register_metrics(&metrics.registry);
         let state = Arc::new(AppState {
             config: Arc::new(config),
             data_dir,
@@ -193,6 +195,7 @@ impl Server {
             revisions,
             jobs,
             submissions,
+            cluster,
         });
         Ok(Server {
             listener,

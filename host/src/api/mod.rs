@@ -10,7 +10,10 @@
 //! - [`jobs`]: the job service under `/api/v1`.
 //! - [`chart`]: SVG bar charts of job results. [`dashboard`]: `GET /dashboard` and `GET /api/v1/stats`.
 //! - [`series_chart`]: a key across a schedule's runs as an SVG column chart.
+//! - [`cluster`]: `/api/v1/cluster` (workers register and heartbeat, admins list them);
+//!   [`worker`]: the routes of `telemetry-server worker`'s own listener.
 
+pub mod cluster;
 pub mod dashboard;
 pub mod histograms;
 pub mod jobs;
@@ -19,6 +22,7 @@ pub mod metrics;
 pub mod series_chart;
 pub mod submission_metrics;
 pub mod submit;
+pub mod worker;
 
 use std::sync::Arc;
 
@@ -48,6 +52,8 @@ pub struct AppState {
     pub jobs: Arc<jobs::JobService>,
     /// Accepted submissions by channel and docType (bounded label sets).
     pub submissions: submission_metrics::SubmissionMetrics,
+    /// The cluster's members (`/api/v1/cluster`).
+    pub cluster: Arc<cluster::Coordinator>,
 }
 
 /// Every route of the server.
@@ -78,6 +84,7 @@ pub fn router(state: Arc<AppState>) -> Router {
             get(dashboard::page).fallback(submit::fallback),
         )
         .route("/api/v1/stats", get(dashboard::stats))
+        .merge(cluster::router())
         .nest("/api/v1", jobs::router(state.jobs.clone()))
         .fallback(submit::fallback)
         .layer(axum::middleware::from_fn_with_state(

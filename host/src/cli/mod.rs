@@ -15,6 +15,7 @@ mod parquet;
 mod serve;
 mod storage;
 mod token;
+mod worker;
 
 #[derive(Parser)]
 #[command(
@@ -62,6 +63,8 @@ enum Command {
     Token(token::Command),
     /// Write stored documents' chosen JSON pointers as Parquet, one file per partition file.
     Parquet(parquet::Args),
+    /// Join a coordinator (`serve`) as a cluster worker: register, heartbeat, serve `/status`.
+    Worker(worker::Args),
 }
 
 pub fn main() -> std::process::ExitCode {
@@ -77,6 +80,7 @@ pub fn main() -> std::process::ExitCode {
         Command::Storage(cmd) => storage::run(cmd),
         Command::Token(cmd) => token::run(cmd),
         Command::Parquet(args) => parquet::run(args),
+        Command::Worker(args) => worker::run(args, cli.log_format),
     };
     match result {
         Ok(code) => code,

@@ -18,7 +18,8 @@ pub struct NewArgs {
     /// Who the token belongs to: recorded as the owner of the jobs it submits.
     #[arg(long)]
     name: String,
-    /// What it may do: `submit` (its own jobs) or `admin` (every job).
+    /// What it may do: `submit` (its own jobs), `admin` (every job, the cluster's members) or
+    /// `worker` (join the cluster as `telemetry-server worker`, nothing else).
     #[arg(long, value_enum, default_value_t = RoleArg::Submit)]
     role: RoleArg,
 }
@@ -27,6 +28,7 @@ pub struct NewArgs {
 enum RoleArg {
     Submit,
     Admin,
+    Worker,
 }
 
 pub fn run(cmd: Command) -> anyhow::Result<ExitCode> {
@@ -35,6 +37,7 @@ pub fn run(cmd: Command) -> anyhow::Result<ExitCode> {
             let role = match args.role {
                 RoleArg::Submit => Role::Submit,
                 RoleArg::Admin => Role::Admin,
+                RoleArg::Worker => Role::Worker,
             };
             let token = random_token().context("cannot read random bytes")?;
             println!("{token}");

@@ -18,6 +18,16 @@ use timely::communication::{AllocatorBuilder, Hooks};
 
 use super::handshake::{self, HandshakeError, MeshSecret};
 
+/// Connections this process refused at the handshake, over every run (exposed on `/metrics` as
+/// `telemetry_cluster_mesh_handshakes_refused_total` by whichever process serves metrics).
+static REFUSED: std::sync::LazyLock<prometheus_client::metrics::counter::Counter> =
+    std::sync::LazyLock::new(Default::default);
+
+/// The process-wide counter of refused mesh handshakes (a handle on the same counter).
+pub fn refused_handshakes() -> prometheus_client::metrics::counter::Counter {
+    REFUSED.clone()
+}
+
 /// How one process joins the mesh.
 #[derive(Debug, Clone)]
 pub struct MeshConfig {
@@ -222,6 +232,7 @@ fn accept_higher(
             Ok(peer) => slots[peer - me - 1] = Some(stream),
             Err(e) => {
                 refused += 1;
+                REFUSED.inc();
                 last = format!("{from}: {e}");
                 tracing::warn!(%from, error = %e, "refused a mesh connection");
             }
@@ -267,6 +278,7 @@ mod tests {
     fn three_processes_connect_while_intruders_are_refused() {
         let addrs = addresses(3);
         let secret = MeshSecret::random().unwrap();
+        let before = refused_handshakes().get();
         // Process 0 starts first; intruders reach it before its real peers.
         let first = {
             let config = MeshConfig::new(addrs.clone(), 0, secret.clone());
@@ -304,6 +316,8 @@ mod tests {
             .collect();
         let zero = first.join().unwrap().unwrap();
         assert_eq!(zero.refused, 2, "the probe and the liar");
+        // The process-wide counter saw them too (other tests may add theirs meanwhile).
+        assert!(refused_handshakes().get() >= before + 2);
         assert!(
             zero.sockets[0].is_none() && zero.sockets[1].is_some() && zero.sockets[2].is_some()
         );

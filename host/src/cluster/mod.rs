@@ -5,9 +5,15 @@
 //!
 //! A `Cluster` run connects its processes itself ([`mesh`]): every connection passes the
 //! [`handshake`] (a per-attempt secret) before timely's own protocol sees it.
+//!
+//! Membership: workers ([`worker`]) register with the coordinator and heartbeat; the coordinator
+//! keeps them in a bounded [`membership`] table, configured by `[cluster]` ([`config`]).
 
+pub mod config;
 pub mod handshake;
+pub mod membership;
 pub mod mesh;
+pub mod worker;
 
 use std::any::Any;
 
@@ -56,6 +62,17 @@ impl Topology {
         }
     }
 
+    /// The global indexes of this process's workers (timely numbers process `p`'s workers
+    /// `p * workers ..`).
+    pub fn local_worker_indexes(&self) -> std::ops::Range<usize> {
+        let workers = self.local_workers();
+        let first = match self {
+            Topology::Local { .. } => 0,
+            Topology::Cluster { process, .. } => process * workers,
+        };
+        first..first + workers
+    }
+
     /// Worker threads in this process.
     pub fn local_workers(&self) -> usize {
         match self {
@@ -100,5 +117,7 @@ mod tests {
         };
         assert_eq!(t.peers(), 4);
         assert_eq!(t.local_workers(), 2);
+        assert_eq!(t.local_worker_indexes(), 2..4);
+        assert_eq!(Topology::Local { workers: 3 }.local_worker_indexes(), 0..3);
     }
 }

@@ -26,7 +26,7 @@ use super::extract::Projection;
 use super::guest::{Documents, Failure, Guest, Linked, Shared};
 use super::{CancelToken, CompiledJob, JobError, JobOutput, Progress, RunOptions, Runtime, Sample};
 use crate::cluster::Topology;
-use crate::storage::{read_line, split_line, PartitionFile, PartitionSource, Schema};
+use crate::storage::{read_line, split_line, PartitionFile, PartitionSource};
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
@@ -149,7 +149,7 @@ pub fn run_on(
 
     let list_start = Instant::now();
     let files = source.list(&opts.filter)?;
-    let files_pruned = match all_files_filter(&opts.filter) {
+    let files_pruned = match opts.filter.all_files() {
         Some(all) => (source.list(&all)?.len() as u64).saturating_sub(files.len() as u64),
         None => 0,
     };
@@ -163,6 +163,9 @@ pub fn run_on(
     progress
         .files_total
         .store(files.len() as u64, Ordering::Relaxed);
+    if matches!(topology, Topology::Cluster { .. }) {
+        source.will_read(&local_share(&files, topology));
+    }
 
     // The cache holds fields only: a job that reads whole documents (its payload, or the
     // histogram layouts `histograms.layout` derives from them) reads the stored JSON.
@@ -338,16 +341,6 @@ fn copy_progress(c: &Counters, p: &Progress) {
         .store(c.bytes.load(Ordering::Relaxed), Ordering::Relaxed);
 }
 
-/// A filter with the same dimensions as `filter` that allows everything (to count pruned files).
-fn all_files_filter(filter: &Schema) -> Option<Schema> {
-    let dims: Vec<serde_json::Value> = filter
-        .dimension_names()
-        .iter()
-        .map(|name| serde_json::json!({"field_name": name, "allowed_values": "*"}))
-        .collect();
-    Schema::from_json(&serde_json::json!({"version": 1, "dimensions": dims}).to_string()).ok()
-}
-
 /// Greedy longest-processing-time assignment: biggest file first, each to the least-loaded
 /// worker. Deterministic, so every process of a cluster computes the same split.
 pub(crate) fn assign_by_size(files: &[PartitionFile], peers: usize) -> Vec<Vec<usize>> {
@@ -366,6 +359,19 @@ pub(crate) fn assign_by_size(files: &[PartitionFile], peers: usize) -> Vec<Vec<u
         out[w].push(i);
     }
     out
+}
+
+/// The files this process's workers read (each worker's [`assign_by_size`] share), in list order.
+fn local_share(files: &[PartitionFile], topology: &Topology) -> Vec<PartitionFile> {
+    let shares = assign_by_size(files, topology.peers());
+    let mut mine: Vec<usize> = topology
+        .local_worker_indexes()
+        .filter_map(|w| shares.get(w))
+        .flatten()
+        .copied()
+        .collect();
+    mine.sort_unstable();
+    mine.into_iter().map(|i| files[i].clone()).collect()
 }
 
 /// Stable across processes (std's SipHash with fixed keys), so every process routes a key alike.
@@ -1041,6 +1047,26 @@ mod tests {
         assert_eq!(split[1], vec![1, 2]);
         assert_eq!(load(&split[0]), load(&split[1]));
         assert_eq!(assign_by_size(&files, 1)[0].len(), 4);
+    }
+
+    #[test]
+    fn a_cluster_process_reads_exactly_its_workers_shares() {
+        let files = vec![file("a", 100), file("b", 60), file("c", 50), file("d", 10)];
+        let secret = crate::cluster::handshake::MeshSecret::random().unwrap();
+        let process = |p: usize| Topology::Cluster {
+            workers: 1,
+            process: p,
+            addresses: vec!["a:1".into(), "b:1".into()],
+            secret: secret.clone(),
+        };
+        let paths =
+            |share: Vec<PartitionFile>| share.into_iter().map(|f| f.path).collect::<Vec<_>>();
+        assert_eq!(paths(local_share(&files, &process(0))), vec!["a", "d"]);
+        assert_eq!(paths(local_share(&files, &process(1))), vec!["b", "c"]);
+        assert_eq!(
+            paths(local_share(&files, &Topology::Local { workers: 2 })).len(),
+            4
+        );
     }
 
     #[test]

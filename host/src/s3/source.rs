@@ -243,4 +243,10 @@ impl PartitionSource for S3Source {
         );
         decompress(&file.path, reader)
     }
+
+    /// The read-ahead follows this (smaller) listing: a cluster process no longer prefetches the
+    /// files of the other processes, which it never opens and which would fill its read-ahead.
+    fn will_read(&self, files: &[PartitionFile]) {
+        self.prefetcher.listed(files);
+    }
 }

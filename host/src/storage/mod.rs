@@ -73,6 +73,11 @@ pub trait PartitionSource: Send + Sync {
         let _ = file;
         Ok(String::new())
     }
+    /// Which of the listed files this process will open (in a cluster: its own workers' share,
+    /// called after `list`), so read-ahead fetches only those. Default: nothing to do.
+    fn will_read(&self, files: &[PartitionFile]) {
+        let _ = files;
+    }
 }
 
 /// Reads the next line of a partition file into `line` (cleared first), without its line end

@@ -178,6 +178,16 @@ impl Schema {
         self.dimensions.iter().map(|d| d.name.as_str()).collect()
     }
 
+    /// A filter with this schema's dimensions that lets every value pass (to count every file).
+    pub fn all_files(&self) -> Option<Schema> {
+        let dims: Vec<serde_json::Value> = self
+            .dimension_names()
+            .iter()
+            .map(|name| serde_json::json!({"field_name": name, "allowed_values": "*"}))
+            .collect();
+        Schema::from_json(&serde_json::json!({"version": 1, "dimensions": dims}).to_string()).ok()
+    }
+
     /// Number of dimensions.
     pub fn len(&self) -> usize {
         self.dimensions.len()

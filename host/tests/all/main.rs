@@ -20,6 +20,7 @@ mod sdk_decimal;
 mod sdk_histogram;
 
 mod cluster_transport;
+mod cluster_workers;
 mod column_cache;
 mod convert;
 mod convert_cli;

@@ -29,12 +29,15 @@ impl FromRequestParts<Arc<JobService>> for Caller {
         parts: &mut Parts,
         service: &Arc<JobService>,
     ) -> Result<Self, Self::Rejection> {
-        service.auth.authenticate(
-            parts
-                .headers
-                .get(header::AUTHORIZATION)
-                .map(|v| v.as_bytes()),
-        )
+        service
+            .auth
+            .authenticate(
+                parts
+                    .headers
+                    .get(header::AUTHORIZATION)
+                    .map(|v| v.as_bytes()),
+            )?
+            .check_jobs()
     }
 }
 

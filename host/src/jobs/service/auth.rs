@@ -14,8 +14,10 @@ use super::error::ApiError;
 pub enum Role {
     /// Upload components, submit jobs, and see, fetch and cancel its own jobs.
     Submit,
-    /// Everything `submit` may do, on every token's jobs.
+    /// Everything `submit` may do, on every token's jobs; sees the cluster (`GET /api/v1/cluster`).
     Admin,
+    /// Registers and heartbeats as a cluster worker (`telemetry-server worker`); nothing else.
+    Worker,
 }
 
 impl Role {
@@ -24,6 +26,7 @@ impl Role {
         match self {
             Role::Submit => "submit",
             Role::Admin => "admin",
+            Role::Worker => "worker",
         }
     }
 }
@@ -85,6 +88,19 @@ impl Caller {
             Ok(())
         } else {
             Err(ApiError::no_job(job_id))
+        }
+    }
+
+    /// Allows job requests (upload, submit, list, fetch, cancel) to `submit` and `admin` tokens;
+    /// a `worker` token is refused (403): it may only take part in the cluster.
+    pub fn check_jobs(self) -> Result<Self, ApiError> {
+        if self.role == Role::Worker {
+            Err(ApiError::Forbidden(format!(
+                "token '{}' has the worker role: it may only register with the cluster",
+                self.name
+            )))
+        } else {
+            Ok(self)
         }
     }
 

@@ -8,6 +8,9 @@ pub enum ApiError {
     /// No or unknown bearer token.
     #[error("{0}")]
     Unauthorized(String),
+    /// A valid token whose role may not do this.
+    #[error("{0}")]
+    Forbidden(String),
     /// No such job, component or route; also another token's job, which a caller may not
     /// tell apart from a missing one.
     #[error("{0}")]
@@ -54,6 +57,7 @@ impl ApiError {
     pub fn code(&self) -> &'static str {
         match self {
             ApiError::Unauthorized(_) => "unauthorized",
+            ApiError::Forbidden(_) => "forbidden",
             ApiError::NotFound(_) => "not_found",
             ApiError::BadRequest { code, .. } => code,
             ApiError::Conflict(_) => "conflict",

@@ -214,7 +214,6 @@ impl ServeProcess {
         args: &[std::ffi::OsString],
         address: fn(&str) -> Option<String>,
     ) -> ServeProcess {
-        use std::io::BufRead;
         let mut child = std::process::Command::new(crate::common::binary())
             .args(args)
             .args(["--listen", "127.0.0.1:0"])
@@ -223,22 +222,7 @@ impl ServeProcess {
             .stderr(std::process::Stdio::piped())
             .spawn()
             .unwrap();
-        let (addr_tx, addr_rx) = std::sync::mpsc::channel();
-        let log = Arc::new(std::sync::Mutex::new(String::new()));
-        let captured = log.clone();
-        let stderr = child.stderr.take().unwrap();
-        let reader = std::thread::spawn(move || {
-            for line in std::io::BufReader::new(stderr).lines() {
-                let Ok(line) = line else { break };
-                if let Some(addr) = address(&line) {
-                    let _ = addr_tx.send(addr);
-                }
-                captured.lock().unwrap().push_str(&(line + "\n"));
-            }
-        });
-        let addr = addr_rx
-            .recv_timeout(Duration::from_secs(30))
-            .unwrap_or_else(|_| panic!("server did not start:\n{}", log.lock().unwrap()));
+        let (addr, log, reader) = capture_stderr(&mut child, address, "server");
         ServeProcess {
             child,
             addr,
@@ -322,4 +306,45 @@ impl Drop for ServeProcess {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+
+/// Collects `child`'s stderr into the returned log while it runs and waits (at most 30 s) for its
+/// `listening on ADDR` line (`serve`, `worker`); panics naming `what` with the log otherwise.
+pub fn announced_address(
+    child: &mut std::process::Child,
+    what: &str,
+) -> (String, Arc<std::sync::Mutex<String>>) {
+    let (addr, log, _reader) = capture_stderr(child, listening_address, what);
+    (addr, log)
+}
+
+/// Reads `child`'s stderr line by line on a thread (which ends with the process) into the
+/// returned log, until a line gives an address through `address` (at most 30 s; panics naming
+/// `what` with the log otherwise).
+fn capture_stderr(
+    child: &mut std::process::Child,
+    address: fn(&str) -> Option<String>,
+    what: &str,
+) -> (
+    String,
+    Arc<std::sync::Mutex<String>>,
+    std::thread::JoinHandle<()>,
+) {
+    use std::io::BufRead;
+    let (addr_tx, addr_rx) = std::sync::mpsc::channel();
+    let log = Arc::new(std::sync::Mutex::new(String::new()));
+    let captured = log.clone();
+    let stderr = child.stderr.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr).lines() {
+            let Ok(line) = line else { break };
+            if let Some(addr) = address(&line) {
+                let _ = addr_tx.send(addr);
+            }
+            captured.lock().unwrap().push_str(&(line + "\n"));
+        }
+    });
+    let addr = addr_rx
+        .recv_timeout(Duration::from_secs(30))
+        .unwrap_or_else(|_| panic!("{what} did not start:\n{}", log.lock().unwrap()));
+    (addr, log, reader)
 }
