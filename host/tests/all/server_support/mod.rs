@@ -306,6 +306,7 @@ impl Drop for ServeProcess {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
 
 /// Collects `child`'s stderr into the returned log while it runs and waits (at most 30 s) for its
 /// `listening on ADDR` line (`serve`, `worker`); panics naming `what` with the log otherwise.
