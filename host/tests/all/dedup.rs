@@ -8,9 +8,8 @@ use crate::server_support::{self, ServeProcess};
 
 use std::io::BufRead;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
 use serde_json::Value;
 

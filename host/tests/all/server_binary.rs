@@ -3,9 +3,7 @@
 
 use crate::common;
 
-use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crate::server_support::{files, finished_records, listening_address, ServeProcess};

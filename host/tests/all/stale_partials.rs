@@ -9,9 +9,8 @@ use crate::server_support::{self, ServeProcess};
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
 use crate::server_support::walk;
 use telemetry_server::storage::{records, DataDir, LocalSource, Schema};
