@@ -18,12 +18,12 @@
 //! output size as it produces lines, so a job fails at its `output_bytes` limit before, not
 //! after, it has built all of its output.
 
-use super::bindings::{DataRecord, JobSpec};
+use super::bindings::{DataRecord, Field, JobSpec};
 use super::budget::{line_cost, pair_cost};
 use super::column_cache::{Cached, ColumnCache, FileKey, Pending};
 use super::cost::{ColumnCacheCost, CostReport, Phases};
 use super::extract::Projection;
-use super::guest::{Documents, Failure, Guest, Linked, Shared};
+use super::guest::{Failure, Guest, LayoutKeys, Linked, Shared};
 use super::{CancelToken, CompiledJob, JobError, JobOutput, Progress, RunOptions, Runtime, Sample};
 use crate::cluster::Topology;
 use crate::storage::{read_line, split_line, PartitionFile, PartitionSource, Schema};
@@ -57,9 +57,14 @@ struct Context {
     source: Arc<dyn PartitionSource>,
     files: Vec<PartitionFile>,
     spec: JobSpec,
+    /// Extracts the job's fields, then (for a job importing `histograms`) the pointers of the
+    /// layout keys.
     projection: Projection,
-    /// Keep each record's document for `histograms.layout` (the job imports it).
-    keep_documents: bool,
+    /// The job imports `histograms`: each record gets its layout keys
+    /// ([`super::layouts::keys_field`]) after its fields, as one more column.
+    layout_keys: bool,
+    /// What the column cache stores and loads per record: the job's fields, then the layout keys.
+    cache_columns: Vec<String>,
     param: String,
     skip_bad_records: bool,
     sample: Sample,
@@ -143,7 +148,16 @@ pub fn run_on(
     let linked = Linked::new(runtime, job)?;
     // A first instance checks the parameter and learns the job's spec before any data is read.
     let spec = Guest::new(&linked, &shared, 0, &opts.param)?.spec().clone();
-    let projection = Projection::new(&spec.fields).map_err(|e| JobError::InvalidComponent {
+    // A job importing `histograms` also gets, per record, the few small parts of the document
+    // its layouts are derived from (never the whole document).
+    let layout_keys = linked.uses_histograms();
+    let mut pointers = spec.fields.clone();
+    let mut cache_columns = spec.fields.clone();
+    if layout_keys {
+        pointers.extend(super::layouts::key_pointers());
+        cache_columns.push(super::layouts::KEYS_COLUMN.to_string());
+    }
+    let projection = Projection::new(&pointers).map_err(|e| JobError::InvalidComponent {
         reason: format!("init declared a bad field: {e}"),
     })?;
 
@@ -164,14 +178,12 @@ pub fn run_on(
         .files_total
         .store(files.len() as u64, Ordering::Relaxed);
 
-    // The cache holds fields only: a job that reads whole documents (its payload, or the
-    // histogram layouts `histograms.layout` derives from them) reads the stored JSON.
-    let column_cache = opts
-        .column_cache
-        .clone()
-        .filter(|_| !spec.wants_payload && !linked.uses_histograms());
+    // The cache holds fields only: a job that reads whole documents (its payload) reads the
+    // stored JSON.
+    let column_cache = opts.column_cache.clone().filter(|_| !spec.wants_payload);
     let ctx = Arc::new(Context {
-        keep_documents: linked.uses_histograms(),
+        layout_keys,
+        cache_columns,
         linked,
         shared: shared.clone(),
         source,
@@ -693,7 +705,7 @@ fn drive_map(
             None => mapper.map_json(None)?,
             Some(cache) => {
                 let key = FileKey::new(file, &ctx.source.version(file)?);
-                match cache.load(&key, &ctx.spec.fields) {
+                match cache.load(&key, &ctx.cache_columns) {
                     Some(cached) => mapper.map_cached(&cached)?,
                     None => mapper.map_json(Some((cache, &key)))?,
                 }
@@ -717,8 +729,13 @@ struct FileMapper<'a> {
 }
 
 impl FileMapper<'_> {
-    /// Adds a record to the batch, mapping the batch when it is full.
-    fn push(&mut self, record: DataRecord, line_len: usize) -> Result<(), JobError> {
+    /// Adds a record (its fields, then its layout keys if the job has them) to the batch,
+    /// mapping the batch when it is full.
+    fn push(&mut self, mut record: DataRecord, line_len: usize) -> Result<(), JobError> {
+        if self.ctx.layout_keys {
+            let keys = record.fields.pop().unwrap_or(Field::Missing);
+            self.batch.layout_keys.push(keys);
+        }
         self.batch.bytes += line_len;
         self.batch.records.push(record);
         if self.batch.records.len() >= BATCH_RECORDS || self.batch.bytes >= BATCH_BYTES {
@@ -748,7 +765,7 @@ impl FileMapper<'_> {
         }
         let mut pending: Option<Pending> = cache
             .filter(|_| ctx.sample == Sample::ALL)
-            .map(|(cache, _)| cache.pending(ctx.spec.fields.len()));
+            .map(|(cache, _)| cache.pending(ctx.cache_columns.len()));
         let mut reader = ctx.source.open(file)?;
         let mut line = Vec::with_capacity(64 << 10);
         loop {
@@ -773,10 +790,6 @@ impl FileMapper<'_> {
                     if let Some(p) = pending.as_mut() {
                         p.record(&record.id, n, line.len(), &record.fields);
                     }
-                    if ctx.keep_documents {
-                        let doc = split_line(&line).map_or(&[][..], |(_, json)| json);
-                        self.batch.documents.push(doc.into());
-                    }
                     self.push(record, line.len())?;
                 }
                 None => {
@@ -791,13 +804,13 @@ impl FileMapper<'_> {
             .compressed
             .fetch_add(file.size, Ordering::Relaxed);
         if let (Some(pending), Some((cache, key))) = (pending, cache) {
-            match cache.store(key, &ctx.spec.fields, pending) {
+            match cache.store(key, &ctx.cache_columns, pending) {
                 Ok(0) => {}
                 Ok(_) => {
                     ctx.counters.cache_writes.fetch_add(1, Ordering::Relaxed);
                 }
                 Err(e) => {
-                    cache.stats.write_errors.fetch_add(1, Ordering::Relaxed);
+                    cache.stats.write_errors.inc();
                     tracing::warn!(file = %file.path, error = %e, "column cache not written");
                 }
             }
@@ -842,9 +855,8 @@ impl FileMapper<'_> {
 #[derive(Default)]
 struct Batch {
     records: Vec<DataRecord>,
-    /// Each record's stored document, only when the job imports `histograms` (bounded with the
-    /// batch by `BATCH_BYTES`).
-    documents: Vec<Box<[u8]>>,
+    /// Each record's layout keys, only when the job imports `histograms`.
+    layout_keys: Vec<Field>,
     bytes: usize,
 }
 
@@ -871,7 +883,7 @@ fn parse_record(
         return bad(None, "line has no tab between document id and JSON".into());
     };
     let id = String::from_utf8_lossy(id).into_owned();
-    let fields = if ctx.projection.is_empty() {
+    let mut fields = if ctx.projection.is_empty() {
         Vec::new()
     } else {
         match ctx.projection.extract(json) {
@@ -879,6 +891,13 @@ fn parse_record(
             Err(e) => return bad(Some(id), format!("invalid JSON: {e}")),
         }
     };
+    if ctx.layout_keys {
+        let pointed = fields.split_off(ctx.spec.fields.len());
+        match super::histogram_lengths::histogram_lengths(json) {
+            Ok(lengths) => fields.push(super::layouts::keys_field(&pointed, lengths)),
+            Err(e) => return bad(Some(id), format!("invalid JSON: {e}")),
+        }
+    }
     let payload = if ctx.spec.wants_payload {
         match std::str::from_utf8(json) {
             Ok(s) => s.to_string(),
@@ -917,17 +936,17 @@ fn map_batch(
         return Ok(());
     }
     let records = std::mem::take(&mut batch.records);
-    let documents = Documents::new(std::mem::take(&mut batch.documents));
+    let layout_keys = LayoutKeys::new(std::mem::take(&mut batch.layout_keys));
     batch.bytes = 0;
     let mut slot = slot.borrow_mut();
-    let first = slot.get()?.map_batch(dims, &records, documents.clone());
+    let first = slot.get()?.map_batch(dims, &records, layout_keys.clone());
     match first {
         Ok(pairs) => return local.add(pairs, &mut slot, input),
         Err(Failure::Job(e)) => return Err(e),
         Err(Failure::Guest(_)) => slot.reset(),
     }
     for (i, record) in records.into_iter().enumerate() {
-        let one = documents.one(i);
+        let one = layout_keys.one(i);
         let result = slot
             .get()?
             .map_batch(dims, std::slice::from_ref(&record), one);

@@ -21,6 +21,7 @@ mod sdk_histogram;
 
 mod cluster_transport;
 mod column_cache;
+mod column_cache_server;
 mod convert;
 mod convert_cli;
 mod convert_lenient;

@@ -21,7 +21,7 @@ fn analysis_python() -> PathBuf {
 }
 
 /// Runs a Python script with the analysis tools; its stdout.
-fn python(script: &str, args: &[&Path]) -> String {
+pub(crate) fn python(script: &str, args: &[&Path]) -> String {
     let out = Command::new(analysis_python())
         .arg("-c")
         .arg(script)

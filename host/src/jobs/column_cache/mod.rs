@@ -15,12 +15,14 @@
 //! refreshes) are deleted when a write takes the total over it.
 
 mod encode;
+pub mod metrics;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime};
 
 use cap_std::fs::Dir;
+use prometheus_client::metrics::counter::Counter;
 use sha2::{Digest, Sha256};
 
 pub use encode::{BadCacheFile, Cached, Pending};
@@ -68,23 +70,28 @@ fn io(path: impl Into<String>) -> impl FnOnce(std::io::Error) -> ColumnCacheErro
     move |source| ColumnCacheError::Io { path, source }
 }
 
-/// What the cache did, since it was opened (all relaxed counters).
+/// What the cache did, since it was opened: Prometheus counters, registered on `/metrics` by
+/// [`metrics::register`] (and read by tests with `get()`).
 #[derive(Debug, Default)]
 pub struct CacheStats {
     /// Partition files read from the cache.
-    pub hits: AtomicU64,
+    pub hits: Counter,
     /// Partition files read as JSON because some column was missing.
-    pub misses: AtomicU64,
+    pub misses: Counter,
+    /// Bytes of cache files read by hits.
+    pub bytes_read: Counter,
     /// Partition files whose columns were written.
-    pub writes: AtomicU64,
+    pub writes: Counter,
+    /// Bytes of cache files written.
+    pub bytes_written: Counter,
     /// Writes that failed (the job goes on without caching that file).
-    pub write_errors: AtomicU64,
+    pub write_errors: Counter,
     /// Cache files found unreadable and deleted.
-    pub bad_files: AtomicU64,
+    pub bad_files: Counter,
     /// Files deleted to keep the budget, and their bytes.
-    pub evicted_files: AtomicU64,
+    pub evicted_files: Counter,
     /// Bytes of the evicted files.
-    pub evicted_bytes: AtomicU64,
+    pub evicted_bytes: Counter,
 }
 
 /// The column cache of one data directory (or, for `s3://` data, of a local cache directory).
@@ -174,8 +181,11 @@ impl ColumnCache {
     pub fn load(&self, key: &FileKey, pointers: &[String]) -> Option<Cached> {
         let loaded = self.try_load(key, pointers);
         match &loaded {
-            Some(_) => self.stats.hits.fetch_add(1, Ordering::Relaxed),
-            None => self.stats.misses.fetch_add(1, Ordering::Relaxed),
+            Some(cached) => {
+                self.stats.hits.inc();
+                self.stats.bytes_read.inc_by(cached.file_bytes)
+            }
+            None => self.stats.misses.inc(),
         };
         loaded
     }
@@ -217,7 +227,7 @@ impl ColumnCache {
             Ok(value) => Some(value),
             Err(e) => {
                 tracing::warn!(path, error = %e, "column cache file unusable; deleting it");
-                self.stats.bad_files.fetch_add(1, Ordering::Relaxed);
+                self.stats.bad_files.inc();
                 let _ = self.dir.remove_file(path);
                 None
             }
@@ -255,7 +265,8 @@ impl ColumnCache {
             self.put(&format!("{}/{}", key.hash, pointer_file(pointer)), bytes)?;
         }
         self.put(&format!("{}/{ROWS_FILE}", key.hash), &rows)?;
-        self.stats.writes.fetch_add(1, Ordering::Relaxed);
+        self.stats.writes.inc();
+        self.stats.bytes_written.inc_by(total);
         if self.used.fetch_add(total, Ordering::Relaxed) + total > self.budget {
             self.evict(&turn)?;
         }
@@ -291,10 +302,8 @@ impl ColumnCache {
             }
             if self.dir.remove_file(&entry.path).is_ok() {
                 used -= entry.size;
-                self.stats.evicted_files.fetch_add(1, Ordering::Relaxed);
-                self.stats
-                    .evicted_bytes
-                    .fetch_add(entry.size, Ordering::Relaxed);
+                self.stats.evicted_files.inc();
+                self.stats.evicted_bytes.inc_by(entry.size);
                 if let Some((dir, _)) = entry.path.split_once('/') {
                     let _ = self.dir.remove_dir(dir); // only succeeds once it is empty
                 }
