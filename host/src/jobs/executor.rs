@@ -98,6 +98,8 @@ struct Counters {
     /// `bytes` that came from the column cache, and the cache files' own size.
     bytes_from_cache: AtomicU64,
     cache_file_bytes: AtomicU64,
+    /// Cache files found unreadable (and deleted) by this run.
+    cache_bad_files: AtomicU64,
 }
 
 /// What one worker hands back.
@@ -294,6 +296,7 @@ pub fn run_on(
             writes: c.cache_writes.load(Ordering::Relaxed),
             bytes_from_cache: c.bytes_from_cache.load(Ordering::Relaxed),
             cache_file_bytes: c.cache_file_bytes.load(Ordering::Relaxed),
+            bad_files: c.cache_bad_files.load(Ordering::Relaxed),
         },
         phases: Phases {
             compile_ms: ms(job.compile_time()),
@@ -706,8 +709,13 @@ fn drive_map(
             Some(cache) => {
                 let key = FileKey::new(file, &ctx.source.version(file)?);
                 match cache.load(&key, &ctx.cache_columns) {
-                    Some(cached) => mapper.map_cached(&cached)?,
-                    None => mapper.map_json(Some((cache, &key)))?,
+                    Ok(cached) => mapper.map_cached(&cached)?,
+                    Err(miss) => {
+                        ctx.counters
+                            .cache_bad_files
+                            .fetch_add(miss.bad_files, Ordering::Relaxed);
+                        mapper.map_json(Some((cache, &key)))?
+                    }
                 }
             }
         }

@@ -108,6 +108,18 @@ pub struct ColumnCache {
     pub stats: CacheStats,
 }
 
+/// Why [`ColumnCache::load`] missed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Miss {
+    /// Cache files of the key found unreadable (cut, garbage, another key's) and deleted: 0 when
+    /// a file was simply absent.
+    pub bad_files: u64,
+}
+
+impl Miss {
+    const ABSENT: Miss = Miss { bad_files: 0 };
+}
+
 /// A partition file's identity in the cache.
 #[derive(Debug, Clone)]
 pub struct FileKey {
@@ -176,35 +188,36 @@ impl ColumnCache {
         self.used.load(Ordering::Relaxed)
     }
 
-    /// The columns of the partition file `key` for every one of `pointers`, or `None` if any is
-    /// missing (a miss). Files that do not read back are deleted. A hit marks its files used.
-    pub fn load(&self, key: &FileKey, pointers: &[String]) -> Option<Cached> {
+    /// The columns of the partition file `key` for every one of `pointers`, or a [`Miss`] if
+    /// any is missing or unreadable. Files that do not read back are deleted. A hit marks its
+    /// files used.
+    pub fn load(&self, key: &FileKey, pointers: &[String]) -> Result<Cached, Miss> {
         let loaded = self.try_load(key, pointers);
         match &loaded {
-            Some(cached) => {
+            Ok(cached) => {
                 self.stats.hits.inc();
                 self.stats.bytes_read.inc_by(cached.file_bytes)
             }
-            None => self.stats.misses.inc(),
+            Err(_) => self.stats.misses.inc(),
         };
         loaded
     }
 
-    fn try_load(&self, key: &FileKey, pointers: &[String]) -> Option<Cached> {
+    fn try_load(&self, key: &FileKey, pointers: &[String]) -> Result<Cached, Miss> {
         let rows_path = format!("{}/{ROWS_FILE}", key.hash);
         let mut file_bytes = 0u64;
-        let bytes = self.read_touch(&rows_path)?;
+        let bytes = self.read_touch(&rows_path).ok_or(Miss::ABSENT)?;
         file_bytes += bytes.len() as u64;
         let rows = self.checked(&rows_path, Rows::read(bytes, &key.identity))?;
         let n = rows.len();
         let mut fields = Vec::with_capacity(pointers.len());
         for pointer in pointers {
             let path = format!("{}/{}", key.hash, pointer_file(pointer));
-            let bytes = self.read_touch(&path)?;
+            let bytes = self.read_touch(&path).ok_or(Miss::ABSENT)?;
             file_bytes += bytes.len() as u64;
             fields.push(self.checked(&path, FieldColumn::read(bytes, &key.identity, pointer, n))?);
         }
-        Some(Cached {
+        Ok(Cached {
             rows,
             fields,
             file_bytes,
@@ -222,16 +235,13 @@ impl ColumnCache {
         Some(bytes)
     }
 
-    fn checked<T>(&self, path: &str, read: Result<T, BadCacheFile>) -> Option<T> {
-        match read {
-            Ok(value) => Some(value),
-            Err(e) => {
-                tracing::warn!(path, error = %e, "column cache file unusable; deleting it");
-                self.stats.bad_files.inc();
-                let _ = self.dir.remove_file(path);
-                None
-            }
-        }
+    fn checked<T>(&self, path: &str, read: Result<T, BadCacheFile>) -> Result<T, Miss> {
+        read.map_err(|e| {
+            tracing::warn!(path, error = %e, "column cache file unusable; deleting it");
+            self.stats.bad_files.inc();
+            let _ = self.dir.remove_file(path);
+            Miss { bad_files: 1 }
+        })
     }
 
     /// Columns to fill while reading a partition file for `pointers` fields.
