@@ -147,14 +147,14 @@ impl Summary {
 /// Where the Parquet files go.
 enum Out {
     Dir(PathBuf),
-    S3(S3Out),
+    S3(Box<S3Out>),
 }
 
 impl Out {
     /// `s3://bucket/prefix`, or a directory (created).
     fn open(out: &str) -> anyhow::Result<Out> {
         if out.starts_with("s3://") {
-            return Ok(Out::S3(S3Out::open(out)?));
+            return Ok(Out::S3(Box::new(S3Out::open(out)?)));
         }
         let dir = PathBuf::from(out);
         std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;

@@ -48,7 +48,11 @@ type Found = BTreeMap<String, [Option<Shape>; 4]>;
 pub fn histogram_lengths(doc: &[u8]) -> Result<BTreeMap<String, usize>, serde_json::Error> {
     let mut found = Found::new();
     let mut de = serde_json::Deserializer::from_slice(doc);
-    Level::Root.seed(&mut found).deserialize(&mut de)?;
+    ValueSeed {
+        level: Some(Level::Root),
+        found: &mut found,
+    }
+    .deserialize(&mut de)?;
     de.end()?;
     Ok(found
         .into_iter()
@@ -79,10 +83,6 @@ enum Level {
 }
 
 impl Level {
-    fn seed(self, found: &mut Found) -> LevelSeed<'_> {
-        LevelSeed { level: self, found }
-    }
-
     fn child(self, key: &str) -> Option<Level> {
         match (self, key) {
             (Level::Root, "payload") => Some(Level::Payload),
@@ -95,79 +95,60 @@ impl Level {
     }
 }
 
-struct LevelSeed<'f> {
-    level: Level,
+/// Reads one value as its [`Shape`]; at a [`Level`] (an object on the way to histograms), also
+/// walks into it and records what each histogram is in `found`.
+struct ValueSeed<'f> {
+    level: Option<Level>,
     found: &'f mut Found,
 }
 
-impl<'de> DeserializeSeed<'de> for LevelSeed<'_> {
-    type Value = ();
-    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
-        d.deserialize_any(self)
-    }
-}
-
-impl<'de> Visitor<'de> for LevelSeed<'_> {
-    type Value = ();
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("a JSON value")
-    }
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
-        while let Some(key) = map.next_key::<String>()? {
-            match self.level {
-                Level::Histograms(place) => {
-                    let shape = map.next_value_seed(ShapeSeed)?;
-                    self.found.entry(key).or_default()[place] = Some(shape);
-                }
-                level => match level.child(&key) {
-                    Some(child) => map.next_value_seed(child.seed(self.found))?,
-                    None => {
-                        map.next_value::<IgnoredAny>()?;
-                    }
-                },
-            }
-        }
-        Ok(())
-    }
-    // Anything but an object here holds no histograms (pointers below it match nothing).
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
-        while seq.next_element::<IgnoredAny>()?.is_some() {}
-        Ok(())
-    }
-    fn visit_bool<E>(self, _: bool) -> Result<(), E> {
-        Ok(())
-    }
-    fn visit_i64<E>(self, _: i64) -> Result<(), E> {
-        Ok(())
-    }
-    fn visit_u64<E>(self, _: u64) -> Result<(), E> {
-        Ok(())
-    }
-    fn visit_f64<E>(self, _: f64) -> Result<(), E> {
-        Ok(())
-    }
-    fn visit_str<E>(self, _: &str) -> Result<(), E> {
-        Ok(())
-    }
-    fn visit_unit<E>(self) -> Result<(), E> {
-        Ok(())
-    }
-}
-
-/// Reads one histogram value as its [`Shape`].
-struct ShapeSeed;
-
-impl<'de> DeserializeSeed<'de> for ShapeSeed {
+impl<'de> DeserializeSeed<'de> for ValueSeed<'_> {
     type Value = Shape;
     fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<Shape, D::Error> {
         d.deserialize_any(self)
     }
 }
 
-impl<'de> Visitor<'de> for ShapeSeed {
+impl<'de> Visitor<'de> for ValueSeed<'_> {
     type Value = Shape;
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
         f.write_str("a JSON value")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Shape, A::Error> {
+        // The smallest key's value, the last time that key occurs (for a keyed histogram).
+        let mut first: Option<(String, Option<usize>)> = None;
+        while let Some(key) = map.next_key::<String>()? {
+            let level = match self.level {
+                Some(Level::Histograms(place)) => {
+                    let shape = map.next_value_seed(ValueSeed {
+                        level: None,
+                        found: &mut *self.found,
+                    })?;
+                    self.found.entry(key).or_default()[place] = Some(shape);
+                    continue;
+                }
+                Some(level) => level.child(&key),
+                None => None,
+            };
+            let shape = match (level, self.level) {
+                (None, Some(_)) => {
+                    map.next_value::<IgnoredAny>()?;
+                    continue;
+                }
+                (level, _) => map.next_value_seed(ValueSeed {
+                    level,
+                    found: &mut *self.found,
+                })?,
+            };
+            if first.as_ref().is_none_or(|(k, _)| key <= *k) {
+                let len = match shape {
+                    Shape::Array(n) => Some(n),
+                    _ => None,
+                };
+                first = Some((key, len));
+            }
+        }
+        Ok(Shape::Object(first.and_then(|(_, len)| len)))
     }
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Shape, A::Error> {
         let mut n = 0;
@@ -175,20 +156,6 @@ impl<'de> Visitor<'de> for ShapeSeed {
             n += 1;
         }
         Ok(Shape::Array(n))
-    }
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Shape, A::Error> {
-        // The smallest key's value, the last time that key occurs.
-        let mut first: Option<(String, Option<usize>)> = None;
-        while let Some(key) = map.next_key::<String>()? {
-            let len = match map.next_value_seed(ShapeSeed)? {
-                Shape::Array(n) => Some(n),
-                _ => None,
-            };
-            if first.as_ref().is_none_or(|(k, _)| key <= *k) {
-                first = Some((key, len));
-            }
-        }
-        Ok(Shape::Object(first.and_then(|(_, len)| len)))
     }
     fn visit_bool<E>(self, _: bool) -> Result<Shape, E> {
         Ok(Shape::Scalar)

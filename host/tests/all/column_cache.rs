@@ -275,24 +275,12 @@ fn eviction_keeps_the_budget() {
 fn job_run_fills_the_data_dirs_cache_unless_told_not_to() {
     let linux = ping("Linux");
     let data = tiny_data(&[("a", &linux), ("b", &linux)]);
+    let guest = common::guest("os-distribution-rust");
     let run = |extra: &[&str]| {
-        let out = Command::new(common::binary())
-            .args(["job", "run", "--json", "--workers", "1", "--data-dir"])
-            .arg(data.path())
-            .arg(common::guest("os-distribution-rust"))
-            .args(extra)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-        (
-            doc["output"].as_str().unwrap().to_string(),
-            doc["cost"]["column_cache"].clone(),
-        )
+        let dir = data.path().to_str().unwrap();
+        let args = ["--workers", "1", "--data-dir", dir, guest.to_str().unwrap()];
+        let (output, cost) = job_run_json(&[&args[..], extra].concat(), &[]);
+        (output, cost["column_cache"].clone())
     };
     let (out, cost) = run(&["--no-column-cache"]);
     assert_eq!(out, "Linux,45.0\t2\n");

@@ -9,32 +9,16 @@ use reqwest::blocking::Client;
 use serde_json::Value;
 
 use crate::deploy::sample;
-use crate::job_service::data_root;
+use crate::job_service::{self, ALICE};
 use crate::jobs_support::run_job_over_http;
 use crate::parquet::python;
 use crate::server_support::TestServer;
-use telemetry_server::api::jobs::{hash_token, Role, TokenConfig};
-use telemetry_server::config::Config;
 
-const TOKEN: &str = "column-cache-token-0123456789";
+const TOKEN: &str = ALICE;
 const BUDGET: u64 = 1 << 30;
 
 fn server() -> TestServer {
-    let root = data_root();
-    let mut config = Config {
-        data_dir: root.path().join("data"),
-        ..Config::default()
-    };
-    config.server.listen = "127.0.0.1:0".parse().unwrap();
-    config.ingest.shards = 1;
-    config.convert.enabled = false;
-    config.jobs.column_cache_bytes = BUDGET;
-    config.jobs.tokens = vec![TokenConfig {
-        name: "analyst".into(),
-        sha256: hash_token(TOKEN),
-        role: Role::Submit,
-    }];
-    TestServer::start_with(root, config)
+    job_service::server(|c| c.jobs.column_cache_bytes = BUDGET)
 }
 
 fn get(http: &Client, s: &TestServer, path: &str) -> reqwest::blocking::Response {
