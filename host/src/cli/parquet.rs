@@ -1,7 +1,8 @@
 //! `telemetry-server parquet`: stored documents → one Parquet file per partition file, with the
 //! record id, the partition dimensions and the chosen JSON pointers as typed columns
-//! (`docs/parquet.md`). Files are exported in parallel and each is written under a temporary
-//! name, then renamed, so the output directory only ever holds complete Parquet files.
+//! (`docs/parquet.md`). Files are exported in parallel; in a directory each is written under a
+//! temporary name, then renamed, and to `s3://` each is one PUT, so the output only ever holds
+//! complete Parquet files.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -10,7 +11,7 @@ use std::sync::Mutex;
 
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
-use telemetry_server::columns::{ColumnSpec, FileReport, ParquetExport};
+use telemetry_server::columns::{ColumnSpec, FileReport, ParquetExport, S3Out};
 use telemetry_server::jobs;
 use telemetry_server::storage::{PartitionFile, PartitionSource};
 
@@ -25,9 +26,10 @@ pub struct Args {
     /// float, bool, string, json (default auto: typed per partition file from its values).
     #[arg(long = "column", required = true, value_parser = parse_column)]
     columns: Vec<ColumnSpec>,
-    /// Output directory: `<partition path>.parquet` for each partition file.
+    /// Output directory, or `s3://bucket/prefix`: `<partition path>.parquet` for each partition
+    /// file.
     #[arg(long)]
-    out: PathBuf,
+    out: String,
     /// Files exported at once (default: one per core).
     #[arg(long, default_value_t = 0)]
     threads: usize,
@@ -48,8 +50,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         .collect();
     let export = ParquetExport::new(args.columns.clone(), dimensions)?;
     let files = source.list(&filter)?;
-    std::fs::create_dir_all(&args.out)
-        .with_context(|| format!("creating {}", args.out.display()))?;
+    let out = Out::open(&args.out)?;
     let total: u64 = files.iter().map(|f| f.size).sum();
     let bar = ProgressBar::new(total).with_style(
         ProgressStyle::with_template(
@@ -73,7 +74,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 if first_error.lock().map(|e| e.is_some()).unwrap_or(true) {
                     break;
                 }
-                match export_one(&export, source.as_ref(), file, &args.out) {
+                match out.export_one(&export, source.as_ref(), file) {
                     Ok(report) => {
                         let mut sum = done.lock().expect("summary lock");
                         sum.add(&report);
@@ -100,7 +101,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         sum.files,
         sum.rows,
         sum.json_bytes as f64 / 1e6,
-        args.out.display()
+        out.describe()
     );
     if sum.misfits > 0 {
         eprintln!(
@@ -143,8 +144,51 @@ impl Summary {
     }
 }
 
+/// Where the Parquet files go.
+enum Out {
+    Dir(PathBuf),
+    S3(Box<S3Out>),
+}
+
+impl Out {
+    /// `s3://bucket/prefix`, or a directory (created).
+    fn open(out: &str) -> anyhow::Result<Out> {
+        if out.starts_with("s3://") {
+            return Ok(Out::S3(Box::new(S3Out::open(out)?)));
+        }
+        let dir = PathBuf::from(out);
+        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        Ok(Out::Dir(dir))
+    }
+
+    fn describe(&self) -> String {
+        match self {
+            Out::Dir(dir) => dir.display().to_string(),
+            Out::S3(s3) => s3.url(),
+        }
+    }
+
+    /// Exports `file` to `<path>.parquet` under the output.
+    fn export_one(
+        &self,
+        export: &ParquetExport,
+        source: &dyn PartitionSource,
+        file: &PartitionFile,
+    ) -> anyhow::Result<FileReport> {
+        match self {
+            Out::Dir(dir) => export_to_dir(export, source, file, dir),
+            Out::S3(s3) => {
+                let mut body = Vec::new();
+                let report = export.export_file(source, file, &mut body)?;
+                s3.put(&ParquetExport::output_path(file), body)?;
+                Ok(report)
+            }
+        }
+    }
+}
+
 /// Exports `file` to `out/<path>.parquet` through a temporary file in the same directory.
-fn export_one(
+fn export_to_dir(
     export: &ParquetExport,
     source: &dyn PartitionSource,
     file: &PartitionFile,

@@ -77,6 +77,10 @@ pub struct ColumnCacheCost {
     pub bytes_from_cache: u64,
     /// Bytes of cache files read.
     pub cache_file_bytes: u64,
+    /// Cache files found unreadable (cut, garbage, another key's), deleted and not used: each
+    /// partition file concerned was read as JSON instead.
+    #[serde(default)]
+    pub bad_files: u64,
 }
 
 /// Wall time per phase, milliseconds. Map and reduce are the slowest worker's.

@@ -18,12 +18,12 @@
 //! output size as it produces lines, so a job fails at its `output_bytes` limit before, not
 //! after, it has built all of its output.
 
-use super::bindings::{DataRecord, JobSpec};
+use super::bindings::{DataRecord, Field, JobSpec};
 use super::budget::{line_cost, pair_cost};
 use super::column_cache::{Cached, ColumnCache, FileKey, Pending};
 use super::cost::{ColumnCacheCost, CostReport, Phases};
 use super::extract::Projection;
-use super::guest::{Documents, Failure, Guest, Linked, Shared};
+use super::guest::{Failure, Guest, LayoutKeys, Linked, Shared};
 use super::{CancelToken, CompiledJob, JobError, JobOutput, Progress, RunOptions, Runtime, Sample};
 use crate::cluster::Topology;
 use crate::storage::{read_line, split_line, PartitionFile, PartitionSource};
@@ -57,9 +57,14 @@ struct Context {
     source: Arc<dyn PartitionSource>,
     files: Vec<PartitionFile>,
     spec: JobSpec,
+    /// Extracts the job's fields, then (for a job importing `histograms`) the pointers of the
+    /// layout keys.
     projection: Projection,
-    /// Keep each record's document for `histograms.layout` (the job imports it).
-    keep_documents: bool,
+    /// The job imports `histograms`: each record gets its layout keys
+    /// ([`super::layouts::keys_field`]) after its fields, as one more column.
+    layout_keys: bool,
+    /// What the column cache stores and loads per record: the job's fields, then the layout keys.
+    cache_columns: Vec<String>,
     param: String,
     skip_bad_records: bool,
     sample: Sample,
@@ -93,6 +98,8 @@ struct Counters {
     /// `bytes` that came from the column cache, and the cache files' own size.
     bytes_from_cache: AtomicU64,
     cache_file_bytes: AtomicU64,
+    /// Cache files found unreadable (and deleted) by this run.
+    cache_bad_files: AtomicU64,
 }
 
 /// What one worker hands back.
@@ -143,7 +150,16 @@ pub fn run_on(
     let linked = Linked::new(runtime, job)?;
     // A first instance checks the parameter and learns the job's spec before any data is read.
     let spec = Guest::new(&linked, &shared, 0, &opts.param)?.spec().clone();
-    let projection = Projection::new(&spec.fields).map_err(|e| JobError::InvalidComponent {
+    // A job importing `histograms` also gets, per record, the few small parts of the document
+    // its layouts are derived from (never the whole document).
+    let layout_keys = linked.uses_histograms();
+    let mut pointers = spec.fields.clone();
+    let mut cache_columns = spec.fields.clone();
+    if layout_keys {
+        pointers.extend(super::layouts::key_pointers());
+        cache_columns.push(super::layouts::KEYS_COLUMN.to_string());
+    }
+    let projection = Projection::new(&pointers).map_err(|e| JobError::InvalidComponent {
         reason: format!("init declared a bad field: {e}"),
     })?;
 
@@ -167,14 +183,12 @@ pub fn run_on(
         source.will_read(&local_share(&files, topology));
     }
 
-    // The cache holds fields only: a job that reads whole documents (its payload, or the
-    // histogram layouts `histograms.layout` derives from them) reads the stored JSON.
-    let column_cache = opts
-        .column_cache
-        .clone()
-        .filter(|_| !spec.wants_payload && !linked.uses_histograms());
+    // The cache holds fields only: a job that reads whole documents (its payload) reads the
+    // stored JSON.
+    let column_cache = opts.column_cache.clone().filter(|_| !spec.wants_payload);
     let ctx = Arc::new(Context {
-        keep_documents: linked.uses_histograms(),
+        layout_keys,
+        cache_columns,
         linked,
         shared: shared.clone(),
         source,
@@ -285,6 +299,7 @@ pub fn run_on(
             writes: c.cache_writes.load(Ordering::Relaxed),
             bytes_from_cache: c.bytes_from_cache.load(Ordering::Relaxed),
             cache_file_bytes: c.cache_file_bytes.load(Ordering::Relaxed),
+            bad_files: c.cache_bad_files.load(Ordering::Relaxed),
         },
         phases: Phases {
             compile_ms: ms(job.compile_time()),
@@ -699,9 +714,14 @@ fn drive_map(
             None => mapper.map_json(None)?,
             Some(cache) => {
                 let key = FileKey::new(file, &ctx.source.version(file)?);
-                match cache.load(&key, &ctx.spec.fields) {
-                    Some(cached) => mapper.map_cached(&cached)?,
-                    None => mapper.map_json(Some((cache, &key)))?,
+                match cache.load(&key, &ctx.cache_columns) {
+                    Ok(cached) => mapper.map_cached(&cached)?,
+                    Err(miss) => {
+                        ctx.counters
+                            .cache_bad_files
+                            .fetch_add(miss.bad_files, Ordering::Relaxed);
+                        mapper.map_json(Some((cache, &key)))?
+                    }
                 }
             }
         }
@@ -723,8 +743,13 @@ struct FileMapper<'a> {
 }
 
 impl FileMapper<'_> {
-    /// Adds a record to the batch, mapping the batch when it is full.
-    fn push(&mut self, record: DataRecord, line_len: usize) -> Result<(), JobError> {
+    /// Adds a record (its fields, then its layout keys if the job has them) to the batch,
+    /// mapping the batch when it is full.
+    fn push(&mut self, mut record: DataRecord, line_len: usize) -> Result<(), JobError> {
+        if self.ctx.layout_keys {
+            let keys = record.fields.pop().unwrap_or(Field::Missing);
+            self.batch.layout_keys.push(keys);
+        }
         self.batch.bytes += line_len;
         self.batch.records.push(record);
         if self.batch.records.len() >= BATCH_RECORDS || self.batch.bytes >= BATCH_BYTES {
@@ -754,7 +779,7 @@ impl FileMapper<'_> {
         }
         let mut pending: Option<Pending> = cache
             .filter(|_| ctx.sample == Sample::ALL)
-            .map(|(cache, _)| cache.pending(ctx.spec.fields.len()));
+            .map(|(cache, _)| cache.pending(ctx.cache_columns.len()));
         let mut reader = ctx.source.open(file)?;
         let mut line = Vec::with_capacity(64 << 10);
         loop {
@@ -779,10 +804,6 @@ impl FileMapper<'_> {
                     if let Some(p) = pending.as_mut() {
                         p.record(&record.id, n, line.len(), &record.fields);
                     }
-                    if ctx.keep_documents {
-                        let doc = split_line(&line).map_or(&[][..], |(_, json)| json);
-                        self.batch.documents.push(doc.into());
-                    }
                     self.push(record, line.len())?;
                 }
                 None => {
@@ -797,13 +818,13 @@ impl FileMapper<'_> {
             .compressed
             .fetch_add(file.size, Ordering::Relaxed);
         if let (Some(pending), Some((cache, key))) = (pending, cache) {
-            match cache.store(key, &ctx.spec.fields, pending) {
+            match cache.store(key, &ctx.cache_columns, pending) {
                 Ok(0) => {}
                 Ok(_) => {
                     ctx.counters.cache_writes.fetch_add(1, Ordering::Relaxed);
                 }
                 Err(e) => {
-                    cache.stats.write_errors.fetch_add(1, Ordering::Relaxed);
+                    cache.stats.write_errors.inc();
                     tracing::warn!(file = %file.path, error = %e, "column cache not written");
                 }
             }
@@ -848,9 +869,8 @@ impl FileMapper<'_> {
 #[derive(Default)]
 struct Batch {
     records: Vec<DataRecord>,
-    /// Each record's stored document, only when the job imports `histograms` (bounded with the
-    /// batch by `BATCH_BYTES`).
-    documents: Vec<Box<[u8]>>,
+    /// Each record's layout keys, only when the job imports `histograms`.
+    layout_keys: Vec<Field>,
     bytes: usize,
 }
 
@@ -877,7 +897,7 @@ fn parse_record(
         return bad(None, "line has no tab between document id and JSON".into());
     };
     let id = String::from_utf8_lossy(id).into_owned();
-    let fields = if ctx.projection.is_empty() {
+    let mut fields = if ctx.projection.is_empty() {
         Vec::new()
     } else {
         match ctx.projection.extract(json) {
@@ -885,6 +905,13 @@ fn parse_record(
             Err(e) => return bad(Some(id), format!("invalid JSON: {e}")),
         }
     };
+    if ctx.layout_keys {
+        let pointed = fields.split_off(ctx.spec.fields.len());
+        match super::histogram_lengths::histogram_lengths(json) {
+            Ok(lengths) => fields.push(super::layouts::keys_field(&pointed, lengths)),
+            Err(e) => return bad(Some(id), format!("invalid JSON: {e}")),
+        }
+    }
     let payload = if ctx.spec.wants_payload {
         match std::str::from_utf8(json) {
             Ok(s) => s.to_string(),
@@ -923,17 +950,17 @@ fn map_batch(
         return Ok(());
     }
     let records = std::mem::take(&mut batch.records);
-    let documents = Documents::new(std::mem::take(&mut batch.documents));
+    let layout_keys = LayoutKeys::new(std::mem::take(&mut batch.layout_keys));
     batch.bytes = 0;
     let mut slot = slot.borrow_mut();
-    let first = slot.get()?.map_batch(dims, &records, documents.clone());
+    let first = slot.get()?.map_batch(dims, &records, layout_keys.clone());
     match first {
         Ok(pairs) => return local.add(pairs, &mut slot, input),
         Err(Failure::Job(e)) => return Err(e),
         Err(Failure::Guest(_)) => slot.reset(),
     }
     for (i, record) in records.into_iter().enumerate() {
-        let one = documents.one(i);
+        let one = layout_keys.one(i);
         let result = slot
             .get()?
             .map_batch(dims, std::slice::from_ref(&record), one);

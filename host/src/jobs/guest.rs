@@ -111,45 +111,44 @@ pub(crate) struct State {
     last_error: Option<String>,
     /// Sums all memories and tables of the instance against `memory_bytes`.
     limiter: InstanceLimiter,
-    /// The stored documents of the running `map-batch` (only for jobs that import
+    /// The layout keys of the running `map-batch`'s records (only for jobs that import
     /// `histograms`), and the definitions their layouts are looked up in.
-    documents: Documents,
+    layout_keys: LayoutKeys,
     histograms: Arc<RevisionCache>,
 }
 
-/// The stored JSON documents of a batch, one per record, for `histograms.layout`: a window on a
-/// shared list, so a batch retried one record at a time needs no copies. Empty for jobs that do
-/// not import `histograms`.
+/// The layout keys of a batch's records ([`super::layouts::keys_field`]), one per record, for `histograms.layout`: a window on a shared list, so a batch retried one record at a
+/// time needs no copies. Empty for jobs that do not import `histograms`.
 #[derive(Clone, Default)]
-pub(crate) struct Documents {
-    all: Arc<Vec<Box<[u8]>>>,
+pub(crate) struct LayoutKeys {
+    all: Arc<Vec<Field>>,
     start: usize,
     len: usize,
 }
 
-impl Documents {
-    pub fn new(all: Vec<Box<[u8]>>) -> Documents {
+impl LayoutKeys {
+    pub fn new(all: Vec<Field>) -> LayoutKeys {
         let len = all.len();
-        Documents {
+        LayoutKeys {
             all: Arc::new(all),
             start: 0,
             len,
         }
     }
 
-    /// The document of record `i` alone (empty if there is none).
-    pub fn one(&self, i: usize) -> Documents {
+    /// The keys of record `i` alone (empty if there are none).
+    pub fn one(&self, i: usize) -> LayoutKeys {
         let len = usize::from(i < self.len);
-        Documents {
+        LayoutKeys {
             all: self.all.clone(),
             start: self.start + i,
             len,
         }
     }
 
-    fn get(&self, i: u32) -> Option<&[u8]> {
+    fn get(&self, i: u32) -> Option<&Field> {
         let i = i as usize;
-        (i < self.len).then(|| &*self.all[self.start + i])
+        (i < self.len).then(|| &self.all[self.start + i])
     }
 }
 
@@ -255,13 +254,13 @@ impl bindings::telemetry::job::histograms::Host for State {
         if !self.emitting {
             wasmtime::bail!("histograms.layout called outside map-batch");
         }
-        let Some(doc) = self.documents.get(record) else {
+        let Some(keys) = self.layout_keys.get(record) else {
             wasmtime::bail!(
                 "histograms.layout: record {record} is not in this batch of {}",
-                self.documents.len
+                self.layout_keys.len
             );
         };
-        super::layouts::layout(&self.histograms, doc, &name)
+        super::layouts::layout(&self.histograms, keys, &name)
             .map_err(|e| wasmtime::format_err!("histograms.layout({record}, {name:?}): {e}"))
     }
 }
@@ -283,7 +282,7 @@ enum Exports {
 #[derive(Clone)]
 pub(crate) struct Linked {
     pre: Pre,
-    /// The job imports `telemetry:job/histograms`: the executor keeps each batch's documents.
+    /// The job imports `telemetry:job/histograms`: the executor extracts each record's layout keys.
     uses_histograms: bool,
     histograms: Arc<RevisionCache>,
 }
@@ -318,7 +317,7 @@ impl Linked {
         })
     }
 
-    /// The job imports `telemetry:job/histograms` (and so needs each batch's documents).
+    /// The job imports `telemetry:job/histograms` (and so needs each record's layout keys).
     pub fn uses_histograms(&self) -> bool {
         self.uses_histograms
     }
@@ -368,7 +367,7 @@ impl Guest {
             pending_charged: 0,
             last_error: None,
             limiter: InstanceLimiter::new(shared.limits.memory_bytes),
-            documents: Documents::default(),
+            layout_keys: LayoutKeys::default(),
             histograms: linked.histograms.clone(),
         };
         let mut store = Store::new(linked.engine(), state);
@@ -429,17 +428,17 @@ impl Guest {
 
     /// Maps one batch; returns the pairs it emitted (nothing is kept if it fails). The pairs come
     /// charged to the job's host budget (see [`pair_cost`]): the caller releases the charge when
-    /// it hands them on. `documents` are the records' stored documents when the job imports
+    /// it hands them on. `layout_keys` are the records' layout keys when the job imports
     /// `histograms` (else empty).
     pub fn map_batch(
         &mut self,
         dims: &[String],
         records: &[DataRecord],
-        documents: Documents,
+        layout_keys: LayoutKeys,
     ) -> Result<Vec<(String, String)>, Failure> {
         let state = self.store.data_mut();
         state.emitting = true;
-        state.documents = documents;
+        state.layout_keys = layout_keys;
         state.pending.clear();
         state.pending_bytes = 0;
         state.pending_charged = 0;
@@ -453,7 +452,7 @@ impl Guest {
         });
         let state = self.store.data_mut();
         state.emitting = false;
-        state.documents = Documents::default();
+        state.layout_keys = LayoutKeys::default();
         let pending = std::mem::take(&mut state.pending);
         let charged = std::mem::take(&mut state.pending_charged);
         let result = match result {

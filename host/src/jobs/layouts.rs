@@ -2,74 +2,136 @@
 //! document is laid out — the layout the converter noted in the document (`conversion.layouts`,
 //! when it was not laid out by the build's own definitions), else the definitions of the
 //! document's build (revision, then the revision table), as the host's [`RevisionCache`] has them.
+//!
+//! A layout reads only a few small parts of a document, its *layout keys*: `conversion.layouts`,
+//! the revision, channel, build id and version, and the stored arrays' lengths
+//! ([`super::histogram_lengths`]). The executor extracts them with each record's fields into one
+//! JSON value ([`keys_field`]), which the column cache keeps like a field ([`KEYS_COLUMN`]), so no
+//! job keeps whole documents for layouts.
+
+use std::borrow::Cow;
+use std::collections::{BTreeMap, HashMap};
+
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 
 use super::bindings::{Field, HistogramKind, HistogramLayout, Source};
-use super::extract::Projection;
 use crate::histograms::{BucketLayout, Kind, Query, RevisionCache};
 
 /// Trailing statistics after the buckets of a compact histogram.
 const STATS: usize = 5;
 
-/// Why a document could not be read for a layout (the guest call traps with it).
+/// Why a layout cannot be looked up (the guest call traps with it).
 #[derive(Debug, thiserror::Error)]
 pub enum LayoutError {
     #[error("histogram name {0:?} is empty or longer than 1000 bytes")]
     Name(String),
-    #[error("document is not valid JSON: {0}")]
-    Json(#[from] serde_json::Error),
+    #[error("the record's layout keys do not read back: {0}")]
+    Keys(#[from] serde_json::Error),
 }
 
-/// Pointer positions in [`pointers`].
+/// The JSON pointers a layout reads (besides the arrays' lengths), extracted with a record's
+/// fields; positions below.
+const POINTERS: [&str; 6] = [
+    "/conversion/layouts",
+    "/info/revision",
+    "/payload/info/revision",
+    "/info/appUpdateChannel",
+    "/info/appBuildID",
+    "/info/appVersion",
+];
 const NOTED: usize = 0;
-const ARRAYS: std::ops::Range<usize> = 1..3;
-const KEYED: std::ops::Range<usize> = 3..5;
-const REVISION: std::ops::Range<usize> = 5..7;
-const CHANNEL: usize = 7;
-const BUILD_ID: usize = 8;
-const APP_VERSION: usize = 9;
+const REVISION: std::ops::Range<usize> = 1..3;
+const CHANNEL: usize = 3;
+const BUILD_ID: usize = 4;
+const APP_VERSION: usize = 5;
 
-/// Everything one lookup reads from the document, in one pass.
-fn pointers(name: &str) -> Vec<String> {
-    let n = name.replace('~', "~0").replace('/', "~1");
-    vec![
-        format!("/conversion/layouts/{n}"),
-        format!("/payload/histograms/{n}"),
-        format!("/histograms/{n}"),
-        format!("/payload/keyedHistograms/{n}"),
-        format!("/keyedHistograms/{n}"),
-        "/info/revision".into(),
-        "/payload/info/revision".into(),
-        "/info/appUpdateChannel".into(),
-        "/info/appBuildID".into(),
-        "/info/appVersion".into(),
-    ]
+/// The column cache's name for the layout keys column. Not a JSON pointer (those start with
+/// `/`), so no job field can share it.
+pub const KEYS_COLUMN: &str = "#histogram-layout-keys";
+
+/// The pointers to extract for [`keys_field`], after the job's own.
+pub fn key_pointers() -> impl Iterator<Item = String> {
+    POINTERS.iter().map(|p| p.to_string())
 }
 
-/// The layout of histogram `name` in stored document `doc` (its JSON text), `None` when neither
-/// the document nor the definitions know one.
+/// A record's layout keys, as [`keys_field`] writes them and [`layout`] reads them.
+#[derive(Serialize, Deserialize)]
+struct Keys<'a> {
+    /// `conversion.layouts` when it is an object or array.
+    #[serde(borrow, default, skip_serializing_if = "Option::is_none")]
+    noted: Option<&'a RawValue>,
+    #[serde(borrow, default, skip_serializing_if = "Option::is_none")]
+    revision: Option<Cow<'a, str>>,
+    #[serde(borrow, default, skip_serializing_if = "Option::is_none")]
+    channel: Option<Cow<'a, str>>,
+    #[serde(borrow, default, skip_serializing_if = "Option::is_none")]
+    build_id: Option<Cow<'a, str>>,
+    #[serde(borrow, default, skip_serializing_if = "Option::is_none")]
+    app_version: Option<Cow<'a, str>>,
+    /// Stored array length per histogram name.
+    #[serde(default)]
+    lengths: BTreeMap<String, usize>,
+}
+
+/// The layout keys of a record from the fields [`key_pointers`] extracted and the document's
+/// array lengths, as one [`Field::Json`].
+pub fn keys_field(pointed: &[Field], lengths: BTreeMap<String, usize>) -> Field {
+    let field = |i: usize| pointed.get(i).unwrap_or(&Field::Missing);
+    let text = |i: usize| match field(i) {
+        Field::Text(s) | Field::Number(s) => Some(s.as_str()),
+        _ => None,
+    };
+    let noted = match field(NOTED) {
+        Field::Json(text) => serde_json::from_str::<&RawValue>(text).ok(),
+        _ => None,
+    };
+    let keys = Keys {
+        noted,
+        revision: REVISION.clone().find_map(text).map(Cow::Borrowed),
+        channel: text(CHANNEL).map(Cow::Borrowed),
+        build_id: text(BUILD_ID).map(Cow::Borrowed),
+        app_version: text(APP_VERSION).map(Cow::Borrowed),
+        lengths,
+    };
+    Field::Json(serde_json::to_string(&keys).unwrap_or_default())
+}
+
+/// The layout keys of one stored document (its JSON text), as the executor extracts them.
+#[cfg(test)]
+fn layout_keys(doc: &[u8]) -> Result<Field, serde_json::Error> {
+    let projection = super::extract::Projection::new(&key_pointers().collect::<Vec<_>>())
+        .map_err(serde::de::Error::custom)?;
+    let pointed = projection.extract(doc)?;
+    Ok(keys_field(
+        &pointed,
+        super::histogram_lengths::histogram_lengths(doc)?,
+    ))
+}
+
+/// The layout of histogram `name` in the record whose layout keys ([`keys_field`]) are `keys`,
+/// `None` when neither the record nor the definitions know one.
 pub fn layout(
     revisions: &RevisionCache,
-    doc: &[u8],
+    keys: &Field,
     name: &str,
 ) -> Result<Option<HistogramLayout>, LayoutError> {
     if name.is_empty() || name.len() > 1000 {
         return Err(LayoutError::Name(name.to_owned()));
     }
-    let projection =
-        Projection::new(&pointers(name)).map_err(|_| LayoutError::Name(name.into()))?;
-    let fields = projection.extract(doc)?;
-    if let Field::Json(noted) = &fields[NOTED] {
-        return Ok(noted_layout(noted, &fields));
-    }
-    let text = |i: usize| match &fields[i] {
-        Field::Text(s) | Field::Number(s) => Some(s.as_str()),
-        _ => None,
+    let keys: Keys = match keys {
+        Field::Json(text) => serde_json::from_str(text)?,
+        _ => return Ok(None),
     };
+    let stored = keys.lengths.get(name).and_then(|n| n.checked_sub(STATS));
+    if let Some(noted) = keys.noted.and_then(|n| noted(n, name)) {
+        return Ok(noted_layout(noted, stored));
+    }
     let query = Query {
-        revision: REVISION.clone().find_map(text),
-        channel: text(CHANNEL),
-        build_id: text(BUILD_ID),
-        app_version: text(APP_VERSION),
+        revision: keys.revision.as_deref(),
+        channel: keys.channel.as_deref(),
+        build_id: keys.build_id.as_deref(),
+        app_version: keys.app_version.as_deref(),
     };
     let Ok(resolved) = revisions.resolve(&query) else {
         return Ok(None);
@@ -82,43 +144,26 @@ pub fn layout(
     };
     // Definitions other than the converter's (e.g. the table's nearest set, when this host lacks
     // the record's own revision) must at least fit the stored array.
-    if stored_buckets(&fields).is_some_and(|n| n != layout.n_buckets()) {
+    if stored.is_some_and(|n| n != layout.n_buckets()) {
         return Ok(None);
     }
     Ok(Some(wit_layout(def.kind, layout, Source::Definitions)))
 }
 
-/// A noted `[histogram_type, low, high]` with the bucket count of the stored array.
-fn noted_layout(noted: &str, fields: &[Field]) -> Option<HistogramLayout> {
-    let [code, low, high]: [i64; 3] = serde_json::from_str(noted).ok()?;
-    let kind = Kind::from_type_code(code)?;
-    let n = stored_buckets(fields)?;
-    let layout = BucketLayout::new(kind, low, high, n as i64).ok()?;
-    Some(wit_layout(kind, &layout, Source::Noted))
+/// The text of `name`'s entry in `conversion.layouts` when it is an object or array (what the
+/// pointer `/conversion/layouts/NAME` would give as JSON).
+fn noted<'a>(layouts: &'a RawValue, name: &str) -> Option<&'a str> {
+    let entries: HashMap<String, &RawValue> = serde_json::from_str(layouts.get()).ok()?;
+    let text = entries.get(name)?.get();
+    text.starts_with(['[', '{']).then_some(text)
 }
 
-/// Buckets of the stored compact array (of the first key, for a keyed histogram: every key of
-/// one name shares a layout).
-fn stored_buckets(fields: &[Field]) -> Option<usize> {
-    let json = |i: usize| match &fields[i] {
-        Field::Json(s) => Some(s.as_str()),
-        _ => None,
-    };
-    let array_len = |text: &str| {
-        serde_json::from_str::<Vec<serde::de::IgnoredAny>>(text)
-            .ok()
-            .map(|a| a.len())
-    };
-    let len = match ARRAYS.clone().find_map(json) {
-        Some(array) => array_len(array)?,
-        None => {
-            let keyed = KEYED.clone().find_map(json)?;
-            let keys: serde_json::Map<String, serde_json::Value> =
-                serde_json::from_str(keyed).ok()?;
-            keys.values().next()?.as_array()?.len()
-        }
-    };
-    len.checked_sub(STATS)
+/// A noted `[histogram_type, low, high]` with the bucket count of the stored array.
+fn noted_layout(noted: &str, stored: Option<usize>) -> Option<HistogramLayout> {
+    let [code, low, high]: [i64; 3] = serde_json::from_str(noted).ok()?;
+    let kind = Kind::from_type_code(code)?;
+    let layout = BucketLayout::new(kind, low, high, stored? as i64).ok()?;
+    Some(wit_layout(kind, &layout, Source::Noted))
 }
 
 fn wit_layout(kind: Kind, layout: &BucketLayout, source: Source) -> HistogramLayout {
@@ -143,6 +188,10 @@ fn wit_layout(kind: Kind, layout: &BucketLayout, source: Source) -> HistogramLay
 mod tests {
     use super::*;
 
+    fn keys(doc: &[u8]) -> Field {
+        layout_keys(doc).unwrap()
+    }
+
     fn defs_dir() -> tempfile::TempDir {
         let dir = tempfile::tempdir().unwrap();
         let rev = dir.path().join("mozilla-central/0123456789ab");
@@ -162,27 +211,32 @@ mod tests {
         let cache = RevisionCache::empty().with_dir(dir.path()).unwrap();
         let doc = br#"{"ver":2,"info":{"revision":"https://hg.mozilla.org/mozilla-central/rev/0123456789ab"},
             "histograms":{"GC_MS":[0,1,2]}}"#;
-        let gc = layout(&cache, doc, "GC_MS").unwrap().unwrap();
+        let gc = layout(&cache, &keys(doc), "GC_MS").unwrap().unwrap();
         assert_eq!(gc.kind, HistogramKind::Exponential);
         assert_eq!((gc.low, gc.high, gc.bounds.len()), (1, 10000, 50));
         assert_eq!(gc.bounds[..3], [0, 1, 2]);
         assert_eq!(gc.source, Source::Definitions);
-        let startup = layout(&cache, doc, "STARTUP_GC_MS").unwrap().unwrap();
+        let startup = layout(&cache, &keys(doc), "STARTUP_GC_MS")
+            .unwrap()
+            .unwrap();
         assert_eq!(startup.bounds, gc.bounds);
         assert_eq!(
-            layout(&cache, doc, "FLAGGED").unwrap().unwrap().bounds,
+            layout(&cache, &keys(doc), "FLAGGED")
+                .unwrap()
+                .unwrap()
+                .bounds,
             [0, 1, 2]
         );
-        assert!(layout(&cache, doc, "NOT_DEFINED").unwrap().is_none());
+        assert!(layout(&cache, &keys(doc), "NOT_DEFINED").unwrap().is_none());
         // Definitions that do not fit the stored array (3 buckets, not 50) give no layout.
         let short =
             br#"{"info":{"revision":"https://hg.mozilla.org/mozilla-central/rev/0123456789ab"},
             "histograms":{"GC_MS":[1,2,3,6,-1,-1,-1,-1]}}"#;
-        assert!(layout(&cache, short, "GC_MS").unwrap().is_none());
+        assert!(layout(&cache, &keys(short), "GC_MS").unwrap().is_none());
         // Another revision: no definitions here.
         let other =
             br#"{"info":{"revision":"https://hg.mozilla.org/mozilla-central/rev/fedcba987654"}}"#;
-        assert!(layout(&cache, other, "GC_MS").unwrap().is_none());
+        assert!(layout(&cache, &keys(other), "GC_MS").unwrap().is_none());
     }
 
     #[test]
@@ -194,7 +248,7 @@ mod tests {
             br#"{"info":{"revision":"https://hg.mozilla.org/mozilla-central/rev/0123456789ab"},
             "conversion":{"layouts":{"GC_MS":[1,1,100]}},
             "payload":{"keyedHistograms":{"GC_MS":{"a":[1,2,3,4,10,-1,-1,-1,-1]}}}}"#;
-        let gc = layout(&cache, doc, "GC_MS").unwrap().unwrap();
+        let gc = layout(&cache, &keys(doc), "GC_MS").unwrap().unwrap();
         assert_eq!(gc.kind, HistogramKind::Linear);
         // 4 buckets: the array's 9 entries minus the 5 statistics, by the linear formula.
         let expected = BucketLayout::new(Kind::Linear, 1, 100, 4).unwrap().bounds;
@@ -203,11 +257,11 @@ mod tests {
         assert_eq!(gc.source, Source::Noted);
         // A noted layout whose array is missing has no bucket count.
         let bare = br#"{"conversion":{"layouts":{"GC_MS":[1,1,100]}}}"#;
-        assert!(layout(&cache, bare, "GC_MS").unwrap().is_none());
+        assert!(layout(&cache, &keys(bare), "GC_MS").unwrap().is_none());
+        assert!(layout_keys(b"{").is_err());
         assert!(matches!(
-            layout(&cache, b"{", "GC_MS"),
-            Err(LayoutError::Json(_))
+            layout(&cache, &keys(doc), ""),
+            Err(LayoutError::Name(_))
         ));
-        assert!(matches!(layout(&cache, doc, ""), Err(LayoutError::Name(_))));
     }
 }

@@ -35,6 +35,7 @@ mod error;
 mod executor;
 pub mod extract;
 mod guest;
+mod histogram_lengths;
 pub mod inspect;
 pub mod joblog;
 mod layouts;

@@ -81,7 +81,7 @@ fn sample_names(metrics: &str) -> BTreeSet<String> {
 }
 
 /// The value of the sample `line_start` (e.g. `name{a="b"}`).
-fn sample(metrics: &str, line_start: &str) -> Option<f64> {
+pub(crate) fn sample(metrics: &str, line_start: &str) -> Option<f64> {
     metrics
         .lines()
         .find_map(|l| l.strip_prefix(line_start)?.trim().parse().ok())

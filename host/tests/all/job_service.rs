@@ -15,7 +15,7 @@ use serde_json::{json, Value};
 use telemetry_server::api::jobs::{hash_token, Role, TokenConfig};
 use telemetry_server::config::Config;
 
-const ALICE: &str = "alice-token-0123456789";
+pub(crate) const ALICE: &str = "alice-token-0123456789";
 const BOB: &str = "bob-token-0123456789";
 const ROOT: &str = "root-token-0123456789";
 /// Small so the too-large upload test is cheap; real guests are well under it.
@@ -83,7 +83,7 @@ fn tokens(config: &mut Config) {
 }
 
 /// A server over a fresh converted data dir.
-fn server(tweak: impl FnOnce(&mut Config)) -> TestServer {
+pub(crate) fn server(tweak: impl FnOnce(&mut Config)) -> TestServer {
     server_on(data_root(), tweak)
 }
 

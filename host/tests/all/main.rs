@@ -22,6 +22,7 @@ mod sdk_histogram;
 mod cluster_transport;
 mod cluster_workers;
 mod column_cache;
+mod column_cache_server;
 mod convert;
 mod convert_cli;
 mod convert_lenient;

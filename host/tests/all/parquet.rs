@@ -1,13 +1,15 @@
 //! `telemetry-server parquet` (docs/parquet.md) over real converted pings, read back by DuckDB,
 //! pyarrow and pandas (installed by scripts/install-deps.sh into target/analysis-tools/py):
 //! DuckDB's `GROUP BY` over the exported OS and version columns equals the os-distribution job's
-//! output on the same data, and the column types follow the typing rule.
+//! output on the same data, the column types follow the typing rule, and an export from and to
+//! S3 (s3s-fs) writes the same files as a local one.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use crate::common;
 use crate::jobs_support::{all_with, converted_data, output_text, run_guest, tiny_data};
+use crate::s3_common::S3Server;
 
 /// The Python with DuckDB, pyarrow and pandas.
 fn analysis_python() -> PathBuf {
@@ -21,7 +23,7 @@ fn analysis_python() -> PathBuf {
 }
 
 /// Runs a Python script with the analysis tools; its stdout.
-fn python(script: &str, args: &[&Path]) -> String {
+pub(crate) fn python(script: &str, args: &[&Path]) -> String {
     let out = Command::new(analysis_python())
         .arg("-c")
         .arg(script)
@@ -87,20 +89,19 @@ schema = pq.read_schema(files[0])
 print(len(frame), ",".join(schema.names))
 "#;
 
+/// The OS and version columns the os-distribution job reads.
+const OS_COLUMNS: [&str; 4] = [
+    "os:string=/environment/system/os/name",
+    "info_os:string=/info/OS",
+    "version:string=/application/version",
+    "info_version:string=/info/appVersion",
+];
+
 #[test]
 fn duckdb_group_by_equals_the_os_distribution_job_and_pandas_reads_it() {
     let data = converted_data();
     let out = tempfile::tempdir().unwrap();
-    let summary = export(
-        data,
-        out.path(),
-        &[
-            "os:string=/environment/system/os/name",
-            "info_os:string=/info/OS",
-            "version:string=/application/version",
-            "info_version:string=/info/appVersion",
-        ],
-    );
+    let summary = export(data, out.path(), &OS_COLUMNS);
     let job = run_guest(data, "os-distribution-rust", &all_with(2)).unwrap();
     let files = all_files(out.path());
     assert!(
@@ -203,4 +204,50 @@ fn bad_columns_are_refused_before_anything_is_written() {
         );
     }
     assert!(all_files(out.path()).is_empty());
+}
+
+#[test]
+fn from_s3_to_s3_gives_the_files_of_a_local_export() {
+    let server = S3Server::start();
+    let data = converted_data();
+    crate::s3_jobs::export_and_open(&server, data, "telemetry", "pub/");
+    let local = tempfile::tempdir().unwrap();
+    export(data, local.path(), &OS_COLUMNS);
+
+    let mut cmd = Command::new(common::binary());
+    cmd.args([
+        "parquet",
+        "--data-dir",
+        "s3://telemetry/pub",
+        "--out",
+        "s3://columns/os/",
+    ])
+    .envs(server.env());
+    for c in OS_COLUMNS {
+        cmd.args(["--column", c]);
+    }
+    let run = cmd.output().unwrap();
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(run.status.success(), "parquet failed: {stderr}");
+    assert!(stderr.contains("into s3://columns/os/"), "{stderr}");
+
+    let local_files = all_files(local.path());
+    assert!(local_files.len() > 3);
+    let uploaded = server.object_file("columns", "os");
+    assert_eq!(
+        all_files(&uploaded).len(),
+        local_files.len(),
+        "one object per partition file"
+    );
+    for file in &local_files {
+        let relative = file.strip_prefix(local.path()).unwrap();
+        assert_eq!(
+            std::fs::read(uploaded.join(relative)).unwrap(),
+            std::fs::read(file).unwrap(),
+            "{}",
+            relative.display()
+        );
+    }
+    let job = run_guest(data, "os-distribution-rust", &all_with(2)).unwrap();
+    assert_eq!(python(GROUP_BY_OS, &[&uploaded]), output_text(&job));
 }

@@ -218,14 +218,36 @@ pub async fn cancel(
     Ok((StatusCode::ACCEPTED, Json(record)).into_response())
 }
 
-/// `?format=` of the result route.
+/// `?format=` of the result route: a line format (streamed), or `parquet` (built whole).
 #[derive(serde::Deserialize)]
 pub struct ResultQuery {
     #[serde(default)]
-    format: ResultFormat,
+    format: ResultEncoding,
 }
 
-/// `GET /jobs/{id}/result?format=text|ndjson|csv`.
+#[derive(serde::Deserialize)]
+#[serde(untagged)]
+enum ResultEncoding {
+    Lines(ResultFormat),
+    Parquet(ParquetFormat),
+}
+
+impl Default for ResultEncoding {
+    fn default() -> Self {
+        ResultEncoding::Lines(ResultFormat::default())
+    }
+}
+
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum ParquetFormat {
+    Parquet,
+}
+
+/// The `Content-Type` of a Parquet file.
+const PARQUET_CONTENT_TYPE: &str = "application/vnd.apache.parquet";
+
+/// `GET /jobs/{id}/result?format=text|ndjson|csv|parquet`.
 pub async fn result(
     State(service): State<Arc<JobService>>,
     caller: Caller,
@@ -236,17 +258,25 @@ pub async fn result(
         ApiError::bad(
             "bad_format",
             format!(
-                "{}; use format=text, ndjson or csv (a chart is at result.svg)",
+                "{}; use format=text, ndjson, csv or parquet (a chart is at result.svg)",
                 e.body_text()
             ),
         )
     })?;
     succeeded(&service, &caller, &id)?;
     let (file, size) = stored_result(&service, &id).await?;
-    let body = result_stream::body(file, query.format);
-    let mut response =
-        ([(header::CONTENT_TYPE, query.format.content_type())], body).into_response();
-    if query.format == ResultFormat::Text {
+    let format = match query.format {
+        ResultEncoding::Lines(format) => format,
+        ResultEncoding::Parquet(ParquetFormat::Parquet) => {
+            let bytes = tokio::task::spawn_blocking(move || result_parquet(file))
+                .await
+                .map_err(|e| ApiError::Internal(format!("writing Parquet failed: {e}")))??;
+            return Ok(([(header::CONTENT_TYPE, PARQUET_CONTENT_TYPE)], bytes).into_response());
+        }
+    };
+    let body = result_stream::body(file, format);
+    let mut response = ([(header::CONTENT_TYPE, format.content_type())], body).into_response();
+    if format == ResultFormat::Text {
         response
             .headers_mut()
             .insert(header::CONTENT_LENGTH, size.into());
@@ -329,6 +359,19 @@ fn succeeded(service: &JobService, caller: &Caller, id: &str) -> Result<JobRecor
 }
 
 /// The job's stored output, opened (off the async runtime), with its size.
+/// A stored result (bounded by the job's `output_bytes`) as a Parquet file
+/// ([`crate::columns::result_to_parquet`]).
+fn result_parquet(mut file: std::fs::File) -> Result<Vec<u8>, ApiError> {
+    use std::io::Read;
+    let mut text = Vec::new();
+    file.read_to_end(&mut text)
+        .map_err(|e| ApiError::Internal(format!("reading a result failed: {e}")))?;
+    let mut bytes = Vec::new();
+    crate::columns::result_to_parquet(&text, &mut bytes)
+        .map_err(|e| ApiError::Internal(format!("writing Parquet failed: {e}")))?;
+    Ok(bytes)
+}
+
 async fn stored_result(
     service: &Arc<JobService>,
     id: &str,

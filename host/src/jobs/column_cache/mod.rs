@@ -15,12 +15,14 @@
 //! refreshes) are deleted when a write takes the total over it.
 
 mod encode;
+pub mod metrics;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime};
 
 use cap_std::fs::Dir;
+use prometheus_client::metrics::counter::Counter;
 use sha2::{Digest, Sha256};
 
 pub use encode::{BadCacheFile, Cached, Pending};
@@ -68,23 +70,28 @@ fn io(path: impl Into<String>) -> impl FnOnce(std::io::Error) -> ColumnCacheErro
     move |source| ColumnCacheError::Io { path, source }
 }
 
-/// What the cache did, since it was opened (all relaxed counters).
+/// What the cache did, since it was opened: Prometheus counters, registered on `/metrics` by
+/// [`metrics::register`] (and read by tests with `get()`).
 #[derive(Debug, Default)]
 pub struct CacheStats {
     /// Partition files read from the cache.
-    pub hits: AtomicU64,
+    pub hits: Counter,
     /// Partition files read as JSON because some column was missing.
-    pub misses: AtomicU64,
+    pub misses: Counter,
+    /// Bytes of cache files read by hits.
+    pub bytes_read: Counter,
     /// Partition files whose columns were written.
-    pub writes: AtomicU64,
+    pub writes: Counter,
+    /// Bytes of cache files written.
+    pub bytes_written: Counter,
     /// Writes that failed (the job goes on without caching that file).
-    pub write_errors: AtomicU64,
+    pub write_errors: Counter,
     /// Cache files found unreadable and deleted.
-    pub bad_files: AtomicU64,
+    pub bad_files: Counter,
     /// Files deleted to keep the budget, and their bytes.
-    pub evicted_files: AtomicU64,
+    pub evicted_files: Counter,
     /// Bytes of the evicted files.
-    pub evicted_bytes: AtomicU64,
+    pub evicted_bytes: Counter,
 }
 
 /// The column cache of one data directory (or, for `s3://` data, of a local cache directory).
@@ -99,6 +106,18 @@ pub struct ColumnCache {
     writing: Mutex<()>,
     /// Counters for the metrics and tests.
     pub stats: CacheStats,
+}
+
+/// Why [`ColumnCache::load`] missed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Miss {
+    /// Cache files of the key found unreadable (cut, garbage, another key's) and deleted: 0 when
+    /// a file was simply absent.
+    pub bad_files: u64,
+}
+
+impl Miss {
+    const ABSENT: Miss = Miss { bad_files: 0 };
 }
 
 /// A partition file's identity in the cache.
@@ -169,32 +188,36 @@ impl ColumnCache {
         self.used.load(Ordering::Relaxed)
     }
 
-    /// The columns of the partition file `key` for every one of `pointers`, or `None` if any is
-    /// missing (a miss). Files that do not read back are deleted. A hit marks its files used.
-    pub fn load(&self, key: &FileKey, pointers: &[String]) -> Option<Cached> {
+    /// The columns of the partition file `key` for every one of `pointers`, or a [`Miss`] if
+    /// any is missing or unreadable. Files that do not read back are deleted. A hit marks its
+    /// files used.
+    pub fn load(&self, key: &FileKey, pointers: &[String]) -> Result<Cached, Miss> {
         let loaded = self.try_load(key, pointers);
         match &loaded {
-            Some(_) => self.stats.hits.fetch_add(1, Ordering::Relaxed),
-            None => self.stats.misses.fetch_add(1, Ordering::Relaxed),
+            Ok(cached) => {
+                self.stats.hits.inc();
+                self.stats.bytes_read.inc_by(cached.file_bytes)
+            }
+            Err(_) => self.stats.misses.inc(),
         };
         loaded
     }
 
-    fn try_load(&self, key: &FileKey, pointers: &[String]) -> Option<Cached> {
+    fn try_load(&self, key: &FileKey, pointers: &[String]) -> Result<Cached, Miss> {
         let rows_path = format!("{}/{ROWS_FILE}", key.hash);
         let mut file_bytes = 0u64;
-        let bytes = self.read_touch(&rows_path)?;
+        let bytes = self.read_touch(&rows_path).ok_or(Miss::ABSENT)?;
         file_bytes += bytes.len() as u64;
         let rows = self.checked(&rows_path, Rows::read(bytes, &key.identity))?;
         let n = rows.len();
         let mut fields = Vec::with_capacity(pointers.len());
         for pointer in pointers {
             let path = format!("{}/{}", key.hash, pointer_file(pointer));
-            let bytes = self.read_touch(&path)?;
+            let bytes = self.read_touch(&path).ok_or(Miss::ABSENT)?;
             file_bytes += bytes.len() as u64;
             fields.push(self.checked(&path, FieldColumn::read(bytes, &key.identity, pointer, n))?);
         }
-        Some(Cached {
+        Ok(Cached {
             rows,
             fields,
             file_bytes,
@@ -212,16 +235,13 @@ impl ColumnCache {
         Some(bytes)
     }
 
-    fn checked<T>(&self, path: &str, read: Result<T, BadCacheFile>) -> Option<T> {
-        match read {
-            Ok(value) => Some(value),
-            Err(e) => {
-                tracing::warn!(path, error = %e, "column cache file unusable; deleting it");
-                self.stats.bad_files.fetch_add(1, Ordering::Relaxed);
-                let _ = self.dir.remove_file(path);
-                None
-            }
-        }
+    fn checked<T>(&self, path: &str, read: Result<T, BadCacheFile>) -> Result<T, Miss> {
+        read.map_err(|e| {
+            tracing::warn!(path, error = %e, "column cache file unusable; deleting it");
+            self.stats.bad_files.inc();
+            let _ = self.dir.remove_file(path);
+            Miss { bad_files: 1 }
+        })
     }
 
     /// Columns to fill while reading a partition file for `pointers` fields.
@@ -255,7 +275,8 @@ impl ColumnCache {
             self.put(&format!("{}/{}", key.hash, pointer_file(pointer)), bytes)?;
         }
         self.put(&format!("{}/{ROWS_FILE}", key.hash), &rows)?;
-        self.stats.writes.fetch_add(1, Ordering::Relaxed);
+        self.stats.writes.inc();
+        self.stats.bytes_written.inc_by(total);
         if self.used.fetch_add(total, Ordering::Relaxed) + total > self.budget {
             self.evict(&turn)?;
         }
@@ -291,10 +312,8 @@ impl ColumnCache {
             }
             if self.dir.remove_file(&entry.path).is_ok() {
                 used -= entry.size;
-                self.stats.evicted_files.fetch_add(1, Ordering::Relaxed);
-                self.stats
-                    .evicted_bytes
-                    .fetch_add(entry.size, Ordering::Relaxed);
+                self.stats.evicted_files.inc();
+                self.stats.evicted_bytes.inc_by(entry.size);
                 if let Some((dir, _)) = entry.path.split_once('/') {
                     let _ = self.dir.remove_dir(dir); // only succeeds once it is empty
                 }

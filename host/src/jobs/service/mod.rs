@@ -95,6 +95,8 @@ pub struct JobService {
     outputs: Arc<Outputs>,
     /// The thread ticking `schedules`, stopped by dropping its sender.
     ticker: Mutex<Option<Ticker>>,
+    /// The jobs' column cache (`[jobs] column_cache`), for its metrics.
+    column_cache: Option<Arc<ColumnCache>>,
 }
 
 /// Label set `{limit="memory_bytes"}`.
@@ -170,7 +172,7 @@ impl JobService {
                     schema.clone(),
                     config.worker_ceiling(),
                 )
-                .with_column_cache(column_cache),
+                .with_column_cache(column_cache.clone()),
             ),
             outputs.clone(),
         ));
@@ -217,6 +219,7 @@ impl JobService {
             schedules,
             outputs,
             ticker: Mutex::new(None),
+            column_cache,
         });
         service.start_ticker(Duration::from_millis(config.schedule_tick_ms.max(1)));
         Ok(service)
@@ -243,7 +246,8 @@ impl JobService {
 
     /// Registers the job service's metrics (`telemetry_jobs_limit_rejections_total{limit}`,
     /// `telemetry_jobs_cache_deleted_components_total`,
-    /// `telemetry_jobs_cache_artifact_refusals_total`).
+    /// `telemetry_jobs_cache_artifact_refusals_total`, and the column cache's
+    /// `telemetry_jobs_column_cache_*`).
     pub fn register_metrics(&self, metrics: &Registry) {
         metrics.register(
             "jobs_cache_deleted_components",
@@ -305,6 +309,9 @@ impl JobService {
             "Job manifests refused for asking above a server maximum, by limit",
             self.limit_rejections.clone(),
         );
+        if let Some(cache) = &self.column_cache {
+            crate::jobs::column_cache::metrics::register(cache, metrics);
+        }
     }
 
     /// Stops the runners (running jobs go back to the queue); call on server shutdown from a
