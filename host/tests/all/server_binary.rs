@@ -3,7 +3,7 @@
 
 use crate::common;
 
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::server_support::{files, finished_records, listening_address, ServeProcess};
