@@ -26,6 +26,10 @@ mod tests {
         ("get", "/openapi.json"),
         // Mounted beside the job router by `api::router` (it reads the server's metrics).
         ("get", "/stats"),
+        // The cluster membership routes (`api::cluster`).
+        ("get", "/cluster"),
+        ("post", "/cluster/members"),
+        ("post", "/cluster/members/{id}/heartbeat"),
     ];
 
     #[test]
