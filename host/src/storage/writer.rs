@@ -550,10 +550,12 @@ mod tests {
         writer.set_publish_hook(Box::new(BatchSizes(batches.clone())));
         let dims = |version: usize| -> Vec<String> {
             let version = format!("{version}.0");
-            ["main", "Firefox", "release", &version, "20180101", "20261201"]
-                .iter()
-                .map(|s| s.to_string())
-                .collect()
+            [
+                "main", "Firefox", "release", &version, "20180101", "20261201",
+            ]
+            .iter()
+            .map(|s| s.to_string())
+            .collect()
         };
         for version in 0..17 {
             writer.write(&dims(version), 4, "id", "{}").unwrap();
