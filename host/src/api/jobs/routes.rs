@@ -186,7 +186,10 @@ pub async fn list(
 ) -> Result<Json<JobList>, ApiError> {
     let jobs = blocking(service, |s| Ok(s.scheduler.list())).await?;
     let jobs = jobs.into_iter().filter(|j| caller.sees(&j.owner)).collect();
-    Ok(Json(JobList { jobs }))
+    Ok(Json(JobList {
+        jobs,
+        role: Some(caller.role),
+    }))
 }
 
 /// `GET /jobs/{id}`.

@@ -47,6 +47,9 @@ pub struct ComponentResponse {
 pub struct JobList {
     /// Jobs the caller may see, oldest first, each without its `log` (see `GET /api/v1/jobs/{id}`).
     pub jobs: Vec<JobRecord>,
+    /// The caller's role, so a client (the dashboard) asks only for what the token may see.
+    #[serde(default)]
+    pub role: Option<crate::jobs::service::auth::Role>,
 }
 
 /// `201` answer to `POST /api/v1/jobs` with a manifest `schedule`.
