@@ -47,6 +47,10 @@ pub const DEDUP_DIR: &str = "dedup";
 /// The index file in [`DEDUP_DIR`].
 pub const INDEX_FILE: &str = "ids.redb";
 
+/// redb's page cache for the index (its default is 1 GiB): lookups of new ids touch a few
+/// B-tree pages, and a miss costs one read of the local file.
+const CACHE_BYTES: usize = 16 << 20;
+
 const IDS: TableDefinition<&str, u32> = TableDefinition::new("ids");
 const BY_DAY: TableDefinition<&[u8], ()> = TableDefinition::new("by_day");
 const PENDING: TableDefinition<&str, &[u8]> = TableDefinition::new("pending");
@@ -110,7 +114,10 @@ impl DedupIndex {
         // redb opens by path (it needs the file for mmap and its lock); the directory was
         // created through the capability above.
         let path = data.path().join(DEDUP_DIR).join(INDEX_FILE);
-        let db = match Database::create(&path) {
+        let db = match Database::builder()
+            .set_cache_size(CACHE_BYTES)
+            .create(&path)
+        {
             Ok(db) => db,
             Err(redb::DatabaseError::DatabaseAlreadyOpen) => {
                 return Err(DedupError::InUse { path });
