@@ -48,8 +48,12 @@ pub const DEDUP_DIR: &str = "dedup";
 pub const INDEX_FILE: &str = "ids.redb";
 
 /// redb's page cache for the index (its default is 1 GiB): lookups of new ids touch a few
-/// B-tree pages, and a miss costs one read of the local file.
-const CACHE_BYTES: usize = 16 << 20;
+/// B-tree pages, and a miss costs one read of the local file (from the OS page cache when hot).
+/// Small on purpose: every commit writes fresh copies of the pages it touches, so the cache fills
+/// within seconds under load and then holds its size; at 16 MiB the server's memory was still
+/// climbing after two minutes of steady ingest. A 100,000-id index costs ~2 µs more per lookup
+/// at 4 MiB than at 16 MiB, well under 1 % of converting a real ping.
+const CACHE_BYTES: usize = 4 << 20;
 
 const IDS: TableDefinition<&str, u32> = TableDefinition::new("ids");
 const BY_DAY: TableDefinition<&[u8], ()> = TableDefinition::new("by_day");
