@@ -897,7 +897,17 @@ fn parse_record(
         return bad(None, "line has no tab between document id and JSON".into());
     };
     let id = String::from_utf8_lossy(id).into_owned();
-    let mut fields = if ctx.projection.is_empty() {
+    let fields = if ctx.layout_keys {
+        // The job's fields, the layout keys' fields and the histogram lengths, in one pass.
+        match super::histogram_lengths::extract_with_lengths(&ctx.projection, json) {
+            Ok((mut fields, lengths)) => {
+                let pointed = fields.split_off(ctx.spec.fields.len());
+                fields.push(super::layouts::keys_field(&pointed, lengths));
+                fields
+            }
+            Err(e) => return bad(Some(id), format!("invalid JSON: {e}")),
+        }
+    } else if ctx.projection.is_empty() {
         Vec::new()
     } else {
         match ctx.projection.extract(json) {
@@ -905,13 +915,6 @@ fn parse_record(
             Err(e) => return bad(Some(id), format!("invalid JSON: {e}")),
         }
     };
-    if ctx.layout_keys {
-        let pointed = fields.split_off(ctx.spec.fields.len());
-        match super::histogram_lengths::histogram_lengths(json) {
-            Ok(lengths) => fields.push(super::layouts::keys_field(&pointed, lengths)),
-            Err(e) => return bad(Some(id), format!("invalid JSON: {e}")),
-        }
-    }
     let payload = if ctx.spec.wants_payload {
         match std::str::from_utf8(json) {
             Ok(s) => s.to_string(),

@@ -17,15 +17,22 @@ pub struct Projection {
 }
 
 #[derive(Debug, Default, Clone)]
-struct Node {
+pub(super) struct Node {
     /// Indexes (into the pointer list) of pointers that end here.
     targets: Vec<usize>,
     children: Vec<(String, Node)>,
 }
 
 impl Node {
-    fn child(&self, key: &str) -> Option<&Node> {
+    /// The node below this one for `key` (an object key or an array index), if any pointer
+    /// goes there.
+    pub(super) fn child(&self, key: &str) -> Option<&Node> {
         self.children.iter().find(|(k, _)| k == key).map(|(_, n)| n)
+    }
+
+    /// Whether some pointer ends here (its value is captured whole).
+    pub(super) fn is_target(&self) -> bool {
+        !self.targets.is_empty()
     }
 }
 
@@ -69,10 +76,20 @@ impl Projection {
         self.len == 0
     }
 
+    /// The trie's root: what a walk over a whole document starts from.
+    pub(super) fn root(&self) -> &Node {
+        &self.root
+    }
+
+    /// One [`Field::Missing`] per pointer: what a walk fills in.
+    pub(super) fn missing(&self) -> Vec<Field> {
+        (0..self.len).map(|_| Field::Missing).collect()
+    }
+
     /// Extracts every pointer from `json`; pointers that match nothing are [`Field::Missing`].
     /// Fails if `json` is not one valid JSON value.
     pub fn extract(&self, json: &[u8]) -> Result<Vec<Field>, serde_json::Error> {
-        let mut out: Vec<Field> = (0..self.len).map(|_| Field::Missing).collect();
+        let mut out = self.missing();
         let mut de = serde_json::Deserializer::from_slice(json);
         NodeSeed {
             node: &self.root,
@@ -84,9 +101,10 @@ impl Projection {
     }
 }
 
-struct NodeSeed<'n, 'o> {
-    node: &'n Node,
-    out: &'o mut [Field],
+/// Fills `out` with the values of the pointers that go through `node`, from one JSON value.
+pub(super) struct NodeSeed<'n, 'o> {
+    pub(super) node: &'n Node,
+    pub(super) out: &'o mut [Field],
 }
 
 impl<'de> DeserializeSeed<'de> for NodeSeed<'_, '_> {
@@ -186,13 +204,14 @@ impl<'de> Visitor<'de> for NodeSeed<'_, '_> {
 }
 
 /// An object key, borrowed from the input when it has no escapes.
-enum KeyRef<'de> {
+pub(super) enum KeyRef<'de> {
     Borrowed(&'de str),
     Owned(String),
 }
 
 impl KeyRef<'_> {
-    fn as_str(&self) -> &str {
+    /// The key's text.
+    pub(super) fn as_str(&self) -> &str {
         match self {
             KeyRef::Borrowed(s) => s,
             KeyRef::Owned(s) => s,

@@ -11,11 +11,17 @@
 //! decides (an object where a plain array belongs, or an array where a keyed object belongs, gives
 //! no length); a repeated key counts as its last occurrence; a keyed histogram's "first key" is the
 //! smallest key (`serde_json::Map` order).
+//!
+//! The executor takes the lengths in the same pass as the job's fields
+//! ([`extract_with_lengths`]): one walk over each document, not two.
 
 use std::collections::BTreeMap;
 use std::fmt;
 
 use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde_json::value::RawValue;
+
+use super::extract::{Field, KeyRef, Node, NodeSeed, Projection};
 
 /// What one pointer to a histogram found.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -43,8 +49,10 @@ const KEYED: usize = 3;
 /// Per name, what each of the four places holds.
 type Found = BTreeMap<String, [Option<Shape>; 4]>;
 
-/// The stored array length of every histogram of `doc`, by name (see the module doc). Fails only
-/// if `doc` is not valid JSON.
+/// The stored array length of every histogram of `doc`, by name (see the module doc), in a pass
+/// of its own: the reference [`extract_with_lengths`] is tested against. Fails only if `doc` is
+/// not valid JSON.
+#[cfg(test)]
 pub fn histogram_lengths(doc: &[u8]) -> Result<BTreeMap<String, usize>, serde_json::Error> {
     let mut found = Found::new();
     let mut de = serde_json::Deserializer::from_slice(doc);
@@ -54,10 +62,34 @@ pub fn histogram_lengths(doc: &[u8]) -> Result<BTreeMap<String, usize>, serde_js
     }
     .deserialize(&mut de)?;
     de.end()?;
-    Ok(found
+    Ok(lengths(found))
+}
+
+/// `projection`'s fields of `doc` (as [`Projection::extract`]) and its histogram lengths (as
+/// [`histogram_lengths`]), in one pass. Fails only if `doc` is not valid JSON.
+pub fn extract_with_lengths(
+    projection: &Projection,
+    doc: &[u8],
+) -> Result<(Vec<Field>, BTreeMap<String, usize>), serde_json::Error> {
+    let mut out = projection.missing();
+    let mut found = Found::new();
+    let mut de = serde_json::Deserializer::from_slice(doc);
+    BothSeed {
+        node: projection.root(),
+        level: Level::Root,
+        out: &mut out,
+        found: &mut found,
+    }
+    .deserialize(&mut de)?;
+    de.end()?;
+    Ok((out, lengths(found)))
+}
+
+fn lengths(found: Found) -> BTreeMap<String, usize> {
+    found
         .into_iter()
         .filter_map(|(name, places)| Some((name, length(&places)?)))
-        .collect())
+        .collect()
 }
 
 /// The array length a layout uses, from what the four places hold.
@@ -177,6 +209,138 @@ impl<'de> Visitor<'de> for ValueSeed<'_> {
     }
 }
 
+/// A value that both the projection (pointers through `node`) and the lengths (at `level`) walk
+/// into. Where only one of them goes on, the walk hands over to [`NodeSeed`] or [`ValueSeed`].
+struct BothSeed<'n, 'o, 'f> {
+    node: &'n Node,
+    level: Level,
+    out: &'o mut [Field],
+    found: &'f mut Found,
+}
+
+impl BothSeed<'_, '_, '_> {
+    /// Both walks over a value already read as text (a requested value, kept whole).
+    fn walk_text(self, text: &str) -> Result<(), serde_json::Error> {
+        NodeSeed {
+            node: self.node,
+            out: self.out,
+        }
+        .deserialize(&mut serde_json::Deserializer::from_str(text))?;
+        ValueSeed {
+            level: Some(self.level),
+            found: self.found,
+        }
+        .deserialize(&mut serde_json::Deserializer::from_str(text))?;
+        Ok(())
+    }
+}
+
+impl<'de> DeserializeSeed<'de> for BothSeed<'_, '_, '_> {
+    type Value = ();
+    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        if !self.node.is_target() {
+            return d.deserialize_any(self);
+        }
+        // A pointer asks for this whole value (rare on the way to histograms): read it once as
+        // text, then walk the text for each.
+        let raw: &'de RawValue = de::Deserialize::deserialize(d)?;
+        self.walk_text(raw.get()).map_err(de::Error::custom)
+    }
+}
+
+impl<'de> Visitor<'de> for BothSeed<'_, '_, '_> {
+    type Value = ();
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        let BothSeed {
+            node,
+            level,
+            out,
+            found,
+        } = self;
+        while let Some(key) = map.next_key::<KeyRef<'de>>()? {
+            let key = key.as_str();
+            let child = node.child(key);
+            if let Level::Histograms(place) = level {
+                // Every histogram's shape, and the projection's value where a pointer goes on.
+                let shape = match child {
+                    None => map.next_value_seed(ValueSeed {
+                        level: None,
+                        found: &mut *found,
+                    })?,
+                    Some(child) => {
+                        let raw: &'de RawValue = map.next_value()?;
+                        shape_of_text(raw.get(), child, out).map_err(de::Error::custom)?
+                    }
+                };
+                found.entry(key.to_owned()).or_default()[place] = Some(shape);
+                continue;
+            }
+            match (child, level.child(key)) {
+                (None, None) => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+                (Some(child), None) => map.next_value_seed(NodeSeed {
+                    node: child,
+                    out: &mut *out,
+                })?,
+                (None, Some(level)) => {
+                    map.next_value_seed(ValueSeed {
+                        level: Some(level),
+                        found: &mut *found,
+                    })?;
+                }
+                (Some(child), Some(level)) => map.next_value_seed(BothSeed {
+                    node: child,
+                    level,
+                    out: &mut *out,
+                    found: &mut *found,
+                })?,
+            }
+        }
+        Ok(())
+    }
+    // An array or a scalar on the way to histograms holds none: only the projection looks.
+    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<(), A::Error> {
+        NodeSeed {
+            node: self.node,
+            out: self.out,
+        }
+        .visit_seq(seq)
+    }
+    fn visit_bool<E>(self, _: bool) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_str<E>(self, _: &str) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_unit<E>(self) -> Result<(), E> {
+        Ok(())
+    }
+}
+
+/// One histogram's [`Shape`] from its text, and the projection's pointers through `node` in it.
+fn shape_of_text(text: &str, node: &Node, out: &mut [Field]) -> Result<Shape, serde_json::Error> {
+    NodeSeed { node, out }.deserialize(&mut serde_json::Deserializer::from_str(text))?;
+    let mut unused = Found::new();
+    ValueSeed {
+        level: None,
+        found: &mut unused,
+    }
+    .deserialize(&mut serde_json::Deserializer::from_str(text))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -199,5 +363,59 @@ mod tests {
         );
         assert_eq!(lengths(r#"{"histograms":[1,2]}"#), serde_json::json!({}));
         assert!(histogram_lengths(b"{").is_err());
+    }
+
+    #[test]
+    fn one_pass_gives_what_the_projection_and_the_lengths_give_apart() {
+        let docs = [
+            r#"{"histograms":{"A":[1,2,3],"B":{"x":1},"C":[1]},
+            "payload":{"histograms":{"C":[1,2],"D":"text"},"info":{"reason":"daily"},
+              "keyedHistograms":{"K":{"b":[1,2,3,4],"a":[1,2]},"L":[1,2]}},
+            "keyedHistograms":{"K":[9],"M":{"z":[1,2,3]}},"other":{"histograms":{"X":[1]}}}"#,
+            r#"{"payload":[{"histograms":{"A":[1]}}],"histograms":"none","keyedHistograms":{"K":7}}"#,
+            r#"{"payload":{"histograms":{"A":[1],"A":[1,2,3,4]}},"info":{"revision":"r"}}"#,
+            r#"[1,{"histograms":{"A":[1]}}]"#,
+            r#"{"payload":{"histograms":{"A":[]}},"payload":{"histograms":{"B":[1]}}}"#,
+        ];
+        let pointer_sets: [&[&str]; 5] = [
+            &[],
+            &["/payload/info/reason", "/info/revision", "/0"],
+            &[
+                "/payload/histograms/C",
+                "/payload/histograms/C/1",
+                "/histograms/B/x",
+            ],
+            &[
+                "/payload/histograms",
+                "/keyedHistograms",
+                "/payload/keyedHistograms/K/a",
+            ],
+            &["", "/payload", "/1/histograms/A/0"],
+        ];
+        for pointers in pointer_sets {
+            let owned: Vec<String> = pointers.iter().map(|p| p.to_string()).collect();
+            let projection = Projection::new(&owned).unwrap();
+            for doc in docs {
+                let (fields, lengths) = extract_with_lengths(&projection, doc.as_bytes()).unwrap();
+                let apart = projection.extract(doc.as_bytes()).unwrap();
+                assert_eq!(
+                    format!("{fields:?}"),
+                    format!("{apart:?}"),
+                    "{pointers:?} in {doc}"
+                );
+                assert_eq!(
+                    lengths,
+                    histogram_lengths(doc.as_bytes()).unwrap(),
+                    "{pointers:?} in {doc}"
+                );
+            }
+            for bad in [
+                &b"{"[..],
+                b"{\"payload\":{\"histograms\":{\"A\":[1,}}}",
+                b"{} x",
+            ] {
+                assert!(extract_with_lengths(&projection, bad).is_err());
+            }
+        }
     }
 }

@@ -102,11 +102,8 @@ pub fn keys_field(pointed: &[Field], lengths: BTreeMap<String, usize>) -> Field 
 fn layout_keys(doc: &[u8]) -> Result<Field, serde_json::Error> {
     let projection = super::extract::Projection::new(&key_pointers().collect::<Vec<_>>())
         .map_err(serde::de::Error::custom)?;
-    let pointed = projection.extract(doc)?;
-    Ok(keys_field(
-        &pointed,
-        super::histogram_lengths::histogram_lengths(doc)?,
-    ))
+    let (pointed, lengths) = super::histogram_lengths::extract_with_lengths(&projection, doc)?;
+    Ok(keys_field(&pointed, lengths))
 }
 
 /// The layout of histogram `name` in the record whose layout keys ([`keys_field`]) are `keys`,
