@@ -223,6 +223,20 @@ impl Runtime {
         }
     }
 
+    /// Deletes the cached component `sha256` (its bytes and compiled artefact), if present.
+    pub fn forget(&self, sha256: &str) {
+        if sha256.len() != 64 || !sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return;
+        }
+        for name in [format!("{sha256}.wasm"), format!("{sha256}.cwasm")] {
+            if let Err(e) = self.cache.remove_file(&name) {
+                if e.kind() != std::io::ErrorKind::NotFound {
+                    tracing::warn!(%name, error = %e, "cannot delete a cached component");
+                }
+            }
+        }
+    }
+
     /// A component compiled earlier (by [`compile`](Self::compile)), by its SHA-256.
     pub fn load_cached(&self, sha256: &str) -> Result<CompiledJob, JobError> {
         let start = Instant::now();

@@ -1,5 +1,6 @@
 //! The worker's side of a cluster attempt: holds the components the coordinator shipped (by
-//! hash, at most [`MAX_COMPONENTS`] compiled ones in memory), runs one attempt process at a time
+//! hash, at most [`MAX_COMPONENTS`], in memory and in its compile cache; the least recently
+//! used is evicted from both), runs one attempt process at a time
 //! on a thread (its share of the coordinator's listing, in the attempt's authenticated mesh),
 //! answers where it stands, and cancels it on request. Finished attempts are remembered (the last
 //! [`MAX_FINISHED`]) so the coordinator can collect their cost reports.
@@ -105,7 +106,10 @@ impl MemberRuns {
         held.retain(|c| c.sha256() != job.sha256());
         held.push_back(job);
         while held.len() > MAX_COMPONENTS {
-            held.pop_front();
+            if let Some(old) = held.pop_front() {
+                // Off the disk too: the worker's compile cache holds what memory holds.
+                self.runtime.forget(old.sha256());
+            }
             self.evicted.inc();
         }
     }

@@ -109,10 +109,16 @@ enum AttemptError {
 impl Planner {
     /// A planner for `config`, choosing among `alive()`.
     pub fn new(config: &ClusterConfig, alive: AliveMembers) -> Result<Planner, PlannerError> {
-        let client = reqwest::blocking::Client::builder()
-            .timeout(REQUEST_TIMEOUT)
-            .build()
-            .map_err(|e| PlannerError::Client(e.to_string()))?;
+        // A blocking client cannot be built on an async runtime's thread (the server is set up
+        // on one): build it on a thread of its own.
+        let client = std::thread::spawn(|| {
+            reqwest::blocking::Client::builder()
+                .timeout(REQUEST_TIMEOUT)
+                .build()
+        })
+        .join()
+        .map_err(|_| PlannerError::Client("the builder thread panicked".into()))?
+        .map_err(|e| PlannerError::Client(e.to_string()))?;
         Ok(Planner {
             config: config.clone(),
             alive,
@@ -293,7 +299,7 @@ impl Planner {
                 addresses: addresses.clone(),
                 secret,
             };
-            let (runtime, compiled, source, options, listing, cancel) = (
+            let (runtime, compiled, source, options, listing, process_cancel) = (
                 job.runtime.clone(),
                 job.compiled.clone(),
                 job.source.clone(),
@@ -314,7 +320,7 @@ impl Planner {
                         &options,
                         Some(listing),
                         &progress_copy,
-                        &cancel,
+                        &process_cancel,
                     );
                     let _ = done_tx.send((result, progress_copy.failure_log()));
                 })
