@@ -23,6 +23,9 @@ use crate::storage::{PartitionSource, Schema};
 pub const MAX_COMPONENTS: usize = 8;
 /// Finished attempts whose status is kept.
 pub const MAX_FINISHED: usize = 16;
+/// The error of an attempt process whose threads panicked.
+pub const PANICKED: &str =
+    "the attempt's process panicked (timely does when a peer's connection breaks)";
 
 /// Why a control request is refused.
 #[derive(Debug, thiserror::Error)]
@@ -209,16 +212,21 @@ impl MemberRuns {
             .name("cluster-attempt".into())
             .spawn(move || {
                 tracing::info!(%attempt, process = plan.process, files = plan.listing.files.len(), "attempt started");
-                let result = crate::jobs::run_listed(
-                    &topology,
-                    &runtime,
-                    &job,
-                    source,
-                    &opts,
-                    Some(plan.listing),
-                    &Progress::default(),
-                    &cancel,
-                );
+                // timely panics a process's threads when a peer's connection breaks: that is
+                // this attempt's failure, and the worker stays free for the next one.
+                let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    crate::jobs::run_listed(
+                        &topology,
+                        &runtime,
+                        &job,
+                        source,
+                        &opts,
+                        Some(plan.listing),
+                        &Progress::default(),
+                        &cancel,
+                    )
+                }))
+                .unwrap_or_else(|_| Err(JobError::Engine(PANICKED.into())));
                 let end = match result {
                     Ok(out) => AttemptStatus::Done {
                         cost: serde_json::to_value(&out.cost).unwrap_or_default(),

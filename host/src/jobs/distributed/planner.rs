@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use prometheus_client::metrics::counter::Counter;
 use serde_json::{json, Value};
 
-use super::member_runs::MemberRuns;
+use super::member_runs::{MemberRuns, PANICKED};
 use super::protocol::{AttemptPlan, AttemptStatus, Prepare, Prepared};
 use crate::cluster::config::ClusterConfig;
 use crate::cluster::handshake::MeshSecret;
@@ -312,16 +312,19 @@ impl Planner {
             std::thread::Builder::new()
                 .name("cluster-process-0".into())
                 .spawn(move || {
-                    let result = crate::jobs::run_listed(
-                        &topology,
-                        &runtime,
-                        &compiled,
-                        source,
-                        &options,
-                        Some(listing),
-                        &progress_copy,
-                        &process_cancel,
-                    );
+                    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                        crate::jobs::run_listed(
+                            &topology,
+                            &runtime,
+                            &compiled,
+                            source,
+                            &options,
+                            Some(listing),
+                            &progress_copy,
+                            &process_cancel,
+                        )
+                    }))
+                    .unwrap_or_else(|_| Err(JobError::Engine(PANICKED.into())));
                     let _ = done_tx.send((result, progress_copy.failure_log()));
                 })
                 .map_err(|e| AttemptError::Job(JobError::Engine(e.to_string())))?;
@@ -369,26 +372,25 @@ impl Planner {
     ) -> Result<(Result<crate::jobs::JobOutput, JobError>, String), AttemptError> {
         let mut missed = vec![0u32; chosen.len()];
         loop {
-            match done.recv_timeout(POLL) {
-                Ok((Err(JobError::Engine(error)), _)) => {
-                    // timely takes a process down when a peer's connection breaks: find the
-                    // member that was lost, if one was.
-                    self.cancel_all(chosen, attempt_id);
-                    return Err(match self.find_lost(chosen, attempt_id) {
-                        Some((member, reason)) => AttemptError::Lost { member, reason },
-                        None => AttemptError::Job(JobError::Engine(error)),
-                    });
-                }
+            let broken = match done.recv_timeout(POLL) {
+                Ok((Err(JobError::Engine(error)), _)) => Some(error),
                 Ok(result) => {
                     copy_progress(local_progress, progress);
                     return Ok(result);
                 }
+                // timely panics the process's threads when a peer's connection breaks.
                 Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
-                    return Err(AttemptError::Job(JobError::Engine(
-                        "the coordinator's process of the attempt ended without a result".into(),
-                    )))
+                    Some("the coordinator's process of the attempt panicked".to_string())
                 }
-                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => None,
+            };
+            if let Some(error) = broken {
+                // Find the member that was lost, if one was: then the attempt is re-planned.
+                self.cancel_all(chosen, attempt_id);
+                return Err(match self.find_lost(chosen, attempt_id) {
+                    Some((member, reason)) => AttemptError::Lost { member, reason },
+                    None => AttemptError::Job(JobError::Engine(error)),
+                });
             }
             copy_progress(local_progress, progress);
             if cancel.is_cancelled() {
@@ -618,6 +620,7 @@ fn checked(response: reqwest::blocking::Response) -> Result<reqwest::blocking::R
 
 fn copy_progress(from: &Progress, to: &Progress) {
     for (a, b) in [
+        (&from.files_total, &to.files_total),
         (&from.files_done, &to.files_done),
         (&from.records, &to.records),
         (&from.bytes, &to.bytes),
