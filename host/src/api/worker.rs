@@ -127,7 +127,7 @@ fn refuse(
 }
 
 /// `Ok` when the request carries this registration's control key (compared in constant time).
-fn authorized(state: &WorkerState, headers: &HeaderMap) -> Result<(), Response> {
+fn authorized(state: &WorkerState, headers: &HeaderMap) -> Result<(), Box<Response>> {
     let given = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -135,12 +135,12 @@ fn authorized(state: &WorkerState, headers: &HeaderMap) -> Result<(), Response> 
         .unwrap_or_default();
     match state.member.control_key() {
         Some(key) if bool::from(key.as_bytes().ct_eq(given.as_bytes())) => Ok(()),
-        _ => Err(refuse(
+        _ => Err(Box::new(refuse(
             state,
             StatusCode::UNAUTHORIZED,
             "key",
             "control requests need the coordinator's key for this registration".into(),
-        )),
+        ))),
     }
 }
 
@@ -154,6 +154,39 @@ fn run_error(state: &WorkerState, error: RunError) -> Response {
     refuse(state, status, reason, error.to_string())
 }
 
+/// The request's JSON body, or the counted 400.
+fn json_body<T>(
+    state: &WorkerState,
+    body: Result<Json<T>, JsonRejection>,
+) -> Result<T, Box<Response>> {
+    body.map(|Json(body)| body).map_err(|e| {
+        Box::new(refuse(
+            state,
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            e.body_text(),
+        ))
+    })
+}
+
+/// Runs `f` off the async threads: `ok` when it succeeds, its refusal otherwise.
+async fn blocking(
+    state: &WorkerState,
+    ok: StatusCode,
+    f: impl FnOnce() -> Result<(), RunError> + Send + 'static,
+) -> Response {
+    match tokio::task::spawn_blocking(f).await {
+        Ok(Ok(())) => ok.into_response(),
+        Ok(Err(e)) => run_error(state, e),
+        Err(e) => refuse(
+            state,
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "bad_request",
+            e.to_string(),
+        ),
+    }
+}
+
 /// `POST /cluster/prepare` → a fresh mesh address and whether the component is here.
 async fn prepare(
     State(state): State<Arc<WorkerState>>,
@@ -161,18 +194,11 @@ async fn prepare(
     body: Result<Json<Prepare>, JsonRejection>,
 ) -> Response {
     if let Err(refused) = authorized(&state, &headers) {
-        return refused;
+        return *refused;
     }
-    let Json(prepare) = match body {
+    let prepare = match json_body(&state, body) {
         Ok(body) => body,
-        Err(e) => {
-            return refuse(
-                &state,
-                StatusCode::BAD_REQUEST,
-                "bad_request",
-                e.body_text(),
-            )
-        }
+        Err(refused) => return *refused,
     };
     let mesh_address = match MemberRuns::reserve_port(&state.mesh_host) {
         Ok(address) => address,
@@ -197,19 +223,13 @@ async fn component(
     body: Bytes,
 ) -> Response {
     if let Err(refused) = authorized(&state, &headers) {
-        return refused;
+        return *refused;
     }
     let runs = state.runs.clone();
-    match tokio::task::spawn_blocking(move || runs.add_component(&sha256, &body)).await {
-        Ok(Ok(())) => StatusCode::NO_CONTENT.into_response(),
-        Ok(Err(e)) => run_error(&state, e),
-        Err(e) => refuse(
-            &state,
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "bad_request",
-            e.to_string(),
-        ),
-    }
+    blocking(&state, StatusCode::NO_CONTENT, move || {
+        runs.add_component(&sha256, &body)
+    })
+    .await
 }
 
 /// `POST /cluster/attempts` with an [`AttemptPlan`] → 202 (the attempt runs on a thread).
@@ -219,30 +239,14 @@ async fn start(
     body: Result<Json<AttemptPlan>, JsonRejection>,
 ) -> Response {
     if let Err(refused) = authorized(&state, &headers) {
-        return refused;
+        return *refused;
     }
-    let Json(plan) = match body {
+    let plan = match json_body(&state, body) {
         Ok(body) => body,
-        Err(e) => {
-            return refuse(
-                &state,
-                StatusCode::BAD_REQUEST,
-                "bad_request",
-                e.body_text(),
-            )
-        }
+        Err(refused) => return *refused,
     };
     let runs = state.runs.clone();
-    match tokio::task::spawn_blocking(move || runs.start(plan)).await {
-        Ok(Ok(())) => StatusCode::ACCEPTED.into_response(),
-        Ok(Err(e)) => run_error(&state, e),
-        Err(e) => refuse(
-            &state,
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "bad_request",
-            e.to_string(),
-        ),
-    }
+    blocking(&state, StatusCode::ACCEPTED, move || runs.start(plan)).await
 }
 
 /// `GET /cluster/attempts/{id}` → its [`crate::jobs::distributed::protocol::AttemptStatus`].
@@ -252,7 +256,7 @@ async fn attempt(
     headers: HeaderMap,
 ) -> Response {
     if let Err(refused) = authorized(&state, &headers) {
-        return refused;
+        return *refused;
     }
     match state.runs.status(&id) {
         Some(status) => Json(status).into_response(),
@@ -272,7 +276,7 @@ async fn cancel(
     headers: HeaderMap,
 ) -> Response {
     if let Err(refused) = authorized(&state, &headers) {
-        return refused;
+        return *refused;
     }
     if state.runs.cancel(&id) {
         tracing::info!(attempt = %id, "the coordinator cancelled the attempt");

@@ -281,6 +281,23 @@ mod tests {
     }
 
     #[test]
+    fn each_registration_gets_a_fresh_control_key_that_is_never_listed() {
+        let table = Membership::new(Duration::from_secs(10), 8);
+        let t0 = Instant::now();
+        let a = table.register("w", report(1), t0).unwrap();
+        let first = table.control_key(&a).unwrap();
+        assert_eq!(first.len(), 64);
+        let again = table.register("w", report(1), t0).unwrap();
+        assert_eq!(again, a, "the same address rejoins its entry");
+        let second = table.control_key(&a).unwrap();
+        assert_ne!(first, second, "a rejoin gets a new key");
+        let listed = serde_json::to_string(&table.members(t0)).unwrap();
+        assert!(!listed.contains(&second), "{listed}");
+        assert!(!listed.contains("control_key"), "{listed}");
+        assert_eq!(table.control_key("w-none"), None);
+    }
+
+    #[test]
     fn members_go_lost_when_silent_and_rejoin_by_address() {
         let table = Membership::new(Duration::from_secs(10), 8);
         let t0 = Instant::now();

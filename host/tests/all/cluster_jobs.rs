@@ -9,10 +9,9 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
-use telemetry_server::api::jobs::{hash_token, Role, TokenConfig};
 use telemetry_server::jobs::sources::SourceConfig;
 
-use crate::cluster_workers::{wait_for, Worker, ADMIN, SUBMIT, WORKER};
+use crate::cluster_workers::{coordinator_with, wait_for, Worker, SUBMIT, WORKER};
 use crate::common;
 use crate::job_service::{client, submit, wait_state};
 use crate::jobs_support;
@@ -23,25 +22,11 @@ use crate::server_support::TestServer;
 /// The bucket on s3s-fs with the job tests' data under `v2/`, and a coordinator whose
 /// `[jobs.sources]` has `archive` = that bucket, distributing jobs to its workers.
 fn coordinator(s3: &S3Server) -> TestServer {
-    TestServer::start(|config| {
-        config.jobs.tokens = [
-            ("root", ADMIN, Role::Admin),
-            ("node", WORKER, Role::Worker),
-            ("alice", SUBMIT, Role::Submit),
-        ]
-        .into_iter()
-        .map(|(name, token, role)| TokenConfig {
-            name: name.into(),
-            sha256: hash_token(token),
-            role,
-        })
-        .collect();
+    coordinator_with(|config| {
         config.jobs.sources.insert(
             "archive".into(),
             SourceConfig::S3(Box::new(s3.config("jobs", "v2/"))),
         );
-        config.cluster.heartbeat_secs = 1;
-        config.cluster.lost_after_secs = 3;
         config.cluster.distribute = true;
     })
 }

@@ -18,12 +18,19 @@ use crate::common;
 use crate::jobs_support;
 use crate::server_support::{announced_address, walk, TestServer};
 
-pub(crate) const ADMIN: &str = "cluster-admin-token-0123456789";
+const ADMIN: &str = "cluster-admin-token-0123456789";
 pub(crate) const WORKER: &str = "cluster-worker-token-0123456789";
 pub(crate) const SUBMIT: &str = "cluster-submit-token-0123456789";
 
 /// A coordinator with an admin, a worker and a submit token; heartbeats every second, lost after 3.
 fn coordinator() -> TestServer {
+    coordinator_with(|_| {})
+}
+
+/// [`coordinator`] with `tweak` applied to its configuration last.
+pub(crate) fn coordinator_with(
+    tweak: impl FnOnce(&mut telemetry_server::config::Config),
+) -> TestServer {
     TestServer::start(|config| {
         config.jobs.tokens = [
             ("root", ADMIN, Role::Admin),
@@ -39,6 +46,7 @@ fn coordinator() -> TestServer {
         .collect();
         config.cluster.heartbeat_secs = 1;
         config.cluster.lost_after_secs = 3;
+        tweak(config);
     })
 }
 

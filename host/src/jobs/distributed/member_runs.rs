@@ -212,21 +212,16 @@ impl MemberRuns {
             .name("cluster-attempt".into())
             .spawn(move || {
                 tracing::info!(%attempt, process = plan.process, files = plan.listing.files.len(), "attempt started");
-                // timely panics a process's threads when a peer's connection breaks: that is
-                // this attempt's failure, and the worker stays free for the next one.
-                let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                    crate::jobs::run_listed(
-                        &topology,
-                        &runtime,
-                        &job,
-                        source,
-                        &opts,
-                        Some(plan.listing),
-                        &Progress::default(),
-                        &cancel,
-                    )
-                }))
-                .unwrap_or_else(|_| Err(JobError::Engine(PANICKED.into())));
+                let result = run_process(
+                    &topology,
+                    &runtime,
+                    &job,
+                    source,
+                    &opts,
+                    plan.listing,
+                    &Progress::default(),
+                    &cancel,
+                );
                 let end = match result {
                     Ok(out) => AttemptStatus::Done {
                         cost: serde_json::to_value(&out.cost).unwrap_or_default(),
@@ -275,6 +270,35 @@ impl MemberRuns {
             _ => false,
         }
     }
+}
+
+/// One process of a cluster attempt over `listing` ([`crate::jobs::run_listed`]). timely panics
+/// a process's threads when a peer's connection breaks: that is this attempt's
+/// [`JobError::Engine`] ([`PANICKED`]), and the caller stays usable for the next attempt.
+#[allow(clippy::too_many_arguments)]
+pub fn run_process(
+    topology: &Topology,
+    runtime: &Runtime,
+    job: &CompiledJob,
+    source: Arc<dyn PartitionSource>,
+    opts: &RunOptions,
+    listing: crate::jobs::Listing,
+    progress: &Progress,
+    cancel: &CancelToken,
+) -> Result<crate::jobs::JobOutput, JobError> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        crate::jobs::run_listed(
+            topology,
+            runtime,
+            job,
+            source,
+            opts,
+            Some(listing),
+            progress,
+            cancel,
+        )
+    }))
+    .unwrap_or_else(|_| Err(JobError::Engine(PANICKED.into())))
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {

@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use prometheus_client::metrics::counter::Counter;
 use serde_json::{json, Value};
 
-use super::member_runs::{MemberRuns, PANICKED};
+use super::member_runs::{run_process, MemberRuns};
 use super::protocol::{AttemptPlan, AttemptStatus, Prepare, Prepared};
 use crate::cluster::config::ClusterConfig;
 use crate::cluster::handshake::MeshSecret;
@@ -92,6 +92,9 @@ pub struct Planner {
     pub members_lost: Counter,
 }
 
+/// Each process's cost report (JSON) with its member id and mesh address, by process index.
+type Costs = Vec<(String, String, Value)>;
+
 /// A member of one attempt.
 struct Chosen {
     member: MemberView,
@@ -101,7 +104,10 @@ struct Chosen {
 /// Why an attempt did not produce the job's output.
 enum AttemptError {
     /// A member failed or vanished: re-plan without it.
-    Lost { member: MemberView, reason: String },
+    Lost {
+        member: Box<MemberView>,
+        reason: String,
+    },
     /// The job itself failed (or was cancelled): no retry.
     Job(JobError),
 }
@@ -214,7 +220,7 @@ impl Planner {
         members: Vec<MemberView>,
         progress: &Progress,
         cancel: &CancelToken,
-    ) -> Result<(crate::jobs::JobOutput, Vec<(String, String, Value)>), AttemptError> {
+    ) -> Result<(crate::jobs::JobOutput, Costs), AttemptError> {
         self.attempts.inc();
         let attempt_id = format!("{}-{attempt}", job.id);
         let workers = members
@@ -284,7 +290,7 @@ impl Planner {
             if let Err(reason) = self.post(&c.member, "/cluster/attempts", &plan) {
                 self.cancel_all(&chosen, &attempt_id);
                 return Err(AttemptError::Lost {
-                    member: c.member.clone(),
+                    member: Box::new(c.member.clone()),
                     reason,
                 });
             }
@@ -312,19 +318,16 @@ impl Planner {
             std::thread::Builder::new()
                 .name("cluster-process-0".into())
                 .spawn(move || {
-                    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                        crate::jobs::run_listed(
-                            &topology,
-                            &runtime,
-                            &compiled,
-                            source,
-                            &options,
-                            Some(listing),
-                            &progress_copy,
-                            &process_cancel,
-                        )
-                    }))
-                    .unwrap_or_else(|_| Err(JobError::Engine(PANICKED.into())));
+                    let result = run_process(
+                        &topology,
+                        &runtime,
+                        &compiled,
+                        source,
+                        &options,
+                        listing,
+                        &progress_copy,
+                        &process_cancel,
+                    );
                     let _ = done_tx.send((result, progress_copy.failure_log()));
                 })
                 .map_err(|e| AttemptError::Job(JobError::Engine(e.to_string())))?;
@@ -388,7 +391,10 @@ impl Planner {
                 // Find the member that was lost, if one was: then the attempt is re-planned.
                 self.cancel_all(chosen, attempt_id);
                 return Err(match self.find_lost(chosen, attempt_id) {
-                    Some((member, reason)) => AttemptError::Lost { member, reason },
+                    Some((member, reason)) => AttemptError::Lost {
+                        member: Box::new(member),
+                        reason,
+                    },
                     None => AttemptError::Job(JobError::Engine(error)),
                 });
             }
@@ -433,7 +439,7 @@ impl Planner {
                     self.cancel_all(chosen, attempt_id);
                     self.drain(done);
                     return Err(AttemptError::Lost {
-                        member: c.member.clone(),
+                        member: Box::new(c.member.clone()),
                         reason,
                     });
                 }
@@ -478,11 +484,7 @@ impl Planner {
     }
 
     /// Every member's cost report once the attempt succeeded on the coordinator.
-    fn collect(
-        &self,
-        chosen: &[Chosen],
-        attempt_id: &str,
-    ) -> Result<Vec<(String, String, Value)>, AttemptError> {
+    fn collect(&self, chosen: &[Chosen], attempt_id: &str) -> Result<Costs, AttemptError> {
         let deadline = Instant::now() + REPORT_WAIT;
         let mut costs = Vec::with_capacity(chosen.len());
         for c in chosen {
@@ -498,7 +500,7 @@ impl Planner {
                     }) => return Err(AttemptError::Job(JobError::Member(error))),
                     Ok(AttemptStatus::Failed { error, .. }) => {
                         return Err(AttemptError::Lost {
-                            member: c.member.clone(),
+                            member: Box::new(c.member.clone()),
                             reason: format!("its process failed: {error}"),
                         })
                     }
@@ -507,7 +509,7 @@ impl Planner {
                     }
                     other => {
                         return Err(AttemptError::Lost {
-                            member: c.member.clone(),
+                            member: Box::new(c.member.clone()),
                             reason: format!(
                                 "no cost report within {REPORT_WAIT:?}: {:?}",
                                 other.err()
@@ -528,7 +530,7 @@ impl Planner {
         wasm: &[u8],
     ) -> Result<String, AttemptError> {
         let lost = |reason: String| AttemptError::Lost {
-            member: member.clone(),
+            member: Box::new(member.clone()),
             reason,
         };
         let prepared: Prepared = self
@@ -649,7 +651,7 @@ const SUMMED: &[&str] = &[
 /// bytes.
 fn merge(
     out: crate::jobs::JobOutput,
-    costs: Vec<(String, String, Value)>,
+    costs: Costs,
     attempts: u32,
     lost: Vec<Value>,
 ) -> ClusterOutput {
@@ -699,5 +701,60 @@ fn merge(
         output: out.output,
         cost,
         log: out.log,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::jobs::{CostReport, JobOutput};
+
+    fn cost(files: u64, records: u64, peak: u64) -> Value {
+        serde_json::to_value(CostReport {
+            files_matched: 10,
+            files_read: files,
+            records_read: records,
+            peak_guest_memory_bytes: peak,
+            ..CostReport::default()
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn merging_sums_the_counters_keeps_the_peaks_and_lists_each_process() {
+        let out = JobOutput {
+            output: b"a\t1\n".to_vec(),
+            cost: CostReport::default(),
+            log: "hello\n".into(),
+        };
+        let lost = vec![json!({"attempt": 1, "member": "w-x"})];
+        let merged = merge(
+            out,
+            vec![
+                ("coordinator".into(), "127.0.0.1:1".into(), cost(3, 30, 5)),
+                ("w-a".into(), "127.0.0.1:2".into(), cost(4, 40, 9)),
+                ("w-b".into(), "127.0.0.1:3".into(), cost(3, 31, 2)),
+            ],
+            2,
+            lost.clone(),
+        );
+        assert_eq!(merged.output, b"a\t1\n");
+        assert_eq!(merged.log, "hello\n");
+        let c = &merged.cost;
+        assert_eq!(c["files_read"], 10);
+        assert_eq!(c["records_read"], 101);
+        assert_eq!(c["files_matched"], 10, "the listing is not summed");
+        assert_eq!(c["peak_guest_memory_bytes"], 9);
+        assert_eq!(c["cluster"]["attempts"], 2);
+        assert_eq!(c["cluster"]["processes"], 3);
+        assert_eq!(c["cluster"]["lost"], Value::Array(lost));
+        let members = c["cluster"]["members"].as_array().unwrap();
+        let files: Vec<u64> = members
+            .iter()
+            .map(|m| m["files_read"].as_u64().unwrap())
+            .collect();
+        assert_eq!(files, [3, 4, 3]);
+        assert_eq!(members[1]["member"], "w-a");
+        assert_eq!(members[2]["process"], 2);
     }
 }
