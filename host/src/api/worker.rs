@@ -74,17 +74,7 @@ pub fn router(state: Arc<WorkerState>) -> Router {
     Router::new()
         .route("/status", get(status))
         .route("/metrics", get(metrics))
-        .route("/cluster/prepare", post(prepare))
-        .route(
-            "/cluster/components/{sha256}",
-            put(component).layer(DefaultBodyLimit::max(MAX_COMPONENT_BYTES)),
-        )
-        .route(
-            "/cluster/attempts",
-            post(start).layer(DefaultBodyLimit::max(MAX_PLAN_BYTES)),
-        )
-        .route("/cluster/attempts/{id}", get(attempt))
-        .route("/cluster/attempts/{id}/cancel", post(cancel))
+        .merge(control_routes(state.clone()))
         .fallback(|| async { (StatusCode::NOT_FOUND, "not found\n") })
         .with_state(state)
 }
@@ -108,6 +98,35 @@ async fn metrics(State(state): State<Arc<WorkerState>>) -> impl IntoResponse {
         )],
         state.registry.encode(),
     )
+}
+
+/// The coordinator's control routes, each behind [`require_key`].
+fn control_routes(state: Arc<WorkerState>) -> Router<Arc<WorkerState>> {
+    Router::new()
+        .route("/cluster/prepare", post(prepare))
+        .route(
+            "/cluster/components/{sha256}",
+            put(component).layer(DefaultBodyLimit::max(MAX_COMPONENT_BYTES)),
+        )
+        .route(
+            "/cluster/attempts",
+            post(start).layer(DefaultBodyLimit::max(MAX_PLAN_BYTES)),
+        )
+        .route("/cluster/attempts/{id}", get(attempt))
+        .route("/cluster/attempts/{id}/cancel", post(cancel))
+        .route_layer(axum::middleware::from_fn_with_state(state, require_key))
+}
+
+/// Lets a control request through only with this registration's control key.
+async fn require_key(
+    State(state): State<Arc<WorkerState>>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    match authorized(&state, request.headers()) {
+        Ok(()) => next.run(request).await,
+        Err(refused) => *refused,
+    }
 }
 
 /// A refusal: counted, answered with `status` and `{"error", "detail"}`.
@@ -190,12 +209,8 @@ async fn blocking(
 /// `POST /cluster/prepare` → a fresh mesh address and whether the component is here.
 async fn prepare(
     State(state): State<Arc<WorkerState>>,
-    headers: HeaderMap,
     body: Result<Json<Prepare>, JsonRejection>,
 ) -> Response {
-    if let Err(refused) = authorized(&state, &headers) {
-        return *refused;
-    }
     let prepare = match json_body(&state, body) {
         Ok(body) => body,
         Err(refused) => return *refused,
@@ -219,12 +234,8 @@ async fn prepare(
 async fn component(
     State(state): State<Arc<WorkerState>>,
     Path(sha256): Path<String>,
-    headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    if let Err(refused) = authorized(&state, &headers) {
-        return *refused;
-    }
     let runs = state.runs.clone();
     blocking(&state, StatusCode::NO_CONTENT, move || {
         runs.add_component(&sha256, &body)
@@ -235,12 +246,8 @@ async fn component(
 /// `POST /cluster/attempts` with an [`AttemptPlan`] → 202 (the attempt runs on a thread).
 async fn start(
     State(state): State<Arc<WorkerState>>,
-    headers: HeaderMap,
     body: Result<Json<AttemptPlan>, JsonRejection>,
 ) -> Response {
-    if let Err(refused) = authorized(&state, &headers) {
-        return *refused;
-    }
     let plan = match json_body(&state, body) {
         Ok(body) => body,
         Err(refused) => return *refused,
@@ -250,14 +257,7 @@ async fn start(
 }
 
 /// `GET /cluster/attempts/{id}` → its [`crate::jobs::distributed::protocol::AttemptStatus`].
-async fn attempt(
-    State(state): State<Arc<WorkerState>>,
-    Path(id): Path<String>,
-    headers: HeaderMap,
-) -> Response {
-    if let Err(refused) = authorized(&state, &headers) {
-        return *refused;
-    }
+async fn attempt(State(state): State<Arc<WorkerState>>, Path(id): Path<String>) -> Response {
     match state.runs.status(&id) {
         Some(status) => Json(status).into_response(),
         None => refuse(
@@ -270,14 +270,7 @@ async fn attempt(
 }
 
 /// `POST /cluster/attempts/{id}/cancel` → 204 (also when it already ended).
-async fn cancel(
-    State(state): State<Arc<WorkerState>>,
-    Path(id): Path<String>,
-    headers: HeaderMap,
-) -> Response {
-    if let Err(refused) = authorized(&state, &headers) {
-        return *refused;
-    }
+async fn cancel(State(state): State<Arc<WorkerState>>, Path(id): Path<String>) -> Response {
     if state.runs.cancel(&id) {
         tracing::info!(attempt = %id, "the coordinator cancelled the attempt");
     }

@@ -185,6 +185,22 @@ fn an_api_job_runs_across_two_workers_with_the_output_of_job_run() {
 }
 
 #[test]
+fn without_alive_workers_a_job_runs_on_the_coordinator_as_on_one_server() {
+    let s3 = S3Server::start();
+    export_and_open(&s3, jobs_support::converted_data(), "jobs", "v2/");
+    let server = coordinator(&s3);
+    let id = submit(&server, SUBMIT, "os-distribution-rust", &manifest(None));
+    let done = finished(&server, &id);
+    assert_eq!(done["state"], "succeeded", "{done:#}");
+    assert!(done["cost"].get("cluster").is_none(), "{done:#}");
+    assert_eq!(done["cost"]["workers"], 1);
+    assert_eq!(
+        result_text(&server, &id),
+        job_run(&s3, "os-distribution-rust", None)
+    );
+}
+
+#[test]
 fn control_routes_of_a_worker_refuse_requests_without_the_coordinators_key() {
     let s3 = S3Server::start();
     let server = coordinator(&s3);
