@@ -70,6 +70,9 @@ pub enum ServerError {
     /// `[jobs]` is not usable, or the job service's state cannot be loaded.
     #[error("cannot start the job service: {0}")]
     Jobs(#[from] crate::api::jobs::ServiceError),
+    /// The cluster planner cannot start.
+    #[error("{0}")]
+    Cluster(#[from] crate::jobs::distributed::planner::PlannerError),
     /// `[s3]` is not usable, or the exporter cannot start.
     #[error("cannot start the S3 exporter: {0}")]
     Export(#[from] crate::s3::S3Error),
@@ -186,6 +189,9 @@ impl Server {
             })?;
         let cluster = crate::api::cluster::Coordinator::new(&config.cluster);
         cluster.register_metrics(&metrics.registry);
+        if config.cluster.distribute {
+            jobs.attach_cluster(cluster.planner(&metrics.registry)?);
+        }
         let state = Arc::new(AppState {
             config: Arc::new(config),
             data_dir,

@@ -25,6 +25,7 @@ use crate::cluster::membership::{
     MemberReport, MemberState, MemberView, Membership, MembershipError,
 };
 use crate::cluster::worker::Registered;
+use crate::jobs::distributed::planner::{Planner, PlannerError};
 
 /// Largest registration or heartbeat body.
 const MAX_REPORT_BYTES: usize = 16 * 1024;
@@ -70,6 +71,29 @@ impl Coordinator {
             heartbeats: Counter::default(),
             members: Family::default(),
         })
+    }
+
+    /// A job planner over this coordinator's alive members, its metrics in `registry`.
+    pub fn planner(
+        self: &Arc<Self>,
+        registry: &crate::metrics::Registry,
+    ) -> Result<Arc<Planner>, PlannerError> {
+        let me = self.clone();
+        let planner = Planner::new(
+            &self.config,
+            Box::new(move || me.membership.alive(Instant::now())),
+        )?;
+        registry.register(
+            "telemetry_cluster_attempts",
+            "Cluster job attempts started by this coordinator",
+            planner.attempts.clone(),
+        );
+        registry.register(
+            "telemetry_cluster_members_lost",
+            "Cluster job attempts aborted because a member was lost",
+            planner.members_lost.clone(),
+        );
+        Ok(Arc::new(planner))
     }
 
     /// Registers the cluster metrics (and the mesh's refused handshakes) in `registry`.
@@ -248,6 +272,7 @@ async fn register(
     Ok((
         StatusCode::CREATED,
         Json(Registered {
+            control_key: cluster.membership.control_key(&id).unwrap_or_default(),
             id,
             heartbeat_secs: cluster.config.heartbeat_secs,
         }),

@@ -1,6 +1,7 @@
 //! `telemetry-server worker`: joins a coordinator (`serve`) as a cluster member: listens on
-//! `--listen` (its `/status` and `/metrics`), registers with a `worker` token and heartbeats with
-//! its cores, worker threads and the files under its data dir's `storage/`.
+//! `--listen` (its `/status`, `/metrics` and the coordinator's control routes), registers with a
+//! `worker` token and heartbeats with its cores, worker threads and the files under its data
+//! dir's `storage/`, and runs its process of the cluster attempts the coordinator starts.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -12,6 +13,8 @@ use anyhow::Context;
 use telemetry_server::api::worker::{serve, WorkerState};
 use telemetry_server::cluster::membership::MemberReport;
 use telemetry_server::cluster::worker::Member;
+use telemetry_server::jobs::distributed::member_runs::MemberRuns;
+use telemetry_server::jobs::{Runtime, RuntimeConfig};
 use telemetry_server::storage::{datadir, DataDir, LocalSource, PartitionSource, Schema};
 
 #[derive(clap::Args)]
@@ -56,6 +59,11 @@ pub fn run(args: Args, log_format: super::LogFormat) -> anyhow::Result<ExitCode>
         args.workers
     };
     let member = Arc::new(Member::new(&args.coordinator, token)?);
+    let jobs_runtime = Arc::new(
+        Runtime::new(data.sub(datadir::CACHE)?, RuntimeConfig::default())
+            .context("starting the Wasm runtime")?,
+    );
+    let runs = Arc::new(MemberRuns::new(jobs_runtime, everything.clone()));
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -94,6 +102,9 @@ pub fn run(args: Args, log_format: super::LogFormat) -> anyhow::Result<ExitCode>
         coordinator: args.coordinator.clone(),
         address,
         registry: Default::default(),
+        runs,
+        mesh_host: args.listen.ip().to_string(),
+        refused: Default::default(),
     });
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let server = runtime.spawn(serve(listener, state, stop_rx));

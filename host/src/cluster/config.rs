@@ -18,6 +18,12 @@ pub struct ClusterConfig {
     pub max_members: usize,
     /// Most attempts of one cluster job (node loss re-plans on the survivors).
     pub max_attempts: u32,
+    /// Run uploaded jobs on an S3 source across the coordinator and its alive workers (off: every
+    /// job runs on the coordinator's own cores, as without workers).
+    pub distribute: bool,
+    /// The host (name or IP) the workers reach the coordinator's timely mesh at; each attempt
+    /// binds a fresh port on it.
+    pub mesh_host: String,
 }
 
 impl Default for ClusterConfig {
@@ -27,6 +33,8 @@ impl Default for ClusterConfig {
             lost_after_secs: 20,
             max_members: 64,
             max_attempts: 3,
+            distribute: false,
+            mesh_host: "127.0.0.1".into(),
         }
     }
 }
@@ -47,8 +55,11 @@ impl ClusterConfig {
         if self.max_members == 0 || self.max_members > 10_000 {
             return Err("cluster.max_members must be 1..=10000".into());
         }
-        if self.max_attempts == 0 {
-            return Err("cluster.max_attempts must be > 0".into());
+        if self.max_attempts == 0 || self.max_attempts > 100 {
+            return Err("cluster.max_attempts must be 1..=100".into());
+        }
+        if self.mesh_host.is_empty() || self.mesh_host.len() > 255 {
+            return Err("cluster.mesh_host must be a host name or IP address".into());
         }
         Ok(())
     }

@@ -56,6 +56,10 @@ pub struct MemberView {
     /// How often it registered again after its first registration (a restart or a coordinator
     /// that forgot it).
     pub rejoins: u64,
+    /// The key the coordinator proves to this worker's control routes (fresh per registration;
+    /// never listed).
+    #[serde(skip)]
+    pub control_key: String,
 }
 
 /// Why a registration or heartbeat is not taken.
@@ -84,6 +88,7 @@ struct Entry {
     last_at: chrono::DateTime<chrono::Utc>,
     last: Instant,
     rejoins: u64,
+    control_key: String,
 }
 
 /// The member table (shared by the HTTP handlers and, later, the planner).
@@ -130,6 +135,7 @@ impl Membership {
             entry.last = now;
             entry.last_at = wall;
             entry.rejoins += 1;
+            entry.control_key = new_control_key();
             return Ok(entry.id.clone());
         }
         if entries.len() >= self.max_members {
@@ -154,6 +160,7 @@ impl Membership {
                 last_at: wall,
                 last: now,
                 rejoins: 0,
+                control_key: new_control_key(),
             },
         );
         Ok(id)
@@ -199,6 +206,7 @@ impl Membership {
                     last_heartbeat: rfc3339(e.last_at),
                     silent_secs: silent.as_secs(),
                     rejoins: e.rejoins,
+                    control_key: e.control_key.clone(),
                 }
             })
             .collect();
@@ -216,6 +224,22 @@ impl Membership {
     /// The table's capacity (`cluster.max_members`).
     pub fn capacity(&self) -> usize {
         self.max_members
+    }
+}
+
+/// 32 random bytes as hex: the key a worker's control routes require from the coordinator.
+fn new_control_key() -> String {
+    format!(
+        "{}{}",
+        uuid::Uuid::new_v4().simple(),
+        uuid::Uuid::new_v4().simple()
+    )
+}
+
+impl Membership {
+    /// The control key of member `id` (the coordinator hands it to the worker at registration).
+    pub fn control_key(&self, id: &str) -> Option<String> {
+        self.lock().get(id).map(|e| e.control_key.clone())
     }
 }
 
@@ -254,6 +278,23 @@ mod tests {
             data_files: 3,
             data_bytes: 300,
         }
+    }
+
+    #[test]
+    fn each_registration_gets_a_fresh_control_key_that_is_never_listed() {
+        let table = Membership::new(Duration::from_secs(10), 8);
+        let t0 = Instant::now();
+        let a = table.register("w", report(1), t0).unwrap();
+        let first = table.control_key(&a).unwrap();
+        assert_eq!(first.len(), 64);
+        let again = table.register("w", report(1), t0).unwrap();
+        assert_eq!(again, a, "the same address rejoins its entry");
+        let second = table.control_key(&a).unwrap();
+        assert_ne!(first, second, "a rejoin gets a new key");
+        let listed = serde_json::to_string(&table.members(t0)).unwrap();
+        assert!(!listed.contains(&second), "{listed}");
+        assert!(!listed.contains("control_key"), "{listed}");
+        assert_eq!(table.control_key("w-none"), None);
     }
 
     #[test]

@@ -24,6 +24,10 @@ pub struct Registered {
     pub id: String,
     /// Seconds between heartbeats.
     pub heartbeat_secs: u64,
+    /// The key the coordinator proves to this worker's control routes (`/cluster/…`) while this
+    /// registration lasts.
+    #[serde(default)]
+    pub control_key: String,
 }
 
 /// Why the worker stops.
@@ -61,6 +65,8 @@ pub struct Member {
     coordinator: String,
     token: String,
     status: Mutex<WorkerStatus>,
+    /// The current registration's control key (none before the first registration).
+    control_key: Mutex<Option<String>>,
 }
 
 impl Member {
@@ -75,6 +81,7 @@ impl Member {
             coordinator: coordinator.trim_end_matches('/').to_string(),
             token: token.to_string(),
             status: Mutex::new(WorkerStatus::default()),
+            control_key: Mutex::new(None),
         })
     }
 
@@ -84,6 +91,16 @@ impl Member {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clone()
+    }
+
+    /// The key the coordinator must present to this worker's control routes (none before the
+    /// first registration, or when the coordinator gave none).
+    pub fn control_key(&self) -> Option<String> {
+        self.control_key
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+            .filter(|k| !k.is_empty())
     }
 
     fn note(&self, f: impl FnOnce(&mut WorkerStatus)) {
@@ -107,6 +124,8 @@ impl Member {
                         s.member_id = Some(r.id.clone());
                         s.registrations += 1;
                     });
+                    *self.control_key.lock().unwrap_or_else(|e| e.into_inner()) =
+                        Some(r.control_key.clone());
                     registered = Some(r);
                 }),
                 Some(r) => match self.heartbeat(&r.id, &report()) {

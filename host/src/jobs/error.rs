@@ -81,6 +81,9 @@ pub enum JobError {
     /// An unexpected engine failure (not caused by the guest).
     #[error("wasm engine: {0}")]
     Engine(String),
+    /// Another process of a cluster run failed with this error (its text).
+    #[error("{0}")]
+    Member(String),
 }
 
 impl JobError {

@@ -140,6 +140,48 @@ pub fn run_on(
     progress: &Progress,
     cancel: &CancelToken,
 ) -> Result<JobOutput, JobError> {
+    run_listed(topology, runtime, job, source, opts, None, progress, cancel)
+}
+
+/// The partition files one run reads, listed (and pruned) once.
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
+pub struct Listing {
+    /// The files that pass the filter, in listing order.
+    pub files: Vec<PartitionFile>,
+    /// Files the filter pruned.
+    pub files_pruned: u64,
+    /// How long listing took, in milliseconds.
+    pub list_ms: f64,
+}
+
+/// Lists the files of `source` that pass `opts.filter` (and counts the pruned ones).
+pub fn list(source: &dyn PartitionSource, opts: &RunOptions) -> Result<Listing, JobError> {
+    let list_start = Instant::now();
+    let files = source.list(&opts.filter)?;
+    let files_pruned = match opts.filter.all_files() {
+        Some(all) => (source.list(&all)?.len() as u64).saturating_sub(files.len() as u64),
+        None => 0,
+    };
+    Ok(Listing {
+        files,
+        files_pruned,
+        list_ms: ms(list_start.elapsed()),
+    })
+}
+
+/// [`run_on`] over `listing` when given (a cluster member runs the coordinator's listing
+/// instead of listing the source itself), else over a fresh [`list`].
+#[allow(clippy::too_many_arguments)]
+pub fn run_listed(
+    topology: &Topology,
+    runtime: &Runtime,
+    job: &CompiledJob,
+    source: Arc<dyn PartitionSource>,
+    opts: &RunOptions,
+    listing: Option<Listing>,
+    progress: &Progress,
+    cancel: &CancelToken,
+) -> Result<JobOutput, JobError> {
     let shared = Arc::new(Shared::new(opts.limits.clone(), cancel.clone()));
     let keep_log = KeepLogOnFailure {
         shared: &shared,
@@ -163,13 +205,14 @@ pub fn run_on(
         reason: format!("init declared a bad field: {e}"),
     })?;
 
-    let list_start = Instant::now();
-    let files = source.list(&opts.filter)?;
-    let files_pruned = match opts.filter.all_files() {
-        Some(all) => (source.list(&all)?.len() as u64).saturating_sub(files.len() as u64),
-        None => 0,
+    let Listing {
+        files,
+        files_pruned,
+        list_ms,
+    } = match listing {
+        Some(listing) => listing,
+        None => list(source.as_ref(), opts)?,
     };
-    let list_time = list_start.elapsed();
     if files.is_empty() && !opts.allow_empty {
         return Err(JobError::NoInput {
             filter: crate::storage::filter::describe(&opts.filter),
@@ -303,7 +346,7 @@ pub fn run_on(
         },
         phases: Phases {
             compile_ms: ms(job.compile_time()),
-            list_ms: ms(list_time),
+            list_ms,
             map_ms: ms(map_time),
             reduce_ms: ms(reduce_time),
             total_ms: ms(start.elapsed() + job.compile_time()),

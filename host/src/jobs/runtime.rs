@@ -206,6 +206,37 @@ impl Runtime {
         })
     }
 
+    /// The original bytes of a component compiled earlier, by its SHA-256 (a coordinator ships
+    /// them to cluster members that do not have them yet).
+    pub fn component_bytes(&self, sha256: &str) -> Result<Vec<u8>, JobError> {
+        let not_cached = || JobError::NotCached {
+            sha256: sha256.to_string(),
+        };
+        if sha256.len() != 64 || !sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(not_cached());
+        }
+        match self.cache.read(format!("{sha256}.wasm")) {
+            Ok(wasm) if hex::encode(Sha256::digest(&wasm)) == sha256 => Ok(wasm),
+            Ok(_) => Err(not_cached()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(not_cached()),
+            Err(e) => Err(JobError::io("reading a cached component", e)),
+        }
+    }
+
+    /// Deletes the cached component `sha256` (its bytes and compiled artefact), if present.
+    pub fn forget(&self, sha256: &str) {
+        if sha256.len() != 64 || !sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return;
+        }
+        for name in [format!("{sha256}.wasm"), format!("{sha256}.cwasm")] {
+            if let Err(e) = self.cache.remove_file(&name) {
+                if e.kind() != std::io::ErrorKind::NotFound {
+                    tracing::warn!(%name, error = %e, "cannot delete a cached component");
+                }
+            }
+        }
+    }
+
     /// A component compiled earlier (by [`compile`](Self::compile)), by its SHA-256.
     pub fn load_cached(&self, sha256: &str) -> Result<CompiledJob, JobError> {
         let start = Instant::now();

@@ -48,8 +48,9 @@ pub use writer::{
     FinishedFile, PublishHook, SealedFile, StorageWriter, TrackedRecord, WriterOptions,
 };
 
-/// One finished partition file, as listed by a [`PartitionSource`].
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// One finished partition file, as listed by a [`PartitionSource`] (serialisable: a cluster's
+/// coordinator lists once and ships the listing to its members).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct PartitionFile {
     /// Path relative to the data root (local) or key relative to the prefix (S3), `/`-separated.
     pub path: String,

@@ -19,11 +19,18 @@ use crate::jobs_support;
 use crate::server_support::{announced_address, walk, TestServer};
 
 const ADMIN: &str = "cluster-admin-token-0123456789";
-const WORKER: &str = "cluster-worker-token-0123456789";
-const SUBMIT: &str = "cluster-submit-token-0123456789";
+pub(crate) const WORKER: &str = "cluster-worker-token-0123456789";
+pub(crate) const SUBMIT: &str = "cluster-submit-token-0123456789";
 
 /// A coordinator with an admin, a worker and a submit token; heartbeats every second, lost after 3.
 fn coordinator() -> TestServer {
+    coordinator_with(|_| {})
+}
+
+/// [`coordinator`] with `tweak` applied to its configuration last.
+pub(crate) fn coordinator_with(
+    tweak: impl FnOnce(&mut telemetry_server::config::Config),
+) -> TestServer {
     TestServer::start(|config| {
         config.jobs.tokens = [
             ("root", ADMIN, Role::Admin),
@@ -39,20 +46,27 @@ fn coordinator() -> TestServer {
         .collect();
         config.cluster.heartbeat_secs = 1;
         config.cluster.lost_after_secs = 3;
+        tweak(config);
     })
 }
 
 /// A `telemetry-server worker` process; killed when dropped.
-struct Worker {
-    child: Child,
-    addr: String,
-    log: Arc<Mutex<String>>,
+pub(crate) struct Worker {
+    pub(crate) child: Child,
+    pub(crate) addr: String,
+    pub(crate) log: Arc<Mutex<String>>,
     _token: tempfile::NamedTempFile,
 }
 
 impl Worker {
     /// Starts a worker of `server` with `token` on `listen`, data dir `data`, `--workers n`.
-    fn start(server: &TestServer, token: &str, listen: &str, data: &Path, n: usize) -> Worker {
+    pub(crate) fn start(
+        server: &TestServer,
+        token: &str,
+        listen: &str,
+        data: &Path,
+        n: usize,
+    ) -> Worker {
         let mut file = tempfile::NamedTempFile::new().unwrap();
         writeln!(file, "{token}").unwrap();
         let mut child = Command::new(common::binary())
@@ -114,7 +128,7 @@ impl Drop for Worker {
 }
 
 /// `GET /api/v1/cluster` with `token`: (status, body).
-fn cluster(server: &TestServer, token: Option<&str>) -> (u16, Value) {
+pub(crate) fn cluster(server: &TestServer, token: Option<&str>) -> (u16, Value) {
     let mut request = reqwest::blocking::Client::new().get(server.url("/api/v1/cluster"));
     if let Some(token) = token {
         request = request.bearer_auth(token);
@@ -124,7 +138,7 @@ fn cluster(server: &TestServer, token: Option<&str>) -> (u16, Value) {
 }
 
 /// Polls the admin listing until `done` holds (at most 20 s); returns the listing.
-fn wait_for(server: &TestServer, what: &str, done: impl Fn(&Value) -> bool) -> Value {
+pub(crate) fn wait_for(server: &TestServer, what: &str, done: impl Fn(&Value) -> bool) -> Value {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let (status, body) = cluster(server, Some(ADMIN));

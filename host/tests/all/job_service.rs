@@ -100,7 +100,7 @@ fn server_on(root: tempfile::TempDir, tweak: impl FnOnce(&mut Config)) -> TestSe
     TestServer::start_with(root, config)
 }
 
-fn client() -> Client {
+pub(crate) fn client() -> Client {
     Client::builder()
         .timeout(Duration::from_secs(60))
         .build()
@@ -116,7 +116,7 @@ fn manifest(name: &str, param: Option<&str>) -> Value {
 }
 
 /// `POST /api/v1/jobs` with the given parts (either may be absent).
-fn post_job(
+pub(crate) fn post_job(
     s: &TestServer,
     token: Option<&str>,
     component: Option<Vec<u8>>,
@@ -146,7 +146,7 @@ fn guest(name: &str) -> Vec<u8> {
 }
 
 /// Submits and returns the job id, asserting 202.
-fn submit(s: &TestServer, token: &str, guest_name: &str, manifest: &Value) -> String {
+pub(crate) fn submit(s: &TestServer, token: &str, guest_name: &str, manifest: &Value) -> String {
     let r = post_job(s, Some(token), Some(guest(guest_name)), Some(manifest));
     let status = r.status().as_u16();
     let body: Value = r.json().unwrap();
@@ -155,19 +155,25 @@ fn submit(s: &TestServer, token: &str, guest_name: &str, manifest: &Value) -> St
     body["id"].as_str().unwrap().to_string()
 }
 
-fn get_json(s: &TestServer, token: &str, path: &str) -> (u16, Value) {
+pub(crate) fn get_json(s: &TestServer, token: &str, path: &str) -> (u16, Value) {
     let r = client().get(s.url(path)).bearer_auth(token).send().unwrap();
     (r.status().as_u16(), r.json().unwrap())
 }
 
-fn job(s: &TestServer, token: &str, id: &str) -> Value {
+pub(crate) fn job(s: &TestServer, token: &str, id: &str) -> Value {
     let (status, body) = get_json(s, token, &format!("/api/v1/jobs/{id}"));
     assert_eq!(status, 200, "{body}");
     body
 }
 
 /// Polls until the job is in a final state (or `want`), failing after `timeout`.
-fn wait_state(s: &TestServer, token: &str, id: &str, want: &[&str], timeout: Duration) -> Value {
+pub(crate) fn wait_state(
+    s: &TestServer,
+    token: &str,
+    id: &str,
+    want: &[&str],
+    timeout: Duration,
+) -> Value {
     let deadline = Instant::now() + timeout;
     loop {
         let j = job(s, token, id);

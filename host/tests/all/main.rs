@@ -19,6 +19,7 @@ mod sdk_decimal;
 #[path = "../../../guest-sdk/rust/src/histogram.rs"]
 mod sdk_histogram;
 
+mod cluster_jobs;
 mod cluster_transport;
 mod cluster_workers;
 mod column_cache;

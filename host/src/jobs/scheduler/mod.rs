@@ -32,7 +32,7 @@ pub use record::{
 };
 pub(crate) use store::{load_records, read_all, remove_if_exists, write_atomic};
 pub use store::{JobStore, StoreError};
-pub use wasm::WasmExecutor;
+pub use wasm::{ClusterSlot, WasmExecutor};
 
 /// The longest [`Scheduler::shutdown`] waits for its threads. Guards server shutdown against a
 /// job that does not stop when cancelled (which the runtime prevents, see `jobs::wasi`): the

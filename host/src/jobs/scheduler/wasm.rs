@@ -1,11 +1,14 @@
 //! [`WasmExecutor`]: runs a queued job's compiled component with the MapReduce executor over the
-//! source its manifest names (see [`crate::jobs::sources`]), and maps the executor's errors onto the scheduler's outcomes.
+//! source its manifest names (see [`crate::jobs::sources`]), across the cluster's members when a
+//! [`Planner`] is attached and takes the job, and maps the executor's errors onto the scheduler's
+//! outcomes.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use super::control::RunControl;
 use super::record::JobRecord;
 use super::{Executor, Finished, RunFailure};
+use crate::jobs::distributed::planner::{ClusterJob, Planner};
 use crate::jobs::schedule::relative;
 use crate::jobs::sources::Sources;
 use crate::jobs::{ColumnCache, JobError, Limits, RunOptions, Runtime, Sample};
@@ -21,7 +24,12 @@ pub struct WasmExecutor {
     max_workers: usize,
     /// The column cache jobs use unless their manifest says `"column_cache": false`.
     column_cache: Option<Arc<ColumnCache>>,
+    /// The cluster planner, once the coordinator attaches one.
+    cluster: ClusterSlot,
 }
+
+/// Where the coordinator attaches its [`Planner`] (set once, after the job service started).
+pub type ClusterSlot = Arc<OnceLock<Arc<Planner>>>;
 
 impl WasmExecutor {
     /// An executor reading from `sources`, laid out by `schema`, using at most `max_workers`
@@ -38,7 +46,14 @@ impl WasmExecutor {
             schema,
             max_workers: max_workers.max(1),
             column_cache: None,
+            cluster: ClusterSlot::default(),
         }
+    }
+
+    /// Jobs go to the planner attached to `slot` (when one is, and it takes them).
+    pub fn with_cluster(mut self, slot: ClusterSlot) -> Self {
+        self.cluster = slot;
+        self
     }
 
     /// Jobs read fields from, and add them to, `cache`.
@@ -100,6 +115,29 @@ impl Executor for WasmExecutor {
             .runtime
             .load_cached(&job.component_sha256)
             .map_err(|e| failed(e.to_string()))?;
+        if let Some(planner) = self.cluster.get() {
+            let cluster_job = ClusterJob {
+                id: &job.id,
+                runtime: self.runtime.clone(),
+                compiled: &compiled,
+                source: source.clone(),
+                source_config: self
+                    .sources
+                    .config(job.manifest.source.as_deref())
+                    .map_err(|e| failed(e.to_string()))?,
+                options: &options,
+            };
+            if let Some(result) = planner.run(&cluster_job, &control.progress, &control.cancel) {
+                return result
+                    .map(|out| Finished {
+                        output: out.output,
+                        cost: Some(out.cost),
+                        log: out.log.lines().map(str::to_string).collect(),
+                        written_to: None,
+                    })
+                    .map_err(|e| run_failure(e, control));
+            }
+        }
         match crate::jobs::run(
             &self.runtime,
             &compiled,
@@ -114,17 +152,24 @@ impl Executor for WasmExecutor {
                 log: out.log.lines().map(str::to_string).collect(),
                 written_to: None,
             }),
-            Err(JobError::Cancelled) => Err(RunFailure::Cancelled),
-            Err(error) => Err(RunFailure::Failed {
-                error: error.to_string(),
-                cost: None,
-                log: control
-                    .progress
-                    .failure_log()
-                    .lines()
-                    .map(str::to_string)
-                    .collect(),
-            }),
+            Err(error) => Err(run_failure(error, control)),
         }
+    }
+}
+
+/// The scheduler's outcome for a failed run (with the log the guest wrote before it failed).
+fn run_failure(error: JobError, control: &RunControl) -> RunFailure {
+    match error {
+        JobError::Cancelled => RunFailure::Cancelled,
+        error => RunFailure::Failed {
+            error: error.to_string(),
+            cost: None,
+            log: control
+                .progress
+                .failure_log()
+                .lines()
+                .map(str::to_string)
+                .collect(),
+        },
     }
 }

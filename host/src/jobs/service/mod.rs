@@ -32,8 +32,8 @@ use crate::jobs::schedule::{
 };
 use crate::jobs::scheduler::Manifest;
 use crate::jobs::scheduler::{
-    CacheRetention, ComponentCache, JobStore, Priority, Scheduler, SchedulerConfig, SchedulerError,
-    StoreError, WasmExecutor,
+    CacheRetention, ClusterSlot, ComponentCache, JobStore, Priority, Scheduler, SchedulerConfig,
+    SchedulerError, StoreError, WasmExecutor,
 };
 use crate::jobs::sources::Sources;
 use crate::jobs::{ColumnCache, CompiledJob, JobError, Limits, Runtime, RuntimeConfig};
@@ -97,6 +97,8 @@ pub struct JobService {
     ticker: Mutex<Option<Ticker>>,
     /// The jobs' column cache (`[jobs] column_cache`), for its metrics.
     column_cache: Option<Arc<ColumnCache>>,
+    /// Where the coordinator attaches its cluster planner.
+    cluster: ClusterSlot,
 }
 
 /// Label set `{limit="memory_bytes"}`.
@@ -164,6 +166,7 @@ impl JobService {
             })
             .map(Arc::new);
         let outputs = Arc::new(Outputs::new(&config.outputs));
+        let cluster = ClusterSlot::default();
         let executor = Arc::new(OutputExecutor::new(
             Arc::new(
                 WasmExecutor::new(
@@ -172,7 +175,8 @@ impl JobService {
                     schema.clone(),
                     config.worker_ceiling(),
                 )
-                .with_column_cache(column_cache.clone()),
+                .with_column_cache(column_cache.clone())
+                .with_cluster(cluster.clone()),
             ),
             outputs.clone(),
         ));
@@ -220,9 +224,16 @@ impl JobService {
             outputs,
             ticker: Mutex::new(None),
             column_cache,
+            cluster,
         });
         service.start_ticker(Duration::from_millis(config.schedule_tick_ms.max(1)));
         Ok(service)
+    }
+
+    /// Runs jobs across the cluster through `planner` from now on (set once; later calls are
+    /// ignored).
+    pub fn attach_cluster(&self, planner: Arc<crate::jobs::distributed::planner::Planner>) {
+        let _ = self.cluster.set(planner);
     }
 
     /// Starts the thread that ticks the schedules every `every` (the first tick at once, so a run

@@ -1,0 +1,760 @@
+//! The coordinator's planner: runs an uploaded job over a shared (S3) source across the
+//! coordinator and its alive workers, one timely `Cluster` attempt at a time.
+//!
+//! Per job it lists (and prunes) the source once. Per attempt it asks every chosen worker for a
+//! fresh mesh port (`POST /cluster/prepare`), uploads the component to those that lack it (by
+//! hash), makes a fresh mesh secret, and starts every worker's process (`POST
+//! /cluster/attempts`, with the listing: every process computes the same size-balanced shares)
+//! and its own process 0 (which gathers the output). It then watches the members (their status,
+//! every [`POLL`], and the coordinator's membership): a member that fails, stops answering or is
+//! no longer alive aborts the attempt (every other process is cancelled), and the job is
+//! re-planned on the survivors, up to `[cluster] max_attempts` attempts. A job error that is not
+//! a member's loss (a guest trap, a limit) is the job's error at once. Cancelling the job cancels
+//! every member. The output and a cost report merged over the members (`cluster` in it: attempts,
+//! per-member files, records and bytes) are what a local run would return.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use prometheus_client::metrics::counter::Counter;
+use serde_json::{json, Value};
+
+use super::member_runs::{run_process, MemberRuns};
+use super::protocol::{AttemptPlan, AttemptStatus, Prepare, Prepared};
+use crate::cluster::config::ClusterConfig;
+use crate::cluster::handshake::MeshSecret;
+use crate::cluster::membership::MemberView;
+use crate::cluster::Topology;
+use crate::jobs::sources::SourceConfig;
+use crate::jobs::{CancelToken, CompiledJob, JobError, Listing, Progress, RunOptions, Runtime};
+use crate::storage::PartitionSource;
+
+/// Each control request waits at most this long (uploads: [`UPLOAD_TIMEOUT`]).
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// Uploading a component waits at most this long.
+const UPLOAD_TIMEOUT: Duration = Duration::from_secs(60);
+/// How often the members' status is polled while an attempt runs.
+const POLL: Duration = Duration::from_millis(200);
+/// A member whose status cannot be read this many times in a row is lost.
+const MISSED_POLLS: u32 = 3;
+/// After the coordinator's own process ends, the members have this long to report theirs.
+const REPORT_WAIT: Duration = Duration::from_secs(30);
+/// After an abort, the coordinator's own process has this long to drain before the attempt is
+/// given up on (its thread is left to finish on its own).
+const DRAIN_WAIT: Duration = Duration::from_secs(10);
+
+/// Who lists the members the planner may use (the coordinator's membership table).
+pub type AliveMembers = Box<dyn Fn() -> Vec<MemberView> + Send + Sync>;
+
+/// The planner cannot be made.
+#[derive(Debug, thiserror::Error)]
+pub enum PlannerError {
+    /// The HTTP client for the control requests cannot be built.
+    #[error("cannot build the cluster planner's HTTP client: {0}")]
+    Client(String),
+}
+
+/// One job, as the executor hands it over.
+pub struct ClusterJob<'a> {
+    /// The job's id (names its attempts).
+    pub id: &'a str,
+    /// The runtime the component was compiled with.
+    pub runtime: Arc<Runtime>,
+    /// The compiled component.
+    pub compiled: &'a CompiledJob,
+    /// The opened source.
+    pub source: Arc<dyn PartitionSource>,
+    /// Its configuration (shipped to the workers, with the environment defaults applied).
+    pub source_config: SourceConfig,
+    /// The run options.
+    pub options: &'a RunOptions,
+}
+
+/// What a cluster run returns: the output, the merged cost report (JSON) and the job log.
+pub struct ClusterOutput {
+    /// Sorted output lines.
+    pub output: Vec<u8>,
+    /// The merged cost report.
+    pub cost: Value,
+    /// The job log (the coordinator's process).
+    pub log: String,
+}
+
+/// The coordinator's planner (see the module doc).
+pub struct Planner {
+    config: ClusterConfig,
+    alive: AliveMembers,
+    client: reqwest::blocking::Client,
+    /// Attempts started.
+    pub attempts: Counter,
+    /// Attempts aborted because a member was lost.
+    pub members_lost: Counter,
+}
+
+/// Each process's cost report (JSON) with its member id and mesh address, by process index.
+type Costs = Vec<(String, String, Value)>;
+
+/// A member of one attempt.
+struct Chosen {
+    member: MemberView,
+    mesh_address: String,
+}
+
+/// Why an attempt did not produce the job's output.
+enum AttemptError {
+    /// A member failed or vanished: re-plan without it.
+    Lost {
+        member: Box<MemberView>,
+        reason: String,
+    },
+    /// The job itself failed (or was cancelled): no retry.
+    Job(JobError),
+}
+
+impl Planner {
+    /// A planner for `config`, choosing among `alive()`.
+    pub fn new(config: &ClusterConfig, alive: AliveMembers) -> Result<Planner, PlannerError> {
+        // A blocking client cannot be built on an async runtime's thread (the server is set up
+        // on one): build it on a thread of its own.
+        let client = std::thread::spawn(|| {
+            reqwest::blocking::Client::builder()
+                .timeout(REQUEST_TIMEOUT)
+                .build()
+        })
+        .join()
+        .map_err(|_| PlannerError::Client("the builder thread panicked".into()))?
+        .map_err(|e| PlannerError::Client(e.to_string()))?;
+        Ok(Planner {
+            config: config.clone(),
+            alive,
+            client,
+            attempts: Counter::default(),
+            members_lost: Counter::default(),
+        })
+    }
+
+    /// Runs `job` across the members, or `None` when it runs locally as without a cluster
+    /// (distribution off, no alive worker, a local source, or nothing listed).
+    pub fn run(
+        &self,
+        job: &ClusterJob<'_>,
+        progress: &Progress,
+        cancel: &CancelToken,
+    ) -> Option<Result<ClusterOutput, JobError>> {
+        if !self.config.distribute || !matches!(job.source_config, SourceConfig::S3(_)) {
+            return None;
+        }
+        if (self.alive)().is_empty() {
+            return None;
+        }
+        let listing = match crate::jobs::list(job.source.as_ref(), job.options) {
+            Ok(listing) => listing,
+            Err(e) => return Some(Err(e)),
+        };
+        if listing.files.is_empty() {
+            return None;
+        }
+        Some(self.run_listed(job, listing, progress, cancel))
+    }
+
+    fn run_listed(
+        &self,
+        job: &ClusterJob<'_>,
+        listing: Listing,
+        progress: &Progress,
+        cancel: &CancelToken,
+    ) -> Result<ClusterOutput, JobError> {
+        let wasm = job.runtime.component_bytes(job.compiled.sha256())?;
+        let mut excluded: Vec<String> = Vec::new();
+        let mut lost: Vec<Value> = Vec::new();
+        let max_attempts = self.config.max_attempts.max(1);
+        for attempt in 1..=max_attempts {
+            let members: Vec<MemberView> = (self.alive)()
+                .into_iter()
+                .filter(|m| !excluded.contains(&m.id))
+                .collect();
+            let result = self.attempt(job, &listing, &wasm, attempt, members, progress, cancel);
+            match result {
+                Ok((output, costs)) => {
+                    let merged = merge(output, costs, attempt, lost);
+                    // The job's progress shows every member's files, not only process 0's.
+                    if let Some(files) = merged.cost["files_read"].as_u64() {
+                        progress.files_done.store(files, Ordering::Relaxed);
+                    }
+                    return Ok(merged);
+                }
+                Err(AttemptError::Job(e)) => return Err(e),
+                Err(AttemptError::Lost { member, reason }) => {
+                    self.members_lost.inc();
+                    tracing::warn!(job = job.id, attempt, member = %member.id, address = %member.report.address, %reason, "a member was lost: re-planning");
+                    lost.push(json!({
+                        "attempt": attempt,
+                        "member": member.id,
+                        "address": member.report.address,
+                        "reason": reason,
+                    }));
+                    excluded.push(member.id.clone());
+                    if attempt == max_attempts {
+                        return Err(JobError::Engine(format!(
+                            "cluster job gave up after {max_attempts} attempts (cluster.max_attempts): \
+                             member {} ({}) was lost: {reason}",
+                            member.id, member.report.address
+                        )));
+                    }
+                }
+            }
+        }
+        Err(JobError::Engine("cluster.max_attempts is 0".into()))
+    }
+
+    /// One attempt over `members` (none: the coordinator alone). On success: the coordinator's
+    /// output and every process's cost report, by process index.
+    #[allow(clippy::too_many_arguments)]
+    fn attempt(
+        &self,
+        job: &ClusterJob<'_>,
+        listing: &Listing,
+        wasm: &[u8],
+        attempt: u32,
+        members: Vec<MemberView>,
+        progress: &Progress,
+        cancel: &CancelToken,
+    ) -> Result<(crate::jobs::JobOutput, Costs), AttemptError> {
+        self.attempts.inc();
+        let attempt_id = format!("{}-{attempt}", job.id);
+        let workers = members
+            .iter()
+            .map(|m| m.report.workers)
+            .chain([job.options.workers.max(1)])
+            .min()
+            .unwrap_or(1)
+            .max(1);
+        if members.is_empty() {
+            // Every worker is gone: the coordinator runs the listing itself.
+            let out = crate::jobs::run_listed(
+                &Topology::Local { workers },
+                &job.runtime,
+                job.compiled,
+                job.source.clone(),
+                job.options,
+                Some(listing.clone()),
+                progress,
+                cancel,
+            )
+            .map_err(AttemptError::Job)?;
+            let cost = serde_json::to_value(&out.cost).unwrap_or_default();
+            return Ok((out, vec![("coordinator".into(), "local".into(), cost)]));
+        }
+        let mut chosen = Vec::with_capacity(members.len());
+        for member in members {
+            let mesh_address = self.prepare(&member, job.compiled.sha256(), wasm)?;
+            chosen.push(Chosen {
+                member,
+                mesh_address,
+            });
+        }
+        let own_address = MemberRuns::reserve_port(&self.config.mesh_host)
+            .map_err(|e| AttemptError::Job(JobError::Engine(e.to_string())))?;
+        let mut addresses = vec![own_address.clone()];
+        addresses.extend(chosen.iter().map(|c| c.mesh_address.clone()));
+        let secret =
+            MeshSecret::random().map_err(|e| AttemptError::Job(JobError::Engine(e.to_string())))?;
+        let source = match &job.source_config {
+            SourceConfig::S3(s3) => SourceConfig::S3(Box::new((**s3).clone().with_env_defaults())),
+            other => other.clone(),
+        };
+        tracing::info!(
+            job = job.id,
+            attempt,
+            processes = addresses.len(),
+            workers,
+            files = listing.files.len(),
+            "starting a cluster attempt"
+        );
+        for (i, c) in chosen.iter().enumerate() {
+            let plan = AttemptPlan {
+                attempt: attempt_id.clone(),
+                sha256: job.compiled.sha256().to_string(),
+                process: i + 1,
+                addresses: addresses.clone(),
+                secret: secret.to_hex(),
+                workers,
+                source: source.clone(),
+                listing: listing.clone(),
+                param: job.options.param.clone(),
+                limits: job.options.limits.clone(),
+                skip_bad_records: job.options.skip_bad_records,
+                sample: job.options.sample.fraction(),
+            };
+            if let Err(reason) = self.post(&c.member, "/cluster/attempts", &plan) {
+                self.cancel_all(&chosen, &attempt_id);
+                return Err(AttemptError::Lost {
+                    member: Box::new(c.member.clone()),
+                    reason,
+                });
+            }
+        }
+
+        let local_cancel = CancelToken::new();
+        let (done_tx, done_rx) = std::sync::mpsc::channel();
+        {
+            let topology = Topology::Cluster {
+                workers,
+                process: 0,
+                addresses: addresses.clone(),
+                secret,
+            };
+            let (runtime, compiled, source, options, listing, process_cancel) = (
+                job.runtime.clone(),
+                job.compiled.clone(),
+                job.source.clone(),
+                job.options.clone(),
+                listing.clone(),
+                local_cancel.clone(),
+            );
+            let shared_progress = Arc::new(Progress::default());
+            let progress_copy = shared_progress.clone();
+            std::thread::Builder::new()
+                .name("cluster-process-0".into())
+                .spawn(move || {
+                    let result = run_process(
+                        &topology,
+                        &runtime,
+                        &compiled,
+                        source,
+                        &options,
+                        listing,
+                        &progress_copy,
+                        &process_cancel,
+                    );
+                    let _ = done_tx.send((result, progress_copy.failure_log()));
+                })
+                .map_err(|e| AttemptError::Job(JobError::Engine(e.to_string())))?;
+            self.watch(
+                job,
+                &chosen,
+                &attempt_id,
+                &done_rx,
+                &shared_progress,
+                progress,
+                cancel,
+                &local_cancel,
+            )
+            .and_then(|(result, log)| {
+                let out = result.map_err(|e| {
+                    if let Ok(mut failure) = progress.failure_log.lock() {
+                        *failure = log;
+                    }
+                    AttemptError::Job(e)
+                })?;
+                let mut costs = vec![(
+                    "coordinator".to_string(),
+                    own_address.clone(),
+                    serde_json::to_value(&out.cost).unwrap_or_default(),
+                )];
+                costs.extend(self.collect(&chosen, &attempt_id)?);
+                Ok((out, costs))
+            })
+        }
+    }
+
+    /// Waits for the coordinator's process while watching the members; aborts the attempt when
+    /// one is lost or the job is cancelled.
+    #[allow(clippy::too_many_arguments)]
+    fn watch(
+        &self,
+        job: &ClusterJob<'_>,
+        chosen: &[Chosen],
+        attempt_id: &str,
+        done: &std::sync::mpsc::Receiver<(Result<crate::jobs::JobOutput, JobError>, String)>,
+        local_progress: &Progress,
+        progress: &Progress,
+        cancel: &CancelToken,
+        local_cancel: &CancelToken,
+    ) -> Result<(Result<crate::jobs::JobOutput, JobError>, String), AttemptError> {
+        let mut missed = vec![0u32; chosen.len()];
+        loop {
+            let broken = match done.recv_timeout(POLL) {
+                Ok((Err(JobError::Engine(error)), _)) => Some(error),
+                Ok(result) => {
+                    copy_progress(local_progress, progress);
+                    return Ok(result);
+                }
+                // timely panics the process's threads when a peer's connection breaks.
+                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+                    Some("the coordinator's process of the attempt panicked".to_string())
+                }
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => None,
+            };
+            if let Some(error) = broken {
+                // Find the member that was lost, if one was: then the attempt is re-planned.
+                self.cancel_all(chosen, attempt_id);
+                return Err(match self.find_lost(chosen, attempt_id) {
+                    Some((member, reason)) => AttemptError::Lost {
+                        member: Box::new(member),
+                        reason,
+                    },
+                    None => AttemptError::Job(JobError::Engine(error)),
+                });
+            }
+            copy_progress(local_progress, progress);
+            if cancel.is_cancelled() {
+                tracing::info!(job = job.id, "cancelling every member of the attempt");
+                local_cancel.cancel();
+                self.cancel_all(chosen, attempt_id);
+                self.drain(done);
+                return Err(AttemptError::Job(JobError::Cancelled));
+            }
+            let alive: Vec<String> = (self.alive)().into_iter().map(|m| m.id).collect();
+            for (i, c) in chosen.iter().enumerate() {
+                let lost = if !alive.contains(&c.member.id) {
+                    Some("missed its heartbeats".to_string())
+                } else {
+                    match self.status(&c.member, attempt_id) {
+                        Ok(AttemptStatus::Failed {
+                            error,
+                            retry: false,
+                        }) => {
+                            local_cancel.cancel();
+                            self.cancel_all(chosen, attempt_id);
+                            self.drain(done);
+                            return Err(AttemptError::Job(JobError::Member(error)));
+                        }
+                        Ok(AttemptStatus::Failed { error, .. }) => {
+                            Some(format!("its process failed: {error}"))
+                        }
+                        Ok(_) => {
+                            missed[i] = 0;
+                            None
+                        }
+                        Err(e) => {
+                            missed[i] += 1;
+                            (missed[i] >= MISSED_POLLS).then(|| format!("stopped answering: {e}"))
+                        }
+                    }
+                };
+                if let Some(reason) = lost {
+                    local_cancel.cancel();
+                    self.cancel_all(chosen, attempt_id);
+                    self.drain(done);
+                    return Err(AttemptError::Lost {
+                        member: Box::new(c.member.clone()),
+                        reason,
+                    });
+                }
+            }
+        }
+    }
+
+    /// The member lost in a broken attempt: one that is no longer alive or stops answering
+    /// (asked [`MISSED_POLLS`] times), else one whose process failed for a reason another
+    /// attempt may not have.
+    fn find_lost(&self, chosen: &[Chosen], attempt_id: &str) -> Option<(MemberView, String)> {
+        let mut failed = None;
+        for round in 1..=MISSED_POLLS {
+            let alive: Vec<String> = (self.alive)().into_iter().map(|m| m.id).collect();
+            for c in chosen {
+                if !alive.contains(&c.member.id) {
+                    return Some((c.member.clone(), "missed its heartbeats".into()));
+                }
+                match self.status(&c.member, attempt_id) {
+                    Err(e) if round == MISSED_POLLS => {
+                        return Some((c.member.clone(), format!("stopped answering: {e}")))
+                    }
+                    Ok(AttemptStatus::Failed { error, retry: true }) if failed.is_none() => {
+                        failed = Some((c.member.clone(), format!("its process failed: {error}")));
+                    }
+                    _ => {}
+                }
+            }
+            std::thread::sleep(POLL);
+        }
+        failed
+    }
+
+    /// Waits (bounded) for the coordinator's aborted process to end.
+    fn drain(
+        &self,
+        done: &std::sync::mpsc::Receiver<(Result<crate::jobs::JobOutput, JobError>, String)>,
+    ) {
+        if done.recv_timeout(DRAIN_WAIT).is_err() {
+            tracing::warn!("the coordinator's process of an aborted attempt did not end within {DRAIN_WAIT:?}; left to finish");
+        }
+    }
+
+    /// Every member's cost report once the attempt succeeded on the coordinator.
+    fn collect(&self, chosen: &[Chosen], attempt_id: &str) -> Result<Costs, AttemptError> {
+        let deadline = Instant::now() + REPORT_WAIT;
+        let mut costs = Vec::with_capacity(chosen.len());
+        for c in chosen {
+            loop {
+                match self.status(&c.member, attempt_id) {
+                    Ok(AttemptStatus::Done { cost }) => {
+                        costs.push((c.member.id.clone(), c.mesh_address.clone(), cost));
+                        break;
+                    }
+                    Ok(AttemptStatus::Failed {
+                        error,
+                        retry: false,
+                    }) => return Err(AttemptError::Job(JobError::Member(error))),
+                    Ok(AttemptStatus::Failed { error, .. }) => {
+                        return Err(AttemptError::Lost {
+                            member: Box::new(c.member.clone()),
+                            reason: format!("its process failed: {error}"),
+                        })
+                    }
+                    Ok(AttemptStatus::Running) | Err(_) if Instant::now() < deadline => {
+                        std::thread::sleep(POLL)
+                    }
+                    other => {
+                        return Err(AttemptError::Lost {
+                            member: Box::new(c.member.clone()),
+                            reason: format!(
+                                "no cost report within {REPORT_WAIT:?}: {:?}",
+                                other.err()
+                            ),
+                        })
+                    }
+                }
+            }
+        }
+        Ok(costs)
+    }
+
+    /// Asks `member` for a mesh port; uploads the component when it lacks it.
+    fn prepare(
+        &self,
+        member: &MemberView,
+        sha256: &str,
+        wasm: &[u8],
+    ) -> Result<String, AttemptError> {
+        let lost = |reason: String| AttemptError::Lost {
+            member: Box::new(member.clone()),
+            reason,
+        };
+        let prepared: Prepared = self
+            .post(
+                member,
+                "/cluster/prepare",
+                &Prepare {
+                    sha256: sha256.to_string(),
+                },
+            )
+            .and_then(|r| r.json().map_err(|e| e.to_string()))
+            .map_err(|e| lost(format!("prepare: {e}")))?;
+        if !prepared.have_component {
+            let response = self
+                .client
+                .put(url(member, &format!("/cluster/components/{sha256}")))
+                .bearer_auth(&member.control_key)
+                .timeout(UPLOAD_TIMEOUT)
+                .body(wasm.to_vec())
+                .send()
+                .map_err(|e| lost(format!("uploading the component: {e}")))?;
+            checked(response).map_err(|e| lost(format!("uploading the component: {e}")))?;
+        }
+        Ok(prepared.mesh_address)
+    }
+
+    fn post(
+        &self,
+        member: &MemberView,
+        path: &str,
+        body: &impl serde::Serialize,
+    ) -> Result<reqwest::blocking::Response, String> {
+        let response = self
+            .client
+            .post(url(member, path))
+            .bearer_auth(&member.control_key)
+            .json(body)
+            .send()
+            .map_err(|e| e.to_string())?;
+        checked(response)
+    }
+
+    fn status(&self, member: &MemberView, attempt_id: &str) -> Result<AttemptStatus, String> {
+        let response = self
+            .client
+            .get(url(member, &format!("/cluster/attempts/{attempt_id}")))
+            .bearer_auth(&member.control_key)
+            .timeout(Duration::from_secs(2))
+            .send()
+            .map_err(|e| e.to_string())?;
+        checked(response)?.json().map_err(|e| e.to_string())
+    }
+
+    /// Tells every member to cancel the attempt (best effort, each request bounded).
+    fn cancel_all(&self, chosen: &[Chosen], attempt_id: &str) {
+        std::thread::scope(|s| {
+            for c in chosen {
+                s.spawn(|| {
+                    let result = self
+                        .client
+                        .post(url(&c.member, &format!("/cluster/attempts/{attempt_id}/cancel")))
+                        .bearer_auth(&c.member.control_key)
+                        .timeout(Duration::from_secs(2))
+                        .send();
+                    if let Err(e) = result {
+                        tracing::debug!(member = %c.member.id, error = %e, "cannot cancel the attempt there");
+                    }
+                });
+            }
+        });
+    }
+}
+
+fn url(member: &MemberView, path: &str) -> String {
+    format!("http://{}{path}", member.report.address)
+}
+
+fn checked(response: reqwest::blocking::Response) -> Result<reqwest::blocking::Response, String> {
+    let status = response.status();
+    if status.is_success() {
+        return Ok(response);
+    }
+    let detail = response.text().unwrap_or_default();
+    Err(format!(
+        "{status}: {}",
+        detail.chars().take(500).collect::<String>()
+    ))
+}
+
+fn copy_progress(from: &Progress, to: &Progress) {
+    for (a, b) in [
+        (&from.files_total, &to.files_total),
+        (&from.files_done, &to.files_done),
+        (&from.records, &to.records),
+        (&from.bytes, &to.bytes),
+    ] {
+        b.store(a.load(Ordering::Relaxed), Ordering::Relaxed);
+    }
+}
+
+/// Counters summed over the processes.
+const SUMMED: &[&str] = &[
+    "files_read",
+    "records_read",
+    "bytes_read",
+    "compressed_bytes_read",
+    "bad_records",
+    "records_sampled_out",
+    "emits",
+    "emit_bytes",
+    "combine_calls",
+    "reduce_calls",
+    "instances",
+];
+
+/// The coordinator's cost report with the members' counters added, the peaks the largest, and a
+/// `cluster` section: attempts, members lost on the way, and each process's files, records and
+/// bytes.
+fn merge(
+    out: crate::jobs::JobOutput,
+    costs: Costs,
+    attempts: u32,
+    lost: Vec<Value>,
+) -> ClusterOutput {
+    let mut cost = costs
+        .first()
+        .map(|c| c.2.clone())
+        .unwrap_or_else(|| json!({}));
+    for (_, _, other) in costs.iter().skip(1) {
+        for key in SUMMED {
+            let sum = cost[*key].as_u64().unwrap_or(0) + other[*key].as_u64().unwrap_or(0);
+            cost[*key] = sum.into();
+        }
+        for key in ["peak_guest_memory_bytes", "peak_host_memory_bytes"] {
+            let max = cost[key]
+                .as_u64()
+                .unwrap_or(0)
+                .max(other[key].as_u64().unwrap_or(0));
+            cost[key] = max.into();
+        }
+    }
+    let map_ms = cost["phases"]["map_ms"].as_f64().unwrap_or(0.0);
+    if map_ms > 0.0 {
+        cost["mb_per_s"] = (cost["bytes_read"].as_u64().unwrap_or(0) as f64 / 1e3 / map_ms).into();
+    }
+    let members: Vec<Value> = costs
+        .iter()
+        .enumerate()
+        .map(|(process, (member, address, c))| {
+            json!({
+                "process": process,
+                "member": member,
+                "mesh_address": address,
+                "files_read": c["files_read"],
+                "records_read": c["records_read"],
+                "bytes_read": c["bytes_read"],
+                "map_ms": c["phases"]["map_ms"],
+            })
+        })
+        .collect();
+    cost["cluster"] = json!({
+        "attempts": attempts,
+        "processes": costs.len(),
+        "members": members,
+        "lost": lost,
+    });
+    ClusterOutput {
+        output: out.output,
+        cost,
+        log: out.log,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::jobs::{CostReport, JobOutput};
+
+    fn cost(files: u64, records: u64, peak: u64) -> Value {
+        serde_json::to_value(CostReport {
+            files_matched: 10,
+            files_read: files,
+            records_read: records,
+            peak_guest_memory_bytes: peak,
+            ..CostReport::default()
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn merging_sums_the_counters_keeps_the_peaks_and_lists_each_process() {
+        let out = JobOutput {
+            output: b"a\t1\n".to_vec(),
+            cost: CostReport::default(),
+            log: "hello\n".into(),
+        };
+        let lost = vec![json!({"attempt": 1, "member": "w-x"})];
+        let merged = merge(
+            out,
+            vec![
+                ("coordinator".into(), "127.0.0.1:1".into(), cost(3, 30, 5)),
+                ("w-a".into(), "127.0.0.1:2".into(), cost(4, 40, 9)),
+                ("w-b".into(), "127.0.0.1:3".into(), cost(3, 31, 2)),
+            ],
+            2,
+            lost.clone(),
+        );
+        assert_eq!(merged.output, b"a\t1\n");
+        assert_eq!(merged.log, "hello\n");
+        let c = &merged.cost;
+        assert_eq!(c["files_read"], 10);
+        assert_eq!(c["records_read"], 101);
+        assert_eq!(c["files_matched"], 10, "the listing is not summed");
+        assert_eq!(c["peak_guest_memory_bytes"], 9);
+        assert_eq!(c["cluster"]["attempts"], 2);
+        assert_eq!(c["cluster"]["processes"], 3);
+        assert_eq!(c["cluster"]["lost"], Value::Array(lost));
+        let members = c["cluster"]["members"].as_array().unwrap();
+        let files: Vec<u64> = members
+            .iter()
+            .map(|m| m["files_read"].as_u64().unwrap())
+            .collect();
+        assert_eq!(files, [3, 4, 3]);
+        assert_eq!(members[1]["member"], "w-a");
+        assert_eq!(members[2]["process"], 2);
+    }
+}

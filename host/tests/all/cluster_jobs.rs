@@ -1,0 +1,322 @@
+//! Coordinator planning with real processes: an in-process coordinator (`serve` with `[cluster]
+//! distribute = true`) and two `telemetry-server worker` processes on loopback, the data in a
+//! bucket on s3s-fs. A job submitted over the API runs across the three processes and gives what
+//! a single-process `job run` over the bucket gives, each file read by exactly one member; a
+//! worker killed mid-job makes the coordinator re-plan on the survivors; cancelling a cluster
+//! job stops every member.
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use telemetry_server::jobs::sources::SourceConfig;
+
+use crate::cluster_workers::{coordinator_with, wait_for, Worker, SUBMIT, WORKER};
+use crate::common;
+use crate::job_service::{client, submit, wait_state};
+use crate::jobs_support;
+use crate::s3_common::S3Server;
+use crate::s3_jobs::export_and_open;
+use crate::server_support::TestServer;
+
+/// The bucket on s3s-fs with the job tests' data under `v2/`, and a coordinator whose
+/// `[jobs.sources]` has `archive` = that bucket, distributing jobs to its workers.
+fn coordinator(s3: &S3Server) -> TestServer {
+    coordinator_with(|config| {
+        config.jobs.sources.insert(
+            "archive".into(),
+            SourceConfig::S3(Box::new(s3.config("jobs", "v2/"))),
+        );
+        config.cluster.distribute = true;
+    })
+}
+
+/// Two workers (one timely thread each, empty data dirs), listed alive by the coordinator.
+fn two_workers(server: &TestServer) -> (Worker, Worker, [tempfile::TempDir; 2]) {
+    let dirs = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
+    let a = Worker::start(server, WORKER, "127.0.0.1:0", dirs[0].path(), 1);
+    let b = Worker::start(server, WORKER, "127.0.0.1:0", dirs[1].path(), 1);
+    wait_for(server, "two alive workers", |body| body["alive"] == 2);
+    (a, b, dirs)
+}
+
+/// A job over the `archive` source with one worker thread per process.
+fn manifest(param: Option<&str>) -> Value {
+    let mut m = json!({ "name": "planned", "filter": {}, "source": "archive", "workers": 1 });
+    if let Some(param) = param {
+        m["parameter"] = json!(param);
+        // `sleep` blocks in WASI far longer than a test: only a cancel ends it.
+        m["limits"] = json!({ "call_timeout_ms": 60_000 });
+    }
+    m
+}
+
+/// A data dir whose `storage/` holds the job tests' partition files `copies` times (each copy
+/// under another file id), so a `nap` job (20 ms per record) runs for seconds.
+fn multiplied_data(copies: usize) -> tempfile::TempDir {
+    let root = tempfile::tempdir().unwrap();
+    let from = jobs_support::converted_data().join("storage");
+    let mut stack = vec![from.clone()];
+    let mut files = 0;
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+                continue;
+            }
+            let relative = path.strip_prefix(&from).unwrap();
+            let target_dir = root.path().join("storage").join(relative.parent().unwrap());
+            std::fs::create_dir_all(&target_dir).unwrap();
+            // `BUILD.DATE.vN.log.<32 hex>.zst`: the copies differ in the hex id.
+            let name = path.file_name().unwrap().to_str().unwrap();
+            let (stem, id_and_ext) = name.rsplit_once(".log.").unwrap();
+            let (id, ext) = id_and_ext.split_once('.').unwrap();
+            assert_eq!(id.len(), 32, "{name}");
+            for copy in 0..copies {
+                let id = format!("{copy:02x}{}", &id[2..]);
+                std::fs::copy(&path, target_dir.join(format!("{stem}.log.{id}.{ext}"))).unwrap();
+                files += 1;
+            }
+        }
+    }
+    assert!(files > 100, "{files}");
+    root
+}
+
+/// `job run GUEST --data s3://jobs/v2` in one process: its stdout.
+fn job_run(s3: &S3Server, guest: &str, param: Option<&str>) -> String {
+    let cache = tempfile::tempdir().unwrap();
+    let mut command = Command::new(common::binary());
+    command
+        .args(["job", "run"])
+        .arg(common::guest(guest))
+        .args(["--data", "s3://jobs/v2", "--filter", "{}", "--cache-dir"])
+        .arg(cache.path())
+        .envs(s3.env());
+    if let Some(param) = param {
+        command.args(["--param", param]);
+    }
+    let run = command.output().unwrap();
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    assert!(!run.stdout.is_empty());
+    String::from_utf8(run.stdout).unwrap()
+}
+
+fn result_text(server: &TestServer, id: &str) -> String {
+    let r = client()
+        .get(server.url(&format!("/api/v1/jobs/{id}/result?format=text")))
+        .bearer_auth(SUBMIT)
+        .send()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    r.text().unwrap()
+}
+
+fn finished(server: &TestServer, id: &str) -> Value {
+    wait_state(
+        server,
+        SUBMIT,
+        id,
+        &["succeeded", "failed", "cancelled"],
+        Duration::from_secs(180),
+    )
+}
+
+/// Each process's `files_read` in the merged cost report; asserts they add up to the listing.
+fn files_per_process(cost: &Value) -> Vec<u64> {
+    let members = cost["cluster"]["members"].as_array().unwrap();
+    let files: Vec<u64> = members
+        .iter()
+        .map(|m| m["files_read"].as_u64().unwrap())
+        .collect();
+    let matched = cost["files_matched"].as_u64().unwrap();
+    assert_eq!(files.iter().sum::<u64>(), matched, "{cost:#}");
+    assert_eq!(cost["files_read"].as_u64().unwrap(), matched, "{cost:#}");
+    files
+}
+
+#[test]
+fn an_api_job_runs_across_two_workers_with_the_output_of_job_run() {
+    let s3 = S3Server::start();
+    export_and_open(&s3, jobs_support::converted_data(), "jobs", "v2/");
+    let server = coordinator(&s3);
+    let (a, b, _dirs) = two_workers(&server);
+
+    let id = submit(&server, SUBMIT, "os-distribution-rust", &manifest(None));
+    let done = finished(&server, &id);
+    assert_eq!(done["state"], "succeeded", "{done:#}");
+    let cost = &done["cost"];
+    assert_eq!(cost["cluster"]["attempts"], 1, "{cost:#}");
+    assert_eq!(cost["cluster"]["processes"], 3, "{cost:#}");
+    assert_eq!(cost["workers"], 3, "one timely worker in each process");
+    // Every file was read once: the processes' counts add up to the listing, and each process
+    // read a share of it (the shares are disjoint by construction; the equal output below shows
+    // none was missed or doubled).
+    let files = files_per_process(cost);
+    assert!(files.iter().all(|&n| n > 0), "{files:?}");
+    let records: u64 = cost["cluster"]["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["records_read"].as_u64().unwrap())
+        .sum();
+    assert_eq!(records, cost["records_read"].as_u64().unwrap());
+
+    assert_eq!(
+        result_text(&server, &id),
+        job_run(&s3, "os-distribution-rust", None)
+    );
+    // The workers received the component once each and ran one attempt.
+    for worker in [&a, &b] {
+        let metrics = reqwest::blocking::get(format!("http://{}/metrics", worker.addr))
+            .unwrap()
+            .text()
+            .unwrap();
+        assert!(
+            metrics.contains("telemetry_cluster_attempts_started_total 1"),
+            "{metrics}"
+        );
+    }
+}
+
+#[test]
+fn without_alive_workers_a_job_runs_on_the_coordinator_as_on_one_server() {
+    let s3 = S3Server::start();
+    export_and_open(&s3, jobs_support::converted_data(), "jobs", "v2/");
+    let server = coordinator(&s3);
+    let id = submit(&server, SUBMIT, "os-distribution-rust", &manifest(None));
+    let done = finished(&server, &id);
+    assert_eq!(done["state"], "succeeded", "{done:#}");
+    assert!(done["cost"].get("cluster").is_none(), "{done:#}");
+    assert_eq!(done["cost"]["workers"], 1);
+    assert_eq!(
+        result_text(&server, &id),
+        job_run(&s3, "os-distribution-rust", None)
+    );
+}
+
+#[test]
+fn control_routes_of_a_worker_refuse_requests_without_the_coordinators_key() {
+    let s3 = S3Server::start();
+    let server = coordinator(&s3);
+    let (a, _b, _dirs) = two_workers(&server);
+    let http = client();
+    for (method, path) in [
+        ("POST", "/cluster/prepare"),
+        ("PUT", "/cluster/components/00"),
+        ("POST", "/cluster/attempts"),
+        ("GET", "/cluster/attempts/x"),
+        ("POST", "/cluster/attempts/x/cancel"),
+    ] {
+        for token in [None, Some(WORKER), Some("0".repeat(64).as_str())] {
+            let mut request =
+                http.request(method.parse().unwrap(), format!("http://{}{path}", a.addr));
+            if let Some(token) = token {
+                request = request.bearer_auth(token);
+            }
+            let r = request.body("{}").send().unwrap();
+            assert_eq!(r.status().as_u16(), 401, "{method} {path} with {token:?}");
+        }
+    }
+    let metrics = reqwest::blocking::get(format!("http://{}/metrics", a.addr))
+        .unwrap()
+        .text()
+        .unwrap();
+    assert!(
+        metrics.contains(r#"telemetry_cluster_control_refused_total{reason="key"} 15"#),
+        "{metrics}"
+    );
+}
+
+/// Waits until worker `w` has started its process of an attempt (its metrics say so).
+fn wait_attempt_started(w: &Worker, count: u64) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let want = format!("telemetry_cluster_attempts_started_total {count}");
+    loop {
+        let metrics = reqwest::blocking::get(format!("http://{}/metrics", w.addr))
+            .unwrap()
+            .text()
+            .unwrap();
+        if metrics.contains(&want) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "no attempt started: {metrics}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn a_worker_killed_mid_job_makes_the_coordinator_re_plan_on_the_survivors() {
+    let s3 = S3Server::start();
+    let data = multiplied_data(6);
+    export_and_open(&s3, data.path(), "jobs", "v2/");
+    let server = coordinator(&s3);
+    let (mut a, b, _dirs) = two_workers(&server);
+
+    // `nap`: 20 ms per record, so the job runs for seconds.
+    let id = submit(&server, SUBMIT, "hostile-rust", &manifest(Some("nap")));
+    wait_attempt_started(&a, 1);
+    std::thread::sleep(Duration::from_millis(500));
+    a.child.kill().unwrap();
+    let done = finished(&server, &id);
+    assert_eq!(done["state"], "succeeded", "{done:#}");
+    let cost = &done["cost"];
+    assert_eq!(cost["cluster"]["attempts"], 2, "{cost:#}");
+    assert_eq!(cost["cluster"]["processes"], 2, "{cost:#}");
+    let lost = cost["cluster"]["lost"].as_array().unwrap();
+    assert_eq!(lost.len(), 1, "{cost:#}");
+    assert_eq!(lost[0]["address"], a.addr.as_str(), "{cost:#}");
+    files_per_process(cost);
+    wait_attempt_started(&b, 2);
+    assert_eq!(
+        result_text(&server, &id),
+        job_run(&s3, "hostile-rust", Some("nap"))
+    );
+}
+
+#[test]
+fn cancelling_a_cluster_job_stops_every_member_within_two_seconds() {
+    let s3 = S3Server::start();
+    export_and_open(&s3, jobs_support::converted_data(), "jobs", "v2/");
+    let server = coordinator(&s3);
+    let (a, b, _dirs) = two_workers(&server);
+
+    let id = submit(&server, SUBMIT, "hostile-rust", &manifest(Some("sleep")));
+    wait_attempt_started(&a, 1);
+    wait_attempt_started(&b, 1);
+    std::thread::sleep(Duration::from_millis(300));
+    let cancelled_at = Instant::now();
+    let r = client()
+        .delete(server.url(&format!("/api/v1/jobs/{id}")))
+        .bearer_auth(SUBMIT)
+        .send()
+        .unwrap();
+    assert!(r.status().is_success(), "{}", r.status());
+    let done = finished(&server, &id);
+    assert_eq!(done["state"], "cancelled", "{done:#}");
+    // Every member's process of the attempt has ended, cancelled, within 2 s.
+    let attempt = format!("attempt={id}-1");
+    for w in [&a, &b] {
+        let ended = loop {
+            let log = w.log.lock().unwrap().clone();
+            if let Some(line) = log
+                .lines()
+                .find(|l| l.contains("attempt ended") && l.contains(&attempt))
+            {
+                break line.to_string();
+            }
+            assert!(
+                cancelled_at.elapsed() < Duration::from_secs(2),
+                "{} still runs the attempt 2 s after the cancel:\n{log}",
+                w.addr
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        assert!(ended.contains("cancelled"), "{ended}");
+    }
+}
