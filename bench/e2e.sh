@@ -25,7 +25,7 @@ BACKLOG_MAX=${BACKLOG_MAX:-10}
 EXPORT_LAG_MAX=${EXPORT_LAG_MAX:-15}
 DURABILITY=${DURABILITY:-batch}
 WORKERS=${WORKERS:-}
-DELAY_MS=10 # per connection between a response and the next request: rate ~ connections * 100/s
+DELAY_MS=50 # per connection between a response and the next request: rate ~ connections * 20/s
 
 command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; }
 S3S=$(command -v s3s-fs || echo "$HOME/.cargo/bin/s3s-fs")
