@@ -39,9 +39,15 @@ fi
 WORK=$(mktemp -d /tmp/telemetry-e2e.XXXXXX)
 SERVER_PID= S3_PID=
 cleanup() {
+    local status=$?
+    if [ "$status" != 0 ] && [ -s "$WORK/server.log" ]; then
+        echo "failed (exit $status); the server's log ends:" >&2
+        tail -n 20 "$WORK/server.log" >&2
+    fi
     [ -n "$SERVER_PID" ] && kill "$SERVER_PID" 2>/dev/null && wait "$SERVER_PID" 2>/dev/null
     [ -n "$S3_PID" ] && kill "$S3_PID" 2>/dev/null && wait "$S3_PID" 2>/dev/null
     rm -rf "$WORK"
+    exit "$status"
 }
 trap cleanup EXIT
 
@@ -88,7 +94,7 @@ metric() { awk -v name="$1" '$1 == name { v = $2 } END { print v + 0 }' "$WORK/m
 # number), and by the whole process; threads that exited (a log's conversion threads) count in
 # the process's total only, shown as "(threads that exited)".
 thread_ticks() {
-    { for stat in /proc/"$SERVER_PID"/task/*/stat; do cat "$stat" 2>/dev/null; done
+    { for stat in /proc/"$SERVER_PID"/task/*/stat; do cat "$stat" 2>/dev/null || true; done # a thread may exit meanwhile
       sed 's/^/(process) /' /proc/"$SERVER_PID"/stat; } |
         sed -E 's/^(\(process\) )?[0-9]+ \((.*)\) /\1\2\t/' |
         awk -F'\t' '{ split($2, f, " "); name = $1; sub(/[-_ ]?[0-9]+$/, "", name)
