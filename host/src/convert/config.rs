@@ -155,3 +155,24 @@ impl ConvertConfig {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn workers_default_to_one_per_core() {
+        let config = ConvertConfig::default();
+        assert_eq!(config.workers, 0);
+        assert_eq!(config.workers(), super::super::default_threads());
+        assert!(config.validate().is_ok());
+        assert_eq!(
+            ConvertConfig {
+                workers: 3,
+                ..config
+            }
+            .workers(),
+            3
+        );
+    }
+}
