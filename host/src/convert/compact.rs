@@ -6,12 +6,15 @@
 //! `bucket_count` and `range` must match when present, every `values` key must be a bucket
 //! lower bound and every count an integer. Unknown names are dropped (as in the seed) and counted.
 
+use std::borrow::Cow;
 use std::fmt::Write;
+use std::rc::Rc;
 
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use super::bad_record::BadRecord;
+use super::split;
 use crate::histograms::{BucketLayout, Definition, Definitions, Kind, RawObject};
 
 /// The trailing statistics, in array order.
@@ -23,9 +26,75 @@ const STATS: [&str; 5] = [
     "sum_squares_hi",
 ];
 
-/// One histogram object of a payload; sections not needed stay unparsed.
-#[derive(Deserialize)]
+/// Members of an object: keys (unescaped) and value texts.
+type Members<'a> = Vec<(Cow<'a, str>, &'a str)>;
+
+/// One histogram object of a payload: its values and the members a layout and the statistics
+/// need, as JSON texts (a `null` member reads as absent); everything else stays unparsed.
+#[derive(Default)]
 struct Histogram<'a> {
+    values: Option<Members<'a>>,
+    range: Option<&'a str>,
+    bucket_count: Option<&'a str>,
+    histogram_type: Option<&'a str>,
+    sum: Option<&'a str>,
+    log_sum: Option<&'a str>,
+    log_sum_squares: Option<&'a str>,
+    sum_squares_lo: Option<&'a str>,
+    sum_squares_hi: Option<&'a str>,
+}
+
+impl<'a> Histogram<'a> {
+    fn stats(&self) -> [Option<&'a str>; 5] {
+        [
+            self.sum,
+            self.log_sum,
+            self.log_sum_squares,
+            self.sum_squares_lo,
+            self.sum_squares_hi,
+        ]
+    }
+
+    /// The histogram `text` (valid JSON) by one fast scan; `None` leaves it to serde_json
+    /// (not an object, `values` not an object, a member given twice).
+    fn scan(text: &'a str) -> Option<Histogram<'a>> {
+        let mut hist = Histogram::default();
+        let mut seen = 0u16;
+        for (key, value) in split::members(text)? {
+            let (bit, slot) = match key.as_ref() {
+                "values" => {
+                    if seen & 1 != 0 {
+                        return None;
+                    }
+                    seen |= 1;
+                    if value != "null" {
+                        hist.values = Some(split::members(value)?);
+                    }
+                    continue;
+                }
+                "range" => (1 << 1, &mut hist.range),
+                "bucket_count" => (1 << 2, &mut hist.bucket_count),
+                "histogram_type" => (1 << 3, &mut hist.histogram_type),
+                "sum" => (1 << 4, &mut hist.sum),
+                "log_sum" => (1 << 5, &mut hist.log_sum),
+                "log_sum_squares" => (1 << 6, &mut hist.log_sum_squares),
+                "sum_squares_lo" => (1 << 7, &mut hist.sum_squares_lo),
+                "sum_squares_hi" => (1 << 8, &mut hist.sum_squares_hi),
+                _ => continue,
+            };
+            if seen & bit != 0 {
+                return None;
+            }
+            seen |= bit;
+            *slot = (value != "null").then_some(value);
+        }
+        Some(hist)
+    }
+}
+
+/// serde_json's reading of a histogram object, for what [`Histogram::scan`] leaves to it.
+#[derive(Deserialize)]
+struct ParsedHistogram<'a> {
     #[serde(borrow)]
     values: Option<RawObject<'a>>,
     #[serde(borrow)]
@@ -46,16 +115,25 @@ struct Histogram<'a> {
     sum_squares_hi: Option<&'a RawValue>,
 }
 
-impl<'a> Histogram<'a> {
-    fn stats(&self) -> [Option<&'a RawValue>; 5] {
-        [
-            self.sum,
-            self.log_sum,
-            self.log_sum_squares,
-            self.sum_squares_lo,
-            self.sum_squares_hi,
-        ]
+impl<'a> From<ParsedHistogram<'a>> for Histogram<'a> {
+    fn from(h: ParsedHistogram<'a>) -> Histogram<'a> {
+        let text = |v: Option<&'a RawValue>| v.map(RawValue::get);
+        Histogram {
+            values: h.values.map(members_of),
+            range: text(h.range),
+            bucket_count: text(h.bucket_count),
+            histogram_type: text(h.histogram_type),
+            sum: text(h.sum),
+            log_sum: text(h.log_sum),
+            log_sum_squares: text(h.log_sum_squares),
+            sum_squares_lo: text(h.sum_squares_lo),
+            sum_squares_hi: text(h.sum_squares_hi),
+        }
     }
+}
+
+fn members_of(object: RawObject<'_>) -> Members<'_> {
+    object.0.into_iter().map(|(k, v)| (k, v.get())).collect()
 }
 
 /// Counts of one conversion.
@@ -110,7 +188,7 @@ pub struct Layouts<'d> {
 /// The layout chosen for one payload histogram.
 enum Choice<'d> {
     Defined(&'d Definition, Basis),
-    Described(Kind, BucketLayout),
+    Described(Kind, Rc<BucketLayout>),
 }
 
 /// Writes compact histogram sections of one payload, counting what it keeps and drops and
@@ -134,11 +212,7 @@ impl<'d> SectionWriter<'d> {
     }
 
     /// Writes the compact form of a `histograms` section (`{NAME: histogram}`) to `out`.
-    pub fn write_histograms(
-        &mut self,
-        section: &RawValue,
-        out: &mut String,
-    ) -> Result<(), BadRecord> {
+    pub fn write_histograms(&mut self, section: &str, out: &mut String) -> Result<(), BadRecord> {
         self.write_section(section, "histograms", out, |w, name, raw, out| {
             if !w.layouts.self_describe && w.defined(name).is_none() {
                 return Ok(false);
@@ -159,7 +233,7 @@ impl<'d> SectionWriter<'d> {
     /// another one make the histogram invalid, like any key that does not validate.
     pub fn write_keyed_histograms(
         &mut self,
-        section: &RawValue,
+        section: &str,
         out: &mut String,
     ) -> Result<(), BadRecord> {
         self.write_section(section, "keyedHistograms", out, |w, name, raw, out| {
@@ -169,7 +243,7 @@ impl<'d> SectionWriter<'d> {
             let keys = object(raw, name)?;
             let mut first: Option<Choice> = None;
             out.push('{');
-            for (i, (key, raw)) in keys.0.iter().enumerate() {
+            for (i, (key, raw)) in keys.iter().enumerate() {
                 let hist = parse(name, raw)?;
                 let Some(choice) = w.choose(name, &hist) else {
                     return Ok(false);
@@ -227,7 +301,7 @@ impl<'d> SectionWriter<'d> {
                 Ok(layout) => (def.kind, layout),
                 Err(_) => return,
             },
-            Choice::Described(kind, layout) => (*kind, layout),
+            Choice::Described(kind, layout) => (*kind, &**layout),
         };
         if !self.noted_layouts.is_empty() {
             self.noted_layouts.push(',');
@@ -269,15 +343,15 @@ impl<'d> SectionWriter<'d> {
     /// back out and, unless strict, counted as dropped.
     fn write_section(
         &mut self,
-        section: &RawValue,
+        section: &str,
         what: &str,
         out: &mut String,
-        write_value: impl Fn(&mut Self, &str, &RawValue, &mut String) -> Result<bool, BadRecord>,
+        write_value: impl Fn(&mut Self, &str, &str, &mut String) -> Result<bool, BadRecord>,
     ) -> Result<(), BadRecord> {
         let members = object(section, what)?;
         out.push('{');
         let mut first = true;
-        for (name, raw) in &members.0 {
+        for (name, raw) in &members {
             let (rollback, counts, noted) = (out.len(), self.counts, self.noted_layouts.len());
             if !first {
                 out.push(',');
@@ -307,21 +381,30 @@ impl<'d> SectionWriter<'d> {
 /// The layout a histogram's own `histogram_type`, `bucket_count` and `range` describe, by the
 /// same formulas as a definition's; `None` when it lacks any of them or they make no layout
 /// (unknown kind, non-integers, a bucket count or range a definition could not have).
-fn described_layout(hist: &Histogram) -> Option<(Kind, BucketLayout)> {
+fn described_layout(hist: &Histogram) -> Option<(Kind, Rc<BucketLayout>)> {
     let kind = as_int(hist.histogram_type?).and_then(Kind::from_type_code)?;
     let count = as_int(hist.bucket_count?)?;
     let (low, high) = int_pair(hist.range?)?;
-    let layout = BucketLayout::new(kind, low.max(1), high, count).ok()?;
+    let layout = super::layout_cache::layout(kind, low.max(1), high, count)?;
     Some((kind, layout))
 }
 
-fn parse<'a>(name: &str, raw: &'a RawValue) -> Result<Histogram<'a>, BadRecord> {
-    serde_json::from_str(raw.get())
+fn parse<'a>(name: &str, text: &'a str) -> Result<Histogram<'a>, BadRecord> {
+    if let Some(hist) = Histogram::scan(text) {
+        return Ok(hist);
+    }
+    serde_json::from_str::<ParsedHistogram>(text)
+        .map(Histogram::from)
         .map_err(|e| BadRecord::payload(format!("{name} is not a histogram object: {e}")))
 }
 
-fn object<'a>(raw: &'a RawValue, what: &str) -> Result<RawObject<'a>, BadRecord> {
-    RawObject::parse(raw.get())
+/// The members of `text` (valid JSON), which must be an object.
+fn object<'a>(text: &'a str, what: &str) -> Result<Members<'a>, BadRecord> {
+    if let Some(members) = split::members(text) {
+        return Ok(members);
+    }
+    RawObject::parse(text)
+        .map(members_of)
         .map_err(|e| BadRecord::payload(format!("{what} is not an object: {e}")))
 }
 
@@ -352,14 +435,14 @@ fn write_one(
             validate(name, def, layout, hist)?;
             (layout, *basis)
         }
-        Choice::Described(_, layout) => (layout, Basis::SelfDescribed),
+        Choice::Described(_, layout) => (&**layout, Basis::SelfDescribed),
     };
     let values = hist
         .values
         .as_ref()
         .ok_or_else(|| BadRecord::payload(format!("Bad Histogram key: {name} has no 'values'")))?;
     let mut counts = vec![0i64; layout.n_buckets()];
-    for (key, count) in &values.0 {
+    for (key, count) in values {
         let index = key
             .parse::<i64>()
             .ok()
@@ -367,10 +450,9 @@ fn write_one(
             .ok_or_else(|| {
                 BadRecord::payload(format!("Found invalid bucket {name}.values[{key}]"))
             })?;
-        let value = count.get().parse::<i64>().map_err(|_| {
+        let value = count.parse::<i64>().map_err(|_| {
             BadRecord::payload(format!(
-                "Found non-integer bucket value: {name}.values[{key}] = {}",
-                count.get()
+                "Found non-integer bucket value: {name}.values[{key}] = {count}"
             ))
         })?;
         if value < 0 && basis != Basis::Definitions {
@@ -381,11 +463,12 @@ fn write_one(
         counts[index] = value;
     }
     out.push('[');
+    let mut digits = itoa::Buffer::new();
     for count in counts {
         if count == 0 {
             out.push('0');
         } else {
-            let _ = write!(out, "{count}");
+            out.push_str(digits.format(count));
         }
         out.push(',');
     }
@@ -393,7 +476,7 @@ fn write_one(
         if i > 0 {
             out.push(',');
         }
-        match value.map(RawValue::get) {
+        match value {
             None | Some("null") => out.push_str("-1"),
             Some(number) if is_number(number) => out.push_str(number),
             Some(other) => {
@@ -407,10 +490,17 @@ fn write_one(
     Ok(basis)
 }
 
-fn int_pair(raw: &RawValue) -> Option<(i64, i64)> {
-    let range: Vec<&RawValue> = serde_json::from_str(raw.get()).ok()?;
+fn int_pair(text: &str) -> Option<(i64, i64)> {
+    // Fast path for the usual minified `[low,high]` of integers; anything else is parsed.
+    let plain = text.strip_prefix('[').and_then(|t| t.strip_suffix(']'));
+    if let Some((lo, hi)) = plain.and_then(|t| t.split_once(',')) {
+        if let (Ok(lo), Ok(hi)) = (lo.parse::<i64>(), hi.parse::<i64>()) {
+            return Some((lo, hi));
+        }
+    }
+    let range: Vec<&RawValue> = serde_json::from_str(text).ok()?;
     match range.as_slice() {
-        [lo, hi] => Some((as_int(lo)?, as_int(hi)?)),
+        [lo, hi] => Some((as_int(lo.get())?, as_int(hi.get())?)),
         _ => None,
     }
 }
@@ -421,8 +511,7 @@ fn is_number(text: &str) -> bool {
         .is_some_and(|b| b == b'-' || b.is_ascii_digit())
 }
 
-fn as_int(raw: &RawValue) -> Option<i64> {
-    let text = raw.get();
+fn as_int(text: &str) -> Option<i64> {
     text.parse::<i64>().ok().or_else(|| {
         text.parse::<f64>()
             .ok()
@@ -444,7 +533,7 @@ fn validate(
         if as_int(raw) != Some(code.into()) {
             return Err(BadRecord::payload(format!(
                 "{name}: histogram_type {} does not match the definition ({}, type {code})",
-                raw.get(),
+                raw,
                 def.kind.name()
             )));
         }
@@ -456,7 +545,7 @@ fn validate(
         if as_int(raw) != Some(layout.n_buckets() as i64) {
             return Err(BadRecord::payload(format!(
                 "{name}: bucket_count {} does not match the definition ({})",
-                raw.get(),
+                raw,
                 layout.n_buckets()
             )));
         }
@@ -465,9 +554,7 @@ fn validate(
         if int_pair(raw) != Some((layout.low, layout.high)) {
             return Err(BadRecord::payload(format!(
                 "{name}: range {} does not match the definition ([{}, {}])",
-                raw.get(),
-                layout.low,
-                layout.high
+                raw, layout.low, layout.high
             )));
         }
     }
@@ -506,6 +593,7 @@ mod tests {
         keyed: bool,
     ) -> Result<(String, HistogramCounts, String), BadRecord> {
         let raw: &RawValue = serde_json::from_str(json).unwrap();
+        let raw = raw.get();
         let mut out = String::new();
         let mut writer = SectionWriter::new(layouts);
         if keyed {

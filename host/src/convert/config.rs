@@ -11,7 +11,8 @@ use serde::{Deserialize, Serialize};
 pub struct ConvertConfig {
     /// Convert `.finished` raw logs into storage in the background while serving.
     pub enabled: bool,
-    /// Background conversion threads (the pool is bounded: finished logs wait on disk, not in memory).
+    /// Background conversion threads, each converting one finished log at a time (the pool is
+    /// bounded: finished logs wait on disk, not in memory); 0 = one per CPU core.
     pub workers: usize,
     /// Threads converting the records of one log (stored in order: the output is the same for
     /// any number); 0 = one per CPU core.
@@ -75,7 +76,7 @@ impl Default for ConvertConfig {
     fn default() -> Self {
         ConvertConfig {
             enabled: true,
-            workers: 1,
+            workers: 0,
             threads: 0,
             scan_interval_secs: 5,
             flush_secs: 60,
@@ -114,6 +115,14 @@ impl ConvertConfig {
 }
 
 impl ConvertConfig {
+    /// [`ConvertConfig::workers`] with 0 resolved to the number of CPU cores.
+    pub fn workers(&self) -> usize {
+        match self.workers {
+            0 => super::default_threads(),
+            n => n,
+        }
+    }
+
     /// [`ConvertConfig::threads`] with 0 resolved to the number of CPU cores.
     pub fn threads(&self) -> usize {
         match self.threads {
@@ -130,9 +139,6 @@ impl ConvertConfig {
 
     /// Rejects values conversion cannot run with.
     pub fn validate(&self) -> Result<(), String> {
-        if self.enabled && self.workers == 0 {
-            return Err("convert.workers must be > 0 when convert.enabled".into());
-        }
         if self.max_uncompressed_bytes == 0 {
             return Err("convert.max_uncompressed_bytes must be > 0".into());
         }
@@ -147,5 +153,26 @@ impl ConvertConfig {
         }
         self.dimension_policy()?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn workers_default_to_one_per_core() {
+        let config = ConvertConfig::default();
+        assert_eq!(config.workers, 0);
+        assert_eq!(config.workers(), super::super::default_threads());
+        assert!(config.validate().is_ok());
+        assert_eq!(
+            ConvertConfig {
+                workers: 3,
+                ..config
+            }
+            .workers(),
+            3
+        );
     }
 }

@@ -150,6 +150,7 @@ impl Converter {
         let text = std::str::from_utf8(body)
             .map_err(|e| BadRecord::conversion(format!("body is not UTF-8: {e}")))?;
         let text = minify(text);
+        let _index = super::split::Indexed::new(&text);
         let lookup = Lookup {
             revisions: &self.revisions,
             unknown_revision: self.options.unknown_revision,

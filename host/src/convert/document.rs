@@ -7,8 +7,6 @@
 use std::borrow::Cow;
 use std::sync::Arc;
 
-use serde_json::value::RawValue;
-
 use super::bad_record::{BadRecord, BadRecordKind};
 use super::compact::{Basis, HistogramCounts, Layouts, SectionWriter, Validation};
 use super::fields::{scalar_text, string_value, Fields};
@@ -126,7 +124,16 @@ pub(super) fn member<'a>(fields: &Fields<'a>, key: &str) -> Option<&'a str> {
         })
 }
 
+/// `text` (a member of a parsed document, so valid JSON) as an object's fields.
 pub(super) fn parse_object<'a>(text: &'a str, what: &str) -> Result<Fields<'a>, BadRecord> {
+    if let Some(members) = super::split::members(text) {
+        return Ok(Fields(
+            members
+                .into_iter()
+                .map(|(k, v)| (k, Cow::Borrowed(v)))
+                .collect(),
+        ));
+    }
     crate::histograms::RawObject::parse(text)
         .map(Fields::from_object)
         .map_err(|e| BadRecord::conversion(format!("{what} is not an object: {e}")))
@@ -230,12 +237,12 @@ fn convert_sections(
         ..layouts
     });
     let mut out = String::with_capacity(histograms.len() / 2);
-    writer.write_histograms(raw(histograms)?, &mut out)?;
+    writer.write_histograms(histograms, &mut out)?;
     let keyed = match keyed_key.and_then(|k| container.get(k)) {
         None => None,
         Some(section) => {
             let mut keyed = String::with_capacity(section.len() / 2);
-            writer.write_keyed_histograms(raw(section)?, &mut keyed)?;
+            writer.write_keyed_histograms(section, &mut keyed)?;
             Some(keyed)
         }
     };
@@ -257,10 +264,6 @@ fn convert_sections(
         histograms: out,
         keyed,
     }))
-}
-
-fn raw(text: &str) -> Result<&RawValue, BadRecord> {
-    serde_json::from_str(text).map_err(|e| BadRecord::payload(format!("histogram section: {e}")))
 }
 
 /// Definitions for a ping and how to lay out and check its histograms with them, errors

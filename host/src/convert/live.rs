@@ -120,7 +120,7 @@ pub struct ConvertPool {
 }
 
 impl ConvertPool {
-    /// Starts `config.workers` converter threads and the scanner over `raw` (found at `raw_path`).
+    /// Starts [`ConvertConfig::workers`] converter threads and the scanner over `raw` (found at `raw_path`).
     pub fn start(
         raw: &Dir,
         raw_path: PathBuf,
@@ -131,8 +131,9 @@ impl ConvertPool {
     ) -> std::io::Result<ConvertPool> {
         raw.create_dir_all(CONVERTED_DIR)?;
         raw.create_dir_all(FAILED_DIR)?;
-        let mut converters = Vec::with_capacity(config.workers);
-        for _ in 0..config.workers {
+        let workers = config.workers();
+        let mut converters = Vec::with_capacity(workers);
+        for _ in 0..workers {
             converters.push(factory().map_err(std::io::Error::other)?);
         }
         let mut dedup = None;

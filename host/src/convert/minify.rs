@@ -15,11 +15,11 @@ pub fn minify(json: &str) -> String {
                 let start = i;
                 i += 1;
                 while i < bytes.len() {
-                    match memchr::memchr2(b'"', b'\\', &bytes[i..]) {
+                    match super::split::quote_or_escape(bytes, i) {
                         None => i = bytes.len(),
-                        Some(at) if bytes[i + at] == b'\\' => i += at + 2,
+                        Some(at) if bytes[at] == b'\\' => i = at + 2,
                         Some(at) => {
-                            i += at + 1;
+                            i = at + 1;
                             break;
                         }
                     }

@@ -25,6 +25,7 @@ mod document;
 mod error_input;
 mod error_stream;
 mod fields;
+mod layout_cache;
 pub mod live;
 pub mod metrics;
 mod minify;
@@ -33,6 +34,7 @@ mod parallel;
 mod pipeline;
 mod saved_session;
 mod sources;
+mod split;
 mod summary;
 mod validation;
 

@@ -52,14 +52,45 @@ const ADAPTER_INFO: [(&str, &str); 8] = [
     ("driverDate", "adapterDriverDate"),
 ];
 
-/// Follows `path` through nested objects; `None` when absent or null.
-fn lookup<'a>(root: &'a str, path: &[&str]) -> Option<&'a str> {
-    let mut current = root;
-    for key in path {
-        let fields = parse_object(current, key).ok()?;
-        current = member(&fields, key)?;
+/// Objects of one JSON text looked into by path, each parsed once: the 30-odd lookups of a
+/// saved-session's `environment` share their prefixes (`system`, `system.gfx`, …), and parsing
+/// `environment` again for each of them cost more than the rest of the ping's conversion.
+struct Nested<'a> {
+    root: &'a str,
+    /// Parsed objects by path from the root (`None`: not an object).
+    parsed: Vec<(Vec<&'static str>, Option<Fields<'a>>)>,
+}
+
+impl<'a> Nested<'a> {
+    fn new(root: &'a str) -> Nested<'a> {
+        Nested {
+            root,
+            parsed: Vec::new(),
+        }
     }
-    (current != "null").then_some(current)
+
+    /// Follows `path` through nested objects; `None` when absent or null.
+    fn lookup(&mut self, path: &[&'static str]) -> Option<&'a str> {
+        let mut current = self.root;
+        for depth in 0..path.len() {
+            let fields = self.object(&path[..depth], current)?;
+            current = member(fields, path[depth])?;
+        }
+        (current != "null").then_some(current)
+    }
+
+    /// The object at `prefix` (whose JSON text is `text`), parsed on first use.
+    fn object(&mut self, prefix: &[&'static str], text: &'a str) -> Option<&Fields<'a>> {
+        let at = match self.parsed.iter().position(|(p, _)| p == prefix) {
+            Some(at) => at,
+            None => {
+                let fields = parse_object(text, prefix.last().unwrap_or(&"")).ok();
+                self.parsed.push((prefix.to_vec(), fields));
+                self.parsed.len() - 1
+            }
+        };
+        self.parsed[at].1.as_ref()
+    }
 }
 
 /// Adds an `info` field from the environment; a clash with an existing key stores it as
@@ -99,12 +130,13 @@ pub fn flatten<'a>(
     if let Some(ver) = payload_ver {
         root.push("payload.ver", ver);
     }
+    let mut environment = Nested::new(environment);
     for (key, path) in ENVIRONMENT_INFO {
-        if let Some(value) = lookup(environment, path) {
+        if let Some(value) = environment.lookup(path) {
             fill(&mut info, key, value);
         }
     }
-    if let Some(theme) = lookup(environment, &["addons", "theme", "id"]) {
+    if let Some(theme) = environment.lookup(&["addons", "theme", "id"]) {
         fill(&mut info, "persona", theme);
     }
     if info
@@ -114,18 +146,19 @@ pub fn flatten<'a>(
     {
         info.set("OS", "\"WINNT\"");
     }
-    if let Some(adapters) = lookup(environment, &["system", "gfx", "adapters"]) {
+    if let Some(adapters) = environment.lookup(&["system", "gfx", "adapters"]) {
         let adapters: Vec<&serde_json::value::RawValue> =
             serde_json::from_str(adapters).unwrap_or_default();
         for (n, adapter) in adapters.iter().take(2).enumerate() {
+            let mut adapter = Nested::new(adapter.get());
             let suffix = if n == 0 { "" } else { "2" };
             for (from, to) in ADAPTER_INFO {
-                if let Some(value) = lookup(adapter.get(), &[from]) {
+                if let Some(value) = adapter.lookup(&[from]) {
                     fill(&mut info, &format!("{to}{suffix}"), value);
                 }
             }
             if n == 1 {
-                if let Some(active) = lookup(adapter.get(), &["GPUActive"]) {
+                if let Some(active) = adapter.lookup(&["GPUActive"]) {
                     fill(&mut info, "isGPU2Active", active);
                 }
             }

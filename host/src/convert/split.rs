@@ -1,0 +1,302 @@
+//! Members of a JSON object found by one fast scan, for text that is already known to be valid
+//! JSON: a value inside a document serde_json has parsed whole. The converter looks into nested
+//! objects (payload, histogram sections, each histogram) several levels deep; parsing each level
+//! again with a validating parser scanned the histogram bytes four times over.
+//!
+//! [`members`] answers `None` for anything it does not recognise as an object (callers then parse
+//! with serde_json, whose results and errors they keep); on valid JSON its members are exactly
+//! serde_json's: every member in order, duplicates included, keys unescaped, values as written.
+//!
+//! While an [`Indexed`] document is being converted, [`members`] of any object inside it skips
+//! nested objects and arrays in one step: [`Indexed::new`] found where each of them closes in one
+//! pass, so looking into a histogram section costs its member count, not its bytes.
+
+use std::borrow::Cow;
+use std::cell::RefCell;
+
+thread_local! {
+    /// Where the brackets of the document this thread converts close (see [`Indexed`]).
+    static INDEX: RefCell<BracketIndex> = RefCell::new(BracketIndex::default());
+}
+
+/// Brackets of one document, reused from document to document (it grows to the largest one a
+/// thread converted: 4 bytes per byte of document, under the body limit).
+#[derive(Default)]
+struct BracketIndex {
+    /// Address of the indexed text.
+    base: usize,
+    /// Its length; 0 when no document is indexed.
+    len: usize,
+    /// `closes[i]`: offset of the bracket closing the `{` or `[` at offset `i` (meaningful at
+    /// those offsets only).
+    closes: Vec<u32>,
+    /// Offsets of the brackets open during [`Indexed::new`]'s pass.
+    open: Vec<u32>,
+}
+
+impl BracketIndex {
+    /// The offset of `text` in the indexed document, if it lies inside it.
+    fn offset_of(&self, text: &str) -> Option<usize> {
+        let start = (text.as_ptr() as usize).checked_sub(self.base)?;
+        (start + text.len() <= self.len).then_some(start)
+    }
+
+    /// Fills `closes` for `bytes`; false when brackets do not pair up (invalid JSON).
+    fn build(&mut self, bytes: &[u8]) -> bool {
+        if u32::try_from(bytes.len()).is_err() {
+            return false;
+        }
+        if self.closes.len() < bytes.len() {
+            self.closes.resize(bytes.len(), 0);
+        }
+        self.open.clear();
+        let mut i = 0;
+        while i < bytes.len() {
+            match bytes[i] {
+                b'"' => match string_end(bytes, i) {
+                    Some(end) => {
+                        i = end;
+                        continue;
+                    }
+                    None => return false,
+                },
+                b'{' | b'[' => self.open.push(i as u32),
+                b'}' | b']' => match self.open.pop() {
+                    Some(open) => self.closes[open as usize] = i as u32,
+                    None => return false,
+                },
+                _ => {}
+            }
+            i += 1;
+        }
+        self.open.is_empty()
+    }
+}
+
+/// Indexes the brackets of `text` for [`members`] on this thread until dropped.
+pub struct Indexed(());
+
+impl Indexed {
+    /// Indexes `text` (left unindexed, so scanned, when its brackets do not pair up).
+    pub fn new(text: &str) -> Indexed {
+        INDEX.with(|index| {
+            let mut index = index.borrow_mut();
+            index.len = 0;
+            if index.build(text.as_bytes()) {
+                index.base = text.as_ptr() as usize;
+                index.len = text.len();
+            }
+        });
+        Indexed(())
+    }
+}
+
+impl Drop for Indexed {
+    fn drop(&mut self) {
+        INDEX.with(|index| index.borrow_mut().len = 0);
+    }
+}
+
+/// Members of `text` (a valid JSON value) when it is an object: keys (unescaped) and value texts.
+pub fn members(text: &str) -> Option<Vec<(Cow<'_, str>, &str)>> {
+    INDEX.with(|index| {
+        let index = index.borrow();
+        let closes = index
+            .offset_of(text)
+            .map(|offset| (&index.closes[..index.len], offset));
+        members_in(text, closes)
+    })
+}
+
+/// [`members`], with the bracket index of the document and `text`'s offset in it when indexed.
+fn members_in<'t>(
+    text: &'t str,
+    closes: Option<(&[u32], usize)>,
+) -> Option<Vec<(Cow<'t, str>, &'t str)>> {
+    let bytes = text.as_bytes();
+    let mut i = skip_ws(bytes, 0);
+    if bytes.get(i) != Some(&b'{') {
+        return None;
+    }
+    let mut out = Vec::with_capacity(16);
+    i = skip_ws(bytes, i + 1);
+    if bytes.get(i) == Some(&b'}') {
+        return (skip_ws(bytes, i + 1) == bytes.len()).then_some(out);
+    }
+    loop {
+        if bytes.get(i) != Some(&b'"') {
+            return None;
+        }
+        let end = string_end(bytes, i)?;
+        let raw_key = &text[i + 1..end - 1];
+        let key = if raw_key.contains('\\') {
+            Cow::Owned(serde_json::from_str::<String>(&text[i..end]).ok()?)
+        } else {
+            Cow::Borrowed(raw_key)
+        };
+        i = skip_ws(bytes, end);
+        if bytes.get(i) != Some(&b':') {
+            return None;
+        }
+        i = skip_ws(bytes, i + 1);
+        let value_end = match (closes, bytes.get(i)) {
+            (Some((closes, offset)), Some(b'{' | b'[')) => {
+                let end = (closes[offset + i] as usize).checked_sub(offset)? + 1;
+                match bytes.get(end.checked_sub(1)?) {
+                    Some(b'}' | b']') if end > i => end,
+                    _ => value_end(bytes, i)?,
+                }
+            }
+            _ => value_end(bytes, i)?,
+        };
+        out.push((key, &text[i..value_end]));
+        i = skip_ws(bytes, value_end);
+        match bytes.get(i) {
+            Some(b',') => i = skip_ws(bytes, i + 1),
+            Some(b'}') => break,
+            _ => return None,
+        }
+    }
+    (skip_ws(bytes, i + 1) == bytes.len()).then_some(out)
+}
+
+fn skip_ws(bytes: &[u8], mut i: usize) -> usize {
+    while matches!(bytes.get(i), Some(b' ' | b'\n' | b'\r' | b'\t')) {
+        i += 1;
+    }
+    i
+}
+
+/// The index of the first `"` or `\\` at or after `from`. Most strings of a ping are short keys
+/// and numbers-as-keys, so the first bytes are looked at one by one before a vectorised search
+/// (whose set-up costs more than a short string).
+pub fn quote_or_escape(bytes: &[u8], from: usize) -> Option<usize> {
+    let short = bytes.len().min(from.saturating_add(16));
+    let mut i = from;
+    while i < short {
+        if matches!(bytes[i], b'"' | b'\\') {
+            return Some(i);
+        }
+        i += 1;
+    }
+    memchr::memchr2(b'"', b'\\', bytes.get(i..)?).map(|at| i + at)
+}
+
+/// The index after the closing quote of the string starting at `start`.
+fn string_end(bytes: &[u8], start: usize) -> Option<usize> {
+    let mut i = start + 1;
+    loop {
+        let at = quote_or_escape(bytes, i)?;
+        if bytes[at] == b'\\' {
+            i = at + 2;
+        } else {
+            return Some(at + 1);
+        }
+    }
+}
+
+/// The index after the value starting at `start`.
+fn value_end(bytes: &[u8], start: usize) -> Option<usize> {
+    match bytes.get(start)? {
+        b'"' => string_end(bytes, start),
+        b'{' | b'[' => {
+            let mut depth = 0usize;
+            let mut i = start;
+            while i < bytes.len() {
+                match bytes[i] {
+                    b'"' => {
+                        i = string_end(bytes, i)?;
+                        continue;
+                    }
+                    b'{' | b'[' => depth += 1,
+                    b'}' | b']' => {
+                        depth -= 1;
+                        if depth == 0 {
+                            return Some(i + 1);
+                        }
+                    }
+                    _ => {}
+                }
+                i += 1;
+            }
+            None
+        }
+        _ => {
+            let len = bytes[start..]
+                .iter()
+                .position(|b| matches!(b, b',' | b'}' | b']' | b' ' | b'\n' | b'\r' | b'\t'))
+                .unwrap_or(bytes.len() - start);
+            (len > 0).then_some(start + len)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::histograms::RawObject;
+
+    /// serde_json's members of `text`, for comparison.
+    fn serde(text: &str) -> Option<Vec<(String, String)>> {
+        RawObject::parse(text).ok().map(|o| {
+            o.0.into_iter()
+                .map(|(k, v)| (k.into_owned(), v.get().to_owned()))
+                .collect()
+        })
+    }
+
+    fn fast(text: &str) -> Option<Vec<(String, String)>> {
+        members(text).map(|m| {
+            m.into_iter()
+                .map(|(k, v)| (k.into_owned(), v.to_owned()))
+                .collect()
+        })
+    }
+
+    #[test]
+    fn members_match_serde_json_on_valid_objects() {
+        for text in [
+            "{}",
+            " { } ",
+            r#"{"a":1,"b":{"x":[1,{"y":"}]\""}]},"a":-2.5e3,"c":"s\\\"","d":null,"e":true,"f":[]}"#,
+            "{\n  \"a b\" : [ 1 , 2 ] ,\t\"k\\u0041\\n\":\"v\\\\\" , \"z\": {\"q\": []}\n}\n",
+            r#"{"values":{"0":3,"10":0},"range":[1,3000],"bucket_count":10,"sum":1.5}"#,
+            r#"{"é":"ü","":""}"#,
+        ] {
+            assert_eq!(fast(text), serde(text), "{text}");
+            assert!(fast(text).is_some(), "{text}");
+        }
+    }
+
+    /// The same members with the document's brackets indexed, at every level of nesting.
+    #[test]
+    fn indexed_documents_give_the_same_members() {
+        let doc = r#"{"payload":{"histograms":{"A":{"values":{"0":1,"1":[2,{"x":"]}"}]},"sum":3},"B":{}},"s":"{["},"e":[[],{}]}"#;
+        let _index = Indexed::new(doc);
+        let mut pending = vec![doc];
+        let mut objects = 0;
+        while let Some(text) = pending.pop() {
+            assert_eq!(fast(text), serde(text), "{text}");
+            if let Some(members) = members(text) {
+                objects += 1;
+                pending.extend(members.into_iter().map(|(_, v)| v));
+            }
+        }
+        assert_eq!(objects, 6);
+        // Not indexed: text outside the document, and everything once the index is dropped.
+        let other = r#"{"a":{"b":[1]}}"#.to_owned();
+        assert_eq!(fast(&other), serde(&other));
+        drop(_index);
+        assert_eq!(fast(doc), serde(doc));
+        // Brackets that do not pair up leave the text unindexed.
+        let _bad = Indexed::new("{\"a\":[}");
+        assert_eq!(INDEX.with(|i| i.borrow().len), 0);
+    }
+
+    #[test]
+    fn anything_but_an_object_is_left_to_serde_json() {
+        for text in ["[1]", "7", "\"s\"", "null", "", " "] {
+            assert_eq!(members(text), None, "{text}");
+        }
+    }
+}
