@@ -19,8 +19,9 @@ thread_local! {
     static INDEX: RefCell<BracketIndex> = RefCell::new(BracketIndex::default());
 }
 
-/// Brackets of one document, reused from document to document (it grows to the largest one a
-/// thread converted: 4 bytes per byte of document, under the body limit).
+/// Brackets of one document, reused from document to document: 4 bytes per byte of document,
+/// kept after a document of at most [`KEPT_BYTES`] (a real ping), released after a larger one (a
+/// 32 MiB body would otherwise pin 128 MiB per conversion thread).
 #[derive(Default)]
 struct BracketIndex {
     /// Address of the indexed text.
@@ -33,6 +34,9 @@ struct BracketIndex {
     /// Offsets of the brackets open during [`Indexed::new`]'s pass.
     open: Vec<u32>,
 }
+
+/// The largest document whose index is kept for the next one.
+const KEPT_BYTES: usize = 1 << 20;
 
 impl BracketIndex {
     /// The offset of `text` in the indexed document, if it lies inside it.
@@ -93,7 +97,14 @@ impl Indexed {
 
 impl Drop for Indexed {
     fn drop(&mut self) {
-        INDEX.with(|index| index.borrow_mut().len = 0);
+        INDEX.with(|index| {
+            let mut index = index.borrow_mut();
+            index.len = 0;
+            if index.closes.len() > KEPT_BYTES {
+                index.closes = Vec::new();
+                index.open = Vec::new();
+            }
+        });
     }
 }
 
@@ -291,6 +302,20 @@ mod tests {
         // Brackets that do not pair up leave the text unindexed.
         let _bad = Indexed::new("{\"a\":[}");
         assert_eq!(INDEX.with(|i| i.borrow().len), 0);
+    }
+
+    #[test]
+    fn a_large_document_s_index_is_released_a_real_ping_s_is_kept() {
+        let capacity = || INDEX.with(|i| i.borrow().closes.capacity());
+        let large = format!("{{\"a\":\"{}\",\"b\":{{}}}}", "x".repeat(KEPT_BYTES * 2));
+        let indexed = Indexed::new(&large);
+        assert!(capacity() > KEPT_BYTES * 2);
+        assert_eq!(fast(&large), serde(&large));
+        drop(indexed);
+        assert_eq!(capacity(), 0, "a 2 MiB document's index is not kept");
+        let small = r#"{"a":{"b":[1]}}"#;
+        drop(Indexed::new(small));
+        assert!(capacity() >= small.len(), "a small document's index is kept for the next");
     }
 
     #[test]
