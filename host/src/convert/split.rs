@@ -315,7 +315,10 @@ mod tests {
         assert_eq!(capacity(), 0, "a 2 MiB document's index is not kept");
         let small = r#"{"a":{"b":[1]}}"#;
         drop(Indexed::new(small));
-        assert!(capacity() >= small.len(), "a small document's index is kept for the next");
+        assert!(
+            capacity() >= small.len(),
+            "a small document's index is kept for the next"
+        );
     }
 
     #[test]
