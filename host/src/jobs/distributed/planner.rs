@@ -422,7 +422,21 @@ impl Planner {
                             return Err(AttemptError::Job(JobError::Member(error)));
                         }
                         Ok(AttemptStatus::Failed { error, .. }) => {
-                            Some(format!("its process failed: {error}"))
+                            // When one member dies, every survivor's process fails too (timely
+                            // panics on a broken connection), often before the dead one misses
+                            // a poll: blame a member that stopped answering, if one did, not
+                            // the first survivor to report.
+                            local_cancel.cancel();
+                            self.cancel_all(chosen, attempt_id);
+                            self.drain(done);
+                            let (member, reason) =
+                                self.find_lost(chosen, attempt_id).unwrap_or_else(|| {
+                                    (c.member.clone(), format!("its process failed: {error}"))
+                                });
+                            return Err(AttemptError::Lost {
+                                member: Box::new(member),
+                                reason,
+                            });
                         }
                         Ok(_) => {
                             missed[i] = 0;
