@@ -21,7 +21,7 @@ use std::fmt;
 use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::value::RawValue;
 
-use super::extract::{Field, KeyRef, Node, NodeSeed, Projection};
+use super::extract::{ignore_scalars, Field, KeyRef, Node, NodeSeed, Projection};
 
 /// What one pointer to a histogram found.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -310,24 +310,7 @@ impl<'de> Visitor<'de> for BothSeed<'_, '_, '_> {
         }
         .visit_seq(seq)
     }
-    fn visit_bool<E>(self, _: bool) -> Result<(), E> {
-        Ok(())
-    }
-    fn visit_i64<E>(self, _: i64) -> Result<(), E> {
-        Ok(())
-    }
-    fn visit_u64<E>(self, _: u64) -> Result<(), E> {
-        Ok(())
-    }
-    fn visit_f64<E>(self, _: f64) -> Result<(), E> {
-        Ok(())
-    }
-    fn visit_str<E>(self, _: &str) -> Result<(), E> {
-        Ok(())
-    }
-    fn visit_unit<E>(self) -> Result<(), E> {
-        Ok(())
-    }
+    ignore_scalars!();
 }
 
 /// One histogram's [`Shape`] from its text, and the projection's pointers through `node` in it.
