@@ -241,6 +241,10 @@ mod tests {
                 // timely's own greeting (an 8-byte index) followed by junk.
                 c.write_all(&1u64.to_be_bytes()).unwrap();
                 c.write_all(&[0xAB; 200]).unwrap();
+                // Then read until the acceptor hangs up: closing with its challenge unread would
+                // reset the connection, and the acceptor could see the reset before the junk.
+                c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+                let _ = std::io::copy(&mut c, &mut std::io::sink());
             },
         );
         assert!(
