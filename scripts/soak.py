@@ -6,10 +6,10 @@ and one of them cut in half; unique document ids) with live conversion and conti
 - no errors: every submission answered 200; no write error, failed log or failed export pass on
   /metrics; no ERROR line in the server's log; exit 0 on SIGTERM;
 - memory flat: after the warm-up (the first third of the run, at least 30 s: caches, the dedup
-  index and the open partition files fill up first), a least-squares line through the server's
-  RSS (one sample a second) rises or falls by at most 10 % of its mean over that time (RSS swings
-  by a third within seconds as batches are converted, so two windows' medians mistook a swing for
-  a trend);
+  index and the open partition files fill up first), the lowest RSS of the server (one sample a
+  second) over the last third of the remaining samples is within ±10 % of the lowest over the
+  first third: RSS swings by a third within seconds as batches are converted and freed, and a leak
+  shows as a higher floor;
 - backlogs bounded: the conversion backlog age stays under BACKLOG_MAX seconds while loaded;
 - nothing lost: once the load stops and the backlog drains, every acknowledged id is stored exactly
   once (partition files) or rejected with a reason (the error stream), and every finished partition
@@ -220,17 +220,18 @@ interval_secs = 2
         if len(after) < 9:
             problems.append(f"only {len(after)} RSS samples after the warm-up")
         else:
-            # RSS swings by a third within seconds as batches of logs are converted and freed; a
-            # leak shows as a trend. Medians of two short windows caught a swing as often as a
-            # trend, so fit a line through every sample after the warm-up: its rise over the
-            # window, relative to the mean, is the drift.
-            ts, rs = [s[0] for s in after], [s[1] for s in after]
-            t_mean, r_mean = statistics.fmean(ts), statistics.fmean(rs)
-            slope = sum((t - t_mean) * (r - r_mean) for t, r in zip(ts, rs)) / sum((t - t_mean) ** 2 for t in ts)
-            drift = slope * (ts[-1] - ts[0]) / r_mean
+            # RSS swings by a third within seconds as batches of logs are inflated, converted and
+            # freed; what a leak raises is the floor the server returns to between batches. So
+            # compare the lowest sample of the first third after the warm-up with the lowest of
+            # the last third (each third spans two or more batch cycles). Two windows' medians, and
+            # a line fitted through every sample, both mistook a swing for a trend.
+            third = len(after) // 3
+            first = min(s[1] for s in after[:third])
+            last = min(s[1] for s in after[-third:])
+            drift = (last - first) / first
             if abs(drift) > 0.10:
-                problems.append(f"RSS moved {drift:+.1%} after the warm-up (a line through {len(after)} samples at "
-                                f"{ts[0]:.0f}-{ts[-1]:.0f} s: {slope / 1024 * 60:+.1f} MiB a minute, mean {r_mean / 1024:.0f} MiB)")
+                problems.append(f"RSS moved {drift:+.1%} after the warm-up (floor {first / 1024:.0f} MiB "
+                                f"at {after[0][0]:.0f}-{after[third - 1][0]:.0f} s, {last / 1024:.0f} MiB at {after[-third][0]:.0f}-{after[-1][0]:.0f} s)")
         backlog_max = max((s[2] for s in loaded), default=0)
         if backlog_max > a.backlog_max:
             problems.append(f"conversion backlog reached {backlog_max:.0f} s (limit {a.backlog_max:.0f} s)")
@@ -261,7 +262,7 @@ interval_secs = 2
               f"{len(acked)} acknowledged; stored {sum(1 for i in acked if i in stored)}, rejected {sum(reasons.values())} "
               f"({', '.join(f'{k} {v}' for k, v in sorted(reasons.items())) or 'none'}); "
               f"converted and exported {time.time() - started - loaded_for:.0f} s after the load")
-        print(f"soak: RSS after warm-up {min(rss) / 1024:.0f}-{max(rss) / 1024:.0f} MiB (the check: {drift if len(after) >= 9 else float('nan'):+.1%} along a fitted line); backlog age max {backlog_max:.0f} s, "
+        print(f"soak: RSS after warm-up {min(rss) / 1024:.0f}-{max(rss) / 1024:.0f} MiB (the check: {drift if len(after) >= 9 else float('nan'):+.1%} between the floors of the first and last thirds); backlog age max {backlog_max:.0f} s, "
               f"pending logs max {max((s[3] for s in loaded), default=0):.0f}; exported {final.get('telemetry_export_uploaded_files_total', 0):.0f} files, "
               f"{final.get('telemetry_export_uploaded_bytes_total', 0) / 1e6:.1f} MB")
         print("soak: RSS MiB every 10 s: " + " ".join(f"{s[1] / 1024:.0f}" for s in loaded[::10]))

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Soak test (scripts/soak.py): steady mixed real pings with live conversion and export to s3s-fs,
-# checking no errors, flat RSS after warm-up (a fitted line within ±10 %), bounded backlog, and every acknowledged id stored or
+# checking no errors, flat RSS after warm-up (floors within ±10 %), bounded backlog, and every acknowledged id stored or
 # rejected with a reason. CI runs the 60 s form; by hand, ten minutes on the release build:
 #   DURATION=600 RATE=200 BIN=target/release/telemetry-server bash scripts/soak.sh
 set -euo pipefail
