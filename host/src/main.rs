@@ -1,9 +1,9 @@
 //! `telemetry-server`: one binary, one subcommand per task (see `cli/`).
 
 mod cli;
-mod malloc_arenas;
+mod malloc_tuning;
 
 fn main() -> std::process::ExitCode {
-    malloc_arenas::cap();
+    malloc_tuning::apply();
     cli::main()
 }
