@@ -7,9 +7,10 @@
 #
 #   scripts/fuzz.sh                      # every target, 60 s each
 #   FUZZ_SECONDS=300 scripts/fuzz.sh rawlog_reader
+#   FUZZ_RUNS=10000000 scripts/fuzz.sh     # every target until 10 million inputs have run
 #
-# Environment: FUZZ_SECONDS (per target, default 60), FUZZ_SANITIZER (address | none, default
-# address), TELEMETRY_SHARED_DIR (the shared data, default ../shared beside the repository).
+# Environment: FUZZ_SECONDS (per target, default 60), FUZZ_RUNS (per target: stop after this many
+# inputs instead of after FUZZ_SECONDS), FUZZ_SANITIZER (address | none, default address), TELEMETRY_SHARED_DIR (the shared data, default ../shared beside the repository).
 # Seed corpora come from the shared data and the committed regression inputs, and are kept in
 # fuzz/corpus/<target> (not committed).
 # Exit status: 0 when every target ran clean, 1 when one found a crash (see fuzz/artifacts/).
@@ -18,6 +19,14 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
 seconds=${FUZZ_SECONDS:-60}
+runs=${FUZZ_RUNS:-}
+# Either a time bound or a count of inputs; libFuzzer stops at whichever it is given.
+if [[ -n $runs ]]; then
+    [[ $runs =~ ^[1-9][0-9]*$ ]] || { echo "fuzz.sh: FUZZ_RUNS must be a positive integer" >&2; exit 2; }
+    bound=(-runs="$runs")
+else
+    bound=(-max_total_time="$seconds")
+fi
 sanitizer=${FUZZ_SANITIZER:-address}
 shared=${TELEMETRY_SHARED_DIR:-$root/../shared}
 data=$shared/data
@@ -68,18 +77,19 @@ triple=$(rustc +nightly -vV | sed -n 's/^host: //p')
 bin_dir=$root/fuzz/target/$triple/release
 
 mkdir -p fuzz/artifacts
-declare -A execs status
+declare -A execs secs status
 failed=0
 for target in "${targets[@]}"; do
     seed_corpus "$target"
     log=$root/fuzz/artifacts/$target.log
-    echo "fuzzing $target for ${seconds}s ..." >&2
+    echo "fuzzing $target (${bound[*]}) ..." >&2
     set +e
     (cd fuzz && "$bin_dir/$target" "corpus/$target" -artifact_prefix="artifacts/$target-" \
-        -max_total_time="$seconds" -max_len="${max_len[$target]}" -timeout=20 -rss_limit_mb=4096 \
+        "${bound[@]}" -max_len="${max_len[$target]}" -timeout=20 -rss_limit_mb=4096 \
         -print_final_stats=1) >"$log" 2>&1
     rc=$?
     set -e
+    secs[$target]=$(grep -o 'Done [0-9]* runs in [0-9]* second' "$log" | grep -o '[0-9]* second' | grep -o '[0-9]*' | tail -n 1)
     execs[$target]=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$log" | grep -o '[0-9]*$' | tail -n 1)
     if [[ $rc -eq 0 ]]; then
         status[$target]=clean
@@ -92,6 +102,6 @@ done
 
 printf '\n%-20s %12s %8s  %s\n' target executions seconds result
 for target in "${targets[@]}"; do
-    printf '%-20s %12s %8s  %s\n' "$target" "${execs[$target]:-?}" "$seconds" "${status[$target]}"
+    printf '%-20s %12s %8s  %s\n' "$target" "${execs[$target]:-?}" "${secs[$target]:-?}" "${status[$target]}"
 done
 exit $failed

@@ -213,4 +213,15 @@ fn copy_definition_counters(state: &AppState) {
             .get_or_create(&ReasonLabel { reason });
         counter.inc_by(value.saturating_sub(counter.get()));
     }
+    let l = crate::convert::layout_cache_stats();
+    bounds
+        .layout_cache_bounds
+        .set(l.held_bounds.min(i64::MAX as u64) as i64);
+    bounds.layout_cache_computed.inc_by(
+        l.computed
+            .saturating_sub(bounds.layout_cache_computed.get()),
+    );
+    bounds
+        .layout_cache_emptied
+        .inc_by(l.emptied.saturating_sub(bounds.layout_cache_emptied.get()));
 }

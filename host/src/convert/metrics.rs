@@ -127,8 +127,8 @@ impl ConvertMetrics {
     }
 }
 
-/// Metrics of the bounds added against hostile input on the conversion side: the revision cache and
-/// the error stream (copied from their own counters at every scrape).
+/// Metrics of the bounds on the conversion side: the revision cache, the error stream and the
+/// per-thread bucket-layout caches (copied from their own counters at every scrape).
 #[derive(Clone, Default)]
 pub struct BoundsMetrics {
     /// Revisions with definitions in memory.
@@ -147,6 +147,12 @@ pub struct BoundsMetrics {
     pub error_bodies_truncated: Counter,
     /// Error-stream entries written without their body, or dropped, because a budget was spent.
     pub error_entries_limited: Family<ReasonLabel, Counter>,
+    /// Bucket bounds held by the conversion threads' layout caches.
+    pub layout_cache_bounds: Gauge,
+    /// Bucket layouts computed because no layout cache held them.
+    pub layout_cache_computed: Counter,
+    /// Layout caches emptied to stay within their bound.
+    pub layout_cache_emptied: Counter,
 }
 
 /// Label set `{reason="file_budget"}`.
@@ -196,6 +202,21 @@ impl BoundsMetrics {
             metrics.error_bodies_truncated.clone(),
         );
         registry.register("error_entries_limited", "Error-stream entries written without body (body_dropped) or not written (dropped) because a byte budget was spent", metrics.error_entries_limited.clone());
+        registry.register(
+            "convert_layout_cache_bounds",
+            "Bucket bounds held by the conversion threads' caches of self-described histogram layouts (at most 65,536 per thread)",
+            metrics.layout_cache_bounds.clone(),
+        );
+        registry.register(
+            "convert_layout_cache_computed",
+            "Self-described histogram bucket layouts computed on a cache miss",
+            metrics.layout_cache_computed.clone(),
+        );
+        registry.register(
+            "convert_layout_cache_emptied",
+            "Layout caches emptied because a new layout would exceed their bound",
+            metrics.layout_cache_emptied.clone(),
+        );
         metrics
     }
 }

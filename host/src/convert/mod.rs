@@ -44,6 +44,7 @@ pub use converter::{Converted, Converter, DEFAULT_SCHEMA};
 pub use error_stream::{
     error_stream_stats, ErrorEntry, ErrorLimits, ErrorStream, ErrorStreamConfig, ErrorStreamStats,
 };
+pub use layout_cache::{stats as layout_cache_stats, LayoutCacheStats};
 pub mod error_limits {
     //! Process-wide limits of the error stream (see [`super::ErrorStream`]).
     pub use super::error_stream::{limits, set_limits, set_total_bytes, MAX_FIELD_BYTES};

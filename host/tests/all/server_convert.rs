@@ -8,7 +8,7 @@ use std::io::BufRead;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use crate::server_support::{gzip, raw_http, walk, TestServer};
+use crate::server_support::{gzip, metric, raw_http, walk, TestServer};
 use reqwest::blocking::Client;
 use telemetry_server::convert::UnknownRevision;
 
@@ -307,6 +307,19 @@ fn convert_unknown_revision_modes_over_live_conversion() {
             )),
             "{metrics}"
         );
+        if mode.is_none() {
+            // Its self-described histograms went through the layout caches, which /metrics counts
+            // (the counters are process-wide, so other tests' conversions may add to them).
+            assert!(
+                metric(&metrics, "telemetry_convert_layout_cache_computed_total")
+                    .is_some_and(|n| n >= 1.0),
+                "{metrics}"
+            );
+            assert!(
+                metric(&metrics, "telemetry_convert_layout_cache_bounds").is_some(),
+                "{metrics}"
+            );
+        }
     }
 }
 

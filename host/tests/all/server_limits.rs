@@ -12,7 +12,7 @@ use std::net::TcpStream;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use crate::server_support::{gzip, walk, TestServer};
+use crate::server_support::{gzip, metric, walk, TestServer};
 use reqwest::blocking::Client;
 
 const PING_PATH: &str =
@@ -23,13 +23,6 @@ fn saved_session() -> Vec<u8> {
         "pings/v4.saved-session.Fx40.0a2-aurora.2015-05.uberi.json",
     ))
     .unwrap()
-}
-
-/// The value of a metric line starting with `prefix` (name and labels), if present.
-fn metric(text: &str, prefix: &str) -> Option<f64> {
-    text.lines()
-        .find(|l| l.starts_with(prefix))
-        .and_then(|l| l.split_whitespace().last()?.parse().ok())
 }
 
 /// Reads until the peer closes the connection (or `limit` passes); returns what was read and

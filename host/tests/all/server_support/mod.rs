@@ -13,6 +13,13 @@ use telemetry_server::config::Config;
 use telemetry_server::rawlog::RawRecord;
 use telemetry_server::server::Server;
 
+/// The value of a metric line starting with `prefix` (name and labels), if present.
+pub fn metric(text: &str, prefix: &str) -> Option<f64> {
+    text.lines()
+        .find(|l| l.starts_with(prefix))
+        .and_then(|l| l.split_whitespace().last()?.parse().ok())
+}
+
 /// A server running on its own tokio runtime in a background thread.
 pub struct TestServer {
     pub addr: SocketAddr,
