@@ -185,6 +185,28 @@ mod tests {
     }
 
     #[test]
+    fn each_series_counts_requests_and_bytes_of_its_own() {
+        let m = metrics();
+        let aurora = m.key("/submit/telemetry/a/saved-session/Firefox/40.0a2/aurora/1");
+        let main = m.key("/submit/telemetry/b/main/Firefox/61.0/nightly/2");
+        m.count(aurora, 100);
+        m.count(main, 7);
+        m.count(aurora, 20);
+        let registry = Metrics::new();
+        registry.register("s", "s", m.requests.clone());
+        registry.register("b", "b", m.bytes.clone());
+        let text = registry.encode();
+        for line in [
+            r#"telemetry_s_total{channel="aurora",doc_type="saved-session"} 2"#,
+            r#"telemetry_b_total{channel="aurora",doc_type="saved-session"} 120"#,
+            r#"telemetry_s_total{channel="nightly",doc_type="main"} 1"#,
+            r#"telemetry_b_total{channel="nightly",doc_type="main"} 7"#,
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line} in {text}");
+        }
+    }
+
+    #[test]
     fn config_lists_are_checked() {
         assert!(MetricsConfig::default().validate().is_ok());
         let mut c = MetricsConfig::default();

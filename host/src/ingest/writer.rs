@@ -584,3 +584,73 @@ fn sync_timed(file: &std::fs::File, metrics: &IngestMetrics) -> std::io::Result<
 pub fn sync_dir(dir: &Dir) -> std::io::Result<()> {
     dir.open(".")?.sync_all()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Accepts at most `max` bytes per call, like a short write to a file or pipe.
+    struct Trickle {
+        out: Vec<u8>,
+        max: usize,
+        calls: usize,
+    }
+
+    impl Write for Trickle {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.write_vectored(&[IoSlice::new(buf)])
+        }
+
+        fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> std::io::Result<usize> {
+            self.calls += 1;
+            let mut left = self.max;
+            for buf in bufs {
+                let n = buf.len().min(left);
+                self.out.extend_from_slice(&buf[..n]);
+                left -= n;
+            }
+            Ok(self.max - left)
+        }
+
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_record_is_written_as_encode_v2_encodes_it_even_in_short_writes() {
+        let body: Vec<u8> = (0..=255u8).cycle().take(5000).collect();
+        let mut expected = Vec::new();
+        crate::rawlog::encode_v2(
+            &mut expected,
+            1_432_000_000_123,
+            "10.1.2.3",
+            "id/main",
+            &body,
+        );
+        let record = Record::v2(1_432_000_000_123, "10.1.2.3", "id/main", Bytes::from(body));
+        assert_eq!(record.len(), expected.len());
+        for max in [7, 4096, usize::MAX / 2] {
+            let mut out = Trickle {
+                out: Vec::new(),
+                max,
+                calls: 0,
+            };
+            record.write_to(&mut out).unwrap();
+            assert_eq!(out.out, expected, "max {max}");
+            assert_eq!(out.calls, expected.len().div_ceil(max), "max {max}");
+        }
+    }
+
+    #[test]
+    fn a_writer_that_takes_nothing_is_an_error() {
+        let record = Record::from(b"abc".to_vec());
+        let mut out = Trickle {
+            out: Vec::new(),
+            max: 0,
+            calls: 0,
+        };
+        let err = record.write_to(&mut out).unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::WriteZero);
+    }
+}
