@@ -3,7 +3,8 @@
 # unchanged with Debian's node: a cluster master and one worker per CPU, no fsync) and ours
 # (`serve --convert false`, durability `none` and `batch`), alternated run by run under the same wrk
 # load as bench/load.sh (wrk -t2 -c32, the 19 KB gzip saved-session ping, bench/submit.lua).
-# Prints every run, then each run's ratio ours/seed (req/s) and the median of each.
+# Prints every run (with the server's CPU time per request, user and kernel, from /proc: the seed's
+# master and workers together), then each run's ratio ours/seed (req/s) and the median of each.
 #
 #   bash bench/vs-seed.sh                        # 3 rounds of 10 s runs
 #   RUNS=5 DURATION=20s BIN=target/release/telemetry-server bash bench/vs-seed.sh
@@ -70,17 +71,28 @@ start_ours() { # start_ours MODE
     wait_http "$URL/status"
 }
 
-ROW='%-6s %-12s %10s %10s %10s %8s\n'
+ROW='%-6s %-12s %10s %10s %10s %8s %12s %12s\n'
 echo "body: $(stat -c %s "$WORK/ping.json.gz") bytes gzip, wrk -t$THREADS -c$CONNS -d$DURATION, $RUNS rounds, $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "seed: node $(node --version) $SEED_DIR/server.js (cluster, $(nproc) workers, no fsync); ours: $BIN"
-printf "$ROW" round server req/s p50_ms p99_ms non2xx
+printf "$ROW" round server req/s p50_ms p99_ms non2xx user_us/req sys_us/req
+cpu_ticks() { # cpu_ticks: "user system" clock ticks of the server and its child processes
+    local pids
+    pids="$SERVER_PID $(pgrep -P "$SERVER_PID" | tr '\n' ' ')"
+    for pid in $pids; do cat "/proc/$pid/stat" 2>/dev/null; done |
+        awk '{ sub(/^.*\) /, ""); u += $12; s += $13 } END { print u + 0, s + 0 }'
+}
 : > "$WORK/rows"
 measure() { # measure ROUND NAME
+    local result before after
+    before=$(cpu_ticks)
     wrk -t"$THREADS" -c"$CONNS" -d"$DURATION" -s "$PWD/bench/submit.lua" "$URL" > "$WORK/wrk.txt"
-    local result
+    after=$(cpu_ticks)
     result=$(grep '^RESULT' "$WORK/wrk.txt")
     eval "${result#RESULT }"
-    printf "$ROW" "$1" "$2" "$rps" "$p50_ms" "$p99_ms" "$non2xx"
+    # shellcheck disable=SC2086 # word splitting of "user system" intended
+    read -r user_us sys_us < <(echo $before $after | awk -v n="$requests" -v hz="$(getconf CLK_TCK)" \
+        '{ printf "%.1f %.1f\n", ($3 - $1) * 1e6 / hz / n, ($4 - $2) * 1e6 / hz / n }')
+    printf "$ROW" "$1" "$2" "$rps" "$p50_ms" "$p99_ms" "$non2xx" "$user_us" "$sys_us"
     echo "$1 $2 $rps $p50_ms $p99_ms $non2xx" >> "$WORK/rows"
 }
 for round in $(seq "$RUNS"); do
