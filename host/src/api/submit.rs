@@ -202,16 +202,27 @@ pub async fn status() -> Response {
 /// Every request no route matches: `POST`/`PUT /submit/…` is a submission ([`submit`]), the rest
 /// goes to [`fallback`]. Submissions are matched here rather than by a `/submit/{*path}` route,
 /// which would percent-decode the path into a route parameter on every request (unused: the stored
-/// path is the raw one).
+/// path is the raw one). Other methods on `/submit/<something>` answer as that route's method
+/// fallback did, with `Allow: POST,PUT`.
 pub async fn unrouted(state: State<Arc<AppState>>, request: Request) -> Response {
+    let under_submit = request
+        .uri()
+        .path()
+        .strip_prefix("/submit/")
+        .is_some_and(|rest| !rest.is_empty());
     let method = request.method();
-    if (method == Method::POST || method == Method::PUT)
-        && request.uri().path().starts_with("/submit/")
-    {
-        submit(state, request).await
-    } else {
-        fallback(state, request).await
+    if !under_submit {
+        return fallback(state, request).await;
     }
+    if method == Method::POST || method == Method::PUT {
+        return submit(state, request).await;
+    }
+    let mut response = fallback(state, request).await;
+    response
+        .headers_mut()
+        .entry(header::ALLOW)
+        .or_insert(HeaderValue::from_static("POST,PUT"));
+    response
 }
 
 /// Every other path or method: `POST`/`PUT` go through the seed's length checks then 404; `GET` 404;
