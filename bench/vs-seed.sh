@@ -3,7 +3,10 @@
 # unchanged with Debian's node: a cluster master and one worker per CPU, no fsync) and ours
 # (`serve --convert false`, durability `none` and `batch`), alternated run by run under the same wrk
 # load as bench/load.sh (wrk -t2 -c32, the 19 KB gzip saved-session ping, bench/submit.lua).
-# Prints every run, then each run's ratio ours/seed (req/s) and the median of each.
+# Prints every run (with the server's CPU time per request, user and kernel, from /proc: the seed's
+# master and workers together), then each run's ratio ours/seed (req/s) and the median of each,
+# and the same for CPU time per request. On a machine busy with other work the CPU ratio is the
+# steadier figure: the req/s of both servers is then capped by the CPU left to them and the loader.
 #
 #   bash bench/vs-seed.sh                        # 3 rounds of 10 s runs
 #   RUNS=5 DURATION=20s BIN=target/release/telemetry-server bash bench/vs-seed.sh
@@ -70,18 +73,29 @@ start_ours() { # start_ours MODE
     wait_http "$URL/status"
 }
 
-ROW='%-6s %-12s %10s %10s %10s %8s\n'
+ROW='%-6s %-12s %10s %10s %10s %8s %12s %12s\n'
 echo "body: $(stat -c %s "$WORK/ping.json.gz") bytes gzip, wrk -t$THREADS -c$CONNS -d$DURATION, $RUNS rounds, $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "seed: node $(node --version) $SEED_DIR/server.js (cluster, $(nproc) workers, no fsync); ours: $BIN"
-printf "$ROW" round server req/s p50_ms p99_ms non2xx
+printf "$ROW" round server req/s p50_ms p99_ms non2xx user_us/req sys_us/req
+cpu_ticks() { # cpu_ticks: "user system" clock ticks of the server and its child processes
+    local pids
+    pids="$SERVER_PID $(pgrep -P "$SERVER_PID" | tr '\n' ' ')"
+    for pid in $pids; do cat "/proc/$pid/stat" 2>/dev/null; done |
+        awk '{ sub(/^.*\) /, ""); u += $12; s += $13 } END { print u + 0, s + 0 }'
+}
 : > "$WORK/rows"
 measure() { # measure ROUND NAME
+    local result before after
+    before=$(cpu_ticks)
     wrk -t"$THREADS" -c"$CONNS" -d"$DURATION" -s "$PWD/bench/submit.lua" "$URL" > "$WORK/wrk.txt"
-    local result
+    after=$(cpu_ticks)
     result=$(grep '^RESULT' "$WORK/wrk.txt")
     eval "${result#RESULT }"
-    printf "$ROW" "$1" "$2" "$rps" "$p50_ms" "$p99_ms" "$non2xx"
-    echo "$1 $2 $rps $p50_ms $p99_ms $non2xx" >> "$WORK/rows"
+    # shellcheck disable=SC2086 # word splitting of "user system" intended
+    read -r user_us sys_us < <(echo $before $after | awk -v n="$requests" -v hz="$(getconf CLK_TCK)" \
+        '{ printf "%.1f %.1f\n", ($3 - $1) * 1e6 / hz / n, ($4 - $2) * 1e6 / hz / n }')
+    printf "$ROW" "$1" "$2" "$rps" "$p50_ms" "$p99_ms" "$non2xx" "$user_us" "$sys_us"
+    echo "$1 $2 $rps $p50_ms $p99_ms $non2xx $user_us $sys_us" >> "$WORK/rows"
 }
 for round in $(seq "$RUNS"); do
     start_seed; measure "$round" seed; stop_server
@@ -103,6 +117,11 @@ for mode in sys.argv[2:]:
     non2xx = sum(int(by[(n, "ours-" + mode)][5]) for n in rounds)
     print(f"  {mode:<6} " + "  ".join(f"{r:.2f}x" for r in ratios) +
           f"   median {statistics.median(ratios):.2f}x, p99 max {max(p99):.2f} ms, non-2xx {non2xx}")
+cpu = lambda row: float(row[6]) + float(row[7])
+print("CPU time per request (user + kernel), seed/ours: how many times less CPU ours takes per request")
+for mode in sys.argv[2:]:
+    ratios = [cpu(by[(n, "seed")]) / cpu(by[(n, "ours-" + mode)]) for n in rounds]
+    print(f"  {mode:<6} " + "  ".join(f"{r:.2f}x" for r in ratios) + f"   median {statistics.median(ratios):.2f}x")
 seed = [float(by[(n, "seed")][2]) for n in rounds]
 print(f"  seed median {statistics.median(seed):.0f} req/s, p99 max {max(float(by[(n, 'seed')][4]) for n in rounds):.2f} ms")
 EOF

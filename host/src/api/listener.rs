@@ -111,6 +111,8 @@ pub struct ConnectionMetrics {
     pub timeouts: Family<TimeoutLabel, Counter>,
     /// Failed `accept` calls, such as `EMFILE` (`telemetry_http_accept_errors_total`).
     pub accept_errors: Counter,
+    /// `timeouts{kind="body"}`, looked up once (at the first request) rather than per request.
+    body_timeouts: Arc<std::sync::OnceLock<Counter>>,
 }
 
 impl ConnectionMetrics {
@@ -147,6 +149,17 @@ impl ConnectionMetrics {
 
     fn timed_out(&self, kind: &'static str) {
         self.timeouts.get_or_create(&TimeoutLabel { kind }).inc();
+    }
+
+    /// The counter of request bodies cut by their deadline.
+    fn body_timeouts(&self) -> Counter {
+        self.body_timeouts
+            .get_or_init(|| {
+                self.timeouts
+                    .get_or_create(&TimeoutLabel { kind: "body" })
+                    .clone()
+            })
+            .clone()
     }
 }
 
@@ -270,10 +283,7 @@ impl Connection {
         let service = hyper::service::service_fn(move |request: hyper::Request<Incoming>| {
             let app = app.clone();
             let busy = service_activity.begin_request();
-            let timeouts = metrics
-                .timeouts
-                .get_or_create(&TimeoutLabel { kind: "body" })
-                .clone();
+            let timeouts = metrics.body_timeouts();
             async move {
                 let _busy = busy;
                 let (mut parts, body) = request.into_parts();
@@ -483,10 +493,14 @@ pub fn is_body_timeout(error: &(dyn std::error::Error + 'static)) -> bool {
 }
 
 /// A request body that fails with [`BodyTimeout`] once its deadline has passed.
+///
+/// The timer is only armed when the body first has to wait for bytes: a body already received
+/// with its head (the common case for a submission) costs no timer.
 pub struct TimedBody<B> {
     inner: B,
     timeout: Duration,
-    deadline: Pin<Box<Sleep>>,
+    deadline: tokio::time::Instant,
+    timer: Option<Pin<Box<Sleep>>>,
     expired: bool,
     /// `telemetry_http_timeouts_total{kind="body"}`.
     metric: Counter,
@@ -498,7 +512,13 @@ impl<B> TimedBody<B> {
         TimedBody {
             inner,
             timeout,
-            deadline: Box::pin(tokio::time::sleep(timeout)),
+            // As `tokio::time::sleep`: a timeout too large for the clock is ~30 years.
+            deadline: {
+                let now = tokio::time::Instant::now();
+                now.checked_add(timeout)
+                    .unwrap_or_else(|| now + Duration::from_secs(86_400 * 365 * 30))
+            },
+            timer: None,
             expired: false,
             metric,
         }
@@ -524,7 +544,11 @@ where
         match Pin::new(&mut this.inner).poll_frame(cx) {
             Poll::Ready(frame) => Poll::Ready(frame.map(|r| r.map_err(Into::into))),
             Poll::Pending => {
-                if this.deadline.as_mut().poll(cx).is_ready() {
+                let deadline = this.deadline;
+                let timer = this
+                    .timer
+                    .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+                if timer.as_mut().poll(cx).is_ready() {
                     this.expired = true;
                     this.metric.inc();
                     return Poll::Ready(Some(Err(Box::new(BodyTimeout(this.timeout)))));

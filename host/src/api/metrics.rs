@@ -6,7 +6,7 @@
 //! registers the HTTP side's and the stages' in one registry, in a fixed order, and keeps the
 //! handles every part of the server updates lock-free.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use axum::extract::State;
 use axum::http::header;
@@ -57,7 +57,13 @@ pub struct Metrics {
     pub bounds: BoundsMetrics,
     /// Retention sweeps (issue 11).
     pub retention: RetentionMetrics,
+    /// `http.requests` of each status code once it was answered (a family lookup hashes and
+    /// clones its label; a response only reads this table).
+    responses: Box<[OnceLock<Counter>]>,
 }
+
+/// Status codes `100..=599` have a slot in [`Metrics`]' table of response counters.
+const CODES: std::ops::Range<u16> = 100..600;
 
 impl Metrics {
     /// A registry with the server's own metrics registered under the `telemetry_` prefix.
@@ -83,6 +89,7 @@ impl Metrics {
             connections,
             bounds,
             retention,
+            responses: CODES.map(|_| OnceLock::new()).collect(),
         })
     }
 
@@ -108,7 +115,19 @@ impl Metrics {
 
     /// Counts one response.
     pub fn count_response(&self, code: u16) {
-        self.http.requests.get_or_create(&CodeLabel { code }).inc();
+        let family = || {
+            self.http
+                .requests
+                .get_or_create(&CodeLabel { code })
+                .clone()
+        };
+        match self
+            .responses
+            .get(usize::from(code.wrapping_sub(CODES.start)))
+        {
+            Some(slot) => slot.get_or_init(family).inc(),
+            None => family().inc(),
+        };
     }
 }
 

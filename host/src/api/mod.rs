@@ -1,7 +1,8 @@
 //! HTTP routes: the submission API (ingest), the job service (`/api/v1`), metrics, the dashboard.
 //!
-//! - [`submit`]: `POST`/`PUT /submit/<namespace>/<path…>` with the seed's status codes, `GET /status`,
-//!   and the seed's answers for every other path and method.
+//! - [`submit`]: `POST`/`PUT /submit/<namespace>/<path…>` with the seed's status codes (reached
+//!   through the router's fallback, without a route parameter), `GET /status`, and the seed's
+//!   answers for every other path and method.
 //! - [`metrics`]: the Prometheus registry shared by every service, and `GET /metrics`;
 //!   [`submission_metrics`]: accepted submissions by channel and docType (bounded labels).
 //! - [`histograms`]: the seed histogram server's `/histograms` and `/histogram_buckets`.
@@ -59,12 +60,6 @@ pub struct AppState {
 /// Every route of the server.
 pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
-        .route(
-            "/submit/{*path}",
-            axum::routing::post(submit::submit)
-                .put(submit::submit)
-                .fallback(submit::fallback),
-        )
         .route("/status", get(submit::status).fallback(submit::fallback))
         .route("/metrics", get(metrics::handler).fallback(submit::fallback))
         .route(
@@ -86,7 +81,8 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/api/v1/stats", get(dashboard::stats))
         .merge(cluster::router())
         .nest("/api/v1", jobs::router(state.jobs.clone()))
-        .fallback(submit::fallback)
+        // `POST`/`PUT /submit/…` included (see `submit::unrouted`)
+        .fallback(submit::unrouted)
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             submit::observe,

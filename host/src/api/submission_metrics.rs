@@ -4,6 +4,12 @@
 //! Clients choose those values, so only the ones listed in `[metrics]` (`channels`, `doc_types`)
 //! become label values; anything else, a missing segment or another namespace, is counted as
 //! `OTHER`. At most `(channels + 1) × (doc_types + 1)` series exist, whatever clients send.
+//!
+//! A request only finds its [`SubmissionKey`] (two indexes into the known values, no allocation);
+//! each series' counters are looked up in the families once, at its first submission, and kept in
+//! a table of that bounded size (a family lookup hashes and clones the label strings).
+
+use std::sync::{Arc, OnceLock};
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -22,11 +28,20 @@ pub struct SubmissionLabel {
     pub doc_type: String,
 }
 
+/// A submission's label values, as indexes into the known values (the last index is `OTHER`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SubmissionKey {
+    channel: usize,
+    doc_type: usize,
+}
+
 /// The counters and the known label values.
 #[derive(Clone)]
 pub struct SubmissionMetrics {
     channels: Vec<String>,
     doc_types: Vec<String>,
+    /// `(requests, bytes)` of each series once it exists, at `channel × (doc_types + 1) + doc_type`.
+    series: Arc<[OnceLock<(Counter, Counter)>]>,
     /// Accepted submissions.
     pub requests: Family<SubmissionLabel, Counter>,
     /// Accepted submission body bytes (as received, compressed or not).
@@ -39,6 +54,9 @@ impl SubmissionMetrics {
         let this = SubmissionMetrics {
             channels: config.channels.clone(),
             doc_types: config.doc_types.clone(),
+            series: (0..(config.channels.len() + 1) * (config.doc_types.len() + 1))
+                .map(|_| OnceLock::new())
+                .collect(),
             requests: Family::default(),
             bytes: Family::default(),
         };
@@ -55,32 +73,56 @@ impl SubmissionMetrics {
         this
     }
 
-    /// The labels of the submission at `url_path` (`/submit/telemetry/…`).
-    pub fn labels(&self, url_path: &str) -> SubmissionLabel {
+    /// The label values of the submission at `url_path` (`/submit/telemetry/…`).
+    pub fn key(&self, url_path: &str) -> SubmissionKey {
         let mut segments = url_path
             .strip_prefix("/submit/telemetry/")
             .unwrap_or_default()
             .split('/');
         let doc_type = segments.nth(1);
         let channel = segments.nth(2);
-        SubmissionLabel {
+        SubmissionKey {
             channel: known(&self.channels, channel),
             doc_type: known(&self.doc_types, doc_type),
         }
     }
 
+    /// The labels of `key`.
+    pub fn label(&self, key: SubmissionKey) -> SubmissionLabel {
+        let value =
+            |set: &[String], index: usize| set.get(index).map_or(OTHER, String::as_str).to_string();
+        SubmissionLabel {
+            channel: value(&self.channels, key.channel),
+            doc_type: value(&self.doc_types, key.doc_type),
+        }
+    }
+
+    /// The labels of the submission at `url_path` (`/submit/telemetry/…`).
+    pub fn labels(&self, url_path: &str) -> SubmissionLabel {
+        self.label(self.key(url_path))
+    }
+
     /// Counts one accepted submission of `bytes` body bytes.
-    pub fn count(&self, labels: &SubmissionLabel, bytes: u64) {
-        self.requests.get_or_create(labels).inc();
-        self.bytes.get_or_create(labels).inc_by(bytes);
+    pub fn count(&self, key: SubmissionKey, bytes: u64) {
+        let (requests, body_bytes) = self.series
+            [key.channel * (self.doc_types.len() + 1) + key.doc_type]
+            .get_or_init(|| {
+                let label = self.label(key);
+                (
+                    self.requests.get_or_create(&label).clone(),
+                    self.bytes.get_or_create(&label).clone(),
+                )
+            });
+        requests.inc();
+        body_bytes.inc_by(bytes);
     }
 }
 
-fn known(set: &[String], value: Option<&str>) -> String {
-    match value {
-        Some(v) if set.iter().any(|k| k == v) => v.to_string(),
-        _ => OTHER.to_string(),
-    }
+/// The index of `value` in `set`, or `set.len()` (`OTHER`).
+fn known(set: &[String], value: Option<&str>) -> usize {
+    value
+        .and_then(|v| set.iter().position(|k| k == v))
+        .unwrap_or(set.len())
 }
 
 #[cfg(test)]
@@ -121,13 +163,13 @@ mod tests {
     fn series_stay_bounded_whatever_clients_send() {
         let m = metrics();
         for i in 0..1000 {
-            let l = m.labels(&format!(
+            let k = m.key(&format!(
                 "/submit/telemetry/id/type{i}/Firefox/1.0/chan{i}/1"
             ));
-            m.count(&l, 10);
+            m.count(k, 10);
         }
-        let l = m.labels("/submit/telemetry/id/main/Firefox/1.0/release/1");
-        m.count(&l, 5);
+        let k = m.key("/submit/telemetry/id/main/Firefox/1.0/release/1");
+        m.count(k, 5);
         let registry = Metrics::new();
         registry.register("s", "s", m.requests.clone());
         let text = registry.encode();
@@ -140,6 +182,28 @@ mod tests {
             text.contains(r#"telemetry_s_total{channel="OTHER",doc_type="OTHER"} 1000"#),
             "{text}"
         );
+    }
+
+    #[test]
+    fn each_series_counts_requests_and_bytes_of_its_own() {
+        let m = metrics();
+        let aurora = m.key("/submit/telemetry/a/saved-session/Firefox/40.0a2/aurora/1");
+        let main = m.key("/submit/telemetry/b/main/Firefox/61.0/nightly/2");
+        m.count(aurora, 100);
+        m.count(main, 7);
+        m.count(aurora, 20);
+        let registry = Metrics::new();
+        registry.register("s", "s", m.requests.clone());
+        registry.register("b", "b", m.bytes.clone());
+        let text = registry.encode();
+        for line in [
+            r#"telemetry_s_total{channel="aurora",doc_type="saved-session"} 2"#,
+            r#"telemetry_b_total{channel="aurora",doc_type="saved-session"} 120"#,
+            r#"telemetry_s_total{channel="nightly",doc_type="main"} 1"#,
+            r#"telemetry_b_total{channel="nightly",doc_type="main"} 7"#,
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line} in {text}");
+        }
     }
 
     #[test]

@@ -27,7 +27,7 @@ use axum::response::{IntoResponse, Response};
 
 use super::AppState;
 use crate::config::{Config, OversizeStatus};
-use crate::ingest::WriteError;
+use crate::ingest::{Record, WriteError};
 use crate::rawlog::logname::now_ms;
 
 /// What the stats log needs from a response: raw log bytes written and the message sent.
@@ -45,7 +45,7 @@ fn answer(code: StatusCode, message: impl Into<Cow<'static, str>>, size: usize) 
     let mut response = (
         code,
         [(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"))],
-        message.clone().into_owned(),
+        message.clone(),
     )
         .into_response();
     response
@@ -62,7 +62,8 @@ pub async fn submit(State(state): State<Arc<AppState>>, request: Request) -> Res
         Ok(length) => length,
         Err((code, message)) => return answer(code, message, 0),
     };
-    let Some(path) = stored_path(request.uri().path(), &config.server.namespaces) else {
+    let (parts, body) = request.into_parts();
+    let Some(path) = stored_path(parts.uri.path(), &config.server.namespaces) else {
         return answer(StatusCode::NOT_FOUND, "Not Found", 0);
     };
     let max_path = usize::from(config.server.max_path_length);
@@ -77,14 +78,13 @@ pub async fn submit(State(state): State<Arc<AppState>>, request: Request) -> Res
             0,
         );
     }
-    let peer = request
-        .extensions()
+    let peer = parts
+        .extensions
         .get::<ConnectInfo<SocketAddr>>()
         .map(|c| c.0);
-    let ip = client_ip(config, request.headers(), peer);
-    let labels = state.submissions.labels(request.uri().path());
-    let path = path.into_owned();
-    let body = match axum::body::to_bytes(request.into_body(), length as usize).await {
+    let ip = client_ip(config, &parts.headers, peer);
+    let series = state.submissions.key(parts.uri.path());
+    let body = match axum::body::to_bytes(body, length as usize).await {
         Ok(body) => body,
         Err(err) if super::listener::is_body_timeout(&err) => {
             return answer(
@@ -101,13 +101,13 @@ pub async fn submit(State(state): State<Arc<AppState>>, request: Request) -> Res
             )
         }
     };
-    let mut record = Vec::with_capacity(16 + ip.len() + path.len() + body.len());
-    crate::rawlog::encode_v2(&mut record, received_ms, &ip, &path, &body);
+    let body_len = body.len() as u64;
+    let record = Record::v2(received_ms, &ip, &path, body);
     let size = record.len();
     match state.writer.append(record).await {
         Ok(()) => {
-            state.metrics.http.received_bytes.inc_by(body.len() as u64);
-            state.submissions.count(&labels, body.len() as u64);
+            state.metrics.http.received_bytes.inc_by(body_len);
+            state.submissions.count(series, body_len);
             answer(StatusCode::OK, "OK", size)
         }
         Err(err @ WriteError::DiskFull(_)) => {
@@ -197,6 +197,32 @@ fn client_ip(config: &Config, headers: &HeaderMap, peer: Option<SocketAddr>) -> 
 /// `GET /status`: the load balancer health check.
 pub async fn status() -> Response {
     answer(StatusCode::OK, "OK", 0)
+}
+
+/// Every request no route matches: `POST`/`PUT /submit/…` is a submission ([`submit`]), the rest
+/// goes to [`fallback`]. Submissions are matched here rather than by a `/submit/{*path}` route,
+/// which would percent-decode the path into a route parameter on every request (unused: the stored
+/// path is the raw one). Other methods on `/submit/<something>` answer as that route's method
+/// fallback did, with `Allow: POST,PUT`.
+pub async fn unrouted(state: State<Arc<AppState>>, request: Request) -> Response {
+    let under_submit = request
+        .uri()
+        .path()
+        .strip_prefix("/submit/")
+        .is_some_and(|rest| !rest.is_empty());
+    let method = request.method();
+    if !under_submit {
+        return fallback(state, request).await;
+    }
+    if method == Method::POST || method == Method::PUT {
+        return submit(state, request).await;
+    }
+    let mut response = fallback(state, request).await;
+    response
+        .headers_mut()
+        .entry(header::ALLOW)
+        .or_insert(HeaderValue::from_static("POST,PUT"));
+    response
 }
 
 /// Every other path or method: `POST`/`PUT` go through the seed's length checks then 404; `GET` 404;

@@ -16,4 +16,4 @@ pub mod recover;
 pub mod stats_log;
 pub mod writer;
 
-pub use writer::{WriteError, WriterPool};
+pub use writer::{Record, WriteError, WriterPool};

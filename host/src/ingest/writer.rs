@@ -1,7 +1,8 @@
 //! The durable raw log writer: log files per shard, appends on the request's thread, group commit.
 //!
-//! A request appends its encoded v2 record to a shard's current log with one `write` under the
-//! shard's lock (no hand-off to another thread). What happens next depends on the durability mode:
+//! A request appends its v2 record to a shard's current log under the shard's lock (no hand-off to
+//! another thread), with one vectored `write` of the record's head and the body as received
+//! ([`Record`]: the body is never copied into a record buffer). What happens next depends on the durability mode:
 //!
 //! - `none`: the request is answered at once (the record is in the page cache).
 //! - `batch`: the request waits for the shard's sync thread. That thread runs one `fdatasync`
@@ -17,12 +18,13 @@
 //! `.finished`, syncs the directory and announces it. Positions are logical byte counts over the
 //! shard's life (never reused), so a failed sync can mark exactly the records it failed to cover.
 
-use std::io::Write;
+use std::io::{IoSlice, Write};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use cap_std::fs::{Dir, OpenOptions};
 use tokio::sync::{watch, Semaphore};
 
@@ -59,6 +61,59 @@ impl WriteError {
 }
 
 pub use crate::rawlog::logname::OnFinished;
+
+/// One record to append: its head (for v2, everything before the body) and the body, written
+/// together by one vectored write.
+#[derive(Debug, Clone, Default)]
+pub struct Record {
+    head: Vec<u8>,
+    body: Bytes,
+}
+
+impl Record {
+    /// A v2 record of a submission (the body is referenced, not copied).
+    pub fn v2(timestamp_ms: u64, ip: &str, path: &str, body: Bytes) -> Record {
+        let mut head = Vec::with_capacity(16 + ip.len() + path.len());
+        crate::rawlog::encode_v2_head(&mut head, timestamp_ms, ip, path, body.len());
+        Record { head, body }
+    }
+
+    /// Bytes the record takes in the log.
+    pub fn len(&self) -> usize {
+        self.head.len() + self.body.len()
+    }
+
+    /// Whether the record has no bytes at all.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Writes the whole record (retrying short writes).
+    fn write_to(&self, mut out: impl Write) -> std::io::Result<()> {
+        let mut slices = [IoSlice::new(&self.head), IoSlice::new(&self.body)];
+        let mut slices: &mut [IoSlice<'_>] = &mut slices;
+        IoSlice::advance_slices(&mut slices, 0);
+        while !slices.is_empty() {
+            match out.write_vectored(slices) {
+                Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
+                Ok(n) => IoSlice::advance_slices(&mut slices, n),
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Already encoded bytes (any version) as one record.
+impl From<Vec<u8>> for Record {
+    fn from(head: Vec<u8>) -> Record {
+        Record {
+            head,
+            body: Bytes::new(),
+        }
+    }
+}
 
 /// The set of writer shards. Shared behind an `Arc`.
 pub struct WriterPool {
@@ -122,9 +177,10 @@ impl WriterPool {
         })
     }
 
-    /// Appends one encoded record and resolves once it is in the log (and synced, per the durability).
+    /// Appends one record and resolves once it is in the log (and synced, per the durability).
     /// With every permit taken the answer is [`WriteError::Overloaded`]: the caller answers 503.
-    pub async fn append(&self, bytes: Vec<u8>) -> Result<(), WriteError> {
+    pub async fn append(&self, record: impl Into<Record>) -> Result<(), WriteError> {
+        let record: Record = record.into();
         let _permit = self
             .permits
             .clone()
@@ -134,16 +190,16 @@ impl WriterPool {
         let _depth = DecOnDrop(&self.metrics);
         let shard = self.pick();
         match self.durability {
-            Durability::None => shard.append(|state| state.append(&bytes)).map(|_| ()),
+            Durability::None => shard.append(|state| state.append(&record)).map(|_| ()),
             Durability::Always => {
                 let task = tokio::task::spawn_blocking(move || {
-                    shard.append(|state| state.append_synced(&bytes))
+                    shard.append(|state| state.append_synced(&record))
                 });
                 task.await
                     .unwrap_or_else(|_| Err(WriteError::Io("writer task panicked".into())))
             }
             Durability::Batch => {
-                let end = shard.append(|state| state.append(&bytes))?;
+                let end = shard.append(|state| state.append(&record))?;
                 let mut synced = shard.synced.subscribe();
                 let mark = synced
                     .wait_for(|mark| mark.synced >= end || mark.failed(end))
@@ -282,14 +338,14 @@ struct ShardState {
 
 impl ShardState {
     /// Appends one record; returns its logical end position.
-    fn append(&mut self, bytes: &[u8]) -> Result<u64, WriteError> {
+    fn append(&mut self, record: &Record) -> Result<u64, WriteError> {
         if self.closed {
             return Err(WriteError::ShuttingDown);
         }
         self.rotate_if_due();
         self.open_if_needed()?;
         let log = self.current.as_mut().expect("opened above");
-        if let Err(err) = (&*log.file).write_all(bytes) {
+        if let Err(err) = record.write_to(&*log.file) {
             self.metrics.write_errors.inc();
             // Undo the partial append so the log ends with a complete record.
             if let Err(trunc) = log.file.set_len(log.len) {
@@ -298,11 +354,11 @@ impl ShardState {
             }
             return Err(WriteError::from_io("write", err));
         }
-        log.len += bytes.len() as u64;
-        self.written += bytes.len() as u64;
+        log.len += record.len() as u64;
+        self.written += record.len() as u64;
         self.records += 1;
         self.metrics.written_records.inc();
-        self.metrics.written_bytes.inc_by(bytes.len() as u64);
+        self.metrics.written_bytes.inc_by(record.len() as u64);
         if log.len >= self.max_size {
             self.retire_current();
         }
@@ -310,10 +366,10 @@ impl ShardState {
     }
 
     /// `always` mode: append, then sync this record before returning.
-    fn append_synced(&mut self, bytes: &[u8]) -> Result<(), WriteError> {
+    fn append_synced(&mut self, record: &Record) -> Result<(), WriteError> {
         let rotated_before = self.retiring.len();
         let was_open = self.current.as_ref().map(|log| (log.name.clone(), log.len));
-        self.append(bytes)?;
+        self.append(record)?;
         // The record is in the current log, or in the log just retired because it filled up.
         let log = match (&self.current, self.retiring.len() > rotated_before) {
             (_, true) => self.retiring.last_mut(),
@@ -527,4 +583,74 @@ fn sync_timed(file: &std::fs::File, metrics: &IngestMetrics) -> std::io::Result<
 /// (cap-std directory handles are `O_PATH`, which cannot be synced, so "." is opened for reading.)
 pub fn sync_dir(dir: &Dir) -> std::io::Result<()> {
     dir.open(".")?.sync_all()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Accepts at most `max` bytes per call, like a short write to a file or pipe.
+    struct Trickle {
+        out: Vec<u8>,
+        max: usize,
+        calls: usize,
+    }
+
+    impl Write for Trickle {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.write_vectored(&[IoSlice::new(buf)])
+        }
+
+        fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> std::io::Result<usize> {
+            self.calls += 1;
+            let mut left = self.max;
+            for buf in bufs {
+                let n = buf.len().min(left);
+                self.out.extend_from_slice(&buf[..n]);
+                left -= n;
+            }
+            Ok(self.max - left)
+        }
+
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_record_is_written_as_encode_v2_encodes_it_even_in_short_writes() {
+        let body: Vec<u8> = (0..=255u8).cycle().take(5000).collect();
+        let mut expected = Vec::new();
+        crate::rawlog::encode_v2(
+            &mut expected,
+            1_432_000_000_123,
+            "10.1.2.3",
+            "id/main",
+            &body,
+        );
+        let record = Record::v2(1_432_000_000_123, "10.1.2.3", "id/main", Bytes::from(body));
+        assert_eq!(record.len(), expected.len());
+        for max in [7, 4096, usize::MAX / 2] {
+            let mut out = Trickle {
+                out: Vec::new(),
+                max,
+                calls: 0,
+            };
+            record.write_to(&mut out).unwrap();
+            assert_eq!(out.out, expected, "max {max}");
+            assert_eq!(out.calls, expected.len().div_ceil(max), "max {max}");
+        }
+    }
+
+    #[test]
+    fn a_writer_that_takes_nothing_is_an_error() {
+        let record = Record::from(b"abc".to_vec());
+        let mut out = Trickle {
+            out: Vec::new(),
+            max: 0,
+            calls: 0,
+        };
+        let err = record.write_to(&mut out).unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::WriteZero);
+    }
 }

@@ -9,7 +9,8 @@
 //! - [`record`]: the byte layouts and the framing step shared by the reader and version detection.
 //! - [`reader`]: [`LogReader`], a streaming reader with resynchronisation, and [`open`].
 //! - [`body`]: [`decode_body`], gzip detection and bounded inflation (gzip-bomb safe).
-//! - [`encode_v2`]: append one v2 record to a buffer (ingest's writer uses it).
+//! - [`encode_v2`]: append one v2 record to a buffer; [`encode_v2_head`]: all of it but the body
+//!   (ingest's writer writes the body after it uncopied).
 
 pub mod body;
 pub mod logname;
@@ -37,12 +38,19 @@ pub struct RawRecord {
 /// Panics never; the caller guarantees `ip.len() <= 255`, `path.len() <= u16::MAX`, `body.len() <= u32::MAX`.
 pub fn encode_v2(out: &mut Vec<u8>, timestamp_ms: u64, ip: &str, path: &str, body: &[u8]) {
     out.reserve(16 + ip.len() + path.len() + body.len());
+    encode_v2_head(out, timestamp_ms, ip, path, body.len());
+    out.extend_from_slice(body);
+}
+
+/// Appends everything of a v2 record but its body (`body_len` bytes, which must follow) to `out`:
+/// the ingest writer writes the head and the received body with one vectored write, uncopied.
+pub fn encode_v2_head(out: &mut Vec<u8>, timestamp_ms: u64, ip: &str, path: &str, body_len: usize) {
+    out.reserve(16 + ip.len() + path.len());
     out.push(SEPARATOR);
     out.push(ip.len() as u8);
     out.extend_from_slice(&(path.len() as u16).to_le_bytes());
-    out.extend_from_slice(&(body.len() as u32).to_le_bytes());
+    out.extend_from_slice(&(body_len as u32).to_le_bytes());
     out.extend_from_slice(&timestamp_ms.to_le_bytes());
     out.extend_from_slice(ip.as_bytes());
     out.extend_from_slice(path.as_bytes());
-    out.extend_from_slice(body);
 }

@@ -159,6 +159,11 @@ fn seed_status_codes_and_bodies() {
         .send()
         .unwrap();
     assert_eq!(
+        r.headers().get("allow").map(|v| v.to_str().unwrap()),
+        Some("POST,PUT"),
+        "other methods on a submission path say which are allowed"
+    );
+    assert_eq!(
         (r.status().as_u16(), r.text().unwrap()),
         (405, "Wrong request type".into())
     );
