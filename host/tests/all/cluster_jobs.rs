@@ -4,20 +4,26 @@
 //! a single-process `job run` over the bucket gives, each file read by exactly one member; a
 //! worker killed mid-job makes the coordinator re-plan on the survivors; cancelling a cluster
 //! job stops every member.
+//!
+//! Over the `local` source the converted data is split between the coordinator's and the two
+//! workers' own data dirs: the job reads each member's files on that member and gives what
+//! `job run` over all of them gives; a worker killed while holding files fails the job naming it,
+//! unless the manifest allows a partial result (then it equals `job run` over the survivors').
 
+use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 use telemetry_server::jobs::sources::SourceConfig;
 
-use crate::cluster_workers::{coordinator_with, wait_for, Worker, SUBMIT, WORKER};
+use crate::cluster_workers::{cluster, coordinator_with, wait_for, Worker, ADMIN, SUBMIT, WORKER};
 use crate::common;
 use crate::job_service::{client, submit, wait_state};
 use crate::jobs_support;
 use crate::s3_common::S3Server;
 use crate::s3_jobs::export_and_open;
-use crate::server_support::TestServer;
+use crate::server_support::{walk, TestServer};
 
 /// The bucket on s3s-fs with the job tests' data under `v2/`, and a coordinator whose
 /// `[jobs.sources]` has `archive` = that bucket, distributing jobs to its workers.
@@ -86,14 +92,28 @@ fn multiplied_data(copies: usize) -> tempfile::TempDir {
 
 /// `job run GUEST --data s3://jobs/v2` in one process: its stdout.
 fn job_run(s3: &S3Server, guest: &str, param: Option<&str>) -> String {
+    job_run_over("s3://jobs/v2", Some(s3), guest, param, "{}")
+}
+
+/// `job run GUEST --data DATA --filter FILTER` in one process (`s3`: the bucket's server): its
+/// stdout.
+fn job_run_over(
+    data: &str,
+    s3: Option<&S3Server>,
+    guest: &str,
+    param: Option<&str>,
+    filter: &str,
+) -> String {
     let cache = tempfile::tempdir().unwrap();
     let mut command = Command::new(common::binary());
     command
         .args(["job", "run"])
         .arg(common::guest(guest))
-        .args(["--data", "s3://jobs/v2", "--filter", "{}", "--cache-dir"])
-        .arg(cache.path())
-        .envs(s3.env());
+        .args(["--data", data, "--filter", filter, "--cache-dir"])
+        .arg(cache.path());
+    if let Some(s3) = s3 {
+        command.envs(s3.env());
+    }
     if let Some(param) = param {
         command.args(["--param", param]);
     }
@@ -319,4 +339,215 @@ fn cancelling_a_cluster_job_stops_every_member_within_two_seconds() {
         };
         assert!(ended.contains("cancelled"), "{ended}");
     }
+}
+
+/// The partition files under `data`'s `storage/` dealt round-robin (in path order) into `parts`
+/// new data dirs, so each holds different pings: (dir, its files' paths under `storage/`).
+fn split_storage(data: &Path, parts: usize) -> Vec<(tempfile::TempDir, Vec<std::path::PathBuf>)> {
+    let mut out: Vec<_> = (0..parts)
+        .map(|_| (tempfile::tempdir().unwrap(), Vec::new()))
+        .collect();
+    for (i, rel) in walk(&data.join("storage")).into_iter().enumerate() {
+        out[i % parts].1.push(rel);
+    }
+    for (dir, files) in &out {
+        assert!(!files.is_empty());
+        copy_storage(data, files, dir.path());
+    }
+    out
+}
+
+/// Copies `files` (paths under `storage/`) from data dir `from` into data dir `to`.
+fn copy_storage(from: &Path, files: &[std::path::PathBuf], to: &Path) {
+    for rel in files {
+        let target = to.join("storage").join(rel);
+        std::fs::create_dir_all(target.parent().unwrap()).unwrap();
+        std::fs::copy(from.join("storage").join(rel), target).unwrap();
+    }
+}
+
+/// A coordinator distributing jobs, its own storage holding `files` of data dir `from`.
+fn local_coordinator(from: &Path, files: &[std::path::PathBuf]) -> TestServer {
+    let server = coordinator_with(|config| config.cluster.distribute = true);
+    copy_storage(from, files, &server.data_dir());
+    server
+}
+
+/// The member id of the worker listening at `addr`, from the admin listing.
+fn member_id(server: &TestServer, addr: &str) -> String {
+    let (_, listing) = cluster(server, Some(ADMIN));
+    listing["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["address"] == addr)
+        .unwrap_or_else(|| panic!("no member {addr}: {listing:#}"))["id"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+/// `files_read` of `member` (an id, or `coordinator`) in the merged cost report.
+fn files_read_by(cost: &Value, member: &str) -> u64 {
+    cost["cluster"]["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["member"] == member)
+        .unwrap_or_else(|| panic!("no member {member}: {cost:#}"))["files_read"]
+        .as_u64()
+        .unwrap()
+}
+
+/// A job over the local source (no `source`): the coordinator's and every worker's own storage.
+fn local_manifest(param: Option<&str>, filter: Value, allow_partial: bool) -> Value {
+    let mut m = manifest(param);
+    m.as_object_mut().unwrap().remove("source");
+    m["filter"] = filter;
+    if allow_partial {
+        m["allow_partial"] = json!(true);
+    }
+    m
+}
+
+#[test]
+fn a_local_source_job_reads_each_members_own_storage_with_the_output_of_job_run_over_all() {
+    let data = jobs_support::converted_data();
+    let parts = split_storage(data, 3);
+    let server = local_coordinator(data, &parts[0].1);
+    let a = Worker::start(&server, WORKER, "127.0.0.1:0", parts[1].0.path(), 1);
+    let b = Worker::start(&server, WORKER, "127.0.0.1:0", parts[2].0.path(), 1);
+    wait_for(&server, "two alive workers", |body| body["alive"] == 2);
+
+    // Two of the four `reason` partitions: each member prunes its own storage with the filter.
+    let filter = json!({"dimensions": [
+        {"field_name": "reason", "allowed_values": ["main", "saved-session"]}]});
+    let matched = |files: &[std::path::PathBuf]| {
+        files
+            .iter()
+            .filter(|f| f.starts_with("main") || f.starts_with("saved_session"))
+            .count() as u64
+    };
+    let id = submit(
+        &server,
+        SUBMIT,
+        "os-distribution-rust",
+        &local_manifest(None, filter.clone(), false),
+    );
+    let done = finished(&server, &id);
+    assert_eq!(done["state"], "succeeded", "{done:#}");
+    let cost = &done["cost"];
+    assert_eq!(cost["cluster"]["processes"], 3, "{cost:#}");
+    assert_eq!(cost["cluster"]["source"], "local", "{cost:#}");
+    assert_eq!(cost["cluster"]["partial"], false, "{cost:#}");
+    // Each member read exactly its own matching files, and the pruned ones add up.
+    let own: Vec<u64> = parts.iter().map(|(_, files)| matched(files)).collect();
+    assert!(own.iter().all(|&n| n > 0), "{own:?}");
+    assert_eq!(files_read_by(cost, "coordinator"), own[0], "{cost:#}");
+    assert_eq!(
+        files_read_by(cost, &member_id(&server, &a.addr)),
+        own[1],
+        "{cost:#}"
+    );
+    assert_eq!(
+        files_read_by(cost, &member_id(&server, &b.addr)),
+        own[2],
+        "{cost:#}"
+    );
+    files_per_process(cost);
+    let all = walk(&data.join("storage")).len() as u64;
+    assert_eq!(
+        cost["files_pruned"].as_u64().unwrap(),
+        all - own.iter().sum::<u64>(),
+        "{cost:#}"
+    );
+
+    assert_eq!(
+        result_text(&server, &id),
+        job_run_over(
+            data.to_str().unwrap(),
+            None,
+            "os-distribution-rust",
+            None,
+            &filter.to_string()
+        )
+    );
+}
+
+/// Coordinator and two workers over `copies` of the test data split three ways; worker `a` is
+/// killed while a `nap` job over the local source runs. Returns the job's final state, the data
+/// parts, a's address and the server (kept alive for the caller's checks).
+fn kill_a_worker_holding_files(
+    allow_partial: bool,
+) -> (
+    Value,
+    tempfile::TempDir,
+    Vec<(tempfile::TempDir, Vec<std::path::PathBuf>)>,
+    String,
+    TestServer,
+) {
+    let data = multiplied_data(4);
+    let parts = split_storage(data.path(), 3);
+    let server = local_coordinator(data.path(), &parts[0].1);
+    let mut a = Worker::start(&server, WORKER, "127.0.0.1:0", parts[1].0.path(), 1);
+    let _b = Worker::start(&server, WORKER, "127.0.0.1:0", parts[2].0.path(), 1);
+    wait_for(&server, "two alive workers", |body| body["alive"] == 2);
+
+    let id = submit(
+        &server,
+        SUBMIT,
+        "hostile-rust",
+        &local_manifest(Some("nap"), json!({}), allow_partial),
+    );
+    wait_attempt_started(&a, 1);
+    std::thread::sleep(Duration::from_millis(500));
+    a.child.kill().unwrap();
+    let done = finished(&server, &id);
+    let addr = a.addr.clone();
+    (done, data, parts, addr, server)
+}
+
+#[test]
+fn a_worker_killed_while_holding_local_files_fails_the_job_naming_it() {
+    let (done, _data, parts, addr, _server) = kill_a_worker_holding_files(false);
+    assert_eq!(done["state"], "failed", "{done:#}");
+    let error = done["error"].as_str().unwrap();
+    let held = parts[1].1.len();
+    assert!(error.contains(&format!("({addr})")), "{error}");
+    assert!(
+        error.contains(&format!("holding {held} of the job's partition files")),
+        "{error}"
+    );
+    assert!(error.contains("allow_partial"), "{error}");
+}
+
+#[test]
+fn with_allow_partial_a_lost_workers_files_are_left_out_and_the_result_says_so() {
+    let (done, data, parts, addr, server) = kill_a_worker_holding_files(true);
+    assert_eq!(done["state"], "succeeded", "{done:#}");
+    let cost = &done["cost"];
+    assert_eq!(cost["cluster"]["partial"], true, "{cost:#}");
+    assert_eq!(cost["cluster"]["attempts"], 2, "{cost:#}");
+    assert_eq!(cost["cluster"]["processes"], 2, "{cost:#}");
+    let missing = cost["cluster"]["missing"].as_array().unwrap();
+    assert_eq!(missing.len(), 1, "{cost:#}");
+    assert_eq!(missing[0]["address"], addr.as_str(), "{cost:#}");
+    assert_eq!(missing[0]["files"], parts[1].1.len() as u64, "{cost:#}");
+    assert_eq!(cost["cluster"]["files_missing"], parts[1].1.len() as u64);
+    files_per_process(cost);
+
+    // The result is exactly the survivors' data: the coordinator's part and b's.
+    let survivors = tempfile::tempdir().unwrap();
+    copy_storage(data.path(), &parts[0].1, survivors.path());
+    copy_storage(data.path(), &parts[2].1, survivors.path());
+    assert_eq!(
+        result_text(&server, done["id"].as_str().unwrap()),
+        job_run_over(
+            survivors.path().to_str().unwrap(),
+            None,
+            "hostile-rust",
+            Some("nap"),
+            "{}"
+        )
+    );
 }
