@@ -19,7 +19,7 @@ use telemetry_server::jobs::sources::SourceConfig;
 
 use crate::cluster_workers::{cluster, coordinator_with, wait_for, Worker, ADMIN, SUBMIT, WORKER};
 use crate::common;
-use crate::job_service::{client, submit, wait_state};
+use crate::job_service::{client, error_of, post_job, submit, wait_state};
 use crate::jobs_support;
 use crate::s3_common::S3Server;
 use crate::s3_jobs::export_and_open;
@@ -550,4 +550,35 @@ fn with_allow_partial_a_lost_workers_files_are_left_out_and_the_result_says_so()
             "{}"
         )
     );
+}
+
+#[test]
+fn allow_partial_is_a_checked_manifest_field_for_local_sources_only() {
+    let s3 = S3Server::start();
+    let server = coordinator(&s3);
+    let guest = || Some(std::fs::read(common::guest("os-distribution-rust")).unwrap());
+    for (manifest, detail) in [
+        (
+            json!({"name": "p", "source": "archive", "allow_partial": true}),
+            "'allow_partial' is for a job over a local source",
+        ),
+        (
+            json!({"name": "p", "allow_partial": "yes"}),
+            "expected a boolean",
+        ),
+    ] {
+        let (status, error, text) =
+            error_of(post_job(&server, Some(SUBMIT), guest(), Some(&manifest)));
+        assert_eq!((status, error.as_str()), (400, "bad_manifest"), "{text}");
+        assert!(text.contains(detail), "{text}");
+    }
+    let id = submit(
+        &server,
+        SUBMIT,
+        "os-distribution-rust",
+        &json!({"name": "p", "allow_partial": true, "allow_empty": true}),
+    );
+    let done = finished(&server, &id);
+    assert_eq!(done["state"], "succeeded", "{done:#}");
+    assert_eq!(done["manifest"]["allow_partial"], true, "{done:#}");
 }
