@@ -1,17 +1,21 @@
-//! The coordinator's planner: runs an uploaded job over a shared (S3) source across the
-//! coordinator and its alive workers, one timely `Cluster` attempt at a time.
+//! The coordinator's planner: runs an uploaded job across the coordinator and its alive
+//! workers, one timely `Cluster` attempt at a time, over a shared (S3) source or over each
+//! member's own storage (the `local` source).
 //!
-//! Per job it lists (and prunes) the source once. Per attempt it asks every chosen worker for a
-//! fresh mesh port (`POST /cluster/prepare`), uploads the component to those that lack it (by
-//! hash), makes a fresh mesh secret, and starts every worker's process (`POST
-//! /cluster/attempts`, with the listing: every process computes the same size-balanced shares)
-//! and its own process 0 (which gathers the output). It then watches the members (their status,
-//! every [`POLL`], and the coordinator's membership): a member that fails, stops answering or is
-//! no longer alive aborts the attempt (every other process is cancelled), and the job is
-//! re-planned on the survivors, up to `[cluster] max_attempts` attempts. A job error that is not
+//! Per job it lists (and prunes) the source once (for `local`: its own storage). Per attempt it
+//! asks every chosen worker for a fresh mesh port (`POST /cluster/prepare`; for `local` with the
+//! job's filter, and the worker answers with its own matching files), uploads the component to
+//! those that lack it (by hash), makes a fresh mesh secret, and starts every worker's process
+//! (`POST /cluster/attempts`, with the listing — every process computes the same size-balanced
+//! shares — or for `local` the filter: each worker reads only its own files) and its own process
+//! 0 (which gathers the output). It then watches the members (their status, every [`POLL`], and
+//! the coordinator's membership): a member that fails, stops answering or is no longer alive
+//! aborts the attempt (every other process is cancelled), and the job is re-planned on the
+//! survivors, up to `[cluster] max_attempts` attempts. A lost member that held `local` files
+//! fails the job naming it, unless the manifest allows partial results. A job error that is not
 //! a member's loss (a guest trap, a limit) is the job's error at once. Cancelling the job cancels
 //! every member. The output and a cost report merged over the members (`cluster` in it: attempts,
-//! per-member files, records and bytes) are what a local run would return.
+//! per-member files, records and bytes, what is missing) are what a local run would return.
 
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
