@@ -241,13 +241,61 @@ fn accept_higher(
     Ok((slots.into_iter().flatten().collect(), refused))
 }
 
+/// A run's network: what keeps timely's network threads alive (hand it to
+/// `timely::execute::execute_from`), and a way to cut every mesh connection.
+pub struct Network {
+    /// timely's network guard.
+    pub guard: Box<dyn Any + Send>,
+    /// Cuts the mesh's connections.
+    pub cut: MeshCut,
+}
+
+impl Network {
+    /// For a run without a mesh: only the guard.
+    pub fn local(guard: Box<dyn Any + Send>) -> Network {
+        Network {
+            guard,
+            cut: MeshCut {
+                sockets: Vec::new(),
+            },
+        }
+    }
+}
+
+/// Clones of a run's mesh sockets (the same connections timely uses).
+pub struct MeshCut {
+    sockets: Vec<TcpStream>,
+}
+
+impl MeshCut {
+    /// Shuts down every mesh connection of this process: its timely threads (and its peers')
+    /// see the connections break and the run ends. A cancelled run whose peer froze (stopped,
+    /// partitioned) waits for that peer's progress forever otherwise.
+    pub fn cut(&mut self) {
+        for socket in self.sockets.drain(..) {
+            let _ = socket.shutdown(std::net::Shutdown::Both);
+        }
+    }
+
+    /// Whether there is nothing (left) to cut.
+    pub fn is_empty(&self) -> bool {
+        self.sockets.is_empty()
+    }
+}
+
 /// timely's allocators over the authenticated sockets: pass them to
-/// `timely::execute::execute_from` (the second value keeps the network threads alive).
+/// `timely::execute::execute_from` (the [`Network`] keeps the network threads alive).
 pub fn allocators(
     sockets: Vec<Option<TcpStream>>,
     process: usize,
     threads: usize,
-) -> Result<(Vec<AllocatorBuilder>, Box<dyn Any + Send>), MeshError> {
+) -> Result<(Vec<AllocatorBuilder>, Network), MeshError> {
+    let clones = sockets
+        .iter()
+        .flatten()
+        .map(TcpStream::try_clone)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(MeshError::Timely)?;
     let hooks = Hooks::default();
     let local =
         ProcessBuilder::new_typed_vector(threads, hooks.refill.clone(), hooks.spill.clone());
@@ -256,7 +304,10 @@ pub fn allocators(
             .map_err(MeshError::Timely)?;
     Ok((
         builders.into_iter().map(AllocatorBuilder::Tcp).collect(),
-        Box::new(guard),
+        Network {
+            guard: Box::new(guard),
+            cut: MeshCut { sockets: clones },
+        },
     ))
 }
 

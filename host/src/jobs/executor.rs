@@ -145,6 +145,9 @@ pub fn run_on(
     run_listed(topology, runtime, job, source, opts, None, progress, cancel)
 }
 
+/// How long a cancelled run may drain before its mesh connections are cut (see [`run_listed`]).
+const CUT_AFTER: Duration = Duration::from_secs(2);
+
 /// The partition files one run reads, listed (and pruned) once.
 #[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 pub struct Listing {
@@ -264,9 +267,10 @@ pub fn run_listed(
     let done_tx = Mutex::new(done_tx);
     let worker_ctx = ctx.clone();
     let (allocators, network) = topology.allocators().map_err(JobError::Engine)?;
+    let mut mesh = network.cut;
     let guards = timely::execute::execute_from(
         allocators,
-        network,
+        network.guard,
         timely::WorkerConfig::default(),
         move |worker| {
             let result = worker_main(worker, &worker_ctx);
@@ -276,8 +280,10 @@ pub fn run_listed(
     )
     .map_err(JobError::Engine)?;
 
-    // Mirror the workers' counters into the caller's `Progress` until they finish.
+    // Mirror the workers' counters into the caller's `Progress` until they finish. A cluster
+    // run still going [`CUT_AFTER`] after a cancel waits for a peer that froze: cut its mesh.
     let mut finished = 0;
+    let mut cancelled_at: Option<Instant> = None;
     while finished < topology.local_workers() {
         match done_rx.recv_timeout(Duration::from_millis(100)) {
             Ok(()) => finished += 1,
@@ -285,6 +291,13 @@ pub fn run_listed(
             Err(mpsc::RecvTimeoutError::Disconnected) => break,
         }
         copy_progress(&ctx.counters, progress);
+        if cancel.is_cancelled() && !mesh.is_empty() {
+            let since = *cancelled_at.get_or_insert_with(Instant::now);
+            if since.elapsed() >= CUT_AFTER {
+                tracing::warn!("a cancelled cluster run did not drain within {CUT_AFTER:?}: cutting its mesh connections");
+                mesh.cut();
+            }
+        }
     }
     let mut results = Vec::new();
     for r in guards.join() {

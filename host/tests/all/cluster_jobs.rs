@@ -582,3 +582,59 @@ fn allow_partial_is_a_checked_manifest_field_for_local_sources_only() {
     assert_eq!(done["state"], "succeeded", "{done:#}");
     assert_eq!(done["manifest"]["allow_partial"], true, "{done:#}");
 }
+
+/// Sends `signal` (`STOP`, `CONT`) to worker `w`'s process.
+fn signal(w: &Worker, signal: &str) {
+    let status = Command::new("kill")
+        .arg(format!("-{signal}"))
+        .arg(w.child.id().to_string())
+        .status()
+        .unwrap();
+    assert!(status.success(), "kill -{signal}");
+}
+
+#[test]
+fn a_worker_frozen_mid_job_is_dropped_on_missed_heartbeats_and_rejoins_for_a_later_job() {
+    let s3 = S3Server::start();
+    let data = multiplied_data(6);
+    export_and_open(&s3, data.path(), "jobs", "v2/");
+    let server = coordinator(&s3);
+    let (a, b, _dirs) = two_workers(&server);
+
+    let id = submit(&server, SUBMIT, "hostile-rust", &manifest(Some("nap")));
+    wait_attempt_started(&a, 1);
+    std::thread::sleep(Duration::from_millis(500));
+    // Frozen, not dead: its sockets stay open, so only the heartbeats (or its silent control
+    // port) tell; the others' processes of the attempt are cut loose and the job re-planned.
+    signal(&a, "STOP");
+    let done = finished(&server, &id);
+    signal(&a, "CONT");
+    assert_eq!(done["state"], "succeeded", "{done:#}");
+    let cost = &done["cost"];
+    assert_eq!(cost["cluster"]["attempts"], 2, "{cost:#}");
+    assert_eq!(cost["cluster"]["processes"], 2, "{cost:#}");
+    let lost = cost["cluster"]["lost"].as_array().unwrap();
+    assert_eq!(lost.len(), 1, "{cost:#}");
+    assert_eq!(lost[0]["address"], a.addr.as_str(), "{cost:#}");
+    files_per_process(cost);
+    wait_attempt_started(&b, 2);
+    assert_eq!(
+        result_text(&server, &id),
+        job_run(&s3, "hostile-rust", Some("nap"))
+    );
+
+    // Thawed, it heartbeats again and takes part in the next job.
+    wait_for(&server, "the thawed worker alive again", |body| {
+        body["alive"] == 2
+    });
+    let id = submit(&server, SUBMIT, "os-distribution-rust", &manifest(None));
+    let done = finished(&server, &id);
+    assert_eq!(done["state"], "succeeded", "{done:#}");
+    assert_eq!(done["cost"]["cluster"]["processes"], 3, "{done:#}");
+    assert_eq!(done["cost"]["cluster"]["attempts"], 1, "{done:#}");
+    wait_attempt_started(&a, 2);
+    assert_eq!(
+        result_text(&server, &id),
+        job_run(&s3, "os-distribution-rust", None)
+    );
+}

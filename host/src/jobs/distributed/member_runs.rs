@@ -27,6 +27,8 @@ use crate::storage::{filter, PartitionSource, Schema};
 pub const MAX_COMPONENTS: usize = 8;
 /// Finished attempts whose status is kept.
 pub const MAX_FINISHED: usize = 16;
+/// A new plan waits at most this long for a cancelled attempt to end before it is refused busy.
+const DRAIN_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 /// The error of an attempt process whose threads panicked.
 pub const PANICKED: &str =
     "the attempt's process panicked (timely does when a peer's connection breaks)";
@@ -230,7 +232,7 @@ impl MemberRuns {
             secret,
         };
 
-        let mut current = lock(&self.current);
+        let mut current = self.wait_cancelled_drained();
         if let Some(running) = current.as_ref() {
             if *lock(&running.status) == AttemptStatus::Running {
                 return Err(RunError::Busy(running.attempt.clone()));
@@ -277,6 +279,23 @@ impl MemberRuns {
             })
             .map_err(|e| RunError::Job(JobError::io("starting the attempt thread", e)))?;
         Ok(())
+    }
+
+    /// The current attempt, once it is not a cancelled one still draining (waits at most
+    /// [`DRAIN_WAIT`]: a cancelled process whose peer froze ends when its mesh is cut).
+    fn wait_cancelled_drained(&self) -> std::sync::MutexGuard<'_, Option<Current>> {
+        let deadline = std::time::Instant::now() + DRAIN_WAIT;
+        loop {
+            let current = lock(&self.current);
+            let draining = current.as_ref().is_some_and(|c| {
+                c.cancel.is_cancelled() && *lock(&c.status) == AttemptStatus::Running
+            });
+            if !draining || std::time::Instant::now() >= deadline {
+                return current;
+            }
+            drop(current);
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
     }
 
     fn remember(&self, done: Current) {
@@ -340,6 +359,14 @@ pub fn run_process(
         )
     }))
     .unwrap_or_else(|_| Err(JobError::Engine(PANICKED.into())))
+    // A cancelled process whose mesh was cut (or broke) ends as cancelled.
+    .map_err(|e| {
+        if cancel.is_cancelled() {
+            JobError::Cancelled
+        } else {
+            e
+        }
+    })
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
