@@ -2,8 +2,9 @@
 //! distribute = true`) and two `telemetry-server worker` processes on loopback, the data in a
 //! bucket on s3s-fs. A job submitted over the API runs across the three processes and gives what
 //! a single-process `job run` over the bucket gives, each file read by exactly one member; a
-//! worker killed mid-job makes the coordinator re-plan on the survivors; cancelling a cluster
-//! job stops every member.
+//! worker killed mid-job makes the coordinator re-plan on the survivors, and so does one frozen
+//! with SIGSTOP (which, thawed, takes part in the next job); cancelling a cluster job stops every
+//! member.
 //!
 //! Over the `local` source the converted data is split between the coordinator's and the two
 //! workers' own data dirs: the job reads each member's files on that member and gives what
@@ -270,33 +271,64 @@ fn wait_attempt_started(w: &Worker, count: u64) {
     }
 }
 
+/// A `nap` job (20 ms per record, so it runs for seconds) over six copies of the test data in
+/// s3s-fs, across the coordinator and two workers, half a second into worker `a`'s process.
+struct NapJob {
+    s3: S3Server,
+    _data: tempfile::TempDir,
+    server: TestServer,
+    a: Worker,
+    b: Worker,
+    _dirs: [tempfile::TempDir; 2],
+    id: String,
+}
+
+impl NapJob {
+    fn start() -> NapJob {
+        let s3 = S3Server::start();
+        let data = multiplied_data(6);
+        export_and_open(&s3, data.path(), "jobs", "v2/");
+        let server = coordinator(&s3);
+        let (a, b, dirs) = two_workers(&server);
+        let id = submit(&server, SUBMIT, "hostile-rust", &manifest(Some("nap")));
+        wait_attempt_started(&a, 1);
+        std::thread::sleep(Duration::from_millis(500));
+        NapJob {
+            s3,
+            _data: data,
+            server,
+            a,
+            b,
+            _dirs: dirs,
+            id,
+        }
+    }
+
+    /// The job ended as if `a` never took part: it succeeded in a second attempt on the
+    /// coordinator and `b`, `a` recorded as lost, with the output of `job run`.
+    fn assert_re_planned_without_a(&self, done: &Value) {
+        assert_eq!(done["state"], "succeeded", "{done:#}");
+        let cost = &done["cost"];
+        assert_eq!(cost["cluster"]["attempts"], 2, "{cost:#}");
+        assert_eq!(cost["cluster"]["processes"], 2, "{cost:#}");
+        let lost = cost["cluster"]["lost"].as_array().unwrap();
+        assert_eq!(lost.len(), 1, "{cost:#}");
+        assert_eq!(lost[0]["address"], self.a.addr.as_str(), "{cost:#}");
+        files_per_process(cost);
+        wait_attempt_started(&self.b, 2);
+        assert_eq!(
+            result_text(&self.server, &self.id),
+            job_run(&self.s3, "hostile-rust", Some("nap"))
+        );
+    }
+}
+
 #[test]
 fn a_worker_killed_mid_job_makes_the_coordinator_re_plan_on_the_survivors() {
-    let s3 = S3Server::start();
-    let data = multiplied_data(6);
-    export_and_open(&s3, data.path(), "jobs", "v2/");
-    let server = coordinator(&s3);
-    let (mut a, b, _dirs) = two_workers(&server);
-
-    // `nap`: 20 ms per record, so the job runs for seconds.
-    let id = submit(&server, SUBMIT, "hostile-rust", &manifest(Some("nap")));
-    wait_attempt_started(&a, 1);
-    std::thread::sleep(Duration::from_millis(500));
-    a.child.kill().unwrap();
-    let done = finished(&server, &id);
-    assert_eq!(done["state"], "succeeded", "{done:#}");
-    let cost = &done["cost"];
-    assert_eq!(cost["cluster"]["attempts"], 2, "{cost:#}");
-    assert_eq!(cost["cluster"]["processes"], 2, "{cost:#}");
-    let lost = cost["cluster"]["lost"].as_array().unwrap();
-    assert_eq!(lost.len(), 1, "{cost:#}");
-    assert_eq!(lost[0]["address"], a.addr.as_str(), "{cost:#}");
-    files_per_process(cost);
-    wait_attempt_started(&b, 2);
-    assert_eq!(
-        result_text(&server, &id),
-        job_run(&s3, "hostile-rust", Some("nap"))
-    );
+    let mut job = NapJob::start();
+    job.a.child.kill().unwrap();
+    let done = finished(&job.server, &job.id);
+    job.assert_re_planned_without_a(&done);
 }
 
 #[test]
@@ -595,46 +627,26 @@ fn signal(w: &Worker, signal: &str) {
 
 #[test]
 fn a_worker_frozen_mid_job_is_dropped_on_missed_heartbeats_and_rejoins_for_a_later_job() {
-    let s3 = S3Server::start();
-    let data = multiplied_data(6);
-    export_and_open(&s3, data.path(), "jobs", "v2/");
-    let server = coordinator(&s3);
-    let (a, b, _dirs) = two_workers(&server);
-
-    let id = submit(&server, SUBMIT, "hostile-rust", &manifest(Some("nap")));
-    wait_attempt_started(&a, 1);
-    std::thread::sleep(Duration::from_millis(500));
+    let job = NapJob::start();
     // Frozen, not dead: its sockets stay open, so only the heartbeats (or its silent control
     // port) tell; the others' processes of the attempt are cut loose and the job re-planned.
-    signal(&a, "STOP");
-    let done = finished(&server, &id);
-    signal(&a, "CONT");
-    assert_eq!(done["state"], "succeeded", "{done:#}");
-    let cost = &done["cost"];
-    assert_eq!(cost["cluster"]["attempts"], 2, "{cost:#}");
-    assert_eq!(cost["cluster"]["processes"], 2, "{cost:#}");
-    let lost = cost["cluster"]["lost"].as_array().unwrap();
-    assert_eq!(lost.len(), 1, "{cost:#}");
-    assert_eq!(lost[0]["address"], a.addr.as_str(), "{cost:#}");
-    files_per_process(cost);
-    wait_attempt_started(&b, 2);
-    assert_eq!(
-        result_text(&server, &id),
-        job_run(&s3, "hostile-rust", Some("nap"))
-    );
+    signal(&job.a, "STOP");
+    let done = finished(&job.server, &job.id);
+    signal(&job.a, "CONT");
+    job.assert_re_planned_without_a(&done);
 
     // Thawed, it heartbeats again and takes part in the next job.
-    wait_for(&server, "the thawed worker alive again", |body| {
+    wait_for(&job.server, "the thawed worker alive again", |body| {
         body["alive"] == 2
     });
-    let id = submit(&server, SUBMIT, "os-distribution-rust", &manifest(None));
-    let done = finished(&server, &id);
+    let id = submit(&job.server, SUBMIT, "os-distribution-rust", &manifest(None));
+    let done = finished(&job.server, &id);
     assert_eq!(done["state"], "succeeded", "{done:#}");
     assert_eq!(done["cost"]["cluster"]["processes"], 3, "{done:#}");
     assert_eq!(done["cost"]["cluster"]["attempts"], 1, "{done:#}");
-    wait_attempt_started(&a, 2);
+    wait_attempt_started(&job.a, 2);
     assert_eq!(
-        result_text(&server, &id),
-        job_run(&s3, "os-distribution-rust", None)
+        result_text(&job.server, &id),
+        job_run(&job.s3, "os-distribution-rust", None)
     );
 }
