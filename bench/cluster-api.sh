@@ -4,7 +4,7 @@
 
 # A second bucket with two files: the tiny job whose wall time is mostly planning.
 mkdir -p "$work/s3/tiny/v2"
-find "$work/s3/bench/v2" -type f | sort | head -2 | while read -r f; do
+find "$work/s3/bench/v2" -type f | sort | sed -n 1,2p | while read -r f; do
   rel=${f#"$work/s3/bench/v2/"}
   mkdir -p "$work/s3/tiny/v2/$(dirname "$rel")"
   cp "$f" "$work/s3/tiny/v2/$rel"
