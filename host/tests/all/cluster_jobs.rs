@@ -506,18 +506,22 @@ fn a_local_source_job_reads_each_members_own_storage_with_the_output_of_job_run_
     );
 }
 
-/// Coordinator and two workers over `copies` of the test data split three ways; worker `a` is
-/// killed while a `nap` job over the local source runs. Returns the job's final state, the data
-/// parts, a's address and the server (kept alive for the caller's checks).
-fn kill_a_worker_holding_files(
-    allow_partial: bool,
-) -> (
-    Value,
-    tempfile::TempDir,
-    Vec<(tempfile::TempDir, Vec<std::path::PathBuf>)>,
-    String,
-    TestServer,
-) {
+/// What [`kill_a_worker_holding_files`] leaves for the checks.
+struct KilledHolding {
+    /// The job's final state.
+    done: Value,
+    /// The whole data (four copies of the test data).
+    data: tempfile::TempDir,
+    /// Its parts: the coordinator's, the killed worker's, the survivor's.
+    parts: Vec<(tempfile::TempDir, Vec<std::path::PathBuf>)>,
+    /// The killed worker's address.
+    addr: String,
+    server: TestServer,
+}
+
+/// Coordinator and two workers over four copies of the test data split three ways; worker `a` is
+/// killed while a `nap` job over the local source runs.
+fn kill_a_worker_holding_files(allow_partial: bool) -> KilledHolding {
     let data = multiplied_data(4);
     let parts = split_storage(data.path(), 3);
     let server = local_coordinator(data.path(), &parts[0].1);
@@ -534,14 +538,20 @@ fn kill_a_worker_holding_files(
     wait_attempt_started(&a, 1);
     std::thread::sleep(Duration::from_millis(500));
     a.child.kill().unwrap();
-    let done = finished(&server, &id);
-    let addr = a.addr.clone();
-    (done, data, parts, addr, server)
+    KilledHolding {
+        done: finished(&server, &id),
+        data,
+        parts,
+        addr: a.addr.clone(),
+        server,
+    }
 }
 
 #[test]
 fn a_worker_killed_while_holding_local_files_fails_the_job_naming_it() {
-    let (done, _data, parts, addr, _server) = kill_a_worker_holding_files(false);
+    let KilledHolding {
+        done, parts, addr, ..
+    } = kill_a_worker_holding_files(false);
     assert_eq!(done["state"], "failed", "{done:#}");
     let error = done["error"].as_str().unwrap();
     let held = parts[1].1.len();
@@ -555,7 +565,13 @@ fn a_worker_killed_while_holding_local_files_fails_the_job_naming_it() {
 
 #[test]
 fn with_allow_partial_a_lost_workers_files_are_left_out_and_the_result_says_so() {
-    let (done, data, parts, addr, server) = kill_a_worker_holding_files(true);
+    let KilledHolding {
+        done,
+        data,
+        parts,
+        addr,
+        server,
+    } = kill_a_worker_holding_files(true);
     assert_eq!(done["state"], "succeeded", "{done:#}");
     let cost = &done["cost"];
     assert_eq!(cost["cluster"]["partial"], true, "{cost:#}");
