@@ -113,6 +113,37 @@ pub struct Mesh {
     pub refused: u64,
 }
 
+/// Ports reserved for meshes about to form ([`reserve`]), at most this many (oldest released).
+const MAX_RESERVED: usize = 32;
+
+/// Listeners bound by [`reserve`] and not yet taken by [`connect`].
+static RESERVED: std::sync::Mutex<Vec<(String, TcpListener)>> = std::sync::Mutex::new(Vec::new());
+
+/// Binds a free port on `host` for a mesh about to form and keeps it bound (so no other process
+/// takes it meanwhile) until [`connect`] for that address takes the listener; `host:port`.
+pub fn reserve(host: &str) -> std::io::Result<String> {
+    let listener = TcpListener::bind((host, 0))?;
+    let port = listener.local_addr()?.port();
+    let address = if host.contains(':') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
+    };
+    let mut reserved = RESERVED.lock().unwrap_or_else(|e| e.into_inner());
+    reserved.push((address.clone(), listener));
+    if reserved.len() > MAX_RESERVED {
+        reserved.remove(0);
+    }
+    Ok(address)
+}
+
+/// The listener [`reserve`] bound for `address`, if it is still held.
+fn take_reserved(address: &str) -> Option<TcpListener> {
+    let mut reserved = RESERVED.lock().unwrap_or_else(|e| e.into_inner());
+    let pos = reserved.iter().position(|(a, _)| a == address)?;
+    Some(reserved.remove(pos).1)
+}
+
 /// Connects this process to every other one (see the module doc).
 pub fn connect(config: &MeshConfig) -> Result<Mesh, MeshError> {
     let count = config.addresses.len();
@@ -121,11 +152,15 @@ pub fn connect(config: &MeshConfig) -> Result<Mesh, MeshError> {
         return Err(MeshError::BadIndex { process: me, count });
     }
     let started = Instant::now();
-    let listener =
-        TcpListener::bind(config.addresses[me].as_str()).map_err(|source| MeshError::Bind {
-            address: config.addresses[me].clone(),
-            source,
-        })?;
+    let listener = match take_reserved(&config.addresses[me]) {
+        Some(listener) => listener,
+        None => {
+            TcpListener::bind(config.addresses[me].as_str()).map_err(|source| MeshError::Bind {
+                address: config.addresses[me].clone(),
+                source,
+            })?
+        }
+    };
     listener
         .set_nonblocking(true)
         .map_err(|source| MeshError::Bind {

@@ -8,7 +8,6 @@
 //! [`MAX_FINISHED`]) so the coordinator can collect their cost reports.
 
 use std::collections::VecDeque;
-use std::net::TcpListener;
 use std::sync::{Arc, Mutex};
 
 use prometheus_client::metrics::counter::Counter;
@@ -170,19 +169,12 @@ impl MemberRuns {
             .map_err(|e| RunError::BadPlan(format!("filter: {e}")))
     }
 
-    /// A free port on `host` for the next attempt's mesh (bound and released: the mesh binds it
-    /// again when the attempt starts, moments later).
+    /// A free port on `host` for the next attempt's mesh, kept bound until the attempt's mesh
+    /// takes it ([`crate::cluster::mesh::reserve`]).
     pub fn reserve_port(host: &str) -> Result<String, RunError> {
-        let port_error = |source| RunError::Port {
+        crate::cluster::mesh::reserve(host).map_err(|source| RunError::Port {
             host: host.to_string(),
             source,
-        };
-        let listener = TcpListener::bind((host, 0)).map_err(port_error)?;
-        let port = listener.local_addr().map_err(port_error)?.port();
-        Ok(if host.contains(':') {
-            format!("[{host}]:{port}")
-        } else {
-            format!("{host}:{port}")
         })
     }
 
