@@ -1,9 +1,19 @@
 #!/usr/bin/env bash
-# One job over the same S3 data (s3s-fs on loopback, started here) with 1, 2 and 3 cluster
-# processes: `job run --hosts … --process N --secret-file F`, the authenticated-mesh code path a
-# cluster attempt runs. Reports wall time, MB/s (decompressed bytes read, summed over processes,
-# per wall second), the ratio to 1 process, and the listing time (the planning step every job
-# pays: list + prune of the bucket) from the cost report.
+# One job over the same S3 data (s3s-fs on loopback, started here), two modes:
+#
+# `bash bench/cluster.sh` (mode `processes`): 1, 2 and 3 cluster processes of
+# `job run --hosts … --process N --secret-file F`, the authenticated-mesh code path a cluster
+# attempt runs. Reports wall time, MB/s (decompressed bytes read, summed over processes, per wall
+# second), the ratio to 1 process, and the listing time (the planning step every job pays: list +
+# prune of the bucket) from the cost report.
+#
+# `bash bench/cluster.sh api`: API-planned jobs. A coordinator (`serve`, `[cluster] distribute`)
+# with 0, 1 and 2 `telemetry-server worker` processes; the same job is submitted over the HTTP
+# API (source `archive` = the bucket) and timed from the submit to its final state. Reports wall
+# time, MB/s and the ratio to 0 workers, and the planning overhead: a tiny job (source `tiny`, 2
+# files) timed with 0 and 2 workers (the difference is what preparing, shipping and starting the
+# members costs per job).
+#
 # Knobs: CLUSTER_BENCH_PINGS (20000), CLUSTER_BENCH_RUNS (3), CLUSTER_BENCH_WORKERS (1 per process).
 # On a 2-core machine the processes share two cores: the ratio is bounded by the cores, not by
 # the mesh, and 3 processes oversubscribe them.
@@ -12,6 +22,8 @@ cd "$(dirname "$0")/.."
 PINGS=${CLUSTER_BENCH_PINGS:-20000}
 RUNS=${CLUSTER_BENCH_RUNS:-3}
 WORKERS=${CLUSTER_BENCH_WORKERS:-1}
+MODE=${1:-processes}
+case $MODE in processes|api) ;; *) echo "usage: $0 [processes|api]" >&2; exit 2 ;; esac
 SHARED=${TELEMETRY_SHARED_DIR:-$(cd .. && pwd)/shared}
 command -v s3s-fs >/dev/null 2>&1 || bash scripts/install-deps.sh
 [ -f target/jobs/os-distribution-rust.wasm ] || bash scripts/build-guests.sh
@@ -21,7 +33,12 @@ JOB=target/jobs/os-distribution-rust.wasm
 
 work=$(mktemp -d)
 s3_pid=
-cleanup() { [ -n "$s3_pid" ] && kill "$s3_pid" 2>/dev/null; rm -rf "$work"; }
+pids_to_stop=()
+cleanup() {
+  for p in "${pids_to_stop[@]}"; do kill "$p" 2>/dev/null || true; done
+  [ -n "$s3_pid" ] && kill "$s3_pid" 2>/dev/null
+  rm -rf "$work"
+}
 trap cleanup EXIT
 
 # Data: generated pings converted into zstd partition files, laid out as bucket `bench`, prefix
@@ -67,6 +84,8 @@ assert files == docs[0]["cost"]["files_matched"], (files, docs[0]["cost"]["files
 print(f"{end - start:.3f} {read} {docs[0]['cost']['phases']['list_ms']:.1f}")
 PY
 }
+
+[ "$MODE" = api ] && { . bench/cluster-api.sh; exit 0; }
 
 "$BIN" job run "$JOB" --data s3://bench/v2 --filter "$work/filter.json" --json \
   --cache-dir "$work/cache" --no-column-cache >/dev/null 2>&1 # compile once, outside the timings

@@ -188,25 +188,37 @@ fn json_body<T>(
     })
 }
 
-/// Runs `f` off the async threads: `ok` when it succeeds, its refusal otherwise.
-async fn blocking(
+/// Runs `f` off the async threads: its value, or its refusal.
+async fn blocking<T: Send + 'static>(
     state: &WorkerState,
-    ok: StatusCode,
-    f: impl FnOnce() -> Result<(), RunError> + Send + 'static,
-) -> Response {
+    f: impl FnOnce() -> Result<T, RunError> + Send + 'static,
+) -> Result<T, Response> {
     match tokio::task::spawn_blocking(f).await {
-        Ok(Ok(())) => ok.into_response(),
-        Ok(Err(e)) => run_error(state, e),
-        Err(e) => refuse(
+        Ok(Ok(value)) => Ok(value),
+        Ok(Err(e)) => Err(run_error(state, e)),
+        Err(e) => Err(refuse(
             state,
             StatusCode::INTERNAL_SERVER_ERROR,
             "bad_request",
             e.to_string(),
-        ),
+        )),
     }
 }
 
-/// `POST /cluster/prepare` → a fresh mesh address and whether the component is here.
+/// [`blocking`] answering `ok` when `f` succeeds.
+async fn blocking_status(
+    state: &WorkerState,
+    ok: StatusCode,
+    f: impl FnOnce() -> Result<(), RunError> + Send + 'static,
+) -> Response {
+    match blocking(state, f).await {
+        Ok(()) => ok.into_response(),
+        Err(refused) => refused,
+    }
+}
+
+/// `POST /cluster/prepare` → a fresh mesh address, whether the component is here and (a job
+/// over a `local` source) the worker's own files its filter matches.
 async fn prepare(
     State(state): State<Arc<WorkerState>>,
     body: Result<Json<Prepare>, JsonRejection>,
@@ -220,14 +232,24 @@ async fn prepare(
         Err(e) => return run_error(&state, e),
     };
     let runs = state.runs.clone();
-    let have_component = tokio::task::spawn_blocking(move || runs.has_component(&prepare.sha256))
-        .await
-        .unwrap_or(false);
-    Json(Prepared {
-        mesh_address,
-        have_component,
+    let answered = blocking(&state, move || {
+        let local = prepare
+            .local_filter
+            .as_ref()
+            .map(|filter| runs.own_files(filter))
+            .transpose()?;
+        Ok((runs.has_component(&prepare.sha256), local))
     })
-    .into_response()
+    .await;
+    match answered {
+        Ok((have_component, local)) => Json(Prepared {
+            mesh_address,
+            have_component,
+            local,
+        })
+        .into_response(),
+        Err(refused) => refused,
+    }
 }
 
 /// `PUT /cluster/components/{sha256}` with the component's bytes → 204.
@@ -237,7 +259,7 @@ async fn component(
     body: Bytes,
 ) -> Response {
     let runs = state.runs.clone();
-    blocking(&state, StatusCode::NO_CONTENT, move || {
+    blocking_status(&state, StatusCode::NO_CONTENT, move || {
         runs.add_component(&sha256, &body)
     })
     .await
@@ -253,7 +275,7 @@ async fn start(
         Err(refused) => return *refused,
     };
     let runs = state.runs.clone();
-    blocking(&state, StatusCode::ACCEPTED, move || runs.start(plan)).await
+    blocking_status(&state, StatusCode::ACCEPTED, move || runs.start(plan)).await
 }
 
 /// `GET /cluster/attempts/{id}` → its [`crate::jobs::distributed::protocol::AttemptStatus`].

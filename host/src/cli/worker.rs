@@ -48,7 +48,7 @@ pub fn run(args: Args, log_format: super::LogFormat) -> anyhow::Result<ExitCode>
     );
     let data = DataDir::open(&args.data_dir)
         .with_context(|| format!("opening {}", args.data_dir.display()))?;
-    let storage = LocalSource::new(data.sub(datadir::STORAGE)?);
+    let storage = Arc::new(LocalSource::new(data.sub(datadir::STORAGE)?));
     let everything = Schema::from_json(telemetry_server::convert::DEFAULT_SCHEMA)?
         .all_files()
         .context("the storage schema has no usable dimensions")?;
@@ -63,7 +63,11 @@ pub fn run(args: Args, log_format: super::LogFormat) -> anyhow::Result<ExitCode>
         Runtime::new(data.sub(datadir::CACHE)?, RuntimeConfig::default())
             .context("starting the Wasm runtime")?,
     );
-    let runs = Arc::new(MemberRuns::new(jobs_runtime, everything.clone()));
+    let runs = Arc::new(MemberRuns::new(
+        jobs_runtime,
+        everything.clone(),
+        storage.clone(),
+    ));
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

@@ -18,8 +18,9 @@ pub struct ClusterConfig {
     pub max_members: usize,
     /// Most attempts of one cluster job (node loss re-plans on the survivors).
     pub max_attempts: u32,
-    /// Run uploaded jobs on an S3 source across the coordinator and its alive workers (off: every
-    /// job runs on the coordinator's own cores, as without workers).
+    /// Run uploaded jobs across the coordinator and its alive workers: over an S3 source each
+    /// reads a share of one listing, over the local source each reads its own storage (off:
+    /// every job runs on the coordinator's own cores, as without workers).
     pub distribute: bool,
     /// The host (name or IP) the workers reach the coordinator's timely mesh at; each attempt
     /// binds a fresh port on it.

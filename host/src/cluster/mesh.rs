@@ -113,6 +113,37 @@ pub struct Mesh {
     pub refused: u64,
 }
 
+/// Ports reserved for meshes about to form ([`reserve`]), at most this many (oldest released).
+const MAX_RESERVED: usize = 32;
+
+/// Listeners bound by [`reserve`] and not yet taken by [`connect`].
+static RESERVED: std::sync::Mutex<Vec<(String, TcpListener)>> = std::sync::Mutex::new(Vec::new());
+
+/// Binds a free port on `host` for a mesh about to form and keeps it bound (so no other process
+/// takes it meanwhile) until [`connect`] for that address takes the listener; `host:port`.
+pub fn reserve(host: &str) -> std::io::Result<String> {
+    let listener = TcpListener::bind((host, 0))?;
+    let port = listener.local_addr()?.port();
+    let address = if host.contains(':') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
+    };
+    let mut reserved = RESERVED.lock().unwrap_or_else(|e| e.into_inner());
+    reserved.push((address.clone(), listener));
+    if reserved.len() > MAX_RESERVED {
+        reserved.remove(0);
+    }
+    Ok(address)
+}
+
+/// The listener [`reserve`] bound for `address`, if it is still held.
+fn take_reserved(address: &str) -> Option<TcpListener> {
+    let mut reserved = RESERVED.lock().unwrap_or_else(|e| e.into_inner());
+    let pos = reserved.iter().position(|(a, _)| a == address)?;
+    Some(reserved.remove(pos).1)
+}
+
 /// Connects this process to every other one (see the module doc).
 pub fn connect(config: &MeshConfig) -> Result<Mesh, MeshError> {
     let count = config.addresses.len();
@@ -121,11 +152,15 @@ pub fn connect(config: &MeshConfig) -> Result<Mesh, MeshError> {
         return Err(MeshError::BadIndex { process: me, count });
     }
     let started = Instant::now();
-    let listener =
-        TcpListener::bind(config.addresses[me].as_str()).map_err(|source| MeshError::Bind {
-            address: config.addresses[me].clone(),
-            source,
-        })?;
+    let listener = match take_reserved(&config.addresses[me]) {
+        Some(listener) => listener,
+        None => {
+            TcpListener::bind(config.addresses[me].as_str()).map_err(|source| MeshError::Bind {
+                address: config.addresses[me].clone(),
+                source,
+            })?
+        }
+    };
     listener
         .set_nonblocking(true)
         .map_err(|source| MeshError::Bind {
@@ -241,13 +276,61 @@ fn accept_higher(
     Ok((slots.into_iter().flatten().collect(), refused))
 }
 
+/// A run's network: what keeps timely's network threads alive (hand it to
+/// `timely::execute::execute_from`), and a way to cut every mesh connection.
+pub struct Network {
+    /// timely's network guard.
+    pub guard: Box<dyn Any + Send>,
+    /// Cuts the mesh's connections.
+    pub cut: MeshCut,
+}
+
+impl Network {
+    /// For a run without a mesh: only the guard.
+    pub fn local(guard: Box<dyn Any + Send>) -> Network {
+        Network {
+            guard,
+            cut: MeshCut {
+                sockets: Vec::new(),
+            },
+        }
+    }
+}
+
+/// Clones of a run's mesh sockets (the same connections timely uses).
+pub struct MeshCut {
+    sockets: Vec<TcpStream>,
+}
+
+impl MeshCut {
+    /// Shuts down every mesh connection of this process: its timely threads (and its peers')
+    /// see the connections break and the run ends. A cancelled run whose peer froze (stopped,
+    /// partitioned) waits for that peer's progress forever otherwise.
+    pub fn cut(&mut self) {
+        for socket in self.sockets.drain(..) {
+            let _ = socket.shutdown(std::net::Shutdown::Both);
+        }
+    }
+
+    /// Whether there is nothing (left) to cut.
+    pub fn is_empty(&self) -> bool {
+        self.sockets.is_empty()
+    }
+}
+
 /// timely's allocators over the authenticated sockets: pass them to
-/// `timely::execute::execute_from` (the second value keeps the network threads alive).
+/// `timely::execute::execute_from` (the [`Network`] keeps the network threads alive).
 pub fn allocators(
     sockets: Vec<Option<TcpStream>>,
     process: usize,
     threads: usize,
-) -> Result<(Vec<AllocatorBuilder>, Box<dyn Any + Send>), MeshError> {
+) -> Result<(Vec<AllocatorBuilder>, Network), MeshError> {
+    let clones = sockets
+        .iter()
+        .flatten()
+        .map(TcpStream::try_clone)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(MeshError::Timely)?;
     let hooks = Hooks::default();
     let local =
         ProcessBuilder::new_typed_vector(threads, hooks.refill.clone(), hooks.spill.clone());
@@ -256,7 +339,10 @@ pub fn allocators(
             .map_err(MeshError::Timely)?;
     Ok((
         builders.into_iter().map(AllocatorBuilder::Tcp).collect(),
-        Box::new(guard),
+        Network {
+            guard: Box::new(guard),
+            cut: MeshCut { sockets: clones },
+        },
     ))
 }
 

@@ -15,8 +15,6 @@ pub mod membership;
 pub mod mesh;
 pub mod worker;
 
-use std::any::Any;
-
 use handshake::MeshSecret;
 use timely::communication::AllocatorBuilder;
 
@@ -80,13 +78,14 @@ impl Topology {
         }
     }
 
-    /// timely's allocators for this topology, for `timely::execute::execute_from` (the second
-    /// value must live as long as the run). For a cluster this makes the authenticated mesh.
-    pub fn allocators(&self) -> Result<(Vec<AllocatorBuilder>, Box<dyn Any + Send>), String> {
+    /// timely's allocators for this topology, for `timely::execute::execute_from` (the
+    /// [`mesh::Network`] must live as long as the run). For a cluster this makes the
+    /// authenticated mesh.
+    pub fn allocators(&self) -> Result<(Vec<AllocatorBuilder>, mesh::Network), String> {
         match self {
-            Topology::Local { workers } => {
-                timely::CommunicationConfig::Process((*workers).max(1)).try_build()
-            }
+            Topology::Local { workers } => timely::CommunicationConfig::Process((*workers).max(1))
+                .try_build()
+                .map(|(builders, guard)| (builders, mesh::Network::local(guard))),
             Topology::Cluster {
                 workers,
                 process,

@@ -84,6 +84,21 @@ pub enum JobError {
     /// Another process of a cluster run failed with this error (its text).
     #[error("{0}")]
     Member(String),
+    /// A cluster member lost mid-job held partition files of the job's `local` source that no
+    /// other member has, and the manifest does not allow partial results.
+    #[error("cluster member {member} ({address}) was lost holding {files} of the job's partition files ({bytes} bytes) in its local storage: {reason}; no other member holds them, so the job fails (a manifest with \"allow_partial\": true gets a result without them, marked partial)")]
+    MemberLost {
+        /// The member's id.
+        member: String,
+        /// Its registered address.
+        address: String,
+        /// Partition files of the job it held (matched by the job's filter).
+        files: u64,
+        /// Their size.
+        bytes: u64,
+        /// Why it counts as lost.
+        reason: String,
+    },
 }
 
 impl JobError {

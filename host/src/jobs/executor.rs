@@ -56,6 +56,8 @@ struct Context {
     shared: Arc<Shared>,
     source: Arc<dyn PartitionSource>,
     files: Vec<PartitionFile>,
+    /// Which workers share `files`.
+    split: Split,
     spec: JobSpec,
     /// Extracts the job's fields, then (for a job importing `histograms`) the pointers of the
     /// layout keys.
@@ -143,6 +145,9 @@ pub fn run_on(
     run_listed(topology, runtime, job, source, opts, None, progress, cancel)
 }
 
+/// How long a cancelled run may drain before its mesh connections are cut (see [`run_listed`]).
+const CUT_AFTER: Duration = Duration::from_secs(2);
+
 /// The partition files one run reads, listed (and pruned) once.
 #[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 pub struct Listing {
@@ -152,6 +157,11 @@ pub struct Listing {
     pub files_pruned: u64,
     /// How long listing took, in milliseconds.
     pub list_ms: f64,
+    /// The files are this process's own (its local storage, in a cluster job over a `local`
+    /// source): this process's workers split them among themselves, instead of every process
+    /// splitting one shared listing over all the workers.
+    #[serde(default)]
+    pub own: bool,
 }
 
 /// Lists the files of `source` that pass `opts.filter` (and counts the pruned ones).
@@ -166,6 +176,7 @@ pub fn list(source: &dyn PartitionSource, opts: &RunOptions) -> Result<Listing, 
         files,
         files_pruned,
         list_ms: ms(list_start.elapsed()),
+        own: false,
     })
 }
 
@@ -209,6 +220,7 @@ pub fn run_listed(
         files,
         files_pruned,
         list_ms,
+        own,
     } = match listing {
         Some(listing) => listing,
         None => list(source.as_ref(), opts)?,
@@ -222,8 +234,9 @@ pub fn run_listed(
     progress
         .files_total
         .store(files.len() as u64, Ordering::Relaxed);
+    let split = Split::new(topology, own);
     if matches!(topology, Topology::Cluster { .. }) {
-        source.will_read(&local_share(&files, topology));
+        source.will_read(&split.local_share(&files, topology));
     }
 
     // The cache holds fields only: a job that reads whole documents (its payload) reads the
@@ -236,6 +249,7 @@ pub fn run_listed(
         shared: shared.clone(),
         source,
         files,
+        split,
         spec,
         projection,
         param: opts.param.clone(),
@@ -253,9 +267,10 @@ pub fn run_listed(
     let done_tx = Mutex::new(done_tx);
     let worker_ctx = ctx.clone();
     let (allocators, network) = topology.allocators().map_err(JobError::Engine)?;
+    let mut mesh = network.cut;
     let guards = timely::execute::execute_from(
         allocators,
-        network,
+        network.guard,
         timely::WorkerConfig::default(),
         move |worker| {
             let result = worker_main(worker, &worker_ctx);
@@ -265,8 +280,10 @@ pub fn run_listed(
     )
     .map_err(JobError::Engine)?;
 
-    // Mirror the workers' counters into the caller's `Progress` until they finish.
+    // Mirror the workers' counters into the caller's `Progress` until they finish. A cluster
+    // run still going [`CUT_AFTER`] after a cancel waits for a peer that froze: cut its mesh.
     let mut finished = 0;
+    let mut cancelled_at: Option<Instant> = None;
     while finished < topology.local_workers() {
         match done_rx.recv_timeout(Duration::from_millis(100)) {
             Ok(()) => finished += 1,
@@ -274,6 +291,13 @@ pub fn run_listed(
             Err(mpsc::RecvTimeoutError::Disconnected) => break,
         }
         copy_progress(&ctx.counters, progress);
+        if cancel.is_cancelled() && !mesh.is_empty() {
+            let since = *cancelled_at.get_or_insert_with(Instant::now);
+            if since.elapsed() >= CUT_AFTER {
+                tracing::warn!("a cancelled cluster run did not drain within {CUT_AFTER:?}: cutting its mesh connections");
+                mesh.cut();
+            }
+        }
     }
     let mut results = Vec::new();
     for r in guards.join() {
@@ -419,17 +443,52 @@ pub(crate) fn assign_by_size(files: &[PartitionFile], peers: usize) -> Vec<Vec<u
     out
 }
 
-/// The files this process's workers read (each worker's [`assign_by_size`] share), in list order.
-fn local_share(files: &[PartitionFile], topology: &Topology) -> Vec<PartitionFile> {
-    let shares = assign_by_size(files, topology.peers());
-    let mut mine: Vec<usize> = topology
-        .local_worker_indexes()
-        .filter_map(|w| shares.get(w))
-        .flatten()
-        .copied()
-        .collect();
-    mine.sort_unstable();
-    mine.into_iter().map(|i| files[i].clone()).collect()
+/// Which workers split a run's files by size: all of them (global worker indexes `0..peers`,
+/// every process holding the same listing), or only this process's own (its own listing).
+#[derive(Debug, Clone, Copy)]
+struct Split {
+    /// The global index of the first worker sharing the files.
+    first: usize,
+    /// How many workers share them.
+    peers: usize,
+}
+
+impl Split {
+    fn new(topology: &Topology, own: bool) -> Split {
+        if own {
+            Split {
+                first: topology.local_worker_indexes().start,
+                peers: topology.local_workers(),
+            }
+        } else {
+            Split {
+                first: 0,
+                peers: topology.peers(),
+            }
+        }
+    }
+
+    /// The indexes (into `files`) that worker `index` (global) reads.
+    fn share(&self, files: &[PartitionFile], index: usize) -> Vec<usize> {
+        assign_by_size(files, self.peers)
+            .into_iter()
+            .nth(index - self.first)
+            .unwrap_or_default()
+    }
+
+    /// The files this process's workers read (each worker's [`assign_by_size`] share), in list
+    /// order.
+    fn local_share(&self, files: &[PartitionFile], topology: &Topology) -> Vec<PartitionFile> {
+        let shares = assign_by_size(files, self.peers);
+        let mut mine: Vec<usize> = topology
+            .local_worker_indexes()
+            .filter_map(|w| shares.get(w - self.first))
+            .flatten()
+            .copied()
+            .collect();
+        mine.sort_unstable();
+        mine.into_iter().map(|i| files[i].clone()).collect()
+    }
 }
 
 /// Stable across processes (std's SipHash with fixed keys), so every process routes a key alike.
@@ -526,7 +585,6 @@ type Pair = (String, String);
 
 fn worker_main(worker: &mut timely::worker::Worker, ctx: &Arc<Context>) -> WorkerResult {
     let index = worker.index();
-    let peers = worker.peers();
     let slot = Rc::new(RefCell::new(Slot {
         guest: None,
         index,
@@ -632,7 +690,7 @@ fn worker_main(worker: &mut timely::worker::Worker, ctx: &Arc<Context>) -> Worke
     });
 
     let map_start = Instant::now();
-    let map_result = drive_map(worker, ctx, &slot, &mut input, index, peers);
+    let map_result = drive_map(worker, ctx, &slot, &mut input, index);
     let map_time = map_start.elapsed();
     tracing::debug!(worker = index, ?map_time, "map phase done");
     if let Err(e) = map_result {
@@ -737,9 +795,8 @@ fn drive_map(
     slot: &Rc<RefCell<Slot>>,
     input: &mut InputHandle<u64, Pair>,
     index: usize,
-    peers: usize,
 ) -> Result<(), JobError> {
-    let mine = assign_by_size(&ctx.files, peers).swap_remove(index);
+    let mine = ctx.split.share(&ctx.files, index);
     let mut local = LocalCombiner::new(ctx);
     let mut batch = Batch::default();
     for i in mine {
@@ -1134,12 +1191,27 @@ mod tests {
         };
         let paths =
             |share: Vec<PartitionFile>| share.into_iter().map(|f| f.path).collect::<Vec<_>>();
-        assert_eq!(paths(local_share(&files, &process(0))), vec!["a", "d"]);
-        assert_eq!(paths(local_share(&files, &process(1))), vec!["b", "c"]);
-        assert_eq!(
-            paths(local_share(&files, &Topology::Local { workers: 2 })).len(),
-            4
-        );
+        let shared = |t: &Topology| paths(Split::new(t, false).local_share(&files, t));
+        assert_eq!(shared(&process(0)), vec!["a", "d"]);
+        assert_eq!(shared(&process(1)), vec!["b", "c"]);
+        assert_eq!(shared(&Topology::Local { workers: 2 }).len(), 4);
+    }
+
+    #[test]
+    fn a_process_with_its_own_listing_splits_it_among_its_own_workers() {
+        let files = vec![file("a", 100), file("b", 60), file("c", 50), file("d", 10)];
+        let secret = crate::cluster::handshake::MeshSecret::random().unwrap();
+        // Process 1 of 2, two workers each: global workers 2 and 3.
+        let topology = Topology::Cluster {
+            workers: 2,
+            process: 1,
+            addresses: vec!["a:1".into(), "b:1".into()],
+            secret,
+        };
+        let split = Split::new(&topology, true);
+        assert_eq!(split.local_share(&files, &topology).len(), 4);
+        assert_eq!(split.share(&files, 2), vec![0, 3]);
+        assert_eq!(split.share(&files, 3), vec![1, 2]);
     }
 
     #[test]

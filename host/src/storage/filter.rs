@@ -83,6 +83,18 @@ fn named_dimensions(doc: &Value) -> Result<Map<String, Value>, FilterError> {
     Ok(out)
 }
 
+/// `filter` as a filter document (every dimension named, in order) that [`resolve`] and
+/// [`Schema::from_json`] read back as the same filter: how a resolved filter is sent to a
+/// cluster member that lists its own storage with it.
+pub fn document(filter: &Schema) -> Value {
+    let dims: Vec<Value> = filter
+        .dimensions()
+        .iter()
+        .map(|d| json!({"field_name": d.name, "allowed_values": d.allowed.to_json()}))
+        .collect();
+    json!({"version": 1, "dimensions": dims})
+}
+
 /// The dimensions `filter` restricts, as `name=allowed` (`allowed` as JSON), for messages; "no
 /// dimension restricted" when it allows everything.
 pub fn describe(filter: &Schema) -> String {
@@ -113,6 +125,17 @@ mod tests {
             .iter()
             .map(|d| (d.name.clone(), d.allowed.to_json().to_string()))
             .collect()
+    }
+
+    #[test]
+    fn a_resolved_filter_survives_its_document() {
+        let filter = json!({"dimensions": [
+            {"field_name": "appUpdateChannel", "allowed_values": ["nightly", "beta"]},
+            {"field_name": "submission_date", "allowed_values": {"min": "20150528"}}]});
+        let resolved = resolve(Some(&filter), &storage()).unwrap();
+        let back = resolve(Some(&document(&resolved)), &storage()).unwrap();
+        assert_eq!(dims(&back), dims(&resolved));
+        assert_ne!(dims(&back), dims(&storage().all_files().unwrap()));
     }
 
     #[test]

@@ -18,7 +18,7 @@ use crate::common;
 use crate::jobs_support;
 use crate::server_support::{announced_address, walk, TestServer};
 
-const ADMIN: &str = "cluster-admin-token-0123456789";
+pub(crate) const ADMIN: &str = "cluster-admin-token-0123456789";
 pub(crate) const WORKER: &str = "cluster-worker-token-0123456789";
 pub(crate) const SUBMIT: &str = "cluster-submit-token-0123456789";
 

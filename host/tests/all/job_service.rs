@@ -228,7 +228,7 @@ fn job_run(data_dir: &Path, guest_name: &str, param: Option<&str>) -> String {
     String::from_utf8(out.stdout).unwrap()
 }
 
-fn error_of(r: Response) -> (u16, String, String) {
+pub(crate) fn error_of(r: Response) -> (u16, String, String) {
     let status = r.status().as_u16();
     let body: Value = r.json().expect("error bodies are JSON");
     (

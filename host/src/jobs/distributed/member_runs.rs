@@ -1,28 +1,33 @@
 //! The worker's side of a cluster attempt: holds the components the coordinator shipped (by
 //! hash, at most [`MAX_COMPONENTS`], in memory and in its compile cache; the least recently
 //! used is evicted from both), runs one attempt process at a time
-//! on a thread (its share of the coordinator's listing, in the attempt's authenticated mesh),
+//! on a thread (its share of the coordinator's listing of a shared source, or, for a `local`
+//! source, all of what the job's filter matches in its own storage; in the attempt's
+//! authenticated mesh),
 //! answers where it stands, and cancels it on request. Finished attempts are remembered (the last
 //! [`MAX_FINISHED`]) so the coordinator can collect their cost reports.
 
 use std::collections::VecDeque;
-use std::net::TcpListener;
 use std::sync::{Arc, Mutex};
 
 use prometheus_client::metrics::counter::Counter;
 
-use super::protocol::{AttemptPlan, AttemptStatus};
+use super::protocol::{AttemptPlan, AttemptStatus, LocalFiles};
 use crate::cluster::handshake::MeshSecret;
 use crate::cluster::Topology;
 use crate::jobs::sources::SourceConfig;
-use crate::jobs::{CancelToken, CompiledJob, JobError, Progress, RunOptions, Runtime, Sample};
+use crate::jobs::{
+    CancelToken, CompiledJob, JobError, Listing, Progress, RunOptions, Runtime, Sample,
+};
 use crate::s3::S3Source;
-use crate::storage::{PartitionSource, Schema};
+use crate::storage::{filter, PartitionSource, Schema};
 
 /// Compiled components kept in memory (least recently used evicted first).
 pub const MAX_COMPONENTS: usize = 8;
 /// Finished attempts whose status is kept.
 pub const MAX_FINISHED: usize = 16;
+/// A new plan waits at most this long for a cancelled attempt to end before it is refused busy.
+const DRAIN_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 /// The error of an attempt process whose threads panicked.
 pub const PANICKED: &str =
     "the attempt's process panicked (timely does when a peer's connection breaks)";
@@ -65,8 +70,10 @@ struct Current {
 pub struct MemberRuns {
     runtime: Arc<Runtime>,
     /// Which partition files a filter-less listing covers (for the run options; the files
-    /// themselves come from the plan).
+    /// themselves come from the plan), and what a shipped filter is resolved against.
     everything: Schema,
+    /// The worker's own `storage/` (a job over a `local` source reads it).
+    storage: Arc<dyn PartitionSource>,
     components: Mutex<VecDeque<CompiledJob>>,
     current: Mutex<Option<Current>>,
     finished: Mutex<VecDeque<(String, AttemptStatus)>>,
@@ -77,11 +84,17 @@ pub struct MemberRuns {
 }
 
 impl MemberRuns {
-    /// Runs attempts with `runtime`; `everything` is the storage schema's match-all filter.
-    pub fn new(runtime: Arc<Runtime>, everything: Schema) -> Self {
+    /// Runs attempts with `runtime`; `everything` is the storage schema's match-all filter and
+    /// `storage` the worker's own partition files.
+    pub fn new(
+        runtime: Arc<Runtime>,
+        everything: Schema,
+        storage: Arc<dyn PartitionSource>,
+    ) -> Self {
         MemberRuns {
             runtime,
             everything,
+            storage,
             components: Mutex::new(VecDeque::new()),
             current: Mutex::new(None),
             finished: Mutex::new(VecDeque::new()),
@@ -132,24 +145,41 @@ impl MemberRuns {
         Ok(())
     }
 
-    /// A free port on `host` for the next attempt's mesh (bound and released: the mesh binds it
-    /// again when the attempt starts, moments later).
+    /// Lists this worker's own storage with a shipped filter document, as `job run` and the job
+    /// service list a local source ([`crate::jobs::list`]).
+    pub fn list_own(&self, filter: &serde_json::Value) -> Result<Listing, RunError> {
+        let opts = RunOptions::new(self.own_filter(filter)?);
+        let mut listing = crate::jobs::list(self.storage.as_ref(), &opts)?;
+        listing.own = true;
+        Ok(listing)
+    }
+
+    /// [`Self::list_own`] counted: what the coordinator learns at preparation.
+    pub fn own_files(&self, filter: &serde_json::Value) -> Result<LocalFiles, RunError> {
+        let listing = self.list_own(filter)?;
+        Ok(LocalFiles {
+            files: listing.files.len() as u64,
+            bytes: listing.files.iter().map(|f| f.size).sum(),
+            pruned: listing.files_pruned,
+        })
+    }
+
+    fn own_filter(&self, filter: &serde_json::Value) -> Result<Schema, RunError> {
+        filter::resolve(Some(filter), &self.everything)
+            .map_err(|e| RunError::BadPlan(format!("filter: {e}")))
+    }
+
+    /// A free port on `host` for the next attempt's mesh, kept bound until the attempt's mesh
+    /// takes it ([`crate::cluster::mesh::reserve`]).
     pub fn reserve_port(host: &str) -> Result<String, RunError> {
-        let port_error = |source| RunError::Port {
+        crate::cluster::mesh::reserve(host).map_err(|source| RunError::Port {
             host: host.to_string(),
             source,
-        };
-        let listener = TcpListener::bind((host, 0)).map_err(port_error)?;
-        let port = listener.local_addr().map_err(port_error)?.port();
-        Ok(if host.contains(':') {
-            format!("[{host}]:{port}")
-        } else {
-            format!("{host}:{port}")
         })
     }
 
     /// Starts this worker's process of `plan` on a thread.
-    pub fn start(&self, plan: AttemptPlan) -> Result<(), RunError> {
+    pub fn start(&self, mut plan: AttemptPlan) -> Result<(), RunError> {
         let job = self
             .component(&plan.sha256)
             .ok_or_else(|| RunError::MissingComponent(plan.sha256.clone()))?;
@@ -163,24 +193,29 @@ impl MemberRuns {
                 plan.workers
             )));
         }
-        let source: Arc<dyn PartitionSource> = match &plan.source {
-            SourceConfig::S3(s3) => {
-                Arc::new(S3Source::new(s3).map_err(|e| RunError::BadPlan(format!("source: {e}")))?)
-            }
+        let mut opts = RunOptions::new(self.everything.clone());
+        let source_config = plan.source.clone();
+        let (source, listing): (Arc<dyn PartitionSource>, Listing) = match &source_config {
+            SourceConfig::S3(s3) => (
+                Arc::new(S3Source::new(s3).map_err(|e| RunError::BadPlan(format!("source: {e}")))?),
+                std::mem::take(&mut plan.listing),
+            ),
             SourceConfig::Local => {
-                return Err(RunError::BadPlan(
-                    "a worker reads a shared (S3) source only".into(),
-                ))
+                let filter = plan.local_filter.as_ref().ok_or_else(|| {
+                    RunError::BadPlan("a plan over a local source needs its filter".into())
+                })?;
+                opts.filter = self.own_filter(filter)?;
+                (self.storage.clone(), self.list_own(filter)?)
             }
         };
         let sample = Sample::new(plan.sample).map_err(|e| RunError::BadPlan(e.to_string()))?;
-        let mut opts = RunOptions::new(self.everything.clone());
         opts.param = plan.param.clone();
         opts.workers = plan.workers;
         opts.limits = plan.limits.clone();
         opts.skip_bad_records = plan.skip_bad_records;
         opts.sample = sample;
-        // The coordinator checked the listing is not empty; this process's share may be.
+        // The coordinator checked the listing (or the members' together) is not empty; this
+        // process's share may be.
         opts.allow_empty = true;
         let topology = Topology::Cluster {
             workers: plan.workers,
@@ -189,7 +224,7 @@ impl MemberRuns {
             secret,
         };
 
-        let mut current = lock(&self.current);
+        let mut current = self.wait_cancelled_drained();
         if let Some(running) = current.as_ref() {
             if *lock(&running.status) == AttemptStatus::Running {
                 return Err(RunError::Busy(running.attempt.clone()));
@@ -211,14 +246,14 @@ impl MemberRuns {
         std::thread::Builder::new()
             .name("cluster-attempt".into())
             .spawn(move || {
-                tracing::info!(%attempt, process = plan.process, files = plan.listing.files.len(), "attempt started");
+                tracing::info!(%attempt, process = plan.process, files = listing.files.len(), own = listing.own, "attempt started");
                 let result = run_process(
                     &topology,
                     &runtime,
                     &job,
                     source,
                     &opts,
-                    plan.listing,
+                    listing,
                     &Progress::default(),
                     &cancel,
                 );
@@ -236,6 +271,23 @@ impl MemberRuns {
             })
             .map_err(|e| RunError::Job(JobError::io("starting the attempt thread", e)))?;
         Ok(())
+    }
+
+    /// The current attempt, once it is not a cancelled one still draining (waits at most
+    /// [`DRAIN_WAIT`]: a cancelled process whose peer froze ends when its mesh is cut).
+    fn wait_cancelled_drained(&self) -> std::sync::MutexGuard<'_, Option<Current>> {
+        let deadline = std::time::Instant::now() + DRAIN_WAIT;
+        loop {
+            let current = lock(&self.current);
+            let draining = current.as_ref().is_some_and(|c| {
+                c.cancel.is_cancelled() && *lock(&c.status) == AttemptStatus::Running
+            });
+            if !draining || std::time::Instant::now() >= deadline {
+                return current;
+            }
+            drop(current);
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
     }
 
     fn remember(&self, done: Current) {
@@ -299,6 +351,14 @@ pub fn run_process(
         )
     }))
     .unwrap_or_else(|_| Err(JobError::Engine(PANICKED.into())))
+    // A cancelled process whose mesh was cut (or broke) ends as cancelled.
+    .map_err(|e| {
+        if cancel.is_cancelled() {
+            JobError::Cancelled
+        } else {
+            e
+        }
+    })
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {

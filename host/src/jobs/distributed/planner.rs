@@ -1,18 +1,23 @@
-//! The coordinator's planner: runs an uploaded job over a shared (S3) source across the
-//! coordinator and its alive workers, one timely `Cluster` attempt at a time.
+//! The coordinator's planner: runs an uploaded job across the coordinator and its alive
+//! workers, one timely `Cluster` attempt at a time, over a shared (S3) source or over each
+//! member's own storage (the `local` source).
 //!
-//! Per job it lists (and prunes) the source once. Per attempt it asks every chosen worker for a
-//! fresh mesh port (`POST /cluster/prepare`), uploads the component to those that lack it (by
-//! hash), makes a fresh mesh secret, and starts every worker's process (`POST
-//! /cluster/attempts`, with the listing: every process computes the same size-balanced shares)
-//! and its own process 0 (which gathers the output). It then watches the members (their status,
-//! every [`POLL`], and the coordinator's membership): a member that fails, stops answering or is
-//! no longer alive aborts the attempt (every other process is cancelled), and the job is
-//! re-planned on the survivors, up to `[cluster] max_attempts` attempts. A job error that is not
+//! Per job it lists (and prunes) the source once (for `local`: its own storage). Per attempt it
+//! asks every chosen worker for a fresh mesh port (`POST /cluster/prepare`; for `local` with the
+//! job's filter, and the worker answers with its own matching files), uploads the component to
+//! those that lack it (by hash), makes a fresh mesh secret, and starts every worker's process
+//! (`POST /cluster/attempts`, with the listing — every process computes the same size-balanced
+//! shares — or for `local` the filter: each worker reads only its own files) and its own process
+//! 0 (which gathers the output). It then watches the members (their status, every [`POLL`], and
+//! the coordinator's membership): a member that fails, stops answering or is no longer alive
+//! aborts the attempt (every other process is cancelled), and the job is re-planned on the
+//! survivors, up to `[cluster] max_attempts` attempts. A lost member that held `local` files
+//! fails the job naming it, unless the manifest allows partial results. A job error that is not
 //! a member's loss (a guest trap, a limit) is the job's error at once. Cancelling the job cancels
 //! every member. The output and a cost report merged over the members (`cluster` in it: attempts,
-//! per-member files, records and bytes) are what a local run would return.
+//! per-member files, records and bytes, what is missing) are what a local run would return.
 
+use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -21,7 +26,7 @@ use prometheus_client::metrics::counter::Counter;
 use serde_json::{json, Value};
 
 use super::member_runs::{run_process, MemberRuns};
-use super::protocol::{AttemptPlan, AttemptStatus, Prepare, Prepared};
+use super::protocol::{AttemptPlan, AttemptStatus, LocalFiles, Prepare, Prepared};
 use crate::cluster::config::ClusterConfig;
 use crate::cluster::handshake::MeshSecret;
 use crate::cluster::membership::MemberView;
@@ -69,6 +74,9 @@ pub struct ClusterJob<'a> {
     pub source_config: SourceConfig,
     /// The run options.
     pub options: &'a RunOptions,
+    /// The manifest's `allow_partial`: a `local`-source job whose member is lost with files
+    /// re-runs on the survivors (the result marked partial) instead of failing.
+    pub allow_partial: bool,
 }
 
 /// What a cluster run returns: the output, the merged cost report (JSON) and the job log.
@@ -100,6 +108,39 @@ struct Chosen {
     member: MemberView,
     mesh_address: String,
 }
+
+/// What the processes of a job read.
+enum Work {
+    /// A shared (S3) source listed once by the coordinator: every process splits the same
+    /// listing over all the workers.
+    Shared(Listing),
+    /// Each member's own storage (a `local` source): the coordinator's own listing, and the
+    /// filter document every worker lists its storage with.
+    Own { coordinator: Listing, filter: Value },
+}
+
+impl Work {
+    fn local_filter(&self) -> Option<&Value> {
+        match self {
+            Work::Shared(_) => None,
+            Work::Own { filter, .. } => Some(filter),
+        }
+    }
+
+    /// The coordinator's own listing (process 0's).
+    fn coordinator(&self) -> &Listing {
+        match self {
+            Work::Shared(listing)
+            | Work::Own {
+                coordinator: listing,
+                ..
+            } => listing,
+        }
+    }
+}
+
+/// Each member's own matching files, by member id, as reported at preparation (`local` sources).
+type Held = HashMap<String, LocalFiles>;
 
 /// Why an attempt did not produce the job's output.
 enum AttemptError {
@@ -142,42 +183,52 @@ impl Planner {
         progress: &Progress,
         cancel: &CancelToken,
     ) -> Option<Result<ClusterOutput, JobError>> {
-        if !self.config.distribute || !matches!(job.source_config, SourceConfig::S3(_)) {
-            return None;
-        }
-        if (self.alive)().is_empty() {
+        if !self.config.distribute || (self.alive)().is_empty() {
             return None;
         }
         let listing = match crate::jobs::list(job.source.as_ref(), job.options) {
             Ok(listing) => listing,
             Err(e) => return Some(Err(e)),
         };
-        if listing.files.is_empty() {
-            return None;
-        }
-        Some(self.run_listed(job, listing, progress, cancel))
+        let work = match job.source_config {
+            SourceConfig::S3(_) if listing.files.is_empty() => return None,
+            SourceConfig::S3(_) => Work::Shared(listing),
+            SourceConfig::Local => Work::Own {
+                coordinator: Listing {
+                    own: true,
+                    ..listing
+                },
+                filter: crate::storage::filter::document(&job.options.filter),
+            },
+        };
+        Some(self.run_planned(job, &work, progress, cancel))
     }
 
-    fn run_listed(
+    fn run_planned(
         &self,
         job: &ClusterJob<'_>,
-        listing: Listing,
+        work: &Work,
         progress: &Progress,
         cancel: &CancelToken,
     ) -> Result<ClusterOutput, JobError> {
         let wasm = job.runtime.component_bytes(job.compiled.sha256())?;
         let mut excluded: Vec<String> = Vec::new();
         let mut lost: Vec<Value> = Vec::new();
+        let mut missing: Vec<Value> = Vec::new();
+        let mut held = Held::new();
         let max_attempts = self.config.max_attempts.max(1);
         for attempt in 1..=max_attempts {
             let members: Vec<MemberView> = (self.alive)()
                 .into_iter()
                 .filter(|m| !excluded.contains(&m.id))
                 .collect();
-            let result = self.attempt(job, &listing, &wasm, attempt, members, progress, cancel);
+            let result = self.attempt(
+                job, work, &wasm, attempt, members, &mut held, progress, cancel,
+            );
             match result {
                 Ok((output, costs)) => {
-                    let merged = merge(output, costs, attempt, lost);
+                    let own = matches!(work, Work::Own { .. });
+                    let merged = merge(output, costs, attempt, lost, own.then_some(missing));
                     // The job's progress shows every member's files, not only process 0's.
                     if let Some(files) = merged.cost["files_read"].as_u64() {
                         progress.files_done.store(files, Ordering::Relaxed);
@@ -195,6 +246,18 @@ impl Planner {
                         "reason": reason,
                     }));
                     excluded.push(member.id.clone());
+                    if matches!(work, Work::Own { .. }) {
+                        // Its files are nowhere else: fail, or go on without them.
+                        if let Some(gone) = self.own_files_lost(job, &member, &held, &reason)? {
+                            missing.push(json!({
+                                "attempt": attempt,
+                                "member": member.id,
+                                "address": member.report.address,
+                                "files": gone.files,
+                                "bytes": gone.bytes,
+                            }));
+                        }
+                    }
                     if attempt == max_attempts {
                         return Err(JobError::Engine(format!(
                             "cluster job gave up after {max_attempts} attempts (cluster.max_attempts): \
@@ -208,16 +271,49 @@ impl Planner {
         Err(JobError::Engine("cluster.max_attempts is 0".into()))
     }
 
+    /// A member lost in a job over a `local` source: the files of the job it held (none: it held
+    /// nothing the job reads, so it is simply excluded), or the job's error when it held some
+    /// and the manifest does not allow partial results. A member lost before it reported its
+    /// matching files counts with every file it last reported.
+    fn own_files_lost(
+        &self,
+        job: &ClusterJob<'_>,
+        member: &MemberView,
+        held: &Held,
+        reason: &str,
+    ) -> Result<Option<LocalFiles>, JobError> {
+        let files = held.get(&member.id).copied().unwrap_or(LocalFiles {
+            files: member.report.data_files,
+            bytes: member.report.data_bytes,
+            pruned: 0,
+        });
+        if files.files == 0 {
+            return Ok(None);
+        }
+        if !job.allow_partial {
+            return Err(JobError::MemberLost {
+                member: member.id.clone(),
+                address: member.report.address.clone(),
+                files: files.files,
+                bytes: files.bytes,
+                reason: reason.to_string(),
+            });
+        }
+        tracing::warn!(job = job.id, member = %member.id, files = files.files, "going on without a lost member's files (allow_partial)");
+        Ok(Some(files))
+    }
+
     /// One attempt over `members` (none: the coordinator alone). On success: the coordinator's
     /// output and every process's cost report, by process index.
     #[allow(clippy::too_many_arguments)]
     fn attempt(
         &self,
         job: &ClusterJob<'_>,
-        listing: &Listing,
+        work: &Work,
         wasm: &[u8],
         attempt: u32,
         members: Vec<MemberView>,
+        held: &mut Held,
         progress: &Progress,
         cancel: &CancelToken,
     ) -> Result<(crate::jobs::JobOutput, Costs), AttemptError> {
@@ -230,29 +326,46 @@ impl Planner {
             .min()
             .unwrap_or(1)
             .max(1);
-        if members.is_empty() {
-            // Every worker is gone: the coordinator runs the listing itself.
+        let own_listing = work.coordinator();
+        let mut chosen = Vec::with_capacity(members.len());
+        for member in members {
+            let (mesh_address, local) =
+                self.prepare(&member, job.compiled.sha256(), wasm, work.local_filter())?;
+            if let Some(local) = local {
+                held.insert(member.id.clone(), local);
+            }
+            chosen.push(Chosen {
+                member,
+                mesh_address,
+            });
+        }
+        // Files every process reads together: the shared listing, or the members' own.
+        let files_total = match work {
+            Work::Shared(listing) => listing.files.len() as u64,
+            Work::Own { coordinator, .. } => {
+                coordinator.files.len() as u64
+                    + chosen
+                        .iter()
+                        .map(|c| held.get(&c.member.id).map_or(0, |h| h.files))
+                        .sum::<u64>()
+            }
+        };
+        if chosen.is_empty() || files_total == 0 {
+            // Every worker is gone, or no member holds a file the job reads (then the run says
+            // so, or succeeds empty with `allow_empty`): the coordinator runs its listing alone.
             let out = crate::jobs::run_listed(
                 &Topology::Local { workers },
                 &job.runtime,
                 job.compiled,
                 job.source.clone(),
                 job.options,
-                Some(listing.clone()),
+                Some(own_listing.clone()),
                 progress,
                 cancel,
             )
             .map_err(AttemptError::Job)?;
             let cost = serde_json::to_value(&out.cost).unwrap_or_default();
             return Ok((out, vec![("coordinator".into(), "local".into(), cost)]));
-        }
-        let mut chosen = Vec::with_capacity(members.len());
-        for member in members {
-            let mesh_address = self.prepare(&member, job.compiled.sha256(), wasm)?;
-            chosen.push(Chosen {
-                member,
-                mesh_address,
-            });
         }
         let own_address = MemberRuns::reserve_port(&self.config.mesh_host)
             .map_err(|e| AttemptError::Job(JobError::Engine(e.to_string())))?;
@@ -269,7 +382,8 @@ impl Planner {
             attempt,
             processes = addresses.len(),
             workers,
-            files = listing.files.len(),
+            files = files_total,
+            own = matches!(work, Work::Own { .. }),
             "starting a cluster attempt"
         );
         for (i, c) in chosen.iter().enumerate() {
@@ -281,7 +395,11 @@ impl Planner {
                 secret: secret.to_hex(),
                 workers,
                 source: source.clone(),
-                listing: listing.clone(),
+                listing: match work {
+                    Work::Shared(listing) => listing.clone(),
+                    Work::Own { .. } => Listing::default(),
+                },
+                local_filter: work.local_filter().cloned(),
                 param: job.options.param.clone(),
                 limits: job.options.limits.clone(),
                 skip_bad_records: job.options.skip_bad_records,
@@ -309,8 +427,13 @@ impl Planner {
                 job.runtime.clone(),
                 job.compiled.clone(),
                 job.source.clone(),
-                job.options.clone(),
-                listing.clone(),
+                RunOptions {
+                    // The other members' files make the job's input; this process's own may be
+                    // empty.
+                    allow_empty: job.options.allow_empty || matches!(work, Work::Own { .. }),
+                    ..job.options.clone()
+                },
+                own_listing.clone(),
                 local_cancel.clone(),
             );
             let shared_progress = Arc::new(Progress::default());
@@ -336,7 +459,7 @@ impl Planner {
                 &chosen,
                 &attempt_id,
                 &done_rx,
-                &shared_progress,
+                (&shared_progress, files_total),
                 progress,
                 cancel,
                 &local_cancel,
@@ -368,7 +491,7 @@ impl Planner {
         chosen: &[Chosen],
         attempt_id: &str,
         done: &std::sync::mpsc::Receiver<(Result<crate::jobs::JobOutput, JobError>, String)>,
-        local_progress: &Progress,
+        (local_progress, files_total): (&Progress, u64),
         progress: &Progress,
         cancel: &CancelToken,
         local_cancel: &CancelToken,
@@ -378,7 +501,7 @@ impl Planner {
             let broken = match done.recv_timeout(POLL) {
                 Ok((Err(JobError::Engine(error)), _)) => Some(error),
                 Ok(result) => {
-                    copy_progress(local_progress, progress);
+                    copy_progress(local_progress, progress, files_total);
                     return Ok(result);
                 }
                 // timely panics the process's threads when a peer's connection breaks.
@@ -398,7 +521,7 @@ impl Planner {
                     None => AttemptError::Job(JobError::Engine(error)),
                 });
             }
-            copy_progress(local_progress, progress);
+            copy_progress(local_progress, progress, files_total);
             if cancel.is_cancelled() {
                 tracing::info!(job = job.id, "cancelling every member of the attempt");
                 local_cancel.cancel();
@@ -536,13 +659,15 @@ impl Planner {
         Ok(costs)
     }
 
-    /// Asks `member` for a mesh port; uploads the component when it lacks it.
+    /// Asks `member` for a mesh port (and, with `local_filter`, its own files that match);
+    /// uploads the component when it lacks it.
     fn prepare(
         &self,
         member: &MemberView,
         sha256: &str,
         wasm: &[u8],
-    ) -> Result<String, AttemptError> {
+        local_filter: Option<&Value>,
+    ) -> Result<(String, Option<LocalFiles>), AttemptError> {
         let lost = |reason: String| AttemptError::Lost {
             member: Box::new(member.clone()),
             reason,
@@ -553,6 +678,7 @@ impl Planner {
                 "/cluster/prepare",
                 &Prepare {
                     sha256: sha256.to_string(),
+                    local_filter: local_filter.cloned(),
                 },
             )
             .and_then(|r| r.json().map_err(|e| e.to_string()))
@@ -568,7 +694,12 @@ impl Planner {
                 .map_err(|e| lost(format!("uploading the component: {e}")))?;
             checked(response).map_err(|e| lost(format!("uploading the component: {e}")))?;
         }
-        Ok(prepared.mesh_address)
+        if local_filter.is_some() && prepared.local.is_none() {
+            return Err(lost(
+                "prepare: the worker did not list its own files".into(),
+            ));
+        }
+        Ok((prepared.mesh_address, prepared.local))
     }
 
     fn post(
@@ -634,9 +765,11 @@ fn checked(response: reqwest::blocking::Response) -> Result<reqwest::blocking::R
     ))
 }
 
-fn copy_progress(from: &Progress, to: &Progress) {
+/// The coordinator's process's progress into the job's, with the attempt's `files_total` (every
+/// member's files).
+fn copy_progress(from: &Progress, to: &Progress, files_total: u64) {
+    to.files_total.store(files_total, Ordering::Relaxed);
     for (a, b) in [
-        (&from.files_total, &to.files_total),
         (&from.files_done, &to.files_done),
         (&from.records, &to.records),
         (&from.bytes, &to.bytes),
@@ -660,21 +793,27 @@ const SUMMED: &[&str] = &[
     "instances",
 ];
 
+/// Counters summed too when each process listed its own files (a `local` source).
+const SUMMED_OWN: &[&str] = &["files_matched", "files_pruned"];
+
 /// The coordinator's cost report with the members' counters added, the peaks the largest, and a
 /// `cluster` section: attempts, members lost on the way, and each process's files, records and
-/// bytes.
+/// bytes. `missing` is `Some` when each process listed its own storage (a `local` source): the
+/// lost members whose files the result lacks (`partial` when there is one).
 fn merge(
     out: crate::jobs::JobOutput,
     costs: Costs,
     attempts: u32,
     lost: Vec<Value>,
+    missing: Option<Vec<Value>>,
 ) -> ClusterOutput {
     let mut cost = costs
         .first()
         .map(|c| c.2.clone())
         .unwrap_or_else(|| json!({}));
+    let own: &[&str] = if missing.is_some() { SUMMED_OWN } else { &[] };
     for (_, _, other) in costs.iter().skip(1) {
-        for key in SUMMED {
+        for key in SUMMED.iter().chain(own) {
             let sum = cost[*key].as_u64().unwrap_or(0) + other[*key].as_u64().unwrap_or(0);
             cost[*key] = sum.into();
         }
@@ -711,6 +850,16 @@ fn merge(
         "members": members,
         "lost": lost,
     });
+    if let Some(missing) = missing {
+        cost["cluster"]["source"] = "local".into();
+        cost["cluster"]["partial"] = (!missing.is_empty()).into();
+        cost["cluster"]["files_missing"] = missing
+            .iter()
+            .map(|m| m["files"].as_u64().unwrap_or(0))
+            .sum::<u64>()
+            .into();
+        cost["cluster"]["missing"] = missing.into();
+    }
     ClusterOutput {
         output: out.output,
         cost,
@@ -751,6 +900,7 @@ mod tests {
             ],
             2,
             lost.clone(),
+            None,
         );
         assert_eq!(merged.output, b"a\t1\n");
         assert_eq!(merged.log, "hello\n");
@@ -770,5 +920,54 @@ mod tests {
         assert_eq!(files, [3, 4, 3]);
         assert_eq!(members[1]["member"], "w-a");
         assert_eq!(members[2]["process"], 2);
+        assert!(c["cluster"].get("partial").is_none(), "a shared source");
+    }
+
+    #[test]
+    fn merging_own_listings_sums_the_matched_files_and_says_what_is_missing() {
+        let out = JobOutput {
+            output: Vec::new(),
+            cost: CostReport::default(),
+            log: String::new(),
+        };
+        let own = |files| {
+            let mut c = cost(files, files * 10, 1);
+            c["files_matched"] = files.into();
+            c["files_pruned"] = 2.into();
+            c
+        };
+        let missing = vec![json!({"member": "w-x", "files": 7, "bytes": 70})];
+        let merged = merge(
+            out,
+            vec![
+                ("coordinator".into(), "127.0.0.1:1".into(), own(3)),
+                ("w-a".into(), "127.0.0.1:2".into(), own(5)),
+            ],
+            2,
+            Vec::new(),
+            Some(missing.clone()),
+        );
+        let c = &merged.cost;
+        assert_eq!(c["files_matched"], 8);
+        assert_eq!(c["files_read"], 8);
+        assert_eq!(c["files_pruned"], 4);
+        assert_eq!(c["cluster"]["source"], "local");
+        assert_eq!(c["cluster"]["partial"], true);
+        assert_eq!(c["cluster"]["files_missing"], 7);
+        assert_eq!(c["cluster"]["missing"], Value::Array(missing));
+
+        let whole = merge(
+            JobOutput {
+                output: Vec::new(),
+                cost: CostReport::default(),
+                log: String::new(),
+            },
+            vec![("coordinator".into(), "127.0.0.1:1".into(), own(3))],
+            1,
+            Vec::new(),
+            Some(Vec::new()),
+        );
+        assert_eq!(whole.cost["cluster"]["partial"], false);
+        assert_eq!(whole.cost["cluster"]["files_missing"], 0);
     }
 }

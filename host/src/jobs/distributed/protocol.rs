@@ -3,7 +3,7 @@
 //!
 //! | route | body → answer |
 //! |---|---|
-//! | `POST /cluster/prepare` | [`Prepare`] → [`Prepared`]: a fresh mesh port, whether the component is cached |
+//! | `POST /cluster/prepare` | [`Prepare`] → [`Prepared`]: a fresh mesh port, whether the component is cached, and (a `local` source) the worker's own matching files |
 //! | `PUT /cluster/components/{sha256}` | the component's bytes → 204 (refused unless they hash to the name) |
 //! | `POST /cluster/attempts` | [`AttemptPlan`] → 202: the worker starts its process of the attempt |
 //! | `GET /cluster/attempts/{id}` | → [`AttemptStatus`] |
@@ -24,6 +24,21 @@ pub const MAX_PLAN_BYTES: usize = 32 << 20;
 pub struct Prepare {
     /// SHA-256 (hex) of the job's component.
     pub sha256: String,
+    /// The job reads each member's own storage (a `local` source): the worker lists its storage
+    /// with this filter document (`storage::filter::document`) and answers with what matched.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub local_filter: Option<serde_json::Value>,
+}
+
+/// A worker's own partition files that a job's filter matched.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LocalFiles {
+    /// Files matched.
+    pub files: u64,
+    /// Their size (stored, compressed).
+    pub bytes: u64,
+    /// Files the filter pruned.
+    pub pruned: u64,
 }
 
 /// The answer to [`Prepare`].
@@ -33,6 +48,9 @@ pub struct Prepared {
     pub mesh_address: String,
     /// The worker already holds the component (else the coordinator uploads it).
     pub have_component: bool,
+    /// With [`Prepare::local_filter`]: the worker's own files it matched.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub local: Option<LocalFiles>,
 }
 
 /// `POST /cluster/attempts`: one process's part of an attempt.
@@ -52,8 +70,13 @@ pub struct AttemptPlan {
     pub workers: usize,
     /// Where the files are read.
     pub source: SourceConfig,
-    /// The coordinator's listing: every process computes the same size-balanced shares of it.
+    /// The coordinator's listing of a shared (S3) source: every process computes the same
+    /// size-balanced shares of it. Empty for a `local` source.
     pub listing: Listing,
+    /// A `local` source: the filter document the worker lists its own storage with (its workers
+    /// read all of what it matches, and nothing else).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub local_filter: Option<serde_json::Value>,
     /// The job's parameter.
     pub param: String,
     /// The job's limits.

@@ -33,6 +33,11 @@ pub struct Manifest {
     /// job fails saying so).
     #[serde(default)]
     pub allow_empty: bool,
+    /// A cluster job over a `local` source (each member reads its own storage) whose member is
+    /// lost while holding matching files: re-run on the survivors and succeed with a result
+    /// marked partial (`cluster.partial` in the cost report) instead of failing.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub allow_partial: bool,
     /// `false`: read every partition file as JSON, without the column cache
     /// (`docs/jobs/column-cache.md`). Missing: use it.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -126,6 +126,7 @@ impl Executor for WasmExecutor {
                     .config(job.manifest.source.as_deref())
                     .map_err(|e| failed(e.to_string()))?,
                 options: &options,
+                allow_partial: job.manifest.allow_partial,
             };
             if let Some(result) = planner.run(&cluster_job, &control.progress, &control.cancel) {
                 return result

@@ -412,9 +412,18 @@ impl JobService {
         filter::resolve(dated.as_ref(), &self.schema)
             .map_err(|e| ApiError::bad("bad_filter", e.to_string()))?;
         schedule_check::check(&manifest, &self.outputs, self.schedules.now())?;
-        self.sources
+        let source = self
+            .sources
             .config(manifest.source.as_deref())
             .map_err(|e| ApiError::bad("unknown_source", e.to_string()))?;
+        if manifest.allow_partial && !matches!(source, crate::jobs::sources::SourceConfig::Local) {
+            return Err(ApiError::bad(
+                "bad_manifest",
+                "'allow_partial' is for a job over a local source (each cluster member's own storage); \
+                 this job's source is shared (s3): the members left re-read a lost member's files, \
+                 so the result is never partial",
+            ));
+        }
         if let Some(sample) = manifest.sample {
             crate::jobs::Sample::new(sample)
                 .map_err(|e| ApiError::bad("bad_manifest", e.to_string()))?;
