@@ -14,6 +14,7 @@ use axum::response::IntoResponse;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::{Metric, Registry};
 
@@ -164,11 +165,7 @@ pub async fn handler(State(state): State<Arc<AppState>>) -> impl IntoResponse {
     copy_definition_counters(&state);
     state.metrics.registry.run_scrape_hooks();
     if let Ok(free) = crate::ingest::disk::free_bytes(state.data_dir.dir()) {
-        state
-            .metrics
-            .ingest
-            .disk_free_bytes
-            .set(free.min(i64::MAX as u64) as i64);
+        set_gauge(&state.metrics.ingest.disk_free_bytes, free);
     }
     (
         [(
@@ -179,7 +176,18 @@ pub async fn handler(State(state): State<Arc<AppState>>) -> impl IntoResponse {
     )
 }
 
-/// Brings `telemetry_histogram_definitions_total` up to the revision cache's counters.
+/// Moves a counter copied from another component's own count up to `total`.
+fn advance(counter: &Counter, total: u64) {
+    counter.inc_by(total.saturating_sub(counter.get()));
+}
+
+/// Sets a gauge copied from another component's own count.
+fn set_gauge(gauge: &Gauge, value: u64) {
+    gauge.set(value.min(i64::MAX as u64) as i64);
+}
+
+/// Brings `telemetry_histogram_definitions_total` and the conversion side's bounds metrics up to
+/// their components' own counters.
 fn copy_definition_counters(state: &AppState) {
     let r = state.revisions.stats();
     let f = state.revisions.fetch_stats().unwrap_or_default();
@@ -197,50 +205,31 @@ fn copy_definition_counters(state: &AppState) {
         ("fetch_failed", f.failed),
         ("fetch_busy", f.busy),
     ] {
-        let counter = family.get_or_create(&OutcomeLabel { outcome });
-        counter.inc_by(value.saturating_sub(counter.get()));
+        advance(&family.get_or_create(&OutcomeLabel { outcome }), value);
     }
     let c = state.revisions.cache_stats();
     let bounds = &state.metrics.bounds;
-    bounds
-        .revision_cache_entries
-        .set(c.entries.min(i64::MAX as u64) as i64);
-    bounds
-        .revision_cache_miss_entries
-        .set(c.miss_entries.min(i64::MAX as u64) as i64);
-    bounds.revision_cache_evictions.inc_by(
-        c.evictions
-            .saturating_sub(bounds.revision_cache_evictions.get()),
+    set_gauge(&bounds.revision_cache_entries, c.entries);
+    set_gauge(&bounds.revision_cache_miss_entries, c.miss_entries);
+    advance(&bounds.revision_cache_evictions, c.evictions);
+    advance(&bounds.revision_rejected, c.rejected);
+    set_gauge(
+        &bounds.revision_fetches_running,
+        state.revisions.fetches_running() as u64,
     );
-    bounds
-        .revision_rejected
-        .inc_by(c.rejected.saturating_sub(bounds.revision_rejected.get()));
-    bounds
-        .revision_fetches_running
-        .set(state.revisions.fetches_running() as i64);
-    bounds
-        .revision_fetch_backoff_entries
-        .set(f.backoff_entries.min(i64::MAX as u64) as i64);
+    set_gauge(&bounds.revision_fetch_backoff_entries, f.backoff_entries);
     let e = crate::convert::error_stream_stats();
-    bounds.error_bodies_truncated.inc_by(
-        e.truncated
-            .saturating_sub(bounds.error_bodies_truncated.get()),
-    );
+    advance(&bounds.error_bodies_truncated, e.truncated);
     for (reason, value) in [("body_dropped", e.body_dropped), ("dropped", e.dropped)] {
-        let counter = bounds
-            .error_entries_limited
-            .get_or_create(&ReasonLabel { reason });
-        counter.inc_by(value.saturating_sub(counter.get()));
+        advance(
+            &bounds
+                .error_entries_limited
+                .get_or_create(&ReasonLabel { reason }),
+            value,
+        );
     }
     let l = crate::convert::layout_cache_stats();
-    bounds
-        .layout_cache_bounds
-        .set(l.held_bounds.min(i64::MAX as u64) as i64);
-    bounds.layout_cache_computed.inc_by(
-        l.computed
-            .saturating_sub(bounds.layout_cache_computed.get()),
-    );
-    bounds
-        .layout_cache_emptied
-        .inc_by(l.emptied.saturating_sub(bounds.layout_cache_emptied.get()));
+    set_gauge(&bounds.layout_cache_bounds, l.held_bounds);
+    advance(&bounds.layout_cache_computed, l.computed);
+    advance(&bounds.layout_cache_emptied, l.emptied);
 }
