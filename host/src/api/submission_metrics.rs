@@ -97,7 +97,9 @@ impl SubmissionMetrics {
         }
     }
 
-    /// The labels of the submission at `url_path` (`/submit/telemetry/…`).
+    /// The labels of the submission at `url_path` (`/submit/telemetry/…`); the request path
+    /// uses [`Self::key`] and [`Self::count`] instead, so this is for the tests.
+    #[cfg(test)]
     pub fn labels(&self, url_path: &str) -> SubmissionLabel {
         self.label(self.key(url_path))
     }

@@ -92,6 +92,8 @@ impl Record {
     fn write_to(&self, mut out: impl Write) -> std::io::Result<()> {
         let mut slices = [IoSlice::new(&self.head), IoSlice::new(&self.body)];
         let mut slices: &mut [IoSlice<'_>] = &mut slices;
+        // Advancing by 0 drops empty slices at the front: with nothing to write the loop does
+        // not run, so a writer's 0-byte answer below always means it took nothing.
         IoSlice::advance_slices(&mut slices, 0);
         while !slices.is_empty() {
             match out.write_vectored(slices) {
