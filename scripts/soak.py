@@ -15,7 +15,7 @@ and one of them cut in half; unique document ids) with live conversion and conti
   once (partition files) or rejected with a reason (the error stream), and every finished partition
   file is on the S3 server with its local size.
 
-    scripts/soak.py --bin target/release/telemetry-server --duration 600 --rate 200   # by hand
+    scripts/soak.py --bin target/release/telemetry-server --duration 600 --rate 1200 --raw-logs drop   # by hand
     scripts/soak.sh                                                                     # CI: 60 s
 """
 import argparse, collections, http.client, statistics, json, lzma, os, re, shutil, signal, socket, subprocess, sys, tempfile, threading, time, urllib.request, uuid
@@ -132,6 +132,9 @@ def main():
     ap.add_argument("--rate", type=float, default=100, help="pings per second")
     ap.add_argument("--threads", type=int, default=8, help="client connections")
     ap.add_argument("--backlog-max", type=float, default=60, help="largest conversion backlog age allowed, seconds")
+    ap.add_argument("--raw-logs", choices=("export", "drop"), default="export",
+                    help="export converted raw logs to S3 too (the default), or delete them once converted: "
+                         "raw logs are most of the bytes, so long runs at high rates need `drop` to fit a disk")
     a = ap.parse_args()
     work = tempfile.mkdtemp(prefix="soak-")
     s3_root, data = os.path.join(work, "s3"), os.path.join(work, "data")
@@ -152,11 +155,12 @@ max_log_age_ms = 2000
 [convert]
 scan_interval_secs = 1
 flush_secs = 5
+keep_raw = {str(a.raw_logs == "export").lower()}
 [s3]
 endpoint = "http://127.0.0.1:{s3_port}"
 bucket = "telemetry"
 prefix = "published/"
-raw_logs = true
+raw_logs = {str(a.raw_logs == "export").lower()}
 interval_secs = 2
 """)
         env = {k: v for k, v in os.environ.items() if not k.startswith(("TELEMETRY_", "AWS_"))}

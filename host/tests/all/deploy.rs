@@ -1,5 +1,7 @@
 //! `deploy/` against the real server: every example config is accepted by the binary itself
-//! (`serve --config F --print-config`), and every metric `deploy/alerts.yml` uses is on a real
+//! (`serve --config F --print-config`, with the variables the units read from the example
+//! environment files), every unit's `ExecStart=` is a command line the binary parses, and every
+//! metric `deploy/alerts.yml` uses is on a real
 //! server's `/metrics` (with live conversion and export to a real S3-compatible server on), next
 //! to the per-channel / per-docType counters fed by real pings.
 
@@ -14,6 +16,40 @@ use telemetry_server::config::Config;
 
 fn deploy(rel: &str) -> PathBuf {
     common::repo_root().join("deploy").join(rel)
+}
+
+/// The `KEY=VALUE` lines of every `deploy/config/*.env.example`: what the units' `EnvironmentFile=`
+/// gives the binary on a real node.
+fn example_env() -> Vec<(String, String)> {
+    let mut vars = Vec::new();
+    for entry in std::fs::read_dir(deploy("config")).unwrap() {
+        let path = entry.unwrap().path();
+        if !path.to_string_lossy().ends_with(".env.example") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&path).unwrap();
+        for line in text
+            .lines()
+            .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+        {
+            let (key, value) = line.split_once('=').expect(line);
+            vars.push((key.to_string(), value.to_string()));
+        }
+    }
+    vars
+}
+
+/// A command of the binary as a unit would run it: no variable of the test's own environment
+/// that the binary reads (`TELEMETRY_*`, `AWS_*`), the example environment files' instead.
+fn binary_as_a_unit_runs_it() -> Command {
+    let mut cmd = Command::new(common::binary());
+    for (key, _) in
+        std::env::vars().filter(|(k, _)| k.starts_with("TELEMETRY_") || k.starts_with("AWS_"))
+    {
+        cmd.env_remove(key);
+    }
+    cmd.envs(example_env());
+    cmd
 }
 
 #[test]
@@ -32,12 +68,11 @@ fn example_configs_are_accepted_by_the_server() {
         assert!(names.iter().any(|n| n == expected), "{names:?}");
     }
     for path in &configs {
-        let mut cmd = Command::new(common::binary());
-        cmd.args(["serve", "--print-config", "--config"]).arg(path);
-        for (key, _) in std::env::vars().filter(|(k, _)| k.starts_with("TELEMETRY_")) {
-            cmd.env_remove(key); // the file alone decides
-        }
-        let out = cmd.output().unwrap();
+        let out = binary_as_a_unit_runs_it()
+            .args(["serve", "--print-config", "--config"])
+            .arg(path)
+            .output()
+            .unwrap();
         assert!(
             out.status.success(),
             "{} rejected: {}",
@@ -67,6 +102,68 @@ fn example_configs_are_accepted_by_the_server() {
         assert!(
             s3.secret_access_key.is_none(),
             "{name}: credentials belong in s3.env"
+        );
+    }
+}
+
+/// Each unit's `ExecStart=`, its `${VAR}`s filled from the example environment files, with
+/// `--help` appended: clap parses every argument before it, so an option the subcommand lacks
+/// (the worker unit once ran `worker --config …`, which `worker` does not take) fails here rather
+/// than at the unit's first start on a real machine.
+#[test]
+fn every_unit_runs_a_command_line_the_binary_parses() {
+    let env = example_env();
+    let mut units: Vec<PathBuf> = std::fs::read_dir(deploy("systemd"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    units.sort();
+    let expected = [
+        ("telemetry-server.service", "serve"),
+        ("telemetry-worker.service", "worker"),
+    ];
+    let names: Vec<String> = units
+        .iter()
+        .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(
+        names,
+        expected.map(|(name, _)| name),
+        "a unit without an expected subcommand"
+    );
+    let variable = regex::Regex::new(r"\$\{([A-Z_]+)\}").unwrap();
+    for (path, (_, subcommand)) in units.iter().zip(expected) {
+        let text = std::fs::read_to_string(path).unwrap();
+        let line = text
+            .lines()
+            .find_map(|l| l.strip_prefix("ExecStart="))
+            .unwrap_or_else(|| panic!("{}: no ExecStart=", path.display()));
+        let line = variable.replace_all(line, |c: &regex::Captures| {
+            let name = &c[1];
+            let value = env.iter().find(|(k, _)| k == name);
+            value
+                .unwrap_or_else(|| panic!("{}: ${{{name}}} is in no *.env.example", path.display()))
+                .1
+                .clone()
+        });
+        let mut words = line.split_whitespace();
+        assert_eq!(words.next(), Some("/usr/local/bin/telemetry-server"));
+        let out = binary_as_a_unit_runs_it()
+            .args(words)
+            .arg("--help")
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{}: {line}\n{}",
+            path.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            stdout.contains(&format!("Usage: telemetry-server {subcommand} ")),
+            "{}: {stdout}",
+            path.display()
         );
     }
 }
