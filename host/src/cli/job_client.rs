@@ -84,6 +84,10 @@ pub struct SubmitArgs {
     /// Read this configured source (`[jobs.sources.NAME]` on the server) instead of its local storage.
     #[arg(long)]
     source: Option<String>,
+    /// On a cluster, over a local source: if a member holding matching files is lost, re-run on
+    /// the survivors and succeed with a result marked partial instead of failing.
+    #[arg(long)]
+    allow_partial: bool,
     /// Also write the result to this configured output (`[jobs.outputs.NAME]` on the server, an
     /// S3 bucket/prefix) after the job succeeds; with --schedule, after every run.
     #[arg(long)]
@@ -249,6 +253,7 @@ fn submit(args: SubmitArgs) -> anyhow::Result<ExitCode> {
         sample: args.sample.map(|s| s.fraction()),
         component: None,
         source: args.source.clone(),
+        allow_partial: args.allow_partial,
         output: args.output.clone(),
         schedule: args.schedule.clone(),
         ..Manifest::default()

@@ -110,6 +110,40 @@ fn an_api_job_on_an_s3_source_equals_job_run_over_the_bucket() {
     assert_eq!(sources, [Some("archive"), None, Some("here")]);
 }
 
+/// `job submit --allow-partial` puts `allow_partial` in the manifest: the server refuses it with
+/// an S3 source (a lost member's share is re-read there) and keeps it with a local one.
+#[test]
+fn allow_partial_from_the_cli_reaches_the_manifest() {
+    let s3 = S3Server::start();
+    let server = server(&s3);
+    let out = submit(&server, &["--source", "archive", "--allow-partial"]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("bad_manifest")
+            && stderr.contains("'allow_partial' is for a job over a local source"),
+        "{stderr}"
+    );
+    // The server's storage is empty, so --allow-empty lets the local job succeed.
+    let out = submit(
+        &server,
+        &["--source", "here", "--allow-partial", "--allow-empty"],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let jobs = list_jobs(&server);
+    let stored: Vec<(&Value, &Value)> = jobs["jobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|j| (&j["manifest"]["source"], &j["manifest"]["allow_partial"]))
+        .collect();
+    assert_eq!(stored, [(&Value::from("here"), &Value::from(true))]);
+}
+
 #[test]
 fn an_unknown_source_is_a_400_naming_the_configured_ones() {
     let s3 = S3Server::start();
