@@ -136,6 +136,10 @@ def main():
                     help="export converted raw logs to S3 too (the default), or delete them once converted: "
                          "raw logs are most of the bytes, so long runs at high rates need `drop` to fit a disk")
     a = ap.parse_args()
+    if a.duration < 60:
+        # The memory check compares floors of thirds of the samples after a 30 s warm-up: under
+        # 60 s a third holds a few samples, and one swing reads as a trend.
+        ap.error(f"--duration {a.duration:g}: at least 60 s, so the memory check has 10 samples a third")
     work = tempfile.mkdtemp(prefix="soak-")
     s3_root, data = os.path.join(work, "s3"), os.path.join(work, "data")
     os.makedirs(s3_root)
