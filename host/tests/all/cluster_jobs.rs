@@ -405,15 +405,19 @@ fn local_coordinator(from: &Path, files: &[std::path::PathBuf]) -> TestServer {
     server
 }
 
+/// The entry of the JSON array `list` whose `key` is `value`.
+fn entry_where<'a>(list: &'a Value, key: &str, value: &str) -> &'a Value {
+    list.as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m[key] == value)
+        .unwrap_or_else(|| panic!("no {key} {value}: {list:#}"))
+}
+
 /// The member id of the worker listening at `addr`, from the admin listing.
 fn member_id(server: &TestServer, addr: &str) -> String {
     let (_, listing) = cluster(server, Some(ADMIN));
-    listing["members"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|m| m["address"] == addr)
-        .unwrap_or_else(|| panic!("no member {addr}: {listing:#}"))["id"]
+    entry_where(&listing["members"], "address", addr)["id"]
         .as_str()
         .unwrap()
         .to_string()
@@ -421,12 +425,7 @@ fn member_id(server: &TestServer, addr: &str) -> String {
 
 /// `files_read` of `member` (an id, or `coordinator`) in the merged cost report.
 fn files_read_by(cost: &Value, member: &str) -> u64 {
-    cost["cluster"]["members"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|m| m["member"] == member)
-        .unwrap_or_else(|| panic!("no member {member}: {cost:#}"))["files_read"]
+    entry_where(&cost["cluster"]["members"], "member", member)["files_read"]
         .as_u64()
         .unwrap()
 }
