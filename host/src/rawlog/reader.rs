@@ -1,9 +1,10 @@
 //! [`LogReader`]: streams records out of a raw log of any version, resynchronising after
 //! corruption, and [`open`] for a log file on disk (version from its name, else detected).
 //!
-//! The reader keeps its own large buffer (records are at most ~210 KiB with default limits)
-//! and frames records in place with [`record::step`](super::record); each record costs one
-//! allocation for its body.
+//! The reader keeps its own buffer, which starts small and doubles while reads fill it, up to
+//! [`MIN_BUFFER_BYTES`] or two of the largest records (~210 KiB with default limits), and frames
+//! records in place with [`record::step`](super::record); each record costs one allocation for
+//! its body. A short log (an upload, a fuzz input) so never pays for a megabyte it does not use.
 
 use std::fs::File;
 use std::io::{self, BufReader, Read};
@@ -12,7 +13,10 @@ use std::path::Path;
 use super::record::{self, Limits, RecordError, Step, Version};
 use super::RawRecord;
 
-/// Smallest buffer: large reads keep the per-read overhead negligible.
+/// The buffer a reader starts with.
+const INITIAL_BUFFER_BYTES: usize = 16 << 10;
+
+/// The buffer a long log grows to (at least): large reads keep the per-read overhead negligible.
 const MIN_BUFFER_BYTES: usize = 1 << 20;
 
 /// Version detection parses this many records cleanly before deciding (as the seed did).
@@ -23,6 +27,8 @@ const DETECT_RECORDS: usize = 3;
 pub struct LogReader<R> {
     inner: R,
     buf: Vec<u8>,
+    /// The size `buf` grows to while reads fill it: room for two of the largest records.
+    full_size: usize,
     /// Unconsumed bytes are `buf[start..end]`.
     start: usize,
     end: usize,
@@ -52,7 +58,8 @@ impl<R: Read> LogReader<R> {
         let largest = limits.max_record_bytes(Version::V0) + 255 + limits.max_path_bytes + 64;
         LogReader {
             inner,
-            buf: vec![0; MIN_BUFFER_BYTES.max(2 * largest)],
+            buf: vec![0; INITIAL_BUFFER_BYTES],
+            full_size: MIN_BUFFER_BYTES.max(2 * largest),
             start: 0,
             end: 0,
             offset: 0,
@@ -100,7 +107,9 @@ impl<R: Read> LogReader<R> {
         self.last_offset
     }
 
-    /// Reads more bytes into the buffer, moving the unconsumed ones to the front first.
+    /// Reads more bytes into the buffer, moving the unconsumed ones to the front first. The
+    /// buffer doubles when unconsumed bytes fill it (a record longer than it), and up to
+    /// `full_size` when the previous read filled it (a long log: fewer, larger reads).
     fn fill(&mut self) -> io::Result<()> {
         if self.start > 0 {
             self.buf.copy_within(self.start..self.end, 0);
@@ -108,10 +117,10 @@ impl<R: Read> LogReader<R> {
             self.start = 0;
         }
         if self.end == self.buf.len() {
-            // Cannot happen with the sizing above; stay correct if it ever does.
             self.buf.resize(self.buf.len() * 2, 0);
         }
         loop {
+            let room = self.buf.len() - self.end;
             match self.inner.read(&mut self.buf[self.end..]) {
                 Ok(0) => {
                     self.eof = true;
@@ -119,6 +128,10 @@ impl<R: Read> LogReader<R> {
                 }
                 Ok(n) => {
                     self.end += n;
+                    if n == room && self.buf.len() < self.full_size {
+                        let grown = (self.buf.len() * 2).min(self.full_size);
+                        self.buf.resize(grown, 0);
+                    }
                     return Ok(());
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,

@@ -191,6 +191,46 @@ fn every_version_round_trips_every_real_ping_and_is_detected() {
     }
 }
 
+/// A source that hands out its bytes in short, uneven reads (as a pipe or a socket does).
+struct ShortReads<'a> {
+    data: &'a [u8],
+    next_len: usize,
+}
+
+impl std::io::Read for ShortReads<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        self.next_len = (self.next_len * 7 + 3) % 9973 + 1;
+        let n = self.next_len.min(buf.len()).min(self.data.len());
+        buf[..n].copy_from_slice(&self.data[..n]);
+        self.data = &self.data[n..];
+        Ok(n)
+    }
+}
+
+#[test]
+fn short_uneven_reads_give_the_same_records_as_whole_reads() {
+    // The reader's buffer starts small and grows; records far larger than it (the real pings
+    // reach ~200 KiB) must come out whole however the bytes arrive.
+    let records = real_records();
+    assert!(records.iter().any(|r| r.body.len() > 64 << 10));
+    for version in Version::ALL {
+        let (log, _) = encode_all(version, &records);
+        for given in [Some(version), None] {
+            let source = ShortReads {
+                data: &log,
+                next_len: 1,
+            };
+            let mut reader = LogReader::new(source, given);
+            let (good, bad) = read_all(&mut reader);
+            assert_eq!(reader.version(), Some(version), "{version} given {given:?}");
+            assert!(bad.is_empty(), "{version}: {bad:?}");
+            assert_eq!(reader.bytes_read(), log.len() as u64);
+            let expected: Vec<_> = records.iter().map(|r| as_read(version, r)).collect();
+            assert_eq!(good, expected, "{version} given {given:?}");
+        }
+    }
+}
+
 #[test]
 fn encode_v2_writes_the_documented_layout() {
     let mut out = Vec::new();
