@@ -202,7 +202,18 @@ pub fn raw_record(data: &[u8]) -> RawRecord {
 
 /// The `converter` fuzz target: `data` converted as a line and as a raw record; each converts
 /// or becomes a typed bad record; a converted record is one line of JSON with the path's id.
+/// The converter's one-pass JSON check agrees with serde_json on every text it could be given
+/// (the whole input, and what follows its first tab or newline).
 pub fn converter(data: &[u8]) -> ConverterOutcome {
+    let after = |b: u8| data.iter().position(|&c| c == b).map(|i| &data[i + 1..]);
+    for text in [Some(data), after(b'\t'), after(b'\n')]
+        .into_iter()
+        .flatten()
+    {
+        if let Ok(text) = std::str::from_utf8(text) {
+            crate::convert::assert_agrees_with_serde_json(text);
+        }
+    }
     let converter = fuzz_converter();
     let line = converter.convert_line(data, "20150528");
     let record = raw_record(data);

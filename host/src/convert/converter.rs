@@ -10,6 +10,7 @@ use super::document::{self, Lookup};
 use super::fields::scalar_text;
 use super::minify::minify;
 use super::options::ConvertOptions;
+use super::split::Indexed;
 use crate::histograms::RevisionCache;
 use crate::rawlog::{decode_body, RawRecord, DEFAULT_BODY_LIMIT};
 use crate::storage::{submission_date, Schema};
@@ -149,13 +150,23 @@ impl Converter {
     ) -> Result<Converted, BadRecord> {
         let text = std::str::from_utf8(body)
             .map_err(|e| BadRecord::conversion(format!("body is not UTF-8: {e}")))?;
-        let text = minify(text);
-        let _index = super::split::Indexed::new(&text);
+        // One pass validates and indexes the text; only text with whitespace outside strings
+        // (real pings have none) is copied, minified, and indexed again.
+        let mut index = Indexed::new(text);
+        let minified;
+        let text = if index.has_whitespace() {
+            drop(index);
+            minified = minify(text);
+            index = Indexed::new(&minified);
+            minified.as_str()
+        } else {
+            text
+        };
         let lookup = Lookup {
             revisions: &self.revisions,
             unknown_revision: self.options.unknown_revision,
         };
-        let doc = document::convert(&text, lookup)?;
+        let doc = document::convert(text, index.valid_object(), lookup)?;
         let values: Vec<Option<String>> = self
             .schema
             .dimension_names()

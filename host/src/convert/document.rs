@@ -66,10 +66,20 @@ impl Lookup<'_> {
     }
 }
 
-/// Converts one minified JSON document.
-pub fn convert<'a>(text: &'a str, lookup: Lookup) -> Result<Document<'a>, BadRecord> {
-    let root = crate::histograms::RawObject::parse(text).map_err(|e| BadRecord::json(&e))?;
-    let root = Fields::from_object(root);
+/// Converts one minified JSON document; `validated`: a scan found it an object serde_json
+/// accepts, so its members are found without parsing it again.
+pub fn convert<'a>(
+    text: &'a str,
+    validated: bool,
+    lookup: Lookup,
+) -> Result<Document<'a>, BadRecord> {
+    let members = validated.then(|| super::split::members(text)).flatten();
+    let root = match members {
+        Some(members) => borrowed_fields(members),
+        None => Fields::from_object(
+            crate::histograms::RawObject::parse(text).map_err(|e| BadRecord::json(&e))?,
+        ),
+    };
     if let Some(ver) = root.get("ver") {
         let ver = ver.to_owned();
         classic(root, &ver, lookup)
@@ -85,7 +95,8 @@ pub fn convert<'a>(text: &'a str, lookup: Lookup) -> Result<Document<'a>, BadRec
             ))),
         }
     } else if let Some(ping) = heka_payload(&root).filter(|_| lookup.lenient()) {
-        convert(ping, lookup)
+        // A member of a parsed document: valid JSON.
+        convert(ping, true, lookup)
     } else {
         Err(BadRecord::conversion("Missing payload version"))
     }
@@ -124,15 +135,20 @@ pub(super) fn member<'a>(fields: &Fields<'a>, key: &str) -> Option<&'a str> {
         })
 }
 
+/// Members found in the input as fields that borrow it.
+fn borrowed_fields<'a>(members: Vec<(Cow<'a, str>, &'a str)>) -> Fields<'a> {
+    Fields(
+        members
+            .into_iter()
+            .map(|(k, v)| (k, Cow::Borrowed(v)))
+            .collect(),
+    )
+}
+
 /// `text` (a member of a parsed document, so valid JSON) as an object's fields.
 pub(super) fn parse_object<'a>(text: &'a str, what: &str) -> Result<Fields<'a>, BadRecord> {
     if let Some(members) = super::split::members(text) {
-        return Ok(Fields(
-            members
-                .into_iter()
-                .map(|(k, v)| (k, Cow::Borrowed(v)))
-                .collect(),
-        ));
+        return Ok(borrowed_fields(members));
     }
     crate::histograms::RawObject::parse(text)
         .map(Fields::from_object)

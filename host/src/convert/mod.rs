@@ -25,6 +25,7 @@ mod document;
 mod error_input;
 mod error_stream;
 mod fields;
+mod json_scan;
 mod layout_cache;
 pub mod live;
 pub mod metrics;
@@ -50,6 +51,7 @@ pub mod error_limits {
     pub use super::error_stream::{limits, set_limits, set_total_bytes, MAX_FIELD_BYTES};
 }
 pub use dedup::{DedupError, DedupIndex};
+pub(crate) use json_scan::assert_agrees_with_serde_json;
 pub use minify::minify;
 pub use options::{ConvertOptions, UnknownRevision};
 pub use parallel::default_threads;

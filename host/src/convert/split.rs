@@ -8,11 +8,14 @@
 //! serde_json's: every member in order, duplicates included, keys unescaped, values as written.
 //!
 //! While an [`Indexed`] document is being converted, [`members`] of any object inside it skips
-//! nested objects and arrays in one step: [`Indexed::new`] found where each of them closes in one
-//! pass, so looking into a histogram section costs its member count, not its bytes.
+//! nested objects and arrays in one step: [`Indexed::new`] found where each of them closes in the
+//! one pass that also validated the document ([`super::json_scan`]), so looking into a histogram
+//! section costs its member count, not its bytes.
 
 use std::borrow::Cow;
 use std::cell::RefCell;
+
+use super::json_scan::{self, Scan};
 
 thread_local! {
     /// Where the brackets of the document this thread converts close (see [`Indexed`]).
@@ -45,53 +48,48 @@ impl BracketIndex {
         (start + text.len() <= self.len).then_some(start)
     }
 
-    /// Fills `closes` for `bytes`; false when brackets do not pair up (invalid JSON).
-    fn build(&mut self, bytes: &[u8]) -> bool {
+    /// Fills `closes` for `bytes` by the validating [`json_scan::scan`]; `None` (and nothing
+    /// indexed) when `bytes` is not valid JSON.
+    fn build(&mut self, bytes: &[u8]) -> Option<Scan> {
         if u32::try_from(bytes.len()).is_err() {
-            return false;
+            return None;
         }
         if self.closes.len() < bytes.len() {
             self.closes.resize(bytes.len(), 0);
         }
-        self.open.clear();
-        let mut i = 0;
-        while i < bytes.len() {
-            match bytes[i] {
-                b'"' => match string_end(bytes, i) {
-                    Some(end) => {
-                        i = end;
-                        continue;
-                    }
-                    None => return false,
-                },
-                b'{' | b'[' => self.open.push(i as u32),
-                b'}' | b']' => match self.open.pop() {
-                    Some(open) => self.closes[open as usize] = i as u32,
-                    None => return false,
-                },
-                _ => {}
-            }
-            i += 1;
-        }
-        self.open.is_empty()
+        json_scan::scan(bytes, &mut self.closes, &mut self.open)
     }
 }
 
-/// Indexes the brackets of `text` for [`members`] on this thread until dropped.
-pub struct Indexed(());
+/// Indexes the brackets of `text` for [`members`] on this thread until dropped, and says what
+/// the scan that indexed it found.
+pub struct Indexed(Option<Scan>);
 
 impl Indexed {
-    /// Indexes `text` (left unindexed, so scanned, when its brackets do not pair up).
+    /// Scans and indexes `text` (left unindexed, so scanned by each [`members`], when it is not
+    /// valid JSON).
     pub fn new(text: &str) -> Indexed {
-        INDEX.with(|index| {
+        Indexed(INDEX.with(|index| {
             let mut index = index.borrow_mut();
             index.len = 0;
-            if index.build(text.as_bytes()) {
+            let scan = index.build(text.as_bytes());
+            if scan.is_some() {
                 index.base = text.as_ptr() as usize;
                 index.len = text.len();
             }
-        });
-        Indexed(())
+            scan
+        }))
+    }
+
+    /// The text is an object serde_json accepts as a document (its validating parse can be
+    /// skipped; false: let serde_json judge it).
+    pub fn valid_object(&self) -> bool {
+        self.0.is_some_and(|scan| scan.object)
+    }
+
+    /// The text is valid JSON with whitespace outside strings (to be minified before storing).
+    pub fn has_whitespace(&self) -> bool {
+        self.0.is_some_and(|scan| scan.whitespace)
     }
 }
 
@@ -299,9 +297,12 @@ mod tests {
         assert_eq!(fast(&other), serde(&other));
         drop(_index);
         assert_eq!(fast(doc), serde(doc));
-        // Brackets that do not pair up leave the text unindexed.
-        let _bad = Indexed::new("{\"a\":[}");
-        assert_eq!(INDEX.with(|i| i.borrow().len), 0);
+        // Text that is not valid JSON is left unindexed, whether or not its brackets pair up.
+        for bad in ["{\"a\":[}", "{\"a\":tru}"] {
+            let bad = Indexed::new(bad);
+            assert_eq!(INDEX.with(|i| i.borrow().len), 0);
+            assert!(!bad.valid_object());
+        }
     }
 
     #[test]
