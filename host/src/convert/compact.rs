@@ -7,7 +7,6 @@
 //! lower bound and every count an integer. Unknown names are dropped (as in the seed) and counted.
 
 use std::borrow::Cow;
-use std::fmt::Write;
 use std::rc::Rc;
 
 use serde::Deserialize;
@@ -307,13 +306,15 @@ impl<'d> SectionWriter<'d> {
             self.noted_layouts.push(',');
         }
         write_key(&mut self.noted_layouts, name);
-        let _ = write!(
-            self.noted_layouts,
-            "[{},{},{}]",
-            kind.type_code(),
-            layout.low,
-            layout.high
-        );
+        let mut digits = itoa::Buffer::new();
+        let noted = &mut self.noted_layouts;
+        noted.push('[');
+        noted.push_str(digits.format(kind.type_code()));
+        noted.push(',');
+        noted.push_str(digits.format(layout.low));
+        noted.push(',');
+        noted.push_str(digits.format(layout.high));
+        noted.push(']');
     }
 
     /// The definition of `name`, with its basis.

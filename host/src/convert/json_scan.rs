@@ -30,27 +30,26 @@ pub fn scan(bytes: &[u8], closes: &mut [u32], open: &mut Vec<u32>) -> Option<Sca
     let mut whitespace = false;
     let mut i = skip_ws(bytes, 0, &mut whitespace);
     let mut object = bytes.get(i) == Some(&b'{');
+    // Whether the innermost open bracket is a `{`.
+    let mut in_object = false;
     'value: loop {
         // A value starts at `i`.
         match *bytes.get(i)? {
-            b'{' => {
-                open.push(i as u32);
+            bracket @ (b'{' | b'[') => {
+                let start = i;
+                let close = if bracket == b'{' { b'}' } else { b']' };
                 i = skip_ws(bytes, i + 1, &mut whitespace);
-                if *bytes.get(i)? != b'}' {
-                    i = key(bytes, i, &mut whitespace, open.len() == 1, &mut object)?;
+                if *bytes.get(i)? == close {
+                    closes[start] = i as u32;
+                    i += 1;
+                } else {
+                    open.push(start as u32);
+                    in_object = bracket == b'{';
+                    if in_object {
+                        i = key(bytes, i, &mut whitespace, open.len() == 1, &mut object)?;
+                    }
                     continue 'value;
                 }
-                closes[open.pop()? as usize] = i as u32;
-                i += 1;
-            }
-            b'[' => {
-                open.push(i as u32);
-                i = skip_ws(bytes, i + 1, &mut whitespace);
-                if *bytes.get(i)? != b']' {
-                    continue 'value;
-                }
-                closes[open.pop()? as usize] = i as u32;
-                i += 1;
             }
             b'"' => i = string_end(bytes, i + 1)?,
             b'-' | b'0'..=b'9' => i = number_end(bytes, i)?,
@@ -59,28 +58,29 @@ pub fn scan(bytes: &[u8], closes: &mut [u32], open: &mut Vec<u32>) -> Option<Sca
             b'n' => i = literal_end(bytes, i, b"null")?,
             _ => return None,
         }
-        // A value ended at `i`: close containers until a comma starts the next one.
+        // A value ended at `i`: close brackets until a comma starts the next value.
         loop {
             i = skip_ws(bytes, i, &mut whitespace);
-            let Some(&top) = open.last() else {
+            if open.is_empty() {
                 return (i == bytes.len()).then_some(Scan { object, whitespace });
-            };
-            let in_object = bytes[top as usize] == b'{';
-            match *bytes.get(i)? {
-                b',' => {
+            }
+            match (*bytes.get(i)?, in_object) {
+                (b',', true) => {
                     i = skip_ws(bytes, i + 1, &mut whitespace);
-                    if in_object {
-                        i = key(bytes, i, &mut whitespace, open.len() == 1, &mut object)?;
-                    }
+                    i = key(bytes, i, &mut whitespace, open.len() == 1, &mut object)?;
                     continue 'value;
                 }
-                b'}' if in_object => {}
-                b']' if !in_object => {}
+                (b',', false) => {
+                    i = skip_ws(bytes, i + 1, &mut whitespace);
+                    continue 'value;
+                }
+                (b'}', true) | (b']', false) => {
+                    closes[open.pop()? as usize] = i as u32;
+                    in_object = open.last().is_some_and(|&at| bytes[at as usize] == b'{');
+                    i += 1;
+                }
                 _ => return None,
             }
-            closes[top as usize] = i as u32;
-            open.pop();
-            i += 1;
         }
     }
 }
@@ -108,6 +108,7 @@ fn key(
     Some(skip_ws(bytes, i + 1, whitespace))
 }
 
+#[inline(always)]
 fn skip_ws(bytes: &[u8], mut i: usize, whitespace: &mut bool) -> usize {
     while let Some(b' ' | b'\n' | b'\r' | b'\t') = bytes.get(i) {
         *whitespace = true;
@@ -116,18 +117,34 @@ fn skip_ws(bytes: &[u8], mut i: usize, whitespace: &mut bool) -> usize {
     i
 }
 
+/// Bytes that end a run of plain string content: `"`, `\\` and the control characters.
+const STRING_STOP: [bool; 256] = {
+    let mut stop = [false; 256];
+    let mut b = 0;
+    while b < 0x20 {
+        stop[b] = true;
+        b += 1;
+    }
+    stop[b'"' as usize] = true;
+    stop[b'\\' as usize] = true;
+    stop
+};
+
 /// The offset after the closing quote of a string whose content starts at `i`.
 fn string_end(bytes: &[u8], mut i: usize) -> Option<usize> {
     loop {
-        match *bytes.get(i)? {
+        i += bytes
+            .get(i..)?
+            .iter()
+            .position(|&b| STRING_STOP[b as usize])?;
+        match bytes[i] {
             b'"' => return Some(i + 1),
             b'\\' => match *bytes.get(i + 1)? {
                 b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't' => i += 2,
                 b'u' if bytes.get(i + 2..i + 6)?.iter().all(u8::is_ascii_hexdigit) => i += 6,
                 _ => return None,
             },
-            0..=0x1f => return None,
-            _ => i += 1,
+            _ => return None, // a control character
         }
     }
 }
