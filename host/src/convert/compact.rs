@@ -6,7 +6,6 @@
 //! `bucket_count` and `range` must match when present, every `values` key must be a bucket
 //! lower bound and every count an integer. Unknown names are dropped (as in the seed) and counted.
 
-use std::borrow::Cow;
 use std::rc::Rc;
 
 use serde::Deserialize;
@@ -26,13 +25,20 @@ const STATS: [&str; 5] = [
 ];
 
 /// Members of an object: keys (unescaped) and value texts.
-type Members<'a> = Vec<(Cow<'a, str>, &'a str)>;
+type Members<'a> = Vec<split::Member<'a>>;
+
+/// A histogram's `values` object: its text, whose members are read one at a time as the compact
+/// array is written, or (from serde_json's reading) its members.
+enum Values<'a> {
+    Text(&'a str),
+    Members(Members<'a>),
+}
 
 /// One histogram object of a payload: its values and the members a layout and the statistics
 /// need, as JSON texts (a `null` member reads as absent); everything else stays unparsed.
 #[derive(Default)]
 struct Histogram<'a> {
-    values: Option<Members<'a>>,
+    values: Option<Values<'a>>,
     range: Option<&'a str>,
     bucket_count: Option<&'a str>,
     histogram_type: Option<&'a str>,
@@ -67,7 +73,10 @@ impl<'a> Histogram<'a> {
                     }
                     seen |= 1;
                     if value != "null" {
-                        hist.values = Some(split::members(value)?);
+                        if !value.starts_with('{') {
+                            return None;
+                        }
+                        hist.values = Some(Values::Text(value));
                     }
                     continue;
                 }
@@ -118,7 +127,7 @@ impl<'a> From<ParsedHistogram<'a>> for Histogram<'a> {
     fn from(h: ParsedHistogram<'a>) -> Histogram<'a> {
         let text = |v: Option<&'a RawValue>| v.map(RawValue::get);
         Histogram {
-            values: h.values.map(members_of),
+            values: h.values.map(|values| Values::Members(members_of(values))),
             range: text(h.range),
             bucket_count: text(h.bucket_count),
             histogram_type: text(h.histogram_type),
@@ -443,7 +452,7 @@ fn write_one(
         .as_ref()
         .ok_or_else(|| BadRecord::payload(format!("Bad Histogram key: {name} has no 'values'")))?;
     let mut counts = vec![0i64; layout.n_buckets()];
-    for (key, count) in values {
+    let mut count_one = |key: &str, count: &str| {
         let index = key
             .parse::<i64>()
             .ok()
@@ -462,6 +471,22 @@ fn write_one(
             )));
         }
         counts[index] = value;
+        Ok(())
+    };
+    match values {
+        Values::Members(members) => {
+            for (key, count) in members {
+                count_one(key, count)?;
+            }
+        }
+        Values::Text(text) => {
+            for member in split::member_iter(text).into_iter().flatten() {
+                let (key, count) = member.ok_or_else(|| {
+                    BadRecord::payload(format!("{name}.values has a key that does not decode"))
+                })?;
+                count_one(&key, count)?;
+            }
+        }
     }
     out.push('[');
     let mut digits = itoa::Buffer::new();
@@ -640,6 +665,13 @@ mod tests {
     }
 
     #[test]
+    fn bucket_keys_are_read_unescaped() {
+        let (out, _) =
+            convert(r#"{"HTTP_X": {"values": {"\u0030": 4, "1": 0, "\u0032": 2}}}"#).unwrap();
+        assert_eq!(out, r#"{"HTTP_X":[4,0,2,0,-1,-1,-1,-1,-1]}"#);
+    }
+
+    #[test]
     fn validation_failures_are_bad_payload() {
         let cases = [
             (
@@ -673,6 +705,11 @@ mod tests {
                 "sum is not a number",
             ),
             (r#"{"HTTP_X": [1]}"#, "not a histogram object"),
+            (r#"{"HTTP_X": {"values": [1]}}"#, "not a histogram object"),
+            (
+                r#"{"HTTP_X": {"values": {"0": 1, "\ud800": 1}}}"#,
+                "HTTP_X.values has a key that does not decode",
+            ),
             (r#"[1]"#, "histograms is not an object"),
         ];
         for (json, expected) in cases {

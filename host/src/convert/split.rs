@@ -38,6 +38,9 @@ struct BracketIndex {
     open: Vec<u32>,
 }
 
+/// One member of an object: its key (unescaped) and its value's text.
+pub type Member<'t> = (Cow<'t, str>, &'t str);
+
 /// The largest document whose index is kept for the next one.
 const KEPT_BYTES: usize = 1 << 20;
 
@@ -107,7 +110,7 @@ impl Drop for Indexed {
 }
 
 /// Members of `text` (a valid JSON value) when it is an object: keys (unescaped) and value texts.
-pub fn members(text: &str) -> Option<Vec<(Cow<'_, str>, &str)>> {
+pub fn members(text: &str) -> Option<Vec<Member<'_>>> {
     INDEX.with(|index| {
         let index = index.borrow();
         let closes = index
@@ -118,21 +121,52 @@ pub fn members(text: &str) -> Option<Vec<(Cow<'_, str>, &str)>> {
 }
 
 /// [`members`], with the bracket index of the document and `text`'s offset in it when indexed.
-fn members_in<'t>(
-    text: &'t str,
-    closes: Option<(&[u32], usize)>,
-) -> Option<Vec<(Cow<'t, str>, &'t str)>> {
-    let bytes = text.as_bytes();
-    let mut i = skip_ws(bytes, 0);
-    if bytes.get(i) != Some(&b'{') {
-        return None;
-    }
+fn members_in<'t>(text: &'t str, closes: Option<(&[u32], usize)>) -> Option<Vec<Member<'t>>> {
     let mut out = Vec::with_capacity(16);
-    i = skip_ws(bytes, i + 1);
-    if bytes.get(i) == Some(&b'}') {
-        return (skip_ws(bytes, i + 1) == bytes.len()).then_some(out);
+    for member in MemberIter::new(text, closes)? {
+        out.push(member?);
     }
-    loop {
+    Some(out)
+}
+
+/// The members of `text` (a valid JSON value) one at a time, without collecting them and without
+/// the bracket index: for an object whose values are scalars (a histogram's `values`). `None`
+/// when it is not an object; an item is `None` (and the last) where the text turns out not to be
+/// one (a key whose escapes do not decode).
+pub fn member_iter(text: &str) -> Option<MemberIter<'_, 'static>> {
+    MemberIter::new(text, None)
+}
+
+/// Members of an object as they are scanned: see [`member_iter`].
+pub struct MemberIter<'t, 'c> {
+    text: &'t str,
+    closes: Option<(&'c [u32], usize)>,
+    /// Where the next member's key starts; `None` once the object has ended.
+    next: Option<usize>,
+}
+
+impl<'t, 'c> MemberIter<'t, 'c> {
+    fn new(text: &'t str, closes: Option<(&'c [u32], usize)>) -> Option<Self> {
+        let bytes = text.as_bytes();
+        let mut i = skip_ws(bytes, 0);
+        if bytes.get(i) != Some(&b'{') {
+            return None;
+        }
+        i = skip_ws(bytes, i + 1);
+        let next = if bytes.get(i) == Some(&b'}') {
+            if skip_ws(bytes, i + 1) != bytes.len() {
+                return None;
+            }
+            None
+        } else {
+            Some(i)
+        };
+        Some(MemberIter { text, closes, next })
+    }
+
+    /// The member whose key starts at `i`, and where the next one starts (`None`: the last).
+    fn member(&self, mut i: usize) -> Option<(Member<'t>, Option<usize>)> {
+        let (text, bytes) = (self.text, self.text.as_bytes());
         if bytes.get(i) != Some(&b'"') {
             return None;
         }
@@ -148,7 +182,7 @@ fn members_in<'t>(
             return None;
         }
         i = skip_ws(bytes, i + 1);
-        let value_end = match (closes, bytes.get(i)) {
+        let value_end = match (self.closes, bytes.get(i)) {
             (Some((closes, offset)), Some(b'{' | b'[')) => {
                 let end = (closes[offset + i] as usize).checked_sub(offset)? + 1;
                 match bytes.get(end.checked_sub(1)?) {
@@ -158,15 +192,26 @@ fn members_in<'t>(
             }
             _ => value_end(bytes, i)?,
         };
-        out.push((key, &text[i..value_end]));
+        let member = (key, &text[i..value_end]);
         i = skip_ws(bytes, value_end);
         match bytes.get(i) {
-            Some(b',') => i = skip_ws(bytes, i + 1),
-            Some(b'}') => break,
-            _ => return None,
+            Some(b',') => Some((member, Some(skip_ws(bytes, i + 1)))),
+            Some(b'}') if skip_ws(bytes, i + 1) == bytes.len() => Some((member, None)),
+            _ => None,
         }
     }
-    (skip_ws(bytes, i + 1) == bytes.len()).then_some(out)
+}
+
+impl<'t> Iterator for MemberIter<'t, '_> {
+    type Item = Option<Member<'t>>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let at = self.next.take()?;
+        Some(self.member(at).map(|(member, next)| {
+            self.next = next;
+            member
+        }))
+    }
 }
 
 fn skip_ws(bytes: &[u8], mut i: usize) -> usize {
