@@ -8,9 +8,12 @@
 #   scripts/fuzz.sh                      # every target, 60 s each
 #   FUZZ_SECONDS=300 scripts/fuzz.sh rawlog_reader
 #   FUZZ_RUNS=10000000 scripts/fuzz.sh     # every target until 10 million inputs have run
+#   FUZZ_RUNS=10000000 FUZZ_MAX_LEN=1024 scripts/fuzz.sh rawlog_reader   # shorter inputs, more of them
 #
 # Environment: FUZZ_SECONDS (per target, default 60), FUZZ_RUNS (per target: stop after this many
-# inputs instead of after FUZZ_SECONDS), FUZZ_SANITIZER (address | none, default address), TELEMETRY_SHARED_DIR (the shared data, default ../shared beside the repository).
+# inputs instead of after FUZZ_SECONDS), FUZZ_MAX_LEN (largest input in bytes; default per target
+# below), FUZZ_SANITIZER (address | none, default address), TELEMETRY_SHARED_DIR (the shared data,
+# default ../shared beside the repository).
 # Seed corpora come from the shared data and the committed regression inputs, and are kept in
 # fuzz/corpus/<target> (not committed).
 # Exit status: 0 when every target ran clean, 1 when one found a crash (see fuzz/artifacts/).
@@ -45,6 +48,10 @@ fi
 
 # Largest input per target: a whole raw record, a whole Histograms.json, a whole ping.
 declare -A max_len=([rawlog_reader]=262144 [histograms_parser]=524288 [converter]=1048576)
+if [[ -n ${FUZZ_MAX_LEN:-} ]]; then
+    [[ $FUZZ_MAX_LEN =~ ^[1-9][0-9]*$ ]] || { echo "fuzz.sh: FUZZ_MAX_LEN must be a positive integer" >&2; exit 2; }
+    for target in "${!max_len[@]}"; do max_len[$target]=$FUZZ_MAX_LEN; done
+fi
 
 seed_corpus() {
     local target=$1 dir=$root/fuzz/corpus/$1
