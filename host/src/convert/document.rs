@@ -136,7 +136,7 @@ pub(super) fn member<'a>(fields: &Fields<'a>, key: &str) -> Option<&'a str> {
 }
 
 /// Members found in the input as fields that borrow it.
-fn borrowed_fields<'a>(members: Vec<(Cow<'a, str>, &'a str)>) -> Fields<'a> {
+fn borrowed_fields(members: Vec<super::split::Member<'_>>) -> Fields<'_> {
     Fields(
         members
             .into_iter()
