@@ -11,6 +11,8 @@ and one of them cut in half; unique document ids) with live conversion and conti
   first third: RSS swings by a third within seconds as batches are converted and freed, and a leak
   shows as a higher floor;
 - backlogs bounded: the conversion backlog age stays under BACKLOG_MAX seconds while loaded;
+- threads bounded: the server's `telemetry_process_threads` stays at or under MAX_THREADS (its
+  pools are bounded; tokio's blocking pool once grew to ~190 threads in 10 min at 1,600/s);
 - nothing lost: once the load stops and the backlog drains, every acknowledged id is stored exactly
   once (partition files) or rejected with a reason (the error stream), and every finished partition
   file is on the S3 server with its local size.
@@ -131,6 +133,7 @@ def main():
     ap.add_argument("--duration", type=float, default=60)
     ap.add_argument("--rate", type=float, default=100, help="pings per second")
     ap.add_argument("--threads", type=int, default=8, help="client connections")
+    ap.add_argument("--max-threads", type=int, default=96, help="most server threads allowed (telemetry_process_threads)")
     ap.add_argument("--backlog-max", type=float, default=60, help="largest conversion backlog age allowed, seconds")
     ap.add_argument("--raw-logs", choices=("export", "drop"), default="export",
                     help="export converted raw logs to S3 too (the default), or delete them once converted: "
@@ -186,14 +189,15 @@ interval_secs = 2
         dims, body, headers = next(p for p in pings if "Content-Encoding" not in p[2] and len(p[1]) > 1000)
         pings.append((dims, body[: len(body) // 2], headers))
 
-        samples, stop = [], threading.Event()  # (seconds since start, rss KiB, backlog age s, pending logs)
+        samples, stop = [], threading.Event()  # (seconds since start, rss KiB, backlog age s, pending logs, threads)
         started = time.time()
 
         def sample():
             while not stop.wait(1.0):
                 m = metrics(base)
                 samples.append((time.time() - started, rss_kib(server.pid),
-                                m.get("telemetry_convert_backlog_age_seconds", 0), m.get("telemetry_convert_pending_logs", 0)))
+                                m.get("telemetry_convert_backlog_age_seconds", 0), m.get("telemetry_convert_pending_logs", 0),
+                                m.get("telemetry_process_threads", 0)))
         sampler = threading.Thread(target=sample)
         sampler.start()
         results = drive(base, pings, a.rate, a.duration, a.threads)
@@ -241,6 +245,9 @@ interval_secs = 2
                 problems.append(f"RSS moved {drift:+.1%} after the warm-up (floor {first / 1024:.0f} MiB "
                                 f"at {after[0][0]:.0f}-{after[third - 1][0]:.0f} s, {last / 1024:.0f} MiB at {after[-third][0]:.0f}-{after[-1][0]:.0f} s)")
         backlog_max = max((s[2] for s in loaded), default=0)
+        threads_max = max((s[4] for s in loaded), default=0)
+        if not 0 < threads_max <= a.max_threads:
+            problems.append(f"server threads reached {threads_max:.0f} (telemetry_process_threads; limit {a.max_threads})")
         if backlog_max > a.backlog_max:
             problems.append(f"conversion backlog reached {backlog_max:.0f} s (limit {a.backlog_max:.0f} s)")
 
@@ -271,7 +278,7 @@ interval_secs = 2
               f"({', '.join(f'{k} {v}' for k, v in sorted(reasons.items())) or 'none'}); "
               f"converted and exported {time.time() - started - loaded_for:.0f} s after the load")
         print(f"soak: RSS after warm-up {min(rss) / 1024:.0f}-{max(rss) / 1024:.0f} MiB (the check: {drift if len(after) >= 9 else float('nan'):+.1%} between the floors of the first and last thirds); backlog age max {backlog_max:.0f} s, "
-              f"pending logs max {max((s[3] for s in loaded), default=0):.0f}; exported {final.get('telemetry_export_uploaded_files_total', 0):.0f} files, "
+              f"pending logs max {max((s[3] for s in loaded), default=0):.0f}, threads max {threads_max:.0f}; exported {final.get('telemetry_export_uploaded_files_total', 0):.0f} files, "
               f"{final.get('telemetry_export_uploaded_bytes_total', 0) / 1e6:.1f} MB")
         print("soak: RSS MiB every 10 s: " + " ".join(f"{s[1] / 1024:.0f}" for s in loaded[::10]))
         if problems:

@@ -69,6 +69,45 @@ impl Registry {
     }
 }
 
+/// Registers gauges of the process itself, brought up to date from `/proc/self/status` at each
+/// scrape: `telemetry_process_threads` (tokio's blocking pool and the conversion pool start and
+/// retire threads) and `telemetry_process_resident_memory_bytes`. Where there is no such file
+/// (not Linux) they stay 0.
+pub fn register_process_metrics(registry: &Registry) {
+    use prometheus_client::metrics::gauge::Gauge;
+    let threads = Gauge::<i64>::default();
+    let resident = Gauge::<i64>::default();
+    registry.register(
+        "process_threads",
+        "Threads of the server process",
+        threads.clone(),
+    );
+    registry.register(
+        "process_resident_memory_bytes",
+        "Resident memory of the server process",
+        resident.clone(),
+    );
+    registry.on_scrape(move || {
+        let Ok(status) = std::fs::read_to_string("/proc/self/status") else {
+            return;
+        };
+        if let Some(n) = status_field(&status, "Threads") {
+            threads.set(n as i64);
+        }
+        if let Some(kib) = status_field(&status, "VmRSS") {
+            resident.set((kib * 1024) as i64);
+        }
+    });
+}
+
+/// The number in a `/proc/<pid>/status` line `name:   N [kB]`.
+fn status_field(status: &str, name: &str) -> Option<u64> {
+    status.lines().find_map(|line| {
+        let value = line.strip_prefix(name)?.strip_prefix(':')?;
+        value.split_whitespace().next()?.parse().ok()
+    })
+}
+
 /// The label value of everything not in the configured sets.
 pub const OTHER: &str = "OTHER";
 
@@ -125,5 +164,39 @@ impl MetricsConfig {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn process_gauges_follow_proc_self_status() {
+        let status = "Name:\tts\nVmRSS:\t  183072 kB\nThreads:\t68\n";
+        assert_eq!(status_field(status, "VmRSS"), Some(183_072));
+        assert_eq!(status_field(status, "Threads"), Some(68));
+        assert_eq!(status_field(status, "VmSwap"), None);
+        assert_eq!(status_field("ThreadsX:\t3\n", "Threads"), None);
+
+        let registry = Registry::default();
+        register_process_metrics(&registry);
+        let threads_before = std::fs::read_to_string("/proc/self/status")
+            .ok()
+            .and_then(|s| status_field(&s, "Threads"))
+            .expect("Linux has /proc/self/status");
+        registry.run_scrape_hooks();
+        let text = registry.encode();
+        let value = |name: &str| -> u64 {
+            text.lines()
+                .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+                .unwrap_or_else(|| panic!("{name} missing in\n{text}"))
+        };
+        let threads = value("telemetry_process_threads");
+        assert!(
+            threads >= 1 && threads.abs_diff(threads_before) < 64,
+            "threads {threads}"
+        );
+        assert!(value("telemetry_process_resident_memory_bytes") > 1 << 20);
     }
 }

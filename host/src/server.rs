@@ -116,6 +116,7 @@ impl Server {
             );
         }
         let metrics = Metrics::new();
+        crate::metrics::register_process_metrics(&metrics.registry);
         crate::convert::error_limits::set_limits(&config.errors, config.retention.errors_max_bytes);
         // Before any writer of this process exists: `.partial` files nobody writes are left by a crash.
         let stale = crate::storage::recover_stale_partials(&data_dir).unwrap_or_else(|error| {
@@ -286,6 +287,26 @@ impl Server {
         }
         Ok(())
     }
+}
+
+/// Most threads of tokio's blocking pool (tokio's default is 512). Blocking tasks are file work
+/// (the exporter's reads and digests, retention sweeps, job results) and job compiles; tokio
+/// keeps a thread for every task that found no idle one, and short tasks arriving in bursts kept
+/// threads alive: the 10-minute soak at 1,600 pings/s ended with ~190 of them. Above the bound
+/// tasks wait in tokio's queue.
+pub const MAX_BLOCKING_THREADS: usize = 32;
+
+/// The tokio runtime of a long-running command (`serve`, `worker`): `worker_threads` async
+/// threads (`None`: one per core) and at most [`MAX_BLOCKING_THREADS`] blocking ones.
+pub fn runtime(worker_threads: Option<usize>) -> std::io::Result<tokio::runtime::Runtime> {
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if let Some(threads) = worker_threads {
+        builder.worker_threads(threads);
+    }
+    builder
+        .max_blocking_threads(MAX_BLOCKING_THREADS)
+        .enable_all()
+        .build()
 }
 
 /// Binds and serves until `shutdown` resolves (the `serve` subcommand's entry point).

@@ -97,10 +97,7 @@ pub fn run(args: Args, log_format: super::LogFormat) -> anyhow::Result<ExitCode>
     // Before any thread exists or any file is created: raw logs hold client IPs and full pings.
     telemetry_server::storage::file_mode::apply(config.server.umask, &config.data_dir)
         .with_context(|| format!("restricting permissions of {}", config.data_dir.display()))?;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("starting tokio")?;
+    let runtime = telemetry_server::server::runtime(None).context("starting tokio")?;
     runtime.block_on(async {
         let server = telemetry_server::server::Server::bind(config).await?;
         // Scripts read this line to learn the port when listening on port 0: plain text, or an

@@ -254,6 +254,16 @@ impl Exporter {
         loop {
             while tasks.len() < self.cfg.concurrency {
                 let Some(candidate) = todo.next() else { break };
+                // Confirmed at this size (the scan's): no task, no file access. Files kept after
+                // their upload are most of the candidates of every pass.
+                if self.journal.done_size(&candidate.bucket, &candidate.key) == Some(candidate.size)
+                {
+                    let outcome = Outcome::AlreadyThere {
+                        bytes: candidate.size,
+                    };
+                    self.account(&mut report, &candidate, Ok(outcome));
+                    continue;
+                }
                 let (uploader, progress) = (self.uploader.clone(), progress.clone());
                 tasks.spawn(async move {
                     let result = uploader

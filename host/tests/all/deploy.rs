@@ -239,6 +239,17 @@ fn alert_rules_use_metrics_a_real_server_exports() {
         "alerts.yml uses {missing:?}, not on /metrics:\n{metrics}"
     );
 
+    // The process gauges (of the test binary here, which runs other tests beside this one).
+    for name in [
+        "telemetry_process_threads",
+        "telemetry_process_resident_memory_bytes",
+    ] {
+        assert!(
+            sample(&metrics, name).is_some_and(|v| v >= 1.0),
+            "{name}\n{metrics}"
+        );
+    }
+
     // The per-channel / per-docType series: known values as labels, the rest OTHER.
     for (labels, count, bytes) in [
         (
