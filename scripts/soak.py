@@ -17,7 +17,7 @@ and one of them cut in half; unique document ids) with live conversion and conti
   once (partition files) or rejected with a reason (the error stream), and every finished partition
   file is on the S3 server with its local size.
 
-    scripts/soak.py --bin target/release/telemetry-server --duration 600 --rate 1200 --raw-logs drop   # by hand
+    scripts/soak.py --bin target/release/telemetry-server --duration 600 --rate 1600 --raw-logs drop   # by hand
     scripts/soak.sh                                                                     # CI: 60 s
 """
 import argparse, collections, http.client, statistics, json, lzma, os, re, shutil, signal, socket, subprocess, sys, tempfile, threading, time, urllib.request, uuid
