@@ -452,15 +452,14 @@ fn write_one(
         .as_ref()
         .ok_or_else(|| BadRecord::payload(format!("Bad Histogram key: {name} has no 'values'")))?;
     let mut counts = vec![0i64; layout.n_buckets()];
-    let mut count_one = |key: &str, count: &str| {
-        let index = key
-            .parse::<i64>()
-            .ok()
+    // One member: its key's text and value (`None`: not an integer), its count's text and value.
+    let mut count_one = |key: &str, bound: Option<i64>, count: &str, value: Option<i64>| {
+        let index = bound
             .and_then(|bound| layout.index_of(bound))
             .ok_or_else(|| {
                 BadRecord::payload(format!("Found invalid bucket {name}.values[{key}]"))
             })?;
-        let value = count.parse::<i64>().map_err(|_| {
+        let value = value.ok_or_else(|| {
             BadRecord::payload(format!(
                 "Found non-integer bucket value: {name}.values[{key}] = {count}"
             ))
@@ -476,15 +475,26 @@ fn write_one(
     match values {
         Values::Members(members) => {
             for (key, count) in members {
-                count_one(key, count)?;
+                count_one(key, key.parse().ok(), count, count.parse().ok())?;
             }
         }
         Values::Text(text) => {
-            for member in split::member_iter(text).into_iter().flatten() {
-                let (key, count) = member.ok_or_else(|| {
-                    BadRecord::payload(format!("{name}.values has a key that does not decode"))
-                })?;
-                count_one(&key, count)?;
+            // Real values objects are all integers: read in one tight pass, else member by member.
+            let fast = split::integer_members(text, |key, bound, count, value| {
+                count_one(key, Some(bound), count, Some(value))
+            });
+            match fast {
+                Some(result) => result?,
+                None => {
+                    for member in split::member_iter(text).into_iter().flatten() {
+                        let (key, count) = member.ok_or_else(|| {
+                            BadRecord::payload(format!(
+                                "{name}.values has a key that does not decode"
+                            ))
+                        })?;
+                        count_one(&key, key.parse().ok(), count, count.parse().ok())?;
+                    }
+                }
             }
         }
     }
