@@ -24,6 +24,9 @@ const STATS: [&str; 5] = [
     "sum_squares_hi",
 ];
 
+/// Empty buckets as written in the compact array, 32 of them.
+const ZEROS: &str = "0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,";
+
 /// Members of an object: keys (unescaped) and value texts.
 type Members<'a> = Vec<split::Member<'a>>;
 
@@ -453,9 +456,11 @@ fn write_one(
         .ok_or_else(|| BadRecord::payload(format!("Bad Histogram key: {name} has no 'values'")))?;
     let mut counts = vec![0i64; layout.n_buckets()];
     // One member: its key's text and value (`None`: not an integer), its count's text and value.
+    // Where the next key's bucket probably is: the one after the last key's.
+    let mut next = 0;
     let mut count_one = |key: &str, bound: Option<i64>, count: &str, value: Option<i64>| {
         let index = bound
-            .and_then(|bound| layout.index_of(bound))
+            .and_then(|bound| layout.index_of_near(bound, next))
             .ok_or_else(|| {
                 BadRecord::payload(format!("Found invalid bucket {name}.values[{key}]"))
             })?;
@@ -470,6 +475,7 @@ fn write_one(
             )));
         }
         counts[index] = value;
+        next = index + 1;
         Ok(())
     };
     match values {
@@ -498,15 +504,25 @@ fn write_one(
             }
         }
     }
+    out.reserve(2 * counts.len() + 64);
     out.push('[');
     let mut digits = itoa::Buffer::new();
-    for count in counts {
+    let mut rest = &counts[..];
+    while let Some((&count, after)) = rest.split_first() {
         if count == 0 {
-            out.push('0');
+            // Most buckets are empty: a run of them is one copy.
+            let run = rest
+                .iter()
+                .take(ZEROS.len() / 2)
+                .take_while(|&&c| c == 0)
+                .count();
+            out.push_str(&ZEROS[..2 * run]);
+            rest = &rest[run..];
         } else {
             out.push_str(digits.format(count));
+            out.push(',');
+            rest = after;
         }
-        out.push(',');
     }
     for (i, (stat, value)) in STATS.iter().zip(hist.stats()).enumerate() {
         if i > 0 {

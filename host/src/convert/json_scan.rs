@@ -117,26 +117,10 @@ fn skip_ws(bytes: &[u8], mut i: usize, whitespace: &mut bool) -> usize {
     i
 }
 
-/// Bytes that end a run of plain string content: `"`, `\\` and the control characters.
-const STRING_STOP: [bool; 256] = {
-    let mut stop = [false; 256];
-    let mut b = 0;
-    while b < 0x20 {
-        stop[b] = true;
-        b += 1;
-    }
-    stop[b'"' as usize] = true;
-    stop[b'\\' as usize] = true;
-    stop
-};
-
 /// The offset after the closing quote of a string whose content starts at `i`.
 fn string_end(bytes: &[u8], mut i: usize) -> Option<usize> {
     loop {
-        i += bytes
-            .get(i..)?
-            .iter()
-            .position(|&b| STRING_STOP[b as usize])?;
+        i = super::string_scan::next_stop::<true>(bytes, i)?;
         match bytes[i] {
             b'"' => return Some(i + 1),
             b'\\' => match *bytes.get(i + 1)? {

@@ -36,6 +36,7 @@ mod pipeline;
 mod saved_session;
 mod sources;
 mod split;
+mod string_scan;
 mod summary;
 mod validation;
 

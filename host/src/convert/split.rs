@@ -286,19 +286,9 @@ fn skip_ws(bytes: &[u8], mut i: usize) -> usize {
     i
 }
 
-/// The index of the first `"` or `\\` at or after `from`. Most strings of a ping are short keys
-/// and numbers-as-keys, so the first bytes are looked at one by one before a vectorised search
-/// (whose set-up costs more than a short string).
+/// The index of the first `"` or `\\` at or after `from`.
 pub fn quote_or_escape(bytes: &[u8], from: usize) -> Option<usize> {
-    let short = bytes.len().min(from.saturating_add(16));
-    let mut i = from;
-    while i < short {
-        if matches!(bytes[i], b'"' | b'\\') {
-            return Some(i);
-        }
-        i += 1;
-    }
-    memchr::memchr2(b'"', b'\\', bytes.get(i..)?).map(|at| i + at)
+    super::string_scan::next_stop::<false>(bytes, from)
 }
 
 /// The index after the closing quote of the string starting at `start`.

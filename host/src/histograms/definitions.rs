@@ -126,6 +126,17 @@ impl BucketLayout {
         let after = self.bounds.partition_point(|&b| b <= bound);
         (after > 0 && self.bounds[after - 1] == bound).then(|| after - 1)
     }
+
+    /// [`BucketLayout::index_of`], answered without a search when `hint` is that bucket (a
+    /// payload's bucket keys mostly come in order, each the bucket after the one before).
+    pub fn index_of_near(&self, bound: i64, hint: usize) -> Option<usize> {
+        // Bounds never decrease: `hint` is the last bucket starting at `bound` when the next
+        // one starts elsewhere.
+        if self.bounds.get(hint) == Some(&bound) && self.bounds.get(hint + 1) != Some(&bound) {
+            return Some(hint);
+        }
+        self.index_of(bound)
+    }
 }
 
 /// Why a definition has no bucket layout (histogram_tools' `DefinitionException`). Such a
@@ -567,5 +578,27 @@ mod tests {
         assert_eq!(layout.index_of(3000), Some(9));
         assert_eq!(layout.index_of(415), None);
         assert_eq!(layout.index_of(-1), None);
+    }
+
+    #[test]
+    fn index_of_near_answers_as_index_of_for_any_hint() {
+        let repeating = BucketLayout {
+            low: 1,
+            high: 3,
+            bounds: vec![0, 1, 1, 2, 2, 2, 3],
+        };
+        let exponential = BucketLayout::new(Kind::Exponential, 1, 3000, 10).unwrap();
+        for layout in [repeating, exponential] {
+            for bound in -1..=3001 {
+                for hint in 0..=layout.n_buckets() + 1 {
+                    assert_eq!(
+                        layout.index_of_near(bound, hint),
+                        layout.index_of(bound),
+                        "{:?} {bound} {hint}",
+                        layout.bounds
+                    );
+                }
+            }
+        }
     }
 }
