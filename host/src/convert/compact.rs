@@ -423,14 +423,15 @@ fn object<'a>(text: &'a str, what: &str) -> Result<Members<'a>, BadRecord> {
 
 /// Writes `"key":`, escaping only when needed.
 pub fn write_key(out: &mut String, key: &str) {
-    if key.bytes().any(|b| b == b'"' || b == b'\\' || b < 0x20) {
+    if super::string_scan::next_stop::<true>(key.as_bytes(), 0).is_some() {
         out.push_str(&serde_json::to_string(key).unwrap_or_default());
+        out.push(':');
     } else {
+        out.reserve(key.len() + 3);
         out.push('"');
         out.push_str(key);
-        out.push('"');
+        out.push_str("\":");
     }
-    out.push(':');
 }
 
 /// Validates `hist` against the chosen layout and writes its compact array; answers the basis.

@@ -190,11 +190,11 @@ fn integer_at(bytes: &[u8], mut i: usize) -> Option<(i64, usize)> {
     let start = i;
     let mut value: i64 = 0;
     while let Some(&digit @ b'0'..=b'9') = bytes.get(i) {
+        if i - start == 18 {
+            return None; // a 19th digit could overflow
+        }
         value = value * 10 + i64::from(digit - b'0');
         i += 1;
-        if i - start > 18 {
-            return None;
-        }
     }
     if i == start {
         return None;
@@ -485,6 +485,8 @@ mod tests {
             r#"{"0":-}"#,
             r#"{"1234567890123456789":1}"#,
             r#"{"0":1234567890123456789}"#,
+            r#"{"99999999999999999999":1}"#,
+            r#"{"0":-99999999999999999999}"#,
             r#"{"0":1}x"#,
             "[1]",
         ] {

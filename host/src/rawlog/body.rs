@@ -3,7 +3,8 @@
 //! unchanged and unallocated.
 
 use std::borrow::Cow;
-use std::io::Read;
+
+use super::inflate::InflateError;
 
 /// Default limit on an inflated body (32 MiB). The largest real v4 main ping in the shared
 /// data is under 1 MB; gzip expands up to ~1000:1, so a 200 KiB body could otherwise claim
@@ -38,16 +39,14 @@ pub fn decode_body(body: &[u8], limit: usize) -> Result<Cow<'_, [u8]>, BodyError
     if !is_gzip(body) {
         return Ok(Cow::Borrowed(body));
     }
-    let mut out = Vec::with_capacity(body.len().saturating_mul(6).min(limit).min(8 << 20));
-    // One byte over the limit tells "exactly the limit" from "more".
-    flate2::read::MultiGzDecoder::new(body)
-        .take(limit as u64 + 1)
-        .read_to_end(&mut out)
-        .map_err(BodyError::Gzip)?;
-    if out.len() > limit {
-        return Err(BodyError::TooLarge { limit });
+    match super::inflate::inflate_gzip(body, limit) {
+        Ok(out) => Ok(Cow::Owned(out)),
+        Err(InflateError::TooLarge) => Err(BodyError::TooLarge { limit }),
+        Err(InflateError::Invalid) => Err(BodyError::Gzip(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            "invalid gzip data (header, deflate stream or checksum), truncated, or followed by other bytes",
+        ))),
     }
-    Ok(Cow::Owned(out))
 }
 
 #[cfg(test)]

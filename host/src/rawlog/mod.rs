@@ -8,11 +8,13 @@
 //!
 //! - [`record`]: the byte layouts and the framing step shared by the reader and version detection.
 //! - [`reader`]: [`LogReader`], a streaming reader with resynchronisation, and [`open`].
-//! - [`body`]: [`decode_body`], gzip detection and bounded inflation (gzip-bomb safe).
+//! - [`body`]: [`decode_body`], gzip detection and bounded inflation (gzip-bomb safe), by
+//!   `inflate` (libdeflate, whole buffers).
 //! - [`encode_v2`]: append one v2 record to a buffer; [`encode_v2_head`]: all of it but the body
 //!   (ingest's writer writes the body after it uncopied).
 
 pub mod body;
+mod inflate;
 pub mod logname;
 pub mod reader;
 pub mod record;
