@@ -1,5 +1,5 @@
 //! Tunes glibc's malloc for a long-running server, before any thread starts. An operator's own
-//! `MALLOC_ARENA_MAX`, `MALLOC_MMAP_THRESHOLD_` or `MALLOC_TRIM_THRESHOLD_` wins over each setting.
+//! `MALLOC_ARENA_MAX` or `MALLOC_MMAP_THRESHOLD_` wins over each setting.
 //!
 //! - **Arenas: 4.** glibc gives threads up to 8 arenas per core, and each arena keeps what its
 //!   threads freed; as the server's pools start and retire threads under load, new arenas fill
@@ -10,11 +10,6 @@
 //!   carved from the arenas, and resident memory stays at the highest burst seen so far. Fixed,
 //!   such blocks are mapped and returned to the system when freed (the soak under a concurrent
 //!   build: RSS floors 55 → 92 MiB in 30 s without it, 66 → 68 MiB with it).
-//! - **Trim threshold: 8 MiB** (glibc: 128 KiB). Converting a ping allocates a few hundred KiB
-//!   below the mmap threshold (the inflated body, the stored document, the partition buffer) and
-//!   frees it again; with 128 KiB, every ping shrank the heap and the next one faulted the same
-//!   pages back in (60,000 page faults for 2,000 saved-session pings, ~10 % of the conversion's
-//!   CPU). A heap now keeps up to 8 MiB of free space at its top: at most 32 MiB over 4 arenas.
 
 /// Arenas for the process: enough that the few busy threads (HTTP, conversion, jobs) seldom wait
 /// for one another's, few enough that freed memory is reused rather than parked.
@@ -22,9 +17,6 @@ const ARENAS: i32 = 4;
 
 /// Blocks of at least this many bytes are mapped on their own and unmapped when freed.
 const MMAP_THRESHOLD: i32 = 128 * 1024;
-
-/// Free space at the top of a heap kept for the next allocations rather than returned.
-const TRIM_THRESHOLD: i32 = 8 * 1024 * 1024;
 
 /// Applies the settings; call first thing in `main`, before any thread exists.
 pub fn apply() {
@@ -35,11 +27,6 @@ pub fn apply() {
             "MALLOC_MMAP_THRESHOLD_",
             libc::M_MMAP_THRESHOLD,
             MMAP_THRESHOLD,
-        ),
-        (
-            "MALLOC_TRIM_THRESHOLD_",
-            libc::M_TRIM_THRESHOLD,
-            TRIM_THRESHOLD,
         ),
     ] {
         if std::env::var_os(variable).is_none() {
