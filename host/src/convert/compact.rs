@@ -456,9 +456,9 @@ fn write_one(
         .as_ref()
         .ok_or_else(|| BadRecord::payload(format!("Bad Histogram key: {name} has no 'values'")))?;
     let mut counts = vec![0i64; layout.n_buckets()];
-    // One member: its key's text and value (`None`: not an integer), its count's text and value.
     // Where the next key's bucket probably is: the one after the last key's.
     let mut next = 0;
+    // One member: its key's text and value (`None`: not an integer), its count's text and value.
     let mut count_one = |key: &str, bound: Option<i64>, count: &str, value: Option<i64>| {
         let index = bound
             .and_then(|bound| layout.index_of_near(bound, next))
