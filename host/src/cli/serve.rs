@@ -22,7 +22,7 @@ pub struct Args {
     /// When a 200 is sent relative to the disk: `always`, `batch` or `none`.
     #[arg(long, env = "TELEMETRY_DURABILITY")]
     durability: Option<Durability>,
-    /// Writer shards (0 = one per CPU, at least 4).
+    /// Writer shards (0 = one per CPU).
     #[arg(long, env = "TELEMETRY_SHARDS")]
     shards: Option<usize>,
     /// Rotate raw logs at this size in bytes.

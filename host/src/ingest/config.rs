@@ -38,9 +38,9 @@ impl std::str::FromStr for Durability {
 pub struct IngestConfig {
     /// `always | batch | none` (see [`Durability`]).
     pub durability: Durability,
-    /// Number of writer shards, each with its own log file and sync thread; 0 means one per CPU but
-    /// at least 4 (syncs of different files run in parallel: more shards, more records synced per
-    /// second in `batch` mode).
+    /// Number of writer shards, each with its own log file and writer thread; 0 means one per CPU.
+    /// Fewer shards make larger batches (fewer writes and syncs); more let writes and syncs of
+    /// different files run in parallel.
     pub shards: usize,
     /// Rotate a log once it holds at least this many bytes.
     pub max_log_size: u64,
@@ -67,15 +67,12 @@ impl Default for IngestConfig {
 }
 
 impl IngestConfig {
-    /// The number of shards to run (`shards`, or when 0 the CPU count but at least 4).
+    /// The number of shards to run (`shards`, or when 0 the CPU count).
     pub fn shard_count(&self) -> usize {
         if self.shards > 0 {
             self.shards
         } else {
-            std::thread::available_parallelism()
-                .map(|n| n.get())
-                .unwrap_or(1)
-                .max(4)
+            std::thread::available_parallelism().map_or(1, |n| n.get())
         }
     }
 

@@ -10,7 +10,7 @@ use prometheus_client::registry::Registry;
 pub struct IngestMetrics {
     /// Duration of each `fdatasync`, seconds.
     pub fsync_seconds: Histogram,
-    /// Records acknowledged per group commit (one write + at most one sync).
+    /// Records per batch of a writer thread (one write, and in `batch` mode one sync).
     pub batch_records: Histogram,
     /// Submissions writing or waiting for their sync.
     pub queue_depth: Gauge,
@@ -46,7 +46,7 @@ impl IngestMetrics {
         );
         registry.register(
             "ingest_batch_records",
-            "Records per group commit",
+            "Records per batch written (and, in batch mode, synced) together",
             metrics.batch_records.clone(),
         );
         registry.register(

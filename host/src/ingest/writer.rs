@@ -1,32 +1,33 @@
-//! The durable raw log writer: log files per shard, appends on the request's thread, group commit.
+//! The durable raw log writer: log files per shard, each written by its own thread in batches.
 //!
-//! A request appends its v2 record to a shard's current log under the shard's lock (no hand-off to
-//! another thread), with one vectored `write` of the record's head and the body as received
-//! ([`Record`]: the body is never copied into a record buffer). What happens next depends on the durability mode:
+//! A request queues its v2 record ([`Record`]: the head, and the body as received, never copied)
+//! on a shard and waits for the shard's writer thread. The thread takes everything queued as one
+//! batch and writes it with one vectored `write` per log file, then answers the whole batch:
 //!
-//! - `none`: the request is answered at once (the record is in the page cache).
-//! - `batch`: the request waits for the shard's sync thread. That thread runs one `fdatasync`
-//!   covering every record written before it started, then publishes how far the log is synced;
-//!   every waiting request whose record lies below that mark is answered together. Records written
-//!   during a sync wait for the next one: group commit, so syncs per second are bounded by the disk,
-//!   not by the request rate.
-//! - `always`: the append and its own `fdatasync` run together on a blocking thread.
+//! - `none`: once the batch is written (in the page cache: it survives a process crash).
+//! - `batch`: once one `fdatasync` covering the batch has returned (group commit): records queued
+//!   while a batch is written and synced form the next batch, so syncs per second are bounded by
+//!   the disk, not by the request rate.
+//! - `always`: the request appends and syncs its own record on a blocking thread instead.
+//!
+//! Batches are what make this cheap: under load many records go to the kernel in one call, and a
+//! large write fills the page cache in large folios, which costs about half the kernel time per
+//! byte of one `write` per 19 KB record (docs/server.md). At low load a batch is one record.
 //!
 //! A failed `write` is undone by truncating the log back to its last complete record, so a full
 //! disk answers 507 and leaves no partial record. Logs rotate by size and by age (counted from the
-//! first record, so a busy log rotates too); the sync thread syncs a rotated log, renames it
-//! `.finished`, syncs the directory and announces it. Positions are logical byte counts over the
-//! shard's life (never reused), so a failed sync can mark exactly the records it failed to cover.
+//! first record, so a busy log rotates too); the writer thread syncs a rotated log, renames it
+//! `.finished`, syncs the directory and announces it.
 
 use std::io::{IoSlice, Write};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use cap_std::fs::{Dir, OpenOptions};
-use tokio::sync::{watch, Semaphore};
+use tokio::sync::{Notify, Semaphore};
 
 use super::config::{Durability, IngestConfig};
 use super::disk::is_disk_full;
@@ -87,24 +88,28 @@ impl Record {
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
+}
 
-    /// Writes the whole record (retrying short writes).
-    fn write_to(&self, mut out: impl Write) -> std::io::Result<()> {
-        let mut slices = [IoSlice::new(&self.head), IoSlice::new(&self.body)];
-        let mut slices: &mut [IoSlice<'_>] = &mut slices;
-        // Advancing by 0 drops empty slices at the front: with nothing to write the loop does
-        // not run, so a writer's 0-byte answer below always means it took nothing.
-        IoSlice::advance_slices(&mut slices, 0);
-        while !slices.is_empty() {
-            match out.write_vectored(slices) {
-                Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
-                Ok(n) => IoSlice::advance_slices(&mut slices, n),
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e),
-            }
+/// Writes whole records, in order, with vectored writes (retrying short ones; the kernel takes at
+/// most `IOV_MAX` slices per call).
+fn write_records(mut out: impl Write, records: &[Record]) -> std::io::Result<()> {
+    let mut slices: Vec<IoSlice<'_>> = records
+        .iter()
+        .flat_map(|r| [IoSlice::new(&r.head), IoSlice::new(&r.body)])
+        .filter(|slice| !slice.is_empty())
+        .collect();
+    let mut slices: &mut [IoSlice<'_>] = &mut slices;
+    // With nothing to write the loop does not run, so a writer's 0-byte answer below always
+    // means it took nothing.
+    while !slices.is_empty() {
+        match out.write_vectored(slices) {
+            Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
+            Ok(n) => IoSlice::advance_slices(&mut slices, n),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
         }
-        Ok(())
     }
+    Ok(())
 }
 
 /// Already encoded bytes (any version) as one record.
@@ -116,6 +121,9 @@ impl From<Vec<u8>> for Record {
         }
     }
 }
+
+/// Rotated logs a shard's finisher may have waiting; beyond this the writer thread waits for it.
+const FINISH_QUEUE: usize = 16;
 
 /// The set of writer shards. Shared behind an `Arc`.
 pub struct WriterPool {
@@ -129,7 +137,7 @@ pub struct WriterPool {
 }
 
 impl WriterPool {
-    /// Starts `config.shard_count()` shards (each with its sync thread) writing logs in `raw`.
+    /// Starts `config.shard_count()` shards (each with its writer thread) writing logs in `raw`.
     pub fn start(
         raw: &Dir,
         config: &IngestConfig,
@@ -141,31 +149,35 @@ impl WriterPool {
         let mut threads = Vec::new();
         for index in 0..count {
             let shard = Arc::new(Shard {
-                state: Mutex::new(ShardState {
+                queue: Mutex::new(Queue::default()),
+                wake: Condvar::new(),
+                logs: Mutex::new(Logs {
                     dir: raw.try_clone()?,
                     namer: LogNamer::new(&config.log_base, index),
                     max_size: config.max_log_size,
                     max_age: Duration::from_millis(config.max_log_age_ms),
                     current: None,
                     retiring: Vec::new(),
-                    written: 0,
-                    records: 0,
-                    wants_sync: config.durability == Durability::Batch,
-                    sync_idle: false,
-                    closed: false,
                     metrics: metrics.clone(),
                 }),
-                wake: Condvar::new(),
-                synced: watch::Sender::new(SyncMark::default()),
             });
-            let thread_shard = shard.clone();
-            let durability = config.durability;
-            let metrics = metrics.clone();
-            let on_finished = on_finished.clone();
+            let (finished, rotated) = std::sync::mpsc::sync_channel(FINISH_QUEUE);
+            let (dir, thread_metrics, on_finished) =
+                (raw.try_clone()?, metrics.clone(), on_finished.clone());
             threads.push(
                 std::thread::Builder::new()
-                    .name(format!("rawlog-sync-{index}"))
-                    .spawn(move || sync_loop(&thread_shard, durability, &metrics, &on_finished))?,
+                    .name(format!("rawlog-finish-{index}"))
+                    .spawn(move || finish_loop(rotated, &dir, &thread_metrics, &on_finished))?,
+            );
+            let (thread_shard, durability, thread_metrics) =
+                (shard.clone(), config.durability, metrics.clone());
+            threads.push(
+                std::thread::Builder::new()
+                    .name(format!("rawlog-write-{index}"))
+                    .spawn(move || {
+                        let _stopped = StopOnExit(&thread_shard);
+                        write_loop(&thread_shard, durability, &thread_metrics, &finished);
+                    })?,
             );
             shards.push(shard);
         }
@@ -192,49 +204,33 @@ impl WriterPool {
         let _depth = DecOnDrop(&self.metrics);
         let shard = self.pick();
         match self.durability {
-            Durability::None => shard.append(|state| state.append(&record)).map(|_| ()),
+            Durability::None | Durability::Batch => shard.enqueue(record)?.wait().await,
             Durability::Always => {
-                let task = tokio::task::spawn_blocking(move || {
-                    shard.append(|state| state.append_synced(&record))
-                });
+                let task = tokio::task::spawn_blocking(move || shard.append_synced(&record));
                 task.await
                     .unwrap_or_else(|_| Err(WriteError::Io("writer task panicked".into())))
-            }
-            Durability::Batch => {
-                let end = shard.append(|state| state.append(&record))?;
-                let mut synced = shard.synced.subscribe();
-                let mark = synced
-                    .wait_for(|mark| mark.synced >= end || mark.failed(end))
-                    .await
-                    .map_err(|_| WriteError::ShuttingDown)?;
-                if mark.failed(end) {
-                    Err(WriteError::Io(
-                        "fdatasync failed; the record may not be durable".into(),
-                    ))
-                } else {
-                    Ok(())
-                }
             }
         }
     }
 
-    /// A shard whose lock is free right now if there is one (round robin otherwise).
+    /// A shard whose queue lock is free right now if there is one (round robin otherwise).
     fn pick(&self) -> Arc<Shard> {
         let n = self.shards.len();
         let start = self.next.fetch_add(1, Ordering::Relaxed);
         for i in 0..n {
             let shard = &self.shards[(start + i) % n];
-            if shard.state.try_lock().is_ok() {
+            if shard.queue.try_lock().is_ok() {
                 return shard.clone();
             }
         }
         self.shards[start % n].clone()
     }
 
-    /// Syncs and finishes every log, stops the sync threads. Later appends get `ShuttingDown`.
+    /// Writes what is queued, syncs and finishes every log, stops the writer threads. Later
+    /// appends get `ShuttingDown`.
     pub fn close(&self) {
         for shard in &self.shards {
-            shard.lock().closed = true;
+            shard.queue().closed = true;
             shard.wake.notify_all();
         }
         for thread in self
@@ -244,7 +240,7 @@ impl WriterPool {
             .drain(..)
         {
             if thread.join().is_err() {
-                tracing::error!("a raw log sync thread panicked");
+                tracing::error!("a raw log writer thread panicked");
             }
         }
     }
@@ -258,52 +254,127 @@ impl Drop for DecOnDrop<'_> {
     }
 }
 
-/// How far a shard's logs are synced, and the ranges a failed sync could not cover.
-#[derive(Clone, Default)]
-struct SyncMark {
-    /// Every record ending at or before this logical position is synced.
-    synced: u64,
-    /// Half-open `(start, end]` ranges of records whose sync failed.
-    failures: Arc<Vec<(u64, u64)>>,
+/// What became of one batch of records: set once by the writer thread, awaited by every request
+/// whose record is in the batch.
+#[derive(Default)]
+struct Outcome {
+    result: OnceLock<Result<(), WriteError>>,
+    done: Notify,
 }
 
-impl SyncMark {
-    fn failed(&self, end: u64) -> bool {
-        self.failures
-            .iter()
-            .any(|&(start, stop)| end > start && end <= stop)
+impl Outcome {
+    fn finish(&self, result: Result<(), WriteError>) {
+        let _ = self.result.set(result);
+        self.done.notify_waiters();
     }
+
+    /// Resolves once the batch is written (and synced, per the durability). The writer thread
+    /// always answers: a batch it drops unanswered fails (see [`Batch`]'s `Drop`).
+    async fn wait(&self) -> Result<(), WriteError> {
+        let notified = self.done.notified();
+        tokio::pin!(notified);
+        loop {
+            // Registered before the check, so a `finish` between the two still wakes this.
+            notified.as_mut().enable();
+            if let Some(result) = self.result.get() {
+                return result.clone();
+            }
+            notified.as_mut().await;
+            notified.set(self.done.notified());
+        }
+    }
+}
+
+/// Records taken off a shard's queue together, and the outcome their requests wait for.
+#[derive(Default)]
+struct Batch {
+    records: Vec<Record>,
+    outcome: Arc<Outcome>,
+}
+
+impl Drop for Batch {
+    /// A batch is never dropped unanswered, even when its writer thread panics.
+    fn drop(&mut self) {
+        if self.outcome.result.get().is_none() {
+            self.outcome
+                .finish(Err(WriteError::Io("the raw log writer stopped".into())));
+        }
+    }
+}
+
+/// What requests hand to a shard's writer thread.
+#[derive(Default)]
+struct Queue {
+    /// Records to write next, in arrival order.
+    batch: Batch,
+    /// The writer thread is waiting for work (so an enqueue must wake it).
+    idle: bool,
+    /// Closing or closed: refuse new records.
+    closed: bool,
 }
 
 struct Shard {
-    state: Mutex<ShardState>,
-    /// Wakes the sync thread: data to sync, a log to finish, or shutdown.
+    queue: Mutex<Queue>,
+    /// Wakes the writer thread: records queued, a log to finish, or shutdown.
     wake: Condvar,
-    synced: watch::Sender<SyncMark>,
+    /// The shard's log files: used by its writer thread (and, in `always` mode, by requests).
+    logs: Mutex<Logs>,
 }
 
 impl Shard {
-    fn lock(&self) -> MutexGuard<'_, ShardState> {
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    fn queue(&self) -> MutexGuard<'_, Queue> {
+        self.queue.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Runs an append under the lock, then wakes the sync thread if it is idle and has work:
-    /// data to sync (`batch`) or a rotated log to finish.
-    fn append<R>(
-        &self,
-        f: impl FnOnce(&mut ShardState) -> Result<R, WriteError>,
-    ) -> Result<R, WriteError> {
-        let mut state = self.lock();
-        let result = f(&mut state);
-        let wake = state.sync_idle && (state.wants_sync || !state.retiring.is_empty());
-        if wake {
-            state.sync_idle = false;
+    fn logs(&self) -> MutexGuard<'_, Logs> {
+        self.logs.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Queues a record for the writer thread (waking it if idle); returns the outcome to wait for.
+    fn enqueue(&self, record: Record) -> Result<Arc<Outcome>, WriteError> {
+        let mut queue = self.queue();
+        if queue.closed {
+            return Err(WriteError::ShuttingDown);
         }
-        drop(state);
+        queue.batch.records.push(record);
+        let outcome = queue.batch.outcome.clone();
+        let wake = std::mem::take(&mut queue.idle);
+        drop(queue);
         if wake {
             self.wake.notify_one();
         }
+        Ok(outcome)
+    }
+
+    /// `always` mode: appends and syncs one record on the calling (blocking) thread; a log that
+    /// filled up is left to the writer thread to finish.
+    fn append_synced(&self, record: &Record) -> Result<(), WriteError> {
+        if self.queue().closed {
+            return Err(WriteError::ShuttingDown);
+        }
+        let mut logs = self.logs();
+        let result = logs.append_synced(record);
+        let rotated = !logs.retiring.is_empty();
+        drop(logs);
+        if rotated {
+            // Under the queue lock: the writer thread is either before its check (and sees the
+            // rotated log) or waiting (and is woken).
+            let _queue = self.queue();
+            self.wake.notify_one();
+        }
         result
+    }
+}
+
+/// Stops a shard when its writer thread ends, even by a panic: later appends are refused and
+/// records still queued fail, so no request waits for a thread that is gone.
+struct StopOnExit<'a>(&'a Shard);
+
+impl Drop for StopOnExit<'_> {
+    fn drop(&mut self) {
+        let mut queue = self.0.queue();
+        queue.closed = true;
+        let _unanswered = std::mem::take(&mut queue.batch);
     }
 }
 
@@ -314,64 +385,78 @@ struct OpenLog {
     /// Bytes of complete records in the file (what a failed write is truncated back to).
     len: u64,
     opened: Instant,
-    /// The directory entry still needs an fsync (done by the sync thread before acknowledging).
+    /// The directory entry still needs an fsync (done before acknowledging in `batch`).
     dir_unsynced: bool,
 }
 
-struct ShardState {
+impl OpenLog {
+    /// `fdatasync`, then the directory entry once (a new log's name must survive too).
+    fn sync(&mut self, dir: &Dir, metrics: &IngestMetrics) -> std::io::Result<()> {
+        sync_timed(&self.file, metrics)?;
+        if self.dir_unsynced {
+            sync_dir(dir)?;
+            self.dir_unsynced = false;
+        }
+        Ok(())
+    }
+}
+
+/// A shard's log files.
+struct Logs {
     dir: Dir,
     namer: LogNamer,
     max_size: u64,
     max_age: Duration,
     current: Option<OpenLog>,
-    /// Rotated logs the sync thread has to sync, rename and announce (oldest first).
+    /// Rotated logs the writer thread has to sync, rename and announce (oldest first).
     retiring: Vec<OpenLog>,
-    /// Logical bytes appended over the shard's life.
-    written: u64,
-    /// Records appended over the shard's life.
-    records: u64,
-    /// The sync thread must be woken for every append (`batch`).
-    wants_sync: bool,
-    /// The sync thread is waiting (so an append must wake it).
-    sync_idle: bool,
-    closed: bool,
     metrics: IngestMetrics,
 }
 
-impl ShardState {
-    /// Appends one record; returns its logical end position.
-    fn append(&mut self, record: &Record) -> Result<u64, WriteError> {
-        if self.closed {
-            return Err(WriteError::ShuttingDown);
+impl Logs {
+    /// Appends records in order, with as few vectored writes as rotation allows: a log takes
+    /// records until it reaches `max_size` (the last one may cross it), then rotates. A failed
+    /// write is undone (the log is truncated back to its last complete record) and fails the
+    /// call; records written before it, into a log rotated on the way, stay.
+    fn append(&mut self, records: &[Record]) -> Result<(), WriteError> {
+        if records.is_empty() {
+            return Ok(());
         }
         self.rotate_if_due();
-        self.open_if_needed()?;
-        let log = self.current.as_mut().expect("opened above");
-        if let Err(err) = record.write_to(&*log.file) {
-            self.metrics.write_errors.inc();
-            // Undo the partial append so the log ends with a complete record.
-            if let Err(trunc) = log.file.set_len(log.len) {
-                tracing::error!(file = %log.name, error = %trunc, "cannot truncate after a failed write; leaving the log for recovery");
-                self.current = None;
+        let mut rest = records;
+        while !rest.is_empty() {
+            self.open_if_needed()?;
+            let log = self.current.as_mut().expect("opened above");
+            let room = self.max_size.saturating_sub(log.len);
+            let (mut count, mut bytes) = (0, 0u64);
+            while count < rest.len() && bytes < room {
+                bytes += rest[count].len() as u64;
+                count += 1;
             }
-            return Err(WriteError::from_io("write", err));
+            if let Err(err) = write_records(&*log.file, &rest[..count]) {
+                self.metrics.write_errors.inc();
+                if let Err(trunc) = log.file.set_len(log.len) {
+                    tracing::error!(file = %log.name, error = %trunc, "cannot truncate after a failed write; leaving the log for recovery");
+                    self.current = None;
+                }
+                return Err(WriteError::from_io("write", err));
+            }
+            log.len += bytes;
+            self.metrics.written_records.inc_by(count as u64);
+            self.metrics.written_bytes.inc_by(bytes);
+            if log.len >= self.max_size {
+                self.retire_current();
+            }
+            rest = &rest[count..];
         }
-        log.len += record.len() as u64;
-        self.written += record.len() as u64;
-        self.records += 1;
-        self.metrics.written_records.inc();
-        self.metrics.written_bytes.inc_by(record.len() as u64);
-        if log.len >= self.max_size {
-            self.retire_current();
-        }
-        Ok(self.written)
+        Ok(())
     }
 
     /// `always` mode: append, then sync this record before returning.
     fn append_synced(&mut self, record: &Record) -> Result<(), WriteError> {
         let rotated_before = self.retiring.len();
         let was_open = self.current.as_ref().map(|log| (log.name.clone(), log.len));
-        self.append(record)?;
+        self.append(std::slice::from_ref(record))?;
         // The record is in the current log, or in the log just retired because it filled up.
         let log = match (&self.current, self.retiring.len() > rotated_before) {
             (_, true) => self.retiring.last_mut(),
@@ -379,13 +464,7 @@ impl ShardState {
             (None, false) => None,
         };
         let Some(log) = log else { return Ok(()) };
-        let result = sync_timed(&log.file, &self.metrics).and_then(|()| {
-            if log.dir_unsynced {
-                sync_dir(&self.dir)?;
-                log.dir_unsynced = false;
-            }
-            Ok(())
-        });
+        let result = log.sync(&self.dir, &self.metrics);
         self.metrics.batch_records.observe(1.0);
         result.map_err(|err| {
             self.metrics.write_errors.inc();
@@ -429,6 +508,12 @@ impl ShardState {
         Ok(())
     }
 
+    /// How long the current log may still take records before rotating by age.
+    fn age_left(&self) -> Option<Duration> {
+        let log = self.current.as_ref()?;
+        Some(self.max_age.saturating_sub(log.opened.elapsed()))
+    }
+
     fn rotate_if_due(&mut self) {
         if self
             .current
@@ -446,94 +531,70 @@ impl ShardState {
     }
 }
 
-/// One shard's background thread: group commit (`batch`), age rotation, finishing rotated logs.
-fn sync_loop(
+/// One shard's writer thread: takes everything queued as one batch, writes it (one vectored
+/// write per log), syncs it in `batch` mode, answers the batch; rotates logs by age and finishes
+/// rotated ones. Records queued while a batch is written form the next batch, so under load
+/// batches grow: fewer, larger writes (and syncs), not more of them.
+fn write_loop(
     shard: &Shard,
     durability: Durability,
     metrics: &IngestMetrics,
-    on_finished: &OnFinished,
+    finished: &std::sync::mpsc::SyncSender<OpenLog>,
 ) {
-    let mut synced = 0u64;
-    let mut synced_records = 0u64;
-    let dir = shard.lock().dir.try_clone();
     loop {
-        let (retiring, current, target, records, closed) = {
-            let mut state = shard.lock();
+        let (batch, closed) = {
+            let mut queue = shard.queue();
             loop {
-                if state.closed {
-                    state.retire_current();
+                if queue.closed || !queue.batch.records.is_empty() {
                     break;
                 }
-                let unsynced = durability == Durability::Batch && state.written > synced;
-                if unsynced || !state.retiring.is_empty() {
-                    break;
-                }
-                let timeout = match &state.current {
-                    Some(log) => state.max_age.saturating_sub(log.opened.elapsed()),
-                    None => Duration::from_secs(3600),
+                let (age_left, retiring) = {
+                    let logs = shard.logs();
+                    (logs.age_left(), !logs.retiring.is_empty())
                 };
-                if timeout.is_zero() {
-                    state.retire_current();
-                    continue;
+                if retiring || age_left.is_some_and(|left| left.is_zero()) {
+                    break;
                 }
-                state.sync_idle = true;
-                state = shard
+                queue.idle = true;
+                queue = shard
                     .wake
-                    .wait_timeout(state, timeout)
+                    .wait_timeout(queue, age_left.unwrap_or(Duration::from_secs(3600)))
                     .unwrap_or_else(|e| e.into_inner())
                     .0;
-                state.sync_idle = false;
+                queue.idle = false;
             }
-            let current = state.current.as_mut().map(|log| {
-                let needs_dir = std::mem::replace(&mut log.dir_unsynced, false);
-                (log.file.clone(), needs_dir)
-            });
-            let retiring = std::mem::take(&mut state.retiring);
-            (
-                retiring,
-                current,
-                state.written,
-                state.records,
-                state.closed,
-            )
+            (std::mem::take(&mut queue.batch), queue.closed)
         };
-        let mut ok = true;
-        // Older records first: the rotated logs, then the current one.
-        for log in retiring {
-            ok &= finish_log(log, dir.as_ref().ok(), metrics, on_finished);
+        let mut logs = shard.logs();
+        let mut result = logs.append(&batch.records);
+        if !batch.records.is_empty() {
+            metrics.batch_records.observe(batch.records.len() as f64);
         }
-        if durability == Durability::Batch {
-            if let Some((file, needs_dir)) = current {
-                if let Err(err) = sync_timed(&file, metrics) {
-                    tracing::error!(error = %err, "fdatasync of a raw log failed");
-                    ok = false;
-                }
-                if needs_dir {
-                    if let Err(err) = dir
-                        .as_ref()
-                        .map_err(|e| std::io::Error::new(e.kind(), e.to_string()))
-                        .and_then(sync_dir)
-                    {
-                        tracing::error!(error = %err, "cannot sync the raw log directory");
-                        ok = false;
-                    }
-                }
+        logs.rotate_if_due();
+        if closed {
+            logs.retire_current();
+        }
+        let mut retired = std::mem::take(&mut logs.retiring);
+        if durability == Durability::Batch && result.is_ok() && !batch.records.is_empty() {
+            // The batch may span a rotated log and the current one: sync both (oldest first).
+            let Logs { dir, current, .. } = &mut *logs;
+            let synced = retired
+                .iter_mut()
+                .chain(current.as_mut())
+                .try_for_each(|log| log.sync(dir, metrics));
+            if let Err(err) = synced {
+                tracing::error!(error = %err, "fdatasync of a raw log failed");
+                metrics.write_errors.inc();
+                result = Err(WriteError::Io(
+                    "fdatasync failed; the record may not be durable".into(),
+                ));
             }
-            if target > synced {
-                metrics
-                    .batch_records
-                    .observe((records - synced_records) as f64);
-                shard.synced.send_modify(|mark| {
-                    if !ok {
-                        metrics.write_errors.inc();
-                        let mut failures = (*mark.failures).clone();
-                        failures.push((synced, target));
-                        mark.failures = Arc::new(failures);
-                    }
-                    mark.synced = target;
-                });
-                synced = target;
-                synced_records = records;
+        }
+        drop(logs);
+        batch.outcome.finish(result);
+        for log in retired {
+            if finished.send(log).is_err() {
+                tracing::error!("the raw log finisher stopped; a rotated log is left for recovery");
             }
         }
         if closed {
@@ -542,15 +603,23 @@ fn sync_loop(
     }
 }
 
-/// Syncs a rotated log and renames it `.finished` (an empty log is removed). False on failure:
-/// the log is then left under its active name for start-up recovery.
-fn finish_log(
-    log: OpenLog,
-    dir: Option<&Dir>,
+/// One shard's finisher thread: syncs each rotated log (in `none` mode, most of its bytes are
+/// still dirty: tens of milliseconds that no request waits for), renames it `.finished` and
+/// announces it, in rotation order. Ends when the writer thread drops its sender.
+fn finish_loop(
+    rotated: std::sync::mpsc::Receiver<OpenLog>,
+    dir: &Dir,
     metrics: &IngestMetrics,
     on_finished: &OnFinished,
-) -> bool {
-    let Some(dir) = dir else { return false };
+) {
+    for log in rotated {
+        finish_log(log, dir, metrics, on_finished);
+    }
+}
+
+/// Syncs a rotated log and renames it `.finished` (an empty log is removed). False on failure:
+/// the log is then left under its active name for start-up recovery.
+fn finish_log(log: OpenLog, dir: &Dir, metrics: &IngestMetrics, on_finished: &OnFinished) -> bool {
     if log.len == 0 {
         let _ = dir.remove_file(&log.name);
         return true;
@@ -638,10 +707,50 @@ mod tests {
                 max,
                 calls: 0,
             };
-            record.write_to(&mut out).unwrap();
+            write_records(&mut out, std::slice::from_ref(&record)).unwrap();
             assert_eq!(out.out, expected, "max {max}");
             assert_eq!(out.calls, expected.len().div_ceil(max), "max {max}");
         }
+    }
+
+    /// `count` v2 records of different sizes, and the bytes `encode_v2` gives for all of them.
+    fn records(count: usize) -> (Vec<Record>, Vec<u8>) {
+        let mut expected = Vec::new();
+        let records = (0..count)
+            .map(|i| {
+                let body: Vec<u8> = (0..=255u8).cycle().skip(i).take(i % 700).collect();
+                let path = format!("id-{i}/main");
+                crate::rawlog::encode_v2(&mut expected, i as u64, "10.1.2.3", &path, &body);
+                Record::v2(i as u64, "10.1.2.3", &path, Bytes::from(body))
+            })
+            .collect();
+        (records, expected)
+    }
+
+    #[test]
+    fn a_batch_is_written_in_order_even_in_short_writes() {
+        let (records, expected) = records(40);
+        for max in [1, 333, 4096, usize::MAX / 2] {
+            let mut out = Trickle {
+                out: Vec::new(),
+                max,
+                calls: 0,
+            };
+            write_records(&mut out, &records).unwrap();
+            assert!(out.out == expected, "max {max}");
+        }
+    }
+
+    #[test]
+    fn a_batch_of_more_slices_than_iov_max_reaches_the_file_whole() {
+        // 3,000 records (the first has an empty body: 5,999 slices) against a kernel limit of
+        // 1,024 slices per `writev`: the file gets several short writes.
+        let (records, expected) = records(3000);
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("log");
+        let file = std::fs::File::create(&path).unwrap();
+        write_records(&file, &records).unwrap();
+        assert!(std::fs::read(&path).unwrap() == expected);
     }
 
     #[test]
@@ -652,7 +761,7 @@ mod tests {
             max: 0,
             calls: 0,
         };
-        let err = record.write_to(&mut out).unwrap_err();
+        let err = write_records(&mut out, std::slice::from_ref(&record)).unwrap_err();
         assert_eq!(err.kind(), std::io::ErrorKind::WriteZero);
     }
 }
