@@ -617,22 +617,23 @@ fn finish_loop(
     }
 }
 
-/// Syncs a rotated log and renames it `.finished` (an empty log is removed). False on failure:
-/// the log is then left under its active name for start-up recovery.
-fn finish_log(log: OpenLog, dir: &Dir, metrics: &IngestMetrics, on_finished: &OnFinished) -> bool {
+/// Syncs a rotated log and renames it `.finished` (an empty log is removed). On failure the log
+/// is left under its active name for start-up recovery (a failed sync counts as a write error).
+fn finish_log(log: OpenLog, dir: &Dir, metrics: &IngestMetrics, on_finished: &OnFinished) {
     if log.len == 0 {
         let _ = dir.remove_file(&log.name);
-        return true;
+        return;
     }
     if let Err(err) = sync_timed(&log.file, metrics) {
+        metrics.write_errors.inc();
         tracing::error!(file = %log.name, error = %err, "cannot sync raw log; leaving it for recovery");
-        return false;
+        return;
     }
     drop(log.file);
     let finished = format!("{}{FINISHED_SUFFIX}", log.name);
     if let Err(err) = dir.rename(&log.name, dir, &finished) {
         tracing::error!(file = %log.name, error = %err, "cannot rename raw log; leaving it for recovery");
-        return true; // its records are synced
+        return;
     }
     if let Err(err) = sync_dir(dir) {
         tracing::warn!(error = %err, "cannot sync raw dir after rename");
@@ -640,7 +641,6 @@ fn finish_log(log: OpenLog, dir: &Dir, metrics: &IngestMetrics, on_finished: &On
     metrics.rotations.inc();
     tracing::debug!(file = %finished, bytes = log.len, "finished raw log");
     on_finished(&finished);
-    true
 }
 
 fn sync_timed(file: &std::fs::File, metrics: &IngestMetrics) -> std::io::Result<()> {
